@@ -1,0 +1,3 @@
+//! The `datsync` command line.
+
+fn main() {}

@@ -1,0 +1,535 @@
+//! A generator of realistic ZTDWR files for demos, tests and benchmarks.
+//!
+//! The same options and seed always give the same bytes. Values look like the real ones:
+//! plates like `B 1234 XYZ`, 16-digit NIKs with leading zeros, SAP dates with `00000000`,
+//! times with leading zeros and `000000`, decimals as `12.5` and `1.234,56`, `X`/blank flags,
+//! and some Latin-1 names. Invalid, duplicate and ragged rows are mixed in at given rates.
+
+use std::io::{self, Write};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::parse::Delimiter;
+use crate::profile::{ColumnType, Profile};
+
+/// The seed used when none is given.
+pub const DEFAULT_SEED: u64 = 42;
+/// Rows written when neither a row count nor a size is given.
+pub const DEFAULT_ROWS: u64 = 10_000;
+/// A duplicate reuses the key of one of this many preceding rows.
+const DUPLICATE_WINDOW: u64 = 25_000;
+/// The first key number; keys are ten digits with leading zeros.
+const FIRST_KEY: u64 = 7_000_001;
+
+/// How much to write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleSize {
+    /// This many data rows.
+    Rows(u64),
+    /// Data rows until the text reaches this many bytes (before compression).
+    Bytes(u64),
+}
+
+/// Generator settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOptions {
+    /// How much to write.
+    pub size: SampleSize,
+    /// Seed of the random generator.
+    pub seed: u64,
+    /// Fraction of rows that break a validation rule.
+    pub invalid_rate: f64,
+    /// Fraction of rows that repeat an earlier row's key (a newer version of it).
+    pub dup_rate: f64,
+    /// Fraction of rows with a missing or extra field.
+    pub ragged_rate: f64,
+    /// Gzip the output.
+    pub gzip: bool,
+    /// End lines with CRLF.
+    pub crlf: bool,
+    /// The field delimiter.
+    pub delimiter: Delimiter,
+    /// A header with a BOM, `^name~` markers, backslashes, aliases and truncated names.
+    pub quirky_header: bool,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            size: SampleSize::Rows(DEFAULT_ROWS),
+            seed: DEFAULT_SEED,
+            invalid_rate: 0.0,
+            dup_rate: 0.0,
+            ragged_rate: 0.0,
+            gzip: false,
+            crlf: false,
+            delimiter: Delimiter::TildePipeCaret,
+            quirky_header: false,
+        }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SampleSummary {
+    /// Data rows written (every kind).
+    pub rows: u64,
+    /// Bytes of text written (before compression).
+    pub text_bytes: u64,
+    /// Rows made to break a validation rule.
+    pub invalid_rows: u64,
+    /// Rows repeating an earlier key.
+    pub duplicate_rows: u64,
+    /// Rows with a wrong field count.
+    pub ragged_rows: u64,
+    /// Rows holding a Latin-1 (not UTF-8) name.
+    pub latin1_rows: u64,
+}
+
+/// Writes a sample file to `out`.
+pub fn write_sample<W: Write>(out: W, options: &SampleOptions) -> io::Result<SampleSummary> {
+    let out = io::BufWriter::with_capacity(1 << 20, out);
+    if options.gzip {
+        let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+        let summary = Generator::new(options).run(&mut gz)?;
+        gz.finish()?.flush()?;
+        Ok(summary)
+    } else {
+        let mut out = out;
+        let summary = Generator::new(options).run(&mut out)?;
+        out.flush()?;
+        Ok(summary)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Key,
+    Nik,
+    Plate,
+    Person,
+    Company,
+    Place,
+    Code(&'static str),
+    Date { required: bool },
+    Time { required: bool },
+    Decimal { max: f64 },
+    Measure,
+    Bool,
+    Int,
+}
+
+struct Column {
+    source: String,
+    kind: Kind,
+}
+
+struct Generator<'a> {
+    options: &'a SampleOptions,
+    rng: ChaCha8Rng,
+    columns: Vec<Column>,
+    line: Vec<u8>,
+    field: String,
+    summary: SampleSummary,
+}
+
+const PERSONS: &[&str] = &[
+    "AGUS SALIM",
+    "BUDI SANTOSO",
+    "NATANAEL",
+    "RENATA",
+    "SITI AMINAH",
+    "DEWI LESTARI",
+    "JOKO WIDODO",
+    "RINA MARLINA",
+    "YOHANES",
+    "NATALIA",
+    "ANNA MARIA",
+    "SRI WAHYUNI",
+];
+/// Names written in Latin-1 (the byte 0xC9 is `É`).
+const LATIN1_PERSONS: &[&[u8]] = &[b"JOS\xC9 RAMOS", b"REN\xC9", b"ANDR\xC9 SIHOMBING"];
+const COMPANIES: &[&str] = &[
+    "PT SINAR MAS AGRO",
+    "PT \"BERKAH\" ANGKUTAN",
+    "CV MAJU JAYA",
+    "PT TRANS KALIMANTAN",
+    "PT SAWIT NUSANTARA",
+    "KOPERASI TANI MAKMUR",
+];
+const PLACES: &[&str] = &[
+    "PKS SEI MANGKEI",
+    "KEBUN BUKIT 1",
+    "DIVISI III",
+    "GUDANG PUSAT",
+    "TBS RAMP 2",
+];
+const PLATE_REGIONS: &[&str] = &["B", "D", "F", "BK", "BM", "KT", "KB", "DA", "BH", "AA"];
+
+impl<'a> Generator<'a> {
+    fn new(options: &'a SampleOptions) -> Self {
+        let profile = Profile::ztdwr();
+        let mut columns = Vec::new();
+        for col in &profile.columns {
+            for (i, source) in col.sources().enumerate() {
+                if columns.iter().any(|c: &Column| c.source == source) {
+                    continue;
+                }
+                let kind = kind_of(source, col.kind, i == 1, col.required);
+                columns.push(Column {
+                    source: source.to_owned(),
+                    kind,
+                });
+            }
+        }
+        Self {
+            options,
+            rng: ChaCha8Rng::seed_from_u64(options.seed),
+            columns,
+            line: Vec::with_capacity(4096),
+            field: String::with_capacity(64),
+            summary: SampleSummary::default(),
+        }
+    }
+
+    fn newline(&self) -> &'static [u8] {
+        if self.options.crlf { b"\r\n" } else { b"\n" }
+    }
+
+    fn run<W: Write>(mut self, out: &mut W) -> io::Result<SampleSummary> {
+        self.header();
+        out.write_all(&self.line)?;
+        self.summary.text_bytes += self.line.len() as u64;
+        loop {
+            let done = match self.options.size {
+                SampleSize::Rows(n) => self.summary.rows >= n,
+                SampleSize::Bytes(b) => self.summary.text_bytes >= b,
+            };
+            if done {
+                break;
+            }
+            self.row();
+            out.write_all(&self.line)?;
+            self.summary.text_bytes += self.line.len() as u64;
+            self.summary.rows += 1;
+        }
+        Ok(self.summary)
+    }
+
+    fn header(&mut self) {
+        self.line.clear();
+        let quirky = self.options.quirky_header;
+        if quirky {
+            self.line.extend_from_slice("\u{feff}".as_bytes());
+        }
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if quirky {
+                    quirky_name(&c.source, i)
+                } else {
+                    c.source.clone()
+                }
+            })
+            .collect();
+        let wrapped = quirky && self.options.delimiter.has_markers();
+        self.join(names.iter().map(String::as_bytes), wrapped);
+        let nl = self.newline();
+        self.line.extend_from_slice(nl);
+    }
+
+    fn join<'b>(&mut self, fields: impl Iterator<Item = &'b [u8]>, wrapped: bool) {
+        let delimiter = self.options.delimiter.bytes();
+        for (i, f) in fields.enumerate() {
+            if i > 0 {
+                self.line.extend_from_slice(delimiter);
+            }
+            if wrapped {
+                self.line.push(b'^');
+            }
+            self.line.extend_from_slice(f);
+            if wrapped {
+                self.line.push(b'~');
+            }
+        }
+    }
+
+    fn row(&mut self) {
+        let o = self.options;
+        let n = self.summary.rows;
+        let duplicate = n > 0 && self.rng.random_bool(o.dup_rate.clamp(0.0, 1.0));
+        let key = if duplicate {
+            self.summary.duplicate_rows += 1;
+            FIRST_KEY + n - self.rng.random_range(1..=n.min(DUPLICATE_WINDOW))
+        } else {
+            FIRST_KEY + n
+        };
+        let invalid = self.rng.random_bool(o.invalid_rate.clamp(0.0, 1.0));
+        let defect = if invalid {
+            self.summary.invalid_rows += 1;
+            Some(self.rng.random_range(0..8u8))
+        } else {
+            None
+        };
+        let ragged = self.rng.random_bool(o.ragged_rate.clamp(0.0, 1.0));
+        let wrapped = o.delimiter.has_markers() && self.rng.random_bool(0.25);
+        let mut fields: Vec<Vec<u8>> = Vec::with_capacity(self.columns.len() + 1);
+        let mut latin1 = false;
+        for i in 0..self.columns.len() {
+            let (source, kind) = (self.columns[i].source.as_str(), self.columns[i].kind);
+            let value = match (defect, kind, source) {
+                (Some(0), Kind::Key, _)
+                | (Some(1), Kind::Nik, "nik_supir")
+                | (Some(2), Kind::Plate, _) => Vec::new(),
+                (Some(3), _, "bbm_actual") => b"612.5".to_vec(),
+                (Some(4), _, "kilometer_actual") => b"abc".to_vec(),
+                (Some(5), _, "tanggal_timbang") => b"20250230".to_vec(),
+                (Some(6), _, "jam_timbang") => b"2400".to_vec(),
+                (Some(7), _, "tanggal_timbang") => b"00000000".to_vec(),
+                (_, Kind::Key, _) => format!("{key:010}").into_bytes(),
+                (_, Kind::Person, _) if self.rng.random_bool(0.01) => {
+                    latin1 = true;
+                    LATIN1_PERSONS[self.rng.random_range(0..LATIN1_PERSONS.len())].to_vec()
+                }
+                _ => {
+                    self.value(kind);
+                    self.field.as_bytes().to_vec()
+                }
+            };
+            fields.push(value);
+        }
+        if latin1 {
+            self.summary.latin1_rows += 1;
+        }
+        if ragged {
+            self.summary.ragged_rows += 1;
+            if self.rng.random_bool(0.5) {
+                fields.pop();
+            } else {
+                fields.push(b"EXTRA".to_vec());
+            }
+        }
+        self.line.clear();
+        self.join(fields.iter().map(Vec::as_slice), wrapped);
+        let nl = self.newline();
+        self.line.extend_from_slice(nl);
+    }
+
+    /// Writes a valid value of `kind` into `self.field`.
+    fn value(&mut self, kind: Kind) {
+        use std::fmt::Write as _;
+        let rng = &mut self.rng;
+        let f = &mut self.field;
+        f.clear();
+        let _ = match kind {
+            Kind::Key => Ok(()),
+            Kind::Nik => write!(f, "{:016}", rng.random_range(0..10_000_000_000_000_000u64)),
+            Kind::Plate => {
+                let region = PLATE_REGIONS[rng.random_range(0..PLATE_REGIONS.len())];
+                let letters: String = (0..rng.random_range(1..=3))
+                    .map(|_| char::from(rng.random_range(b'A'..=b'Z')))
+                    .collect();
+                write!(f, "{region} {} {letters}", rng.random_range(1..=9999))
+            }
+            Kind::Person => {
+                f.push_str(PERSONS[rng.random_range(0..PERSONS.len())]);
+                Ok(())
+            }
+            Kind::Company => {
+                f.push_str(COMPANIES[rng.random_range(0..COMPANIES.len())]);
+                Ok(())
+            }
+            Kind::Place => {
+                f.push_str(PLACES[rng.random_range(0..PLACES.len())]);
+                Ok(())
+            }
+            Kind::Code(prefix) => {
+                if rng.random_bool(0.1) {
+                    Ok(())
+                } else {
+                    write!(f, "{prefix}{:08}", rng.random_range(0..100_000_000u32))
+                }
+            }
+            Kind::Date { required } => {
+                if !required && rng.random_bool(0.15) {
+                    f.push_str(if rng.random_bool(0.5) { "00000000" } else { "" });
+                    return;
+                }
+                let (y, m, d) = (
+                    2025,
+                    rng.random_range(1..=12u32),
+                    rng.random_range(1..=28u32),
+                );
+                match rng.random_range(0..10) {
+                    0 => write!(f, "{d:02}.{m:02}.{y}"),
+                    1 => write!(f, "{y}-{m:02}-{d:02}"),
+                    _ => write!(f, "{y}{m:02}{d:02}"),
+                }
+            }
+            Kind::Time { required } => match rng.random_range(0..20) {
+                0 => {
+                    f.push_str("000000");
+                    Ok(())
+                }
+                1 if !required => Ok(()),
+                2 => write!(
+                    f,
+                    "{:02}:{:02}:{:02}",
+                    rng.random_range(0..24),
+                    rng.random_range(0..60),
+                    rng.random_range(0..60)
+                ),
+                3 => write!(
+                    f,
+                    "{:02}{:02}",
+                    rng.random_range(0..24),
+                    rng.random_range(0..60)
+                ),
+                _ => write!(
+                    f,
+                    "{:02}{:02}{:02}",
+                    rng.random_range(0..24),
+                    rng.random_range(0..60),
+                    rng.random_range(0..60)
+                ),
+            },
+            Kind::Measure => {
+                let tenths = rng.random_range(1..=5000u32);
+                let sep = if rng.random_bool(0.5) { '.' } else { ',' };
+                write!(f, "{}{sep}{}", tenths / 10, tenths % 10)
+            }
+            Kind::Decimal { max } => {
+                let cents = rng.random_range(0..(max * 100.0) as u64);
+                let (whole, frac) = (cents / 100, cents % 100);
+                if whole >= 1000 && rng.random_bool(0.5) {
+                    let _ = write!(f, "{}", group_thousands(whole, '.'));
+                    write!(f, ",{frac:02}")
+                } else if rng.random_bool(0.3) {
+                    write!(f, "{whole},{frac:02}")
+                } else {
+                    write!(f, "{whole}.{frac:02}")
+                }
+            }
+            Kind::Bool => {
+                f.push_str(match rng.random_range(0..10) {
+                    0..=3 => "X",
+                    4 => "1",
+                    5 => "N",
+                    _ => "",
+                });
+                Ok(())
+            }
+            Kind::Int => write!(f, "{}", rng.random_range(0..6)),
+        };
+    }
+}
+
+fn group_thousands(mut n: u64, sep: char) -> String {
+    let mut groups = Vec::new();
+    while n >= 1000 {
+        groups.push(format!("{:03}", n % 1000));
+        n /= 1000;
+    }
+    groups.push(n.to_string());
+    groups.reverse();
+    groups.join(&sep.to_string())
+}
+
+fn kind_of(source: &str, kind: ColumnType, is_time_half: bool, required: bool) -> Kind {
+    match kind {
+        ColumnType::Timestamp if is_time_half => Kind::Time { required },
+        ColumnType::Timestamp | ColumnType::DateTimestamp | ColumnType::Date => {
+            Kind::Date { required }
+        }
+        ColumnType::Time => Kind::Time { required },
+        ColumnType::Boolean => Kind::Bool,
+        ColumnType::Integer => Kind::Int,
+        ColumnType::Decimal { .. } if source == "bbm_actual" || source == "kilometer_actual" => {
+            Kind::Measure
+        }
+        ColumnType::Decimal { .. } if source == "ongkos_angkut" => {
+            Kind::Decimal { max: 5_000_000.0 }
+        }
+        ColumnType::Decimal { .. } => Kind::Decimal { max: 40_000.0 },
+        ColumnType::Text => match source {
+            "surat_pengantar_brg" => Kind::Key,
+            s if s.starts_with("nik_") => Kind::Nik,
+            "no_polisi" => Kind::Plate,
+            "nama_supir" => Kind::Person,
+            s if s.ends_with("_name") || s == "nama_pt" || s == "pengangkut" => Kind::Company,
+            "asal" | "tujuan" | "divisi_sender" | "division_receiver" | "posisi_divisi" => {
+                Kind::Place
+            }
+            "change_time" => Kind::Time { required: false },
+            s if s.starts_with("user_") || s.ends_with("_by") => Kind::Code("U"),
+            _ => Kind::Code("C"),
+        },
+    }
+}
+
+/// The header name written for a source with `--quirky-header`.
+fn quirky_name(source: &str, index: usize) -> String {
+    match source {
+        "surat_pengantar_brg" => "SPB ID".to_owned(),
+        "nik_supir" => "Driver\\NIK".to_owned(),
+        "no_polisi" => "nopol".to_owned(),
+        "bbm_actual" => "BBM".to_owned(),
+        "kilometer_actual" => "Kilometer Act".to_owned(),
+        "jam_timbang" => "Waktu Timbang".to_owned(),
+        "tanggal_timbang" => "Tanggal.Tim".to_owned(),
+        s if index % 3 == 0 => s.to_uppercase(),
+        s if index % 3 == 1 => s.replace('_', " "),
+        s => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(options: &SampleOptions) -> (Vec<u8>, SampleSummary) {
+        let mut out = Vec::new();
+        let summary = write_sample(&mut out, options).unwrap();
+        (out, summary)
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        let o = SampleOptions {
+            size: SampleSize::Rows(200),
+            invalid_rate: 0.1,
+            dup_rate: 0.1,
+            ..SampleOptions::default()
+        };
+        let (a, sa) = sample(&o);
+        let (b, _) = sample(&o);
+        let (c, _) = sample(&SampleOptions {
+            seed: 7,
+            ..o.clone()
+        });
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(sa.rows, 200);
+        assert_eq!(sa.text_bytes, a.len() as u64);
+        assert!(sa.invalid_rows > 5 && sa.duplicate_rows > 5, "{sa:?}");
+    }
+
+    #[test]
+    fn size_in_bytes_is_reached() {
+        let (out, s) = sample(&SampleOptions {
+            size: SampleSize::Bytes(100_000),
+            ..SampleOptions::default()
+        });
+        assert!(out.len() >= 100_000 && out.len() < 110_000, "{}", out.len());
+        assert_eq!(s.text_bytes, out.len() as u64);
+    }
+
+    #[test]
+    fn thousands_grouping() {
+        assert_eq!(group_thousands(1_234_567, '.'), "1.234.567");
+        assert_eq!(group_thousands(999, '.'), "999");
+    }
+}
