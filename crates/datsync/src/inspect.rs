@@ -120,7 +120,7 @@ fn collect(
         return;
     }
     let schema = batch.schema();
-    let (Some(lines), Some(errors), Some(raws)) = (
+    let (Some(lines), Some(errors), Some(raw_lines)) = (
         batch
             .column_by_name(LINE_COLUMN)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
@@ -139,7 +139,7 @@ fn collect(
             if ragged.len() < limit {
                 ragged.push(SampleRow {
                     line,
-                    values: vec![Some(raws.value(r).to_owned())],
+                    values: vec![Some(raw_lines.value(r).to_owned())],
                     error: Some(errors.value(r).to_owned()),
                 });
             }

@@ -187,6 +187,10 @@ pub struct Profile {
 
 impl Profile {
     /// The built-in `ztdwr` profile.
+    ///
+    /// # Panics
+    ///
+    /// Never in a released build: the built-in TOML is checked by a unit test.
     pub fn ztdwr() -> Self {
         // The built-in profile is checked by a unit test; failing here is a build defect.
         #[allow(clippy::expect_used)]
@@ -358,11 +362,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        memchr::memchr_iter(b'\n', &self.text.as_bytes()[..end]).count() + 1
     }
 
     fn invalid(&self, offset: usize, field: &'static str, message: String) -> ProfileError {

@@ -353,66 +353,14 @@ impl<'a> Generator<'a> {
                     write!(f, "{prefix}{:08}", rng.random_range(0..100_000_000u32))
                 }
             }
-            Kind::Date { required } => {
-                if !required && rng.random_bool(0.15) {
-                    f.push_str(if rng.random_bool(0.5) { "00000000" } else { "" });
-                    return;
-                }
-                let (y, m, d) = (
-                    2025,
-                    rng.random_range(1..=12u32),
-                    rng.random_range(1..=28u32),
-                );
-                match rng.random_range(0..10) {
-                    0 => write!(f, "{d:02}.{m:02}.{y}"),
-                    1 => write!(f, "{y}-{m:02}-{d:02}"),
-                    _ => write!(f, "{y}{m:02}{d:02}"),
-                }
-            }
-            Kind::Time { required } => match rng.random_range(0..20) {
-                0 => {
-                    f.push_str("000000");
-                    Ok(())
-                }
-                1 if !required => Ok(()),
-                2 => write!(
-                    f,
-                    "{:02}:{:02}:{:02}",
-                    rng.random_range(0..24),
-                    rng.random_range(0..60),
-                    rng.random_range(0..60)
-                ),
-                3 => write!(
-                    f,
-                    "{:02}{:02}",
-                    rng.random_range(0..24),
-                    rng.random_range(0..60)
-                ),
-                _ => write!(
-                    f,
-                    "{:02}{:02}{:02}",
-                    rng.random_range(0..24),
-                    rng.random_range(0..60),
-                    rng.random_range(0..60)
-                ),
-            },
+            Kind::Date { required } => date(rng, f, required),
+            Kind::Time { required } => time(rng, f, required),
             Kind::Measure => {
                 let tenths = rng.random_range(1..=5000u32);
                 let sep = if rng.random_bool(0.5) { '.' } else { ',' };
                 write!(f, "{}{sep}{}", tenths / 10, tenths % 10)
             }
-            Kind::Decimal { max } => {
-                let cents = rng.random_range(0..(max * 100.0) as u64);
-                let (whole, frac) = (cents / 100, cents % 100);
-                if whole >= 1000 && rng.random_bool(0.5) {
-                    let _ = write!(f, "{}", group_thousands(whole, '.'));
-                    write!(f, ",{frac:02}")
-                } else if rng.random_bool(0.3) {
-                    write!(f, "{whole},{frac:02}")
-                } else {
-                    write!(f, "{whole}.{frac:02}")
-                }
-            }
+            Kind::Decimal { max } => decimal(rng, f, max),
             Kind::Bool => {
                 f.push_str(match rng.random_range(0..10) {
                     0..=3 => "X",
@@ -424,6 +372,59 @@ impl<'a> Generator<'a> {
             }
             Kind::Int => write!(f, "{}", rng.random_range(0..6)),
         };
+    }
+}
+
+type FmtResult = std::fmt::Result;
+
+/// A SAP date: mostly `YYYYMMDD`, some `DD.MM.YYYY` and ISO; optional ones may be
+/// `00000000` or blank.
+fn date(rng: &mut ChaCha8Rng, f: &mut String, required: bool) -> FmtResult {
+    use std::fmt::Write as _;
+    if !required && rng.random_bool(0.15) {
+        f.push_str(if rng.random_bool(0.5) { "00000000" } else { "" });
+        return Ok(());
+    }
+    let (y, m, d) = (
+        2025,
+        rng.random_range(1..=12u32),
+        rng.random_range(1..=28u32),
+    );
+    match rng.random_range(0..10) {
+        0 => write!(f, "{d:02}.{m:02}.{y}"),
+        1 => write!(f, "{y}-{m:02}-{d:02}"),
+        _ => write!(f, "{y}{m:02}{d:02}"),
+    }
+}
+
+/// A SAP time: mostly `HHMMSS` with leading zeros, some `000000`, `HH:MM:SS`, `HHMM`.
+fn time(rng: &mut ChaCha8Rng, f: &mut String, required: bool) -> FmtResult {
+    use std::fmt::Write as _;
+    let (h, m, s) = (
+        rng.random_range(0..24),
+        rng.random_range(0..60),
+        rng.random_range(0..60),
+    );
+    match rng.random_range(0..20) {
+        0 => write!(f, "000000"),
+        1 if !required => Ok(()),
+        2 => write!(f, "{h:02}:{m:02}:{s:02}"),
+        3 => write!(f, "{h:02}{m:02}"),
+        _ => write!(f, "{h:02}{m:02}{s:02}"),
+    }
+}
+
+/// A decimal below `max` as `1.234,56`, `1234,56` or `1234.56`.
+fn decimal(rng: &mut ChaCha8Rng, f: &mut String, max: f64) -> FmtResult {
+    use std::fmt::Write as _;
+    let cents = rng.random_range(0..(max * 100.0) as u64);
+    let (whole, frac) = (cents / 100, cents % 100);
+    if whole >= 1000 && rng.random_bool(0.5) {
+        write!(f, "{},{frac:02}", group_thousands(whole, '.'))
+    } else if rng.random_bool(0.3) {
+        write!(f, "{whole},{frac:02}")
+    } else {
+        write!(f, "{whole}.{frac:02}")
     }
 }
 
@@ -474,13 +475,13 @@ fn kind_of(source: &str, kind: ColumnType, is_time_half: bool, required: bool) -
 fn quirky_name(source: &str, index: usize) -> String {
     match source {
         "surat_pengantar_brg" => "SPB ID".to_owned(),
-        "nik_supir" => "Driver\\NIK".to_owned(),
+        "nik_supir" => "NIK\\Supir".to_owned(),
         "no_polisi" => "nopol".to_owned(),
         "bbm_actual" => "BBM".to_owned(),
         "kilometer_actual" => "Kilometer Act".to_owned(),
         "jam_timbang" => "Waktu Timbang".to_owned(),
         "tanggal_timbang" => "Tanggal.Tim".to_owned(),
-        s if index % 3 == 0 => s.to_uppercase(),
+        s if index.is_multiple_of(3) => s.to_uppercase(),
         s if index % 3 == 1 => s.replace('_', " "),
         s => s.to_owned(),
     }

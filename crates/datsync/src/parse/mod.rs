@@ -233,13 +233,12 @@ impl Decoder {
             self.decide(&head)?;
         }
         let rest = &input[consumed..];
-        let n = match self.compression {
-            Compression::Gzip(_) => self.inflate(rest)?,
-            _ => {
-                let n = self.consume_text(rest, true)?;
-                self.stats.bytes_in += n as u64;
-                n
-            }
+        let n = if let Compression::Gzip(_) = self.compression {
+            self.inflate(rest)?
+        } else {
+            let n = self.consume_text(rest, true)?;
+            self.stats.bytes_in += n as u64;
+            n
         };
         Ok(consumed + n)
     }
@@ -346,11 +345,11 @@ impl Decoder {
             }
             line = stripped;
         }
-        if self.line_no == 1 {
-            if let Some(stripped) = line.strip_prefix(UTF8_BOM) {
-                self.stats.bom = true;
-                line = stripped;
-            }
+        if self.line_no == 1
+            && let Some(stripped) = line.strip_prefix(UTF8_BOM)
+        {
+            self.stats.bom = true;
+            line = stripped;
         }
         if line.trim_ascii().is_empty() {
             self.stats.blank_lines += 1;
@@ -372,13 +371,12 @@ impl Decoder {
         if memchr::memchr(0, line).is_some() {
             return Err(ParseError::Binary { line: self.line_no });
         }
-        let text = match std::str::from_utf8(line) {
-            Ok(s) => s.to_owned(),
-            Err(_) => {
-                let mut s = String::new();
-                latin1_into(line, &mut s);
-                s
-            }
+        let text = if let Ok(s) = std::str::from_utf8(line) {
+            s.to_owned()
+        } else {
+            let mut s = String::new();
+            latin1_into(line, &mut s);
+            s
         };
         let text = text.trim_start_matches('\u{feff}');
         let header = Header::parse(text, self.line_no, &self.profile);

@@ -18,8 +18,7 @@ pub(super) struct RowBuilder {
     schema: SchemaRef,
     delimiter: Delimiter,
     finder: Finder<'static>,
-    null_tokens: Vec<Vec<u8>>,
-    max_null_token: usize,
+    nulls: NullTokens,
     batch_rows: usize,
     rows: usize,
     lines: UInt64Builder,
@@ -49,14 +48,11 @@ impl RowBuilder {
         );
         fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
         fields.push(Field::new(RAW_COLUMN, DataType::Utf8, true));
-        let null_tokens: Vec<Vec<u8>> = null_tokens.iter().map(|t| t.as_bytes().to_vec()).collect();
-        let max_null_token = null_tokens.iter().map(Vec::len).max().unwrap_or(0);
         let mut builder = Self {
             schema: Arc::new(Schema::new(fields)),
             delimiter: header.delimiter,
             finder: Finder::new(header.delimiter.bytes()).into_owned(),
-            null_tokens,
-            max_null_token,
+            nulls: NullTokens::new(null_tokens),
             batch_rows,
             rows: 0,
             lines: UInt64Builder::new(),
@@ -80,8 +76,17 @@ impl RowBuilder {
         self.columns = (0..ncols)
             .map(|_| StringBuilder::with_capacity(rows, rows * FIELD_BYTES_GUESS))
             .collect();
-        self.errors = StringBuilder::new();
-        self.raws = StringBuilder::new();
+    }
+
+    /// New builders sized like the batch just cut (plus an eighth), so that filling the
+    /// next one does not reallocate.
+    fn resize_builders_like(&mut self, value_bytes: &[usize]) {
+        let rows = self.batch_rows.min(1 << 16);
+        self.columns = value_bytes
+            .iter()
+            .map(|&bytes| StringBuilder::with_capacity(rows, bytes + bytes / 8 + 64))
+            .collect();
+        self.lines = UInt64Builder::with_capacity(rows);
     }
 
     /// The schema of the batches: `_line`, the header columns, `_error`, `_raw`.
@@ -129,6 +134,15 @@ impl RowBuilder {
         let width = self.delimiter.bytes().len();
         match self.delimiter {
             Delimiter::None => {}
+            Delimiter::TildePipeCaret => {
+                // `~|^` is found by its `|` (one-byte search) and the bytes around it.
+                for at in memchr::memchr_iter(b'|', line) {
+                    if at > start && line[at - 1] == b'~' && line.get(at + 1) == Some(&b'^') {
+                        self.ranges.push((start, at - 1));
+                        start = at + 2;
+                    }
+                }
+            }
             Delimiter::Tab | Delimiter::Pipe => {
                 for at in memchr::memchr_iter(self.delimiter.bytes()[0], line) {
                     self.ranges.push((start, at));
@@ -153,7 +167,7 @@ impl RowBuilder {
             let (start, end) = clean_bounds(line, start, end, markers);
             let field = &line[start..end];
             let builder = &mut self.columns[i];
-            if field.len() <= self.max_null_token && self.null_tokens.iter().any(|t| t == field) {
+            if self.nulls.matches(field) {
                 builder.append_null();
             } else if let Some(s) = text.and_then(|t| t.get(start..end)) {
                 // Fields of a valid UTF-8 line are cut at ASCII bytes, so each is UTF-8.
@@ -181,17 +195,21 @@ impl RowBuilder {
         }
         self.lines.append_value(line_no);
         self.errors.append_value(message);
-        match std::str::from_utf8(line) {
-            Ok(s) => self.raws.append_value(s),
-            Err(_) => {
-                latin1_into(line, &mut self.scratch);
-                self.raws.append_value(&self.scratch);
-            }
+        if let Ok(s) = std::str::from_utf8(line) {
+            self.raws.append_value(s);
+        } else {
+            latin1_into(line, &mut self.scratch);
+            self.raws.append_value(&self.scratch);
         }
     }
 
     /// Cuts the buffered rows into a batch (possibly empty).
     pub(super) fn finish_batch(&mut self) -> Result<RecordBatch, ArrowError> {
+        let value_bytes: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|b| b.values_slice().len())
+            .collect();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 3);
         arrays.push(Arc::new(self.lines.finish()));
         arrays.extend(
@@ -202,6 +220,7 @@ impl RowBuilder {
         arrays.push(Arc::new(self.errors.finish()));
         arrays.push(Arc::new(self.raws.finish()));
         self.rows = 0;
+        self.resize_builders_like(&value_bytes);
         RecordBatch::try_new(self.schema.clone(), arrays)
     }
 }
@@ -230,4 +249,41 @@ fn clean_bounds(line: &[u8], mut start: usize, mut end: usize, markers: bool) ->
 pub(crate) fn latin1_into(bytes: &[u8], out: &mut String) {
     out.clear();
     out.extend(bytes.iter().map(|&b| char::from(b)));
+}
+
+/// The null tokens, with a cheap first-byte filter in front of the comparison.
+struct NullTokens {
+    tokens: Vec<Vec<u8>>,
+    empty: bool,
+    max_len: usize,
+    first_bytes: [bool; 256],
+}
+
+impl NullTokens {
+    fn new(tokens: &[String]) -> Self {
+        let tokens: Vec<Vec<u8>> = tokens.iter().map(|t| t.as_bytes().to_vec()).collect();
+        let mut first_bytes = [false; 256];
+        for t in &tokens {
+            if let Some(&b) = t.first() {
+                first_bytes[usize::from(b)] = true;
+            }
+        }
+        Self {
+            empty: tokens.iter().any(Vec::is_empty),
+            max_len: tokens.iter().map(Vec::len).max().unwrap_or(0),
+            tokens,
+            first_bytes,
+        }
+    }
+
+    fn matches(&self, field: &[u8]) -> bool {
+        match field.first() {
+            None => self.empty,
+            Some(&b) => {
+                field.len() <= self.max_len
+                    && self.first_bytes[usize::from(b)]
+                    && self.tokens.iter().any(|t| t == field)
+            }
+        }
+    }
 }

@@ -1,0 +1,124 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Resumable, exactly-once loading of large SAP ZTDWR extract files into PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "datsync", version, about, long_about = None)]
+pub struct Cli {
+    /// Options of every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// A column profile (TOML) instead of the built-in `ztdwr` one.
+    #[arg(long, global = true, env = "DATSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a realistic ZTDWR sample file (same seed, same bytes).
+    Sample(SampleArgs),
+    /// Show what a file holds: compression, delimiter, header mapping, rows.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `datsync sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Number of data rows.
+    #[arg(long, conflicts_with = "mb")]
+    pub rows: Option<u64>,
+    /// Size of the text in MiB (before compression) instead of a row count.
+    #[arg(long)]
+    pub mb: Option<f64>,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = datsync::sample::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Fraction of rows that break a validation rule.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub invalid_rate: f64,
+    /// Fraction of rows that repeat an earlier key.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub dup_rate: f64,
+    /// Fraction of rows with a missing or extra field.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub ragged_rate: f64,
+    /// Gzip the output.
+    #[arg(long)]
+    pub gzip: bool,
+    /// End lines with CRLF.
+    #[arg(long)]
+    pub crlf: bool,
+    /// Field delimiter: `~|^`, `~\|\^`, `~^`, `|` or `tab`.
+    #[arg(long, default_value = "~|^", value_parser = delimiter)]
+    pub delimiter: datsync::parse::Delimiter,
+    /// A header with a BOM, `^name~` markers, backslashes, aliases and truncated names.
+    #[arg(long)]
+    pub quirky_header: bool,
+    /// Output file (default: standard output).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Print what was written (row counts by kind) as one JSON object; needs `-o`.
+    #[arg(long, requires = "output")]
+    pub json: bool,
+}
+
+/// Arguments of `datsync inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The file to inspect (`.dat`, gzip or not).
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many rows to show.
+    #[arg(long, default_value_t = datsync::inspect::DEFAULT_SAMPLE_ROWS)]
+    pub rows: usize,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a fraction between 0 and 1")),
+    }
+}
+
+fn delimiter(s: &str) -> Result<datsync::parse::Delimiter, String> {
+    use datsync::parse::Delimiter;
+    match s {
+        "~|^" => Ok(Delimiter::TildePipeCaret),
+        "~\\|\\^" => Ok(Delimiter::EscapedTildePipeCaret),
+        "~^" => Ok(Delimiter::TildeCaret),
+        "|" => Ok(Delimiter::Pipe),
+        "tab" | "\t" => Ok(Delimiter::Tab),
+        _ => Err(format!(
+            "unknown delimiter `{s}`; use '~|^', '~\\|\\^', '~^', '|' or tab"
+        )),
+    }
+}

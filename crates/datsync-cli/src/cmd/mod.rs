@@ -1,0 +1,30 @@
+//! One module per command; each returns the process exit code.
+
+mod inspect;
+mod sample;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use datsync::profile::Profile;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sample(args) => sample::run(&args),
+        Command::Inspect(args) => {
+            inspect::run(&args, &load_profile(cli.global.profile.as_deref())?)
+        }
+    }
+}
+
+/// The profile named by `--profile`, or the built-in one.
+fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
+    match path {
+        Some(p) => Profile::from_file(p).context("loading the profile"),
+        None => Ok(Profile::ztdwr()),
+    }
+}
