@@ -1,9 +1,14 @@
 //! Cutting data lines into fields and collecting them into Arrow batches.
+//!
+//! One pass per line: each delimiter found ends a field, which is cleaned and appended to
+//! its column at once. A line that turns out ragged is rolled back (the columns are
+//! truncated to the previous row) and kept whole as an error row instead.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt64Builder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use memchr::memmem::Finder;
 
@@ -22,11 +27,9 @@ pub(super) struct RowBuilder {
     batch_rows: usize,
     rows: usize,
     lines: UInt64Builder,
-    columns: Vec<StringBuilder>,
+    columns: Vec<TextColumn>,
     errors: StringBuilder,
     raws: StringBuilder,
-    /// Field ranges of the current line, reused between lines.
-    ranges: Vec<(usize, usize)>,
     /// Scratch for Latin-1 decoding.
     scratch: String,
     /// Counters reported in [`super::ParseStats`].
@@ -48,45 +51,26 @@ impl RowBuilder {
         );
         fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
         fields.push(Field::new(RAW_COLUMN, DataType::Utf8, true));
-        let mut builder = Self {
+        let rows = batch_rows.min(1 << 16);
+        Self {
             schema: Arc::new(Schema::new(fields)),
             delimiter: header.delimiter,
             finder: Finder::new(header.delimiter.bytes()).into_owned(),
             nulls: NullTokens::new(null_tokens),
             batch_rows,
             rows: 0,
-            lines: UInt64Builder::new(),
-            columns: Vec::new(),
+            lines: UInt64Builder::with_capacity(rows),
+            columns: (0..header.columns.len())
+                .map(|_| TextColumn::with_capacity(rows, rows * FIELD_BYTES_GUESS))
+                .collect(),
             errors: StringBuilder::new(),
             raws: StringBuilder::new(),
-            ranges: Vec::with_capacity(header.columns.len() + 1),
             scratch: String::new(),
             latin1_fields: 0,
             latin1_rows: 0,
             ragged_rows: 0,
             nul_rows: 0,
-        };
-        builder.reset_builders(header.columns.len());
-        builder
-    }
-
-    fn reset_builders(&mut self, ncols: usize) {
-        let rows = self.batch_rows.min(1 << 16);
-        self.lines = UInt64Builder::with_capacity(rows);
-        self.columns = (0..ncols)
-            .map(|_| StringBuilder::with_capacity(rows, rows * FIELD_BYTES_GUESS))
-            .collect();
-    }
-
-    /// New builders sized like the batch just cut (plus an eighth), so that filling the
-    /// next one does not reallocate.
-    fn resize_builders_like(&mut self, value_bytes: &[usize]) {
-        let rows = self.batch_rows.min(1 << 16);
-        self.columns = value_bytes
-            .iter()
-            .map(|&bytes| StringBuilder::with_capacity(rows, bytes + bytes / 8 + 64))
-            .collect();
-        self.lines = UInt64Builder::with_capacity(rows);
+        }
     }
 
     /// The schema of the batches: `_line`, the header columns, `_error`, `_raw`.
@@ -100,25 +84,31 @@ impl RowBuilder {
     }
 
     /// Appends one data line (line ending removed). Returns a batch when it completes one.
+    /// `may_hold_nul` is false when the caller knows the line holds no NUL byte.
     pub(super) fn push_line(
         &mut self,
         line: &[u8],
         line_no: LineNo,
+        may_hold_nul: bool,
     ) -> Result<Option<RecordBatch>, ArrowError> {
-        self.split(line);
-        let ncols = self.columns.len();
-        if self.ranges.len() != ncols {
-            self.ragged_rows += 1;
-            let message = format!(
-                "ragged row: expected {ncols} fields, found {}",
-                self.ranges.len()
-            );
-            self.push_error_row(line, line_no, &message);
-        } else if memchr::memchr(0, line).is_some() {
+        if may_hold_nul && memchr::memchr(0, line).is_some() {
             self.nul_rows += 1;
             self.push_error_row(line, line_no, "NUL byte in the line: not text");
         } else {
-            self.push_fields(line, line_no);
+            let fields = self.push_fields(line);
+            let ncols = self.columns.len();
+            if fields == ncols {
+                self.lines.append_value(line_no);
+                self.errors.append_null();
+                self.raws.append_null();
+            } else {
+                for column in &mut self.columns[..fields.min(ncols)] {
+                    column.truncate(self.rows);
+                }
+                self.ragged_rows += 1;
+                let message = format!("ragged row: expected {ncols} fields, found {fields}");
+                self.push_error_row(line, line_no, &message);
+            }
         }
         self.rows += 1;
         if self.rows >= self.batch_rows {
@@ -128,70 +118,57 @@ impl RowBuilder {
         }
     }
 
-    fn split(&mut self, line: &[u8]) {
-        self.ranges.clear();
+    /// Cuts `line` into fields and appends the first `ncols` of them to the columns; returns
+    /// the number of fields found.
+    fn push_fields(&mut self, line: &[u8]) -> usize {
+        let mut sink = FieldSink {
+            line,
+            text: std::str::from_utf8(line).ok(),
+            markers: self.delimiter.has_markers(),
+            nulls: &self.nulls,
+            columns: &mut self.columns,
+            scratch: &mut self.scratch,
+            count: 0,
+            latin1: 0,
+        };
         let mut start = 0;
         let width = self.delimiter.bytes().len();
         match self.delimiter {
             Delimiter::None => {}
             Delimiter::TildePipeCaret => {
-                // `~|^` is found by its `|` (one-byte search) and the bytes around it.
+                // `~|^` is found by its `|` (a one-byte search) and the bytes around it.
                 for at in memchr::memchr_iter(b'|', line) {
                     if at > start && line[at - 1] == b'~' && line.get(at + 1) == Some(&b'^') {
-                        self.ranges.push((start, at - 1));
+                        sink.field(start, at - 1);
                         start = at + 2;
                     }
                 }
             }
             Delimiter::Tab | Delimiter::Pipe => {
                 for at in memchr::memchr_iter(self.delimiter.bytes()[0], line) {
-                    self.ranges.push((start, at));
+                    sink.field(start, at);
                     start = at + width;
                 }
             }
-            _ => {
+            Delimiter::EscapedTildePipeCaret | Delimiter::TildeCaret => {
                 for at in self.finder.find_iter(line) {
-                    self.ranges.push((start, at));
+                    sink.field(start, at);
                     start = at + width;
                 }
             }
         }
-        self.ranges.push((start, line.len()));
-    }
-
-    fn push_fields(&mut self, line: &[u8], line_no: LineNo) {
-        let text = std::str::from_utf8(line).ok();
-        let markers = self.delimiter.has_markers();
-        let mut latin1 = false;
-        for (i, &(start, end)) in self.ranges.iter().enumerate() {
-            let (start, end) = clean_bounds(line, start, end, markers);
-            let field = &line[start..end];
-            let builder = &mut self.columns[i];
-            if self.nulls.matches(field) {
-                builder.append_null();
-            } else if let Some(s) = text.and_then(|t| t.get(start..end)) {
-                // Fields of a valid UTF-8 line are cut at ASCII bytes, so each is UTF-8.
-                builder.append_value(s);
-            } else if let Ok(s) = std::str::from_utf8(field) {
-                builder.append_value(s);
-            } else {
-                latin1 = true;
-                self.latin1_fields += 1;
-                latin1_into(field, &mut self.scratch);
-                builder.append_value(&self.scratch);
-            }
-        }
-        if latin1 {
+        sink.field(start, line.len());
+        let (count, latin1) = (sink.count, sink.latin1);
+        if latin1 > 0 && count == self.columns.len() {
+            self.latin1_fields += latin1;
             self.latin1_rows += 1;
         }
-        self.lines.append_value(line_no);
-        self.errors.append_null();
-        self.raws.append_null();
+        count
     }
 
     fn push_error_row(&mut self, line: &[u8], line_no: LineNo, message: &str) {
-        for builder in &mut self.columns {
-            builder.append_null();
+        for column in &mut self.columns {
+            column.push_null();
         }
         self.lines.append_value(line_no);
         self.errors.append_value(message);
@@ -205,23 +182,115 @@ impl RowBuilder {
 
     /// Cuts the buffered rows into a batch (possibly empty).
     pub(super) fn finish_batch(&mut self) -> Result<RecordBatch, ArrowError> {
-        let value_bytes: Vec<usize> = self
-            .columns
-            .iter()
-            .map(|b| b.values_slice().len())
-            .collect();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 3);
         arrays.push(Arc::new(self.lines.finish()));
-        arrays.extend(
-            self.columns
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
+        for column in &mut self.columns {
+            arrays.push(Arc::new(column.finish(self.batch_rows)?));
+        }
         arrays.push(Arc::new(self.errors.finish()));
         arrays.push(Arc::new(self.raws.finish()));
         self.rows = 0;
-        self.resize_builders_like(&value_bytes);
         RecordBatch::try_new(self.schema.clone(), arrays)
+    }
+}
+
+/// Receives the fields of one line in order and appends them to their columns.
+struct FieldSink<'a> {
+    line: &'a [u8],
+    /// The line as text, when it is valid UTF-8.
+    text: Option<&'a str>,
+    markers: bool,
+    nulls: &'a NullTokens,
+    columns: &'a mut [TextColumn],
+    scratch: &'a mut String,
+    count: usize,
+    latin1: u64,
+}
+
+impl FieldSink<'_> {
+    #[inline]
+    fn field(&mut self, start: usize, end: usize) {
+        let index = self.count;
+        self.count += 1;
+        let Some(column) = self.columns.get_mut(index) else {
+            return;
+        };
+        let (start, end) = clean_bounds(self.line, start, end, self.markers);
+        let field = &self.line[start..end];
+        if self.nulls.matches(field) {
+            column.push_null();
+        } else if let Some(s) = self.text.and_then(|t| t.get(start..end)) {
+            // Fields of a valid UTF-8 line are cut at ASCII bytes, so each is UTF-8.
+            column.push(s);
+        } else if let Ok(s) = std::str::from_utf8(field) {
+            column.push(s);
+        } else {
+            self.latin1 += 1;
+            latin1_into(field, self.scratch);
+            column.push(self.scratch);
+        }
+    }
+}
+
+/// A `Utf8` column under construction that, unlike Arrow's builder, can drop its last rows.
+struct TextColumn {
+    values: Vec<u8>,
+    offsets: Vec<i32>,
+    validity: NullBufferBuilder,
+}
+
+impl TextColumn {
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            values: Vec::with_capacity(bytes),
+            offsets,
+            validity: NullBufferBuilder::new(rows),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, value: &str) {
+        self.values.extend_from_slice(value.as_bytes());
+        // Wraps only past 2 GiB in one batch column, which `finish` refuses.
+        self.offsets.push(self.values.len() as i32);
+        self.validity.append_non_null();
+    }
+
+    #[inline]
+    fn push_null(&mut self) {
+        self.offsets.push(self.values.len() as i32);
+        self.validity.append_null();
+    }
+
+    /// Keeps the first `rows` rows.
+    fn truncate(&mut self, rows: usize) {
+        if let Some(&end) = self.offsets.get(rows) {
+            self.values.truncate(end as usize);
+            self.offsets.truncate(rows + 1);
+            self.validity.truncate(rows);
+        }
+    }
+
+    /// Takes the rows as an array and starts again with buffers as large as these were.
+    fn finish(&mut self, batch_rows: usize) -> Result<StringArray, ArrowError> {
+        if i32::try_from(self.values.len()).is_err() {
+            return Err(ArrowError::ComputeError(
+                "more than 2 GiB of text in one column of one chunk; use a smaller chunk size"
+                    .into(),
+            ));
+        }
+        let rows = batch_rows.min(1 << 16);
+        let bytes = self.values.len();
+        let next = Self::with_capacity(rows, bytes + bytes / 8 + 64);
+        let Self {
+            values,
+            offsets,
+            mut validity,
+        } = std::mem::replace(self, next);
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        StringArray::try_new(offsets, Buffer::from_vec(values), validity.finish())
     }
 }
 
