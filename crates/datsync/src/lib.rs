@@ -23,4 +23,5 @@ pub mod parse;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod validate;
 pub mod value;
