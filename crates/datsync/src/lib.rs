@@ -23,5 +23,6 @@ pub mod parse;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod transform;
 pub mod validate;
 pub mod value;
