@@ -61,7 +61,7 @@ impl Input<'_> {
                 }
                 Arc::new(
                     b.finish()
-                        .with_precision_and_scale(DECIMAL_PRECISION, scale as i8)?,
+                        .with_precision_and_scale(DECIMAL_PRECISION, scale.cast_signed())?,
                 )
             }
             ColumnType::Integer => {

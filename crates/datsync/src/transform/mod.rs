@@ -1,6 +1,6 @@
 //! Accepted text batch → typed batch for the target table (`ztdwr.md` §3).
 //!
-//! The typed batch has `_line` (UInt64, the source line) first, then one column per profile
+//! The typed batch has `_line` (`UInt64`, the source line) first, then one column per profile
 //! column, named by its target, in profile order: text `Utf8` (unchanged: keys, NIKs and
 //! times keep their leading zeros), decimal `Decimal128(38, scale)` (exact, never through a
 //! float), integer `Int64`, boolean `Boolean`, date `Date32`, time `Time64(µs)`, and the
@@ -57,7 +57,9 @@ pub struct Transformed {
 pub fn arrow_type(kind: ColumnType) -> DataType {
     match kind {
         ColumnType::Text => DataType::Utf8,
-        ColumnType::Decimal { scale } => DataType::Decimal128(DECIMAL_PRECISION, scale as i8),
+        ColumnType::Decimal { scale } => {
+            DataType::Decimal128(DECIMAL_PRECISION, scale.cast_signed())
+        }
         ColumnType::Integer => DataType::Int64,
         ColumnType::Boolean => DataType::Boolean,
         ColumnType::Date => DataType::Date32,

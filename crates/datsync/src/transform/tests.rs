@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    reason = "tests fail loudly on any unexpected value"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -309,10 +315,12 @@ fn times_keep_leading_zeros() {
     );
 }
 
+type Text = Option<&'static str>;
+
 #[test]
 fn date_and_time_pairs() {
     // (date, time, timestamp or None, warning column)
-    let cases: &[(Option<&str>, Option<&str>, Option<i64>, Option<&str>)] = &[
+    let cases: &[(Text, Text, Option<i64>, Text)] = &[
         (
             Some("20250129"),
             Some("143022"),

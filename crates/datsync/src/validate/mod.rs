@@ -4,7 +4,7 @@
 //! [`validate`] runs in this order:
 //!
 //! 1. a global check of the batch's columns ([`check_columns`]): a missing required source
-//!    column is fatal ([`ValidateError::MissingColumns`], BAD_INPUT for the sync);
+//!    column is fatal ([`ValidateError::MissingColumns`], `BAD_INPUT` for the sync);
 //! 2. row rules: a row the decoder flagged (`_error`: ragged, NUL byte) is rejected with
 //!    the decoder's reason; then `not_empty`, `valid` and `range` of every profile column;
 //!    every broken rule is a [`RowError`] (line, column, value, reason);
@@ -75,7 +75,7 @@ impl RowError {
 /// A fatal problem with a batch as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
-    /// Required source columns are absent (the sync ends as BAD_INPUT).
+    /// Required source columns are absent (the sync ends as `BAD_INPUT`).
     #[error(
         "missing required column(s) {}: the file's header lacks them; check that the file \
          matches profile `{profile}` (or add an alias)",
@@ -186,13 +186,13 @@ pub fn check_columns(profile: &Profile, schema: &Schema) -> Result<(), ValidateE
     let text_columns = profile
         .columns
         .iter()
-        .flat_map(|c| c.sources())
+        .flat_map(crate::profile::Column::sources)
         .chain([ERROR_COLUMN, RAW_COLUMN]);
     for name in text_columns {
-        if let Ok(f) = schema.field_with_name(name) {
-            if f.data_type() != &DataType::Utf8 {
-                return Err(type_error(name, f.data_type(), DataType::Utf8));
-            }
+        if let Ok(f) = schema.field_with_name(name)
+            && f.data_type() != &DataType::Utf8
+        {
+            return Err(type_error(name, f.data_type(), DataType::Utf8));
         }
     }
     Ok(())

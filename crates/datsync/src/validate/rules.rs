@@ -101,7 +101,6 @@ impl ColumnCheck<'_> {
             Err(e) if self.column.rules.valid || self.column.rules.range.is_some() => {
                 fail(source, Some(value), e.to_string());
             }
-            Err(_) => {}
             Ok(Parsed::Zero) if self.column.rules.valid => {
                 fail(
                     source,
@@ -109,24 +108,27 @@ impl ColumnCheck<'_> {
                     "empty date (zero): a date is required".into(),
                 );
             }
-            Ok(Parsed::Number(mantissa, scale)) => {
-                if let Some(range) = &self.column.rules.range {
-                    if value::decimal_in_range(mantissa, scale, range).is_some() {
-                        let reason = format!("out of range: must be {}", self.range_text);
-                        fail(source, Some(value), reason);
-                    }
-                }
-            }
-            Ok(_) => {}
-        }
-        if self.column.kind == ColumnType::Timestamp && self.column.rules.valid {
-            if let (Some(time_source), Some(time)) =
-                (&self.column.time_source, text(self.times, row))
+            Ok(Parsed::Number(mantissa, scale))
+                if self
+                    .column
+                    .rules
+                    .range
+                    .as_ref()
+                    .is_some_and(|r| value::decimal_in_range(mantissa, scale, r).is_some()) =>
             {
-                if let Err(e) = value::parse_time(time) {
-                    fail(time_source, Some(time), e.to_string());
-                }
+                let reason = format!("out of range: must be {}", self.range_text);
+                fail(source, Some(value), reason);
             }
+            // Parsed, or unreadable in a column whose rules do not ask (it warns later).
+            Err(_) | Ok(_) => {}
+        }
+        if self.column.kind == ColumnType::Timestamp
+            && self.column.rules.valid
+            && let (Some(time_source), Some(time)) =
+                (&self.column.time_source, text(self.times, row))
+            && let Err(e) = value::parse_time(time)
+        {
+            fail(time_source, Some(time), e.to_string());
         }
     }
 

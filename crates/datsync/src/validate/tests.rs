@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    reason = "tests fail loudly on any unexpected value"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,17 +81,22 @@ fn batch(names: &[&str], rows: &[(u64, Vec<&str>)]) -> RecordBatch {
         rows.iter().map(|r| r.0),
     ))];
     for i in 0..names.len() {
-        columns
-            .push(Arc::new(StringArray::from_iter(rows.iter().map(
-                |(_, r)| (!flagged(r) && !r[i].is_empty()).then_some(r[i]),
-            ))));
+        let values: StringArray = rows
+            .iter()
+            .map(|(_, r)| (!flagged(r) && !r[i].is_empty()).then_some(r[i]))
+            .collect();
+        columns.push(Arc::new(values));
     }
-    columns.push(Arc::new(StringArray::from_iter(
-        rows.iter().map(|(_, r)| flagged(r).then(|| &r[0][1..])),
-    )));
-    columns.push(Arc::new(StringArray::from_iter(
-        rows.iter().map(|(_, r)| flagged(r).then_some("a~|^b")),
-    )));
+    let errors: StringArray = rows
+        .iter()
+        .map(|(_, r)| flagged(r).then(|| &r[0][1..]))
+        .collect();
+    let raw_lines: StringArray = rows
+        .iter()
+        .map(|(_, r)| flagged(r).then_some("a~|^b"))
+        .collect();
+    columns.push(Arc::new(errors));
+    columns.push(Arc::new(raw_lines));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
@@ -159,10 +170,13 @@ fn columns_of_the_wrong_type_are_fatal() {
     );
 }
 
+/// The column and a fragment of the reason of a rejected row; `None` when accepted.
+type Expect = Option<(&'static str, &'static str)>;
+
 #[test]
 fn row_rules() {
     // (changes to a good row, expected (column, reason fragment) or None when accepted)
-    let cases: &[(&[(usize, &str)], Option<(&str, &str)>)] = &[
+    let cases: &[(&[(usize, &str)], Expect)] = &[
         (&[], None),
         (&[(0, "")], Some(("spb", "empty"))),
         (&[(1, "")], Some(("nik", "empty"))),

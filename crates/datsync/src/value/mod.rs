@@ -74,6 +74,10 @@ pub fn parse_bool(text: &str) -> Result<Option<bool>, ValueError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests fail loudly on any unexpected value"
+)]
 mod tests {
     use super::*;
 

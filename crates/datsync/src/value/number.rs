@@ -65,7 +65,7 @@ fn split(text: &str) -> Result<Option<Parts<'_>>, ValueError> {
     {
         return Err(ValueError::NotANumber);
     }
-    let count = |sep: u8| b.iter().filter(|&&c| c == sep).count();
+    let count = |sep: u8| memchr::memchr_iter(sep, b).count();
     let (dots, commas) = (count(b'.'), count(b','));
     let (decimal, thousands) = match (dots, commas) {
         (0, 0) => (None, None),
@@ -258,15 +258,20 @@ pub fn decimal_in_range(mantissa: i128, scale: u8, range: &RangeRule) -> Option<
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests fail loudly on any unexpected value"
+)]
 mod tests {
     use super::*;
 
     const NAN: ValueError = ValueError::NotANumber;
+    type Parsed = Result<Option<i128>, ValueError>;
 
     #[test]
     fn decimals_each_value_on_its_own() {
         use ValueError::{TooLarge, TooManyDecimals};
-        let cases: &[(&str, u8, Result<Option<i128>, ValueError>)] = &[
+        let cases: &[(&str, u8, Parsed)] = &[
             ("12.5", 6, Ok(Some(12_500_000))),
             ("45,5", 6, Ok(Some(45_500_000))),
             ("1.234,56", 2, Ok(Some(123_456))),

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    reason = "tests fail loudly on any unexpected value"
+)]
+
 //! A generated file with invalid, duplicate and ragged rows, decoded, validated and
 //! transformed batch by batch: every line is loaded, superseded or rejected, and every
 //! defect the generator wrote is caught. The expected outcome comes from an independent
