@@ -7,6 +7,9 @@
 //! - [`profile`]: the column profile (names, aliases, types, rules, key) from TOML.
 //! - [`source`]: opening a source and streaming its bytes, with a fingerprint.
 //! - [`parse`]: the push decoder, bytes → Arrow batches of text columns with line numbers.
+//! - [`value`]: parsers of single text values (exact decimals, integers, booleans, dates, times).
+//! - [`validate`]: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
+//! - [`transform`]: accepted text batch → typed batch for the target table.
 //! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - [`inspect`]: a report of what a file holds, as the decoder sees it.
 //!
@@ -20,3 +23,6 @@ pub mod parse;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod transform;
+pub mod validate;
+pub mod value;

@@ -1,0 +1,163 @@
+//! One profile column, text in, typed Arrow array out.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{Array, ArrayRef, StringArray, UInt64Array, new_null_array};
+use arrow_schema::ArrowError;
+use chrono::NaiveTime;
+
+use super::arrow_type;
+use crate::profile::{Column, ColumnType};
+use crate::validate::RowError;
+use crate::value::{self, DECIMAL_PRECISION, ValueError};
+
+/// The text of one profile column in a batch.
+pub(super) struct Input<'a> {
+    pub column: &'a Column,
+    pub lines: &'a UInt64Array,
+    /// The source column (the date half of a pair); `None` when absent from the batch.
+    pub values: Option<&'a StringArray>,
+    /// The time half of a pair.
+    pub times: Option<&'a StringArray>,
+    pub rows: usize,
+}
+
+/// The trimmed text of `row`, `None` when null.
+fn text(array: &StringArray, row: usize) -> Option<&str> {
+    array.is_valid(row).then(|| array.value(row).trim())
+}
+
+impl Input<'_> {
+    /// Converts the column, appending a warning for each value not loaded as written.
+    pub(super) fn convert(&self, warnings: &mut Vec<RowError>) -> Result<ArrayRef, ArrowError> {
+        let Some(values) = self.values else {
+            return Ok(new_null_array(&arrow_type(self.column.kind), self.rows));
+        };
+        let mut warn = |row: usize, column: &str, value: &str, reason: String| {
+            warnings.push(RowError::new(
+                self.lines.value(row),
+                Some(column),
+                Some(value),
+                reason,
+            ));
+        };
+        let source = self.column.source.as_str();
+        Ok(match self.column.kind {
+            // Text is loaded exactly as the decoder left it.
+            ColumnType::Text => Arc::new(values.clone()),
+            ColumnType::Decimal { scale } => {
+                let mut b = Decimal128Builder::with_capacity(self.rows);
+                for row in 0..self.rows {
+                    b.append_option(text(values, row).and_then(|t| {
+                        value::parse_decimal(t, scale)
+                            .inspect_err(|e| warn(row, source, t, null_reason(*e)))
+                            .ok()
+                            .flatten()
+                    }));
+                }
+                Arc::new(
+                    b.finish()
+                        .with_precision_and_scale(DECIMAL_PRECISION, scale.cast_signed())?,
+                )
+            }
+            ColumnType::Integer => {
+                let mut b = Int64Builder::with_capacity(self.rows);
+                for row in 0..self.rows {
+                    b.append_option(text(values, row).and_then(|t| {
+                        match value::parse_integer(t) {
+                            Ok(Some(i)) if !i.whole => {
+                                let reason = format!("not a whole number: rounded to {}", i.value);
+                                warn(row, source, t, reason);
+                                Some(i.value)
+                            }
+                            Ok(i) => i.map(|i| i.value),
+                            Err(e) => {
+                                warn(row, source, t, null_reason(e));
+                                None
+                            }
+                        }
+                    }));
+                }
+                Arc::new(b.finish())
+            }
+            ColumnType::Boolean => {
+                let mut b = BooleanBuilder::with_capacity(self.rows);
+                for row in 0..self.rows {
+                    b.append_option(text(values, row).and_then(|t| {
+                        value::parse_bool(t)
+                            .inspect_err(|e| warn(row, source, t, null_reason(*e)))
+                            .ok()
+                            .flatten()
+                    }));
+                }
+                Arc::new(b.finish())
+            }
+            ColumnType::Date => {
+                let mut b = Date32Builder::with_capacity(self.rows);
+                for row in 0..self.rows {
+                    let date = self.date(values, row, &mut warn);
+                    b.append_option(date.map(value::date32_days));
+                }
+                Arc::new(b.finish())
+            }
+            ColumnType::Time => {
+                let mut b = Time64MicrosecondBuilder::with_capacity(self.rows);
+                for row in 0..self.rows {
+                    let t = text(values, row).unwrap_or("");
+                    let time = value::parse_time(t)
+                        .inspect_err(|e| warn(row, source, t, null_reason(*e)))
+                        .ok();
+                    b.append_option(time.map(value::time64_micros));
+                }
+                Arc::new(b.finish())
+            }
+            ColumnType::Timestamp | ColumnType::DateTimestamp => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(self.rows);
+                for row in 0..self.rows {
+                    let stamp = self.date(values, row, &mut warn).map(|date| {
+                        let time = self.time(row, &mut warn);
+                        value::timestamp_micros(date, time)
+                    });
+                    b.append_option(stamp);
+                }
+                Arc::new(b.finish())
+            }
+        })
+    }
+
+    /// The date of `row`; `None` for blank, zero or (with a warning) unreadable.
+    fn date(
+        &self,
+        values: &StringArray,
+        row: usize,
+        warn: &mut impl FnMut(usize, &str, &str, String),
+    ) -> Option<chrono::NaiveDate> {
+        let t = text(values, row)?;
+        value::parse_date(t)
+            .inspect_err(|e| warn(row, &self.column.source, t, null_reason(*e)))
+            .ok()
+            .flatten()
+    }
+
+    /// The time half of a pair for `row`: blank, absent or (with a warning) unreadable
+    /// is midnight, and the date is kept.
+    fn time(&self, row: usize, warn: &mut impl FnMut(usize, &str, &str, String)) -> NaiveTime {
+        let (Some(times), Some(name)) = (self.times, self.column.time_source.as_deref()) else {
+            return NaiveTime::MIN;
+        };
+        let t = text(times, row).unwrap_or("");
+        value::parse_time(t).unwrap_or_else(|e| {
+            warn(row, name, t, format!("{e}: date kept at midnight"));
+            NaiveTime::MIN
+        })
+    }
+}
+
+/// The warning for a value loaded as NULL.
+fn null_reason(e: ValueError) -> String {
+    format!("{e}: loaded as NULL")
+}

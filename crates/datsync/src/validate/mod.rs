@@ -1,0 +1,301 @@
+//! Profile rules over a text batch: accepted rows, rejects with reasons, superseded
+//! duplicates (`ztdwr.md` §4).
+//!
+//! [`validate`] runs in this order:
+//!
+//! 1. a global check of the batch's columns ([`check_columns`]): a missing required source
+//!    column is fatal ([`ValidateError::MissingColumns`], `BAD_INPUT` for the sync);
+//! 2. row rules: a row the decoder flagged (`_error`: ragged, NUL byte) is rejected with
+//!    the decoder's reason; then `not_empty`, `valid` and `range` of every profile column;
+//!    every broken rule is a [`RowError`] (line, column, value, reason);
+//! 3. duplicate keys among the rows that passed: the last occurrence in file order (highest
+//!    `_line`) wins; the others are counted as superseded, not rejected. A rejected row never
+//!    supersedes an accepted one.
+//!
+//! Every row read ends in exactly one of: accepted, superseded, rejected.
+//! Warnings (values loaded as NULL or midnight) are found where values are converted, in
+//! [`crate::transform`].
+
+mod rules;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+use arrow_select::filter::filter_record_batch;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ERROR_COLUMN, LINE_COLUMN, LineNo, RAW_COLUMN};
+use crate::profile::Profile;
+
+/// Rejected rows / rows read above which a sync fails (`ztdwr.md` §4); the configuration
+/// layer may override it (`VALIDATION_ERROR_THRESHOLD`).
+pub const DEFAULT_ERROR_THRESHOLD: f64 = 0.10;
+/// How many row errors are kept in `sync_metadata.validation_errors`.
+pub const VALIDATION_ERRORS_SAMPLE: usize = 100;
+/// The column of the rejects batch holding each row's reasons, joined by `; `.
+pub const REASONS_COLUMN: &str = "_reasons";
+/// Values in a [`RowError`] are cut to this many characters (the rejects keep them whole).
+pub const MAX_ERROR_VALUE_CHARS: usize = 256;
+
+/// One broken rule (or one warning) on one row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    /// The source line of the row.
+    pub line: LineNo,
+    /// The source column, or `None` for a problem with the whole row (a ragged row).
+    pub column: Option<String>,
+    /// The value as read (the raw line for a whole-row problem), cut to
+    /// [`MAX_ERROR_VALUE_CHARS`]; `None` when it was empty.
+    pub value: Option<String>,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl RowError {
+    /// A row error, with `value` cut to [`MAX_ERROR_VALUE_CHARS`].
+    pub fn new(line: LineNo, column: Option<&str>, value: Option<&str>, reason: String) -> Self {
+        let value = value.filter(|v| !v.is_empty()).map(|v| {
+            match v.char_indices().nth(MAX_ERROR_VALUE_CHARS) {
+                Some((at, _)) => format!("{}…", &v[..at]),
+                None => v.to_owned(),
+            }
+        });
+        Self {
+            line,
+            column: column.map(str::to_owned),
+            value,
+            reason,
+        }
+    }
+}
+
+/// A fatal problem with a batch as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// Required source columns are absent (the sync ends as `BAD_INPUT`).
+    #[error(
+        "missing required column(s) {}: the file's header lacks them; check that the file \
+         matches profile `{profile}` (or add an alias)",
+        .columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+    )]
+    MissingColumns {
+        /// The profile's name.
+        profile: String,
+        /// Canonical source names of the missing columns.
+        columns: Vec<String>,
+    },
+    /// A column has the wrong Arrow type (not a text batch from the decoder).
+    #[error("column `{column}` is {found}, expected {expected}: not a text batch from the decoder")]
+    ColumnType {
+        /// The column.
+        column: String,
+        /// Its type.
+        found: DataType,
+        /// The type expected.
+        expected: DataType,
+    },
+    /// Arrow refused a batch (an internal invariant; reported rather than panicking).
+    #[error("building a batch failed: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+/// The outcome of [`validate`] for one batch.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// Rows in the input batch.
+    pub rows_read: usize,
+    /// Rows to load, in file order: the input's schema, duplicates reduced to the last.
+    pub accepted: RecordBatch,
+    /// Rows that passed the rules but whose key occurs again later in the batch.
+    pub superseded: usize,
+    /// Rejected rows in full: `_line`, the text columns, `_raw`, and [`REASONS_COLUMN`].
+    pub rejects: RecordBatch,
+    /// Every broken rule, in row order (a row may break several).
+    pub errors: Vec<RowError>,
+}
+
+impl Validated {
+    /// Rows rejected.
+    pub fn rejected(&self) -> usize {
+        self.rejects.num_rows()
+    }
+
+    /// Rows to load.
+    pub fn loaded(&self) -> usize {
+        self.accepted.num_rows()
+    }
+}
+
+/// Rejected rows / rows read (0 when nothing was read).
+pub fn error_rate(rejected: u64, rows_read: u64) -> f64 {
+    if rows_read == 0 {
+        0.0
+    } else {
+        rejected as f64 / rows_read as f64
+    }
+}
+
+/// Whether the error rate is above `threshold` (equal passes).
+pub fn exceeds_threshold(rejected: u64, rows_read: u64, threshold: f64) -> bool {
+    error_rate(rejected, rows_read) > threshold
+}
+
+/// The profile's required source columns that are not among `names` (header or schema
+/// column names), in profile order.
+pub fn missing_required<'a>(
+    profile: &Profile,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let names: Vec<&str> = names.into_iter().collect();
+    profile
+        .required_sources()
+        .filter(|s| !names.contains(s))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks a text batch's schema: `_line` is `UInt64`, every profile source present is
+/// `Utf8`, and no required source is missing.
+pub fn check_columns(profile: &Profile, schema: &Schema) -> Result<(), ValidateError> {
+    let type_error =
+        |column: &str, found: &DataType, expected: DataType| ValidateError::ColumnType {
+            column: column.to_owned(),
+            found: found.clone(),
+            expected,
+        };
+    match schema.field_with_name(LINE_COLUMN) {
+        Ok(f) if f.data_type() == &DataType::UInt64 => {}
+        Ok(f) => return Err(type_error(LINE_COLUMN, f.data_type(), DataType::UInt64)),
+        Err(_) => {
+            return Err(ValidateError::MissingColumns {
+                profile: profile.name.clone(),
+                columns: vec![LINE_COLUMN.to_owned()],
+            });
+        }
+    }
+    let missing = missing_required(profile, schema.fields().iter().map(|f| f.name().as_str()));
+    if !missing.is_empty() {
+        return Err(ValidateError::MissingColumns {
+            profile: profile.name.clone(),
+            columns: missing,
+        });
+    }
+    let text_columns = profile
+        .columns
+        .iter()
+        .flat_map(crate::profile::Column::sources)
+        .chain([ERROR_COLUMN, RAW_COLUMN]);
+    for name in text_columns {
+        if let Ok(f) = schema.field_with_name(name)
+            && f.data_type() != &DataType::Utf8
+        {
+            return Err(type_error(name, f.data_type(), DataType::Utf8));
+        }
+    }
+    Ok(())
+}
+
+/// A `Utf8` column of `batch` by name (its type was checked by [`check_columns`]).
+fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+}
+
+/// Applies the profile's rules to a text batch. See the module docs.
+pub fn validate(profile: &Profile, batch: &RecordBatch) -> Result<Validated, ValidateError> {
+    check_columns(profile, batch.schema_ref())?;
+    let lines = batch
+        .column_by_name(LINE_COLUMN)
+        .and_then(|a| a.as_any().downcast_ref::<UInt64Array>())
+        .ok_or_else(|| ValidateError::MissingColumns {
+            profile: profile.name.clone(),
+            columns: vec![LINE_COLUMN.to_owned()],
+        })?;
+    let rows = batch.num_rows();
+    let checks = rules::RowChecks::new(profile, batch);
+    let mut errors = Vec::new();
+    let mut reasons: Vec<Option<String>> = vec![None; rows];
+    for (row, reason) in reasons.iter_mut().enumerate() {
+        let first = errors.len();
+        checks.check(row, lines.value(row), &mut errors);
+        if errors.len() > first {
+            let joined: Vec<&str> = errors[first..].iter().map(|e| e.reason.as_str()).collect();
+            *reason = Some(joined.join("; "));
+        }
+    }
+    let key = profile.key_column();
+    let keys = text_column(batch, &key.source);
+    let (keep, superseded) = dedup(&reasons, keys, lines);
+    let accepted = filter_record_batch(batch, &BooleanArray::from(keep))?;
+    let rejects = rejects(batch, &reasons)?;
+    Ok(Validated {
+        rows_read: rows,
+        accepted,
+        superseded,
+        rejects,
+        errors,
+    })
+}
+
+/// Which rows to load: the accepted ones (`reasons[row]` is `None`) whose key does not occur
+/// again at a higher line. Returns the mask and the number of superseded rows.
+fn dedup(
+    reasons: &[Option<String>],
+    keys: Option<&StringArray>,
+    lines: &UInt64Array,
+) -> (Vec<bool>, usize) {
+    let mut keep: Vec<bool> = reasons.iter().map(Option::is_none).collect();
+    let Some(keys) = keys else {
+        return (keep, 0);
+    };
+    let mut winners: HashMap<&str, usize> = HashMap::with_capacity(keep.len());
+    let mut superseded = 0;
+    for row in 0..keep.len() {
+        if !keep[row] || keys.is_null(row) {
+            continue;
+        }
+        match winners.entry(keys.value(row).trim()) {
+            Entry::Vacant(v) => {
+                v.insert(row);
+            }
+            Entry::Occupied(mut o) => {
+                superseded += 1;
+                let (loser, winner) = if lines.value(*o.get()) < lines.value(row) {
+                    (*o.get(), row)
+                } else {
+                    (row, *o.get())
+                };
+                keep[loser] = false;
+                o.insert(winner);
+            }
+        }
+    }
+    (keep, superseded)
+}
+
+/// The rejected rows in full: every input column but `_error`, then [`REASONS_COLUMN`].
+fn rejects(batch: &RecordBatch, reasons: &[Option<String>]) -> Result<RecordBatch, ArrowError> {
+    let mask = BooleanArray::from(reasons.iter().map(Option::is_some).collect::<Vec<_>>());
+    let rejected = filter_record_batch(batch, &mask)?;
+    let schema = rejected.schema();
+    let mut fields: Vec<Arc<Field>> = Vec::with_capacity(schema.fields().len() + 1);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
+    for (field, column) in schema.fields().iter().zip(rejected.columns()) {
+        if field.name() != ERROR_COLUMN {
+            fields.push(field.clone());
+            columns.push(column.clone());
+        }
+    }
+    fields.push(Arc::new(Field::new(REASONS_COLUMN, DataType::Utf8, false)));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        reasons.iter().flatten(),
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! The row rules of the profile's columns, applied to one row at a time.
+
+use arrow_array::{Array, RecordBatch, StringArray};
+
+use super::{RowError, text_column};
+use crate::model::{ERROR_COLUMN, LineNo, RAW_COLUMN};
+use crate::profile::{Column, ColumnType, Profile, RangeRule};
+use crate::value::{self, ValueError};
+
+/// The trimmed value of `row`, or `None` when null or blank.
+fn text(column: Option<&StringArray>, row: usize) -> Option<&str> {
+    let column = column?;
+    if column.is_null(row) {
+        return None;
+    }
+    Some(column.value(row).trim()).filter(|v| !v.is_empty())
+}
+
+/// One profile column's rules, bound to the batch's arrays.
+struct ColumnCheck<'a> {
+    column: &'a Column,
+    not_empty: bool,
+    values: Option<&'a StringArray>,
+    times: Option<&'a StringArray>,
+    /// The range rule in words, for reasons.
+    range_text: String,
+}
+
+/// The rules of every profile column that has one, bound to a batch.
+pub(super) struct RowChecks<'a> {
+    errors: Option<&'a StringArray>,
+    raws: Option<&'a StringArray>,
+    columns: Vec<ColumnCheck<'a>>,
+}
+
+impl<'a> RowChecks<'a> {
+    pub(super) fn new(profile: &'a Profile, batch: &'a RecordBatch) -> Self {
+        let columns = profile
+            .columns
+            .iter()
+            .filter_map(|column| {
+                // The key is never empty, whatever the profile says (it is checked to say so).
+                let not_empty = column.rules.not_empty || column.target == profile.key;
+                let r = &column.rules;
+                (not_empty || r.valid || r.range.is_some()).then(|| ColumnCheck {
+                    column,
+                    not_empty,
+                    values: text_column(batch, &column.source),
+                    times: column
+                        .time_source
+                        .as_deref()
+                        .and_then(|t| text_column(batch, t)),
+                    range_text: r.range.as_ref().map(describe_range).unwrap_or_default(),
+                })
+            })
+            .collect();
+        Self {
+            errors: text_column(batch, ERROR_COLUMN),
+            raws: text_column(batch, RAW_COLUMN),
+            columns,
+        }
+    }
+
+    /// Appends the errors of `row` (source line `line`) to `out`.
+    pub(super) fn check(&self, row: usize, line: LineNo, out: &mut Vec<RowError>) {
+        if let Some(reason) = self
+            .errors
+            .filter(|e| e.is_valid(row))
+            .map(|e| e.value(row))
+        {
+            let raw = self.raws.filter(|r| r.is_valid(row)).map(|r| r.value(row));
+            out.push(RowError::new(line, None, raw, reason.to_owned()));
+            return;
+        }
+        for check in &self.columns {
+            check.check(row, line, out);
+        }
+    }
+}
+
+impl ColumnCheck<'_> {
+    fn check(&self, row: usize, line: LineNo, out: &mut Vec<RowError>) {
+        let source = self.column.source.as_str();
+        let value = text(self.values, row);
+        let mut fail = |column: &str, value: Option<&str>, reason: String| {
+            out.push(RowError::new(line, Some(column), value, reason));
+        };
+        let Some(value) = value else {
+            if self.not_empty {
+                fail(source, None, "empty: a value is required".into());
+            } else if self.column.rules.valid {
+                fail(
+                    source,
+                    None,
+                    format!("empty: a {} is required", what(self.column.kind)),
+                );
+            }
+            return;
+        };
+        match self.parse(value) {
+            Err(e) if self.column.rules.valid || self.column.rules.range.is_some() => {
+                fail(source, Some(value), e.to_string());
+            }
+            Ok(Parsed::Zero) if self.column.rules.valid => {
+                fail(
+                    source,
+                    Some(value),
+                    "empty date (zero): a date is required".into(),
+                );
+            }
+            Ok(Parsed::Number(mantissa, scale))
+                if self
+                    .column
+                    .rules
+                    .range
+                    .as_ref()
+                    .is_some_and(|r| value::decimal_in_range(mantissa, scale, r).is_some()) =>
+            {
+                let reason = format!("out of range: must be {}", self.range_text);
+                fail(source, Some(value), reason);
+            }
+            // Parsed, or unreadable in a column whose rules do not ask (it warns later).
+            Err(_) | Ok(_) => {}
+        }
+        if self.column.kind == ColumnType::Timestamp
+            && self.column.rules.valid
+            && let (Some(time_source), Some(time)) =
+                (&self.column.time_source, text(self.times, row))
+            && let Err(e) = value::parse_time(time)
+        {
+            fail(time_source, Some(time), e.to_string());
+        }
+    }
+
+    /// Reads the (date, for a pair) value as the column's type.
+    fn parse(&self, value: &str) -> Result<Parsed, ValueError> {
+        Ok(match self.column.kind {
+            ColumnType::Text => Parsed::Other,
+            ColumnType::Decimal { scale } => value::parse_decimal(value, scale)?
+                .map_or(Parsed::Other, |m| Parsed::Number(m, scale)),
+            ColumnType::Integer => value::parse_integer(value)?
+                .map_or(Parsed::Other, |i| Parsed::Number(i128::from(i.value), 0)),
+            ColumnType::Boolean => {
+                value::parse_bool(value)?;
+                Parsed::Other
+            }
+            ColumnType::Date | ColumnType::Timestamp | ColumnType::DateTimestamp => {
+                value::parse_date(value)?.map_or(Parsed::Zero, |_| Parsed::Other)
+            }
+            ColumnType::Time => {
+                value::parse_time(value)?;
+                Parsed::Other
+            }
+        })
+    }
+}
+
+/// What a non-blank value parsed to, as far as the rules care.
+enum Parsed {
+    /// A number: mantissa and scale.
+    Number(i128, u8),
+    /// An all-zero date (`00000000`), which loads as NULL.
+    Zero,
+    /// Anything else that parsed.
+    Other,
+}
+
+/// What a column of this type holds, for "a … is required".
+fn what(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::Decimal { .. } | ColumnType::Integer => "number",
+        ColumnType::Date | ColumnType::Timestamp | ColumnType::DateTimestamp => "date",
+        ColumnType::Time => "time",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Text => "value",
+    }
+}
+
+/// A range in words: `> 0 and <= 500`.
+fn describe_range(range: &RangeRule) -> String {
+    let lower = range
+        .lower
+        .as_ref()
+        .map(|b| format!("{} {}", if b.inclusive { ">=" } else { ">" }, b.value));
+    let upper = range
+        .upper
+        .as_ref()
+        .map(|b| format!("{} {}", if b.inclusive { "<=" } else { "<" }, b.value));
+    [lower, upper]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" and ")
+}

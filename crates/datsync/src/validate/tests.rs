@@ -1,0 +1,403 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    reason = "tests fail loudly on any unexpected value"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::*;
+
+pub(crate) const TEST_PROFILE: &str = r#"
+name = "t"
+table = "t"
+key = "k"
+[[columns]]
+target = "k"
+source = "spb"
+type = "text"
+required = true
+not_empty = true
+[[columns]]
+source = "nik"
+type = "text"
+required = true
+not_empty = true
+[[columns]]
+source = "bbm"
+type = "decimal"
+scale = 2
+required = true
+valid = true
+range = { gt = 0, le = 500 }
+[[columns]]
+target = "ts"
+source = "tgl"
+time_source = "jam"
+type = "timestamp"
+required = true
+valid = true
+[[columns]]
+target = "other_ts"
+source = "tgl2"
+time_source = "jam2"
+type = "timestamp"
+[[columns]]
+source = "cnt"
+type = "integer"
+range = { ge = 0 }
+[[columns]]
+source = "flag"
+type = "boolean"
+[[columns]]
+source = "note"
+type = "text"
+"#;
+
+fn profile() -> Profile {
+    Profile::from_toml_str(TEST_PROFILE, Path::new("t.toml")).unwrap()
+}
+
+const NAMES: [&str; 9] = [
+    "spb", "nik", "bbm", "tgl", "jam", "tgl2", "jam2", "cnt", "flag",
+];
+const GOOD: [&str; 9] = [
+    "0001", "0042", "12,5", "20250129", "143022", "", "", "3", "X",
+];
+
+/// A text batch as the decoder makes it: `_line`, the columns, `_error`, `_raw`. A row
+/// whose first field starts with `!` is a decoder-flagged row with that reason.
+fn batch(names: &[&str], rows: &[(u64, Vec<&str>)]) -> RecordBatch {
+    let mut fields = vec![Field::new(LINE_COLUMN, DataType::UInt64, false)];
+    fields.extend(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)));
+    fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
+    fields.push(Field::new(RAW_COLUMN, DataType::Utf8, true));
+    let flagged = |r: &Vec<&str>| r[0].starts_with('!');
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(
+        rows.iter().map(|r| r.0),
+    ))];
+    for i in 0..names.len() {
+        let values: StringArray = rows
+            .iter()
+            .map(|(_, r)| (!flagged(r) && !r[i].is_empty()).then_some(r[i]))
+            .collect();
+        columns.push(Arc::new(values));
+    }
+    let errors: StringArray = rows
+        .iter()
+        .map(|(_, r)| flagged(r).then(|| &r[0][1..]))
+        .collect();
+    let raw_lines: StringArray = rows
+        .iter()
+        .map(|(_, r)| flagged(r).then_some("a~|^b"))
+        .collect();
+    columns.push(Arc::new(errors));
+    columns.push(Arc::new(raw_lines));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+fn row(line: u64, changes: &[(usize, &'static str)]) -> (u64, Vec<&'static str>) {
+    let mut r = GOOD.to_vec();
+    for &(i, v) in changes {
+        r[i] = v;
+    }
+    (line, r)
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let a = batch.column_by_name(name).unwrap();
+    let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i).to_owned()))
+        .collect()
+}
+
+fn lines(batch: &RecordBatch) -> Vec<u64> {
+    let a = batch.column_by_name(LINE_COLUMN).unwrap();
+    a.as_any()
+        .downcast_ref::<UInt64Array>()
+        .unwrap()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn missing_required_columns_are_fatal_and_named() {
+    let p = profile();
+    let b = batch(
+        &["spb", "bbm", "tgl", "cnt"],
+        &[(2, vec!["1", "1", "20250101", "1"])],
+    );
+    let e = validate(&p, &b).unwrap_err();
+    match &e {
+        ValidateError::MissingColumns { columns, .. } => assert_eq!(columns, &["nik", "jam"]),
+        other => panic!("{other}"),
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains("`nik`, `jam`") && text.contains("profile `t`"),
+        "{text}"
+    );
+    // Optional columns may be missing.
+    let b = batch(&NAMES[..5], &[(2, GOOD[..5].to_vec())]);
+    assert_eq!(validate(&p, &b).unwrap().loaded(), 1);
+    assert_eq!(missing_required(&p, ["spb", "nik", "bbm", "tgl"]), ["jam"]);
+}
+
+#[test]
+fn columns_of_the_wrong_type_are_fatal() {
+    let p = profile();
+    let schema = Schema::new(vec![
+        Field::new(LINE_COLUMN, DataType::UInt64, false),
+        Field::new("spb", DataType::Utf8, true),
+        Field::new("nik", DataType::Utf8, true),
+        Field::new("bbm", DataType::Float64, true),
+        Field::new("tgl", DataType::Utf8, true),
+        Field::new("jam", DataType::Utf8, true),
+    ]);
+    let e = check_columns(&p, &schema).unwrap_err().to_string();
+    assert!(e.contains("`bbm` is Float64"), "{e}");
+    let schema = Schema::new(vec![Field::new(LINE_COLUMN, DataType::Int32, false)]);
+    assert!(
+        check_columns(&p, &schema)
+            .unwrap_err()
+            .to_string()
+            .contains("_line")
+    );
+}
+
+/// The column and a fragment of the reason of a rejected row; `None` when accepted.
+type Expect = Option<(&'static str, &'static str)>;
+
+#[test]
+fn row_rules() {
+    // (changes to a good row, expected (column, reason fragment) or None when accepted)
+    let cases: &[(&[(usize, &str)], Expect)] = &[
+        (&[], None),
+        (&[(0, "")], Some(("spb", "empty"))),
+        (&[(1, "")], Some(("nik", "empty"))),
+        (&[(2, "")], Some(("bbm", "empty: a number"))),
+        (&[(2, "abc")], Some(("bbm", "not a number"))),
+        (
+            &[(2, "612.5")],
+            Some(("bbm", "out of range: must be > 0 and <= 500")),
+        ),
+        (&[(2, "0")], Some(("bbm", "out of range"))),
+        (&[(2, "-1")], Some(("bbm", "out of range"))),
+        (&[(2, "500,01")], Some(("bbm", "out of range"))),
+        (&[(2, "500")], None),
+        (&[(2, "500,00000")], None),
+        (&[(2, "0,01")], None),
+        (&[(2, "0,001")], Some(("bbm", "more than 2 decimal places"))),
+        (&[(2, "1.234,5")], Some(("bbm", "out of range"))),
+        (&[(3, "")], Some(("tgl", "empty: a date"))),
+        (&[(3, "00000000")], Some(("tgl", "empty date (zero)"))),
+        (&[(3, "20250230")], Some(("tgl", "impossible date"))),
+        (&[(3, "2025/01/29")], Some(("tgl", "not a date"))),
+        (&[(3, "05.01.2025")], None),
+        (&[(3, "2025-01-05")], None),
+        (&[(4, "2400")], Some(("jam", "impossible time"))),
+        (&[(4, "996100")], Some(("jam", "impossible time"))),
+        (&[(4, "1a")], Some(("jam", "not a time"))),
+        (&[(4, "")], None),
+        (&[(4, "000000")], None),
+        (&[(4, "07")], None),
+        // Not validated: an impossible time on another pair only warns later.
+        (&[(5, "20250101"), (6, "2400")], None),
+        (&[(5, "20250230")], None),
+        // A range on an optional integer: blank passes, garbage and out of range do not.
+        (&[(7, "")], None),
+        (&[(7, "2,5")], None),
+        (&[(7, "-1")], Some(("cnt", "out of range: must be >= 0"))),
+        (&[(7, "x")], Some(("cnt", "not a number"))),
+        // Booleans are never rejected.
+        (&[(8, "maybe")], None),
+    ];
+    let p = profile();
+    for (changes, want) in cases {
+        let b = batch(&NAMES, &[row(7, changes)]);
+        let v = validate(&p, &b).unwrap();
+        assert_eq!(v.rows_read, 1);
+        match want {
+            None => {
+                assert_eq!(v.loaded(), 1, "{changes:?}: {:?}", v.errors);
+                assert!(v.errors.is_empty());
+            }
+            Some((column, reason)) => {
+                assert_eq!(v.rejected(), 1, "{changes:?}");
+                assert_eq!(v.loaded(), 0);
+                let e = &v.errors[0];
+                assert_eq!(e.line, 7);
+                assert_eq!(e.column.as_deref(), Some(*column), "{changes:?}");
+                assert!(e.reason.contains(reason), "{changes:?}: {}", e.reason);
+                let value = changes.iter().find(|c| NAMES[c.0] == *column).map(|c| c.1);
+                assert_eq!(e.value.as_deref(), value.filter(|v| !v.is_empty()));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_broken_rule_is_reported_and_joined() {
+    let p = profile();
+    let b = batch(&NAMES, &[row(3, &[(1, ""), (2, "abc"), (4, "2400")])]);
+    let v = validate(&p, &b).unwrap();
+    let columns: Vec<_> = v.errors.iter().map(|e| e.column.clone().unwrap()).collect();
+    assert_eq!(columns, ["nik", "bbm", "jam"]);
+    let reasons = strings(&v.rejects, REASONS_COLUMN);
+    let r = reasons[0].as_deref().unwrap();
+    assert_eq!(r.matches("; ").count(), 2, "{r}");
+}
+
+#[test]
+fn decoder_flagged_rows_are_rejected_with_the_decoder_reason() {
+    let p = profile();
+    let mut ragged = GOOD.to_vec();
+    ragged[0] = "!ragged row: expected 9 fields, found 8";
+    let b = batch(&NAMES, &[row(2, &[]), (3, ragged), row(4, &[(0, "0002")])]);
+    let v = validate(&p, &b).unwrap();
+    assert_eq!((v.loaded(), v.rejected(), v.superseded), (2, 1, 0));
+    assert_eq!(
+        v.errors,
+        [RowError {
+            line: 3,
+            column: None,
+            value: Some("a~|^b".into()),
+            reason: "ragged row: expected 9 fields, found 8".into(),
+        }]
+    );
+    assert_eq!(strings(&v.rejects, RAW_COLUMN), [Some("a~|^b".to_owned())]);
+}
+
+#[test]
+fn last_occurrence_wins_and_rejects_never_supersede() {
+    let p = profile();
+    let rows = [
+        row(2, &[(0, "A"), (2, "1")]),
+        row(3, &[(0, "B"), (2, "2")]),
+        row(4, &[(0, " A "), (2, "3")]), // same key once trimmed: supersedes line 2
+        row(5, &[(0, "B"), (2, "612")]), // rejected: line 3 stays
+        row(6, &[(0, "C")]),
+        row(7, &[(0, "A"), (2, "4")]), // supersedes line 4
+        row(8, &[(0, "")]),            // empty key: rejected, never a key
+        row(9, &[(0, "a")]),           // keys are case-sensitive text
+        row(10, &[(0, "00C")]),        // leading zeros matter: not "C"
+    ];
+    let v = validate(&p, &batch(&NAMES, &rows)).unwrap();
+    assert_eq!(lines(&v.accepted), [3, 6, 7, 9, 10]);
+    assert_eq!(strings(&v.accepted, "bbm")[2].as_deref(), Some("4"));
+    assert_eq!(v.superseded, 2);
+    assert_eq!(lines(&v.rejects), [5, 8]);
+    assert_eq!(v.rows_read, v.loaded() + v.superseded + v.rejected());
+    assert_eq!(v.accepted.schema(), batch(&NAMES, &rows).schema());
+}
+
+#[test]
+fn a_batch_out_of_file_order_still_keeps_the_highest_line() {
+    let p = profile();
+    let rows = [row(9, &[(2, "9")]), row(4, &[(2, "4")])];
+    let v = validate(&p, &batch(&NAMES, &rows)).unwrap();
+    assert_eq!(lines(&v.accepted), [9]);
+    assert_eq!(v.superseded, 1);
+}
+
+#[test]
+fn rejects_keep_every_text_column_and_the_reasons() {
+    let p = profile();
+    let rows = [row(2, &[(2, "abc")]), row(3, &[])];
+    let v = validate(&p, &batch(&NAMES, &rows)).unwrap();
+    let names: Vec<_> = v
+        .rejects
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut want = vec![LINE_COLUMN.to_owned()];
+    want.extend(NAMES.iter().map(|n| (*n).to_owned()));
+    want.extend([RAW_COLUMN.to_owned(), REASONS_COLUMN.to_owned()]);
+    assert_eq!(names, want);
+    assert_eq!(strings(&v.rejects, "bbm"), [Some("abc".to_owned())]);
+    assert_eq!(strings(&v.rejects, "spb"), [Some("0001".to_owned())]);
+    // An all-good batch has an empty rejects batch of the same shape.
+    let v = validate(&p, &batch(&NAMES, &rows[1..])).unwrap();
+    assert_eq!(v.rejects.num_rows(), 0);
+    assert_eq!(v.rejects.num_columns(), want.len());
+}
+
+#[test]
+fn the_builtin_profile_rejects_what_ztdwr_md_says() {
+    let p = Profile::ztdwr();
+    let names = [
+        "surat_pengantar_brg",
+        "nik_supir",
+        "no_polisi",
+        "tanggal_timbang",
+        "jam_timbang",
+        "bbm_actual",
+        "kilometer_actual",
+    ];
+    let good = [
+        "0007000001",
+        "0012345678901234",
+        "B 1234 XYZ",
+        "20250129",
+        "000000",
+        "45,5",
+        "120.5",
+    ];
+    let mut rows = vec![(2, good.to_vec())];
+    for (i, (col, bad)) in [
+        (0, ""),
+        (1, ""),
+        (2, ""),
+        (3, "00000000"),
+        (3, "20250230"),
+        (4, "2400"),
+        (5, "612.5"),
+        (6, "abc"),
+        (6, "0"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = good.to_vec();
+        r[col] = bad;
+        r[0] = if col == 0 { "" } else { "0007000002" };
+        rows.push((3 + i as u64, r));
+    }
+    let v = validate(&p, &batch(&names, &rows)).unwrap();
+    assert_eq!(v.loaded(), 1);
+    assert_eq!(v.rejected(), 9, "{:?}", v.errors);
+    assert_eq!(v.superseded, 0);
+}
+
+#[test]
+fn error_rate_and_threshold() {
+    assert!((error_rate(1, 10) - 0.1).abs() < f64::EPSILON);
+    assert!(error_rate(0, 0).abs() < f64::EPSILON);
+    assert!(!exceeds_threshold(10, 100, DEFAULT_ERROR_THRESHOLD));
+    assert!(exceeds_threshold(11, 100, DEFAULT_ERROR_THRESHOLD));
+    assert!(!exceeds_threshold(0, 0, 0.0));
+    assert!(exceeds_threshold(1, 1_000_000, 0.0));
+}
+
+#[test]
+fn row_errors_serialize_for_sync_metadata() {
+    let e = RowError::new(12, Some("bbm_actual"), Some("612.5"), "out of range".into());
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"line": 12, "column": "bbm_actual", "value": "612.5", "reason": "out of range"})
+    );
+    let long = "é".repeat(MAX_ERROR_VALUE_CHARS + 10);
+    let e = RowError::new(1, None, Some(&long), String::new());
+    let v = e.value.unwrap();
+    assert_eq!(v.chars().count(), MAX_ERROR_VALUE_CHARS + 1);
+    assert!(v.ends_with('…'));
+    assert_eq!(RowError::new(1, None, Some(""), String::new()).value, None);
+}

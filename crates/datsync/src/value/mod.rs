@@ -1,0 +1,112 @@
+//! Parsers of single text values (`ztdwr.md` §3): exact decimals, integers, booleans, dates
+//! and times.
+//!
+//! Every function reads **one** value on its own; nothing is inferred from the other values
+//! of a batch (the legacy loader picked one date format per batch and read `05.01.2025` as
+//! 1 May). Input is the text the decoder produced (already marker-stripped and trimmed; it is
+//! trimmed again here). Blank text has a meaning per type: `None` for decimals, integers,
+//! booleans and dates, midnight for times. These functions never panic and never go through
+//! a binary float.
+
+mod datetime;
+mod number;
+mod range;
+
+pub use datetime::{date32_days, parse_date, parse_time, time64_micros, timestamp_micros};
+pub use number::{DECIMAL_PRECISION, IntegerValue, parse_decimal, parse_integer};
+pub use range::{compare_decimal_to_text, decimal_in_range};
+
+/// Why one text value could not be read as its column's type. The row, column and value
+/// are carried by the caller's row error; this says only what is wrong with the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Characters that do not make a number, or separators in impossible places.
+    #[error(
+        "not a number: expected digits with an optional sign and `.`/`,` separators \
+         (12.5, 45,5, 1.234,56)"
+    )]
+    NotANumber,
+    /// A decimal with more (non-zero) fraction digits than the column keeps.
+    #[error("more than {scale} decimal places: the column keeps {scale}, values are never rounded")]
+    TooManyDecimals {
+        /// The column's scale.
+        scale: u8,
+    },
+    /// A number too large for its column.
+    #[error("number too large for the column (at most {digits} digits)")]
+    TooLarge {
+        /// The most digits the column holds.
+        digits: u8,
+    },
+    /// Not one of the boolean words.
+    #[error("not a boolean: expected X, 1, Y, YES, TRUE, T or 0, N, NO, FALSE, F")]
+    NotABoolean,
+    /// Not in a date format.
+    #[error("not a date: expected YYYYMMDD, DD.MM.YYYY or YYYY-MM-DD")]
+    DateFormat,
+    /// A date in a known format that does not exist (`20250230`).
+    #[error("impossible date")]
+    ImpossibleDate,
+    /// Not in a time format.
+    #[error("not a time: expected HHMMSS, HHMM, HH, HH:MM:SS or HH:MM")]
+    TimeFormat,
+    /// A time in a known format that does not exist (`2400`, `996100`).
+    #[error("impossible time")]
+    ImpossibleTime,
+}
+
+/// Reads a boolean: true `X 1 Y YES TRUE T`, false `0 N NO FALSE F` (any case), blank
+/// `None`; anything else is an error (the caller loads NULL and warns).
+pub fn parse_bool(text: &str) -> Result<Option<bool>, ValueError> {
+    const TRUE: [&str; 6] = ["X", "1", "Y", "YES", "TRUE", "T"];
+    const FALSE: [&str; 5] = ["0", "N", "NO", "FALSE", "F"];
+    let t = text.trim();
+    if t.is_empty() {
+        Ok(None)
+    } else if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Ok(Some(true))
+    } else if FALSE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Ok(Some(false))
+    } else {
+        Err(ValueError::NotABoolean)
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests fail loudly on any unexpected value"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans() {
+        for (text, want) in [
+            ("X", Ok(Some(true))),
+            ("x", Ok(Some(true))),
+            ("1", Ok(Some(true))),
+            ("Y", Ok(Some(true))),
+            ("yes", Ok(Some(true))),
+            ("Yes", Ok(Some(true))),
+            ("TRUE", Ok(Some(true))),
+            ("true", Ok(Some(true))),
+            ("t", Ok(Some(true))),
+            (" X ", Ok(Some(true))),
+            ("0", Ok(Some(false))),
+            ("N", Ok(Some(false))),
+            ("no", Ok(Some(false))),
+            ("False", Ok(Some(false))),
+            ("f", Ok(Some(false))),
+            ("", Ok(None)),
+            ("   ", Ok(None)),
+            ("2", Err(ValueError::NotABoolean)),
+            ("XX", Err(ValueError::NotABoolean)),
+            ("ON", Err(ValueError::NotABoolean)),
+            ("00", Err(ValueError::NotABoolean)),
+            ("-", Err(ValueError::NotABoolean)),
+        ] {
+            assert_eq!(parse_bool(text), want, "{text:?}");
+        }
+    }
+}
