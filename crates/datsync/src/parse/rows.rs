@@ -253,15 +253,22 @@ impl TextColumn {
     #[inline]
     fn push(&mut self, value: &str) {
         self.values.extend_from_slice(value.as_bytes());
-        // Wraps only past 2 GiB in one batch column, which `finish` refuses.
-        self.offsets.push(self.values.len() as i32);
+        self.offsets.push(self.end_offset());
         self.validity.append_non_null();
     }
 
     #[inline]
     fn push_null(&mut self) {
-        self.offsets.push(self.values.len() as i32);
+        self.offsets.push(self.end_offset());
         self.validity.append_null();
+    }
+
+    /// The offset after the last value. It wraps only past 2 GiB of text in one column of one
+    /// batch, which `finish` refuses before the offsets are used.
+    #[inline]
+    #[allow(clippy::cast_possible_wrap)]
+    fn end_offset(&self) -> i32 {
+        self.values.len() as i32
     }
 
     /// Keeps the first `rows` rows.
