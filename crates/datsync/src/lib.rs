@@ -4,6 +4,7 @@
 //! Modules, in the order data flows:
 //!
 //! - [`model`]: shared vocabulary (sync ids, chunk ids, fingerprints, statuses).
+//! - [`config`]: pipeline settings from flags, environment (legacy names too), `datsync.toml`.
 //! - [`profile`]: the column profile (names, aliases, types, rules, key) from TOML.
 //! - [`source`]: opening a source and streaming its bytes, with a fingerprint.
 //! - [`parse`]: the push decoder, bytes → Arrow batches of text columns with line numbers.
@@ -17,6 +18,7 @@
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
 //! ```
 
+pub mod config;
 pub mod inspect;
 pub mod model;
 pub mod parse;

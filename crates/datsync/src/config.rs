@@ -1,0 +1,354 @@
+//! Settings of a sync: command-line flags over environment variables (the legacy names of
+//! `ztdwr.md` §6 included) over `datsync.toml` over defaults.
+//!
+//! Raw settings are read into [`RawSettings`] (every field optional), layered, then checked
+//! into [`Settings`]. Database and alert settings are read by `pg` and `alert`, which own
+//! them; this module holds the settings of the pipeline itself.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::validate::DEFAULT_ERROR_THRESHOLD;
+
+/// The file read from the working directory when it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "datsync.toml";
+/// Where checkpoints go when nothing else is said (`CHECKPOINT_BASE_PATH`).
+pub const DEFAULT_CHECKPOINT_BASE: &str = "./checkpoints";
+/// Days after which a checkpoint directory is removed (`CHECKPOINT_RETENTION_DAYS`).
+pub const DEFAULT_RETENTION_DAYS: u32 = 7;
+
+/// An unusable setting; it names the variable or key and the source it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse.
+    #[error("{origin} `{name}` = {value:?}: {expected}")]
+    Invalid {
+        /// Where the value came from (`environment variable`, `datsync.toml`).
+        origin: &'static str,
+        /// The variable or key.
+        name: String,
+        /// The value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (with line and column for a syntax error).
+        message: String,
+    },
+}
+
+/// Settings as given, each optional; later layers fill what earlier ones left out.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Target schema (`DB_SCHEMA`), overriding the profile's.
+    pub db_schema: Option<String>,
+    /// Target table (`DB_TABLE`), overriding the profile's.
+    pub db_table: Option<String>,
+    /// Error-rate threshold, a fraction (`VALIDATION_ERROR_THRESHOLD`).
+    pub validation_error_threshold: Option<f64>,
+    /// Refresh materialized views after a successful sync (`ENABLE_MV_REFRESH`).
+    pub enable_mv_refresh: Option<bool>,
+    /// Views to refresh, in order (`MATERIALIZED_VIEWS`), overriding the profile's.
+    pub materialized_views: Option<Vec<String>>,
+    /// Write Parquet checkpoints (`ENABLE_CHECKPOINTING`).
+    pub enable_checkpointing: Option<bool>,
+    /// Checkpoint directory or object URL (`CHECKPOINT_BASE_PATH`).
+    pub checkpoint_base_path: Option<String>,
+    /// Delete checkpoints after a SUCCESS (`CHECKPOINT_CLEANUP_ON_SUCCESS`).
+    pub checkpoint_cleanup_on_success: Option<bool>,
+    /// Retention of checkpoint directories in days (`CHECKPOINT_RETENTION_DAYS`).
+    pub checkpoint_retention_days: Option<u32>,
+    /// Rows per chunk (`CHUNK_SIZE`).
+    pub chunk_size: Option<usize>,
+}
+
+/// The environment variables read, with the field each fills.
+const ENV_NAMES: &[&str] = &[
+    "DB_SCHEMA",
+    "DB_TABLE",
+    "VALIDATION_ERROR_THRESHOLD",
+    "ENABLE_MV_REFRESH",
+    "MATERIALIZED_VIEWS",
+    "ENABLE_CHECKPOINTING",
+    "CHECKPOINT_BASE_PATH",
+    "CHECKPOINT_CLEANUP_ON_SUCCESS",
+    "CHECKPOINT_RETENTION_DAYS",
+    "CHUNK_SIZE",
+];
+
+impl RawSettings {
+    /// Reads the variables of [`ENV_NAMES`] from an environment map.
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let origin = "environment variable";
+        let mut raw = Self::default();
+        for &name in ENV_NAMES {
+            let Some(value) = get(name) else { continue };
+            let invalid = |expected| ConfigError::Invalid {
+                origin,
+                name: name.to_owned(),
+                value: value.to_owned(),
+                expected,
+            };
+            match name {
+                "DB_SCHEMA" => raw.db_schema = Some(value.to_owned()),
+                "DB_TABLE" => raw.db_table = Some(value.to_owned()),
+                "VALIDATION_ERROR_THRESHOLD" => {
+                    raw.validation_error_threshold = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid("a fraction such as 0.1"))?,
+                    );
+                }
+                "ENABLE_MV_REFRESH" => {
+                    raw.enable_mv_refresh = Some(parse_bool(value).ok_or_else(|| invalid(BOOL))?);
+                }
+                "MATERIALIZED_VIEWS" => {
+                    raw.materialized_views = Some(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    );
+                }
+                "ENABLE_CHECKPOINTING" => {
+                    raw.enable_checkpointing =
+                        Some(parse_bool(value).ok_or_else(|| invalid(BOOL))?);
+                }
+                "CHECKPOINT_BASE_PATH" => raw.checkpoint_base_path = Some(value.to_owned()),
+                "CHECKPOINT_CLEANUP_ON_SUCCESS" => {
+                    raw.checkpoint_cleanup_on_success =
+                        Some(parse_bool(value).ok_or_else(|| invalid(BOOL))?);
+                }
+                "CHECKPOINT_RETENTION_DAYS" => {
+                    raw.checkpoint_retention_days = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid("a whole number of days"))?,
+                    );
+                }
+                "CHUNK_SIZE" => {
+                    raw.chunk_size =
+                        Some(value.parse().map_err(|_| invalid("a positive row count"))?);
+                }
+                _ => {}
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Reads a `datsync.toml`; a missing file gives empty settings.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(ConfigError::File {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// `self` where set, else `lower`.
+    #[must_use]
+    pub fn or(self, lower: Self) -> Self {
+        Self {
+            db_schema: self.db_schema.or(lower.db_schema),
+            db_table: self.db_table.or(lower.db_table),
+            validation_error_threshold: self
+                .validation_error_threshold
+                .or(lower.validation_error_threshold),
+            enable_mv_refresh: self.enable_mv_refresh.or(lower.enable_mv_refresh),
+            materialized_views: self.materialized_views.or(lower.materialized_views),
+            enable_checkpointing: self.enable_checkpointing.or(lower.enable_checkpointing),
+            checkpoint_base_path: self.checkpoint_base_path.or(lower.checkpoint_base_path),
+            checkpoint_cleanup_on_success: self
+                .checkpoint_cleanup_on_success
+                .or(lower.checkpoint_cleanup_on_success),
+            checkpoint_retention_days: self
+                .checkpoint_retention_days
+                .or(lower.checkpoint_retention_days),
+            chunk_size: self.chunk_size.or(lower.chunk_size),
+        }
+    }
+
+    /// Checks the layered settings and fills defaults.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let threshold = self
+            .validation_error_threshold
+            .unwrap_or(DEFAULT_ERROR_THRESHOLD);
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(ConfigError::Invalid {
+                origin: "setting",
+                name: "validation_error_threshold".into(),
+                value: threshold.to_string(),
+                expected: "a fraction between 0 and 1",
+            });
+        }
+        let chunk_size = self.chunk_size.unwrap_or(crate::parse::DEFAULT_BATCH_ROWS);
+        if chunk_size == 0 {
+            return Err(ConfigError::Invalid {
+                origin: "setting",
+                name: "chunk_size".into(),
+                value: "0".into(),
+                expected: "a positive row count",
+            });
+        }
+        Ok(Settings {
+            db_schema: self.db_schema,
+            db_table: self.db_table,
+            error_threshold: threshold,
+            enable_mv_refresh: self.enable_mv_refresh.unwrap_or(true),
+            materialized_views: self.materialized_views,
+            enable_checkpointing: self.enable_checkpointing.unwrap_or(true),
+            checkpoint_base: self
+                .checkpoint_base_path
+                .unwrap_or_else(|| DEFAULT_CHECKPOINT_BASE.to_owned()),
+            cleanup_on_success: self.checkpoint_cleanup_on_success.unwrap_or(true),
+            retention_days: self
+                .checkpoint_retention_days
+                .unwrap_or(DEFAULT_RETENTION_DAYS),
+            chunk_size,
+        })
+    }
+}
+
+/// Checked settings of the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Target schema override.
+    pub db_schema: Option<String>,
+    /// Target table override.
+    pub db_table: Option<String>,
+    /// Error-rate threshold.
+    pub error_threshold: f64,
+    /// Refresh materialized views after a successful sync.
+    pub enable_mv_refresh: bool,
+    /// Views to refresh instead of the profile's.
+    pub materialized_views: Option<Vec<String>>,
+    /// Write Parquet checkpoints.
+    pub enable_checkpointing: bool,
+    /// Checkpoint directory or object URL.
+    pub checkpoint_base: String,
+    /// Delete checkpoints after a SUCCESS.
+    pub cleanup_on_success: bool,
+    /// Retention in days.
+    pub retention_days: u32,
+    /// Rows per chunk.
+    pub chunk_size: usize,
+}
+
+const BOOL: &str = "true or false";
+
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The process environment as a map, for the `from_env` readers.
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn legacy_environment_names_work() {
+        let s = RawSettings::from_env(&env(&[
+            ("DB_SCHEMA", "ops"),
+            ("VALIDATION_ERROR_THRESHOLD", "0.25"),
+            ("ENABLE_MV_REFRESH", "false"),
+            ("MATERIALIZED_VIEWS", "mv_a, mv_b,,"),
+            ("ENABLE_CHECKPOINTING", "FALSE"),
+            ("CHECKPOINT_BASE_PATH", "/var/ck"),
+            ("CHECKPOINT_CLEANUP_ON_SUCCESS", "no"),
+            ("CHECKPOINT_RETENTION_DAYS", "3"),
+        ]))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(s.db_schema.as_deref(), Some("ops"));
+        assert!((s.error_threshold - 0.25).abs() < f64::EPSILON);
+        assert!(!s.enable_mv_refresh && !s.enable_checkpointing && !s.cleanup_on_success);
+        assert_eq!(
+            s.materialized_views,
+            Some(vec!["mv_a".to_owned(), "mv_b".to_owned()])
+        );
+        assert_eq!(s.checkpoint_base, "/var/ck");
+        assert_eq!(s.retention_days, 3);
+    }
+
+    #[test]
+    fn defaults_and_layering() {
+        let s = RawSettings::default().validate().unwrap();
+        assert_eq!(s.checkpoint_base, DEFAULT_CHECKPOINT_BASE);
+        assert_eq!(s.chunk_size, 10_000);
+        assert!(s.enable_checkpointing && s.cleanup_on_success && s.enable_mv_refresh);
+        let flags = RawSettings {
+            chunk_size: Some(5),
+            ..RawSettings::default()
+        };
+        let envs = RawSettings {
+            chunk_size: Some(7),
+            db_table: Some("t".into()),
+            ..RawSettings::default()
+        };
+        let s = flags.or(envs).validate().unwrap();
+        assert_eq!((s.chunk_size, s.db_table.as_deref()), (5, Some("t")));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = RawSettings::from_env(&env(&[("ENABLE_CHECKPOINTING", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ENABLE_CHECKPOINTING") && e.contains("maybe"),
+            "{e}"
+        );
+        let e = RawSettings::from_env(&env(&[("VALIDATION_ERROR_THRESHOLD", "2")]))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("between 0 and 1"), "{e}");
+    }
+
+    #[test]
+    fn config_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("datsync.toml");
+        assert_eq!(RawSettings::from_file(&p).unwrap(), RawSettings::default());
+        std::fs::write(&p, "chunk_size = 5\nbogus = 1\n").unwrap();
+        let e = RawSettings::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("datsync.toml") && e.contains("bogus"), "{e}");
+    }
+}
