@@ -13,6 +13,7 @@
 //! - [`transform`]: accepted text batch → typed batch for the target table.
 //! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - [`inspect`]: a report of what a file holds, as the decoder sees it.
+//! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
 //!
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
@@ -25,6 +26,7 @@ pub mod parse;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod telemetry;
 pub mod transform;
 pub mod validate;
 pub mod value;
