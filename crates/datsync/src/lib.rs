@@ -9,6 +9,9 @@
 //! - [`parse`]: the push decoder, bytes → Arrow batches of text columns with line numbers.
 //! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - [`inspect`]: a report of what a file holds, as the decoder sees it.
+//! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
+//!   PARTIAL_SUCCESS.
+//! - [`pgtemp`]: a private throwaway PostgreSQL server for `datsync demo`.
 //!
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
@@ -20,3 +23,6 @@ pub mod parse;
 pub mod profile;
 pub mod sample;
 pub mod source;
+
+pub mod alert;
+pub mod pgtemp;
