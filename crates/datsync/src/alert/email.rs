@@ -12,6 +12,8 @@ use super::settings::EmailSettings;
 pub(crate) struct EmailSender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     settings: EmailSettings,
+    /// Bound on one whole send (lettre's own timeout covers only the connect).
+    timeout: Duration,
 }
 
 impl EmailSender {
@@ -27,6 +29,7 @@ impl EmailSender {
         Ok(Self {
             transport,
             settings: settings.clone(),
+            timeout,
         })
     }
 
@@ -42,14 +45,18 @@ impl EmailSender {
         let message = builder
             .body(body)
             .map_err(|e| AlertError::EmailMessage(e.to_string()))?;
-        self.transport
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|e| AlertError::Smtp {
-                server: server_of(&self.settings.smtp_url),
-                reason: super::redact_secrets(&e.to_string()),
-            })
+        let fail = |reason: String| AlertError::Smtp {
+            server: server_of(&self.settings.smtp_url),
+            reason,
+        };
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(fail(super::redact_secrets(&e.to_string()))),
+            Err(_) => Err(fail(format!(
+                "no answer within {} s",
+                self.timeout.as_secs_f64()
+            ))),
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! | `ALERT_FROM` | sender, default [`DEFAULT_ALERT_FROM`] |
 //! | `SMTP_URL` | `smtp://host:port`, `smtp://host?tls=required`, `smtps://user:pass@host`; default [`DEFAULT_SMTP_URL`] |
 //! | `ALERT_WEBHOOK_URL` | `http://…` URL the report is POSTed to as JSON; unset → no webhook |
-//! | `ALERT_TIMEOUT_SECONDS` | time allowed per network step, default [`DEFAULT_ALERT_TIMEOUT`] |
+//! | `ALERT_TIMEOUT_SECONDS` | most time one alert may take on one channel, default [`DEFAULT_ALERT_TIMEOUT`] |
 //!
 //! Sending an alert never fails the sync: [`Alerter::notify`] logs each failed delivery
 //! with `tracing` and returns it in the [`AlertOutcome`]. Alert text never holds a

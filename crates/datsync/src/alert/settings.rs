@@ -11,8 +11,8 @@ use super::AlertError;
 pub const DEFAULT_ALERT_FROM: &str = "datsync@localhost";
 /// SMTP server when `SMTP_URL` is not set: a local mail relay, no TLS.
 pub const DEFAULT_SMTP_URL: &str = "smtp://localhost:25";
-/// Time allowed for each step of sending one alert (connect, each SMTP command, the
-/// webhook request) when `ALERT_TIMEOUT_SECONDS` is not set.
+/// The most time one alert may take on one channel (connect, SMTP conversation or HTTP
+/// request and answer) when `ALERT_TIMEOUT_SECONDS` is not set.
 pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validated alert settings. With neither `ALERT_EMAIL` nor `ALERT_WEBHOOK_URL` set, both
@@ -23,7 +23,7 @@ pub struct AlertSettings {
     pub email: Option<EmailSettings>,
     /// Webhook alerts, when `ALERT_WEBHOOK_URL` is set.
     pub webhook: Option<WebhookSettings>,
-    /// Time allowed for each network step of sending an alert.
+    /// The most time one alert may take on one channel.
     pub timeout: Duration,
 }
 

@@ -1,0 +1,4 @@
+//! Integration tests, one module per theme.
+
+mod alert;
+mod pgtemp;

@@ -1,0 +1,1 @@
+//! The throwaway PostgreSQL server.
