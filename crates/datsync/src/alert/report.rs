@@ -92,6 +92,7 @@ impl SyncReport {
 
     /// A copy with secrets masked in every free-text field that could carry one (error
     /// message, file path, checkpoint location); see [`crate::alert::redact_secrets`].
+    #[must_use]
     pub fn redacted(&self) -> Self {
         let mut r = self.clone();
         r.error_message = r.error_message.as_deref().map(super::redact_secrets);

@@ -1,4 +1,7 @@
 //! Integration tests, one module per theme.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod alert;
 mod pgtemp;
