@@ -12,11 +12,19 @@ const MAX_QUOTED_VALUE_CHARS: usize = 60;
 /// The alert subject: `Error: ZTDWR Sync <sync_id>` for FAILED and BAD_INPUT,
 /// `Warning: ZTDWR Sync <sync_id>` otherwise (PARTIAL_SUCCESS).
 pub fn subject(report: &SyncReport) -> String {
-    let level = match report.status {
-        SyncStatus::Failed | SyncStatus::BadInput => "Error",
+    let level = match alert_level(report.status) {
+        "error" => "Error",
         _ => "Warning",
     };
     format!("{level}: ZTDWR Sync {}", report.sync_id)
+}
+
+/// `error` for FAILED and BAD_INPUT, `warning` for any other status (PARTIAL_SUCCESS).
+pub fn alert_level(status: SyncStatus) -> &'static str {
+    match status {
+        SyncStatus::Failed | SyncStatus::BadInput => "error",
+        _ => "warning",
+    }
 }
 
 /// The plain-text alert body: what happened, the counts, the first validation errors and

@@ -26,7 +26,7 @@ mod webhook;
 
 use serde::Serialize;
 
-pub use message::{body, subject};
+pub use message::{alert_level, body, subject};
 pub use redact::redact_secrets;
 pub use report::{
     MAX_LISTED_VALIDATION_ERRORS, SyncCounts, SyncReport, ValidationErrorSample, status_needs_alert,
@@ -184,11 +184,7 @@ impl Alerter {
     async fn post(&self, report: &SyncReport, url: &url::Url) -> Result<(), AlertError> {
         let redacted = report.redacted();
         let payload = WebhookPayload {
-            level: if subject(report).starts_with("Error") {
-                "error"
-            } else {
-                "warning"
-            },
+            level: alert_level(report.status),
             subject: subject(report),
             report: &redacted,
         };

@@ -18,6 +18,9 @@ const SYNC_ID: &str = "sync_20250129_143022_a3f4b2c1";
 /// A bound on how long any one test may wait, so a bug hangs no test run.
 const GUARD: Duration = Duration::from_secs(60);
 
+/// The pipeline may send alerts from a spawned task.
+fn assert_send<T: Send>(_: &T) {}
+
 fn env(pairs: &[(&str, String)]) -> AlertSettings {
     let map: HashMap<String, String> = pairs
         .iter()
@@ -80,9 +83,10 @@ async fn email_alert_is_delivered_over_a_real_smtp_conversation() {
         ),
     ]);
     let alerter = Alerter::new(&settings).unwrap();
-    let outcome = tokio::time::timeout(GUARD, alerter.notify(&report(SyncStatus::BadInput)))
-        .await
-        .unwrap();
+    let bad_input = report(SyncStatus::BadInput);
+    let notify = alerter.notify(&bad_input);
+    assert_send(&notify);
+    let outcome = tokio::time::timeout(GUARD, notify).await.unwrap();
     let failures: Vec<_> = outcome
         .failures()
         .map(|(c, e)| format!("{c:?}: {e}"))
