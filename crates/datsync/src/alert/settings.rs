@@ -37,6 +37,8 @@ pub struct EmailSettings {
     /// The SMTP server as a lettre connection URL (`SMTP_URL`, default
     /// [`DEFAULT_SMTP_URL`]): `smtp://host:port` (no TLS), `smtp://host?tls=required`
     /// (STARTTLS), `smtps://user:pass@host` (TLS). May hold a password: never print it.
+    /// Credentials on a plain `smtp://` URL are sent unencrypted (fine for a local relay
+    /// only); use `smtps://` or `?tls=required` for a remote server.
     pub smtp_url: String,
 }
 
