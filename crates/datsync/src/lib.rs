@@ -13,16 +13,21 @@
 //! - [`transform`]: accepted text batch → typed batch for the target table.
 //! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - [`inspect`]: a report of what a file holds, as the decoder sees it.
+//! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
+//!   PARTIAL_SUCCESS.
+//! - [`pgtemp`]: a private throwaway PostgreSQL server for `datsync demo`.
 //! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
 //!
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
 //! ```
 
+pub mod alert;
 pub mod config;
 pub mod inspect;
 pub mod model;
 pub mod parse;
+pub mod pgtemp;
 pub mod profile;
 pub mod sample;
 pub mod source;

@@ -1,3 +1,8 @@
 //! Integration tests, one module per theme.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod alert;
+mod pgtemp;
 mod validate_transform;

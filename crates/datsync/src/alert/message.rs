@@ -1,0 +1,233 @@
+//! The text of an alert: subject and plain-text body, as in `ztdwr.md` §5.
+
+use std::fmt::Write as _;
+
+use crate::model::SyncStatus;
+
+use super::report::{SyncReport, ValidationErrorSample};
+
+/// The longest value an alert quotes from a rejected row; longer values are cut.
+const MAX_QUOTED_VALUE_CHARS: usize = 60;
+
+/// The alert subject: `Error: ZTDWR Sync <sync_id>` for FAILED and BAD_INPUT,
+/// `Warning: ZTDWR Sync <sync_id>` otherwise (PARTIAL_SUCCESS).
+pub fn subject(report: &SyncReport) -> String {
+    let level = match alert_level(report.status) {
+        "error" => "Error",
+        _ => "Warning",
+    };
+    format!("{level}: ZTDWR Sync {}", report.sync_id)
+}
+
+/// `error` for FAILED and BAD_INPUT, `warning` for any other status (PARTIAL_SUCCESS).
+pub fn alert_level(status: SyncStatus) -> &'static str {
+    match status {
+        SyncStatus::Failed | SyncStatus::BadInput => "error",
+        _ => "warning",
+    }
+}
+
+/// The plain-text alert body: what happened, the counts, the first validation errors and
+/// where to look next. Secrets in free-text fields are masked.
+pub fn body(report: &SyncReport) -> String {
+    let r = report.redacted();
+    let mut out = String::new();
+    headline(&mut out, &r);
+    counts(&mut out, &r);
+    validation_errors(&mut out, &r);
+    where_to_look(&mut out, &r);
+    out
+}
+
+fn headline(out: &mut String, r: &SyncReport) {
+    let _ = writeln!(
+        out,
+        "datsync sync {} ended with status {}.",
+        r.sync_id, r.status
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sync id:   {}", r.sync_id);
+    let _ = writeln!(out, "File:      {}", r.file_name);
+    let _ = writeln!(out, "Path:      {}", r.file_path);
+    let _ = writeln!(out, "Status:    {}", r.status);
+    let error = r.error_message.as_deref().unwrap_or("none");
+    let _ = writeln!(out, "Error:     {error}");
+    let _ = writeln!(out, "Duration:  {:.1} s", r.duration.as_secs_f64());
+}
+
+fn counts(out: &mut String, r: &SyncReport) {
+    let c = &r.counts;
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Counts");
+    for (name, value) in [
+        ("rows read", c.rows_read),
+        ("rows loaded", c.rows_loaded),
+        ("rows rejected", c.rows_rejected),
+        ("rows superseded", c.rows_superseded),
+        ("records inserted", c.records_inserted),
+        ("records updated", c.records_updated),
+    ] {
+        let _ = writeln!(out, "  {name:<18}{value}");
+    }
+    let _ = writeln!(
+        out,
+        "  {:<18}{} total, {} completed, {} failed",
+        "chunks", c.chunks_total, c.chunks_completed, c.chunks_failed
+    );
+}
+
+fn validation_errors(out: &mut String, r: &SyncReport) {
+    let _ = writeln!(out);
+    let listed = r.listed_validation_errors();
+    let _ = writeln!(out, "Validation errors: {}", r.validation_errors_count);
+    if listed.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "First {} (line: reason):", listed.len());
+    for e in listed {
+        let _ = writeln!(out, "  {}", validation_line(e));
+    }
+    let more = r
+        .validation_errors_count
+        .saturating_sub(listed.len() as u64);
+    if more > 0 {
+        let _ = writeln!(
+            out,
+            "  ... and {more} more (all of them are in the sync's rejects file)"
+        );
+    }
+}
+
+/// `line 17: QUANTITY = 'abc': not a decimal number`.
+fn validation_line(e: &ValidationErrorSample) -> String {
+    let mut s = format!("line {}: ", e.line);
+    if let Some(column) = &e.column {
+        s.push_str(column);
+        if let Some(value) = &e.value {
+            let _ = write!(s, " = '{}'", quoted(value));
+        }
+        s.push_str(": ");
+    }
+    s.push_str(&e.reason);
+    s
+}
+
+fn quoted(value: &str) -> String {
+    let mut v: String = value
+        .chars()
+        .take(MAX_QUOTED_VALUE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if value.chars().count() > MAX_QUOTED_VALUE_CHARS {
+        v.push_str("...");
+    }
+    v
+}
+
+fn where_to_look(out: &mut String, r: &SyncReport) {
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Where to look");
+    match &r.checkpoint_dir {
+        Some(dir) => {
+            let _ = writeln!(out, "  checkpoints (manifest, chunks, rejects): {dir}");
+        }
+        None => {
+            let _ = writeln!(out, "  checkpoints: none kept");
+        }
+    }
+    let _ = writeln!(out, "  progress and errors: datsync status {}", r.sync_id);
+    let _ = writeln!(out, "  {}", next_step(r));
+}
+
+fn next_step(r: &SyncReport) -> String {
+    match r.status {
+        SyncStatus::BadInput => format!(
+            "fix the source file, then run it again (or datsync resume {} if only the database was at fault)",
+            r.sync_id
+        ),
+        SyncStatus::PartialSuccess if r.counts.chunks_failed == 0 => {
+            "rejected rows are listed above; fix them at the source and load the file again"
+                .to_owned()
+        }
+        _ => format!(
+            "retry what is left: datsync resume {} (committed chunks are skipped)",
+            r.sync_id
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::report::SyncCounts;
+    use crate::model::SyncId;
+
+    fn report(status: SyncStatus, errors: u64) -> SyncReport {
+        SyncReport {
+            sync_id: SyncId::parse("sync_20250129_143022_a3f4b2c1").unwrap(),
+            file_name: "ztdwr.dat".into(),
+            file_path: "/data/ztdwr.dat".into(),
+            status,
+            error_message: Some("connect to postgres://root:hunter2@db/x failed".into()),
+            counts: SyncCounts {
+                rows_read: 100,
+                chunks_total: 3,
+                chunks_completed: 2,
+                chunks_failed: 1,
+                ..SyncCounts::default()
+            },
+            validation_errors_count: errors,
+            validation_errors: (0..errors)
+                .map(|i| ValidationErrorSample {
+                    line: i + 2,
+                    column: Some("QUANTITY".into()),
+                    value: Some("x".repeat(100)),
+                    reason: format!("reason {i}"),
+                })
+                .collect(),
+            checkpoint_dir: Some("./checkpoints/sync_20250129_143022_a3f4b2c1".into()),
+            duration: Duration::from_millis(12_345),
+        }
+    }
+
+    #[test]
+    fn subject_says_error_or_warning() {
+        let id = "sync_20250129_143022_a3f4b2c1";
+        let s = |st| subject(&report(st, 0));
+        assert_eq!(s(SyncStatus::Failed), format!("Error: ZTDWR Sync {id}"));
+        assert_eq!(s(SyncStatus::BadInput), format!("Error: ZTDWR Sync {id}"));
+        assert_eq!(
+            s(SyncStatus::PartialSuccess),
+            format!("Warning: ZTDWR Sync {id}")
+        );
+    }
+
+    #[test]
+    fn body_lists_at_most_twenty_errors_and_no_password() {
+        let b = body(&report(SyncStatus::BadInput, 25));
+        assert!(b.contains("Validation errors: 25"), "{b}");
+        assert!(b.contains("line 2: QUANTITY = '"), "{b}");
+        assert!(b.contains("line 21: QUANTITY"), "{b}");
+        assert!(!b.contains("line 22:"), "{b}");
+        assert!(b.contains("... and 5 more"), "{b}");
+        assert!(!b.contains("hunter2"), "{b}");
+        assert!(b.contains("postgres://root:***@db/x"), "{b}");
+        assert!(
+            b.contains("datsync status sync_20250129_143022_a3f4b2c1"),
+            "{b}"
+        );
+        assert!(b.contains("Duration:  12.3 s"), "{b}");
+    }
+
+    #[test]
+    fn partial_success_with_failed_chunks_points_at_resume() {
+        let b = body(&report(SyncStatus::PartialSuccess, 0));
+        assert!(
+            b.contains("datsync resume sync_20250129_143022_a3f4b2c1"),
+            "{b}"
+        );
+        assert!(b.contains("1 failed"), "{b}");
+    }
+}

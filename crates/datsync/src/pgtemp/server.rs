@@ -1,0 +1,386 @@
+//! Starting, watching and stopping the throwaway server.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User};
+
+use super::{PgTempError, TempPostgresOptions, find_binaries};
+
+/// The superuser `initdb` creates in the throwaway cluster.
+pub const TEMP_USER: &str = "datsync";
+/// The database to connect to.
+pub const TEMP_DATABASE: &str = "postgres";
+/// The port number that names the unix socket (`.s.PGSQL.5432`); no TCP port is opened.
+pub const TEMP_PORT: u16 = 5432;
+/// Default for [`TempPostgresOptions::start_timeout`].
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`TempPostgresOptions::stop_timeout`].
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often start and stop look at the server.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// The longest unix socket path (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A running throwaway PostgreSQL server; stopped and removed on drop.
+#[derive(Debug)]
+pub struct TempPostgres {
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    socket_dir: PathBuf,
+    stop_timeout: Duration,
+}
+
+/// The uid and gid the server runs as, when this process is root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl TempPostgres {
+    /// Starts a server with the default options (see [`TempPostgresOptions`]).
+    pub fn start() -> Result<Self, PgTempError> {
+        Self::start_with(&TempPostgresOptions::default())
+    }
+
+    /// Finds the binaries, runs `initdb` into a new temporary directory, starts
+    /// `postgres` on a unix socket there and waits until it accepts connections.
+    pub fn start_with(options: &TempPostgresOptions) -> Result<Self, PgTempError> {
+        let bins = find_binaries(&options.search)?;
+        let run_as = run_as(&options.run_as_when_root)?;
+        let dir = make_dir(run_as)?;
+        let socket_dir = dir.path().to_path_buf();
+        let data = socket_dir.join("data");
+        initdb(&bins.initdb, &data, run_as)?;
+        let child = spawn_postgres(&bins.postgres, &data, &socket_dir, run_as)?;
+        let mut server = Self {
+            dir: Some(dir),
+            child: Some(child),
+            socket_dir,
+            stop_timeout: options.stop_timeout,
+        };
+        server.wait_ready(options.start_timeout)?;
+        tracing::info!(dir = %server.socket_dir.display(), bindir = %bins.bindir.display(), "throwaway PostgreSQL started");
+        Ok(server)
+    }
+
+    /// A libpq-style connection string for tokio-postgres: `host=<socket dir> port=5432
+    /// user=datsync dbname=postgres` (trust authentication, no password).
+    pub fn connection_string(&self) -> String {
+        let host = self
+            .socket_dir
+            .to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace('\'', "\\'");
+        format!("host='{host}' port={TEMP_PORT} user={TEMP_USER} dbname={TEMP_DATABASE}")
+    }
+
+    /// The same as a tokio-postgres `Config`.
+    pub fn config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(TEMP_PORT)
+            .user(TEMP_USER)
+            .dbname(TEMP_DATABASE);
+        config
+    }
+
+    /// The temporary directory: holds the unix socket, `data/` and `postgres.log`.
+    pub fn dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server and removes the directory, reporting what failed (dropping the
+    /// guard does the same and only logs failures).
+    pub fn shutdown(mut self) -> Result<(), PgTempError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), PgTempError> {
+        let stopped = match self.child.take() {
+            Some(child) => stop_child(child, self.stop_timeout),
+            None => Ok(()),
+        };
+        let removed = match self.dir.take() {
+            Some(dir) => dir.close().map_err(|source| PgTempError::Io {
+                action: "remove",
+                path: self.socket_dir.clone(),
+                source,
+            }),
+            None => Ok(()),
+        };
+        stopped.and(removed)
+    }
+
+    /// Polls `postmaster.pid` until the server reports `ready`, or it exits, or time is up.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), PgTempError> {
+        let started = Instant::now();
+        let pid_file = self.socket_dir.join("data/postmaster.pid");
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(PgTempError::Exited {
+                    status: status.to_string(),
+                    log_tail: self.log_tail(),
+                });
+            }
+            if postmaster_ready(&pid_file) {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(PgTempError::StartTimeout {
+                    waited: timeout,
+                    log_tail: self.log_tail(),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.socket_dir.join("postgres.log")).unwrap_or_default();
+        tail(&log)
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "throwaway PostgreSQL not cleaned up");
+        }
+    }
+}
+
+/// The user to run the server as: `None` unless this process is root.
+fn run_as(user: &str) -> Result<Option<RunAs>, PgTempError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let missing = || PgTempError::NoUnprivilegedUser {
+        user: user.to_owned(),
+    };
+    let u = User::from_name(user).ok().flatten().ok_or_else(missing)?;
+    if u.uid.is_root() {
+        return Err(missing());
+    }
+    Ok(Some(RunAs {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+    }))
+}
+
+/// A new private directory; under `/tmp` (reachable by the server's user) when root, or
+/// when the temp dir's path would make the socket path too long.
+fn make_dir(run_as: Option<RunAs>) -> Result<tempfile::TempDir, PgTempError> {
+    let mut parent = std::env::temp_dir();
+    let socket_len = parent.as_os_str().len() + "/datsync-pg-XXXXXX/.s.PGSQL.5432".len();
+    if run_as.is_some() || socket_len > MAX_SOCKET_PATH {
+        parent = PathBuf::from("/tmp");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("datsync-pg-")
+        .tempdir_in(&parent)
+        .map_err(|source| PgTempError::Io {
+            action: "create a directory in",
+            path: parent,
+            source,
+        })?;
+    if let Some(r) = run_as {
+        std::os::unix::fs::chown(dir.path(), Some(r.uid), Some(r.gid)).map_err(|source| {
+            PgTempError::Io {
+                action: "hand over",
+                path: dir.path().to_path_buf(),
+                source,
+            }
+        })?;
+    }
+    Ok(dir)
+}
+
+/// A command for a server program, as the server's user when root, run inside `cwd`.
+fn command(program: &Path, cwd: &Path, run_as: Option<RunAs>) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(program);
+    cmd.current_dir(cwd).stdin(Stdio::null()).env("LC_ALL", "C");
+    for var in [
+        "PGDATA",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGOPTIONS",
+    ] {
+        cmd.env_remove(var);
+    }
+    if let Some(r) = run_as {
+        cmd.uid(r.uid).gid(r.gid);
+    }
+    cmd
+}
+
+fn initdb(program: &Path, data: &Path, run_as: Option<RunAs>) -> Result<(), PgTempError> {
+    let cwd = data.parent().unwrap_or(data);
+    let out = command(program, cwd, run_as)
+        .arg("-D")
+        .arg(data)
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            TEMP_USER,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ])
+        .output()
+        .map_err(|source| PgTempError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Err(PgTempError::Initdb {
+        status: out.status.to_string(),
+        output: tail(&text),
+    })
+}
+
+fn spawn_postgres(
+    program: &Path,
+    data: &Path,
+    socket_dir: &Path,
+    run_as: Option<RunAs>,
+) -> Result<Child, PgTempError> {
+    let log_path = socket_dir.join("postgres.log");
+    let io_err = |source| PgTempError::Io {
+        action: "create",
+        path: log_path.clone(),
+        source,
+    };
+    let log = File::create(&log_path).map_err(io_err)?;
+    let log2 = log.try_clone().map_err(io_err)?;
+    command(program, socket_dir, run_as)
+        .arg("-D")
+        .arg(data)
+        .arg("-k")
+        .arg(socket_dir)
+        .args(["-p", &TEMP_PORT.to_string()])
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args([
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "logging_collector=off",
+        ])
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|source| PgTempError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })
+}
+
+/// Line 8 of `postmaster.pid` is the postmaster's state (`starting`, `ready`, ...).
+fn postmaster_ready(pid_file: &Path) -> bool {
+    std::fs::read_to_string(pid_file)
+        .is_ok_and(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+}
+
+/// Fast shutdown (SIGINT), bounded wait, then SIGKILL.
+fn stop_child(mut child: Child, timeout: Duration) -> Result<(), PgTempError> {
+    let pid = child.id();
+    let fail = |reason: String| PgTempError::Stop { pid, reason };
+    if child.try_wait().map_err(|e| fail(e.to_string()))?.is_some() {
+        return Ok(());
+    }
+    let raw = i32::try_from(pid).map_err(|_| fail("pid out of range".into()))?;
+    kill(Pid::from_raw(raw), Signal::SIGINT).map_err(|e| fail(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if child.try_wait().map_err(|e| fail(e.to_string()))?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    tracing::warn!(
+        pid,
+        "throwaway PostgreSQL ignored a fast shutdown; killing it"
+    );
+    child.kill().map_err(|e| fail(e.to_string()))?;
+    child.wait().map(drop).map_err(|e| fail(e.to_string()))
+}
+
+/// The last few lines of a program's output, on one line.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_needs_an_existing_unprivileged_user() {
+        let result = run_as("datsync-no-such-user");
+        if nix::unistd::geteuid().is_root() {
+            let msg = result.unwrap_err().to_string();
+            assert!(
+                msg.contains("useradd --system --user-group datsync-no-such-user"),
+                "{msg}"
+            );
+            assert!(run_as("root").is_err(), "root itself is no way out");
+        } else {
+            assert!(
+                result.unwrap().is_none(),
+                "ordinary users run the server themselves"
+            );
+        }
+    }
+
+    #[test]
+    fn readiness_comes_from_line_eight_of_postmaster_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("postmaster.pid");
+        assert!(!postmaster_ready(&f));
+        let head = "123\n/data\n1700000000\n5432\n/tmp\n\n  1 2\n";
+        std::fs::write(&f, format!("{head}starting\n")).unwrap();
+        assert!(!postmaster_ready(&f));
+        std::fs::write(&f, format!("{head}ready   \n")).unwrap();
+        assert!(postmaster_ready(&f));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\n\nb\nc\nd\ne\nf\n"), "b | c | d | e | f");
+    }
+}
