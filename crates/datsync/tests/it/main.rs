@@ -1,0 +1,3 @@
+//! Integration tests of the datsync library, one module per theme.
+
+mod checkpoint;
