@@ -12,8 +12,8 @@ use super::{CheckpointError, CheckpointOptions};
 use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
 use crate::store::{ObjectKey, ObjectKind, Store};
 
-/// Journal entries read at once when a checkpoint is opened.
-const JOURNAL_READ_CONCURRENCY: usize = 16;
+/// Journal objects read or deleted at once.
+const JOURNAL_IO_CONCURRENCY: usize = 16;
 
 /// What a new checkpoint describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub(super) struct State {
     next_seq: u64,
     /// Journal entries written since the manifest was last written.
     since_compaction: u32,
+    /// Chunks completed or skipped (kept so that an update never scans every chunk).
+    pub(super) done: usize,
     /// Journal objects folded into the manifest but not deleted yet.
     stale: Vec<u64>,
 }
@@ -130,6 +132,7 @@ impl CheckpointManager {
             manifest,
             next_seq: 1,
             since_compaction: 0,
+            done: 0,
             stale: Vec::new(),
         });
         Ok(())
@@ -178,7 +181,7 @@ impl CheckpointManager {
             seqs.iter().partition(|&&s| s <= manifest.journal_seq);
         let entries: Vec<JournalEntry> = futures::stream::iter(fresh.iter().copied())
             .map(|seq| self.read_entry(seq))
-            .buffered(JOURNAL_READ_CONCURRENCY)
+            .buffered(JOURNAL_IO_CONCURRENCY)
             .try_collect()
             .await?;
         for entry in entries {
@@ -186,6 +189,7 @@ impl CheckpointManager {
         }
         let next_seq = seqs.last().copied().unwrap_or(0).max(manifest.journal_seq) + 1;
         Ok(Some(State {
+            done: count_done(&manifest),
             manifest,
             next_seq,
             since_compaction: u32::try_from(fresh.len()).unwrap_or(u32::MAX),
@@ -207,8 +211,8 @@ impl CheckpointManager {
         Ok(entry)
     }
 
-    /// Records one chunk transition: a journal entry, then (every `compact_every` entries) a
-    /// rewrite of the manifest. The in-memory manifest changes only once the entry is written,
+    /// Records one chunk transition: a journal entry, then (once the journal holds
+    /// `max(compact_every, total_chunks)` entries) a rewrite of the manifest. The in-memory manifest changes only once the entry is written,
     /// and by the same [`Manifest::apply`] that replays the journal on load.
     pub(super) async fn journal(&mut self, mut entry: JournalEntry) -> Result<(), CheckpointError> {
         let state = self.loaded().await?;
@@ -222,11 +226,20 @@ impl CheckpointManager {
             .put(&ObjectKey::journal(&self.sync_id, entry.seq), Bytes::from(bytes))
             .await?;
         let seq = entry.seq;
+        let compact_every = self.options.compact_every;
         let state = self.loaded().await?;
+        let id = entry.chunk.chunk_id;
+        let was_done = state.manifest.chunk(id).is_some_and(|c| c.status.is_done());
+        match (was_done, entry.chunk.status.is_done()) {
+            (false, true) => state.done += 1,
+            (true, false) => state.done -= 1,
+            _ => {}
+        }
         state.manifest.apply(entry);
         state.since_compaction += 1;
         state.stale.push(seq);
-        if state.since_compaction >= self.options.compact_every {
+        let threshold = compact_every.max(state.manifest.total_chunks);
+        if state.since_compaction >= threshold {
             if let Err(e) = self.compact().await {
                 // The transition is durable in the journal; compaction is retried next time.
                 tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
@@ -241,37 +254,39 @@ impl CheckpointManager {
         next.journal_seq = state.next_seq - 1;
         self.write_manifest(&next).await?;
         let state = self.loaded().await?;
+        state.done = count_done(&next);
         state.manifest = next;
         state.since_compaction = 0;
         self.delete_stale().await;
         Ok(())
     }
 
-    /// Rewrites the manifest from the in-memory state.
-    pub(super) async fn compact(&mut self) -> Result<(), CheckpointError> {
+    /// Rewrites `manifest.json` now, folding the journal in (it is done automatically; this
+    /// is for a caller that wants the file alone up to date, for example before exiting).
+    pub async fn compact(&mut self) -> Result<(), CheckpointError> {
         let manifest = self.loaded().await?.manifest.clone();
         self.commit(manifest).await
     }
 
-    /// Deletes journal objects folded into the manifest; failures leave them for next time
-    /// (they are ignored when read).
+    /// Deletes journal objects folded into the manifest, several at a time; failures leave
+    /// them for next time (they are ignored when read).
     async fn delete_stale(&mut self) {
         let Some(state) = self.state.as_mut() else {
             return;
         };
         let stale = std::mem::take(&mut state.stale);
-        for (i, seq) in stale.iter().enumerate() {
-            if self
-                .store
-                .delete(&ObjectKey::journal(&self.sync_id, *seq))
-                .await
-                .is_err()
-            {
-                if let Some(state) = self.state.as_mut() {
-                    state.stale.extend_from_slice(&stale[i..]);
-                }
-                return;
-            }
+        let (store, sync_id) = (&self.store, &self.sync_id);
+        let failed: Vec<u64> = futures::stream::iter(stale)
+            .map(|seq| async move {
+                let deleted = store.delete(&ObjectKey::journal(sync_id, seq)).await;
+                deleted.is_err().then_some(seq)
+            })
+            .buffer_unordered(JOURNAL_IO_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if let Some(state) = self.state.as_mut() {
+            state.stale.extend(failed);
         }
     }
 
@@ -306,4 +321,8 @@ impl CheckpointManager {
             dir: self.store.describe_sync(&self.sync_id),
         }
     }
+}
+
+fn count_done(manifest: &Manifest) -> usize {
+    manifest.chunks.iter().filter(|c| c.status.is_done()).count()
 }

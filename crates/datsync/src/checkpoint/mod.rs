@@ -16,18 +16,22 @@
 //! transition would cost time proportional to the number of chunks (about 450 bytes each, so
 //! 2 MB at 5,000 chunks) on every one of thousands of updates. Instead each chunk transition
 //! (`save_chunk_parquet`, `mark_chunk_*`) is written as one small journal object holding the
-//! chunk's whole new entry and the sync's status ([`JournalEntry`]); the manifest is rewritten
-//! ("compacted") every [`CheckpointOptions::compact_every`] entries, and at every change of
-//! sync state (create, finalize, completed, failed). The cost of an update is one small PUT,
-//! whatever the number of chunks; the compaction's cost is spread over `compact_every`
-//! updates. Figures: `cargo bench -p datsync --bench manifest`.
+//! chunk's whole new entry and the sync's status ([`JournalEntry`]). The manifest is rewritten
+//! ("compacted") at every change of sync state (create, finalize, completed, failed) and
+//! whenever the journal holds `max(compact_every, total_chunks)` entries
+//! ([`CheckpointOptions::compact_every`]): the journal then never outgrows the manifest, so
+//! a compaction's cost (proportional to the chunk count) is spread over as many updates, and
+//! an update costs one small PUT plus a constant share of a compaction, whatever the number
+//! of chunks. Opening a checkpoint reads at most that many journal objects (16 at a time).
+//! Figures: `cargo bench -p datsync --bench manifest`.
 //!
 //! The truth is `manifest.json` plus the journal entries whose sequence number is above the
 //! manifest's `journal_seq`, applied in order. Entries carry whole states, not deltas, so
 //! applying one twice is harmless; entries at or below `journal_seq` are leftovers of a
 //! compaction interrupted before it deleted them and are ignored (and deleted at the next
 //! compaction). `manifest.json` alone is always a complete, readable manifest that is at
-//! most `compact_every` transitions behind.
+//! most `max(compact_every, total_chunks)` chunk transitions behind, and never behind on the
+//! sync's status.
 //!
 //! # Crashes
 //!
@@ -77,15 +81,17 @@ pub use retention::{
 use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, SyncId};
 use crate::store::StoreError;
 
-/// Journal entries written between two rewrites of `manifest.json`.
-pub const DEFAULT_COMPACT_EVERY: u32 = 500;
+/// The fewest journal entries written between two rewrites of `manifest.json` (more when
+/// there are more chunks than this).
+pub const DEFAULT_COMPACT_EVERY: u32 = 100;
 
 /// Checkpoint settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointOptions {
     /// Compression of the chunk files (snappy by default, as in the seed).
     pub compression: ChunkCompression,
-    /// Journal entries written between two rewrites of `manifest.json` (at least 1).
+    /// The fewest journal entries between two rewrites of `manifest.json` (at least 1); the
+    /// manifest is rewritten once the journal holds `max(compact_every, total_chunks)`.
     pub compact_every: u32,
 }
 

@@ -264,7 +264,8 @@ impl CheckpointManager {
     ) -> Result<(), CheckpointError> {
         let now = stamp(self.clock.now());
         let sync_id = self.sync_id.clone();
-        let manifest = &self.loaded().await?.manifest;
+        let state = self.loaded().await?;
+        let (manifest, done) = (&state.manifest, state.done);
         let Some(current) = manifest.chunk(chunk) else {
             return Err(CheckpointError::UnknownChunk { sync_id, chunk });
         };
@@ -282,10 +283,8 @@ impl CheckpointManager {
         if phase == CheckpointStatus::Ready && to == ChunkStatus::Processing {
             phase = CheckpointStatus::Processing;
         }
-        let others_done = manifest
-            .chunks
-            .iter()
-            .all(|c| c.chunk_id == chunk || c.status.is_done());
+        // `current` is not done, so every other chunk is done when `done` counts them all.
+        let others_done = done + 1 == manifest.chunks.len();
         if phase != CheckpointStatus::Converting && to.is_done() && others_done {
             phase = CheckpointStatus::Completed;
         }

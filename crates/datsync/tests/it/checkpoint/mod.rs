@@ -128,10 +128,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn all() -> Vec<Self> {
-        vec![Self::Memory, Self::Local(tempfile::tempdir().unwrap())]
-    }
-
     pub fn open(&self) -> Store {
         match self {
             Self::Memory => Store::open("memory://").unwrap(),
