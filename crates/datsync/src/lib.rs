@@ -16,11 +16,11 @@
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
 //! ```
 
-pub mod model;
-pub mod profile;
-pub mod source;
-pub mod parse;
-pub mod store;
 pub mod checkpoint;
-pub mod sample;
 pub mod inspect;
+pub mod model;
+pub mod parse;
+pub mod profile;
+pub mod sample;
+pub mod source;
+pub mod store;

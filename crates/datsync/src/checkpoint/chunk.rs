@@ -131,6 +131,7 @@ pub(super) fn decode(bytes: Bytes) -> Result<RecordBatch, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
 
@@ -156,7 +157,11 @@ mod tests {
 
     #[test]
     fn round_trips_under_every_compression() {
-        for c in [ChunkCompression::Snappy, ChunkCompression::Zstd, ChunkCompression::None] {
+        for c in [
+            ChunkCompression::Snappy,
+            ChunkCompression::Zstd,
+            ChunkCompression::None,
+        ] {
             let bytes = encode(&batch(), c).unwrap();
             assert_eq!(decode(bytes).unwrap(), batch(), "{c}");
             assert_eq!(c.as_str().parse::<ChunkCompression>().unwrap(), c);

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::clock::{Clock, SystemClock, stamp};
-use super::manifest::{FORMAT_VERSION, JournalEntry, Manifest, ParseProblem, parse_entry, parse_manifest};
+use super::manifest::{
+    FORMAT_VERSION, JournalEntry, Manifest, ParseProblem, parse_entry, parse_manifest,
+};
 use super::{CheckpointError, CheckpointOptions};
 use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
 use crate::store::{ObjectKey, ObjectKind, Store};
@@ -145,9 +147,11 @@ impl CheckpointManager {
                 sync_id: self.sync_id.clone(),
             });
         }
-        self.state.as_mut().ok_or_else(|| CheckpointError::NoCheckpoint {
-            sync_id: self.sync_id.clone(),
-        })
+        self.state
+            .as_mut()
+            .ok_or_else(|| CheckpointError::NoCheckpoint {
+                sync_id: self.sync_id.clone(),
+            })
     }
 
     /// Reads the manifest and applies the journal after it.
@@ -155,7 +159,10 @@ impl CheckpointManager {
         let key = ObjectKey::manifest(&self.sync_id);
         let Some(bytes) = self.store.get(&key).await? else {
             let objects = self.store.list_sync(&self.sync_id).await?;
-            if objects.iter().any(|o| matches!(o.kind, ObjectKind::Chunk(_))) {
+            if objects
+                .iter()
+                .any(|o| matches!(o.kind, ObjectKind::Chunk(_)))
+            {
                 return Err(CheckpointError::ManifestMissing {
                     dir: self.store.describe_sync(&self.sync_id),
                 });
@@ -223,7 +230,10 @@ impl CheckpointManager {
             source,
         })?;
         self.store
-            .put(&ObjectKey::journal(&self.sync_id, entry.seq), Bytes::from(bytes))
+            .put(
+                &ObjectKey::journal(&self.sync_id, entry.seq),
+                Bytes::from(bytes),
+            )
             .await?;
         let seq = entry.seq;
         let compact_every = self.options.compact_every;
@@ -239,11 +249,11 @@ impl CheckpointManager {
         state.since_compaction += 1;
         state.stale.push(seq);
         let threshold = compact_every.max(state.manifest.total_chunks);
-        if state.since_compaction >= threshold {
-            if let Err(e) = self.compact().await {
-                // The transition is durable in the journal; compaction is retried next time.
-                tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
-            }
+        if state.since_compaction >= threshold
+            && let Err(e) = self.compact().await
+        {
+            // The transition is durable in the journal; compaction is retried next time.
+            tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
         }
         Ok(())
     }
@@ -274,9 +284,9 @@ impl CheckpointManager {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        let stale = std::mem::take(&mut state.stale);
+        let folded = std::mem::take(&mut state.stale);
         let (store, sync_id) = (&self.store, &self.sync_id);
-        let failed: Vec<u64> = futures::stream::iter(stale)
+        let failed: Vec<u64> = futures::stream::iter(folded)
             .map(|seq| async move {
                 let deleted = store.delete(&ObjectKey::journal(sync_id, seq)).await;
                 deleted.is_err().then_some(seq)
@@ -291,12 +301,11 @@ impl CheckpointManager {
     }
 
     async fn write_manifest(&self, manifest: &Manifest) -> Result<(), CheckpointError> {
-        let bytes = serde_json::to_vec_pretty(manifest).map_err(|source| {
-            CheckpointError::Serialize {
+        let bytes =
+            serde_json::to_vec_pretty(manifest).map_err(|source| CheckpointError::Serialize {
                 sync_id: self.sync_id.clone(),
                 source,
-            }
-        })?;
+            })?;
         self.store
             .put(&ObjectKey::manifest(&self.sync_id), Bytes::from(bytes))
             .await?;
@@ -324,5 +333,9 @@ impl CheckpointManager {
 }
 
 fn count_done(manifest: &Manifest) -> usize {
-    manifest.chunks.iter().filter(|c| c.status.is_done()).count()
+    manifest
+        .chunks
+        .iter()
+        .filter(|c| c.status.is_done())
+        .count()
 }

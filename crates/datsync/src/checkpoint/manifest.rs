@@ -186,20 +186,20 @@ pub struct FingerprintDifference {
 /// Checks that `found` describes the same bytes as the manifest's fingerprint.
 ///
 /// The sizes must be equal. When both sides have a SHA-256 it decides alone (a copy with a
-/// new modification time is still the same source); otherwise the ETags are compared when
+/// new modification time is still the same source); otherwise the `ETag`s are compared when
 /// both are known, and the modification times when both are known.
 pub fn verify_source(manifest: &Manifest, found: &SourceFingerprint) -> Result<(), SourceMismatch> {
     let recorded = &manifest.source_fingerprint;
     let mut differences = Vec::new();
     let mut check = |field, a: &Option<String>, b: &Option<String>| {
-        if let (Some(a), Some(b)) = (a, b) {
-            if a != b {
-                differences.push(FingerprintDifference {
-                    field,
-                    recorded: a.clone(),
-                    found: b.clone(),
-                });
-            }
+        if let (Some(a), Some(b)) = (a, b)
+            && a != b
+        {
+            differences.push(FingerprintDifference {
+                field,
+                recorded: a.clone(),
+                found: b.clone(),
+            });
         }
     };
     if recorded.size_bytes != found.size_bytes {

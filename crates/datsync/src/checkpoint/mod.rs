@@ -198,7 +198,9 @@ pub enum CheckpointError {
         path: String,
     },
     /// A chunk's Parquet file does not match its checksum or cannot be read: regenerate it.
-    #[error("chunk {chunk} file {path} is corrupt ({reason}); it must be regenerated from the source")]
+    #[error(
+        "chunk {chunk} file {path} is corrupt ({reason}); it must be regenerated from the source"
+    )]
     ChunkCorrupt {
         /// The chunk.
         chunk: ChunkId,
@@ -266,4 +268,5 @@ impl CheckpointError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

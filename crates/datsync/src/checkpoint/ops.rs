@@ -28,7 +28,8 @@ impl CheckpointManager {
         if manifest.phase != CheckpointStatus::Converting {
             return Err(self.invalid_state("save a chunk"));
         }
-        let lines = ChunkLines::of(batch).map_err(|reason| CheckpointError::BadBatch { chunk, reason })?;
+        let lines =
+            ChunkLines::of(batch).map_err(|reason| CheckpointError::BadBatch { chunk, reason })?;
         if let Some(entry) = manifest.chunk(chunk) {
             let recorded = (entry.rows, entry.first_line, entry.last_line);
             if recorded == (lines.rows, lines.first_line, lines.last_line) {
@@ -39,7 +40,12 @@ impl CheckpointManager {
                 chunk,
                 reason: format!(
                     "recorded {} rows on lines {}..={}, now {} rows on lines {}..={}",
-                    recorded.0, recorded.1, recorded.2, lines.rows, lines.first_line, lines.last_line
+                    recorded.0,
+                    recorded.1,
+                    recorded.2,
+                    lines.rows,
+                    lines.first_line,
+                    lines.last_line
                 ),
             });
         }
@@ -99,7 +105,10 @@ impl CheckpointManager {
             return Ok(());
         }
         verify_source(manifest, &fingerprint).map_err(CheckpointError::SourceChanged)?;
-        if let Some(gap) = (0u32..).zip(&manifest.chunks).find(|(i, c)| c.chunk_id.0 != *i) {
+        if let Some(gap) = (0u32..)
+            .zip(&manifest.chunks)
+            .find(|(i, c)| c.chunk_id.0 != *i)
+        {
             return Err(CheckpointError::MissingChunk {
                 sync_id,
                 chunk: ChunkId(gap.0),
@@ -178,7 +187,9 @@ impl CheckpointManager {
         }
         let batch = chunk::decode(bytes).map_err(&corrupt)?;
         let lines = ChunkLines::of(&batch).map_err(&corrupt)?;
-        if (lines.rows, lines.first_line, lines.last_line) != (entry.rows, entry.first_line, entry.last_line) {
+        if (lines.rows, lines.first_line, lines.last_line)
+            != (entry.rows, entry.first_line, entry.last_line)
+        {
             return Err(corrupt("rows differ from the manifest".to_owned()));
         }
         Ok(batch)
@@ -212,7 +223,11 @@ impl CheckpointManager {
     }
 
     /// Marks a chunk `failed` with the error; it stays pending and is retried.
-    pub async fn mark_chunk_failed(&mut self, chunk: ChunkId, error: &str) -> Result<(), CheckpointError> {
+    pub async fn mark_chunk_failed(
+        &mut self,
+        chunk: ChunkId,
+        error: &str,
+    ) -> Result<(), CheckpointError> {
         self.transition(chunk, ChunkStatus::Failed, |entry, now| {
             entry.failed_at = Some(now.to_owned());
             entry.error = Some(error.to_owned());
@@ -274,7 +289,12 @@ impl CheckpointManager {
             if from == to {
                 return Ok(());
             }
-            return Err(CheckpointError::InvalidTransition { sync_id, chunk, from, to });
+            return Err(CheckpointError::InvalidTransition {
+                sync_id,
+                chunk,
+                from,
+                to,
+            });
         }
         let mut entry = current.clone();
         entry.status = to;
@@ -297,11 +317,11 @@ impl CheckpointManager {
             chunk: entry,
         })
         .await?;
-        if phase == CheckpointStatus::Completed {
-            if let Err(e) = self.compact().await {
-                // The completion is durable in the journal; the manifest catches up later.
-                tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
-            }
+        if phase == CheckpointStatus::Completed
+            && let Err(e) = self.compact().await
+        {
+            // The completion is durable in the journal; the manifest catches up later.
+            tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
         }
         Ok(())
     }
@@ -309,7 +329,9 @@ impl CheckpointManager {
     fn invalid_state(&self, op: &'static str) -> CheckpointError {
         let (status, phase) = self
             .manifest()
-            .map_or((CheckpointStatus::Failed, CheckpointStatus::Failed), |m| (m.status, m.phase));
+            .map_or((CheckpointStatus::Failed, CheckpointStatus::Failed), |m| {
+                (m.status, m.phase)
+            });
         CheckpointError::InvalidState {
             sync_id: self.sync_id.clone(),
             op,

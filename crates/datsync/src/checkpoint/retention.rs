@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::clock::{Clock, parse_stamp};
 use super::{CheckpointError, CheckpointManager};
-use crate::model::{CheckpointStatus, SyncId};
+use crate::model::SyncId;
 use crate::store::Store;
 
 /// Days a checkpoint is kept when nothing else is said (the seed's 7).
@@ -106,12 +106,11 @@ pub async fn remove_expired(
         } else {
             None
         };
-        match keep {
-            Some(reason) => report.kept.push((sync, reason)),
-            None => {
-                store.delete_sync(&sync).await?;
-                report.removed.push(sync);
-            }
+        if let Some(reason) = keep {
+            report.kept.push((sync, reason));
+        } else {
+            store.delete_sync(&sync).await?;
+            report.removed.push(sync);
         }
     }
     Ok(report)
@@ -123,13 +122,11 @@ async fn last_update(
     sync: &SyncId,
 ) -> Result<(Option<DateTime<Utc>>, bool), CheckpointError> {
     let mut manager = CheckpointManager::new(store.clone(), sync.clone());
-    if let Ok(true) = manager.checkpoint_exists().await {
-        if let Some(m) = manager.manifest() {
-            if let Some(t) = parse_stamp(&m.updated_at) {
-                let active = m.status != CheckpointStatus::Failed && m.status.is_active();
-                return Ok((Some(t), active));
-            }
-        }
+    if let Ok(true) = manager.checkpoint_exists().await
+        && let Some(m) = manager.manifest()
+        && let Some(t) = parse_stamp(&m.updated_at)
+    {
+        return Ok((Some(t), m.status.is_active()));
     }
     let newest = store
         .list_sync(sync)

@@ -42,7 +42,9 @@ pub enum StoreLocation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {
     /// The location is empty.
-    #[error("empty checkpoint location: give a directory or a URL (file://, memory://, az://, s3://)")]
+    #[error(
+        "empty checkpoint location: give a directory or a URL (file://, memory://, az://, s3://)"
+    )]
     Empty,
     /// A URL scheme this tool does not know.
     #[error(
@@ -86,7 +88,9 @@ impl StoreLocation {
                 if rest.starts_with('/') {
                     Ok(Self::Local(PathBuf::from(rest)))
                 } else {
-                    Err(malformed("a file:// URL needs an absolute path (file:///dir)"))
+                    Err(malformed(
+                        "a file:// URL needs an absolute path (file:///dir)",
+                    ))
                 }
             }
             "az" | "azure" => {
@@ -159,7 +163,10 @@ impl ObjectKey {
 
     /// `<sync_id>/chunk_NNNN.parquet`.
     pub fn chunk(sync: &SyncId, chunk: ChunkId) -> Self {
-        Self(Path::from_iter([sync.as_str(), chunk_file_name(chunk).as_str()]))
+        Self(Path::from_iter([
+            sync.as_str(),
+            chunk_file_name(chunk).as_str(),
+        ]))
     }
 
     /// `<sync_id>/journal/NNNNNNNNNNNN.json`.
@@ -220,14 +227,21 @@ pub fn parse_chunk_file_name(name: &str) -> Option<ChunkId> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_every_kind_of_location() {
         use StoreLocation as L;
-        assert_eq!(L::parse("./checkpoints").unwrap(), L::Local("./checkpoints".into()));
-        assert_eq!(L::parse("file:///tmp/x").unwrap(), L::Local("/tmp/x".into()));
+        assert_eq!(
+            L::parse("./checkpoints").unwrap(),
+            L::Local("./checkpoints".into())
+        );
+        assert_eq!(
+            L::parse("file:///tmp/x").unwrap(),
+            L::Local("/tmp/x".into())
+        );
         assert_eq!(L::parse("memory://").unwrap(), L::Memory);
         assert_eq!(
             L::parse("az://ckpt/a/b/").unwrap(),
@@ -244,9 +258,18 @@ mod tests {
             }
         );
         assert!(matches!(L::parse(""), Err(LocationError::Empty)));
-        assert!(matches!(L::parse("file://rel"), Err(LocationError::Malformed { .. })));
-        assert!(matches!(L::parse("az://"), Err(LocationError::Malformed { .. })));
-        assert!(matches!(L::parse("gs://b/p"), Err(LocationError::UnknownScheme { .. })));
+        assert!(matches!(
+            L::parse("file://rel"),
+            Err(LocationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            L::parse("az://"),
+            Err(LocationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            L::parse("gs://b/p"),
+            Err(LocationError::UnknownScheme { .. })
+        ));
     }
 
     #[test]
@@ -262,9 +285,17 @@ mod tests {
         assert_eq!(big.file_name(), "chunk_12345.parquet");
         assert_eq!(big.kind(), ObjectKind::Chunk(ChunkId(12_345)));
         let j = ObjectKey::journal(&sync, 42);
-        assert_eq!(j.as_str(), "sync_20250129_143022_a3f4b2c1/journal/000000000042.json");
+        assert_eq!(
+            j.as_str(),
+            "sync_20250129_143022_a3f4b2c1/journal/000000000042.json"
+        );
         assert_eq!(j.kind(), ObjectKind::Journal(42));
-        for bad in ["chunk_7.parquet", "chunk_00007.parquet", "chunk_abcd.parquet", "x.json"] {
+        for bad in [
+            "chunk_7.parquet",
+            "chunk_00007.parquet",
+            "chunk_abcd.parquet",
+            "x.json",
+        ] {
             assert_eq!(parse_chunk_file_name(bad), None, "{bad}");
         }
     }

@@ -109,7 +109,7 @@ impl Store {
     /// Opens a location: a directory path or a URL (see [`StoreLocation::parse`]). A local
     /// directory is created if missing.
     pub fn open(location: &str) -> Result<Self, StoreError> {
-        Self::open_location(StoreLocation::parse(location)?)
+        Self::open_location(&StoreLocation::parse(location)?)
     }
 
     /// Opens the location named by [`BASE_PATH_ENV`], else [`DEFAULT_BASE_PATH`].
@@ -131,10 +131,10 @@ impl Store {
     }
 
     /// Opens a parsed location.
-    pub fn open_location(location: StoreLocation) -> Result<Self, StoreError> {
-        match &location {
+    pub fn open_location(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
             StoreLocation::Memory => Ok(Self::memory()),
-            StoreLocation::Local(dir) => Self::local(dir.clone()),
+            StoreLocation::Local(dir) => Self::local(dir),
             StoreLocation::Azure { .. } => Err(StoreError::Unsupported {
                 location: location.to_string(),
                 backend: "azure",
@@ -146,13 +146,13 @@ impl Store {
         }
     }
 
-    fn local(dir: PathBuf) -> Result<Self, StoreError> {
+    fn local(dir: &std::path::Path) -> Result<Self, StoreError> {
         let fail = |source| StoreError::LocalDir {
-            path: dir.clone(),
+            path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(fail)?;
-        let root = std::fs::canonicalize(&dir).map_err(fail)?;
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        let root = std::fs::canonicalize(dir).map_err(fail)?;
         let fs = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| fail(std::io::Error::other(e.to_string())))?
             .with_fsync(true)
@@ -346,11 +346,15 @@ impl Store {
     }
 
     fn write_verdict(&self) -> Verdict {
-        self.faults.as_ref().map_or(Verdict::Proceed, |f| f.on_write())
+        self.faults
+            .as_ref()
+            .map_or(Verdict::Proceed, |f| f.on_write())
     }
 
     fn read_verdict(&self) -> Verdict {
-        self.faults.as_ref().map_or(Verdict::Proceed, |f| f.on_read())
+        self.faults
+            .as_ref()
+            .map_or(Verdict::Proceed, |f| f.on_read())
     }
 
     /// What a crash in the middle of writing leaves on a local disk: a partial temp file.
@@ -373,7 +377,12 @@ impl Store {
         StoreError::Injected { op, object }
     }
 
-    fn object_error(&self, op: &'static str, key: &ObjectKey, e: object_store::Error) -> StoreError {
+    fn object_error(
+        &self,
+        op: &'static str,
+        key: &ObjectKey,
+        e: object_store::Error,
+    ) -> StoreError {
         StoreError::Object {
             op,
             object: self.describe(key),
@@ -392,4 +401,5 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

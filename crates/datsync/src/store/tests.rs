@@ -12,7 +12,10 @@ async fn local_store_writes_reads_lists_and_deletes() {
     let key = ObjectKey::manifest(&sync());
     assert_eq!(store.get(&key).await.unwrap(), None);
     store.put(&key, Bytes::from_static(b"{}")).await.unwrap();
-    store.put(&key, Bytes::from_static(b"{\"a\":1}")).await.unwrap();
+    store
+        .put(&key, Bytes::from_static(b"{\"a\":1}"))
+        .await
+        .unwrap();
     assert_eq!(store.get(&key).await.unwrap().unwrap(), &b"{\"a\":1}"[..]);
     assert!(dir.path().join("ck").join(key.as_str()).is_file());
     let chunk = ObjectKey::chunk(&sync(), ChunkId(3));
@@ -26,7 +29,10 @@ async fn local_store_writes_reads_lists_and_deletes() {
         .into_iter()
         .map(|o| o.kind)
         .collect();
-    assert_eq!(kinds, vec![ObjectKind::Chunk(ChunkId(3)), ObjectKind::Manifest]);
+    assert_eq!(
+        kinds,
+        vec![ObjectKind::Chunk(ChunkId(3)), ObjectKind::Manifest]
+    );
     store.delete(&chunk).await.unwrap();
     store.delete(&chunk).await.unwrap();
     store.delete_sync(&sync()).await.unwrap();
@@ -42,10 +48,16 @@ async fn a_crash_before_a_write_leaves_only_an_invisible_temp_file() {
     store.put(&key, Bytes::from_static(b"old")).await.unwrap();
     let plan = Arc::new(FaultPlan::crash_at(1, CrashPoint::Before));
     let faulty = store.with_faults(plan.clone());
-    let err = faulty.put(&key, Bytes::from_static(b"newnew")).await.unwrap_err();
+    let err = faulty
+        .put(&key, Bytes::from_static(b"newnew"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Injected { .. }), "{err}");
     assert!(plan.crashed());
-    assert!(faulty.get(&key).await.is_err(), "a dead process reads nothing");
+    assert!(
+        faulty.get(&key).await.is_err(),
+        "a dead process reads nothing"
+    );
     assert_eq!(store.get(&key).await.unwrap().unwrap(), &b"old"[..]);
     let listed = store.list_sync(&sync()).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -70,5 +82,8 @@ fn cloud_locations_are_parsed_but_not_built_yet() {
     assert!(err.to_string().contains("needs azure support"), "{err}");
     let err = Store::open("s3://bucket/p").unwrap_err();
     assert!(err.to_string().contains("needs s3 support"), "{err}");
-    assert!(matches!(Store::open("memory://").unwrap().location(), StoreLocation::Memory));
+    assert!(matches!(
+        Store::open("memory://").unwrap().location(),
+        StoreLocation::Memory
+    ));
 }

@@ -1,3 +1,5 @@
 //! Integration tests of the datsync library, one module per theme.
 
+#![allow(clippy::unwrap_used)]
+
 mod checkpoint;

@@ -56,7 +56,10 @@ async fn drive(
             return Ok(());
         }
         for id in pending {
-            let attempts = m.manifest().and_then(|m| m.chunk(id)).map_or(0, |c| c.attempts);
+            let attempts = m
+                .manifest()
+                .and_then(|m| m.chunk(id))
+                .map_or(0, |c| c.attempts);
             m.mark_chunk_processing(id).await?;
             states.push(snapshot(m.manifest()));
             let batch = m.load_chunk(id).await?;
@@ -64,7 +67,8 @@ async fn drive(
             if id == ChunkId(1) && attempts == 0 {
                 m.mark_chunk_failed(id, "connection timeout").await?;
             } else {
-                m.mark_chunk_complete(id, outcome(id.0, batch.num_rows() as u64)).await?;
+                m.mark_chunk_complete(id, outcome(id.0, batch.num_rows() as u64))
+                    .await?;
             }
             states.push(snapshot(m.manifest()));
         }
@@ -88,11 +92,7 @@ async fn reopen(store: &Store, clock: &Arc<ManualClock>) -> Snapshot {
         .checkpoint_exists()
         .await
         .unwrap_or_else(|e| panic!("a restarted process cannot read the checkpoint: {e}"));
-    if exists {
-        snapshot(m.manifest())
-    } else {
-        None
-    }
+    if exists { snapshot(m.manifest()) } else { None }
 }
 
 async fn crash_every_write(backend_of: impl Fn() -> Backend) {
@@ -102,9 +102,14 @@ async fn crash_every_write(backend_of: impl Fn() -> Backend) {
     let backend = backend_of();
     let counter = Arc::new(FaultPlan::counting());
     let mut expected = vec![None];
-    drive(&backend.open().with_faults(counter.clone()), &source, &clock, &mut expected)
-        .await
-        .unwrap();
+    drive(
+        &backend.open().with_faults(counter.clone()),
+        &source,
+        &clock,
+        &mut expected,
+    )
+    .await
+    .unwrap();
     let writes = counter.writes();
     let end = end_state(expected.last().unwrap().as_ref().unwrap());
     assert_eq!(end.status, CheckpointStatus::Completed);
@@ -133,15 +138,26 @@ async fn crash_every_write(backend_of: impl Fn() -> Backend) {
                 .unwrap_or_else(|e| panic!("write {nth} {point:?}: resume failed: {e}"));
             let mut m = manager_with(&store, &sync_id(1), &clock, OPTIONS);
             assert!(m.checkpoint_exists().await.unwrap());
-            assert_eq!(end_state(m.manifest().unwrap()), end, "write {nth} {point:?}");
+            assert_eq!(
+                end_state(m.manifest().unwrap()),
+                end,
+                "write {nth} {point:?}"
+            );
             for id in 0..3 {
-                assert_eq!(m.load_chunk(ChunkId(id)).await.unwrap(), source.batches[id as usize]);
+                assert_eq!(
+                    m.load_chunk(ChunkId(id)).await.unwrap(),
+                    source.batches[id as usize]
+                );
             }
             // And the store is clean once it is cleaned up (temp files of the crash too).
             m.cleanup().await.unwrap();
             assert!(store.list_syncs().await.unwrap().is_empty());
             if let Backend::Local(dir) = &backend {
-                assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "write {nth}");
+                assert_eq!(
+                    std::fs::read_dir(dir.path()).unwrap().count(),
+                    0,
+                    "write {nth}"
+                );
             }
         }
     }
@@ -163,13 +179,22 @@ async fn a_crash_during_cleanup_leaves_the_checkpoint_or_nothing() {
     let clock = clock();
     for local in [false, true] {
         for nth in 1.. {
-            let backend = if local { Backend::Local(tempfile::tempdir().unwrap()) } else { Backend::Memory };
+            let backend = if local {
+                Backend::Local(tempfile::tempdir().unwrap())
+            } else {
+                Backend::Memory
+            };
             let store = backend.open();
             let mut states = vec![None];
             drive(&store, &source, &clock, &mut states).await.unwrap();
             let completed = states.last().cloned().unwrap();
             let plan = Arc::new(FaultPlan::crash_at(nth, CrashPoint::Before));
-            let mut m = manager_with(&store.with_faults(plan.clone()), &sync_id(1), &clock, OPTIONS);
+            let mut m = manager_with(
+                &store.with_faults(plan.clone()),
+                &sync_id(1),
+                &clock,
+                OPTIONS,
+            );
             let result = m.cleanup().await;
             if !plan.crashed() {
                 result.unwrap();
@@ -177,7 +202,10 @@ async fn a_crash_during_cleanup_leaves_the_checkpoint_or_nothing() {
                 break;
             }
             let state = reopen(&store, &clock).await;
-            assert!(state.is_none() || state == completed, "cleanup write {nth}: {state:#?}");
+            assert!(
+                state.is_none() || state == completed,
+                "cleanup write {nth}: {state:#?}"
+            );
             let mut m = manager_with(&store, &sync_id(1), &clock, OPTIONS);
             if state.is_some() {
                 // Completed: nothing left to load, so no missing chunk is ever read.

@@ -63,10 +63,10 @@ impl Source {
 
     /// The fingerprint once read to the end.
     pub fn final_fingerprint(&self) -> SourceFingerprint {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(&self.bytes);
+        let mut reader = datsync::source::HashingReader::new(&self.bytes[..]);
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         SourceFingerprint {
-            sha256: Some(digest.iter().map(|b| format!("{b:02x}")).collect()),
+            sha256: Some(reader.sha256_hex()),
             ..self.fingerprint()
         }
     }

@@ -53,7 +53,9 @@ fn assert_same_shape(seed: &Value, ours: &Value, at: &str) {
         panic!("{at}: not an object");
     };
     for (name, example) in seed {
-        let value = ours.get(name).unwrap_or_else(|| panic!("{at}.{name} is missing"));
+        let value = ours
+            .get(name)
+            .unwrap_or_else(|| panic!("{at}.{name} is missing"));
         assert_eq!(kind(value), kind(example), "{at}.{name}: {value}");
     }
 }
@@ -71,15 +73,23 @@ async fn a_run_writes_the_seeds_manifest_fields_with_their_types() {
     let store = Store::open(dir.path().to_str().unwrap()).unwrap();
     let (sync, clock) = (sync_id(0xa3f4_b2c1), clock());
     let mut m = manager(&store, &sync, &clock);
-    m.create_checkpoint(source.new_checkpoint(1_000)).await.unwrap();
+    m.create_checkpoint(source.new_checkpoint(1_000))
+        .await
+        .unwrap();
     for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch).await.unwrap();
+        m.save_chunk_parquet(ChunkId(i as u32), batch)
+            .await
+            .unwrap();
     }
-    m.finalize_conversion(source.final_fingerprint()).await.unwrap();
+    m.finalize_conversion(source.final_fingerprint())
+        .await
+        .unwrap();
     for id in m.get_pending_chunks().await.unwrap() {
         m.mark_chunk_processing(id).await.unwrap();
         let rows = m.load_chunk(id).await.unwrap().num_rows() as u64;
-        m.mark_chunk_complete(id, outcome(id.0, rows)).await.unwrap();
+        m.mark_chunk_complete(id, outcome(id.0, rows))
+            .await
+            .unwrap();
     }
     let path = dir.path().join(sync.as_str()).join("manifest.json");
     let ours: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -100,7 +110,10 @@ async fn a_run_writes_the_seeds_manifest_fields_with_their_types() {
     assert_eq!(ours["compression"], "snappy");
     let fp = &ours["source_fingerprint"];
     assert_eq!(fp["size_bytes"], source.bytes.len() as u64);
-    assert_eq!(fp["sha256"], source.final_fingerprint().sha256.unwrap().as_str());
+    assert_eq!(
+        fp["sha256"],
+        source.final_fingerprint().sha256.unwrap().as_str()
+    );
     assert!(fp["etag"].is_null() && fp["modified"].is_string());
     let chunks = ours["chunks"].as_array().unwrap();
     assert_eq!(chunks.len(), 3);
@@ -109,8 +122,14 @@ async fn a_run_writes_the_seeds_manifest_fields_with_their_types() {
         assert_eq!(chunk["chunk_id"], i);
         assert_eq!(chunk["status"], "completed");
         assert_eq!(chunk["parquet_path"], format!("chunk_{i:04}.parquet"));
-        let file = dir.path().join(sync.as_str()).join(format!("chunk_{i:04}.parquet"));
-        assert_eq!(chunk["parquet_size_bytes"], std::fs::metadata(file).unwrap().len());
+        let file = dir
+            .path()
+            .join(sync.as_str())
+            .join(format!("chunk_{i:04}.parquet"));
+        assert_eq!(
+            chunk["parquet_size_bytes"],
+            std::fs::metadata(file).unwrap().len()
+        );
         assert!(is_utc_stamp(&chunk["created_at"]) && is_utc_stamp(&chunk["processed_at"]));
         assert_eq!(chunk["first_line"], next_line);
         next_line = chunk["last_line"].as_u64().unwrap() + 1;
