@@ -1,6 +1,7 @@
 //! The manager: loading a checkpoint (manifest + journal), creating one, and the two ways
 //! of writing state (a journal entry, or the whole manifest).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use super::manifest::{
     FORMAT_VERSION, JournalEntry, Manifest, ParseProblem, parse_entry, parse_manifest,
 };
 use super::{CheckpointError, CheckpointOptions};
-use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
+use crate::model::{CheckpointStatus, ChunkId, SourceFingerprint, SyncId};
 use crate::store::{ObjectKey, ObjectKind, Store};
 
 /// Journal objects read or deleted at once.
@@ -51,6 +52,10 @@ pub(super) struct State {
     since_compaction: u32,
     /// Chunks completed or skipped (kept so that an update never scans every chunk).
     pub(super) done: usize,
+    /// Chunk files found without a manifest entry when the checkpoint was opened (left by
+    /// a crash between writing the file and recording it); only these are read back before
+    /// a save, so a fresh conversion never pays for a read.
+    pub(super) unrecorded: BTreeSet<ChunkId>,
     /// Journal objects folded into the manifest but not deleted yet.
     stale: Vec<u64>,
 }
@@ -87,6 +92,15 @@ impl CheckpointManager {
     /// The sync.
     pub fn sync_id(&self) -> &SyncId {
         &self.sync_id
+    }
+
+    /// Chunk files found without a manifest entry when the checkpoint was opened and not
+    /// saved since (a crash came between writing and recording them).
+    pub fn unrecorded_chunks(&self) -> Vec<ChunkId> {
+        self.state
+            .as_ref()
+            .map(|s| s.unrecorded.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The manifest as it stands (journal applied), once loaded or created.
@@ -135,6 +149,7 @@ impl CheckpointManager {
             next_seq: 1,
             since_compaction: 0,
             done: 0,
+            unrecorded: BTreeSet::new(),
             stale: Vec::new(),
         });
         Ok(())
@@ -173,11 +188,9 @@ impl CheckpointManager {
         if manifest.sync_id != self.sync_id {
             return Err(self.corrupt(&key, format!("it belongs to {}", manifest.sync_id)));
         }
-        let mut seqs: Vec<u64> = self
-            .store
-            .list_sync(&self.sync_id)
-            .await?
-            .into_iter()
+        let objects = self.store.list_sync(&self.sync_id).await?;
+        let mut seqs: Vec<u64> = objects
+            .iter()
             .filter_map(|o| match o.kind {
                 ObjectKind::Journal(seq) => Some(seq),
                 _ => None,
@@ -194,9 +207,17 @@ impl CheckpointManager {
         for entry in entries {
             manifest.apply(entry);
         }
+        let unrecorded = objects
+            .iter()
+            .filter_map(|o| match o.kind {
+                ObjectKind::Chunk(id) if manifest.chunk(id).is_none() => Some(id),
+                _ => None,
+            })
+            .collect();
         let next_seq = seqs.last().copied().unwrap_or(0).max(manifest.journal_seq) + 1;
         Ok(Some(State {
             done: count_done(&manifest),
+            unrecorded,
             manifest,
             next_seq,
             since_compaction: u32::try_from(fresh.len()).unwrap_or(u32::MAX),

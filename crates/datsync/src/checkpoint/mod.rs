@@ -38,9 +38,10 @@
 //! Every object is written by one atomic PUT (see [`crate::store`]): a crash leaves the
 //! previous or the next version of the manifest or of a journal entry, never a torn one. A
 //! chunk's Parquet file is written before the journal entry that records it; a file left
-//! without an entry by a crash is found when the chunk is saved again, read back, and reused
-//! if it holds the same rows (same count, first and last source line), else rewritten. A
-//! chunk is recorded once per id, so it is never counted twice. An empty, truncated or
+//! without an entry by a crash is found by the listing made when the checkpoint is opened
+//! ([`CheckpointManager::unrecorded_chunks`]) and, when that chunk is saved again, read back
+//! and reused if it holds exactly the batch being saved, else rewritten. A chunk is recorded
+//! once per id, so it is never counted twice. An empty, truncated or
 //! unreadable manifest or journal entry is a [`CheckpointError::ManifestCorrupt`] naming the
 //! file and the way out (start a new sync with `--fresh`, or delete the directory): never a
 //! silent restart from zero.

@@ -50,7 +50,12 @@ impl CheckpointManager {
             });
         }
         let key = ObjectKey::chunk(&sync_id, chunk);
-        let bytes = match self.store.get(&key).await? {
+        let leftover = if self.loaded().await?.unrecorded.remove(&chunk) {
+            self.store.get(&key).await?
+        } else {
+            None
+        };
+        let bytes = match leftover {
             Some(old) if chunk::decode(old.clone()).is_ok_and(|b| b == *batch) => old,
             _ => {
                 let bytes = chunk::encode(batch, self.options.compression)

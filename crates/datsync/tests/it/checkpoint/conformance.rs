@@ -360,7 +360,8 @@ async fn an_unrecorded_chunk_file_is_reused_or_rewritten(store: &Store) {
     let orphan = store.get(&chunk1).await.unwrap().unwrap();
     // Resumed: the file is recognised and reused, recorded once.
     let mut m = manager(store, &sync, &clock);
-    assert_eq!(m.manifest().map(|m| m.chunks.len()), None);
+    assert!(m.checkpoint_exists().await.unwrap());
+    assert_eq!(m.unrecorded_chunks(), vec![ChunkId(1)]);
     let entry = m
         .save_chunk_parquet(ChunkId(1), &source.batches[1])
         .await
@@ -368,6 +369,7 @@ async fn an_unrecorded_chunk_file_is_reused_or_rewritten(store: &Store) {
     assert_eq!(store.get(&chunk1).await.unwrap().unwrap(), orphan);
     assert_eq!(entry.parquet_size_bytes, orphan.len() as u64);
     assert_eq!(m.manifest().unwrap().total_chunks, 2);
+    assert!(m.unrecorded_chunks().is_empty());
     // Saved again with the same rows: nothing changes, nothing is counted twice.
     let again = m
         .save_chunk_parquet(ChunkId(1), &source.batches[1])
