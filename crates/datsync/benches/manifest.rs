@@ -2,7 +2,9 @@
 //! on checkpoints of 10, 1,000 and 5,000 chunks, on the in-memory store and a local
 //! directory (with fsync). The baseline also rewrites the whole manifest at every update
 //! (`compact()` after each), which is what a journal-less manager would do; it is measured
-//! on the first 200 updates only, as it gets slow.
+//! on the first 200 updates only, as it gets slow. The six checkpoints take turns, ten
+//! updates at a time, so that disk noise falls on all of them alike. The slowest update of a
+//! journal run is the final compaction made when the sync completes.
 //!
 //! Run: `cargo bench -p datsync --bench manifest`.
 
@@ -68,61 +70,94 @@ async fn prepare(store: &Store, chunks: u32, tag: u32) -> CheckpointManager {
     m
 }
 
-/// Figures over a run of updates.
-struct Figures {
-    mean: Duration,
-    median: Duration,
-    p99: Duration,
-    worst: Duration,
+/// Updates made in a row on one checkpoint before moving to the next size; the sizes take
+/// turns so that a noisy disk (fsync latency on a shared machine) hits all of them alike.
+const ROUND: u32 = 10;
+
+/// One measured checkpoint.
+struct Run {
+    chunks: u32,
+    manager: CheckpointManager,
+    /// Also rewrite the whole manifest after each update (the baseline).
+    rewrite: bool,
+    updates: u32,
+    times: Vec<Duration>,
 }
 
-/// Marks `updates` chunks complete one by one (rewriting the manifest after each one when
-/// `rewrite`).
-async fn measure(m: &mut CheckpointManager, updates: u32, rewrite: bool) -> Figures {
-    let mut times = Vec::with_capacity(updates as usize);
-    for i in 0..updates {
-        let started = Instant::now();
-        m.mark_chunk_complete(ChunkId(i), ChunkOutcome::default())
-            .await
-            .expect("mark complete");
-        if rewrite {
-            m.compact().await.expect("compact");
+impl Run {
+    async fn new(store: &Store, chunks: u32, rewrite: bool) -> Self {
+        let updates = if rewrite {
+            chunks.min(BASELINE_UPDATES)
+        } else {
+            chunks
+        };
+        Self {
+            chunks,
+            manager: prepare(store, chunks, u32::from(rewrite)).await,
+            rewrite,
+            updates,
+            times: Vec::with_capacity(updates as usize),
         }
-        times.push(started.elapsed());
     }
-    let mean = times.iter().sum::<Duration>() / updates;
-    times.sort_unstable();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    Figures {
-        mean,
-        median: at(0.5),
-        p99: at(0.99),
-        worst: at(1.0),
-    }
-}
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
+    /// Marks the next `ROUND` chunks complete one by one; false once all are.
+    async fn round(&mut self) -> bool {
+        for _ in 0..ROUND {
+            let i = self.times.len() as u32;
+            if i == self.updates {
+                return false;
+            }
+            let started = Instant::now();
+            self.manager
+                .mark_chunk_complete(ChunkId(i), ChunkOutcome::default())
+                .await
+                .expect("mark complete");
+            if self.rewrite {
+                self.manager.compact().await.expect("compact");
+            }
+            self.times.push(started.elapsed());
+        }
+        true
+    }
+
+    /// Mean, median, 99th percentile and slowest, in µs.
+    fn figures(&self) -> [f64; 4] {
+        let mut times = self.times.clone();
+        let mean = times.iter().sum::<Duration>() / times.len() as u32;
+        times.sort_unstable();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+        [mean, at(0.5), at(0.99), at(1.0)].map(|d| d.as_secs_f64() * 1e6)
+    }
 }
 
 async fn run(name: &str, store: &Store) {
+    let mut runs = Vec::new();
     for chunks in SIZES {
-        let mut m = prepare(store, chunks, 1).await;
-        let f = measure(&mut m, chunks, false).await;
-        let mut base = prepare(store, chunks, 2).await;
-        let b = measure(&mut base, chunks.min(BASELINE_UPDATES), true).await;
+        runs.push(Run::new(store, chunks, false).await);
+        runs.push(Run::new(store, chunks, true).await);
+    }
+    // Let the disk write back what the preparation left dirty, so that it does not land on
+    // the fsyncs of the first updates measured.
+    let _ = std::process::Command::new("sync").status();
+    loop {
+        let mut busy = false;
+        for r in &mut runs {
+            busy |= r.round().await;
+        }
+        if !busy {
+            break;
+        }
+    }
+    for pair in runs.chunks(2) {
+        let [j, b] = [&pair[0], &pair[1]].map(Run::figures);
         println!(
-            "{name:<6} {chunks:>5} chunks | journal: mean {:>7.1} median {:>7.1} p99 {:>8.1} \
+            "{name:<6} {:>5} chunks | journal: mean {:>7.1} median {:>7.1} p99 {:>8.1} \
              max {:>8.1} | rewrite-every-time: mean {:>8.1} median {:>8.1}  (µs per update)",
-            us(f.mean),
-            us(f.median),
-            us(f.p99),
-            us(f.worst),
-            us(b.mean),
-            us(b.median),
+            pair[0].chunks, j[0], j[1], j[2], j[3], b[0], b[1],
         );
-        m.cleanup().await.expect("cleanup");
-        base.cleanup().await.expect("cleanup");
+    }
+    for r in &mut runs {
+        r.manager.cleanup().await.expect("cleanup");
     }
 }
 

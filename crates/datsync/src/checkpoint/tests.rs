@@ -152,3 +152,20 @@ fn retention_reads_its_setting() {
     );
     assert_eq!(RetentionPolicy::days(3).max_age, chrono::TimeDelta::days(3));
 }
+
+#[test]
+fn manager_futures_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let mut m = CheckpointManager::new(
+        crate::store::Store::memory(),
+        SyncId::parse("sync_20250129_143022_a3f4b2c1").unwrap(),
+    );
+    assert_send(&m.mark_chunk_complete(ChunkId(0), ChunkOutcome::default()));
+    assert_send(&m.save_chunk_parquet(
+        ChunkId(0),
+        &arrow_array::RecordBatch::new_empty(std::sync::Arc::new(arrow_schema::Schema::empty())),
+    ));
+    assert_send(&m.load_chunk(ChunkId(0)));
+    assert_send(&m.cleanup());
+    assert_send(&m);
+}
