@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -36,6 +36,9 @@ pub use location::{
 
 use crate::model::SyncId;
 use faults::Verdict;
+
+/// Objects deleted at once when a checkpoint directory is removed.
+const DELETE_CONCURRENCY: usize = 16;
 
 /// An error of the checkpoint store; it names the object or location.
 #[derive(Debug, thiserror::Error)]
@@ -325,7 +328,12 @@ impl Store {
         let (manifests, others): (Vec<_>, Vec<_>) = objects
             .into_iter()
             .partition(|o| o.kind == ObjectKind::Manifest);
-        for object in others.iter().chain(&manifests) {
+        futures::stream::iter(others.into_iter().map(|o| o.key))
+            .map(|key| async move { self.delete(&key).await })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        for object in &manifests {
             self.delete(&object.key).await?;
         }
         if let Some(root) = &self.local_root {
