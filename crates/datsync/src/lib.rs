@@ -8,21 +8,24 @@
 //! - [`profile`]: the column profile (names, aliases, types, rules, key) from TOML.
 //! - [`source`]: opening a source and streaming its bytes, with a fingerprint.
 //! - [`parse`]: the push decoder, bytes → Arrow batches of text columns with line numbers.
+//! - [`store`]: the one wrapper around `object_store`: where checkpoints live, atomic writes.
+//! - [`checkpoint`]: the checkpoint manager: Parquet chunks and `manifest.json`, crash-proof.
 //! - [`value`]: parsers of single text values (exact decimals, integers, booleans, dates, times).
 //! - [`validate`]: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
 //! - [`transform`]: accepted text batch → typed batch for the target table.
-//! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
-//! - [`inspect`]: a report of what a file holds, as the decoder sees it.
 //! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
-//! - [`pgtemp`]: a private throwaway PostgreSQL server for `datsync demo`.
 //! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
+//! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
+//! - [`inspect`]: a report of what a file holds, as the decoder sees it.
+//! - [`pgtemp`]: a private throwaway PostgreSQL server for `datsync demo`.
 //!
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
 //! ```
 
 pub mod alert;
+pub mod checkpoint;
 pub mod config;
 pub mod inspect;
 pub mod model;
@@ -31,6 +34,7 @@ pub mod pgtemp;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod transform;
 pub mod validate;

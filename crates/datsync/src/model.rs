@@ -139,6 +139,93 @@ impl fmt::Display for SyncStatus {
     }
 }
 
+/// The state of one chunk in a checkpoint manifest (the seed's chunk states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkStatus {
+    /// Parquet written, waiting to be loaded.
+    Ready,
+    /// Being loaded (or interrupted while being loaded).
+    Processing,
+    /// Loaded and committed.
+    Completed,
+    /// Loading failed; will be retried.
+    Failed,
+    /// Intentionally not loaded (for example every row was invalid).
+    Skipped,
+}
+
+impl ChunkStatus {
+    /// The text used in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the chunk still has to be loaded: ready, failed, or processing when a run was
+    /// interrupted.
+    pub fn is_pending(self) -> bool {
+        matches!(self, Self::Ready | Self::Processing | Self::Failed)
+    }
+
+    /// Whether nothing more will happen to the chunk: completed or skipped.
+    pub fn is_done(self) -> bool {
+        matches!(self, Self::Completed | Self::Skipped)
+    }
+}
+
+impl fmt::Display for ChunkStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of a checkpointed sync, used for the manifest's `status` and `phase`: converting
+/// → ready → processing → completed, or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointStatus {
+    /// Phase 1: the source is being converted into Parquet chunks.
+    Converting,
+    /// Every chunk is converted; none has been loaded yet.
+    Ready,
+    /// Phase 2: chunks are being loaded.
+    Processing,
+    /// Every chunk is completed or skipped.
+    Completed,
+    /// The sync stopped on an error; it can be resumed.
+    Failed,
+}
+
+impl CheckpointStatus {
+    /// The text used in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Converting => "converting",
+            Self::Ready => "ready",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether a sync in this state may still be running (converting, ready or processing).
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Converting | Self::Ready | Self::Processing)
+    }
+}
+
+impl fmt::Display for CheckpointStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

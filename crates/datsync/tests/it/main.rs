@@ -1,8 +1,9 @@
-//! Integration tests, one module per theme.
+//! Integration tests of the datsync library, one module per theme.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
 mod alert;
+mod checkpoint;
 mod pgtemp;
 mod validate_transform;

@@ -1,0 +1,180 @@
+//! Chunk files: a decoder text batch as Parquet, and back.
+
+use std::fmt;
+use std::str::FromStr;
+
+use arrow_array::{Array, RecordBatch, UInt64Array};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{LINE_COLUMN, LineNo};
+
+/// The compression of chunk files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkCompression {
+    /// Snappy, the seed's choice: fast, moderate ratio.
+    #[default]
+    Snappy,
+    /// Zstandard at its default level: smaller files, a little slower.
+    Zstd,
+    /// No compression.
+    None,
+}
+
+impl ChunkCompression {
+    fn parquet(self) -> Compression {
+        match self {
+            Self::Snappy => Compression::SNAPPY,
+            Self::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Self::None => Compression::UNCOMPRESSED,
+        }
+    }
+
+    /// The name used in settings and the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Snappy => "snappy",
+            Self::Zstd => "zstd",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ChunkCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChunkCompression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "snappy" => Ok(Self::Snappy),
+            "zstd" => Ok(Self::Zstd),
+            "none" | "uncompressed" => Ok(Self::None),
+            other => Err(format!(
+                "unknown chunk compression `{other}`: use snappy, zstd or none"
+            )),
+        }
+    }
+}
+
+/// The rows of a chunk and the source lines they span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLines {
+    /// Rows in the chunk.
+    pub rows: u64,
+    /// The first row's source line.
+    pub first_line: LineNo,
+    /// The last row's source line.
+    pub last_line: LineNo,
+}
+
+impl ChunkLines {
+    /// Reads them from a text batch's `_line` column.
+    pub fn of(batch: &RecordBatch) -> Result<Self, String> {
+        let column = batch
+            .column_by_name(LINE_COLUMN)
+            .ok_or_else(|| format!("no `{LINE_COLUMN}` column"))?;
+        let lines = column
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| format!("`{LINE_COLUMN}` is not UInt64"))?;
+        if lines.is_empty() {
+            return Err("no rows".to_owned());
+        }
+        if lines.null_count() > 0 {
+            return Err(format!("`{LINE_COLUMN}` has nulls"));
+        }
+        Ok(Self {
+            rows: lines.len() as u64,
+            first_line: lines.value(0),
+            last_line: lines.value(lines.len() - 1),
+        })
+    }
+}
+
+/// Writes a batch as one Parquet file in memory.
+pub(super) fn encode(
+    batch: &RecordBatch,
+    compression: ChunkCompression,
+) -> Result<Bytes, parquet::errors::ParquetError> {
+    let props = WriterProperties::builder()
+        .set_compression(compression.parquet())
+        .set_max_row_group_row_count(Some(batch.num_rows().max(1)))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    Ok(Bytes::from(writer.into_inner()?))
+}
+
+/// Reads a Parquet chunk file back into one batch.
+pub(super) fn decode(bytes: Bytes) -> Result<RecordBatch, String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows())
+        .map_err(|_| "negative row count".to_owned())?;
+    let schema = builder.schema().clone();
+    let reader = builder
+        .with_batch_size(rows.max(1))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::StringArray;
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new(LINE_COLUMN, DataType::UInt64, false),
+            Field::new("DOC_NO", DataType::Utf8, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(UInt64Array::from(vec![2, 3, 5])),
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("é")])),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trips_under_every_compression() {
+        for c in [
+            ChunkCompression::Snappy,
+            ChunkCompression::Zstd,
+            ChunkCompression::None,
+        ] {
+            let bytes = encode(&batch(), c).unwrap();
+            assert_eq!(decode(bytes).unwrap(), batch(), "{c}");
+            assert_eq!(c.as_str().parse::<ChunkCompression>().unwrap(), c);
+        }
+        assert!("lz4".parse::<ChunkCompression>().is_err());
+    }
+
+    #[test]
+    fn reads_lines_and_refuses_garbage() {
+        let lines = ChunkLines::of(&batch()).unwrap();
+        assert_eq!((lines.rows, lines.first_line, lines.last_line), (3, 2, 5));
+        assert!(decode(Bytes::from_static(b"PAR1 nope")).is_err());
+        let empty = batch().slice(0, 0);
+        assert!(ChunkLines::of(&empty).is_err());
+    }
+}

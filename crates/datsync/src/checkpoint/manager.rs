@@ -1,0 +1,362 @@
+//! The manager: loading a checkpoint (manifest + journal), creating one, and the two ways
+//! of writing state (a journal entry, or the whole manifest).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::clock::{Clock, SystemClock, stamp};
+use super::manifest::{
+    FORMAT_VERSION, JournalEntry, Manifest, ParseProblem, parse_entry, parse_manifest,
+};
+use super::{CheckpointError, CheckpointOptions};
+use crate::model::{CheckpointStatus, ChunkId, SourceFingerprint, SyncId};
+use crate::store::{ObjectKey, ObjectKind, Store};
+
+/// Journal objects read or deleted at once.
+const JOURNAL_IO_CONCURRENCY: usize = 16;
+
+/// What a new checkpoint describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCheckpoint {
+    /// The source's base name.
+    pub source_file: String,
+    /// The source as given (path or URL).
+    pub source_path: String,
+    /// What identifies the source (its SHA-256 usually comes later, with
+    /// [`CheckpointManager::finalize_conversion`]).
+    pub fingerprint: SourceFingerprint,
+    /// Rows per chunk.
+    pub chunk_size: u64,
+}
+
+/// The seed's `CheckpointManager` for one sync. See the module docs for the design.
+#[derive(Debug)]
+pub struct CheckpointManager {
+    pub(super) store: Store,
+    pub(super) sync_id: SyncId,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) options: CheckpointOptions,
+    pub(super) state: Option<State>,
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub(super) struct State {
+    pub(super) manifest: Manifest,
+    /// The next journal sequence number (never reused, even after a failed write).
+    next_seq: u64,
+    /// Journal entries written since the manifest was last written.
+    since_compaction: u32,
+    /// Chunks completed or skipped (kept so that an update never scans every chunk).
+    pub(super) done: usize,
+    /// Chunk files found without a manifest entry when the checkpoint was opened (left by
+    /// a crash between writing the file and recording it); only these are read back before
+    /// a save, so a fresh conversion never pays for a read.
+    pub(super) unrecorded: BTreeSet<ChunkId>,
+    /// Journal objects folded into the manifest but not deleted yet.
+    stale: Vec<u64>,
+}
+
+impl CheckpointManager {
+    /// A manager for `sync_id`'s checkpoint in `store` (`base_path/sync_id` in the seed).
+    pub fn new(store: Store, sync_id: SyncId) -> Self {
+        Self {
+            store,
+            sync_id,
+            clock: Arc::new(SystemClock),
+            options: CheckpointOptions::default(),
+            state: None,
+        }
+    }
+
+    /// Uses another clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses other settings.
+    #[must_use]
+    pub fn with_options(mut self, options: CheckpointOptions) -> Self {
+        self.options = CheckpointOptions {
+            compact_every: options.compact_every.max(1),
+            ..options
+        };
+        self
+    }
+
+    /// The sync.
+    pub fn sync_id(&self) -> &SyncId {
+        &self.sync_id
+    }
+
+    /// Chunk files found without a manifest entry when the checkpoint was opened and not
+    /// saved since (a crash came between writing and recording them).
+    pub fn unrecorded_chunks(&self) -> Vec<ChunkId> {
+        self.state
+            .as_ref()
+            .map(|s| s.unrecorded.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The manifest as it stands (journal applied), once loaded or created.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.state.as_ref().map(|s| &s.manifest)
+    }
+
+    /// Whether a checkpoint exists; loads it (manifest and journal) if so. An unreadable
+    /// checkpoint is an error, never `false`.
+    pub async fn checkpoint_exists(&mut self) -> Result<bool, CheckpointError> {
+        if self.state.is_none() {
+            self.state = self.load().await?;
+        }
+        Ok(self.state.is_some())
+    }
+
+    /// Creates the checkpoint: writes a manifest with status `converting` and no chunks.
+    pub async fn create_checkpoint(&mut self, new: NewCheckpoint) -> Result<(), CheckpointError> {
+        if self.checkpoint_exists().await? {
+            return Err(CheckpointError::AlreadyExists {
+                dir: self.store.describe_sync(&self.sync_id),
+            });
+        }
+        let now = stamp(self.clock.now());
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            sync_id: self.sync_id.clone(),
+            source_file: new.source_file,
+            source_path: new.source_path,
+            file_size_bytes: new.fingerprint.size_bytes,
+            total_chunks: 0,
+            chunk_size: new.chunk_size,
+            status: CheckpointStatus::Converting,
+            phase: CheckpointStatus::Converting,
+            created_at: now.clone(),
+            updated_at: now,
+            source_fingerprint: new.fingerprint,
+            compression: self.options.compression,
+            journal_seq: 0,
+            error: None,
+            chunks: Vec::new(),
+        };
+        self.write_manifest(&manifest).await?;
+        self.state = Some(State {
+            manifest,
+            next_seq: 1,
+            since_compaction: 0,
+            done: 0,
+            unrecorded: BTreeSet::new(),
+            stale: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The loaded state, loading it first if needed.
+    pub(super) async fn loaded(&mut self) -> Result<&mut State, CheckpointError> {
+        if !self.checkpoint_exists().await? {
+            return Err(CheckpointError::NoCheckpoint {
+                sync_id: self.sync_id.clone(),
+            });
+        }
+        self.state
+            .as_mut()
+            .ok_or_else(|| CheckpointError::NoCheckpoint {
+                sync_id: self.sync_id.clone(),
+            })
+    }
+
+    /// Reads the manifest and applies the journal after it.
+    async fn load(&self) -> Result<Option<State>, CheckpointError> {
+        let key = ObjectKey::manifest(&self.sync_id);
+        let Some(bytes) = self.store.get(&key).await? else {
+            let objects = self.store.list_sync(&self.sync_id).await?;
+            if objects
+                .iter()
+                .any(|o| matches!(o.kind, ObjectKind::Chunk(_)))
+            {
+                return Err(CheckpointError::ManifestMissing {
+                    dir: self.store.describe_sync(&self.sync_id),
+                });
+            }
+            return Ok(None);
+        };
+        let mut manifest = parse_manifest(&bytes).map_err(|p| self.parse_error(&key, p))?;
+        if manifest.sync_id != self.sync_id {
+            return Err(self.corrupt(&key, format!("it belongs to {}", manifest.sync_id)));
+        }
+        let objects = self.store.list_sync(&self.sync_id).await?;
+        let mut seqs: Vec<u64> = objects
+            .iter()
+            .filter_map(|o| match o.kind {
+                ObjectKind::Journal(seq) => Some(seq),
+                _ => None,
+            })
+            .collect();
+        seqs.sort_unstable();
+        let (stale, fresh): (Vec<u64>, Vec<u64>) =
+            seqs.iter().partition(|&&s| s <= manifest.journal_seq);
+        let entries: Vec<JournalEntry> = futures::stream::iter(fresh.iter().copied())
+            .map(|seq| self.read_entry(seq))
+            .buffered(JOURNAL_IO_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for entry in entries {
+            manifest.apply(entry);
+        }
+        let unrecorded = objects
+            .iter()
+            .filter_map(|o| match o.kind {
+                ObjectKind::Chunk(id) if manifest.chunk(id).is_none() => Some(id),
+                _ => None,
+            })
+            .collect();
+        let next_seq = seqs.last().copied().unwrap_or(0).max(manifest.journal_seq) + 1;
+        Ok(Some(State {
+            done: count_done(&manifest),
+            unrecorded,
+            manifest,
+            next_seq,
+            since_compaction: u32::try_from(fresh.len()).unwrap_or(u32::MAX),
+            stale: [stale, fresh].concat(),
+        }))
+    }
+
+    async fn read_entry(&self, seq: u64) -> Result<JournalEntry, CheckpointError> {
+        let key = ObjectKey::journal(&self.sync_id, seq);
+        let bytes = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| self.corrupt(&key, "it vanished while being read".to_owned()))?;
+        let entry = parse_entry(&bytes).map_err(|p| self.parse_error(&key, p))?;
+        if entry.seq != seq {
+            return Err(self.corrupt(&key, format!("it holds entry {}", entry.seq)));
+        }
+        Ok(entry)
+    }
+
+    /// Records one chunk transition: a journal entry, then (once the journal holds
+    /// `max(compact_every, total_chunks)` entries) a rewrite of the manifest. The in-memory manifest changes only once the entry is written,
+    /// and by the same [`Manifest::apply`] that replays the journal on load.
+    pub(super) async fn journal(&mut self, mut entry: JournalEntry) -> Result<(), CheckpointError> {
+        let state = self.loaded().await?;
+        entry.seq = state.next_seq;
+        state.next_seq += 1;
+        let bytes = serde_json::to_vec(&entry).map_err(|source| CheckpointError::Serialize {
+            sync_id: self.sync_id.clone(),
+            source,
+        })?;
+        self.store
+            .put(
+                &ObjectKey::journal(&self.sync_id, entry.seq),
+                Bytes::from(bytes),
+            )
+            .await?;
+        let seq = entry.seq;
+        let compact_every = self.options.compact_every;
+        let state = self.loaded().await?;
+        let id = entry.chunk.chunk_id;
+        let was_done = state.manifest.chunk(id).is_some_and(|c| c.status.is_done());
+        match (was_done, entry.chunk.status.is_done()) {
+            (false, true) => state.done += 1,
+            (true, false) => state.done -= 1,
+            _ => {}
+        }
+        state.manifest.apply(entry);
+        state.since_compaction += 1;
+        state.stale.push(seq);
+        let threshold = compact_every.max(state.manifest.total_chunks);
+        if state.since_compaction >= threshold
+            && let Err(e) = self.compact().await
+        {
+            // The transition is durable in the journal; compaction is retried next time.
+            tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
+        }
+        Ok(())
+    }
+
+    /// Replaces the manifest with `next` (a change of sync state) and folds the journal in.
+    pub(super) async fn commit(&mut self, mut next: Manifest) -> Result<(), CheckpointError> {
+        let state = self.loaded().await?;
+        next.journal_seq = state.next_seq - 1;
+        self.write_manifest(&next).await?;
+        let state = self.loaded().await?;
+        state.done = count_done(&next);
+        state.manifest = next;
+        state.since_compaction = 0;
+        self.delete_stale().await;
+        Ok(())
+    }
+
+    /// Rewrites `manifest.json` now, folding the journal in (it is done automatically; this
+    /// is for a caller that wants the file alone up to date, for example before exiting).
+    pub async fn compact(&mut self) -> Result<(), CheckpointError> {
+        let manifest = self.loaded().await?.manifest.clone();
+        self.commit(manifest).await
+    }
+
+    /// Deletes journal objects folded into the manifest, several at a time; failures leave
+    /// them for next time (they are ignored when read).
+    async fn delete_stale(&mut self) {
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        let folded = std::mem::take(&mut state.stale);
+        let (store, sync_id) = (&self.store, &self.sync_id);
+        let failed: Vec<u64> = futures::stream::iter(folded)
+            .map(|seq| async move {
+                let deleted = store.delete(&ObjectKey::journal(sync_id, seq)).await;
+                deleted.is_err().then_some(seq)
+            })
+            .buffer_unordered(JOURNAL_IO_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if let Some(state) = self.state.as_mut() {
+            state.stale.extend(failed);
+        }
+    }
+
+    async fn write_manifest(&self, manifest: &Manifest) -> Result<(), CheckpointError> {
+        let bytes =
+            serde_json::to_vec_pretty(manifest).map_err(|source| CheckpointError::Serialize {
+                sync_id: self.sync_id.clone(),
+                source,
+            })?;
+        self.store
+            .put(&ObjectKey::manifest(&self.sync_id), Bytes::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    fn parse_error(&self, key: &ObjectKey, problem: ParseProblem) -> CheckpointError {
+        match problem {
+            ParseProblem::Corrupt(reason) => self.corrupt(key, reason),
+            ParseProblem::Version(found) => CheckpointError::UnsupportedFormat {
+                path: self.store.describe(key),
+                found,
+                expected: FORMAT_VERSION,
+            },
+        }
+    }
+
+    fn corrupt(&self, key: &ObjectKey, reason: String) -> CheckpointError {
+        CheckpointError::ManifestCorrupt {
+            path: self.store.describe(key),
+            reason,
+            dir: self.store.describe_sync(&self.sync_id),
+        }
+    }
+}
+
+fn count_done(manifest: &Manifest) -> usize {
+    manifest
+        .chunks
+        .iter()
+        .filter(|c| c.status.is_done())
+        .count()
+}

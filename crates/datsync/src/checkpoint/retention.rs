@@ -1,0 +1,138 @@
+//! Retention: removing old checkpoint directories, never one whose sync may be running.
+//!
+//! The rule: a checkpoint's age is the time since its last update (the manifest's
+//! `updated_at` after the journal is applied; for an unreadable checkpoint, its newest
+//! object). A `completed` or `failed` sync is removed once its age reaches the retention
+//! period. A sync that may still be running (`converting`, `ready`, `processing`) or whose
+//! state cannot be read is removed only once its age reaches the retention period *and* the
+//! active grace period ([`DEFAULT_ACTIVE_GRACE_HOURS`]): a running sync writes at every chunk,
+//! so one silent for that long has died; even a retention of 0 days never removes a sync that
+//! wrote within the grace period.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::clock::{Clock, parse_stamp};
+use super::{CheckpointError, CheckpointManager};
+use crate::model::SyncId;
+use crate::store::Store;
+
+/// Days a checkpoint is kept when nothing else is said (the seed's 7).
+pub const DEFAULT_RETENTION_DAYS: u32 = 7;
+/// The environment variable overriding the retention in days.
+pub const RETENTION_DAYS_ENV: &str = "CHECKPOINT_RETENTION_DAYS";
+/// Hours since its last update during which a possibly running sync is never removed.
+pub const DEFAULT_ACTIVE_GRACE_HOURS: i64 = 24;
+
+/// How long checkpoints are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Checkpoints whose last update is older than this are removed.
+    pub max_age: TimeDelta,
+    /// A sync that may be running is kept at least this long after its last update.
+    pub active_grace: TimeDelta,
+}
+
+/// A retention setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{RETENTION_DAYS_ENV}=`{value}` is not a number of days; set a whole number such as 7")]
+pub struct RetentionError {
+    /// The value found.
+    pub value: String,
+}
+
+impl RetentionPolicy {
+    /// Keep checkpoints `days` days.
+    pub fn days(days: u32) -> Self {
+        Self {
+            max_age: TimeDelta::days(i64::from(days)),
+            active_grace: TimeDelta::hours(DEFAULT_ACTIVE_GRACE_HOURS),
+        }
+    }
+
+    /// [`RETENTION_DAYS_ENV`] if set, else [`DEFAULT_RETENTION_DAYS`].
+    pub fn from_env() -> Result<Self, RetentionError> {
+        match std::env::var(RETENTION_DAYS_ENV) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse()
+                .map(Self::days)
+                .map_err(|_| RetentionError { value: v }),
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self::days(DEFAULT_RETENTION_DAYS)
+    }
+}
+
+/// Why a checkpoint was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepReason {
+    /// Younger than the retention period.
+    Recent,
+    /// Its sync may still be running.
+    Active,
+}
+
+/// What [`remove_expired`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Checkpoints removed.
+    pub removed: Vec<SyncId>,
+    /// Checkpoints kept, with the reason.
+    pub kept: Vec<(SyncId, KeepReason)>,
+}
+
+/// Removes the checkpoints of `store` that the policy lets go (see the module docs).
+pub async fn remove_expired(
+    store: &Store,
+    policy: &RetentionPolicy,
+    clock: &Arc<dyn Clock>,
+) -> Result<RetentionReport, CheckpointError> {
+    let now = clock.now();
+    let mut report = RetentionReport::default();
+    for sync in store.list_syncs().await? {
+        let (updated, active) = last_update(store, &sync).await?;
+        let age = updated.map_or(TimeDelta::MAX, |t| now - t);
+        let keep = if age < policy.max_age {
+            Some(KeepReason::Recent)
+        } else if active && age < policy.active_grace {
+            Some(KeepReason::Active)
+        } else {
+            None
+        };
+        if let Some(reason) = keep {
+            report.kept.push((sync, reason));
+        } else {
+            store.delete_sync(&sync).await?;
+            report.removed.push(sync);
+        }
+    }
+    Ok(report)
+}
+
+/// The last update of a checkpoint, and whether its sync may be running.
+async fn last_update(
+    store: &Store,
+    sync: &SyncId,
+) -> Result<(Option<DateTime<Utc>>, bool), CheckpointError> {
+    let mut manager = CheckpointManager::new(store.clone(), sync.clone());
+    if let Ok(true) = manager.checkpoint_exists().await
+        && let Some(m) = manager.manifest()
+        && let Some(t) = parse_stamp(&m.updated_at)
+    {
+        return Ok((Some(t), m.status.is_active()));
+    }
+    let newest = store
+        .list_sync(sync)
+        .await?
+        .iter()
+        .map(|o| o.last_modified)
+        .max();
+    Ok((newest, true))
+}

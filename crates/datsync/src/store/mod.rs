@@ -1,0 +1,413 @@
+//! The one wrapper around `object_store`: where checkpoints live and how objects are written.
+//!
+//! A [`Store`] is a local directory by default ([`DEFAULT_BASE_PATH`], or the
+//! [`BASE_PATH_ENV`] variable), `memory://` for tests, or a `file://` URL. `az://` and `s3://`
+//! URLs are parsed here (see [`StoreLocation`]) but this build has no cloud backend yet, so
+//! opening one is a clear error.
+//!
+//! Every write is a whole-object PUT, which is atomic: on a local directory `object_store`
+//! writes a temporary file, fsyncs it, renames it into place and fsyncs the directory (we turn
+//! that on with `with_fsync`); on an object store a single PUT replaces the object at once. A
+//! reader therefore sees the previous or the next version of an object, never a torn one.
+//! Leftover temporary files (`name#1`) of a crash are invisible to listings and removed with
+//! their checkpoint.
+//!
+//! Crash tests wrap a store with a [`FaultPlan`] that kills it at its Nth write.
+
+mod faults;
+mod location;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+pub use faults::{CrashPoint, FaultPlan};
+pub use location::{
+    BASE_PATH_ENV, DEFAULT_BASE_PATH, LocationError, ObjectKey, ObjectKind, StoreLocation,
+    chunk_file_name, parse_chunk_file_name,
+};
+
+use crate::model::SyncId;
+use faults::Verdict;
+
+/// Objects deleted at once when a checkpoint directory is removed.
+const DELETE_CONCURRENCY: usize = 16;
+
+/// An error of the checkpoint store; it names the object or location.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The location string is not usable.
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    /// A cloud location this build cannot open yet.
+    #[error(
+        "checkpoint location `{location}` needs {backend} support, which this build does not \
+         have yet; use a local directory or a file:// URL"
+    )]
+    Unsupported {
+        /// The location.
+        location: String,
+        /// `azure` or `s3`.
+        backend: &'static str,
+    },
+    /// The local checkpoint directory cannot be created or opened.
+    #[error("cannot use checkpoint directory {path}: {source}; check that it is writable")]
+    LocalDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An object operation failed.
+    #[error("checkpoint storage: cannot {op} {object}: {source}")]
+    Object {
+        /// What was attempted (`read`, `write`, `delete`, `list`).
+        op: &'static str,
+        /// The object, as a full path or URL.
+        object: String,
+        /// The underlying error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An injected crash (crash tests only).
+    #[error("injected crash while trying to {op} {object}")]
+    Injected {
+        /// What was attempted.
+        op: &'static str,
+        /// The object.
+        object: String,
+    },
+}
+
+/// One object found by a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: ObjectKey,
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub last_modified: DateTime<Utc>,
+}
+
+/// Where checkpoints are kept. Cheap to clone; clones share the objects.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    location: StoreLocation,
+    /// The canonical base directory of a local store.
+    local_root: Option<PathBuf>,
+    faults: Option<Arc<FaultPlan>>,
+}
+
+impl Store {
+    /// Opens a location: a directory path or a URL (see [`StoreLocation::parse`]). A local
+    /// directory is created if missing.
+    pub fn open(location: &str) -> Result<Self, StoreError> {
+        Self::open_location(&StoreLocation::parse(location)?)
+    }
+
+    /// Opens the location named by [`BASE_PATH_ENV`], else [`DEFAULT_BASE_PATH`].
+    pub fn from_env() -> Result<Self, StoreError> {
+        match std::env::var(BASE_PATH_ENV) {
+            Ok(v) if !v.trim().is_empty() => Self::open(&v),
+            _ => Self::open(DEFAULT_BASE_PATH),
+        }
+    }
+
+    /// A new, empty in-memory store.
+    pub fn memory() -> Self {
+        Self {
+            inner: Arc::new(InMemory::new()),
+            location: StoreLocation::Memory,
+            local_root: None,
+            faults: None,
+        }
+    }
+
+    /// Opens a parsed location.
+    pub fn open_location(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
+            StoreLocation::Memory => Ok(Self::memory()),
+            StoreLocation::Local(dir) => Self::local(dir),
+            StoreLocation::Azure { .. } => Err(StoreError::Unsupported {
+                location: location.to_string(),
+                backend: "azure",
+            }),
+            StoreLocation::S3 { .. } => Err(StoreError::Unsupported {
+                location: location.to_string(),
+                backend: "s3",
+            }),
+        }
+    }
+
+    fn local(dir: &std::path::Path) -> Result<Self, StoreError> {
+        let fail = |source| StoreError::LocalDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        let root = std::fs::canonicalize(dir).map_err(fail)?;
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| fail(std::io::Error::other(e.to_string())))?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            inner: Arc::new(fs),
+            location: StoreLocation::Local(root.clone()),
+            local_root: Some(root),
+            faults: None,
+        })
+    }
+
+    /// The location, for messages.
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
+    }
+
+    /// The full name of an object, for messages: a file path or a URL.
+    pub fn describe(&self, key: &ObjectKey) -> String {
+        match &self.local_root {
+            Some(root) => root.join(key.as_str()).display().to_string(),
+            None => format!("{}{}", self.location, key.as_str()),
+        }
+    }
+
+    /// The full name of a sync's checkpoint directory, for messages.
+    pub fn describe_sync(&self, sync: &SyncId) -> String {
+        match &self.local_root {
+            Some(root) => root.join(sync.as_str()).display().to_string(),
+            None => format!("{}{sync}/", self.location),
+        }
+    }
+
+    /// The same objects, with a crash planned (crash tests).
+    #[must_use]
+    pub fn with_faults(&self, plan: Arc<FaultPlan>) -> Self {
+        Self {
+            faults: Some(plan),
+            ..self.clone()
+        }
+    }
+
+    /// The same objects without any planned crash: what a restarted process sees.
+    #[must_use]
+    pub fn without_faults(&self) -> Self {
+        Self {
+            faults: None,
+            ..self.clone()
+        }
+    }
+
+    /// Writes a whole object atomically (replacing any previous version).
+    pub async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
+        let verdict = self.write_verdict();
+        match verdict {
+            Verdict::Dead => return Err(self.injected("write", key)),
+            Verdict::CrashBefore => {
+                self.leave_torn_temp_file(key, &bytes);
+                return Err(self.injected("write", key));
+            }
+            Verdict::Proceed | Verdict::CrashAfter => {}
+        }
+        self.inner
+            .put(&key.0, PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.object_error("write", key, e))?;
+        if verdict == Verdict::CrashAfter {
+            return Err(self.injected("write", key));
+        }
+        Ok(())
+    }
+
+    /// Reads a whole object; `None` when it does not exist.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
+        if self.read_verdict() == Verdict::Dead {
+            return Err(self.injected("read", key));
+        }
+        let result = match self.inner.get(&key.0).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.object_error("read", key, e)),
+        };
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| self.object_error("read", key, e))?;
+        Ok(Some(bytes))
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        if self.read_verdict() == Verdict::Dead {
+            return Err(self.injected("read", key));
+        }
+        match self.inner.head(&key.0).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.object_error("read", key, e)),
+        }
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let verdict = self.write_verdict();
+        if matches!(verdict, Verdict::Dead | Verdict::CrashBefore) {
+            return Err(self.injected("delete", key));
+        }
+        match self.inner.delete(&key.0).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.object_error("delete", key, e)),
+        }
+        if verdict == Verdict::CrashAfter {
+            return Err(self.injected("delete", key));
+        }
+        Ok(())
+    }
+
+    /// Every object of a sync's checkpoint directory, sorted by key.
+    pub async fn list_sync(&self, sync: &SyncId) -> Result<Vec<ObjectInfo>, StoreError> {
+        if self.read_verdict() == Verdict::Dead {
+            return Err(self.injected_at("list", self.describe_sync(sync)));
+        }
+        let prefix = Path::from(sync.as_str());
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.list_error(&self.describe_sync(sync), e))?;
+        let mut out: Vec<ObjectInfo> = metas
+            .into_iter()
+            .map(|m| {
+                let key = ObjectKey(m.location);
+                ObjectInfo {
+                    kind: key.kind(),
+                    key,
+                    size: m.size,
+                    last_modified: m.last_modified,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+        Ok(out)
+    }
+
+    /// The syncs that have a checkpoint directory (names that are not sync ids are ignored).
+    pub async fn list_syncs(&self) -> Result<Vec<SyncId>, StoreError> {
+        if self.read_verdict() == Verdict::Dead {
+            return Err(self.injected_at("list", self.location.to_string()));
+        }
+        let listing = self
+            .inner
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.list_error(&self.location.to_string(), e))?;
+        let mut ids: Vec<SyncId> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| SyncId::parse(n).ok()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes a sync's whole checkpoint directory: every object but the manifest first, the
+    /// manifest last (so a crash half-way leaves a directory that is still recognised), then,
+    /// on a local store, the directory itself with any leftover temporary files.
+    pub async fn delete_sync(&self, sync: &SyncId) -> Result<(), StoreError> {
+        let objects = self.list_sync(sync).await?;
+        let (manifests, others): (Vec<_>, Vec<_>) = objects
+            .into_iter()
+            .partition(|o| o.kind == ObjectKind::Manifest);
+        futures::stream::iter(others.into_iter().map(|o| o.key))
+            .map(|key| async move { self.delete(&key).await })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        for object in &manifests {
+            self.delete(&object.key).await?;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(sync.as_str());
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::Object {
+                        op: "delete",
+                        object: dir.display().to_string(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_verdict(&self) -> Verdict {
+        self.faults
+            .as_ref()
+            .map_or(Verdict::Proceed, |f| f.on_write())
+    }
+
+    fn read_verdict(&self) -> Verdict {
+        self.faults
+            .as_ref()
+            .map_or(Verdict::Proceed, |f| f.on_read())
+    }
+
+    /// What a crash in the middle of writing leaves on a local disk: a partial temp file.
+    fn leave_torn_temp_file(&self, key: &ObjectKey, bytes: &Bytes) {
+        if let Some(root) = &self.local_root {
+            let path = root.join(format!("{}#99", key.as_str()));
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::write(&path, &bytes[..bytes.len() / 2]);
+        }
+    }
+
+    fn injected(&self, op: &'static str, key: &ObjectKey) -> StoreError {
+        self.injected_at(op, self.describe(key))
+    }
+
+    fn injected_at(&self, op: &'static str, object: String) -> StoreError {
+        let _ = self;
+        StoreError::Injected { op, object }
+    }
+
+    fn object_error(
+        &self,
+        op: &'static str,
+        key: &ObjectKey,
+        e: object_store::Error,
+    ) -> StoreError {
+        StoreError::Object {
+            op,
+            object: self.describe(key),
+            source: Box::new(e),
+        }
+    }
+
+    fn list_error(&self, what: &str, e: object_store::Error) -> StoreError {
+        let _ = self;
+        StoreError::Object {
+            op: "list",
+            object: what.to_owned(),
+            source: Box::new(e),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
