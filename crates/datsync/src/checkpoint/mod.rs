@@ -68,6 +68,20 @@ mod ops;
 mod retention;
 
 pub use chunk::{ChunkCompression, ChunkLines};
+
+/// Writes a batch as one Parquet file in memory (the format of chunk files; the rejects files
+/// use it too).
+pub fn encode_parquet(
+    batch: &arrow_array::RecordBatch,
+    compression: ChunkCompression,
+) -> Result<bytes::Bytes, parquet::errors::ParquetError> {
+    chunk::encode(batch, compression)
+}
+
+/// Reads a Parquet file written by [`encode_parquet`] back into one batch.
+pub fn decode_parquet(bytes: bytes::Bytes) -> Result<arrow_array::RecordBatch, String> {
+    chunk::decode(bytes)
+}
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use manager::{CheckpointManager, NewCheckpoint};
 pub use manifest::{

@@ -200,6 +200,45 @@ impl CheckpointManager {
         Ok(batch)
     }
 
+    /// Writes chunk `chunk`'s Parquet file again from a batch regenerated from the source,
+    /// after [`Self::load_chunk`] found it missing or corrupt. The batch must hold the rows the
+    /// manifest records (same count, same first and last line), else the source has changed
+    /// ([`CheckpointError::ChunkConflict`]). The chunk keeps its state.
+    pub async fn rewrite_chunk_parquet(
+        &mut self,
+        chunk: ChunkId,
+        batch: &RecordBatch,
+    ) -> Result<ChunkEntry, CheckpointError> {
+        let sync_id = self.sync_id.clone();
+        let lines =
+            ChunkLines::of(batch).map_err(|reason| CheckpointError::BadBatch { chunk, reason })?;
+        let manifest = &self.loaded().await?.manifest;
+        let mut entry = manifest
+            .chunk(chunk)
+            .cloned()
+            .ok_or_else(|| CheckpointError::UnknownChunk { sync_id: sync_id.clone(), chunk })?;
+        let (status, phase, error) = (manifest.status, manifest.phase, manifest.error.clone());
+        if (entry.rows, entry.first_line, entry.last_line) != (lines.rows, lines.first_line, lines.last_line) {
+            return Err(CheckpointError::ChunkConflict {
+                sync_id,
+                chunk,
+                reason: format!(
+                    "recorded {} rows on lines {}..={}, regenerated {} rows on lines {}..={}",
+                    entry.rows, entry.first_line, entry.last_line, lines.rows, lines.first_line, lines.last_line
+                ),
+            });
+        }
+        let bytes = chunk::encode(batch, self.options.compression)
+            .map_err(|source| CheckpointError::Parquet { chunk, source })?;
+        self.store.put(&ObjectKey::chunk(&sync_id, chunk), bytes.clone()).await?;
+        entry.parquet_size_bytes = bytes.len() as u64;
+        entry.parquet_sha256 = hex(&Sha256::digest(&bytes));
+        let now = stamp(self.clock.now());
+        self.journal(JournalEntry { seq: 0, updated_at: now, status, phase, error, chunk: entry.clone() })
+            .await?;
+        Ok(entry)
+    }
+
     /// Marks a chunk `processing` (from ready, failed, or processing after a crash) and counts
     /// the attempt.
     pub async fn mark_chunk_processing(&mut self, chunk: ChunkId) -> Result<(), CheckpointError> {

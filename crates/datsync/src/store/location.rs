@@ -178,6 +178,22 @@ impl ObjectKey {
         ]))
     }
 
+    /// `rejects/<sync_id>/rejects_NNNN.parquet`: the rows of chunk `chunk` that validation
+    /// rejected. Outside the sync's checkpoint directory, so that cleanup after a successful
+    /// sync keeps them.
+    pub fn rejects(sync: &SyncId, chunk: ChunkId) -> Self {
+        Self(Path::from_iter([
+            REJECTS_DIR,
+            sync.as_str(),
+            format!("rejects_{:04}.parquet", chunk.0).as_str(),
+        ]))
+    }
+
+    /// `rejects/<sync_id>`: the directory of a sync's rejects files.
+    pub fn rejects_dir(sync: &SyncId) -> Self {
+        Self(Path::from_iter([REJECTS_DIR, sync.as_str()]))
+    }
+
     /// The key's path relative to the store's base, `/`-separated.
     pub fn as_str(&self) -> &str {
         self.0.as_ref()
@@ -210,6 +226,9 @@ impl fmt::Display for ObjectKey {
         f.write_str(self.as_str())
     }
 }
+
+/// The top-level directory of rejects files (never a sync id, so never taken for a checkpoint).
+pub const REJECTS_DIR: &str = "rejects";
 
 /// `chunk_0000.parquet`: four digits, more past 9999 (the seed's `chunk_{chunk_id:04d}`).
 pub fn chunk_file_name(chunk: ChunkId) -> String {
