@@ -13,6 +13,9 @@
 //! - [`transform`]: accepted text batch → typed batch for the target table.
 //! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - [`inspect`]: a report of what a file holds, as the decoder sees it.
+//! - [`pg`]: PostgreSQL connection, SQLSTATE classification, migrations (`init-db`).
+//! - [`load`]: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
+//! - [`status`]: `sync_metadata` rows, ledger totals, materialized view refresh.
 //! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
 //! - [`pgtemp`]: a private throwaway PostgreSQL server for `datsync demo`.
@@ -25,12 +28,15 @@
 pub mod alert;
 pub mod config;
 pub mod inspect;
+pub mod load;
 pub mod model;
 pub mod parse;
+pub mod pg;
 pub mod pgtemp;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod transform;
 pub mod validate;

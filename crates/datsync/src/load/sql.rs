@@ -1,0 +1,99 @@
+//! The SQL text of a chunk load, built once per profile with every identifier quoted.
+
+use crate::pg::{quote_ident, quote_qualified, sql_type};
+use crate::profile::Profile;
+
+/// The staging table (temporary, dropped at commit).
+pub(super) const STAGE: &str = "pg_temp.datsync_stage";
+
+/// Statements of one chunk load for one profile.
+#[derive(Debug, Clone)]
+pub(super) struct LoadSql {
+    pub create_stage: String,
+    pub copy: String,
+    pub upsert: String,
+    pub ledger_get: String,
+    pub ledger_put: String,
+}
+
+impl LoadSql {
+    pub(super) fn new(profile: &Profile) -> Self {
+        let s = quote_ident(&profile.schema);
+        let table = quote_qualified(&profile.schema, &profile.table);
+        let stage_cols: Vec<String> = profile
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("c{i} {}", sql_type(c.kind)))
+            .collect();
+        let create_stage = format!(
+            "CREATE TEMP TABLE datsync_stage ({}, src_line bigint) ON COMMIT DROP",
+            stage_cols.join(", ")
+        );
+        let key_i = profile
+            .columns
+            .iter()
+            .position(|c| c.target == profile.key)
+            .unwrap_or(0);
+        let targets: Vec<String> = profile
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.target))
+            .collect();
+        let selects: Vec<String> = (0..profile.columns.len())
+            .map(|i| format!("c{i}"))
+            .collect();
+        let sets: Vec<String> = targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != key_i)
+            .map(|(_, t)| format!("{t} = EXCLUDED.{t}"))
+            .chain(
+                [
+                    "updated_at",
+                    "sync_id",
+                    "source_file",
+                    "sync_seq",
+                    "source_line",
+                ]
+                .iter()
+                .map(|b| format!("{b} = EXCLUDED.{b}")),
+            )
+            .collect();
+        let upsert = format!(
+            "WITH src AS MATERIALIZED (
+               SELECT DISTINCT ON (c{key_i}) * FROM {STAGE} ORDER BY c{key_i}, src_line DESC
+             ), ins AS (
+               INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id, source_file,
+                                         sync_seq, source_line)
+               SELECT {selects}, now(), now(), $1::text, $2::text, $3::bigint, src_line FROM src
+               ON CONFLICT ({key}) DO UPDATE SET {sets}
+               WHERE (COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
+                   < (EXCLUDED.sync_seq, EXCLUDED.source_line)
+               RETURNING (t.xmax = 0) AS inserted
+             )
+             SELECT (SELECT count(*) FROM src),
+                    count(*) FILTER (WHERE inserted),
+                    count(*) FILTER (WHERE NOT inserted)
+               FROM ins",
+            targets = targets.join(", "),
+            selects = selects.join(", "),
+            key = quote_ident(&profile.key),
+            sets = sets.join(", "),
+        );
+        Self {
+            create_stage,
+            copy: format!("COPY {STAGE} FROM STDIN (FORMAT binary)"),
+            upsert,
+            ledger_get: format!(
+                "SELECT \"rows\", inserted, updated, skipped_older, checksum
+                   FROM {s}.sync_chunks WHERE sync_id = $1 AND chunk_id = $2"
+            ),
+            ledger_put: format!(
+                "INSERT INTO {s}.sync_chunks
+                   (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+        }
+    }
+}
