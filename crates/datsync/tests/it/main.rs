@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod alert;
+mod load_pg;
 mod pgtemp;
 mod validate_transform;

@@ -1,0 +1,143 @@
+//! A generator of typed batches for any profile (shared by the load tests and the load
+//! benchmark): deterministic values of realistic shape for every column type, keys chosen by
+//! the caller.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use datsync::model::LINE_COLUMN;
+use datsync::profile::{ColumnType, Profile};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The Arrow type of a profile column in a typed batch.
+pub fn arrow_type(kind: ColumnType) -> DataType {
+    match kind {
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::Decimal { scale } => DataType::Decimal128(38, scale as i8),
+        ColumnType::Integer => DataType::Int64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
+        ColumnType::Timestamp | ColumnType::DateTimestamp => {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        }
+    }
+}
+
+/// The typed-batch schema of a profile: `_line`, then one column per profile column.
+pub fn schema(profile: &Profile) -> Arc<Schema> {
+    let mut fields = vec![Field::new(LINE_COLUMN, DataType::UInt64, false)];
+    fields.extend(
+        profile
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.target, arrow_type(c.kind), true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// `rows` generated rows: row `i` has source line `lines[i]` and key `keys[i]`; the other
+/// values come from `seed` (about one value in ten is null).
+pub fn generate(profile: &Profile, lines: &[u64], keys: &[String], seed: u64) -> RecordBatch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = lines.len();
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(lines.to_vec()))];
+    for c in &profile.columns {
+        let array: ArrayRef = if c.target == profile.key {
+            let mut b = StringBuilder::with_capacity(n, n * 12);
+            keys.iter().for_each(|k| b.append_value(k));
+            Arc::new(b.finish())
+        } else {
+            column(c.kind, n, &mut rng)
+        };
+        columns.push(array);
+    }
+    RecordBatch::try_new(schema(profile), columns).expect("generated batch matches its schema")
+}
+
+const WORDS: &[&str] = &[
+    "PT SAWIT MAKMUR",
+    "KEBUN TIMUR",
+    "DUMP TRUCK",
+    "BK 1234 XY",
+    "NATANAEL",
+    "RENATA",
+    "PKS SEI MANGKEI",
+    "AFD-03",
+    "TBS",
+    "ZK01",
+    "0000123456",
+    "Jl. Merdeka No. 5",
+];
+
+fn column(kind: ColumnType, n: usize, rng: &mut ChaCha8Rng) -> ArrayRef {
+    let null = |rng: &mut ChaCha8Rng| rng.random_range(0..10) == 0;
+    match kind {
+        ColumnType::Text => {
+            let mut b = StringBuilder::with_capacity(n, n * 12);
+            for _ in 0..n {
+                if null(rng) {
+                    b.append_null();
+                } else {
+                    b.append_value(WORDS[rng.random_range(0..WORDS.len())]);
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Decimal { scale } => {
+            let mut b = Decimal128Builder::with_capacity(n);
+            for _ in 0..n {
+                if null(rng) {
+                    b.append_null();
+                } else {
+                    b.append_value(rng.random_range(-10_000_000_000i128..100_000_000_000));
+                }
+            }
+            Arc::new(
+                b.finish()
+                    .with_precision_and_scale(38, scale as i8)
+                    .expect("valid decimal type"),
+            )
+        }
+        ColumnType::Integer => {
+            let mut b = Int64Builder::with_capacity(n);
+            (0..n).for_each(|_| b.append_option((!null(rng)).then(|| rng.random_range(0..1000))));
+            Arc::new(b.finish())
+        }
+        ColumnType::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(n);
+            (0..n).for_each(|_| b.append_option((!null(rng)).then(|| rng.random_bool(0.5))));
+            Arc::new(b.finish())
+        }
+        ColumnType::Date => {
+            let mut b = Date32Builder::with_capacity(n);
+            (0..n).for_each(|_| {
+                b.append_option((!null(rng)).then(|| rng.random_range(19_000..21_000)))
+            });
+            Arc::new(b.finish())
+        }
+        ColumnType::Time => {
+            let mut b = Time64MicrosecondBuilder::with_capacity(n);
+            (0..n).for_each(|_| {
+                b.append_option((!null(rng)).then(|| rng.random_range(0..86_400i64) * 1_000_000));
+            });
+            Arc::new(b.finish())
+        }
+        ColumnType::Timestamp | ColumnType::DateTimestamp => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(n);
+            (0..n).for_each(|_| {
+                b.append_option(
+                    (!null(rng))
+                        .then(|| rng.random_range(1_640_995_200i64..1_767_225_600) * 1_000_000),
+                );
+            });
+            Arc::new(b.finish())
+        }
+    }
+}
