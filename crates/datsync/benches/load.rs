@@ -1,1 +1,241 @@
-fn main() {}
+//! Load benchmark: the rows of a generated 100 MB ZTDWR file, as typed batches of 10 000
+//! rows, loaded (a) by PostgreSQL's own binary COPY into an empty table with the target's
+//! columns, (b) by datsync into an empty target (all inserts), (c) by datsync again under a
+//! newer sync (all updates). Prints rows/s, MB/s (of the source file) and (b)/(a), (c)/(a).
+//!
+//! Server: `DATSYNC_BENCH_DATABASE_URL`, else the local trust server at 127.0.0.1:5432 (user
+//! root). A database `datsync_bench_<pid>` is created and dropped. Size: `DATSYNC_BENCH_MB`
+//! (default 100).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/it/load_pg/typed_gen.rs"]
+#[allow(dead_code)]
+mod typed_gen;
+
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use datsync::load::{Loader, SyncRef};
+use datsync::model::{ChunkId, SyncId};
+use datsync::pg::{PgSettings, connect, init_db, quote_ident};
+use datsync::profile::Profile;
+use datsync::sample::{SampleOptions, SampleSize, write_sample};
+use datsync::status::{SyncRegistration, register_sync};
+use futures::SinkExt;
+use tokio_postgres::Client;
+
+const CHUNK_ROWS: usize = 10_000;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let mb: u64 = std::env::var("DATSYNC_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let sample = write_sample(
+        std::io::sink(),
+        &SampleOptions {
+            size: SampleSize::Bytes(mb * 1_000_000),
+            ..SampleOptions::default()
+        },
+    )
+    .unwrap();
+    let rows = sample.rows as usize;
+    let file_mb = sample.text_bytes as f64 / 1e6;
+    let profile = Profile::ztdwr();
+    let started = Instant::now();
+    let batches = make_batches(&profile, rows);
+    println!(
+        "{rows} rows ({file_mb:.1} MB of .dat text, {} columns) in {} chunks, generated in {:.1?}",
+        profile.columns.len(),
+        batches.len(),
+        started.elapsed()
+    );
+
+    let url = std::env::var("DATSYNC_BENCH_DATABASE_URL").unwrap_or_else(|_| {
+        "host=127.0.0.1 port=5432 user=root dbname=postgres sslmode=disable".into()
+    });
+    let admin_settings = PgSettings::from_connection_string(&url).unwrap();
+    let admin = connect(&admin_settings).await.unwrap();
+    let db = format!("datsync_bench_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let mut client = connect(&admin_settings.with_dbname(&db)).await.unwrap();
+    init_db(&mut client, &profile).await.unwrap();
+    let loader = Loader::new(&profile);
+
+    let copy_bytes: usize = batches
+        .iter()
+        .map(|b| loader.encode_copy(ChunkId(0), b).unwrap().len())
+        .sum();
+    println!("binary COPY payload: {:.1} MB", copy_bytes as f64 / 1e6);
+
+    let a = plain_copy(&client, &profile, &loader, &batches).await;
+    report("(a) plain binary COPY, empty table", a, rows, file_mb);
+    let a_nopk = plain_copy_no_key(&client, &profile, &loader, &batches).await;
+    report(
+        "(a') plain binary COPY, no primary key",
+        a_nopk,
+        rows,
+        file_mb,
+    );
+
+    let first = register(&client, 1).await;
+    let b = load_all(&mut client, &loader, &first, &batches, (rows as u64, 0)).await;
+    report("(b) datsync load, all inserts", b, rows, file_mb);
+    let second = register(&client, 2).await;
+    let c = load_all(&mut client, &loader, &second, &batches, (0, rows as u64)).await;
+    report("(c) datsync load, all updates", c, rows, file_mb);
+
+    println!("ratio (b)/(a) = {:.2}", b.as_secs_f64() / a.as_secs_f64());
+    println!("ratio (c)/(a) = {:.2}", c.as_secs_f64() / a.as_secs_f64());
+    println!(
+        "ratio (b)/(a') = {:.2}",
+        b.as_secs_f64() / a_nopk.as_secs_f64()
+    );
+
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+fn make_batches(profile: &Profile, rows: usize) -> Vec<RecordBatch> {
+    (0..rows)
+        .step_by(CHUNK_ROWS)
+        .map(|start| {
+            let end = (start + CHUNK_ROWS).min(rows);
+            let lines: Vec<u64> = (start as u64 + 2..end as u64 + 2).collect();
+            let keys: Vec<String> = (start..end).map(|i| format!("{:010}", i * 7 + 1)).collect();
+            typed_gen::generate(profile, &lines, &keys, start as u64)
+        })
+        .collect()
+}
+
+fn report(what: &str, took: Duration, rows: usize, file_mb: f64) {
+    let s = took.as_secs_f64();
+    println!(
+        "{what:<42} {s:>7.2} s  {:>9.0} rows/s  {:>6.1} MB/s",
+        rows as f64 / s,
+        file_mb / s
+    );
+}
+
+async fn register(client: &Client, n: u32) -> SyncRef {
+    let reg = SyncRegistration {
+        sync_id: SyncId::new(chrono::Utc::now(), n),
+        file_name: "ZTDWR_BENCH.dat".into(),
+        file_path: "bench/ZTDWR_BENCH.dat".into(),
+        file_size_bytes: None,
+    };
+    register_sync(client, "public", &reg).await.unwrap()
+}
+
+/// The target's columns that the staging COPY fills, in COPY order.
+fn copy_columns(profile: &Profile) -> String {
+    let mut cols: Vec<String> = profile
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.target))
+        .collect();
+    cols.push("source_line".into());
+    cols.join(", ")
+}
+
+async fn plain_copy(
+    client: &Client,
+    profile: &Profile,
+    loader: &Loader,
+    batches: &[RecordBatch],
+) -> Duration {
+    client
+        .batch_execute("CREATE TABLE baseline (LIKE transport_documents INCLUDING ALL); CHECKPOINT")
+        .await
+        .unwrap();
+    copy_into(client, "baseline", profile, loader, batches).await
+}
+
+async fn plain_copy_no_key(
+    client: &Client,
+    profile: &Profile,
+    loader: &Loader,
+    batches: &[RecordBatch],
+) -> Duration {
+    client
+        .batch_execute("CREATE TABLE baseline_nokey (LIKE transport_documents); CHECKPOINT")
+        .await
+        .unwrap();
+    copy_into(client, "baseline_nokey", profile, loader, batches).await
+}
+
+/// One COPY of every row (encoding included, as in the datsync path).
+async fn copy_into(
+    client: &Client,
+    table: &str,
+    profile: &Profile,
+    loader: &Loader,
+    batches: &[RecordBatch],
+) -> Duration {
+    let started = Instant::now();
+    let sql = format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+        copy_columns(profile)
+    );
+    let sink = client.copy_in::<_, bytes::Bytes>(&sql).await.unwrap();
+    futures::pin_mut!(sink);
+    for (i, b) in batches.iter().enumerate() {
+        let mut bytes = loader.encode_copy(ChunkId(0), b).unwrap();
+        // One stream: the header on the first batch only, the trailer on the last only.
+        if i > 0 {
+            let _ = bytes.split_to(19);
+        }
+        if i + 1 < batches.len() {
+            bytes.truncate(bytes.len() - 2);
+        }
+        sink.feed(bytes.freeze()).await.unwrap();
+    }
+    let n = sink.as_mut().finish().await.unwrap();
+    assert_eq!(
+        n as usize,
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+    );
+    started.elapsed()
+}
+
+async fn load_all(
+    client: &mut Client,
+    loader: &Loader,
+    sync: &SyncRef,
+    batches: &[RecordBatch],
+    expect: (u64, u64),
+) -> Duration {
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let started = Instant::now();
+    let (mut inserted, mut updated) = (0, 0);
+    for (i, b) in batches.iter().enumerate() {
+        let r = loader
+            .load_chunk(client, sync, ChunkId(i as u32), "bench", b)
+            .await
+            .unwrap();
+        inserted += r.inserted;
+        updated += r.updated;
+    }
+    assert_eq!((inserted, updated), expect);
+    started.elapsed()
+}

@@ -149,6 +149,18 @@ impl Loader {
             .map_err(db)
     }
 
+    /// The batch as one binary COPY stream (header, rows, trailer) of the profile's columns
+    /// then `_line` — what the staging COPY sends, for tools and benchmarks that COPY the
+    /// same rows elsewhere.
+    pub fn encode_copy(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<BytesMut, LoadError> {
+        let encoders = self.encoders(chunk, batch)?;
+        let mut buf = BytesMut::with_capacity(batch.get_array_memory_size());
+        buf.extend_from_slice(COPY_HEADER);
+        copy::put_rows(&encoders, 0..batch.num_rows(), &mut buf);
+        buf.extend_from_slice(&COPY_TRAILER.to_be_bytes());
+        Ok(buf)
+    }
+
     /// The encoders of the profile's columns then `_line`, checking names and types.
     fn encoders<'b>(
         &self,
