@@ -262,6 +262,3 @@ pub async fn committed_chunks(
 
 mod views;
 pub use views::{ViewOutcome, ViewRefresh, refresh_materialized_views, views_to_refresh};
-
-/// Environment variable overriding the profile's materialized views (comma-separated).
-pub const MATERIALIZED_VIEWS_ENV: &str = "MATERIALIZED_VIEWS";

@@ -63,6 +63,9 @@ impl<'a> ColumnEncoder<'a> {
     }
 
     /// Appends field `row` (length prefix + body; -1 for NULL).
+    // Lengths fit `i32`: an Arrow `Utf8` array has `i32` offsets, a numeric body is at most
+    // 48 bytes.
+    #[allow(clippy::cast_possible_wrap)]
     #[inline]
     pub(super) fn put(&self, row: usize, out: &mut BytesMut) {
         match self {
@@ -85,8 +88,8 @@ impl<'a> ColumnEncoder<'a> {
                     out[at..at + 4].copy_from_slice(&(n as i32).to_be_bytes());
                 }
             }
-            Self::Int(a) => put_fixed(a, row, out, |v| v.to_be_bytes()),
-            Self::Line(a) => put_fixed(a, row, out, |v| (v as i64).to_be_bytes()),
+            Self::Int(a) => put_fixed(a, row, out, i64::to_be_bytes),
+            Self::Line(a) => put_fixed(a, row, out, |v| v.cast_signed().to_be_bytes()),
             Self::Bool(a) => {
                 if a.is_null(row) {
                     out.put_i32(-1);
@@ -102,6 +105,8 @@ impl<'a> ColumnEncoder<'a> {
     }
 }
 
+// `N` is 4 or 8.
+#[allow(clippy::cast_possible_wrap)]
 #[inline]
 fn put_fixed<T, const N: usize>(
     a: &PrimitiveArray<T>,
@@ -120,6 +125,8 @@ fn put_fixed<T, const N: usize>(
 }
 
 /// Appends rows `rows` of the columns as binary COPY tuples.
+// A PostgreSQL table has at most 1600 columns, so the count fits `i16`.
+#[allow(clippy::cast_possible_wrap)]
 pub(super) fn put_rows(
     encoders: &[ColumnEncoder<'_>],
     rows: std::ops::Range<usize>,

@@ -276,16 +276,11 @@ impl Loader {
         let (distinct, inserted, updated): (i64, i64, i64) =
             (counts.get(0), counts.get(1), counts.get(2));
         let skipped = distinct - inserted - updated;
+        let rows_i = i64::try_from(rows).unwrap_or(i64::MAX);
         tx.execute(
             &self.sql.ledger_put,
             &[
-                &sync_id,
-                &chunk_i,
-                &(rows as i64),
-                &inserted,
-                &updated,
-                &skipped,
-                &checksum,
+                &sync_id, &chunk_i, &rows_i, &inserted, &updated, &skipped, &checksum,
             ],
         )
         .await
@@ -296,7 +291,7 @@ impl Loader {
             inserted: inserted as u64,
             updated: updated as u64,
             skipped_older: skipped as u64,
-            superseded: (rows as i64 - distinct) as u64,
+            superseded: (rows_i - distinct) as u64,
             already_committed: false,
         })
     }

@@ -13,6 +13,8 @@ const SIGN_NEG: u16 = 0x4000;
 
 /// Appends the binary `numeric` value `mantissa × 10^-scale` (a COPY field body, without the
 /// length prefix) to `out`; returns the number of bytes written.
+// Digit counts and weights are at most 20 (38 decimal digits in base 10 000).
+#[allow(clippy::cast_possible_wrap)]
 pub fn put_numeric(out: &mut impl BufMut, mantissa: i128, scale: u8) -> usize {
     let abs = mantissa.unsigned_abs();
     let scale_u = u32::from(scale);

@@ -1,11 +1,8 @@
 //! Refreshing materialized views after a sync: `CONCURRENTLY` first, plain as fallback;
 //! a missing or failing view is reported, never fatal.
 
-use std::collections::HashMap;
-
 use tokio_postgres::Client;
 
-use super::MATERIALIZED_VIEWS_ENV;
 use crate::pg::quote_ident;
 use crate::profile::Profile;
 
@@ -39,18 +36,10 @@ pub struct ViewRefresh {
     pub outcome: ViewOutcome,
 }
 
-/// The views to refresh: `MATERIALIZED_VIEWS` (comma-separated) when set, else the
-/// profile's list.
-pub fn views_to_refresh(env: &HashMap<String, String>, profile: &Profile) -> Vec<String> {
-    match env.get(MATERIALIZED_VIEWS_ENV) {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        None => profile.materialized_views.clone(),
-    }
+/// The views to refresh: the configured list (`MATERIALIZED_VIEWS`, see
+/// `config::Settings::materialized_views`) when set, else the profile's list.
+pub fn views_to_refresh(configured: Option<&[String]>, profile: &Profile) -> Vec<String> {
+    configured.map_or_else(|| profile.materialized_views.clone(), <[String]>::to_vec)
 }
 
 /// Quotes `view` or `schema.view`.
@@ -123,11 +112,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_overrides_the_profile() {
+    fn configured_views_override_the_profile() {
         let p = Profile::ztdwr();
-        assert_eq!(views_to_refresh(&HashMap::new(), &p), p.materialized_views);
-        let env = HashMap::from([(MATERIALIZED_VIEWS_ENV.to_owned(), " a, b ,,c".to_owned())]);
-        assert_eq!(views_to_refresh(&env, &p), vec!["a", "b", "c"]);
+        assert_eq!(views_to_refresh(None, &p), p.materialized_views);
+        let configured = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(views_to_refresh(Some(&configured), &p), configured);
     }
 
     #[test]

@@ -80,22 +80,25 @@ pub fn doc(line: u64, id: &'static str, note: &str) -> Doc {
 }
 
 pub fn batch(profile: &Profile, rows: &[Doc]) -> RecordBatch {
+    let amounts: Decimal128Array = rows.iter().map(|r| r.amount).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.line))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.id))),
+        Arc::new(rows.iter().map(|r| r.id).collect::<StringArray>()),
+        Arc::new(amounts.with_precision_and_scale(38, 6).unwrap()),
+        Arc::new(rows.iter().map(|r| r.qty).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.flag).collect::<BooleanArray>()),
+        Arc::new(rows.iter().map(|r| r.day).collect::<Date32Array>()),
         Arc::new(
-            Decimal128Array::from_iter(rows.iter().map(|r| r.amount))
-                .with_precision_and_scale(38, 6)
-                .unwrap(),
+            rows.iter()
+                .map(|r| r.at)
+                .collect::<Time64MicrosecondArray>(),
         ),
-        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.qty))),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| r.flag))),
-        Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.day))),
-        Arc::new(Time64MicrosecondArray::from_iter(rows.iter().map(|r| r.at))),
-        Arc::new(TimestampMicrosecondArray::from_iter(
-            rows.iter().map(|r| r.ts),
-        )),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.note.clone()))),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.ts)
+                .collect::<TimestampMicrosecondArray>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.note.clone()).collect::<StringArray>()),
     ];
     RecordBatch::try_new(super::typed_gen::schema(profile), columns).unwrap()
 }

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 pub fn arrow_type(kind: ColumnType) -> DataType {
     match kind {
         ColumnType::Text => DataType::Utf8,
-        ColumnType::Decimal { scale } => DataType::Decimal128(38, scale as i8),
+        ColumnType::Decimal { scale } => DataType::Decimal128(38, scale.cast_signed()),
         ColumnType::Integer => DataType::Int64,
         ColumnType::Boolean => DataType::Boolean,
         ColumnType::Date => DataType::Date32,
@@ -51,7 +51,9 @@ pub fn generate(profile: &Profile, lines: &[u64], keys: &[String], seed: u64) ->
     for c in &profile.columns {
         let array: ArrayRef = if c.target == profile.key {
             let mut b = StringBuilder::with_capacity(n, n * 12);
-            keys.iter().for_each(|k| b.append_value(k));
+            for k in keys {
+                b.append_value(k);
+            }
             Arc::new(b.finish())
         } else {
             column(c.kind, n, &mut rng)
@@ -101,7 +103,7 @@ fn column(kind: ColumnType, n: usize, rng: &mut ChaCha8Rng) -> ArrayRef {
             }
             Arc::new(
                 b.finish()
-                    .with_precision_and_scale(38, scale as i8)
+                    .with_precision_and_scale(38, scale.cast_signed())
                     .expect("valid decimal type"),
             )
         }
@@ -118,7 +120,7 @@ fn column(kind: ColumnType, n: usize, rng: &mut ChaCha8Rng) -> ArrayRef {
         ColumnType::Date => {
             let mut b = Date32Builder::with_capacity(n);
             (0..n).for_each(|_| {
-                b.append_option((!null(rng)).then(|| rng.random_range(19_000..21_000)))
+                b.append_option((!null(rng)).then(|| rng.random_range(19_000..21_000)));
             });
             Arc::new(b.finish())
         }

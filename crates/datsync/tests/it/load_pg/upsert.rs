@@ -116,13 +116,13 @@ async fn the_same_chunk_loaded_concurrently_commits_once() {
         let p = docs_profile();
         let sync = register(&c, 1, "a.dat").await;
         let chunk = batch(&p, &[doc(2, "k1", "a"), doc(3, "k2", "a")]);
-        let mut d = db.client().await;
-        let (a, b) = tokio::join!(
+        let mut other = db.client().await;
+        let (one, two) = tokio::join!(
             load(&loader, &mut c, &sync, 0, &chunk),
-            load(&loader, &mut d, &sync, 0, &chunk)
+            load(&loader, &mut other, &sync, 0, &chunk)
         );
-        assert!(a.already_committed ^ b.already_committed);
-        assert_eq!((a.inserted, b.inserted), (2, 2));
+        assert!(one.already_committed ^ two.already_committed);
+        assert_eq!((one.inserted, two.inserted), (2, 2));
     })
     .await;
 }
