@@ -1,5 +1,4 @@
-//! A generator of typed batches for any profile (shared by the load tests and the load
-//! benchmark): deterministic values of realistic shape for every column type, keys chosen by
+//! A generator of typed batches for any profile: deterministic values of realistic shape for every column type, keys chosen by
 //! the caller.
 
 use std::sync::Arc;
@@ -9,37 +8,14 @@ use arrow_array::builder::{
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use datsync::model::LINE_COLUMN;
+use arrow_schema::SchemaRef;
 use datsync::profile::{ColumnType, Profile};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The Arrow type of a profile column in a typed batch.
-pub fn arrow_type(kind: ColumnType) -> DataType {
-    match kind {
-        ColumnType::Text => DataType::Utf8,
-        ColumnType::Decimal { scale } => DataType::Decimal128(38, scale.cast_signed()),
-        ColumnType::Integer => DataType::Int64,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::Date => DataType::Date32,
-        ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
-        ColumnType::Timestamp | ColumnType::DateTimestamp => {
-            DataType::Timestamp(TimeUnit::Microsecond, None)
-        }
-    }
-}
-
-/// The typed-batch schema of a profile: `_line`, then one column per profile column.
-pub fn schema(profile: &Profile) -> Arc<Schema> {
-    let mut fields = vec![Field::new(LINE_COLUMN, DataType::UInt64, false)];
-    fields.extend(
-        profile
-            .columns
-            .iter()
-            .map(|c| Field::new(&c.target, arrow_type(c.kind), true)),
-    );
-    Arc::new(Schema::new(fields))
+/// The typed-batch schema of a profile (the transform's).
+pub fn schema(profile: &Profile) -> SchemaRef {
+    datsync::transform::typed_schema(profile)
 }
 
 /// `rows` generated rows: row `i` has source line `lines[i]` and key `keys[i]`; the other
