@@ -9,6 +9,7 @@ pub mod typed_gen;
 
 mod errors;
 mod init;
+mod pipeline;
 mod status;
 mod upsert;
 mod values;
