@@ -12,7 +12,9 @@ mod copy;
 mod numeric;
 mod sql;
 
-use arrow_array::{Array, RecordBatch};
+use std::collections::HashSet;
+
+use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::DataType;
 use bytes::BytesMut;
 use futures::SinkExt;
@@ -111,6 +113,15 @@ impl LoadError {
     }
 }
 
+/// Row counts of a chunk known before it reaches the database.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    /// Rows staged.
+    staged: usize,
+    /// Distinct keys among them.
+    distinct: usize,
+}
+
 /// Loads chunks for one profile; build once, use for every chunk.
 #[derive(Debug, Clone)]
 pub struct Loader {
@@ -138,13 +149,17 @@ impl Loader {
         batch: &RecordBatch,
     ) -> Result<ChunkLoad, LoadError> {
         let encoders = self.encoders(chunk, batch)?;
-        self.check_keys(chunk, batch)?;
+        let distinct = self.distinct_keys(chunk, batch)?;
         let db = |source| LoadError::Database {
             sync_id: sync.sync_id.clone(),
             chunk,
             source,
         };
-        self.transact(client, sync, chunk, checksum, batch.num_rows(), &encoders)
+        let rows = Rows {
+            staged: batch.num_rows(),
+            distinct,
+        };
+        self.transact(client, sync, chunk, checksum, rows, &encoders)
             .await
             .map_err(db)
     }
@@ -200,29 +215,36 @@ impl Loader {
         Ok(out)
     }
 
-    fn check_keys(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<(), LoadError> {
-        let Some(key) = batch.column_by_name(&self.profile.key) else {
-            return Ok(());
+    /// The number of distinct keys; rejects NULL keys (and NULL lines, which would make
+    /// the newest-wins order undefined).
+    fn distinct_keys(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<usize, LoadError> {
+        let lines = batch
+            .column_by_name(LINE_COLUMN)
+            .and_then(|a| a.as_any().downcast_ref::<UInt64Array>());
+        let keys = batch
+            .column_by_name(&self.profile.key)
+            .and_then(|a| a.as_any().downcast_ref::<StringArray>());
+        let (Some(lines), Some(keys)) = (lines, keys) else {
+            // `encoders` checked both columns before.
+            return Ok(batch.num_rows());
         };
-        if key.null_count() == 0 {
-            return Ok(());
+        if lines.null_count() > 0 {
+            return Err(LoadError::Schema {
+                chunk,
+                column: LINE_COLUMN.to_owned(),
+                message: "has null line numbers".into(),
+            });
         }
-        let lines = batch.column_by_name(LINE_COLUMN).and_then(|a| {
-            a.as_any()
-                .downcast_ref::<arrow_array::UInt64Array>()
-                .cloned()
-        });
-        let null_rows: Vec<usize> = (0..key.len()).filter(|&i| key.is_null(i)).collect();
-        Err(LoadError::NullKey {
-            chunk,
-            column: self.profile.key.clone(),
-            count: null_rows.len(),
-            lines: null_rows
-                .iter()
-                .take(10)
-                .map(|&i| lines.as_ref().map_or(0, |l| l.value(i)))
-                .collect(),
-        })
+        if keys.null_count() > 0 {
+            let null_rows: Vec<usize> = (0..keys.len()).filter(|&i| keys.is_null(i)).collect();
+            return Err(LoadError::NullKey {
+                chunk,
+                column: self.profile.key.clone(),
+                count: null_rows.len(),
+                lines: null_rows.iter().take(10).map(|&i| lines.value(i)).collect(),
+            });
+        }
+        Ok(keys.iter().flatten().collect::<HashSet<&str>>().len())
     }
 
     async fn transact(
@@ -231,7 +253,7 @@ impl Loader {
         sync: &SyncRef,
         chunk: ChunkId,
         checksum: &str,
-        rows: usize,
+        rows: Rows,
         encoders: &[ColumnEncoder<'_>],
     ) -> Result<ChunkLoad, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
@@ -265,7 +287,7 @@ impl Loader {
         ))
         .await
         .map_err(q("cannot create the staging table"))?;
-        copy_rows(&tx, &self.sql.copy, rows, encoders).await?;
+        copy_rows(&tx, &self.sql.copy, rows.staged, encoders).await?;
         let counts = tx
             .query_one(
                 &self.sql.upsert,
@@ -273,10 +295,10 @@ impl Loader {
             )
             .await
             .map_err(q("cannot upsert the chunk into the target table"))?;
-        let (distinct, inserted, updated): (i64, i64, i64) =
-            (counts.get(0), counts.get(1), counts.get(2));
+        let (inserted, updated): (i64, i64) = (counts.get(0), counts.get(1));
+        let rows_i = i64::try_from(rows.staged).unwrap_or(i64::MAX);
+        let distinct = i64::try_from(rows.distinct).unwrap_or(i64::MAX);
         let skipped = distinct - inserted - updated;
-        let rows_i = i64::try_from(rows).unwrap_or(i64::MAX);
         tx.execute(
             &self.sql.ledger_put,
             &[
@@ -287,7 +309,7 @@ impl Loader {
         .map_err(q("cannot write the chunk ledger"))?;
         tx.commit().await.map_err(q("cannot commit the chunk"))?;
         Ok(ChunkLoad {
-            rows: rows as u64,
+            rows: rows.staged as u64,
             inserted: inserted as u64,
             updated: updated as u64,
             skipped_older: skipped as u64,

@@ -41,7 +41,7 @@ impl LoadSql {
             .map(|c| quote_ident(&c.target))
             .collect();
         let selects: Vec<String> = (0..profile.columns.len())
-            .map(|i| format!("c{i}"))
+            .map(|i| format!("s.c{i}"))
             .collect();
         let sets: Vec<String> = targets
             .iter()
@@ -60,21 +60,26 @@ impl LoadSql {
                 .map(|b| format!("{b} = EXCLUDED.{b}")),
             )
             .collect();
+        // In-chunk duplicates: a staged row is kept only when no row with the same key has a
+        // later line (ties broken by ctid), so `ON CONFLICT` never sees a key twice (no
+        // 21000). A hash anti-join on the key: cheaper than sorting the wide rows.
         let upsert = format!(
-            "WITH src AS MATERIALIZED (
-               SELECT DISTINCT ON (c{key_i}) * FROM {STAGE} ORDER BY c{key_i}, src_line DESC
-             ), ins AS (
+            "WITH ins AS (
                INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id, source_file,
                                          sync_seq, source_line)
-               SELECT {selects}, now(), now(), $1::text, $2::text, $3::bigint, src_line FROM src
+               SELECT {selects}, now(), now(), $1::text, $2::text, $3::bigint, s.src_line
+                 FROM {STAGE} s
+                WHERE NOT EXISTS (
+                  SELECT 1 FROM {STAGE} d
+                   WHERE d.c{key_i} = s.c{key_i}
+                     AND (d.src_line > s.src_line
+                          OR (d.src_line = s.src_line AND d.ctid > s.ctid)))
                ON CONFLICT ({key}) DO UPDATE SET {sets}
                WHERE (COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
                    < (EXCLUDED.sync_seq, EXCLUDED.source_line)
                RETURNING (t.xmax = 0) AS inserted
              )
-             SELECT (SELECT count(*) FROM src),
-                    count(*) FILTER (WHERE inserted),
-                    count(*) FILTER (WHERE NOT inserted)
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
                FROM ins",
             targets = targets.join(", "),
             selects = selects.join(", "),

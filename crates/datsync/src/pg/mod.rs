@@ -21,6 +21,10 @@ pub use sqlstate::*;
 
 use tokio_postgres::Client;
 
+/// `temp_buffers` of every session (set before any temporary table is touched): a chunk's
+/// staging table stays in memory instead of spilling (the default is 8 MB).
+pub const DEFAULT_TEMP_BUFFERS: &str = "64MB";
+
 /// A PostgreSQL failure, with what datsync was doing. Messages never contain a password.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -101,7 +105,7 @@ impl PgError {
 }
 
 /// Connects, spawns the connection task on the current Tokio runtime, and sets
-/// `statement_timeout`.
+/// `statement_timeout` and `temp_buffers`.
 pub async fn connect(settings: &PgSettings) -> Result<Client, PgError> {
     let target = settings.to_string();
     let deadline = settings
@@ -139,7 +143,9 @@ pub async fn connect(settings: &PgSettings) -> Result<Client, PgError> {
         })??;
     let ms = settings.statement_timeout.as_millis();
     client
-        .batch_execute(&format!("SET statement_timeout = {ms}"))
+        .batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET temp_buffers = '{DEFAULT_TEMP_BUFFERS}'"
+        ))
         .await
         .map_err(|e| PgError::query("cannot set statement_timeout", e))?;
     Ok(client)

@@ -71,7 +71,7 @@ fn expected(profile: &Profile, chunks: &[RecordBatch]) -> Expected {
             .unwrap()
             .as_primitive::<TimestampMicrosecondType>();
         for i in 0..b.num_rows() {
-            let line = lines.value(i) as i64;
+            let line = lines.value(i).cast_signed();
             let entry = (
                 line,
                 bbm.is_valid(i).then(|| bbm.value_as_string(i)),
@@ -128,7 +128,7 @@ async fn a_generated_file_loads_to_exactly_the_newest_rows() {
         let totals = ledger_totals(&c, "public", &first.sync_id).await.unwrap();
         assert_eq!(
             (totals.rows as usize, totals.inserted, totals.updated),
-            (rows, ins as i64, upd as i64)
+            (rows, ins.cast_signed(), upd.cast_signed())
         );
 
         let got: Expected = c

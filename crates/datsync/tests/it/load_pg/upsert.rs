@@ -214,6 +214,10 @@ async fn duplicate_keys_in_one_chunk_keep_the_last_line_without_21000() {
         let r = load(&loader, &mut c, &sync, 1, &batch(&p, &rows)).await;
         assert_eq!(counts(&r), (0, 1, 0, 1));
         assert_eq!(notes(&c).await[0].1.as_deref(), Some("line 21"));
+        // Even a malformed batch repeating a line number never hits 21000.
+        let rows = [doc(30, "k", "same line"), doc(30, "k", "same line")];
+        let r = load(&loader, &mut c, &sync, 2, &batch(&p, &rows)).await;
+        assert_eq!(counts(&r), (0, 1, 0, 1));
     })
     .await;
 }
