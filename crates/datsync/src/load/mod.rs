@@ -290,7 +290,11 @@ impl Loader {
         copy_rows(&tx, &self.sql.copy, rows.staged, encoders).await?;
         let counts = tx
             .query_one(
-                &self.sql.upsert,
+                if rows.distinct == rows.staged {
+                    &self.sql.upsert_unique
+                } else {
+                    &self.sql.upsert_dedup
+                },
                 &[&sync_id, &sync.source_file, &sync.sync_seq],
             )
             .await
