@@ -1,7 +1,8 @@
 //! Load benchmark: a generated 100 MB ZTDWR file (`sample`), decoded, validated and
-//! transformed into typed batches of 10 000 rows (outside the timings), then loaded (a) by PostgreSQL's own binary COPY into an empty table with the target's
-//! columns, (b) by datsync into an empty target (all inserts), (c) by datsync again under a
-//! newer sync (all updates). Prints rows/s, MB/s (of the source file) and (b)/(a), (c)/(a).
+//! transformed into typed batches of 10 000 rows (outside the timings), then loaded (a) by
+//! PostgreSQL's own binary COPY into an empty table with the target's columns, (b) by datsync into an empty target (all inserts), (c) by datsync again under a
+//! newer sync (all updates). Prints rows/s, MB/s (of the source file) and (b)/(a), (c)/(a),
+//! best and median of `DATSYNC_BENCH_ROUNDS` rounds (default 3).
 //!
 //! Server: `DATSYNC_BENCH_DATABASE_URL`, else the local trust server at 127.0.0.1:5432 (user
 //! root). A database `datsync_bench_<pid>` is created and dropped. Size: `DATSYNC_BENCH_MB`
@@ -83,29 +84,37 @@ async fn run() {
         .sum();
     println!("binary COPY payload: {:.1} MB", copy_bytes as f64 / 1e6);
 
-    let a = plain_copy(&client, &profile, &loader, &batches).await;
-    report("(a) plain binary COPY, empty table", a, rows, file_mb);
-    let a_nopk = plain_copy_no_key(&client, &profile, &loader, &batches).await;
-    report(
-        "(a') plain binary COPY, no primary key",
-        a_nopk,
-        rows,
-        file_mb,
-    );
-
-    let first = register(&client, 1).await;
-    let b = load_all(&mut client, &loader, &first, &batches, (rows as u64, 0)).await;
-    report("(b) datsync load, all inserts", b, rows, file_mb);
-    let second = register(&client, 2).await;
-    let c = load_all(&mut client, &loader, &second, &batches, (0, rows as u64)).await;
-    report("(c) datsync load, all updates", c, rows, file_mb);
-
-    println!("ratio (b)/(a) = {:.2}", b.as_secs_f64() / a.as_secs_f64());
-    println!("ratio (c)/(a) = {:.2}", c.as_secs_f64() / a.as_secs_f64());
-    println!(
-        "ratio (b)/(a') = {:.2}",
-        b.as_secs_f64() / a_nopk.as_secs_f64()
-    );
+    let rounds: u32 = std::env::var("DATSYNC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for round in 0..rounds {
+        println!("round {}", round + 1);
+        let a = plain_copy(&client, &profile, &loader, &batches, true).await;
+        report("(a) plain binary COPY, empty table", a, rows, file_mb);
+        let a_nokey = plain_copy(&client, &profile, &loader, &batches, false).await;
+        report(
+            "(a') plain binary COPY, no primary key",
+            a_nokey,
+            rows,
+            file_mb,
+        );
+        client
+            .batch_execute("TRUNCATE transport_documents, sync_chunks")
+            .await
+            .unwrap();
+        let first = register(&client, round * 2 + 1).await;
+        let b = load_all(&mut client, &loader, &first, &batches, (rows as u64, 0)).await;
+        report("(b) datsync load, all inserts", b, rows, file_mb);
+        let second = register(&client, round * 2 + 2).await;
+        let c = load_all(&mut client, &loader, &second, &batches, (0, rows as u64)).await;
+        report("(c) datsync load, all updates", c, rows, file_mb);
+        for (t, d) in times.iter_mut().zip([a, a_nokey, b, c]) {
+            t.push(d);
+        }
+    }
+    summarize(&times, rows, file_mb);
 
     drop(client);
     admin
@@ -127,6 +136,38 @@ fn typed_batches(profile: &Profile, file: &[u8]) -> Vec<RecordBatch> {
     })
     .unwrap();
     out
+}
+
+/// Prints best and median times and the ratios.
+fn summarize(times: &[Vec<Duration>; 4], rows: usize, file_mb: f64) {
+    let rounds = times[0].len();
+    let mut times = times.clone();
+    let best: Vec<f64> = times
+        .iter()
+        .map(|t| t.iter().min().unwrap().as_secs_f64())
+        .collect();
+    let median: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2].as_secs_f64()
+        })
+        .collect();
+    println!("best of {rounds} (median in brackets):");
+    for (i, name) in ["(a)", "(a')", "(b)", "(c)"].iter().enumerate() {
+        println!(
+            "  {name:<5} {:>6.2} s [{:>6.2} s]  {:>9.0} rows/s  {:>6.1} MB/s",
+            best[i],
+            median[i],
+            rows as f64 / best[i],
+            file_mb / best[i]
+        );
+    }
+    let ratio =
+        |x: usize, y: usize| format!("{:.2} [{:.2}]", best[x] / best[y], median[x] / median[y]);
+    println!("ratio (b)/(a)  = {}", ratio(2, 0));
+    println!("ratio (c)/(a)  = {}", ratio(3, 0));
+    println!("ratio (b)/(a') = {}", ratio(2, 1));
 }
 
 fn report(what: &str, took: Duration, rows: usize, file_mb: f64) {
@@ -159,30 +200,24 @@ fn copy_columns(profile: &Profile) -> String {
     cols.join(", ")
 }
 
+/// A fresh copy of the target's table (with or without its primary key), then one COPY.
 async fn plain_copy(
     client: &Client,
     profile: &Profile,
     loader: &Loader,
     batches: &[RecordBatch],
+    with_key: bool,
 ) -> Duration {
+    let like = if with_key { " INCLUDING ALL" } else { "" };
     client
-        .batch_execute("CREATE TABLE baseline (LIKE transport_documents INCLUDING ALL); CHECKPOINT")
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS baseline;
+             CREATE TABLE baseline (LIKE transport_documents{like});
+             CHECKPOINT"
+        ))
         .await
         .unwrap();
     copy_into(client, "baseline", profile, loader, batches).await
-}
-
-async fn plain_copy_no_key(
-    client: &Client,
-    profile: &Profile,
-    loader: &Loader,
-    batches: &[RecordBatch],
-) -> Duration {
-    client
-        .batch_execute("CREATE TABLE baseline_nokey (LIKE transport_documents); CHECKPOINT")
-        .await
-        .unwrap();
-    copy_into(client, "baseline_nokey", profile, loader, batches).await
 }
 
 /// One COPY of every row (encoding included, as in the datsync path).
