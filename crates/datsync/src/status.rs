@@ -86,7 +86,8 @@ pub async fn register_sync(
     let sql = format!(
         "INSERT INTO {m} AS m (sync_id, file_name, file_path, file_size_bytes, status,
                                started_at, updated_at, sync_seq)
-         VALUES ($1, $2, $3, $4, 'IN_PROGRESS', now(), now(), nextval($5::text::regclass))
+         VALUES ($1::text, $2::text, $3::text, $4::bigint, 'IN_PROGRESS', now(), now(),
+                 nextval($5::text::regclass))
          ON CONFLICT (sync_id) DO UPDATE
             SET status = 'IN_PROGRESS', completed_at = NULL, updated_at = now(),
                 sync_seq = COALESCE(m.sync_seq, EXCLUDED.sync_seq)
@@ -113,13 +114,13 @@ pub async fn register_sync(
     })
 }
 
-const COUNT_SETS: &str = "records_total = COALESCE($2, m.records_total),
-    records_inserted = COALESCE($3, m.records_inserted),
-    records_updated = COALESCE($4, m.records_updated),
-    records_failed = COALESCE($5, m.records_failed),
-    records_skipped_older = COALESCE($6, m.records_skipped_older),
-    records_superseded = COALESCE($7, m.records_superseded),
-    validation_errors_count = COALESCE($8, m.validation_errors_count),
+const COUNT_SETS: &str = "records_total = COALESCE($2::bigint, m.records_total),
+    records_inserted = COALESCE($3::bigint, m.records_inserted),
+    records_updated = COALESCE($4::bigint, m.records_updated),
+    records_failed = COALESCE($5::bigint, m.records_failed),
+    records_skipped_older = COALESCE($6::bigint, m.records_skipped_older),
+    records_superseded = COALESCE($7::bigint, m.records_superseded),
+    validation_errors_count = COALESCE($8::bigint, m.validation_errors_count),
     updated_at = now()";
 
 /// Writes progress counts (status unchanged).
@@ -130,7 +131,7 @@ pub async fn update_progress(
     counts: &SyncCounts,
 ) -> Result<(), StatusError> {
     let sql = format!(
-        "UPDATE {} AS m SET {COUNT_SETS} WHERE sync_id = $1",
+        "UPDATE {} AS m SET {COUNT_SETS} WHERE sync_id = $1::text",
         meta(schema)
     );
     let c = counts;
@@ -163,12 +164,12 @@ pub async fn finish_sync(
 ) -> Result<String, StatusError> {
     let sql = format!(
         "UPDATE {} AS m SET {COUNT_SETS},
-            status = CASE WHEN m.status = 'BAD_INPUT' AND $9 = 'FAILED' THEN m.status ELSE $9 END,
-            error_message = COALESCE($10, m.error_message),
-            validation_errors = COALESCE($11, m.validation_errors),
+            status = CASE WHEN m.status = 'BAD_INPUT' AND $9::text = 'FAILED' THEN m.status ELSE $9::text END,
+            error_message = COALESCE($10::text, m.error_message),
+            validation_errors = COALESCE($11::jsonb, m.validation_errors),
             completed_at = now(),
             duration_seconds = EXTRACT(EPOCH FROM now() - m.started_at)::double precision
-          WHERE sync_id = $1
+          WHERE sync_id = $1::text
           RETURNING status",
         meta(schema)
     );

@@ -24,9 +24,10 @@ pub enum TlsPolicy {
     /// No TLS (`sslmode=disable`).
     Disabled,
     /// TLS, the certificate verified against the Mozilla and system roots. Used for
-    /// `prefer`, `require`, `verify-ca` and `verify-full`: datsync always verifies, which is
-    /// stricter than libpq's `require` (Azure and other managed servers chain to public
-    /// roots; a private CA can be added to the system store).
+    /// `allow`/`prefer` (plain text only if the server has no TLS), `require`, `verify-ca`
+    /// and `verify-full`: datsync always verifies, which is stricter than libpq's `require`
+    /// (Azure and other managed servers chain to public roots; a private CA can be added to
+    /// the system store).
     Verified,
 }
 
@@ -80,8 +81,8 @@ impl PgSettings {
         } else {
             "require"
         });
-        let tls = tls_policy(mode)?;
-        config.ssl_mode(ssl_mode_of(tls));
+        let (tls, ssl_mode) = tls_policy(mode)?;
+        config.ssl_mode(ssl_mode);
         Ok(Self::finish(config, tls))
     }
 
@@ -98,7 +99,6 @@ impl PgSettings {
         } else {
             TlsPolicy::Disabled
         };
-        config.ssl_mode(ssl_mode_of(tls));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
@@ -130,17 +130,13 @@ impl PgSettings {
     }
 }
 
-fn ssl_mode_of(tls: TlsPolicy) -> SslMode {
-    match tls {
-        TlsPolicy::Disabled => SslMode::Disable,
-        TlsPolicy::Verified => SslMode::Require,
-    }
-}
-
-fn tls_policy(mode: &str) -> Result<TlsPolicy, PgError> {
+/// The policy and `tokio_postgres` mode of a libpq `sslmode` value (`allow` and `prefer`
+/// fall back to plain text when the server has no TLS, as in libpq).
+fn tls_policy(mode: &str) -> Result<(TlsPolicy, SslMode), PgError> {
     match mode.to_ascii_lowercase().as_str() {
-        "disable" => Ok(TlsPolicy::Disabled),
-        "allow" | "prefer" | "require" | "verify-ca" | "verify-full" => Ok(TlsPolicy::Verified),
+        "disable" => Ok((TlsPolicy::Disabled, SslMode::Disable)),
+        "allow" | "prefer" => Ok((TlsPolicy::Verified, SslMode::Prefer)),
+        "require" | "verify-ca" | "verify-full" => Ok((TlsPolicy::Verified, SslMode::Require)),
         other => Err(PgError::Config {
             message: format!(
                 "unknown ssl mode `{other}`: use disable, prefer, require, verify-ca or verify-full"
@@ -358,6 +354,19 @@ mod tests {
         let s =
             PgSettings::from_connection_string("postgresql://u@h/d?sslmode=verify-full").unwrap();
         assert_eq!(s.tls, TlsPolicy::Verified);
+        assert_eq!(s.config.get_ssl_mode(), SslMode::Require);
+        let s = PgSettings::from_connection_string("host=h sslmode=prefer").unwrap();
+        assert_eq!(
+            (s.tls, s.config.get_ssl_mode()),
+            (TlsPolicy::Verified, SslMode::Prefer)
+        );
+        let s = PgSettings::from_env(&HashMap::from([
+            ("DB_HOST".to_owned(), "h".to_owned()),
+            ("DB_SSL_MODE".to_owned(), "allow".to_owned()),
+        ]))
+        .unwrap();
+        assert_eq!(s.config.get_ssl_mode(), SslMode::Prefer);
+        assert!(PgSettings::from_connection_string("host=h sslmode=bogus").is_err());
     }
 
     #[test]

@@ -137,3 +137,48 @@ async fn views_refresh_concurrently_then_plain_and_failures_are_reported() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_legacy_sync_metadata_is_extended_not_replaced() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        c.batch_execute(
+            "CREATE TABLE sync_metadata (
+               sync_id varchar(64) PRIMARY KEY, file_name varchar(255), status varchar(20),
+               records_total integer, records_inserted integer, error_message text,
+               started_at timestamp, completed_at timestamp);
+             INSERT INTO sync_metadata VALUES
+               ('legacy_1', 'old.dat', 'SUCCESS', 10, 10, NULL, now(), now());",
+        )
+        .await
+        .unwrap();
+        init_db(&mut c, &docs_profile()).await.unwrap();
+        let sync = register(&c, 1, "a.dat").await;
+        let outcome = SyncOutcome {
+            status: SyncStatus::PartialSuccess,
+            counts: SyncCounts {
+                total: Some(7),
+                inserted: Some(5),
+                ..SyncCounts::default()
+            },
+            error_message: None,
+            validation_errors: None,
+        };
+        let stored = finish_sync(&c, "public", &sync.sync_id, &outcome)
+            .await
+            .unwrap();
+        assert_eq!(stored, "PARTIAL_SUCCESS");
+        let legacy = c
+            .query_one(
+                "SELECT records_total, sync_seq FROM sync_metadata WHERE sync_id = 'legacy_1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(legacy.get::<_, i32>(0), 10);
+        assert_eq!(legacy.get::<_, Option<i64>>(1), None);
+        let r = meta(&c, sync.sync_id.as_str()).await;
+        assert_eq!((r.get::<_, i32>(1), r.get::<_, i32>(2)), (7, 5));
+    })
+    .await;
+}
