@@ -231,45 +231,62 @@ mod tests {
     use super::*;
     use ErrorClass::{Fatal, Transient};
 
-    /// One case per row of [`SQLSTATE_RULES`]: a code the row must decide, and the class.
-    const CASES: &[(&str, &str, ErrorClass)] = &[
-        (CONNECTION_EXCEPTION, "08006", Transient),
-        (PROTOCOL_VIOLATION, "08P01", Fatal),
-        (SERIALIZATION_FAILURE, "40001", Transient),
-        (DEADLOCK_DETECTED, "40P01", Transient),
-        (STATEMENT_COMPLETION_UNKNOWN, "40003", Transient),
-        (TOO_MANY_CONNECTIONS, "53300", Transient),
-        (OUT_OF_MEMORY, "53200", Transient),
-        (LOCK_NOT_AVAILABLE, "55P03", Transient),
-        (QUERY_CANCELED, "57014", Transient),
-        (ADMIN_SHUTDOWN, "57P01", Transient),
-        (CRASH_SHUTDOWN, "57P02", Transient),
-        (CANNOT_CONNECT_NOW, "57P03", Transient),
-        (IDLE_IN_TRANSACTION_TIMEOUT, "25P03", Transient),
-        (DATA_EXCEPTION, "22P02", Fatal),
-        (INTEGRITY_CONSTRAINT_VIOLATION, "23505", Fatal),
-        (SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION, "42P01", Fatal),
-        (INVALID_AUTHORIZATION, "28P01", Fatal),
-        (INVALID_CATALOG_NAME, "3D000", Fatal),
-        (CARDINALITY_VIOLATION, "21000", Fatal),
-        (DISK_FULL, "53100", Fatal),
-        (PROGRAM_LIMIT_EXCEEDED, "54000", Fatal),
-        (FEATURE_NOT_SUPPORTED, "0A000", Fatal),
-        (INTERNAL_ERROR, "XX000", Fatal),
-    ];
+    /// Checks one row of [`SQLSTATE_RULES`]: it exists with `class`, and decides `code`.
+    fn row(rule: &str, code: &str, class: ErrorClass) {
+        let found = SQLSTATE_RULES
+            .iter()
+            .find(|r| r.code == rule)
+            .unwrap_or_else(|| panic!("no row {rule}"));
+        assert_eq!(found.class, class, "row {rule}");
+        assert!(!found.why.is_empty());
+        assert_eq!(classify_sqlstate(code), class, "code {code}");
+    }
 
-    #[test]
-    fn every_row_has_a_case_and_decides_it() {
-        assert_eq!(CASES.len(), SQLSTATE_RULES.len());
-        for rule in SQLSTATE_RULES {
-            let (_, code, class) = CASES
-                .iter()
-                .find(|(row, _, _)| *row == rule.code)
-                .unwrap_or_else(|| panic!("no test case for row {}", rule.code));
-            assert_eq!(rule.class, *class, "row {}", rule.code);
-            assert_eq!(classify_sqlstate(code), *class, "code {code}");
-            assert!(!rule.why.is_empty());
-        }
+    /// One test per row of the table, and a check that no row is left without one.
+    macro_rules! row_tests {
+        ($($name:ident: $rule:expr, $code:literal => $class:expr;)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    row($rule, $code, $class);
+                }
+            )*
+
+            #[test]
+            fn every_row_has_its_test() {
+                let tested = [$($rule),*];
+                for rule in SQLSTATE_RULES {
+                    assert!(tested.contains(&rule.code), "row {} has no test", rule.code);
+                }
+                assert_eq!(tested.len(), SQLSTATE_RULES.len());
+            }
+        };
+    }
+
+    row_tests! {
+        connection_exception_is_transient: CONNECTION_EXCEPTION, "08006" => Transient;
+        protocol_violation_is_fatal: PROTOCOL_VIOLATION, "08P01" => Fatal;
+        serialization_failure_is_transient: SERIALIZATION_FAILURE, "40001" => Transient;
+        deadlock_is_transient: DEADLOCK_DETECTED, "40P01" => Transient;
+        completion_unknown_is_transient: STATEMENT_COMPLETION_UNKNOWN, "40003" => Transient;
+        too_many_connections_is_transient: TOO_MANY_CONNECTIONS, "53300" => Transient;
+        out_of_memory_is_transient: OUT_OF_MEMORY, "53200" => Transient;
+        lock_not_available_is_transient: LOCK_NOT_AVAILABLE, "55P03" => Transient;
+        query_canceled_is_transient: QUERY_CANCELED, "57014" => Transient;
+        admin_shutdown_is_transient: ADMIN_SHUTDOWN, "57P01" => Transient;
+        crash_shutdown_is_transient: CRASH_SHUTDOWN, "57P02" => Transient;
+        cannot_connect_now_is_transient: CANNOT_CONNECT_NOW, "57P03" => Transient;
+        idle_session_timeout_is_transient: IDLE_IN_TRANSACTION_TIMEOUT, "25P03" => Transient;
+        data_exception_is_fatal: DATA_EXCEPTION, "22P02" => Fatal;
+        integrity_violation_is_fatal: INTEGRITY_CONSTRAINT_VIOLATION, "23505" => Fatal;
+        syntax_or_access_is_fatal: SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION, "42P01" => Fatal;
+        invalid_authorization_is_fatal: INVALID_AUTHORIZATION, "28P01" => Fatal;
+        missing_database_is_fatal: INVALID_CATALOG_NAME, "3D000" => Fatal;
+        cardinality_violation_is_fatal: CARDINALITY_VIOLATION, "21000" => Fatal;
+        disk_full_is_fatal: DISK_FULL, "53100" => Fatal;
+        program_limit_is_fatal: PROGRAM_LIMIT_EXCEEDED, "54000" => Fatal;
+        feature_not_supported_is_fatal: FEATURE_NOT_SUPPORTED, "0A000" => Fatal;
+        internal_error_is_fatal: INTERNAL_ERROR, "XX000" => Fatal;
     }
 
     #[test]
