@@ -4,6 +4,7 @@
 
 mod ident;
 mod migrate;
+mod redact;
 mod settings;
 mod sqlstate;
 mod tls;
@@ -13,9 +14,10 @@ pub use migrate::{
     BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE,
     check_target, create_target_sql, init_db,
 };
+pub use redact::Redacted;
 pub use settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVES_IDLE, DEFAULT_PORT, DEFAULT_STATEMENT_TIMEOUT,
-    PgSettings, Redacted, TlsPolicy,
+    PgSettings, TlsPolicy,
 };
 pub use sqlstate::*;
 
