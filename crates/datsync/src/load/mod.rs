@@ -30,7 +30,9 @@ pub use numeric::put_numeric;
 
 /// Rows encoded per COPY message.
 pub const COPY_ROWS_PER_MESSAGE: usize = 2048;
-/// `work_mem` for the chunk transaction, so the in-chunk dedup sort stays in memory.
+/// `work_mem` for the chunk transaction, so the in-chunk dedup hash stays in memory. (The
+/// transaction also turns JIT off: compiling a 90-column upsert costs more than running it
+/// over one chunk.)
 pub const LOAD_WORK_MEM: &str = "128MB";
 
 /// The sync a chunk belongs to, as registered in `sync_metadata`.
@@ -282,7 +284,7 @@ impl Loader {
             return Ok(recorded_counts(&row));
         }
         tx.batch_execute(&format!(
-            "SET LOCAL work_mem = '{LOAD_WORK_MEM}'; {}",
+            "SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
             self.sql.create_stage
         ))
         .await
