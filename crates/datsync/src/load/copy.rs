@@ -10,6 +10,9 @@ use arrow_array::{
     Array, BooleanArray, Date32Array, Decimal128Array, Int64Array, PrimitiveArray, StringArray,
     Time64MicrosecondArray, TimestampMicrosecondArray, UInt64Array,
 };
+use std::collections::HashSet;
+
+use arrow_array::ArrowPrimitiveType;
 use arrow_schema::{DataType, TimeUnit};
 use bytes::{BufMut, BytesMut};
 
@@ -138,5 +141,30 @@ pub(super) fn put_rows(
         for e in encoders {
             e.put(row, out);
         }
+    }
+}
+
+/// The number of distinct non-null values of a key column (any typed-batch type). A type
+/// the encoder does not know gives 0; it cannot occur, the encoders are built (and the
+/// types checked) first.
+pub(super) fn distinct_values(array: &dyn Array) -> usize {
+    fn prim<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>) -> usize
+    where
+        T::Native: std::hash::Hash + Eq,
+    {
+        a.iter().flatten().collect::<HashSet<_>>().len()
+    }
+    match ColumnEncoder::new(array) {
+        Some(ColumnEncoder::Text(a)) => a.iter().flatten().collect::<HashSet<&str>>().len(),
+        Some(ColumnEncoder::Decimal(a, _)) => prim(a),
+        Some(ColumnEncoder::Int(a)) => prim(a),
+        Some(ColumnEncoder::Line(a)) => prim(a),
+        Some(ColumnEncoder::Date(a)) => prim(a),
+        Some(ColumnEncoder::Time(a)) => prim(a),
+        Some(ColumnEncoder::Timestamp(a)) => prim(a),
+        Some(ColumnEncoder::Bool(a)) => {
+            usize::from(a.true_count() > 0) + usize::from(a.false_count() > 0)
+        }
+        None => 0,
     }
 }

@@ -12,9 +12,7 @@ mod copy;
 mod numeric;
 mod sql;
 
-use std::collections::HashSet;
-
-use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::{Array, RecordBatch, UInt64Array};
 use arrow_schema::DataType;
 use bytes::BytesMut;
 use futures::SinkExt;
@@ -223,12 +221,12 @@ impl Loader {
         let lines = batch
             .column_by_name(LINE_COLUMN)
             .and_then(|a| a.as_any().downcast_ref::<UInt64Array>());
-        let keys = batch
-            .column_by_name(&self.profile.key)
-            .and_then(|a| a.as_any().downcast_ref::<StringArray>());
-        let (Some(lines), Some(keys)) = (lines, keys) else {
-            // `encoders` checked both columns before.
-            return Ok(batch.num_rows());
+        let (Some(lines), Some(keys)) = (lines, batch.column_by_name(&self.profile.key)) else {
+            return Err(LoadError::Schema {
+                chunk,
+                column: self.profile.key.clone(),
+                message: "or `_line` is missing".into(),
+            });
         };
         if lines.null_count() > 0 {
             return Err(LoadError::Schema {
@@ -246,7 +244,7 @@ impl Loader {
                 lines: null_rows.iter().take(10).map(|&i| lines.value(i)).collect(),
             });
         }
-        Ok(keys.iter().flatten().collect::<HashSet<&str>>().len())
+        Ok(copy::distinct_values(keys.as_ref()))
     }
 
     async fn transact(
@@ -304,7 +302,7 @@ impl Loader {
         let (inserted, updated): (i64, i64) = (counts.get(0), counts.get(1));
         let rows_i = i64::try_from(rows.staged).unwrap_or(i64::MAX);
         let distinct = i64::try_from(rows.distinct).unwrap_or(i64::MAX);
-        let skipped = distinct - inserted - updated;
+        let skipped = (distinct - inserted - updated).max(0);
         tx.execute(
             &self.sql.ledger_put,
             &[

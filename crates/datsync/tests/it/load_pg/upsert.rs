@@ -287,3 +287,53 @@ async fn stamps(c: &Client) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<
         .unwrap();
     (r.get(0), r.get(1))
 }
+
+const INT_KEY_PROFILE: &str = r#"
+name = "numbers"
+table = "numbers"
+key = "n"
+[[columns]]
+source = "n"
+type = "integer"
+required = true
+not_empty = true
+[[columns]]
+source = "label"
+type = "text"
+"#;
+
+#[tokio::test]
+async fn integer_keys_with_duplicates_are_reduced_too() {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch, StringArray, UInt64Array};
+
+    with_db(|db| async move {
+        let p = datsync::profile::Profile::from_toml_str(
+            INT_KEY_PROFILE,
+            std::path::Path::new("numbers.toml"),
+        )
+        .unwrap();
+        let mut c = db.client().await;
+        init_db(&mut c, &p).await.unwrap();
+        let sync = register(&c, 1, "n.dat").await;
+        let b = RecordBatch::try_new(
+            super::typed_gen::schema(&p),
+            vec![
+                Arc::new(UInt64Array::from(vec![2, 3, 4])),
+                Arc::new(Int64Array::from(vec![7, 7, 8])),
+                Arc::new(StringArray::from(vec!["old", "new", "x"])),
+            ],
+        )
+        .unwrap();
+        let r = load(&Loader::new(&p), &mut c, &sync, 0, &b).await;
+        assert_eq!(counts(&r), (2, 0, 0, 1));
+        let label: String = c
+            .query_one("SELECT label FROM numbers WHERE n = 7", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(label, "new");
+    })
+    .await;
+}
