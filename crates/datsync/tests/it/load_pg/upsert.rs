@@ -337,3 +337,22 @@ async fn integer_keys_with_duplicates_are_reduced_too() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_empty_chunk_is_committed_in_the_ledger() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        let r = load(&loader, &mut c, &sync, 4, &batch(&p, &[])).await;
+        assert_eq!((r.rows, counts(&r)), (0, (0, 0, 0, 0)));
+        let again = load(&loader, &mut c, &sync, 4, &batch(&p, &[])).await;
+        assert!(again.already_committed);
+        let chunks = datsync::status::committed_chunks(&c, "public", &sync.sync_id)
+            .await
+            .unwrap();
+        assert_eq!(chunks, vec![ChunkId(4)]);
+    })
+    .await;
+}
