@@ -13,6 +13,9 @@
 //! - [`value`]: parsers of single text values (exact decimals, integers, booleans, dates, times).
 //! - [`validate`]: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
 //! - [`transform`]: accepted text batch → typed batch for the target table.
+//! - [`pg`]: PostgreSQL connection, SQLSTATE classification, migrations (`init-db`).
+//! - [`load`]: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
+//! - [`status`]: `sync_metadata` rows, ledger totals, materialized view refresh.
 //! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
 //! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
@@ -28,12 +31,15 @@ pub mod alert;
 pub mod checkpoint;
 pub mod config;
 pub mod inspect;
+pub mod load;
 pub mod model;
 pub mod parse;
+pub mod pg;
 pub mod pgtemp;
 pub mod profile;
 pub mod sample;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod transform;

@@ -213,29 +213,49 @@ impl CheckpointManager {
         let lines =
             ChunkLines::of(batch).map_err(|reason| CheckpointError::BadBatch { chunk, reason })?;
         let manifest = &self.loaded().await?.manifest;
-        let mut entry = manifest
-            .chunk(chunk)
-            .cloned()
-            .ok_or_else(|| CheckpointError::UnknownChunk { sync_id: sync_id.clone(), chunk })?;
+        let mut entry =
+            manifest
+                .chunk(chunk)
+                .cloned()
+                .ok_or_else(|| CheckpointError::UnknownChunk {
+                    sync_id: sync_id.clone(),
+                    chunk,
+                })?;
         let (status, phase, error) = (manifest.status, manifest.phase, manifest.error.clone());
-        if (entry.rows, entry.first_line, entry.last_line) != (lines.rows, lines.first_line, lines.last_line) {
+        if (entry.rows, entry.first_line, entry.last_line)
+            != (lines.rows, lines.first_line, lines.last_line)
+        {
             return Err(CheckpointError::ChunkConflict {
                 sync_id,
                 chunk,
                 reason: format!(
                     "recorded {} rows on lines {}..={}, regenerated {} rows on lines {}..={}",
-                    entry.rows, entry.first_line, entry.last_line, lines.rows, lines.first_line, lines.last_line
+                    entry.rows,
+                    entry.first_line,
+                    entry.last_line,
+                    lines.rows,
+                    lines.first_line,
+                    lines.last_line
                 ),
             });
         }
         let bytes = chunk::encode(batch, self.options.compression)
             .map_err(|source| CheckpointError::Parquet { chunk, source })?;
-        self.store.put(&ObjectKey::chunk(&sync_id, chunk), bytes.clone()).await?;
+        self.store
+            .put(&ObjectKey::chunk(&sync_id, chunk), bytes.clone())
+            .await?;
         entry.parquet_size_bytes = bytes.len() as u64;
         entry.parquet_sha256 = hex(&Sha256::digest(&bytes));
         let now = stamp(self.clock.now());
-        self.journal(JournalEntry { seq: 0, updated_at: now, status, phase, error, chunk: entry.clone() })
-            .await?;
+        self.journal(JournalEntry {
+            seq: 0,
+            updated_at: now,
+            status,
+            phase,
+            error,
+            chunk: entry.clone(),
+        })
+        .await?;
         Ok(entry)
     }
 

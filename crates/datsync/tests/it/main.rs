@@ -5,5 +5,6 @@
 
 mod alert;
 mod checkpoint;
+mod load_pg;
 mod pgtemp;
 mod validate_transform;

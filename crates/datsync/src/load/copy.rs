@@ -1,0 +1,170 @@
+//! Encoding a typed batch as PostgreSQL binary COPY rows, column by column from the Arrow
+//! buffers (no per-value `ToSql` boxing).
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Int64Type, Time64MicrosecondType, TimestampMicrosecondType,
+    UInt64Type,
+};
+use arrow_array::{
+    Array, BooleanArray, Date32Array, Decimal128Array, Int64Array, PrimitiveArray, StringArray,
+    Time64MicrosecondArray, TimestampMicrosecondArray, UInt64Array,
+};
+use std::collections::HashSet;
+
+use arrow_array::ArrowPrimitiveType;
+use arrow_schema::{DataType, TimeUnit};
+use bytes::{BufMut, BytesMut};
+
+use super::numeric::put_numeric;
+
+/// Binary COPY signature, flags and header extension length.
+pub(super) const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Binary COPY trailer (field count -1).
+pub(super) const COPY_TRAILER: i16 = -1;
+
+/// Days from 1970-01-01 (Arrow) to 2000-01-01 (PostgreSQL).
+const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Largest `Decimal128` scale the encoder accepts.
+pub(super) const MAX_SCALE: i8 = 30;
+
+/// One column of a batch, ready to encode.
+pub(super) enum ColumnEncoder<'a> {
+    Text(&'a StringArray),
+    Decimal(&'a Decimal128Array, u8),
+    Int(&'a Int64Array),
+    Line(&'a UInt64Array),
+    Bool(&'a BooleanArray),
+    Date(&'a Date32Array),
+    Time(&'a Time64MicrosecondArray),
+    Timestamp(&'a TimestampMicrosecondArray),
+}
+
+impl<'a> ColumnEncoder<'a> {
+    /// An encoder for `array`, or `None` when its Arrow type is not a typed-batch type.
+    pub(super) fn new(array: &'a dyn Array) -> Option<Self> {
+        Some(match array.data_type() {
+            DataType::Utf8 => Self::Text(array.as_string::<i32>()),
+            DataType::Decimal128(_, s) if (0..=MAX_SCALE).contains(s) => {
+                Self::Decimal(array.as_primitive::<Decimal128Type>(), *s as u8)
+            }
+            DataType::Int64 => Self::Int(array.as_primitive::<Int64Type>()),
+            DataType::UInt64 => Self::Line(array.as_primitive::<UInt64Type>()),
+            DataType::Boolean => Self::Bool(array.as_boolean()),
+            DataType::Date32 => Self::Date(array.as_primitive::<Date32Type>()),
+            DataType::Time64(TimeUnit::Microsecond) => {
+                Self::Time(array.as_primitive::<Time64MicrosecondType>())
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                Self::Timestamp(array.as_primitive::<TimestampMicrosecondType>())
+            }
+            _ => return None,
+        })
+    }
+
+    /// Appends field `row` (length prefix + body; -1 for NULL).
+    // Lengths fit `i32`: an Arrow `Utf8` array has `i32` offsets, a numeric body is at most
+    // 48 bytes.
+    #[allow(clippy::cast_possible_wrap)]
+    #[inline]
+    pub(super) fn put(&self, row: usize, out: &mut BytesMut) {
+        match self {
+            Self::Text(a) => {
+                if a.is_null(row) {
+                    out.put_i32(-1);
+                } else {
+                    let v = a.value(row).as_bytes();
+                    out.put_i32(v.len() as i32);
+                    out.put_slice(v);
+                }
+            }
+            Self::Decimal(a, scale) => {
+                if a.is_null(row) {
+                    out.put_i32(-1);
+                } else {
+                    let at = out.len();
+                    out.put_i32(0);
+                    let n = put_numeric(out, a.value(row), *scale);
+                    out[at..at + 4].copy_from_slice(&(n as i32).to_be_bytes());
+                }
+            }
+            Self::Int(a) => put_fixed(a, row, out, i64::to_be_bytes),
+            Self::Line(a) => put_fixed(a, row, out, |v| v.cast_signed().to_be_bytes()),
+            Self::Bool(a) => {
+                if a.is_null(row) {
+                    out.put_i32(-1);
+                } else {
+                    out.put_i32(1);
+                    out.put_u8(u8::from(a.value(row)));
+                }
+            }
+            Self::Date(a) => put_fixed(a, row, out, |v| (v - PG_EPOCH_DAYS).to_be_bytes()),
+            Self::Time(a) => put_fixed(a, row, out, i64::to_be_bytes),
+            Self::Timestamp(a) => put_fixed(a, row, out, |v| (v - PG_EPOCH_MICROS).to_be_bytes()),
+        }
+    }
+}
+
+// `N` is 4 or 8.
+#[allow(clippy::cast_possible_wrap)]
+#[inline]
+fn put_fixed<T, const N: usize>(
+    a: &PrimitiveArray<T>,
+    row: usize,
+    out: &mut BytesMut,
+    f: impl Fn(T::Native) -> [u8; N],
+) where
+    T: arrow_array::ArrowPrimitiveType,
+{
+    if a.is_null(row) {
+        out.put_i32(-1);
+    } else {
+        out.put_i32(N as i32);
+        out.put_slice(&f(a.value(row)));
+    }
+}
+
+/// Appends rows `rows` of the columns as binary COPY tuples.
+// A PostgreSQL table has at most 1600 columns, so the count fits `i16`.
+#[allow(clippy::cast_possible_wrap)]
+pub(super) fn put_rows(
+    encoders: &[ColumnEncoder<'_>],
+    rows: std::ops::Range<usize>,
+    out: &mut BytesMut,
+) {
+    let n = encoders.len() as i16;
+    for row in rows {
+        out.put_i16(n);
+        for e in encoders {
+            e.put(row, out);
+        }
+    }
+}
+
+/// The number of distinct non-null values of a key column (any typed-batch type). A type
+/// the encoder does not know gives 0; it cannot occur, the encoders are built (and the
+/// types checked) first.
+pub(super) fn distinct_values(array: &dyn Array) -> usize {
+    fn prim<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>) -> usize
+    where
+        T::Native: std::hash::Hash + Eq,
+    {
+        a.iter().flatten().collect::<HashSet<_>>().len()
+    }
+    match ColumnEncoder::new(array) {
+        Some(ColumnEncoder::Text(a)) => a.iter().flatten().collect::<HashSet<&str>>().len(),
+        Some(ColumnEncoder::Decimal(a, _)) => prim(a),
+        Some(ColumnEncoder::Int(a)) => prim(a),
+        Some(ColumnEncoder::Line(a)) => prim(a),
+        Some(ColumnEncoder::Date(a)) => prim(a),
+        Some(ColumnEncoder::Time(a)) => prim(a),
+        Some(ColumnEncoder::Timestamp(a)) => prim(a),
+        Some(ColumnEncoder::Bool(a)) => {
+            usize::from(a.true_count() > 0) + usize::from(a.false_count() > 0)
+        }
+        None => 0,
+    }
+}

@@ -1,0 +1,388 @@
+//! Loading one chunk into PostgreSQL in **one** transaction: binary `COPY` of the typed
+//! batch into a temporary staging table, a newest-wins upsert into the target, and the
+//! chunk's ledger row in `sync_chunks`. A chunk whose ledger row exists is a no-op that
+//! returns the recorded counts, so a retry never loads twice.
+//!
+//! Newest wins: a target row is only replaced by a row with a greater
+//! `(sync_seq, source_line)`, so retrying chunk 5 after chunk 120, or loading an older
+//! sync's chunk after a newer sync, never regresses a key. Duplicate keys inside a chunk are
+//! reduced to the last source line before the upsert (no SQLSTATE 21000).
+
+mod copy;
+mod numeric;
+mod sql;
+
+use arrow_array::{Array, RecordBatch, UInt64Array};
+use arrow_schema::DataType;
+use bytes::BytesMut;
+use futures::SinkExt;
+use tokio_postgres::Client;
+
+use crate::model::{ChunkId, LINE_COLUMN, LineNo, SyncId};
+use crate::pg::{ErrorClass, PgError};
+use crate::profile::{ColumnType, Profile};
+use copy::{COPY_HEADER, COPY_TRAILER, ColumnEncoder, MAX_SCALE};
+use sql::LoadSql;
+
+pub use numeric::put_numeric;
+
+/// Rows encoded per COPY message.
+pub const COPY_ROWS_PER_MESSAGE: usize = 2048;
+/// `work_mem` for the chunk transaction, so the in-chunk dedup hash stays in memory. (The
+/// transaction also turns JIT off: compiling a 90-column upsert costs more than running it
+/// over one chunk.)
+pub const LOAD_WORK_MEM: &str = "128MB";
+
+/// The sync a chunk belongs to, as registered in `sync_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRef {
+    /// The sync id.
+    pub sync_id: SyncId,
+    /// The number drawn from `datsync_sync_seq` when the sync was first registered.
+    pub sync_seq: i64,
+    /// The base name of the source, stored in every row's `source_file`.
+    pub source_file: String,
+}
+
+/// What loading a chunk did (or, when `already_committed`, what the ledger recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChunkLoad {
+    /// Rows in the typed batch.
+    pub rows: u64,
+    /// Keys inserted.
+    pub inserted: u64,
+    /// Keys updated (the incoming row was newer).
+    pub updated: u64,
+    /// Keys left alone because the stored row is newer.
+    pub skipped_older: u64,
+    /// Rows dropped because a later line in the same chunk has the same key.
+    pub superseded: u64,
+    /// The ledger already had this chunk: nothing was written.
+    pub already_committed: bool,
+}
+
+/// A chunk that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A profile column is missing from the batch or has the wrong Arrow type.
+    #[error(
+        "chunk {chunk}: column `{column}` {message}; the typed batch does not match the profile"
+    )]
+    Schema {
+        /// The chunk.
+        chunk: ChunkId,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Rows with a NULL key reached the loader (validation should have rejected them).
+    #[error(
+        "chunk {chunk}: {count} row(s) have a null key `{column}` (first lines: {lines:?}); \
+         they must be rejected before loading"
+    )]
+    NullKey {
+        /// The chunk.
+        chunk: ChunkId,
+        /// The key column.
+        column: String,
+        /// How many rows.
+        count: usize,
+        /// The first few source lines.
+        lines: Vec<LineNo>,
+    },
+    /// The database failed.
+    #[error("sync {sync_id}, chunk {chunk}: {source}")]
+    Database {
+        /// The sync.
+        sync_id: SyncId,
+        /// The chunk.
+        chunk: ChunkId,
+        /// The failure.
+        source: PgError,
+    },
+}
+
+impl LoadError {
+    /// Whether retrying the chunk later can succeed.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Database { source, .. } => source.class(),
+            _ => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// Row counts of a chunk known before it reaches the database.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    /// Rows staged.
+    staged: usize,
+    /// Distinct keys among them.
+    distinct: usize,
+}
+
+/// Loads chunks for one profile; build once, use for every chunk.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    profile: Profile,
+    sql: LoadSql,
+}
+
+impl Loader {
+    /// Prepares the SQL for a profile (whose tables `pg::init_db` created).
+    pub fn new(profile: &Profile) -> Self {
+        Self {
+            profile: profile.clone(),
+            sql: LoadSql::new(profile),
+        }
+    }
+
+    /// Loads one typed batch as chunk `chunk` of `sync`, in one transaction with its
+    /// ledger row; `checksum` is recorded in the ledger.
+    pub async fn load_chunk(
+        &self,
+        client: &mut Client,
+        sync: &SyncRef,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &RecordBatch,
+    ) -> Result<ChunkLoad, LoadError> {
+        let encoders = self.encoders(chunk, batch)?;
+        let distinct = self.distinct_keys(chunk, batch)?;
+        let db = |source| LoadError::Database {
+            sync_id: sync.sync_id.clone(),
+            chunk,
+            source,
+        };
+        let rows = Rows {
+            staged: batch.num_rows(),
+            distinct,
+        };
+        self.transact(client, sync, chunk, checksum, rows, &encoders)
+            .await
+            .map_err(db)
+    }
+
+    /// The batch as one binary COPY stream (header, rows, trailer) of the profile's columns
+    /// then `_line` — what the staging COPY sends, for tools and benchmarks that COPY the
+    /// same rows elsewhere.
+    pub fn encode_copy(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<BytesMut, LoadError> {
+        let encoders = self.encoders(chunk, batch)?;
+        let mut buf = BytesMut::with_capacity(batch.get_array_memory_size());
+        buf.extend_from_slice(COPY_HEADER);
+        copy::put_rows(&encoders, 0..batch.num_rows(), &mut buf);
+        buf.extend_from_slice(&COPY_TRAILER.to_be_bytes());
+        Ok(buf)
+    }
+
+    /// The encoders of the profile's columns then `_line`, checking names and types.
+    fn encoders<'b>(
+        &self,
+        chunk: ChunkId,
+        batch: &'b RecordBatch,
+    ) -> Result<Vec<ColumnEncoder<'b>>, LoadError> {
+        let wrong = |column: &str, message: String| LoadError::Schema {
+            chunk,
+            column: column.to_owned(),
+            message,
+        };
+        let mut out = Vec::with_capacity(self.profile.columns.len() + 1);
+        for c in &self.profile.columns {
+            let array = batch
+                .column_by_name(&c.target)
+                .ok_or_else(|| wrong(&c.target, "is missing".into()))?;
+            if !type_fits(c.kind, array.data_type()) {
+                return Err(wrong(
+                    &c.target,
+                    format!(
+                        "has type {} but the profile says {}",
+                        array.data_type(),
+                        c.kind
+                    ),
+                ));
+            }
+            out.push(
+                ColumnEncoder::new(array.as_ref())
+                    .ok_or_else(|| wrong(&c.target, "has an unsupported type".into()))?,
+            );
+        }
+        let line = batch
+            .column_by_name(LINE_COLUMN)
+            .filter(|a| a.data_type() == &DataType::UInt64)
+            .ok_or_else(|| wrong(LINE_COLUMN, "is missing or not UInt64".into()))?;
+        out.extend(ColumnEncoder::new(line.as_ref()));
+        Ok(out)
+    }
+
+    /// The number of distinct keys; rejects NULL keys (and NULL lines, which would make
+    /// the newest-wins order undefined).
+    fn distinct_keys(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<usize, LoadError> {
+        let lines = batch
+            .column_by_name(LINE_COLUMN)
+            .and_then(|a| a.as_any().downcast_ref::<UInt64Array>());
+        let (Some(lines), Some(keys)) = (lines, batch.column_by_name(&self.profile.key)) else {
+            return Err(LoadError::Schema {
+                chunk,
+                column: self.profile.key.clone(),
+                message: "or `_line` is missing".into(),
+            });
+        };
+        if lines.null_count() > 0 {
+            return Err(LoadError::Schema {
+                chunk,
+                column: LINE_COLUMN.to_owned(),
+                message: "has null line numbers".into(),
+            });
+        }
+        if keys.null_count() > 0 {
+            let null_rows: Vec<usize> = (0..keys.len()).filter(|&i| keys.is_null(i)).collect();
+            return Err(LoadError::NullKey {
+                chunk,
+                column: self.profile.key.clone(),
+                count: null_rows.len(),
+                lines: null_rows.iter().take(10).map(|&i| lines.value(i)).collect(),
+            });
+        }
+        Ok(copy::distinct_values(keys.as_ref()))
+    }
+
+    async fn transact(
+        &self,
+        client: &mut Client,
+        sync: &SyncRef,
+        chunk: ChunkId,
+        checksum: &str,
+        rows: Rows,
+        encoders: &[ColumnEncoder<'_>],
+    ) -> Result<ChunkLoad, PgError> {
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let chunk_i = i32::try_from(chunk.0).map_err(|_| PgError::Config {
+            message: format!("chunk id {chunk} does not fit the ledger's integer column"),
+        })?;
+        let sync_id = sync.sync_id.as_str();
+        let tx = client.transaction().await.map_err(q("cannot begin"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), $2)",
+            &[&sync_id, &chunk_i],
+        )
+        .await
+        .map_err(q("cannot lock the chunk"))?;
+        if let Some(row) = tx
+            .query_opt(&self.sql.ledger_get, &[&sync_id, &chunk_i])
+            .await
+            .map_err(q("cannot read the chunk ledger"))?
+        {
+            let recorded: String = row.get(4);
+            if recorded != checksum {
+                tracing::warn!(%sync_id, %chunk, recorded, checksum,
+                    "chunk already committed with another checksum; the ledger wins");
+            }
+            tx.commit().await.map_err(q("cannot end the transaction"))?;
+            return Ok(recorded_counts(&row));
+        }
+        tx.batch_execute(&format!(
+            "SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
+            self.sql.create_stage
+        ))
+        .await
+        .map_err(q("cannot create the staging table"))?;
+        copy_rows(&tx, &self.sql.copy, rows.staged, encoders).await?;
+        let counts = tx
+            .query_one(
+                if rows.distinct == rows.staged {
+                    &self.sql.upsert_unique
+                } else {
+                    &self.sql.upsert_dedup
+                },
+                &[&sync_id, &sync.source_file, &sync.sync_seq],
+            )
+            .await
+            .map_err(q("cannot upsert the chunk into the target table"))?;
+        let (inserted, updated): (i64, i64) = (counts.get(0), counts.get(1));
+        let rows_i = i64::try_from(rows.staged).unwrap_or(i64::MAX);
+        let distinct = i64::try_from(rows.distinct).unwrap_or(i64::MAX);
+        let skipped = (distinct - inserted - updated).max(0);
+        tx.execute(
+            &self.sql.ledger_put,
+            &[
+                &sync_id, &chunk_i, &rows_i, &inserted, &updated, &skipped, &checksum,
+            ],
+        )
+        .await
+        .map_err(q("cannot write the chunk ledger"))?;
+        tx.commit().await.map_err(q("cannot commit the chunk"))?;
+        Ok(ChunkLoad {
+            rows: rows.staged as u64,
+            inserted: inserted as u64,
+            updated: updated as u64,
+            skipped_older: skipped as u64,
+            superseded: (rows_i - distinct) as u64,
+            already_committed: false,
+        })
+    }
+}
+
+fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
+    let (rows, inserted, updated, skipped): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    ChunkLoad {
+        rows: rows as u64,
+        inserted: inserted as u64,
+        updated: updated as u64,
+        skipped_older: skipped as u64,
+        superseded: (rows - inserted - updated - skipped).max(0) as u64,
+        already_committed: true,
+    }
+}
+
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    copy_sql: &str,
+    rows: usize,
+    encoders: &[ColumnEncoder<'_>],
+) -> Result<(), PgError> {
+    let q = |what: &'static str| move |e| PgError::query(what, e);
+    let sink = tx
+        .copy_in::<_, bytes::Bytes>(copy_sql)
+        .await
+        .map_err(q("cannot start the staging copy"))?;
+    futures::pin_mut!(sink);
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    buf.extend_from_slice(COPY_HEADER);
+    let mut start = 0;
+    while start < rows {
+        let end = (start + COPY_ROWS_PER_MESSAGE).min(rows);
+        copy::put_rows(encoders, start..end, &mut buf);
+        sink.feed(buf.split().freeze())
+            .await
+            .map_err(q("cannot send rows to the staging copy"))?;
+        start = end;
+    }
+    buf.extend_from_slice(&COPY_TRAILER.to_be_bytes());
+    sink.feed(buf.split().freeze())
+        .await
+        .map_err(q("cannot send rows to the staging copy"))?;
+    sink.as_mut()
+        .finish()
+        .await
+        .map_err(q("cannot finish the staging copy"))?;
+    Ok(())
+}
+
+fn type_fits(kind: ColumnType, dt: &DataType) -> bool {
+    use arrow_schema::TimeUnit::Microsecond;
+    match kind {
+        ColumnType::Text => dt == &DataType::Utf8,
+        ColumnType::Decimal { .. } => {
+            matches!(dt, DataType::Decimal128(_, s) if (0..=MAX_SCALE).contains(s))
+        }
+        ColumnType::Integer => dt == &DataType::Int64,
+        ColumnType::Boolean => dt == &DataType::Boolean,
+        ColumnType::Date => dt == &DataType::Date32,
+        ColumnType::Time => dt == &DataType::Time64(Microsecond),
+        ColumnType::Timestamp | ColumnType::DateTimestamp => {
+            dt == &DataType::Timestamp(Microsecond, None)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The PostgreSQL `numeric` binary format, written exactly from a `Decimal128` mantissa and
+//! scale (no float anywhere).
+//!
+//! Layout: `ndigits: i16`, `weight: i16` (power of 10000 of the first digit), `sign: u16`
+//! (`0x0000` positive, `0x4000` negative), `dscale: u16` (decimal places shown), then
+//! `ndigits` base-10000 digits, most significant first.
+
+use bytes::BufMut;
+
+const NBASE: u128 = 10_000;
+const SIGN_POS: u16 = 0x0000;
+const SIGN_NEG: u16 = 0x4000;
+
+/// Appends the binary `numeric` value `mantissa × 10^-scale` (a COPY field body, without the
+/// length prefix) to `out`; returns the number of bytes written.
+// Digit counts and weights are at most 20 (38 decimal digits in base 10 000).
+#[allow(clippy::cast_possible_wrap)]
+pub fn put_numeric(out: &mut impl BufMut, mantissa: i128, scale: u8) -> usize {
+    let abs = mantissa.unsigned_abs();
+    let scale_u = u32::from(scale);
+    let pow = 10u128.pow(scale_u.min(38));
+    let (int_part, frac_part) = if scale_u > 38 {
+        (0, abs)
+    } else {
+        (abs / pow, abs % pow)
+    };
+    // Integer groups, least significant first.
+    let mut digits: [u16; 24] = [0; 24];
+    let mut n_int = 0usize;
+    let mut v = int_part;
+    while v > 0 {
+        digits[n_int] = (v % NBASE) as u16;
+        v /= NBASE;
+        n_int += 1;
+    }
+    digits[..n_int].reverse();
+    // Fraction groups: pad the fraction to a multiple of four decimal places.
+    let n_frac = scale_u.div_ceil(4) as usize;
+    let pad = (n_frac as u32) * 4 - scale_u;
+    let mut frac = frac_part * 10u128.pow(pad);
+    for i in (0..n_frac).rev() {
+        digits[n_int + i] = (frac % NBASE) as u16;
+        frac /= NBASE;
+    }
+    let all = &digits[..n_int + n_frac];
+    let lead = all.iter().take_while(|&&d| d == 0).count();
+    let trail = all[lead..].iter().rev().take_while(|&&d| d == 0).count();
+    let used = &all[lead..all.len() - trail];
+    let (weight, sign) = if used.is_empty() {
+        (0i16, SIGN_POS)
+    } else {
+        let w = n_int as i16 - 1 - lead as i16;
+        (w, if mantissa < 0 { SIGN_NEG } else { SIGN_POS })
+    };
+    out.put_i16(used.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(sign);
+    out.put_u16(u16::from(scale));
+    for d in used {
+        out.put_u16(*d);
+    }
+    8 + 2 * used.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(m: i128, s: u8) -> Vec<u8> {
+        let mut v = Vec::new();
+        let n = put_numeric(&mut v, m, s);
+        assert_eq!(n, v.len());
+        v
+    }
+
+    fn words(v: &[u8]) -> Vec<i32> {
+        v.chunks(2)
+            .map(|c| i32::from(i16::from_be_bytes([c[0], c[1]])))
+            .collect()
+    }
+
+    #[test]
+    fn encodes_like_postgres() {
+        // 1234567.891234 = 123 4567 . 8912 3400 → digits [123, 4567, 8912, 3400], weight 1.
+        assert_eq!(
+            words(&enc(1_234_567_891_234, 6)),
+            vec![4, 1, 0, 6, 123, 4567, 8912, 3400]
+        );
+        // 0 with scale 6.
+        assert_eq!(words(&enc(0, 6)), vec![0, 0, 0, 6]);
+        // -0.000001 → digit 100 at weight -2.
+        assert_eq!(words(&enc(-1, 6)), vec![1, -2, 0x4000, 6, 100]);
+        // 10000 → [1] weight 1 (trailing zero group stripped).
+        assert_eq!(words(&enc(10_000, 0)), vec![1, 1, 0, 0, 1]);
+        // 12.5 with scale 1.
+        assert_eq!(words(&enc(125, 1)), vec![2, 0, 0, 1, 12, 5000]);
+    }
+
+    #[test]
+    fn handles_the_extremes() {
+        let max = 10i128.pow(38) - 1;
+        assert_eq!(words(&enc(max, 0)).len(), 4 + 10);
+        assert_eq!(words(&enc(-max, 18))[2], 0x4000);
+    }
+}

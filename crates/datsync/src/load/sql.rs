@@ -1,0 +1,113 @@
+//! The SQL text of a chunk load, built once per profile with every identifier quoted.
+
+use crate::pg::{quote_ident, quote_qualified, sql_type};
+use crate::profile::Profile;
+
+/// The staging table (temporary, dropped at commit).
+pub(super) const STAGE: &str = "pg_temp.datsync_stage";
+
+/// Statements of one chunk load for one profile.
+#[derive(Debug, Clone)]
+pub(super) struct LoadSql {
+    pub create_stage: String,
+    pub copy: String,
+    /// The upsert when every staged key is distinct.
+    pub upsert_unique: String,
+    /// The upsert that first reduces duplicate keys to the latest line.
+    pub upsert_dedup: String,
+    pub ledger_get: String,
+    pub ledger_put: String,
+}
+
+impl LoadSql {
+    pub(super) fn new(profile: &Profile) -> Self {
+        let s = quote_ident(&profile.schema);
+        let table = quote_qualified(&profile.schema, &profile.table);
+        let stage_cols: Vec<String> = profile
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("c{i} {}", sql_type(c.kind)))
+            .collect();
+        let create_stage = format!(
+            "CREATE TEMP TABLE datsync_stage ({}, src_line bigint) ON COMMIT DROP",
+            stage_cols.join(", ")
+        );
+        let key_i = profile
+            .columns
+            .iter()
+            .position(|c| c.target == profile.key)
+            .unwrap_or(0);
+        let targets: Vec<String> = profile
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.target))
+            .collect();
+        let selects: Vec<String> = (0..profile.columns.len())
+            .map(|i| format!("s.c{i}"))
+            .collect();
+        let sets: Vec<String> = targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != key_i)
+            .map(|(_, t)| format!("{t} = EXCLUDED.{t}"))
+            .chain(
+                [
+                    "updated_at",
+                    "sync_id",
+                    "source_file",
+                    "sync_seq",
+                    "source_line",
+                ]
+                .iter()
+                .map(|b| format!("{b} = EXCLUDED.{b}")),
+            )
+            .collect();
+        // In-chunk duplicates: a staged row is kept only when no row with the same key has a
+        // later line (ties broken by ctid), so `ON CONFLICT` never sees a key twice (no
+        // 21000). A hash anti-join on the key: cheaper than sorting the wide rows. When the
+        // loader has counted as many distinct keys as rows, the filter is left out.
+        let dedup = format!(
+            "WHERE NOT EXISTS (
+               SELECT 1 FROM {STAGE} d
+                WHERE d.c{key_i} = s.c{key_i}
+                  AND (d.src_line > s.src_line
+                       OR (d.src_line = s.src_line AND d.ctid > s.ctid)))"
+        );
+        let upsert = |filter: &str| {
+            format!(
+                "WITH ins AS (
+                   INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
+                                             source_file, sync_seq, source_line)
+                   SELECT {selects}, now(), now(), $1::text, $2::text, $3::bigint, s.src_line
+                     FROM {STAGE} s {filter}
+                   ON CONFLICT ({key}) DO UPDATE SET {sets}
+                   WHERE (COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
+                       < (EXCLUDED.sync_seq, EXCLUDED.source_line)
+                   RETURNING (t.xmax = 0) AS inserted
+                 )
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+                   FROM ins",
+                targets = targets.join(", "),
+                selects = selects.join(", "),
+                key = quote_ident(&profile.key),
+                sets = sets.join(", "),
+            )
+        };
+        Self {
+            create_stage,
+            copy: format!("COPY {STAGE} FROM STDIN (FORMAT binary)"),
+            upsert_unique: upsert(""),
+            upsert_dedup: upsert(&dedup),
+            ledger_get: format!(
+                "SELECT \"rows\", inserted, updated, skipped_older, checksum
+                   FROM {s}.sync_chunks WHERE sync_id = $1 AND chunk_id = $2"
+            ),
+            ledger_put: format!(
+                "INSERT INTO {s}.sync_chunks
+                   (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+        }
+    }
+}

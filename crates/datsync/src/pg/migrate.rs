@@ -1,0 +1,354 @@
+//! Versioned migrations for datsync's own tables (`sync_metadata`, the chunk ledger
+//! `sync_chunks`, the `datsync_sync_seq` sequence), and the profile's target table — all
+//! applied in one transaction under an advisory lock, so concurrent `init_db` calls are
+//! safe and a second call changes nothing.
+
+use tokio_postgres::Client;
+
+use super::{PgError, quote_ident, quote_qualified, sql_type};
+use crate::profile::{ColumnType, Profile};
+
+/// Advisory lock key taken (transaction-scoped) while migrating: "datsync" + 1.
+pub const INIT_LOCK_KEY: i64 = 0x6461_7473_796e_6301;
+
+/// The sequence `sync_seq` is drawn from when a sync is first registered.
+pub const SYNC_SEQUENCE: &str = "datsync_sync_seq";
+
+/// Bookkeeping columns of every target row, with the type datsync creates.
+pub const BOOKKEEPING_COLUMNS: &[(&str, &str)] = &[
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("sync_id", "text"),
+    ("source_file", "text"),
+    ("sync_seq", "bigint"),
+    ("source_line", "bigint"),
+];
+
+/// One versioned migration of datsync's own tables; `sql` gets the quoted schema.
+pub struct Migration {
+    /// Version recorded in `datsync_migrations`.
+    pub version: i32,
+    /// Short name.
+    pub name: &'static str,
+    /// Builds the SQL for a quoted schema.
+    pub sql: fn(&str) -> String,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "sync_metadata and datsync_sync_seq",
+        sql: sync_metadata_sql,
+    },
+    Migration {
+        version: 2,
+        name: "sync_chunks ledger",
+        sql: sync_chunks_sql,
+    },
+];
+
+fn sync_metadata_sql(s: &str) -> String {
+    // `IF NOT EXISTS` + `ADD COLUMN IF NOT EXISTS`: a legacy `sync_metadata` is extended,
+    // not replaced.
+    format!(
+        "CREATE SEQUENCE IF NOT EXISTS {s}.{SYNC_SEQUENCE};
+         CREATE TABLE IF NOT EXISTS {s}.sync_metadata (sync_id text PRIMARY KEY);
+         ALTER TABLE {s}.sync_metadata
+           ADD COLUMN IF NOT EXISTS file_name text,
+           ADD COLUMN IF NOT EXISTS file_path text,
+           ADD COLUMN IF NOT EXISTS file_size_bytes bigint,
+           ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'IN_PROGRESS',
+           ADD COLUMN IF NOT EXISTS records_total bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS records_inserted bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS records_updated bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS records_failed bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS error_message text,
+           ADD COLUMN IF NOT EXISTS validation_errors_count bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS validation_errors jsonb,
+           ADD COLUMN IF NOT EXISTS started_at timestamptz NOT NULL DEFAULT now(),
+           ADD COLUMN IF NOT EXISTS completed_at timestamptz,
+           ADD COLUMN IF NOT EXISTS duration_seconds double precision,
+           ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now(),
+           ADD COLUMN IF NOT EXISTS sync_seq bigint,
+           ADD COLUMN IF NOT EXISTS records_skipped_older bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS records_superseded bigint NOT NULL DEFAULT 0;
+         CREATE UNIQUE INDEX IF NOT EXISTS sync_metadata_sync_seq_key
+           ON {s}.sync_metadata (sync_seq);"
+    )
+}
+
+fn sync_chunks_sql(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.sync_chunks (
+           sync_id text NOT NULL,
+           chunk_id integer NOT NULL,
+           \"rows\" bigint NOT NULL,
+           inserted bigint NOT NULL,
+           updated bigint NOT NULL,
+           skipped_older bigint NOT NULL,
+           checksum text NOT NULL,
+           committed_at timestamptz NOT NULL DEFAULT now(),
+           PRIMARY KEY (sync_id, chunk_id));"
+    )
+}
+
+/// What [`init_db`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Versions applied by this call (empty when the database was up to date).
+    pub applied: Vec<i32>,
+    /// Whether this call created the target table.
+    pub target_created: bool,
+}
+
+/// Creates or upgrades datsync's tables in the profile's schema and creates the target
+/// table (or checks an existing one), in one transaction under [`INIT_LOCK_KEY`].
+pub async fn init_db(client: &mut Client, profile: &Profile) -> Result<InitReport, PgError> {
+    check_profile_names(profile)?;
+    let s = quote_ident(&profile.schema);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| PgError::query("cannot begin the init-db transaction", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK_KEY])
+        .await
+        .map_err(|e| PgError::query("cannot take the init-db lock", e))?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {s}.datsync_migrations (
+           version integer PRIMARY KEY,
+           name text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now());"
+    ))
+    .await
+    .map_err(|e| PgError::query("cannot create datsync_migrations", e))?;
+    let done: Vec<i32> = tx
+        .query(&format!("SELECT version FROM {s}.datsync_migrations"), &[])
+        .await
+        .map_err(|e| PgError::query("cannot read datsync_migrations", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+        let context = || format!("migration {} ({})", m.version, m.name);
+        tx.batch_execute(&(m.sql)(&s))
+            .await
+            .map_err(|e| PgError::query(context(), e))?;
+        tx.execute(
+            &format!("INSERT INTO {s}.datsync_migrations (version, name) VALUES ($1, $2)"),
+            &[&m.version, &m.name],
+        )
+        .await
+        .map_err(|e| PgError::query(context(), e))?;
+        applied.push(m.version);
+    }
+    let target_created = ensure_target(&tx, profile).await?;
+    tx.commit()
+        .await
+        .map_err(|e| PgError::query("cannot commit init-db", e))?;
+    Ok(InitReport {
+        applied,
+        target_created,
+    })
+}
+
+fn check_profile_names(profile: &Profile) -> Result<(), PgError> {
+    let clash = profile
+        .columns
+        .iter()
+        .find(|c| BOOKKEEPING_COLUMNS.iter().any(|(b, _)| *b == c.target));
+    match clash {
+        Some(c) => Err(PgError::Profile {
+            table: quote_qualified(&profile.schema, &profile.table),
+            message: format!(
+                "column `{}` is also a datsync bookkeeping column; rename its target",
+                c.target
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+async fn ensure_target(
+    tx: &tokio_postgres::Transaction<'_>,
+    profile: &Profile,
+) -> Result<bool, PgError> {
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2)",
+            &[&profile.schema, &profile.table],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot look up the target table", e))?
+        .get(0);
+    if exists {
+        check_target(tx, profile).await?;
+        return Ok(false);
+    }
+    tx.batch_execute(&create_target_sql(profile))
+        .await
+        .map_err(|e| PgError::query("cannot create the target table", e))?;
+    Ok(true)
+}
+
+/// The `CREATE TABLE` of the profile's target table.
+pub fn create_target_sql(profile: &Profile) -> String {
+    let mut cols: Vec<String> = profile
+        .columns
+        .iter()
+        .map(|c| {
+            let pk = if c.target == profile.key {
+                " NOT NULL PRIMARY KEY"
+            } else {
+                ""
+            };
+            format!("{} {}{pk}", quote_ident(&c.target), sql_type(c.kind))
+        })
+        .collect();
+    cols.extend(
+        BOOKKEEPING_COLUMNS
+            .iter()
+            .map(|(name, ty)| format!("{} {ty}", quote_ident(name))),
+    );
+    format!(
+        "CREATE TABLE {} (\n  {}\n)",
+        quote_qualified(&profile.schema, &profile.table),
+        cols.join(",\n  ")
+    )
+}
+
+/// Type names (`regtype` text) accepted in an existing table for a profile type.
+fn accepted_types(kind: ColumnType) -> &'static [&'static str] {
+    match kind {
+        ColumnType::Text => &["text", "character varying"],
+        ColumnType::Decimal { .. } => &["numeric"],
+        ColumnType::Integer => &["bigint", "numeric"],
+        ColumnType::Boolean => &["boolean"],
+        ColumnType::Date => &["date"],
+        ColumnType::Time => &["time without time zone"],
+        ColumnType::Timestamp | ColumnType::DateTimestamp => &["timestamp without time zone"],
+    }
+}
+
+fn accepted_bookkeeping(sql: &str) -> &'static [&'static str] {
+    match sql {
+        "timestamptz" => &["timestamp with time zone", "timestamp without time zone"],
+        "bigint" => &["bigint", "numeric"],
+        _ => &["text", "character varying"],
+    }
+}
+
+/// Checks that an existing target table has every column datsync writes, with a
+/// compatible type, and a unique index on the key alone; names everything missing.
+pub async fn check_target(
+    tx: &tokio_postgres::Transaction<'_>,
+    profile: &Profile,
+) -> Result<(), PgError> {
+    let table = quote_qualified(&profile.schema, &profile.table);
+    let rows = tx
+        .query(
+            "SELECT a.attname::text, a.atttypid::regtype::text
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&profile.schema, &profile.table],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("cannot read the columns of {table}"), e))?;
+    let found: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let needed = profile
+        .columns
+        .iter()
+        .map(|c| (c.target.as_str(), sql_type(c.kind), accepted_types(c.kind)))
+        .chain(
+            BOOKKEEPING_COLUMNS
+                .iter()
+                .map(|(n, t)| (*n, *t, accepted_bookkeeping(t))),
+        );
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    for (name, create_as, accepted) in needed {
+        match found.iter().find(|(n, _)| n == name) {
+            None => {
+                problems.push(format!("column `{name}` ({create_as}) is missing"));
+                fixes.push(format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {create_as};",
+                    quote_ident(name)
+                ));
+            }
+            Some((_, ty)) if !accepted.contains(&ty.as_str()) => problems.push(format!(
+                "column `{name}` is {ty}, expected {}",
+                accepted.join(" or ")
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() && !has_unique_key(tx, profile).await? {
+        problems.push(format!(
+            "no primary key or unique index on `{}` alone",
+            profile.key
+        ));
+        fixes.push(format!(
+            "ALTER TABLE {table} ADD PRIMARY KEY ({});",
+            quote_ident(&profile.key)
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PgError::IncompatibleTable {
+            table,
+            problems,
+            fixes,
+        })
+    }
+}
+
+async fn has_unique_key(
+    tx: &tokio_postgres::Transaction<'_>,
+    profile: &Profile,
+) -> Result<bool, PgError> {
+    tx.query_one(
+        "SELECT EXISTS (SELECT 1
+           FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+          WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+            AND i.indisunique AND i.indnkeyatts = 1
+            AND i.indpred IS NULL AND i.indexprs IS NULL)",
+        &[&profile.schema, &profile.table, &profile.key],
+    )
+    .await
+    .map(|r| r.get(0))
+    .map_err(|e| PgError::query("cannot read the indexes of the target table", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_order_and_unique() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let mut sorted = versions.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(versions, sorted);
+    }
+
+    #[test]
+    fn target_ddl_quotes_and_keys() {
+        let sql = create_target_sql(&Profile::ztdwr());
+        assert!(sql.starts_with("CREATE TABLE \"public\".\"transport_documents\""));
+        assert!(sql.contains("\"surat_pengantar_barang\" text NOT NULL PRIMARY KEY"));
+        assert!(sql.contains("\"bbm_actual\" numeric"));
+        assert!(sql.contains("\"waktu_timbang_terima\" timestamp"));
+        assert!(sql.contains("\"source_line\" bigint"));
+    }
+}

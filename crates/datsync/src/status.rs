@@ -1,0 +1,265 @@
+//! The database half of sync status: registering a sync (and its `sync_seq`), writing
+//! progress and the final status to `sync_metadata`, reading the chunk ledger, and
+//! refreshing materialized views.
+
+use tokio_postgres::Client;
+
+use crate::load::SyncRef;
+use crate::model::{ChunkId, SyncId, SyncStatus};
+use crate::pg::{PgError, SYNC_SEQUENCE, quote_ident};
+
+/// A `sync_metadata` write or ledger read failed.
+#[derive(Debug, thiserror::Error)]
+#[error("sync {sync_id}: {source}")]
+pub struct StatusError {
+    /// The sync.
+    pub sync_id: String,
+    /// The failure.
+    pub source: PgError,
+}
+
+/// What is known about a sync when it is registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRegistration {
+    /// The sync id.
+    pub sync_id: SyncId,
+    /// Base name of the source (also every row's `source_file`).
+    pub file_name: String,
+    /// Full path or URL of the source.
+    pub file_path: String,
+    /// Size of the source in bytes, when known.
+    pub file_size_bytes: Option<i64>,
+}
+
+/// Counts written to `sync_metadata`; `None` keeps the stored value (counts are never
+/// erased).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// `records_total`: rows read.
+    pub total: Option<i64>,
+    /// `records_inserted`.
+    pub inserted: Option<i64>,
+    /// `records_updated`.
+    pub updated: Option<i64>,
+    /// `records_failed`: rejected rows.
+    pub failed: Option<i64>,
+    /// `records_skipped_older`: rows not applied because the stored row is newer.
+    pub skipped_older: Option<i64>,
+    /// `records_superseded`: duplicate keys replaced by a later line.
+    pub superseded: Option<i64>,
+    /// `validation_errors_count`.
+    pub validation_errors_count: Option<i64>,
+}
+
+/// The end of a sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    /// Final status (`FAILED` never replaces a stored `BAD_INPUT`).
+    pub status: SyncStatus,
+    /// Final counts.
+    pub counts: SyncCounts,
+    /// The error, if any (kept when `None`).
+    pub error_message: Option<String>,
+    /// A sample of validation errors (kept when `None`).
+    pub validation_errors: Option<serde_json::Value>,
+}
+
+fn meta(schema: &str) -> String {
+    format!("{}.sync_metadata", quote_ident(schema))
+}
+
+fn err(sync_id: &SyncId, context: &str, e: tokio_postgres::Error) -> StatusError {
+    StatusError {
+        sync_id: sync_id.to_string(),
+        source: PgError::query(context, e),
+    }
+}
+
+/// Registers a sync (status `IN_PROGRESS`), drawing its `sync_seq` from
+/// `datsync_sync_seq` the first time; a resumed sync keeps its number.
+pub async fn register_sync(
+    client: &Client,
+    schema: &str,
+    reg: &SyncRegistration,
+) -> Result<SyncRef, StatusError> {
+    let seq_name = format!("{}.{}", quote_ident(schema), quote_ident(SYNC_SEQUENCE));
+    let sql = format!(
+        "INSERT INTO {m} AS m (sync_id, file_name, file_path, file_size_bytes, status,
+                               started_at, updated_at, sync_seq)
+         VALUES ($1::text, $2::text, $3::text, $4::bigint, 'IN_PROGRESS', now(), now(),
+                 nextval($5::text::regclass))
+         ON CONFLICT (sync_id) DO UPDATE
+            SET status = 'IN_PROGRESS', completed_at = NULL, updated_at = now(),
+                sync_seq = COALESCE(m.sync_seq, EXCLUDED.sync_seq)
+         RETURNING sync_seq",
+        m = meta(schema)
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &reg.sync_id.as_str(),
+                &reg.file_name,
+                &reg.file_path,
+                &reg.file_size_bytes,
+                &seq_name,
+            ],
+        )
+        .await
+        .map_err(|e| err(&reg.sync_id, "cannot register the sync in sync_metadata", e))?;
+    Ok(SyncRef {
+        sync_id: reg.sync_id.clone(),
+        sync_seq: row.get(0),
+        source_file: reg.file_name.clone(),
+    })
+}
+
+const COUNT_SETS: &str = "records_total = COALESCE($2::bigint, m.records_total),
+    records_inserted = COALESCE($3::bigint, m.records_inserted),
+    records_updated = COALESCE($4::bigint, m.records_updated),
+    records_failed = COALESCE($5::bigint, m.records_failed),
+    records_skipped_older = COALESCE($6::bigint, m.records_skipped_older),
+    records_superseded = COALESCE($7::bigint, m.records_superseded),
+    validation_errors_count = COALESCE($8::bigint, m.validation_errors_count),
+    updated_at = now()";
+
+/// Writes progress counts (status unchanged).
+pub async fn update_progress(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+    counts: &SyncCounts,
+) -> Result<(), StatusError> {
+    let sql = format!(
+        "UPDATE {} AS m SET {COUNT_SETS} WHERE sync_id = $1::text",
+        meta(schema)
+    );
+    let c = counts;
+    client
+        .execute(
+            &sql,
+            &[
+                &sync_id.as_str(),
+                &c.total,
+                &c.inserted,
+                &c.updated,
+                &c.failed,
+                &c.skipped_older,
+                &c.superseded,
+                &c.validation_errors_count,
+            ],
+        )
+        .await
+        .map_err(|e| err(sync_id, "cannot write progress to sync_metadata", e))?;
+    Ok(())
+}
+
+/// Writes the final status, counts, error and validation sample; returns the status as
+/// stored (a stored `BAD_INPUT` is never replaced by `FAILED`).
+pub async fn finish_sync(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+    outcome: &SyncOutcome,
+) -> Result<String, StatusError> {
+    let sql = format!(
+        "UPDATE {} AS m SET {COUNT_SETS},
+            status = CASE WHEN m.status = 'BAD_INPUT' AND $9::text = 'FAILED' THEN m.status ELSE $9::text END,
+            error_message = COALESCE($10::text, m.error_message),
+            validation_errors = COALESCE($11::jsonb, m.validation_errors),
+            completed_at = now(),
+            duration_seconds = EXTRACT(EPOCH FROM now() - m.started_at)::double precision
+          WHERE sync_id = $1::text
+          RETURNING status",
+        meta(schema)
+    );
+    let c = &outcome.counts;
+    let row = client
+        .query_opt(
+            &sql,
+            &[
+                &sync_id.as_str(),
+                &c.total,
+                &c.inserted,
+                &c.updated,
+                &c.failed,
+                &c.skipped_older,
+                &c.superseded,
+                &c.validation_errors_count,
+                &outcome.status.as_str(),
+                &outcome.error_message,
+                &outcome.validation_errors,
+            ],
+        )
+        .await
+        .map_err(|e| err(sync_id, "cannot write the final status to sync_metadata", e))?;
+    row.map(|r| r.get(0)).ok_or_else(|| StatusError {
+        sync_id: sync_id.to_string(),
+        source: PgError::Config {
+            message: "the sync is not registered in sync_metadata; register it first".into(),
+        },
+    })
+}
+
+/// Sums of the chunk ledger of a sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    /// Committed chunks.
+    pub chunks: i64,
+    /// Rows in the committed chunks.
+    pub rows: i64,
+    /// Keys inserted.
+    pub inserted: i64,
+    /// Keys updated.
+    pub updated: i64,
+    /// Keys skipped because the stored row was newer.
+    pub skipped_older: i64,
+}
+
+/// The ledger sums of a sync (zeros when nothing is committed).
+pub async fn ledger_totals(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<LedgerTotals, StatusError> {
+    let sql = format!(
+        "SELECT count(*), COALESCE(sum(\"rows\"), 0)::bigint, COALESCE(sum(inserted), 0)::bigint,
+                COALESCE(sum(updated), 0)::bigint, COALESCE(sum(skipped_older), 0)::bigint
+           FROM {}.sync_chunks WHERE sync_id = $1",
+        quote_ident(schema)
+    );
+    let r = client
+        .query_one(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| err(sync_id, "cannot read the chunk ledger", e))?;
+    Ok(LedgerTotals {
+        chunks: r.get(0),
+        rows: r.get(1),
+        inserted: r.get(2),
+        updated: r.get(3),
+        skipped_older: r.get(4),
+    })
+}
+
+/// The chunks of a sync that the ledger records as committed, in order.
+pub async fn committed_chunks(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<Vec<ChunkId>, StatusError> {
+    let sql = format!(
+        "SELECT chunk_id FROM {}.sync_chunks WHERE sync_id = $1 ORDER BY chunk_id",
+        quote_ident(schema)
+    );
+    let rows = client
+        .query(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| err(sync_id, "cannot read the chunk ledger", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ChunkId(r.get::<_, i32>(0).max(0) as u32))
+        .collect())
+}
+
+mod views;
+pub use views::{ViewOutcome, ViewRefresh, refresh_materialized_views, views_to_refresh};

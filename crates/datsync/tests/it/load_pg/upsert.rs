@@ -1,0 +1,358 @@
+//! The chunk upsert: exact counts, exactly-once, newest wins, in-chunk duplicates, null keys.
+
+use datsync::load::{ChunkLoad, LoadError, Loader};
+use datsync::model::ChunkId;
+use datsync::pg::init_db;
+use tokio_postgres::Client;
+
+use super::db::with_db;
+use super::docs::{batch, doc, docs_profile, load, notes, register};
+
+async fn setup(client: &mut Client) -> Loader {
+    let profile = docs_profile();
+    init_db(client, &profile).await.unwrap();
+    Loader::new(&profile)
+}
+
+fn counts(r: &ChunkLoad) -> (u64, u64, u64, u64) {
+    (r.inserted, r.updated, r.skipped_older, r.superseded)
+}
+
+#[tokio::test]
+async fn counts_inserts_and_updates_exactly() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        let first = batch(
+            &p,
+            &[doc(2, "k1", "a"), doc(3, "k2", "a"), doc(4, "k3", "a")],
+        );
+        let r = load(&loader, &mut c, &sync, 0, &first).await;
+        assert_eq!(counts(&r), (3, 0, 0, 0));
+        assert_eq!(r.rows, 3);
+        assert!(!r.already_committed);
+        let second = batch(&p, &[doc(5, "k2", "b"), doc(6, "k4", "b")]);
+        let r = load(&loader, &mut c, &sync, 1, &second).await;
+        assert_eq!(counts(&r), (1, 1, 0, 0));
+        let expect = [("k1", "a"), ("k2", "b"), ("k3", "a"), ("k4", "b")];
+        let got = notes(&c).await;
+        assert_eq!(got.len(), 4);
+        for ((k, n), (gk, gn)) in expect.iter().zip(&got) {
+            assert_eq!((*k, Some(*n)), (gk.as_str(), gn.as_deref()));
+        }
+        let totals = datsync::status::ledger_totals(&c, "public", &sync.sync_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            (totals.chunks, totals.rows, totals.inserted, totals.updated),
+            (2, 5, 4, 1)
+        );
+        let row = c
+            .query_one(
+                "SELECT sync_id, source_file, sync_seq, source_line FROM docs WHERE id = 'k2'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), sync.sync_id.as_str());
+        assert_eq!(row.get::<_, String>(1), "a.dat");
+        assert_eq!(row.get::<_, i64>(2), sync.sync_seq);
+        assert_eq!(row.get::<_, i64>(3), 5);
+    })
+    .await;
+}
+
+async fn snapshot(c: &Client) -> Vec<String> {
+    c.query("SELECT d::text FROM docs d ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chunk_loaded_twice_changes_nothing_and_returns_the_recorded_counts() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        load(&loader, &mut c, &sync, 0, &batch(&p, &[doc(2, "k1", "a")])).await;
+        let chunk = batch(
+            &p,
+            &[doc(3, "k1", "b"), doc(4, "k2", "b"), doc(5, "k2", "c")],
+        );
+        let first = load(&loader, &mut c, &sync, 1, &chunk).await;
+        assert_eq!(counts(&first), (1, 1, 0, 1));
+        let before = snapshot(&c).await;
+        let again = load(&loader, &mut c, &sync, 1, &chunk).await;
+        assert!(again.already_committed);
+        assert_eq!(
+            ChunkLoad {
+                already_committed: false,
+                ..again
+            },
+            first
+        );
+        assert_eq!(snapshot(&c).await, before);
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM sync_chunks", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_chunk_loaded_concurrently_commits_once() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        let chunk = batch(&p, &[doc(2, "k1", "a"), doc(3, "k2", "a")]);
+        let mut other = db.client().await;
+        let (one, two) = tokio::join!(
+            load(&loader, &mut c, &sync, 0, &chunk),
+            load(&loader, &mut other, &sync, 0, &chunk)
+        );
+        assert!(one.already_committed ^ two.already_committed);
+        assert_eq!((one.inserted, two.inserted), (2, 2));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chunk_5_retried_after_chunk_120_does_not_regress() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        let late = batch(
+            &p,
+            &[
+                doc(1_200_002, "k", "from chunk 120"),
+                doc(1_200_003, "z", "z"),
+            ],
+        );
+        assert_eq!(
+            counts(&load(&loader, &mut c, &sync, 120, &late).await),
+            (2, 0, 0, 0)
+        );
+        let early = batch(
+            &p,
+            &[doc(50_002, "k", "from chunk 5"), doc(50_003, "a", "a")],
+        );
+        let r = load(&loader, &mut c, &sync, 5, &early).await;
+        assert_eq!(counts(&r), (1, 0, 1, 0));
+        let got = notes(&c).await;
+        assert_eq!(got[1], ("k".to_owned(), Some("from chunk 120".to_owned())));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_older_sync_loaded_after_a_newer_one_does_not_regress() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        // Same second in the sync ids: only sync_seq orders them.
+        let older = register(&c, 0xffff_fff0, "old.dat").await;
+        let newer = register(&c, 0x0000_0001, "new.dat").await;
+        assert!(newer.sync_seq > older.sync_seq);
+        load(
+            &loader,
+            &mut c,
+            &newer,
+            0,
+            &batch(&p, &[doc(2, "k", "newer")]),
+        )
+        .await;
+        // A higher line number does not help an older sync.
+        let r = load(
+            &loader,
+            &mut c,
+            &older,
+            0,
+            &batch(&p, &[doc(99, "k", "older")]),
+        )
+        .await;
+        assert_eq!(counts(&r), (0, 0, 1, 0));
+        assert_eq!(notes(&c).await[0].1.as_deref(), Some("newer"));
+        // And a resumed registration keeps its number.
+        let again = register(&c, 0xffff_fff0, "old.dat").await;
+        assert_eq!(again.sync_seq, older.sync_seq);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_keys_in_one_chunk_keep_the_last_line_without_21000() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        // Lines out of order on purpose: the highest line wins, not the last position.
+        let rows = [
+            doc(7, "k", "line 7"),
+            doc(9, "k", "line 9"),
+            doc(8, "k", "line 8"),
+        ];
+        let r = load(&loader, &mut c, &sync, 0, &batch(&p, &rows)).await;
+        assert_eq!(counts(&r), (1, 0, 0, 2));
+        assert_eq!(notes(&c).await[0].1.as_deref(), Some("line 9"));
+        // Again in a later chunk against an existing row.
+        let rows = [doc(20, "k", "line 20"), doc(21, "k", "line 21")];
+        let r = load(&loader, &mut c, &sync, 1, &batch(&p, &rows)).await;
+        assert_eq!(counts(&r), (0, 1, 0, 1));
+        assert_eq!(notes(&c).await[0].1.as_deref(), Some("line 21"));
+        // Even a malformed batch repeating a line number never hits 21000.
+        let rows = [doc(30, "k", "same line"), doc(30, "k", "same line")];
+        let r = load(&loader, &mut c, &sync, 2, &batch(&p, &rows)).await;
+        assert_eq!(counts(&r), (0, 1, 0, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn null_keys_are_rejected_before_copy() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        let mut bad = doc(3, "x", "no key");
+        bad.id = None;
+        let err = loader
+            .load_chunk(
+                &mut c,
+                &sync,
+                ChunkId(0),
+                "c",
+                &batch(&p, &[doc(2, "k", "a"), bad]),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LoadError::NullKey { count: 1, lines, .. } if lines == &[3]),
+            "{err}"
+        );
+        assert!(err.to_string().contains("null key `id`"));
+        assert!(notes(&c).await.is_empty());
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM sync_chunks", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn created_at_survives_updates_and_updated_at_moves() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let first = register(&c, 1, "a.dat").await;
+        load(&loader, &mut c, &first, 0, &batch(&p, &[doc(2, "k", "a")])).await;
+        let (created, updated) = stamps(&c).await;
+        assert_eq!(created, updated);
+        let second = register(&c, 2, "b.dat").await;
+        let r = load(&loader, &mut c, &second, 0, &batch(&p, &[doc(2, "k", "b")])).await;
+        assert_eq!(r.updated, 1);
+        let (created2, updated2) = stamps(&c).await;
+        assert_eq!(created2, created);
+        assert!(updated2 > updated);
+    })
+    .await;
+}
+
+async fn stamps(c: &Client) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let r = c
+        .query_one(
+            "SELECT created_at, updated_at FROM docs WHERE id = 'k'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+const INT_KEY_PROFILE: &str = r#"
+name = "numbers"
+table = "numbers"
+key = "n"
+[[columns]]
+source = "n"
+type = "integer"
+required = true
+not_empty = true
+[[columns]]
+source = "label"
+type = "text"
+"#;
+
+#[tokio::test]
+async fn integer_keys_with_duplicates_are_reduced_too() {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch, StringArray, UInt64Array};
+
+    with_db(|db| async move {
+        let p = datsync::profile::Profile::from_toml_str(
+            INT_KEY_PROFILE,
+            std::path::Path::new("numbers.toml"),
+        )
+        .unwrap();
+        let mut c = db.client().await;
+        init_db(&mut c, &p).await.unwrap();
+        let sync = register(&c, 1, "n.dat").await;
+        let b = RecordBatch::try_new(
+            super::typed_gen::schema(&p),
+            vec![
+                Arc::new(UInt64Array::from(vec![2, 3, 4])),
+                Arc::new(Int64Array::from(vec![7, 7, 8])),
+                Arc::new(StringArray::from(vec!["old", "new", "x"])),
+            ],
+        )
+        .unwrap();
+        let r = load(&Loader::new(&p), &mut c, &sync, 0, &b).await;
+        assert_eq!(counts(&r), (2, 0, 0, 1));
+        let label: String = c
+            .query_one("SELECT label FROM numbers WHERE n = 7", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(label, "new");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_empty_chunk_is_committed_in_the_ledger() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let sync = register(&c, 1, "a.dat").await;
+        let r = load(&loader, &mut c, &sync, 4, &batch(&p, &[])).await;
+        assert_eq!((r.rows, counts(&r)), (0, (0, 0, 0, 0)));
+        let again = load(&loader, &mut c, &sync, 4, &batch(&p, &[])).await;
+        assert!(again.already_committed);
+        let chunks = datsync::status::committed_chunks(&c, "public", &sync.sync_id)
+            .await
+            .unwrap();
+        assert_eq!(chunks, vec![ChunkId(4)]);
+    })
+    .await;
+}
