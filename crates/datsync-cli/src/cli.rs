@@ -46,6 +46,62 @@ pub enum Command {
     Sample(SampleArgs),
     /// Show what a file holds: compression, delimiter, header mapping, rows.
     Inspect(InspectArgs),
+    /// Load a source into PostgreSQL, continuing its unfinished sync if it has one.
+    ///
+    /// Exit codes: 0 SUCCESS, 2 PARTIAL_SUCCESS (failed chunks kept for `resume`, or rejected
+    /// rows), 1 FAILED or BAD_INPUT or an error before the sync started, 64 a usage error.
+    Run(RunArgs),
+    /// Continue a sync: finish its conversion, load every chunk not committed yet.
+    ///
+    /// Exit codes as for `run`.
+    Resume(ResumeArgs),
+}
+
+/// Options shared by `run` and `resume`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// PostgreSQL connection URL (else DATABASE_URL, POSTGRES_CONNECTION_STRING or DB_*).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Checkpoint directory or object URL (else CHECKPOINT_BASE_PATH, else ./checkpoints).
+    #[arg(long)]
+    pub checkpoint_dir: Option<String>,
+    /// Rows per chunk (default 10,000).
+    #[arg(long)]
+    pub chunk_size: Option<usize>,
+    /// Rows flow from the parser to the loader without Parquet checkpoints
+    /// (as ENABLE_CHECKPOINTING=false).
+    #[arg(long)]
+    pub no_checkpoint: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `datsync run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The source file (`.dat`, gzip or not).
+    pub source: PathBuf,
+    /// Use this sync id (continue it, or start it with this id).
+    #[arg(long)]
+    pub sync_id: Option<String>,
+    /// Start a new sync even if this source has an unfinished one.
+    #[arg(long, conflicts_with = "sync_id")]
+    pub fresh: bool,
+    /// Shared options.
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// Arguments of `datsync resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The sync to continue (`sync_YYYYMMDD_HHMMSS_xxxxxxxx`).
+    pub sync_id: String,
+    /// Shared options.
+    #[command(flatten)]
+    pub sync: SyncArgs,
 }
 
 /// Arguments of `datsync sample`.

@@ -254,6 +254,18 @@ pub struct Settings {
     pub chunk_size: usize,
 }
 
+impl Settings {
+    /// Applies the `DB_SCHEMA` / `DB_TABLE` overrides to a profile.
+    pub fn apply_to(&self, profile: &mut crate::profile::Profile) {
+        if let Some(schema) = &self.db_schema {
+            profile.schema.clone_from(schema);
+        }
+        if let Some(table) = &self.db_table {
+            profile.table.clone_from(table);
+        }
+    }
+}
+
 const BOOL: &str = "true or false";
 
 /// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case.

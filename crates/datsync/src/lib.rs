@@ -16,6 +16,7 @@
 //! - [`pg`]: PostgreSQL connection, SQLSTATE classification, migrations (`init-db`).
 //! - [`load`]: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
 //! - [`status`]: `sync_metadata` rows, ledger totals, materialized view refresh.
+//! - [`pipeline`]: run, resume, retries and the final status: the only module that knows every stage.
 //! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
 //! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
@@ -36,6 +37,7 @@ pub mod model;
 pub mod parse;
 pub mod pg;
 pub mod pgtemp;
+pub mod pipeline;
 pub mod profile;
 pub mod sample;
 pub mod source;

@@ -214,6 +214,14 @@ pub struct LedgerTotals {
     pub updated: i64,
     /// Keys skipped because the stored row was newer.
     pub skipped_older: i64,
+    /// Rows read from the source in the committed chunks.
+    pub rows_read: i64,
+    /// Rows rejected by validation in the committed chunks.
+    pub rejected: i64,
+    /// Rows superseded by a later line with the same key in the committed chunks.
+    pub superseded: i64,
+    /// Rule violations found in the committed chunks.
+    pub validation_errors_count: i64,
 }
 
 /// The ledger sums of a sync (zeros when nothing is committed).
@@ -224,7 +232,10 @@ pub async fn ledger_totals(
 ) -> Result<LedgerTotals, StatusError> {
     let sql = format!(
         "SELECT count(*), COALESCE(sum(\"rows\"), 0)::bigint, COALESCE(sum(inserted), 0)::bigint,
-                COALESCE(sum(updated), 0)::bigint, COALESCE(sum(skipped_older), 0)::bigint
+                COALESCE(sum(updated), 0)::bigint, COALESCE(sum(skipped_older), 0)::bigint,
+                COALESCE(sum(rows_read), 0)::bigint, COALESCE(sum(rejected), 0)::bigint,
+                COALESCE(sum(superseded), 0)::bigint,
+                COALESCE(sum(validation_errors_count), 0)::bigint
            FROM {}.sync_chunks WHERE sync_id = $1",
         quote_ident(schema)
     );
@@ -238,6 +249,10 @@ pub async fn ledger_totals(
         inserted: r.get(2),
         updated: r.get(3),
         skipped_older: r.get(4),
+        rows_read: r.get(5),
+        rejected: r.get(6),
+        superseded: r.get(7),
+        validation_errors_count: r.get(8),
     })
 }
 
@@ -261,5 +276,9 @@ pub async fn committed_chunks(
         .collect())
 }
 
+mod ledger;
+mod lookup;
 mod views;
+pub use ledger::{LedgerChunk, ledger_chunks, ledger_error_sample};
+pub use lookup::{StoredSync, stored_sync};
 pub use views::{ViewOutcome, ViewRefresh, refresh_materialized_views, views_to_refresh};

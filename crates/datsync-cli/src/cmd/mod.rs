@@ -1,6 +1,8 @@
 //! One module per command; each returns the process exit code.
 
 mod inspect;
+mod progress;
+mod run;
 mod sample;
 
 use std::path::Path;
@@ -18,11 +20,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => {
             inspect::run(&args, &load_profile(cli.global.profile.as_deref())?)
         }
+        Command::Run(args) => run::run(&args, &cli.global),
+        Command::Resume(args) => run::resume(&args, &cli.global),
     }
 }
 
 /// The profile named by `--profile`, or the built-in one.
-fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
+pub(crate) fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
     match path {
         Some(p) => Profile::from_file(p).context("loading the profile"),
         None => Ok(Profile::ztdwr()),

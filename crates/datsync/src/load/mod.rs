@@ -123,10 +123,40 @@ struct Rows {
 }
 
 /// Loads chunks for one profile; build once, use for every chunk.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Loader {
     profile: Profile,
     sql: LoadSql,
+    on_staged: Option<StagedHook>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("profile", &self.profile.name)
+            .field("on_staged", &self.on_staged.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Called once a chunk's rows are in the staging table, before the upsert and the commit
+/// (the crash tests stop a sync there: "mid-COPY").
+pub type StagedHook = std::sync::Arc<dyn Fn(ChunkId) + Send + Sync>;
+
+/// What validation decided about a chunk, recorded in its ledger row in the same
+/// transaction as its rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkFacts {
+    /// Rows of the chunk read from the source (ragged rows included).
+    pub rows_read: u64,
+    /// Rows rejected by validation.
+    pub rejected: u64,
+    /// Rows dropped by validation because a later line of the chunk has the same key.
+    pub superseded: u64,
+    /// Rule violations found (a row may break several).
+    pub validation_errors_count: u64,
+    /// The first violations, as JSON (`[{line, column, value, reason}]`).
+    pub validation_errors: Option<serde_json::Value>,
 }
 
 impl Loader {
@@ -135,7 +165,15 @@ impl Loader {
         Self {
             profile: profile.clone(),
             sql: LoadSql::new(profile),
+            on_staged: None,
         }
+    }
+
+    /// Calls `hook` after each chunk's staging COPY, before its upsert and commit.
+    #[must_use]
+    pub fn with_staged_hook(mut self, hook: StagedHook) -> Self {
+        self.on_staged = Some(hook);
+        self
     }
 
     /// Loads one typed batch as chunk `chunk` of `sync`, in one transaction with its
@@ -148,6 +186,25 @@ impl Loader {
         checksum: &str,
         batch: &RecordBatch,
     ) -> Result<ChunkLoad, LoadError> {
+        let facts = ChunkFacts {
+            rows_read: batch.num_rows() as u64,
+            ..ChunkFacts::default()
+        };
+        self.load_chunk_with_facts(client, sync, chunk, checksum, batch, &facts)
+            .await
+    }
+
+    /// [`Self::load_chunk`], recording what validation decided about the chunk in its ledger
+    /// row.
+    pub async fn load_chunk_with_facts(
+        &self,
+        client: &mut Client,
+        sync: &SyncRef,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &RecordBatch,
+        facts: &ChunkFacts,
+    ) -> Result<ChunkLoad, LoadError> {
         let encoders = self.encoders(chunk, batch)?;
         let distinct = self.distinct_keys(chunk, batch)?;
         let db = |source| LoadError::Database {
@@ -159,7 +216,7 @@ impl Loader {
             staged: batch.num_rows(),
             distinct,
         };
-        self.transact(client, sync, chunk, checksum, rows, &encoders)
+        self.transact(client, sync, chunk, checksum, rows, &encoders, facts)
             .await
             .map_err(db)
     }
@@ -247,6 +304,7 @@ impl Loader {
         Ok(copy::distinct_values(keys.as_ref()))
     }
 
+    #[allow(clippy::too_many_arguments)] // one transaction's inputs, each used once
     async fn transact(
         &self,
         client: &mut Client,
@@ -255,6 +313,7 @@ impl Loader {
         checksum: &str,
         rows: Rows,
         encoders: &[ColumnEncoder<'_>],
+        facts: &ChunkFacts,
     ) -> Result<ChunkLoad, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let chunk_i = i32::try_from(chunk.0).map_err(|_| PgError::Config {
@@ -288,6 +347,9 @@ impl Loader {
         .await
         .map_err(q("cannot create the staging table"))?;
         copy_rows(&tx, &self.sql.copy, rows.staged, encoders).await?;
+        if let Some(hook) = &self.on_staged {
+            hook(chunk);
+        }
         let counts = tx
             .query_one(
                 if rows.distinct == rows.staged {
@@ -306,7 +368,18 @@ impl Loader {
         tx.execute(
             &self.sql.ledger_put,
             &[
-                &sync_id, &chunk_i, &rows_i, &inserted, &updated, &skipped, &checksum,
+                &sync_id,
+                &chunk_i,
+                &rows_i,
+                &inserted,
+                &updated,
+                &skipped,
+                &checksum,
+                &to_i64(facts.rows_read),
+                &to_i64(facts.rejected),
+                &to_i64(facts.superseded),
+                &to_i64(facts.validation_errors_count),
+                &facts.validation_errors,
             ],
         )
         .await
@@ -385,4 +458,8 @@ fn type_fits(kind: ColumnType, dt: &DataType) -> bool {
             dt == &DataType::Timestamp(Microsecond, None)
         }
     }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -105,8 +105,9 @@ impl LoadSql {
             ),
             ledger_put: format!(
                 "INSERT INTO {s}.sync_chunks
-                   (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                   (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum,
+                    rows_read, rejected, superseded, validation_errors_count, validation_errors)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ),
         }
     }

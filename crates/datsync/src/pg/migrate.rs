@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sync_chunks ledger",
         sql: sync_chunks_sql,
     },
+    Migration {
+        version: 3,
+        name: "sync_chunks validation facts",
+        sql: sync_chunks_facts_sql,
+    },
 ];
 
 fn sync_metadata_sql(s: &str) -> String {
@@ -90,6 +95,21 @@ fn sync_chunks_sql(s: &str) -> String {
            checksum text NOT NULL,
            committed_at timestamptz NOT NULL DEFAULT now(),
            PRIMARY KEY (sync_id, chunk_id));"
+    )
+}
+
+/// What validation decided about each committed chunk, committed with it: rows read,
+/// rejected and superseded, and the first validation errors (JSON), so that the final counts
+/// and the `sync_metadata.validation_errors` sample come from the ledger alone and are the
+/// same after any crash and resume.
+fn sync_chunks_facts_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.sync_chunks
+           ADD COLUMN IF NOT EXISTS rows_read bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS validation_errors_count bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS validation_errors jsonb;"
     )
 }
 

@@ -3,6 +3,7 @@
 //! own tables and the profile's target table.
 
 mod ident;
+mod lock;
 mod migrate;
 mod redact;
 mod settings;
@@ -10,6 +11,7 @@ mod sqlstate;
 mod tls;
 
 pub use ident::{quote_ident, quote_qualified, sql_type};
+pub use lock::try_lock_sync;
 pub use migrate::{
     BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE,
     check_target, create_target_sql, init_db,

@@ -94,6 +94,17 @@ impl PgSettings {
             tokio_postgres::Config::from_str(&normalized).map_err(|e| PgError::Config {
                 message: format!("invalid connection string {}: {e}", Redacted(conn)),
             })?;
+        // No sslmode given and only local hosts: plain text, as the legacy settings do for
+        // local hosts (`ztdwr.md` §6); a local server's certificate is rarely one a client
+        // can verify.
+        let explicit = conn.contains("sslmode");
+        let local = config.get_hosts().iter().all(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => is_local_host(name),
+            tokio_postgres::config::Host::Unix(_) => true,
+        });
+        if !explicit && local {
+            config.ssl_mode(SslMode::Disable);
+        }
         let tls = if verify || config.get_ssl_mode() != SslMode::Disable {
             TlsPolicy::Verified
         } else {

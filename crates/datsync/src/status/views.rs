@@ -59,6 +59,7 @@ pub async fn refresh_materialized_views(client: &Client, views: &[String]) -> Ve
             ViewOutcome::Refreshed { concurrently } => {
                 tracing::info!(view, concurrently, "materialized view refreshed");
             }
+            ViewOutcome::Missing => tracing::debug!(view, "materialized view does not exist"),
             other => tracing::warn!(view, outcome = ?other, "materialized view not refreshed"),
         }
         out.push(ViewRefresh {

@@ -1,0 +1,107 @@
+//! `datsync run` and `datsync resume`.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use datsync::alert::{AlertSettings, Alerter};
+use datsync::config::{RawSettings, process_env};
+use datsync::model::SyncId;
+use datsync::pg::PgSettings;
+use datsync::pipeline::{Pipeline, RunSummary};
+
+use super::load_profile;
+use super::progress::Bars;
+use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, SyncArgs};
+
+pub fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
+    let pipeline = build(&args.sync, global)?;
+    let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh))?;
+    report(&summary, args.sync.json)
+}
+
+pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let sync_id = SyncId::parse(&args.sync_id)?;
+    let pipeline = build(&args.sync, global)?;
+    let summary = runtime()?.block_on(pipeline.resume(sync_id))?;
+    report(&summary, args.sync.json)
+}
+
+/// A runtime with two workers: the converter and the loader overlap.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Settings: flags over environment over `datsync.toml` over defaults.
+fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipeline> {
+    let env = process_env();
+    let flags = RawSettings {
+        checkpoint_base_path: args.checkpoint_dir.clone(),
+        chunk_size: args.chunk_size,
+        enable_checkpointing: args.no_checkpoint.then_some(false),
+        ..RawSettings::default()
+    };
+    let file = RawSettings::from_file(std::path::Path::new(datsync::config::DEFAULT_CONFIG_FILE))?;
+    let settings = flags.or(RawSettings::from_env(&env)?).or(file).validate()?;
+    let pg = match &args.database_url {
+        Some(url) => PgSettings::from_connection_string(url)?,
+        None => PgSettings::from_env(&env)?,
+    };
+    let profile = load_profile(global.profile.as_deref())?;
+    let alerts = AlertSettings::from_env(|k| env.get(k).cloned())?;
+    let mut pipeline = Pipeline::new(profile, settings, pg).with_env(&env);
+    pipeline.alerter = Some(Alerter::new(&alerts)?);
+    if !global.quiet && std::io::stderr().is_terminal() {
+        pipeline.progress = Arc::new(Bars::new());
+    }
+    Ok(pipeline)
+}
+
+fn report(summary: &RunSummary, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        print_text(summary);
+    }
+    Ok(ExitCode::from(summary.exit_code()))
+}
+
+fn print_text(s: &RunSummary) {
+    println!("{}: {}", s.sync_id, s.status);
+    println!(
+        "  rows     {} read: {} loaded ({} inserted, {} updated, {} older than the stored row), \
+         {} rejected, {} superseded, {} pending",
+        s.rows_read,
+        s.rows_loaded,
+        s.records_inserted,
+        s.records_updated,
+        s.records_skipped_older,
+        s.rows_rejected,
+        s.rows_superseded,
+        s.rows_pending
+    );
+    let saved = s
+        .time_saved_s
+        .map(|t| format!(" (about {t:.1} s saved)"))
+        .unwrap_or_default();
+    println!(
+        "  chunks   {}/{} completed, {} failed, {} skipped on resume{saved}",
+        s.chunks_completed, s.chunks_total, s.chunks_failed, s.chunks_skipped_on_resume
+    );
+    if let Some(dir) = &s.checkpoint_dir {
+        println!("  checkpoint kept in {dir}");
+    }
+    if let Some(dir) = &s.rejects_dir {
+        println!("  rejected rows in {dir}");
+    }
+    if let Some(e) = &s.error {
+        println!("  error    {e}");
+    }
+    println!("  took     {:.1} s", s.duration_s);
+}

@@ -1,0 +1,280 @@
+//! Phase 1: the reader thread decodes the source (hashing it on the way) and the converter
+//! task saves each new chunk as Parquet, then hands it to the processor.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use tokio::sync::{Mutex, mpsc};
+
+use super::{Abort, Progress};
+use crate::checkpoint::CheckpointManager;
+use crate::model::{ChunkId, SourceFingerprint, SyncId};
+use crate::parse::{Decoder, ParseOptions, READ_BUFFER_BYTES};
+use crate::profile::Profile;
+use crate::source::LocalSource;
+use crate::telemetry::{ChunkConverted, Telemetry};
+
+/// Batches in flight between two stages.
+const CHANNEL_DEPTH: usize = 2;
+
+/// A chunk ready for phase 2.
+pub(super) struct Converted {
+    pub(super) chunk: ChunkId,
+    pub(super) batch: RecordBatch,
+    /// The Parquet file's SHA-256 (empty without checkpoints).
+    pub(super) checksum: String,
+}
+
+/// What phase 1 found, once it read the whole source.
+#[derive(Debug, Clone)]
+pub(super) struct ConvertOutcome {
+    /// Data rows in the source.
+    pub(super) rows: u64,
+    /// Chunks in the source.
+    pub(super) chunks: u32,
+}
+
+enum ReaderMsg {
+    Batch {
+        chunk: ChunkId,
+        batch: RecordBatch,
+        bytes_read: u64,
+    },
+    Done {
+        rows: u64,
+        chunks: u32,
+        sha256: String,
+        bytes: u64,
+    },
+}
+
+/// Decodes `path` on a thread of its own and sends the batches of chunks `skip_before..`.
+fn spawn_reader(
+    path: PathBuf,
+    profile: Profile,
+    chunk_size: usize,
+    skip_before: u32,
+) -> mpsc::Receiver<Result<ReaderMsg, Abort>> {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    std::thread::spawn(move || {
+        let result = read_source(&path, &profile, chunk_size, skip_before, &tx);
+        if let Err(abort) = result {
+            let _ = tx.blocking_send(Err(abort));
+        }
+    });
+    rx
+}
+
+fn read_source(
+    path: &Path,
+    profile: &Profile,
+    chunk_size: usize,
+    skip_before: u32,
+    tx: &mpsc::Sender<Result<ReaderMsg, Abort>>,
+) -> Result<(), Abort> {
+    let name = path.display().to_string();
+    let local = LocalSource::open(path).map_err(|e| Abort::Failed(e.to_string()))?;
+    let mut reader = local.reader();
+    let options = ParseOptions {
+        batch_rows: chunk_size,
+        ..ParseOptions::default()
+    };
+    let mut decoder = Decoder::new(profile, options);
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut next = 0u32;
+    let bad = |e: crate::parse::ParseError| Abort::BadInput(format!("{name}: {e}"));
+    let send = |batch: RecordBatch, bytes_read: u64, next: &mut u32| -> bool {
+        let chunk = ChunkId(*next);
+        *next += 1;
+        chunk.0 < skip_before
+            || tx
+                .blocking_send(Ok(ReaderMsg::Batch {
+                    chunk,
+                    batch,
+                    bytes_read,
+                }))
+                .is_ok()
+    };
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Abort::Failed(format!("{name}: read error: {e}"))),
+        };
+        let mut pos = 0;
+        while pos < n {
+            pos += decoder.decode(&buffer[pos..n]).map_err(bad)?;
+            while let Some(batch) = decoder.next_batch() {
+                if !send(batch, reader.bytes_read(), &mut next) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    decoder.finish().map_err(bad)?;
+    while let Some(batch) = decoder.next_batch() {
+        if !send(batch, reader.bytes_read(), &mut next) {
+            return Ok(());
+        }
+    }
+    let done = ReaderMsg::Done {
+        rows: decoder.stats().rows,
+        chunks: next,
+        sha256: reader.sha256_hex(),
+        bytes: reader.bytes_read(),
+    };
+    let _ = tx.blocking_send(Ok(done));
+    Ok(())
+}
+
+/// The converter stage's inputs.
+pub(super) struct Converter {
+    pub(super) sync_id: SyncId,
+    pub(super) source: PathBuf,
+    pub(super) profile: Profile,
+    pub(super) chunk_size: usize,
+    /// Chunks already recorded: decoded again but not saved or sent.
+    pub(super) recorded: u32,
+    pub(super) fingerprint: SourceFingerprint,
+    pub(super) manager: Option<Arc<Mutex<CheckpointManager>>>,
+    pub(super) telemetry: Arc<Telemetry>,
+    pub(super) progress: Arc<dyn Progress>,
+}
+
+impl Converter {
+    /// Starts phase 1; chunks arrive on the returned receiver, the outcome from the task.
+    pub(super) fn spawn(
+        self,
+    ) -> (
+        mpsc::Receiver<Converted>,
+        tokio::task::JoinHandle<Result<ConvertOutcome, Abort>>,
+    ) {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let handle = tokio::spawn(self.run(tx));
+        (rx, handle)
+    }
+
+    async fn run(self, out: mpsc::Sender<Converted>) -> Result<ConvertOutcome, Abort> {
+        let mut input = spawn_reader(
+            self.source.clone(),
+            self.profile.clone(),
+            self.chunk_size,
+            self.recorded,
+        );
+        let mut checked = false;
+        while let Some(msg) = input.recv().await {
+            match msg? {
+                ReaderMsg::Batch {
+                    chunk,
+                    batch,
+                    bytes_read,
+                } => {
+                    if !checked {
+                        crate::validate::check_columns(&self.profile, batch.schema_ref()).map_err(
+                            |e| Abort::BadInput(format!("{}: {e}", self.source.display())),
+                        )?;
+                        checked = true;
+                    }
+                    let checksum = match &self.manager {
+                        Some(m) => {
+                            m.lock()
+                                .await
+                                .save_chunk_parquet(chunk, &batch)
+                                .await?
+                                .parquet_sha256
+                        }
+                        None => String::new(),
+                    };
+                    let rows = batch.num_rows() as u64;
+                    self.telemetry.emit(&ChunkConverted {
+                        sync_id: &self.sync_id,
+                        chunk,
+                        rows,
+                    });
+                    self.progress.converted(chunk, rows, bytes_read);
+                    if out
+                        .send(Converted {
+                            chunk,
+                            batch,
+                            checksum,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Err(Abort::Failed("the processor stopped".into()));
+                    }
+                }
+                ReaderMsg::Done {
+                    rows,
+                    chunks,
+                    sha256,
+                    bytes,
+                } => {
+                    if let Some(m) = &self.manager {
+                        let fingerprint = SourceFingerprint {
+                            size_bytes: bytes,
+                            sha256: Some(sha256),
+                            ..self.fingerprint.clone()
+                        };
+                        m.lock().await.finalize_conversion(fingerprint).await?;
+                    }
+                    self.progress.total_chunks(u64::from(chunks));
+                    return Ok(ConvertOutcome { rows, chunks });
+                }
+            }
+        }
+        Err(Abort::Failed(
+            "the source reader stopped without a result".into(),
+        ))
+    }
+}
+
+/// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a
+/// missing or corrupt chunk file).
+pub(super) fn regenerate(
+    path: &Path,
+    profile: &Profile,
+    chunk_size: usize,
+    chunk: ChunkId,
+) -> Result<RecordBatch, Abort> {
+    let name = path.display().to_string();
+    let local = LocalSource::open(path).map_err(|e| Abort::Failed(e.to_string()))?;
+    let options = ParseOptions {
+        batch_rows: chunk_size,
+        ..ParseOptions::default()
+    };
+    let mut decoder = Decoder::new(profile, options);
+    let mut index = 0u32;
+    let mut found = None;
+    let result = crate::parse::decode_reader(local.reader(), &mut decoder, |batch| {
+        if index == chunk.0 {
+            found = Some(batch);
+            index += 1;
+            // Stop reading: the chunk is here.
+            return Err(StopReading::Found);
+        }
+        index += 1;
+        Ok(())
+    });
+    match (result, found) {
+        (_, Some(batch)) => Ok(batch),
+        (Err(StopReading::Parse(e)), None) => Err(Abort::BadInput(format!("{name}: {e}"))),
+        (_, None) => Err(Abort::BadInput(format!(
+            "{name}: the source has no chunk {chunk} any more; it has changed since the checkpoint was made"
+        ))),
+    }
+}
+
+enum StopReading {
+    Found,
+    Parse(crate::parse::ParseError),
+}
+
+impl From<crate::parse::ParseError> for StopReading {
+    fn from(e: crate::parse::ParseError) -> Self {
+        Self::Parse(e)
+    }
+}

@@ -1,0 +1,263 @@
+//! The end of a run (Diagram 4's last boxes): the final status from the ledger, materialized
+//! views, `sync_metadata`, checkpoint cleanup, alerts and retention.
+//!
+//! `sync_metadata` gets its final status before the checkpoints are deleted: a crash during
+//! cleanup leaves a finished sync whose resume only deletes what is left.
+
+use std::sync::Arc;
+
+use super::convert::ConvertOutcome;
+use super::process::{Run, Tally};
+use super::{Abort, PipelineError, RunSummary, VALIDATION_ERROR_SAMPLE};
+use crate::alert::{SyncCounts as AlertCounts, SyncReport, ValidationErrorSample};
+use crate::checkpoint::{Clock, RetentionPolicy, SystemClock, remove_expired};
+use crate::model::SyncStatus;
+use crate::status::{LedgerTotals, SyncCounts, SyncOutcome, ViewOutcome};
+use crate::store::ObjectKey;
+use crate::telemetry::{CleanupStarted, SyncFinished};
+
+impl Run<'_> {
+    pub(super) async fn finish(
+        self,
+        abort: Option<Abort>,
+        tally: &Tally,
+        converted: Option<ConvertOutcome>,
+        resumed: bool,
+    ) -> Result<RunSummary, PipelineError> {
+        let p = self.pipeline;
+        let schema = &p.profile.schema;
+        let sync_id = &self.plan.sync_id;
+        let totals = crate::status::ledger_totals(&self.client, schema, sync_id).await?;
+        let (rows_read, chunks_total) = self.source_totals(converted.as_ref(), &totals).await;
+        let failed = tally.failed.len() as u64;
+        let (status, error) = match abort {
+            Some(Abort::BadInput(m)) => (SyncStatus::BadInput, Some(m)),
+            Some(Abort::Failed(m)) => (SyncStatus::Failed, Some(m)),
+            None if failed > 0 => (
+                SyncStatus::PartialSuccess,
+                Some(format!(
+                    "{failed} chunk(s) failed and are kept for a retry (`datsync resume {sync_id}`): {}",
+                    tally
+                        .failed
+                        .iter()
+                        .map(|(c, e)| format!("chunk {c}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            ),
+            None if totals.rejected > 0 => (SyncStatus::PartialSuccess, None),
+            None => (SyncStatus::Success, None),
+        };
+        let loaded_all =
+            matches!(status, SyncStatus::Success | SyncStatus::PartialSuccess) && failed == 0;
+        if loaded_all && p.settings.enable_mv_refresh {
+            self.refresh_views().await;
+        }
+        let sample = crate::status::ledger_error_sample(
+            &self.client,
+            schema,
+            sync_id,
+            i64::try_from(VALIDATION_ERROR_SAMPLE).unwrap_or(i64::MAX),
+        )
+        .await?;
+        let counts = SyncCounts {
+            total: Some(to_i64(rows_read)),
+            inserted: Some(totals.inserted),
+            updated: Some(totals.updated),
+            failed: Some(totals.rejected),
+            skipped_older: Some(totals.skipped_older),
+            superseded: Some(totals.superseded),
+            validation_errors_count: Some(totals.validation_errors_count),
+        };
+        let outcome = SyncOutcome {
+            status,
+            counts,
+            error_message: error.clone(),
+            validation_errors: Some(sample.clone()),
+        };
+        crate::status::finish_sync(&self.client, schema, sync_id, &outcome).await?;
+        let mut checkpoint_dir = self.checkpoint_dir.clone();
+        if let Some(m) = &self.manager {
+            let mut m = m.lock().await;
+            if let Some(message) = error.as_ref().filter(|_| !loaded_all) {
+                m.mark_sync_failed(message).await?;
+            } else if loaded_all && p.settings.cleanup_on_success {
+                p.telemetry.emit(&CleanupStarted { sync_id });
+                m.cleanup().await?;
+                checkpoint_dir = None;
+            }
+        }
+        p.telemetry.emit(&SyncFinished { sync_id, status });
+        let summary = self.summary(
+            status,
+            error,
+            &totals,
+            rows_read,
+            chunks_total,
+            tally,
+            resumed,
+            checkpoint_dir,
+        );
+        self.alert(&summary, &sample).await;
+        self.expire_old_checkpoints().await;
+        p.progress.finish();
+        Ok(summary)
+    }
+
+    /// Rows and chunks of the whole source: from the manifest, else from this run's reading.
+    async fn source_totals(
+        &self,
+        converted: Option<&ConvertOutcome>,
+        totals: &LedgerTotals,
+    ) -> (u64, u64) {
+        if let Some(m) = &self.manager {
+            let m = m.lock().await;
+            if let Some(manifest) = m.manifest() {
+                return (manifest.total_rows(), u64::from(manifest.total_chunks));
+            }
+        }
+        match converted {
+            Some(c) => (c.rows, u64::from(c.chunks)),
+            None => (
+                u64::try_from(totals.rows_read).unwrap_or(0),
+                u64::try_from(totals.chunks).unwrap_or(0),
+            ),
+        }
+    }
+
+    async fn refresh_views(&self) {
+        let p = self.pipeline;
+        let views =
+            crate::status::views_to_refresh(p.settings.materialized_views.as_deref(), &p.profile);
+        let outcomes = crate::status::refresh_materialized_views(&self.client, &views).await;
+        let missing: Vec<&str> = outcomes
+            .iter()
+            .filter(|r| r.outcome == ViewOutcome::Missing)
+            .map(|r| r.view.as_str())
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(count = missing.len(), views = %missing.join(","), "materialized views that do not exist were skipped");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn summary(
+        &self,
+        status: SyncStatus,
+        error: Option<String>,
+        totals: &LedgerTotals,
+        rows_read: u64,
+        chunks_total: u64,
+        tally: &Tally,
+        resumed: bool,
+        checkpoint_dir: Option<String>,
+    ) -> RunSummary {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let accounted = n(totals.rows) + n(totals.superseded) + n(totals.rejected);
+        let time_saved_s = (tally.skipped_on_resume > 0 && tally.loaded > 0).then(|| {
+            tally.load_time.as_secs_f64() / tally.loaded as f64 * tally.skipped_on_resume as f64
+        });
+        RunSummary {
+            sync_id: self.plan.sync_id.clone(),
+            status,
+            rows_read,
+            rows_loaded: n(totals.rows),
+            rows_rejected: n(totals.rejected),
+            rows_superseded: n(totals.superseded),
+            rows_pending: rows_read.saturating_sub(accounted),
+            records_inserted: n(totals.inserted),
+            records_updated: n(totals.updated),
+            records_skipped_older: n(totals.skipped_older),
+            chunks_total,
+            chunks_completed: n(totals.chunks),
+            chunks_failed: tally.failed.len() as u64,
+            chunks_skipped_on_resume: tally.skipped_on_resume,
+            duration_s: self.started.elapsed().as_secs_f64(),
+            time_saved_s,
+            checkpoint_dir,
+            rejects_dir: (totals.rejected > 0).then(|| {
+                self.store
+                    .describe(&ObjectKey::rejects_dir(&self.plan.sync_id))
+            }),
+            resumed,
+            error,
+        }
+    }
+
+    async fn alert(&self, summary: &RunSummary, sample: &serde_json::Value) {
+        let Some(alerter) = &self.pipeline.alerter else {
+            return;
+        };
+        let validation_errors = sample
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| ValidationErrorSample {
+                        line: e
+                            .get("line")
+                            .and_then(serde_json::Value::as_u64)
+                            .unwrap_or(0),
+                        column: e.get("column").and_then(|v| v.as_str()).map(str::to_owned),
+                        value: e.get("value").and_then(|v| v.as_str()).map(str::to_owned),
+                        reason: e
+                            .get("reason")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let report = SyncReport {
+            sync_id: summary.sync_id.clone(),
+            file_name: self.plan.file_name.clone(),
+            file_path: self.plan.source_path.clone(),
+            status: summary.status,
+            error_message: summary.error.clone(),
+            counts: AlertCounts {
+                rows_read: summary.rows_read,
+                rows_loaded: summary.rows_loaded,
+                rows_rejected: summary.rows_rejected,
+                rows_superseded: summary.rows_superseded,
+                records_inserted: summary.records_inserted,
+                records_updated: summary.records_updated,
+                chunks_total: summary.chunks_total,
+                chunks_completed: summary.chunks_completed,
+                chunks_failed: summary.chunks_failed,
+            },
+            validation_errors_count: summary.rows_rejected,
+            validation_errors,
+            checkpoint_dir: summary
+                .checkpoint_dir
+                .clone()
+                .or_else(|| summary.rejects_dir.clone()),
+            duration: std::time::Duration::from_secs_f64(summary.duration_s),
+        };
+        let outcome = alerter.notify(&report).await;
+        for failure in outcome.failures() {
+            tracing::warn!(sync_id = %summary.sync_id, failure = ?failure, "alert not delivered");
+        }
+    }
+
+    /// Removes checkpoints older than the retention (`CHECKPOINT_RETENTION_DAYS`); a failure
+    /// is logged, never fatal.
+    async fn expire_old_checkpoints(&self) {
+        if self.manager.is_none() {
+            return;
+        }
+        let policy = RetentionPolicy::days(self.pipeline.settings.retention_days);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        match remove_expired(&self.store, &policy, &clock).await {
+            Ok(report) if !report.removed.is_empty() => {
+                tracing::info!(removed = ?report.removed, "expired checkpoints removed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "removing expired checkpoints failed"),
+        }
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

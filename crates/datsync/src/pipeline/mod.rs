@@ -1,0 +1,453 @@
+//! The only module that knows every stage: run a source, resume a sync, decide its final
+//! status (the seed's Diagrams 1, 2 and 4).
+//!
+//! ```text
+//! reader thread ─batches─> converter task ─chunks─> processor (this task)
+//!  decode + hash            save Parquet,            validate, rejects, transform,
+//!                           manifest                 load (one transaction + ledger row),
+//!                                                    mark completed
+//! ```
+//!
+//! Phase 1 and phase 2 overlap: a chunk is loaded as soon as its Parquet file is recorded. On
+//! a resume, chunks already converted are not converted again (the reader decodes past them),
+//! and chunks in the ledger are not loaded again: the ledger wins over the manifest. The final
+//! counts and the validation error sample are read from the ledger, so they are the same
+//! whether or not the sync was interrupted.
+
+mod convert;
+mod discover;
+mod finish;
+mod process;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::alert::Alerter;
+use crate::checkpoint::{CheckpointError, CheckpointManager, NewCheckpoint, verify_source};
+use crate::config::Settings;
+use crate::load::LoadError;
+use crate::model::{CheckpointStatus, ChunkId, SourceFingerprint, SyncId, SyncStatus};
+use crate::pg::{PgError, PgSettings};
+use crate::profile::Profile;
+use crate::source::{LocalSource, SourceError};
+use crate::status::{StatusError, SyncRegistration};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Telemetry;
+
+/// Attempts of a chunk's load in one run when the database fails transiently.
+pub const DEFAULT_LOAD_ATTEMPTS: u32 = 4;
+/// The first pause between two attempts; it doubles each time.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Validation errors kept in `sync_metadata.validation_errors` and in each ledger row.
+pub const VALIDATION_ERROR_SAMPLE: usize = 100;
+
+/// An error that stops a sync before it has a status of its own (the database cannot be
+/// reached, another process holds the sync, the checkpoint cannot be trusted, …). A sync that
+/// ends FAILED or BAD_INPUT is not an error: it is a [`RunSummary`] with that status.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The source cannot be opened or read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The database failed before the sync could be registered.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// Writing `sync_metadata` or reading the ledger failed.
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// The checkpoint store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The checkpoint cannot be used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Another process is writing this sync.
+    #[error(
+        "sync {0} is being written by another datsync process (it holds the sync's lock); \
+         wait for it to finish, or stop it, then resume"
+    )]
+    Busy(SyncId),
+    /// `resume` of a sync that exists nowhere.
+    #[error(
+        "sync {0} is unknown: it has no checkpoint and no sync_metadata row; check the id \
+         (`datsync list`) and --checkpoint-dir"
+    )]
+    UnknownSync(SyncId),
+    /// An internal task died (a bug); reported rather than panicking.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Receives progress while a sync runs (the CLI draws bars; tests ignore it).
+pub trait Progress: Send + Sync {
+    /// The source's size in bytes, when known.
+    fn source_size(&self, _bytes: u64) {}
+    /// A chunk was converted; `source_bytes` of the source have been read so far.
+    fn converted(&self, _chunk: ChunkId, _rows: u64, _source_bytes: u64) {}
+    /// A chunk was loaded (or found committed); `done` chunks are finished so far.
+    fn chunk_done(&self, _chunk: ChunkId, _done: u64) {}
+    /// The number of chunks, once known.
+    fn total_chunks(&self, _chunks: u64) {}
+    /// The run is over.
+    fn finish(&self) {}
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// What a run did: the `--json` summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The sync.
+    pub sync_id: SyncId,
+    /// Its final status.
+    pub status: SyncStatus,
+    /// Data rows read from the source (all chunks, this run and earlier ones).
+    pub rows_read: u64,
+    /// Rows accepted and sent to the table (inserted, updated, or older than the stored row).
+    pub rows_loaded: u64,
+    /// Rows rejected (kept in the rejects files).
+    pub rows_rejected: u64,
+    /// Rows superseded by a later line with the same key in their chunk.
+    pub rows_superseded: u64,
+    /// Rows of chunks not committed yet (failed, or not reached because the sync stopped).
+    pub rows_pending: u64,
+    /// Keys inserted.
+    pub records_inserted: u64,
+    /// Keys updated.
+    pub records_updated: u64,
+    /// Keys left alone because the stored row is newer.
+    pub records_skipped_older: u64,
+    /// Chunks of the source.
+    pub chunks_total: u64,
+    /// Chunks committed (this run and earlier ones).
+    pub chunks_completed: u64,
+    /// Chunks that failed in this run and are kept for a retry.
+    pub chunks_failed: u64,
+    /// Chunks found already committed when this run started.
+    pub chunks_skipped_on_resume: u64,
+    /// Wall time of this run.
+    pub duration_s: f64,
+    /// An estimate of the time the skipped chunks would have taken (this run's mean time per
+    /// loaded chunk × chunks skipped), when the run resumed a sync.
+    pub time_saved_s: Option<f64>,
+    /// Where the checkpoint is, while it is kept.
+    pub checkpoint_dir: Option<String>,
+    /// Where the rejected rows are, when there are any.
+    pub rejects_dir: Option<String>,
+    /// Whether this run continued an earlier one.
+    pub resumed: bool,
+    /// Why the sync failed, when it did.
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    /// The process exit code: 0 SUCCESS, 2 PARTIAL_SUCCESS, 1 FAILED or BAD_INPUT.
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            SyncStatus::Success => 0,
+            SyncStatus::PartialSuccess => 2,
+            SyncStatus::Failed | SyncStatus::BadInput | SyncStatus::InProgress => 1,
+        }
+    }
+}
+
+/// Everything a run needs, built once.
+pub struct Pipeline {
+    /// The profile, `DB_SCHEMA`/`DB_TABLE` overrides applied.
+    pub profile: Profile,
+    /// Pipeline settings.
+    pub settings: Settings,
+    /// Database settings.
+    pub pg: PgSettings,
+    /// Alert channels (`None`: no alerts).
+    pub alerter: Option<Alerter>,
+    /// Events and crash injection.
+    pub telemetry: Arc<Telemetry>,
+    /// Progress display.
+    pub progress: Arc<dyn Progress>,
+    /// Load attempts per chunk and run.
+    pub load_attempts: u32,
+    /// First pause between attempts.
+    pub retry_backoff: Duration,
+}
+
+impl Pipeline {
+    /// A pipeline with default retries, no alerts and no progress display.
+    pub fn new(mut profile: Profile, settings: Settings, pg: PgSettings) -> Self {
+        settings.apply_to(&mut profile);
+        Self {
+            profile,
+            settings,
+            pg,
+            alerter: None,
+            telemetry: Arc::new(Telemetry::default()),
+            progress: Arc::new(NoProgress),
+            load_attempts: DEFAULT_LOAD_ATTEMPTS,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+        }
+    }
+
+    /// Uses crash injection and counters from `env` (see [`crate::telemetry`]).
+    #[must_use]
+    pub fn with_env(mut self, env: &HashMap<String, String>) -> Self {
+        self.telemetry = Arc::new(Telemetry::from_env(env));
+        self
+    }
+
+    /// Loads a source: continues its unfinished sync when there is one (same path and
+    /// fingerprint) unless `fresh`, or the sync `sync_id` when given.
+    pub async fn run(
+        &self,
+        source: &Path,
+        sync_id: Option<SyncId>,
+        fresh: bool,
+    ) -> Result<RunSummary, PipelineError> {
+        let local = LocalSource::open(source)?;
+        let store = self.store()?;
+        let fingerprint = local.fingerprint();
+        let path = source.display().to_string();
+        let discover = !fresh && sync_id.is_none() && self.settings.enable_checkpointing;
+        let found = if discover {
+            discover::unfinished_sync(&store, &path, &fingerprint).await?
+        } else {
+            None
+        };
+        let resumed_found = found.is_some();
+        let sync_id = sync_id.or(found).unwrap_or_else(new_sync_id);
+        let found = resumed_found;
+        if found {
+            tracing::info!(%sync_id, source = %path, "continuing the unfinished sync of this source (use --fresh to start a new one)");
+        }
+        let plan = Plan {
+            sync_id,
+            source: Some(source.to_path_buf()),
+            file_name: local.file_name(),
+            source_path: path,
+            fingerprint,
+        };
+        self.sync(plan, store).await
+    }
+
+    /// Continues a sync: finishes its conversion if it was cut short, loads every chunk the
+    /// ledger does not have, and decides its final status again.
+    pub async fn resume(&self, sync_id: SyncId) -> Result<RunSummary, PipelineError> {
+        let store = self.store()?;
+        let mut source_path = None;
+        if self.settings.enable_checkpointing {
+            let mut manager = CheckpointManager::new(store.clone(), sync_id.clone());
+            if manager.checkpoint_exists().await?
+                && let Some(m) = manager.manifest()
+            {
+                source_path = Some((
+                    m.source_path.clone(),
+                    m.source_file.clone(),
+                    m.source_fingerprint.clone(),
+                ));
+            }
+        }
+        if source_path.is_none() {
+            let mut client = crate::pg::connect(&self.pg).await?;
+            crate::pg::init_db(&mut client, &self.profile).await?;
+            if let Some(stored) =
+                crate::status::stored_sync(&client, &self.profile.schema, &sync_id).await?
+                && let Some(path) = stored.file_path
+            {
+                let name = stored.file_name.unwrap_or_else(|| base_name(&path));
+                let fp = LocalSource::open(Path::new(&path))
+                    .map_or_else(|_| empty_fingerprint(), |l| l.fingerprint());
+                source_path = Some((path, name, fp));
+            }
+        }
+        let Some((path, file_name, recorded)) = source_path else {
+            return Err(PipelineError::UnknownSync(sync_id));
+        };
+        let (source, fingerprint) = match LocalSource::open(Path::new(&path)) {
+            Ok(local) => (Some(PathBuf::from(&path)), local.fingerprint()),
+            // Without the source a sync can still finish when every chunk is converted.
+            Err(_) => (None, recorded),
+        };
+        let plan = Plan {
+            sync_id,
+            source,
+            file_name,
+            source_path: path,
+            fingerprint,
+        };
+        self.sync(plan, store).await
+    }
+
+    /// Where checkpoints and rejects are kept (rejects are kept even without checkpoints).
+    fn store(&self) -> Result<Store, PipelineError> {
+        Ok(Store::open(&self.settings.checkpoint_base)?)
+    }
+
+    async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
+        let started = Instant::now();
+        let schema = self.profile.schema.clone();
+        let mut client = crate::pg::connect(&self.pg).await?;
+        crate::pg::init_db(&mut client, &self.profile).await?;
+        let lock = crate::pg::connect(&self.pg).await?;
+        if !crate::pg::try_lock_sync(&lock, &plan.sync_id).await? {
+            return Err(PipelineError::Busy(plan.sync_id));
+        }
+        let stored = crate::status::stored_sync(&client, &schema, &plan.sync_id).await?;
+        let finished = stored
+            .as_ref()
+            .is_some_and(|s| s.status == "SUCCESS" || s.status == "PARTIAL_SUCCESS");
+        let sync_ref = crate::status::register_sync(
+            &client,
+            &schema,
+            &SyncRegistration {
+                sync_id: plan.sync_id.clone(),
+                file_name: plan.file_name.clone(),
+                file_path: plan.source_path.clone(),
+                file_size_bytes: i64::try_from(plan.fingerprint.size_bytes).ok(),
+            },
+        )
+        .await?;
+        let checkpointing = self.settings.enable_checkpointing;
+        // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
+        // has nothing left to convert or load.
+        let cleaned = finished
+            && checkpointing
+            && !CheckpointManager::new(store.clone(), plan.sync_id.clone())
+                .checkpoint_exists()
+                .await?;
+        let manager = if checkpointing && !cleaned {
+            Some(self.open_checkpoint(&store, &plan).await?)
+        } else {
+            None
+        };
+        let checkpoint_dir = manager.as_ref().map(|_| store.describe_sync(&plan.sync_id));
+        let plan = if cleaned {
+            Plan {
+                source: None,
+                ..plan
+            }
+        } else {
+            plan
+        };
+        let run = process::Run {
+            pipeline: self,
+            plan: &plan,
+            sync_ref,
+            store,
+            manager: manager.map(|m| Arc::new(Mutex::new(m))),
+            client,
+            started,
+            checkpoint_dir,
+        };
+        let outcome = if cleaned {
+            run.finished().await
+        } else {
+            run.execute().await
+        };
+        drop(lock);
+        outcome
+    }
+
+    /// Opens the sync's checkpoint, creating it when there is none, and refuses it when the
+    /// source has changed.
+    async fn open_checkpoint(
+        &self,
+        store: &Store,
+        plan: &Plan,
+    ) -> Result<CheckpointManager, PipelineError> {
+        let mut manager = CheckpointManager::new(store.clone(), plan.sync_id.clone());
+        if manager.checkpoint_exists().await? {
+            if let Some(m) = manager.manifest()
+                && m.phase == CheckpointStatus::Converting
+                && plan.source.is_some()
+            {
+                verify_source(m, &plan.fingerprint).map_err(CheckpointError::from)?;
+            }
+        } else {
+            manager
+                .create_checkpoint(NewCheckpoint {
+                    source_file: plan.file_name.clone(),
+                    source_path: plan.source_path.clone(),
+                    fingerprint: plan.fingerprint.clone(),
+                    chunk_size: self.settings.chunk_size as u64,
+                })
+                .await?;
+        }
+        Ok(manager)
+    }
+}
+
+/// What a run works on.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) sync_id: SyncId,
+    /// The local source, when it can be read.
+    pub(crate) source: Option<PathBuf>,
+    pub(crate) file_name: String,
+    pub(crate) source_path: String,
+    pub(crate) fingerprint: SourceFingerprint,
+}
+
+/// How a chunk's processing went wrong enough to stop the sync.
+#[derive(Debug)]
+pub(crate) enum Abort {
+    /// The input is at fault: BAD_INPUT.
+    BadInput(String),
+    /// Anything else: FAILED.
+    Failed(String),
+}
+
+impl From<LoadError> for Abort {
+    fn from(e: LoadError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<CheckpointError> for Abort {
+    fn from(e: CheckpointError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+fn new_sync_id() -> SyncId {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the OS per process: eight hex digits that two processes
+    // started in the same second do not share.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    SyncId::new(chrono::Utc::now(), h.finish() as u32)
+}
+
+fn base_name(path: &str) -> String {
+    path.rsplit(['/', '\\']).next().unwrap_or(path).to_owned()
+}
+
+fn empty_fingerprint() -> SourceFingerprint {
+    SourceFingerprint {
+        size_bytes: 0,
+        etag: None,
+        modified: None,
+        sha256: None,
+    }
+}
+
+/// `ChunkLoad` → the manifest's outcome.
+pub(crate) type Ledger = HashMap<ChunkId, crate::status::LedgerChunk>;

@@ -1,0 +1,39 @@
+//! What `sync_metadata` says about one sync.
+
+use tokio_postgres::Client;
+
+use super::{StatusError, err};
+use crate::model::SyncId;
+use crate::pg::quote_ident;
+
+/// The registered facts of a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSync {
+    /// The source as given (path or URL).
+    pub file_path: Option<String>,
+    /// The source's base name.
+    pub file_name: Option<String>,
+    /// The stored status text (`IN_PROGRESS`, `SUCCESS`, …).
+    pub status: String,
+}
+
+/// The `sync_metadata` row of a sync, if it is registered.
+pub async fn stored_sync(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<Option<StoredSync>, StatusError> {
+    let sql = format!(
+        "SELECT file_path, file_name, status FROM {}.sync_metadata WHERE sync_id = $1",
+        quote_ident(schema)
+    );
+    let row = client
+        .query_opt(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| err(sync_id, "cannot read sync_metadata", e))?;
+    Ok(row.map(|r| StoredSync {
+        file_path: r.get(0),
+        file_name: r.get(1),
+        status: r.get(2),
+    }))
+}
