@@ -1,6 +1,8 @@
 //! Finding the unfinished sync of a source, so that `run SOURCE` continues it.
 
-use crate::checkpoint::{CheckpointManager, verify_source};
+use std::path::Path;
+
+use crate::checkpoint::CheckpointManager;
 use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
 use crate::store::Store;
 
@@ -31,7 +33,7 @@ pub(super) async fn unfinished_sync(
         };
         if m.source_path == source_path
             && m.status != CheckpointStatus::Completed
-            && verify_source(m, fingerprint).is_ok()
+            && super::same_source(m, fingerprint, Path::new(source_path))?.is_ok()
         {
             return Ok(Some(id));
         }

@@ -31,7 +31,7 @@ use crate::alert::Alerter;
 use crate::checkpoint::{CheckpointError, CheckpointManager, NewCheckpoint, verify_source};
 use crate::config::Settings;
 use crate::load::LoadError;
-use crate::model::{CheckpointStatus, ChunkId, SourceFingerprint, SyncId, SyncStatus};
+use crate::model::{ChunkId, SourceFingerprint, SyncId, SyncStatus};
 use crate::pg::{PgError, PgSettings};
 use crate::profile::Profile;
 use crate::source::{LocalSource, SourceError};
@@ -328,6 +328,7 @@ impl Pipeline {
             None
         };
         let checkpoint_dir = manager.as_ref().map(|_| store.describe_sync(&plan.sync_id));
+        self.progress.source_size(plan.fingerprint.size_bytes);
         let plan = if cleaned {
             Plan {
                 source: None,
@@ -364,11 +365,10 @@ impl Pipeline {
     ) -> Result<CheckpointManager, PipelineError> {
         let mut manager = CheckpointManager::new(store.clone(), plan.sync_id.clone());
         if manager.checkpoint_exists().await? {
-            if let Some(m) = manager.manifest()
-                && m.phase == CheckpointStatus::Converting
-                && plan.source.is_some()
-            {
-                verify_source(m, &plan.fingerprint).map_err(CheckpointError::from)?;
+            // The chunks were cut from the source as it was: a source that has changed since
+            // is refused, whatever the phase (a resume never mixes two versions of a file).
+            if let (Some(m), Some(source)) = (manager.manifest(), &plan.source) {
+                same_source(m, &plan.fingerprint, source)?.map_err(CheckpointError::from)?;
             }
         } else {
             manager
@@ -434,6 +434,37 @@ fn new_sync_id() -> SyncId {
     );
     h.write_u32(std::process::id());
     SyncId::new(chrono::Utc::now(), h.finish() as u32)
+}
+
+/// Whether `source` (with fingerprint `found`) holds the bytes the manifest was made from.
+/// Same size but another modification time: the bytes decide when the manifest knows their
+/// SHA-256 (a copied or touched file is still the same source).
+pub(crate) fn same_source(
+    m: &crate::checkpoint::Manifest,
+    found: &SourceFingerprint,
+    source: &Path,
+) -> Result<Result<(), crate::checkpoint::SourceMismatch>, PipelineError> {
+    let Err(mismatch) = verify_source(m, found) else {
+        return Ok(Ok(()));
+    };
+    let recorded = &m.source_fingerprint;
+    if recorded.size_bytes == found.size_bytes
+        && recorded.sha256.is_some()
+        && recorded.sha256 == sha256_of(source)?
+    {
+        return Ok(Ok(()));
+    }
+    Ok(Err(mismatch))
+}
+
+/// The SHA-256 of a local file, read to the end.
+fn sha256_of(path: &Path) -> Result<Option<String>, PipelineError> {
+    let mut reader = LocalSource::open(path)?.reader();
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| SourceError {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Some(reader.sha256_hex()))
 }
 
 fn base_name(path: &str) -> String {
