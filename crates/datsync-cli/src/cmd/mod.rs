@@ -1,7 +1,12 @@
 //! One module per command; each returns the process exit code.
 
+mod db;
+mod gc;
+mod init_db;
 mod inspect;
+mod list;
 mod sample;
+mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,6 +23,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => {
             inspect::run(&args, &load_profile(cli.global.profile.as_deref())?)
         }
+        Command::InitDb(args) => init_db::run(&args, cli.global.profile.as_deref()),
+        Command::List(args) => list::run(&args, cli.global.profile.as_deref()),
+        Command::Status(args) => status::run(&args, cli.global.profile.as_deref()),
+        Command::Gc(args) => gc::run(&args),
     }
 }
 
