@@ -274,6 +274,7 @@ pub use history::{
 };
 pub use report::{
     CheckpointState, CheckpointSummary, ChunkRow, LedgerSummary, Progress, SyncReport,
-    TIME_SAVED_NOT_RECORDED, TimeSavedEstimate, build_report, estimate_time_saved, read_checkpoint,
+    TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TimeSavedEstimate, build_report,
+    estimate_time_saved, read_checkpoint,
 };
 pub use views::{ViewOutcome, ViewRefresh, refresh_materialized_views, views_to_refresh};

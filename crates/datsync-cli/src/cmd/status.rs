@@ -58,7 +58,8 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
                  ledger and no checkpoint in {dir}; `datsync list` shows recent syncs"
             );
         }
-        Ok(build_report(id, detail, &ledger, checkpoint, &dir))
+        // No resume time is recorded yet, so no time-saved estimate (see the report's note).
+        Ok(build_report(id, detail, &ledger, checkpoint, &dir, None))
     })??;
     print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)

@@ -150,9 +150,12 @@ pub struct TimeSavedEstimate {
     pub seconds: f64,
 }
 
-/// Why `datsync status` shows no time-saved figure for a resumed sync.
+/// Why `datsync status` shows no time-saved figure when the resume time is unknown.
 pub const TIME_SAVED_NOT_RECORDED: &str = "not shown: datsync does not record when a sync \
      was resumed, so the chunks a resume skipped cannot be told apart from the others";
+/// Why there is no figure when fewer than two chunks were committed before the resume.
+pub const TIME_SAVED_TOO_FEW: &str = "not shown: fewer than two chunks were committed before \
+     the resume, too few to measure the time per chunk";
 
 /// Estimates the time saved by a resume that started at `resumed_at`: the ledger chunks
 /// committed before it were skipped; their cost is measured from the spacing of their
@@ -182,13 +185,15 @@ pub fn estimate_time_saved(
     })
 }
 
-/// Merges the three sources into one report.
+/// Merges the three sources into one report. `resumed_at`, when known, is the start of the
+/// last resume; the time it saved is then estimated with [`estimate_time_saved`].
 pub fn build_report(
     sync_id: &str,
     metadata: Option<SyncDetail>,
     ledger: &[LedgerChunk],
     checkpoint: CheckpointState,
     checkpoint_dir: &str,
+    resumed_at: Option<DateTime<Utc>>,
 ) -> SyncReport {
     let (manifest, checkpoint_note) = match checkpoint {
         CheckpointState::Found(m) => (Some(m), None),
@@ -208,6 +213,12 @@ pub fn build_report(
         .filter(|c| c.status == ChunkStatus::Failed)
         .cloned()
         .collect();
+    let time_saved = resumed_at.and_then(|at| estimate_time_saved(ledger, at));
+    let time_saved_note = match (resumed_at, time_saved) {
+        (_, Some(_)) => None,
+        (Some(_), None) => Some(TIME_SAVED_TOO_FEW.to_owned()),
+        (None, None) => Some(TIME_SAVED_NOT_RECORDED.to_owned()),
+    };
     SyncReport {
         sync_id: sync_id.to_owned(),
         metadata,
@@ -218,8 +229,8 @@ pub fn build_report(
         progress,
         chunks,
         failed_chunks,
-        time_saved: None,
-        time_saved_note: Some(TIME_SAVED_NOT_RECORDED.to_owned()),
+        time_saved,
+        time_saved_note,
     }
 }
 

@@ -112,6 +112,7 @@ fn the_ledger_wins_over_the_manifest() {
         &l,
         CheckpointState::Found(Box::new(m)),
         "ck",
+        None,
     );
     assert_eq!(r.progress.text, "2/4 chunks completed");
     assert_eq!(
@@ -144,7 +145,7 @@ fn without_a_checkpoint_the_ledger_alone_is_shown() {
         ledger(0, "2025-01-29T14:30:30Z"),
         ledger(4, "2025-01-29T14:30:31Z"),
     ];
-    let r = build_report(ID, None, &l, CheckpointState::Absent, "ck");
+    let r = build_report(ID, None, &l, CheckpointState::Absent, "ck", None);
     assert_eq!(r.chunks.len(), 2);
     assert_eq!(r.chunks[1].chunk_id, 4);
     assert_eq!(r.chunks[1].rows, 9);
@@ -163,7 +164,14 @@ fn a_conversion_in_progress_says_the_total_is_not_final() {
         CheckpointStatus::Converting,
         vec![chunk(0, ChunkStatus::Skipped), chunk(1, ChunkStatus::Ready)],
     );
-    let r = build_report(ID, None, &[], CheckpointState::Found(Box::new(m)), "ck");
+    let r = build_report(
+        ID,
+        None,
+        &[],
+        CheckpointState::Found(Box::new(m)),
+        "ck",
+        None,
+    );
     assert_eq!(
         r.progress.text,
         "1/2 chunks completed (conversion still running)"
@@ -186,4 +194,36 @@ fn time_saved_is_measured_from_commits_before_the_resume() {
     assert!((e.seconds_per_chunk - 2.0).abs() < 1e-9);
     assert!((e.seconds - 6.0).abs() < 1e-9);
     assert!(estimate_time_saved(&l, at("2025-01-29T14:30:31Z")).is_none());
+}
+
+#[test]
+fn a_known_resume_time_gives_a_labelled_estimate() {
+    let l = [
+        ledger(0, "2025-01-29T14:30:30Z"),
+        ledger(1, "2025-01-29T14:30:33Z"),
+        ledger(2, "2025-01-29T15:00:00Z"),
+    ];
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let r = build_report(
+        ID,
+        None,
+        &l,
+        CheckpointState::Absent,
+        "ck",
+        Some(at("2025-01-29T14:59:00Z")),
+    );
+    let t = r.time_saved.unwrap();
+    assert_eq!(t.chunks_skipped, 2);
+    assert!((t.seconds - 6.0).abs() < 1e-9);
+    assert!(r.time_saved_note.is_none());
+    let r = build_report(
+        ID,
+        None,
+        &l,
+        CheckpointState::Absent,
+        "ck",
+        Some(at("2025-01-29T14:30:31Z")),
+    );
+    assert!(r.time_saved.is_none());
+    assert_eq!(r.time_saved_note.as_deref(), Some(TIME_SAVED_TOO_FEW));
 }
