@@ -55,6 +55,37 @@ pub enum Command {
     ///
     /// Exit codes as for `run`.
     Resume(ResumeArgs),
+    // operations
+    /// Create or upgrade datsync's tables and the target table (safe to run again).
+    InitDb(InitDbArgs),
+    /// Recent syncs from sync_metadata, newest first.
+    List(ListArgs),
+    /// One sync's status (default: the most recent): counts, chunks, errors.
+    Status(StatusArgs),
+    /// Remove checkpoint directories older than the retention period.
+    Gc(GcArgs),
+}
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL or key-value string [default: DATABASE_URL, else
+    /// POSTGRES_CONNECTION_STRING, else DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD,
+    /// DB_SSL_MODE]. The target schema and table come from the profile, overridden by
+    /// DB_SCHEMA and DB_TABLE.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Arguments of `datsync init-db`.
+#[derive(Debug, Args)]
+pub struct InitDbArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by `run` and `resume`.
@@ -102,6 +133,51 @@ pub struct ResumeArgs {
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,
+}
+
+/// Arguments of `datsync list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// How many syncs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `datsync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sync (default: the most recently started one).
+    pub sync_id: Option<String>,
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Checkpoint directory or URL [default: CHECKPOINT_BASE_PATH, else ./checkpoints].
+    #[arg(long, value_name = "DIR|URL")]
+    pub checkpoint_dir: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `datsync gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove checkpoints not updated for this many days [default: CHECKPOINT_RETENTION_DAYS,
+    /// else 7]. A sync that may still be running is kept for 24 hours after its last update.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Checkpoint directory or URL [default: CHECKPOINT_BASE_PATH, else ./checkpoints].
+    #[arg(long, value_name = "DIR|URL")]
+    pub checkpoint_dir: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `datsync sample`.

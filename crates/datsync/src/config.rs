@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::profile::Profile;
 use crate::validate::DEFAULT_ERROR_THRESHOLD;
 
 /// The file read from the working directory when it exists.
@@ -254,15 +255,14 @@ pub struct Settings {
     pub chunk_size: usize,
 }
 
-impl Settings {
-    /// Applies the `DB_SCHEMA` / `DB_TABLE` overrides to a profile.
-    pub fn apply_to(&self, profile: &mut crate::profile::Profile) {
-        if let Some(schema) = &self.db_schema {
-            profile.schema.clone_from(schema);
-        }
-        if let Some(table) = &self.db_table {
-            profile.table.clone_from(table);
-        }
+/// Applies the `DB_SCHEMA` / `DB_TABLE` overrides of `settings` to the profile's target
+/// schema and table (every command that touches the database uses the result).
+pub fn apply_overrides(profile: &mut Profile, settings: &Settings) {
+    if let Some(schema) = &settings.db_schema {
+        profile.schema.clone_from(schema);
+    }
+    if let Some(table) = &settings.db_table {
+        profile.table.clone_from(table);
     }
 }
 
@@ -352,6 +352,23 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("between 0 and 1"), "{e}");
+    }
+
+    #[test]
+    fn overrides_replace_the_profile_target() {
+        let mut p = Profile::ztdwr();
+        let (schema, table) = (p.schema.clone(), p.table.clone());
+        apply_overrides(&mut p, &RawSettings::default().validate().unwrap());
+        assert_eq!(
+            (p.schema.as_str(), p.table.as_str()),
+            (schema.as_str(), table.as_str())
+        );
+        let s = RawSettings::from_env(&env(&[("DB_SCHEMA", "ops"), ("DB_TABLE", "t2")]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        apply_overrides(&mut p, &s);
+        assert_eq!((p.schema.as_str(), p.table.as_str()), ("ops", "t2"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The database half of sync status: registering a sync (and its `sync_seq`), writing
 //! progress and the final status to `sync_metadata`, reading the chunk ledger, and
-//! refreshing materialized views.
+//! refreshing materialized views; and reading it back for `datsync list` / `status`
+//! (merged with the checkpoint manifest, the ledger winning).
 
 use tokio_postgres::Client;
 
@@ -278,7 +279,21 @@ pub async fn committed_chunks(
 
 mod ledger;
 mod lookup;
-mod views;
-pub use ledger::{LedgerChunk, ledger_chunks, ledger_error_sample};
+pub use ledger::ledger_error_sample;
 pub use lookup::{StoredSync, stored_sync};
+mod history;
+mod report;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod report_tests;
+mod views;
+pub use history::{
+    LedgerChunk, ReadError, SyncDetail, SyncRecord, VALIDATION_SAMPLE_SHOWN, latest_sync_id,
+    ledger_chunks, recent_syncs, sync_detail,
+};
+pub use report::{
+    CheckpointState, CheckpointSummary, ChunkRow, LedgerSummary, Progress, SyncReport,
+    TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TimeSavedEstimate, build_report,
+    estimate_time_saved, read_checkpoint,
+};
 pub use views::{ViewOutcome, ViewRefresh, refresh_materialized_views, views_to_refresh};

@@ -1,9 +1,14 @@
 //! One module per command; each returns the process exit code.
 
+mod db;
+mod gc;
+mod init_db;
 mod inspect;
+mod list;
 mod progress;
 mod run;
 mod sample;
+mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,6 +27,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
+        Command::InitDb(args) => init_db::run(&args, cli.global.profile.as_deref()),
+        Command::List(args) => list::run(&args, cli.global.profile.as_deref()),
+        Command::Status(args) => status::run(&args, cli.global.profile.as_deref()),
+        Command::Gc(args) => gc::run(&args),
     }
 }
 

@@ -60,6 +60,9 @@ pub enum PipelineError {
     /// Writing `sync_metadata` or reading the ledger failed.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// Reading the ledger or `sync_metadata` failed.
+    #[error(transparent)]
+    Read(#[from] crate::status::ReadError),
     /// The checkpoint store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -183,7 +186,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline with default retries, no alerts and no progress display.
     pub fn new(mut profile: Profile, settings: Settings, pg: PgSettings) -> Self {
-        settings.apply_to(&mut profile);
+        crate::config::apply_overrides(&mut profile, &settings);
         Self {
             profile,
             settings,

@@ -49,12 +49,15 @@ impl Run<'_> {
     /// Runs phase 1 (if unfinished) and phase 2, then decides the final status.
     pub(super) async fn execute(mut self) -> Result<RunSummary, PipelineError> {
         let p = self.pipeline;
-        let ledger: Ledger =
-            crate::status::ledger_chunks(&self.client, &p.profile.schema, &self.plan.sync_id)
-                .await?
-                .into_iter()
-                .map(|c| (c.chunk, c))
-                .collect();
+        let ledger: Ledger = crate::status::ledger_chunks(
+            &self.client,
+            &p.profile.schema,
+            self.plan.sync_id.as_str(),
+        )
+        .await?
+        .into_iter()
+        .map(|c| (ChunkId(c.chunk_id), c))
+        .collect();
         let mut tally = Tally {
             skipped_on_resume: ledger.len() as u64,
             ..Tally::default()
@@ -90,9 +93,12 @@ impl Run<'_> {
     /// the ledger.
     pub(super) async fn finished(self) -> Result<RunSummary, PipelineError> {
         let p = self.pipeline;
-        let committed =
-            crate::status::ledger_chunks(&self.client, &p.profile.schema, &self.plan.sync_id)
-                .await?;
+        let committed = crate::status::ledger_chunks(
+            &self.client,
+            &p.profile.schema,
+            self.plan.sync_id.as_str(),
+        )
+        .await?;
         let tally = Tally {
             skipped_on_resume: committed.len() as u64,
             ..Tally::default()
@@ -389,11 +395,12 @@ impl Run<'_> {
 }
 
 fn outcome_of(done: &LedgerChunk) -> ChunkOutcome {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
     ChunkOutcome {
-        records_inserted: done.inserted,
-        records_updated: done.updated,
-        validation_errors: done.validation_errors_count,
-        rows_rejected: done.rejected,
+        records_inserted: n(done.inserted),
+        records_updated: n(done.updated),
+        validation_errors: n(done.validation_errors_count),
+        rows_rejected: n(done.rejected),
     }
 }
 

@@ -1,70 +1,10 @@
-//! Reading the chunk ledger (`sync_chunks`) chunk by chunk, and the validation error sample
-//! of a sync assembled from it.
+//! The validation error sample of a sync, assembled from its chunk ledger (`sync_chunks`).
 
 use tokio_postgres::Client;
 
 use super::{StatusError, err};
-use crate::model::{ChunkId, SyncId};
+use crate::model::SyncId;
 use crate::pg::quote_ident;
-
-/// One committed chunk as the ledger records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LedgerChunk {
-    /// The chunk.
-    pub chunk: ChunkId,
-    /// Rows staged (accepted by validation).
-    pub rows: u64,
-    /// Keys inserted.
-    pub inserted: u64,
-    /// Keys updated.
-    pub updated: u64,
-    /// Keys left alone because the stored row was newer.
-    pub skipped_older: u64,
-    /// Rows read from the source.
-    pub rows_read: u64,
-    /// Rows rejected.
-    pub rejected: u64,
-    /// Rows superseded inside the chunk.
-    pub superseded: u64,
-    /// Rule violations found.
-    pub validation_errors_count: u64,
-}
-
-fn count(row: &tokio_postgres::Row, i: usize) -> u64 {
-    u64::try_from(row.get::<_, i64>(i)).unwrap_or(0)
-}
-
-/// Every committed chunk of a sync, in chunk order.
-pub async fn ledger_chunks(
-    client: &Client,
-    schema: &str,
-    sync_id: &SyncId,
-) -> Result<Vec<LedgerChunk>, StatusError> {
-    let sql = format!(
-        "SELECT chunk_id, \"rows\", inserted, updated, skipped_older, rows_read, rejected,
-                superseded, validation_errors_count
-           FROM {}.sync_chunks WHERE sync_id = $1 ORDER BY chunk_id",
-        quote_ident(schema)
-    );
-    let rows = client
-        .query(&sql, &[&sync_id.as_str()])
-        .await
-        .map_err(|e| err(sync_id, "cannot read the chunk ledger", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| LedgerChunk {
-            chunk: ChunkId(u32::try_from(r.get::<_, i32>(0)).unwrap_or(0)),
-            rows: count(r, 1),
-            inserted: count(r, 2),
-            updated: count(r, 3),
-            skipped_older: count(r, 4),
-            rows_read: count(r, 5),
-            rejected: count(r, 6),
-            superseded: count(r, 7),
-            validation_errors_count: count(r, 8),
-        })
-        .collect())
-}
 
 /// The first `limit` validation errors of a sync, in chunk then row order, as a JSON array
 /// (what `sync_metadata.validation_errors` holds).

@@ -115,6 +115,18 @@ impl Store {
         Self::open_location(&StoreLocation::parse(location)?)
     }
 
+    /// Opens a location for reading only: `None` for a local directory that does not exist
+    /// (nothing is created), so that `status` and `gc` leave no empty directory behind.
+    pub fn open_existing(location: &str) -> Result<Option<Self>, StoreError> {
+        let parsed = StoreLocation::parse(location)?;
+        if let StoreLocation::Local(dir) = &parsed
+            && !dir.exists()
+        {
+            return Ok(None);
+        }
+        Self::open_location(&parsed).map(Some)
+    }
+
     /// Opens the location named by [`BASE_PATH_ENV`], else [`DEFAULT_BASE_PATH`].
     pub fn from_env() -> Result<Self, StoreError> {
         match std::env::var(BASE_PATH_ENV) {

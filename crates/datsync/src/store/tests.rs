@@ -87,3 +87,22 @@ fn cloud_locations_are_parsed_but_not_built_yet() {
         StoreLocation::Memory
     ));
 }
+
+#[test]
+fn open_existing_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    assert!(
+        Store::open_existing(missing.to_str().unwrap())
+            .unwrap()
+            .is_none()
+    );
+    assert!(!missing.exists());
+    assert!(
+        Store::open_existing(dir.path().to_str().unwrap())
+            .unwrap()
+            .is_some()
+    );
+    assert!(Store::open_existing("memory://").unwrap().is_some());
+    assert!(Store::open_existing("").is_err());
+}

@@ -1,0 +1,45 @@
+//! What the database commands share: settings from flags, environment and `datsync.toml`,
+//! the profile with its `DB_SCHEMA` / `DB_TABLE` overrides, a connection, and a runtime.
+
+use std::future::Future;
+use std::path::Path;
+
+use anyhow::Context as _;
+use datsync::config::{self, DEFAULT_CONFIG_FILE, RawSettings, Settings};
+use datsync::pg::PgSettings;
+use datsync::profile::Profile;
+
+use crate::cli::DbArgs;
+
+/// Runs a future to completion on a current-thread runtime (these commands do one thing at
+/// a time).
+pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+/// Pipeline settings: `flags` over the environment over `datsync.toml` over defaults.
+pub fn settings(flags: RawSettings) -> anyhow::Result<Settings> {
+    let env = RawSettings::from_env(&config::process_env())?;
+    let file = RawSettings::from_file(Path::new(DEFAULT_CONFIG_FILE))?;
+    Ok(flags.or(env).or(file).validate()?)
+}
+
+/// The profile with the schema and table overrides of `settings`.
+pub fn profile(path: Option<&Path>, settings: &Settings) -> anyhow::Result<Profile> {
+    let mut profile = super::load_profile(path)?;
+    config::apply_overrides(&mut profile, settings);
+    Ok(profile)
+}
+
+/// Connection settings: `--database-url`, else the environment.
+pub fn pg_settings(args: &DbArgs) -> anyhow::Result<PgSettings> {
+    let settings = match &args.database_url {
+        Some(url) => PgSettings::from_connection_string(url)?,
+        None => PgSettings::from_env(&config::process_env())?,
+    };
+    Ok(settings)
+}

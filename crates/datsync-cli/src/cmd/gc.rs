@@ -1,0 +1,93 @@
+//! `datsync gc`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use datsync::checkpoint::{
+    Clock, KeepReason, RetentionPolicy, RetentionReport, SystemClock, remove_expired,
+};
+use datsync::config::RawSettings;
+use datsync::store::Store;
+
+use super::db;
+use crate::cli::GcArgs;
+
+pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
+    let settings = db::settings(RawSettings {
+        checkpoint_base_path: args.checkpoint_dir.clone(),
+        checkpoint_retention_days: args.days,
+        ..RawSettings::default()
+    })?;
+    let dir = settings.checkpoint_base.clone();
+    let days = settings.retention_days;
+    let report = match Store::open_existing(&dir)? {
+        None => RetentionReport::default(),
+        Some(store) => {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            db::block_on(async {
+                remove_expired(&store, &RetentionPolicy::days(days), &clock).await
+            })??
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let kept: Vec<serde_json::Value> = report
+            .kept
+            .iter()
+            .map(
+                |(id, reason)| serde_json::json!({ "sync_id": id, "reason": reason_name(*reason) }),
+            )
+            .collect();
+        let value = serde_json::json!({
+            "checkpoint_dir": dir,
+            "retention_days": days,
+            "removed": report.removed,
+            "kept": kept,
+        });
+        serde_json::to_writer(&mut out, &value)?;
+        writeln!(out)?;
+    } else {
+        print_text(&mut out, &dir, days, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reason_name(reason: KeepReason) -> &'static str {
+    match reason {
+        KeepReason::Recent => "recent",
+        KeepReason::Active => "active",
+    }
+}
+
+fn reason_text(reason: KeepReason, days: u32) -> String {
+    match reason {
+        KeepReason::Recent => format!("updated less than {days} day(s) ago"),
+        KeepReason::Active => "its sync may still be running (updated within 24 hours)".to_owned(),
+    }
+}
+
+fn print_text(
+    out: &mut impl std::io::Write,
+    dir: &str,
+    days: u32,
+    report: &RetentionReport,
+) -> std::io::Result<()> {
+    writeln!(out, "checkpoints  {dir} (retention {days} day(s))")?;
+    if report.removed.is_empty() && report.kept.is_empty() {
+        writeln!(out, "nothing there")?;
+    }
+    for id in &report.removed {
+        writeln!(out, "removed      {id}")?;
+    }
+    for (id, reason) in &report.kept {
+        writeln!(out, "kept         {id}: {}", reason_text(*reason, days))?;
+    }
+    writeln!(
+        out,
+        "{} removed, {} kept",
+        report.removed.len(),
+        report.kept.len()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The text form of `datsync status`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use datsync::status::{ChunkRow, SyncDetail, SyncReport};
+
+use crate::cmd::list::duration;
+
+/// Chunks listed one by one at most; a longer table shows the first and last ones and every
+/// chunk that is not completed.
+const MAX_CHUNK_ROWS: usize = 40;
+
+pub fn print(out: &mut impl Write, r: &SyncReport) -> std::io::Result<()> {
+    writeln!(out, "sync          {}", r.sync_id)?;
+    match &r.metadata {
+        Some(d) => print_metadata(out, d)?,
+        None => writeln!(out, "status        (not in sync_metadata)")?,
+    }
+    let l = &r.ledger;
+    writeln!(
+        out,
+        "ledger        {} chunks committed: {} rows, {} inserted, {} updated, {} skipped (older)",
+        l.chunks_committed, l.rows, l.inserted, l.updated, l.skipped_older
+    )?;
+    match &r.checkpoint {
+        Some(c) => writeln!(
+            out,
+            "checkpoint    {}: {} (phase {}), {} rows in chunks of {}, updated {}",
+            r.checkpoint_dir, c.status, c.phase, c.rows, c.chunk_size, c.updated_at
+        )?,
+        None => writeln!(
+            out,
+            "checkpoint    {}",
+            r.checkpoint_note.as_deref().unwrap_or("none")
+        )?,
+    }
+    if let Some(e) = r.checkpoint.as_ref().and_then(|c| c.error.as_deref()) {
+        writeln!(out, "              error: {e}")?;
+    }
+    let p = &r.progress;
+    writeln!(
+        out,
+        "progress      {}; {} failed, {} pending, {} skipped",
+        p.text, p.chunks_failed, p.chunks_pending, p.chunks_skipped
+    )?;
+    print_chunks(out, &r.chunks)?;
+    for c in &r.failed_chunks {
+        writeln!(
+            out,
+            "failed chunk  {} (attempts {}): {}",
+            c.chunk_id,
+            c.attempts,
+            c.error.as_deref().unwrap_or("no error recorded")
+        )?;
+    }
+    match (&r.time_saved, &r.time_saved_note) {
+        (Some(t), _) => writeln!(
+            out,
+            "time saved    about {} (estimate: {} chunks skipped on resume x {:.2}s per chunk)",
+            duration(Some(t.seconds)),
+            t.chunks_skipped,
+            t.seconds_per_chunk
+        )?,
+        (None, Some(note)) => writeln!(out, "time saved    {note}")?,
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+fn print_metadata(out: &mut impl Write, d: &SyncDetail) -> std::io::Result<()> {
+    let m = &d.record;
+    writeln!(out, "status        {}", m.status)?;
+    let file = m.file_name.as_deref().unwrap_or("-");
+    match m.file_path.as_deref() {
+        Some(path) if path != file => writeln!(out, "file          {file} ({path})")?,
+        _ => writeln!(out, "file          {file}")?,
+    }
+    let completed = m.completed_at.as_deref().unwrap_or("-");
+    writeln!(
+        out,
+        "started       {}, completed {completed}, duration {}",
+        m.started_at,
+        duration(m.duration_seconds)
+    )?;
+    writeln!(
+        out,
+        "rows          {} read, {} inserted, {} updated, {} rejected, {} skipped (older), {} superseded",
+        m.records_total,
+        m.records_inserted,
+        m.records_updated,
+        m.records_failed,
+        m.records_skipped_older,
+        m.records_superseded
+    )?;
+    if let Some(e) = &m.error_message {
+        writeln!(out, "error         {e}")?;
+    }
+    writeln!(out, "validation    {} errors", m.validation_errors_count)?;
+    for e in &d.validation_errors_sample {
+        writeln!(out, "              {}", validation_line(e))?;
+    }
+    Ok(())
+}
+
+/// `line 12, column X = "v": reason`, or the JSON as stored when it has another shape.
+fn validation_line(e: &serde_json::Value) -> String {
+    let field = |k: &str| e.get(k).filter(|v| !v.is_null());
+    match (field("line"), field("reason")) {
+        (Some(line), Some(reason)) => {
+            let mut s = format!("line {line}");
+            if let Some(c) = field("column").and_then(|c| c.as_str()) {
+                let _ = write!(s, ", column {c}");
+            }
+            if let Some(v) = field("value") {
+                let _ = write!(s, " = {v}");
+            }
+            format!("{s}: {}", reason.as_str().unwrap_or_default())
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn print_chunks(out: &mut impl Write, chunks: &[ChunkRow]) -> std::io::Result<()> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "  {:>6}  {:<10}  {:>8}  {:<19}  {:>8}  {:>8}  {:>8}  {:>8}  ERROR",
+        "CHUNK", "STATUS", "ROWS", "LINES", "INSERTED", "UPDATED", "REJECTED", "ATTEMPTS"
+    )?;
+    let long = chunks.len() > MAX_CHUNK_ROWS;
+    let mut elided = 0usize;
+    for (i, c) in chunks.iter().enumerate() {
+        let edge = i < 5 || i + 5 >= chunks.len();
+        if long && !edge && c.status == datsync::model::ChunkStatus::Completed {
+            elided += 1;
+            continue;
+        }
+        if elided > 0 {
+            writeln!(out, "  ... {elided} completed chunks not shown")?;
+            elided = 0;
+        }
+        let lines = match (c.first_line, c.last_line) {
+            (Some(a), Some(b)) => format!("{a}-{b}"),
+            _ => "-".to_owned(),
+        };
+        let status = match c.manifest_status {
+            Some(m) if m != c.status => format!("{}*", c.status),
+            _ => c.status.to_string(),
+        };
+        writeln!(
+            out,
+            "  {:>6}  {:<10}  {:>8}  {:<19}  {:>8}  {:>8}  {:>8}  {:>8}  {}",
+            c.chunk_id,
+            status,
+            c.rows,
+            lines,
+            c.inserted,
+            c.updated,
+            c.rejected,
+            c.attempts,
+            c.error.as_deref().unwrap_or("")
+        )?;
+    }
+    if chunks
+        .iter()
+        .any(|c| c.manifest_status.is_some_and(|m| m != c.status))
+    {
+        writeln!(
+            out,
+            "  * committed in the ledger; the checkpoint manifest had not recorded it yet"
+        )?;
+    }
+    Ok(())
+}

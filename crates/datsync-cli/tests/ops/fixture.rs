@@ -1,0 +1,174 @@
+//! The state the commands inspect, built with the library.
+
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use datsync::checkpoint::{CheckpointManager, ChunkOutcome, NewCheckpoint};
+use datsync::load::{ChunkLoad, Loader};
+use datsync::model::{ChunkId, SourceFingerprint, SyncId, SyncStatus};
+use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
+use datsync::pg::{connect, init_db};
+use datsync::profile::Profile;
+use datsync::sample::{SampleOptions, SampleSize, write_sample};
+use datsync::status::{SyncCounts, SyncOutcome, SyncRegistration, finish_sync, register_sync};
+use datsync::store::Store;
+use datsync::validate::RowError;
+
+use crate::harness::{TestDb, rt};
+use crate::{NEWER, OLDER};
+
+type Chunks = Vec<(RecordBatch, RecordBatch, u64, Vec<RowError>)>;
+
+pub fn chunks(profile: &Profile) -> (Vec<u8>, Chunks) {
+    let mut file = Vec::new();
+    let options = SampleOptions {
+        size: SampleSize::Rows(30),
+        seed: 7,
+        invalid_rate: 0.1,
+        ..SampleOptions::default()
+    };
+    write_sample(&mut file, &options).unwrap();
+    let mut decoder = Decoder::new(
+        profile,
+        ParseOptions {
+            batch_rows: 10,
+            ..ParseOptions::default()
+        },
+    );
+    let mut out = Vec::new();
+    decode_reader(file.as_slice(), &mut decoder, |text| {
+        let v = datsync::validate::validate(profile, &text).unwrap();
+        let typed = datsync::transform::transform(profile, &v.accepted)
+            .unwrap()
+            .batch;
+        out.push((text, typed, v.rejected() as u64, v.errors));
+        Ok::<(), ParseError>(())
+    })
+    .unwrap();
+    (file, out)
+}
+
+pub fn fingerprint(file: &[u8]) -> SourceFingerprint {
+    SourceFingerprint {
+        size_bytes: file.len() as u64,
+        etag: None,
+        modified: None,
+        sha256: None,
+    }
+}
+
+pub fn new_checkpoint(file: &[u8]) -> NewCheckpoint {
+    NewCheckpoint {
+        source_file: "ztdwr.dat".into(),
+        source_path: "/in/ztdwr.dat".into(),
+        fingerprint: fingerprint(file),
+        chunk_size: 10,
+    }
+}
+
+/// What [`seed`] built, to compare with what the commands print.
+pub struct Seeded {
+    /// Loads of chunks 0 and 1 of the newer sync.
+    pub loads: [ChunkLoad; 2],
+    /// Rows read, rows rejected, validation errors of the newer sync.
+    pub total: i64,
+    pub rejected: i64,
+    pub errors: Vec<RowError>,
+}
+
+/// Two syncs in the database: the older one SUCCESS; the newer one PARTIAL_SUCCESS with
+/// chunks 0 and 1 in the ledger, and a checkpoint whose manifest has chunk 0 completed,
+/// chunk 1 failed (the crash came between its commit and the manifest update: the ledger
+/// wins) and chunk 2 failed.
+pub fn seed(db: &TestDb, ck_dir: &Path) -> Seeded {
+    let profile = Profile::ztdwr();
+    let (file, chunks) = chunks(&profile);
+    assert_eq!(chunks.len(), 3);
+    rt().block_on(async {
+        let mut client = connect(&db.settings()).await.unwrap();
+        init_db(&mut client, &profile).await.unwrap();
+        let loader = Loader::new(&profile);
+        let reg = |id: &str| SyncRegistration {
+            sync_id: SyncId::parse(id).unwrap(),
+            file_name: "ztdwr.dat".into(),
+            file_path: "/in/ztdwr.dat".into(),
+            file_size_bytes: Some(file.len() as i64),
+        };
+        let older = register_sync(&client, "public", &reg(OLDER)).await.unwrap();
+        loader
+            .load_chunk(&mut client, &older, ChunkId(0), "c0", &chunks[0].1)
+            .await
+            .unwrap();
+        let done = SyncOutcome {
+            status: SyncStatus::Success,
+            counts: SyncCounts {
+                total: Some(10),
+                ..SyncCounts::default()
+            },
+            error_message: None,
+            validation_errors: None,
+        };
+        finish_sync(&client, "public", &older.sync_id, &done)
+            .await
+            .unwrap();
+
+        let newer = register_sync(&client, "public", &reg(NEWER)).await.unwrap();
+        let mut loads = [ChunkLoad::default(); 2];
+        for (i, load) in loads.iter_mut().enumerate() {
+            *load = loader
+                .load_chunk(&mut client, &newer, ChunkId(i as u32), "c", &chunks[i].1)
+                .await
+                .unwrap();
+        }
+        let errors: Vec<RowError> = chunks.iter().flat_map(|c| c.3.clone()).collect();
+        let rejected: u64 = chunks.iter().map(|c| c.2).sum();
+        let outcome = SyncOutcome {
+            status: SyncStatus::PartialSuccess,
+            counts: SyncCounts {
+                total: Some(30),
+                inserted: Some(loads.iter().map(|l| l.inserted as i64).sum()),
+                updated: Some(loads.iter().map(|l| l.updated as i64).sum()),
+                failed: Some(rejected as i64),
+                validation_errors_count: Some(errors.len() as i64),
+                ..SyncCounts::default()
+            },
+            error_message: Some("1 chunk failed: connection reset".into()),
+            validation_errors: Some(serde_json::to_value(&errors).unwrap()),
+        };
+        finish_sync(&client, "public", &newer.sync_id, &outcome)
+            .await
+            .unwrap();
+
+        let store = Store::open(ck_dir.to_str().unwrap()).unwrap();
+        let mut m = CheckpointManager::new(store, newer.sync_id.clone());
+        m.create_checkpoint(new_checkpoint(&file)).await.unwrap();
+        for (i, c) in chunks.iter().enumerate() {
+            m.save_chunk_parquet(ChunkId(i as u32), &c.0).await.unwrap();
+        }
+        m.finalize_conversion(fingerprint(&file)).await.unwrap();
+        let outcome = |l: &ChunkLoad, rejected| ChunkOutcome {
+            records_inserted: l.inserted,
+            records_updated: l.updated,
+            validation_errors: rejected,
+            rows_rejected: rejected,
+        };
+        m.mark_chunk_processing(ChunkId(0)).await.unwrap();
+        m.mark_chunk_complete(ChunkId(0), outcome(&loads[0], chunks[0].2))
+            .await
+            .unwrap();
+        m.mark_chunk_processing(ChunkId(1)).await.unwrap();
+        m.mark_chunk_failed(ChunkId(1), "killed after commit")
+            .await
+            .unwrap();
+        m.mark_chunk_processing(ChunkId(2)).await.unwrap();
+        m.mark_chunk_failed(ChunkId(2), "connection reset")
+            .await
+            .unwrap();
+        Seeded {
+            loads,
+            total: 30,
+            rejected: rejected as i64,
+            errors,
+        }
+    })
+}
