@@ -224,12 +224,10 @@ impl Pipeline {
         } else {
             None
         };
-        let resumed_found = found.is_some();
-        let sync_id = sync_id.or(found).unwrap_or_else(new_sync_id);
-        let found = resumed_found;
-        if found {
-            tracing::info!(%sync_id, source = %path, "continuing the unfinished sync of this source (use --fresh to start a new one)");
+        if let Some(id) = &found {
+            tracing::info!(sync_id = %id, source = %path, "continuing the unfinished sync of this source (use --fresh to start a new one)");
         }
+        let sync_id = sync_id.or(found).unwrap_or_else(new_sync_id);
         let plan = Plan {
             sync_id,
             source: Some(source.to_path_buf()),
