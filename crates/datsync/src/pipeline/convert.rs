@@ -16,8 +16,9 @@ use crate::profile::Profile;
 use crate::source::LocalSource;
 use crate::telemetry::{ChunkConverted, Telemetry};
 
-/// Batches in flight between two stages.
-const CHANNEL_DEPTH: usize = 2;
+/// Batches waiting between two stages (each stage also holds the one it works on): enough
+/// to keep both busy, few enough to keep memory flat (a 10,000-row ZTDWR batch is ~15 MB).
+const CHANNEL_DEPTH: usize = 1;
 
 /// A chunk ready for phase 2.
 pub(super) struct Converted {

@@ -68,7 +68,7 @@ impl Run<'_> {
         for chunk in pending {
             let item = self.recorded_chunk(chunk).await;
             let result = match item {
-                Ok((batch, checksum)) => self.process(chunk, &batch, &checksum, &mut tally).await,
+                Ok((batch, checksum)) => self.process(chunk, batch, &checksum, &mut tally).await,
                 Err(a) => Err(a),
             };
             if let Err(a) = result {
@@ -206,7 +206,7 @@ impl Run<'_> {
         while let Some(c) = chunks.recv().await {
             let result = match ledger.get(&c.chunk) {
                 Some(done) => self.complete_from_ledger(c.chunk, done).await,
-                None => self.process(c.chunk, &c.batch, &c.checksum, tally).await,
+                None => self.process(c.chunk, c.batch, &c.checksum, tally).await,
             };
             if let Err(a) = result {
                 abort = Some(a);
@@ -237,7 +237,7 @@ impl Run<'_> {
     async fn process(
         &mut self,
         chunk: ChunkId,
-        batch: &RecordBatch,
+        batch: RecordBatch,
         checksum: &str,
         tally: &mut Tally,
     ) -> Result<(), Abort> {
@@ -247,8 +247,10 @@ impl Run<'_> {
             m.lock().await.mark_chunk_processing(chunk).await?;
         }
         let file = &self.plan.source_path;
-        let validated = crate::validate::validate(&p.profile, batch)
+        let validated = crate::validate::validate(&p.profile, &batch)
             .map_err(|e| Abort::BadInput(format!("{file}: {e}")))?;
+        // The accepted rows are a copy: the text batch is not needed for the load.
+        drop(batch);
         let (rows_read, rejected) = (validated.rows_read as u64, validated.rejected() as u64);
         if rejected > 0 {
             self.keep_rejects(chunk, &validated.rejects).await?;
