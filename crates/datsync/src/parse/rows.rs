@@ -254,7 +254,6 @@ impl TextColumn {
         }
     }
 
-    #[inline]
     /// Appends `line[start..end]`, which the caller knows to be UTF-8. A short field is
     /// copied as a fixed 16-byte block (an inline move, not a `memmove` call per field) and
     /// the excess cut off again.
