@@ -272,11 +272,15 @@ impl Run<'_> {
             )
             .ok(),
         };
-        let Some(load) = self
+        let load = match self
             .load_with_retries(chunk, checksum, &typed.batch, &facts)
             .await?
-        else {
-            return Ok(());
+        {
+            Ok(load) => load,
+            Err(error) => {
+                tally.failed.push((chunk, error));
+                return Ok(());
+            }
         };
         p.telemetry.emit(&ChunkCommitted {
             sync_id: &self.plan.sync_id,
@@ -311,14 +315,14 @@ impl Run<'_> {
     }
 
     /// Loads a chunk, retrying transient database errors with a doubling pause; after the
-    /// last attempt the chunk is marked failed (`None`) and the run goes on.
+    /// last attempt the chunk is marked failed (`Ok(Err(last error))`) and the run goes on.
     async fn load_with_retries(
         &mut self,
         chunk: ChunkId,
         checksum: &str,
         batch: &RecordBatch,
         facts: &ChunkFacts,
-    ) -> Result<Option<ChunkLoad>, Abort> {
+    ) -> Result<Result<ChunkLoad, String>, Abort> {
         let p = self.pipeline;
         let telemetry = p.telemetry.clone();
         let sync_id = self.plan.sync_id.clone();
@@ -354,7 +358,7 @@ impl Run<'_> {
                 )
                 .await
             {
-                Ok(load) => return Ok(Some(load)),
+                Ok(load) => return Ok(Ok(load)),
                 Err(e) if e.class() == ErrorClass::Transient => {
                     tracing::warn!(sync_id = %self.plan.sync_id, %chunk, attempt, error = %e, "transient database error; retrying");
                     last_error = e.to_string();
@@ -370,7 +374,7 @@ impl Run<'_> {
             chunk,
             error: &last_error,
         });
-        Ok(None)
+        Ok(Err(last_error))
     }
 
     /// Writes a chunk's rejected rows to `rejects/<sync_id>/rejects_NNNN.parquet`.
