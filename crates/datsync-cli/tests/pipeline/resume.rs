@@ -1,0 +1,193 @@
+//! Resume semantics (Diagram 2, promises 1, 3 and 6): committed chunks are skipped, `run`
+//! continues the unfinished sync of its source unless `--fresh`, a changed source is refused,
+//! a corrupt chunk file is regenerated from the source.
+
+use std::path::Path;
+
+use crate::common::{
+    MESSY, Snapshot, TestDb, Work, chunk_files, counts, fresh_sync_id, u, write_sample,
+};
+
+/// The one sync directory in a checkpoint directory other than `except`.
+fn only_sync_dir(ck: &Path, except: &[&str]) -> String {
+    let ids: Vec<String> = std::fs::read_dir(ck)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sync_") && !except.contains(&n.as_str()))
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids.into_iter().next().unwrap()
+}
+
+#[test]
+fn resume_skips_the_committed_chunks() {
+    let work = Work::new(3_000, 41, MESSY);
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let expected = work
+        .run(
+            &reference_db,
+            &work.checkpoints("ck_reference"),
+            &["--sync-id", &sync],
+            &[],
+        )
+        .summary();
+
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "chunk_completed:3")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    assert_eq!(db.committed_chunks(&sync), 3);
+    let out = work.resume(&db, &ck, &sync, &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["resumed"], true);
+    assert_eq!(u(&s, "chunks_skipped_on_resume"), 3, "{s}");
+    assert!(s["time_saved_s"].as_f64().is_some_and(|t| t > 0.0), "{s}");
+    assert_eq!(counts(&s), counts(&expected));
+    assert_eq!(db.table(), reference_db.table());
+
+    let out = work.resume(&db, &ck, "sync_20200101_000000_00000000", &[]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("is unknown"), "{}", out.stderr);
+}
+
+#[test]
+fn run_continues_the_unfinished_sync_of_its_source_and_fresh_starts_anew() {
+    let work = Work::new(2_500, 42, MESSY);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let killed = work.run(&db, &ck, &[], &[("DATSYNC_KILL_AT", "chunk_committed:2")]);
+    assert!(killed.killed(), "{}", killed.describe());
+    let first = only_sync_dir(&ck, &[]);
+
+    let out = work.run(&db, &ck, &[], &[("RUST_LOG", "info")]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["sync_id"], first.as_str(), "the same sync continues");
+    assert_eq!(s["resumed"], true);
+    assert_eq!(u(&s, "chunks_skipped_on_resume"), 2);
+    assert!(
+        out.stderr.contains("continuing the unfinished sync"),
+        "it says so: {}",
+        out.stderr
+    );
+
+    // The first sync is finished: the next run starts a second one; killed, it stays
+    // unfinished, and --fresh leaves it alone and starts a third.
+    let killed = work.run(&db, &ck, &[], &[("DATSYNC_KILL_AT", "chunk_completed:1")]);
+    assert!(killed.killed(), "{}", killed.describe());
+    let second = only_sync_dir(&ck, &[]);
+    assert_ne!(second, first);
+    let out = work.run(&db, &ck, &["--fresh"], &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let s = out.summary();
+    let third = s["sync_id"].as_str().unwrap().to_owned();
+    assert!(third != first && third != second, "{s}");
+    assert_eq!(s["resumed"], false);
+    assert_eq!(u(&s, "chunks_skipped_on_resume"), 0);
+    assert!(ck.join(&second).exists(), "the unfinished sync is kept");
+
+    // The second sync, resumed after the third, is older: newest wins, it changes nothing.
+    let out = work.run(&db, &ck, &[], &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["sync_id"], second.as_str());
+    assert!(u(&s, "records_skipped_older") > 0, "{s}");
+    let sources: Vec<String> = db
+        .query(
+            "SELECT DISTINCT sync_id FROM public.transport_documents",
+            &[],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sources, [third], "every row comes from the newest sync");
+}
+
+#[test]
+fn a_changed_source_is_refused_on_resume() {
+    let work = Work::new(2_500, 43, MESSY);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = fresh_sync_id();
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "chunk_converted:2")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    let committed = db.committed_chunks(&sync);
+    write_sample(&work.file, 2_500, 44, MESSY);
+
+    for out in [
+        work.resume(&db, &ck, &sync, &[]),
+        work.run(&db, &ck, &["--sync-id", &sync], &[]),
+    ] {
+        assert_eq!(out.code(), Some(1), "{}", out.describe());
+        assert!(
+            out.stderr
+                .contains("has changed since its checkpoint was made"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("--fresh"), "{}", out.stderr);
+    }
+    assert_eq!(db.committed_chunks(&sync), committed, "nothing loaded");
+    assert!(ck.join(&sync).join("manifest.json").exists());
+
+    // `run` without an id does not pick the stale sync: it starts a new one.
+    let out = work.run(&db, &ck, &[], &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert_ne!(out.summary()["sync_id"], sync.as_str());
+}
+
+#[test]
+fn a_corrupt_chunk_file_is_regenerated_from_the_source() {
+    let work = Work::new(3_000, 45, MESSY);
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let reference_ck = work.checkpoints("ck_reference");
+    let expected = work.run(&reference_db, &reference_ck, &["--sync-id", &sync], &[]);
+    let reference = Snapshot::take(&reference_db, &reference_ck, &sync);
+
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "chunk_converted:4")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    // Chunk 3 was saved just before the kill; it cannot have been loaded yet.
+    assert!(db.ledger(&sync).iter().all(|c| c["chunk_id"] != 3));
+    let files = chunk_files(&ck, &sync);
+    let chunk3 = files
+        .iter()
+        .find(|f| f.ends_with("chunk_0003.parquet"))
+        .unwrap();
+    let mut bytes = std::fs::read(chunk3).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(chunk3, bytes).unwrap();
+
+    let out = work.resume(&db, &ck, &sync, &[]);
+    assert_eq!(out.code(), expected.code(), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("regenerating the chunk from the source"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(counts(&out.summary()), counts(&expected.summary()));
+    Snapshot::take(&db, &ck, &sync).assert_same(&reference, "after regeneration");
+}
