@@ -300,9 +300,14 @@ pub const CLEAN: Rates = Rates {
 
 impl Work {
     pub fn new(rows: u64, seed: u64, rates: Rates) -> Self {
+        Self::with_options(&options(rows, seed, rates))
+    }
+
+    /// A sample written with every generator option (gzip, CRLF, quirky header, …).
+    pub fn with_options(options: &datsync::sample::SampleOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ztdwr_extract.dat");
-        write_sample(&file, rows, seed, rates);
+        datsync::sample::write_sample(File::create(&file).unwrap(), options).unwrap();
         Self { dir, file }
     }
 
@@ -347,16 +352,21 @@ impl Work {
     }
 }
 
-/// Writes a generated ZTDWR file.
-pub fn write_sample(path: &Path, rows: u64, seed: u64, rates: Rates) {
-    let options = datsync::sample::SampleOptions {
+/// Generator options: `rows` rows at these rates, plain text.
+pub fn options(rows: u64, seed: u64, rates: Rates) -> datsync::sample::SampleOptions {
+    datsync::sample::SampleOptions {
         size: datsync::sample::SampleSize::Rows(rows),
         seed,
         invalid_rate: rates.invalid,
         dup_rate: rates.dup,
         ragged_rate: rates.ragged,
         ..datsync::sample::SampleOptions::default()
-    };
+    }
+}
+
+/// Writes a generated ZTDWR file.
+pub fn write_sample(path: &Path, rows: u64, seed: u64, rates: Rates) {
+    let options = options(rows, seed, rates);
     datsync::sample::write_sample(File::create(path).unwrap(), &options).unwrap();
 }
 

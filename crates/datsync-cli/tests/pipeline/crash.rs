@@ -19,7 +19,7 @@ use std::path::Path;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{MESSY, Snapshot, TestDb, Work, chunk_files, counts, sync_id, u};
+use crate::common::{MESSY, Snapshot, TestDb, Work, chunk_files, counts, options, sync_id, u};
 
 /// Kill points: every event of a sync that a crash can follow.
 const EVENTS: [&str; 6] = [
@@ -60,8 +60,9 @@ fn reachable(db: &TestDb, ck: &Path, sync: &str, chunks: u64) -> Vec<(&'static s
 }
 
 /// Picks a kill point: while some event has not been killed at yet and is reachable, one of
-/// those events (so that every kind is covered early) at a random occurrence; after that any
-/// reachable point, uniformly (so most kills land among the chunks, where most instants are).
+/// those events (so that every kind is covered early) at a random occurrence; after that,
+/// three times in four a chunk event when one is reachable (most instants of a sync are among
+/// its chunks), else any reachable point, uniformly.
 fn pick(
     rng: &mut ChaCha8Rng,
     points: &[(&'static str, u64)],
@@ -75,6 +76,13 @@ fn pick(
         .into_iter()
         .collect();
     if fresh.is_empty() {
+        let chunk_points: Vec<_> = points
+            .iter()
+            .filter(|p| p.0.starts_with("chunk_"))
+            .collect();
+        if !chunk_points.is_empty() && rng.random_bool(0.75) {
+            return *chunk_points[rng.random_range(0..chunk_points.len())];
+        }
         return points[rng.random_range(0..points.len())];
     }
     let kind = fresh[rng.random_range(0..fresh.len())];
@@ -95,7 +103,19 @@ fn killed_at_random_points_and_resumed_equals_an_uninterrupted_run() {
         });
     println!("crash test seed: {seed} (replay with DATSYNC_CRASH_SEED={seed})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let work = Work::new(ROWS, rng.random(), MESSY);
+    // The file's shape is drawn too: gzip (the reader decodes past converted chunks through
+    // the decompressor), CRLF line ends, a quirky header.
+    let file = datsync::sample::SampleOptions {
+        gzip: rng.random_bool(0.5),
+        crlf: rng.random_bool(0.5),
+        quirky_header: rng.random_bool(0.5),
+        ..options(ROWS, rng.random(), MESSY)
+    };
+    println!(
+        "file: gzip {}, crlf {}, quirky header {}",
+        file.gzip, file.crlf, file.quirky_header
+    );
+    let work = Work::with_options(&file);
     let sync = sync_id(rng.random());
 
     let reference_db = TestDb::new();
