@@ -439,6 +439,9 @@ pub fn rejects(ck: &Path, sync_id: &str) -> BTreeMap<String, Vec<u64>> {
     };
     for entry in entries {
         let path = entry.unwrap().path();
+        if is_temp_file(&path) {
+            continue;
+        }
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
             File::open(&path).unwrap(),
         )
@@ -470,6 +473,16 @@ pub fn rejects(ck: &Path, sync_id: &str) -> BTreeMap<String, Vec<u64>> {
         out.insert(name, lines);
     }
     out
+}
+
+/// A temporary file of an atomic write cut short by a kill (`rejects_0000.parquet#1`):
+/// `object_store` never lists these, and the sync directory's cleanup removes them, but the
+/// rejects directory is kept, so a kill during a rejects write leaves one there.
+pub fn is_temp_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit_once('#'))
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Everything a finished sync left behind, to compare two databases.

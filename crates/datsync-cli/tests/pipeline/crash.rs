@@ -19,7 +19,9 @@ use std::path::Path;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{MESSY, Snapshot, TestDb, Work, chunk_files, counts, options, sync_id, u};
+use crate::common::{
+    MESSY, Snapshot, TestDb, Work, chunk_files, counts, is_temp_file, options, sync_id, u,
+};
 
 /// Kill points: every event of a sync that a crash can follow.
 const EVENTS: [&str; 6] = [
@@ -185,6 +187,16 @@ fn killed_at_random_points_and_resumed_equals_an_uninterrupted_run() {
             "{context}: the checkpoint directory is still there"
         );
         Snapshot::take(&db, &ck, &sync).assert_same(&expected, &context);
+        let leftovers: Vec<_> = std::fs::read_dir(ck.join("rejects").join(&sync))
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| is_temp_file(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !leftovers.is_empty() {
+            println!("{context}: temporary files left in the rejects directory: {leftovers:?}");
+        }
         println!("{context}: same as the uninterrupted run");
     }
     println!("{kills} kills over {attempt} syncs, events {covered:?}");

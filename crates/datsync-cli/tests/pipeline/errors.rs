@@ -11,7 +11,7 @@ use crate::common::{
 
 /// A key loaded from chunk `chunk` (per the reference database) that appears on exactly one
 /// line of the file, so a trigger on it fails that chunk and no other.
-fn lone_key_of_chunk(reference: &TestDb, file: &Path, chunk: u64) -> String {
+pub(crate) fn lone_key_of_chunk(reference: &TestDb, file: &Path, chunk: u64) -> String {
     let size: u64 = CHUNK_SIZE.parse().unwrap();
     // Data lines start at line 2: chunk k holds lines k*size+2 ..= (k+1)*size+1.
     let (first, last) = (
@@ -39,7 +39,7 @@ fn lone_key_of_chunk(reference: &TestDb, file: &Path, chunk: u64) -> String {
 
 /// A trigger on the target table that raises `sqlstate` for `key`, while `flag` has a row
 /// when `flag` is set.
-fn failing_trigger(db: &TestDb, key: &str, sqlstate: &str, flag: Option<&str>) {
+pub(crate) fn failing_trigger(db: &TestDb, key: &str, sqlstate: &str, flag: Option<&str>) {
     db.init();
     let condition = match flag {
         Some(table) => {
@@ -64,7 +64,7 @@ fn failing_trigger(db: &TestDb, key: &str, sqlstate: &str, flag: Option<&str>) {
 }
 
 /// The reference: one uninterrupted run of the work file with `sync` in a fresh database.
-fn reference(work: &Work, sync: &str) -> (TestDb, serde_json::Value, Option<i32>) {
+pub(crate) fn reference(work: &Work, sync: &str) -> (TestDb, serde_json::Value, Option<i32>) {
     let db = TestDb::new();
     let out = work.run(
         &db,
@@ -76,7 +76,7 @@ fn reference(work: &Work, sync: &str) -> (TestDb, serde_json::Value, Option<i32>
     (db, out.summary(), out.code())
 }
 
-const FAST_RETRY: (&str, &str) = ("DATSYNC_RETRY_BACKOFF_MS", "1");
+pub(crate) const FAST_RETRY: (&str, &str) = ("DATSYNC_RETRY_BACKOFF_MS", "1");
 
 #[test]
 fn transient_error_fails_one_chunk_then_resume_completes_it() {

@@ -191,3 +191,35 @@ fn a_corrupt_chunk_file_is_regenerated_from_the_source() {
     assert_eq!(counts(&out.summary()), counts(&expected.summary()));
     Snapshot::take(&db, &ck, &sync).assert_same(&reference, "after regeneration");
 }
+
+#[test]
+fn a_converted_sync_finishes_without_its_source() {
+    let work = Work::new(2_500, 46, MESSY);
+    let sync = fresh_sync_id();
+    let (reference_db, expected, expected_code) = crate::errors::reference(&work, &sync);
+    let key = crate::errors::lone_key_of_chunk(&reference_db, &work.file, 2);
+    let reference = Snapshot::take(&reference_db, &work.checkpoints("ck_reference"), &sync);
+
+    // Every chunk converted, chunk 2 failed: PARTIAL_SUCCESS, checkpoint kept.
+    let db = TestDb::new();
+    crate::errors::failing_trigger(&db, &key, "40001", Some("datsync_test_flag"));
+    let ck = work.checkpoints("ck");
+    let fast = [crate::errors::FAST_RETRY];
+    let out = work.run(&db, &ck, &["--sync-id", &sync], &fast);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert_eq!(u(&out.summary(), "chunks_failed"), 1);
+
+    db.batch("DELETE FROM datsync_test_flag");
+    std::fs::remove_file(&work.file).unwrap();
+    let out = work.resume(&db, &ck, &sync, &fast);
+    assert_eq!(out.code(), expected_code, "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["rows_read"], expected["rows_read"]);
+    assert_eq!(s["rows_pending"], 0);
+    assert!(!ck.join(&sync).exists());
+    assert_eq!(
+        db.table(),
+        reference.table,
+        "loaded from the Parquet chunks"
+    );
+}
