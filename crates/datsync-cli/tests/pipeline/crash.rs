@@ -92,6 +92,115 @@ fn pick(
     *of_kind[rng.random_range(0..of_kind.len())]
 }
 
+/// The file, the sync id and what the uninterrupted run produced.
+struct Reference {
+    seed: u64,
+    work: Work,
+    sync: String,
+    code: Option<i32>,
+    summary: serde_json::Value,
+    snapshot: Snapshot,
+}
+
+impl Reference {
+    fn new(seed: u64, rng: &mut ChaCha8Rng) -> Self {
+        // The file's shape is drawn too: gzip (the reader decodes past converted chunks
+        // through the decompressor), CRLF line ends, a quirky header.
+        let file = datsync::sample::SampleOptions {
+            gzip: rng.random_bool(0.5),
+            crlf: rng.random_bool(0.5),
+            quirky_header: rng.random_bool(0.5),
+            ..options(ROWS, rng.random(), MESSY)
+        };
+        println!(
+            "file: gzip {}, crlf {}, quirky header {}",
+            file.gzip, file.crlf, file.quirky_header
+        );
+        let work = Work::with_options(&file);
+        let sync = sync_id(rng.random());
+        let db = TestDb::new();
+        let ck = work.checkpoints("ck_reference");
+        let out = work.run(&db, &ck, &["--sync-id", &sync], &[]);
+        let summary = out.summary();
+        assert!(matches!(out.code(), Some(0 | 2)), "{}", out.describe());
+        assert_eq!(u(&summary, "rows_pending"), 0, "{summary}");
+        assert!(u(&summary, "rows_rejected") > 0 && u(&summary, "rows_superseded") > 0);
+        assert!(u(&summary, "chunks_total") >= 8, "{summary}");
+        assert!(!ck.join(&sync).exists());
+        let snapshot = Snapshot::take(&db, &ck, &sync);
+        assert!(!snapshot.table.is_empty());
+        Self {
+            seed,
+            work,
+            sync,
+            code: out.code(),
+            summary,
+            snapshot,
+        }
+    }
+
+    /// One sync in a fresh database: killed `cycles` times (fewer once it is cleaned up),
+    /// then run to the end and compared with the reference. Returns the kill points.
+    fn crash_and_resume(
+        &self,
+        attempt: usize,
+        rng: &mut ChaCha8Rng,
+        covered: &mut BTreeSet<&'static str>,
+    ) -> Vec<String> {
+        let (work, sync, seed) = (&self.work, &self.sync, self.seed);
+        let db = TestDb::new();
+        let ck = work.checkpoints(&format!("ck_{attempt}"));
+        let chunks = u(&self.summary, "chunks_total");
+        let cycles = rng.random_range(3..=8);
+        let mut history = Vec::new();
+        for _ in 0..cycles {
+            let points = reachable(&db, &ck, sync, chunks);
+            let (event, n) = pick(rng, &points, covered);
+            let kill_at = format!("{event}:{n}");
+            history.push(kill_at.clone());
+            let env = [("DATSYNC_KILL_AT", kill_at.as_str())];
+            let out = work.run(&db, &ck, &["--sync-id", sync], &env);
+            assert!(
+                out.killed(),
+                "seed {seed}, sync {attempt}, kills {history:?}: the run was not killed at \
+                 {kill_at}: {}",
+                out.describe()
+            );
+            covered.insert(event);
+            if points == [("sync_finished", 1)] {
+                break;
+            }
+        }
+        let last = work.run(&db, &ck, &["--sync-id", sync], &[]);
+        let context = format!("seed {seed}, sync {attempt}, killed at {history:?}");
+        assert_eq!(last.code(), self.code, "{context}: {}", last.describe());
+        let s = last.summary();
+        assert_eq!(
+            counts(&s),
+            counts(&self.summary),
+            "{context}: summaries differ"
+        );
+        assert_eq!(s["resumed"], true, "{context}");
+        assert!(
+            !ck.join(sync).exists(),
+            "{context}: the checkpoint directory is still there"
+        );
+        Snapshot::take(&db, &ck, sync).assert_same(&self.snapshot, &context);
+        let leftovers: Vec<_> = std::fs::read_dir(ck.join("rejects").join(sync))
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| is_temp_file(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !leftovers.is_empty() {
+            println!("{context}: temporary files left in the rejects directory: {leftovers:?}");
+        }
+        println!("{context}: same as the uninterrupted run");
+        history
+    }
+}
+
 #[test]
 fn killed_at_random_points_and_resumed_equals_an_uninterrupted_run() {
     let seed = std::env::var("DATSYNC_CRASH_SEED")
@@ -105,99 +214,16 @@ fn killed_at_random_points_and_resumed_equals_an_uninterrupted_run() {
         });
     println!("crash test seed: {seed} (replay with DATSYNC_CRASH_SEED={seed})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // The file's shape is drawn too: gzip (the reader decodes past converted chunks through
-    // the decompressor), CRLF line ends, a quirky header.
-    let file = datsync::sample::SampleOptions {
-        gzip: rng.random_bool(0.5),
-        crlf: rng.random_bool(0.5),
-        quirky_header: rng.random_bool(0.5),
-        ..options(ROWS, rng.random(), MESSY)
-    };
-    println!(
-        "file: gzip {}, crlf {}, quirky header {}",
-        file.gzip, file.crlf, file.quirky_header
-    );
-    let work = Work::with_options(&file);
-    let sync = sync_id(rng.random());
-
-    let reference_db = TestDb::new();
-    let reference_ck = work.checkpoints("ck_reference");
-    let reference = work.run(&reference_db, &reference_ck, &["--sync-id", &sync], &[]);
-    let summary = reference.summary();
-    assert!(
-        matches!(reference.code(), Some(0 | 2)),
-        "{}",
-        reference.describe()
-    );
-    assert_eq!(u(&summary, "rows_pending"), 0, "{summary}");
-    assert!(u(&summary, "rows_rejected") > 0 && u(&summary, "rows_superseded") > 0);
-    let chunks = u(&summary, "chunks_total");
-    assert!(chunks >= 8, "{summary}");
-    assert!(!reference_ck.join(&sync).exists());
-    let expected = Snapshot::take(&reference_db, &reference_ck, &sync);
-    assert!(!expected.table.is_empty());
-    drop(reference_db);
-
+    let reference = Reference::new(seed, &mut rng);
     let mut kills = 0;
     let mut covered = BTreeSet::new();
     let mut attempt = 0;
     while kills < MIN_KILLS || covered.len() < EVENTS.len() {
         attempt += 1;
         assert!(attempt <= 12, "too many syncs; seed {seed}");
-        let db = TestDb::new();
-        let ck = work.checkpoints(&format!("ck_{attempt}"));
-        let cycles = rng.random_range(3..=8);
-        let mut history = Vec::new();
-        for _ in 0..cycles {
-            let points = reachable(&db, &ck, &sync, chunks);
-            let (event, n) = pick(&mut rng, &points, &covered);
-            let kill_at = format!("{event}:{n}");
-            history.push(kill_at.clone());
-            let out = work.run(
-                &db,
-                &ck,
-                &["--sync-id", &sync],
-                &[("DATSYNC_KILL_AT", &kill_at)],
-            );
-            assert!(
-                out.killed(),
-                "seed {seed}, sync {attempt}, kills {history:?}: the run was not killed at \
-                 {kill_at}: {}",
-                out.describe()
-            );
-            kills += 1;
-            covered.insert(event);
-            if points == [("sync_finished", 1)] {
-                break;
-            }
-        }
-        let last = work.run(&db, &ck, &["--sync-id", &sync], &[]);
-        let context = format!("seed {seed}, sync {attempt}, killed at {history:?}");
-        assert_eq!(
-            last.code(),
-            reference.code(),
-            "{context}: {}",
-            last.describe()
-        );
-        let s = last.summary();
-        assert_eq!(counts(&s), counts(&summary), "{context}: summaries differ");
-        assert_eq!(s["resumed"], true, "{context}");
-        assert!(
-            !ck.join(&sync).exists(),
-            "{context}: the checkpoint directory is still there"
-        );
-        Snapshot::take(&db, &ck, &sync).assert_same(&expected, &context);
-        let leftovers: Vec<_> = std::fs::read_dir(ck.join("rejects").join(&sync))
-            .map(|d| {
-                d.map(|e| e.unwrap().path())
-                    .filter(|p| is_temp_file(p))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !leftovers.is_empty() {
-            println!("{context}: temporary files left in the rejects directory: {leftovers:?}");
-        }
-        println!("{context}: same as the uninterrupted run");
+        kills += reference
+            .crash_and_resume(attempt, &mut rng, &mut covered)
+            .len();
     }
     println!("{kills} kills over {attempt} syncs, events {covered:?}");
 }
