@@ -1,6 +1,7 @@
 //! The crash test (issue 5 item 11, promise 2 "exactly-once effect"): `datsync run` killed
-//! with SIGKILL at 20 or more random points — during conversion, mid-COPY, between a commit
-//! and its manifest update, after it, during cleanup, at the very end — and resumed each time
+//! with SIGKILL at 20 or more random points — during conversion, after a chunk's rejects are
+//! written, mid-COPY, between a commit and its manifest update, after it, during cleanup, at
+//! the very end — and resumed each time
 //! with the same command, ends with the same table, `sync_metadata`, ledger, rejects and
 //! summary as one uninterrupted run of the same file.
 //!
@@ -24,8 +25,9 @@ use crate::common::{
 };
 
 /// Kill points: every event of a sync that a crash can follow.
-const EVENTS: [&str; 6] = [
+const EVENTS: [&str; 7] = [
     "chunk_converted",
+    "rows_rejected",
     "chunk_staged",
     "chunk_committed",
     "chunk_completed",
@@ -37,8 +39,15 @@ const ROWS: u64 = 5_000;
 
 /// Which `(event, n)` the next run of the sync surely reaches, from what the last run left:
 /// chunks converted (files in the checkpoint) are not converted again, chunks in the ledger
-/// are not staged, committed or completed again, and the final steps always run.
-fn reachable(db: &TestDb, ck: &Path, sync: &str, chunks: u64) -> Vec<(&'static str, u64)> {
+/// are not validated, staged, committed or completed again (`rows_rejected` only for chunks
+/// with rejects, per the reference ledger), and the final steps always run.
+fn reachable(
+    db: &TestDb,
+    ck: &Path,
+    sync: &str,
+    reference: &[serde_json::Value],
+) -> Vec<(&'static str, u64)> {
+    let chunks = reference.len() as u64;
     let status = db
         .metadata(sync)
         .and_then(|m| m["status"].as_str().map(str::to_owned));
@@ -48,11 +57,18 @@ fn reachable(db: &TestDb, ck: &Path, sync: &str, chunks: u64) -> Vec<(&'static s
         return vec![("sync_finished", 1)];
     }
     let converted = chunk_files(ck, sync).len() as u64;
-    let committed = db.committed_chunks(sync) as u64;
+    let ledger = db.ledger(sync);
+    let committed = ledger.len() as u64;
+    let rejecting = reference
+        .iter()
+        .filter(|c| c["rejected"].as_u64() > Some(0))
+        .filter(|c| !ledger.iter().any(|l| l["chunk_id"] == c["chunk_id"]))
+        .count() as u64;
     let mut points = Vec::new();
     for event in EVENTS {
         let max = match event {
             "chunk_converted" => chunks - converted,
+            "rows_rejected" => rejecting,
             "chunk_staged" | "chunk_committed" | "chunk_completed" => chunks - committed,
             _ => 1,
         };
@@ -80,7 +96,7 @@ fn pick(
     if fresh.is_empty() {
         let chunk_points: Vec<_> = points
             .iter()
-            .filter(|p| p.0.starts_with("chunk_"))
+            .filter(|p| !matches!(p.0, "cleanup_started" | "sync_finished"))
             .collect();
         if !chunk_points.is_empty() && rng.random_bool(0.75) {
             return *chunk_points[rng.random_range(0..chunk_points.len())];
@@ -150,11 +166,10 @@ impl Reference {
         let (work, sync, seed) = (&self.work, &self.sync, self.seed);
         let db = TestDb::new();
         let ck = work.checkpoints(&format!("ck_{attempt}"));
-        let chunks = u(&self.summary, "chunks_total");
         let cycles = rng.random_range(3..=8);
         let mut history = Vec::new();
         for _ in 0..cycles {
-            let points = reachable(&db, &ck, sync, chunks);
+            let points = reachable(&db, &ck, sync, &self.snapshot.ledger);
             let (event, n) = pick(rng, &points, covered);
             let kill_at = format!("{event}:{n}");
             history.push(kill_at.clone());
