@@ -154,7 +154,7 @@ impl Run<'_> {
                     )));
                 };
                 let profile = self.pipeline.profile.clone();
-                let size = self.pipeline.settings.chunk_size;
+                let size = self.chunk_size().await;
                 let batch =
                     tokio::task::spawn_blocking(move || regenerate(&source, &profile, size, chunk))
                         .await
@@ -188,7 +188,7 @@ impl Run<'_> {
             sync_id: self.plan.sync_id.clone(),
             source,
             profile: p.profile.clone(),
-            chunk_size: p.settings.chunk_size,
+            chunk_size: self.chunk_size().await,
             recorded,
             fingerprint: self.plan.fingerprint.clone(),
             manager: self.manager.clone(),
@@ -214,6 +214,30 @@ impl Run<'_> {
         match (abort, outcome) {
             (Some(a), _) | (None, Err(a) | Ok(Err(a))) => Err(a),
             (None, Ok(Ok(o))) => Ok(o),
+        }
+    }
+
+    /// Rows per chunk of this sync: the checkpoint's, whatever `--chunk-size` says now (chunks
+    /// are cut again from the source on a resume, and must be cut where they were).
+    async fn chunk_size(&self) -> usize {
+        let settings = self.pipeline.settings.chunk_size;
+        let Some(manager) = &self.manager else {
+            return settings;
+        };
+        let recorded = manager
+            .lock()
+            .await
+            .manifest()
+            .and_then(|m| usize::try_from(m.chunk_size).ok())
+            .filter(|&n| n > 0);
+        match recorded {
+            Some(n) if n != settings => {
+                tracing::info!(sync_id = %self.plan.sync_id, chunk_size = n, requested = settings,
+                    "using the checkpoint's chunk size");
+                n
+            }
+            Some(n) => n,
+            None => settings,
         }
     }
 
