@@ -337,6 +337,22 @@ impl Work {
     }
 
     fn sync(&self, args: Vec<&str>, db: &TestDb, ck: &Path, env: &[(&str, &str)]) -> Outcome {
+        self.sync_chunked(args, CHUNK_SIZE, db, ck, env)
+    }
+
+    /// `datsync resume SYNC_ID` with another `--chunk-size` than the run's.
+    pub fn resume_chunked(&self, db: &TestDb, ck: &Path, sync_id: &str, size: &str) -> Outcome {
+        self.sync_chunked(vec!["resume", sync_id], size, db, ck, &[])
+    }
+
+    fn sync_chunked(
+        &self,
+        args: Vec<&str>,
+        chunk_size: &str,
+        db: &TestDb,
+        ck: &Path,
+        env: &[(&str, &str)],
+    ) -> Outcome {
         let url = db.url();
         let mut args = args;
         args.extend([
@@ -345,7 +361,7 @@ impl Work {
             "--checkpoint-dir",
             ck.to_str().unwrap(),
             "--chunk-size",
-            CHUNK_SIZE,
+            chunk_size,
             "--json",
         ]);
         datsync(self.path(), &args, env)

@@ -223,3 +223,30 @@ fn a_converted_sync_finishes_without_its_source() {
         "loaded from the Parquet chunks"
     );
 }
+
+#[test]
+fn resume_cuts_chunks_where_the_checkpoint_cut_them() {
+    let work = Work::new(3_000, 47, MESSY);
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let reference_ck = work.checkpoints("ck_reference");
+    let expected = work.run(&reference_db, &reference_ck, &["--sync-id", &sync], &[]);
+    let reference = Snapshot::take(&reference_db, &reference_ck, &sync);
+
+    // Killed while converting with 500-row chunks, resumed with another --chunk-size (as a
+    // user who does not repeat the flag gets the default): the remaining chunks must still
+    // be cut every 500 rows, else rows are skipped or loaded twice.
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "chunk_converted:3")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    let out = work.resume_chunked(&db, &ck, &sync, "10000");
+    assert_eq!(out.code(), expected.code(), "{}", out.describe());
+    assert_eq!(counts(&out.summary()), counts(&expected.summary()));
+    Snapshot::take(&db, &ck, &sync).assert_same(&reference, "resumed with another chunk size");
+}
