@@ -285,23 +285,32 @@ fn no_checkpoint_gives_the_same_table_and_counts() {
     let (reference_db, expected, expected_code) = reference(&work, &sync);
     let reference = Snapshot::take(&reference_db, &work.checkpoints("ck_reference"), &sync);
 
-    let db = TestDb::new();
-    let ck = work.checkpoints("ck");
-    let out = work.run(&db, &ck, &["--sync-id", &sync, "--no-checkpoint"], &[]);
-    assert_eq!(out.code(), expected_code, "{}", out.describe());
-    assert_eq!(counts(&out.summary()), counts(&expected));
-    assert!(!ck.join(&sync).exists(), "no checkpoint directory");
-    let mut got = Snapshot::take(&db, &ck, &sync);
-    // Without checkpoints there is no Parquet file, so no checksum in the ledger.
-    for row in &mut got.ledger {
-        assert_eq!(row["checksum"], "");
-        row["checksum"] = serde_json::Value::Null;
-    }
     let mut reference = reference;
     for row in &mut reference.ledger {
         row["checksum"] = serde_json::Value::Null;
     }
-    got.assert_same(&reference, "--no-checkpoint");
+    let args = ["--sync-id", sync.as_str(), "--no-checkpoint"];
+    // Uninterrupted, then killed twice and run again: without checkpoints a run reads the
+    // whole source again, and the ledger still keeps committed chunks from loading twice.
+    for kills in [&[][..], &["chunk_committed:2", "chunk_staged:3"][..]] {
+        let db = TestDb::new();
+        let ck = work.checkpoints(&format!("ck_{}", kills.len()));
+        for kill_at in kills {
+            let out = work.run(&db, &ck, &args, &[("DATSYNC_KILL_AT", kill_at)]);
+            assert!(out.killed(), "{}", out.describe());
+        }
+        let out = work.run(&db, &ck, &args, &[]);
+        assert_eq!(out.code(), expected_code, "{}", out.describe());
+        assert_eq!(counts(&out.summary()), counts(&expected));
+        assert!(!ck.join(&sync).exists(), "no checkpoint directory");
+        let mut got = Snapshot::take(&db, &ck, &sync);
+        // Without checkpoints there is no Parquet file, so no checksum in the ledger.
+        for row in &mut got.ledger {
+            assert_eq!(row["checksum"], "");
+            row["checksum"] = serde_json::Value::Null;
+        }
+        got.assert_same(&reference, &format!("--no-checkpoint, killed at {kills:?}"));
+    }
 }
 
 #[test]
