@@ -162,6 +162,28 @@ impl TestDb {
         .collect()
     }
 
+    /// Waits until every other session on this database has ended: after a kill, the dead
+    /// process's backend may still be finishing a statement (a COMMIT already sent commits),
+    /// so the ledger is only final once the server has noticed the death.
+    pub fn wait_for_other_sessions(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let rows = self.query(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            );
+            if rows[0].get::<_, i64>(0) == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sessions of a killed process never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Chunks of the sync the ledger has.
     pub fn committed_chunks(&self, sync_id: &str) -> usize {
         self.ledger(sync_id).len()

@@ -182,6 +182,7 @@ impl Reference {
                 out.describe()
             );
             covered.insert(event);
+            db.wait_for_other_sessions();
             if points == [("sync_finished", 1)] {
                 break;
             }
