@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use crate::common::{
-    MESSY, Snapshot, TestDb, Work, chunk_files, counts, fresh_sync_id, u, write_sample,
+    CHUNK_SIZE, MESSY, Snapshot, TestDb, Work, chunk_files, counts, datsync, fresh_sync_id, u,
+    write_sample,
 };
 
 /// The one sync directory in a checkpoint directory other than `except`.
@@ -249,4 +250,49 @@ fn resume_cuts_chunks_where_the_checkpoint_cut_them() {
     assert_eq!(out.code(), expected.code(), "{}", out.describe());
     assert_eq!(counts(&out.summary()), counts(&expected.summary()));
     Snapshot::take(&db, &ck, &sync).assert_same(&reference, "resumed with another chunk size");
+}
+
+#[test]
+fn a_sync_started_with_a_relative_path_resumes_from_another_directory() {
+    let work = Work::new(2_000, 48, MESSY);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = fresh_sync_id();
+    let url = db.url();
+    let flags = [
+        "--database-url",
+        url.as_str(),
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--chunk-size",
+        CHUNK_SIZE,
+        "--json",
+    ];
+    // `run ztdwr_extract.dat` in the file's directory, killed while converting…
+    let name = work.file.file_name().unwrap().to_str().unwrap();
+    let mut args = vec!["run", name, "--sync-id", sync.as_str()];
+    args.extend(flags);
+    let out = datsync(
+        work.path(),
+        &args,
+        &[("DATSYNC_KILL_AT", "chunk_converted:2")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    // …then `resume` from elsewhere (cron, a service) finds the source.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut args = vec!["resume", sync.as_str()];
+    args.extend(flags);
+    let out = datsync(elsewhere.path(), &args, &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert_eq!(u(&out.summary(), "rows_read"), 2_000);
+    let path: String = db.query(
+        "SELECT file_path FROM public.sync_metadata WHERE sync_id = $1",
+        &[&sync],
+    )[0]
+    .get(0);
+    assert_eq!(
+        Path::new(&path),
+        work.file,
+        "sync_metadata.file_path is absolute"
+    );
 }
