@@ -50,6 +50,9 @@ pub enum Command {
     ///
     /// Exit codes: 0 SUCCESS, 2 PARTIAL_SUCCESS (failed chunks kept for `resume`, or rejected
     /// rows), 1 FAILED or BAD_INPUT or an error before the sync started, 64 a usage error.
+    ///
+    /// A chunk's load is tried 4 times on a transient database error, pausing 500 ms then
+    /// doubling; DATSYNC_RETRY_BACKOFF_MS sets the first pause (also for `resume`).
     Run(RunArgs),
     /// Continue a sync: finish its conversion, load every chunk not committed yet.
     ///

@@ -156,7 +156,8 @@ pub async fn update_progress(
 }
 
 /// Writes the final status, counts, error and validation sample; returns the status as
-/// stored (a stored `BAD_INPUT` is never replaced by `FAILED`).
+/// stored (a stored `BAD_INPUT` is never replaced by `FAILED`, and keeps its message). A
+/// SUCCESS or PARTIAL_SUCCESS replaces the error message of an earlier run, even by none.
 pub async fn finish_sync(
     client: &Client,
     schema: &str,
@@ -166,7 +167,8 @@ pub async fn finish_sync(
     let sql = format!(
         "UPDATE {} AS m SET {COUNT_SETS},
             status = CASE WHEN m.status = 'BAD_INPUT' AND $9::text = 'FAILED' THEN m.status ELSE $9::text END,
-            error_message = COALESCE($10::text, m.error_message),
+            error_message = CASE WHEN $9::text IN ('SUCCESS', 'PARTIAL_SUCCESS') THEN $10::text
+                                 ELSE COALESCE($10::text, m.error_message) END,
             validation_errors = COALESCE($11::jsonb, m.validation_errors),
             completed_at = now(),
             duration_seconds = EXTRACT(EPOCH FROM now() - m.started_at)::double precision

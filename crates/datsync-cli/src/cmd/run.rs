@@ -29,6 +29,10 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
     report(&summary, args.sync.json)
 }
 
+/// The first pause between two load attempts of a chunk after a transient database error, in
+/// milliseconds (it doubles each attempt; default 500). Tests set it low.
+pub const RETRY_BACKOFF_ENV: &str = "DATSYNC_RETRY_BACKOFF_MS";
+
 /// A runtime with two workers: the converter and the loader overlap.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -56,6 +60,12 @@ fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipeline> {
     let profile = load_profile(global.profile.as_deref())?;
     let alerts = AlertSettings::from_env(|k| env.get(k).cloned())?;
     let mut pipeline = Pipeline::new(profile, settings, pg).with_env(&env);
+    if let Some(ms) = env.get(RETRY_BACKOFF_ENV) {
+        let ms: u64 = ms.trim().parse().with_context(|| {
+            format!("{RETRY_BACKOFF_ENV}={ms:?} is not a number of milliseconds")
+        })?;
+        pipeline.retry_backoff = std::time::Duration::from_millis(ms);
+    }
     pipeline.alerter = Some(Alerter::new(&alerts)?);
     if !global.quiet && std::io::stderr().is_terminal() {
         pipeline.progress = Arc::new(Bars::new());

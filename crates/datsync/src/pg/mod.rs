@@ -51,7 +51,7 @@ pub enum PgError {
         target: String,
     },
     /// A statement failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", server_message(source))]
     Query {
         /// What datsync was doing.
         context: String,
@@ -79,6 +79,16 @@ pub enum PgError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// The driver error with what the server said: the driver's own `Display` of a server error
+/// is only "db error", which would leave `sync_metadata.error_message` without the reason.
+fn server_message(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 impl PgError {

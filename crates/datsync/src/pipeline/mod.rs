@@ -214,6 +214,9 @@ impl Pipeline {
         sync_id: Option<SyncId>,
         fresh: bool,
     ) -> Result<RunSummary, PipelineError> {
+        // Recorded absolute (manifest, sync_metadata): a resume may run in another directory.
+        let absolute = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
+        let source = absolute.as_path();
         let local = LocalSource::open(source)?;
         let store = self.store()?;
         let fingerprint = local.fingerprint();

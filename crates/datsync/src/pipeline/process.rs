@@ -160,7 +160,7 @@ impl Run<'_> {
                     )));
                 };
                 let profile = self.pipeline.profile.clone();
-                let size = self.pipeline.settings.chunk_size;
+                let size = self.chunk_size().await;
                 let batch =
                     tokio::task::spawn_blocking(move || regenerate(&source, &profile, size, chunk))
                         .await
@@ -194,7 +194,7 @@ impl Run<'_> {
             sync_id: self.plan.sync_id.clone(),
             source,
             profile: p.profile.clone(),
-            chunk_size: p.settings.chunk_size,
+            chunk_size: self.chunk_size().await,
             recorded,
             fingerprint: self.plan.fingerprint.clone(),
             manager: self.manager.clone(),
@@ -220,6 +220,30 @@ impl Run<'_> {
         match (abort, outcome) {
             (Some(a), _) | (None, Err(a) | Ok(Err(a))) => Err(a),
             (None, Ok(Ok(o))) => Ok(o),
+        }
+    }
+
+    /// Rows per chunk of this sync: the checkpoint's, whatever `--chunk-size` says now (chunks
+    /// are cut again from the source on a resume, and must be cut where they were).
+    async fn chunk_size(&self) -> usize {
+        let settings = self.pipeline.settings.chunk_size;
+        let Some(manager) = &self.manager else {
+            return settings;
+        };
+        let recorded = manager
+            .lock()
+            .await
+            .manifest()
+            .and_then(|m| usize::try_from(m.chunk_size).ok())
+            .filter(|&n| n > 0);
+        match recorded {
+            Some(n) if n != settings => {
+                tracing::info!(sync_id = %self.plan.sync_id, chunk_size = n, requested = settings,
+                    "using the checkpoint's chunk size");
+                n
+            }
+            Some(n) => n,
+            None => settings,
         }
     }
 
@@ -280,11 +304,15 @@ impl Run<'_> {
             )
             .ok(),
         };
-        let Some(load) = self
+        let load = match self
             .load_with_retries(chunk, checksum, &typed.batch, &facts)
             .await?
-        else {
-            return Ok(());
+        {
+            Ok(load) => load,
+            Err(error) => {
+                tally.failed.push((chunk, error));
+                return Ok(());
+            }
         };
         p.telemetry.emit(&ChunkCommitted {
             sync_id: &self.plan.sync_id,
@@ -319,14 +347,14 @@ impl Run<'_> {
     }
 
     /// Loads a chunk, retrying transient database errors with a doubling pause; after the
-    /// last attempt the chunk is marked failed (`None`) and the run goes on.
+    /// last attempt the chunk is marked failed (`Ok(Err(last error))`) and the run goes on.
     async fn load_with_retries(
         &mut self,
         chunk: ChunkId,
         checksum: &str,
         batch: &RecordBatch,
         facts: &ChunkFacts,
-    ) -> Result<Option<ChunkLoad>, Abort> {
+    ) -> Result<Result<ChunkLoad, String>, Abort> {
         let p = self.pipeline;
         let telemetry = p.telemetry.clone();
         let sync_id = self.plan.sync_id.clone();
@@ -362,7 +390,7 @@ impl Run<'_> {
                 )
                 .await
             {
-                Ok(load) => return Ok(Some(load)),
+                Ok(load) => return Ok(Ok(load)),
                 Err(e) if e.class() == ErrorClass::Transient => {
                     tracing::warn!(sync_id = %self.plan.sync_id, %chunk, attempt, error = %e, "transient database error; retrying");
                     last_error = e.to_string();
@@ -378,7 +406,7 @@ impl Run<'_> {
             chunk,
             error: &last_error,
         });
-        Ok(None)
+        Ok(Err(last_error))
     }
 
     /// Writes a chunk's rejected rows to `rejects/<sync_id>/rejects_NNNN.parquet`.

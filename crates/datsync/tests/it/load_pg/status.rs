@@ -89,6 +89,11 @@ async fn sync_metadata_keeps_bad_input_and_never_erases_counts() {
             finish_sync(&c, "public", &sync.sync_id, &ok).await.unwrap(),
             "SUCCESS"
         );
+        assert_eq!(
+            meta(&c, id).await.get::<_, Option<String>>(5),
+            None,
+            "a sync that succeeds at last keeps no error message of an earlier run"
+        );
         assert!(
             committed_chunks(&c, "public", &sync.sync_id)
                 .await
