@@ -1,5 +1,8 @@
 //! One module per command; each returns the process exit code.
 
+mod bench;
+mod child;
+mod demo;
 mod inspect;
 mod progress;
 mod run;
@@ -22,6 +25,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
+        Command::Demo(args) => demo::run(&args, &load_profile(cli.global.profile.as_deref())?),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 
