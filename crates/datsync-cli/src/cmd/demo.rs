@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use datsync::config::process_env;
-use datsync::profile::Profile;
 use datsync::sample::{SampleOptions, SampleSize, SampleSummary, write_sample};
 use serde_json::Value;
 
 use super::child::{ChildRun, run_datsync};
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, GlobalArgs};
 
 /// Chunks the sample is cut into (the chunk size follows from the row count).
 const DEMO_CHUNKS: u64 = 20;
@@ -46,7 +45,8 @@ struct DemoOutcome {
     columns: Vec<String>,
 }
 
-pub fn run(args: &DemoArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let profile = &super::load_profile(global.profile.as_deref())?;
     let env = process_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,7 +63,10 @@ pub fn run(args: &DemoArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
     let (file, sample) = write_file(dir.path(), args.rows)?;
     let chunk_size = sample.rows.div_ceil(DEMO_CHUNKS).max(1);
     let chunks = sample.rows.div_ceil(chunk_size);
-    let kill_at = ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks - 1);
+    // Rows ≥ 100 make at least two chunks; the kill comes before the last one.
+    let kill_at = ((chunks as f64 * KILL_SHARE).round() as u64)
+        .min(chunks.saturating_sub(1))
+        .max(1);
     if !args.json {
         println!(
             "sample     {} ({} rows: {} invalid, {} duplicate keys, {} ragged; quirky header)",
@@ -74,40 +77,18 @@ pub fn run(args: &DemoArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
             sample.ragged_rows
         );
     }
-    let common = common_args(&target, dir.path(), chunk_size);
-    let now = chrono::Utc::now();
-    let sync_id =
-        datsync::model::SyncId::new(now, now.timestamp_subsec_nanos() ^ std::process::id());
-    let file_arg = file.display().to_string();
-
-    let mut run_args = vec!["run".to_owned(), file_arg.clone(), "--sync-id".to_owned()];
-    run_args.push(sync_id.to_string());
-    run_args.extend(common.iter().cloned());
-    let kill_spec = format!("chunk_committed:{kill_at}");
-    let killed = run_datsync(&run_args, &[(datsync::telemetry::KILL_AT_ENV, kill_spec)])?;
-    if !killed.killed() {
-        bail!(
-            "the first load was meant to be killed after chunk {kill_at} but ended: {}",
-            killed.describe_failure()
-        );
+    let mut common = common_args(&target, dir.path(), chunk_size);
+    if let Some(p) = &global.profile {
+        common.extend(["--profile".to_owned(), p.display().to_string()]);
     }
-    if !args.json {
-        println!(
-            "run        datsync run: interrupted after {kill_at} of {chunks} chunks (SIGKILL) \
-             after {:.1} s",
-            killed.elapsed.as_secs_f64()
-        );
-    }
-
-    let mut resume_args = vec!["resume".to_owned(), sync_id.to_string()];
-    resume_args.extend(common.iter().cloned());
-    let resumed = run_datsync(&resume_args, &[])?;
-    let summary = summary_of(&resumed)?;
-
-    let mut full_args = vec!["run".to_owned(), file_arg, "--fresh".to_owned()];
-    full_args.extend(common);
-    let full = run_datsync(&full_args, &[])?;
-    summary_of(&full)?;
+    let plan = Plan {
+        file: &file,
+        common,
+        chunks,
+        kill_at,
+        quiet: args.json,
+    };
+    let (killed, resumed, full, summary) = plan.loads()?;
 
     let (table_rows, columns, first_rows) =
         rt.block_on(report::table_rows(&target.settings, profile, SHOWN_ROWS))?;
@@ -150,6 +131,56 @@ pub fn run(args: &DemoArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The three loads of the demo.
+struct Plan<'a> {
+    file: &'a Path,
+    /// Flags of every child.
+    common: Vec<String>,
+    chunks: u64,
+    kill_at: u64,
+    /// No progress lines (`--json`).
+    quiet: bool,
+}
+
+impl Plan<'_> {
+    /// A run killed after `kill_at` chunk commits, its resume (with the resume's summary),
+    /// and an uninterrupted run of the same file for comparison.
+    fn loads(self) -> anyhow::Result<(ChildRun, ChildRun, ChildRun, Value)> {
+        let (kill_at, chunks) = (self.kill_at, self.chunks);
+        let now = chrono::Utc::now();
+        let sync_id =
+            datsync::model::SyncId::new(now, now.timestamp_subsec_nanos() ^ std::process::id());
+        let file_arg = self.file.display().to_string();
+        let mut run_args = vec!["run".to_owned(), file_arg.clone(), "--sync-id".to_owned()];
+        run_args.push(sync_id.to_string());
+        run_args.extend(self.common.iter().cloned());
+        let kill_spec = format!("chunk_committed:{kill_at}");
+        let killed = run_datsync(&run_args, &[(datsync::telemetry::KILL_AT_ENV, kill_spec)])?;
+        if !killed.killed() {
+            bail!(
+                "the first load was meant to be killed after chunk {kill_at} but ended: {}",
+                killed.describe_failure()
+            );
+        }
+        if !self.quiet {
+            println!(
+                "run        datsync run: interrupted after {kill_at} of {chunks} chunks (SIGKILL) \
+                 after {:.1} s",
+                killed.elapsed.as_secs_f64()
+            );
+        }
+        let mut resume_args = vec!["resume".to_owned(), sync_id.to_string()];
+        resume_args.extend(self.common.iter().cloned());
+        let resumed = run_datsync(&resume_args, &[])?;
+        let summary = summary_of(&resumed)?;
+        let mut full_args = vec!["run".to_owned(), file_arg, "--fresh".to_owned()];
+        full_args.extend(self.common);
+        let full = run_datsync(&full_args, &[])?;
+        summary_of(&full)?;
+        Ok((killed, resumed, full, summary))
+    }
 }
 
 /// The sample file: `rows` rows, quirky header, 1% invalid, 5% duplicate, 0.5% ragged.

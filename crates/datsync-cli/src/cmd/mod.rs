@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
-        Command::Demo(args) => demo::run(&args, &load_profile(cli.global.profile.as_deref())?),
+        Command::Demo(args) => demo::run(&args, &cli.global),
         Command::Bench(args) => bench::run(&args),
     }
 }

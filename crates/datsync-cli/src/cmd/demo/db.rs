@@ -41,7 +41,9 @@ pub fn choose(
         return Ok(Target {
             settings: PgSettings::from_connection_string(url)?,
             url: Some(url.clone()),
-            description: "the database given by --database-url".to_owned(),
+            description:
+                "the database given by --database-url (the demo rows go into its target table)"
+                    .to_owned(),
             server: None,
         });
     }
@@ -49,8 +51,10 @@ pub fn choose(
         return Ok(Target {
             settings: PgSettings::from_env(env)?,
             url: None,
-            description: "the database configured in the environment (DATABASE_URL or DB_*)"
-                .to_owned(),
+            description:
+                "the database configured in the environment (DATABASE_URL or DB_*; the demo \
+                          rows go into its target table)"
+                    .to_owned(),
             server: None,
         });
     }
