@@ -59,9 +59,14 @@ pub fn print(o: &DemoOutcome) {
         n(s, "chunks_completed").saturating_sub(n(s, "chunks_skipped_on_resume")),
         o.resume_s
     );
+    let status = s["status"].as_str().unwrap_or("?");
+    let why = if status == "PARTIAL_SUCCESS" && n(s, "chunks_failed") == 0 {
+        "; partial because the sample's invalid and ragged rows were rejected, as intended"
+    } else {
+        ""
+    };
     println!(
-        "status     {} ({} of {} chunks completed)",
-        s["status"].as_str().unwrap_or("?"),
+        "status     {status} ({} of {} chunks completed{why})",
         n(s, "chunks_completed"),
         n(s, "chunks_total")
     );
