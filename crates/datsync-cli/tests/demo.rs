@@ -119,6 +119,9 @@ fn demo_json_counts_add_up() {
     // Every key inserted once, by one sync or the other: the table holds the inserted keys.
     assert_eq!(v["table_rows"], r["records_inserted"]);
     assert_eq!(v["first_rows"].as_array().unwrap().len(), 5);
+    let files = std::path::Path::new(v["files_dir"].as_str().unwrap());
+    assert!(files.starts_with(tmp.path()), "{}", files.display());
+    assert!(files.join("ZTDWR_DEMO.dat").is_file());
 }
 
 #[test]

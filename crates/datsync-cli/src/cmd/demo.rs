@@ -43,6 +43,8 @@ struct DemoOutcome {
     table_rows: i64,
     first_rows: Vec<Vec<Option<String>>>,
     columns: Vec<String>,
+    /// The kept directory with the sample and the rejects.
+    files_dir: String,
 }
 
 pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -92,6 +94,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
     let (table_rows, columns, first_rows) =
         rt.block_on(report::table_rows(&target.settings, profile, SHOWN_ROWS))?;
+    let kept = dir.keep();
     let outcome = DemoOutcome {
         database: target.description.clone(),
         sample,
@@ -106,8 +109,8 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         table_rows,
         first_rows,
         columns,
+        files_dir: kept.display().to_string(),
     };
-    let kept = dir.keep();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
