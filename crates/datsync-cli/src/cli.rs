@@ -67,6 +67,17 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove checkpoint directories older than the retention period.
     Gc(GcArgs),
+    /// See datsync at work: generate a sample file, load it, kill the load part way
+    /// (SIGKILL), resume it, and show what the resume saved.
+    ///
+    /// Database: --database-url or DATABASE_URL (etc.) if set; else the server on
+    /// 127.0.0.1:5432 (in a database `datsync_demo`, dropped and recreated); else a private
+    /// throwaway PostgreSQL started from the installed server binaries and removed afterwards.
+    Demo(DemoArgs),
+    /// End-to-end benchmark: PostgreSQL's own COPY vs a first run, a resume after a kill at
+    /// 80%, and a run without checkpoints, with peak memory (see the README).
+    #[command(hide = true)]
+    Bench(BenchArgs),
 }
 
 /// How to reach PostgreSQL.
@@ -181,6 +192,45 @@ pub struct GcArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `datsync demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Data rows of the generated file.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub rows: u64,
+    /// PostgreSQL connection URL (else DATABASE_URL, POSTGRES_CONNECTION_STRING or DB_*).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Directories (a PATH-style list) searched for the PostgreSQL server binaries instead
+    /// of the usual places; for tests.
+    #[arg(long, hide = true, env = "DATSYNC_DEMO_PG_BIN_PATH")]
+    pub pg_bin_path: Option<std::ffi::OsString>,
+    /// The local port probed for a running server; for tests.
+    #[arg(long, hide = true, default_value_t = 5432)]
+    pub local_port: u16,
+}
+
+/// Arguments of `datsync bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Size of the generated file in MB (else DATSYNC_BENCH_MB, else 100).
+    #[arg(long, env = "DATSYNC_BENCH_MB", default_value_t = 100)]
+    pub mb: u64,
+    /// The server to create the benchmark database on (trust or password in the URL).
+    #[arg(
+        long,
+        env = "DATSYNC_BENCH_DATABASE_URL",
+        default_value = "host=127.0.0.1 port=5432 user=root dbname=postgres"
+    )]
+    pub database_url: String,
+    /// Rows per chunk.
+    #[arg(long, default_value_t = 10_000)]
+    pub chunk_size: usize,
 }
 
 /// Arguments of `datsync sample`.

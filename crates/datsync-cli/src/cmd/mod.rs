@@ -1,6 +1,9 @@
 //! One module per command; each returns the process exit code.
 
+mod bench;
+mod child;
 mod db;
+mod demo;
 mod gc;
 mod init_db;
 mod inspect;
@@ -31,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(&args, cli.global.profile.as_deref()),
         Command::Status(args) => status::run(&args, cli.global.profile.as_deref()),
         Command::Gc(args) => gc::run(&args),
+        Command::Demo(args) => demo::run(&args, &cli.global),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

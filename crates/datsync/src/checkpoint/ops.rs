@@ -23,6 +23,18 @@ impl CheckpointManager {
         chunk: ChunkId,
         batch: &RecordBatch,
     ) -> Result<ChunkEntry, CheckpointError> {
+        self.save_encoded_chunk_parquet(chunk, batch, None).await
+    }
+
+    /// [`Self::save_chunk_parquet`] with the batch already encoded by
+    /// [`super::encode_parquet`] (`encoded`), so that a caller can encode outside the lock
+    /// that guards the manager; `None` encodes here.
+    pub async fn save_encoded_chunk_parquet(
+        &mut self,
+        chunk: ChunkId,
+        batch: &RecordBatch,
+        encoded: Option<bytes::Bytes>,
+    ) -> Result<ChunkEntry, CheckpointError> {
         let sync_id = self.sync_id.clone();
         let manifest = &self.loaded().await?.manifest;
         if manifest.phase != CheckpointStatus::Converting {
@@ -58,8 +70,11 @@ impl CheckpointManager {
         let bytes = match leftover {
             Some(old) if chunk::decode(old.clone()).is_ok_and(|b| b == *batch) => old,
             _ => {
-                let bytes = chunk::encode(batch, self.options.compression)
-                    .map_err(|source| CheckpointError::Parquet { chunk, source })?;
+                let bytes = match encoded {
+                    Some(bytes) => bytes,
+                    None => chunk::encode(batch, self.options.compression)
+                        .map_err(|source| CheckpointError::Parquet { chunk, source })?,
+                };
                 self.store.put(&key, bytes.clone()).await?;
                 bytes
             }

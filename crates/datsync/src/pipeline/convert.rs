@@ -181,9 +181,12 @@ impl Converter {
                     }
                     let checksum = match &self.manager {
                         Some(m) => {
+                            // Encoded on a blocking thread, outside the manager's lock: the
+                            // processor marks chunks meanwhile instead of waiting.
+                            let encoded = encode(chunk, &batch).await?;
                             m.lock()
                                 .await
-                                .save_chunk_parquet(chunk, &batch)
+                                .save_encoded_chunk_parquet(chunk, &batch, Some(encoded))
                                 .await?
                                 .parquet_sha256
                         }
@@ -231,6 +234,21 @@ impl Converter {
             "the source reader stopped without a result".into(),
         ))
     }
+}
+
+/// A chunk's Parquet file, encoded on a blocking thread.
+async fn encode(chunk: ChunkId, batch: &RecordBatch) -> Result<bytes::Bytes, Abort> {
+    let batch = batch.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::checkpoint::encode_parquet(&batch, crate::checkpoint::ChunkCompression::default())
+    })
+    .await
+    .map_err(|e| Abort::Failed(format!("chunk {chunk}: the Parquet encoder died: {e}")))?
+    .map_err(|e| {
+        Abort::Failed(format!(
+            "chunk {chunk}: writing its Parquet file failed: {e}"
+        ))
+    })
 }
 
 /// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a

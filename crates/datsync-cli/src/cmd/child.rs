@@ -1,0 +1,116 @@
+//! Running the `datsync` executable itself as a child process (the demo and the benchmark
+//! kill it part way), timed, with its peak resident memory.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// How often the child's memory is sampled.
+const POLL: Duration = Duration::from_millis(5);
+
+/// One finished child.
+#[derive(Debug)]
+pub struct ChildRun {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// Wall time from spawn to exit.
+    pub elapsed: Duration,
+    /// Peak resident set size in KiB: the larger of the last `VmHWM` seen in
+    /// `/proc/<pid>/status` (sampled every 5 ms) and, when it grew, `getrusage(RUSAGE_CHILDREN)`'s
+    /// `ru_maxrss` (exact, once the child is reaped, for children run one after another).
+    pub peak_rss_kib: u64,
+}
+
+impl ChildRun {
+    /// Killed by SIGKILL.
+    pub fn killed(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt as _;
+        self.status.signal() == Some(9)
+    }
+
+    /// What went wrong, for an error message: status and the end of stderr.
+    pub fn describe_failure(&self) -> String {
+        let tail: Vec<&str> = self.stderr.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{}; its last output: {}", self.status, tail.join(" | "))
+    }
+}
+
+/// This executable.
+pub fn datsync_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the datsync executable to run as a child")
+}
+
+/// Runs `datsync ARGS` with extra environment variables (`DATSYNC_KILL_AT` never inherited
+/// unless given), capturing its output.
+pub fn run_datsync(args: &[String], env: &[(&str, String)]) -> anyhow::Result<ChildRun> {
+    let exe = datsync_exe()?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(args)
+        .env_remove(datsync::telemetry::KILL_AT_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let rusage_before = children_maxrss_kib();
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let out = child.stdout.take().map(reader);
+    let err = child.stderr.take().map(reader);
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut hwm = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for the child")? {
+            break status;
+        }
+        hwm = hwm.max(vm_hwm_kib(&status_path).unwrap_or(0));
+        std::thread::sleep(POLL);
+    };
+    let elapsed = started.elapsed();
+    let rusage_after = children_maxrss_kib();
+    if rusage_after > rusage_before {
+        hwm = hwm.max(rusage_after);
+    }
+    Ok(ChildRun {
+        status,
+        stdout: out.map(join).unwrap_or_default(),
+        stderr: err.map(join).unwrap_or_default(),
+        elapsed,
+        peak_rss_kib: hwm,
+    })
+}
+
+fn reader(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn join(h: std::thread::JoinHandle<String>) -> String {
+    h.join().unwrap_or_default()
+}
+
+/// `VmHWM` of a running process, in KiB.
+fn vm_hwm_kib(status_path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status_path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The largest `ru_maxrss` (KiB on Linux) of the children reaped so far.
+fn children_maxrss_kib() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u64::try_from(u.max_rss()).unwrap_or(0))
+}

@@ -1,0 +1,138 @@
+//! Which database the demo loads into: a configured one, the server on localhost (in a
+//! database of its own), or a private throwaway server.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use datsync::pg::PgSettings;
+use datsync::pgtemp::{SearchPaths, TempPostgres, TempPostgresOptions, local_server_answers};
+
+use crate::cli::DemoArgs;
+
+/// The database created (dropped first) on a local server.
+pub const DEMO_DATABASE: &str = "datsync_demo";
+
+/// The chosen database.
+pub struct Target {
+    /// Settings for this process.
+    pub settings: PgSettings,
+    /// `--database-url` for the children (`None`: they read the same environment).
+    pub url: Option<String>,
+    /// What was chosen, in a sentence.
+    pub description: String,
+    /// Whether the children run against a throwaway server (kept alive by this guard).
+    pub server: Option<TempPostgres>,
+}
+
+/// Whether any database setting is in the environment.
+fn configured_in_env(env: &HashMap<String, String>) -> bool {
+    ["DATABASE_URL", "POSTGRES_CONNECTION_STRING", "DB_HOST"]
+        .iter()
+        .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// Picks the database as `datsync demo --help` says; `rt` runs the setup queries.
+pub fn choose(
+    args: &DemoArgs,
+    env: &HashMap<String, String>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Target> {
+    if let Some(url) = &args.database_url {
+        return Ok(Target {
+            settings: PgSettings::from_connection_string(url)?,
+            url: Some(url.clone()),
+            description:
+                "the database given by --database-url (the demo rows go into its target table)"
+                    .to_owned(),
+            server: None,
+        });
+    }
+    if configured_in_env(env) {
+        return Ok(Target {
+            settings: PgSettings::from_env(env)?,
+            url: None,
+            description:
+                "the database configured in the environment (DATABASE_URL or DB_*; the demo \
+                          rows go into its target table)"
+                    .to_owned(),
+            server: None,
+        });
+    }
+    if local_server_answers("127.0.0.1", args.local_port) {
+        return rt.block_on(local(env, args.local_port));
+    }
+    throwaway(args)
+}
+
+/// `datsync_demo` on the local server, dropped and recreated.
+async fn local(env: &HashMap<String, String>, port: u16) -> anyhow::Result<Target> {
+    let user = ["PGUSER", "USER"]
+        .iter()
+        .find_map(|k| env.get(*k).filter(|v| !v.is_empty()))
+        .map_or("postgres", String::as_str);
+    let admin_url = format!("host=127.0.0.1 port={port} user={user} dbname=postgres");
+    let admin = PgSettings::from_connection_string(&admin_url)?;
+    let client = datsync::pg::connect(&admin).await.with_context(|| {
+        format!(
+            "PostgreSQL answers on 127.0.0.1:{port} but does not let user `{user}` in; \
+             pass --database-url (or set DATABASE_URL)"
+        )
+    })?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"),
+        format!("CREATE DATABASE {DEMO_DATABASE}"),
+    ] {
+        client
+            .batch_execute(&sql)
+            .await
+            .with_context(|| format!("preparing the database {DEMO_DATABASE} ({sql})"))?;
+    }
+    let url = format!("host=127.0.0.1 port={port} user={user} dbname={DEMO_DATABASE}");
+    Ok(Target {
+        settings: PgSettings::from_connection_string(&url)?,
+        url: Some(url),
+        description: format!(
+            "the PostgreSQL server on 127.0.0.1:{port}, in a fresh database `{DEMO_DATABASE}` \
+             (dropped and recreated on each demo, kept afterwards)"
+        ),
+        server: None,
+    })
+}
+
+/// A private server from the installed binaries; removed when the target is dropped.
+fn throwaway(args: &DemoArgs) -> anyhow::Result<Target> {
+    let mut options = TempPostgresOptions::default();
+    if let Some(path) = &args.pg_bin_path {
+        options.search = SearchPaths {
+            pg_config: None,
+            versioned: Vec::new(),
+            fixed: Vec::new(),
+            path: Some(path.clone()),
+        };
+    }
+    let context = || {
+        format!(
+            "no database configured (--database-url, DATABASE_URL) and none answers on \
+             127.0.0.1:{}, so the demo wanted a throwaway PostgreSQL",
+            args.local_port
+        )
+    };
+    datsync::pgtemp::find_binaries(&options.search).with_context(context)?;
+    eprintln!(
+        "no database configured and none on 127.0.0.1:{}: starting a private throwaway PostgreSQL …",
+        args.local_port
+    );
+    let server = TempPostgres::start_with(&options).with_context(context)?;
+    let url = server.connection_string();
+    Ok(Target {
+        settings: PgSettings::from_connection_string(&url)?,
+        url: Some(url),
+        description: format!(
+            "a private throwaway PostgreSQL in {} (no database configured and none on \
+             127.0.0.1:{}); it is removed when the demo ends",
+            server.dir().display(),
+            args.local_port
+        ),
+        server: Some(server),
+    })
+}
