@@ -33,10 +33,18 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
 /// milliseconds (it doubles each attempt; default 500). Tests set it low.
 pub const RETRY_BACKOFF_ENV: &str = "DATSYNC_RETRY_BACKOFF_MS";
 
+/// Threads for blocking work (file writes, Parquet encoding).
+const BLOCKING_THREADS: usize = 1;
+
 /// A runtime with two workers: the converter and the loader overlap.
+///
+/// Few blocking threads: each thread that allocates gets a glibc malloc arena of its own,
+/// and with tokio's default pool (up to 512 threads for file writes and Parquet encoding)
+/// the arenas' free memory made the peak RSS grow with the file (1 GB file: 862 MB).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("starting the async runtime")
