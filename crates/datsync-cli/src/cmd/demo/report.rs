@@ -7,7 +7,9 @@ use serde_json::Value;
 use super::DemoOutcome;
 
 /// Columns of the table shown at the end.
-const SHOWN_COLUMNS: usize = 4;
+/// Columns shown: the profile's required ones (the key first), which exercise the typed
+/// conversions — exact decimals, date + time pairs, leading zeros.
+const SHOWN_COLUMNS: usize = 6;
 
 /// Rows in the target table, the shown column names, and its first `limit` rows by key.
 pub async fn table_rows(
@@ -20,6 +22,7 @@ pub async fn table_rows(
     let columns: Vec<String> = profile
         .columns
         .iter()
+        .filter(|c| c.required)
         .take(SHOWN_COLUMNS)
         .map(|c| c.target.clone())
         .collect();
