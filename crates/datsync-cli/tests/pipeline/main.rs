@@ -7,6 +7,7 @@
 // Test helpers unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod alerts;
 mod common;
 mod crash;
 mod errors;

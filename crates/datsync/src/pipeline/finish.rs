@@ -60,6 +60,15 @@ impl Run<'_> {
             i64::try_from(VALIDATION_ERROR_SAMPLE).unwrap_or(i64::MAX),
         )
         .await?;
+        // A chunk that stopped the sync was not committed: its errors are not in the ledger.
+        let empty = sample.as_array().is_none_or(Vec::is_empty);
+        let (sample, errors_count) = match &self.stopping_errors {
+            Some((count, errors)) if empty => (
+                errors.clone(),
+                totals.validation_errors_count + to_i64(*count),
+            ),
+            _ => (sample, totals.validation_errors_count),
+        };
         let counts = SyncCounts {
             total: Some(to_i64(rows_read)),
             inserted: Some(totals.inserted),
@@ -67,7 +76,7 @@ impl Run<'_> {
             failed: Some(totals.rejected),
             skipped_older: Some(totals.skipped_older),
             superseded: Some(totals.superseded),
-            validation_errors_count: Some(totals.validation_errors_count),
+            validation_errors_count: Some(errors_count),
         };
         let outcome = SyncOutcome {
             status,
@@ -98,7 +107,8 @@ impl Run<'_> {
             resumed,
             checkpoint_dir,
         );
-        self.alert(&summary, &sample).await;
+        self.alert(&summary, &sample, u64::try_from(errors_count).unwrap_or(0))
+            .await;
         self.expire_old_checkpoints().await;
         p.progress.finish();
         Ok(summary)
@@ -184,7 +194,7 @@ impl Run<'_> {
         }
     }
 
-    async fn alert(&self, summary: &RunSummary, sample: &serde_json::Value) {
+    async fn alert(&self, summary: &RunSummary, sample: &serde_json::Value, errors_count: u64) {
         let Some(alerter) = &self.pipeline.alerter else {
             return;
         };
@@ -226,7 +236,7 @@ impl Run<'_> {
                 chunks_completed: summary.chunks_completed,
                 chunks_failed: summary.chunks_failed,
             },
-            validation_errors_count: summary.rows_rejected,
+            validation_errors_count: errors_count,
             validation_errors,
             checkpoint_dir: summary
                 .checkpoint_dir

@@ -350,6 +350,7 @@ impl Pipeline {
             client,
             started,
             checkpoint_dir,
+            stopping_errors: None,
         };
         let outcome = if cleaned {
             run.finished().await

@@ -30,6 +30,10 @@ pub(super) struct Run<'a> {
     pub(super) client: Client,
     pub(super) started: Instant,
     pub(super) checkpoint_dir: Option<String>,
+    /// The validation errors of a chunk that stopped the sync (error rate above the
+    /// threshold): it is never committed, so the ledger does not have them, yet they are what
+    /// `sync_metadata` and the alert must show.
+    pub(super) stopping_errors: Option<(u64, serde_json::Value)>,
 }
 
 /// What this run did, chunk by chunk.
@@ -285,6 +289,10 @@ impl Run<'_> {
             });
         }
         if crate::validate::exceeds_threshold(rejected, rows_read, p.settings.error_threshold) {
+            let sample = &validated.errors[..validated.errors.len().min(VALIDATION_ERROR_SAMPLE)];
+            self.stopping_errors = serde_json::to_value(sample)
+                .ok()
+                .map(|json| (validated.errors.len() as u64, json));
             return Err(Abort::BadInput(too_many_rejects(
                 file,
                 chunk,

@@ -1,0 +1,112 @@
+//! A sync that ends BAD_INPUT sends its alert: the webhook channel, received by a small HTTP
+//! server on loopback that the test runs (the SMTP channel shares the same report and is
+//! tested with a real SMTP conversation in the library's `alert` tests).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{Rates, TestDb, Work, fresh_sync_id};
+
+/// Accepts one HTTP request, answers 200, and sends its body back to the test.
+fn one_request_server() -> (String, mpsc::Receiver<(String, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/datsync", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        tx.send((request_line, serde_json::from_slice(&body).unwrap()))
+            .unwrap();
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_bad_input_sync_posts_its_alert_to_the_webhook() {
+    let work = Work::new(
+        1_000,
+        35,
+        Rates {
+            invalid: 0.5,
+            dup: 0.0,
+            ragged: 0.0,
+        },
+    );
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = fresh_sync_id();
+    let (url, received) = one_request_server();
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("ALERT_WEBHOOK_URL", &url)],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let (request_line, alert) = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(
+        request_line.starts_with("POST /hooks/datsync "),
+        "{request_line}"
+    );
+    assert_eq!(alert["sync_id"], sync.as_str());
+    assert_eq!(alert["status"], "BAD_INPUT");
+    assert_eq!(alert["subject"], format!("Error: ZTDWR Sync {sync}"));
+    let error = alert["error_message"].as_str().unwrap();
+    assert!(error.contains("VALIDATION_ERROR_THRESHOLD"), "{error}");
+    let errors = alert["validation_errors"].as_array().unwrap();
+    assert!(
+        !errors.is_empty(),
+        "the first validation errors travel with the alert"
+    );
+    assert!(errors.iter().all(|e| e["line"].as_u64().unwrap() >= 2));
+    assert!(alert["validation_errors_count"].as_u64().unwrap() >= errors.len() as u64);
+    // sync_metadata keeps the same sample, though the chunk was never committed.
+    let m = db.metadata(&sync).unwrap();
+    assert_eq!(
+        m["validation_errors"].as_array().map(Vec::len),
+        Some(errors.len())
+    );
+}
+
+#[test]
+fn a_successful_sync_sends_no_alert() {
+    let work = Work::new(300, 36, crate::common::CLEAN);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let out = work.run(&db, &ck, &[], &[("ALERT_WEBHOOK_URL", &url)]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.summary()["status"], "SUCCESS");
+    // The run is over: had it posted, the connection would be waiting in the backlog.
+    assert!(listener.accept().is_err(), "no alert for a SUCCESS");
+}
