@@ -276,9 +276,11 @@ fn merge_chunks(manifest: Option<&Manifest>, ledger: &[LedgerChunk]) -> Vec<Chun
         row.committed = true;
         row.inserted = l.inserted.max(0).cast_unsigned();
         row.updated = l.updated.max(0).cast_unsigned();
+        row.rejected = l.rejected.max(0).cast_unsigned();
         row.error = None;
         if row.manifest_status.is_none() {
-            row.rows = l.rows.max(0).cast_unsigned();
+            // Rows read from the source (the ledger's `rows` are the rows staged).
+            row.rows = l.rows_read.max(l.rows).max(0).cast_unsigned();
         }
     }
     rows.into_values().collect()
