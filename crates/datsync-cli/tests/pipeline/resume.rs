@@ -296,3 +296,68 @@ fn a_sync_started_with_a_relative_path_resumes_from_another_directory() {
         "sync_metadata.file_path is absolute"
     );
 }
+
+#[test]
+fn a_conversion_cut_after_its_last_chunk_is_finished_without_decoding_again() {
+    // 2,250 rows in chunks of CHUNK_SIZE: the last chunk is short, so once it is recorded
+    // the resume knows every chunk is there and only hashes the source.
+    let work = Work::new(2_250, 47, MESSY);
+    let size: usize = CHUNK_SIZE.parse().unwrap();
+    let chunks = 2_250_usize.div_ceil(size);
+    assert_ne!(2_250 % size, 0, "the test needs a short last chunk");
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let expected = work
+        .run(
+            &reference_db,
+            &work.checkpoints("ck_reference"),
+            &["--sync-id", &sync],
+            &[],
+        )
+        .summary();
+
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let kill = format!("chunk_converted:{chunks}");
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", &kill)],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ck.join(&sync).join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["phase"], "converting",
+        "killed before the conversion was finalized"
+    );
+    assert!(manifest["source_fingerprint"]["sha256"].is_null());
+
+    let out = work.resume(&db, &ck, &sync, &[("RUST_LOG", "info")]);
+    assert_eq!(
+        out.code(),
+        Some(expected_code(&expected)),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr
+            .contains("finishing the conversion by hashing the source"),
+        "{}",
+        out.stderr
+    );
+    let s = out.summary();
+    assert_eq!(counts(&s), counts(&expected));
+    assert_eq!(u(&s, "chunks_total"), chunks as u64);
+    assert_eq!(db.table(), reference_db.table());
+}
+
+fn expected_code(summary: &serde_json::Value) -> i32 {
+    match summary["status"].as_str() {
+        Some("SUCCESS") => 0,
+        Some("PARTIAL_SUCCESS") => 2,
+        _ => 1,
+    }
+}

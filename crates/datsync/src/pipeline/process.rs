@@ -66,7 +66,7 @@ impl Run<'_> {
             skipped_on_resume: ledger.len() as u64,
             ..Tally::default()
         };
-        let (recorded, pending, converting) = self.reconcile(&ledger).await?;
+        let (recorded, pending, converting, last_partial) = self.reconcile(&ledger).await?;
         let resumed = !ledger.is_empty() || recorded > 0;
         let mut abort = None;
         for chunk in pending {
@@ -82,10 +82,15 @@ impl Run<'_> {
         }
         let mut converted = None;
         if abort.is_none() && converting {
-            match self
-                .convert_and_process(recorded, &ledger, &mut tally)
-                .await
-            {
+            // A last recorded chunk shorter than the chunk size was cut at the end of the
+            // source: every chunk is recorded, only the source's SHA-256 is missing.
+            let result = if last_partial {
+                self.finalize_by_hashing().await
+            } else {
+                self.convert_and_process(recorded, &ledger, &mut tally)
+                    .await
+            };
+            match result {
                 Ok(outcome) => converted = Some(outcome),
                 Err(a) => abort = Some(a),
             }
@@ -113,13 +118,16 @@ impl Run<'_> {
     /// Marks completed every chunk the ledger has but the manifest does not (a crash came
     /// between a commit and its manifest update); returns the number of recorded chunks, the
     /// chunks still to load, and whether phase 1 is unfinished.
-    async fn reconcile(&self, ledger: &Ledger) -> Result<(u32, Vec<ChunkId>, bool), PipelineError> {
+    async fn reconcile(
+        &self,
+        ledger: &Ledger,
+    ) -> Result<(u32, Vec<ChunkId>, bool, bool), PipelineError> {
         let Some(manager) = &self.manager else {
-            return Ok((0, Vec::new(), true));
+            return Ok((0, Vec::new(), true, false));
         };
         let mut m = manager.lock().await;
         let Some(manifest) = m.manifest().cloned() else {
-            return Ok((0, Vec::new(), true));
+            return Ok((0, Vec::new(), true, false));
         };
         for entry in manifest.chunks.iter().filter(|c| !c.status.is_done()) {
             if let Some(done) = ledger.get(&entry.chunk_id) {
@@ -134,7 +142,46 @@ impl Run<'_> {
                 .progress
                 .total_chunks(u64::from(manifest.total_chunks));
         }
-        Ok((manifest.total_chunks, pending, converting))
+        let last_partial = manifest
+            .chunks
+            .last()
+            .is_some_and(|c| c.rows < manifest.chunk_size);
+        Ok((manifest.total_chunks, pending, converting, last_partial))
+    }
+
+    /// Ends phase 1 of a sync whose chunks are all recorded: hashes the source (no decoding)
+    /// and finalizes the conversion with its SHA-256.
+    async fn finalize_by_hashing(&self) -> Result<ConvertOutcome, Abort> {
+        let (Some(manager), Some(source)) = (&self.manager, self.plan.source.clone()) else {
+            return Err(Abort::Failed(format!(
+                "{}: the source cannot be read, and the conversion of this sync is unfinished",
+                self.plan.source_path
+            )));
+        };
+        tracing::info!(sync_id = %self.plan.sync_id, "every chunk is recorded; finishing the conversion by hashing the source");
+        let hashed = tokio::task::spawn_blocking(move || -> Result<(u64, String), String> {
+            let mut reader = crate::source::LocalSource::open(&source)
+                .map_err(|e| e.to_string())?
+                .reader();
+            std::io::copy(&mut reader, &mut std::io::sink())
+                .map_err(|e| format!("{}: {e}", source.display()))?;
+            Ok((reader.bytes_read(), reader.sha256_hex()))
+        })
+        .await
+        .map_err(|e| Abort::Failed(format!("hashing the source: {e}")))?
+        .map_err(Abort::Failed)?;
+        let fingerprint = crate::model::SourceFingerprint {
+            size_bytes: hashed.0,
+            sha256: Some(hashed.1),
+            ..self.plan.fingerprint.clone()
+        };
+        let mut m = manager.lock().await;
+        m.finalize_conversion(fingerprint).await?;
+        let (rows, chunks) = m
+            .manifest()
+            .map_or((0, 0), |m| (m.total_rows(), m.total_chunks));
+        self.pipeline.progress.total_chunks(u64::from(chunks));
+        Ok(ConvertOutcome { rows, chunks })
     }
 
     /// A recorded chunk's batch from its Parquet file, regenerated from the source when the
