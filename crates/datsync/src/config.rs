@@ -69,6 +69,9 @@ pub struct RawSettings {
     pub checkpoint_retention_days: Option<u32>,
     /// Rows per chunk (`CHUNK_SIZE`).
     pub chunk_size: Option<usize>,
+    /// Compression of new checkpoints' chunk files: snappy, zstd or none
+    /// (`CHECKPOINT_COMPRESSION`).
+    pub checkpoint_compression: Option<String>,
 }
 
 /// The environment variables read, with the field each fills.
@@ -83,6 +86,7 @@ const ENV_NAMES: &[&str] = &[
     "CHECKPOINT_CLEANUP_ON_SUCCESS",
     "CHECKPOINT_RETENTION_DAYS",
     "CHUNK_SIZE",
+    "CHECKPOINT_COMPRESSION",
 ];
 
 impl RawSettings {
@@ -142,6 +146,7 @@ impl RawSettings {
                     raw.chunk_size =
                         Some(value.parse().map_err(|_| invalid("a positive row count"))?);
                 }
+                "CHECKPOINT_COMPRESSION" => raw.checkpoint_compression = Some(value.to_owned()),
                 _ => {}
             }
         }
@@ -186,6 +191,7 @@ impl RawSettings {
                 .checkpoint_retention_days
                 .or(lower.checkpoint_retention_days),
             chunk_size: self.chunk_size.or(lower.chunk_size),
+            checkpoint_compression: self.checkpoint_compression.or(lower.checkpoint_compression),
         }
     }
 
@@ -211,7 +217,17 @@ impl RawSettings {
                 expected: "a positive row count",
             });
         }
+        let compression = match &self.checkpoint_compression {
+            None => crate::checkpoint::ChunkCompression::default(),
+            Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+                origin: "setting",
+                name: "checkpoint_compression".into(),
+                value: text.clone(),
+                expected: "snappy, zstd or none",
+            })?,
+        };
         Ok(Settings {
+            compression,
             db_schema: self.db_schema,
             db_table: self.db_table,
             error_threshold: threshold,
@@ -253,6 +269,8 @@ pub struct Settings {
     pub retention_days: u32,
     /// Rows per chunk.
     pub chunk_size: usize,
+    /// Compression of new checkpoints' chunk files (snappy by default, as in the seed).
+    pub compression: crate::checkpoint::ChunkCompression,
 }
 
 /// Applies the `DB_SCHEMA` / `DB_TABLE` overrides of `settings` to the profile's target
@@ -336,6 +354,27 @@ mod tests {
         };
         let s = flags.or(envs).validate().unwrap();
         assert_eq!((s.chunk_size, s.db_table.as_deref()), (5, Some("t")));
+    }
+
+    #[test]
+    fn checkpoint_compression_is_chosen_by_name() {
+        use crate::checkpoint::ChunkCompression;
+        let pick = |v: &str| {
+            RawSettings::from_env(&env(&[("CHECKPOINT_COMPRESSION", v)]))
+                .unwrap()
+                .validate()
+        };
+        assert_eq!(
+            RawSettings::default().validate().unwrap().compression,
+            ChunkCompression::Snappy
+        );
+        assert_eq!(pick("zstd").unwrap().compression, ChunkCompression::Zstd);
+        assert_eq!(pick("none").unwrap().compression, ChunkCompression::None);
+        let e = pick("brotli").unwrap_err().to_string();
+        assert!(
+            e.contains("brotli") && e.contains("snappy, zstd or none"),
+            "{e}"
+        );
     }
 
     #[test]

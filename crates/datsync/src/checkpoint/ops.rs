@@ -237,6 +237,8 @@ impl CheckpointManager {
                     chunk,
                 })?;
         let (status, phase, error) = (manifest.status, manifest.phase, manifest.error.clone());
+        // The file is rewritten as the checkpoint's other chunks were written.
+        let compression = manifest.compression;
         if (entry.rows, entry.first_line, entry.last_line)
             != (lines.rows, lines.first_line, lines.last_line)
         {
@@ -254,7 +256,7 @@ impl CheckpointManager {
                 ),
             });
         }
-        let bytes = chunk::encode(batch, self.options.compression)
+        let bytes = chunk::encode(batch, compression)
             .map_err(|source| CheckpointError::Parquet { chunk, source })?;
         self.store
             .put(&ObjectKey::chunk(&sync_id, chunk), bytes.clone())

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{Abort, Progress};
-use crate::checkpoint::CheckpointManager;
+use crate::checkpoint::{CheckpointManager, ChunkCompression};
 use crate::model::{ChunkId, SourceFingerprint, SyncId};
 use crate::parse::{Decoder, ParseOptions, READ_BUFFER_BYTES};
 use crate::profile::Profile;
@@ -182,8 +182,14 @@ impl Converter {
                     let checksum = match &self.manager {
                         Some(m) => {
                             // Encoded on a blocking thread, outside the manager's lock: the
-                            // processor marks chunks meanwhile instead of waiting.
-                            let encoded = encode(chunk, &batch).await?;
+                            // processor marks chunks meanwhile instead of waiting. A resumed
+                            // checkpoint keeps the compression it was made with.
+                            let compression = m
+                                .lock()
+                                .await
+                                .manifest()
+                                .map_or_else(ChunkCompression::default, |m| m.compression);
+                            let encoded = encode(chunk, &batch, compression).await?;
                             m.lock()
                                 .await
                                 .save_encoded_chunk_parquet(chunk, &batch, Some(encoded))
@@ -237,18 +243,20 @@ impl Converter {
 }
 
 /// A chunk's Parquet file, encoded on a blocking thread.
-async fn encode(chunk: ChunkId, batch: &RecordBatch) -> Result<bytes::Bytes, Abort> {
+async fn encode(
+    chunk: ChunkId,
+    batch: &RecordBatch,
+    compression: ChunkCompression,
+) -> Result<bytes::Bytes, Abort> {
     let batch = batch.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::checkpoint::encode_parquet(&batch, crate::checkpoint::ChunkCompression::default())
-    })
-    .await
-    .map_err(|e| Abort::Failed(format!("chunk {chunk}: the Parquet encoder died: {e}")))?
-    .map_err(|e| {
-        Abort::Failed(format!(
-            "chunk {chunk}: writing its Parquet file failed: {e}"
-        ))
-    })
+    tokio::task::spawn_blocking(move || crate::checkpoint::encode_parquet(&batch, compression))
+        .await
+        .map_err(|e| Abort::Failed(format!("chunk {chunk}: the Parquet encoder died: {e}")))?
+        .map_err(|e| {
+            Abort::Failed(format!(
+                "chunk {chunk}: writing its Parquet file failed: {e}"
+            ))
+        })
 }
 
 /// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a

@@ -368,7 +368,12 @@ impl Pipeline {
         store: &Store,
         plan: &Plan,
     ) -> Result<CheckpointManager, PipelineError> {
-        let mut manager = CheckpointManager::new(store.clone(), plan.sync_id.clone());
+        let options = crate::checkpoint::CheckpointOptions {
+            compression: self.settings.compression,
+            ..crate::checkpoint::CheckpointOptions::default()
+        };
+        let mut manager =
+            CheckpointManager::new(store.clone(), plan.sync_id.clone()).with_options(options);
         if manager.checkpoint_exists().await? {
             // The chunks were cut from the source as it was: a source that has changed since
             // is refused, whatever the phase (a resume never mixes two versions of a file).
