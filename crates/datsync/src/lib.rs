@@ -27,6 +27,27 @@
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
 //! ```
+//!
+//! Decoding a ZTDWR extract into text batches, however the bytes arrive:
+//!
+//! ```
+//! use datsync::parse::{Decoder, ParseOptions};
+//! use datsync::profile::Profile;
+//!
+//! let file = "^SPB ID~|^nopol~|^nik_supir~\n^0001~|^B 1234 XYZ~|^0012345678901234~\n";
+//! let mut decoder = Decoder::new(&Profile::ztdwr(), ParseOptions::default());
+//! for piece in file.as_bytes().chunks(7) {
+//!     let mut pos = 0;
+//!     while pos < piece.len() {
+//!         pos += decoder.decode(&piece[pos..])?;
+//!     }
+//! }
+//! decoder.finish()?;
+//! let batch = decoder.next_batch().expect("one batch");
+//! assert_eq!(batch.num_rows(), 1);
+//! assert!(batch.schema().field_with_name("surat_pengantar_brg").is_ok());
+//! # Ok::<(), datsync::parse::ParseError>(())
+//! ```
 
 pub mod alert;
 pub mod checkpoint;
