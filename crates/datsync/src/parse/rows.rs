@@ -123,7 +123,7 @@ impl RowBuilder {
     fn push_fields(&mut self, line: &[u8]) -> usize {
         let mut sink = FieldSink {
             line,
-            text: std::str::from_utf8(line).ok(),
+            utf8: simdutf8::basic::from_utf8(line).is_ok(),
             markers: self.delimiter.has_markers(),
             nulls: &self.nulls,
             columns: &mut self.columns,
@@ -198,8 +198,8 @@ impl RowBuilder {
 /// Receives the fields of one line in order and appends them to their columns.
 struct FieldSink<'a> {
     line: &'a [u8],
-    /// The line as text, when it is valid UTF-8.
-    text: Option<&'a str>,
+    /// The whole line is valid UTF-8.
+    utf8: bool,
     markers: bool,
     nulls: &'a NullTokens,
     columns: &'a mut [TextColumn],
@@ -220,11 +220,9 @@ impl FieldSink<'_> {
         let field = &self.line[start..end];
         if self.nulls.matches(field) {
             column.push_null();
-        } else if self
-            .text
-            .is_some_and(|t| t.is_char_boundary(start) && t.is_char_boundary(end))
-        {
-            // Fields of a valid UTF-8 line are cut at ASCII bytes, so each is UTF-8.
+        } else if self.utf8 {
+            // Fields of a valid UTF-8 line are cut and trimmed at ASCII bytes, so each is
+            // UTF-8 (and `finish` validates the column again when it builds the array).
             column.push_from_line(self.line, start, end);
         } else if let Ok(s) = std::str::from_utf8(field) {
             column.push(s);
