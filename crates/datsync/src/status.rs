@@ -281,7 +281,7 @@ pub async fn committed_chunks(
 
 mod ledger;
 mod lookup;
-pub use ledger::ledger_error_sample;
+pub use ledger::{ledger_error_sample, progress_from_ledger};
 pub use lookup::{StoredSync, stored_sync};
 mod history;
 mod report;

@@ -44,6 +44,16 @@ fn resume_skips_the_committed_chunks() {
     );
     assert!(out.killed(), "{}", out.describe());
     assert_eq!(db.committed_chunks(&sync), 3);
+    // A running (here: interrupted) sync shows its progress: the committed chunks' rows.
+    let m = db.metadata(&sync).unwrap();
+    assert_eq!(m["status"], "IN_PROGRESS");
+    let read: i64 = db.query(
+        "SELECT sum(rows_read)::bigint FROM public.sync_chunks WHERE sync_id = $1",
+        &[&sync],
+    )[0]
+    .get(0);
+    assert_eq!(m["records_total"].as_i64(), Some(read));
+    assert!(read >= 3 * 500, "{read}");
     let out = work.resume(&db, &ck, &sync, &[]);
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     let s = out.summary();

@@ -388,6 +388,12 @@ impl Run<'_> {
                 m.mark_chunk_complete(chunk, outcome).await?;
             }
         }
+        if let Err(e) =
+            crate::status::progress_from_ledger(&self.client, &p.profile.schema, &self.plan.sync_id)
+                .await
+        {
+            tracing::warn!(sync_id = %self.plan.sync_id, error = %e, "progress not written to sync_metadata");
+        }
         p.telemetry.emit(&ChunkCompleted {
             sync_id: &self.plan.sync_id,
             chunk,

@@ -36,3 +36,35 @@ pub async fn ledger_error_sample(
         })?;
     Ok(row.get(0))
 }
+
+/// Copies the ledger's sums into the sync's `sync_metadata` row, so that `list` and `status`
+/// show a running sync's progress (status unchanged; the final write replaces these counts
+/// with the same sums and the rows read of the whole source).
+pub async fn progress_from_ledger(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<(), StatusError> {
+    let s = quote_ident(schema);
+    let sql = format!(
+        "UPDATE {s}.sync_metadata AS m
+            SET records_total = l.rows_read, records_inserted = l.inserted,
+                records_updated = l.updated, records_failed = l.rejected,
+                records_skipped_older = l.skipped_older, records_superseded = l.superseded,
+                validation_errors_count = l.errors, updated_at = now()
+           FROM (SELECT COALESCE(sum(rows_read), 0)::bigint AS rows_read,
+                        COALESCE(sum(inserted), 0)::bigint AS inserted,
+                        COALESCE(sum(updated), 0)::bigint AS updated,
+                        COALESCE(sum(rejected), 0)::bigint AS rejected,
+                        COALESCE(sum(skipped_older), 0)::bigint AS skipped_older,
+                        COALESCE(sum(superseded), 0)::bigint AS superseded,
+                        COALESCE(sum(validation_errors_count), 0)::bigint AS errors
+                   FROM {s}.sync_chunks WHERE sync_id = $1) AS l
+          WHERE m.sync_id = $1"
+    );
+    client
+        .execute(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| err(sync_id, "cannot write progress to sync_metadata", e))?;
+    Ok(())
+}
