@@ -10,12 +10,12 @@ use crate::model::SourceFingerprint;
 
 /// An error opening or reading a source; it names the source.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{path}: {error}")]
 pub struct SourceError {
     /// The source as the user named it.
     pub path: String,
-    /// The I/O error.
-    pub source: io::Error,
+    /// The I/O error (shown in the message, not chained again).
+    pub error: io::Error,
 }
 
 /// A local source file, opened for streaming.
@@ -29,9 +29,9 @@ pub struct LocalSource {
 impl LocalSource {
     /// Opens a local file.
     pub fn open(path: &Path) -> Result<Self, SourceError> {
-        let wrap = |source| SourceError {
+        let wrap = |error| SourceError {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(wrap)?;
         let meta = file.metadata().map_err(wrap)?;

@@ -371,3 +371,39 @@ fn expected_code(summary: &serde_json::Value) -> i32 {
         _ => 1,
     }
 }
+
+#[test]
+fn a_resume_without_its_checkpoint_cuts_chunks_where_the_ledger_says() {
+    let work = Work::new(3_000, 48, MESSY);
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let expected = work
+        .run(
+            &reference_db,
+            &work.checkpoints("ck_reference"),
+            &["--sync-id", &sync],
+            &[],
+        )
+        .summary();
+    let db = TestDb::new();
+    let out = work.run(
+        &db,
+        &work.checkpoints("ck_a"),
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "chunk_committed:3")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    // Another checkpoint directory (so no manifest) and another chunk size: the chunks the
+    // ledger has were cut at 500 rows, and the resume cuts there again.
+    let out = work.resume_chunked(&db, &work.checkpoints("ck_b"), &sync, "10000");
+    assert_eq!(
+        out.code(),
+        Some(expected_code(&expected)),
+        "{}",
+        out.describe()
+    );
+    let s = out.summary();
+    assert_eq!(u(&s, "rows_pending"), 0, "{s}");
+    assert_eq!(counts(&s), counts(&expected));
+    assert_eq!(db.table(), reference_db.table());
+}

@@ -30,24 +30,10 @@ impl Run<'_> {
         let totals = crate::status::ledger_totals(&self.client, schema, sync_id).await?;
         let (rows_read, chunks_total) = self.source_totals(converted.as_ref(), &totals).await;
         let failed = tally.failed.len() as u64;
-        let (status, error) = match abort {
-            Some(Abort::BadInput(m)) => (SyncStatus::BadInput, Some(m)),
-            Some(Abort::Failed(m)) => (SyncStatus::Failed, Some(m)),
-            None if failed > 0 => (
-                SyncStatus::PartialSuccess,
-                Some(format!(
-                    "{failed} chunk(s) failed and are kept for a retry (`datsync resume {sync_id}`): {}",
-                    tally
-                        .failed
-                        .iter()
-                        .map(|(c, e)| format!("chunk {c}: {e}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
-            ),
-            None if totals.rejected > 0 => (SyncStatus::PartialSuccess, None),
-            None => (SyncStatus::Success, None),
-        };
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let pending =
+            rows_read.saturating_sub(n(totals.rows) + n(totals.superseded) + n(totals.rejected));
+        let (status, error) = decide(abort, tally, &totals, rows_read, pending, sync_id);
         let loaded_all =
             matches!(status, SyncStatus::Success | SyncStatus::PartialSuccess) && failed == 0;
         if loaded_all && p.settings.enable_mv_refresh {
@@ -265,6 +251,47 @@ impl Run<'_> {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "removing expired checkpoints failed"),
         }
+    }
+}
+
+/// The final status and its error message (Diagram 4's last boxes).
+fn decide(
+    abort: Option<Abort>,
+    tally: &Tally,
+    totals: &LedgerTotals,
+    rows_read: u64,
+    pending: u64,
+    sync_id: &crate::model::SyncId,
+) -> (SyncStatus, Option<String>) {
+    let failed = tally.failed.len();
+    match abort {
+        Some(Abort::BadInput(m)) => (SyncStatus::BadInput, Some(m)),
+        Some(Abort::Failed(m)) => (SyncStatus::Failed, Some(m)),
+        None if failed > 0 => (
+            SyncStatus::PartialSuccess,
+            Some(format!(
+                "{failed} chunk(s) failed and are kept for a retry (`datsync resume {sync_id}`): {}",
+                tally
+                    .failed
+                    .iter()
+                    .map(|(c, e)| format!("chunk {c}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        ),
+        // Every chunk committed, yet source rows unaccounted for: the committed chunks
+        // were cut differently (another checkpoint, another chunk size). Never a success.
+        None if pending > 0 => (
+            SyncStatus::Failed,
+            Some(format!(
+                "{pending} of the source's {rows_read} rows are in no committed chunk: the \
+                 chunks committed earlier do not line up with this run's (was the sync \
+                 started with another --checkpoint-dir or --chunk-size?); resume it with \
+                 the checkpoint it was started with, or load the file again with --fresh"
+            )),
+        ),
+        None if totals.rejected > 0 => (SyncStatus::PartialSuccess, None),
+        None => (SyncStatus::Success, None),
     }
 }
 

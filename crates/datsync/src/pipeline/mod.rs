@@ -322,12 +322,25 @@ impl Pipeline {
         // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
         // has nothing left to convert or load.
         let cleaned = finished
-            && checkpointing
-            && !CheckpointManager::new(store.clone(), plan.sync_id.clone())
-                .checkpoint_exists()
-                .await?;
+            && (!checkpointing
+                || !CheckpointManager::new(store.clone(), plan.sync_id.clone())
+                    .checkpoint_exists()
+                    .await?);
+        // Chunks committed earlier were cut at some size; without their checkpoint the
+        // ledger tells it (its largest chunk), and chunks must be cut there again.
+        let ledger_chunk_size =
+            crate::status::ledger_chunks(&client, &schema, plan.sync_id.as_str())
+                .await?
+                .iter()
+                .map(|c| c.rows_read)
+                .max()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n > 0);
         let manager = if checkpointing && !cleaned {
-            Some(self.open_checkpoint(&store, &plan).await?)
+            Some(
+                self.open_checkpoint(&store, &plan, ledger_chunk_size)
+                    .await?,
+            )
         } else {
             None
         };
@@ -351,6 +364,7 @@ impl Pipeline {
             started,
             checkpoint_dir,
             stopping_errors: None,
+            ledger_chunk_size,
         };
         let outcome = if cleaned {
             run.finished().await
@@ -367,6 +381,7 @@ impl Pipeline {
         &self,
         store: &Store,
         plan: &Plan,
+        ledger_chunk_size: Option<usize>,
     ) -> Result<CheckpointManager, PipelineError> {
         let options = crate::checkpoint::CheckpointOptions {
             compression: self.settings.compression,
@@ -386,7 +401,7 @@ impl Pipeline {
                     source_file: plan.file_name.clone(),
                     source_path: plan.source_path.clone(),
                     fingerprint: plan.fingerprint.clone(),
-                    chunk_size: self.settings.chunk_size as u64,
+                    chunk_size: ledger_chunk_size.unwrap_or(self.settings.chunk_size) as u64,
                 })
                 .await?;
         }
@@ -470,9 +485,9 @@ pub(crate) fn same_source(
 /// The SHA-256 of a local file, read to the end.
 fn sha256_of(path: &Path) -> Result<Option<String>, PipelineError> {
     let mut reader = LocalSource::open(path)?.reader();
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| SourceError {
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|error| SourceError {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     Ok(Some(reader.sha256_hex()))
 }

@@ -34,6 +34,8 @@ pub(super) struct Run<'a> {
     /// threshold): it is never committed, so the ledger does not have them, yet they are what
     /// `sync_metadata` and the alert must show.
     pub(super) stopping_errors: Option<(u64, serde_json::Value)>,
+    /// The chunk size of the chunks the ledger already has, when it has some.
+    pub(super) ledger_chunk_size: Option<usize>,
 }
 
 /// What this run did, chunk by chunk.
@@ -277,7 +279,9 @@ impl Run<'_> {
     /// Rows per chunk of this sync: the checkpoint's, whatever `--chunk-size` says now (chunks
     /// are cut again from the source on a resume, and must be cut where they were).
     async fn chunk_size(&self) -> usize {
-        let settings = self.pipeline.settings.chunk_size;
+        let settings = self
+            .ledger_chunk_size
+            .unwrap_or(self.pipeline.settings.chunk_size);
         let Some(manager) = &self.manager else {
             return settings;
         };
