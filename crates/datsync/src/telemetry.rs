@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::{ChunkId, SyncId, SyncStatus};
 
@@ -171,7 +170,6 @@ impl Event for SyncFinished<'_> {
 pub struct Telemetry {
     counters: Mutex<HashMap<&'static str, u64>>,
     kill_at: Option<(String, u64)>,
-    emitted: AtomicU64,
 }
 
 impl Telemetry {
@@ -190,7 +188,6 @@ impl Telemetry {
     /// Logs and counts an event; kills the process if it is the armed kill point.
     pub fn emit<E: Event>(&self, event: &E) {
         event.log();
-        self.emitted.fetch_add(1, Ordering::Relaxed);
         let count = {
             let mut counters = self
                 .counters
