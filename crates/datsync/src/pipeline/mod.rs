@@ -365,6 +365,7 @@ impl Pipeline {
             checkpoint_dir,
             stopping_errors: None,
             ledger_chunk_size,
+            loader: process::run_loader(self, &plan.sync_id),
         };
         let outcome = if cleaned {
             run.finished().await
@@ -505,5 +506,5 @@ fn empty_fingerprint() -> SourceFingerprint {
     }
 }
 
-/// `ChunkLoad` → the manifest's outcome.
+/// The chunks the ledger records as committed, by id.
 pub(crate) type Ledger = HashMap<ChunkId, crate::status::LedgerChunk>;

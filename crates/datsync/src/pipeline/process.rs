@@ -19,6 +19,19 @@ use crate::status::LedgerChunk;
 use crate::store::{ObjectKey, Store};
 use crate::telemetry::{ChunkCommitted, ChunkCompleted, ChunkFailed, ChunkStaged, RowsRejected};
 
+/// The loader of a run: the profile's SQL, and the `chunk_staged` event emitted after each
+/// staging COPY (the crash tests' "mid-COPY" kill point).
+pub(super) fn run_loader(pipeline: &Pipeline, sync_id: &crate::model::SyncId) -> Loader {
+    let telemetry = pipeline.telemetry.clone();
+    let sync_id = sync_id.clone();
+    Loader::new(&pipeline.profile).with_staged_hook(Arc::new(move |chunk| {
+        telemetry.emit(&ChunkStaged {
+            sync_id: &sync_id,
+            chunk,
+        });
+    }))
+}
+
 /// One run of one sync.
 pub(super) struct Run<'a> {
     pub(super) pipeline: &'a Pipeline,
@@ -36,6 +49,8 @@ pub(super) struct Run<'a> {
     pub(super) stopping_errors: Option<(u64, serde_json::Value)>,
     /// The chunk size of the chunks the ledger already has, when it has some.
     pub(super) ledger_chunk_size: Option<usize>,
+    /// The loader of the profile, its SQL prepared once per run.
+    pub(super) loader: Loader,
 }
 
 /// What this run did, chunk by chunk.
@@ -421,14 +436,6 @@ impl Run<'_> {
         facts: &ChunkFacts,
     ) -> Result<Result<ChunkLoad, String>, Abort> {
         let p = self.pipeline;
-        let telemetry = p.telemetry.clone();
-        let sync_id = self.plan.sync_id.clone();
-        let loader = Loader::new(&p.profile).with_staged_hook(Arc::new(move |chunk| {
-            telemetry.emit(&ChunkStaged {
-                sync_id: &sync_id,
-                chunk,
-            });
-        }));
         let mut last_error = String::new();
         for attempt in 1..=p.load_attempts.max(1) {
             if attempt > 1 {
@@ -444,7 +451,8 @@ impl Run<'_> {
                     Err(e) => return Err(Abort::Failed(e.to_string())),
                 }
             }
-            match loader
+            match self
+                .loader
                 .load_chunk_with_facts(
                     &mut self.client,
                     &self.sync_ref,
