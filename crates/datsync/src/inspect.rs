@@ -83,7 +83,7 @@ pub fn inspect<R: Read>(
         collect(&batch, sample_rows, &mut first_rows, &mut first_ragged);
         Ok::<(), ParseError>(())
     })?;
-    let stats = decoder.row_stats();
+    let stats = decoder.stats();
     let Some(header) = decoder.header() else {
         return Err(ParseError::Empty);
     };

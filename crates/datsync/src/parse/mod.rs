@@ -204,8 +204,15 @@ impl Decoder {
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> &ParseStats {
-        &self.stats
+    pub fn stats(&self) -> ParseStats {
+        let mut stats = self.stats.clone();
+        if let Some(rows) = &self.rows {
+            stats.ragged_rows = rows.ragged_rows;
+            stats.nul_rows = rows.nul_rows;
+            stats.latin1_fields = rows.latin1_fields;
+            stats.latin1_rows = rows.latin1_rows;
+        }
+        stats
     }
 
     /// Takes the next finished batch, if any.
@@ -437,29 +444,13 @@ impl Decoder {
                 header_line: header.line,
             });
         }
-        if let Some(rows) = &mut self.rows {
-            if rows.buffered_rows() > 0 {
-                let batch = rows.finish_batch()?;
-                self.ready.push_back(batch);
-            }
-            self.stats.ragged_rows = rows.ragged_rows;
-            self.stats.nul_rows = rows.nul_rows;
-            self.stats.latin1_fields = rows.latin1_fields;
-            self.stats.latin1_rows = rows.latin1_rows;
+        if let Some(rows) = &mut self.rows
+            && rows.buffered_rows() > 0
+        {
+            let batch = rows.finish_batch()?;
+            self.ready.push_back(batch);
         }
         Ok(())
-    }
-
-    /// Row-level counters so far (they are final after [`Self::finish`]).
-    pub fn row_stats(&self) -> ParseStats {
-        let mut stats = self.stats.clone();
-        if let Some(rows) = &self.rows {
-            stats.ragged_rows = rows.ragged_rows;
-            stats.nul_rows = rows.nul_rows;
-            stats.latin1_fields = rows.latin1_fields;
-            stats.latin1_rows = rows.latin1_rows;
-        }
-        stats
     }
 }
 

@@ -33,7 +33,7 @@ fn decode_with(
     }
     decoder.finish()?;
     batches.extend(std::iter::from_fn(|| decoder.next_batch()));
-    Ok((batches, decoder.row_stats()))
+    Ok((batches, decoder.stats()))
 }
 
 /// Every row as (line, column name → value) with nulls as `None`, data columns only.
