@@ -50,6 +50,7 @@
 //! ```
 
 pub mod alert;
+pub mod azurite;
 pub mod checkpoint;
 pub mod config;
 pub mod inspect;

@@ -116,7 +116,10 @@ impl fmt::Display for StoreLocation {
         match self {
             Self::Local(dir) => write!(f, "{}", dir.display()),
             Self::Memory => f.write_str("memory://"),
-            Self::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
+            Self::Azure { container, prefix } if prefix.is_empty() => {
+                write!(f, "az://{container}/")
+            }
+            Self::Azure { container, prefix } => write!(f, "az://{container}/{prefix}/"),
             Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
         }
     }

@@ -1,9 +1,10 @@
 //! The one wrapper around `object_store`: where checkpoints live and how objects are written.
 //!
 //! A [`Store`] is a local directory by default ([`DEFAULT_BASE_PATH`], or the
-//! [`BASE_PATH_ENV`] variable), `memory://` for tests, or a `file://` URL. `az://` and `s3://`
-//! URLs are parsed here (see [`StoreLocation`]) but this build has no cloud backend yet, so
-//! opening one is a clear error.
+//! [`BASE_PATH_ENV`] variable), `memory://` for tests, a `file://` URL, or an Azure Blob
+//! Storage container and prefix (`az://container/prefix`, credentials as described in
+//! [`azure`]). `s3://` URLs are parsed (see [`StoreLocation`]) but this build has no S3
+//! backend, so opening one is a clear error. [`blob`] reads source blobs and lists them.
 //!
 //! Every write is a whole-object PUT, which is atomic: on a local directory `object_store`
 //! writes a temporary file, fsyncs it, renames it into place and fsyncs the directory (we turn
@@ -14,6 +15,8 @@
 //!
 //! Crash tests wrap a store with a [`FaultPlan`] that kills it at its Nth write.
 
+pub mod azure;
+pub mod blob;
 mod faults;
 mod location;
 
@@ -26,8 +29,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+pub use azure::{AzureAccount, AzureConfigError};
 pub use faults::{CrashPoint, FaultPlan};
 pub use location::{
     BASE_PATH_ENV, DEFAULT_BASE_PATH, LocationError, ObjectKey, ObjectKind, StoreLocation,
@@ -46,16 +51,24 @@ pub enum StoreError {
     /// The location string is not usable.
     #[error(transparent)]
     Location(#[from] LocationError),
-    /// A cloud location this build cannot open yet.
+    /// A cloud location this build cannot open.
     #[error(
         "checkpoint location `{location}` needs {backend} support, which this build does not \
-         have yet; use a local directory or a file:// URL"
+         have; use a local directory, a file:// URL or az://container/prefix"
     )]
     Unsupported {
         /// The location.
         location: String,
-        /// `azure` or `s3`.
+        /// `s3`.
         backend: &'static str,
+    },
+    /// Azure settings are missing or unusable.
+    #[error("{location}: {source}")]
+    Azure {
+        /// The location or blob.
+        location: String,
+        /// What is wrong.
+        source: AzureConfigError,
     },
     /// The local checkpoint directory cannot be created or opened.
     #[error("cannot use checkpoint directory {path}: {source}; check that it is writable")]
@@ -145,20 +158,52 @@ impl Store {
         }
     }
 
-    /// Opens a parsed location.
+    /// Opens a location with an explicit Azure account for `az://` (the other kinds ignore it).
+    pub fn open_with(location: &str, account: &AzureAccount) -> Result<Self, StoreError> {
+        match StoreLocation::parse(location)? {
+            StoreLocation::Azure { container, prefix } => Self::azure(&container, &prefix, account),
+            other => Self::open_location(&other),
+        }
+    }
+
+    /// Opens a parsed location; `az://` takes its account from the environment.
     pub fn open_location(location: &StoreLocation) -> Result<Self, StoreError> {
         match location {
             StoreLocation::Memory => Ok(Self::memory()),
             StoreLocation::Local(dir) => Self::local(dir),
-            StoreLocation::Azure { .. } => Err(StoreError::Unsupported {
-                location: location.to_string(),
-                backend: "azure",
-            }),
+            StoreLocation::Azure { container, prefix } => {
+                let account = env_account(&location.to_string())?;
+                Self::azure(container, prefix, &account)
+            }
             StoreLocation::S3 { .. } => Err(StoreError::Unsupported {
                 location: location.to_string(),
                 backend: "s3",
             }),
         }
+    }
+
+    fn azure(container: &str, prefix: &str, account: &AzureAccount) -> Result<Self, StoreError> {
+        let location = StoreLocation::Azure {
+            container: container.to_owned(),
+            prefix: prefix.to_owned(),
+        };
+        let client = account
+            .container(container)
+            .map_err(|source| StoreError::Azure {
+                location: location.to_string(),
+                source,
+            })?;
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            client
+        } else {
+            Arc::new(PrefixStore::new(client, prefix))
+        };
+        Ok(Self {
+            inner,
+            location,
+            local_root: None,
+            faults: None,
+        })
     }
 
     fn local(dir: &std::path::Path) -> Result<Self, StoreError> {
@@ -418,6 +463,17 @@ impl Store {
             source: Box::new(e),
         }
     }
+}
+
+/// The Azure account of the environment, or an error naming `location` and the settings.
+pub(crate) fn env_account(location: &str) -> Result<AzureAccount, StoreError> {
+    let wrap = |source| StoreError::Azure {
+        location: location.to_owned(),
+        source,
+    };
+    AzureAccount::from_env()
+        .map_err(wrap)?
+        .ok_or_else(|| wrap(AzureConfigError::Missing))
 }
 
 #[cfg(test)]

@@ -77,9 +77,16 @@ async fn a_crash_after_a_write_keeps_the_write() {
 }
 
 #[test]
-fn cloud_locations_are_parsed_but_not_built_yet() {
-    let err = Store::open("az://checkpoints/datsync").unwrap_err();
-    assert!(err.to_string().contains("needs azure support"), "{err}");
+fn azure_locations_open_and_s3_is_refused() {
+    let account = super::AzureAccount::emulator("http://127.0.0.1:1/devstoreaccount1");
+    let store = Store::open_with("az://checkpoints/datsync/", &account).unwrap();
+    assert_eq!(store.location().to_string(), "az://checkpoints/datsync/");
+    let key =
+        ObjectKey::manifest(&crate::model::SyncId::parse("sync_20260101_000000_00000001").unwrap());
+    assert_eq!(
+        store.describe(&key),
+        "az://checkpoints/datsync/sync_20260101_000000_00000001/manifest.json"
+    );
     let err = Store::open("s3://bucket/p").unwrap_err();
     assert!(err.to_string().contains("needs s3 support"), "{err}");
     assert!(matches!(

@@ -35,3 +35,22 @@ async fn local_directory() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The same scenarios on Azure Blob Storage (the Azurite emulator, on loopback), under a
+/// prefix of a container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_blob_storage() {
+    let azurite = datsync::azurite::Azurite::start().unwrap();
+    let account = azurite.account();
+    account.create_container("checkpoints").await.unwrap();
+    // Creating it again is fine.
+    account.create_container("checkpoints").await.unwrap();
+    let store = Store::open_with("az://checkpoints/datsync", &account).unwrap();
+    run_all(store).await;
+    // Every scenario cleaned up after itself.
+    let left = datsync::store::blob::list_blobs("az://checkpoints/", &account)
+        .await
+        .unwrap();
+    let names: Vec<_> = left.iter().map(|(b, _)| b.url()).collect();
+    assert!(names.is_empty(), "{names:?}");
+}
