@@ -126,8 +126,10 @@ pub struct SyncArgs {
 /// Arguments of `datsync run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The source file (`.dat`, gzip or not).
-    pub source: PathBuf,
+    /// The source: a local file (`.dat`, gzip or not) or a blob, `az://container/path`
+    /// (account from AzureWebJobsStorage, or AZURE_STORAGE_ACCOUNT_NAME with
+    /// AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN).
+    pub source: String,
     /// Use this sync id (continue it, or start it with this id).
     #[arg(long)]
     pub sync_id: Option<String>,

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod alerts;
+mod azure;
 mod common;
 mod crash;
 mod errors;

@@ -2,7 +2,6 @@
 //! task saves each new chunk as Parquet, then hands it to the processor.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -13,7 +12,7 @@ use crate::checkpoint::{CheckpointManager, ChunkCompression};
 use crate::model::{ChunkId, SourceFingerprint, SyncId};
 use crate::parse::{Decoder, ParseOptions, READ_BUFFER_BYTES};
 use crate::profile::Profile;
-use crate::source::LocalSource;
+use crate::source::SourceRef;
 use crate::telemetry::{ChunkConverted, Telemetry};
 
 /// Batches waiting between two stages (each stage also holds the one it works on): enough
@@ -53,7 +52,7 @@ enum ReaderMsg {
 
 /// Decodes `path` on a thread of its own and sends the batches of chunks `skip_before..`.
 fn spawn_reader(
-    path: PathBuf,
+    path: SourceRef,
     profile: Profile,
     chunk_size: usize,
     skip_before: u32,
@@ -69,15 +68,14 @@ fn spawn_reader(
 }
 
 fn read_source(
-    path: &Path,
+    path: &SourceRef,
     profile: &Profile,
     chunk_size: usize,
     skip_before: u32,
     tx: &mpsc::Sender<Result<ReaderMsg, Abort>>,
 ) -> Result<(), Abort> {
-    let name = path.display().to_string();
-    let local = LocalSource::open(path).map_err(|e| Abort::Failed(e.to_string()))?;
-    let mut reader = local.reader();
+    let name = path.name();
+    let mut reader = path.reader().map_err(|e| Abort::Failed(e.to_string()))?;
     let options = ParseOptions {
         batch_rows: chunk_size,
         ..ParseOptions::default()
@@ -134,7 +132,7 @@ fn read_source(
 /// The converter stage's inputs.
 pub(super) struct Converter {
     pub(super) sync_id: SyncId,
-    pub(super) source: PathBuf,
+    pub(super) source: SourceRef,
     pub(super) profile: Profile,
     pub(super) chunk_size: usize,
     /// Chunks already recorded: decoded again but not saved or sent.
@@ -174,9 +172,8 @@ impl Converter {
                     bytes_read,
                 } => {
                     if !checked {
-                        crate::validate::check_columns(&self.profile, batch.schema_ref()).map_err(
-                            |e| Abort::BadInput(format!("{}: {e}", self.source.display())),
-                        )?;
+                        crate::validate::check_columns(&self.profile, batch.schema_ref())
+                            .map_err(|e| Abort::BadInput(format!("{}: {e}", self.source.name())))?;
                         checked = true;
                     }
                     let checksum = match &self.manager {
@@ -262,13 +259,13 @@ async fn encode(
 /// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a
 /// missing or corrupt chunk file).
 pub(super) fn regenerate(
-    path: &Path,
+    path: &SourceRef,
     profile: &Profile,
     chunk_size: usize,
     chunk: ChunkId,
 ) -> Result<RecordBatch, Abort> {
-    let name = path.display().to_string();
-    let local = LocalSource::open(path).map_err(|e| Abort::Failed(e.to_string()))?;
+    let name = path.name();
+    let reader = path.reader().map_err(|e| Abort::Failed(e.to_string()))?;
     let options = ParseOptions {
         batch_rows: chunk_size,
         ..ParseOptions::default()
@@ -276,7 +273,7 @@ pub(super) fn regenerate(
     let mut decoder = Decoder::new(profile, options);
     let mut index = 0u32;
     let mut found = None;
-    let result = crate::parse::decode_reader(local.reader(), &mut decoder, |batch| {
+    let result = crate::parse::decode_reader(reader, &mut decoder, |batch| {
         if index == chunk.0 {
             found = Some(batch);
             index += 1;

@@ -1,9 +1,8 @@
 //! Finding the unfinished sync of a source, so that `run SOURCE` continues it.
 
-use std::path::Path;
-
 use crate::checkpoint::CheckpointManager;
-use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
+use crate::model::{CheckpointStatus, SyncId};
+use crate::source::SourceRef;
 use crate::store::Store;
 
 use super::PipelineError;
@@ -13,9 +12,9 @@ use super::PipelineError;
 /// `resume` report them in full).
 pub(super) async fn unfinished_sync(
     store: &Store,
-    source_path: &str,
-    fingerprint: &SourceFingerprint,
+    source: &SourceRef,
 ) -> Result<Option<SyncId>, PipelineError> {
+    let source_path = source.name();
     let mut ids = store.list_syncs().await?;
     ids.sort();
     for id in ids.into_iter().rev() {
@@ -33,7 +32,7 @@ pub(super) async fn unfinished_sync(
         };
         if m.source_path == source_path
             && m.status != CheckpointStatus::Completed
-            && super::same_source(m, fingerprint, Path::new(source_path))?.is_ok()
+            && super::same_source(m, source).await?.is_ok()
         {
             return Ok(Some(id));
         }

@@ -20,7 +20,6 @@ mod finish;
 mod process;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ use crate::load::LoadError;
 use crate::model::{ChunkId, SourceFingerprint, SyncId, SyncStatus};
 use crate::pg::{PgError, PgSettings};
 use crate::profile::Profile;
-use crate::source::{LocalSource, SourceError};
+use crate::source::{SourceError, SourceRef};
 use crate::status::{StatusError, SyncRegistration};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
@@ -206,24 +205,33 @@ impl Pipeline {
         self
     }
 
-    /// Loads a source: continues its unfinished sync when there is one (same path and
-    /// fingerprint) unless `fresh`, or the sync `sync_id` when given.
+    /// Loads a source (a local path or an `az://` URL): continues its unfinished sync when
+    /// there is one (same name and fingerprint) unless `fresh`, or the sync `sync_id` when
+    /// given.
     pub async fn run(
         &self,
-        source: &Path,
+        source: &str,
         sync_id: Option<SyncId>,
         fresh: bool,
     ) -> Result<RunSummary, PipelineError> {
         // Recorded absolute (manifest, sync_metadata): a resume may run in another directory.
-        let absolute = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
-        let source = absolute.as_path();
-        let local = LocalSource::open(source)?;
-        let store = self.store()?;
-        let fingerprint = local.fingerprint();
-        let path = source.display().to_string();
+        let source = SourceRef::open(source).await?;
+        self.run_source(source, sync_id, fresh).await
+    }
+
+    /// [`Self::run`] on a source already opened.
+    pub async fn run_source(
+        &self,
+        source: SourceRef,
+        sync_id: Option<SyncId>,
+        fresh: bool,
+    ) -> Result<RunSummary, PipelineError> {
+        let store = self.store().await?;
+        let fingerprint = source.fingerprint();
+        let path = source.name();
         let discover = !fresh && sync_id.is_none() && self.settings.enable_checkpointing;
         let found = if discover {
-            discover::unfinished_sync(&store, &path, &fingerprint).await?
+            discover::unfinished_sync(&store, &source).await?
         } else {
             None
         };
@@ -233,8 +241,8 @@ impl Pipeline {
         let sync_id = sync_id.or(found).unwrap_or_else(new_sync_id);
         let plan = Plan {
             sync_id,
-            source: Some(source.to_path_buf()),
-            file_name: local.file_name(),
+            file_name: source.file_name(),
+            source: Some(source),
             source_path: path,
             fingerprint,
         };
@@ -244,7 +252,7 @@ impl Pipeline {
     /// Continues a sync: finishes its conversion if it was cut short, loads every chunk the
     /// ledger does not have, and decides its final status again.
     pub async fn resume(&self, sync_id: SyncId) -> Result<RunSummary, PipelineError> {
-        let store = self.store()?;
+        let store = self.store().await?;
         let mut source_path = None;
         if self.settings.enable_checkpointing {
             let mut manager = CheckpointManager::new(store.clone(), sync_id.clone());
@@ -254,7 +262,7 @@ impl Pipeline {
                 source_path = Some((
                     m.source_path.clone(),
                     m.source_file.clone(),
-                    m.source_fingerprint.clone(),
+                    Some(m.source_fingerprint.clone()),
                 ));
             }
         }
@@ -266,18 +274,22 @@ impl Pipeline {
                 && let Some(path) = stored.file_path
             {
                 let name = stored.file_name.unwrap_or_else(|| base_name(&path));
-                let fp = LocalSource::open(Path::new(&path))
-                    .map_or_else(|_| empty_fingerprint(), |l| l.fingerprint());
-                source_path = Some((path, name, fp));
+                source_path = Some((path, name, None));
             }
         }
         let Some((path, file_name, recorded)) = source_path else {
             return Err(PipelineError::UnknownSync(sync_id));
         };
-        let (source, fingerprint) = match LocalSource::open(Path::new(&path)) {
-            Ok(local) => (Some(PathBuf::from(&path)), local.fingerprint()),
+        let (source, fingerprint) = match SourceRef::open(&path).await {
+            Ok(source) => {
+                let fingerprint = source.fingerprint();
+                (Some(source), fingerprint)
+            }
             // Without the source a sync can still finish when every chunk is converted.
-            Err(_) => (None, recorded),
+            Err(e) => {
+                tracing::warn!(sync_id = %sync_id, source = %path, error = %e, "the source cannot be opened; finishing from the checkpoint");
+                (None, recorded.unwrap_or_else(empty_fingerprint))
+            }
         };
         let plan = Plan {
             sync_id,
@@ -290,8 +302,10 @@ impl Pipeline {
     }
 
     /// Where checkpoints and rejects are kept (rejects are kept even without checkpoints).
-    fn store(&self) -> Result<Store, PipelineError> {
-        Ok(Store::open(&self.settings.checkpoint_base)?)
+    async fn store(&self) -> Result<Store, PipelineError> {
+        let store = Store::open(&self.settings.checkpoint_base)?;
+        store.ensure_container().await;
+        Ok(store)
     }
 
     async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
@@ -394,7 +408,9 @@ impl Pipeline {
             // The chunks were cut from the source as it was: a source that has changed since
             // is refused, whatever the phase (a resume never mixes two versions of a file).
             if let (Some(m), Some(source)) = (manager.manifest(), &plan.source) {
-                same_source(m, &plan.fingerprint, source)?.map_err(CheckpointError::from)?;
+                same_source(m, source)
+                    .await?
+                    .map_err(CheckpointError::from)?;
             }
         } else {
             manager
@@ -414,8 +430,8 @@ impl Pipeline {
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) sync_id: SyncId,
-    /// The local source, when it can be read.
-    pub(crate) source: Option<PathBuf>,
+    /// The source, when it can be read.
+    pub(crate) source: Option<SourceRef>,
     pub(crate) file_name: String,
     pub(crate) source_path: String,
     pub(crate) fingerprint: SourceFingerprint,
@@ -462,35 +478,28 @@ fn new_sync_id() -> SyncId {
     SyncId::new(chrono::Utc::now(), h.finish() as u32)
 }
 
-/// Whether `source` (with fingerprint `found`) holds the bytes the manifest was made from.
-/// Same size but another modification time: the bytes decide when the manifest knows their
-/// SHA-256 (a copied or touched file is still the same source).
-pub(crate) fn same_source(
+/// Whether `source` holds the bytes the manifest was made from. Same size but another
+/// modification time or ETag: the bytes decide when the manifest knows their SHA-256 (a
+/// copied, touched or re-uploaded file is still the same source).
+pub(crate) async fn same_source(
     m: &crate::checkpoint::Manifest,
-    found: &SourceFingerprint,
-    source: &Path,
+    source: &SourceRef,
 ) -> Result<Result<(), crate::checkpoint::SourceMismatch>, PipelineError> {
-    let Err(mismatch) = verify_source(m, found) else {
+    let found = source.fingerprint();
+    let Err(mismatch) = verify_source(m, &found) else {
         return Ok(Ok(()));
     };
     let recorded = &m.source_fingerprint;
-    if recorded.size_bytes == found.size_bytes
-        && recorded.sha256.is_some()
-        && recorded.sha256 == sha256_of(source)?
-    {
-        return Ok(Ok(()));
+    if recorded.size_bytes == found.size_bytes && recorded.sha256.is_some() {
+        let source = source.clone();
+        let sha256 = tokio::task::spawn_blocking(move || source.sha256())
+            .await
+            .map_err(|e| PipelineError::Internal(format!("hashing the source: {e}")))??;
+        if recorded.sha256.as_deref() == Some(sha256.as_str()) {
+            return Ok(Ok(()));
+        }
     }
     Ok(Err(mismatch))
-}
-
-/// The SHA-256 of a local file, read to the end.
-fn sha256_of(path: &Path) -> Result<Option<String>, PipelineError> {
-    let mut reader = LocalSource::open(path)?.reader();
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|error| SourceError {
-        path: path.display().to_string(),
-        error,
-    })?;
-    Ok(Some(reader.sha256_hex()))
 }
 
 fn base_name(path: &str) -> String {

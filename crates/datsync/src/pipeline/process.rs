@@ -177,11 +177,9 @@ impl Run<'_> {
         };
         tracing::info!(sync_id = %self.plan.sync_id, "every chunk is recorded; finishing the conversion by hashing the source");
         let hashed = tokio::task::spawn_blocking(move || -> Result<(u64, String), String> {
-            let mut reader = crate::source::LocalSource::open(&source)
-                .map_err(|e| e.to_string())?
-                .reader();
+            let mut reader = source.reader().map_err(|e| e.to_string())?;
             std::io::copy(&mut reader, &mut std::io::sink())
-                .map_err(|e| format!("{}: {e}", source.display()))?;
+                .map_err(|e| format!("{}: {e}", source.name()))?;
             Ok((reader.bytes_read(), reader.sha256_hex()))
         })
         .await

@@ -96,17 +96,22 @@ pub struct AzureAccount {
     auth: Auth,
 }
 
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Key(_) => "key (hidden)",
+            Self::Sas(_) => "SAS (hidden)",
+            Self::Ambient => "ambient identity",
+        })
+    }
+}
+
 impl fmt::Debug for AzureAccount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let auth = match self.auth {
-            Auth::Key(_) => "key (hidden)",
-            Auth::Sas(_) => "SAS (hidden)",
-            Auth::Ambient => "ambient identity",
-        };
         f.debug_struct("AzureAccount")
             .field("account", &self.account)
             .field("endpoint", &self.endpoint)
-            .field("auth", &auth)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -339,7 +344,10 @@ fn shared_key_signature(account: &str, key: &str, url: &url::Url, date: &str) ->
     query.sort();
     let mut resource = format!("/{account}{}", url.path());
     for (k, v) in &query {
-        resource.push_str(&format!("\n{k}:{v}"));
+        resource.push('\n');
+        resource.push_str(k);
+        resource.push(':');
+        resource.push_str(v);
     }
     // VERB, Content-Encoding, -Language, -Length (empty when 0), -MD5, -Type, Date,
     // If-Modified-Since, If-Match, If-None-Match, If-Unmodified-Since, Range, then the

@@ -118,6 +118,8 @@ pub struct Store {
     location: StoreLocation,
     /// The canonical base directory of a local store.
     local_root: Option<PathBuf>,
+    /// The account and container of an `az://` store.
+    azure: Option<(AzureAccount, String)>,
     faults: Option<Arc<FaultPlan>>,
 }
 
@@ -154,6 +156,7 @@ impl Store {
             inner: Arc::new(InMemory::new()),
             location: StoreLocation::Memory,
             local_root: None,
+            azure: None,
             faults: None,
         }
     }
@@ -202,6 +205,7 @@ impl Store {
             inner,
             location,
             local_root: None,
+            azure: Some((account.clone(), container.to_owned())),
             faults: None,
         })
     }
@@ -221,8 +225,19 @@ impl Store {
             inner: Arc::new(fs),
             location: StoreLocation::Local(root.clone()),
             local_root: Some(root),
+            azure: None,
             faults: None,
         })
+    }
+
+    /// Creates the container of an `az://` store when it is missing (nothing to do for the
+    /// other kinds). A failure is only logged: the first write then says what is wrong.
+    pub async fn ensure_container(&self) {
+        if let Some((account, container)) = &self.azure
+            && let Err(e) = account.create_container(container).await
+        {
+            tracing::warn!(location = %self.location, error = %e, "cannot make sure the checkpoint container exists");
+        }
     }
 
     /// The location, for messages.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod alert;
+mod blob_source;
 mod checkpoint;
 mod load_pg;
 mod pgtemp;

@@ -1,0 +1,192 @@
+//! Blob sources and blob checkpoints, against the Azure Storage emulator (Azurite) on
+//! loopback: the real `datsync` binary reads `az://` sources by range and keeps its
+//! checkpoints in a container; a kill and a resume end like an uninterrupted local run.
+
+use datsync::azurite::Azurite;
+use datsync::store::blob::{Blob, list_blobs};
+
+use crate::common::*;
+use crate::errors::reference;
+
+/// An emulator with the `data` (sources) and `checkpoints` containers, and a runtime to
+/// talk to it from the test.
+pub(crate) struct Emulator {
+    pub azurite: Azurite,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let azurite = Azurite::start().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let account = azurite.account();
+        rt.block_on(async {
+            account.create_container("data").await.unwrap();
+            account.create_container("checkpoints").await.unwrap();
+        });
+        Self { azurite, rt }
+    }
+
+    /// The environment the binary gets: the Functions connection string.
+    pub fn env(&self) -> (&'static str, String) {
+        ("AzureWebJobsStorage", self.azurite.connection_string())
+    }
+
+    /// Uploads a local file as `url`.
+    pub fn upload(&self, file: &std::path::Path, url: &str) {
+        let bytes = std::fs::read(file).unwrap();
+        let blob = Blob::open_with(url, &self.azurite.account()).unwrap();
+        self.rt.block_on(blob.put(bytes.into())).unwrap();
+    }
+
+    /// The blobs under `prefix_url`, as URLs.
+    pub fn list(&self, prefix_url: &str) -> Vec<String> {
+        self.rt
+            .block_on(list_blobs(prefix_url, &self.azurite.account()))
+            .unwrap()
+            .into_iter()
+            .map(|(b, _)| b.url())
+            .collect()
+    }
+}
+
+const SOURCE: &str = "az://data/hex-ztdwr/ztdwr_extract.dat";
+const CHECKPOINTS: &str = "az://checkpoints/datsync";
+
+fn sync_blob(work: &Work, db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let url = db.url();
+    let mut all = args.to_vec();
+    all.extend([
+        "--database-url",
+        &url,
+        "--checkpoint-dir",
+        CHECKPOINTS,
+        "--chunk-size",
+        CHUNK_SIZE,
+        "--json",
+    ]);
+    datsync(work.path(), &all, env)
+}
+
+#[test]
+fn a_blob_is_loaded_with_checkpoints_in_blob_storage_and_resumes_after_a_kill() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let env = [(key, value.as_str())];
+    // Gzipped, so the reader's ranges cut through compressed data.
+    let mut options = options(3_000, 61, MESSY);
+    options.gzip = true;
+    let work = Work::with_options(&options);
+    emulator.upload(&work.file, SOURCE);
+    let sync = sync_id(61);
+    let (reference_db, expected, expected_code) = reference(&work, &sync);
+
+    let db = TestDb::new();
+    let mut kill_env = env.to_vec();
+    kill_env.push(("DATSYNC_KILL_AT", "chunk_committed:3"));
+    let killed = sync_blob(&work, &db, &["run", SOURCE, "--sync-id", &sync], &kill_env);
+    assert!(killed.killed(), "{}", killed.describe());
+    // The checkpoint is in the container: a manifest and chunk files.
+    let kept = emulator.list(&format!("{CHECKPOINTS}/{sync}"));
+    assert!(
+        kept.iter().any(|u| u.ends_with("/manifest.json"))
+            && kept.iter().any(|u| u.ends_with(".parquet")),
+        "{kept:?}"
+    );
+    db.wait_for_other_sessions();
+
+    let out = sync_blob(&work, &db, &["resume", &sync], &env);
+    assert_eq!(out.code(), expected_code, "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["resumed"], true, "{s}");
+    assert!(u(&s, "chunks_skipped_on_resume") >= 3, "{s}");
+    assert_eq!(counts(&s), counts(&expected));
+    assert_eq!(db.table(), reference_db.table());
+    let metadata = db.metadata(&sync).unwrap();
+    assert_eq!(metadata["file_name"], "ztdwr_extract.dat");
+    let path: String = db.query(
+        "SELECT file_path FROM public.sync_metadata WHERE sync_id = $1",
+        &[&sync],
+    )[0]
+    .get(0);
+    assert_eq!(
+        path, SOURCE,
+        "the blob's URL is recorded, so a resume can read it again"
+    );
+    // Cleaned up after the sync finished; the rejects are kept.
+    let left = emulator.list(&format!("{CHECKPOINTS}/{sync}"));
+    assert!(left.is_empty(), "{left:?}");
+    if u(&s, "rows_rejected") > 0 {
+        assert!(
+            !emulator
+                .list(&format!("{CHECKPOINTS}/rejects/{sync}"))
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn a_replaced_blob_is_not_resumed_as_the_old_one() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let env = [(key, value.as_str())];
+    let work = Work::new(2_000, 62, CLEAN);
+    emulator.upload(&work.file, SOURCE);
+    let db = TestDb::new();
+    let mut kill_env = env.to_vec();
+    kill_env.push(("DATSYNC_KILL_AT", "chunk_committed:1"));
+    let killed = sync_blob(&work, &db, &["run", SOURCE], &kill_env);
+    assert!(killed.killed(), "{}", killed.describe());
+    db.wait_for_other_sessions();
+    let first = db.query("SELECT sync_id FROM public.sync_metadata", &[])[0].get::<_, String>(0);
+
+    // New content under the same name: a new ETag.
+    write_sample(&work.file, 2_100, 63, CLEAN);
+    emulator.upload(&work.file, SOURCE);
+    let out = sync_blob(&work, &db, &["run", SOURCE], &env);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let s = out.summary();
+    assert_ne!(
+        s["sync_id"],
+        first.as_str(),
+        "a new version is a new sync: {s}"
+    );
+    assert_eq!(s["resumed"], false);
+    assert_eq!(u(&s, "rows_read"), 2_100);
+
+    // Resuming the first sync now refuses: its source has changed.
+    let out = sync_blob(&work, &db, &["resume", &first], &env);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("changed") || out.stdout.contains("changed"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn a_missing_blob_or_account_is_a_clear_error() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let work = Work::new(10, 64, CLEAN);
+    let db = TestDb::new();
+    let out = sync_blob(
+        &work,
+        &db,
+        &["run", "az://data/hex-ztdwr/nope.dat"],
+        &[(key, value.as_str())],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("az://data/hex-ztdwr/nope.dat") && out.stderr.contains("no such blob"),
+        "{}",
+        out.stderr
+    );
+    let out = sync_blob(&work, &db, &["run", SOURCE], &[]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("AzureWebJobsStorage"), "{}", out.stderr);
+}

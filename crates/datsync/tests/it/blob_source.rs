@@ -1,0 +1,93 @@
+//! Reading a source blob from the Azure Storage emulator: by ranges, hashed on the way, and
+//! refused when the blob is replaced in the middle of the read.
+
+use std::io::Read;
+
+use datsync::azurite::Azurite;
+use datsync::source::SourceRef;
+use datsync::store::blob::Blob;
+use sha2::{Digest, Sha256};
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_is_read_in_ranges_and_fingerprinted_by_its_etag() {
+    let azurite = Azurite::start().unwrap();
+    let account = azurite.account();
+    account.create_container("data").await.unwrap();
+    let url = "az://data/in/ZTDWR_20250129.dat";
+    let blob = Blob::open_with(url, &account).unwrap();
+    let content = bytes(1_000_003, 7);
+    blob.put(content.clone().into()).await.unwrap();
+
+    let source = SourceRef::open_blob(blob.clone()).await.unwrap();
+    assert_eq!(source.name(), url);
+    assert_eq!(source.file_name(), "ZTDWR_20250129.dat");
+    let fp = source.fingerprint();
+    assert_eq!(fp.size_bytes, 1_000_003);
+    assert!(fp.etag.is_some(), "{fp:?}");
+
+    // Ranges that do not divide the size, read through buffers of odd sizes.
+    for range in [1_000_003, 65_536, 99_991] {
+        let s = source.clone();
+        let (read, hash, bytes_read) = tokio::task::spawn_blocking(move || {
+            let mut reader = s.reader_in_ranges(range).unwrap();
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 7_777];
+            loop {
+                let n = reader.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            (out, reader.sha256_hex(), reader.bytes_read())
+        })
+        .await
+        .unwrap();
+        assert_eq!(read.len(), content.len(), "range {range}");
+        assert!(read == content, "range {range}: different bytes");
+        assert_eq!(bytes_read, 1_000_003);
+        let expected = Sha256::digest(&content)
+            .iter()
+            .fold(String::new(), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            });
+        assert_eq!(hash, expected);
+    }
+
+    // Replaced after the source was opened: the read fails instead of mixing versions.
+    blob.put(bytes(1_000_003, 8).into()).await.unwrap();
+    let s = source.clone();
+    let err = tokio::task::spawn_blocking(move || {
+        let mut reader = s.reader_in_ranges(65_536).unwrap();
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap_err()
+    })
+    .await
+    .unwrap();
+    assert!(err.to_string().contains("changed"), "{err}");
+    // Opened again, it is a new version with another ETag.
+    let again = SourceRef::open_blob(blob).await.unwrap();
+    assert_ne!(again.fingerprint().etag, fp.etag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_blob_is_named() {
+    let azurite = Azurite::start().unwrap();
+    let account = azurite.account();
+    account.create_container("data").await.unwrap();
+    let blob = Blob::open_with("az://data/none.dat", &account).unwrap();
+    let err = SourceRef::open_blob(blob).await.unwrap_err().to_string();
+    assert!(
+        err.contains("az://data/none.dat") && err.contains("no such blob"),
+        "{err}"
+    );
+    // A container URL without a path is not a blob.
+    assert!(Blob::open_with("az://data/", &account).is_err());
+}
