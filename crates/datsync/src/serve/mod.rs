@@ -1,0 +1,287 @@
+//! `datsync serve`: an Azure Functions custom handler.
+//!
+//! The Functions host starts this web server (`host.json`'s `customHandler`) and talks to it
+//! on `FUNCTIONS_CUSTOMHANDLER_PORT`:
+//!
+//! - **Blob trigger** `ztdwr_sync`: the host POSTs `/ztdwr_sync` with an invocation
+//!   (`{"Data": {...}, "Metadata": {"BlobTrigger": "data/hex-ztdwr/f.dat", "Uri": …}}`).
+//!   The blob is located from the metadata and streamed from storage by ranges; the content
+//!   the host puts in `Data` is never used (the host caps it, and it would be the whole file
+//!   in memory). The answer is `{"Outputs": {}, "Logs": [...], "ReturnValue": {...}}`: HTTP
+//!   200 when the blob is done, 500 when the host should retry it — each retry continues the
+//!   same sync.
+//! - **HTTP** `POST /api/sync-ztdwr` (forwarded as is, `enableForwardingHttpRequest`) or
+//!   `POST /sync_ztdwr` (an invocation with `Data.req`, answered in `Outputs.res`): a manual
+//!   re-run naming `blob_path`, `blob_name` or `file_name` and optionally `container`
+//!   (`ztdwr.md` §7). It continues the blob's unfinished sync rather than starting over.
+//! - `GET /api/healthz` (or the `healthz` invocation): `{status, database, timestamp}`.
+
+mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::intake::{Intake, Processed};
+use crate::pg::PgSettings;
+
+pub use request::{BlobRequest, RequestError, blob_from_trigger};
+
+/// The blob-trigger function's name (its folder in `deploy/azure-functions`).
+pub const BLOB_FUNCTION: &str = "ztdwr_sync";
+/// The manual re-run function's name.
+pub const SYNC_FUNCTION: &str = "sync_ztdwr";
+/// The health function's name.
+pub const HEALTH_FUNCTION: &str = "healthz";
+/// The port variable the Functions host sets.
+pub const PORT_ENV: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+/// The container of a blob named without one (the legacy trigger path `data/hex-ztdwr/{name}`).
+pub const DEFAULT_CONTAINER: &str = "data";
+/// The folder of a blob named by its file name alone.
+pub const DEFAULT_PREFIX: &str = "hex-ztdwr/";
+/// How long the health check waits for the database.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where blobs named without a container or folder are.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The container of blobs named without one.
+    pub default_container: String,
+    /// The folder of blobs named by file name alone (`hex-ztdwr/`).
+    pub default_prefix: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            default_container: DEFAULT_CONTAINER.to_owned(),
+            default_prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+/// What the handlers share.
+struct App {
+    intake: Arc<Intake>,
+    pg: PgSettings,
+    options: ServeOptions,
+}
+
+/// The handler's routes, ready for `axum::serve`.
+pub fn router(intake: Arc<Intake>, pg: PgSettings, options: ServeOptions) -> Router {
+    let app = Arc::new(App {
+        intake,
+        pg,
+        options,
+    });
+    Router::new()
+        .route(&format!("/{BLOB_FUNCTION}"), post(blob_trigger))
+        .route("/api/sync-ztdwr", post(manual_forwarded))
+        .route(&format!("/{SYNC_FUNCTION}"), post(manual_invocation))
+        .route("/api/healthz", get(health_forwarded))
+        .route(&format!("/{HEALTH_FUNCTION}"), post(health_invocation))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` completes; requests in flight finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// An invocation answer: `Outputs`, `Logs`, `ReturnValue`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvocationReply {
+    outputs: Value,
+    logs: Vec<String>,
+    return_value: Value,
+}
+
+async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let invocation: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return invocation_reply(
+                StatusCode::BAD_REQUEST,
+                vec![format!("the invocation is not JSON: {e}")],
+                Value::Null,
+            );
+        }
+    };
+    let url = match blob_from_trigger(&invocation, &app.options) {
+        Ok(url) => url,
+        Err(e) => {
+            return invocation_reply(StatusCode::BAD_REQUEST, vec![e.to_string()], Value::Null);
+        }
+    };
+    tracing::info!(blob = %url, "blob trigger");
+    match app.intake.process_blob(&url, false).await {
+        Ok(processed) => {
+            let status = if processed.is_done() {
+                StatusCode::OK
+            } else {
+                // The host retries the invocation; the retry continues the same sync.
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let logs = vec![processed.describe()];
+            invocation_reply(status, logs, to_value(&processed))
+        }
+        Err(e) => {
+            tracing::error!(blob = %url, error = %e, "blob trigger failed");
+            invocation_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                vec![format!("{url}: {e}")],
+                Value::Null,
+            )
+        }
+    }
+}
+
+fn invocation_reply(status: StatusCode, logs: Vec<String>, return_value: Value) -> Response {
+    let reply = InvocationReply {
+        outputs: json!({}),
+        logs,
+        return_value,
+    };
+    (status, axum::Json(reply)).into_response()
+}
+
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// A manual re-run, whatever way it came: the HTTP status and JSON body to answer.
+async fn manual(app: &App, body: &[u8]) -> (StatusCode, Value) {
+    let request = match BlobRequest::from_json(body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, json!({ "error": e.to_string() })),
+    };
+    let url = request.url(&app.options);
+    tracing::info!(blob = %url, "manual re-run");
+    match app.intake.process_blob(&url, true).await {
+        Ok(processed) => {
+            let status = processed.http_status();
+            let mut body = to_value(&processed);
+            if let Value::Object(map) = &mut body {
+                map.insert("blob".into(), Value::String(url));
+            }
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            )
+        }
+        Err(e) => {
+            let status = if e.is_not_found() {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (
+                status,
+                json!({ "blob": url, "error": e.to_string() }),
+            )
+        }
+    }
+}
+
+async fn manual_forwarded(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let (status, body) = manual(&app, &body).await;
+    (status, axum::Json(body)).into_response()
+}
+
+/// An HTTP trigger invocation (`Data.req`), answered through the `res` output binding.
+async fn manual_invocation(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let body = match request::http_request_body(&body) {
+        Ok(b) => b,
+        Err(e) => return http_output(StatusCode::BAD_REQUEST, &json!({ "error": e.to_string() })),
+    };
+    let (status, reply) = manual(&app, body.as_bytes()).await;
+    http_output(status, &reply)
+}
+
+/// The invocation answer of an HTTP function: the response travels in `Outputs.res`; the
+/// invocation itself succeeded.
+fn http_output(status: StatusCode, body: &Value) -> Response {
+    let reply = InvocationReply {
+        outputs: json!({
+            "res": {
+                "statusCode": status.as_u16(),
+                "headers": { "Content-Type": "application/json" },
+                "body": body.to_string(),
+            }
+        }),
+        logs: Vec::new(),
+        return_value: Value::Null,
+    };
+    (StatusCode::OK, axum::Json(reply)).into_response()
+}
+
+async fn health(app: &App) -> (StatusCode, Value) {
+    let database = match tokio::time::timeout(HEALTH_TIMEOUT, check_database(&app.pg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            HEALTH_TIMEOUT.as_secs()
+        )),
+    };
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match database {
+        Ok(()) => (
+            StatusCode::OK,
+            json!({ "status": "healthy", "database": "connected", "timestamp": timestamp }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "status": "unhealthy",
+                "database": "unreachable",
+                "error": e,
+                "timestamp": timestamp,
+            }),
+        ),
+    }
+}
+
+async fn check_database(pg: &PgSettings) -> Result<(), String> {
+    let client = crate::pg::connect(pg).await.map_err(|e| e.to_string())?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map(|_| ())
+        .map_err(|e| crate::pg::redact_error(&e))
+}
+
+async fn health_forwarded(State(app): State<Arc<App>>) -> Response {
+    let (status, body) = health(&app).await;
+    (status, axum::Json(body)).into_response()
+}
+
+async fn health_invocation(State(app): State<Arc<App>>) -> Response {
+    let (status, body) = health(&app).await;
+    http_output(status, &body)
+}
+
+/// What an invocation's outcome means for HTTP callers and the Functions host.
+impl Processed {
+    /// Whether the blob needs nothing more (the host must not retry it).
+    pub fn is_done(&self) -> bool {
+        !self.retry_wanted()
+    }
+}
+
+#[cfg(test)]
+mod tests;
