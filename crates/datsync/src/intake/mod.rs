@@ -222,26 +222,21 @@ impl Processed {
         }
     }
 
-    /// Whether this call ran the sync (started or resumed it, even if the run failed).
-    pub fn ran(&self) -> bool {
-        matches!(self.action, Action::Started | Action::Resumed)
-            || (self.action == Action::Parked && (self.summary.is_some() || self.error.is_some()))
-    }
-
     /// The exit code this outcome calls for, as `datsync run`'s: 1 when it was parked now,
     /// or its run ended FAILED or BAD_INPUT or with an error; 2 when its run ended
     /// PARTIAL_SUCCESS; 0 otherwise (nothing ran, SUCCESS, or stopped on request).
     pub fn exit_code(&self) -> u8 {
-        if self.action == Action::Parked {
-            return 1;
-        }
-        if !self.ran() || self.interrupted {
-            return 0;
-        }
-        match &self.summary {
-            Some(s) => s.exit_code(),
-            None if self.error.is_some() => 1,
-            None => 0,
+        match self.action {
+            Action::Parked => 1,
+            Action::Started | Action::Resumed if self.interrupted => 0,
+            Action::Started | Action::Resumed => match &self.summary {
+                Some(s) => s.exit_code(),
+                None => u8::from(self.error.is_some()),
+            },
+            Action::SkippedDone
+            | Action::SkippedBusy
+            | Action::WaitingBackoff
+            | Action::SkippedParked => 0,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod alert;
 mod checkpoint;
+mod intake;
 mod load_pg;
 mod pgtemp;
 mod validate_transform;
