@@ -11,8 +11,10 @@
 //! canonical name (an absolute path; later `az://container/path`), `version` a blob's ETag
 //! or a local file's size and modification time. It points at the sync that loads that
 //! version and keeps its retry state. Receipts live in PostgreSQL, so two watchers and the
-//! HTTP handler agree; every decision about a (source, version) is taken under a session
-//! advisory lock of its own (`datsync intake <source>\n<version>`), held while its sync runs.
+//! HTTP handler agree: whatever runs a sync is decided again and done under a session
+//! advisory lock of the (source, version) (`datsync intake <source>\n<version>`), held while
+//! the sync runs; a receipt with nothing to do (finished, parked, not due) is read on a
+//! shared connection without it.
 //!
 //! What [`Intake::process`] does with a [`Found`] in [`Mode::Automatic`]:
 //!
@@ -267,6 +269,8 @@ pub struct Intake {
     policy: RetryPolicy,
     /// Whether this intake has run the migrations (once per intake).
     migrated: AtomicBool,
+    /// The connection receipts are first read on (see `Intake::nothing_to_do`).
+    shared: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl Intake {
@@ -280,6 +284,7 @@ impl Intake {
                 ..policy
             },
             migrated: AtomicBool::new(false),
+            shared: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -26,6 +26,11 @@ impl Intake {
     /// Decides about `found` and runs its sync when that is due (see the module docs). Errs
     /// only when the receipts cannot be read or written; a failed sync is an `Ok` outcome.
     pub async fn process(&self, found: &Found, mode: Mode) -> Result<Processed, IntakeError> {
+        if mode == Mode::Automatic
+            && let Some(skipped) = self.nothing_to_do(found).await?
+        {
+            return Ok(skipped);
+        }
         let client = self.connect().await?;
         if !receipts::try_lock(&client, found).await? {
             tracing::debug!(source = %found.source, "another process is deciding about this source");
@@ -35,6 +40,32 @@ impl Intake {
         // Ending the session releases the intake lock.
         drop(client);
         outcome
+    }
+
+    /// A watch cycle meets mostly finished files: their receipts are read on one shared
+    /// connection, without a session and a lock of their own. Reading without the lock may
+    /// see a receipt a moment old, which only delays an attempt; whatever runs a sync decides
+    /// again under the lock.
+    async fn nothing_to_do(&self, found: &Found) -> Result<Option<Processed>, IntakeError> {
+        let mut shared = self.shared.lock().await;
+        let client = match shared.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connect().await?,
+        };
+        let receipt = receipts::read(&client, self.schema(), found).await?;
+        *shared = Some(client);
+        Ok(receipt.and_then(|r| {
+            let action = if r.poisoned {
+                Action::SkippedParked
+            } else if r.finished {
+                Action::SkippedDone
+            } else if !r.due {
+                Action::WaitingBackoff
+            } else {
+                return None;
+            };
+            Some(from_receipt(found, &r, action))
+        }))
     }
 
     async fn connect(&self) -> Result<Client, IntakeError> {
