@@ -133,3 +133,14 @@ fn the_poison_alert_says_what_and_why() {
         assert!(m.contains(part), "{part}: {m}");
     }
 }
+
+/// The HTTP handler shares one intake between tasks: it and its futures must be sendable.
+#[allow(dead_code)]
+fn an_intake_is_shared_between_tasks(intake: &Intake, found: &Found) {
+    fn send<T: Send>(_: T) {}
+    fn sync<T: Sync>(_: &T) {}
+    sync(intake);
+    send(intake.process(found, Mode::Automatic));
+    send(intake.process_manual(found));
+    send(list_local(std::path::Path::new(".")));
+}
