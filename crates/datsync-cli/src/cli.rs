@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -58,6 +59,25 @@ pub enum Command {
     ///
     /// Exit codes as for `run`.
     Resume(ResumeArgs),
+    /// Load every new `.dat` / `.dat.gz` file of a directory exactly once, polling it, and
+    /// retry unfinished syncs (same sync id, growing pause) until they are parked as poison.
+    ///
+    /// Each cycle lists the directory (not its subdirectories; names starting with `.` or
+    /// ending in `.tmp` / `.partial` are skipped), then handles each file in name order: a
+    /// new file (or a new size or modification time of one) starts a sync; a FAILED sync, or
+    /// a PARTIAL_SUCCESS one with failed chunks, is resumed once its pause is over; after
+    /// --max-attempts it is parked and an alert is sent. Receipts are kept in the table
+    /// datsync_receipts.
+    ///
+    /// SIGTERM or SIGINT: the sync in flight finishes its current chunk, and watch exits 0
+    /// (the next start resumes that sync, not counting an attempt); a second signal exits at
+    /// once.
+    ///
+    /// With --once, exit codes of the cycle: 0 when nothing failed, 2 when a sync ended
+    /// PARTIAL_SUCCESS, 1 when a sync ended FAILED or BAD_INPUT or with an error, a file was
+    /// parked, or the directory could not be listed. --json prints one JSON object per file
+    /// and cycle.
+    Watch(WatchArgs),
     // operations
     /// Create or upgrade datsync's tables and the target table (safe to run again).
     InitDb(InitDbArgs),
@@ -146,6 +166,30 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// The sync to continue (`sync_YYYYMMDD_HHMMSS_xxxxxxxx`).
     pub sync_id: String,
+    /// Shared options.
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// Arguments of `datsync watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The directory to watch (a blob prefix `az://container/path` comes later).
+    #[arg(value_name = "SOURCE_PREFIX")]
+    pub source_prefix: String,
+    /// Pause between two cycles (`500ms`, `30s`, `5m`, `1h`).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub interval: Duration,
+    /// Run one cycle, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Attempts of a sync before it is parked as poison.
+    #[arg(long, default_value_t = datsync::intake::DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Pause after a sync's first attempt; it doubles after each further one, up to 1h.
+    #[arg(long, default_value = "60s", value_parser = duration, env = "DATSYNC_WATCH_BACKOFF")]
+    pub retry_backoff: Duration,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,
@@ -289,6 +333,12 @@ pub struct InspectArgs {
     pub rows: usize,
 }
 
+/// A duration such as `500ms`, `30s`, `5m`, `1h` or `1h 30m`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s, 5m or 1h"))
+}
+
 fn fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
@@ -307,5 +357,24 @@ fn delimiter(s: &str) -> Result<datsync::parse::Delimiter, String> {
         _ => Err(format!(
             "unknown delimiter `{s}`; use '~|^', '~\\|\\^', '~^', '|' or tab"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(duration(" 1h 30m "), Ok(Duration::from_secs(5400)));
+        for bad in ["", "30", "soon", "-5s", "5 parsecs"] {
+            let e = duration(bad).unwrap_err();
+            assert!(e.contains("500ms, 30s"), "{bad}: {e}");
+        }
     }
 }

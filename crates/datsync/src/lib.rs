@@ -17,6 +17,8 @@
 //! - [`load`]: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
 //! - [`status`]: `sync_metadata` rows, ledger totals, materialized view refresh.
 //! - [`pipeline`]: run, resume, retries and the final status: the only module that knows every stage.
+//! - [`intake`]: what `watch` does with the sources it lists: receipts, retries with the same
+//!   sync id, poison parking.
 //! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
 //! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
@@ -54,6 +56,7 @@ pub mod azurite;
 pub mod checkpoint;
 pub mod config;
 pub mod inspect;
+pub mod intake;
 pub mod load;
 pub mod model;
 pub mod parse;

@@ -5,6 +5,11 @@
 //! the n-th emission of that event — a real `kill -9` at an exact instant, which the crash
 //! tests use to stop a sync during conversion, mid-COPY, between a commit and the manifest
 //! update, or during cleanup.
+//!
+//! `DATSYNC_TERM_AT=<event>:<n>` sends SIGTERM instead, to test a graceful stop: the process
+//! signals itself at the n-th emission, then waits (at most [`TERM_WAIT`]) until its stop
+//! signal ([`Telemetry::observe_stop`]) shows that the signal handler has seen it, so that
+//! the processor stops at exactly that point rather than whenever the handler task runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +18,10 @@ use crate::model::{ChunkId, SyncId, SyncStatus};
 
 /// The environment variable that arms crash injection.
 pub const KILL_AT_ENV: &str = "DATSYNC_KILL_AT";
+/// The environment variable that arms SIGTERM injection.
+pub const TERM_AT_ENV: &str = "DATSYNC_TERM_AT";
+/// The longest an armed SIGTERM waits for the process's handler to see it.
+pub const TERM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every event name, so that counters and kill points can be listed and checked.
 pub const EVENT_NAMES: &[&str] = &[
@@ -165,24 +174,35 @@ impl Event for SyncFinished<'_> {
     }
 }
 
-/// Counters of emitted events, plus the armed kill point, if any.
+/// Counters of emitted events, plus the armed kill and stop points, if any.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     counters: Mutex<HashMap<&'static str, u64>>,
     kill_at: Option<(String, u64)>,
+    term_at: Option<(String, u64)>,
+    stop: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Telemetry {
     /// Telemetry with crash injection armed from `DATSYNC_KILL_AT` in `env`, if set.
+    /// `DATSYNC_TERM_AT` arms SIGTERM injection the same way.
     pub fn from_env(env: &HashMap<String, String>) -> Self {
-        let kill_at = env.get(KILL_AT_ENV).and_then(|spec| {
-            let (name, n) = spec.rsplit_once(':')?;
-            Some((name.to_owned(), n.trim().parse().ok()?))
-        });
+        let point = |var: &str| {
+            env.get(var).and_then(|spec| {
+                let (name, n) = spec.rsplit_once(':')?;
+                Some((name.to_owned(), n.trim().parse().ok()?))
+            })
+        };
         Self {
-            kill_at,
+            kill_at: point(KILL_AT_ENV),
+            term_at: point(TERM_AT_ENV),
             ..Self::default()
         }
+    }
+
+    /// The stop signal an armed SIGTERM waits for (the first one given is kept).
+    pub fn observe_stop(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.stop.set(stop);
     }
 
     /// Logs and counts an event; kills the process if it is the armed kill point.
@@ -202,6 +222,26 @@ impl Telemetry {
             && *at == count
         {
             kill_self();
+        }
+        if let Some((name, at)) = &self.term_at
+            && name == E::NAME
+            && *at == count
+        {
+            self.term_self();
+        }
+    }
+
+    /// SIGTERM to this process, then a wait until the stop signal shows it was handled.
+    fn term_self(&self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let _ = kill(Pid::this(), Signal::SIGTERM);
+        let Some(stop) = self.stop.get() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + TERM_WAIT;
+        while !*stop.borrow() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -279,6 +319,11 @@ mod tests {
             Some(("chunk_committed".to_owned(), 3))
         );
         assert_eq!(Telemetry::from_env(&HashMap::new()).kill_at, None);
+        let env: HashMap<String, String> =
+            [(TERM_AT_ENV.to_owned(), "chunk_completed:2".to_owned())].into();
+        let t = Telemetry::from_env(&env);
+        assert_eq!(t.term_at, Some(("chunk_completed".to_owned(), 2)));
+        assert_eq!(t.kill_at, None);
         assert!(EVENT_NAMES.contains(&"chunk_committed"));
     }
 }

@@ -12,6 +12,7 @@ mod progress;
 mod run;
 mod sample;
 mod status;
+mod watch;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
+        Command::Watch(args) => watch::run(&args, &cli.global),
         Command::InitDb(args) => init_db::run(&args, cli.global.profile.as_deref()),
         Command::List(args) => list::run(&args, cli.global.profile.as_deref()),
         Command::Status(args) => status::run(&args, cli.global.profile.as_deref()),

@@ -41,7 +41,7 @@ const BLOCKING_THREADS: usize = 1;
 /// Few blocking threads: each thread that allocates gets a glibc malloc arena of its own,
 /// and with tokio's default pool (up to 512 threads for file writes and Parquet encoding)
 /// the arenas' free memory made the peak RSS grow with the file (1 GB file: 862 MB).
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(BLOCKING_THREADS)
@@ -51,7 +51,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Settings: flags over environment over `datsync.toml` over defaults.
-fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipeline> {
+pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipeline> {
     let env = process_env();
     let flags = RawSettings {
         checkpoint_base_path: args.checkpoint_dir.clone(),

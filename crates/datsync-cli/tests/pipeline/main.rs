@@ -2,7 +2,7 @@
 //! `127.0.0.1:5432` (each test in a database of its own) and real files in temp dirs: the
 //! pipeline's promises (resume, exactly-once effect after `kill -9`, newest wins, nothing lost
 //! silently, stale checkpoints never trusted, one writer per sync) and Diagram 4's error
-//! handling.
+//! handling; and `datsync watch` over a directory.
 
 // Test helpers unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -13,3 +13,4 @@ mod common;
 mod crash;
 mod errors;
 mod resume;
+mod watch;

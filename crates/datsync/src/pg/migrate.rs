@@ -1,7 +1,7 @@
 //! Versioned migrations for datsync's own tables (`sync_metadata`, the chunk ledger
-//! `sync_chunks`, the `datsync_sync_seq` sequence), and the profile's target table — all
-//! applied in one transaction under an advisory lock, so concurrent `init_db` calls are
-//! safe and a second call changes nothing.
+//! `sync_chunks`, the `datsync_sync_seq` sequence, the watch receipts `datsync_receipts`),
+//! and the profile's target table — all applied in one transaction under an advisory lock,
+//! so concurrent `init_db` calls are safe and a second call changes nothing.
 
 use tokio_postgres::Client;
 
@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "sync_chunks validation facts",
         sql: sync_chunks_facts_sql,
+    },
+    Migration {
+        version: 4,
+        name: "datsync_receipts of watched sources",
+        sql: receipts_sql,
     },
 ];
 
@@ -110,6 +115,31 @@ fn sync_chunks_facts_sql(s: &str) -> String {
            ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0,
            ADD COLUMN IF NOT EXISTS validation_errors_count bigint NOT NULL DEFAULT 0,
            ADD COLUMN IF NOT EXISTS validation_errors jsonb;"
+    )
+}
+
+/// The receipts of `datsync watch` (and the Functions handler): one row per source object
+/// and version (a blob's ETag; a local file's size and modification time), pointing at the
+/// sync that loads it, with its retry state. Kept in PostgreSQL so that two watchers and the
+/// HTTP handler agree; see [`crate::intake`].
+fn receipts_sql(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.datsync_receipts (
+           source text NOT NULL,
+           version text NOT NULL,
+           name text NOT NULL,
+           sync_id text NOT NULL,
+           status text NOT NULL DEFAULT 'IN_PROGRESS',
+           attempts integer NOT NULL DEFAULT 0,
+           next_attempt_at timestamptz NOT NULL DEFAULT now(),
+           last_error text,
+           finished_at timestamptz,
+           poisoned_at timestamptz,
+           created_at timestamptz NOT NULL DEFAULT now(),
+           updated_at timestamptz NOT NULL DEFAULT now(),
+           PRIMARY KEY (source, version));
+         CREATE INDEX IF NOT EXISTS datsync_receipts_sync_id
+           ON {s}.datsync_receipts (sync_id);"
     )
 }
 

@@ -24,6 +24,9 @@ impl Run<'_> {
         converted: Option<ConvertOutcome>,
         resumed: bool,
     ) -> Result<RunSummary, PipelineError> {
+        if matches!(abort, Some(Abort::Stopped)) {
+            return self.interrupted(tally, resumed).await;
+        }
         let p = self.pipeline;
         let schema = &p.profile.schema;
         let sync_id = &self.plan.sync_id;
@@ -96,6 +99,35 @@ impl Run<'_> {
         self.alert(&summary, &sample, u64::try_from(errors_count).unwrap_or(0))
             .await;
         self.expire_old_checkpoints().await;
+        p.progress.finish();
+        Ok(summary)
+    }
+
+    /// A run stopped on request ([`super::Pipeline::with_stop`]): no final status, no alert,
+    /// no cleanup. `sync_metadata` stays IN_PROGRESS with the progress of the committed
+    /// chunks, the checkpoint stays as it is, and `resume` continues the sync.
+    async fn interrupted(self, tally: &Tally, resumed: bool) -> Result<RunSummary, PipelineError> {
+        let p = self.pipeline;
+        let sync_id = &self.plan.sync_id;
+        let totals = crate::status::ledger_totals(&self.client, &p.profile.schema, sync_id).await?;
+        let (rows_read, chunks_total) = self.source_totals(None, &totals).await;
+        tracing::info!(%sync_id, chunks_completed = totals.chunks, "stopped on request after the chunk in flight; resume continues the sync");
+        let error = format!(
+            "stopped on request (SIGTERM) after {} committed chunk(s); `datsync resume {sync_id}` \
+             or the next watch cycle continues it",
+            totals.chunks
+        );
+        let mut summary = self.summary(
+            SyncStatus::InProgress,
+            Some(error),
+            &totals,
+            rows_read,
+            chunks_total,
+            tally,
+            resumed,
+            self.checkpoint_dir.clone(),
+        );
+        summary.interrupted = true;
         p.progress.finish();
         Ok(summary)
     }
@@ -177,6 +209,7 @@ impl Run<'_> {
             }),
             resumed,
             error,
+            interrupted: false,
         }
     }
 
@@ -267,6 +300,8 @@ fn decide(
     match abort {
         Some(Abort::BadInput(m)) => (SyncStatus::BadInput, Some(m)),
         Some(Abort::Failed(m)) => (SyncStatus::Failed, Some(m)),
+        // Handled before (`Run::interrupted`); never a final status.
+        Some(Abort::Stopped) => (SyncStatus::InProgress, None),
         None if failed > 0 => (
             SyncStatus::PartialSuccess,
             Some(format!(

@@ -149,6 +149,10 @@ pub struct RunSummary {
     pub resumed: bool,
     /// Why the sync failed, when it did.
     pub error: Option<String>,
+    /// The run was stopped (SIGTERM, see [`Pipeline::with_stop`]) before every chunk was
+    /// loaded: the chunks committed stay committed, the checkpoint is kept, the status stays
+    /// IN_PROGRESS and `resume` continues the sync. Not a failure of the sync.
+    pub interrupted: bool,
 }
 
 impl RunSummary {
@@ -180,6 +184,9 @@ pub struct Pipeline {
     pub load_attempts: u32,
     /// First pause between attempts.
     pub retry_backoff: Duration,
+    /// Asks the run to stop: once it reads `true`, the processor finishes the chunk in
+    /// flight and loads no further chunk (see [`Pipeline::with_stop`]).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Pipeline {
@@ -195,13 +202,32 @@ impl Pipeline {
             progress: Arc::new(NoProgress),
             load_attempts: DEFAULT_LOAD_ATTEMPTS,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            stop: None,
         }
+    }
+
+    /// Stops runs gracefully when `stop` turns `true` (the CLI sets it on SIGTERM): the chunk
+    /// in flight finishes and commits, no further chunk is loaded, the checkpoint is kept and
+    /// the run returns a summary with `interrupted` set and status IN_PROGRESS.
+    #[must_use]
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.telemetry.observe_stop(stop.clone());
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Whether a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
     }
 
     /// Uses crash injection and counters from `env` (see [`crate::telemetry`]).
     #[must_use]
     pub fn with_env(mut self, env: &HashMap<String, String>) -> Self {
         self.telemetry = Arc::new(Telemetry::from_env(env));
+        if let Some(stop) = &self.stop {
+            self.telemetry.observe_stop(stop.clone());
+        }
         self
     }
 
@@ -444,6 +470,8 @@ pub(crate) enum Abort {
     BadInput(String),
     /// Anything else: FAILED.
     Failed(String),
+    /// A stop was asked for ([`Pipeline::with_stop`]): not a status, the sync goes on later.
+    Stopped,
 }
 
 impl From<LoadError> for Abort {
@@ -464,7 +492,8 @@ impl From<StoreError> for Abort {
     }
 }
 
-fn new_sync_id() -> SyncId {
+/// A new sync id: the current UTC time and eight random hex digits.
+pub(crate) fn new_sync_id() -> SyncId {
     use std::hash::{BuildHasher, Hasher};
     // `RandomState` is seeded from the OS per process: eight hex digits that two processes
     // started in the same second do not share.

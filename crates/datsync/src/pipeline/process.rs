@@ -87,6 +87,10 @@ impl Run<'_> {
         let resumed = !ledger.is_empty() || recorded > 0;
         let mut abort = None;
         for chunk in pending {
+            if p.stopping() {
+                abort = Some(Abort::Stopped);
+                break;
+            }
             let item = self.recorded_chunk(chunk).await;
             let result = match item {
                 Ok((batch, checksum)) => self.process(chunk, batch, &checksum, &mut tally).await,
@@ -269,7 +273,12 @@ impl Run<'_> {
         };
         let (mut chunks, handle) = converter.spawn();
         let mut abort = None;
-        while let Some(c) = chunks.recv().await {
+        let mut stop = p.stop.clone();
+        while let Some(c) = next_chunk(&mut chunks, stop.as_mut()).await {
+            let Some(c) = c else {
+                abort = Some(Abort::Stopped);
+                break;
+            };
             let result = match ledger.get(&c.chunk) {
                 Some(done) => self.complete_from_ledger(c.chunk, done).await,
                 None => self.process(c.chunk, c.batch, &c.checksum, tally).await,
@@ -279,6 +288,7 @@ impl Run<'_> {
                 break;
             }
         }
+        // Stopped: the converter ends at its next hand-over (its chunk files are kept).
         drop(chunks);
         let outcome = handle
             .await
@@ -492,6 +502,26 @@ impl Run<'_> {
             .put(&ObjectKey::rejects(&self.plan.sync_id, chunk), bytes)
             .await?;
         Ok(())
+    }
+}
+
+/// The next converted chunk (`None` at the end), or `Some(None)` as soon as a stop is asked
+/// for: the processor starts no further chunk, even while the converter is still reading.
+async fn next_chunk(
+    chunks: &mut tokio::sync::mpsc::Receiver<super::convert::Converted>,
+    stop: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> Option<Option<super::convert::Converted>> {
+    let Some(stop) = stop else {
+        return chunks.recv().await.map(Some);
+    };
+    if *stop.borrow() {
+        return Some(None);
+    }
+    tokio::select! {
+        biased;
+        // A closed sender (the caller dropped it) never stops the run.
+        Ok(_) = stop.wait_for(|s| *s) => Some(None),
+        c = chunks.recv() => c.map(Some),
     }
 }
 

@@ -6,6 +6,7 @@
 mod alert;
 mod blob_source;
 mod checkpoint;
+mod intake;
 mod load_pg;
 mod pgtemp;
 mod validate_transform;

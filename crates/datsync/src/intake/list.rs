@@ -1,0 +1,147 @@
+//! The listing seam: what a watched place holds now, as [`Found`] entries. Local directories
+//! today; a blob listing will be another function returning the same entries.
+
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use super::{Found, IntakeError};
+
+/// Name suffixes of sources (compared without regard to case).
+pub const SOURCE_SUFFIXES: &[&str] = &[".dat", ".dat.gz"];
+
+/// Name suffixes of files still being written by the usual copy tools; never listed.
+pub const TEMP_SUFFIXES: &[&str] = &[".tmp", ".partial"];
+
+/// The sources in `dir` (not its subdirectories), sorted by name: regular files (or links
+/// to them) whose name ends in `.dat` or `.dat.gz` in any case, except hidden ones (a
+/// leading `.`) and temporary ones (`.tmp`, `.partial`; writers should write under such a
+/// name and rename when done, as a file still growing would be seen part way).
+///
+/// `source` is the file's absolute path (as the pipeline records it), `version` its size and
+/// modification time in nanoseconds since the epoch (`<size>-<mtime_ns>`): a file rewritten
+/// or touched is a new version. A file that disappears while being listed is left out.
+pub async fn list_local(dir: &Path) -> Result<Vec<Found>, IntakeError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || list_dir(&dir))
+        .await
+        .map_err(|e| IntakeError::Internal(format!("the directory listing task died: {e}")))?
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<Found>, IntakeError> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let error = |error| IntakeError::List {
+        place: absolute.display().to_string(),
+        error,
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&absolute).map_err(error)? {
+        let entry = entry.map_err(error)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            tracing::warn!(dir = %absolute.display(), name = ?entry.file_name(), "skipping a file whose name is not UTF-8");
+            continue;
+        };
+        if !is_source_name(&name) {
+            continue;
+        }
+        let path = absolute.join(&name);
+        // Follows a symbolic link: a link to a file is a source.
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(error(e)),
+        };
+        found.push(Found {
+            source: path.display().to_string(),
+            name,
+            version: local_version(meta.len(), meta.modified().ok()),
+            size: meta.len(),
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Whether a file name is one of a source's, and not hidden or temporary.
+pub fn is_source_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.starts_with('.')
+        && !TEMP_SUFFIXES.iter().any(|s| lower.ends_with(s))
+        && SOURCE_SUFFIXES.iter().any(|s| lower.ends_with(s))
+}
+
+/// `<size>-<mtime in nanoseconds since the epoch>` (negative before it; `0` when the file
+/// system keeps no modification time).
+fn local_version(size: u64, modified: Option<std::time::SystemTime>) -> String {
+    let nanos: i128 = match modified {
+        Some(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+            Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
+        },
+        None => 0,
+    };
+    format!("{size}-{nanos}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names() {
+        for ok in ["a.dat", "B.DAT", "x.Dat.Gz", "ztdwr_20250129.dat.gz"] {
+            assert!(is_source_name(ok), "{ok}");
+        }
+        for no in [
+            ".a.dat",
+            "a.dat.tmp",
+            "a.dat.gz.partial",
+            "a.DAT.TMP",
+            "a.txt",
+            "a.dat.zip",
+            "a.gz",
+            "dat",
+        ] {
+            assert!(!is_source_name(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn versions_hold_size_and_nanoseconds() {
+        let t = UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        assert_eq!(local_version(42, Some(t)), "42-1700000000123456789");
+        assert_eq!(local_version(7, None), "7-0");
+        let before = UNIX_EPOCH - std::time::Duration::from_nanos(5);
+        assert_eq!(local_version(1, Some(before)), "1--5");
+    }
+
+    #[tokio::test]
+    async fn lists_sources_sorted_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "b.dat",
+            "A.DAT.GZ",
+            "c.dat.gz",
+            ".hidden.dat",
+            "d.dat.tmp",
+            "e.dat.partial",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub.dat")).unwrap();
+        std::fs::write(dir.path().join("sub.dat").join("inner.dat"), "x").unwrap();
+        let found = list_local(dir.path()).await.unwrap();
+        let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["A.DAT.GZ", "b.dat", "c.dat.gz"]);
+        let b = &found[1];
+        assert_eq!(b.size, 5);
+        assert_eq!(
+            Path::new(&b.source),
+            std::path::absolute(dir.path()).unwrap().join("b.dat")
+        );
+        assert!(b.version.starts_with("5-"), "{}", b.version);
+        let err = list_local(&dir.path().join("missing")).await.unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}

@@ -1,0 +1,350 @@
+//! Intake: what `datsync watch` (and the Azure Functions handler) does with the sources it
+//! finds — each version of each source loaded exactly once, retried with the same sync id
+//! and a growing pause, and parked as poison when the attempts are used up.
+//!
+//! ```text
+//! listing (list_local; blobs later) ─Found─> Intake::process ─> receipt (datsync_receipts)
+//!                                                         └──> Pipeline::run / resume
+//! ```
+//!
+//! A **receipt** is one row of `datsync_receipts` per (source, version): `source` is the
+//! canonical name (an absolute path; later `az://container/path`), `version` a blob's ETag
+//! or a local file's size and modification time. It points at the sync that loads that
+//! version and keeps its retry state. Receipts live in PostgreSQL, so two watchers and the
+//! HTTP handler agree: whatever runs a sync is decided again and done under a session
+//! advisory lock of the (source, version) (`datsync intake <source>\n<version>`), held while
+//! the sync runs; a receipt with nothing to do (finished, parked, not due) is read on a
+//! shared connection without it.
+//!
+//! What [`Intake::process`] does with a [`Found`] in [`Mode::Automatic`]:
+//!
+//! | receipt | action |
+//! |---|---|
+//! | none | claimed (`INSERT … ON CONFLICT DO NOTHING`) with a new sync id, attempt 1 counted, [`Pipeline::run`] → [`Action::Started`] |
+//! | finished (see [`is_final`]) | nothing → [`Action::SkippedDone`] |
+//! | parked | nothing, ever → [`Action::SkippedParked`] |
+//! | unfinished, `now() < next_attempt_at` | nothing → [`Action::WaitingBackoff`] |
+//! | unfinished, due, attempts < max | attempt counted, [`Pipeline::resume`] of the **same** sync id → [`Action::Resumed`] |
+//! | unfinished, due, attempts ≥ max | parked, alert → [`Action::Parked`] |
+//! | locked by another process | nothing → [`Action::SkippedBusy`] |
+//!
+//! After an attempt, the receipt gets the status, the error and `next_attempt_at = now() +`
+//! [`RetryPolicy::delay`]; when the sync is not finished and the attempts are used up, it is
+//! parked (`poisoned_at`) and an alert is sent. An attempt is counted when it starts, so a
+//! process killed during it has used it; a run stopped on request (SIGTERM, `interrupted`)
+//! or refused because another process holds the sync ([`PipelineError::Busy`]) gives its
+//! attempt back and is due again at once. An error that stops a sync before it has a status
+//! (the database is down, …) is a failed attempt: the pause applies.
+//!
+//! A new version of a source (new ETag, new size or modification time) is another receipt,
+//! hence a new sync; the old receipt stays as it was.
+//!
+//! [`Mode::Manual`] ([`Intake::process_manual`], the handler's manual re-run) ignores the
+//! pause and parking: an unfinished sync is resumed (same sync id, parked or not, with a
+//! fresh budget of attempts), a finished one is loaded again by a **new** sync that the
+//! receipt then points at (attempts start again at 1).
+
+mod list;
+mod poison;
+mod process;
+mod receipts;
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use list::{SOURCE_SUFFIXES, TEMP_SUFFIXES, is_source_name, list_local};
+
+use crate::model::{SyncId, SyncStatus};
+use crate::pg::PgError;
+use crate::pipeline::{Pipeline, PipelineError, RunSummary};
+
+/// Attempts of a sync before it is parked as poison.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// The pause after the first attempt; it doubles after each one.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest pause between two attempts.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// One object or file seen by a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Found {
+    /// The canonical source name: an absolute path (later `az://container/path`).
+    pub source: String,
+    /// The object's or file's name, for people.
+    pub name: String,
+    /// What identifies these bytes: a blob's ETag, a local file's `<size>-<mtime_ns>`.
+    pub version: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// An error that keeps intake from deciding about a source (a failed sync is not one: it is
+/// recorded in the receipt and reported in [`Processed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The watched place cannot be listed.
+    #[error("cannot list {place}: {error}; check that it exists and can be read")]
+    List {
+        /// The directory (or, later, container prefix).
+        place: String,
+        /// What failed.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The receipts cannot be read or written (the database is down, …).
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// A receipt holds what datsync never writes.
+    #[error(
+        "the receipt of {source_name} (version {version}) is corrupt: {message}; delete that \
+         row of datsync_receipts to load the source again"
+    )]
+    Corrupt {
+        /// The source.
+        source_name: String,
+        /// Its version.
+        version: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An internal task died (a bug); reported rather than panicking.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How many times a sync is tried and how long to wait in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before a sync is parked as poison (at least 1).
+    pub max_attempts: u32,
+    /// The pause after the first attempt; doubled after each further one.
+    pub backoff: Duration,
+    /// The longest pause.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: DEFAULT_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after attempt `attempts` (1-based): `backoff × 2^(attempts-1)`, at most
+    /// `max_backoff`.
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(31);
+        self.backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
+    }
+}
+
+/// Who asks: a watch cycle, or a person (the handler's manual re-run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Receipts, pauses and parking apply.
+    Automatic,
+    /// Pauses and parking do not; a finished sync is loaded again (see the module docs).
+    Manual,
+}
+
+/// What [`Intake::process`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A new sync was run.
+    Started,
+    /// The receipt's sync was continued.
+    Resumed,
+    /// Nothing to do: the sync is finished.
+    SkippedDone,
+    /// Another process holds this source or its sync; tried again next time.
+    SkippedBusy,
+    /// The sync is unfinished, and its next attempt is not due yet.
+    WaitingBackoff,
+    /// The attempts are used up: parked as poison now, and an alert sent.
+    Parked,
+    /// Parked earlier; never retried automatically.
+    SkippedParked,
+}
+
+/// The outcome for one [`Found`]: the JSON line of `datsync watch --json` and the handler's
+/// answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    /// The source.
+    pub source: String,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What was done.
+    pub action: Action,
+    /// The sync the receipt points at (none when the receipt could not be read).
+    pub sync_id: Option<SyncId>,
+    /// The receipt's status: IN_PROGRESS until a run of its sync ends with another.
+    pub status: Option<SyncStatus>,
+    /// Attempts counted.
+    pub attempts: u32,
+    /// Nothing is left to do for this version (see [`is_final`]).
+    pub finished: bool,
+    /// This call's run was stopped on request; the next cycle continues it.
+    pub interrupted: bool,
+    /// When an unfinished sync is due again (UTC, RFC 3339).
+    pub next_attempt_at: Option<String>,
+    /// The last error.
+    pub error: Option<String>,
+    /// The run's summary, when this call ran the sync.
+    pub summary: Option<RunSummary>,
+}
+
+impl Processed {
+    fn new(found: &Found, action: Action) -> Self {
+        Self {
+            source: found.source.clone(),
+            name: found.name.clone(),
+            version: found.version.clone(),
+            action,
+            sync_id: None,
+            status: None,
+            attempts: 0,
+            finished: false,
+            interrupted: false,
+            next_attempt_at: None,
+            error: None,
+            summary: None,
+        }
+    }
+
+    /// The exit code this outcome calls for, as `datsync run`'s: 1 when it was parked now,
+    /// or its run ended FAILED or BAD_INPUT or with an error; 2 when its run ended
+    /// PARTIAL_SUCCESS; 0 otherwise (nothing ran, SUCCESS, or stopped on request).
+    pub fn exit_code(&self) -> u8 {
+        match self.action {
+            Action::Parked => 1,
+            Action::Started | Action::Resumed if self.interrupted => 0,
+            Action::Started | Action::Resumed => match &self.summary {
+                Some(s) => s.exit_code(),
+                None => u8::from(self.error.is_some()),
+            },
+            Action::SkippedDone
+            | Action::SkippedBusy
+            | Action::WaitingBackoff
+            | Action::SkippedParked => 0,
+        }
+    }
+}
+
+/// Whether a run left nothing that a retry could change — the rule of the receipts:
+///
+/// - SUCCESS: done.
+/// - BAD_INPUT: the input is at fault; another attempt gives the same result (its alert
+///   was sent).
+/// - PARTIAL_SUCCESS with no failed chunk and no pending row: only rows were rejected; they
+///   would be rejected again.
+/// - PARTIAL_SUCCESS with failed chunks or pending rows, FAILED, IN_PROGRESS, or a run
+///   stopped on request: not final; retried (the same sync id) while attempts remain.
+pub fn is_final(summary: &RunSummary) -> bool {
+    if summary.interrupted {
+        return false;
+    }
+    match summary.status {
+        SyncStatus::Success | SyncStatus::BadInput => true,
+        SyncStatus::PartialSuccess => summary.chunks_failed == 0 && summary.rows_pending == 0,
+        SyncStatus::Failed | SyncStatus::InProgress => false,
+    }
+}
+
+/// Runs syncs for what listings find, keeping receipts (see the module docs).
+pub struct Intake {
+    pipeline: Pipeline,
+    policy: RetryPolicy,
+    /// Whether this intake has run the migrations (once per intake).
+    migrated: AtomicBool,
+    /// The connection receipts are first read on (see `Intake::nothing_to_do`).
+    shared: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl Intake {
+    /// An intake that runs syncs with `pipeline` (its alerter also sends the poison alerts,
+    /// its stop signal stops the run in flight) and retries them by `policy`.
+    pub fn new(pipeline: Pipeline, policy: RetryPolicy) -> Self {
+        Self {
+            pipeline,
+            policy: RetryPolicy {
+                max_attempts: policy.max_attempts.max(1),
+                ..policy
+            },
+            migrated: AtomicBool::new(false),
+            shared: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// A manual re-run of `found` ([`Mode::Manual`]): resumes its unfinished sync ignoring
+    /// the pause (and parking), else loads it again with a new sync.
+    pub async fn process_manual(&self, found: &Found) -> Result<Processed, IntakeError> {
+        self.process(found, Mode::Manual).await
+    }
+
+    /// The one place a new sync of a source is run (a source string once the pipeline takes
+    /// one).
+    async fn start_sync(
+        &self,
+        found: &Found,
+        sync_id: &SyncId,
+    ) -> Result<RunSummary, PipelineError> {
+        self.pipeline
+            .run(
+                std::path::Path::new(&found.source),
+                Some(sync_id.clone()),
+                false,
+            )
+            .await
+    }
+
+    /// The one place a receipt's sync is continued. A sync that is unknown everywhere was
+    /// claimed by a process that died before it registered the sync: it starts now, with the
+    /// same id.
+    async fn resume_sync(
+        &self,
+        found: &Found,
+        sync_id: &SyncId,
+    ) -> Result<RunSummary, PipelineError> {
+        match self.pipeline.resume(sync_id.clone()).await {
+            Err(PipelineError::UnknownSync(_)) => self.start_sync(found, sync_id).await,
+            other => other,
+        }
+    }
+}
+
+fn parse_status(s: &str) -> Option<SyncStatus> {
+    Some(match s {
+        "SUCCESS" => SyncStatus::Success,
+        "PARTIAL_SUCCESS" => SyncStatus::PartialSuccess,
+        "BAD_INPUT" => SyncStatus::BadInput,
+        "FAILED" => SyncStatus::Failed,
+        "IN_PROGRESS" => SyncStatus::InProgress,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

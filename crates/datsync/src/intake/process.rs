@@ -1,0 +1,325 @@
+//! [`Intake::process`]: the decisions of the module docs' table, under the intake lock.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::receipts::{self, Outcome, Receipt};
+use super::{Action, Found, Intake, IntakeError, Mode, Processed, is_final, parse_status};
+use crate::model::SyncId;
+use crate::pipeline::PipelineError;
+
+/// One attempt about to run.
+struct Attempt {
+    sync_id: SyncId,
+    /// Attempts counted, this one included.
+    attempts: u32,
+    /// The count and error to put back when the attempt does not count.
+    previous: (u32, Option<String>),
+    action: Action,
+    /// A new sync (`Pipeline::run`) rather than a resume.
+    fresh: bool,
+}
+
+impl Intake {
+    /// Decides about `found` and runs its sync when that is due (see the module docs). Errs
+    /// only when the receipts cannot be read or written; a failed sync is an `Ok` outcome.
+    pub async fn process(&self, found: &Found, mode: Mode) -> Result<Processed, IntakeError> {
+        if mode == Mode::Automatic
+            && let Some(skipped) = self.nothing_to_do(found).await?
+        {
+            return Ok(skipped);
+        }
+        let client = self.connect().await?;
+        if !receipts::try_lock(&client, found).await? {
+            tracing::debug!(source = %found.source, "another process is deciding about this source");
+            return Ok(Processed::new(found, Action::SkippedBusy));
+        }
+        let outcome = self.locked(&client, found, mode).await;
+        // Ending the session releases the intake lock.
+        drop(client);
+        outcome
+    }
+
+    /// A watch cycle meets mostly finished files: their receipts are read on one shared
+    /// connection, without a session and a lock of their own. Reading without the lock may
+    /// see a receipt a moment old, which only delays an attempt; whatever runs a sync decides
+    /// again under the lock.
+    async fn nothing_to_do(&self, found: &Found) -> Result<Option<Processed>, IntakeError> {
+        let mut shared = self.shared.lock().await;
+        let client = match shared.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connect().await?,
+        };
+        let receipt = receipts::read(&client, self.schema(), found).await?;
+        *shared = Some(client);
+        Ok(receipt.and_then(|r| {
+            let action = if r.poisoned {
+                Action::SkippedParked
+            } else if r.finished {
+                Action::SkippedDone
+            } else if !r.due {
+                Action::WaitingBackoff
+            } else {
+                return None;
+            };
+            Some(from_receipt(found, &r, action))
+        }))
+    }
+
+    async fn connect(&self) -> Result<Client, IntakeError> {
+        let mut client = crate::pg::connect(&self.pipeline.pg).await?;
+        if !self.migrated.load(Ordering::Acquire) {
+            crate::pg::init_db(&mut client, &self.pipeline.profile).await?;
+            self.migrated.store(true, Ordering::Release);
+        }
+        Ok(client)
+    }
+
+    pub(super) fn schema(&self) -> &str {
+        &self.pipeline.profile.schema
+    }
+
+    async fn locked(
+        &self,
+        client: &Client,
+        found: &Found,
+        mode: Mode,
+    ) -> Result<Processed, IntakeError> {
+        let Some(receipt) = receipts::read(client, self.schema(), found).await? else {
+            let sync_id = crate::pipeline::new_sync_id();
+            let claimed =
+                receipts::claim(client, self.schema(), found, &sync_id, self.policy.delay(1))
+                    .await?;
+            if !claimed {
+                return Ok(Processed::new(found, Action::SkippedBusy));
+            }
+            tracing::info!(source = %found.source, version = %found.version, %sync_id, "new source version: starting its sync");
+            let attempt = Attempt {
+                sync_id,
+                attempts: 1,
+                previous: (0, None),
+                action: Action::Started,
+                fresh: true,
+            };
+            return self.attempt(client, found, attempt).await;
+        };
+        match mode {
+            Mode::Automatic => self.automatic(client, found, receipt).await,
+            Mode::Manual => self.manual(client, found, receipt).await,
+        }
+    }
+
+    async fn automatic(
+        &self,
+        client: &Client,
+        found: &Found,
+        r: Receipt,
+    ) -> Result<Processed, IntakeError> {
+        if r.poisoned {
+            return Ok(from_receipt(found, &r, Action::SkippedParked));
+        }
+        if r.finished {
+            return Ok(from_receipt(found, &r, Action::SkippedDone));
+        }
+        if !r.due {
+            return Ok(from_receipt(found, &r, Action::WaitingBackoff));
+        }
+        let sync_id = receipt_sync_id(found, &r)?;
+        if r.attempts >= self.policy.max_attempts {
+            // The last attempt ended without recording an outcome (its process died), or
+            // the limit was lowered since.
+            let mut p = from_receipt(found, &r, Action::Parked);
+            if p.error.is_none() {
+                p.error = Some(
+                    "the process running the last attempt stopped without recording its \
+                     outcome (killed?)"
+                        .to_owned(),
+                );
+            }
+            self.park(client, found, &mut p).await?;
+            return Ok(p);
+        }
+        let attempts = r.attempts + 1;
+        receipts::begin_attempt(
+            client,
+            self.schema(),
+            found,
+            attempts,
+            self.policy.delay(attempts),
+            false,
+        )
+        .await?;
+        tracing::info!(source = %found.source, %sync_id, attempt = attempts, "resuming the source's unfinished sync");
+        let attempt = Attempt {
+            sync_id,
+            attempts,
+            previous: (r.attempts, r.last_error.clone()),
+            action: Action::Resumed,
+            fresh: false,
+        };
+        self.attempt(client, found, attempt).await
+    }
+
+    async fn manual(
+        &self,
+        client: &Client,
+        found: &Found,
+        r: Receipt,
+    ) -> Result<Processed, IntakeError> {
+        if r.finished {
+            let sync_id = crate::pipeline::new_sync_id();
+            receipts::restart(client, self.schema(), found, &sync_id, self.policy.delay(1)).await?;
+            tracing::info!(source = %found.source, previous = %r.sync_id, %sync_id, "manual re-run of a finished source: a new sync");
+            let attempt = Attempt {
+                sync_id,
+                attempts: 1,
+                previous: (0, None),
+                action: Action::Started,
+                fresh: true,
+            };
+            return self.attempt(client, found, attempt).await;
+        }
+        let sync_id = receipt_sync_id(found, &r)?;
+        receipts::begin_attempt(client, self.schema(), found, 1, self.policy.delay(1), true)
+            .await?;
+        tracing::info!(source = %found.source, %sync_id, "manual re-run: resuming the unfinished sync");
+        let attempt = Attempt {
+            sync_id,
+            attempts: 1,
+            previous: (r.attempts, r.last_error.clone()),
+            action: Action::Resumed,
+            fresh: false,
+        };
+        self.attempt(client, found, attempt).await
+    }
+
+    /// Runs the sync and records what came of it.
+    async fn attempt(
+        &self,
+        client: &Client,
+        found: &Found,
+        a: Attempt,
+    ) -> Result<Processed, IntakeError> {
+        let outcome = if a.fresh {
+            self.start_sync(found, &a.sync_id).await
+        } else {
+            self.resume_sync(found, &a.sync_id).await
+        };
+        let mut p = Processed {
+            sync_id: Some(a.sync_id.clone()),
+            attempts: a.attempts,
+            ..Processed::new(found, a.action)
+        };
+        let recorded = match outcome {
+            Err(PipelineError::Busy(_)) => {
+                // Not an attempt: another process is writing the sync right now.
+                tracing::info!(source = %found.source, sync_id = %a.sync_id, "the sync is being written by another process; skipped this time");
+                p.action = Action::SkippedBusy;
+                p.attempts = a.previous.0;
+                p.error = a.previous.1.clone();
+                receipts::record(
+                    client,
+                    self.schema(),
+                    found,
+                    &Outcome {
+                        status: None,
+                        attempts: a.previous.0,
+                        delay: Duration::ZERO,
+                        error: a.previous.1.as_deref(),
+                        finished: false,
+                    },
+                )
+                .await?
+            }
+            Err(e) => {
+                let error = e.to_string();
+                tracing::warn!(source = %found.source, sync_id = %a.sync_id, attempt = a.attempts, error = %error, "the sync stopped with an error");
+                p.error = Some(error);
+                receipts::record(
+                    client,
+                    self.schema(),
+                    found,
+                    &Outcome {
+                        status: None,
+                        attempts: a.attempts,
+                        delay: self.policy.delay(a.attempts),
+                        error: p.error.as_deref(),
+                        finished: false,
+                    },
+                )
+                .await?
+            }
+            Ok(summary) if summary.interrupted => {
+                // Not an attempt either: the next cycle (or start) continues at once.
+                p.attempts = a.previous.0;
+                p.interrupted = true;
+                p.error.clone_from(&summary.error);
+                p.summary = Some(summary);
+                receipts::record(
+                    client,
+                    self.schema(),
+                    found,
+                    &Outcome {
+                        status: Some("IN_PROGRESS"),
+                        attempts: a.previous.0,
+                        delay: Duration::ZERO,
+                        error: p.error.as_deref(),
+                        finished: false,
+                    },
+                )
+                .await?
+            }
+            Ok(summary) => {
+                p.finished = is_final(&summary);
+                p.error.clone_from(&summary.error);
+                let status = summary.status.as_str();
+                p.summary = Some(summary);
+                receipts::record(
+                    client,
+                    self.schema(),
+                    found,
+                    &Outcome {
+                        status: Some(status),
+                        attempts: a.attempts,
+                        delay: self.policy.delay(a.attempts),
+                        error: p.error.as_deref(),
+                        finished: p.finished,
+                    },
+                )
+                .await?
+            }
+        };
+        p.status = parse_status(&recorded.status);
+        if !p.finished {
+            p.next_attempt_at = Some(recorded.next_attempt_at);
+        }
+        let used_up = a.attempts >= self.policy.max_attempts;
+        if used_up && !p.finished && !p.interrupted && p.action != Action::SkippedBusy {
+            p.action = Action::Parked;
+            self.park(client, found, &mut p).await?;
+        }
+        Ok(p)
+    }
+}
+
+fn from_receipt(found: &Found, r: &Receipt, action: Action) -> Processed {
+    Processed {
+        sync_id: SyncId::parse(&r.sync_id).ok(),
+        status: parse_status(&r.status),
+        attempts: r.attempts,
+        finished: r.finished,
+        next_attempt_at: (!r.finished).then(|| r.next_attempt_at.clone()),
+        error: r.last_error.clone(),
+        ..Processed::new(found, action)
+    }
+}
+
+fn receipt_sync_id(found: &Found, r: &Receipt) -> Result<SyncId, IntakeError> {
+    SyncId::parse(&r.sync_id).map_err(|e| IntakeError::Corrupt {
+        source_name: found.source.clone(),
+        version: found.version.clone(),
+        message: e.to_string(),
+    })
+}
