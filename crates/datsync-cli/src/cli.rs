@@ -78,6 +78,17 @@ pub enum Command {
     /// parked, or the directory could not be listed. --json prints one JSON object per file
     /// and cycle.
     Watch(WatchArgs),
+    /// Serve as an Azure Functions custom handler (see deploy/azure-functions and the README).
+    ///
+    /// Routes: POST /ztdwr_sync (the blob trigger's invocation: the blob is streamed from
+    /// storage by the name in its metadata; 200 when it is done, 500 to have the host retry
+    /// it — each retry continues the same sync), POST /api/sync-ztdwr (a manual re-run:
+    /// {"blob_path" | "blob_name" | "file_name", "container"}; it resumes the blob's
+    /// unfinished sync), GET /api/healthz ({status, database, timestamp}); /sync_ztdwr and
+    /// /healthz accept the same as HTTP-trigger invocations. Prints `listening on
+    /// http://ADDR:PORT` on stdout once it accepts requests. SIGTERM or SIGINT: stops
+    /// accepting, the syncs in flight finish their current chunk, then it exits 0.
+    Serve(ServeArgs),
     // operations
     /// Create or upgrade datsync's tables and the target table (safe to run again).
     InitDb(InitDbArgs),
@@ -174,7 +185,8 @@ pub struct ResumeArgs {
 /// Arguments of `datsync watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The directory to watch (a blob prefix `az://container/path` comes later).
+    /// The directory to watch, or an Azure Blob Storage prefix `az://container/path`
+    /// (account from AzureWebJobsStorage, or AZURE_STORAGE_ACCOUNT_NAME with a key or SAS).
     #[arg(value_name = "SOURCE_PREFIX")]
     pub source_prefix: String,
     /// Pause between two cycles (`500ms`, `30s`, `5m`, `1h`).
@@ -190,6 +202,30 @@ pub struct WatchArgs {
     /// Pause after a sync's first attempt; it doubles after each further one, up to 1h.
     #[arg(long, default_value = "60s", value_parser = duration, env = "DATSYNC_WATCH_BACKOFF")]
     pub retry_backoff: Duration,
+    /// Shared options.
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// Arguments of `datsync serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The port [default: FUNCTIONS_CUSTOMHANDLER_PORT, else 8080]; 0 picks a free one.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The address to listen on (the Functions host connects to 127.0.0.1).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// The container of blobs named without one.
+    #[arg(long, default_value = datsync::serve::DEFAULT_CONTAINER, env = "DATSYNC_BLOB_CONTAINER")]
+    pub container: String,
+    /// The folder of blobs named by file name alone.
+    #[arg(long, default_value = datsync::serve::DEFAULT_PREFIX, env = "DATSYNC_BLOB_PREFIX")]
+    pub prefix: String,
+    /// Attempts of a blob's sync before it is parked as poison (the host's retries count).
+    #[arg(long, default_value_t = datsync::intake::DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,

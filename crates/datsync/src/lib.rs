@@ -65,6 +65,7 @@ pub mod pgtemp;
 pub mod pipeline;
 pub mod profile;
 pub mod sample;
+pub mod serve;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -11,6 +11,7 @@ mod list;
 mod progress;
 mod run;
 mod sample;
+mod serve;
 mod status;
 mod watch;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
         Command::Watch(args) => watch::run(&args, &cli.global),
+        Command::Serve(args) => serve::run(&args, &cli.global),
         Command::InitDb(args) => init_db::run(&args, cli.global.profile.as_deref()),
         Command::List(args) => list::run(&args, cli.global.profile.as_deref()),
         Command::Status(args) => status::run(&args, cli.global.profile.as_deref()),

@@ -1,19 +1,19 @@
 //! `datsync watch`: cycles of list → intake, until a signal (or after one cycle with
 //! `--once`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use datsync::intake::{Action, Intake, Mode, Processed, RetryPolicy, list_local};
+use datsync::intake::{Action, Intake, Mode, Processed, RetryPolicy, list};
 use datsync::pipeline::NoProgress;
 use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, WatchArgs};
 
 pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let dir = local_dir(&args.source_prefix)?;
+    let place = watched_place(&args.source_prefix)?;
     let (stop_tx, stop) = watch::channel(false);
     let mut pipeline = super::run::build(&args.sync, global)?.with_stop(stop.clone());
     // A service: no progress bars, one line per file instead.
@@ -26,17 +26,21 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake::new(pipeline, policy);
     super::run::runtime()?.block_on(async {
         listen_for_stop(stop_tx)?;
-        tracing::info!(dir = %dir.display(), interval = ?args.interval, once = args.once, "watching");
-        watch_loop(&intake, &dir, args, stop).await
+        tracing::info!(place = %place, interval = ?args.interval, once = args.once, "watching");
+        watch_loop(&intake, &place, args, stop).await
     })
 }
 
-/// The watched directory; a blob prefix is refused until blob sources exist.
-fn local_dir(prefix: &str) -> anyhow::Result<PathBuf> {
+/// The watched place: an `az://container/prefix`, or an existing local directory.
+fn watched_place(prefix: &str) -> anyhow::Result<String> {
+    if datsync::store::blob::is_blob_url(prefix) {
+        datsync::store::StoreLocation::parse(prefix)?;
+        return Ok(prefix.trim().to_owned());
+    }
     if prefix.contains("://") {
         anyhow::bail!(
-            "{prefix}: only a local directory can be watched for now; blob prefixes \
-             (az://container/path) come with the Azure sources"
+            "{prefix}: watch a local directory or an Azure Blob Storage prefix \
+             (az://container/path)"
         );
     }
     let dir = PathBuf::from(prefix);
@@ -46,12 +50,12 @@ fn local_dir(prefix: &str) -> anyhow::Result<PathBuf> {
         meta.is_dir(),
         "{prefix} is not a directory; give the directory that receives the files"
     );
-    Ok(dir)
+    Ok(prefix.to_owned())
 }
 
 /// SIGTERM or SIGINT sets `stop` (the sync in flight ends after its chunk); a second one
 /// exits at once with 128 + the signal's number.
-fn listen_for_stop(stop: watch::Sender<bool>) -> anyhow::Result<()> {
+pub(super) fn listen_for_stop(stop: watch::Sender<bool>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
@@ -79,12 +83,12 @@ fn listen_for_stop(stop: watch::Sender<bool>) -> anyhow::Result<()> {
 
 async fn watch_loop(
     intake: &Intake,
-    dir: &Path,
+    place: &str,
     args: &WatchArgs,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
     loop {
-        let code = cycle(intake, dir, args.sync.json, &stop).await?;
+        let code = cycle(intake, place, args.sync.json, &stop).await?;
         if args.once {
             return Ok(ExitCode::from(code));
         }
@@ -103,11 +107,11 @@ async fn watch_loop(
 /// One cycle; returns its exit code (the worst of its files': 1 over 2 over 0).
 async fn cycle(
     intake: &Intake,
-    dir: &Path,
+    place: &str,
     json: bool,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<u8> {
-    let found = match list_local(dir).await {
+    let found = match list(place).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "listing failed; trying again next cycle");

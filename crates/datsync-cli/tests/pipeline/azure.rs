@@ -190,3 +190,144 @@ fn a_missing_blob_or_account_is_a_clear_error() {
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert!(out.stderr.contains("AzureWebJobsStorage"), "{}", out.stderr);
 }
+
+/// `datsync watch az://data/hex-ztdwr/ --once --json` with checkpoints in the emulator.
+fn watch_once(work: &Work, db: &TestDb, env: &[(&str, &str)]) -> (Outcome, Vec<serde_json::Value>) {
+    let url = db.url();
+    let args = [
+        "watch",
+        "az://data/hex-ztdwr/",
+        "--once",
+        "--retry-backoff",
+        "0s",
+        "--database-url",
+        &url,
+        "--checkpoint-dir",
+        CHECKPOINTS,
+        "--chunk-size",
+        CHUNK_SIZE,
+        "--json",
+    ];
+    let out = datsync(work.path(), &args, env);
+    let lines = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {}", out.describe())))
+        .collect();
+    (out, lines)
+}
+
+#[test]
+fn watch_loads_new_blobs_once_resumes_a_failed_one_and_takes_a_replaced_blob_as_new() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let work = Work::new(3_000, 65, MESSY);
+    emulator.upload(&work.file, SOURCE);
+    // A second file whose keys (0009…) are not the first one's (0007…).
+    let other = work.path().join("second.dat");
+    write_sample(&other, 700, 66, CLEAN);
+    // (Bytes, not text: the sample has Latin-1 names.)
+    let mut bytes = std::fs::read(&other).unwrap();
+    let mut line_start = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    while line_start < bytes.len() {
+        let end = bytes[line_start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| line_start + p);
+        if let Some(at) = bytes[line_start..end].windows(4).position(|w| w == b"0007") {
+            bytes[line_start + at + 3] = b'9';
+        }
+        line_start = end + 1;
+    }
+    std::fs::write(&other, bytes).unwrap();
+    emulator.upload(&other, "az://data/hex-ztdwr/second.dat");
+    // Not a source: ignored.
+    emulator.upload(&work.file, "az://data/hex-ztdwr/notes.txt");
+    let sync = sync_id(65);
+    let (reference_db, expected, _) = reference(&work, &sync);
+
+    let db = TestDb::new();
+    let failing = crate::errors::lone_key_of_chunk(&reference_db, &work.file, 1);
+    crate::errors::failing_trigger(&db, &failing, "40001", Some("datsync_test_flag"));
+    let env = [(key, value.as_str()), crate::errors::FAST_RETRY];
+
+    let (out, lines) = watch_once(&work, &db, &env);
+    assert_eq!(lines.len(), 2, "{}", out.describe());
+    let second_line = &lines[0];
+    assert_eq!(second_line["source"], "az://data/hex-ztdwr/second.dat");
+    assert_eq!(second_line["status"], "SUCCESS", "{second_line}");
+    let first = &lines[1];
+    assert_eq!(first["source"], SOURCE);
+    assert_eq!(first["action"], "started");
+    assert_eq!(first["status"], "PARTIAL_SUCCESS", "{first}");
+    assert_eq!(first["finished"], false, "{first}");
+    assert!(
+        first["version"].as_str().is_some_and(|v| !v.is_empty()),
+        "the ETag: {first}"
+    );
+    let failed_sync = first["sync_id"].as_str().unwrap().to_owned();
+    // Its checkpoint waits in the container.
+    assert!(
+        !emulator
+            .list(&format!("{CHECKPOINTS}/{failed_sync}"))
+            .is_empty()
+    );
+
+    // The database is well again: the next cycle resumes the same sync; the other blob is
+    // not loaded again.
+    db.batch("DELETE FROM datsync_test_flag");
+    let (out, lines) = watch_once(&work, &db, &env);
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "PARTIAL_SUCCESS (rejected rows): {}",
+        out.describe()
+    );
+    assert_eq!(lines[0]["action"], "skipped_done", "{}", out.describe());
+    assert_eq!(lines[1]["action"], "resumed");
+    assert_eq!(
+        lines[1]["sync_id"],
+        failed_sync.as_str(),
+        "the same sync id"
+    );
+    assert_eq!(lines[1]["finished"], true);
+    let s = &lines[1]["summary"];
+    for k in [
+        "status",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "rows_superseded",
+    ] {
+        assert_eq!(s[k], expected[k], "{k}");
+    }
+    // The first blob's rows are the reference's; the second's are its 700 rows.
+    let of_first = |db: &TestDb| -> Vec<String> {
+        crate::serve::rows(db)
+            .into_iter()
+            .filter(|r| r.contains("\"surat_pengantar_barang\": \"0007"))
+            .collect()
+    };
+    let (got, want) = (of_first(&db), of_first(&reference_db));
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "the first blob's rows differ from an uninterrupted run's"
+    );
+    assert_eq!(crate::serve::rows(&db).len() - got.len(), 700);
+    assert!(
+        emulator
+            .list(&format!("{CHECKPOINTS}/{failed_sync}"))
+            .is_empty()
+    );
+
+    // The blob is replaced: a new ETag, a new sync; the old receipt stays.
+    write_sample(&work.file, 800, 67, CLEAN);
+    emulator.upload(&work.file, SOURCE);
+    let (out, lines) = watch_once(&work, &db, &env);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(lines[1]["action"], "started", "{}", out.describe());
+    assert_ne!(lines[1]["sync_id"], failed_sync.as_str());
+    let receipts: i64 = db.query("SELECT count(*) FROM datsync_receipts", &[])[0].get(0);
+    assert_eq!(receipts, 3);
+}

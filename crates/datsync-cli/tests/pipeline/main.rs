@@ -13,4 +13,5 @@ mod common;
 mod crash;
 mod errors;
 mod resume;
+mod serve;
 mod watch;

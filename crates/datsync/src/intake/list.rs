@@ -1,5 +1,5 @@
-//! The listing seam: what a watched place holds now, as [`Found`] entries. Local directories
-//! today; a blob listing will be another function returning the same entries.
+//! The listing seam: what a watched place holds now, as [`Found`] entries: a local
+//! directory, or the blobs under an `az://container/prefix`.
 
 use std::path::Path;
 use std::time::UNIX_EPOCH;
@@ -60,6 +60,67 @@ fn list_dir(dir: &Path) -> Result<Vec<Found>, IntakeError> {
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
+}
+
+/// What a watched place holds now: [`list_blobs`] for an `az://` prefix, else
+/// [`list_local`].
+pub async fn list(place: &str) -> Result<Vec<Found>, IntakeError> {
+    if crate::store::blob::is_blob_url(place) {
+        list_blobs(place).await
+    } else {
+        list_local(Path::new(place)).await
+    }
+}
+
+/// The sources under `az://container/prefix` (every depth below the prefix), sorted by
+/// path, with the same name rules as [`list_local`] applied to the last path segment.
+/// `version` is the blob's ETag: a blob uploaded again is a new version.
+pub async fn list_blobs(prefix_url: &str) -> Result<Vec<Found>, IntakeError> {
+    let error = |e: crate::store::StoreError| IntakeError::List {
+        place: prefix_url.to_owned(),
+        error: std::io::Error::other(e.to_string()),
+    };
+    let account = crate::store::env_account(prefix_url).map_err(error)?;
+    let blobs = crate::store::blob::list_blobs(prefix_url, &account)
+        .await
+        .map_err(error)?;
+    Ok(blobs
+        .into_iter()
+        .filter(|(blob, _)| is_source_name(&blob.file_name()))
+        .map(|(blob, meta)| blob_found(&blob, &meta))
+        .collect())
+}
+
+/// The [`Found`] of one blob as it is now (the handler's blob trigger and manual re-runs);
+/// [`IntakeError::Missing`] when it does not exist.
+pub async fn found_blob(url: &str) -> Result<Found, IntakeError> {
+    let error = |e: crate::store::StoreError| IntakeError::List {
+        place: url.to_owned(),
+        error: std::io::Error::other(e.to_string()),
+    };
+    let blob = crate::store::blob::Blob::open(url).map_err(error)?;
+    match blob.head().await.map_err(error)? {
+        Some(meta) => Ok(blob_found(&blob, &meta)),
+        None => Err(IntakeError::Missing {
+            source_name: blob.url(),
+        }),
+    }
+}
+
+fn blob_found(blob: &crate::store::blob::Blob, meta: &crate::store::blob::BlobMeta) -> Found {
+    Found {
+        source: blob.url(),
+        name: blob.file_name(),
+        // Azure always sends an ETag; without one, size and time stand in.
+        version: meta.etag.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                meta.size,
+                meta.last_modified.timestamp_nanos_opt().unwrap_or(0)
+            )
+        }),
+        size: meta.size,
+    }
 }
 
 /// Whether a file name is one of a source's, and not hidden or temporary.

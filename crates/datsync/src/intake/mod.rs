@@ -3,12 +3,12 @@
 //! and a growing pause, and parked as poison when the attempts are used up.
 //!
 //! ```text
-//! listing (list_local; blobs later) ─Found─> Intake::process ─> receipt (datsync_receipts)
+//! listing (list_local, list_blobs) ─Found─> Intake::process ─> receipt (datsync_receipts)
 //!                                                         └──> Pipeline::run / resume
 //! ```
 //!
 //! A **receipt** is one row of `datsync_receipts` per (source, version): `source` is the
-//! canonical name (an absolute path; later `az://container/path`), `version` a blob's ETag
+//! canonical name (an absolute path or `az://container/path`), `version` a blob's ETag
 //! or a local file's size and modification time. It points at the sync that loads that
 //! version and keeps its retry state. Receipts live in PostgreSQL, so two watchers and the
 //! HTTP handler agree: whatever runs a sync is decided again and done under a session
@@ -39,6 +39,10 @@
 //! A new version of a source (new ETag, new size or modification time) is another receipt,
 //! hence a new sync; the old receipt stays as it was.
 //!
+//! [`Mode::Triggered`] (the Functions host's blob trigger) is [`Mode::Automatic`] without the
+//! pause: the host paces its retries, each continuing the same sync and counting as an
+//! attempt.
+//!
 //! [`Mode::Manual`] ([`Intake::process_manual`], the handler's manual re-run) ignores the
 //! pause and parking: an unfinished sync is resumed (same sync id, parked or not, with a
 //! fresh budget of attempts), a finished one is loaded again by a **new** sync that the
@@ -54,7 +58,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use list::{SOURCE_SUFFIXES, TEMP_SUFFIXES, is_source_name, list_local};
+pub use list::{
+    SOURCE_SUFFIXES, TEMP_SUFFIXES, found_blob, is_source_name, list, list_blobs, list_local,
+};
 
 use crate::model::{SyncId, SyncStatus};
 use crate::pg::PgError;
@@ -109,9 +115,22 @@ pub enum IntakeError {
         /// What is wrong.
         message: String,
     },
+    /// The source named does not exist (a blob deleted since, a wrong name).
+    #[error("{source_name}: no such blob or file")]
+    Missing {
+        /// The source.
+        source_name: String,
+    },
     /// An internal task died (a bug); reported rather than panicking.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl IntakeError {
+    /// Whether the source named does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Missing { .. })
+    }
 }
 
 /// How many times a sync is tried and how long to wait in between.
@@ -146,12 +165,16 @@ impl RetryPolicy {
     }
 }
 
-/// Who asks: a watch cycle, or a person (the handler's manual re-run).
+/// Who asks: a watch cycle, the Functions host's blob trigger, or a person (the handler's
+/// manual re-run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Receipts, pauses and parking apply.
     Automatic,
+    /// Receipts and parking apply, pauses do not: the Functions host paces its own retries
+    /// of a blob trigger (each one continues the same sync, and counts as an attempt).
+    Triggered,
     /// Pauses and parking do not; a finished sync is loaded again (see the module docs).
     Manual,
 }
@@ -304,19 +327,14 @@ impl Intake {
         self.process(found, Mode::Manual).await
     }
 
-    /// The one place a new sync of a source is run (a source string once the pipeline takes
-    /// one).
+    /// The one place a new sync of a source (a path or an `az://` URL) is run.
     async fn start_sync(
         &self,
         found: &Found,
         sync_id: &SyncId,
     ) -> Result<RunSummary, PipelineError> {
         self.pipeline
-            .run(
-                std::path::Path::new(&found.source),
-                Some(sync_id.clone()),
-                false,
-            )
+            .run(&found.source, Some(sync_id.clone()), false)
             .await
     }
 

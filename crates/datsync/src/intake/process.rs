@@ -106,7 +106,8 @@ impl Intake {
             return self.attempt(client, found, attempt).await;
         };
         match mode {
-            Mode::Automatic => self.automatic(client, found, receipt).await,
+            Mode::Automatic => self.automatic(client, found, receipt, true).await,
+            Mode::Triggered => self.automatic(client, found, receipt, false).await,
             Mode::Manual => self.manual(client, found, receipt).await,
         }
     }
@@ -116,6 +117,7 @@ impl Intake {
         client: &Client,
         found: &Found,
         r: Receipt,
+        paced: bool,
     ) -> Result<Processed, IntakeError> {
         if r.poisoned {
             return Ok(from_receipt(found, &r, Action::SkippedParked));
@@ -123,7 +125,7 @@ impl Intake {
         if r.finished {
             return Ok(from_receipt(found, &r, Action::SkippedDone));
         }
-        if !r.due {
+        if paced && !r.due {
             return Ok(from_receipt(found, &r, Action::WaitingBackoff));
         }
         let sync_id = receipt_sync_id(found, &r)?;

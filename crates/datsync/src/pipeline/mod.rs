@@ -272,7 +272,8 @@ impl Pipeline {
             source_path: path,
             fingerprint,
         };
-        self.sync(plan, store).await
+        // Boxed: the sync's state machine is large, and callers keep theirs small.
+        Box::pin(self.sync(plan, store)).await
     }
 
     /// Continues a sync: finishes its conversion if it was cut short, loads every chunk the
@@ -324,7 +325,8 @@ impl Pipeline {
             source_path: path,
             fingerprint,
         };
-        self.sync(plan, store).await
+        // Boxed: the sync's state machine is large, and callers keep theirs small.
+        Box::pin(self.sync(plan, store)).await
     }
 
     /// Where checkpoints and rejects are kept (rejects are kept even without checkpoints).

@@ -29,7 +29,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::intake::{Intake, Processed};
+use crate::intake::{Action, Intake, IntakeError, Mode, Processed};
+use crate::model::SyncStatus;
 use crate::pg::PgSettings;
 
 pub use request::{BlobRequest, RequestError, blob_from_trigger};
@@ -128,15 +129,15 @@ async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Bytes) -> R
         }
     };
     tracing::info!(blob = %url, "blob trigger");
-    match app.intake.process_blob(&url, false).await {
+    match process_blob(&app.intake, &url, Mode::Triggered).await {
         Ok(processed) => {
-            let status = if processed.is_done() {
+            let status = if processed.finished {
                 StatusCode::OK
             } else {
                 // The host retries the invocation; the retry continues the same sync.
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            let logs = vec![processed.describe()];
+            let logs = vec![describe(&processed)];
             invocation_reply(status, logs, to_value(&processed))
         }
         Err(e) => {
@@ -171,9 +172,9 @@ async fn manual(app: &App, body: &[u8]) -> (StatusCode, Value) {
     };
     let url = request.url(&app.options);
     tracing::info!(blob = %url, "manual re-run");
-    match app.intake.process_blob(&url, true).await {
+    match process_blob(&app.intake, &url, Mode::Manual).await {
         Ok(processed) => {
-            let status = processed.http_status();
+            let status = http_status(&processed);
             let mut body = to_value(&processed);
             if let Value::Object(map) = &mut body {
                 map.insert("blob".into(), Value::String(url));
@@ -189,10 +190,7 @@ async fn manual(app: &App, body: &[u8]) -> (StatusCode, Value) {
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            (
-                status,
-                json!({ "blob": url, "error": e.to_string() }),
-            )
+            (status, json!({ "blob": url, "error": e.to_string() }))
         }
     }
 }
@@ -233,10 +231,7 @@ async fn health(app: &App) -> (StatusCode, Value) {
     let database = match tokio::time::timeout(HEALTH_TIMEOUT, check_database(&app.pg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!(
-            "no answer within {} s",
-            HEALTH_TIMEOUT.as_secs()
-        )),
+        Err(_) => Err(format!("no answer within {} s", HEALTH_TIMEOUT.as_secs())),
     };
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match database {
@@ -262,7 +257,7 @@ async fn check_database(pg: &PgSettings) -> Result<(), String> {
         .simple_query("SELECT 1")
         .await
         .map(|_| ())
-        .map_err(|e| crate::pg::redact_error(&e))
+        .map_err(|e| crate::pg::PgError::query("checking the database", e).to_string())
 }
 
 async fn health_forwarded(State(app): State<Arc<App>>) -> Response {
@@ -275,13 +270,46 @@ async fn health_invocation(State(app): State<Arc<App>>) -> Response {
     http_output(status, &body)
 }
 
-/// What an invocation's outcome means for HTTP callers and the Functions host.
-impl Processed {
-    /// Whether the blob needs nothing more (the host must not retry it).
-    pub fn is_done(&self) -> bool {
-        !self.retry_wanted()
+/// The blob as it is now (its ETag is its version), handed to the intake.
+async fn process_blob(intake: &Intake, url: &str, mode: Mode) -> Result<Processed, IntakeError> {
+    let found = crate::intake::found_blob(url).await?;
+    intake.process(&found, mode).await
+}
+
+/// The HTTP status of a manual re-run: 200 when the blob is done (SUCCESS, or only rows
+/// rejected), 422 BAD_INPUT, 409 when another process is on it, 503 when it was stopped
+/// (shutdown), 500 when it failed and is kept for a retry.
+fn http_status(p: &Processed) -> u16 {
+    if p.action == Action::SkippedBusy {
+        return 409;
+    }
+    if p.interrupted {
+        return 503;
+    }
+    match (p.finished, p.status) {
+        (true, Some(SyncStatus::BadInput)) => 422,
+        (true, _) => 200,
+        (false, _) => 500,
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// One line for the invocation log.
+fn describe(p: &Processed) -> String {
+    use std::fmt::Write as _;
+    let action = serde_json::to_value(p.action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut line = format!("{}: {action}", p.source);
+    if let Some(id) = &p.sync_id {
+        let _ = write!(line, ", sync {id}");
+    }
+    if let Some(status) = p.status {
+        let _ = write!(line, ", {status}");
+    }
+    let _ = write!(line, ", attempt {}", p.attempts);
+    if let Some(e) = &p.error {
+        let _ = write!(line, ": {e}");
+    }
+    line
+}

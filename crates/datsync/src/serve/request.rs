@@ -73,15 +73,14 @@ impl BlobRequest {
                 .map(str::to_owned)
         };
         let container = nonblank(&self.container);
-        let (path, bare_name) = match nonblank(&self.blob_path) {
-            Some(p) => (p, false),
-            None => {
-                let name = nonblank(&self.blob_name)
-                    .or_else(|| nonblank(&self.file_name))
-                    .unwrap_or_default();
-                let bare = !name.contains('/');
-                (name, bare)
-            }
+        let (path, bare_name) = if let Some(p) = nonblank(&self.blob_path) {
+            (p, false)
+        } else {
+            let name = nonblank(&self.blob_name)
+                .or_else(|| nonblank(&self.file_name))
+                .unwrap_or_default();
+            let bare = !name.contains('/');
+            (name, bare)
         };
         if crate::store::blob::is_blob_url(&path) {
             return path;
@@ -113,7 +112,10 @@ impl BlobRequest {
 
 /// The blob of a blob-trigger invocation, `az://container/path`, from its metadata:
 /// `BlobTrigger` (`container/path`), else `Uri`, else `name` in the default folder.
-pub fn blob_from_trigger(invocation: &Value, options: &ServeOptions) -> Result<String, RequestError> {
+pub fn blob_from_trigger(
+    invocation: &Value,
+    options: &ServeOptions,
+) -> Result<String, RequestError> {
     let metadata = field(invocation, "Metadata").ok_or(RequestError::NoTriggerBlob)?;
     if let Some(path) = field(metadata, "BlobTrigger").and_then(Value::as_str)
         && let Some((container, path)) = path.trim_start_matches('/').split_once('/')
@@ -145,7 +147,11 @@ fn blob_from_uri(uri: &str) -> Option<String> {
     let mut segments: Vec<String> = url
         .path_segments()?
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let host = url.host_str()?;
     // Path-style (emulator, IP or localhost): the account comes first.
@@ -179,7 +185,11 @@ pub(super) fn http_request_body(invocation: &[u8]) -> Result<String, RequestErro
     let data = field(&v, "Data").ok_or(RequestError::NoBlob)?;
     // The HTTP trigger's binding is usually named `req`; take the first object with a Body.
     let req = field(data, "req")
-        .or_else(|| data.as_object()?.values().find(|r| field(r, "Body").is_some()))
+        .or_else(|| {
+            data.as_object()?
+                .values()
+                .find(|r| field(r, "Body").is_some())
+        })
         .ok_or(RequestError::NoBlob)?;
     match field(req, "Body") {
         Some(Value::String(s)) => Ok(s.clone()),
@@ -230,7 +240,11 @@ mod tests {
 
     #[test]
     fn a_request_without_a_blob_is_refused() {
-        for body in [json!({}), json!({"container": "data"}), json!({"blob_name": " "})] {
+        for body in [
+            json!({}),
+            json!({"container": "data"}),
+            json!({"blob_name": " "}),
+        ] {
             let e = BlobRequest::from_json(body.to_string().as_bytes()).unwrap_err();
             assert_eq!(e, RequestError::NoBlob, "{body}");
         }
@@ -247,13 +261,22 @@ mod tests {
             "BlobTrigger": "data/hex-ztdwr/ZTDWR_2.dat",
             "Uri": "https://acct.blob.core.windows.net/other/x.dat",
             "name": "ZTDWR_2.dat"}});
-        assert_eq!(blob_from_trigger(&inv, &o).unwrap(), "az://data/hex-ztdwr/ZTDWR_2.dat");
+        assert_eq!(
+            blob_from_trigger(&inv, &o).unwrap(),
+            "az://data/hex-ztdwr/ZTDWR_2.dat"
+        );
         let inv = json!({"Metadata": {"Uri": "http://127.0.0.1:10000/devstoreaccount1/data/hex-ztdwr/a%20b.dat"}});
-        assert_eq!(blob_from_trigger(&inv, &o).unwrap(), "az://data/hex-ztdwr/a b.dat");
+        assert_eq!(
+            blob_from_trigger(&inv, &o).unwrap(),
+            "az://data/hex-ztdwr/a b.dat"
+        );
         let inv = json!({"Metadata": {"Uri": "https://acct.blob.core.windows.net/data/f.dat"}});
         assert_eq!(blob_from_trigger(&inv, &o).unwrap(), "az://data/f.dat");
         let inv = json!({"metadata": {"name": "f.dat"}});
-        assert_eq!(blob_from_trigger(&inv, &o).unwrap(), "az://data/hex-ztdwr/f.dat");
+        assert_eq!(
+            blob_from_trigger(&inv, &o).unwrap(),
+            "az://data/hex-ztdwr/f.dat"
+        );
         assert_eq!(
             blob_from_trigger(&json!({"Metadata": {}}), &o).unwrap_err(),
             RequestError::NoTriggerBlob
