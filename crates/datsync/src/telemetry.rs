@@ -239,9 +239,20 @@ impl Telemetry {
         let Some(stop) = self.stop.get() else {
             return;
         };
-        let deadline = std::time::Instant::now() + TERM_WAIT;
-        while !*stop.borrow() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        let wait = || {
+            let deadline = std::time::Instant::now() + TERM_WAIT;
+            while !*stop.borrow() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        // On a runtime worker, hand the worker's queued tasks to another thread while this
+        // one waits: the signal handler's task may sit in this worker's queue, where no
+        // other worker would take it, and the wait would only end at its deadline.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait);
+            }
+            _ => wait(),
         }
     }
 

@@ -79,6 +79,13 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// Waits for the process to exit by itself.
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
 impl Drop for Handler {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -315,4 +322,63 @@ fn health_says_when_the_database_is_unreachable() {
     );
     assert_eq!(status, 200);
     assert_eq!(reply["Outputs"]["res"]["statusCode"], 503, "{reply}");
+}
+
+#[test]
+fn sigterm_lets_the_chunk_in_flight_commit_answers_and_the_next_delivery_resumes() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let work = Work::new(3_000, 75, MESSY);
+    emulator.upload(&work.file, BLOB);
+    let (reference_db, expected, _) = reference(&work, &sync_id(75));
+    let db = TestDb::new();
+    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat");
+
+    // SIGTERM arrives when the second chunk is completed.
+    let handler = Handler::start(
+        work.path(),
+        &db.url(),
+        &[(key, &value), ("DATSYNC_TERM_AT", "chunk_completed:2")],
+    );
+    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
+    assert_eq!(status, 500, "not done: the host retries it: {reply}");
+    let stopped = &reply["ReturnValue"];
+    assert_eq!(stopped["interrupted"], true, "{reply}");
+    assert_eq!(stopped["attempts"], 0, "a stop is not an attempt: {reply}");
+    let sync = stopped["sync_id"].as_str().unwrap().to_owned();
+    let exit = handler.wait();
+    assert_eq!(exit.code(), Some(0), "a clean exit after the answer");
+    db.wait_for_other_sessions();
+    assert_eq!(
+        db.committed_chunks(&sync),
+        2,
+        "the chunk in flight committed, no other"
+    );
+
+    // The host delivers the blob again to a new handler: the same sync finishes.
+    let handler = Handler::start(work.path(), &db.url(), &[(key, &value)]);
+    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
+    assert_eq!(status, 200, "{reply}");
+    let done = &reply["ReturnValue"];
+    assert_eq!(done["action"], "resumed", "{reply}");
+    assert_eq!(done["sync_id"], sync.as_str());
+    assert_eq!(done["attempts"], 1, "{reply}");
+    assert_eq!(
+        u(&done["summary"], "chunks_skipped_on_resume"),
+        2,
+        "{reply}"
+    );
+    for k in [
+        "status",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "rows_superseded",
+        "records_inserted",
+        "records_updated",
+    ] {
+        assert_eq!(done["summary"][k], expected[k], "{k}");
+    }
+    let (got, want) = (rows(&db), rows(&reference_db));
+    assert!(got == want, "the table differs from an uninterrupted run's");
 }
