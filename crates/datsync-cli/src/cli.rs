@@ -59,12 +59,14 @@ pub enum Command {
     ///
     /// Exit codes as for `run`.
     Resume(ResumeArgs),
-    /// Load every new `.dat` / `.dat.gz` file of a directory exactly once, polling it, and
-    /// retry unfinished syncs (same sync id, growing pause) until they are parked as poison.
+    /// Load every new `.dat` / `.dat.gz` file of a directory or blob prefix (az://) exactly
+    /// once, polling it, and retry unfinished syncs (same sync id, growing pause) until they
+    /// are parked as poison.
     ///
-    /// Each cycle lists the directory (not its subdirectories; names starting with `.` or
-    /// ending in `.tmp` / `.partial` are skipped), then handles each file in name order: a
-    /// new file (or a new size or modification time of one) starts a sync; a FAILED sync, or
+    /// Each cycle lists the directory (not its subdirectories) or every blob under the
+    /// prefix (names starting with `.` or ending in `.tmp` / `.partial` are skipped), then
+    /// handles each file in name order: a new file (or a new size or modification time of
+    /// one, or a new ETag of a blob) starts a sync; a FAILED sync, or
     /// a PARTIAL_SUCCESS one with failed chunks, is resumed once its pause is over; after
     /// --max-attempts it is parked and an alert is sent. Receipts are kept in the table
     /// datsync_receipts.
@@ -84,7 +86,8 @@ pub enum Command {
     /// storage by the name in its metadata; 200 when it is done, 500 to have the host retry
     /// it — each retry continues the same sync), POST /api/sync-ztdwr (a manual re-run:
     /// {"blob_path" | "blob_name" | "file_name", "container"}; it resumes the blob's
-    /// unfinished sync), GET /api/healthz ({status, database, timestamp}); /sync_ztdwr and
+    /// unfinished sync, or loads it again as a new sync when the last one finished),
+    /// GET /api/healthz ({status, database, timestamp}); /sync_ztdwr and
     /// /healthz accept the same as HTTP-trigger invocations. Prints `listening on
     /// http://ADDR:PORT` on stdout once it accepts requests. SIGTERM or SIGINT: stops
     /// accepting, the syncs in flight finish their current chunk, then it exits 0.

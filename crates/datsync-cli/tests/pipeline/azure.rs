@@ -192,7 +192,11 @@ fn a_missing_blob_or_account_is_a_clear_error() {
 }
 
 /// `datsync watch az://data/hex-ztdwr/ --once --json` with checkpoints in the emulator.
-fn watch_once(work: &Work, db: &TestDb, env: &[(&str, &str)]) -> (Outcome, Vec<serde_json::Value>) {
+pub(crate) fn watch_once(
+    work: &Work,
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> (Outcome, Vec<serde_json::Value>) {
     let url = db.url();
     let args = [
         "watch",

@@ -218,6 +218,12 @@ fn a_blob_trigger_loads_the_blob_once_and_a_failure_is_retried_as_the_same_sync(
     let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["ReturnValue"]["action"], "skipped_done", "{reply}");
+    assert_eq!(reply["ReturnValue"]["blob"], BLOB, "{reply}");
+    assert_eq!(sync_ids(&db), vec![sync_id.clone()]);
+    // A watcher on the same database agrees: the blob is done (same receipt, same ETag).
+    let (out, lines) = crate::azure::watch_once(&work, &db, &[(key, &value)]);
+    assert_eq!(lines.len(), 1, "{}", out.describe());
+    assert_eq!(lines[0]["action"], "skipped_done", "{}", out.describe());
     assert_eq!(sync_ids(&db), vec![sync_id.clone()]);
 
     // Overwritten with new content: a new ETag, a new sync.

@@ -138,7 +138,11 @@ async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Bytes) -> R
                 StatusCode::INTERNAL_SERVER_ERROR
             };
             let logs = vec![describe(&processed)];
-            invocation_reply(status, logs, to_value(&processed))
+            let mut value = to_value(&processed);
+            if let Value::Object(map) = &mut value {
+                map.insert("blob".into(), Value::String(url));
+            }
+            invocation_reply(status, logs, value)
         }
         Err(e) => {
             tracing::error!(blob = %url, error = %e, "blob trigger failed");

@@ -20,7 +20,7 @@ use super::{AzureAccount, StoreError, StoreLocation};
 pub struct BlobMeta {
     /// Its size in bytes.
     pub size: u64,
-    /// Its ETag, when the service gives one.
+    /// Its ETag without quotes, when the service gives one.
     pub etag: Option<String>,
     /// When it was last written.
     pub last_modified: DateTime<Utc>,
@@ -92,7 +92,7 @@ impl Blob {
         match self.client.head(&self.path).await {
             Ok(m) => Ok(Some(BlobMeta {
                 size: m.size,
-                etag: m.e_tag,
+                etag: bare_etag(m.e_tag),
                 last_modified: m.last_modified,
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -108,7 +108,8 @@ impl Blob {
     ) -> Result<Bytes, StoreError> {
         let options = GetOptions {
             range: Some(GetRange::Bounded(range)),
-            if_match: etag.map(str::to_owned),
+            // The header wants the quoted form; ours is bare (see `bare_etag`).
+            if_match: etag.map(|e| format!("\"{e}\"")),
             ..GetOptions::default()
         };
         let result = match self.client.get_opts(&self.path, options).await {
@@ -172,7 +173,7 @@ pub async fn list_blobs(
         .map(|m| {
             let meta = BlobMeta {
                 size: m.size,
-                etag: m.e_tag,
+                etag: bare_etag(m.e_tag),
                 last_modified: m.last_modified,
             };
             let blob = Blob {
@@ -185,6 +186,13 @@ pub async fn list_blobs(
         .collect();
     blobs.sort_by(|a, b| a.0.path.as_ref().cmp(b.0.path.as_ref()));
     Ok(blobs)
+}
+
+/// An ETag without its quotes: a HEAD answers `"0x8DC…"`, a listing `0x8DC…`, and the two
+/// must compare equal (they name receipts and fingerprints).
+fn bare_etag(etag: Option<String>) -> Option<String> {
+    etag.map(|e| e.trim().trim_matches('"').to_owned())
+        .filter(|e| !e.is_empty())
 }
 
 /// `az://container/a/b` → (`container`, `a/b`).
