@@ -115,20 +115,25 @@ fn dechunk(head: &str, body: &str) -> String {
 }
 
 /// What the Functions host POSTs to `/ztdwr_sync` when a blob lands in
-/// `data/hex-ztdwr/{name}` (the content in `Data` is a truncated stand-in: the handler must
-/// not use it).
-fn blob_invocation(emulator: &Emulator, name: &str) -> Value {
+/// `data/hex-ztdwr/{name}`: the blob's whole content, base64, in `Data` (a stand-in of the
+/// same size here: the handler must read past it, never use or hold it), and string
+/// metadata serialized as JSON once more (`"\"…\""`), without `BlobTrigger`.
+fn blob_invocation(emulator: &Emulator, name: &str, size: u64) -> Value {
+    let quoted = |s: String| Value::String(Value::String(s).to_string());
     json!({
-        "Data": { "myBlob": "Surat Pengantar Barang~|^… (the host's copy of the content)" },
+        "Data": { "myBlob": "QUJD".repeat(usize::try_from(size / 3 + 1).unwrap()) },
         "Metadata": {
-            "BlobTrigger": format!("data/hex-ztdwr/{name}"),
-            "Uri": format!("{}/data/hex-ztdwr/{name}", emulator.azurite.blob_endpoint()),
-            "Properties": { "ContentType": "application/octet-stream", "BlobType": "BlockBlob" },
+            "Uri": quoted(format!("{}/data/hex-ztdwr/{name}", emulator.azurite.blob_endpoint())),
+            "Properties": { "ContentType": "application/octet-stream", "BlobType": 2, "Length": size },
             "Metadata": {},
-            "name": name,
+            "name": quoted(name.to_owned()),
             "sys": { "MethodName": "ztdwr_sync", "UtcNow": "2026-11-28T03:00:00Z", "RandGuid": "0c8c1a0e-0000-4000-8000-000000000000" }
         }
     })
+}
+
+fn size_of(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
 }
 
 /// Every target row without the columns that name the sync, the file or the time (the
@@ -170,7 +175,9 @@ fn a_blob_trigger_loads_the_blob_once_and_a_failure_is_retried_as_the_same_sync(
     let failing = lone_key_of_chunk(&reference_db, &work.file, 2);
     failing_trigger(&db, &failing, "40001", Some("datsync_test_flag"));
     let handler = Handler::start(work.path(), &db.url(), &[(key, &value), FAST_RETRY]);
-    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat");
+    // More than a web framework's default body limit, as a real blob would be.
+    assert!(size_of(&work.file) > 2 * 1024 * 1024);
+    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat", size_of(&work.file));
 
     let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
     assert_eq!(status, 500, "the host must retry: {reply}");
@@ -229,6 +236,7 @@ fn a_blob_trigger_loads_the_blob_once_and_a_failure_is_retried_as_the_same_sync(
     // Overwritten with new content: a new ETag, a new sync.
     write_sample(&work.file, 1_200, 72, CLEAN);
     emulator.upload(&work.file, BLOB);
+    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat", size_of(&work.file));
     let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["ReturnValue"]["action"], "started", "{reply}");
@@ -284,6 +292,25 @@ fn manual_reruns_and_health_answer_as_the_legacy_http_functions() {
     assert_eq!(body["summary"]["status"], "SUCCESS", "{body}");
     assert_ne!(body["sync_id"], first.as_str(), "{body}");
 
+    // Triggers that retrying cannot help are answered 200: a blob that is not a source, and
+    // one deleted since the trigger fired.
+    let (status, reply) = handler.request(
+        "POST",
+        "/ztdwr_sync",
+        Some(&blob_invocation(&emulator, "notes.txt", 10)),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["ReturnValue"]["action"], "ignored", "{reply}");
+    let (status, reply) = handler.request(
+        "POST",
+        "/ztdwr_sync",
+        Some(&blob_invocation(&emulator, "gone.dat", 10)),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["ReturnValue"]["action"], "missing", "{reply}");
+    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&json!({"Data": {}})));
+    assert_eq!(status, 400, "{reply}");
+
     // Bad requests say what is wrong.
     let (status, reply) = handler.request("POST", "/api/sync-ztdwr", Some(&json!({})));
     assert_eq!(status, 400, "{reply}");
@@ -338,7 +365,7 @@ fn sigterm_lets_the_chunk_in_flight_commit_answers_and_the_next_delivery_resumes
     emulator.upload(&work.file, BLOB);
     let (reference_db, expected, _) = reference(&work, &sync_id(75));
     let db = TestDb::new();
-    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat");
+    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat", size_of(&work.file));
 
     // SIGTERM arrives when the second chunk is completed.
     let handler = Handler::start(

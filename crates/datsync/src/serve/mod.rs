@@ -33,7 +33,7 @@ use crate::intake::{Action, Intake, IntakeError, Mode, Processed};
 use crate::model::SyncStatus;
 use crate::pg::PgSettings;
 
-pub use request::{BlobRequest, RequestError, blob_from_trigger};
+pub use request::{BlobRequest, RequestError, blob_from_metadata, invocation_metadata};
 
 /// The blob-trigger function's name (its folder in `deploy/azure-functions`).
 pub const BLOB_FUNCTION: &str = "ztdwr_sync";
@@ -83,7 +83,12 @@ pub fn router(intake: Arc<Intake>, pg: PgSettings, options: ServeOptions) -> Rou
         options,
     });
     Router::new()
-        .route(&format!("/{BLOB_FUNCTION}"), post(blob_trigger))
+        // The host puts the whole blob in the invocation: no body limit on this route (the
+        // body is streamed past, not buffered).
+        .route(
+            &format!("/{BLOB_FUNCTION}"),
+            post(blob_trigger).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/sync-ztdwr", post(manual_forwarded))
         .route(&format!("/{SYNC_FUNCTION}"), post(manual_invocation))
         .route("/api/healthz", get(health_forwarded))
@@ -111,30 +116,47 @@ struct InvocationReply {
     return_value: Value,
 }
 
-async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
-    let invocation: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
+async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Body) -> Response {
+    let metadata = match read_metadata(body).await {
+        Ok(m) => m,
         Err(e) => {
-            return invocation_reply(
-                StatusCode::BAD_REQUEST,
-                vec![format!("the invocation is not JSON: {e}")],
-                Value::Null,
-            );
+            return invocation_reply(StatusCode::BAD_REQUEST, vec![e.to_string()], Value::Null);
         }
     };
-    let url = match blob_from_trigger(&invocation, &app.options) {
+    let url = match blob_from_metadata(&metadata, &app.options) {
         Ok(url) => url,
         Err(e) => {
             return invocation_reply(StatusCode::BAD_REQUEST, vec![e.to_string()], Value::Null);
         }
     };
+    let name = url.rsplit('/').next().unwrap_or_default();
+    if !crate::intake::is_source_name(name) {
+        // Not a source (`watch` skips the same names): done, nothing to retry.
+        let line = format!("{url}: ignored, not a .dat or .dat.gz file (or a temporary one)");
+        tracing::info!(blob = %url, "ignored by name");
+        return invocation_reply(
+            StatusCode::OK,
+            vec![line],
+            json!({ "blob": url, "action": "ignored" }),
+        );
+    }
     tracing::info!(blob = %url, "blob trigger");
-    match process_blob(&app.intake, &url, Mode::Triggered).await {
+    // Run apart from the request: a host that gives up on the request (timeout, restart)
+    // drops this future, but the sync goes on to its end and records its outcome.
+    let intake = Arc::clone(&app.intake);
+    let task_url = url.clone();
+    let outcome =
+        tokio::spawn(async move { process_blob(&intake, &task_url, Mode::Triggered).await })
+            .await
+            .unwrap_or_else(|e| Err(IntakeError::Internal(format!("the sync task died: {e}"))));
+    match outcome {
         Ok(processed) => {
-            let status = if processed.finished {
+            // The host retries a failed invocation, and every retry continues the same sync;
+            // a parked blob was alerted already, and retrying cannot help it.
+            let parked = matches!(processed.action, Action::Parked | Action::SkippedParked);
+            let status = if processed.finished || parked {
                 StatusCode::OK
             } else {
-                // The host retries the invocation; the retry continues the same sync.
                 StatusCode::INTERNAL_SERVER_ERROR
             };
             let logs = vec![describe(&processed)];
@@ -144,14 +166,77 @@ async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Bytes) -> R
             }
             invocation_reply(status, logs, value)
         }
+        Err(e) if e.is_not_found() => {
+            // Deleted since the trigger fired: another delivery would not find it either.
+            tracing::warn!(blob = %url, "the blob is gone");
+            invocation_reply(
+                StatusCode::OK,
+                vec![format!("{e}; nothing to load")],
+                json!({ "blob": url, "action": "missing" }),
+            )
+        }
         Err(e) => {
             tracing::error!(blob = %url, error = %e, "blob trigger failed");
             invocation_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 vec![format!("{url}: {e}")],
-                Value::Null,
+                json!({ "blob": url, "error": e.to_string() }),
             )
         }
+    }
+}
+
+/// Chunks of a request body handed from the server to the parsing thread at once.
+const BODY_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The invocation's `Metadata`, parsed on a thread of its own while the body streams in: the
+/// `Data` member (the whole blob, base64) is read past, never held.
+async fn read_metadata(body: axum::body::Body) -> Result<Value, RequestError> {
+    use futures::StreamExt as _;
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<bytes::Bytes, String>>(BODY_CHUNKS_IN_FLIGHT);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let reader = ChannelReader {
+            rx,
+            current: bytes::Bytes::new(),
+        };
+        let _ = done_tx.send(request::invocation_metadata(reader));
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string());
+        let failed = chunk.is_err();
+        // The parser stopped (it failed or found the end): the rest is not needed.
+        if tx.send(chunk).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(RequestError::Json("the parsing thread died".into())))
+}
+
+/// A blocking reader over body chunks sent through a channel.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
     }
 }
 
@@ -176,7 +261,12 @@ async fn manual(app: &App, body: &[u8]) -> (StatusCode, Value) {
     };
     let url = request.url(&app.options);
     tracing::info!(blob = %url, "manual re-run");
-    match process_blob(&app.intake, &url, Mode::Manual).await {
+    let intake = Arc::clone(&app.intake);
+    let task_url = url.clone();
+    let outcome = tokio::spawn(async move { process_blob(&intake, &task_url, Mode::Manual).await })
+        .await
+        .unwrap_or_else(|e| Err(IntakeError::Internal(format!("the sync task died: {e}"))));
+    match outcome {
         Ok(processed) => {
             let status = http_status(&processed);
             let mut body = to_value(&processed);
@@ -243,15 +333,18 @@ async fn health(app: &App) -> (StatusCode, Value) {
             StatusCode::OK,
             json!({ "status": "healthy", "database": "connected", "timestamp": timestamp }),
         ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({
-                "status": "unhealthy",
-                "database": "unreachable",
-                "error": e,
-                "timestamp": timestamp,
-            }),
-        ),
+        Err(e) => {
+            // The details go to the log, not to an anonymous caller.
+            tracing::warn!(error = %e, "health check: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "status": "unhealthy",
+                    "database": "unreachable",
+                    "timestamp": timestamp,
+                }),
+            )
+        }
     }
 }
 

@@ -110,34 +110,81 @@ impl BlobRequest {
     }
 }
 
-/// The blob of a blob-trigger invocation, `az://container/path`, from its metadata:
-/// `BlobTrigger` (`container/path`), else `Uri`, else `name` in the default folder.
-pub fn blob_from_trigger(
-    invocation: &Value,
+/// The blob of a blob-trigger invocation, `az://container/path`, from its `Metadata`:
+/// `Uri` (what the host sends), else `BlobTrigger` (`container/path`, which some hosts
+/// send), else `name` in the default folder.
+///
+/// The host serializes string metadata as JSON once more, so a value arrives as
+/// `"\"https://…\""`; such a value is decoded once before use.
+pub fn blob_from_metadata(
+    metadata: &Value,
     options: &ServeOptions,
 ) -> Result<String, RequestError> {
-    let metadata = field(invocation, "Metadata").ok_or(RequestError::NoTriggerBlob)?;
-    if let Some(path) = field(metadata, "BlobTrigger").and_then(Value::as_str)
+    let text = |name: &str| field(metadata, name).and_then(Value::as_str).map(unquote);
+    if let Some(uri) = text("Uri")
+        && let Some(url) = blob_from_uri(&uri)
+    {
+        return Ok(url);
+    }
+    if let Some(path) = text("BlobTrigger")
         && let Some((container, path)) = path.trim_start_matches('/').split_once('/')
         && !path.is_empty()
     {
         return Ok(format!("az://{container}/{path}"));
     }
-    if let Some(uri) = field(metadata, "Uri").and_then(Value::as_str)
-        && let Some(url) = blob_from_uri(uri)
-    {
-        return Ok(url);
-    }
-    if let Some(name) = field(metadata, "name").and_then(Value::as_str)
+    if let Some(name) = text("name")
         && !name.trim().is_empty()
     {
         let request = BlobRequest {
-            blob_name: Some(name.to_owned()),
+            blob_name: Some(name),
             ..BlobRequest::default()
         };
         return Ok(request.url(options));
     }
     Err(RequestError::NoTriggerBlob)
+}
+
+/// A string that is itself a JSON string (`"\"x\""`) decoded once; any other as it is.
+fn unquote(s: &str) -> String {
+    let t = s.trim();
+    if t.len() >= 2
+        && t.starts_with('"')
+        && t.ends_with('"')
+        && let Ok(inner) = serde_json::from_str::<String>(t)
+    {
+        return inner;
+    }
+    t.to_owned()
+}
+
+/// Reads an invocation's `Metadata` (any case) from a JSON object while skipping every other
+/// member — `Data` holds the blob's whole content, which is read past without being kept.
+pub fn invocation_metadata(reader: impl std::io::Read) -> Result<Value, RequestError> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Metadata;
+    impl<'de> Visitor<'de> for Metadata {
+        type Value = Option<Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an invocation object with Data and Metadata")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key.eq_ignore_ascii_case("Metadata") {
+                    found = Some(map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let metadata = de
+        .deserialize_map(Metadata)
+        .map_err(|e| RequestError::Json(e.to_string()))?;
+    de.end().map_err(|e| RequestError::Json(e.to_string()))?;
+    metadata.ok_or(RequestError::NoTriggerBlob)
 }
 
 /// `https://acct.blob.core.windows.net/data/a/f.dat` or the emulator's
@@ -254,34 +301,49 @@ mod tests {
         ));
     }
 
+    fn from_invocation(inv: &Value) -> Result<String, RequestError> {
+        let metadata = invocation_metadata(inv.to_string().as_bytes())?;
+        blob_from_metadata(&metadata, &ServeOptions::default())
+    }
+
     #[test]
     fn trigger_metadata_names_the_blob() {
-        let o = ServeOptions::default();
-        let inv = json!({"Data": {"myBlob": "…"}, "Metadata": {
-            "BlobTrigger": "data/hex-ztdwr/ZTDWR_2.dat",
-            "Uri": "https://acct.blob.core.windows.net/other/x.dat",
-            "name": "ZTDWR_2.dat"}});
+        // As the host sends it: string metadata JSON-encoded once more, no BlobTrigger.
+        let inv = json!({"Data": {"myBlob": "U3VyYXQ="}, "Metadata": {
+            "Uri": "\"https://acct.blob.core.windows.net/data/hex-ztdwr/ZTDWR_2.dat\"",
+            "name": "\"ZTDWR_2.dat\"",
+            "Properties": {"ETag": "\"0x8DC\"", "Length": 10}}});
         assert_eq!(
-            blob_from_trigger(&inv, &o).unwrap(),
+            from_invocation(&inv).unwrap(),
             "az://data/hex-ztdwr/ZTDWR_2.dat"
         );
         let inv = json!({"Metadata": {"Uri": "http://127.0.0.1:10000/devstoreaccount1/data/hex-ztdwr/a%20b.dat"}});
         assert_eq!(
-            blob_from_trigger(&inv, &o).unwrap(),
+            from_invocation(&inv).unwrap(),
             "az://data/hex-ztdwr/a b.dat"
         );
-        let inv = json!({"Metadata": {"Uri": "https://acct.blob.core.windows.net/data/f.dat"}});
-        assert_eq!(blob_from_trigger(&inv, &o).unwrap(), "az://data/f.dat");
-        let inv = json!({"metadata": {"name": "f.dat"}});
+        let inv = json!({"Metadata": {"BlobTrigger": "data/in/f.dat", "name": "f.dat"}});
+        assert_eq!(from_invocation(&inv).unwrap(), "az://data/in/f.dat");
+        let inv = json!({"metadata": {"name": "\"f.dat\""}, "Data": {"x": [1, {"y": null}]}});
+        assert_eq!(from_invocation(&inv).unwrap(), "az://data/hex-ztdwr/f.dat");
         assert_eq!(
-            blob_from_trigger(&inv, &o).unwrap(),
-            "az://data/hex-ztdwr/f.dat"
-        );
-        assert_eq!(
-            blob_from_trigger(&json!({"Metadata": {}}), &o).unwrap_err(),
+            from_invocation(&json!({"Metadata": {}})).unwrap_err(),
             RequestError::NoTriggerBlob
         );
-        assert!(blob_from_trigger(&json!([1]), &o).is_err());
+        assert_eq!(
+            from_invocation(&json!({"Data": {}})).unwrap_err(),
+            RequestError::NoTriggerBlob
+        );
+        assert!(from_invocation(&json!([1])).is_err());
+        assert!(invocation_metadata(&b"{\"Metadata\": {}} trailing"[..]).is_err());
+    }
+
+    #[test]
+    fn a_large_data_member_is_skipped_while_reading() {
+        // 8 MB of base64-like content before the metadata.
+        let big = "QUJD".repeat(2_000_000);
+        let inv = json!({"Data": {"myBlob": big}, "Metadata": {"name": "\"x.dat\""}});
+        assert_eq!(from_invocation(&inv).unwrap(), "az://data/hex-ztdwr/x.dat");
     }
 
     #[test]

@@ -317,7 +317,11 @@ impl AzureAccount {
                 ));
             }
         }
-        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+        // Without the URL: it carries the SAS.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
         // 409: it exists already.
         if status.is_success() || status.as_u16() == 409 {
