@@ -113,13 +113,27 @@ impl TestDb {
 
     /// Every target row as JSON text, without `created_at`/`updated_at`, ordered by key.
     pub fn table(&self) -> Vec<String> {
+        self.table_without(&[])
+    }
+
+    /// [`Self::table`] without the columns `more` too (`sync_id`, … when a reference was
+    /// loaded by another sync).
+    pub fn table_without(&self, more: &[&str]) -> Vec<String> {
         if !self.exists(TABLE) {
             return Vec::new();
         }
+        let dropped =
+            ["created_at", "updated_at"]
+                .iter()
+                .chain(more)
+                .fold(String::new(), |mut s, c| {
+                    s.push_str(" - '");
+                    s.push_str(c);
+                    s.push('\'');
+                    s
+                });
         self.query(
-            &format!(
-                "SELECT (to_jsonb(t) - 'created_at' - 'updated_at')::text FROM {TABLE} t ORDER BY {KEY}"
-            ),
+            &format!("SELECT (to_jsonb(t){dropped})::text FROM {TABLE} t ORDER BY {KEY}"),
             &[],
         )
         .iter()

@@ -139,16 +139,7 @@ fn size_of(path: &std::path::Path) -> u64 {
 /// Every target row without the columns that name the sync, the file or the time (the
 /// reference loaded the same bytes from a local file of another name).
 pub(crate) fn rows(db: &TestDb) -> Vec<String> {
-    db.query(
-        &format!(
-            "SELECT (to_jsonb(t) - 'created_at' - 'updated_at' - 'sync_id' - 'sync_seq' - 'source_file')::text \
-               FROM {TABLE} t ORDER BY {KEY}"
-        ),
-        &[],
-    )
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
+    db.table_without(&["sync_id", "sync_seq", "source_file"])
 }
 
 fn sync_ids(db: &TestDb) -> Vec<String> {
