@@ -200,6 +200,7 @@ fn report(p: &Processed, json: bool) -> anyhow::Result<()> {
         (Action::SkippedBusy, _) => {
             tracing::info!(file = %p.name, "busy in another process; skipped this cycle");
         }
+        (Action::Superseded, _) => println!("{}: {id} not loaded{error}", p.name),
         (Action::SkippedDone | Action::WaitingBackoff | Action::SkippedParked, _) => {
             tracing::debug!(file = %p.name, action = ?p.action, sync_id = %id, "nothing to do");
         }

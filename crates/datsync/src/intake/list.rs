@@ -107,6 +107,26 @@ pub async fn found_blob(url: &str) -> Result<Found, IntakeError> {
     }
 }
 
+/// The version `source` has now (`None` when it is gone), to check that a run would read
+/// the version its receipt names. An error reading it is `Err`: let the run report it.
+pub(super) async fn current_version(found: &Found) -> Result<Option<String>, IntakeError> {
+    if crate::store::blob::is_blob_url(&found.source) {
+        return match found_blob(&found.source).await {
+            Ok(now) => Ok(Some(now.version)),
+            Err(IntakeError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    match std::fs::metadata(&found.source) {
+        Ok(m) => Ok(Some(local_version(m.len(), m.modified().ok()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(IntakeError::List {
+            place: found.source.clone(),
+            error,
+        }),
+    }
+}
+
 fn blob_found(blob: &crate::store::blob::Blob, meta: &crate::store::blob::BlobMeta) -> Found {
     Found {
         source: blob.url(),
@@ -133,7 +153,7 @@ pub fn is_source_name(name: &str) -> bool {
 
 /// `<size>-<mtime in nanoseconds since the epoch>` (negative before it; `0` when the file
 /// system keeps no modification time).
-fn local_version(size: u64, modified: Option<std::time::SystemTime>) -> String {
+pub(super) fn local_version(size: u64, modified: Option<std::time::SystemTime>) -> String {
     let nanos: i128 = match modified {
         Some(t) => match t.duration_since(UNIX_EPOCH) {
             Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),

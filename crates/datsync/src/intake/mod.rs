@@ -27,6 +27,7 @@
 //! | unfinished, due, attempts < max | attempt counted, [`Pipeline::resume`] of the **same** sync id → [`Action::Resumed`] |
 //! | unfinished, due, attempts ≥ max | parked, alert → [`Action::Parked`] |
 //! | locked by another process | nothing → [`Action::SkippedBusy`] |
+//! | due to run, but the source is no longer this version | finished, not run → [`Action::Superseded`] |
 //!
 //! After an attempt, the receipt gets the status, the error and `next_attempt_at = now() +`
 //! [`RetryPolicy::delay`]; when the sync is not finished and the attempts are used up, it is
@@ -197,6 +198,9 @@ pub enum Action {
     Parked,
     /// Parked earlier; never retried automatically.
     SkippedParked,
+    /// The source was replaced (or deleted) before this version could be loaded: another
+    /// version is another receipt; nothing is left to do for this one.
+    Superseded,
 }
 
 /// The outcome for one [`Found`]: the JSON line of `datsync watch --json` and the handler's
@@ -261,7 +265,8 @@ impl Processed {
             Action::SkippedDone
             | Action::SkippedBusy
             | Action::WaitingBackoff
-            | Action::SkippedParked => 0,
+            | Action::SkippedParked
+            | Action::Superseded => 0,
         }
     }
 }

@@ -197,8 +197,20 @@ impl Intake {
         self.attempt(client, found, attempt).await
     }
 
-    /// Runs the sync and records what came of it.
+    /// Runs the sync and records what came of it, unless this version is gone.
     async fn attempt(
+        &self,
+        client: &Client,
+        found: &Found,
+        a: Attempt,
+    ) -> Result<Processed, IntakeError> {
+        if let Some(p) = self.superseded(client, found, &a).await? {
+            return Ok(p);
+        }
+        self.run_attempt(client, found, a).await
+    }
+
+    async fn run_attempt(
         &self,
         client: &Client,
         found: &Found,
@@ -303,6 +315,55 @@ impl Intake {
             self.park(client, found, &mut p).await?;
         }
         Ok(p)
+    }
+}
+
+impl Intake {
+    /// When this version of the source is gone (replaced or deleted), its receipt is
+    /// finished without a run (the attempt given back); a newer version is a receipt of its
+    /// own. The run opens the source itself: it must be the version the receipt names, or
+    /// the receipt would be marked done for bytes it never saw (and the new version's
+    /// receipt would load them again). An error reading the version lets the run report it.
+    async fn superseded(
+        &self,
+        client: &Client,
+        found: &Found,
+        a: &Attempt,
+    ) -> Result<Option<Processed>, IntakeError> {
+        let Ok(now) = super::list::current_version(found).await else {
+            return Ok(None);
+        };
+        if now.as_deref() == Some(found.version.as_str()) {
+            return Ok(None);
+        }
+        let error = if now.is_none() {
+            "the source was deleted before this version was loaded"
+        } else {
+            "the source was replaced before this version was loaded; the new version is loaded \
+             as a sync of its own"
+        };
+        tracing::info!(source = %found.source, version = %found.version, sync_id = %a.sync_id, "{error}");
+        let recorded = receipts::record(
+            client,
+            self.schema(),
+            found,
+            &Outcome {
+                status: None,
+                attempts: a.previous.0,
+                delay: Duration::ZERO,
+                error: Some(error),
+                finished: true,
+            },
+        )
+        .await?;
+        Ok(Some(Processed {
+            sync_id: Some(a.sync_id.clone()),
+            status: parse_status(&recorded.status),
+            attempts: a.previous.0,
+            finished: true,
+            error: Some(error.to_owned()),
+            ..Processed::new(found, Action::Superseded)
+        }))
     }
 }
 

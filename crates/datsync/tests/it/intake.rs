@@ -289,3 +289,50 @@ async fn an_error_before_the_sync_has_a_status_is_an_attempt_and_waits_its_pause
     })
     .await;
 }
+
+/// A version listed but replaced before its run starts is not loaded under its receipt: the
+/// receipt is finished as superseded, no sync runs, no attempt is used; the version the
+/// source has now is a receipt of its own.
+#[tokio::test]
+async fn a_version_replaced_before_its_run_is_superseded_not_loaded() {
+    with_db(|db| async move {
+        let (dir, listed) = one_file(400).await;
+        let intake = intake(&db, &dir.path().join("ck"), RetryPolicy::default());
+        // What a listing saw a moment before the file was rewritten.
+        let stale = Found {
+            version: format!("{}-stale", listed.size),
+            ..listed.clone()
+        };
+        let p = intake
+            .process(&stale, datsync::intake::Mode::Automatic)
+            .await
+            .unwrap();
+        assert_eq!(p.action, Action::Superseded, "{p:?}");
+        assert!(p.finished && p.summary.is_none(), "{p:?}");
+        assert_eq!(p.attempts, 0);
+        let c = db.client().await;
+        assert_eq!(
+            syncs(&c).await,
+            0,
+            "nothing was loaded under the stale receipt"
+        );
+        let (_, attempts, parked, error) = receipt(&c).await;
+        assert_eq!((attempts, parked), (0, false));
+        assert!(error.unwrap().contains("replaced"));
+        // Listed again, it is finished: nothing to do.
+        let again = intake
+            .process(&stale, datsync::intake::Mode::Automatic)
+            .await
+            .unwrap();
+        assert_eq!(again.action, Action::SkippedDone);
+        // The version the file has now loads as a sync of its own.
+        let now = intake
+            .process(&listed, datsync::intake::Mode::Automatic)
+            .await
+            .unwrap();
+        assert_eq!(now.action, Action::Started, "{now:?}");
+        assert_eq!(now.status, Some(SyncStatus::Success));
+        assert_eq!(syncs(&c).await, 1);
+    })
+    .await;
+}
