@@ -281,14 +281,7 @@ impl Processed {
 /// - PARTIAL_SUCCESS with failed chunks or pending rows, FAILED, IN_PROGRESS, or a run
 ///   stopped on request: not final; retried (the same sync id) while attempts remain.
 pub fn is_final(summary: &RunSummary) -> bool {
-    if summary.interrupted {
-        return false;
-    }
-    match summary.status {
-        SyncStatus::Success | SyncStatus::BadInput => true,
-        SyncStatus::PartialSuccess => summary.chunks_failed == 0 && summary.rows_pending == 0,
-        SyncStatus::Failed | SyncStatus::InProgress => false,
-    }
+    summary.is_final()
 }
 
 /// Runs syncs for what listings find, keeping receipts (see the module docs).
@@ -304,7 +297,9 @@ pub struct Intake {
 impl Intake {
     /// An intake that runs syncs with `pipeline` (its alerter also sends the poison alerts,
     /// its stop signal stops the run in flight) and retries them by `policy`.
-    pub fn new(pipeline: Pipeline, policy: RetryPolicy) -> Self {
+    pub fn new(mut pipeline: Pipeline, policy: RetryPolicy) -> Self {
+        // An attempt that a retry can change sends no alert; parking sends one.
+        pipeline.alert_retryable = false;
         Self {
             pipeline,
             policy: RetryPolicy {

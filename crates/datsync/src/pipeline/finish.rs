@@ -217,6 +217,10 @@ impl Run<'_> {
         let Some(alerter) = &self.pipeline.alerter else {
             return;
         };
+        if !self.pipeline.alert_retryable && !summary.is_final() {
+            tracing::debug!(sync_id = %summary.sync_id, status = %summary.status, "no alert: a retry follows");
+            return;
+        }
         let validation_errors = sample
             .as_array()
             .map(|errors| {

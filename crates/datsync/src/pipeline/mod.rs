@@ -156,6 +156,25 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Whether nothing is left that a retry could change:
+    ///
+    /// - SUCCESS: done.
+    /// - BAD_INPUT: the input is at fault; another attempt gives the same result.
+    /// - PARTIAL_SUCCESS with no failed chunk and no pending row: only rows were rejected;
+    ///   they would be rejected again.
+    /// - PARTIAL_SUCCESS with failed chunks or pending rows, FAILED, IN_PROGRESS, or a run
+    ///   stopped on request: not final; a resume of the same sync can finish it.
+    pub fn is_final(&self) -> bool {
+        if self.interrupted {
+            return false;
+        }
+        match self.status {
+            SyncStatus::Success | SyncStatus::BadInput => true,
+            SyncStatus::PartialSuccess => self.chunks_failed == 0 && self.rows_pending == 0,
+            SyncStatus::Failed | SyncStatus::InProgress => false,
+        }
+    }
+
     /// The process exit code: 0 SUCCESS, 2 PARTIAL_SUCCESS, 1 FAILED or BAD_INPUT.
     pub fn exit_code(&self) -> u8 {
         match self.status {
@@ -187,6 +206,10 @@ pub struct Pipeline {
     /// Asks the run to stop: once it reads `true`, the processor finishes the chunk in
     /// flight and loads no further chunk (see [`Pipeline::with_stop`]).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Whether a run that ends in a state a retry can change (FAILED, failed chunks) sends
+    /// its alert. `true` for `run`/`resume`; the intake turns it off, retries, and alerts
+    /// once when it parks the source.
+    pub alert_retryable: bool,
 }
 
 impl Pipeline {
@@ -203,6 +226,7 @@ impl Pipeline {
             load_attempts: DEFAULT_LOAD_ATTEMPTS,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             stop: None,
+            alert_retryable: true,
         }
     }
 
