@@ -20,6 +20,9 @@ struct Attempt {
     action: Action,
     /// A new sync (`Pipeline::run`) rather than a resume.
     fresh: bool,
+    /// The receipt was parked before this (manual) attempt un-parked it: an attempt that
+    /// does not count parks it again.
+    was_parked: bool,
 }
 
 impl Intake {
@@ -102,6 +105,7 @@ impl Intake {
                 previous: (0, None),
                 action: Action::Started,
                 fresh: true,
+                was_parked: false,
             };
             return self.attempt(client, found, attempt).await;
         };
@@ -160,6 +164,7 @@ impl Intake {
             previous: (r.attempts, r.last_error.clone()),
             action: Action::Resumed,
             fresh: false,
+            was_parked: false,
         };
         self.attempt(client, found, attempt).await
     }
@@ -180,6 +185,7 @@ impl Intake {
                 previous: (0, None),
                 action: Action::Started,
                 fresh: true,
+                was_parked: false,
             };
             return self.attempt(client, found, attempt).await;
         }
@@ -193,6 +199,7 @@ impl Intake {
             previous: (r.attempts, r.last_error.clone()),
             action: Action::Resumed,
             fresh: false,
+            was_parked: r.poisoned,
         };
         self.attempt(client, found, attempt).await
     }
@@ -227,26 +234,7 @@ impl Intake {
             ..Processed::new(found, a.action)
         };
         let recorded = match outcome {
-            Err(PipelineError::Busy(_)) => {
-                // Not an attempt: another process is writing the sync right now.
-                tracing::info!(source = %found.source, sync_id = %a.sync_id, "the sync is being written by another process; skipped this time");
-                p.action = Action::SkippedBusy;
-                p.attempts = a.previous.0;
-                p.error = a.previous.1.clone();
-                receipts::record(
-                    client,
-                    self.schema(),
-                    found,
-                    &Outcome {
-                        status: None,
-                        attempts: a.previous.0,
-                        delay: Duration::ZERO,
-                        error: a.previous.1.as_deref(),
-                        finished: false,
-                    },
-                )
-                .await?
-            }
+            Err(PipelineError::Busy(_)) => self.busy(client, found, &a, &mut p).await?,
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(source = %found.source, sync_id = %a.sync_id, attempt = a.attempts, error = %error, "the sync stopped with an error");
@@ -319,6 +307,38 @@ impl Intake {
 }
 
 impl Intake {
+    /// Not an attempt: another process is writing the sync right now. The count, the error
+    /// and (for a manual re-run of a parked receipt) the parking are put back.
+    async fn busy(
+        &self,
+        client: &Client,
+        found: &Found,
+        a: &Attempt,
+        p: &mut Processed,
+    ) -> Result<receipts::Recorded, IntakeError> {
+        tracing::info!(source = %found.source, sync_id = %a.sync_id, "the sync is being written by another process; skipped this time");
+        p.action = Action::SkippedBusy;
+        p.attempts = a.previous.0;
+        p.error.clone_from(&a.previous.1);
+        let recorded = receipts::record(
+            client,
+            self.schema(),
+            found,
+            &Outcome {
+                status: None,
+                attempts: a.previous.0,
+                delay: Duration::ZERO,
+                error: a.previous.1.as_deref(),
+                finished: false,
+            },
+        )
+        .await?;
+        if a.was_parked {
+            receipts::park(client, self.schema(), found).await?;
+        }
+        Ok(recorded)
+    }
+
     /// When this version of the source is gone (replaced or deleted), its receipt is
     /// finished without a run (the attempt given back); a newer version is a receipt of its
     /// own. The run opens the source itself: it must be the version the receipt names, or

@@ -142,6 +142,26 @@ async fn a_manual_rerun_resumes_a_parked_sync_at_once() {
             .unwrap();
         assert_eq!(parked.action, Action::SkippedParked);
 
+        // A manual re-run that finds the sync held by another process does not happen: the
+        // receipt stays parked.
+        let other = db.client().await;
+        let sync = first.sync_id.clone().unwrap();
+        assert!(datsync::pg::try_lock_sync(&other, &sync).await.unwrap());
+        let busy = intake.process_manual(&found).await.unwrap();
+        assert_eq!(busy.action, Action::SkippedBusy, "{busy:?}");
+        drop(other);
+        let (_, attempts, parked, _) = receipt(&c).await;
+        assert_eq!(
+            (attempts, parked),
+            (1, true),
+            "still parked, attempt given back"
+        );
+        let still = intake
+            .process(&found, datsync::intake::Mode::Automatic)
+            .await
+            .unwrap();
+        assert_eq!(still.action, Action::SkippedParked);
+
         c.batch_execute("DROP TRIGGER fail_all ON transport_documents")
             .await
             .unwrap();
