@@ -362,8 +362,8 @@ pub struct SampleArgs {
 /// Arguments of `datsync inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The file to inspect (`.dat`, gzip or not).
-    pub file: PathBuf,
+    /// The file to inspect (`.dat`, gzip or not), or a blob `az://container/path`.
+    pub file: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

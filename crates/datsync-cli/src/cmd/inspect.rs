@@ -7,15 +7,31 @@ use anyhow::Context as _;
 use datsync::inspect::{InspectReport, inspect};
 use datsync::parse::ParseOptions;
 use datsync::profile::Profile;
-use datsync::source::LocalSource;
+use datsync::source::{LocalSource, SourceRef};
 
 use crate::cli::InspectArgs;
 
 pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
-    let source = LocalSource::open(&args.file)?;
-    let name = args.file.display().to_string();
-    let report = inspect(source.reader(), profile, ParseOptions::default(), args.rows)
-        .with_context(|| name.clone())?;
+    let name = args.file.clone();
+    let report = if datsync::store::blob::is_blob_url(&name) {
+        // A blob is read by range on this thread; the runtime fetches the ranges.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let source = runtime.block_on(SourceRef::open(&name))?;
+        inspect(
+            source.reader()?,
+            profile,
+            ParseOptions::default(),
+            args.rows,
+        )
+    } else {
+        let source = LocalSource::open(std::path::Path::new(&name))?;
+        inspect(source.reader(), profile, ParseOptions::default(), args.rows)
+    }
+    .with_context(|| name.clone())?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

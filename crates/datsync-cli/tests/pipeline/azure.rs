@@ -335,3 +335,26 @@ fn watch_loads_new_blobs_once_resumes_a_failed_one_and_takes_a_replaced_blob_as_
     let receipts: i64 = db.query("SELECT count(*) FROM datsync_receipts", &[])[0].get(0);
     assert_eq!(receipts, 3);
 }
+
+#[test]
+fn inspect_reads_a_blob() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let mut options = options(1_500, 68, MESSY);
+    options.gzip = true;
+    let work = Work::with_options(&options);
+    emulator.upload(&work.file, SOURCE);
+    let out = datsync(
+        work.path(),
+        &["inspect", SOURCE, "--json"],
+        &[(key, value.as_str())],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let blob = out.summary();
+    let out = datsync(work.path(), &["inspect", work.file(), "--json"], &[]);
+    let local = out.summary();
+    assert_eq!(blob["gzip"], true);
+    for k in ["rows", "ragged_rows", "delimiter", "columns"] {
+        assert_eq!(blob[k], local[k], "{k}");
+    }
+}
