@@ -2,52 +2,10 @@
 //! server on loopback that the test runs (the SMTP channel shares the same report and is
 //! tested with a real SMTP conversation in the library's `alert` tests).
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::common::{Rates, TestDb, Work, fresh_sync_id};
-
-/// Accepts one HTTP request, answers 200, and sends its body back to the test.
-fn one_request_server() -> (String, mpsc::Receiver<(String, Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/datsync", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line).unwrap();
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
-            if header.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let mut stream = stream;
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            .unwrap();
-        tx.send((request_line, serde_json::from_slice(&body).unwrap()))
-            .unwrap();
-    });
-    (url, rx)
-}
 
 #[test]
 fn a_bad_input_sync_posts_its_alert_to_the_webhook() {
@@ -63,7 +21,7 @@ fn a_bad_input_sync_posts_its_alert_to_the_webhook() {
     let db = TestDb::new();
     let ck = work.checkpoints("ck");
     let sync = fresh_sync_id();
-    let (url, received) = one_request_server();
+    let (url, received) = crate::common::webhook_server();
     let out = work.run(
         &db,
         &ck,

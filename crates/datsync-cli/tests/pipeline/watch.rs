@@ -4,8 +4,7 @@
 //! stopping the sync in flight after its chunk and a later cycle finishing it.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -332,49 +331,8 @@ fn a_replaced_file_is_a_new_sync_and_the_old_receipt_stays() {
     );
 }
 
-/// A receiver of webhook alerts on loopback: every request's JSON body, handed to the test
-/// before the answer goes out (so an alert is in the channel once its sender has its answer).
-fn alert_server() -> (String, mpsc::Receiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/datsync", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(30)))
-                .unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
-                return;
-            }
-            let mut stream = stream;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, rx)
-}
-
-fn received(rx: &mpsc::Receiver<Value>) -> Vec<Value> {
-    rx.try_iter().collect()
+fn received(rx: &mpsc::Receiver<(String, Value)>) -> Vec<Value> {
+    rx.try_iter().map(|(_, body)| body).collect()
 }
 
 #[test]
@@ -390,7 +348,7 @@ fn used_up_attempts_park_the_file_with_an_alert_and_it_is_never_retried() {
          CREATE TRIGGER datsync_test_fail BEFORE INSERT ON {TABLE}
            FOR EACH ROW EXECUTE FUNCTION datsync_test_fail();"
     ));
-    let (url, alerts) = alert_server();
+    let (url, alerts) = crate::common::webhook_server();
     let env = [("ALERT_WEBHOOK_URL", url.as_str())];
     let flags = ["--max-attempts", "2", "--retry-backoff", "0s"];
 
