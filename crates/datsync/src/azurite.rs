@@ -1,5 +1,7 @@
 //! A throwaway Azure Storage emulator (Azurite's blob service) on loopback, for tests and
 //! local trials: in-memory, telemetry off, on a port the system picks, stopped when dropped.
+//! It runs strict (no `--loose`, no `--skipApiVersionCheck`): what datsync sends must be
+//! what the service accepts.
 //!
 //! The `azurite-blob` program is found through `AZURITE_BIN`, else in the repository's
 //! `tools/azurite/node_modules/.bin` (installed there from `tools/azurite/package-lock.json`
@@ -65,8 +67,6 @@ impl Azurite {
                 "--extentMemoryLimit",
                 "2048",
                 "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--loose",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
