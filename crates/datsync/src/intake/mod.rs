@@ -21,7 +21,7 @@
 //! | receipt | action |
 //! |---|---|
 //! | none | claimed (`INSERT … ON CONFLICT DO NOTHING`) with a new sync id, attempt 1 counted, [`Pipeline::run`] → [`Action::Started`] |
-//! | finished (see [`is_final`]) | nothing → [`Action::SkippedDone`] |
+//! | finished (see [`RunSummary::is_final`]) | nothing → [`Action::SkippedDone`] |
 //! | parked | nothing, ever → [`Action::SkippedParked`] |
 //! | unfinished, `now() < next_attempt_at` | nothing → [`Action::WaitingBackoff`] |
 //! | unfinished, due, attempts < max | attempt counted, [`Pipeline::resume`] of the **same** sync id → [`Action::Resumed`] |
@@ -221,7 +221,7 @@ pub struct Processed {
     pub status: Option<SyncStatus>,
     /// Attempts counted.
     pub attempts: u32,
-    /// Nothing is left to do for this version (see [`is_final`]).
+    /// Nothing is left to do for this version (see [`RunSummary::is_final`]).
     pub finished: bool,
     /// This call's run was stopped on request; the next cycle continues it.
     pub interrupted: bool,
@@ -269,19 +269,6 @@ impl Processed {
             | Action::Superseded => 0,
         }
     }
-}
-
-/// Whether a run left nothing that a retry could change — the rule of the receipts:
-///
-/// - SUCCESS: done.
-/// - BAD_INPUT: the input is at fault; another attempt gives the same result (its alert
-///   was sent).
-/// - PARTIAL_SUCCESS with no failed chunk and no pending row: only rows were rejected; they
-///   would be rejected again.
-/// - PARTIAL_SUCCESS with failed chunks or pending rows, FAILED, IN_PROGRESS, or a run
-///   stopped on request: not final; retried (the same sync id) while attempts remain.
-pub fn is_final(summary: &RunSummary) -> bool {
-    summary.is_final()
 }
 
 /// Runs syncs for what listings find, keeping receipts (see the module docs).

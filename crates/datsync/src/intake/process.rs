@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::receipts::{self, Outcome, Receipt};
-use super::{Action, Found, Intake, IntakeError, Mode, Processed, is_final, parse_status};
+use super::{Action, Found, Intake, IntakeError, Mode, Processed, parse_status};
 use crate::model::SyncId;
 use crate::pipeline::PipelineError;
 
@@ -17,12 +17,35 @@ struct Attempt {
     attempts: u32,
     /// The count and error to put back when the attempt does not count.
     previous: (u32, Option<String>),
+    /// [`Action::Started`]: a new sync (`Pipeline::run`); [`Action::Resumed`]: a resume.
     action: Action,
-    /// A new sync (`Pipeline::run`) rather than a resume.
-    fresh: bool,
     /// The receipt was parked before this (manual) attempt un-parked it: an attempt that
     /// does not count parks it again.
     was_parked: bool,
+}
+
+impl Attempt {
+    /// The first attempt of a new sync.
+    fn new_sync(sync_id: SyncId) -> Self {
+        Self {
+            sync_id,
+            attempts: 1,
+            previous: (0, None),
+            action: Action::Started,
+            was_parked: false,
+        }
+    }
+
+    /// Attempt `attempts` of the receipt's sync, a resume.
+    fn resume(sync_id: SyncId, attempts: u32, r: &Receipt) -> Self {
+        Self {
+            sync_id,
+            attempts,
+            previous: (r.attempts, r.last_error.clone()),
+            action: Action::Resumed,
+            was_parked: false,
+        }
+    }
 }
 
 impl Intake {
@@ -99,15 +122,9 @@ impl Intake {
                 return Ok(Processed::new(found, Action::SkippedBusy));
             }
             tracing::info!(source = %found.source, version = %found.version, %sync_id, "new source version: starting its sync");
-            let attempt = Attempt {
-                sync_id,
-                attempts: 1,
-                previous: (0, None),
-                action: Action::Started,
-                fresh: true,
-                was_parked: false,
-            };
-            return self.attempt(client, found, attempt).await;
+            return self
+                .attempt(client, found, Attempt::new_sync(sync_id))
+                .await;
         };
         match mode {
             Mode::Automatic => self.automatic(client, found, receipt, true).await,
@@ -158,14 +175,7 @@ impl Intake {
         )
         .await?;
         tracing::info!(source = %found.source, %sync_id, attempt = attempts, "resuming the source's unfinished sync");
-        let attempt = Attempt {
-            sync_id,
-            attempts,
-            previous: (r.attempts, r.last_error.clone()),
-            action: Action::Resumed,
-            fresh: false,
-            was_parked: false,
-        };
+        let attempt = Attempt::resume(sync_id, attempts, &r);
         self.attempt(client, found, attempt).await
     }
 
@@ -179,27 +189,17 @@ impl Intake {
             let sync_id = crate::pipeline::new_sync_id();
             receipts::restart(client, self.schema(), found, &sync_id, self.policy.delay(1)).await?;
             tracing::info!(source = %found.source, previous = %r.sync_id, %sync_id, "manual re-run of a finished source: a new sync");
-            let attempt = Attempt {
-                sync_id,
-                attempts: 1,
-                previous: (0, None),
-                action: Action::Started,
-                fresh: true,
-                was_parked: false,
-            };
-            return self.attempt(client, found, attempt).await;
+            return self
+                .attempt(client, found, Attempt::new_sync(sync_id))
+                .await;
         }
         let sync_id = receipt_sync_id(found, &r)?;
         receipts::begin_attempt(client, self.schema(), found, 1, self.policy.delay(1), true)
             .await?;
         tracing::info!(source = %found.source, %sync_id, "manual re-run: resuming the unfinished sync");
         let attempt = Attempt {
-            sync_id,
-            attempts: 1,
-            previous: (r.attempts, r.last_error.clone()),
-            action: Action::Resumed,
-            fresh: false,
             was_parked: r.poisoned,
+            ..Attempt::resume(sync_id, 1, &r)
         };
         self.attempt(client, found, attempt).await
     }
@@ -223,7 +223,7 @@ impl Intake {
         found: &Found,
         a: Attempt,
     ) -> Result<Processed, IntakeError> {
-        let outcome = if a.fresh {
+        let outcome = if a.action == Action::Started {
             self.start_sync(found, &a.sync_id).await
         } else {
             self.resume_sync(found, &a.sync_id).await
@@ -274,7 +274,7 @@ impl Intake {
                 .await?
             }
             Ok(summary) => {
-                p.finished = is_final(&summary);
+                p.finished = summary.is_final();
                 p.error.clone_from(&summary.error);
                 let status = summary.status.as_str();
                 p.summary = Some(summary);

@@ -44,26 +44,26 @@ fn the_pause_doubles_up_to_its_cap() {
 
 #[test]
 fn what_is_final() {
-    assert!(is_final(&summary(SyncStatus::Success)));
-    assert!(is_final(&summary(SyncStatus::BadInput)));
-    assert!(!is_final(&summary(SyncStatus::Failed)));
-    assert!(!is_final(&summary(SyncStatus::InProgress)));
+    assert!(summary(SyncStatus::Success).is_final());
+    assert!(summary(SyncStatus::BadInput).is_final());
+    assert!(!summary(SyncStatus::Failed).is_final());
+    assert!(!summary(SyncStatus::InProgress).is_final());
     let rejected_only = RunSummary {
         rows_rejected: 3,
         ..summary(SyncStatus::PartialSuccess)
     };
-    assert!(is_final(&rejected_only));
+    assert!(rejected_only.is_final());
     let failed_chunk = RunSummary {
         chunks_failed: 1,
         rows_pending: 50,
         ..summary(SyncStatus::PartialSuccess)
     };
-    assert!(!is_final(&failed_chunk));
+    assert!(!failed_chunk.is_final());
     let stopped = RunSummary {
         interrupted: true,
         ..summary(SyncStatus::Success)
     };
-    assert!(!is_final(&stopped));
+    assert!(!stopped.is_final());
 }
 
 #[test]
