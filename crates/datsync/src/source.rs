@@ -156,13 +156,18 @@ impl SourceRef {
 }
 
 fn store_error(name: &str, e: StoreError) -> SourceError {
-    let error = match e {
-        StoreError::Object { source, .. } => io::Error::other(source),
-        other => io::Error::other(other.to_string()),
-    };
     SourceError {
         path: name.to_owned(),
-        error,
+        error: io_error(e),
+    }
+}
+
+/// A store error as an I/O error of the source; the source's name is added by the caller
+/// (a `StoreError::Object` message would say "checkpoint storage" and repeat the URL).
+fn io_error(e: StoreError) -> io::Error {
+    match e {
+        StoreError::Object { source, .. } => io::Error::other(source),
+        other => io::Error::other(other.to_string()),
     }
 }
 
@@ -208,10 +213,7 @@ impl Read for BlobReader {
                 .runtime
                 .block_on(fetch)
                 .map_err(|e| io::Error::other(format!("reading the blob: {e}")))?
-                .map_err(|e| match e {
-                    StoreError::Object { source, .. } => io::Error::other(source),
-                    other => io::Error::other(other.to_string()),
-                })?;
+                .map_err(io_error)?;
             if bytes.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

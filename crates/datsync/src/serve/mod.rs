@@ -141,15 +141,7 @@ async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Body) -> Re
         );
     }
     tracing::info!(blob = %url, "blob trigger");
-    // Run apart from the request: a host that gives up on the request (timeout, restart)
-    // drops this future, but the sync goes on to its end and records its outcome.
-    let intake = Arc::clone(&app.intake);
-    let task_url = url.clone();
-    let outcome =
-        tokio::spawn(async move { process_blob(&intake, &task_url, Mode::Triggered).await })
-            .await
-            .unwrap_or_else(|e| Err(IntakeError::Internal(format!("the sync task died: {e}"))));
-    match outcome {
+    match process_blob(&app.intake, &url, Mode::Triggered).await {
         Ok(processed) => {
             // The host retries a failed invocation, and every retry continues the same sync;
             // a parked blob was alerted already, and retrying cannot help it.
@@ -160,11 +152,7 @@ async fn blob_trigger(State(app): State<Arc<App>>, body: axum::body::Body) -> Re
                 StatusCode::INTERNAL_SERVER_ERROR
             };
             let logs = vec![describe(&processed)];
-            let mut value = to_value(&processed);
-            if let Value::Object(map) = &mut value {
-                map.insert("blob".into(), Value::String(url));
-            }
-            invocation_reply(status, logs, value)
+            invocation_reply(status, logs, with_blob(&processed, url))
         }
         Err(e) if e.is_not_found() => {
             // Deleted since the trigger fired: another delivery would not find it either.
@@ -261,18 +249,10 @@ async fn manual(app: &App, body: &[u8]) -> (StatusCode, Value) {
     };
     let url = request.url(&app.options);
     tracing::info!(blob = %url, "manual re-run");
-    let intake = Arc::clone(&app.intake);
-    let task_url = url.clone();
-    let outcome = tokio::spawn(async move { process_blob(&intake, &task_url, Mode::Manual).await })
-        .await
-        .unwrap_or_else(|e| Err(IntakeError::Internal(format!("the sync task died: {e}"))));
-    match outcome {
+    match process_blob(&app.intake, &url, Mode::Manual).await {
         Ok(processed) => {
             let status = http_status(&processed);
-            let mut body = to_value(&processed);
-            if let Value::Object(map) = &mut body {
-                map.insert("blob".into(), Value::String(url));
-            }
+            let body = with_blob(&processed, url);
             (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 body,
@@ -367,10 +347,31 @@ async fn health_invocation(State(app): State<Arc<App>>) -> Response {
     http_output(status, &body)
 }
 
-/// The blob as it is now (its ETag is its version), handed to the intake.
-async fn process_blob(intake: &Intake, url: &str, mode: Mode) -> Result<Processed, IntakeError> {
-    let found = crate::intake::found_blob(url).await?;
-    intake.process(&found, mode).await
+/// The blob as it is now (its ETag is its version), handed to the intake — in a task of its
+/// own: a client that gives up on the request (a host timeout, a restart) drops the
+/// request's future, but the sync goes on to its end and records its outcome.
+async fn process_blob(
+    intake: &Arc<Intake>,
+    url: &str,
+    mode: Mode,
+) -> Result<Processed, IntakeError> {
+    let intake = Arc::clone(intake);
+    let url = url.to_owned();
+    tokio::spawn(async move {
+        let found = crate::intake::found_blob(&url).await?;
+        intake.process(&found, mode).await
+    })
+    .await
+    .unwrap_or_else(|e| Err(IntakeError::Internal(format!("the sync task died: {e}"))))
+}
+
+/// The outcome as JSON, with the blob it is about.
+fn with_blob(processed: &Processed, url: String) -> Value {
+    let mut value = to_value(processed);
+    if let Value::Object(map) = &mut value {
+        map.insert("blob".into(), Value::String(url));
+    }
+    value
 }
 
 /// The HTTP status of a manual re-run: 200 when the blob is done (SUCCESS, or only rows

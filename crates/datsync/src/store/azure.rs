@@ -287,29 +287,14 @@ impl AzureAccount {
             .timeout(STORAGE_RETRY_TIMEOUT)
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        let mut request = client
-            .put(url.clone())
-            .header("x-ms-date", &date)
-            .header("x-ms-version", SERVICE_VERSION)
-            .header("content-length", "0");
+        let mut authorization = None;
         match &self.auth {
             Auth::Key(key) => {
                 let signature = shared_key_signature(&self.account, key, &url, &date)
                     .ok_or_else(|| fail("the account key is not valid base64".into()))?;
-                request = request.header(
-                    "authorization",
-                    format!("SharedKey {}:{signature}", self.account),
-                );
+                authorization = Some(format!("SharedKey {}:{signature}", self.account));
             }
-            Auth::Sas(sas) => {
-                let mut with_sas = url.clone();
-                with_sas.set_query(Some(&format!("restype=container&{sas}")));
-                request = client
-                    .put(with_sas)
-                    .header("x-ms-date", &date)
-                    .header("x-ms-version", SERVICE_VERSION)
-                    .header("content-length", "0");
-            }
+            Auth::Sas(sas) => url.set_query(Some(&format!("restype=container&{sas}"))),
             Auth::Ambient => {
                 // Creating containers is an administrator's grant an identity rarely has;
                 // the first write says so if the container is missing.
@@ -319,6 +304,14 @@ impl AzureAccount {
                 );
                 return Ok(());
             }
+        }
+        let mut request = client
+            .put(url)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", SERVICE_VERSION)
+            .header("content-length", "0");
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
         }
         // Without the URL: it carries the SAS.
         let response = request
