@@ -76,10 +76,7 @@ pub async fn list(place: &str) -> Result<Vec<Found>, IntakeError> {
 /// path, with the same name rules as [`list_local`] applied to the last path segment.
 /// `version` is the blob's ETag: a blob uploaded again is a new version.
 pub async fn list_blobs(prefix_url: &str) -> Result<Vec<Found>, IntakeError> {
-    let error = |e: crate::store::StoreError| IntakeError::List {
-        place: prefix_url.to_owned(),
-        error: std::io::Error::other(e.to_string()),
-    };
+    let error = |e| store_error(prefix_url, &e);
     let account = crate::store::env_account(prefix_url).map_err(error)?;
     let blobs = crate::store::blob::list_blobs(prefix_url, &account)
         .await
@@ -94,10 +91,7 @@ pub async fn list_blobs(prefix_url: &str) -> Result<Vec<Found>, IntakeError> {
 /// The [`Found`] of one blob as it is now (the handler's blob trigger and manual re-runs);
 /// [`IntakeError::Missing`] when it does not exist.
 pub async fn found_blob(url: &str) -> Result<Found, IntakeError> {
-    let error = |e: crate::store::StoreError| IntakeError::List {
-        place: url.to_owned(),
-        error: std::io::Error::other(e.to_string()),
-    };
+    let error = |e| store_error(url, &e);
     let blob = crate::store::blob::Blob::open(url).map_err(error)?;
     match blob.head().await.map_err(error)? {
         Some(meta) => Ok(blob_found(&blob, &meta)),
@@ -124,6 +118,13 @@ pub(super) async fn current_version(found: &Found) -> Result<Option<String>, Int
             place: found.source.clone(),
             error,
         }),
+    }
+}
+
+fn store_error(place: &str, e: &crate::store::StoreError) -> IntakeError {
+    IntakeError::List {
+        place: place.to_owned(),
+        error: std::io::Error::other(e.to_string()),
     }
 }
 
