@@ -13,7 +13,8 @@
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use datsync::load::{Loader, SyncRef};
+use datsync::load::Loader;
+use datsync::model::SyncRef;
 use datsync::model::{ChunkId, SyncId};
 use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
 use datsync::pg::{PgSettings, connect, init_db, quote_ident};

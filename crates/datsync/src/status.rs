@@ -5,18 +5,44 @@
 
 use tokio_postgres::Client;
 
-use crate::load::SyncRef;
-use crate::model::{ChunkId, SyncId, SyncStatus};
-use crate::pg::{PgError, SYNC_SEQUENCE, quote_ident};
+use crate::model::{ChunkId, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus};
+use crate::pg::{ErrorClass, PgError, SYNC_SEQUENCE, quote_ident};
 
 /// A `sync_metadata` write or ledger read failed.
 #[derive(Debug, thiserror::Error)]
-#[error("sync {sync_id}: {source}")]
-pub struct StatusError {
-    /// The sync.
-    pub sync_id: String,
-    /// The failure.
-    pub source: PgError,
+pub enum StatusError {
+    /// A statement failed.
+    #[error("sync {sync_id}: {source}")]
+    Query {
+        /// The sync.
+        sync_id: SyncId,
+        /// The failure.
+        source: PgError,
+    },
+    /// The final status was written for a sync that was never registered.
+    #[error("sync {sync_id}: the sync is not registered in sync_metadata; register it first")]
+    NotRegistered {
+        /// The sync.
+        sync_id: SyncId,
+    },
+    /// `sync_metadata` holds a status datsync never writes.
+    #[error("sync {sync_id}: sync_metadata holds {source}")]
+    UnknownStatus {
+        /// The sync.
+        sync_id: SyncId,
+        /// The text found.
+        source: UnknownSyncStatus,
+    },
+}
+
+impl StatusError {
+    /// Whether a retry can succeed: that of the failed statement, else fatal.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Query { source, .. } => source.class(),
+            Self::NotRegistered { .. } | Self::UnknownStatus { .. } => ErrorClass::Fatal,
+        }
+    }
 }
 
 /// What is known about a sync when it is registered.
@@ -32,33 +58,15 @@ pub struct SyncRegistration {
     pub file_size_bytes: Option<i64>,
 }
 
-/// Counts written to `sync_metadata`; `None` keeps the stored value (counts are never
-/// erased).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncCounts {
-    /// `records_total`: rows read.
-    pub total: Option<i64>,
-    /// `records_inserted`.
-    pub inserted: Option<i64>,
-    /// `records_updated`.
-    pub updated: Option<i64>,
-    /// `records_failed`: rejected rows.
-    pub failed: Option<i64>,
-    /// `records_skipped_older`: rows not applied because the stored row is newer.
-    pub skipped_older: Option<i64>,
-    /// `records_superseded`: duplicate keys replaced by a later line.
-    pub superseded: Option<i64>,
-    /// `validation_errors_count`.
-    pub validation_errors_count: Option<i64>,
-}
-
 /// The end of a sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOutcome {
     /// Final status (`FAILED` never replaces a stored `BAD_INPUT`).
     pub status: SyncStatus,
-    /// Final counts.
-    pub counts: SyncCounts,
+    /// Final counts (the stored ones are kept when `None`: counts are never erased).
+    pub counts: Option<SyncCounts>,
+    /// Rule violations found (kept when `None`).
+    pub validation_errors_count: Option<u64>,
     /// The error, if any (kept when `None`).
     pub error_message: Option<String>,
     /// A sample of validation errors (kept when `None`).
@@ -70,10 +78,15 @@ fn meta(schema: &str) -> String {
 }
 
 fn err(sync_id: &SyncId, context: &str, e: tokio_postgres::Error) -> StatusError {
-    StatusError {
-        sync_id: sync_id.to_string(),
+    StatusError::Query {
+        sync_id: sync_id.clone(),
         source: PgError::query(context, e),
     }
+}
+
+/// A count as PostgreSQL's `bigint`.
+fn bigint(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Registers a sync (status `IN_PROGRESS`), drawing its `sync_seq` from
@@ -124,37 +137,6 @@ const COUNT_SETS: &str = "records_total = COALESCE($2::bigint, m.records_total),
     validation_errors_count = COALESCE($8::bigint, m.validation_errors_count),
     updated_at = now()";
 
-/// Writes progress counts (status unchanged).
-pub async fn update_progress(
-    client: &Client,
-    schema: &str,
-    sync_id: &SyncId,
-    counts: &SyncCounts,
-) -> Result<(), StatusError> {
-    let sql = format!(
-        "UPDATE {} AS m SET {COUNT_SETS} WHERE sync_id = $1::text",
-        meta(schema)
-    );
-    let c = counts;
-    client
-        .execute(
-            &sql,
-            &[
-                &sync_id.as_str(),
-                &c.total,
-                &c.inserted,
-                &c.updated,
-                &c.failed,
-                &c.skipped_older,
-                &c.superseded,
-                &c.validation_errors_count,
-            ],
-        )
-        .await
-        .map_err(|e| err(sync_id, "cannot write progress to sync_metadata", e))?;
-    Ok(())
-}
-
 /// Writes the final status, counts, error and validation sample; returns the status as
 /// stored (a stored `BAD_INPUT` is never replaced by `FAILED`, and keeps its message). A
 /// SUCCESS or PARTIAL_SUCCESS replaces the error message of an earlier run, even by none.
@@ -163,7 +145,7 @@ pub async fn finish_sync(
     schema: &str,
     sync_id: &SyncId,
     outcome: &SyncOutcome,
-) -> Result<String, StatusError> {
+) -> Result<SyncStatus, StatusError> {
     let sql = format!(
         "UPDATE {} AS m SET {COUNT_SETS},
             status = CASE WHEN m.status = 'BAD_INPUT' AND $9::text = 'FAILED' THEN m.status ELSE $9::text END,
@@ -176,19 +158,20 @@ pub async fn finish_sync(
           RETURNING status",
         meta(schema)
     );
-    let c = &outcome.counts;
+    let c = outcome.counts.as_ref();
+    let count = |f: fn(&SyncCounts) -> u64| c.map(|c| bigint(f(c)));
     let row = client
         .query_opt(
             &sql,
             &[
                 &sync_id.as_str(),
-                &c.total,
-                &c.inserted,
-                &c.updated,
-                &c.failed,
-                &c.skipped_older,
-                &c.superseded,
-                &c.validation_errors_count,
+                &count(|c| c.rows_read),
+                &count(|c| c.records_inserted),
+                &count(|c| c.records_updated),
+                &count(|c| c.rows_rejected),
+                &count(|c| c.records_skipped_older),
+                &count(|c| c.rows_superseded),
+                &outcome.validation_errors_count.map(bigint),
                 &outcome.status.as_str(),
                 &outcome.error_message,
                 &outcome.validation_errors,
@@ -196,12 +179,17 @@ pub async fn finish_sync(
         )
         .await
         .map_err(|e| err(sync_id, "cannot write the final status to sync_metadata", e))?;
-    row.map(|r| r.get(0)).ok_or_else(|| StatusError {
-        sync_id: sync_id.to_string(),
-        source: PgError::Config {
-            message: "the sync is not registered in sync_metadata; register it first".into(),
-        },
-    })
+    let Some(row) = row else {
+        return Err(StatusError::NotRegistered {
+            sync_id: sync_id.clone(),
+        });
+    };
+    row.get::<_, String>(0)
+        .parse()
+        .map_err(|source| StatusError::UnknownStatus {
+            sync_id: sync_id.clone(),
+            source,
+        })
 }
 
 /// Sums of the chunk ledger of a sync.
@@ -294,7 +282,7 @@ pub use history::{
     ledger_chunks, recent_syncs, sync_detail,
 };
 pub use report::{
-    CheckpointState, CheckpointSummary, ChunkRow, LedgerSummary, Progress, SyncReport,
+    CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerSummary, StatusReport,
     TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TimeSavedEstimate, build_report,
     estimate_time_saved, read_checkpoint,
 };

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use datsync::config::process_env;
+use datsync::model::SyncStatus;
+use datsync::pipeline::RunSummary;
 use datsync::sample::{SampleOptions, SampleSize, SampleSummary, write_sample};
-use serde_json::Value;
 
 use super::child::{ChildRun, run_datsync};
 use crate::cli::{DemoArgs, GlobalArgs};
@@ -38,7 +39,7 @@ struct DemoOutcome {
     killed_run_s: f64,
     resume_s: f64,
     full_run_s: f64,
-    resume: Value,
+    resume: RunSummary,
     table: String,
     table_rows: i64,
     first_rows: Vec<Vec<Option<String>>>,
@@ -128,12 +129,16 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             println!("cleanup    the throwaway PostgreSQL is stopped and removed");
         }
     }
-    let status = outcome.resume["status"].as_str().unwrap_or_default();
-    Ok(if status == "SUCCESS" || status == "PARTIAL_SUCCESS" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if matches!(
+            outcome.resume.status,
+            SyncStatus::Success | SyncStatus::PartialSuccess
+        ) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// The three loads of the demo.
@@ -150,7 +155,7 @@ struct Plan<'a> {
 impl Plan<'_> {
     /// A run killed after `kill_at` chunk commits, its resume (with the resume's summary),
     /// and an uninterrupted run of the same file for comparison.
-    fn loads(self) -> anyhow::Result<(ChildRun, ChildRun, ChildRun, Value)> {
+    fn loads(self) -> anyhow::Result<(ChildRun, ChildRun, ChildRun, RunSummary)> {
         let (kill_at, chunks) = (self.kill_at, self.chunks);
         let now = chrono::Utc::now();
         let sync_id =
@@ -222,7 +227,7 @@ fn common_args(target: &db::Target, dir: &Path, chunk_size: u64) -> Vec<String> 
 }
 
 /// The JSON summary a child printed; an error when it printed none.
-fn summary_of(child: &ChildRun) -> anyhow::Result<Value> {
+fn summary_of(child: &ChildRun) -> anyhow::Result<RunSummary> {
     serde_json::from_str(&child.stdout).with_context(|| {
         format!(
             "a datsync child gave no summary: {}",

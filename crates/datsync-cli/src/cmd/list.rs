@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use datsync::config::RawSettings;
+use datsync::model::SyncStatus;
 use datsync::pg;
 use datsync::status::{SyncRecord, recent_syncs};
 
@@ -56,7 +57,7 @@ fn print_table(out: &mut impl std::io::Write, syncs: &[SyncRecord]) -> std::io::
     )?;
     for s in syncs {
         let file = s.file_name.as_deref().unwrap_or("-");
-        let dur = if s.status == "IN_PROGRESS" {
+        let dur = if s.status == SyncStatus::InProgress {
             "running".to_owned()
         } else {
             duration(s.duration_seconds)

@@ -90,19 +90,21 @@ fn report(summary: &RunSummary, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-fn print_text(s: &RunSummary) {
+fn print_text(summary: &RunSummary) {
+    let s = summary;
+    let c = &summary.counts;
     println!("{}: {}", s.sync_id, s.status);
     println!(
         "  rows     {} read: {} loaded ({} inserted, {} updated, {} older than the stored row), \
          {} rejected, {} superseded, {} pending",
-        s.rows_read,
-        s.rows_loaded,
-        s.records_inserted,
-        s.records_updated,
-        s.records_skipped_older,
-        s.rows_rejected,
-        s.rows_superseded,
-        s.rows_pending
+        c.rows_read,
+        c.rows_loaded,
+        c.records_inserted,
+        c.records_updated,
+        c.records_skipped_older,
+        c.rows_rejected,
+        c.rows_superseded,
+        c.rows_pending
     );
     let saved = s
         .time_saved_s
@@ -110,7 +112,7 @@ fn print_text(s: &RunSummary) {
         .unwrap_or_default();
     println!(
         "  chunks   {}/{} completed, {} failed, {} skipped on resume{saved}",
-        s.chunks_completed, s.chunks_total, s.chunks_failed, s.chunks_skipped_on_resume
+        c.chunks_completed, c.chunks_total, c.chunks_failed, s.chunks_skipped_on_resume
     );
     if let Some(dir) = &s.checkpoint_dir {
         println!("  checkpoint kept in {dir}");

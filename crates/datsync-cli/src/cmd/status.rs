@@ -9,7 +9,7 @@ use datsync::config::RawSettings;
 use datsync::model::SyncId;
 use datsync::pg;
 use datsync::status::{
-    CheckpointState, SyncReport, build_report, latest_sync_id, ledger_chunks, read_checkpoint,
+    CheckpointState, StatusReport, build_report, latest_sync_id, ledger_chunks, read_checkpoint,
     sync_detail,
 };
 use datsync::store::Store;
@@ -65,7 +65,7 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn print(report: &SyncReport, json: bool) -> anyhow::Result<()> {
+fn print(report: &StatusReport, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer(&mut out, report)?;

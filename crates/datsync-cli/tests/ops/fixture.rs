@@ -5,14 +5,13 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use datsync::checkpoint::{CheckpointManager, ChunkOutcome, NewCheckpoint};
 use datsync::load::{ChunkLoad, Loader};
-use datsync::model::{ChunkId, SourceFingerprint, SyncId, SyncStatus};
+use datsync::model::{ChunkId, RowError, SourceFingerprint, SyncCounts, SyncId, SyncStatus};
 use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
 use datsync::pg::{connect, init_db};
 use datsync::profile::Profile;
 use datsync::sample::{SampleOptions, SampleSize, write_sample};
-use datsync::status::{SyncCounts, SyncOutcome, SyncRegistration, finish_sync, register_sync};
+use datsync::status::{SyncOutcome, SyncRegistration, finish_sync, register_sync};
 use datsync::store::Store;
-use datsync::validate::RowError;
 
 use crate::harness::{TestDb, rt};
 use crate::{NEWER, OLDER};
@@ -101,10 +100,11 @@ pub fn seed(db: &TestDb, ck_dir: &Path) -> Seeded {
             .unwrap();
         let done = SyncOutcome {
             status: SyncStatus::Success,
-            counts: SyncCounts {
-                total: Some(10),
+            counts: Some(SyncCounts {
+                rows_read: 10,
                 ..SyncCounts::default()
-            },
+            }),
+            validation_errors_count: None,
             error_message: None,
             validation_errors: None,
         };
@@ -124,14 +124,14 @@ pub fn seed(db: &TestDb, ck_dir: &Path) -> Seeded {
         let rejected: u64 = chunks.iter().map(|c| c.2).sum();
         let outcome = SyncOutcome {
             status: SyncStatus::PartialSuccess,
-            counts: SyncCounts {
-                total: Some(30),
-                inserted: Some(loads.iter().map(|l| l.inserted as i64).sum()),
-                updated: Some(loads.iter().map(|l| l.updated as i64).sum()),
-                failed: Some(rejected as i64),
-                validation_errors_count: Some(errors.len() as i64),
+            counts: Some(SyncCounts {
+                rows_read: 30,
+                records_inserted: loads.iter().map(|l| l.inserted).sum(),
+                records_updated: loads.iter().map(|l| l.updated).sum(),
+                rows_rejected: rejected,
                 ..SyncCounts::default()
-            },
+            }),
+            validation_errors_count: Some(errors.len() as u64),
             error_message: Some("1 chunk failed: connection reset".into()),
             validation_errors: Some(serde_json::to_value(&errors).unwrap()),
         };

@@ -2,16 +2,15 @@
 
 use std::fmt::Write as _;
 
-use crate::model::SyncStatus;
-
-use super::report::{SyncReport, ValidationErrorSample};
+use super::report::AlertReport;
+use crate::model::{RowError, SyncStatus};
 
 /// The longest value an alert quotes from a rejected row; longer values are cut.
 const MAX_QUOTED_VALUE_CHARS: usize = 60;
 
 /// The alert subject: `Error: ZTDWR Sync <sync_id>` for FAILED and BAD_INPUT,
 /// `Warning: ZTDWR Sync <sync_id>` otherwise (PARTIAL_SUCCESS).
-pub fn subject(report: &SyncReport) -> String {
+pub fn subject(report: &AlertReport) -> String {
     let level = match alert_level(report.status) {
         "error" => "Error",
         _ => "Warning",
@@ -29,7 +28,7 @@ pub fn alert_level(status: SyncStatus) -> &'static str {
 
 /// The plain-text alert body: what happened, the counts, the first validation errors and
 /// where to look next. Secrets in free-text fields are masked.
-pub fn body(report: &SyncReport) -> String {
+pub fn body(report: &AlertReport) -> String {
     let r = report.redacted();
     let mut out = String::new();
     headline(&mut out, &r);
@@ -39,7 +38,7 @@ pub fn body(report: &SyncReport) -> String {
     out
 }
 
-fn headline(out: &mut String, r: &SyncReport) {
+fn headline(out: &mut String, r: &AlertReport) {
     let _ = writeln!(
         out,
         "datsync sync {} ended with status {}.",
@@ -55,7 +54,7 @@ fn headline(out: &mut String, r: &SyncReport) {
     let _ = writeln!(out, "Duration:  {:.1} s", r.duration.as_secs_f64());
 }
 
-fn counts(out: &mut String, r: &SyncReport) {
+fn counts(out: &mut String, r: &AlertReport) {
     let c = &r.counts;
     let _ = writeln!(out);
     let _ = writeln!(out, "Counts");
@@ -76,7 +75,7 @@ fn counts(out: &mut String, r: &SyncReport) {
     );
 }
 
-fn validation_errors(out: &mut String, r: &SyncReport) {
+fn validation_errors(out: &mut String, r: &AlertReport) {
     let _ = writeln!(out);
     let listed = r.listed_validation_errors();
     let _ = writeln!(out, "Validation errors: {}", r.validation_errors_count);
@@ -99,7 +98,7 @@ fn validation_errors(out: &mut String, r: &SyncReport) {
 }
 
 /// `line 17: QUANTITY = 'abc': not a decimal number`.
-fn validation_line(e: &ValidationErrorSample) -> String {
+fn validation_line(e: &RowError) -> String {
     let mut s = format!("line {}: ", e.line);
     if let Some(column) = &e.column {
         s.push_str(column);
@@ -124,7 +123,7 @@ fn quoted(value: &str) -> String {
     v
 }
 
-fn where_to_look(out: &mut String, r: &SyncReport) {
+fn where_to_look(out: &mut String, r: &AlertReport) {
     let _ = writeln!(out);
     let _ = writeln!(out, "Where to look");
     match &r.checkpoint_dir {
@@ -139,7 +138,7 @@ fn where_to_look(out: &mut String, r: &SyncReport) {
     let _ = writeln!(out, "  {}", next_step(r));
 }
 
-fn next_step(r: &SyncReport) -> String {
+fn next_step(r: &AlertReport) -> String {
     match r.status {
         SyncStatus::BadInput => format!(
             "fix the source file, then run it again (or datsync resume {} if only the database was at fault)",
@@ -161,11 +160,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::alert::report::SyncCounts;
-    use crate::model::SyncId;
+    use crate::model::{SyncCounts, SyncId};
 
-    fn report(status: SyncStatus, errors: u64) -> SyncReport {
-        SyncReport {
+    fn report(status: SyncStatus, errors: u64) -> AlertReport {
+        AlertReport {
             sync_id: SyncId::parse("sync_20250129_143022_a3f4b2c1").unwrap(),
             file_name: "ztdwr.dat".into(),
             file_path: "/data/ztdwr.dat".into(),
@@ -180,7 +178,7 @@ mod tests {
             },
             validation_errors_count: errors,
             validation_errors: (0..errors)
-                .map(|i| ValidationErrorSample {
+                .map(|i| RowError {
                     line: i + 2,
                     column: Some("QUANTITY".into()),
                     value: Some("x".repeat(100)),

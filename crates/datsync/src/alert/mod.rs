@@ -1,7 +1,7 @@
 //! Alerts when a sync ends FAILED, BAD_INPUT or PARTIAL_SUCCESS: an email over SMTP
 //! (lettre) and/or a JSON POST to a webhook.
 //!
-//! The pipeline fills a [`SyncReport`]; [`Alerter::notify`] sends it on every configured
+//! The pipeline fills a [`AlertReport`]; [`Alerter::notify`] sends it on every configured
 //! channel. Settings come from the environment through [`AlertSettings::from_env`]:
 //!
 //! | variable | meaning |
@@ -28,9 +28,7 @@ use serde::Serialize;
 
 pub use message::{alert_level, body, subject};
 pub use redact::redact_secrets;
-pub use report::{
-    MAX_LISTED_VALIDATION_ERRORS, SyncCounts, SyncReport, ValidationErrorSample, status_needs_alert,
-};
+pub use report::{AlertReport, MAX_LISTED_VALIDATION_ERRORS, status_needs_alert};
 pub use settings::{
     AlertSettings, DEFAULT_ALERT_FROM, DEFAULT_ALERT_TIMEOUT, DEFAULT_SMTP_URL, EmailSettings,
     WebhookSettings,
@@ -128,7 +126,7 @@ struct WebhookPayload<'a> {
     level: &'static str,
     subject: String,
     #[serde(flatten)]
-    report: &'a SyncReport,
+    report: &'a AlertReport,
 }
 
 /// Sends alerts on the configured channels; built once from [`AlertSettings`].
@@ -159,9 +157,9 @@ impl Alerter {
     }
 
     /// Sends `report` on every channel when its status calls for an alert (see
-    /// [`SyncReport::needs_alert`]). Never fails: each failed delivery is logged as a
+    /// [`AlertReport::needs_alert`]). Never fails: each failed delivery is logged as a
     /// warning and returned in the outcome.
-    pub async fn notify(&self, report: &SyncReport) -> AlertOutcome {
+    pub async fn notify(&self, report: &AlertReport) -> AlertOutcome {
         let mut outcome = AlertOutcome::default();
         if !report.needs_alert() {
             return outcome;
@@ -181,7 +179,7 @@ impl Alerter {
         outcome
     }
 
-    async fn post(&self, report: &SyncReport, url: &url::Url) -> Result<(), AlertError> {
+    async fn post(&self, report: &AlertReport, url: &url::Url) -> Result<(), AlertError> {
         let redacted = report.redacted();
         let payload = WebhookPayload {
             level: alert_level(report.status),
@@ -193,7 +191,7 @@ impl Alerter {
     }
 }
 
-fn logged(report: &SyncReport, channel: Channel, result: Result<(), AlertError>) -> Delivery {
+fn logged(report: &AlertReport, channel: Channel, result: Result<(), AlertError>) -> Delivery {
     match &result {
         Ok(()) => tracing::info!(sync_id = %report.sync_id, ?channel, "alert sent"),
         Err(e) => tracing::warn!(sync_id = %report.sync_id, ?channel, error = %e, "alert not sent"),

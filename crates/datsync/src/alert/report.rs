@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::model::{LineNo, SyncId, SyncStatus};
+use crate::model::{RowError, SyncCounts, SyncId, SyncStatus};
 
 /// How many validation errors an alert lists row by row; the rest are only counted.
 pub const MAX_LISTED_VALIDATION_ERRORS: usize = 20;
@@ -12,7 +12,7 @@ pub const MAX_LISTED_VALIDATION_ERRORS: usize = 20;
 /// What the pipeline reports about one finished (or aborted) sync. Filled by the pipeline,
 /// read by [`crate::alert::Alerter`]; it holds no connection strings or passwords.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SyncReport {
+pub struct AlertReport {
     /// The sync this report is about.
     pub sync_id: SyncId,
     /// The source file's name (last path segment).
@@ -30,7 +30,7 @@ pub struct SyncReport {
     pub validation_errors_count: u64,
     /// The first rows that failed validation, in line order (the pipeline may pass more
     /// than [`MAX_LISTED_VALIDATION_ERRORS`]; alerts list at most that many).
-    pub validation_errors: Vec<ValidationErrorSample>,
+    pub validation_errors: Vec<RowError>,
     /// Where the sync's checkpoints (manifest, chunks, rejects) are kept, when they are.
     pub checkpoint_dir: Option<String>,
     /// How long the sync ran.
@@ -38,43 +38,7 @@ pub struct SyncReport {
     pub duration: Duration,
 }
 
-/// Row and chunk counts of a sync, named as in the `--json` summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct SyncCounts {
-    /// Data rows read from the source (the header not included).
-    pub rows_read: u64,
-    /// Rows that reached the target table (inserted or updated).
-    pub rows_loaded: u64,
-    /// Rows rejected by validation or parsing.
-    pub rows_rejected: u64,
-    /// Rows dropped because a later row had the same key.
-    pub rows_superseded: u64,
-    /// Target rows inserted.
-    pub records_inserted: u64,
-    /// Target rows updated.
-    pub records_updated: u64,
-    /// Chunks the source was split into.
-    pub chunks_total: u64,
-    /// Chunks committed to the database.
-    pub chunks_completed: u64,
-    /// Chunks that failed and are kept for retry.
-    pub chunks_failed: u64,
-}
-
-/// One row that failed validation, as shown in an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ValidationErrorSample {
-    /// The 1-based source line (the header is line 1).
-    pub line: LineNo,
-    /// The column the error is about, when it is about one.
-    pub column: Option<String>,
-    /// The offending value, when there is one.
-    pub value: Option<String>,
-    /// Why the row was rejected.
-    pub reason: String,
-}
-
-impl SyncReport {
+impl AlertReport {
     /// Whether a sync that ended with this report's status raises an alert: FAILED,
     /// BAD_INPUT and PARTIAL_SUCCESS do; SUCCESS and IN_PROGRESS do not.
     pub fn needs_alert(&self) -> bool {
@@ -82,7 +46,7 @@ impl SyncReport {
     }
 
     /// The validation errors an alert lists: at most [`MAX_LISTED_VALIDATION_ERRORS`].
-    pub fn listed_validation_errors(&self) -> &[ValidationErrorSample] {
+    pub fn listed_validation_errors(&self) -> &[RowError] {
         let n = self
             .validation_errors
             .len()

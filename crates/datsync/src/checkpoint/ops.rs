@@ -7,8 +7,7 @@ use super::chunk::{self, ChunkLines};
 use super::clock::stamp;
 use super::manifest::{ChunkEntry, ChunkOutcome, JournalEntry, verify_source};
 use super::{CheckpointError, CheckpointManager};
-use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, SourceFingerprint};
-use crate::source::hex;
+use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, SourceFingerprint, hex};
 use crate::store::{ObjectKey, chunk_file_name};
 
 impl CheckpointManager {

@@ -340,16 +340,5 @@ impl Intake {
     }
 }
 
-fn parse_status(s: &str) -> Option<SyncStatus> {
-    Some(match s {
-        "SUCCESS" => SyncStatus::Success,
-        "PARTIAL_SUCCESS" => SyncStatus::PartialSuccess,
-        "BAD_INPUT" => SyncStatus::BadInput,
-        "FAILED" => SyncStatus::Failed,
-        "IN_PROGRESS" => SyncStatus::InProgress,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests;

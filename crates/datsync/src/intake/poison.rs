@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 use super::{Found, Intake, IntakeError, Processed, receipts};
-use crate::alert::{SyncCounts, SyncReport, status_needs_alert};
+use crate::alert::{AlertReport, status_needs_alert};
 use crate::model::SyncStatus;
 
 impl Intake {
@@ -36,7 +36,7 @@ impl Intake {
 /// The alert of a parked source: the file, the sync, the attempts, the last error, and that
 /// it was parked. Its status is the sync's (FAILED when that has none worth an alert, as for
 /// a sync that never got one).
-pub(super) fn poison_report(found: &Found, p: &Processed, max_attempts: u32) -> SyncReport {
+pub(super) fn poison_report(found: &Found, p: &Processed, max_attempts: u32) -> AlertReport {
     let status = p
         .status
         .filter(|s| status_needs_alert(*s))
@@ -53,23 +53,13 @@ pub(super) fn poison_report(found: &Found, p: &Processed, max_attempts: u32) -> 
         p.attempts, found.source, found.version
     );
     let summary = p.summary.as_ref();
-    SyncReport {
+    AlertReport {
         sync_id,
         file_name: found.name.clone(),
         file_path: found.source.clone(),
         status,
         error_message: Some(message),
-        counts: summary.map_or_else(SyncCounts::default, |s| SyncCounts {
-            rows_read: s.rows_read,
-            rows_loaded: s.rows_loaded,
-            rows_rejected: s.rows_rejected,
-            rows_superseded: s.rows_superseded,
-            records_inserted: s.records_inserted,
-            records_updated: s.records_updated,
-            chunks_total: s.chunks_total,
-            chunks_completed: s.chunks_completed,
-            chunks_failed: s.chunks_failed,
-        }),
+        counts: summary.map(|s| s.counts).unwrap_or_default(),
         validation_errors_count: 0,
         validation_errors: Vec::new(),
         checkpoint_dir: summary.and_then(|s| s.checkpoint_dir.clone()),

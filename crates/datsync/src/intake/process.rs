@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::receipts::{self, Outcome, Receipt};
-use super::{Action, Found, Intake, IntakeError, Mode, Processed, parse_status};
-use crate::model::SyncId;
+use super::{Action, Found, Intake, IntakeError, Mode, Processed};
+use crate::model::{SyncId, SyncStatus};
 use crate::pipeline::PipelineError;
 
 /// One attempt about to run.
@@ -264,7 +264,7 @@ impl Intake {
                     self.schema(),
                     found,
                     &Outcome {
-                        status: Some("IN_PROGRESS"),
+                        status: Some(SyncStatus::InProgress),
                         attempts: a.previous.0,
                         delay: Duration::ZERO,
                         error: p.error.as_deref(),
@@ -276,7 +276,7 @@ impl Intake {
             Ok(summary) => {
                 p.finished = summary.is_final();
                 p.error.clone_from(&summary.error);
-                let status = summary.status.as_str();
+                let status = summary.status;
                 p.summary = Some(summary);
                 receipts::record(
                     client,
@@ -293,7 +293,7 @@ impl Intake {
                 .await?
             }
         };
-        p.status = parse_status(&recorded.status);
+        p.status = Some(recorded.status);
         if !p.finished {
             p.next_attempt_at = Some(recorded.next_attempt_at);
         }
@@ -378,7 +378,7 @@ impl Intake {
         .await?;
         Ok(Some(Processed {
             sync_id: Some(a.sync_id.clone()),
-            status: parse_status(&recorded.status),
+            status: Some(recorded.status),
             attempts: a.previous.0,
             finished: true,
             error: Some(error.to_owned()),
@@ -390,7 +390,7 @@ impl Intake {
 fn from_receipt(found: &Found, r: &Receipt, action: Action) -> Processed {
     Processed {
         sync_id: SyncId::parse(&r.sync_id).ok(),
-        status: parse_status(&r.status),
+        status: Some(r.status),
         attempts: r.attempts,
         finished: r.finished,
         next_attempt_at: (!r.finished).then(|| r.next_attempt_at.clone()),

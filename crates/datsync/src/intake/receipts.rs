@@ -7,14 +7,14 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::{Found, IntakeError};
-use crate::model::SyncId;
+use crate::model::{SyncId, SyncStatus};
 use crate::pg::{PgError, quote_ident};
 
 /// One receipt as read back.
 #[derive(Debug, Clone)]
 pub(super) struct Receipt {
     pub(super) sync_id: String,
-    pub(super) status: String,
+    pub(super) status: SyncStatus,
     pub(super) attempts: u32,
     /// `now() >= next_attempt_at`.
     pub(super) due: bool,
@@ -72,9 +72,12 @@ pub(super) async fn read(
         .query_opt(&sql, &[&found.source, &found.version])
         .await
         .map_err(|e| failed("cannot read the receipt", found, e))?;
-    Ok(row.map(|r| Receipt {
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Receipt {
         sync_id: r.get(0),
-        status: r.get(1),
+        status: stored_status(found, &r.get::<_, String>(1))?,
         attempts: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
         due: r.get(3),
         next_attempt_at: r.get(4),
@@ -183,7 +186,7 @@ pub(super) async fn restart(
 /// What an attempt ended with, to record.
 pub(super) struct Outcome<'a> {
     /// The status to keep (`None`: keep the stored one — the attempt had none).
-    pub(super) status: Option<&'a str>,
+    pub(super) status: Option<SyncStatus>,
     /// The attempts counted so far.
     pub(super) attempts: u32,
     /// Wait before the next attempt (from now).
@@ -196,7 +199,7 @@ pub(super) struct Outcome<'a> {
 
 /// A receipt as an outcome left it.
 pub(super) struct Recorded {
-    pub(super) status: String,
+    pub(super) status: SyncStatus,
     pub(super) next_attempt_at: String,
 }
 
@@ -221,7 +224,7 @@ pub(super) async fn record(
             &[
                 &found.source,
                 &found.version,
-                &o.status,
+                &o.status.map(SyncStatus::as_str),
                 &i32::try_from(o.attempts).unwrap_or(i32::MAX),
                 &seconds(o.delay),
                 &o.error,
@@ -231,9 +234,19 @@ pub(super) async fn record(
         .await
         .map_err(|e| failed("cannot record the outcome in the receipt", found, e))?;
     Ok(Recorded {
-        status: row.get(0),
+        status: stored_status(found, &row.get::<_, String>(0))?,
         next_attempt_at: row.get(1),
     })
+}
+
+/// A receipt's status, which datsync writes only as a [`SyncStatus`].
+fn stored_status(found: &Found, text: &str) -> Result<SyncStatus, IntakeError> {
+    text.parse()
+        .map_err(|e: crate::model::UnknownSyncStatus| IntakeError::Corrupt {
+            source_name: found.source.clone(),
+            version: found.version.clone(),
+            message: e.to_string(),
+        })
 }
 
 /// Parks the receipt as poison: never retried automatically again.

@@ -1,22 +1,20 @@
 use std::time::Duration;
 
 use super::*;
+use crate::model::SyncCounts;
 
 fn summary(status: SyncStatus) -> RunSummary {
     RunSummary {
         sync_id: SyncId::parse("sync_20250129_143022_a3f4b2c1").unwrap(),
         status,
-        rows_read: 100,
-        rows_loaded: 100,
-        rows_rejected: 0,
-        rows_superseded: 0,
-        rows_pending: 0,
-        records_inserted: 100,
-        records_updated: 0,
-        records_skipped_older: 0,
-        chunks_total: 2,
-        chunks_completed: 2,
-        chunks_failed: 0,
+        counts: SyncCounts {
+            rows_read: 100,
+            rows_loaded: 100,
+            records_inserted: 100,
+            chunks_total: 2,
+            chunks_completed: 2,
+            ..SyncCounts::default()
+        },
         chunks_skipped_on_resume: 0,
         duration_s: 0.5,
         time_saved_s: None,
@@ -48,16 +46,12 @@ fn what_is_final() {
     assert!(summary(SyncStatus::BadInput).is_final());
     assert!(!summary(SyncStatus::Failed).is_final());
     assert!(!summary(SyncStatus::InProgress).is_final());
-    let rejected_only = RunSummary {
-        rows_rejected: 3,
-        ..summary(SyncStatus::PartialSuccess)
-    };
+    let mut rejected_only = summary(SyncStatus::PartialSuccess);
+    rejected_only.counts.rows_rejected = 3;
     assert!(rejected_only.is_final());
-    let failed_chunk = RunSummary {
-        chunks_failed: 1,
-        rows_pending: 50,
-        ..summary(SyncStatus::PartialSuccess)
-    };
+    let mut failed_chunk = summary(SyncStatus::PartialSuccess);
+    failed_chunk.counts.chunks_failed = 1;
+    failed_chunk.counts.rows_pending = 50;
     assert!(!failed_chunk.is_final());
     let stopped = RunSummary {
         interrupted: true,

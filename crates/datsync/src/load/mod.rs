@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use futures::SinkExt;
 use tokio_postgres::Client;
 
-use crate::model::{ChunkId, LINE_COLUMN, LineNo, SyncId};
+use crate::model::{ChunkId, LINE_COLUMN, LineNo, SyncId, SyncRef};
 use crate::pg::{ErrorClass, PgError};
 use crate::profile::{ColumnType, Profile};
 use copy::{COPY_HEADER, COPY_TRAILER, ColumnEncoder, MAX_SCALE};
@@ -32,17 +32,6 @@ pub const COPY_ROWS_PER_MESSAGE: usize = 2048;
 /// transaction also turns JIT off: compiling a 90-column upsert costs more than running it
 /// over one chunk.)
 pub const LOAD_WORK_MEM: &str = "128MB";
-
-/// The sync a chunk belongs to, as registered in `sync_metadata`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncRef {
-    /// The sync id.
-    pub sync_id: SyncId,
-    /// The number drawn from `datsync_sync_seq` when the sync was first registered.
-    pub sync_seq: i64,
-    /// The base name of the source, stored in every row's `source_file`.
-    pub source_file: String,
-}
 
 /// What loading a chunk did (or, when `already_committed`, what the ledger recorded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

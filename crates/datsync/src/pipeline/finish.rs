@@ -6,13 +6,15 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize as _;
+
 use super::convert::ConvertOutcome;
 use super::process::{Run, Tally};
 use super::{Abort, PipelineError, RunSummary, VALIDATION_ERROR_SAMPLE};
-use crate::alert::{SyncCounts as AlertCounts, SyncReport, ValidationErrorSample};
+use crate::alert::AlertReport;
 use crate::checkpoint::{Clock, RetentionPolicy, SystemClock, remove_expired};
-use crate::model::SyncStatus;
-use crate::status::{LedgerTotals, SyncCounts, SyncOutcome, ViewOutcome};
+use crate::model::{RowError, SyncCounts, SyncStatus};
+use crate::status::{LedgerTotals, SyncOutcome, ViewOutcome};
 use crate::store::ObjectKey;
 use crate::telemetry::{CleanupStarted, SyncFinished};
 
@@ -58,18 +60,11 @@ impl Run<'_> {
             ),
             _ => (sample, totals.validation_errors_count),
         };
-        let counts = SyncCounts {
-            total: Some(to_i64(rows_read)),
-            inserted: Some(totals.inserted),
-            updated: Some(totals.updated),
-            failed: Some(totals.rejected),
-            skipped_older: Some(totals.skipped_older),
-            superseded: Some(totals.superseded),
-            validation_errors_count: Some(errors_count),
-        };
+        let counts = counts(&totals, rows_read, chunks_total, tally);
         let outcome = SyncOutcome {
             status,
-            counts,
+            counts: Some(counts),
+            validation_errors_count: Some(u64::try_from(errors_count).unwrap_or(0)),
             error_message: error.clone(),
             validation_errors: Some(sample.clone()),
         };
@@ -86,16 +81,7 @@ impl Run<'_> {
             }
         }
         p.telemetry.emit(&SyncFinished { sync_id, status });
-        let summary = self.summary(
-            status,
-            error,
-            &totals,
-            rows_read,
-            chunks_total,
-            tally,
-            resumed,
-            checkpoint_dir,
-        );
+        let summary = self.summary(status, error, counts, tally, resumed, checkpoint_dir);
         self.alert(&summary, &sample, u64::try_from(errors_count).unwrap_or(0))
             .await;
         self.expire_old_checkpoints().await;
@@ -117,12 +103,11 @@ impl Run<'_> {
              or the next watch cycle continues it",
             totals.chunks
         );
+        let counts = counts(&totals, rows_read, chunks_total, tally);
         let mut summary = self.summary(
             SyncStatus::InProgress,
             Some(error),
-            &totals,
-            rows_read,
-            chunks_total,
+            counts,
             tally,
             resumed,
             self.checkpoint_dir.clone(),
@@ -168,42 +153,27 @@ impl Run<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn summary(
         &self,
         status: SyncStatus,
         error: Option<String>,
-        totals: &LedgerTotals,
-        rows_read: u64,
-        chunks_total: u64,
+        counts: SyncCounts,
         tally: &Tally,
         resumed: bool,
         checkpoint_dir: Option<String>,
     ) -> RunSummary {
-        let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        let accounted = n(totals.rows) + n(totals.superseded) + n(totals.rejected);
         let time_saved_s = (tally.skipped_on_resume > 0 && tally.loaded > 0).then(|| {
             tally.load_time.as_secs_f64() / tally.loaded as f64 * tally.skipped_on_resume as f64
         });
         RunSummary {
             sync_id: self.plan.sync_id.clone(),
             status,
-            rows_read,
-            rows_loaded: n(totals.rows),
-            rows_rejected: n(totals.rejected),
-            rows_superseded: n(totals.superseded),
-            rows_pending: rows_read.saturating_sub(accounted),
-            records_inserted: n(totals.inserted),
-            records_updated: n(totals.updated),
-            records_skipped_older: n(totals.skipped_older),
-            chunks_total,
-            chunks_completed: n(totals.chunks),
-            chunks_failed: tally.failed.len() as u64,
+            counts,
             chunks_skipped_on_resume: tally.skipped_on_resume,
             duration_s: self.started.elapsed().as_secs_f64(),
             time_saved_s,
             checkpoint_dir,
-            rejects_dir: (totals.rejected > 0).then(|| {
+            rejects_dir: (counts.rows_rejected > 0).then(|| {
                 self.store
                     .describe(&ObjectKey::rejects_dir(&self.plan.sync_id))
             }),
@@ -226,39 +196,17 @@ impl Run<'_> {
             .map(|errors| {
                 errors
                     .iter()
-                    .map(|e| ValidationErrorSample {
-                        line: e
-                            .get("line")
-                            .and_then(serde_json::Value::as_u64)
-                            .unwrap_or(0),
-                        column: e.get("column").and_then(|v| v.as_str()).map(str::to_owned),
-                        value: e.get("value").and_then(|v| v.as_str()).map(str::to_owned),
-                        reason: e
-                            .get("reason")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_owned(),
-                    })
+                    .map(|e| RowError::deserialize(e).unwrap_or_default())
                     .collect()
             })
             .unwrap_or_default();
-        let report = SyncReport {
+        let report = AlertReport {
             sync_id: summary.sync_id.clone(),
             file_name: self.plan.file_name.clone(),
             file_path: self.plan.source_path.clone(),
             status: summary.status,
             error_message: summary.error.clone(),
-            counts: AlertCounts {
-                rows_read: summary.rows_read,
-                rows_loaded: summary.rows_loaded,
-                rows_rejected: summary.rows_rejected,
-                rows_superseded: summary.rows_superseded,
-                records_inserted: summary.records_inserted,
-                records_updated: summary.records_updated,
-                chunks_total: summary.chunks_total,
-                chunks_completed: summary.chunks_completed,
-                chunks_failed: summary.chunks_failed,
-            },
+            counts: summary.counts,
             validation_errors_count: errors_count,
             validation_errors,
             checkpoint_dir: summary
@@ -336,4 +284,24 @@ fn decide(
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The counts of the sync: the ledger's sums, the source's rows and chunks, and this run's
+/// failed chunks.
+fn counts(totals: &LedgerTotals, rows_read: u64, chunks_total: u64, tally: &Tally) -> SyncCounts {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let accounted = n(totals.rows) + n(totals.superseded) + n(totals.rejected);
+    SyncCounts {
+        rows_read,
+        rows_loaded: n(totals.rows),
+        rows_rejected: n(totals.rejected),
+        rows_superseded: n(totals.superseded),
+        rows_pending: rows_read.saturating_sub(accounted),
+        records_inserted: n(totals.inserted),
+        records_updated: n(totals.updated),
+        records_skipped_older: n(totals.skipped_older),
+        chunks_total,
+        chunks_completed: n(totals.chunks),
+        chunks_failed: tally.failed.len() as u64,
+    }
 }

@@ -23,14 +23,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::alert::Alerter;
 use crate::checkpoint::{CheckpointError, CheckpointManager, NewCheckpoint, verify_source};
 use crate::config::Settings;
 use crate::load::LoadError;
-use crate::model::{ChunkId, SourceFingerprint, SyncId, SyncStatus};
+use crate::model::{ChunkId, SourceFingerprint, SyncCounts, SyncId, SyncStatus};
 use crate::pg::{PgError, PgSettings};
 use crate::profile::Profile;
 use crate::source::{SourceError, SourceRef};
@@ -43,7 +43,7 @@ pub const DEFAULT_LOAD_ATTEMPTS: u32 = 4;
 /// The first pause between two attempts; it doubles each time.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// Validation errors kept in `sync_metadata.validation_errors` and in each ledger row.
-pub const VALIDATION_ERROR_SAMPLE: usize = 100;
+pub const VALIDATION_ERROR_SAMPLE: usize = crate::validate::VALIDATION_ERRORS_SAMPLE;
 
 /// An error that stops a sync before it has a status of its own (the database cannot be
 /// reached, another process holds the sync, the checkpoint cannot be trusted, …). A sync that
@@ -106,34 +106,16 @@ pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// What a run did: the `--json` summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The sync.
     pub sync_id: SyncId,
     /// Its final status.
     pub status: SyncStatus,
-    /// Data rows read from the source (all chunks, this run and earlier ones).
-    pub rows_read: u64,
-    /// Rows accepted and sent to the table (inserted, updated, or older than the stored row).
-    pub rows_loaded: u64,
-    /// Rows rejected (kept in the rejects files).
-    pub rows_rejected: u64,
-    /// Rows superseded by a later line with the same key in their chunk.
-    pub rows_superseded: u64,
-    /// Rows of chunks not committed yet (failed, or not reached because the sync stopped).
-    pub rows_pending: u64,
-    /// Keys inserted.
-    pub records_inserted: u64,
-    /// Keys updated.
-    pub records_updated: u64,
-    /// Keys left alone because the stored row is newer.
-    pub records_skipped_older: u64,
-    /// Chunks of the source.
-    pub chunks_total: u64,
-    /// Chunks committed (this run and earlier ones).
-    pub chunks_completed: u64,
-    /// Chunks that failed in this run and are kept for a retry.
-    pub chunks_failed: u64,
+    /// Rows and chunks of the whole sync (this run and earlier ones); `chunks_failed` are
+    /// those that failed in this run and are kept for a retry.
+    #[serde(flatten)]
+    pub counts: SyncCounts,
     /// Chunks found already committed when this run started.
     pub chunks_skipped_on_resume: u64,
     /// Wall time of this run.
@@ -170,7 +152,9 @@ impl RunSummary {
         }
         match self.status {
             SyncStatus::Success | SyncStatus::BadInput => true,
-            SyncStatus::PartialSuccess => self.chunks_failed == 0 && self.rows_pending == 0,
+            SyncStatus::PartialSuccess => {
+                self.counts.chunks_failed == 0 && self.counts.rows_pending == 0
+            }
             SyncStatus::Failed | SyncStatus::InProgress => false,
         }
     }
@@ -339,7 +323,7 @@ impl Pipeline {
             // Without the source a sync can still finish when every chunk is converted.
             Err(e) => {
                 tracing::warn!(sync_id = %sync_id, source = %path, error = %e, "the source cannot be opened; finishing from the checkpoint");
-                (None, recorded.unwrap_or_else(empty_fingerprint))
+                (None, recorded.unwrap_or_default())
             }
         };
         let plan = Plan {
@@ -372,7 +356,7 @@ impl Pipeline {
         let stored = crate::status::stored_sync(&client, &schema, &plan.sync_id).await?;
         let finished = stored
             .as_ref()
-            .is_some_and(|s| s.status == "SUCCESS" || s.status == "PARTIAL_SUCCESS");
+            .is_some_and(|s| matches!(s.status, SyncStatus::Success | SyncStatus::PartialSuccess));
         let sync_ref = crate::status::register_sync(
             &client,
             &schema,
@@ -559,15 +543,6 @@ pub(crate) async fn same_source(
 
 fn base_name(path: &str) -> String {
     path.rsplit(['/', '\\']).next().unwrap_or(path).to_owned()
-}
-
-fn empty_fingerprint() -> SourceFingerprint {
-    SourceFingerprint {
-        size_bytes: 0,
-        etag: None,
-        modified: None,
-        sha256: None,
-    }
 }
 
 /// The chunks the ledger records as committed, by id.

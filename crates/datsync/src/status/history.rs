@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, Row};
 
+use crate::model::{SyncStatus, UnknownSyncStatus};
 use crate::pg::{PgError, quote_ident};
 
 /// How many validation errors of the JSONB sample a [`SyncDetail`] keeps.
@@ -26,6 +27,14 @@ pub enum ReadError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] PgError),
+    /// A `sync_metadata` row holds a status datsync never writes.
+    #[error("sync {sync_id}: sync_metadata holds {source}")]
+    UnknownStatus {
+        /// The sync.
+        sync_id: String,
+        /// The text found.
+        source: UnknownSyncStatus,
+    },
 }
 
 /// One `sync_metadata` row, as `datsync list` and `datsync status` show it.
@@ -34,7 +43,7 @@ pub struct SyncRecord {
     /// The sync id.
     pub sync_id: String,
     /// `IN_PROGRESS`, `SUCCESS`, `PARTIAL_SUCCESS`, `BAD_INPUT` or `FAILED`.
-    pub status: String,
+    pub status: SyncStatus,
     /// Base name of the source.
     pub file_name: Option<String>,
     /// Full path or URL of the source.
@@ -127,7 +136,7 @@ pub async fn recent_syncs(
         .query(&sql, &[&i64::from(limit)])
         .await
         .map_err(|e| PgError::query("cannot read sync_metadata", e))?;
-    Ok(rows.iter().map(record).collect())
+    rows.iter().map(record).collect()
 }
 
 /// One sync's row and validation sample; `None` when `sync_metadata` has no such sync.
@@ -146,18 +155,19 @@ pub async fn sync_detail(
         .query_opt(&sql, &[&sync_id])
         .await
         .map_err(|e| PgError::query("cannot read sync_metadata", e))?;
-    Ok(row.map(|r| {
-        let sample: Option<serde_json::Value> = r.get(16);
-        let entries = match sample {
-            Some(serde_json::Value::Array(items)) => items,
-            Some(serde_json::Value::Null) | None => Vec::new(),
-            Some(other) => vec![other],
-        };
-        SyncDetail {
-            record: record(&r),
-            validation_errors_sampled: entries.len(),
-            validation_errors_sample: entries.into_iter().take(VALIDATION_SAMPLE_SHOWN).collect(),
-        }
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let sample: Option<serde_json::Value> = r.get(16);
+    let entries = match sample {
+        Some(serde_json::Value::Array(items)) => items,
+        Some(serde_json::Value::Null) | None => Vec::new(),
+        Some(other) => vec![other],
+    };
+    Ok(Some(SyncDetail {
+        record: record(&r)?,
+        validation_errors_sampled: entries.len(),
+        validation_errors_sample: entries.into_iter().take(VALIDATION_SAMPLE_SHOWN).collect(),
     }))
 }
 
@@ -231,10 +241,18 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn record(r: &Row) -> SyncRecord {
-    SyncRecord {
-        sync_id: r.get(0),
-        status: r.get::<_, Option<String>>(1).unwrap_or_default(),
+fn record(r: &Row) -> Result<SyncRecord, ReadError> {
+    let sync_id: String = r.get(0);
+    let status = r
+        .get::<_, String>(1)
+        .parse()
+        .map_err(|source| ReadError::UnknownStatus {
+            sync_id: sync_id.clone(),
+            source,
+        })?;
+    Ok(SyncRecord {
+        sync_id,
+        status,
         file_name: r.get(2),
         file_path: r.get(3),
         file_size_bytes: r.get(4),
@@ -252,5 +270,5 @@ fn record(r: &Row) -> SyncRecord {
             .unwrap_or_default(),
         completed_at: r.get::<_, Option<DateTime<Utc>>>(14).map(stamp),
         duration_seconds: r.get(15),
-    }
+    })
 }

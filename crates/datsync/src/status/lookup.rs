@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 use super::{StatusError, err};
-use crate::model::SyncId;
+use crate::model::{SyncId, SyncStatus};
 use crate::pg::quote_ident;
 
 /// The registered facts of a sync.
@@ -13,8 +13,8 @@ pub struct StoredSync {
     pub file_path: Option<String>,
     /// The source's base name.
     pub file_name: Option<String>,
-    /// The stored status text (`IN_PROGRESS`, `SUCCESS`, …).
-    pub status: String,
+    /// The stored status.
+    pub status: SyncStatus,
 }
 
 /// The `sync_metadata` row of a sync, if it is registered.
@@ -31,9 +31,19 @@ pub async fn stored_sync(
         .query_opt(&sql, &[&sync_id.as_str()])
         .await
         .map_err(|e| err(sync_id, "cannot read sync_metadata", e))?;
-    Ok(row.map(|r| StoredSync {
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let status = r
+        .get::<_, String>(2)
+        .parse()
+        .map_err(|source| StatusError::UnknownStatus {
+            sync_id: sync_id.clone(),
+            source,
+        })?;
+    Ok(Some(StoredSync {
         file_path: r.get(0),
         file_name: r.get(1),
-        status: r.get(2),
+        status,
     }))
 }

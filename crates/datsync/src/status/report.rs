@@ -27,7 +27,7 @@ pub enum CheckpointState {
 
 /// The merged status of one sync.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SyncReport {
+pub struct StatusReport {
     /// The sync id.
     pub sync_id: String,
     /// The `sync_metadata` row, when there is one.
@@ -41,7 +41,7 @@ pub struct SyncReport {
     /// Why there is no checkpoint summary, when there is none.
     pub checkpoint_note: Option<String>,
     /// Chunk progress (`"120/150 chunks completed"`).
-    pub progress: Progress,
+    pub progress: ChunkProgress,
     /// Every chunk known to the manifest or the ledger, by id (ledger wins).
     pub chunks: Vec<ChunkRow>,
     /// The chunks whose state is `failed`.
@@ -90,7 +90,7 @@ pub struct CheckpointSummary {
 
 /// Chunk counts by state (after the ledger is applied).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Progress {
+pub struct ChunkProgress {
     /// Chunks in the manifest (or, without one, in the ledger).
     pub chunks_total: u64,
     /// Whether `chunks_total` is final (the conversion is finished).
@@ -194,7 +194,7 @@ pub fn build_report(
     checkpoint: CheckpointState,
     checkpoint_dir: &str,
     resumed_at: Option<DateTime<Utc>>,
-) -> SyncReport {
+) -> StatusReport {
     let (manifest, checkpoint_note) = match checkpoint {
         CheckpointState::Found(m) => (Some(m), None),
         CheckpointState::Absent => (
@@ -219,7 +219,7 @@ pub fn build_report(
         (Some(_), None) => Some(TIME_SAVED_TOO_FEW.to_owned()),
         (None, None) => Some(TIME_SAVED_NOT_RECORDED.to_owned()),
     };
-    SyncReport {
+    StatusReport {
         sync_id: sync_id.to_owned(),
         metadata,
         ledger: summarize(ledger),
@@ -322,7 +322,7 @@ fn ledger_only(chunk_id: u32) -> ChunkRow {
     }
 }
 
-fn progress(manifest: Option<&Manifest>, chunks: &[ChunkRow]) -> Progress {
+fn progress(manifest: Option<&Manifest>, chunks: &[ChunkRow]) -> ChunkProgress {
     let count = |s: ChunkStatus| chunks.iter().filter(|c| c.status == s).count() as u64;
     let (completed, skipped, failed) = (
         count(ChunkStatus::Completed),
@@ -337,7 +337,7 @@ fn progress(manifest: Option<&Manifest>, chunks: &[ChunkRow]) -> Progress {
         Some(_) => format!("{done}/{total} chunks completed (conversion still running)"),
         None => format!("{done} chunks committed (total unknown without a checkpoint)"),
     };
-    Progress {
+    ChunkProgress {
         chunks_total: total,
         total_final,
         chunks_completed: completed,

@@ -74,7 +74,7 @@ fn detail() -> SyncDetail {
     SyncDetail {
         record: SyncRecord {
             sync_id: ID.into(),
-            status: "PARTIAL_SUCCESS".into(),
+            status: crate::model::SyncStatus::PartialSuccess,
             file_name: Some("a.dat".into()),
             file_path: None,
             file_size_bytes: None,

@@ -11,8 +11,8 @@ use arrow_schema::ArrowError;
 use chrono::NaiveTime;
 
 use super::arrow_type;
+use crate::model::RowError;
 use crate::profile::{Column, ColumnType};
-use crate::validate::RowError;
 use crate::value::{self, DECIMAL_PRECISION, ValueError};
 
 /// The text of one profile column in a batch.

@@ -21,8 +21,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::model::LINE_COLUMN;
+use crate::model::RowError;
 use crate::profile::{ColumnType, Profile};
-use crate::validate::RowError;
 use crate::value::DECIMAL_PRECISION;
 
 /// A fatal problem with a batch as a whole.

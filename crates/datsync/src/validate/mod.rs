@@ -25,9 +25,8 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use arrow_select::filter::filter_record_batch;
-use serde::{Deserialize, Serialize};
 
-use crate::model::{ERROR_COLUMN, LINE_COLUMN, LineNo, RAW_COLUMN};
+use crate::model::{ERROR_COLUMN, LINE_COLUMN, RAW_COLUMN, RowError};
 use crate::profile::Profile;
 
 /// Rejected rows / rows read above which a sync fails (`ztdwr.md` §4); the configuration
@@ -37,41 +36,6 @@ pub const DEFAULT_ERROR_THRESHOLD: f64 = 0.10;
 pub const VALIDATION_ERRORS_SAMPLE: usize = 100;
 /// The column of the rejects batch holding each row's reasons, joined by `; `.
 pub const REASONS_COLUMN: &str = "_reasons";
-/// Values in a [`RowError`] are cut to this many characters (the rejects keep them whole).
-pub const MAX_ERROR_VALUE_CHARS: usize = 256;
-
-/// One broken rule (or one warning) on one row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RowError {
-    /// The source line of the row.
-    pub line: LineNo,
-    /// The source column, or `None` for a problem with the whole row (a ragged row).
-    pub column: Option<String>,
-    /// The value as read (the raw line for a whole-row problem), cut to
-    /// [`MAX_ERROR_VALUE_CHARS`]; `None` when it was empty.
-    pub value: Option<String>,
-    /// What is wrong, in words.
-    pub reason: String,
-}
-
-impl RowError {
-    /// A row error, with `value` cut to [`MAX_ERROR_VALUE_CHARS`].
-    pub fn new(line: LineNo, column: Option<&str>, value: Option<&str>, reason: String) -> Self {
-        let value = value.filter(|v| !v.is_empty()).map(|v| {
-            match v.char_indices().nth(MAX_ERROR_VALUE_CHARS) {
-                Some((at, _)) => format!("{}…", &v[..at]),
-                None => v.to_owned(),
-            }
-        });
-        Self {
-            line,
-            column: column.map(str::to_owned),
-            value,
-            reason,
-        }
-    }
-}
-
 /// A fatal problem with a batch as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {

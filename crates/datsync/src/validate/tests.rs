@@ -11,6 +11,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 
 use super::*;
+use crate::model::MAX_ERROR_VALUE_CHARS;
 
 pub(crate) const TEST_PROFILE: &str = r#"
 name = "t"

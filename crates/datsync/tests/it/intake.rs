@@ -259,7 +259,7 @@ async fn a_stop_asked_before_a_run_leaves_its_sync_uncounted_and_due() {
         let summary = first.summary.as_ref().unwrap();
         assert!(summary.interrupted);
         assert_eq!(summary.status, SyncStatus::InProgress);
-        assert_eq!(summary.chunks_completed, 0);
+        assert_eq!(summary.counts.chunks_completed, 0);
 
         stop.send(false).unwrap();
         // Due at once, whatever the pause.
@@ -271,7 +271,7 @@ async fn a_stop_asked_before_a_run_leaves_its_sync_uncounted_and_due() {
         );
         assert_eq!(next.sync_id, first.sync_id);
         assert_eq!(next.status, Some(SyncStatus::Success));
-        assert_eq!(next.summary.unwrap().rows_loaded, 900);
+        assert_eq!(next.summary.unwrap().counts.rows_loaded, 900);
     })
     .await;
 }

@@ -19,7 +19,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use datsync::model::SyncStatus;
 use datsync::pg::PgSettings;
+use datsync::pipeline::RunSummary;
 use datsync::profile::Profile;
 use datsync::sample::{SampleOptions, SampleSize, write_sample};
 
@@ -253,10 +255,14 @@ fn check(child: &ChildRun, killed: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let summary: serde_json::Value = serde_json::from_str(&child.stdout)
+    let summary: RunSummary = serde_json::from_str(&child.stdout)
         .with_context(|| format!("no summary from datsync: {}", child.describe_failure()))?;
-    if summary["status"] != "SUCCESS" {
-        bail!("datsync ended {}: {}", summary["status"], summary["error"]);
+    if summary.status != SyncStatus::Success {
+        bail!(
+            "datsync ended {}: {}",
+            serde_json::json!(summary.status),
+            serde_json::json!(summary.error)
+        );
     }
     Ok(())
 }

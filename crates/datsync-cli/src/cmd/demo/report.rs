@@ -1,8 +1,8 @@
 //! The demo's report: the resume summary, timings, and a few rows of the table.
 
+use datsync::model::SyncStatus;
 use datsync::pg::{PgSettings, quote_ident, quote_qualified};
 use datsync::profile::Profile;
-use serde_json::Value;
 
 use super::DemoOutcome;
 
@@ -48,39 +48,36 @@ pub async fn table_rows(
     Ok((count, columns, rows))
 }
 
-fn n(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or(0)
-}
-
 /// The text report.
 pub fn print(o: &DemoOutcome) {
     let s = &o.resume;
+    let c = &s.counts;
     println!(
         "resume     datsync resume {}: {} chunks already committed were skipped, {} loaded, in {:.1} s",
-        s["sync_id"].as_str().unwrap_or("?"),
-        n(s, "chunks_skipped_on_resume"),
-        n(s, "chunks_completed").saturating_sub(n(s, "chunks_skipped_on_resume")),
+        s.sync_id,
+        s.chunks_skipped_on_resume,
+        c.chunks_completed
+            .saturating_sub(s.chunks_skipped_on_resume),
         o.resume_s
     );
-    let status = s["status"].as_str().unwrap_or("?");
-    let why = if status == "PARTIAL_SUCCESS" && n(s, "chunks_failed") == 0 {
+    let status = s.status;
+    let why = if status == SyncStatus::PartialSuccess && c.chunks_failed == 0 {
         "; partial because the sample's invalid and ragged rows were rejected, as intended"
     } else {
         ""
     };
     println!(
         "status     {status} ({} of {} chunks completed{why})",
-        n(s, "chunks_completed"),
-        n(s, "chunks_total")
+        c.chunks_completed, c.chunks_total
     );
     println!(
         "rows       {} read, {} loaded ({} inserted, {} updated), {} rejected, {} superseded by a later duplicate",
-        n(s, "rows_read"),
-        n(s, "rows_loaded"),
-        n(s, "records_inserted"),
-        n(s, "records_updated"),
-        n(s, "rows_rejected"),
-        n(s, "rows_superseded")
+        c.rows_read,
+        c.rows_loaded,
+        c.records_inserted,
+        c.records_updated,
+        c.rows_rejected,
+        c.rows_superseded
     );
     let saved = (o.full_run_s - o.resume_s).max(0.0);
     println!(
@@ -88,7 +85,7 @@ pub fn print(o: &DemoOutcome) {
          ({saved:.1} s saved by not redoing {} committed chunks)",
         o.resume_s, o.full_run_s, o.killed_after_chunks
     );
-    if let Some(dir) = s["rejects_dir"].as_str() {
+    if let Some(dir) = &s.rejects_dir {
         println!("rejects    rejected rows (Parquet, with the reason) in {dir}");
     }
     println!(

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use datsync::status::{ChunkRow, SyncDetail, SyncReport};
+use datsync::status::{ChunkRow, StatusReport, SyncDetail};
 
 use crate::cmd::list::duration;
 
@@ -11,7 +11,7 @@ use crate::cmd::list::duration;
 /// chunk that is not completed.
 const MAX_CHUNK_ROWS: usize = 40;
 
-pub fn print(out: &mut impl Write, r: &SyncReport) -> std::io::Result<()> {
+pub fn print(out: &mut impl Write, r: &StatusReport) -> std::io::Result<()> {
     writeln!(out, "sync          {}", r.sync_id)?;
     match &r.metadata {
         Some(d) => print_metadata(out, d)?,

@@ -7,10 +7,8 @@ mod smtp_server;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use datsync::alert::{
-    AlertSettings, Alerter, Channel, SyncCounts, SyncReport, ValidationErrorSample,
-};
-use datsync::model::{SyncId, SyncStatus};
+use datsync::alert::{AlertReport, AlertSettings, Alerter, Channel};
+use datsync::model::{RowError, SyncCounts, SyncId, SyncStatus};
 
 use smtp_server::SmtpServer;
 
@@ -29,8 +27,8 @@ fn env(pairs: &[(&str, String)]) -> AlertSettings {
     AlertSettings::from_env(|k| map.get(k).cloned()).unwrap()
 }
 
-fn report(status: SyncStatus) -> SyncReport {
-    SyncReport {
+fn report(status: SyncStatus) -> AlertReport {
+    AlertReport {
         sync_id: SyncId::parse(SYNC_ID).unwrap(),
         file_name: "ZTDWR_20250129.dat".into(),
         file_path: "/data/in/ZTDWR_20250129.dat".into(),
@@ -49,10 +47,11 @@ fn report(status: SyncStatus) -> SyncReport {
             chunks_total: 4,
             chunks_completed: 3,
             chunks_failed: 1,
+            ..SyncCounts::default()
         },
         validation_errors_count: 25,
         validation_errors: (0..25)
-            .map(|i| ValidationErrorSample {
+            .map(|i| RowError {
                 line: 10 + i * 3,
                 column: Some("QUANTITY".into()),
                 value: Some(if i == 1 {

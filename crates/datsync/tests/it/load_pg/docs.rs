@@ -7,7 +7,8 @@ use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
     Time64MicrosecondArray, TimestampMicrosecondArray, UInt64Array,
 };
-use datsync::load::{ChunkLoad, Loader, SyncRef};
+use datsync::load::{ChunkLoad, Loader};
+use datsync::model::SyncRef;
 use datsync::model::{ChunkId, SyncId};
 use datsync::profile::Profile;
 use datsync::status::{SyncRegistration, register_sync};

@@ -120,7 +120,7 @@ async fn hostile_identifiers_are_data_not_sql() {
     .await;
 }
 
-async fn register_in(c: &tokio_postgres::Client, schema: &str) -> datsync::load::SyncRef {
+async fn register_in(c: &tokio_postgres::Client, schema: &str) -> datsync::model::SyncRef {
     let reg = datsync::status::SyncRegistration {
         sync_id: datsync::model::SyncId::parse("sync_20250129_143022_00000001").unwrap(),
         file_name: "f.dat".into(),

@@ -1,10 +1,9 @@
 //! `sync_metadata` writes and materialized view refreshes.
 
-use datsync::model::SyncStatus;
+use datsync::model::{SyncCounts, SyncStatus};
 use datsync::pg::init_db;
 use datsync::status::{
-    SyncCounts, SyncOutcome, ViewOutcome, committed_chunks, finish_sync,
-    refresh_materialized_views, update_progress,
+    SyncOutcome, ViewOutcome, committed_chunks, finish_sync, refresh_materialized_views,
 };
 use tokio_postgres::Client;
 
@@ -31,18 +30,16 @@ async fn sync_metadata_keeps_bad_input_and_never_erases_counts() {
         let id = sync.sync_id.as_str();
         assert_eq!(meta(&c, id).await.get::<_, String>(0), "IN_PROGRESS");
         let counts = SyncCounts {
-            total: Some(100),
-            inserted: Some(60),
-            updated: Some(30),
-            failed: Some(10),
+            rows_read: 100,
+            records_inserted: 60,
+            records_updated: 30,
+            rows_rejected: 10,
             ..SyncCounts::default()
         };
-        update_progress(&c, "public", &sync.sync_id, &counts)
-            .await
-            .unwrap();
         let bad = SyncOutcome {
             status: SyncStatus::BadInput,
-            counts: SyncCounts::default(),
+            counts: Some(counts),
+            validation_errors_count: Some(1),
             error_message: Some("error rate 10% above the threshold".into()),
             validation_errors: Some(serde_json::json!([{"line": 7, "reason": "bbm_actual > 500"}])),
         };
@@ -50,11 +47,13 @@ async fn sync_metadata_keeps_bad_input_and_never_erases_counts() {
             finish_sync(&c, "public", &sync.sync_id, &bad)
                 .await
                 .unwrap(),
-            "BAD_INPUT"
+            SyncStatus::BadInput
         );
+        // A later FAILED neither replaces BAD_INPUT nor erases the counts.
         let failed = SyncOutcome {
             status: SyncStatus::Failed,
-            counts: SyncCounts::default(),
+            counts: None,
+            validation_errors_count: None,
             error_message: None,
             validation_errors: None,
         };
@@ -62,7 +61,7 @@ async fn sync_metadata_keeps_bad_input_and_never_erases_counts() {
             finish_sync(&c, "public", &sync.sync_id, &failed)
                 .await
                 .unwrap(),
-            "BAD_INPUT"
+            SyncStatus::BadInput
         );
         let r = meta(&c, id).await;
         assert_eq!(r.get::<_, String>(0), "BAD_INPUT");
@@ -87,7 +86,7 @@ async fn sync_metadata_keeps_bad_input_and_never_erases_counts() {
         };
         assert_eq!(
             finish_sync(&c, "public", &sync.sync_id, &ok).await.unwrap(),
-            "SUCCESS"
+            SyncStatus::Success
         );
         assert_eq!(
             meta(&c, id).await.get::<_, Option<String>>(5),
@@ -161,18 +160,19 @@ async fn a_legacy_sync_metadata_is_extended_not_replaced() {
         let sync = register(&c, 1, "a.dat").await;
         let outcome = SyncOutcome {
             status: SyncStatus::PartialSuccess,
-            counts: SyncCounts {
-                total: Some(7),
-                inserted: Some(5),
+            counts: Some(SyncCounts {
+                rows_read: 7,
+                records_inserted: 5,
                 ..SyncCounts::default()
-            },
+            }),
+            validation_errors_count: None,
             error_message: None,
             validation_errors: None,
         };
         let stored = finish_sync(&c, "public", &sync.sync_id, &outcome)
             .await
             .unwrap();
-        assert_eq!(stored, "PARTIAL_SUCCESS");
+        assert_eq!(stored, SyncStatus::PartialSuccess);
         let legacy = c
             .query_one(
                 "SELECT records_total, sync_seq FROM sync_metadata WHERE sync_id = 'legacy_1'",

@@ -1,9 +1,18 @@
 //! Shared vocabulary of every stage: sync ids, chunk ids, source fingerprints, line
-//! positions and statuses.
+//! positions, statuses ([`status`]), the registered sync and its counts ([`sync`]), row
+//! errors ([`row_error`]), and the hex form of digests.
+
+mod row_error;
+mod status;
+mod sync;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use row_error::{MAX_ERROR_VALUE_CHARS, RowError};
+pub use status::{CheckpointStatus, ChunkStatus, SyncStatus, UnknownSyncStatus};
+pub use sync::{SyncCounts, SyncRef};
 
 /// A 1-based physical line number in the (decompressed) source; the header is line 1.
 pub type LineNo = u64;
@@ -92,7 +101,7 @@ impl fmt::Display for ChunkId {
 
 /// What identifies the bytes of a source, so that a checkpoint is only ever resumed against
 /// the same input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFingerprint {
     /// Size in bytes of the source as stored (compressed, if it is gzip).
     pub size_bytes: u64,
@@ -104,131 +113,26 @@ pub struct SourceFingerprint {
     pub sha256: Option<String>,
 }
 
-/// The final (or current) status of a sync, as written to `sync_metadata.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SyncStatus {
-    /// Running or interrupted.
-    InProgress,
-    /// Every chunk committed; checkpoints removed.
-    Success,
-    /// Some chunks failed (kept for retry) or some rows were rejected.
-    PartialSuccess,
-    /// A fatal input error: missing required column, error rate above the threshold.
-    BadInput,
-    /// A fatal error that is not the input's fault.
-    Failed,
-}
-
-impl SyncStatus {
-    /// The text stored in `sync_metadata.status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "IN_PROGRESS",
-            Self::Success => "SUCCESS",
-            Self::PartialSuccess => "PARTIAL_SUCCESS",
-            Self::BadInput => "BAD_INPUT",
-            Self::Failed => "FAILED",
-        }
-    }
-}
-
-impl fmt::Display for SyncStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The state of one chunk in a checkpoint manifest (the seed's chunk states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChunkStatus {
-    /// Parquet written, waiting to be loaded.
-    Ready,
-    /// Being loaded (or interrupted while being loaded).
-    Processing,
-    /// Loaded and committed.
-    Completed,
-    /// Loading failed; will be retried.
-    Failed,
-    /// Intentionally not loaded (for example every row was invalid).
-    Skipped,
-}
-
-impl ChunkStatus {
-    /// The text used in the manifest.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    /// Whether the chunk still has to be loaded: ready, failed, or processing when a run was
-    /// interrupted.
-    pub fn is_pending(self) -> bool {
-        matches!(self, Self::Ready | Self::Processing | Self::Failed)
-    }
-
-    /// Whether nothing more will happen to the chunk: completed or skipped.
-    pub fn is_done(self) -> bool {
-        matches!(self, Self::Completed | Self::Skipped)
-    }
-}
-
-impl fmt::Display for ChunkStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The state of a checkpointed sync, used for the manifest's `status` and `phase`: converting
-/// → ready → processing → completed, or failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckpointStatus {
-    /// Phase 1: the source is being converted into Parquet chunks.
-    Converting,
-    /// Every chunk is converted; none has been loaded yet.
-    Ready,
-    /// Phase 2: chunks are being loaded.
-    Processing,
-    /// Every chunk is completed or skipped.
-    Completed,
-    /// The sync stopped on an error; it can be resumed.
-    Failed,
-}
-
-impl CheckpointStatus {
-    /// The text used in the manifest.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Converting => "converting",
-            Self::Ready => "ready",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Whether a sync in this state may still be running (converting, ready or processing).
-    pub fn is_active(self) -> bool {
-        matches!(self, Self::Converting | Self::Ready | Self::Processing)
-    }
-}
-
-impl fmt::Display for CheckpointStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Lower-case hex of bytes (the form of every SHA-256 datsync records).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn sync_ids_round_trip_and_reject_garbage() {

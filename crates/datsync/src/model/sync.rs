@@ -1,0 +1,47 @@
+//! A sync as the stages pass it on: the registered sync ([`SyncRef`]) and its counts
+//! ([`SyncCounts`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::SyncId;
+
+/// The sync a chunk belongs to, as registered in `sync_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRef {
+    /// The sync id.
+    pub sync_id: SyncId,
+    /// The number drawn from `datsync_sync_seq` when the sync was first registered.
+    pub sync_seq: i64,
+    /// The base name of the source, stored in every row's `source_file`.
+    pub source_file: String,
+}
+
+/// The row and chunk counts of a sync: what a run reports (`--json`), what an alert says,
+/// and what `sync_metadata` stores (`records_total` = `rows_read`, `records_failed` =
+/// `rows_rejected`, …). Every source line is counted once:
+/// `rows_read = rows_loaded + rows_rejected + rows_superseded + rows_pending`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCounts {
+    /// Data rows read from the source (all chunks; the header not included).
+    pub rows_read: u64,
+    /// Rows accepted and sent to the table (inserted, updated, or older than the stored row).
+    pub rows_loaded: u64,
+    /// Rows rejected by validation or parsing (kept in the rejects files).
+    pub rows_rejected: u64,
+    /// Rows superseded by a later line with the same key in their chunk.
+    pub rows_superseded: u64,
+    /// Rows of chunks not committed yet (failed, or not reached because the sync stopped).
+    pub rows_pending: u64,
+    /// Keys inserted.
+    pub records_inserted: u64,
+    /// Keys updated.
+    pub records_updated: u64,
+    /// Keys left alone because the stored row is newer.
+    pub records_skipped_older: u64,
+    /// Chunks the source was cut into.
+    pub chunks_total: u64,
+    /// Chunks committed.
+    pub chunks_completed: u64,
+    /// Chunks that failed and are kept for a retry.
+    pub chunks_failed: u64,
+}
