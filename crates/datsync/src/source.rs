@@ -144,14 +144,17 @@ impl SourceRef {
         Ok(HashingReader::new(inner))
     }
 
-    /// The SHA-256 of the whole source, read to the end (blocking, like [`Self::reader`]).
-    pub fn sha256(&self) -> Result<String, SourceError> {
+    /// Reads the whole source: its length and SHA-256 (blocking, like [`Self::reader`]).
+    pub fn digest(&self) -> Result<SourceDigest, SourceError> {
         let mut reader = self.reader()?;
         io::copy(&mut reader, &mut io::sink()).map_err(|error| SourceError {
             path: self.name(),
             error,
         })?;
-        Ok(reader.sha256_hex())
+        Ok(SourceDigest {
+            bytes: reader.bytes_read(),
+            sha256: reader.sha256_hex(),
+        })
     }
 }
 
@@ -229,6 +232,15 @@ impl Read for BlobReader {
         self.current = self.current.slice(n..);
         Ok(n)
     }
+}
+
+/// What reading a whole source found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceDigest {
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// The lower-case hex SHA-256 of its bytes.
+    pub sha256: String,
 }
 
 /// An error opening or reading a source; it names the source.

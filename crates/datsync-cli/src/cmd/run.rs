@@ -9,7 +9,7 @@ use datsync::alert::{AlertSettings, Alerter};
 use datsync::config::{RawSettings, process_env};
 use datsync::model::SyncId;
 use datsync::pg::PgSettings;
-use datsync::pipeline::{Pipeline, RunSummary};
+use datsync::pipeline::{Pipeline, PipelineBuilder, RunSummary};
 
 use super::load_profile;
 use super::progress::Bars;
@@ -17,14 +17,14 @@ use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, SyncArgs};
 
 pub fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
-    let pipeline = build(&args.sync, global)?;
+    let pipeline = with_bars(build(&args.sync, global)?, global).build();
     let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh))?;
     report(&summary, args.sync.json)
 }
 
 pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sync_id = SyncId::parse(&args.sync_id)?;
-    let pipeline = build(&args.sync, global)?;
+    let pipeline = with_bars(build(&args.sync, global)?, global).build();
     let summary = runtime()?.block_on(pipeline.resume(sync_id))?;
     report(&summary, args.sync.json)
 }
@@ -51,7 +51,7 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Settings: flags over environment over `datsync.toml` over defaults.
-pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipeline> {
+pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<PipelineBuilder> {
     let env = process_env();
     let flags = RawSettings {
         checkpoint_base_path: args.checkpoint_dir.clone(),
@@ -67,18 +67,25 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
     };
     let profile = load_profile(global.profile.as_deref())?;
     let alerts = AlertSettings::from_env(|k| env.get(k).cloned())?;
-    let mut pipeline = Pipeline::new(profile, settings, pg).with_env(&env);
+    let mut pipeline = Pipeline::builder(profile, settings, pg)
+        .env(&env)
+        .alerter(Alerter::new(&alerts)?);
     if let Some(ms) = env.get(RETRY_BACKOFF_ENV) {
         let ms: u64 = ms.trim().parse().with_context(|| {
             format!("{RETRY_BACKOFF_ENV}={ms:?} is not a number of milliseconds")
         })?;
-        pipeline.retry_backoff = std::time::Duration::from_millis(ms);
-    }
-    pipeline.alerter = Some(Alerter::new(&alerts)?);
-    if !global.quiet && std::io::stderr().is_terminal() {
-        pipeline.progress = Arc::new(Bars::new());
+        pipeline = pipeline.retry_backoff(std::time::Duration::from_millis(ms));
     }
     Ok(pipeline)
+}
+
+/// Progress bars on a terminal, unless `--quiet`.
+fn with_bars(pipeline: PipelineBuilder, global: &GlobalArgs) -> PipelineBuilder {
+    if !global.quiet && std::io::stderr().is_terminal() {
+        pipeline.progress(Arc::new(Bars::new()))
+    } else {
+        pipeline
+    }
 }
 
 fn report(summary: &RunSummary, json: bool) -> anyhow::Result<ExitCode> {

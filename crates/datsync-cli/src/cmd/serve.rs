@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use datsync::intake::{Intake, RetryPolicy};
-use datsync::pipeline::NoProgress;
 use datsync::serve::{PORT_ENV, ServeOptions};
 use tokio::sync::watch;
 
@@ -27,14 +26,14 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let (stop_tx, stop) = watch::channel(false);
-    let mut pipeline = super::run::build(&args.sync, global)?.with_stop(stop.clone());
-    pipeline.progress = Arc::new(NoProgress);
-    let pg = pipeline.pg.clone();
+    // A service: no progress bars.
+    let pipeline = super::run::build(&args.sync, global)?.stop(stop.clone());
     let policy = RetryPolicy {
         max_attempts: args.max_attempts,
         ..RetryPolicy::default()
     };
     let intake = Arc::new(Intake::new(pipeline, policy));
+    let pg = intake.pipeline().pg().clone();
     let options = ServeOptions {
         default_container: args.container.clone(),
         default_prefix: args.prefix.clone(),

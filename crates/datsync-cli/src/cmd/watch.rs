@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use datsync::intake::{Action, Intake, Mode, Processed, RetryPolicy, list};
-use datsync::pipeline::NoProgress;
 use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, WatchArgs};
@@ -15,9 +13,8 @@ use crate::cli::{GlobalArgs, WatchArgs};
 pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let place = watched_place(&args.source_prefix)?;
     let (stop_tx, stop) = watch::channel(false);
-    let mut pipeline = super::run::build(&args.sync, global)?.with_stop(stop.clone());
     // A service: no progress bars, one line per file instead.
-    pipeline.progress = Arc::new(NoProgress);
+    let pipeline = super::run::build(&args.sync, global)?.stop(stop.clone());
     let policy = RetryPolicy {
         max_attempts: args.max_attempts,
         backoff: args.retry_backoff,

@@ -1,10 +1,10 @@
-//! The manager: loading a checkpoint (manifest + journal), creating one, and the two ways
-//! of writing state (a journal entry, or the whole manifest).
+//! The manager: one sync's checkpoint — opening it (the manifest with the journal applied
+//! after it), creating it, and removing it. How state is written is in `journal.rs`, the
+//! chunk files in `chunks.rs`, the seed's state transitions in `transitions.rs`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::clock::{Clock, SystemClock, stamp};
@@ -16,7 +16,7 @@ use crate::model::{CheckpointStatus, ChunkId, SourceFingerprint, SyncId};
 use crate::store::{ObjectKey, ObjectKind, Store};
 
 /// Journal objects read or deleted at once.
-const JOURNAL_IO_CONCURRENCY: usize = 16;
+pub(super) const JOURNAL_IO_CONCURRENCY: usize = 16;
 
 /// What a new checkpoint describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,9 @@ pub struct CheckpointManager {
 pub(super) struct State {
     pub(super) manifest: Manifest,
     /// The next journal sequence number (never reused, even after a failed write).
-    next_seq: u64,
+    pub(super) next_seq: u64,
     /// Journal entries written since the manifest was last written.
-    since_compaction: u32,
+    pub(super) since_compaction: u32,
     /// Chunks completed or skipped (kept so that an update never scans every chunk).
     pub(super) done: usize,
     /// Chunk files found without a manifest entry when the checkpoint was opened (left by
@@ -57,7 +57,7 @@ pub(super) struct State {
     /// a save, so a fresh conversion never pays for a read.
     pub(super) unrecorded: BTreeSet<ChunkId>,
     /// Journal objects folded into the manifest but not deleted yet.
-    stale: Vec<u64>,
+    pub(super) stale: Vec<u64>,
 }
 
 impl CheckpointManager {
@@ -155,6 +155,13 @@ impl CheckpointManager {
         Ok(())
     }
 
+    /// Deletes the checkpoint directory (chunk files and journal first, the manifest last).
+    pub async fn cleanup(&mut self) -> Result<(), CheckpointError> {
+        self.store.delete_sync(&self.sync_id).await?;
+        self.state = None;
+        Ok(())
+    }
+
     /// The loaded state, loading it first if needed.
     pub(super) async fn loaded(&mut self) -> Result<&mut State, CheckpointError> {
         if !self.checkpoint_exists().await? {
@@ -239,100 +246,6 @@ impl CheckpointManager {
         Ok(entry)
     }
 
-    /// Records one chunk transition: a journal entry, then (once the journal holds
-    /// `max(compact_every, total_chunks)` entries) a rewrite of the manifest. The in-memory manifest changes only once the entry is written,
-    /// and by the same [`Manifest::apply`] that replays the journal on load.
-    pub(super) async fn journal(&mut self, mut entry: JournalEntry) -> Result<(), CheckpointError> {
-        let state = self.loaded().await?;
-        entry.seq = state.next_seq;
-        state.next_seq += 1;
-        let bytes = serde_json::to_vec(&entry).map_err(|source| CheckpointError::Serialize {
-            sync_id: self.sync_id.clone(),
-            source,
-        })?;
-        self.store
-            .put(
-                &ObjectKey::journal(&self.sync_id, entry.seq),
-                Bytes::from(bytes),
-            )
-            .await?;
-        let seq = entry.seq;
-        let compact_every = self.options.compact_every;
-        let state = self.loaded().await?;
-        let id = entry.chunk.chunk_id;
-        let was_done = state.manifest.chunk(id).is_some_and(|c| c.status.is_done());
-        match (was_done, entry.chunk.status.is_done()) {
-            (false, true) => state.done += 1,
-            (true, false) => state.done -= 1,
-            _ => {}
-        }
-        state.manifest.apply(entry);
-        state.since_compaction += 1;
-        state.stale.push(seq);
-        let threshold = compact_every.max(state.manifest.total_chunks);
-        if state.since_compaction >= threshold
-            && let Err(e) = self.compact().await
-        {
-            // The transition is durable in the journal; compaction is retried next time.
-            tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
-        }
-        Ok(())
-    }
-
-    /// Replaces the manifest with `next` (a change of sync state) and folds the journal in.
-    pub(super) async fn commit(&mut self, mut next: Manifest) -> Result<(), CheckpointError> {
-        let state = self.loaded().await?;
-        next.journal_seq = state.next_seq - 1;
-        self.write_manifest(&next).await?;
-        let state = self.loaded().await?;
-        state.done = count_done(&next);
-        state.manifest = next;
-        state.since_compaction = 0;
-        self.delete_stale().await;
-        Ok(())
-    }
-
-    /// Rewrites `manifest.json` now, folding the journal in (it is done automatically; this
-    /// is for a caller that wants the file alone up to date, for example before exiting).
-    pub async fn compact(&mut self) -> Result<(), CheckpointError> {
-        let manifest = self.loaded().await?.manifest.clone();
-        self.commit(manifest).await
-    }
-
-    /// Deletes journal objects folded into the manifest, several at a time; failures leave
-    /// them for next time (they are ignored when read).
-    async fn delete_stale(&mut self) {
-        let Some(state) = self.state.as_mut() else {
-            return;
-        };
-        let folded = std::mem::take(&mut state.stale);
-        let (store, sync_id) = (&self.store, &self.sync_id);
-        let failed: Vec<u64> = futures::stream::iter(folded)
-            .map(|seq| async move {
-                let deleted = store.delete(&ObjectKey::journal(sync_id, seq)).await;
-                deleted.is_err().then_some(seq)
-            })
-            .buffer_unordered(JOURNAL_IO_CONCURRENCY)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
-        if let Some(state) = self.state.as_mut() {
-            state.stale.extend(failed);
-        }
-    }
-
-    async fn write_manifest(&self, manifest: &Manifest) -> Result<(), CheckpointError> {
-        let bytes =
-            serde_json::to_vec_pretty(manifest).map_err(|source| CheckpointError::Serialize {
-                sync_id: self.sync_id.clone(),
-                source,
-            })?;
-        self.store
-            .put(&ObjectKey::manifest(&self.sync_id), Bytes::from(bytes))
-            .await?;
-        Ok(())
-    }
-
     fn parse_error(&self, key: &ObjectKey, problem: ParseProblem) -> CheckpointError {
         match problem {
             ParseProblem::Corrupt(reason) => self.corrupt(key, reason),
@@ -353,7 +266,7 @@ impl CheckpointManager {
     }
 }
 
-fn count_done(manifest: &Manifest) -> usize {
+pub(super) fn count_done(manifest: &Manifest) -> usize {
     manifest
         .chunks
         .iter()

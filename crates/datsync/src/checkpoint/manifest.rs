@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::chunk::ChunkCompression;
+use super::codec::ChunkCompression;
 use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, LineNo, SourceFingerprint, SyncId};
 
 /// The manifest format this build reads and writes.

@@ -60,14 +60,16 @@
 //! that may still be running is kept for at least [`DEFAULT_ACTIVE_GRACE_HOURS`] after its
 //! last update.
 
-mod chunk;
+mod chunks;
 mod clock;
+mod codec;
+mod journal;
 mod manager;
 mod manifest;
-mod ops;
 mod retention;
+mod transitions;
 
-pub use chunk::{ChunkCompression, ChunkLines};
+pub use codec::{ChunkCompression, ChunkLines};
 
 /// Writes a batch as one Parquet file in memory (the format of chunk files; the rejects files
 /// use it too).
@@ -75,12 +77,14 @@ pub fn encode_parquet(
     batch: &arrow_array::RecordBatch,
     compression: ChunkCompression,
 ) -> Result<bytes::Bytes, parquet::errors::ParquetError> {
-    chunk::encode(batch, compression)
+    codec::encode(batch, compression)
 }
 
 /// Reads a Parquet file written by [`encode_parquet`] back into one batch.
-pub fn decode_parquet(bytes: bytes::Bytes) -> Result<arrow_array::RecordBatch, String> {
-    chunk::decode(bytes)
+pub fn decode_parquet(
+    bytes: bytes::Bytes,
+) -> Result<arrow_array::RecordBatch, parquet::errors::ParquetError> {
+    codec::decode(bytes)
 }
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use manager::{CheckpointManager, NewCheckpoint};

@@ -65,7 +65,7 @@ pub use list::{
 
 use crate::model::{SyncId, SyncStatus};
 use crate::pg::PgError;
-use crate::pipeline::{Pipeline, PipelineError, RunSummary};
+use crate::pipeline::{Pipeline, PipelineBuilder, PipelineError, RunSummary};
 
 /// Attempts of a sync before it is parked as poison.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -282,13 +282,13 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// An intake that runs syncs with `pipeline` (its alerter also sends the poison alerts,
-    /// its stop signal stops the run in flight) and retries them by `policy`.
-    pub fn new(mut pipeline: Pipeline, policy: RetryPolicy) -> Self {
-        // An attempt that a retry can change sends no alert; parking sends one.
-        pipeline.alert_retryable = false;
+    /// An intake that runs syncs with the pipeline `pipeline` builds (its alerter also sends
+    /// the poison alerts, its stop signal stops the run in flight) and retries them by
+    /// `policy`.
+    pub fn new(pipeline: PipelineBuilder, policy: RetryPolicy) -> Self {
         Self {
-            pipeline,
+            // An attempt that a retry can change sends no alert; parking sends one.
+            pipeline: pipeline.alert_retryable(false).build(),
             policy: RetryPolicy {
                 max_attempts: policy.max_attempts.max(1),
                 ..policy

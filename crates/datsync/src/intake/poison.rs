@@ -23,7 +23,7 @@ impl Intake {
             attempts = p.attempts, error = report.error_message.as_deref().unwrap_or_default(),
             "attempts used up: parked as poison, not retried again automatically"
         );
-        if let Some(alerter) = &self.pipeline.alerter {
+        if let Some(alerter) = self.pipeline.alerter() {
             let outcome = alerter.notify(&report).await;
             for (channel, e) in outcome.failures() {
                 tracing::warn!(sync_id = %report.sync_id, ?channel, error = %e, "poison alert not delivered");

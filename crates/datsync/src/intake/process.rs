@@ -95,16 +95,16 @@ impl Intake {
     }
 
     async fn connect(&self) -> Result<Client, IntakeError> {
-        let mut client = crate::pg::connect(&self.pipeline.pg).await?;
+        let mut client = crate::pg::connect(self.pipeline.pg()).await?;
         if !self.migrated.load(Ordering::Acquire) {
-            crate::pg::init_db(&mut client, &self.pipeline.profile).await?;
+            crate::pg::init_db(&mut client, self.pipeline.profile()).await?;
             self.migrated.store(true, Ordering::Release);
         }
         Ok(client)
     }
 
     pub(super) fn schema(&self) -> &str {
-        &self.pipeline.profile.schema
+        &self.pipeline.profile().schema
     }
 
     async fn locked(

@@ -22,6 +22,7 @@ fn summary(status: SyncStatus) -> RunSummary {
         rejects_dir: None,
         resumed: false,
         error: None,
+        error_class: None,
         interrupted: false,
     }
 }

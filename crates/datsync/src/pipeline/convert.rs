@@ -7,7 +7,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use tokio::sync::{Mutex, mpsc};
 
-use super::{Abort, Progress};
+use super::Progress;
+use super::halt::{BadInput, Halt, SyncFailure};
 use crate::checkpoint::{CheckpointManager, ChunkCompression};
 use crate::model::{ChunkId, SourceFingerprint, SyncId};
 use crate::parse::{Decoder, ParseOptions, READ_BUFFER_BYTES};
@@ -56,12 +57,12 @@ fn spawn_reader(
     profile: Profile,
     chunk_size: usize,
     skip_before: u32,
-) -> mpsc::Receiver<Result<ReaderMsg, Abort>> {
+) -> mpsc::Receiver<Result<ReaderMsg, Halt>> {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     std::thread::spawn(move || {
         let result = read_source(&path, &profile, chunk_size, skip_before, &tx);
-        if let Err(abort) = result {
-            let _ = tx.blocking_send(Err(abort));
+        if let Err(halt) = result {
+            let _ = tx.blocking_send(Err(halt));
         }
     });
     rx
@@ -72,10 +73,10 @@ fn read_source(
     profile: &Profile,
     chunk_size: usize,
     skip_before: u32,
-    tx: &mpsc::Sender<Result<ReaderMsg, Abort>>,
-) -> Result<(), Abort> {
+    tx: &mpsc::Sender<Result<ReaderMsg, Halt>>,
+) -> Result<(), Halt> {
     let name = path.name();
-    let mut reader = path.reader().map_err(|e| Abort::Failed(e.to_string()))?;
+    let mut reader = path.reader()?;
     let options = ParseOptions {
         batch_rows: chunk_size,
         ..ParseOptions::default()
@@ -83,7 +84,10 @@ fn read_source(
     let mut decoder = Decoder::new(profile, options);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut next = 0u32;
-    let bad = |e: crate::parse::ParseError| Abort::BadInput(format!("{name}: {e}"));
+    let bad = |error| BadInput::Parse {
+        source_name: name.clone(),
+        error,
+    };
     let send = |batch: RecordBatch, bytes_read: u64, next: &mut u32| -> bool {
         let chunk = ChunkId(*next);
         *next += 1;
@@ -101,7 +105,13 @@ fn read_source(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Abort::Failed(format!("{name}: read error: {e}"))),
+            Err(error) => {
+                return Err(SyncFailure::Read {
+                    source_name: name,
+                    error,
+                }
+                .into());
+            }
         };
         let mut pos = 0;
         while pos < n {
@@ -149,14 +159,14 @@ impl Converter {
         self,
     ) -> (
         mpsc::Receiver<Converted>,
-        tokio::task::JoinHandle<Result<ConvertOutcome, Abort>>,
+        tokio::task::JoinHandle<Result<ConvertOutcome, Halt>>,
     ) {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let handle = tokio::spawn(self.run(tx));
         (rx, handle)
     }
 
-    async fn run(self, out: mpsc::Sender<Converted>) -> Result<ConvertOutcome, Abort> {
+    async fn run(self, out: mpsc::Sender<Converted>) -> Result<ConvertOutcome, Halt> {
         let mut input = spawn_reader(
             self.source.clone(),
             self.profile.clone(),
@@ -172,8 +182,12 @@ impl Converter {
                     bytes_read,
                 } => {
                     if !checked {
-                        crate::validate::check_columns(&self.profile, batch.schema_ref())
-                            .map_err(|e| Abort::BadInput(format!("{}: {e}", self.source.name())))?;
+                        crate::validate::check_columns(&self.profile, batch.schema_ref()).map_err(
+                            |error| BadInput::Columns {
+                                source_name: self.source.name(),
+                                error,
+                            },
+                        )?;
                         checked = true;
                     }
                     let checksum = match &self.manager {
@@ -211,7 +225,7 @@ impl Converter {
                         .await
                         .is_err()
                     {
-                        return Err(Abort::Failed("the processor stopped".into()));
+                        return Err(SyncFailure::ProcessorGone.into());
                     }
                 }
                 ReaderMsg::Done {
@@ -233,9 +247,7 @@ impl Converter {
                 }
             }
         }
-        Err(Abort::Failed(
-            "the source reader stopped without a result".into(),
-        ))
+        Err(SyncFailure::ReaderGone.into())
     }
 }
 
@@ -244,16 +256,15 @@ async fn encode(
     chunk: ChunkId,
     batch: &RecordBatch,
     compression: ChunkCompression,
-) -> Result<bytes::Bytes, Abort> {
+) -> Result<bytes::Bytes, Halt> {
     let batch = batch.clone();
-    tokio::task::spawn_blocking(move || crate::checkpoint::encode_parquet(&batch, compression))
-        .await
-        .map_err(|e| Abort::Failed(format!("chunk {chunk}: the Parquet encoder died: {e}")))?
-        .map_err(|e| {
-            Abort::Failed(format!(
-                "chunk {chunk}: writing its Parquet file failed: {e}"
-            ))
-        })
+    let encoded =
+        tokio::task::spawn_blocking(move || crate::checkpoint::encode_parquet(&batch, compression))
+            .await
+            .map_err(|e| {
+                SyncFailure::task_died(format!("chunk {chunk}: the Parquet encoder died"), e)
+            })?;
+    Ok(encoded.map_err(|error| SyncFailure::Encode { chunk, error })?)
 }
 
 /// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a
@@ -263,9 +274,9 @@ pub(super) fn regenerate(
     profile: &Profile,
     chunk_size: usize,
     chunk: ChunkId,
-) -> Result<RecordBatch, Abort> {
+) -> Result<RecordBatch, Halt> {
     let name = path.name();
-    let reader = path.reader().map_err(|e| Abort::Failed(e.to_string()))?;
+    let reader = path.reader()?;
     let options = ParseOptions {
         batch_rows: chunk_size,
         ..ParseOptions::default()
@@ -285,10 +296,16 @@ pub(super) fn regenerate(
     });
     match (result, found) {
         (_, Some(batch)) => Ok(batch),
-        (Err(StopReading::Parse(e)), None) => Err(Abort::BadInput(format!("{name}: {e}"))),
-        (_, None) => Err(Abort::BadInput(format!(
-            "{name}: the source has no chunk {chunk} any more; it has changed since the checkpoint was made"
-        ))),
+        (Err(StopReading::Parse(error)), None) => Err(BadInput::Parse {
+            source_name: name,
+            error,
+        }
+        .into()),
+        (_, None) => Err(BadInput::ChunkGone {
+            source_name: name,
+            chunk,
+        }
+        .into()),
     }
 }
 

@@ -9,89 +9,83 @@ use std::sync::Arc;
 use serde::Deserialize as _;
 
 use super::convert::ConvertOutcome;
-use super::process::{Run, Tally};
-use super::{Abort, PipelineError, RunSummary, VALIDATION_ERROR_SAMPLE};
+use super::halt::{BadInput, Halt};
+use super::run::{Run, Tally};
+use super::{PipelineError, RunSummary};
 use crate::alert::AlertReport;
 use crate::checkpoint::{Clock, RetentionPolicy, SystemClock, remove_expired};
-use crate::model::{RowError, SyncCounts, SyncStatus};
+use crate::model::{RowError, SyncCounts, SyncId, SyncStatus};
+use crate::pg::ErrorClass;
 use crate::status::{LedgerTotals, SyncOutcome, ViewOutcome};
 use crate::store::ObjectKey;
 use crate::telemetry::{CleanupStarted, SyncFinished};
+use crate::validate::VALIDATION_ERRORS_SAMPLE;
+
+/// The final status of a sync and why.
+struct Verdict {
+    status: SyncStatus,
+    /// The message of `sync_metadata.error_message` and the summary.
+    error: Option<String>,
+    /// Whether trying again can help, when there is an error.
+    class: Option<ErrorClass>,
+}
+
+/// The validation errors a sync reports: the count and the first ones.
+struct ErrorSample {
+    count: u64,
+    /// The first [`VALIDATION_ERRORS_SAMPLE`], as `sync_metadata.validation_errors` holds them.
+    json: serde_json::Value,
+}
 
 impl Run<'_> {
+    /// Decides the final status (or, stopped on request, none) and does what follows it.
     pub(super) async fn finish(
         self,
-        abort: Option<Abort>,
+        halt: Option<Halt>,
         tally: &Tally,
         converted: Option<ConvertOutcome>,
         resumed: bool,
     ) -> Result<RunSummary, PipelineError> {
-        if matches!(abort, Some(Abort::Stopped)) {
+        if matches!(halt, Some(Halt::Stopped)) {
             return self.interrupted(tally, resumed).await;
         }
         let p = self.pipeline;
-        let schema = &p.profile.schema;
         let sync_id = &self.plan.sync_id;
-        let totals = crate::status::ledger_totals(&self.client, schema, sync_id).await?;
+        let totals = crate::status::ledger_totals(&self.client, &p.profile.schema, sync_id).await?;
         let (rows_read, chunks_total) = self.source_totals(converted.as_ref(), &totals).await;
-        let failed = tally.failed.len() as u64;
-        let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        let pending =
-            rows_read.saturating_sub(n(totals.rows) + n(totals.superseded) + n(totals.rejected));
-        let (status, error) = decide(abort, tally, &totals, rows_read, pending, sync_id);
-        let loaded_all =
-            matches!(status, SyncStatus::Success | SyncStatus::PartialSuccess) && failed == 0;
+        let counts = counts(&totals, rows_read, chunks_total, tally);
+        let verdict = decide(halt.as_ref(), tally, &counts, sync_id);
+        let loaded_all = matches!(
+            verdict.status,
+            SyncStatus::Success | SyncStatus::PartialSuccess
+        ) && counts.chunks_failed == 0;
         if loaded_all && p.settings.enable_mv_refresh {
             self.refresh_views().await;
         }
-        let sample = crate::status::ledger_error_sample(
-            &self.client,
-            schema,
-            sync_id,
-            i64::try_from(VALIDATION_ERROR_SAMPLE).unwrap_or(i64::MAX),
-        )
-        .await?;
-        // A chunk that stopped the sync was not committed: its errors are not in the ledger.
-        let empty = sample.as_array().is_none_or(Vec::is_empty);
-        let (sample, errors_count) = match &self.stopping_errors {
-            Some((count, errors)) if empty => (
-                errors.clone(),
-                totals.validation_errors_count + to_i64(*count),
-            ),
-            _ => (sample, totals.validation_errors_count),
-        };
-        let counts = counts(&totals, rows_read, chunks_total, tally);
+        let sample = self.error_sample(&totals, halt.as_ref()).await?;
         let outcome = SyncOutcome {
-            status,
+            status: verdict.status,
             counts: Some(counts),
-            validation_errors_count: Some(u64::try_from(errors_count).unwrap_or(0)),
-            error_message: error.clone(),
-            validation_errors: Some(sample.clone()),
+            validation_errors_count: Some(sample.count),
+            error_message: verdict.error.clone(),
+            validation_errors: Some(sample.json.clone()),
         };
-        crate::status::finish_sync(&self.client, schema, sync_id, &outcome).await?;
-        let mut checkpoint_dir = self.checkpoint_dir.clone();
-        if let Some(m) = &self.manager {
-            let mut m = m.lock().await;
-            if let Some(message) = error.as_ref().filter(|_| !loaded_all) {
-                m.mark_sync_failed(message).await?;
-            } else if loaded_all && p.settings.cleanup_on_success {
-                p.telemetry.emit(&CleanupStarted { sync_id });
-                m.cleanup().await?;
-                checkpoint_dir = None;
-            }
-        }
-        p.telemetry.emit(&SyncFinished { sync_id, status });
-        let summary = self.summary(status, error, counts, tally, resumed, checkpoint_dir);
-        self.alert(&summary, &sample, u64::try_from(errors_count).unwrap_or(0))
-            .await;
+        crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
+        let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
+        p.telemetry.emit(&SyncFinished {
+            sync_id,
+            status: verdict.status,
+        });
+        let summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
+        self.alert(&summary, &sample).await;
         self.expire_old_checkpoints().await;
         p.progress.finish();
         Ok(summary)
     }
 
-    /// A run stopped on request ([`super::Pipeline::with_stop`]): no final status, no alert,
-    /// no cleanup. `sync_metadata` stays IN_PROGRESS with the progress of the committed
-    /// chunks, the checkpoint stays as it is, and `resume` continues the sync.
+    /// A run stopped on request ([`super::PipelineBuilder::stop`]): no final status, no
+    /// alert, no cleanup. `sync_metadata` stays IN_PROGRESS with the progress of the
+    /// committed chunks, the checkpoint stays as it is, and `resume` continues the sync.
     async fn interrupted(self, tally: &Tally, resumed: bool) -> Result<RunSummary, PipelineError> {
         let p = self.pipeline;
         let sync_id = &self.plan.sync_id;
@@ -103,15 +97,14 @@ impl Run<'_> {
              or the next watch cycle continues it",
             totals.chunks
         );
+        let verdict = Verdict {
+            status: SyncStatus::InProgress,
+            error: Some(error),
+            class: None,
+        };
         let counts = counts(&totals, rows_read, chunks_total, tally);
-        let mut summary = self.summary(
-            SyncStatus::InProgress,
-            Some(error),
-            counts,
-            tally,
-            resumed,
-            self.checkpoint_dir.clone(),
-        );
+        let checkpoint_dir = self.checkpoint_dir.clone();
+        let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
         summary.interrupted = true;
         p.progress.finish();
         Ok(summary)
@@ -138,6 +131,57 @@ impl Run<'_> {
         }
     }
 
+    /// The validation errors of the sync: the ledger's; a chunk that stopped the sync was
+    /// not committed, so its errors come from the [`Halt`] when the ledger has none.
+    async fn error_sample(
+        &self,
+        totals: &LedgerTotals,
+        halt: Option<&Halt>,
+    ) -> Result<ErrorSample, PipelineError> {
+        let limit = i64::try_from(VALIDATION_ERRORS_SAMPLE).unwrap_or(i64::MAX);
+        let schema = &self.pipeline.profile.schema;
+        let json =
+            crate::status::ledger_error_sample(&self.client, schema, &self.plan.sync_id, limit)
+                .await?;
+        let count = u64::try_from(totals.validation_errors_count).unwrap_or(0);
+        let ledger_empty = json.as_array().is_none_or(Vec::is_empty);
+        if let Some(Halt::BadInput(BadInput::TooManyRejects(stopped))) = halt
+            && ledger_empty
+            && let Ok(json) = serde_json::to_value(&stopped.errors)
+        {
+            return Ok(ErrorSample {
+                count: count + stopped.errors_count,
+                json,
+            });
+        }
+        Ok(ErrorSample { count, json })
+    }
+
+    /// The checkpoint after the final status: kept and marked failed when the sync stopped
+    /// on an error, deleted when every chunk is loaded (and cleanup is on). Returns where it
+    /// still is.
+    async fn settle_checkpoint(
+        &self,
+        verdict: &Verdict,
+        loaded_all: bool,
+    ) -> Result<Option<String>, PipelineError> {
+        let p = self.pipeline;
+        let Some(m) = &self.manager else {
+            return Ok(self.checkpoint_dir.clone());
+        };
+        let mut m = m.lock().await;
+        if let Some(message) = verdict.error.as_ref().filter(|_| !loaded_all) {
+            m.mark_sync_failed(message).await?;
+        } else if loaded_all && p.settings.cleanup_on_success {
+            p.telemetry.emit(&CleanupStarted {
+                sync_id: &self.plan.sync_id,
+            });
+            m.cleanup().await?;
+            return Ok(None);
+        }
+        Ok(self.checkpoint_dir.clone())
+    }
+
     async fn refresh_views(&self) {
         let p = self.pipeline;
         let views =
@@ -155,8 +199,7 @@ impl Run<'_> {
 
     fn summary(
         &self,
-        status: SyncStatus,
-        error: Option<String>,
+        verdict: Verdict,
         counts: SyncCounts,
         tally: &Tally,
         resumed: bool,
@@ -167,7 +210,7 @@ impl Run<'_> {
         });
         RunSummary {
             sync_id: self.plan.sync_id.clone(),
-            status,
+            status: verdict.status,
             counts,
             chunks_skipped_on_resume: tally.skipped_on_resume,
             duration_s: self.started.elapsed().as_secs_f64(),
@@ -178,12 +221,13 @@ impl Run<'_> {
                     .describe(&ObjectKey::rejects_dir(&self.plan.sync_id))
             }),
             resumed,
-            error,
+            error: verdict.error,
+            error_class: verdict.class,
             interrupted: false,
         }
     }
 
-    async fn alert(&self, summary: &RunSummary, sample: &serde_json::Value, errors_count: u64) {
+    async fn alert(&self, summary: &RunSummary, sample: &ErrorSample) {
         let Some(alerter) = &self.pipeline.alerter else {
             return;
         };
@@ -192,6 +236,7 @@ impl Run<'_> {
             return;
         }
         let validation_errors = sample
+            .json
             .as_array()
             .map(|errors| {
                 errors
@@ -207,7 +252,7 @@ impl Run<'_> {
             status: summary.status,
             error_message: summary.error.clone(),
             counts: summary.counts,
-            validation_errors_count: errors_count,
+            validation_errors_count: sample.count,
             validation_errors,
             checkpoint_dir: summary
                 .checkpoint_dir
@@ -240,50 +285,60 @@ impl Run<'_> {
 }
 
 /// The final status and its error message (Diagram 4's last boxes).
-fn decide(
-    abort: Option<Abort>,
-    tally: &Tally,
-    totals: &LedgerTotals,
-    rows_read: u64,
-    pending: u64,
-    sync_id: &crate::model::SyncId,
-) -> (SyncStatus, Option<String>) {
+fn decide(halt: Option<&Halt>, tally: &Tally, counts: &SyncCounts, sync_id: &SyncId) -> Verdict {
+    let verdict = |status, error: String, class| Verdict {
+        status,
+        error: Some(error),
+        class: Some(class),
+    };
     let failed = tally.failed.len();
-    match abort {
-        Some(Abort::BadInput(m)) => (SyncStatus::BadInput, Some(m)),
-        Some(Abort::Failed(m)) => (SyncStatus::Failed, Some(m)),
+    let pending = counts.rows_pending;
+    match halt {
+        Some(h @ Halt::BadInput(_)) => verdict(SyncStatus::BadInput, h.to_string(), h.class()),
+        Some(h @ Halt::Failed(_)) => verdict(SyncStatus::Failed, h.to_string(), h.class()),
         // Handled before (`Run::interrupted`); never a final status.
-        Some(Abort::Stopped) => (SyncStatus::InProgress, None),
-        None if failed > 0 => (
+        Some(Halt::Stopped) => Verdict {
+            status: SyncStatus::InProgress,
+            error: None,
+            class: None,
+        },
+        None if failed > 0 => verdict(
             SyncStatus::PartialSuccess,
-            Some(format!(
+            format!(
                 "{failed} chunk(s) failed and are kept for a retry (`datsync resume {sync_id}`): {}",
                 tally
                     .failed
                     .iter()
-                    .map(|(c, e)| format!("chunk {c}: {e}"))
+                    .map(|f| format!("chunk {}: {}", f.chunk, f.error))
                     .collect::<Vec<_>>()
                     .join("; ")
-            )),
+            ),
+            ErrorClass::Transient,
         ),
         // Every chunk committed, yet source rows unaccounted for: the committed chunks
         // were cut differently (another checkpoint, another chunk size). Never a success.
-        None if pending > 0 => (
+        None if pending > 0 => verdict(
             SyncStatus::Failed,
-            Some(format!(
-                "{pending} of the source's {rows_read} rows are in no committed chunk: the \
+            format!(
+                "{pending} of the source's {} rows are in no committed chunk: the \
                  chunks committed earlier do not line up with this run's (was the sync \
                  started with another --checkpoint-dir or --chunk-size?); resume it with \
-                 the checkpoint it was started with, or load the file again with --fresh"
-            )),
+                 the checkpoint it was started with, or load the file again with --fresh",
+                counts.rows_read
+            ),
+            ErrorClass::Fatal,
         ),
-        None if totals.rejected > 0 => (SyncStatus::PartialSuccess, None),
-        None => (SyncStatus::Success, None),
+        None if counts.rows_rejected > 0 => Verdict {
+            status: SyncStatus::PartialSuccess,
+            error: None,
+            class: None,
+        },
+        None => Verdict {
+            status: SyncStatus::Success,
+            error: None,
+            class: None,
+        },
     }
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The counts of the sync: the ledger's sums, the source's rows and chunks, and this run's
@@ -303,5 +358,96 @@ fn counts(totals: &LedgerTotals, rows_read: u64, chunks_total: u64, tally: &Tall
         chunks_total,
         chunks_completed: n(totals.chunks),
         chunks_failed: tally.failed.len() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChunkId;
+    use crate::pg::PgError;
+    use crate::pipeline::chunk::FailedChunk;
+    use crate::pipeline::halt::TransientFailure;
+
+    fn id() -> SyncId {
+        SyncId::parse("sync_20250129_143022_a3f4b2c1").unwrap()
+    }
+
+    fn counts(rows_read: u64, loaded: u64, rejected: u64) -> SyncCounts {
+        SyncCounts {
+            rows_read,
+            rows_loaded: loaded,
+            rows_rejected: rejected,
+            rows_pending: rows_read - loaded - rejected,
+            ..SyncCounts::default()
+        }
+    }
+
+    #[test]
+    fn the_final_status_follows_diagram_4() {
+        let none = Tally::default();
+        let ok = decide(None, &none, &counts(10, 10, 0), &id());
+        assert_eq!(
+            (ok.status, ok.error, ok.class),
+            (SyncStatus::Success, None, None)
+        );
+        let rejected = decide(None, &none, &counts(10, 8, 2), &id());
+        assert_eq!(rejected.status, SyncStatus::PartialSuccess);
+        assert_eq!(rejected.error, None);
+        let pending = decide(None, &none, &counts(10, 6, 0), &id());
+        assert_eq!(pending.status, SyncStatus::Failed);
+        assert!(
+            pending
+                .error
+                .unwrap()
+                .starts_with("4 of the source's 10 rows")
+        );
+        assert_eq!(pending.class, Some(ErrorClass::Fatal));
+    }
+
+    #[test]
+    fn failed_chunks_leave_a_partial_success_that_a_resume_can_finish() {
+        let tally = Tally {
+            failed: vec![FailedChunk {
+                chunk: ChunkId(3),
+                error: TransientFailure::Connect(PgError::ConnectTimeout {
+                    target: "db".into(),
+                }),
+            }],
+            ..Tally::default()
+        };
+        let v = decide(None, &tally, &counts(10, 6, 0), &id());
+        assert_eq!(v.status, SyncStatus::PartialSuccess);
+        assert_eq!(
+            v.error.as_deref(),
+            Some(
+                "1 chunk(s) failed and are kept for a retry (`datsync resume \
+                 sync_20250129_143022_a3f4b2c1`): chunk 3: timed out connecting to db; check \
+                 that the server is reachable"
+            )
+        );
+        assert_eq!(v.class, Some(ErrorClass::Transient));
+    }
+
+    #[test]
+    fn a_halt_gives_its_status_its_message_and_its_class() {
+        let halt = Halt::from(BadInput::ChunkGone {
+            source_name: "/in/a.dat".into(),
+            chunk: ChunkId(2),
+        });
+        let v = decide(Some(&halt), &Tally::default(), &counts(10, 0, 0), &id());
+        assert_eq!(v.status, SyncStatus::BadInput);
+        assert_eq!(v.error.as_deref(), Some(halt.to_string().as_str()));
+        assert_eq!(v.class, Some(ErrorClass::Fatal));
+        let failed = Halt::from(crate::pipeline::halt::SyncFailure::Connect(
+            PgError::ConnectTimeout {
+                target: "db".into(),
+            },
+        ));
+        let v = decide(Some(&failed), &Tally::default(), &counts(10, 0, 0), &id());
+        assert_eq!(
+            (v.status, v.class),
+            (SyncStatus::Failed, Some(ErrorClass::Transient))
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use datsync::config::RawSettings;
 use datsync::intake::{Action, Found, Intake, RetryPolicy, list_local};
 use datsync::model::SyncStatus;
-use datsync::pipeline::Pipeline;
+use datsync::pipeline::{Pipeline, PipelineBuilder};
 use datsync::profile::Profile;
 use tokio_postgres::Client;
 
@@ -20,7 +20,7 @@ fn intake(db: &TestDb, ck: &Path, policy: RetryPolicy) -> Intake {
     Intake::new(pipeline(db, ck), policy)
 }
 
-fn pipeline(db: &TestDb, ck: &Path) -> Pipeline {
+fn pipeline(db: &TestDb, ck: &Path) -> PipelineBuilder {
     let settings = RawSettings {
         checkpoint_base_path: Some(ck.display().to_string()),
         chunk_size: Some(300),
@@ -28,9 +28,8 @@ fn pipeline(db: &TestDb, ck: &Path) -> Pipeline {
     }
     .validate()
     .unwrap();
-    let mut p = Pipeline::new(Profile::ztdwr(), settings, db.settings.clone());
-    p.retry_backoff = Duration::from_millis(1);
-    p
+    Pipeline::builder(Profile::ztdwr(), settings, db.settings.clone())
+        .retry_backoff(Duration::from_millis(1))
 }
 
 /// A directory with one clean sample file, and what a listing finds in it.
@@ -242,7 +241,7 @@ async fn a_stop_asked_before_a_run_leaves_its_sync_uncounted_and_due() {
     with_db(|db| async move {
         let (dir, found) = one_file(900).await;
         let (stop, stopped) = tokio::sync::watch::channel(true);
-        let pipeline = pipeline(&db, &dir.path().join("ck")).with_stop(stopped);
+        let pipeline = pipeline(&db, &dir.path().join("ck")).stop(stopped);
         let policy = RetryPolicy {
             backoff: Duration::from_secs(3600),
             ..RetryPolicy::default()

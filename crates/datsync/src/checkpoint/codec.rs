@@ -1,4 +1,4 @@
-//! Chunk files: a decoder text batch as Parquet, and back.
+//! The format of chunk files: a decoder text batch as Parquet, and back.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +8,7 @@ use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +111,7 @@ const ROW_GROUP_ROWS: usize = 2048;
 pub(super) fn encode(
     batch: &RecordBatch,
     compression: ChunkCompression,
-) -> Result<Bytes, parquet::errors::ParquetError> {
+) -> Result<Bytes, ParquetError> {
     let props = WriterProperties::builder()
         .set_compression(compression.parquet())
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -122,19 +123,14 @@ pub(super) fn encode(
 }
 
 /// Reads a Parquet chunk file back into one batch.
-pub(super) fn decode(bytes: Bytes) -> Result<RecordBatch, String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
+pub(super) fn decode(bytes: Bytes) -> Result<RecordBatch, ParquetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows())
-        .map_err(|_| "negative row count".to_owned())?;
+        .map_err(|_| ParquetError::General("negative row count".to_owned()))?;
     let schema = builder.schema().clone();
-    let reader = builder
-        .with_batch_size(rows.max(1))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| e.to_string())
+    let reader = builder.with_batch_size(rows.max(1)).build()?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
 }
 
 #[cfg(test)]

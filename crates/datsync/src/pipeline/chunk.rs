@@ -1,0 +1,179 @@
+//! One chunk from validation to commit: validate, keep the rejects, transform, load (one
+//! transaction with its ledger row, retried on transient errors), mark it in the manifest.
+//! What came of it is a [`ChunkResult`]; what stops the sync is a [`Halt`].
+
+use arrow_array::RecordBatch;
+
+use super::halt::{BadInput, Halt, SyncFailure, TooManyRejects, TransientFailure};
+use super::retry::LoadAttempt;
+use super::run::Run;
+use crate::checkpoint::{ChunkCompression, ChunkOutcome, encode_parquet};
+use crate::load::{ChunkFacts, ChunkLoad};
+use crate::model::ChunkId;
+use crate::store::ObjectKey;
+use crate::telemetry::{ChunkCommitted, ChunkCompleted, ChunkFailed, RowsRejected};
+use crate::validate::{VALIDATION_ERRORS_SAMPLE, Validated};
+
+/// What happened to one chunk.
+pub(super) enum ChunkResult {
+    /// Committed with its ledger row, and marked completed (or skipped: every row was
+    /// rejected) in the manifest.
+    Committed,
+    /// Transient database errors outlasted the attempts: marked failed, kept for a resume.
+    Failed(FailedChunk),
+}
+
+/// A chunk given up on in this run.
+#[derive(Debug)]
+pub(super) struct FailedChunk {
+    /// The chunk.
+    pub(super) chunk: ChunkId,
+    /// The last error.
+    pub(super) error: TransientFailure,
+}
+
+impl Run<'_> {
+    /// Validates, keeps the rejects, transforms and loads one chunk.
+    pub(super) async fn process(
+        &mut self,
+        chunk: ChunkId,
+        batch: RecordBatch,
+        checksum: &str,
+    ) -> Result<ChunkResult, Halt> {
+        if let Some(m) = &self.manager {
+            m.lock().await.mark_chunk_processing(chunk).await?;
+        }
+        let validated =
+            crate::validate::validate(&self.pipeline.profile, &batch).map_err(|error| {
+                BadInput::Columns {
+                    source_name: self.plan.source_path.clone(),
+                    error,
+                }
+            })?;
+        // The accepted rows are a copy: the text batch is not needed for the load.
+        drop(batch);
+        let facts = self.check_rejects(chunk, &validated).await?;
+        let typed = crate::transform::transform(&self.pipeline.profile, &validated.accepted)
+            .map_err(|error| SyncFailure::Transform {
+                source_name: self.plan.source_path.clone(),
+                chunk,
+                error,
+            })?;
+        let load = match self
+            .load_with_retries(chunk, checksum, &typed.batch, &facts)
+            .await?
+        {
+            LoadAttempt::Loaded(load) => load,
+            LoadAttempt::Transient(error) => return self.give_up(chunk, error).await,
+        };
+        self.committed(chunk, &load, &facts, validated.loaded() == 0)
+            .await?;
+        Ok(ChunkResult::Committed)
+    }
+
+    /// Keeps the chunk's rejected rows and stops the sync when they are too many; returns
+    /// what validation decided, for the ledger.
+    async fn check_rejects(
+        &self,
+        chunk: ChunkId,
+        validated: &Validated,
+    ) -> Result<ChunkFacts, Halt> {
+        let p = self.pipeline;
+        let (rows_read, rejected) = (validated.rows_read as u64, validated.rejected() as u64);
+        if rejected > 0 {
+            self.keep_rejects(chunk, &validated.rejects).await?;
+            p.telemetry.emit(&RowsRejected {
+                sync_id: &self.plan.sync_id,
+                chunk,
+                count: rejected,
+            });
+        }
+        let sample = &validated.errors[..validated.errors.len().min(VALIDATION_ERRORS_SAMPLE)];
+        let threshold = p.settings.error_threshold;
+        if crate::validate::exceeds_threshold(rejected, rows_read, threshold) {
+            return Err(BadInput::TooManyRejects(Box::new(TooManyRejects {
+                source_name: self.plan.source_path.clone(),
+                chunk,
+                rejected,
+                rows_read,
+                threshold,
+                errors_count: validated.errors.len() as u64,
+                errors: sample.to_vec(),
+            }))
+            .into());
+        }
+        Ok(ChunkFacts {
+            rows_read,
+            rejected,
+            superseded: validated.superseded as u64,
+            validation_errors_count: validated.errors.len() as u64,
+            validation_errors: serde_json::to_value(sample).ok(),
+        })
+    }
+
+    /// A committed chunk: marked completed (skipped when every row was rejected), progress
+    /// copied to `sync_metadata`.
+    async fn committed(
+        &self,
+        chunk: ChunkId,
+        load: &ChunkLoad,
+        facts: &ChunkFacts,
+        nothing_loaded: bool,
+    ) -> Result<(), Halt> {
+        let p = self.pipeline;
+        let sync_id = &self.plan.sync_id;
+        p.telemetry.emit(&ChunkCommitted { sync_id, chunk });
+        let outcome = ChunkOutcome {
+            records_inserted: load.inserted,
+            records_updated: load.updated,
+            validation_errors: facts.validation_errors_count,
+            rows_rejected: facts.rejected,
+        };
+        if let Some(m) = &self.manager {
+            let mut m = m.lock().await;
+            if nothing_loaded {
+                m.mark_chunk_skipped(chunk, "every row was rejected", outcome)
+                    .await?;
+            } else {
+                m.mark_chunk_complete(chunk, outcome).await?;
+            }
+        }
+        if let Err(e) =
+            crate::status::progress_from_ledger(&self.client, &p.profile.schema, sync_id).await
+        {
+            tracing::warn!(%sync_id, error = %e, "progress not written to sync_metadata");
+        }
+        p.telemetry.emit(&ChunkCompleted {
+            sync_id,
+            chunk,
+            inserted: load.inserted,
+            updated: load.updated,
+        });
+        Ok(())
+    }
+
+    /// A chunk whose attempts are used up: marked failed with its last error, kept for a
+    /// resume; the run goes on.
+    async fn give_up(&self, chunk: ChunkId, error: TransientFailure) -> Result<ChunkResult, Halt> {
+        let message = error.to_string();
+        if let Some(m) = &self.manager {
+            m.lock().await.mark_chunk_failed(chunk, &message).await?;
+        }
+        self.pipeline.telemetry.emit(&ChunkFailed {
+            sync_id: &self.plan.sync_id,
+            chunk,
+            error: &message,
+        });
+        Ok(ChunkResult::Failed(FailedChunk { chunk, error }))
+    }
+
+    /// Writes a chunk's rejected rows to `rejects/<sync_id>/rejects_NNNN.parquet`.
+    async fn keep_rejects(&self, chunk: ChunkId, rejects: &RecordBatch) -> Result<(), Halt> {
+        let bytes = encode_parquet(rejects, ChunkCompression::default())
+            .map_err(|error| SyncFailure::Rejects { chunk, error })?;
+        self.store
+            .put(&ObjectKey::rejects(&self.plan.sync_id, chunk), bytes)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! Opening a sync for a run: the database (migrated), the writer lock on a connection of
+//! its own held for the whole run, the sync's registration (its `sync_seq` drawn once), and
+//! its checkpoint — created, or checked against the source.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+
+use crate::checkpoint::{CheckpointError, CheckpointManager, CheckpointOptions, NewCheckpoint};
+use crate::model::{SyncRef, SyncStatus};
+use crate::status::SyncRegistration;
+use crate::store::Store;
+
+use super::plan::{Plan, source_mismatch};
+use super::run::{Run, run_loader};
+use super::{Pipeline, PipelineError, RunSummary};
+
+impl Pipeline {
+    /// Where checkpoints and rejects are kept (rejects are kept even without checkpoints).
+    pub(super) async fn store(&self) -> Result<Store, PipelineError> {
+        let store = Store::open(&self.settings.checkpoint_base)?;
+        store.ensure_container().await;
+        Ok(store)
+    }
+
+    /// Opens the sync of `plan` and runs it; the writer lock is held until the run ends.
+    pub(super) async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
+        let started = Instant::now();
+        let mut client = crate::pg::connect(&self.pg).await?;
+        crate::pg::init_db(&mut client, &self.profile).await?;
+        let lock = crate::pg::connect(&self.pg).await?;
+        if !crate::pg::try_lock_sync(&lock, &plan.sync_id).await? {
+            return Err(PipelineError::Busy(plan.sync_id));
+        }
+        let registered = self.register(&client, &plan).await?;
+        // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
+        // has nothing left to convert or load.
+        let cleaned = registered.finished_before && !self.has_checkpoint(&store, &plan).await?;
+        let ledger_chunk_size = self.ledger_chunk_size(&client, &plan).await?;
+        let manager = if self.settings.enable_checkpointing && !cleaned {
+            Some(
+                self.open_checkpoint(&store, &plan, ledger_chunk_size)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let checkpoint_dir = manager.as_ref().map(|_| store.describe_sync(&plan.sync_id));
+        self.progress.source_size(plan.fingerprint.size_bytes);
+        let plan = if cleaned {
+            Plan {
+                source: None,
+                ..plan
+            }
+        } else {
+            plan
+        };
+        let run = Run {
+            pipeline: self,
+            plan: &plan,
+            sync_ref: registered.sync_ref,
+            store,
+            manager: manager.map(|m| Arc::new(Mutex::new(m))),
+            client,
+            started,
+            checkpoint_dir,
+            ledger_chunk_size,
+            loader: run_loader(self, &plan.sync_id),
+        };
+        let outcome = if cleaned {
+            run.finished().await
+        } else {
+            run.execute().await
+        };
+        drop(lock);
+        outcome
+    }
+
+    /// Registers the sync for this run (status IN_PROGRESS, its `sync_seq`).
+    async fn register(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &Plan,
+    ) -> Result<Registered, PipelineError> {
+        let schema = &self.profile.schema;
+        let stored = crate::status::stored_sync(client, schema, &plan.sync_id).await?;
+        let finished_before = stored
+            .as_ref()
+            .is_some_and(|s| matches!(s.status, SyncStatus::Success | SyncStatus::PartialSuccess));
+        let registration = SyncRegistration {
+            sync_id: plan.sync_id.clone(),
+            file_name: plan.file_name.clone(),
+            file_path: plan.source_path.clone(),
+            file_size_bytes: i64::try_from(plan.fingerprint.size_bytes).ok(),
+        };
+        let sync_ref = crate::status::register_sync(client, schema, &registration).await?;
+        Ok(Registered {
+            sync_ref,
+            finished_before,
+        })
+    }
+
+    /// Whether the sync has a checkpoint (never, without checkpointing).
+    async fn has_checkpoint(&self, store: &Store, plan: &Plan) -> Result<bool, PipelineError> {
+        if !self.settings.enable_checkpointing {
+            return Ok(false);
+        }
+        let mut manager = CheckpointManager::new(store.clone(), plan.sync_id.clone());
+        Ok(manager.checkpoint_exists().await?)
+    }
+
+    /// The chunk size of the chunks committed earlier: without their checkpoint the ledger
+    /// tells it (its largest chunk), and chunks must be cut there again.
+    async fn ledger_chunk_size(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &Plan,
+    ) -> Result<Option<usize>, PipelineError> {
+        let ledger =
+            crate::status::ledger_chunks(client, &self.profile.schema, plan.sync_id.as_str())
+                .await?;
+        Ok(ledger
+            .iter()
+            .map(|c| c.rows_read)
+            .max()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0))
+    }
+
+    /// Opens the sync's checkpoint, creating it when there is none, and refuses it when the
+    /// source has changed.
+    async fn open_checkpoint(
+        &self,
+        store: &Store,
+        plan: &Plan,
+        ledger_chunk_size: Option<usize>,
+    ) -> Result<CheckpointManager, PipelineError> {
+        let options = CheckpointOptions {
+            compression: self.settings.compression,
+            ..CheckpointOptions::default()
+        };
+        let mut manager =
+            CheckpointManager::new(store.clone(), plan.sync_id.clone()).with_options(options);
+        if manager.checkpoint_exists().await? {
+            // The chunks were cut from the source as it was: a source that has changed since
+            // is refused, whatever the phase (a resume never mixes two versions of a file).
+            if let (Some(m), Some(source)) = (manager.manifest(), &plan.source)
+                && let Some(mismatch) = source_mismatch(m, source).await?
+            {
+                return Err(CheckpointError::from(mismatch).into());
+            }
+        } else {
+            manager
+                .create_checkpoint(NewCheckpoint {
+                    source_file: plan.file_name.clone(),
+                    source_path: plan.source_path.clone(),
+                    fingerprint: plan.fingerprint.clone(),
+                    chunk_size: ledger_chunk_size.unwrap_or(self.settings.chunk_size) as u64,
+                })
+                .await?;
+        }
+        Ok(manager)
+    }
+}
+
+/// The sync as registered for a run.
+struct Registered {
+    sync_ref: SyncRef,
+    /// It had ended SUCCESS or PARTIAL_SUCCESS before this run.
+    finished_before: bool,
+}

@@ -1,0 +1,202 @@
+//! What a run works on: the source and the sync. `run SOURCE` continues the source's
+//! unfinished sync when its checkpoint is there (same name, same bytes), else starts a new
+//! one; `resume SYNC_ID` finds the sync's source in its manifest, else in `sync_metadata`.
+
+use crate::checkpoint::{CheckpointManager, Manifest, SourceMismatch, verify_source};
+use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
+use crate::source::SourceRef;
+use crate::store::Store;
+
+use super::{Pipeline, PipelineError};
+
+/// What a run works on.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    pub(super) sync_id: SyncId,
+    /// The source, when it can be read.
+    pub(super) source: Option<SourceRef>,
+    /// The source's base name.
+    pub(super) file_name: String,
+    /// The source as recorded: an absolute path or an `az://` URL.
+    pub(super) source_path: String,
+    /// What the source is (as recorded, when it cannot be read).
+    pub(super) fingerprint: SourceFingerprint,
+}
+
+impl Pipeline {
+    /// The plan of `run SOURCE`: the sync `sync_id` when given, else the source's unfinished
+    /// sync unless `fresh`, else a new sync.
+    pub(super) async fn plan_run(
+        &self,
+        store: &Store,
+        source: SourceRef,
+        sync_id: Option<SyncId>,
+        fresh: bool,
+    ) -> Result<Plan, PipelineError> {
+        let path = source.name();
+        let discover = !fresh && sync_id.is_none() && self.settings.enable_checkpointing;
+        let found = if discover {
+            unfinished_sync(store, &source).await?
+        } else {
+            None
+        };
+        if let Some(id) = &found {
+            tracing::info!(sync_id = %id, source = %path, "continuing the unfinished sync of this source (use --fresh to start a new one)");
+        }
+        Ok(Plan {
+            sync_id: sync_id.or(found).unwrap_or_else(new_sync_id),
+            file_name: source.file_name(),
+            fingerprint: source.fingerprint(),
+            source: Some(source),
+            source_path: path,
+        })
+    }
+
+    /// The plan of `resume SYNC_ID`: the source its manifest names, else the one
+    /// `sync_metadata` names. A source that cannot be opened leaves the plan without one: a
+    /// sync whose chunks are all converted can still finish.
+    pub(super) async fn plan_resume(
+        &self,
+        store: &Store,
+        sync_id: SyncId,
+    ) -> Result<Plan, PipelineError> {
+        let Some(recorded) = self.recorded_source(store, &sync_id).await? else {
+            return Err(PipelineError::UnknownSync(sync_id));
+        };
+        let (source, fingerprint) = match SourceRef::open(&recorded.path).await {
+            Ok(source) => {
+                let fingerprint = source.fingerprint();
+                (Some(source), fingerprint)
+            }
+            Err(e) => {
+                tracing::warn!(sync_id = %sync_id, source = %recorded.path, error = %e, "the source cannot be opened; finishing from the checkpoint");
+                (None, recorded.fingerprint.unwrap_or_default())
+            }
+        };
+        Ok(Plan {
+            sync_id,
+            source,
+            file_name: recorded.file_name,
+            source_path: recorded.path,
+            fingerprint,
+        })
+    }
+
+    /// Where a sync's source is: its manifest says, else its `sync_metadata` row.
+    async fn recorded_source(
+        &self,
+        store: &Store,
+        sync_id: &SyncId,
+    ) -> Result<Option<RecordedSource>, PipelineError> {
+        if self.settings.enable_checkpointing {
+            let mut manager = CheckpointManager::new(store.clone(), sync_id.clone());
+            if manager.checkpoint_exists().await?
+                && let Some(m) = manager.manifest()
+            {
+                return Ok(Some(RecordedSource {
+                    path: m.source_path.clone(),
+                    file_name: m.source_file.clone(),
+                    fingerprint: Some(m.source_fingerprint.clone()),
+                }));
+            }
+        }
+        let mut client = crate::pg::connect(&self.pg).await?;
+        crate::pg::init_db(&mut client, &self.profile).await?;
+        let stored = crate::status::stored_sync(&client, &self.profile.schema, sync_id).await?;
+        Ok(stored.and_then(|stored| {
+            let path = stored.file_path?;
+            Some(RecordedSource {
+                file_name: stored.file_name.unwrap_or_else(|| base_name(&path)),
+                path,
+                fingerprint: None,
+            })
+        }))
+    }
+}
+
+/// A sync's source as recorded.
+struct RecordedSource {
+    path: String,
+    file_name: String,
+    /// The manifest's fingerprint (`sync_metadata` keeps none).
+    fingerprint: Option<SourceFingerprint>,
+}
+
+/// The newest checkpoint made from `source` (same path, same bytes) that is not completed.
+/// Unreadable checkpoints are passed over with a warning (`datsync status` and `resume`
+/// report them in full).
+async fn unfinished_sync(
+    store: &Store,
+    source: &SourceRef,
+) -> Result<Option<SyncId>, PipelineError> {
+    let source_path = source.name();
+    let mut ids = store.list_syncs().await?;
+    ids.sort();
+    for id in ids.into_iter().rev() {
+        let mut manager = CheckpointManager::new(store.clone(), id.clone());
+        match manager.checkpoint_exists().await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(sync_id = %id, error = %e, "skipping an unreadable checkpoint");
+                continue;
+            }
+        }
+        let Some(m) = manager.manifest() else {
+            continue;
+        };
+        if m.source_path == source_path
+            && m.status != CheckpointStatus::Completed
+            && source_mismatch(m, source).await?.is_none()
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// How `source` differs from the bytes the manifest was made from; `None` when it holds
+/// them. Same size but another modification time or ETag: the bytes decide when the manifest
+/// knows their SHA-256 (a copied, touched or re-uploaded file is still the same source).
+pub(super) async fn source_mismatch(
+    m: &Manifest,
+    source: &SourceRef,
+) -> Result<Option<SourceMismatch>, PipelineError> {
+    let found = source.fingerprint();
+    let Err(mismatch) = verify_source(m, &found) else {
+        return Ok(None);
+    };
+    let recorded = &m.source_fingerprint;
+    if recorded.size_bytes == found.size_bytes && recorded.sha256.is_some() {
+        let source = source.clone();
+        let digest = tokio::task::spawn_blocking(move || source.digest())
+            .await
+            .map_err(|error| PipelineError::Internal {
+                task: "hashing the source",
+                error,
+            })??;
+        if recorded.sha256.as_deref() == Some(digest.sha256.as_str()) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(mismatch))
+}
+
+/// A new sync id: the current UTC time and eight random hex digits.
+pub(crate) fn new_sync_id() -> SyncId {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the OS per process: eight hex digits that two processes
+    // started in the same second do not share.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    SyncId::new(chrono::Utc::now(), h.finish() as u32)
+}
+
+fn base_name(path: &str) -> String {
+    path.rsplit(['/', '\\']).next().unwrap_or(path).to_owned()
+}

@@ -1,0 +1,104 @@
+//! The start of a run on a checkpoint: the ledger wins over the manifest. A chunk the ledger
+//! has but the manifest does not show done (a crash came between its commit and its
+//! manifest update) is marked completed, never loaded again.
+
+use std::collections::HashMap;
+
+use super::PipelineError;
+use super::run::Run;
+use crate::checkpoint::ChunkOutcome;
+use crate::model::{CheckpointStatus, ChunkId};
+use crate::status::LedgerChunk;
+
+/// The chunks the ledger records as committed, by id.
+pub(super) type Ledger = HashMap<ChunkId, LedgerChunk>;
+
+/// What is left of phase 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Conversion {
+    /// Every chunk is converted.
+    Done,
+    /// The chunks recorded are converted; the reader decodes past them and converts the rest.
+    Continue,
+    /// Every chunk is recorded (the last one is shorter than the chunk size: the source
+    /// ended there); only the source's SHA-256 is missing.
+    HashOnly,
+}
+
+/// The manifest once the ledger is applied.
+#[derive(Debug, Clone)]
+pub(super) struct Reconciled {
+    /// Chunks the manifest records (converted before this run).
+    pub(super) recorded: u32,
+    /// Recorded chunks still to load, by id.
+    pub(super) pending: Vec<ChunkId>,
+    /// What is left of phase 1.
+    pub(super) conversion: Conversion,
+}
+
+impl Run<'_> {
+    /// The ledger of the sync.
+    pub(super) async fn ledger(&self) -> Result<Ledger, PipelineError> {
+        let schema = &self.pipeline.profile.schema;
+        let chunks =
+            crate::status::ledger_chunks(&self.client, schema, self.plan.sync_id.as_str()).await?;
+        Ok(chunks
+            .into_iter()
+            .map(|c| (ChunkId(c.chunk_id), c))
+            .collect())
+    }
+
+    /// Marks completed every chunk the ledger has but the manifest does not; returns what is
+    /// left to do. Without a checkpoint, everything is: the whole source is converted.
+    pub(super) async fn reconcile(&self, ledger: &Ledger) -> Result<Reconciled, PipelineError> {
+        let nothing_recorded = Reconciled {
+            recorded: 0,
+            pending: Vec::new(),
+            conversion: Conversion::Continue,
+        };
+        let Some(manager) = &self.manager else {
+            return Ok(nothing_recorded);
+        };
+        let mut m = manager.lock().await;
+        let Some(manifest) = m.manifest().cloned() else {
+            return Ok(nothing_recorded);
+        };
+        for entry in manifest.chunks.iter().filter(|c| !c.status.is_done()) {
+            if let Some(done) = ledger.get(&entry.chunk_id) {
+                m.mark_chunk_complete(entry.chunk_id, outcome_of(done))
+                    .await?;
+            }
+        }
+        let pending = m.get_pending_chunks().await?;
+        let last_partial = manifest
+            .chunks
+            .last()
+            .is_some_and(|c| c.rows < manifest.chunk_size);
+        let conversion = match manifest.phase {
+            CheckpointStatus::Converting if last_partial => Conversion::HashOnly,
+            CheckpointStatus::Converting => Conversion::Continue,
+            _ => {
+                self.pipeline
+                    .progress
+                    .total_chunks(u64::from(manifest.total_chunks));
+                Conversion::Done
+            }
+        };
+        Ok(Reconciled {
+            recorded: manifest.total_chunks,
+            pending,
+            conversion,
+        })
+    }
+}
+
+/// What the ledger recorded of a committed chunk, as the manifest keeps it.
+pub(super) fn outcome_of(done: &LedgerChunk) -> ChunkOutcome {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    ChunkOutcome {
+        records_inserted: n(done.inserted),
+        records_updated: n(done.updated),
+        validation_errors: n(done.validation_errors_count),
+        rows_rejected: n(done.rejected),
+    }
+}

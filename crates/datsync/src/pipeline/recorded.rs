@@ -1,0 +1,83 @@
+//! Chunks converted before this run: read back from their Parquet files (regenerated from
+//! the source when a file is missing or corrupt), and a conversion whose chunks are all
+//! recorded finished by hashing the source.
+
+use arrow_array::RecordBatch;
+
+use super::convert::{ConvertOutcome, regenerate};
+use super::halt::{Halt, SyncFailure};
+use super::run::Run;
+use crate::model::{ChunkId, SourceFingerprint};
+
+impl Run<'_> {
+    /// A recorded chunk's batch and its file's checksum, the file regenerated from the
+    /// source when it is missing or corrupt.
+    pub(super) async fn recorded_chunk(
+        &self,
+        chunk: ChunkId,
+    ) -> Result<(RecordBatch, String), Halt> {
+        let Some(manager) = &self.manager else {
+            return Err(SyncFailure::NoCheckpoint { chunk }.into());
+        };
+        let loaded = manager.lock().await.load_chunk(chunk).await;
+        match loaded {
+            Ok(batch) => {
+                let m = manager.lock().await;
+                let checksum = m
+                    .manifest()
+                    .and_then(|m| m.chunk(chunk))
+                    .map(|e| e.parquet_sha256.clone())
+                    .unwrap_or_default();
+                Ok((batch, checksum))
+            }
+            Err(e) if e.needs_regeneration() => {
+                tracing::warn!(sync_id = %self.plan.sync_id, %chunk, error = %e, "regenerating the chunk from the source");
+                let Some(source) = self.plan.source.clone() else {
+                    return Err(SyncFailure::CannotRegenerate { error: e }.into());
+                };
+                let profile = self.pipeline.profile.clone();
+                let size = self.chunk_size().await;
+                let batch =
+                    tokio::task::spawn_blocking(move || regenerate(&source, &profile, size, chunk))
+                        .await
+                        .map_err(|e| {
+                            SyncFailure::task_died(format!("regenerating chunk {chunk}"), e)
+                        })??;
+                let entry = manager
+                    .lock()
+                    .await
+                    .rewrite_chunk_parquet(chunk, &batch)
+                    .await?;
+                Ok((batch, entry.parquet_sha256))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends phase 1 of a sync whose chunks are all recorded: hashes the source (no decoding)
+    /// and finalizes the conversion with its SHA-256.
+    pub(super) async fn finalize_by_hashing(&self) -> Result<ConvertOutcome, Halt> {
+        let (Some(manager), Some(source)) = (&self.manager, self.plan.source.clone()) else {
+            return Err(SyncFailure::SourceUnreadable {
+                source_path: self.plan.source_path.clone(),
+            }
+            .into());
+        };
+        tracing::info!(sync_id = %self.plan.sync_id, "every chunk is recorded; finishing the conversion by hashing the source");
+        let digest = tokio::task::spawn_blocking(move || source.digest())
+            .await
+            .map_err(|e| SyncFailure::task_died("hashing the source", e))??;
+        let fingerprint = SourceFingerprint {
+            size_bytes: digest.bytes,
+            sha256: Some(digest.sha256),
+            ..self.plan.fingerprint.clone()
+        };
+        let mut m = manager.lock().await;
+        m.finalize_conversion(fingerprint).await?;
+        let (rows, chunks) = m
+            .manifest()
+            .map_or((0, 0), |m| (m.total_rows(), m.total_chunks));
+        self.pipeline.progress.total_chunks(u64::from(chunks));
+        Ok(ConvertOutcome { rows, chunks })
+    }
+}

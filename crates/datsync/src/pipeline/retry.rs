@@ -1,0 +1,118 @@
+//! A chunk's load retried on transient database errors (SQLSTATE classes, see
+//! [`crate::pg::ErrorClass`]), with a doubling pause; a connection that broke is made again.
+
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+
+use super::halt::{Halt, SyncFailure, TransientFailure};
+use super::run::Run;
+use crate::load::{ChunkFacts, ChunkLoad};
+use crate::model::ChunkId;
+use crate::pg::ErrorClass;
+
+/// How often a chunk's load is tried in one run, and how patiently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LoadRetries {
+    /// Attempts (at least one is made).
+    pub(super) attempts: u32,
+    /// The pause before the second attempt; it doubles before each further one.
+    pub(super) backoff: Duration,
+}
+
+impl LoadRetries {
+    /// The pause before attempt `attempt` (2 or more).
+    fn pause(self, attempt: u32) -> Duration {
+        self.backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(2)))
+    }
+}
+
+/// What an attempt (or the last of them) came to.
+pub(super) enum LoadAttempt {
+    /// The chunk is committed with its ledger row.
+    Loaded(ChunkLoad),
+    /// The database failed transiently.
+    Transient(TransientFailure),
+}
+
+impl Run<'_> {
+    /// Loads a chunk, retrying transient database errors; returns the last attempt's
+    /// outcome. A fatal error stops the sync.
+    pub(super) async fn load_with_retries(
+        &mut self,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &RecordBatch,
+        facts: &ChunkFacts,
+    ) -> Result<LoadAttempt, Halt> {
+        let retries = self.pipeline.retries;
+        let mut attempt = 1;
+        loop {
+            let outcome = self
+                .load_once(chunk, checksum, batch, facts, attempt)
+                .await?;
+            if matches!(outcome, LoadAttempt::Loaded(_)) || attempt >= retries.attempts {
+                return Ok(outcome);
+            }
+            attempt += 1;
+            tokio::time::sleep(retries.pause(attempt)).await;
+        }
+    }
+
+    /// One attempt, on a new connection when the last one broke.
+    async fn load_once(
+        &mut self,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &RecordBatch,
+        facts: &ChunkFacts,
+        attempt: u32,
+    ) -> Result<LoadAttempt, Halt> {
+        if self.client.is_closed() {
+            match crate::pg::connect(&self.pipeline.pg).await {
+                Ok(client) => self.client = client,
+                Err(e) if e.class() == ErrorClass::Transient => {
+                    return Ok(LoadAttempt::Transient(TransientFailure::Connect(e)));
+                }
+                Err(e) => return Err(SyncFailure::Connect(e).into()),
+            }
+        }
+        let loaded = self
+            .loader
+            .load_chunk_with_facts(
+                &mut self.client,
+                &self.sync_ref,
+                chunk,
+                checksum,
+                batch,
+                facts,
+            )
+            .await;
+        match loaded {
+            Ok(load) => Ok(LoadAttempt::Loaded(load)),
+            Err(e) if e.class() == ErrorClass::Transient => {
+                tracing::warn!(sync_id = %self.plan.sync_id, %chunk, attempt, error = %e, "transient database error; retrying");
+                Ok(LoadAttempt::Transient(TransientFailure::Load(e)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_doubles_from_the_second_attempt() {
+        let retries = LoadRetries {
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+        };
+        let pauses: Vec<u128> = (2..=4).map(|a| retries.pause(a).as_millis()).collect();
+        assert_eq!(pauses, [500, 1000, 2000]);
+        // Saturates instead of overflowing.
+        assert!(retries.pause(u32::MAX) > Duration::from_secs(1 << 30));
+    }
+}
