@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::store::AzureAccount;
+use crate::azure::AzureAccount;
 
 /// How long Azurite may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -101,7 +101,7 @@ impl Azurite {
                 Ok(Ok(url)) => {
                     return Ok(Self {
                         child,
-                        endpoint: format!("{url}/{}", crate::store::azure::EMULATOR_ACCOUNT),
+                        endpoint: format!("{url}/{}", crate::azure::EMULATOR_ACCOUNT),
                     });
                 }
                 Ok(Err(line)) => said.push(line),
@@ -131,8 +131,8 @@ impl Azurite {
     pub fn connection_string(&self) -> String {
         format!(
             "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
-            crate::store::azure::EMULATOR_ACCOUNT,
-            crate::store::azure::EMULATOR_KEY,
+            crate::azure::EMULATOR_ACCOUNT,
+            crate::azure::EMULATOR_KEY,
             self.endpoint
         )
     }

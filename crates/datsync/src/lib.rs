@@ -6,9 +6,11 @@
 //! - [`model`]: shared vocabulary (sync ids, chunk ids, fingerprints, statuses).
 //! - [`config`]: pipeline settings from flags, environment (legacy names too), `datsync.toml`.
 //! - [`profile`]: the column profile (names, aliases, types, rules, key) from TOML.
-//! - [`source`]: opening a source and streaming its bytes, with a fingerprint.
+//! - [`azure`]: Azure Storage accounts and container clients, for sources and checkpoints.
+//! - [`source`]: everything read from a source (files and blobs): opening, streaming with a
+//!   fingerprint, listing, versions.
 //! - [`parse`]: the push decoder, bytes → Arrow batches of text columns with line numbers.
-//! - [`store`]: the one wrapper around `object_store`: where checkpoints live, atomic writes.
+//! - [`store`]: where checkpoint objects live (local, memory, Azure), atomic writes.
 //! - [`checkpoint`]: the checkpoint manager: Parquet chunks and `manifest.json`, crash-proof.
 //! - [`value`]: parsers of single text values (exact decimals, integers, booleans, dates, times).
 //! - [`validate`]: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
@@ -52,6 +54,7 @@
 //! ```
 
 pub mod alert;
+pub mod azure;
 pub mod azurite;
 pub mod checkpoint;
 pub mod config;

@@ -13,7 +13,7 @@ use crate::cli::InspectArgs;
 
 pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
     let name = args.file.clone();
-    let report = if datsync::store::blob::is_blob_url(&name) {
+    let report = if datsync::source::is_blob_url(&name) {
         // A blob is read by range on this thread; the runtime fetches the ranges.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

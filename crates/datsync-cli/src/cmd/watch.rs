@@ -30,8 +30,8 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// The watched place: an `az://container/prefix`, or an existing local directory.
 fn watched_place(prefix: &str) -> anyhow::Result<String> {
-    if datsync::store::blob::is_blob_url(prefix) {
-        datsync::store::StoreLocation::parse(prefix)?;
+    if datsync::source::is_blob_url(prefix) {
+        datsync::source::check_blob_prefix(prefix)?;
         return Ok(prefix.trim().to_owned());
     }
     if prefix.contains("://") {

@@ -3,7 +3,7 @@
 //! checkpoints in a container; a kill and a resume end like an uninterrupted local run.
 
 use datsync::azurite::Azurite;
-use datsync::store::blob::{Blob, list_blobs};
+use datsync::source::{Blob, list_blobs};
 
 use crate::common::*;
 use crate::errors::reference;

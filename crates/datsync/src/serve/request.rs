@@ -82,7 +82,7 @@ impl BlobRequest {
             let bare = !name.contains('/');
             (name, bare)
         };
-        if crate::store::blob::is_blob_url(&path) {
+        if crate::source::is_blob_url(&path) {
             return path;
         }
         let path = path.trim_start_matches('/');

@@ -3,8 +3,9 @@
 //! A [`Store`] is a local directory by default ([`DEFAULT_BASE_PATH`], or the
 //! [`BASE_PATH_ENV`] variable), `memory://` for tests, a `file://` URL, or an Azure Blob
 //! Storage container and prefix (`az://container/prefix`, credentials as described in
-//! [`azure`]). `s3://` URLs are parsed (see [`StoreLocation`]) but this build has no S3
-//! backend, so opening one is a clear error. [`blob`] reads source blobs and lists them.
+//! [`crate::azure`]). `s3://` URLs are parsed (see [`StoreLocation`]) but this build has no
+//! S3 backend, so opening one is a clear error. It holds checkpoint objects only: sources,
+//! blobs included, are read and listed by [`crate::source`].
 //!
 //! Every write is a whole-object PUT, which is atomic: on a local directory `object_store`
 //! writes a temporary file, fsyncs it, renames it into place and fsyncs the directory (we turn
@@ -15,8 +16,6 @@
 //!
 //! Crash tests wrap a store with a [`FaultPlan`] that kills it at its Nth write.
 
-pub mod azure;
-pub mod blob;
 mod faults;
 mod location;
 
@@ -32,13 +31,13 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-pub use azure::{AzureAccount, AzureConfigError};
 pub use faults::{CrashPoint, FaultPlan};
 pub use location::{
     BASE_PATH_ENV, DEFAULT_BASE_PATH, LocationError, ObjectKey, ObjectKind, StoreLocation,
     chunk_file_name, parse_chunk_file_name,
 };
 
+use crate::azure::{AzureAccount, AzureConfigError};
 use crate::model::SyncId;
 use faults::Verdict;
 
@@ -481,14 +480,11 @@ impl Store {
 }
 
 /// The Azure account of the environment, or an error naming `location` and the settings.
-pub(crate) fn env_account(location: &str) -> Result<AzureAccount, StoreError> {
-    let wrap = |source| StoreError::Azure {
+fn env_account(location: &str) -> Result<AzureAccount, StoreError> {
+    AzureAccount::required_from_env().map_err(|source| StoreError::Azure {
         location: location.to_owned(),
         source,
-    };
-    AzureAccount::from_env()
-        .map_err(wrap)?
-        .ok_or_else(|| wrap(AzureConfigError::Missing))
+    })
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ async fn azurite_blob_storage() {
     let store = Store::open_with("az://checkpoints/datsync", &account).unwrap();
     run_all(store).await;
     // Every scenario cleaned up after itself.
-    let left = datsync::store::blob::list_blobs("az://checkpoints/", &account)
+    let left = datsync::source::list_blobs("az://checkpoints/", &account)
         .await
         .unwrap();
     let names: Vec<_> = left.iter().map(|(b, _)| b.url()).collect();

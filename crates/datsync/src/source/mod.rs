@@ -1,20 +1,27 @@
-//! Opening a source and streaming its bytes, with a fingerprint computed on the way.
+//! Everything read from a source, and nothing else: opening one and streaming its bytes
+//! with a fingerprint computed on the way, listing a directory or a blob prefix, and what
+//! identifies a version of a file (size and modification time) or a blob (its ETag).
+//! Checkpoints are elsewhere ([`crate::store`]); both reach Azure through [`crate::azure`].
 //!
-//! A source is a local file or a blob (`az://container/path`, see [`crate::store::blob`]).
+//! A source is a local file (`local.rs`) or a blob (`az://container/path`, `blob.rs`).
 //! A blob is read in ranges of [`BLOB_RANGE_BYTES`], the next range fetched while the current
 //! one is decoded, so memory stays at two ranges whatever the blob's size; every range is
-//! asked for with the ETag seen when the source was opened.
+//! asked for with the ETag seen when the source was opened. Every error is a
+//! [`SourceError`] naming the source.
 
-use std::fs::File;
+mod blob;
+mod local;
+
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::model::{SourceFingerprint, hex};
-use crate::store::StoreError;
-use crate::store::blob::{Blob, BlobMeta, is_blob_url};
+use blob::BlobReader;
+pub(crate) use blob::env_account;
+pub use blob::{Blob, BlobMeta, check_blob_prefix, is_blob_url, list_blobs};
+pub use local::{LocalFile, LocalSource, list_dir, local_file};
 
 /// Bytes fetched by one ranged read of a blob.
 pub const BLOB_RANGE_BYTES: u64 = 8 * 1024 * 1024;
@@ -46,8 +53,7 @@ impl SourceRef {
     /// environment). Call it inside the tokio runtime that will fetch the blob's ranges.
     pub async fn open(name: &str) -> Result<Self, SourceError> {
         if is_blob_url(name) {
-            let blob = Blob::open(name).map_err(|e| store_error(name, e))?;
-            return Self::open_blob(blob).await;
+            return Self::open_blob(Blob::open(name)?).await;
         }
         let path = Path::new(name);
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -61,14 +67,10 @@ impl SourceRef {
     /// Opens a blob already located.
     pub async fn open_blob(blob: Blob) -> Result<Self, SourceError> {
         let url = blob.url();
-        let meta = blob
-            .head()
-            .await
-            .map_err(|e| store_error(&url, e))?
-            .ok_or_else(|| SourceError {
-                path: url.clone(),
-                error: io::Error::new(io::ErrorKind::NotFound, "no such blob"),
-            })?;
+        let meta = blob.head().await?.ok_or_else(|| SourceError {
+            path: url.clone(),
+            error: io::Error::new(io::ErrorKind::NotFound, "no such blob"),
+        })?;
         Ok(Self::Blob {
             blob,
             meta,
@@ -125,21 +127,17 @@ impl SourceRef {
         range_bytes: u64,
     ) -> Result<HashingReader<Box<dyn Read + Send>>, SourceError> {
         let inner: Box<dyn Read + Send> = match self {
-            Self::Local { path, .. } => Box::new(LocalSource::open(path)?.file),
+            Self::Local { path, .. } => Box::new(LocalSource::open(path)?.into_file()),
             Self::Blob {
                 blob,
                 meta,
                 runtime,
-            } => Box::new(BlobReader {
-                blob: blob.clone(),
-                etag: meta.etag.clone(),
-                size: meta.size,
-                range_bytes: range_bytes.max(1),
-                fetched_to: 0,
-                current: Bytes::new(),
-                next: None,
-                runtime: runtime.clone(),
-            }),
+            } => Box::new(BlobReader::new(
+                blob.clone(),
+                meta,
+                range_bytes,
+                runtime.clone(),
+            )),
         };
         Ok(HashingReader::new(inner))
     }
@@ -158,82 +156,6 @@ impl SourceRef {
     }
 }
 
-fn store_error(name: &str, e: StoreError) -> SourceError {
-    SourceError {
-        path: name.to_owned(),
-        error: io_error(e),
-    }
-}
-
-/// A store error as an I/O error of the source; the source's name is added by the caller
-/// (a `StoreError::Object` message would say "checkpoint storage" and repeat the URL).
-fn io_error(e: StoreError) -> io::Error {
-    match e {
-        StoreError::Object { source, .. } => io::Error::other(source),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
-type Fetch = tokio::task::JoinHandle<Result<Bytes, StoreError>>;
-
-/// A blob read range by range, the next range in flight while the current one is consumed.
-struct BlobReader {
-    blob: Blob,
-    etag: Option<String>,
-    size: u64,
-    range_bytes: u64,
-    /// The end of the bytes fetched or in flight.
-    fetched_to: u64,
-    current: Bytes,
-    next: Option<Fetch>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl BlobReader {
-    fn fetch_next(&mut self) -> Option<Fetch> {
-        if self.fetched_to >= self.size {
-            return None;
-        }
-        let end = (self.fetched_to + self.range_bytes).min(self.size);
-        let range = self.fetched_to..end;
-        self.fetched_to = end;
-        let blob = self.blob.clone();
-        let etag = self.etag.clone();
-        Some(
-            self.runtime
-                .spawn(async move { blob.get_range(range, etag.as_deref()).await }),
-        )
-    }
-}
-
-impl Read for BlobReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.current.is_empty() {
-            let Some(fetch) = self.next.take().or_else(|| self.fetch_next()) else {
-                return Ok(0);
-            };
-            let bytes = self
-                .runtime
-                .block_on(fetch)
-                .map_err(|e| io::Error::other(format!("reading the blob: {e}")))?
-                .map_err(io_error)?;
-            if bytes.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the blob ended before its recorded size",
-                ));
-            }
-            self.current = bytes;
-            // Read ahead while this range is decoded.
-            self.next = self.fetch_next();
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
-    }
-}
-
 /// What reading a whole source found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceDigest {
@@ -243,77 +165,22 @@ pub struct SourceDigest {
     pub sha256: String,
 }
 
-/// An error opening or reading a source; it names the source.
+/// An error opening, reading or listing a source; it names the source (a path or an
+/// `az://` URL), never the checkpoint storage.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {error}")]
 pub struct SourceError {
-    /// The source as the user named it.
+    /// The source (or the listed directory or prefix) as the user named it.
     pub path: String,
-    /// The I/O error (shown in the message, not chained again).
+    /// What failed: the file system's error, or the blob service's inside an I/O error
+    /// (shown in the message, not chained again).
     pub error: io::Error,
 }
 
-/// A local source file, opened for streaming.
-pub struct LocalSource {
-    path: PathBuf,
-    file: File,
-    size_bytes: u64,
-    modified: Option<String>,
-}
-
-impl LocalSource {
-    /// Opens a local file.
-    pub fn open(path: &Path) -> Result<Self, SourceError> {
-        let wrap = |error| SourceError {
-            path: path.display().to_string(),
-            error,
-        };
-        let file = File::open(path).map_err(wrap)?;
-        let meta = file.metadata().map_err(wrap)?;
-        if meta.is_dir() {
-            return Err(wrap(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is a directory, not a file",
-            )));
-        }
-        let modified = meta.modified().ok().map(|t| {
-            chrono::DateTime::<chrono::Utc>::from(t)
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-        });
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            size_bytes: meta.len(),
-            modified,
-        })
-    }
-
-    /// The path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The base name of the source (`source_file` in the manifest and the table).
-    pub fn file_name(&self) -> String {
-        self.path.file_name().map_or_else(
-            || self.path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
-    }
-
-    /// The fingerprint known before reading: size and modification time.
-    pub fn fingerprint(&self) -> SourceFingerprint {
-        SourceFingerprint {
-            size_bytes: self.size_bytes,
-            etag: None,
-            modified: self.modified.clone(),
-            sha256: None,
-        }
-    }
-
-    /// A reader over the bytes that hashes them as they pass.
-    pub fn reader(self) -> HashingReader<File> {
-        HashingReader::new(self.file)
+impl SourceError {
+    /// Whether the source does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.error.kind() == io::ErrorKind::NotFound
     }
 }
 
@@ -368,13 +235,5 @@ mod tests {
             r.sha256_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn missing_file_names_the_path() {
-        let e = LocalSource::open(Path::new("/nonexistent/x.dat"))
-            .err()
-            .unwrap();
-        assert!(e.to_string().starts_with("/nonexistent/x.dat: "), "{e}");
     }
 }

@@ -1,0 +1,373 @@
+//! Source blobs in Azure Blob Storage: one blob read in ranges, and the blobs under a prefix.
+//!
+//! A blob is named `az://container/path/to/file.dat` (`azure://` works too). Reads are
+//! ranged GETs made with `If-Match: <ETag>`, so a blob replaced while it is being read fails
+//! the read ("the blob changed") instead of mixing two versions of the file. The account
+//! comes from [`crate::azure`], as the checkpoint store's does.
+
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::SourceError;
+use crate::azure::AzureAccount;
+
+/// What a blob is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its ETag without quotes, when the service gives one.
+    pub etag: Option<String>,
+    /// When it was last written.
+    pub last_modified: DateTime<Utc>,
+}
+
+impl BlobMeta {
+    /// What identifies these bytes: the ETag (Azure always sends one); without one, size and
+    /// modification time (`<size>-<mtime_ns>`, as for a local file).
+    pub fn version(&self) -> String {
+        self.etag.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                self.size,
+                self.last_modified.timestamp_nanos_opt().unwrap_or(0)
+            )
+        })
+    }
+}
+
+/// One blob of a container.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    client: Arc<dyn ObjectStore>,
+    container: String,
+    path: Path,
+}
+
+/// Whether `name` is a blob URL (`az://…` or `azure://…`) rather than a local path.
+pub fn is_blob_url(name: &str) -> bool {
+    let lower = name.trim_start().to_ascii_lowercase();
+    lower.starts_with("az://") || lower.starts_with("azure://")
+}
+
+impl Blob {
+    /// Opens `az://container/path` with the environment's account.
+    pub fn open(url: &str) -> Result<Self, SourceError> {
+        Self::open_with(url, &env_account(url)?)
+    }
+
+    /// Opens `az://container/path` with `account`.
+    pub fn open_with(url: &str, account: &AzureAccount) -> Result<Self, SourceError> {
+        let (container, path) = blob_parts(url)?;
+        if path.is_empty() {
+            return Err(malformed(url, "expected az://container/path/to/file"));
+        }
+        Ok(Self {
+            client: container_client(url, account, &container)?,
+            container,
+            path: Path::from(path.as_str()),
+        })
+    }
+
+    /// `az://container/path`.
+    pub fn url(&self) -> String {
+        format!("az://{}/{}", self.container, self.path)
+    }
+
+    /// The container.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// The path inside the container.
+    pub fn path(&self) -> &str {
+        self.path.as_ref()
+    }
+
+    /// The last segment of the path (`source_file` in the manifest and the table).
+    pub fn file_name(&self) -> String {
+        self.path
+            .filename()
+            .map_or_else(|| self.path.to_string(), str::to_owned)
+    }
+
+    /// The blob's size, ETag and modification time; `Ok(None)` when it does not exist.
+    pub async fn head(&self) -> Result<Option<BlobMeta>, SourceError> {
+        match self.client.head(&self.path).await {
+            Ok(m) => Ok(Some(BlobMeta {
+                size: m.size,
+                etag: bare_etag(m.e_tag),
+                last_modified: m.last_modified,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Bytes `range` of the blob, only if its ETag is still `etag` (when given).
+    pub async fn get_range(
+        &self,
+        range: Range<u64>,
+        etag: Option<&str>,
+    ) -> Result<Bytes, SourceError> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            // The header wants the quoted form; ours is bare (see `bare_etag`).
+            if_match: etag.map(|e| format!("\"{e}\"")),
+            ..GetOptions::default()
+        };
+        let result = match self.client.get_opts(&self.path, options).await {
+            Ok(r) => r,
+            Err(object_store::Error::Precondition { .. }) => {
+                return Err(SourceError {
+                    path: self.url(),
+                    error: io::Error::other(
+                        "the blob changed while it was being read (its ETag is not the one \
+                         the sync started with); the next run reads the new version",
+                    ),
+                });
+            }
+            Err(e) => return Err(self.error(e)),
+        };
+        result.bytes().await.map_err(|e| self.error(e))
+    }
+
+    /// Writes the whole blob (uploads in tests and tools).
+    pub async fn put(&self, bytes: Bytes) -> Result<(), SourceError> {
+        self.client
+            .put(&self.path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: object_store::Error) -> SourceError {
+        SourceError {
+            path: self.url(),
+            error: io::Error::other(e),
+        }
+    }
+}
+
+/// Every blob under `az://container/prefix`, with what it is now, sorted by path.
+pub async fn list_blobs(
+    prefix_url: &str,
+    account: &AzureAccount,
+) -> Result<Vec<(Blob, BlobMeta)>, SourceError> {
+    let (container, prefix) = blob_parts(prefix_url)?;
+    let client = container_client(prefix_url, account, &container)?;
+    let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+    let metas: Vec<_> = client
+        .list(prefix.as_ref())
+        .try_collect()
+        .await
+        .map_err(|e| SourceError {
+            path: prefix_url.to_owned(),
+            error: io::Error::other(e),
+        })?;
+    let mut blobs: Vec<_> = metas
+        .into_iter()
+        .map(|m| {
+            let meta = BlobMeta {
+                size: m.size,
+                etag: bare_etag(m.e_tag),
+                last_modified: m.last_modified,
+            };
+            let blob = Blob {
+                client: Arc::clone(&client),
+                container: container.clone(),
+                path: m.location,
+            };
+            (blob, meta)
+        })
+        .collect();
+    blobs.sort_by(|a, b| a.0.path.as_ref().cmp(b.0.path.as_ref()));
+    Ok(blobs)
+}
+
+/// Checks that `url` names a container (`az://container/` or `az://container/prefix`).
+pub fn check_blob_prefix(url: &str) -> Result<(), SourceError> {
+    blob_parts(url).map(|_| ())
+}
+
+/// The Azure account of the environment, or an error naming the blob and the settings.
+pub(crate) fn env_account(url: &str) -> Result<AzureAccount, SourceError> {
+    AzureAccount::required_from_env().map_err(|e| SourceError {
+        path: url.to_owned(),
+        error: io::Error::other(e),
+    })
+}
+
+fn container_client(
+    url: &str,
+    account: &AzureAccount,
+    container: &str,
+) -> Result<Arc<dyn ObjectStore>, SourceError> {
+    account.container(container).map_err(|e| SourceError {
+        path: url.to_owned(),
+        error: io::Error::other(e),
+    })
+}
+
+/// An ETag without its quotes: a HEAD answers `"0x8DC…"`, a listing `0x8DC…`, and the two
+/// must compare equal (they name receipts and fingerprints).
+fn bare_etag(etag: Option<String>) -> Option<String> {
+    etag.map(|e| e.trim().trim_matches('"').to_owned())
+        .filter(|e| !e.is_empty())
+}
+
+/// `az://container/a/b` → (`container`, `a/b`).
+fn blob_parts(url: &str) -> Result<(String, String), SourceError> {
+    let expected = "expected az://container/path";
+    let (scheme, rest) = url
+        .trim()
+        .split_once("://")
+        .ok_or_else(|| malformed(url, expected))?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "az" | "azure") {
+        return Err(malformed(url, expected));
+    }
+    let (container, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if container.is_empty() {
+        return Err(malformed(url, expected));
+    }
+    Ok((container.to_owned(), path.trim_matches('/').to_owned()))
+}
+
+fn malformed(url: &str, problem: &'static str) -> SourceError {
+    SourceError {
+        path: url.to_owned(),
+        error: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a blob URL: {problem}"),
+        ),
+    }
+}
+
+type Fetch = tokio::task::JoinHandle<Result<Bytes, SourceError>>;
+
+/// A blob read range by range, the next range in flight while the current one is consumed.
+pub(super) struct BlobReader {
+    blob: Blob,
+    etag: Option<String>,
+    size: u64,
+    range_bytes: u64,
+    /// The end of the bytes fetched or in flight.
+    fetched_to: u64,
+    current: Bytes,
+    next: Option<Fetch>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlobReader {
+    /// A reader of `blob` as `meta` describes it, `range_bytes` at a time, its ranges fetched
+    /// on `runtime`.
+    pub(super) fn new(
+        blob: Blob,
+        meta: &BlobMeta,
+        range_bytes: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            blob,
+            etag: meta.etag.clone(),
+            size: meta.size,
+            range_bytes: range_bytes.max(1),
+            fetched_to: 0,
+            current: Bytes::new(),
+            next: None,
+            runtime,
+        }
+    }
+
+    fn fetch_next(&mut self) -> Option<Fetch> {
+        if self.fetched_to >= self.size {
+            return None;
+        }
+        let end = (self.fetched_to + self.range_bytes).min(self.size);
+        let range = self.fetched_to..end;
+        self.fetched_to = end;
+        let blob = self.blob.clone();
+        let etag = self.etag.clone();
+        Some(
+            self.runtime
+                .spawn(async move { blob.get_range(range, etag.as_deref()).await }),
+        )
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.current.is_empty() {
+            let Some(fetch) = self.next.take().or_else(|| self.fetch_next()) else {
+                return Ok(0);
+            };
+            // The reader's caller names the source: only the cause goes up.
+            let bytes = self
+                .runtime
+                .block_on(fetch)
+                .map_err(|e| io::Error::other(format!("reading the blob: {e}")))?
+                .map_err(|e| e.error)?;
+            if bytes.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the blob ended before its recorded size",
+                ));
+            }
+            self.current = bytes;
+            // Read ahead while this range is decoded.
+            self.next = self.fetch_next();
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_urls_name_a_container_and_a_path() {
+        assert_eq!(
+            blob_parts("az://data/hex-ztdwr/a.dat").unwrap(),
+            ("data".to_owned(), "hex-ztdwr/a.dat".to_owned())
+        );
+        assert_eq!(
+            blob_parts(" AZURE://data/p/ ").unwrap(),
+            ("data".to_owned(), "p".to_owned())
+        );
+        assert_eq!(
+            blob_parts("az://data").unwrap(),
+            ("data".to_owned(), String::new())
+        );
+        for bad in ["az:///x", "s3://b/k", "/data/a.dat", "az://"] {
+            let e = blob_parts(bad).unwrap_err().to_string();
+            assert!(e.starts_with(bad) && e.contains("not a blob URL"), "{e}");
+            assert!(!e.contains("checkpoint"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_blob_version_is_its_etag_else_size_and_time() {
+        let t = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
+        let mut meta = BlobMeta {
+            size: 42,
+            etag: Some("0x8DC".into()),
+            last_modified: t,
+        };
+        assert_eq!(meta.version(), "0x8DC");
+        meta.etag = None;
+        assert_eq!(meta.version(), "42-1700000000000000005");
+        assert_eq!(bare_etag(Some("\"0x8DC\"".into())), Some("0x8DC".into()));
+        assert_eq!(bare_etag(Some("\"\"".into())), None);
+    }
+}
