@@ -145,9 +145,19 @@ pub struct SyncArgs {
     /// Checkpoint directory or object URL (else CHECKPOINT_BASE_PATH, else ./checkpoints).
     #[arg(long)]
     pub checkpoint_dir: Option<String>,
-    /// Rows per chunk (default 10,000).
+    /// Rows per chunk at most (else CHUNK_SIZE, else 10,000).
     #[arg(long)]
     pub chunk_size: Option<usize>,
+    /// The byte budget of a chunk: it ends at --chunk-size rows or once its rows hold this
+    /// much, whichever comes first (else CHUNK_BYTES, else 64 MiB). A size such as 67108864,
+    /// 64MiB or 512KiB.
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_bytes: Option<datsync::config::ByteSize>,
+    /// The longest line decoded into fields; a longer line is one rejected row ("line too
+    /// long", its first 64 KiB kept) and the rest of the file loads (else MAX_LINE_BYTES,
+    /// else 1 MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_line_bytes: Option<datsync::config::ByteSize>,
     /// Rows flow from the parser to the loader without Parquet checkpoints
     /// (as ENABLE_CHECKPOINTING=false).
     #[arg(long)]
@@ -370,6 +380,13 @@ pub struct InspectArgs {
     /// How many rows to show.
     #[arg(long, default_value_t = datsync::inspect::DEFAULT_SAMPLE_ROWS)]
     pub rows: usize,
+    /// The longest line decoded into fields (else MAX_LINE_BYTES, else 1 MiB); a longer
+    /// line is shown as a rejected row.
+    #[arg(long, value_name = "SIZE")]
+    pub max_line_bytes: Option<datsync::config::ByteSize>,
+    /// The most fields a header may have (else MAX_HEADER_COLUMNS, else 2000).
+    #[arg(long, value_name = "N")]
+    pub max_header_columns: Option<usize>,
 }
 
 /// A duration such as `500ms`, `30s`, `5m`, `1h` or `1h 30m`.

@@ -56,7 +56,7 @@ async fn prepare(store: &Store, chunks: u32, tag: u32) -> CheckpointManager {
             modified: None,
             sha256: None,
         },
-        chunk_size: 1,
+        cut: datsync::model::ChunkCut::rows_only(1),
     })
     .await
     .expect("create");

@@ -99,10 +99,10 @@ fn decode(data: &[u8], profile: &Profile) -> u64 {
             }
         }
     }
-    decoder
-        .finish()
-        .unwrap_or_else(|e| panic!("finish failed: {e}"));
-    while let Some(batch) = decoder.next_batch() {
+    while let Some(batch) = decoder
+        .flush()
+        .unwrap_or_else(|e| panic!("flush failed: {e}"))
+    {
         rows += batch.num_rows() as u64;
     }
     rows

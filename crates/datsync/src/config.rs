@@ -72,6 +72,59 @@ pub struct RawSettings {
     /// Compression of new checkpoints' chunk files: snappy, zstd or none
     /// (`CHECKPOINT_COMPRESSION`).
     pub checkpoint_compression: Option<String>,
+    /// The byte budget of a chunk (`CHUNK_BYTES`): a chunk ends at `chunk_size` rows or once
+    /// its rows hold this many bytes, whichever comes first.
+    pub chunk_bytes: Option<ByteSize>,
+    /// The longest line decoded into fields (`MAX_LINE_BYTES`); a longer line is one
+    /// rejected row.
+    pub max_line_bytes: Option<ByteSize>,
+    /// The most fields a header may have (`MAX_HEADER_COLUMNS`).
+    pub max_header_columns: Option<usize>,
+}
+
+/// A size in bytes, written as a whole number of bytes (`1048576`) or with a unit (`64 MiB`,
+/// `512KiB`, `1 GiB`; `KB`, `MB` and `GB` are powers of ten).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const EXPECTED: &str = "a size in bytes such as 1048576, 64 MiB or 512 KiB";
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| EXPECTED)?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            _ => return Err(EXPECTED),
+        };
+        number.checked_mul(scale).map(Self).ok_or(EXPECTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Self(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// The environment variables read, with the field each fills.
@@ -87,6 +140,9 @@ const ENV_NAMES: &[&str] = &[
     "CHECKPOINT_RETENTION_DAYS",
     "CHUNK_SIZE",
     "CHECKPOINT_COMPRESSION",
+    "CHUNK_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_HEADER_COLUMNS",
 ];
 
 impl RawSettings {
@@ -147,6 +203,15 @@ impl RawSettings {
                         Some(value.parse().map_err(|_| invalid("a positive row count"))?);
                 }
                 "CHECKPOINT_COMPRESSION" => raw.checkpoint_compression = Some(value.to_owned()),
+                "CHUNK_BYTES" => raw.chunk_bytes = Some(value.parse().map_err(invalid)?),
+                "MAX_LINE_BYTES" => raw.max_line_bytes = Some(value.parse().map_err(invalid)?),
+                "MAX_HEADER_COLUMNS" => {
+                    raw.max_header_columns = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid("a positive column count"))?,
+                    );
+                }
                 _ => {}
             }
         }
@@ -192,6 +257,9 @@ impl RawSettings {
                 .or(lower.checkpoint_retention_days),
             chunk_size: self.chunk_size.or(lower.chunk_size),
             checkpoint_compression: self.checkpoint_compression.or(lower.checkpoint_compression),
+            chunk_bytes: self.chunk_bytes.or(lower.chunk_bytes),
+            max_line_bytes: self.max_line_bytes.or(lower.max_line_bytes),
+            max_header_columns: self.max_header_columns.or(lower.max_header_columns),
         }
     }
 
@@ -217,6 +285,39 @@ impl RawSettings {
                 expected: "a positive row count",
             });
         }
+        let positive =
+            |name: &str, value: Option<u64>, default: usize, max: u64, expected| match value {
+                None => Ok(default),
+                Some(v) if v >= 1 && v <= max => Ok(usize::try_from(v).unwrap_or(default)),
+                Some(v) => Err(ConfigError::Invalid {
+                    origin: "setting",
+                    name: name.to_owned(),
+                    value: v.to_string(),
+                    expected,
+                }),
+            };
+        let chunk_bytes = positive(
+            "chunk_bytes",
+            self.chunk_bytes.map(|b| b.0),
+            crate::parse::DEFAULT_BATCH_BYTES,
+            u64::MAX,
+            "a positive size in bytes",
+        )?;
+        let max_line_bytes = positive(
+            "max_line_bytes",
+            self.max_line_bytes.map(|b| b.0),
+            crate::parse::DEFAULT_MAX_LINE_BYTES,
+            MAX_MAX_LINE_BYTES,
+            "a size in bytes between 1 and 1 GiB",
+        )?;
+        let max_header_columns = positive(
+            "max_header_columns",
+            self.max_header_columns
+                .map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
+            crate::parse::DEFAULT_MAX_HEADER_COLUMNS,
+            u64::MAX,
+            "a positive column count",
+        )?;
         let compression = match &self.checkpoint_compression {
             None => crate::checkpoint::ChunkCompression::default(),
             Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
@@ -242,9 +343,15 @@ impl RawSettings {
                 .checkpoint_retention_days
                 .unwrap_or(DEFAULT_RETENTION_DAYS),
             chunk_size,
+            chunk_bytes,
+            max_line_bytes,
+            max_header_columns,
         })
     }
 }
+
+/// The largest `max_line_bytes` accepted: 1 GiB (a line is held whole while it is decoded).
+const MAX_MAX_LINE_BYTES: u64 = 1 << 30;
 
 /// Checked settings of the pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +378,25 @@ pub struct Settings {
     pub chunk_size: usize,
     /// Compression of new checkpoints' chunk files (snappy by default, as in the seed).
     pub compression: crate::checkpoint::ChunkCompression,
+    /// The byte budget of a chunk ([`crate::parse::DEFAULT_BATCH_BYTES`] by default).
+    pub chunk_bytes: usize,
+    /// The longest line decoded into fields ([`crate::parse::DEFAULT_MAX_LINE_BYTES`]).
+    pub max_line_bytes: usize,
+    /// The most fields a header may have ([`crate::parse::DEFAULT_MAX_HEADER_COLUMNS`]).
+    pub max_header_columns: usize,
+}
+
+impl Settings {
+    /// The decoder settings of a new sync (a resumed one cuts its chunks as it was cut).
+    pub fn parse_options(&self) -> crate::parse::ParseOptions {
+        crate::parse::ParseOptions {
+            batch_rows: self.chunk_size,
+            batch_bytes: self.chunk_bytes,
+            max_line_bytes: self.max_line_bytes,
+            max_header_columns: self.max_header_columns,
+            ..crate::parse::ParseOptions::default()
+        }
+    }
 }
 
 /// Applies the `DB_SCHEMA` / `DB_TABLE` overrides of `settings` to the profile's target
@@ -408,6 +534,63 @@ mod tests {
             .unwrap();
         apply_overrides(&mut p, &s);
         assert_eq!((p.schema.as_str(), p.table.as_str()), ("ops", "t2"));
+    }
+
+    #[test]
+    fn sizes_and_limits_from_every_layer() {
+        let s = RawSettings::default().validate().unwrap();
+        assert_eq!(s.chunk_bytes, 64 << 20);
+        assert_eq!(s.max_line_bytes, 1 << 20);
+        assert_eq!(s.max_header_columns, 2_000);
+        let s = RawSettings::from_env(&env(&[
+            ("CHUNK_BYTES", "16 MiB"),
+            ("MAX_LINE_BYTES", "262144"),
+            ("MAX_HEADER_COLUMNS", "300"),
+        ]))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (s.chunk_bytes, s.max_line_bytes, s.max_header_columns),
+            (16 << 20, 256 << 10, 300)
+        );
+        let o = s.parse_options();
+        assert_eq!((o.batch_bytes, o.max_line_bytes), (16 << 20, 256 << 10));
+        for (text, want) in [
+            ("1", 1),
+            ("2KiB", 2048),
+            ("3 mib", 3 << 20),
+            ("1GiB", 1 << 30),
+            ("5 MB", 5_000_000),
+            ("7b", 7),
+        ] {
+            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(want)), "{text}");
+        }
+        for bad in [
+            "",
+            "MiB",
+            "1.5 MiB",
+            "-1",
+            "10 parsecs",
+            "99999999999999999999 GiB",
+        ] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+        let e = RawSettings::from_env(&env(&[("MAX_LINE_BYTES", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("MAX_LINE_BYTES"), "{e}");
+        let e = RawSettings::from_env(&env(&[("MAX_LINE_BYTES", "2 GiB")]))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_line_bytes"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("datsync.toml");
+        std::fs::write(&p, "chunk_bytes = \"8 MiB\"\nmax_line_bytes = 4096\n").unwrap();
+        let s = RawSettings::from_file(&p).unwrap().validate().unwrap();
+        assert_eq!((s.chunk_bytes, s.max_line_bytes), (8 << 20, 4096));
+        std::fs::write(&p, "max_line_bytes = \"huge\"\n").unwrap();
+        let e = RawSettings::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("size in bytes"), "{e}");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct InspectReport {
     pub ragged_rows: u64,
     /// Rows holding a NUL byte.
     pub nul_rows: u64,
+    /// Lines longer than the maximum line length (each one rejected row).
+    pub long_lines: u64,
     /// Blank lines skipped.
     pub blank_lines: u64,
     /// Fields decoded as Latin-1 because they were not valid UTF-8.
@@ -69,13 +71,18 @@ pub struct SampleRow {
     pub error: Option<String>,
 }
 
-/// Reads `reader` to the end and reports what it holds.
+/// Reads `reader` to the end and reports what it holds. Unknown header columns are kept, so
+/// that the rows shown have a value for every header column.
 pub fn inspect<R: Read>(
     reader: R,
     profile: &Profile,
     options: ParseOptions,
     sample_rows: usize,
 ) -> Result<InspectReport, ParseError> {
+    let options = ParseOptions {
+        keep_unknown_columns: true,
+        ..options
+    };
     let mut decoder = Decoder::new(profile, options);
     let mut first_rows = Vec::new();
     let mut first_ragged = Vec::new();
@@ -97,6 +104,7 @@ pub fn inspect<R: Read>(
         rows: stats.rows,
         ragged_rows: stats.ragged_rows,
         nul_rows: stats.nul_rows,
+        long_lines: stats.long_lines,
         blank_lines: stats.blank_lines,
         latin1_fields: stats.latin1_fields,
         latin1_rows: stats.latin1_rows,

@@ -46,8 +46,7 @@
 //!         pos += decoder.decode(&piece[pos..])?;
 //!     }
 //! }
-//! decoder.finish()?;
-//! let batch = decoder.next_batch().expect("one batch");
+//! let batch = decoder.flush()?.expect("one batch");
 //! assert_eq!(batch.num_rows(), 1);
 //! assert!(batch.schema().field_with_name("surat_pengantar_brg").is_ok());
 //! # Ok::<(), datsync::parse::ParseError>(())

@@ -279,7 +279,7 @@ mod report_tests;
 mod views;
 pub use history::{
     LedgerChunk, ReadError, SyncDetail, SyncRecord, VALIDATION_SAMPLE_SHOWN, latest_sync_id,
-    ledger_chunks, recent_syncs, sync_detail,
+    ledger_chunks, ledger_cut, recent_syncs, sync_detail,
 };
 pub use report::{
     CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerSummary, StatusReport,

@@ -4,8 +4,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use datsync::config::{DEFAULT_CONFIG_FILE, RawSettings, process_env};
 use datsync::inspect::{InspectReport, inspect};
-use datsync::parse::ParseOptions;
 use datsync::profile::Profile;
 use datsync::source::{LocalSource, SourceRef};
 
@@ -13,6 +13,17 @@ use crate::cli::InspectArgs;
 
 pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
     let name = args.file.clone();
+    let flags = RawSettings {
+        max_line_bytes: args.max_line_bytes,
+        max_header_columns: args.max_header_columns,
+        ..RawSettings::default()
+    };
+    let file = RawSettings::from_file(std::path::Path::new(DEFAULT_CONFIG_FILE))?;
+    let options = flags
+        .or(RawSettings::from_env(&process_env())?)
+        .or(file)
+        .validate()?
+        .parse_options();
     let report = if datsync::source::is_blob_url(&name) {
         // A blob is read by range on this thread; the runtime fetches the ranges.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -21,15 +32,10 @@ pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
             .build()
             .context("starting the async runtime")?;
         let source = runtime.block_on(SourceRef::open(&name))?;
-        inspect(
-            source.reader()?,
-            profile,
-            ParseOptions::default(),
-            args.rows,
-        )
+        inspect(source.reader()?, profile, options, args.rows)
     } else {
         let source = LocalSource::open(std::path::Path::new(&name))?;
-        inspect(source.reader(), profile, ParseOptions::default(), args.rows)
+        inspect(source.reader(), profile, options, args.rows)
     }
     .with_context(|| name.clone())?;
     let mut out = std::io::stdout().lock();
@@ -94,8 +100,9 @@ fn print_text(
     writeln!(out, "             optional: {}", list(&r.missing_optional))?;
     writeln!(
         out,
-        "rows         {} data rows, {} ragged, {} with NUL bytes, {} blank lines skipped",
-        r.rows, r.ragged_rows, r.nul_rows, r.blank_lines
+        "rows         {} data rows, {} ragged, {} with NUL bytes, {} too long, {} blank lines \
+         skipped",
+        r.rows, r.ragged_rows, r.nul_rows, r.long_lines, r.blank_lines
     )?;
     let key_columns: Vec<usize> = profile
         .required_sources()

@@ -56,6 +56,8 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
     let flags = RawSettings {
         checkpoint_base_path: args.checkpoint_dir.clone(),
         chunk_size: args.chunk_size,
+        chunk_bytes: args.chunk_bytes,
+        max_line_bytes: args.max_line_bytes,
         enable_checkpointing: args.no_checkpoint.then_some(false),
         ..RawSettings::default()
     };

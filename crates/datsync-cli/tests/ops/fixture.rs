@@ -61,7 +61,7 @@ pub fn new_checkpoint(file: &[u8]) -> NewCheckpoint {
         source_file: "ztdwr.dat".into(),
         source_path: "/in/ztdwr.dat".into(),
         fingerprint: fingerprint(file),
-        chunk_size: 10,
+        cut: datsync::model::ChunkCut::rows_only(10),
     }
 }
 

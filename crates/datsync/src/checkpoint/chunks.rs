@@ -23,17 +23,20 @@ impl CheckpointManager {
         chunk: ChunkId,
         batch: &RecordBatch,
     ) -> Result<ChunkEntry, CheckpointError> {
-        self.save_encoded_chunk_parquet(chunk, batch, None).await
+        self.save_encoded_chunk_parquet(chunk, batch, None, false)
+            .await
     }
 
     /// [`Self::save_chunk_parquet`] with the batch already encoded by
     /// [`super::encode_parquet`] (`encoded`), so that a caller can encode outside the lock
-    /// that guards the manager; `None` encodes here.
+    /// that guards the manager (`None` encodes here), and `source_end` when the decoder cut
+    /// this chunk at the end of the source ([`ChunkEntry::source_end`]).
     pub async fn save_encoded_chunk_parquet(
         &mut self,
         chunk: ChunkId,
         batch: &RecordBatch,
         encoded: Option<bytes::Bytes>,
+        source_end: bool,
     ) -> Result<ChunkEntry, CheckpointError> {
         let sync_id = self.sync_id.clone();
         let manifest = &self.loaded().await?.manifest;
@@ -98,6 +101,7 @@ impl CheckpointManager {
             error: None,
             failed_at: None,
             rows_rejected: 0,
+            source_end,
         };
         self.journal(JournalEntry {
             seq: 0,

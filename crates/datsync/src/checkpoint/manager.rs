@@ -28,8 +28,8 @@ pub struct NewCheckpoint {
     /// What identifies the source (its SHA-256 usually comes later, with
     /// [`CheckpointManager::finalize_conversion`]).
     pub fingerprint: SourceFingerprint,
-    /// Rows per chunk.
-    pub chunk_size: u64,
+    /// How the chunks are cut (rows per chunk at most, byte budget, line limit).
+    pub cut: crate::model::ChunkCut,
 }
 
 /// The seed's `CheckpointManager` for one sync. See the module docs for the design.
@@ -132,7 +132,9 @@ impl CheckpointManager {
             source_path: new.source_path,
             file_size_bytes: new.fingerprint.size_bytes,
             total_chunks: 0,
-            chunk_size: new.chunk_size,
+            chunk_size: new.cut.rows,
+            chunk_bytes: new.cut.bytes,
+            max_line_bytes: new.cut.max_line_bytes,
             status: CheckpointStatus::Converting,
             phase: CheckpointStatus::Converting,
             created_at: now.clone(),

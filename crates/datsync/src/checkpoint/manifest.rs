@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec::ChunkCompression;
-use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, LineNo, SourceFingerprint, SyncId};
+use crate::model::{
+    CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, LineNo, SourceFingerprint, SyncId,
+};
 
 /// The manifest format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -25,8 +27,15 @@ pub struct Manifest {
     pub file_size_bytes: u64,
     /// Chunks recorded (final once the conversion is finalized).
     pub total_chunks: u32,
-    /// Rows per chunk.
+    /// Rows per chunk at most.
     pub chunk_size: u64,
+    /// The byte budget per chunk (see [`ChunkCut`]); absent in manifests written before it
+    /// existed, whose chunks were cut by rows only.
+    #[serde(default)]
+    pub chunk_bytes: Option<u64>,
+    /// The longest line decoded into fields when the chunks were cut.
+    #[serde(default)]
+    pub max_line_bytes: Option<u64>,
     /// The sync's status.
     pub status: CheckpointStatus,
     /// The stage reached (kept when the status is `failed`).
@@ -85,6 +94,10 @@ pub struct ChunkEntry {
     pub failed_at: Option<String>,
     /// Rows rejected by validation.
     pub rows_rejected: u64,
+    /// The decoder cut this chunk at the end of the source: it is the last one. (A chunk
+    /// cut by the byte budget is short too, so a short chunk alone proves nothing.)
+    #[serde(default)]
+    pub source_end: bool,
 }
 
 /// What loading a chunk did, for [`super::CheckpointManager::mark_chunk_complete`].
@@ -154,6 +167,23 @@ impl Manifest {
     /// Rows in all chunks.
     pub fn total_rows(&self) -> u64 {
         self.chunks.iter().map(|c| c.rows).sum()
+    }
+
+    /// How the chunks are cut.
+    pub fn cut(&self) -> ChunkCut {
+        ChunkCut {
+            rows: self.chunk_size,
+            bytes: self.chunk_bytes,
+            max_line_bytes: self.max_line_bytes,
+        }
+    }
+
+    /// Whether the last recorded chunk is the source's last: the decoder said so when it
+    /// cut it, or (chunks cut by rows only) it is shorter than the chunk size.
+    pub fn last_chunk_ends_source(&self) -> bool {
+        self.chunks
+            .last()
+            .is_some_and(|c| c.source_end || self.cut().short_means_last(c.rows))
     }
 }
 

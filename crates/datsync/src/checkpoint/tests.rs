@@ -11,6 +11,8 @@ fn manifest() -> Manifest {
         file_size_bytes: 10,
         total_chunks: 0,
         chunk_size: 5,
+        chunk_bytes: None,
+        max_line_bytes: None,
         status: CheckpointStatus::Converting,
         phase: CheckpointStatus::Converting,
         created_at: "2025-01-29T14:30:22Z".into(),
@@ -47,6 +49,7 @@ fn chunk(id: u32, status: ChunkStatus) -> ChunkEntry {
         error: None,
         failed_at: None,
         rows_rejected: 0,
+        source_end: false,
     }
 }
 

@@ -146,6 +146,8 @@ pub struct ChunkFacts {
     pub validation_errors_count: u64,
     /// The first violations, as JSON (`[{line, column, value, reason}]`).
     pub validation_errors: Option<serde_json::Value>,
+    /// How the chunk was cut from its source (recorded so that a resume cuts it again there).
+    pub cut: Option<crate::model::ChunkCut>,
 }
 
 impl Loader {
@@ -369,6 +371,9 @@ impl Loader {
                 &to_i64(facts.superseded),
                 &to_i64(facts.validation_errors_count),
                 &facts.validation_errors,
+                &facts.cut.map(|c| to_i64(c.rows)),
+                &facts.cut.and_then(|c| c.bytes).map(to_i64),
+                &facts.cut.and_then(|c| c.max_line_bytes).map(to_i64),
             ],
         )
         .await

@@ -106,8 +106,9 @@ impl LoadSql {
             ledger_put: format!(
                 "INSERT INTO {s}.sync_chunks
                    (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum,
-                    rows_read, rejected, superseded, validation_errors_count, validation_errors)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    rows_read, rejected, superseded, validation_errors_count, validation_errors,
+                    cut_rows, cut_bytes, cut_max_line_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             ),
         }
     }

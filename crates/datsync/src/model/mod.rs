@@ -99,6 +99,38 @@ impl fmt::Display for ChunkId {
     }
 }
 
+/// How a sync's chunks are cut from its source. It is recorded with the chunks (in the
+/// manifest and in every ledger row), and a resume cuts the source again with the recorded
+/// cut, whatever the settings say now: chunk ids must name the same lines on every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkCut {
+    /// Rows per chunk at most.
+    pub rows: u64,
+    /// The byte budget per chunk; `None` for chunks cut by rows only (recorded before the
+    /// byte budget existed): then every chunk but the last has exactly `rows` rows.
+    pub bytes: Option<u64>,
+    /// The longest line decoded into fields (a longer one costs this much of the budget);
+    /// `None` when not recorded (the current setting applies).
+    pub max_line_bytes: Option<u64>,
+}
+
+impl ChunkCut {
+    /// A cut by row count alone (no byte budget, no recorded line limit).
+    pub fn rows_only(rows: u64) -> Self {
+        Self {
+            rows,
+            bytes: None,
+            max_line_bytes: None,
+        }
+    }
+
+    /// Whether a chunk of `rows` rows can only be the source's last: with a row count alone
+    /// a shorter chunk was cut by the end of the source; with a byte budget, never sure.
+    pub fn short_means_last(&self, rows: u64) -> bool {
+        self.bytes.is_none() && rows < self.rows
+    }
+}
+
 /// What identifies the bytes of a source, so that a checkpoint is only ever resumed against
 /// the same input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,85 +1,11 @@
-//! The header line: delimiter detection and mapping header names to profile columns.
+//! The header line: mapping header names to profile columns.
 
-use std::collections::HashSet;
-use std::fmt;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::Delimiter;
 use crate::profile::{Profile, canonical_name};
-
-/// A field delimiter, decided from the header line (`ztdwr.md` §1) and applied to every line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Delimiter {
-    /// `~|^`: fields wrapped as `^value~` and joined by `|`.
-    TildePipeCaret,
-    /// `~\|\^`: the same, written escaped.
-    EscapedTildePipeCaret,
-    /// `~^`: the form the design notes use.
-    TildeCaret,
-    /// A tab.
-    Tab,
-    /// `|`.
-    Pipe,
-    /// No known delimiter on the header line: one column per line.
-    None,
-}
-
-impl Delimiter {
-    /// Detection order: the first delimiter found on the header line wins.
-    const DETECTION_ORDER: [Self; 5] = [
-        Self::EscapedTildePipeCaret,
-        Self::TildePipeCaret,
-        Self::TildeCaret,
-        Self::Tab,
-        Self::Pipe,
-    ];
-
-    /// The delimiter's bytes.
-    pub fn bytes(self) -> &'static [u8] {
-        match self {
-            Self::TildePipeCaret => b"~|^",
-            Self::EscapedTildePipeCaret => b"~\\|\\^",
-            Self::TildeCaret => b"~^",
-            Self::Tab => b"\t",
-            Self::Pipe => b"|",
-            Self::None => b"",
-        }
-    }
-
-    /// Whether fields carry `^`/`~` markers to strip.
-    pub fn has_markers(self) -> bool {
-        matches!(
-            self,
-            Self::TildePipeCaret | Self::EscapedTildePipeCaret | Self::TildeCaret
-        )
-    }
-
-    /// The name shown to users and in `inspect --json`: the delimiter text, or `tab`/`none`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::TildePipeCaret => "~|^",
-            Self::EscapedTildePipeCaret => "~\\|\\^",
-            Self::TildeCaret => "~^",
-            Self::Tab => "tab",
-            Self::Pipe => "|",
-            Self::None => "none",
-        }
-    }
-
-    /// Detects the delimiter of a header line.
-    pub fn detect(header: &[u8]) -> Self {
-        Self::DETECTION_ORDER
-            .into_iter()
-            .find(|d| memchr::memmem::find(header, d.bytes()).is_some())
-            .unwrap_or(Self::None)
-    }
-}
-
-impl fmt::Display for Delimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One column of the header, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,33 +35,33 @@ pub struct Header {
 }
 
 impl Header {
-    /// Parses a header line (BOM and line ending already removed) against a profile.
+    /// Parses a header line (BOM and line ending already removed) against a profile, in
+    /// time linear in its length (names are resolved and made unique through hash maps).
     pub(crate) fn parse(line: &str, line_no: u64, profile: &Profile) -> Self {
         let delimiter = Delimiter::detect(line.as_bytes());
-        let raw_fields: Vec<&str> = if delimiter == Delimiter::None {
-            vec![line]
-        } else {
-            line.split(std::str::from_utf8(delimiter.bytes()).unwrap_or("\u{0}"))
-                .collect()
-        };
-        let mut seen = HashSet::new();
+        let mut raw_fields = Vec::new();
+        delimiter.for_each_field(line.as_bytes(), |start, end| {
+            // Cut at ASCII bytes, so every field of a `str` is a `str`.
+            raw_fields.push(line.get(start..end).unwrap_or_default());
+        });
+        let sources: HashSet<&str> = profile.sources().map(|(s, _)| s).collect();
+        let mut names = UniqueNames::with_capacity(raw_fields.len());
         let columns = raw_fields
             .into_iter()
             .enumerate()
             .map(|(i, raw)| {
                 let canonical = canonical_name(raw);
-                let resolved = profile.resolve(&canonical);
-                let base = match resolved {
-                    Some(source) => source.to_owned(),
+                let resolved = if sources.contains(canonical.as_str()) {
+                    Some(canonical.clone())
+                } else {
+                    profile.resolve(&canonical).map(str::to_owned)
+                };
+                let base = match &resolved {
+                    Some(source) => source.clone(),
                     None if canonical.is_empty() => format!("column_{}", i + 1),
                     None => canonical.clone(),
                 };
-                let duplicate = !seen.insert(base.clone());
-                let name = if duplicate {
-                    unique_name(&base, &mut seen)
-                } else {
-                    base
-                };
+                let (name, duplicate) = names.claim(base);
                 HeaderColumn {
                     raw: raw.to_owned(),
                     canonical,
@@ -152,22 +78,30 @@ impl Header {
         }
     }
 
+    fn known_names(&self) -> HashSet<&str> {
+        self.columns
+            .iter()
+            .filter(|c| c.known)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     /// The required profile sources that the header lacks.
     pub fn missing_required(&self, profile: &Profile) -> Vec<String> {
+        let known = self.known_names();
         profile
             .required_sources()
-            .filter(|s| !self.columns.iter().any(|c| c.known && c.name == *s))
+            .filter(|s| !known.contains(s))
             .map(str::to_owned)
             .collect()
     }
 
     /// The optional profile sources that the header lacks (they load as NULL).
     pub fn missing_optional(&self, profile: &Profile) -> Vec<String> {
+        let known = self.known_names();
         profile
             .sources()
-            .filter(|(s, required)| {
-                !required && !self.columns.iter().any(|c| c.known && c.name == *s)
-            })
+            .filter(|(s, required)| !required && !known.contains(s))
             .map(|(s, _)| s.to_owned())
             .collect()
     }
@@ -182,34 +116,43 @@ impl Header {
     }
 }
 
-fn unique_name(base: &str, seen: &mut HashSet<String>) -> String {
-    let mut n = 2;
-    loop {
-        let candidate = format!("{base}_{n}");
-        if seen.insert(candidate.clone()) {
-            return candidate;
+/// Column names handed out so far; a repeated name gets the next free `_N` suffix. Each
+/// base name remembers its last suffix, so `n` repeats of one name cost `O(n)`, not
+/// `O(n²)`.
+struct UniqueNames {
+    taken: HashSet<String>,
+    next_suffix: HashMap<String, usize>,
+}
+
+impl UniqueNames {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            taken: HashSet::with_capacity(n),
+            next_suffix: HashMap::new(),
         }
-        n += 1;
+    }
+
+    /// The name for `base` and whether `base` was taken already.
+    fn claim(&mut self, base: String) -> (String, bool) {
+        if !self.taken.contains(&base) {
+            self.taken.insert(base.clone());
+            return (base, false);
+        }
+        let n = self.next_suffix.entry(base.clone()).or_insert(2);
+        loop {
+            let candidate = format!("{base}_{n}");
+            *n += 1;
+            if !self.taken.contains(&candidate) {
+                self.taken.insert(candidate.clone());
+                return (candidate, true);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detects_each_delimiter() {
-        for (line, want) in [
-            ("^a~|^b~|^c~", Delimiter::TildePipeCaret),
-            ("a~\\|\\^b", Delimiter::EscapedTildePipeCaret),
-            ("a~^b~^c", Delimiter::TildeCaret),
-            ("a\tb|c", Delimiter::Tab),
-            ("a|b", Delimiter::Pipe),
-            ("abc", Delimiter::None),
-        ] {
-            assert_eq!(Delimiter::detect(line.as_bytes()), want, "{line}");
-        }
-    }
 
     #[test]
     fn maps_aliases_unknown_and_duplicates() {
@@ -230,5 +173,50 @@ mod tests {
         let missing = h.missing_required(&p);
         assert!(missing.contains(&"nik_supir".to_owned()));
         assert!(!missing.contains(&"no_polisi".to_owned()));
+    }
+
+    #[test]
+    fn every_header_form_gives_the_same_columns() {
+        let p = Profile::ztdwr();
+        let want = Header::parse("^surat_pengantar~~|^NO_TIKET~|^nopol~", 1, &p);
+        for line in [
+            "surat_pengantar~|^NO_TIKET~|^nopol",
+            "^surat_pengantar~~\\|\\^^NO_TIKET~\\|\\^nopol~",
+            "surat_pengantar~\\|^NO_TIKET~|\\^nopol",
+            "surat_pengantar\\~\\|\\^NO_TIKET\\~\\|\\^nopol",
+            "^surat_pengantar~^^NO_TIKET~^^nopol~",
+            "surat_pengantar~^NO_TIKET~^nopol",
+        ] {
+            let h = Header::parse(line, 1, &p);
+            let names: Vec<_> = h.columns.iter().map(|c| (&c.name, c.known)).collect();
+            let want: Vec<_> = want.columns.iter().map(|c| (&c.name, c.known)).collect();
+            assert_eq!(names, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn repeated_names_get_suffixes_past_taken_ones() {
+        let p = Profile::ztdwr();
+        let h = Header::parse("x|x_2|x|x|nopol|nopol", 1, &p);
+        let names: Vec<_> = h.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["x", "x_2", "x_3", "x_4", "no_polisi", "no_polisi_2"]
+        );
+        let dups: Vec<_> = h.columns.iter().map(|c| c.duplicate).collect();
+        assert_eq!(dups, [false, false, true, true, false, true]);
+    }
+
+    #[test]
+    fn forty_thousand_repeated_names_are_made_unique() {
+        // Quadratic de-duplication took over a minute on this header; linear takes
+        // milliseconds. (No timing is asserted: the test proves the result.)
+        let p = Profile::ztdwr();
+        let line = vec!["^NAMA~"; 40_000].join("|");
+        let h = Header::parse(&line, 1, &p);
+        assert_eq!(h.columns.len(), 40_000);
+        let unique: HashSet<_> = h.columns.iter().map(|c| &c.name).collect();
+        assert_eq!(unique.len(), 40_000);
+        assert_eq!(h.columns[39_999].name, "nama_40000");
     }
 }

@@ -1,17 +1,33 @@
 //! The push decoder: raw source bytes in, Arrow batches of text columns out.
 //!
 //! Feed any slices with [`Decoder::decode`], take finished batches with
-//! [`Decoder::next_batch`], and call [`Decoder::finish`] at end of input. The output does not
-//! depend on how the input was sliced. Every batch has the columns `_line` (source line
-//! number), one nullable `Utf8` column per header column (named by the profile), `_error`
-//! and `_raw` (set only for a row the decoder could not cut into fields: a ragged row keeps
-//! its raw text and a reason, never padded or truncated). Batches hold at most
-//! [`ParseOptions::batch_rows`] rows; memory depends on that, not on the file size.
+//! [`Decoder::next_batch`], and at end of input call [`Decoder::flush`] until it returns
+//! `None`. The output does not depend on how the input was sliced. Every batch has the columns
+//! `_line` (source line number), one nullable `Utf8` column per kept header column (named by
+//! the profile), `_error` and `_raw` (set only for a row the decoder could not cut into
+//! fields: a ragged row or a line over the maximum length keeps its raw text — its start, for
+//! a long one — and a reason, never padded or truncated into fields).
 //!
 //! Handled here (`ztdwr.md` §1–§2): gzip by magic bytes (multi-member too), a BOM, CRLF,
-//! UTF-8 with a per-field Latin-1 fallback, delimiter detection, `^`/`~` marker stripping,
-//! whitespace trimming, null tokens, no quote semantics, header canonicalization and aliases.
+//! UTF-8 with a per-field Latin-1 fallback, delimiter detection (every form of `~|^`, see
+//! [`Delimiter`]), `^`/`~` marker stripping, whitespace trimming, null tokens, no quote
+//! semantics, header canonicalization and aliases.
+//!
+//! # Bounded memory on any input
+//!
+//! - A batch is cut at [`ParseOptions::batch_rows`] rows or once its rows cost
+//!   [`ParseOptions::batch_bytes`], whichever comes first ([`BatchCut`] says which).
+//! - A line longer than [`ParseOptions::max_line_bytes`] is never buffered whole: its first
+//!   [`ParseOptions::max_raw_bytes`] are kept, the rest is skipped up to the next line break,
+//!   and it becomes one error row (`line too long`); decoding goes on with the next line. Only
+//!   the header line must fit (it is needed to read anything else).
+//! - At most [`ParseOptions::max_header_columns`] header fields; header columns the profile
+//!   does not know are named ([`ParseStats::unknown_columns`]) and then not kept.
+//! - At most one batch is ready at a time: `decode` stops consuming once a batch is ready,
+//!   and gzip is inflated 16 KiB of compressed input at a time, the text of a step consumed
+//!   before the next step is inflated (a gzip bomb costs one step's text, ≤ 17 MiB).
 
+mod delim;
 mod header;
 mod rows;
 
@@ -23,7 +39,8 @@ use arrow_schema::{ArrowError, SchemaRef};
 use flate2::write::MultiGzDecoder;
 use serde::Serialize;
 
-pub use header::{Delimiter, Header, HeaderColumn};
+pub use delim::Delimiter;
+pub use header::{Header, HeaderColumn};
 pub(crate) use rows::latin1_into;
 
 use crate::model::LineNo;
@@ -31,8 +48,14 @@ use crate::profile::Profile;
 
 /// Rows per batch (and so per chunk) unless told otherwise; the seed design's 10,000.
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
-/// The longest line accepted; a longer one is a fatal error, which keeps memory bounded.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
+/// The byte budget of a batch (and so of a chunk) unless told otherwise: 64 MiB.
+pub const DEFAULT_BATCH_BYTES: usize = 64 << 20;
+/// The longest line decoded into fields: 1 MiB, hundreds of times a real ZTDWR line.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// The most bytes of a line kept in `_raw` (an error row's raw text): 64 KiB.
+pub const DEFAULT_MAX_RAW_BYTES: usize = 64 << 10;
+/// The most fields a header line may have.
+pub const DEFAULT_MAX_HEADER_COLUMNS: usize = 2_000;
 /// Compressed bytes inflated per step, so that one step's output stays small.
 const GZIP_STEP_BYTES: usize = 16 << 10;
 /// Read size used by [`decode_reader`].
@@ -43,23 +66,49 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Decoder settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseOptions {
-    /// Rows per output batch (the chunk size).
+    /// Rows per output batch at most (the chunk size).
     pub batch_rows: usize,
-    /// The longest line accepted.
+    /// A batch is cut once its rows cost this many bytes (each row: its line's bytes, at
+    /// most `max_line_bytes`, plus 8 bytes and 4 per kept column).
+    pub batch_bytes: usize,
+    /// The longest line decoded into fields; a longer data line is one error row.
     pub max_line_bytes: usize,
+    /// The most bytes of a line kept in `_raw` (at most `max_line_bytes`).
+    pub max_raw_bytes: usize,
+    /// The most fields a header line may have.
+    pub max_header_columns: usize,
+    /// Keep header columns the profile does not know in the batches (`inspect` shows them);
+    /// the pipeline drops them.
+    pub keep_unknown_columns: bool,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
         Self {
             batch_rows: DEFAULT_BATCH_ROWS,
+            batch_bytes: DEFAULT_BATCH_BYTES,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_raw_bytes: DEFAULT_MAX_RAW_BYTES,
+            max_header_columns: DEFAULT_MAX_HEADER_COLUMNS,
+            keep_unknown_columns: false,
         }
     }
 }
 
-/// A fatal decoding error. Row-level problems (ragged rows) are not errors: they are rows
-/// with `_error` set.
+/// Why a batch ended where it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchCut {
+    /// It holds [`ParseOptions::batch_rows`] rows.
+    Rows,
+    /// Its rows reached [`ParseOptions::batch_bytes`].
+    Bytes,
+    /// The input ended: this is the source's last batch.
+    End,
+}
+
+/// A fatal decoding error. Row-level problems (ragged rows, long lines) are not errors: they
+/// are rows with `_error` set.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// No bytes, or only blank lines.
@@ -90,13 +139,28 @@ pub enum ParseError {
         /// The start of the header line.
         start: String,
     },
-    /// A line longer than [`ParseOptions::max_line_bytes`].
+    /// A header line longer than [`ParseOptions::max_line_bytes`].
     #[error(
-        "line {line} is longer than {max} bytes: not a line-oriented text file, or a missing line break"
+        "line {line}: the header line is longer than {max} bytes (max_line_bytes): not a \
+         line-oriented text file, or a missing line break"
     )]
-    LineTooLong {
+    HeaderTooLong {
         /// The line number.
         line: LineNo,
+        /// The limit.
+        max: usize,
+    },
+    /// A header line with more than [`ParseOptions::max_header_columns`] fields.
+    #[error(
+        "line {line}: the header has {found} fields, more than the maximum of {max} \
+         (max_header_columns): not a header of this profile, or the wrong delimiter; raise \
+         the limit only if the file is right"
+    )]
+    TooManyColumns {
+        /// The line number.
+        line: LineNo,
+        /// Fields found.
+        found: usize,
         /// The limit.
         max: usize,
     },
@@ -138,16 +202,23 @@ pub struct ParseStats {
     pub crlf_lines: u64,
     /// Blank lines (skipped; they hold no record).
     pub blank_lines: u64,
-    /// Data rows emitted (ragged rows included).
+    /// Data rows emitted (error rows included).
     pub rows: u64,
     /// Rows whose field count differs from the header's.
     pub ragged_rows: u64,
     /// Rows holding a NUL byte.
     pub nul_rows: u64,
+    /// Lines longer than the maximum, each one error row (`line too long`).
+    pub long_lines: u64,
     /// Fields decoded as Latin-1 because they were not valid UTF-8.
     pub latin1_fields: u64,
     /// Rows with at least one Latin-1 field.
     pub latin1_rows: u64,
+    /// Batches cut by the byte budget rather than the row count.
+    pub byte_cut_batches: u64,
+    /// Header columns the profile does not know (output names: canonical, made unique),
+    /// in file order; they are not kept in the batches unless asked.
+    pub unknown_columns: Vec<String>,
 }
 
 enum Compression {
@@ -157,39 +228,71 @@ enum Compression {
     Gzip(Box<MultiGzDecoder<Vec<u8>>>),
 }
 
+/// A line past the maximum length being skipped: its start is in `pending`.
+#[derive(Debug, Clone, Copy)]
+struct Overlong {
+    /// Bytes of the line so far.
+    len: u64,
+    /// Its last byte so far (a CR before the LF counts it as a CRLF line).
+    last: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Decoding,
+    Flushing,
+    Done,
+}
+
 /// The push decoder. See the module docs.
 pub struct Decoder {
     profile: Profile,
     options: ParseOptions,
     compression: Compression,
-    /// A partial line carried between inputs.
+    /// Text decoded but not consumed yet (the first bytes of plain input, or the output of
+    /// one inflate step) from `text_pos` on.
+    text: Vec<u8>,
+    text_pos: usize,
+    /// A partial line carried between inputs (at most `max_line_bytes`; only the start of an
+    /// overlong line).
     pending: Vec<u8>,
+    overlong: Option<Overlong>,
     line_no: LineNo,
     header: Option<Header>,
     rows: Option<rows::RowBuilder>,
-    ready: VecDeque<RecordBatch>,
+    ready: VecDeque<(RecordBatch, BatchCut)>,
+    last_cut: Option<BatchCut>,
     stats: ParseStats,
-    finished: bool,
+    phase: Phase,
 }
 
 impl Decoder {
     /// A decoder for sources described by `profile`.
     pub fn new(profile: &Profile, options: ParseOptions) -> Self {
+        let max_line_bytes = options.max_line_bytes.max(1);
         let options = ParseOptions {
             batch_rows: options.batch_rows.max(1),
+            batch_bytes: options.batch_bytes.max(1),
+            max_line_bytes,
+            max_raw_bytes: options.max_raw_bytes.min(max_line_bytes),
+            max_header_columns: options.max_header_columns.max(1),
             ..options
         };
         Self {
             profile: profile.clone(),
             options,
             compression: Compression::Undecided(Vec::with_capacity(2)),
+            text: Vec::new(),
+            text_pos: 0,
             pending: Vec::new(),
+            overlong: None,
             line_no: 0,
             header: None,
             rows: None,
             ready: VecDeque::new(),
+            last_cut: None,
             stats: ParseStats::default(),
-            finished: false,
+            phase: Phase::Decoding,
         }
     }
 
@@ -209,21 +312,41 @@ impl Decoder {
         if let Some(rows) = &self.rows {
             stats.ragged_rows = rows.ragged_rows;
             stats.nul_rows = rows.nul_rows;
+            stats.long_lines = rows.long_lines;
             stats.latin1_fields = rows.latin1_fields;
             stats.latin1_rows = rows.latin1_rows;
+            stats.byte_cut_batches = rows.byte_cut_batches;
         }
         stats
     }
 
+    /// How the batch last returned by [`Self::next_batch`] or [`Self::flush`] was cut.
+    pub fn last_cut(&self) -> Option<BatchCut> {
+        self.last_cut
+    }
+
     /// Takes the next finished batch, if any.
     pub fn next_batch(&mut self) -> Option<RecordBatch> {
-        self.ready.pop_front()
+        let (batch, cut) = self.ready.pop_front()?;
+        self.last_cut = Some(cut);
+        Some(batch)
     }
 
     /// Feeds input bytes and returns how many were consumed. Consumption stops early once a
-    /// batch is ready: take it with [`Self::next_batch`] and feed the rest.
+    /// batch is ready (it may then be 0): take it with [`Self::next_batch`] and feed the
+    /// rest. Never 0 for a non-empty input unless a batch is ready.
     pub fn decode(&mut self, input: &[u8]) -> Result<usize, ParseError> {
-        if self.finished || input.is_empty() {
+        if self.phase != Phase::Decoding || input.is_empty() {
+            return Ok(0);
+        }
+        let consumed = self.decode_input(input);
+        let n = *consumed.as_ref().unwrap_or(&0);
+        self.stats.bytes_in += n as u64;
+        consumed
+    }
+
+    fn decode_input(&mut self, input: &[u8]) -> Result<usize, ParseError> {
+        if !self.drain_text()? {
             return Ok(0);
         }
         let mut consumed = 0;
@@ -232,45 +355,48 @@ impl Decoder {
             head.extend_from_slice(&input[..take]);
             consumed = take;
             if head.len() < 2 {
-                self.stats.bytes_in += take as u64;
                 return Ok(consumed);
             }
             let head = std::mem::take(head);
-            self.stats.bytes_in += take as u64;
-            self.decide(&head)?;
+            self.decide(head)?;
+            if !self.drain_text()? {
+                return Ok(consumed);
+            }
         }
         let rest = &input[consumed..];
         let n = if let Compression::Gzip(_) = self.compression {
             self.inflate(rest)?
         } else {
-            let n = self.consume_text(rest, true)?;
-            self.stats.bytes_in += n as u64;
-            n
+            self.consume_text(rest)?
         };
         Ok(consumed + n)
     }
 
-    /// Chooses plain or gzip from the first two bytes, then feeds those bytes.
-    fn decide(&mut self, head: &[u8]) -> Result<(), ParseError> {
+    /// Chooses plain or gzip from the first two bytes, which become text or compressed input.
+    fn decide(&mut self, head: Vec<u8>) -> Result<(), ParseError> {
         if head.starts_with(&GZIP_MAGIC) {
             self.stats.gzip = true;
-            self.compression = Compression::Gzip(Box::new(MultiGzDecoder::new(Vec::new())));
-            self.stats.bytes_in -= head.len() as u64;
-            // Two bytes of gzip header cannot complete a batch, so `inflate` takes both.
-            self.inflate(head)?;
+            let mut gz = Box::new(MultiGzDecoder::new(Vec::new()));
+            gz.write_all(&head).map_err(|_| ParseError::Gzip {
+                problem: "is corrupt",
+                offset: 0,
+            })?;
+            self.compression = Compression::Gzip(gz);
         } else {
             self.compression = Compression::Plain;
-            self.consume_text(head, false)?;
+            self.text = head;
+            self.text_pos = 0;
         }
         Ok(())
     }
 
-    /// Inflates compressed input a step at a time; stops after a step that readied a batch.
+    /// Inflates compressed input a step at a time and consumes each step's text; stops after
+    /// a step whose text readied a batch (the rest of that text stays for the next call).
     fn inflate(&mut self, input: &[u8]) -> Result<usize, ParseError> {
         let mut consumed = 0;
         while consumed < input.len() && self.ready.is_empty() {
             let step = &input[consumed..input.len().min(consumed + GZIP_STEP_BYTES)];
-            let offset = self.stats.bytes_in;
+            let offset = self.stats.bytes_in + consumed as u64;
             let Compression::Gzip(gz) = &mut self.compression else {
                 break;
             };
@@ -280,79 +406,121 @@ impl Decoder {
                     problem: "is corrupt",
                     offset,
                 })?;
-            let text = std::mem::take(gz.get_mut());
-            self.stats.bytes_in += step.len() as u64;
+            // `text` is drained (hence empty): its buffer goes back to the inflater.
+            std::mem::swap(&mut self.text, gz.get_mut());
+            self.text_pos = 0;
             consumed += step.len();
-            self.consume_text(&text, false)?;
-            if let Compression::Gzip(gz) = &mut self.compression {
-                let mut buffer = text;
-                buffer.clear();
-                *gz.get_mut() = buffer;
+            if !self.drain_text()? {
+                break;
             }
         }
         Ok(consumed)
     }
 
-    /// Splits text into lines and handles each. With `stop_when_ready`, returns early (at a
-    /// line boundary) once a batch is ready.
-    fn consume_text(&mut self, data: &[u8], stop_when_ready: bool) -> Result<usize, ParseError> {
-        self.stats.text_bytes += data.len() as u64;
-        let mut pos = 0;
+    /// Consumes buffered text until a batch is ready; whether all of it was consumed.
+    fn drain_text(&mut self) -> Result<bool, ParseError> {
+        if self.text_pos < self.text.len() {
+            let text = std::mem::take(&mut self.text);
+            let n = self.consume_text(&text[self.text_pos..]);
+            self.text = text;
+            self.text_pos += n?;
+        }
+        if self.text_pos < self.text.len() {
+            return Ok(false);
+        }
+        self.text.clear();
+        self.text_pos = 0;
+        Ok(true)
+    }
+
+    /// Splits text into lines and handles each, stopping (at a line boundary) once a batch
+    /// is ready; returns the bytes consumed.
+    fn consume_text(&mut self, data: &[u8]) -> Result<usize, ParseError> {
         // One search of the whole input spares every line its own search for a NUL byte.
         let may_hold_nul = memchr::memchr(0, data).is_some();
-        if !self.pending.is_empty() {
-            let Some(nl) = memchr::memchr(b'\n', data) else {
-                self.extend_pending(data)?;
-                return Ok(data.len());
+        let mut pos = 0;
+        while pos < data.len() && self.ready.is_empty() {
+            let rest = &data[pos..];
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                self.carry(rest)?;
+                pos = data.len();
+                break;
             };
-            self.extend_pending(&data[..nl])?;
-            let line = std::mem::take(&mut self.pending);
-            self.line(&line, true, true)?;
-            self.pending = line;
-            self.pending.clear();
-            pos = nl + 1;
-        }
-        while pos < data.len() {
-            if stop_when_ready && !self.ready.is_empty() {
-                self.stats.text_bytes -= (data.len() - pos) as u64;
-                return Ok(pos);
+            if self.carrying() {
+                self.carry(&rest[..nl])?;
+                self.end_carried_line(true)?;
+            } else {
+                self.line(&rest[..nl], true, may_hold_nul)?;
             }
-            let Some(nl) = memchr::memchr(b'\n', &data[pos..]) else {
-                self.extend_pending(&data[pos..])?;
-                return Ok(data.len());
-            };
-            self.line(&data[pos..pos + nl], true, may_hold_nul)?;
             pos += nl + 1;
         }
+        self.stats.text_bytes += pos as u64;
         Ok(pos)
     }
 
-    fn extend_pending(&mut self, data: &[u8]) -> Result<(), ParseError> {
-        if self.pending.len() + data.len() > self.options.max_line_bytes {
-            return Err(ParseError::LineTooLong {
+    fn carrying(&self) -> bool {
+        !self.pending.is_empty() || self.overlong.is_some()
+    }
+
+    /// Carries part of a line to the next input. Past `max_line_bytes` only the first
+    /// `max_raw_bytes` are kept and the rest is counted.
+    fn carry(&mut self, data: &[u8]) -> Result<(), ParseError> {
+        let Some(&last) = data.last() else {
+            return Ok(());
+        };
+        if let Some(o) = &mut self.overlong {
+            o.len += data.len() as u64;
+            o.last = last;
+            return Ok(());
+        }
+        let len = self.pending.len() + data.len();
+        if len <= self.options.max_line_bytes {
+            self.pending.extend_from_slice(data);
+            return Ok(());
+        }
+        if self.rows.is_none() {
+            return Err(ParseError::HeaderTooLong {
                 line: self.line_no + 1,
                 max: self.options.max_line_bytes,
             });
         }
-        self.pending.extend_from_slice(data);
+        let keep = self.options.max_raw_bytes;
+        let more = keep.saturating_sub(self.pending.len()).min(data.len());
+        self.pending.extend_from_slice(&data[..more]);
+        self.pending.truncate(keep);
+        self.overlong = Some(Overlong {
+            len: len as u64,
+            last,
+        });
         Ok(())
     }
 
-    /// Handles one line (without its `\n`).
+    /// Handles the carried line, which just ended (at a `\n`, or at end of input).
+    fn end_carried_line(&mut self, terminated: bool) -> Result<(), ParseError> {
+        let line = std::mem::take(&mut self.pending);
+        let result = match self.overlong.take() {
+            Some(o) => self.long_line(&line, o.len, terminated && o.last == b'\r'),
+            None => self.line(&line, terminated, true),
+        };
+        self.pending = line;
+        self.pending.clear();
+        result
+    }
+
+    /// Handles one whole line (without its `\n`).
     fn line(
         &mut self,
         mut line: &[u8],
         terminated: bool,
         may_hold_nul: bool,
     ) -> Result<(), ParseError> {
+        if line.len() > self.options.max_line_bytes {
+            let crlf = terminated && line.last() == Some(&b'\r');
+            let prefix = &line[..self.options.max_raw_bytes];
+            return self.long_line(prefix, line.len() as u64, crlf);
+        }
         self.line_no += 1;
         self.stats.lines += 1;
-        if line.len() > self.options.max_line_bytes {
-            return Err(ParseError::LineTooLong {
-                line: self.line_no,
-                max: self.options.max_line_bytes,
-            });
-        }
         if let Some(stripped) = line.strip_suffix(b"\r") {
             if terminated {
                 self.stats.crlf_lines += 1;
@@ -381,9 +549,37 @@ impl Decoder {
         }
     }
 
+    /// Handles a line longer than `max_line_bytes`, of which `prefix` was kept.
+    fn long_line(&mut self, prefix: &[u8], len: u64, crlf: bool) -> Result<(), ParseError> {
+        self.line_no += 1;
+        self.stats.lines += 1;
+        if crlf {
+            self.stats.crlf_lines += 1;
+        }
+        let Some(rows) = &mut self.rows else {
+            return Err(ParseError::HeaderTooLong {
+                line: self.line_no,
+                max: self.options.max_line_bytes,
+            });
+        };
+        if let Some(batch) = rows.push_long_line(prefix, len, self.line_no)? {
+            self.ready.push_back(batch);
+        }
+        self.stats.rows += 1;
+        Ok(())
+    }
+
     fn header_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
         if memchr::memchr(0, line).is_some() {
             return Err(ParseError::Binary { line: self.line_no });
+        }
+        let found = Delimiter::detect(line).for_each_field(line, |_, _| {});
+        if found > self.options.max_header_columns {
+            return Err(ParseError::TooManyColumns {
+                line: self.line_no,
+                found,
+                max: self.options.max_header_columns,
+            });
         }
         let text = if let Ok(s) = std::str::from_utf8(line) {
             s.to_owned()
@@ -404,23 +600,31 @@ impl Decoder {
         self.rows = Some(rows::RowBuilder::new(
             &header,
             &self.profile.null_tokens,
-            self.options.batch_rows,
+            &self.options,
         ));
+        self.stats.unknown_columns = header.unknown_columns();
         self.header = Some(header);
         Ok(())
     }
 
-    /// Ends the input: handles a last line without a line break, checks that a gzip stream
-    /// ended properly and readies the last, partial batch.
-    pub fn finish(&mut self) -> Result<(), ParseError> {
-        if self.finished {
-            return Ok(());
-        }
-        self.finished = true;
-        match std::mem::replace(&mut self.compression, Compression::Plain) {
-            Compression::Undecided(head) => {
-                self.consume_text(&head, false)?;
+    /// Ends the input and returns the next batch: call it until it returns `None`. The first
+    /// call handles a last line without a line break and checks that a gzip stream ended
+    /// properly; the last batch, cut by the end of input, is [`BatchCut::End`].
+    pub fn flush(&mut self) -> Result<Option<RecordBatch>, ParseError> {
+        if self.ready.is_empty() && self.phase != Phase::Done {
+            if self.phase == Phase::Decoding {
+                self.phase = Phase::Flushing;
+                self.end_input()?;
             }
+            self.flush_text()?;
+        }
+        Ok(self.next_batch())
+    }
+
+    /// Takes what the inflater still holds (or the undecided first byte) as text.
+    fn end_input(&mut self) -> Result<(), ParseError> {
+        match std::mem::replace(&mut self.compression, Compression::Plain) {
+            Compression::Undecided(head) => self.text.extend_from_slice(&head),
             Compression::Plain => {}
             Compression::Gzip(mut gz) => {
                 let offset = self.stats.bytes_in;
@@ -428,14 +632,25 @@ impl Decoder {
                     problem: "ends early (truncated)",
                     offset,
                 })?;
-                let text = std::mem::take(gz.get_mut());
-                self.consume_text(&text, false)?;
+                self.text.extend_from_slice(gz.get_ref());
             }
         }
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.line(&line, false, true)?;
+        Ok(())
+    }
+
+    /// Consumes the remaining text until a batch is ready, then ends the last line and readies
+    /// the last, partial batch.
+    fn flush_text(&mut self) -> Result<(), ParseError> {
+        if !self.drain_text()? {
+            return Ok(());
         }
+        if self.carrying() {
+            self.end_carried_line(false)?;
+            if !self.ready.is_empty() {
+                return Ok(());
+            }
+        }
+        self.phase = Phase::Done;
         let Some(header) = &self.header else {
             return Err(ParseError::Empty);
         };
@@ -448,14 +663,14 @@ impl Decoder {
             && rows.buffered_rows() > 0
         {
             let batch = rows.finish_batch()?;
-            self.ready.push_back(batch);
+            self.ready.push_back((batch, BatchCut::End));
         }
         Ok(())
     }
 }
 
 /// Reads `reader` to the end through `decoder`, handing each batch to `sink` as soon as it
-/// is ready; the decoder is finished at the end.
+/// is ready; the decoder is flushed at the end.
 pub fn decode_reader<R, E>(
     mut reader: R,
     decoder: &mut Decoder,
@@ -487,8 +702,7 @@ where
             }
         }
     }
-    decoder.finish()?;
-    while let Some(batch) = decoder.next_batch() {
+    while let Some(batch) = decoder.flush()? {
         sink(batch)?;
     }
     Ok(())

@@ -1,8 +1,12 @@
 //! Cutting data lines into fields and collecting them into Arrow batches.
 //!
 //! One pass per line: each delimiter found ends a field, which is cleaned and appended to
-//! its column at once. A line that turns out ragged is rolled back (the columns are
-//! truncated to the previous row) and kept whole as an error row instead.
+//! its column at once (or skipped, for a header column that is not kept). A line that turns
+//! out ragged is rolled back (the columns are truncated to the previous row) and kept as an
+//! error row instead.
+//!
+//! A batch is cut when it holds `batch_rows` rows or its rows cost `batch_bytes`
+//! ([`RowBuilder::row_cost`]), whichever comes first.
 
 use std::sync::Arc;
 
@@ -10,22 +14,36 @@ use arrow_array::builder::{StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
-use memchr::memmem::Finder;
 
-use super::header::{Delimiter, Header};
+use super::header::Header;
+use super::{BatchCut, Delimiter, ParseOptions};
 use crate::model::{ERROR_COLUMN, LINE_COLUMN, LineNo, RAW_COLUMN};
 
 /// Average bytes per field used to size the first batch's buffers.
 const FIELD_BYTES_GUESS: usize = 12;
+/// The most bytes a column reserves up front for its next batch (it grows past that as
+/// needed): one batch of huge values must not make every later batch reserve as much.
+const MAX_RESERVE_BYTES: usize = 4 << 20;
+/// A header column that is not kept in the batches.
+const DROPPED: u32 = u32::MAX;
 
-/// Splits lines into fields and appends them to column builders, `batch_rows` at a time.
+/// Splits lines into fields and appends them to column builders, a batch at a time.
 pub(super) struct RowBuilder {
     schema: SchemaRef,
     delimiter: Delimiter,
-    finder: Finder<'static>,
     nulls: NullTokens,
     batch_rows: usize,
+    batch_bytes: usize,
+    max_line_bytes: usize,
+    max_raw_bytes: usize,
+    /// Header field index → kept column index, or [`DROPPED`].
+    slots: Vec<u32>,
+    /// Fields per line (the header's).
+    width: usize,
+    /// Bytes a row costs besides its text: its line number and one offset per column.
+    row_overhead: usize,
     rows: usize,
+    bytes: usize,
     lines: UInt64Builder,
     columns: Vec<TextColumn>,
     errors: StringBuilder,
@@ -37,30 +55,43 @@ pub(super) struct RowBuilder {
     pub latin1_rows: u64,
     pub ragged_rows: u64,
     pub nul_rows: u64,
+    pub long_lines: u64,
+    pub byte_cut_batches: u64,
 }
 
 impl RowBuilder {
-    pub(super) fn new(header: &Header, null_tokens: &[String], batch_rows: usize) -> Self {
-        let mut fields = Vec::with_capacity(header.columns.len() + 3);
-        fields.push(Field::new(LINE_COLUMN, DataType::UInt64, false));
-        fields.extend(
-            header
-                .columns
-                .iter()
-                .map(|c| Field::new(&c.name, DataType::Utf8, true)),
-        );
+    /// Keeps the header columns the profile knows (every column with
+    /// `keep_unknown_columns`).
+    pub(super) fn new(header: &Header, null_tokens: &[String], options: &ParseOptions) -> Self {
+        let mut fields = vec![Field::new(LINE_COLUMN, DataType::UInt64, false)];
+        let mut slots = Vec::with_capacity(header.columns.len());
+        for column in &header.columns {
+            if column.known || options.keep_unknown_columns {
+                slots.push(u32::try_from(fields.len() - 1).unwrap_or(DROPPED));
+                fields.push(Field::new(&column.name, DataType::Utf8, true));
+            } else {
+                slots.push(DROPPED);
+            }
+        }
+        let kept = fields.len() - 1;
         fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
         fields.push(Field::new(RAW_COLUMN, DataType::Utf8, true));
-        let rows = batch_rows.min(1 << 16);
+        let rows = options.batch_rows.min(1 << 16);
         Self {
             schema: Arc::new(Schema::new(fields)),
             delimiter: header.delimiter,
-            finder: Finder::new(header.delimiter.bytes()).into_owned(),
             nulls: NullTokens::new(null_tokens),
-            batch_rows,
+            batch_rows: options.batch_rows,
+            batch_bytes: options.batch_bytes,
+            max_line_bytes: options.max_line_bytes,
+            max_raw_bytes: options.max_raw_bytes,
+            slots,
+            width: header.columns.len(),
+            row_overhead: 8 + 4 * (kept + 2),
             rows: 0,
+            bytes: 0,
             lines: UInt64Builder::with_capacity(rows),
-            columns: (0..header.columns.len())
+            columns: (0..kept)
                 .map(|_| TextColumn::with_capacity(rows, rows * FIELD_BYTES_GUESS))
                 .collect(),
             errors: StringBuilder::new(),
@@ -70,10 +101,12 @@ impl RowBuilder {
             latin1_rows: 0,
             ragged_rows: 0,
             nul_rows: 0,
+            long_lines: 0,
+            byte_cut_batches: 0,
         }
     }
 
-    /// The schema of the batches: `_line`, the header columns, `_error`, `_raw`.
+    /// The schema of the batches: `_line`, the kept header columns, `_error`, `_raw`.
     pub(super) fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -83,6 +116,14 @@ impl RowBuilder {
         self.rows
     }
 
+    /// What a line of `len` bytes costs against the byte budget: its bytes (at most
+    /// `max_line_bytes`: a longer line keeps less) and the row's fixed overhead. It depends
+    /// only on the line and the settings, never on how the input was sliced, so chunks are
+    /// cut at the same lines on every run.
+    fn row_cost(&self, len: usize) -> usize {
+        len.min(self.max_line_bytes) + self.row_overhead
+    }
+
     /// Appends one data line (line ending removed). Returns a batch when it completes one.
     /// `may_hold_nul` is false when the caller knows the line holds no NUL byte.
     pub(super) fn push_line(
@@ -90,95 +131,108 @@ impl RowBuilder {
         line: &[u8],
         line_no: LineNo,
         may_hold_nul: bool,
-    ) -> Result<Option<RecordBatch>, ArrowError> {
+    ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
         if may_hold_nul && memchr::memchr(0, line).is_some() {
             self.nul_rows += 1;
-            self.push_error_row(line, line_no, "NUL byte in the line: not text");
+            let message = self.note_cut(line, "NUL byte in the line: not text".to_owned());
+            self.push_error_row(line, line_no, message);
         } else {
             let fields = self.push_fields(line);
-            let ncols = self.columns.len();
-            if fields == ncols {
+            if fields == self.width {
                 self.lines.append_value(line_no);
                 self.errors.append_null();
                 self.raws.append_null();
             } else {
-                for column in &mut self.columns[..fields.min(ncols)] {
+                for column in &mut self.columns {
                     column.truncate(self.rows);
                 }
                 self.ragged_rows += 1;
-                let message = format!("ragged row: expected {ncols} fields, found {fields}");
-                self.push_error_row(line, line_no, &message);
+                let message = format!("ragged row: expected {} fields, found {fields}", self.width);
+                let message = self.note_cut(line, message);
+                self.push_error_row(line, line_no, message);
             }
         }
-        self.rows += 1;
-        if self.rows >= self.batch_rows {
-            self.finish_batch().map(Some)
-        } else {
-            Ok(None)
-        }
+        self.end_row(line.len())
     }
 
-    /// Cuts `line` into fields and appends the first `ncols` of them to the columns; returns
-    /// the number of fields found.
+    /// Appends a line longer than `max_line_bytes` as an error row: `prefix` is its start
+    /// (what was kept of it), `len` its length.
+    pub(super) fn push_long_line(
+        &mut self,
+        prefix: &[u8],
+        len: u64,
+        line_no: LineNo,
+    ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
+        self.long_lines += 1;
+        let message = format!(
+            "line too long: {len} bytes, more than the maximum of {} (max_line_bytes); \
+             only its start is kept",
+            self.max_line_bytes
+        );
+        self.push_error_row(prefix, line_no, message);
+        self.end_row(usize::try_from(len).unwrap_or(usize::MAX))
+    }
+
+    fn end_row(&mut self, len: usize) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
+        self.rows += 1;
+        self.bytes = self.bytes.saturating_add(self.row_cost(len));
+        let cut = if self.rows >= self.batch_rows {
+            BatchCut::Rows
+        } else if self.bytes >= self.batch_bytes {
+            self.byte_cut_batches += 1;
+            BatchCut::Bytes
+        } else {
+            return Ok(None);
+        };
+        self.finish_batch().map(|b| Some((b, cut)))
+    }
+
+    /// Cuts `line` into fields and appends those of kept columns; returns the number of
+    /// fields found.
     fn push_fields(&mut self, line: &[u8]) -> usize {
         let mut sink = FieldSink {
             line,
             utf8: simdutf8::basic::from_utf8(line).is_ok(),
             markers: self.delimiter.has_markers(),
             nulls: &self.nulls,
+            slots: &self.slots,
             columns: &mut self.columns,
             scratch: &mut self.scratch,
             count: 0,
             latin1: 0,
         };
-        let mut start = 0;
-        let width = self.delimiter.bytes().len();
-        match self.delimiter {
-            Delimiter::None => {}
-            Delimiter::TildePipeCaret => {
-                // `~|^` is found by its `|` and the bytes around it. Fields are short, so
-                // a word-at-a-time scan beats re-entering a vectorized search per field.
-                for_each_byte(line, b'|', |at| {
-                    if at > start && line[at - 1] == b'~' && line.get(at + 1) == Some(&b'^') {
-                        sink.field(start, at - 1);
-                        start = at + 2;
-                    }
-                });
-            }
-            Delimiter::Tab | Delimiter::Pipe => {
-                for at in memchr::memchr_iter(self.delimiter.bytes()[0], line) {
-                    sink.field(start, at);
-                    start = at + width;
-                }
-            }
-            Delimiter::EscapedTildePipeCaret | Delimiter::TildeCaret => {
-                for at in self.finder.find_iter(line) {
-                    sink.field(start, at);
-                    start = at + width;
-                }
-            }
-        }
-        sink.field(start, line.len());
-        let (count, latin1) = (sink.count, sink.latin1);
-        if latin1 > 0 && count == self.columns.len() {
+        let count = self.delimiter.for_each_field(line, |s, e| sink.field(s, e));
+        let latin1 = sink.latin1;
+        if latin1 > 0 && count == self.width {
             self.latin1_fields += latin1;
             self.latin1_rows += 1;
         }
         count
     }
 
-    fn push_error_row(&mut self, line: &[u8], line_no: LineNo, message: &str) {
+    /// `message`, saying so when `_raw` keeps only the start of `line`.
+    fn note_cut(&self, line: &[u8], mut message: String) -> String {
+        if line.len() > self.max_raw_bytes {
+            use std::fmt::Write as _;
+            let _ = write!(
+                message,
+                " (raw text cut at {} of its {} bytes)",
+                self.max_raw_bytes,
+                line.len()
+            );
+        }
+        message
+    }
+
+    fn push_error_row(&mut self, line: &[u8], line_no: LineNo, message: String) {
         for column in &mut self.columns {
             column.push_null();
         }
         self.lines.append_value(line_no);
         self.errors.append_value(message);
-        if let Ok(s) = std::str::from_utf8(line) {
-            self.raws.append_value(s);
-        } else {
-            latin1_into(line, &mut self.scratch);
-            self.raws.append_value(&self.scratch);
-        }
+        let kept = &line[..line.len().min(self.max_raw_bytes)];
+        raw_text(kept, &mut self.scratch);
+        self.raws.append_value(&self.scratch);
     }
 
     /// Cuts the buffered rows into a batch (possibly empty).
@@ -191,6 +245,7 @@ impl RowBuilder {
         arrays.push(Arc::new(self.errors.finish()));
         arrays.push(Arc::new(self.raws.finish()));
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(self.schema.clone(), arrays)
     }
 }
@@ -202,6 +257,7 @@ struct FieldSink<'a> {
     utf8: bool,
     markers: bool,
     nulls: &'a NullTokens,
+    slots: &'a [u32],
     columns: &'a mut [TextColumn],
     scratch: &'a mut String,
     count: usize,
@@ -213,7 +269,11 @@ impl FieldSink<'_> {
     fn field(&mut self, start: usize, end: usize) {
         let index = self.count;
         self.count += 1;
-        let Some(column) = self.columns.get_mut(index) else {
+        let Some(column) = self
+            .slots
+            .get(index)
+            .and_then(|&slot| self.columns.get_mut(slot as usize))
+        else {
             return;
         };
         let (start, end) = clean_bounds(self.line, start, end, self.markers);
@@ -299,7 +359,7 @@ impl TextColumn {
         }
     }
 
-    /// Takes the rows as an array and starts again with buffers as large as these were.
+    /// Takes the rows as an array and starts again with buffers about as large as these were.
     fn finish(&mut self, batch_rows: usize) -> Result<StringArray, ArrowError> {
         if i32::try_from(self.values.len()).is_err() {
             return Err(ArrowError::ComputeError(
@@ -309,7 +369,7 @@ impl TextColumn {
         }
         let rows = batch_rows.min(1 << 16);
         let bytes = self.values.len();
-        let next = Self::with_capacity(rows, bytes + bytes / 8 + 64);
+        let next = Self::with_capacity(rows, (bytes + bytes / 8 + 64).min(MAX_RESERVE_BYTES));
         let Self {
             values,
             offsets,
@@ -317,33 +377,6 @@ impl TextColumn {
         } = std::mem::replace(self, next);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         StringArray::try_new(offsets, Buffer::from_vec(values), validity.finish())
-    }
-}
-
-/// Calls `f` with the position of every `byte` in `haystack`, in order, scanning eight bytes
-/// at a time (SWAR): dense matches cost a bit scan each instead of a search call each.
-#[inline]
-fn for_each_byte(haystack: &[u8], byte: u8, mut f: impl FnMut(usize)) {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let pattern = u64::from_ne_bytes([byte; 8]);
-    let mut words = haystack.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes) ^ pattern;
-        // The high bit of each byte of `hits` is set exactly where `x` has a zero byte.
-        let mut hits = !(((x & LOW7) + LOW7) | x | LOW7);
-        while hits != 0 {
-            f(base + (hits.trailing_zeros() / 8) as usize);
-            hits &= hits - 1;
-        }
-        base += 8;
-    }
-    for (i, &b) in words.remainder().iter().enumerate() {
-        if b == byte {
-            f(base + i);
-        }
     }
 }
 
@@ -371,6 +404,19 @@ fn clean_bounds(line: &[u8], mut start: usize, mut end: usize, markers: bool) ->
 pub(crate) fn latin1_into(bytes: &[u8], out: &mut String) {
     out.clear();
     out.extend(bytes.iter().map(|&b| char::from(b)));
+}
+
+/// The text of a raw line (or of its start) into `out`: UTF-8 as it is — a character cut
+/// in two at the end of a kept start is dropped — else Latin-1.
+pub(super) fn raw_text(bytes: &[u8], out: &mut String) {
+    out.clear();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(e) if e.error_len().is_none() => {
+            out.push_str(std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default());
+        }
+        Err(_) => latin1_into(bytes, out),
+    }
 }
 
 /// The null tokens, with a cheap first-byte filter in front of the comparison.
@@ -412,23 +458,16 @@ impl NullTokens {
 
 #[cfg(test)]
 mod tests {
-    use super::for_each_byte;
+    use super::raw_text;
 
     #[test]
-    fn finds_every_byte_like_memchr() {
-        let hay = b"a|b||c~|^d|||||||||x|y0123456789|";
-        for n in 0..=hay.len() {
-            let mut got = Vec::new();
-            for_each_byte(&hay[..n], b'|', |i| got.push(i));
-            let want: Vec<usize> = memchr::memchr_iter(b'|', &hay[..n]).collect();
-            assert_eq!(got, want, "prefix {n}");
-        }
-        let mut got = Vec::new();
-        for_each_byte(
-            &[0xfc, 0x7c, 0x7d, 0xff, 0x00, 0x7c, 0x7c, 0x7c, 0x7c],
-            b'|',
-            |i| got.push(i),
-        );
-        assert_eq!(got, [1, 5, 6, 7, 8]);
+    fn raw_text_drops_a_character_cut_in_two_only() {
+        let mut out = String::new();
+        raw_text("abé".as_bytes(), &mut out);
+        assert_eq!(out, "abé");
+        raw_text(&"abé".as_bytes()[..3], &mut out);
+        assert_eq!(out, "ab");
+        raw_text(b"ab\xe9cd", &mut out);
+        assert_eq!(out, "abécd");
     }
 }

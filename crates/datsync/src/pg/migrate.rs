@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "datsync_receipts of watched sources",
         sql: receipts_sql,
     },
+    Migration {
+        version: 5,
+        name: "sync_chunks cut",
+        sql: sync_chunks_cut_sql,
+    },
 ];
 
 fn sync_metadata_sql(s: &str) -> String {
@@ -115,6 +120,19 @@ fn sync_chunks_facts_sql(s: &str) -> String {
            ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0,
            ADD COLUMN IF NOT EXISTS validation_errors_count bigint NOT NULL DEFAULT 0,
            ADD COLUMN IF NOT EXISTS validation_errors jsonb;"
+    )
+}
+
+/// How each committed chunk was cut from its source ([`crate::model::ChunkCut`]): rows at
+/// most, byte budget, line limit. A resume without the checkpoint (cleaned up, or
+/// `--no-checkpoint`) cuts the source again with these, so that chunk ids name the same lines;
+/// NULL in rows committed before (cut by rows only, inferred from the largest chunk).
+fn sync_chunks_cut_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.sync_chunks
+           ADD COLUMN IF NOT EXISTS cut_rows bigint,
+           ADD COLUMN IF NOT EXISTS cut_bytes bigint,
+           ADD COLUMN IF NOT EXISTS cut_max_line_bytes bigint;"
     )
 }
 

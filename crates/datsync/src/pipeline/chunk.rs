@@ -108,6 +108,7 @@ impl Run<'_> {
             superseded: validated.superseded as u64,
             validation_errors_count: validated.errors.len() as u64,
             validation_errors: serde_json::to_value(sample).ok(),
+            cut: Some(self.cut().await),
         })
     }
 

@@ -11,7 +11,7 @@ use super::Progress;
 use super::halt::{BadInput, Halt, SyncFailure};
 use crate::checkpoint::{CheckpointManager, ChunkCompression};
 use crate::model::{ChunkId, SourceFingerprint, SyncId};
-use crate::parse::{Decoder, ParseOptions, READ_BUFFER_BYTES};
+use crate::parse::{BatchCut, Decoder, ParseOptions, READ_BUFFER_BYTES};
 use crate::profile::Profile;
 use crate::source::SourceRef;
 use crate::telemetry::{ChunkConverted, Telemetry};
@@ -42,6 +42,8 @@ enum ReaderMsg {
         chunk: ChunkId,
         batch: RecordBatch,
         bytes_read: u64,
+        /// The decoder cut it at the end of the source.
+        source_end: bool,
     },
     Done {
         rows: u64,
@@ -55,12 +57,12 @@ enum ReaderMsg {
 fn spawn_reader(
     path: SourceRef,
     profile: Profile,
-    chunk_size: usize,
+    options: ParseOptions,
     skip_before: u32,
 ) -> mpsc::Receiver<Result<ReaderMsg, Halt>> {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     std::thread::spawn(move || {
-        let result = read_source(&path, &profile, chunk_size, skip_before, &tx);
+        let result = read_source(&path, &profile, options, skip_before, &tx);
         if let Err(halt) = result {
             let _ = tx.blocking_send(Err(halt));
         }
@@ -71,16 +73,12 @@ fn spawn_reader(
 fn read_source(
     path: &SourceRef,
     profile: &Profile,
-    chunk_size: usize,
+    options: ParseOptions,
     skip_before: u32,
     tx: &mpsc::Sender<Result<ReaderMsg, Halt>>,
 ) -> Result<(), Halt> {
     let name = path.name();
     let mut reader = path.reader()?;
-    let options = ParseOptions {
-        batch_rows: chunk_size,
-        ..ParseOptions::default()
-    };
     let mut decoder = Decoder::new(profile, options);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut next = 0u32;
@@ -88,7 +86,7 @@ fn read_source(
         source_name: name.clone(),
         error,
     };
-    let send = |batch: RecordBatch, bytes_read: u64, next: &mut u32| -> bool {
+    let send = |batch: RecordBatch, cut, bytes_read: u64, next: &mut u32| -> bool {
         let chunk = ChunkId(*next);
         *next += 1;
         chunk.0 < skip_before
@@ -97,6 +95,7 @@ fn read_source(
                     chunk,
                     batch,
                     bytes_read,
+                    source_end: cut == Some(BatchCut::End),
                 }))
                 .is_ok()
     };
@@ -117,18 +116,21 @@ fn read_source(
         while pos < n {
             pos += decoder.decode(&buffer[pos..n]).map_err(bad)?;
             while let Some(batch) = decoder.next_batch() {
-                if !send(batch, reader.bytes_read(), &mut next) {
+                if !send(batch, decoder.last_cut(), reader.bytes_read(), &mut next) {
                     return Ok(());
                 }
             }
         }
     }
-    decoder.finish().map_err(bad)?;
-    while let Some(batch) = decoder.next_batch() {
-        if !send(batch, reader.bytes_read(), &mut next) {
+    while let Some(batch) = decoder.flush().map_err(bad)? {
+        if !send(batch, decoder.last_cut(), reader.bytes_read(), &mut next) {
             return Ok(());
         }
     }
+    let stats = decoder.stats();
+    tracing::debug!(source = %name, rows = stats.rows, long_lines = stats.long_lines,
+        ragged_rows = stats.ragged_rows, unknown_columns = stats.unknown_columns.len(),
+        byte_cut_chunks = stats.byte_cut_batches, "source decoded");
     let done = ReaderMsg::Done {
         rows: decoder.stats().rows,
         chunks: next,
@@ -144,7 +146,8 @@ pub(super) struct Converter {
     pub(super) sync_id: SyncId,
     pub(super) source: SourceRef,
     pub(super) profile: Profile,
-    pub(super) chunk_size: usize,
+    /// The decoder settings, which cut the chunks.
+    pub(super) options: ParseOptions,
     /// Chunks already recorded: decoded again but not saved or sent.
     pub(super) recorded: u32,
     pub(super) fingerprint: SourceFingerprint,
@@ -170,7 +173,7 @@ impl Converter {
         let mut input = spawn_reader(
             self.source.clone(),
             self.profile.clone(),
-            self.chunk_size,
+            self.options,
             self.recorded,
         );
         let mut checked = false;
@@ -180,6 +183,7 @@ impl Converter {
                     chunk,
                     batch,
                     bytes_read,
+                    source_end,
                 } => {
                     if !checked {
                         crate::validate::check_columns(&self.profile, batch.schema_ref()).map_err(
@@ -203,7 +207,12 @@ impl Converter {
                             let encoded = encode(chunk, &batch, compression).await?;
                             m.lock()
                                 .await
-                                .save_encoded_chunk_parquet(chunk, &batch, Some(encoded))
+                                .save_encoded_chunk_parquet(
+                                    chunk,
+                                    &batch,
+                                    Some(encoded),
+                                    source_end,
+                                )
                                 .await?
                                 .parquet_sha256
                         }
@@ -272,15 +281,11 @@ async fn encode(
 pub(super) fn regenerate(
     path: &SourceRef,
     profile: &Profile,
-    chunk_size: usize,
+    options: ParseOptions,
     chunk: ChunkId,
 ) -> Result<RecordBatch, Halt> {
     let name = path.name();
     let reader = path.reader()?;
-    let options = ParseOptions {
-        batch_rows: chunk_size,
-        ..ParseOptions::default()
-    };
     let mut decoder = Decoder::new(profile, options);
     let mut index = 0u32;
     let mut found = None;

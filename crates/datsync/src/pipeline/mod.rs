@@ -32,6 +32,7 @@
 
 mod chunk;
 mod convert;
+mod cut;
 mod finish;
 mod halt;
 mod open;

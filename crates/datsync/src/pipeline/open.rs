@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use crate::checkpoint::{CheckpointError, CheckpointManager, CheckpointOptions, NewCheckpoint};
-use crate::model::{SyncRef, SyncStatus};
+use crate::model::{ChunkCut, SyncRef, SyncStatus};
 use crate::status::SyncRegistration;
 use crate::store::Store;
 
@@ -37,12 +37,14 @@ impl Pipeline {
         // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
         // has nothing left to convert or load.
         let cleaned = registered.finished_before && !self.has_checkpoint(&store, &plan).await?;
-        let ledger_chunk_size = self.ledger_chunk_size(&client, &plan).await?;
+        // Chunks committed earlier were cut somehow; without their checkpoint the ledger
+        // tells how (each row records its cut), and chunks must be cut there again.
+        let ledger_cut =
+            crate::status::ledger_cut(&client, &self.profile.schema, plan.sync_id.as_str())
+                .await?
+                .map(|cut| self.effective_cut(cut));
         let manager = if self.settings.enable_checkpointing && !cleaned {
-            Some(
-                self.open_checkpoint(&store, &plan, ledger_chunk_size)
-                    .await?,
-            )
+            Some(self.open_checkpoint(&store, &plan, ledger_cut).await?)
         } else {
             None
         };
@@ -65,7 +67,7 @@ impl Pipeline {
             client,
             started,
             checkpoint_dir,
-            ledger_chunk_size,
+            ledger_cut,
             loader: run_loader(self, &plan.sync_id),
         };
         let outcome = if cleaned {
@@ -110,31 +112,13 @@ impl Pipeline {
         Ok(manager.checkpoint_exists().await?)
     }
 
-    /// The chunk size of the chunks committed earlier: without their checkpoint the ledger
-    /// tells it (its largest chunk), and chunks must be cut there again.
-    async fn ledger_chunk_size(
-        &self,
-        client: &tokio_postgres::Client,
-        plan: &Plan,
-    ) -> Result<Option<usize>, PipelineError> {
-        let ledger =
-            crate::status::ledger_chunks(client, &self.profile.schema, plan.sync_id.as_str())
-                .await?;
-        Ok(ledger
-            .iter()
-            .map(|c| c.rows_read)
-            .max()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n > 0))
-    }
-
     /// Opens the sync's checkpoint, creating it when there is none, and refuses it when the
     /// source has changed.
     async fn open_checkpoint(
         &self,
         store: &Store,
         plan: &Plan,
-        ledger_chunk_size: Option<usize>,
+        ledger_cut: Option<ChunkCut>,
     ) -> Result<CheckpointManager, PipelineError> {
         let options = CheckpointOptions {
             compression: self.settings.compression,
@@ -156,7 +140,7 @@ impl Pipeline {
                     source_file: plan.file_name.clone(),
                     source_path: plan.source_path.clone(),
                     fingerprint: plan.fingerprint.clone(),
-                    chunk_size: ledger_chunk_size.unwrap_or(self.settings.chunk_size) as u64,
+                    cut: ledger_cut.unwrap_or_else(|| self.settings_cut()),
                 })
                 .await?;
         }

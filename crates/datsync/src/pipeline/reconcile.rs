@@ -70,12 +70,12 @@ impl Run<'_> {
             }
         }
         let pending = m.get_pending_chunks().await?;
-        let last_partial = manifest
-            .chunks
-            .last()
-            .is_some_and(|c| c.rows < manifest.chunk_size);
+        // Every chunk is recorded when the last one was cut by the end of the source (never
+        // inferred from its being short, once chunks are cut by bytes too).
         let conversion = match manifest.phase {
-            CheckpointStatus::Converting if last_partial => Conversion::HashOnly,
+            CheckpointStatus::Converting if manifest.last_chunk_ends_source() => {
+                Conversion::HashOnly
+            }
             CheckpointStatus::Converting => Conversion::Continue,
             _ => {
                 self.pipeline

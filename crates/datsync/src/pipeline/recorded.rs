@@ -36,13 +36,12 @@ impl Run<'_> {
                     return Err(SyncFailure::CannotRegenerate { error: e }.into());
                 };
                 let profile = self.pipeline.profile.clone();
-                let size = self.chunk_size().await;
-                let batch =
-                    tokio::task::spawn_blocking(move || regenerate(&source, &profile, size, chunk))
-                        .await
-                        .map_err(|e| {
-                            SyncFailure::task_died(format!("regenerating chunk {chunk}"), e)
-                        })??;
+                let options = self.pipeline.parse_options(self.cut().await);
+                let batch = tokio::task::spawn_blocking(move || {
+                    regenerate(&source, &profile, options, chunk)
+                })
+                .await
+                .map_err(|e| SyncFailure::task_died(format!("regenerating chunk {chunk}"), e))??;
                 let entry = manager
                     .lock()
                     .await

@@ -16,7 +16,7 @@ use super::reconcile::{Conversion, Ledger, outcome_of};
 use super::{Pipeline, PipelineError, RunSummary};
 use crate::checkpoint::CheckpointManager;
 use crate::load::Loader;
-use crate::model::{ChunkId, SyncId, SyncRef};
+use crate::model::{ChunkCut, ChunkId, SyncId, SyncRef};
 use crate::status::LedgerChunk;
 use crate::store::Store;
 use crate::telemetry::ChunkStaged;
@@ -45,8 +45,8 @@ pub(super) struct Run<'a> {
     pub(super) client: Client,
     pub(super) started: Instant,
     pub(super) checkpoint_dir: Option<String>,
-    /// The chunk size of the chunks the ledger already has, when it has some.
-    pub(super) ledger_chunk_size: Option<usize>,
+    /// How the chunks the ledger already has were cut, when it has some.
+    pub(super) ledger_cut: Option<ChunkCut>,
     /// The loader of the profile, its SQL prepared once per run.
     pub(super) loader: Loader,
 }
@@ -147,7 +147,7 @@ impl Run<'_> {
             sync_id: self.plan.sync_id.clone(),
             source,
             profile: p.profile.clone(),
-            chunk_size: self.chunk_size().await,
+            options: p.parse_options(self.cut().await),
             recorded,
             fingerprint: self.plan.fingerprint.clone(),
             manager: self.manager.clone(),
@@ -206,29 +206,32 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Rows per chunk of this sync: the checkpoint's, whatever `--chunk-size` says now (chunks
-    /// are cut again from the source on a resume, and must be cut where they were).
-    pub(super) async fn chunk_size(&self) -> usize {
-        let settings = self
-            .ledger_chunk_size
-            .unwrap_or(self.pipeline.settings.chunk_size);
+    /// How this sync's chunks are cut: as the checkpoint recorded, else as the ledger
+    /// recorded, else as the settings say — whatever `--chunk-size`, `--chunk-bytes` or
+    /// `--max-line-bytes` say now (chunks are cut again from the source on a resume, and must
+    /// be cut where they were).
+    pub(super) async fn cut(&self) -> ChunkCut {
+        let p = self.pipeline;
+        let requested = self.ledger_cut.unwrap_or_else(|| p.settings_cut());
         let Some(manager) = &self.manager else {
-            return settings;
+            return requested;
         };
         let recorded = manager
             .lock()
             .await
             .manifest()
-            .and_then(|m| usize::try_from(m.chunk_size).ok())
-            .filter(|&n| n > 0);
+            .map(crate::checkpoint::Manifest::cut)
+            .filter(|c| c.rows > 0)
+            .map(|c| p.effective_cut(c));
         match recorded {
-            Some(n) if n != settings => {
-                tracing::info!(sync_id = %self.plan.sync_id, chunk_size = n, requested = settings,
-                    "using the checkpoint's chunk size");
-                n
+            Some(cut) if cut != requested => {
+                tracing::info!(sync_id = %self.plan.sync_id, chunk_size = cut.rows,
+                    chunk_bytes = ?cut.bytes, max_line_bytes = ?cut.max_line_bytes,
+                    "cutting chunks as the checkpoint recorded, not as the settings say");
+                cut
             }
-            Some(n) => n,
-            None => settings,
+            Some(cut) => cut,
+            None => requested,
         }
     }
 

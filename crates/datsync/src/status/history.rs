@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, Row};
 
-use crate::model::{SyncStatus, UnknownSyncStatus};
+use crate::model::{ChunkCut, SyncStatus, UnknownSyncStatus};
 use crate::pg::{PgError, quote_ident};
 
 /// How many validation errors of the JSONB sample a [`SyncDetail`] keeps.
@@ -215,6 +215,39 @@ pub async fn ledger_chunks(
             validation_errors_count: r.get(9),
         })
         .collect())
+}
+
+/// How the chunks the ledger has for a sync were cut, `None` when it has none. Rows committed
+/// before the cut was recorded (migration 5) were cut by rows only, at the size of the largest
+/// chunk. Needs the schema migrated by `pg::init_db` (the pipeline runs it first).
+pub async fn ledger_cut(
+    client: &Client,
+    schema: &str,
+    sync_id: &str,
+) -> Result<Option<ChunkCut>, ReadError> {
+    let sql = format!(
+        "SELECT cut_rows, cut_bytes, cut_max_line_bytes, max(rows_read) OVER ()
+           FROM {}.sync_chunks WHERE sync_id = $1
+          ORDER BY cut_rows IS NULL, chunk_id LIMIT 1",
+        quote_ident(schema)
+    );
+    let row = client
+        .query_opt(&sql, &[&sync_id])
+        .await
+        .map_err(|e| PgError::query("cannot read the chunk ledger sync_chunks", e))?;
+    let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0);
+    Ok(row.and_then(|r| match n(r.get(0)) {
+        Some(rows) => Some(ChunkCut {
+            rows,
+            bytes: n(r.get(1)),
+            max_line_bytes: n(r.get(2)),
+        }),
+        None => n(r.get(3)).map(|rows| ChunkCut {
+            rows,
+            bytes: None,
+            max_line_bytes: None,
+        }),
+    }))
 }
 
 /// Fails with [`ReadError::NotInitialized`] unless both datsync tables exist.

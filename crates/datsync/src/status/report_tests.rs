@@ -26,6 +26,7 @@ fn chunk(id: u32, status: ChunkStatus) -> ChunkEntry {
         error: (status == ChunkStatus::Failed).then(|| "connection reset".to_owned()),
         failed_at: None,
         rows_rejected: 1,
+        source_end: false,
     }
 }
 
@@ -38,6 +39,8 @@ fn manifest(phase: CheckpointStatus, chunks: Vec<ChunkEntry>) -> Manifest {
         file_size_bytes: 10,
         total_chunks: chunks.len() as u32,
         chunk_size: 10,
+        chunk_bytes: None,
+        max_line_bytes: None,
         status: phase,
         phase,
         created_at: "2025-01-29T14:30:22Z".into(),

@@ -76,7 +76,7 @@ impl Source {
             source_file: "ZTDWR_20250129.dat".to_owned(),
             source_path: "data/hex-ztdwr/ZTDWR_20250129.dat".to_owned(),
             fingerprint: self.fingerprint(),
-            chunk_size: chunk_rows,
+            cut: datsync::model::ChunkCut::rows_only(chunk_rows),
         }
     }
 }

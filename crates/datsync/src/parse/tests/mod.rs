@@ -8,6 +8,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::model::{ERROR_COLUMN, LINE_COLUMN, RAW_COLUMN};
 
+mod forms;
+mod limits;
+
 const BUFFER_SIZES: &[usize] = &[1, 2, 3, 7, 64, 4096, usize::MAX];
 
 /// Decodes `input` fed `step` bytes at a time.
@@ -16,24 +19,41 @@ fn decode_with(
     step: usize,
     batch_rows: usize,
 ) -> Result<(Vec<RecordBatch>, ParseStats), ParseError> {
-    let mut decoder = Decoder::new(
-        &Profile::ztdwr(),
-        ParseOptions {
-            batch_rows,
-            ..ParseOptions::default()
-        },
-    );
+    let options = ParseOptions {
+        batch_rows,
+        ..ParseOptions::default()
+    };
+    decode_opts(input, step, options).map(|(b, _, s)| (b, s))
+}
+
+/// Decodes `input` fed `step` bytes at a time with `options`; returns the batches, how each
+/// was cut, and the stats. Checks on the way that at most one batch is ever ready.
+fn decode_opts(
+    input: &[u8],
+    step: usize,
+    options: ParseOptions,
+) -> Result<(Vec<RecordBatch>, Vec<BatchCut>, ParseStats), ParseError> {
+    let mut decoder = Decoder::new(&Profile::ztdwr(), options);
     let mut batches = Vec::new();
+    let mut cuts = Vec::new();
     for piece in input.chunks(step.min(input.len()).max(1)) {
         let mut pos = 0;
         while pos < piece.len() {
             pos += decoder.decode(&piece[pos..])?;
-            batches.extend(std::iter::from_fn(|| decoder.next_batch()));
+            assert!(decoder.ready.len() <= 1, "more than one batch ready");
+            while let Some(batch) = decoder.next_batch() {
+                batches.push(batch);
+                cuts.extend(decoder.last_cut());
+            }
         }
+        assert!(decoder.pending.len() <= decoder.options.max_line_bytes);
     }
-    decoder.finish()?;
-    batches.extend(std::iter::from_fn(|| decoder.next_batch()));
-    Ok((batches, decoder.stats()))
+    while let Some(batch) = decoder.flush()? {
+        assert!(decoder.ready.len() <= 1, "more than one batch ready");
+        batches.push(batch);
+        cuts.extend(decoder.last_cut());
+    }
+    Ok((batches, cuts, decoder.stats()))
 }
 
 /// Every row as (line, column name → value) with nulls as `None`, data columns only.
@@ -217,8 +237,9 @@ fn every_delimiter_form() {
 fn aliases_and_quirky_headers() {
     let input =
         "\u{feff}^SPB ID~|^Driver\\ NIK~|^nopol~|^Tanggal.Tim~|^extra col~\nA~|^B~|^C~|^D~|^E\n";
-    let (rows, _) = decode_everywhere(input.as_bytes());
+    let (rows, stats) = decode_everywhere(input.as_bytes());
     let names: Vec<_> = rows[0].1.iter().map(|(n, _)| n.as_str()).collect();
+    // The unknown column is named in the stats, then not kept.
     assert_eq!(
         names,
         [
@@ -226,11 +247,46 @@ fn aliases_and_quirky_headers() {
             "nik_supir",
             "no_polisi",
             "tanggal_timbang",
-            "extra_col",
             ERROR_COLUMN,
             RAW_COLUMN
         ]
     );
+    assert_eq!(stats.unknown_columns, ["extra_col"]);
+    assert_eq!(get(&rows[0], "tanggal_timbang"), Some("D"));
+    assert_eq!(get(&rows[0], ERROR_COLUMN), None);
+}
+
+#[test]
+fn unknown_columns_are_kept_only_when_asked() {
+    let input = "surat_pengantar_brg|Mystery|nopol|nopol\n1|2|3|4\n";
+    let keep = ParseOptions {
+        keep_unknown_columns: true,
+        ..ParseOptions::default()
+    };
+    for (options, want) in [
+        (
+            ParseOptions::default(),
+            vec!["surat_pengantar_brg", "no_polisi"],
+        ),
+        (
+            keep,
+            vec!["surat_pengantar_brg", "mystery", "no_polisi", "no_polisi_2"],
+        ),
+    ] {
+        for step in BUFFER_SIZES {
+            let (batches, _, stats) = decode_opts(input.as_bytes(), *step, options).unwrap();
+            let rows = rows(&batches);
+            let names: Vec<_> = rows[0]
+                .1
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !n.starts_with('_'))
+                .collect();
+            assert_eq!(names, want);
+            assert_eq!(stats.unknown_columns, ["mystery", "no_polisi_2"]);
+            assert_eq!(get(&rows[0], "no_polisi"), Some("3"));
+        }
+    }
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -272,17 +328,15 @@ fn bad_input_gives_clear_errors() {
     corrupt[12] ^= 0xff;
     corrupt[13] ^= 0xff;
     assert!(err(&corrupt).contains("gzip stream"), "{}", err(&corrupt));
-    let mut decoder = Decoder::new(
-        &Profile::ztdwr(),
-        ParseOptions {
-            batch_rows: 10,
-            max_line_bytes: 64,
-        },
-    );
-    let long = format!("{HEADER}\n{}\n", "x".repeat(100));
-    let e = decode_reader(long.as_bytes(), &mut decoder, |_| Ok::<(), ParseError>(())).unwrap_err();
+    let e = err(format!("{}\n1~|^2\n", "x".repeat(2 << 20)).as_bytes());
     assert!(
-        matches!(e, ParseError::LineTooLong { line: 2, max: 64 }),
+        e.contains("line 1") && e.contains("header line is longer than 1048576"),
+        "{e}"
+    );
+    let wide = format!("{}\n1\n", vec!["nopol"; 2_001].join("|"));
+    let e = err(wide.as_bytes());
+    assert!(
+        e.contains("2001 fields, more than the maximum of 2000"),
         "{e}"
     );
 }

@@ -1,0 +1,289 @@
+//! Finding field delimiters in a line: the `~|^` family in every written form, tab and `|`.
+//!
+//! # The `~|^` family (`ztdwr.md` §1)
+//!
+//! SAP writes fields wrapped as `^value~` and joined by `|`, so the delimiter reads `~|^`.
+//! Files and design notes also spell it escaped, as a regular expression would (`~\|\^`,
+//! `~\|^`, `~|\^`, and `\~\|\^` from older `re.escape`), or without the pipe (`~^`). A header
+//! in any of these forms puts the file in the family, and then **every line** — header and
+//! data — is cut at every occurrence of:
+//!
+//! ```text
+//! ~  [\]  [ |  [\] ]  ^        i.e.  ~^  ~\^  ~|^  ~\|^  ~|\^  ~\|\^
+//! ```
+//!
+//! one `~`, then at most one backslash before each of the optional `|` and the `^`. Lines of
+//! one file may mix the forms. What this deliberately does **not** accept on a data line: a
+//! backslash before the `~` (`\~|^`) — that backslash belongs to the value before it (a value
+//! `C:\` is written `^C:\~|^…`, and must keep its backslash) — and two backslashes in a row.
+//! A backslash anywhere else in a value is an ordinary character. In a header a `\~` is
+//! harmless: the backslash stays in the name before it and canonicalization drops it.
+//!
+//! Matching runs backwards from each `^`, the one byte every form ends with: a greedy walk
+//! over the optional parts is exact, because each optional byte (`\`, `|`) differs from the
+//! byte it could be confused with (`~`).
+
+use serde::Serialize;
+
+/// A field delimiter, decided from the header line (`ztdwr.md` §1) and applied to every line.
+/// The three `~|^` forms name how the header wrote it; they cut lines identically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Delimiter {
+    /// The `~|^` family, header written `~|^`.
+    TildePipeCaret,
+    /// The `~|^` family, header written with backslashes (`~\|\^`, `~\|^`, `~|\^`).
+    EscapedTildePipeCaret,
+    /// The `~|^` family, header written `~^` (or `~\^`), the form the design notes use.
+    TildeCaret,
+    /// A tab.
+    Tab,
+    /// `|`.
+    Pipe,
+    /// No known delimiter on the header line: one column per line.
+    None,
+}
+
+impl Delimiter {
+    /// The canonical bytes of the delimiter (what the sample generator writes).
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            Self::TildePipeCaret => b"~|^",
+            Self::EscapedTildePipeCaret => b"~\\|\\^",
+            Self::TildeCaret => b"~^",
+            Self::Tab => b"\t",
+            Self::Pipe => b"|",
+            Self::None => b"",
+        }
+    }
+
+    /// Whether this is the `~|^` family, whose fields carry `^`/`~` markers to strip.
+    pub fn has_markers(self) -> bool {
+        matches!(
+            self,
+            Self::TildePipeCaret | Self::EscapedTildePipeCaret | Self::TildeCaret
+        )
+    }
+
+    /// The name shown to users and in `inspect --json`: the delimiter text, or `tab`/`none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TildePipeCaret => "~|^",
+            Self::EscapedTildePipeCaret => "~\\|\\^",
+            Self::TildeCaret => "~^",
+            Self::Tab => "tab",
+            Self::Pipe => "|",
+            Self::None => "none",
+        }
+    }
+
+    /// Detects the delimiter of a header line: the `~|^` family in any form (named after
+    /// its first occurrence), else tab, else `|`.
+    pub fn detect(header: &[u8]) -> Self {
+        let mut first = None;
+        for_each_byte(header, b'^', |caret| {
+            if first.is_none() {
+                first = tilde_before(header, caret).map(|tilde| (tilde, caret));
+            }
+        });
+        if let Some((tilde, caret)) = first {
+            let written = &header[tilde..=caret];
+            return if written.contains(&b'\\') {
+                if written.contains(&b'|') {
+                    Self::EscapedTildePipeCaret
+                } else {
+                    Self::TildeCaret
+                }
+            } else if written.contains(&b'|') {
+                Self::TildePipeCaret
+            } else {
+                Self::TildeCaret
+            };
+        }
+        if memchr::memchr(b'\t', header).is_some() {
+            Self::Tab
+        } else if memchr::memchr(b'|', header).is_some() {
+            Self::Pipe
+        } else {
+            Self::None
+        }
+    }
+
+    /// Calls `field(start, end)` for every field of `line` in order (the last one ends at
+    /// the end of the line); returns the number of fields.
+    #[inline]
+    pub(super) fn for_each_field(self, line: &[u8], mut field: impl FnMut(usize, usize)) -> usize {
+        let mut start = 0;
+        let mut count = 1;
+        match self {
+            Self::None => {}
+            Self::TildePipeCaret | Self::EscapedTildePipeCaret | Self::TildeCaret => {
+                // Fields are short, so a word-at-a-time scan beats re-entering a vectorized
+                // search per field.
+                for_each_byte(line, b'^', |caret| {
+                    if let Some(tilde) = tilde_before(line, caret) {
+                        field(start, tilde);
+                        start = caret + 1;
+                        count += 1;
+                    }
+                });
+            }
+            Self::Tab | Self::Pipe => {
+                for at in memchr::memchr_iter(self.bytes()[0], line) {
+                    field(start, at);
+                    start = at + 1;
+                    count += 1;
+                }
+            }
+        }
+        field(start, line.len());
+        count
+    }
+}
+
+impl std::fmt::Display for Delimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// When the `^` at `caret` ends a `~|^`-family delimiter, the position of its `~`.
+///
+/// The walk never reaches the previous delimiter: the bytes it steps over (`\`, `|`, `~`)
+/// are never the `^` that ended it.
+#[inline]
+fn tilde_before(line: &[u8], caret: usize) -> Option<usize> {
+    let mut at = caret;
+    if at > 0 && line[at - 1] == b'\\' {
+        at -= 1;
+    }
+    if at > 0 && line[at - 1] == b'|' {
+        at -= 1;
+        if at > 0 && line[at - 1] == b'\\' {
+            at -= 1;
+        }
+    }
+    (at > 0 && line[at - 1] == b'~').then(|| at - 1)
+}
+
+/// Calls `f` with the position of every `byte` in `haystack`, in order, scanning eight bytes
+/// at a time (SWAR): dense matches cost a bit scan each instead of a search call each.
+#[inline]
+pub(super) fn for_each_byte(haystack: &[u8], byte: u8, mut f: impl FnMut(usize)) {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    let mut words = haystack.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ pattern;
+        // The high bit of each byte of `hits` is set exactly where `x` has a zero byte.
+        let mut hits = !(((x & LOW7) + LOW7) | x | LOW7);
+        while hits != 0 {
+            f(base + (hits.trailing_zeros() / 8) as usize);
+            hits &= hits - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in words.remainder().iter().enumerate() {
+        if b == byte {
+            f(base + i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(d: Delimiter, line: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let n = d.for_each_field(line.as_bytes(), |s, e| out.push(&line[s..e]));
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn detects_each_delimiter_and_form() {
+        for (line, want) in [
+            ("^a~|^b~|^c~", Delimiter::TildePipeCaret),
+            ("a~|^b", Delimiter::TildePipeCaret),
+            ("a~\\|\\^b", Delimiter::EscapedTildePipeCaret),
+            ("a~\\|^b", Delimiter::EscapedTildePipeCaret),
+            ("a~|\\^b", Delimiter::EscapedTildePipeCaret),
+            ("a\\~\\|\\^b", Delimiter::EscapedTildePipeCaret),
+            ("a~^b~^c", Delimiter::TildeCaret),
+            ("^a~^^b~", Delimiter::TildeCaret),
+            ("a~\\^b", Delimiter::TildeCaret),
+            ("a\tb|c", Delimiter::Tab),
+            ("a|b", Delimiter::Pipe),
+            ("a^b|c", Delimiter::Pipe),
+            ("abc", Delimiter::None),
+        ] {
+            assert_eq!(Delimiter::detect(line.as_bytes()), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn every_form_cuts_alike_and_mixes() {
+        let d = Delimiter::TildePipeCaret;
+        for line in [
+            "A~|^B~|^C",
+            "A~\\|\\^B~\\|\\^C",
+            "A~\\|^B~|\\^C",
+            "A~^B~\\^C",
+            "A~|^B~\\|\\^C",
+        ] {
+            assert_eq!(fields(d, line), ["A", "B", "C"], "{line}");
+        }
+        // Fully wrapped: markers stay for the row builder to strip.
+        assert_eq!(fields(d, "^A~|^B~|^C~"), ["^A", "B", "C~"]);
+        assert_eq!(fields(d, "^A~\\|\\^B~"), ["^A", "B~"]);
+        assert_eq!(fields(d, "^A~^^B~"), ["^A", "^B~"]);
+        // Empty fields, and a delimiter right at the start or end.
+        assert_eq!(fields(d, "~|^~|^"), ["", "", ""]);
+        assert_eq!(fields(d, "^~|^~|^x~"), ["^", "", "x~"]);
+    }
+
+    #[test]
+    fn backslashes_of_values_are_kept() {
+        let d = Delimiter::EscapedTildePipeCaret;
+        // A value ending in a backslash, wrapped and joined-only.
+        assert_eq!(fields(d, "^C:\\~|^B~"), ["^C:\\", "B~"]);
+        assert_eq!(fields(d, "C:\\~|^B"), ["C:\\", "B"]);
+        assert_eq!(fields(d, "C:\\~\\|\\^B"), ["C:\\", "B"]);
+        // A value starting with a backslash.
+        assert_eq!(fields(d, "A~|^\\B"), ["A", "\\B"]);
+        assert_eq!(fields(d, "A~\\|\\^\\B"), ["A", "\\B"]);
+        // Backslashes inside values, and lone markers, are ordinary characters.
+        assert_eq!(fields(d, "a\\|b~|^c\\^d"), ["a\\|b", "c\\^d"]);
+        assert_eq!(fields(d, "a|^b~|c"), ["a|^b~|c"]);
+        // Two backslashes are not an escape.
+        assert_eq!(fields(d, "a~\\\\|^b"), ["a~\\\\|^b"]);
+    }
+
+    #[test]
+    fn tab_pipe_and_none() {
+        assert_eq!(fields(Delimiter::Tab, "a\tb\t"), ["a", "b", ""]);
+        assert_eq!(fields(Delimiter::Pipe, "a|b~|^c"), ["a", "b~", "^c"]);
+        assert_eq!(fields(Delimiter::None, "a|b"), ["a|b"]);
+    }
+
+    #[test]
+    fn finds_every_byte_like_memchr() {
+        let hay = b"a|b||c~|^d|||||||||x|y0123456789|";
+        for n in 0..=hay.len() {
+            let mut got = Vec::new();
+            for_each_byte(&hay[..n], b'|', |i| got.push(i));
+            let want: Vec<usize> = memchr::memchr_iter(b'|', &hay[..n]).collect();
+            assert_eq!(got, want, "prefix {n}");
+        }
+        let mut got = Vec::new();
+        for_each_byte(
+            &[0xfc, 0x7c, 0x7d, 0xff, 0x00, 0x7c, 0x7c, 0x7c, 0x7c],
+            b'|',
+            |i| got.push(i),
+        );
+        assert_eq!(got, [1, 5, 6, 7, 8]);
+    }
+}
