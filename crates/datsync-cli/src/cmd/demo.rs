@@ -63,6 +63,11 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .prefix("datsync-demo-")
         .tempdir()
         .context("creating a temporary directory")?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::Permissions::from_mode(datsync::store::PRIVATE_DIR_MODE);
+        std::fs::set_permissions(dir.path(), mode).context("making the demo directory private")?;
+    }
     let (file, sample) = write_file(dir.path(), args.rows)?;
     let chunk_size = sample.rows.div_ceil(DEMO_CHUNKS).max(1);
     let chunks = sample.rows.div_ceil(chunk_size);
@@ -202,8 +207,18 @@ fn write_file(dir: &Path, rows: u64) -> anyhow::Result<(std::path::PathBuf, Samp
         quirky_header: true,
         ..SampleOptions::default()
     };
-    let out =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    // Private like the checkpoints: the sample holds (made-up) personal data.
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(datsync::store::PRIVATE_FILE_MODE)
+            .open(&path)
+    }
+    .with_context(|| format!("creating {}", path.display()))?;
+    datsync::store::private_file(&path)?;
     let summary =
         write_sample(out, &options).with_context(|| format!("writing {}", path.display()))?;
     Ok((path, summary))

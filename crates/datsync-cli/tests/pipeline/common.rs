@@ -308,6 +308,28 @@ pub fn datsync(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     }
 }
 
+/// [`datsync`] run under `umask` (through `sh`, which sets it and execs the binary).
+pub fn datsync_umask(dir: &Path, umask: u32, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask:03o}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_datsync"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Outcome {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A temp dir with a sample file and a checkpoint directory per database.
 pub struct Work {
     pub dir: tempfile::TempDir,

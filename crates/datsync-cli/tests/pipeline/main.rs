@@ -11,6 +11,7 @@ mod alerts;
 mod azure;
 mod common;
 mod crash;
+mod decoder;
 mod errors;
 mod resume;
 mod serve;

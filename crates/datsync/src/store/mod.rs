@@ -15,6 +15,19 @@
 //! their checkpoint.
 //!
 //! Crash tests wrap a store with a [`FaultPlan`] that kills it at its Nth write.
+//!
+//! # Who can read what is kept (personal data at rest)
+//!
+//! Chunk files, rejects and manifests hold personal data (NIKs, names). On a local store,
+//! every directory datsync creates — the base directory, each sync's checkpoint directory,
+//! `rejects/` and `rejects/<sync_id>/` — is made `0700` and every object written is made
+//! `0600`, whatever the umask (modes are set explicitly after creation, since a umask can only
+//! take bits away). A base directory that already exists keeps its mode: it was chosen by
+//! someone. `object_store` writes a temporary file and renames it into place; the file is
+//! `0600` once renamed, and before that it is inside a `0700` directory, so no other user can
+//! reach it at any moment. On Azure Blob Storage the equivalent is the container's access
+//! policy: datsync creates a missing checkpoint container private (no public access level),
+//! and access is granted only through the account's keys, SAS or RBAC.
 
 mod faults;
 mod location;
@@ -214,7 +227,7 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        private_dirs(dir).map_err(fail)?;
         let root = std::fs::canonicalize(dir).map_err(fail)?;
         let fs = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| fail(std::io::Error::other(e.to_string())))?
@@ -289,10 +302,17 @@ impl Store {
             }
             Verdict::Proceed | Verdict::CrashAfter => {}
         }
+        let path = self.local_root.as_ref().map(|root| root.join(key.as_str()));
+        if let Some(parent) = path.as_deref().and_then(std::path::Path::parent) {
+            private_dirs(parent).map_err(|e| self.io_error("write", key, e))?;
+        }
         self.inner
             .put(&key.0, PutPayload::from(bytes))
             .await
             .map_err(|e| self.object_error("write", key, e))?;
+        if let Some(path) = &path {
+            private_file(path).map_err(|e| self.io_error("write", key, e))?;
+        }
         if verdict == Verdict::CrashAfter {
             return Err(self.injected("write", key));
         }
@@ -469,6 +489,14 @@ impl Store {
         }
     }
 
+    fn io_error(&self, op: &'static str, key: &ObjectKey, e: std::io::Error) -> StoreError {
+        StoreError::Object {
+            op,
+            object: self.describe(key),
+            source: Box::new(e),
+        }
+    }
+
     fn list_error(&self, what: &str, e: object_store::Error) -> StoreError {
         let _ = self;
         StoreError::Object {
@@ -477,6 +505,38 @@ impl Store {
             source: Box::new(e),
         }
     }
+}
+
+/// The mode of every directory datsync creates on a local store.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// The mode of every file datsync writes on a local store.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and its missing ancestors, each `0700` whatever the umask; existing ones are
+/// left as they are.
+pub fn private_dirs(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        private_dirs(parent)?;
+    }
+    match std::fs::DirBuilder::new()
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+    {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE)),
+        // Created meanwhile by another writer: it did the same.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes a file `0600`.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
 }
 
 /// The Azure account of the environment, or an error naming `location` and the settings.
