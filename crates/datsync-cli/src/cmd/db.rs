@@ -35,11 +35,10 @@ pub fn profile(path: Option<&Path>, settings: &Settings) -> anyhow::Result<Profi
     Ok(profile)
 }
 
-/// Connection settings: `--database-url`, else the environment.
+/// Connection settings: `--database-url`, else the environment, the way libpq fills them.
 pub fn pg_settings(args: &DbArgs) -> anyhow::Result<PgSettings> {
-    let settings = match &args.database_url {
-        Some(url) => PgSettings::from_connection_string(url)?,
-        None => PgSettings::from_env(&config::process_env())?,
-    };
-    Ok(settings)
+    Ok(PgSettings::resolve(
+        args.database_url.as_deref(),
+        &config::process_env(),
+    )?)
 }

@@ -63,10 +63,7 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
     };
     let file = RawSettings::from_file(std::path::Path::new(datsync::config::DEFAULT_CONFIG_FILE))?;
     let settings = flags.or(RawSettings::from_env(&env)?).or(file).validate()?;
-    let pg = match &args.database_url {
-        Some(url) => PgSettings::from_connection_string(url)?,
-        None => PgSettings::from_env(&env)?,
-    };
+    let pg = PgSettings::resolve(args.database_url.as_deref(), &env)?;
     let profile = load_profile(global.profile.as_deref())?;
     let alerts = AlertSettings::from_env(|k| env.get(k).cloned())?;
     let mut pipeline = Pipeline::builder(profile, settings, pg)

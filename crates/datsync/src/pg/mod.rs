@@ -1,15 +1,40 @@
-//! PostgreSQL plumbing: connection settings and connect (TLS, timeouts, keepalives),
-//! SQLSTATE classification, identifier quoting, and the migrations that create datsync's
-//! own tables and the profile's target table.
+//! PostgreSQL plumbing: connection settings and connecting the way libpq does (sources and
+//! precedence, the `PG*` environment, service and password files, `sslmode` and the other
+//! TLS parameters, several hosts, Microsoft Entra tokens), SQLSTATE classification,
+//! identifier quoting, and the migrations that create datsync's own tables and the
+//! profile's target table.
+//!
+//! | file | what |
+//! |---|---|
+//! | `keywords.rs` | libpq's connection keywords, their `PG*` variables, what datsync does with each |
+//! | `conninfo.rs` | parsing both forms of connection strings |
+//! | `files.rs` | `pg_service.conf` and `~/.pgpass` |
+//! | `settings.rs` | sources, precedence, defaults (the secure `sslmode` default), checks |
+//! | `tls.rs`, `verify.rs` | libpq's TLS set-up and certificate checks on rustls |
+//! | `connect.rs` | hosts, addresses, the `sslmode` fallbacks, `target_session_attrs` |
+//! | `entra.rs` | managed-identity tokens as passwords |
 
+mod connect;
+mod conninfo;
+mod entra;
+mod files;
 mod ident;
+mod keywords;
 mod lock;
 mod migrate;
 mod redact;
 mod settings;
 mod sqlstate;
 mod tls;
+mod verify;
 
+pub use connect::{AttemptFailure, connect};
+pub use conninfo::ConnInfoError;
+pub use entra::{
+    DEFAULT_IMDS_ENDPOINT, ENTRA_RESOURCE, EntraError, EntraTokens, IMDS_ENDPOINT_VARIABLE,
+    REFRESH_MARGIN,
+};
+pub use files::{DEFAULT_SYSCONFDIR, ServiceError};
 pub use ident::{quote_ident, quote_qualified, sql_type};
 pub use lock::try_lock_sync;
 pub use migrate::{
@@ -18,12 +43,12 @@ pub use migrate::{
 };
 pub use redact::Redacted;
 pub use settings::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVES_IDLE, DEFAULT_PORT, DEFAULT_STATEMENT_TIMEOUT,
-    PgSettings, TlsPolicy,
+    AUTH_VARIABLE, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVES_IDLE,
+    DEFAULT_PORT, DEFAULT_SOCKET_DIRS, DEFAULT_STATEMENT_TIMEOUT, LEGACY_VARIABLES, PgSettings,
+    SettingsSource, TargetSessionAttrs, configured_in_env,
 };
 pub use sqlstate::*;
-
-use tokio_postgres::Client;
+pub use tls::{SslMode, Verification};
 
 /// `temp_buffers` of every session (set before any temporary table is touched): a chunk's
 /// staging table stays in memory instead of spilling (the default is 8 MB).
@@ -38,17 +63,17 @@ pub enum PgError {
         /// What is wrong (passwords redacted).
         message: String,
     },
-    /// TLS could not be set up.
-    #[error("cannot set up tls: {message}")]
-    Tls {
-        /// What failed.
-        message: String,
-    },
-    /// The connection could not be made in time.
-    #[error("timed out connecting to {target}; check that the server is reachable")]
-    ConnectTimeout {
-        /// The server (redacted settings).
-        target: String,
+    /// No connection could be made: every host, address and TLS mode tried, on one line.
+    #[error("{}", connect_message(database, user, *nothing_configured, failures))]
+    Connect {
+        /// The database asked for.
+        database: String,
+        /// The user.
+        user: String,
+        /// Whether no settings were given at all (libpq's defaults were tried).
+        nothing_configured: bool,
+        /// Every attempt, in order.
+        failures: Vec<AttemptFailure>,
     },
     /// A statement failed.
     #[error("{context}: {}", server_message(source))]
@@ -84,10 +109,49 @@ pub enum PgError {
 /// The driver error with what the server said: the driver's own `Display` of a server error
 /// is only "db error", which would leave `sync_metadata.error_message` without the reason.
 fn server_message(e: &tokio_postgres::Error) -> String {
-    match (e.as_db_error(), std::error::Error::source(e)) {
-        (Some(db), _) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        (None, Some(cause)) => format!("{e}: {cause}"),
-        (None, None) => e.to_string(),
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error_chain(e),
+    }
+}
+
+/// An error and its causes on one line, each said once: the driver's `Display` already
+/// includes its cause, which printing the source again would repeat.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// The one line of a failed connection.
+fn connect_message(
+    database: &str,
+    user: &str,
+    nothing_configured: bool,
+    failures: &[AttemptFailure],
+) -> String {
+    let tried: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    let tried = if tried.is_empty() {
+        "no server to try".to_owned()
+    } else {
+        tried.join("; then ")
+    };
+    let head = format!("cannot connect to database \"{database}\" as user \"{user}\": {tried}");
+    if nothing_configured {
+        format!(
+            "no database settings were given (--database-url, DATABASE_URL, \
+             POSTGRES_CONNECTION_STRING, DB_HOST or the PG* variables such as PGHOST), so \
+             libpq's defaults were tried; {head}"
+        )
+    } else {
+        head
     }
 }
 
@@ -104,7 +168,13 @@ impl PgError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Query { source, .. } => classify(source),
-            Self::ConnectTimeout { .. } => ErrorClass::Transient,
+            Self::Connect { failures, .. } => {
+                if failures.iter().any(|f| f.class == ErrorClass::Transient) {
+                    ErrorClass::Transient
+                } else {
+                    ErrorClass::Fatal
+                }
+            }
             _ => ErrorClass::Fatal,
         }
     }
@@ -113,66 +183,8 @@ impl PgError {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Self::Query { source, .. } => source.code().map(tokio_postgres::error::SqlState::code),
+            Self::Connect { failures, .. } => failures.iter().find_map(|f| f.sqlstate.as_deref()),
             _ => None,
         }
     }
-}
-
-/// Connects, spawns the connection task on the current Tokio runtime, and sets
-/// `statement_timeout` and `temp_buffers`.
-pub async fn connect(settings: &PgSettings) -> Result<Client, PgError> {
-    let target = settings.to_string();
-    let deadline = settings
-        .config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
-        .saturating_mul(2);
-    let connecting = async {
-        match settings.tls {
-            TlsPolicy::Disabled => {
-                let (client, conn) = settings
-                    .config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| PgError::query(format!("cannot connect to {target}"), e))?;
-                spawn_connection(conn);
-                Ok(client)
-            }
-            TlsPolicy::Verified => {
-                let (client, conn) = settings
-                    .config
-                    .connect(tls::connector()?)
-                    .await
-                    .map_err(|e| PgError::query(format!("cannot connect to {target}"), e))?;
-                spawn_connection(conn);
-                Ok(client)
-            }
-        }
-    };
-    let client = tokio::time::timeout(deadline, connecting)
-        .await
-        .map_err(|_| PgError::ConnectTimeout {
-            target: target.clone(),
-        })??;
-    let ms = settings.statement_timeout.as_millis();
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {ms}; SET temp_buffers = '{DEFAULT_TEMP_BUFFERS}'"
-        ))
-        .await
-        .map_err(|e| PgError::query("cannot set statement_timeout", e))?;
-    Ok(client)
-}
-
-fn spawn_connection<S, T>(conn: tokio_postgres::Connection<S, T>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "postgresql connection closed with an error");
-        }
-    });
 }

@@ -1,211 +1,917 @@
-//! Connection settings from the environment (`ztdwr.md` §6) and their redacted display.
+//! Connection settings: where they come from, and what they mean — libpq's meaning.
+//!
+//! **Sources**, the first that is set wins: `--database-url` (a flag), `DATABASE_URL`,
+//! `POSTGRES_CONNECTION_STRING`, the legacy `DB_HOST` (with `DB_PORT`, `DB_NAME`, `DB_USER`,
+//! `DB_PASSWORD`, `DB_SSL_MODE`; `ztdwr.md` §6), else the libpq environment alone. Whatever
+//! the source, the parameters it leaves unset are filled as libpq fills them: from the
+//! service (`service=` or `PGSERVICE`, [`super::files`]), then from the `PG*` variables
+//! ([`super::keywords`]), then from libpq's defaults (the local socket directory, port
+//! 5432, the operating-system user, a database named after the user). With nothing set at
+//! all, that is where psql would connect too.
+//!
+//! **TLS.** An explicit `sslmode` (in the string, the service, `PGSSLMODE` or `DB_SSL_MODE`)
+//! means exactly what it means in libpq. An *unspecified* one is where datsync departs from
+//! libpq's `prefer`: `verify-full` for every host that is not loopback or a unix socket
+//! (the system's roots unless `sslrootcert` or `~/.postgresql/root.crt` names others), and
+//! `prefer` for loopback and sockets. So a server that refuses TLS, or shows a certificate
+//! for another name, never receives a password unless the settings say so.
+//!
+//! **Datsync's own defaults** (`ztdwr.md` §6): `connect_timeout` 30 s per address when
+//! unset (`0` waits forever, as in libpq), TCP keepalives after 60 s idle,
+//! `statement_timeout` 10 min, `application_name=datsync` unless `application_name`,
+//! `PGAPPNAME` or `fallback_application_name` say otherwise.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio_postgres::config::{Host, SslMode};
+use super::PgError;
+#[cfg(test)]
+use super::Redacted;
+use super::conninfo::{self, Params};
+use super::entra::{EntraError, EntraTokens};
+use super::files;
+use super::keywords::{DESTINATION_VARIABLES, KEYWORDS, Support, keyword};
+use super::tls::{CertMode, Negotiation, RootCerts, SslMode, TlsOptions, TlsVersion};
 
-use super::{PgError, Redacted};
-
-/// Connect timeout applied when the connection string sets none.
+/// Connect timeout per address when the settings give none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Idle time before the first TCP keepalive probe.
+/// Idle time before the first TCP keepalive probe when `keepalives_idle` is unset.
 pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(60);
 /// `statement_timeout` set on every session.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
-/// Port used by the legacy `DB_*` variables when `DB_PORT` is unset.
+/// The port when none is given (libpq's `DEF_PGPORT`).
 pub const DEFAULT_PORT: u16 = 5432;
+/// `application_name` when none is given.
+pub const DEFAULT_APPLICATION_NAME: &str = "datsync";
+/// The socket directories tried as libpq's default host, the first that exists
+/// (Debian's libpq uses the first, upstream's the second).
+pub const DEFAULT_SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
+/// The legacy variables; `DB_HOST` selects them.
+pub const LEGACY_VARIABLES: &[&str] = &[
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_SSL_MODE",
+];
+/// The variable that selects how the password is obtained (`password` or `entra`).
+pub const AUTH_VARIABLE: &str = "DB_AUTH";
 
-/// How the server certificate is checked when TLS is used.
+/// Where the settings came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsPolicy {
-    /// No TLS (`sslmode=disable`).
-    Disabled,
-    /// TLS, the certificate verified against the Mozilla and system roots. Used for
-    /// `allow`/`prefer` (plain text only if the server has no TLS), `require`, `verify-ca`
-    /// and `verify-full`: datsync always verifies, which is stricter than libpq's `require`
-    /// (Azure and other managed servers chain to public roots; a private CA can be added to
-    /// the system store).
-    Verified,
+pub enum SettingsSource {
+    /// The `--database-url` flag.
+    Flag,
+    /// `DATABASE_URL`.
+    DatabaseUrl,
+    /// `POSTGRES_CONNECTION_STRING`.
+    PostgresConnectionString,
+    /// The legacy `DB_*` variables.
+    Legacy,
+    /// The libpq environment (`PGHOST`, `PGSERVICE` …) alone.
+    LibpqEnvironment,
+    /// Nothing: libpq's defaults.
+    Nothing,
+    /// A connection string given by the program (tests, the demo).
+    String,
 }
 
-/// Checked connection settings. `Debug` and `Display` never show the password.
+impl SettingsSource {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Flag => "--database-url",
+            Self::DatabaseUrl => "DATABASE_URL",
+            Self::PostgresConnectionString => "POSTGRES_CONNECTION_STRING",
+            Self::Legacy => "the DB_* variables",
+            Self::LibpqEnvironment => "the PG* variables",
+            Self::Nothing => "libpq's defaults",
+            Self::String => "the connection string",
+        }
+    }
+}
+
+/// What kind of server address a host entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Address {
+    /// A name to resolve.
+    Name(String),
+    /// An IP address (`hostaddr`, or a host written as an address).
+    Ip(IpAddr),
+    /// A unix socket directory.
+    Socket(PathBuf),
+}
+
+/// Why a host has its `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ModeOrigin {
+    /// Given in the settings.
+    Given,
+    /// Unspecified; the host is loopback or a socket.
+    DefaultLocal,
+    /// Unspecified; the host is neither.
+    DefaultRemote,
+}
+
+/// One server to try.
+#[derive(Debug, Clone)]
+pub(crate) struct HostEntry {
+    /// libpq's `host` (a name, an address or a socket directory; empty with `hostaddr` alone).
+    pub host: String,
+    /// Where to connect.
+    pub address: Address,
+    /// The port.
+    pub port: u16,
+    /// The effective `sslmode`.
+    pub sslmode: SslMode,
+    /// Why.
+    pub mode_origin: ModeOrigin,
+}
+
+impl HostEntry {
+    /// `host:port` as messages show it (`[::1]:5432`, `/var/run/postgresql:5432`), with
+    /// `(hostaddr …)` when a `hostaddr` other than the host is used.
+    pub fn shown(&self) -> String {
+        match self.shown_parts() {
+            (server, Some(addr)) => format!("{server} (hostaddr {addr})"),
+            (server, None) => server,
+        }
+    }
+
+    /// `host:port`, and the `hostaddr` when it is not the host itself.
+    pub fn shown_parts(&self) -> (String, Option<String>) {
+        let host = match (&self.address, self.host.is_empty()) {
+            (Address::Ip(ip), true) => ip.to_string(),
+            _ => self.host.clone(),
+        };
+        let shown_host = if host.contains(':') && !host.starts_with('/') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let server = format!("{shown_host}:{}", self.port);
+        match &self.address {
+            Address::Ip(ip) if host != ip.to_string() => (server, Some(ip.to_string())),
+            _ => (server, None),
+        }
+    }
+}
+
+/// libpq's `target_session_attrs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSessionAttrs {
+    /// Any server.
+    Any,
+    /// A server whose sessions are read-write.
+    ReadWrite,
+    /// A server whose sessions are read-only.
+    ReadOnly,
+    /// A server not in recovery.
+    Primary,
+    /// A hot standby.
+    Standby,
+    /// A hot standby, else any server.
+    PreferStandby,
+}
+
+/// How the password is obtained.
+#[derive(Clone)]
+pub(crate) enum Auth {
+    /// Given (or from the password file at each connection).
+    Password,
+    /// A Microsoft Entra access token from the managed identity (`DB_AUTH=entra`).
+    Entra(std::sync::Arc<EntraTokens>),
+}
+
+/// TCP keepalive settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keepalives {
+    pub idle: Duration,
+    pub interval: Option<Duration>,
+    pub count: Option<u32>,
+}
+
+/// Checked connection settings. `Debug` and `Display` never show a password.
 #[derive(Clone)]
 pub struct PgSettings {
-    /// The `tokio_postgres` configuration (timeouts and keepalives applied).
-    pub config: tokio_postgres::Config,
-    /// TLS policy.
-    pub tls: TlsPolicy,
+    pub(crate) source: SettingsSource,
+    pub(crate) hosts: Vec<HostEntry>,
+    pub(crate) user: String,
+    pub(crate) dbname: String,
+    pub(crate) password: Option<String>,
+    pub(crate) passfile: Option<PathBuf>,
+    pub(crate) auth: Auth,
+    pub(crate) options: Option<String>,
+    pub(crate) application_name: String,
+    pub(crate) channel_binding: tokio_postgres::config::ChannelBinding,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) keepalives: Option<Keepalives>,
+    pub(crate) tcp_user_timeout: Option<Duration>,
+    pub(crate) target: TargetSessionAttrs,
+    pub(crate) load_balance: bool,
+    pub(crate) requirepeer: Option<String>,
+    pub(crate) tls: TlsOptions,
     /// `statement_timeout` for every session.
     pub statement_timeout: Duration,
 }
 
+/// Reads the environment as libpq does: unset and empty are the same.
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn var(&self, k: &str) -> Option<String> {
+        self.0.get(k).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn trimmed(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// libpq's home directory: `HOME`, else the user's entry in the password database.
+    fn home(&self) -> Option<PathBuf> {
+        self.var("HOME").map(PathBuf::from).or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+    }
+}
+
+fn config_err(source: SettingsSource, message: impl fmt::Display) -> PgError {
+    PgError::Config {
+        message: format!("{} (from {})", message, source.name()),
+    }
+}
+
 impl PgSettings {
-    /// Settings from environment variables given as a map (tests pass their own): first
-    /// `DATABASE_URL`, else `POSTGRES_CONNECTION_STRING`, else the legacy `DB_HOST`,
-    /// `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SSL_MODE`.
+    /// Settings as the database commands read them: `database_url` (the `--database-url`
+    /// flag) if given, else `DATABASE_URL`, `POSTGRES_CONNECTION_STRING`, the legacy `DB_*`
+    /// variables, the libpq environment; unset parameters filled from the service, the
+    /// `PG*` variables and libpq's defaults. `env` is the process environment (tests pass
+    /// their own).
+    pub fn resolve(
+        database_url: Option<&str>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, PgError> {
+        let e = Env(env);
+        let (source, params) = if let Some(url) = database_url {
+            (SettingsSource::Flag, parse(url, SettingsSource::Flag)?)
+        } else if let Some(url) = e.trimmed("DATABASE_URL") {
+            let s = SettingsSource::DatabaseUrl;
+            (s, parse(url, s)?)
+        } else if let Some(conn) = e.trimmed("POSTGRES_CONNECTION_STRING") {
+            let s = SettingsSource::PostgresConnectionString;
+            (s, parse(conn, s)?)
+        } else if e.trimmed("DB_HOST").is_some() {
+            (SettingsSource::Legacy, legacy_params(&e)?)
+        } else if DESTINATION_VARIABLES.iter().any(|v| e.var(v).is_some()) {
+            (SettingsSource::LibpqEnvironment, Params::default())
+        } else {
+            (SettingsSource::Nothing, Params::default())
+        };
+        let mut settings = build(params, source, &e)?;
+        settings.auth = auth_from_env(&e, &settings)?;
+        Ok(settings)
+    }
+
+    /// Settings from the environment alone (`resolve(None, env)`).
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, PgError> {
-        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        if let Some(url) = get("DATABASE_URL") {
-            return Self::from_connection_string(url);
-        }
-        if let Some(conn) = get("POSTGRES_CONNECTION_STRING") {
-            return Self::from_connection_string(conn);
-        }
-        let Some(host) = get("DB_HOST") else {
-            return Err(PgError::Config {
-                message: "no database settings: set DATABASE_URL, POSTGRES_CONNECTION_STRING \
-                          or DB_HOST (with DB_NAME, DB_USER, DB_PASSWORD)"
-                    .into(),
-            });
-        };
-        let port = match get("DB_PORT") {
-            None => DEFAULT_PORT,
-            Some(p) => p.parse().map_err(|_| PgError::Config {
-                message: format!("DB_PORT `{p}` is not a port number"),
-            })?,
-        };
-        let mut config = tokio_postgres::Config::new();
-        config.host(host).port(port);
-        config.dbname(get("DB_NAME").unwrap_or("postgres"));
-        if let Some(user) = get("DB_USER") {
-            config.user(user);
-        }
-        if let Some(password) = env.get("DB_PASSWORD").filter(|p| !p.is_empty()) {
-            config.password(password.as_bytes());
-        }
-        let mode = get("DB_SSL_MODE").unwrap_or(if is_local_host(host) {
-            "disable"
-        } else {
-            "require"
-        });
-        let (tls, ssl_mode) = tls_policy(mode)?;
-        config.ssl_mode(ssl_mode);
-        Ok(Self::finish(config, tls))
+        Self::resolve(None, env)
     }
 
-    /// Settings from a URL (`postgresql://…`) or key-value (`host=… user=…`) string.
-    /// `sslmode=verify-ca` / `verify-full` are accepted (see [`TlsPolicy::Verified`]).
+    /// Settings from exactly this connection string (URL or key-value): no environment
+    /// variable and no file of the home directory fills what it leaves out (libpq's
+    /// built-in defaults still do).
     pub fn from_connection_string(conn: &str) -> Result<Self, PgError> {
-        let (normalized, verify) = normalize_sslmode(conn);
-        let mut config =
-            tokio_postgres::Config::from_str(&normalized).map_err(|e| PgError::Config {
-                message: format!("invalid connection string {}: {e}", Redacted(conn)),
-            })?;
-        // No sslmode given and only local hosts: plain text, as the legacy settings do for
-        // local hosts (`ztdwr.md` §6); a local server's certificate is rarely one a client
-        // can verify.
-        let explicit = conn.contains("sslmode");
-        let local = config.get_hosts().iter().all(|h| match h {
-            tokio_postgres::config::Host::Tcp(name) => is_local_host(name),
-            tokio_postgres::config::Host::Unix(_) => true,
-        });
-        if !explicit && local {
-            config.ssl_mode(SslMode::Disable);
-        }
-        let tls = if verify || config.get_ssl_mode() != SslMode::Disable {
-            TlsPolicy::Verified
-        } else {
-            TlsPolicy::Disabled
-        };
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        Ok(Self::finish(config, tls))
-    }
-
-    fn finish(mut config: tokio_postgres::Config, tls: TlsPolicy) -> Self {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        config.keepalives(true);
-        config.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
-        if config.get_application_name().is_none() {
-            config.application_name("datsync");
-        }
-        Self {
-            config,
-            tls,
-            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
-        }
+        let params = parse(conn, SettingsSource::String)?;
+        let empty = HashMap::new();
+        // No HOME: no ~/.pgpass, ~/.pg_service.conf or ~/.postgresql either.
+        build_with_home(params, SettingsSource::String, &Env(&empty), None)
     }
 
     /// The same settings against another database (tests create one per case).
     #[must_use]
     pub fn with_dbname(&self, dbname: &str) -> Self {
         let mut s = self.clone();
-        s.config.dbname(dbname);
+        dbname.clone_into(&mut s.dbname);
         s
     }
-}
 
-/// The policy and `tokio_postgres` mode of a libpq `sslmode` value (`allow` and `prefer`
-/// fall back to plain text when the server has no TLS, as in libpq).
-fn tls_policy(mode: &str) -> Result<(TlsPolicy, SslMode), PgError> {
-    match mode.to_ascii_lowercase().as_str() {
-        "disable" => Ok((TlsPolicy::Disabled, SslMode::Disable)),
-        "allow" | "prefer" => Ok((TlsPolicy::Verified, SslMode::Prefer)),
-        "require" | "verify-ca" | "verify-full" => Ok((TlsPolicy::Verified, SslMode::Require)),
-        other => Err(PgError::Config {
-            message: format!(
-                "unknown ssl mode `{other}`: use disable, prefer, require, verify-ca or verify-full"
-            ),
-        }),
+    /// The database.
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Where the settings came from.
+    pub fn source(&self) -> SettingsSource {
+        self.source
     }
 }
 
-/// Rewrites the libpq-only `sslmode` values that `tokio_postgres` does not parse to
-/// `require`, reporting whether one was found.
-fn normalize_sslmode(conn: &str) -> (String, bool) {
-    let mut out = conn.to_owned();
-    let mut verify = false;
-    for (from, to) in [
-        ("sslmode=verify-full", "sslmode=require"),
-        ("sslmode=verify-ca", "sslmode=require"),
-        ("sslmode=allow", "sslmode=prefer"),
+/// Whether the environment holds database settings of any source (so that the demo uses
+/// them rather than a server of its own).
+pub fn configured_in_env<S: std::hash::BuildHasher>(env: &HashMap<String, String, S>) -> bool {
+    let set = |k: &str| env.get(k).is_some_and(|v| !v.is_empty());
+    let set_trimmed = |k: &str| env.get(k).is_some_and(|v| !v.trim().is_empty());
+    ["DATABASE_URL", "POSTGRES_CONNECTION_STRING", "DB_HOST"]
+        .iter()
+        .any(|k| set_trimmed(k))
+        || DESTINATION_VARIABLES.iter().any(|v| set(v))
+}
+
+/// Parses a connection string; the error names the problem and its position, never the
+/// string (a fragment could be a password).
+fn parse(conn: &str, source: SettingsSource) -> Result<Params, PgError> {
+    conninfo::parse(conn)
+        .map_err(|e| config_err(source, format_args!("invalid connection string: {e}")))
+}
+
+fn set(params: &mut Params, name: &str, value: &str) {
+    if let Some(k) = keyword(name) {
+        params.set(k, value);
+    }
+}
+
+/// The legacy variables as libpq parameters (`DB_PASSWORD` untrimmed: spaces may belong to
+/// it).
+fn legacy_params(e: &Env<'_>) -> Result<Params, PgError> {
+    let source = SettingsSource::Legacy;
+    let mut p = Params::default();
+    for (var, name) in [
+        ("DB_HOST", "host"),
+        ("DB_NAME", "dbname"),
+        ("DB_USER", "user"),
     ] {
-        if out.contains(from) {
-            verify |= from.contains("verify");
-            out = out.replace(from, to);
+        if let Some(v) = e.trimmed(var) {
+            set(&mut p, name, v);
         }
     }
-    (out, verify)
+    if let Some(port) = e.trimmed("DB_PORT") {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(config_err(
+                source,
+                format_args!("DB_PORT `{port}` is not a port number"),
+            ));
+        }
+        set(&mut p, "port", port);
+    }
+    if let Some(pw) = e.var("DB_PASSWORD") {
+        set(&mut p, "password", &pw);
+    }
+    if let Some(mode) = e.trimmed("DB_SSL_MODE") {
+        // The legacy deployment accepted any case.
+        set(&mut p, "sslmode", &mode.to_ascii_lowercase());
+    }
+    Ok(p)
 }
 
-fn is_local_host(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with('/')
+fn build(params: Params, source: SettingsSource, e: &Env<'_>) -> Result<PgSettings, PgError> {
+    build_with_home(params, source, e, e.home().as_deref())
+}
+
+/// Fills `params` from the service, the environment and the defaults, and checks them.
+fn build_with_home(
+    mut params: Params,
+    source: SettingsSource,
+    e: &Env<'_>,
+    home: Option<&Path>,
+) -> Result<PgSettings, PgError> {
+    let err = |m: String| config_err(source, m);
+    // A service fills what the string left unset; PGSERVICE counts as the string's.
+    let service = params
+        .get("service")
+        .map(str::to_owned)
+        .or_else(|| e.var("PGSERVICE"));
+    if let Some(service) = service {
+        let var = |k: &str| e.var(k);
+        files::apply_service(&mut params, &service, home, &var).map_err(|s| err(s.to_string()))?;
+    }
+    for k in KEYWORDS {
+        if let (Some(var), None) = (k.env, params.get(k.name))
+            && let Some(v) = e.var(var)
+        {
+            params.set(k, v);
+        }
+    }
+    if params.get("sslmode").is_none() && e.var("PGREQUIRESSL").is_some_and(|v| v.starts_with('1'))
+    {
+        set(&mut params, "sslmode", "require");
+    }
+    if source == SettingsSource::Legacy && params.get("dbname").is_none() {
+        set(&mut params, "dbname", "postgres");
+    }
+    for (name, value) in params.iter() {
+        match keyword(name).map(|k| k.support) {
+            Some(Support::Refused(why)) => {
+                return Err(err(format!(
+                    "connection option \"{name}\" is not supported: {why}"
+                )));
+            }
+            Some(Support::Ignored(why)) => {
+                tracing::debug!(option = name, value, why, "connection option ignored");
+            }
+            _ => {}
+        }
+    }
+    Resolver {
+        p: &params,
+        home,
+        err: &err,
+    }
+    .settings(source)
+}
+
+/// Turns filled-in parameters into settings, with libpq's checks and messages.
+struct Resolver<'a> {
+    p: &'a Params,
+    home: Option<&'a Path>,
+    err: &'a dyn Fn(String) -> PgError,
+}
+
+impl Resolver<'_> {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.p.get(k).filter(|v| !v.is_empty())
+    }
+
+    fn invalid(&self, k: &str, v: &str) -> PgError {
+        (self.err)(format!("invalid {k} value: \"{v}\""))
+    }
+
+    fn int(&self, k: &str) -> Result<Option<i64>, PgError> {
+        let Some(v) = self.get(k) else {
+            return Ok(None);
+        };
+        v.trim_end().parse::<i64>().map(Some).map_err(|_| {
+            (self.err)(format!(
+                "invalid integer value \"{v}\" for connection option \"{k}\""
+            ))
+        })
+    }
+
+    fn secs(&self, k: &str) -> Result<Option<Duration>, PgError> {
+        Ok(self
+            .int(k)?
+            .map(|n| Duration::from_secs(u64::try_from(n.max(0)).unwrap_or(0))))
+    }
+
+    fn home_file(&self, name: &str) -> Option<PathBuf> {
+        self.home.map(|h| h.join(".postgresql").join(name))
+    }
+
+    fn path(&self, k: &str) -> Option<PathBuf> {
+        self.get(k).map(PathBuf::from)
+    }
+
+    fn settings(&self, source: SettingsSource) -> Result<PgSettings, PgError> {
+        let user = match self.get("user") {
+            Some(u) => u.to_owned(),
+            None => os_user().ok_or_else(|| {
+                (self.err)("could not look up the local user name; set user or PGUSER".into())
+            })?,
+        };
+        let dbname = self.get("dbname").unwrap_or(&user).to_owned();
+        let explicit_mode = match self.get("sslmode") {
+            Some(m) => Some(SslMode::from_str(m).map_err(|e| (self.err)(e))?),
+            // PostgreSQL 16: sslrootcert=system makes verify-full the default.
+            None if self.get("sslrootcert") == Some("system") => Some(SslMode::VerifyFull),
+            None => None,
+        };
+        let tls = self.tls(explicit_mode)?;
+        let hosts = self.hosts(explicit_mode)?;
+        if tls.negotiation == Negotiation::Direct
+            && let Some(h) = hosts
+                .iter()
+                .find(|h| !h.sslmode.requires_tls() && !matches!(h.address, Address::Socket(_)))
+        {
+            return Err((self.err)(format!(
+                "weak sslmode \"{}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")",
+                h.sslmode.as_str()
+            )));
+        }
+        self.check_choices()?;
+        let connect_timeout = match self.int("connect_timeout")? {
+            None => Some(DEFAULT_CONNECT_TIMEOUT),
+            Some(n) if n <= 0 => None,
+            // libpq waits at least 2 s.
+            Some(n) => Some(Duration::from_secs(n.max(2).unsigned_abs())),
+        };
+        let keepalives = match self.int("keepalives")? {
+            Some(0) => None,
+            _ => Some(Keepalives {
+                idle: self
+                    .secs("keepalives_idle")?
+                    .unwrap_or(DEFAULT_KEEPALIVES_IDLE),
+                interval: self.secs("keepalives_interval")?,
+                count: self
+                    .int("keepalives_count")?
+                    .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
+            }),
+        };
+        let tcp_user_timeout = self
+            .int("tcp_user_timeout")?
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms.unsigned_abs()));
+        let application_name = self
+            .get("application_name")
+            .or_else(|| self.get("fallback_application_name"))
+            .unwrap_or(DEFAULT_APPLICATION_NAME)
+            .to_owned();
+        let passfile = self
+            .path("passfile")
+            .or_else(|| self.home.map(|h| h.join(".pgpass")));
+        Ok(PgSettings {
+            source,
+            hosts,
+            user,
+            dbname,
+            password: self
+                .p
+                .get("password")
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+            passfile,
+            auth: Auth::Password,
+            options: self.get("options").map(str::to_owned),
+            application_name,
+            channel_binding: self.channel_binding()?,
+            connect_timeout,
+            keepalives,
+            tcp_user_timeout,
+            target: self.target()?,
+            load_balance: self.load_balance()?,
+            requirepeer: self.get("requirepeer").map(str::to_owned),
+            tls,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+        })
+    }
+
+    fn check_choices(&self) -> Result<(), PgError> {
+        match self.get("gssencmode") {
+            None | Some("disable" | "prefer") => {}
+            Some("require") => {
+                return Err((self.err)(
+                    "gssencmode value \"require\" invalid when GSSAPI support is not compiled in"
+                        .into(),
+                ));
+            }
+            Some(v) => return Err(self.invalid("gssencmode", v)),
+        }
+        match self.get("client_encoding") {
+            None => {}
+            Some(v)
+                if ["utf8", "utf-8", "unicode", "auto"]
+                    .contains(&v.to_ascii_lowercase().as_str()) => {}
+            Some(v) => {
+                return Err((self.err)(format!(
+                    "client_encoding \"{v}\" is not supported: datsync always talks UTF8 to the server (the server converts)"
+                )));
+            }
+        }
+        if let Some(v) = self.get("sslsni")
+            && !["0", "1"].contains(&v)
+        {
+            return Err(self.invalid("sslsni", v));
+        }
+        Ok(())
+    }
+
+    fn channel_binding(&self) -> Result<tokio_postgres::config::ChannelBinding, PgError> {
+        use tokio_postgres::config::ChannelBinding as C;
+        Ok(match self.get("channel_binding") {
+            None | Some("prefer") => C::Prefer,
+            Some("disable") => C::Disable,
+            Some("require") => C::Require,
+            Some(v) => return Err(self.invalid("channel_binding", v)),
+        })
+    }
+
+    fn target(&self) -> Result<TargetSessionAttrs, PgError> {
+        use TargetSessionAttrs as T;
+        Ok(match self.get("target_session_attrs") {
+            None | Some("any") => T::Any,
+            Some("read-write") => T::ReadWrite,
+            Some("read-only") => T::ReadOnly,
+            Some("primary") => T::Primary,
+            Some("standby") => T::Standby,
+            Some("prefer-standby") => T::PreferStandby,
+            Some(v) => return Err(self.invalid("target_session_attrs", v)),
+        })
+    }
+
+    fn load_balance(&self) -> Result<bool, PgError> {
+        match self.get("load_balance_hosts") {
+            None | Some("disable") => Ok(false),
+            Some("random") => Ok(true),
+            Some(v) => Err(self.invalid("load_balance_hosts", v)),
+        }
+    }
+
+    fn tls_version(&self, k: &str) -> Result<Option<TlsVersion>, PgError> {
+        let Some(v) = self.get(k) else {
+            return Ok(None);
+        };
+        Ok(Some(match v.to_ascii_lowercase().as_str() {
+            // rustls speaks 1.2 and 1.3 only; a lower minimum is 1.2.
+            "tlsv1" | "tlsv1.1" if k == "ssl_min_protocol_version" => TlsVersion::V12,
+            "tlsv1.2" => TlsVersion::V12,
+            "tlsv1.3" => TlsVersion::V13,
+            "tlsv1" | "tlsv1.1" => {
+                return Err((self.err)(format!(
+                    "{k}={v} is not supported: datsync speaks TLS 1.2 and 1.3 only"
+                )));
+            }
+            _ => return Err(self.invalid(k, v)),
+        }))
+    }
+
+    fn tls(&self, mode: Option<SslMode>) -> Result<TlsOptions, PgError> {
+        let root = match self.get("sslrootcert") {
+            Some("system") => RootCerts::System,
+            Some(path) => RootCerts::File(path.into()),
+            None => self
+                .home_file("root.crt")
+                .map_or(RootCerts::Nowhere, RootCerts::Home),
+        };
+        if root == RootCerts::System
+            && let Some(m) = mode.filter(|m| *m != SslMode::VerifyFull)
+        {
+            return Err((self.err)(format!(
+                "weak sslmode \"{}\" may not be used with sslrootcert=system (use \"verify-full\")",
+                m.as_str()
+            )));
+        }
+        let cert_mode = match self.get("sslcertmode") {
+            None | Some("allow") => CertMode::Allow,
+            Some("disable") => CertMode::Disable,
+            Some("require") => CertMode::Require,
+            Some(v) => return Err(self.invalid("sslcertmode", v)),
+        };
+        let negotiation = match self.get("sslnegotiation") {
+            None | Some("postgres") => Negotiation::Postgres,
+            Some("direct") => Negotiation::Direct,
+            Some(v) => return Err(self.invalid("sslnegotiation", v)),
+        };
+        let min_version = self
+            .tls_version("ssl_min_protocol_version")?
+            .unwrap_or(TlsVersion::V12);
+        let max_version = self
+            .tls_version("ssl_max_protocol_version")?
+            .unwrap_or(TlsVersion::V13);
+        if min_version > max_version {
+            return Err((self.err)("invalid SSL protocol version range".into()));
+        }
+        let crl_dir = self.path("sslcrldir");
+        let crl = self.path("sslcrl").or_else(|| {
+            crl_dir
+                .is_none()
+                .then(|| self.home_file("root.crl"))
+                .flatten()
+        });
+        Ok(TlsOptions {
+            root,
+            cert: self
+                .path("sslcert")
+                .or_else(|| self.home_file("postgresql.crt")),
+            key: self
+                .path("sslkey")
+                .or_else(|| self.home_file("postgresql.key")),
+            key_password: self.get("sslpassword").is_some(),
+            cert_mode,
+            crl,
+            crl_dir,
+            sni: self.get("sslsni") != Some("0"),
+            min_version,
+            max_version,
+            negotiation,
+        })
+    }
+
+    /// libpq's `connectOptions2` host list: `host` and `hostaddr` matched one to one, one
+    /// port for all or one each.
+    fn hosts(&self, mode: Option<SslMode>) -> Result<Vec<HostEntry>, PgError> {
+        let split = |k: &str| -> Option<Vec<String>> {
+            self.p
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.split(',').map(str::to_owned).collect())
+        };
+        let hosts = split("host");
+        let addrs = split("hostaddr");
+        let n = match (&hosts, &addrs) {
+            (Some(h), Some(a)) if h.len() != a.len() => {
+                return Err((self.err)(format!(
+                    "could not match {} host names to {} hostaddr values",
+                    h.len(),
+                    a.len()
+                )));
+            }
+            (_, Some(a)) => a.len(),
+            (Some(h), None) => h.len(),
+            (None, None) => 1,
+        };
+        let ports = split("port").unwrap_or_default();
+        if ports.len() > 1 && ports.len() != n {
+            return Err((self.err)(format!(
+                "could not match {} port numbers to {n} hosts",
+                ports.len()
+            )));
+        }
+        (0..n)
+            .map(|i| {
+                let host = hosts
+                    .as_ref()
+                    .and_then(|h| h.get(i))
+                    .cloned()
+                    .unwrap_or_default();
+                let addr = addrs
+                    .as_ref()
+                    .and_then(|a| a.get(i))
+                    .filter(|a| !a.is_empty());
+                let port_text = ports
+                    .get(if ports.len() == 1 { 0 } else { i })
+                    .map_or("", String::as_str);
+                let port = if port_text.is_empty() {
+                    DEFAULT_PORT
+                } else {
+                    match port_text.trim_end().parse::<u16>() {
+                        Ok(p) if p > 0 => p,
+                        _ => {
+                            return Err((self.err)(format!(
+                                "invalid port number: \"{port_text}\""
+                            )));
+                        }
+                    }
+                };
+                self.entry(host, addr, port, mode)
+            })
+            .collect()
+    }
+
+    fn entry(
+        &self,
+        host: String,
+        addr: Option<&String>,
+        port: u16,
+        mode: Option<SslMode>,
+    ) -> Result<HostEntry, PgError> {
+        let address = if let Some(a) = addr {
+            Address::Ip(
+                a.parse()
+                    .map_err(|_| (self.err)(format!("could not parse network address \"{a}\"")))?,
+            )
+        } else if host.is_empty() {
+            Address::Socket(default_socket_dir())
+        } else if host.starts_with('/') {
+            Address::Socket(PathBuf::from(&host))
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            Address::Ip(ip)
+        } else {
+            Address::Name(host.clone())
+        };
+        let host = if host.is_empty() && addr.is_none() {
+            default_socket_dir().display().to_string()
+        } else {
+            host
+        };
+        let local = is_local(&address, &host);
+        let (sslmode, mode_origin) = match (mode, local) {
+            (Some(m), _) => (m, ModeOrigin::Given),
+            (None, true) => (SslMode::Prefer, ModeOrigin::DefaultLocal),
+            (None, false) => (SslMode::VerifyFull, ModeOrigin::DefaultRemote),
+        };
+        Ok(HostEntry {
+            host,
+            address,
+            port,
+            sslmode,
+            mode_origin,
+        })
+    }
+}
+
+/// Whether a host is this machine: a unix socket, or a host that is `localhost` or a
+/// loopback address *and* (with `hostaddr`) an address that is loopback too. A name that
+/// merely resolves to a loopback address is not: resolution is what an attacker who
+/// controls DNS would change.
+fn is_local(address: &Address, host: &str) -> bool {
+    let loopback = |ip: &IpAddr| ip.is_loopback() || ip.to_canonical().is_loopback();
+    let host_local = host.is_empty()
+        || host.eq_ignore_ascii_case("localhost")
+        || host.eq_ignore_ascii_case("localhost.")
+        || host.parse::<IpAddr>().is_ok_and(|ip| loopback(&ip));
+    match address {
+        Address::Socket(_) => true,
+        Address::Ip(ip) => loopback(ip) && host_local,
+        Address::Name(_) => host_local,
+    }
+}
+
+/// libpq's default host: the first of [`DEFAULT_SOCKET_DIRS`] that exists.
+fn default_socket_dir() -> PathBuf {
+    DEFAULT_SOCKET_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIRS[0]))
+}
+
+/// The name of the user this process runs as (libpq's default user).
+fn os_user() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// `DB_AUTH`: `password` (the default) or `entra`.
+fn auth_from_env(e: &Env<'_>, settings: &PgSettings) -> Result<Auth, PgError> {
+    let err = |m: String| PgError::Config { message: m };
+    match e
+        .trimmed(AUTH_VARIABLE)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("password") => Ok(Auth::Password),
+        Some("entra" | "entra-id" | "azure-ad") => {
+            if settings.password.is_some() {
+                return Err(err(format!(
+                    "{AUTH_VARIABLE}=entra takes the password from the managed identity, and a \
+                     password is given too ({}, PGPASSWORD or DB_PASSWORD): remove one",
+                    settings.source.name()
+                )));
+            }
+            let tokens = EntraTokens::from_env(e.0).map_err(|x: EntraError| err(x.to_string()))?;
+            Ok(Auth::Entra(std::sync::Arc::new(tokens)))
+        }
+        Some(other) => Err(err(format!(
+            "{AUTH_VARIABLE}=`{other}` is not known: use `password` (the default) or `entra`"
+        ))),
+    }
 }
 
 impl fmt::Display for PgSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.config;
-        let hosts: Vec<String> = c
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let port = c.get_ports().first().copied().unwrap_or(DEFAULT_PORT);
+        let hosts: Vec<String> = self.hosts.iter().map(HostEntry::shown).collect();
         write!(
             f,
-            "postgresql://{}{}@{}:{port}/{} (tls {})",
-            c.get_user().unwrap_or(""),
-            if c.get_password().is_some() {
-                ":***"
-            } else {
-                ""
-            },
+            "postgresql://{}{}@{}/{} ({})",
+            self.user,
+            if self.password.is_some() { ":***" } else { "" },
             hosts.join(","),
-            c.get_dbname().unwrap_or(""),
-            match self.tls {
-                TlsPolicy::Disabled => "off",
-                TlsPolicy::Verified => "verified",
-            }
+            self.dbname,
+            self.describe_tls()
         )
+    }
+}
+
+impl PgSettings {
+    /// The `sslmode` of every host in words: `sslmode=verify-full`, or per host when they
+    /// differ, with "(the default …)" when it was not given.
+    pub fn describe_tls(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for h in &self.hosts {
+            let text = describe_mode(h);
+            if !parts.contains(&text) {
+                parts.push(text);
+            }
+        }
+        if parts.len() == 1 {
+            return parts.remove(0);
+        }
+        self.hosts
+            .iter()
+            .map(|h| format!("{}: {}", h.shown(), describe_mode(h)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `sslmode=…` of one host, saying when it is the default.
+pub(crate) fn describe_mode(h: &HostEntry) -> String {
+    match h.mode_origin {
+        ModeOrigin::Given => format!("sslmode={}", h.sslmode.as_str()),
+        ModeOrigin::DefaultLocal => {
+            format!(
+                "sslmode={} (the default for a local host)",
+                h.sslmode.as_str()
+            )
+        }
+        ModeOrigin::DefaultRemote => {
+            format!(
+                "sslmode={} (the default for a remote host)",
+                h.sslmode.as_str()
+            )
+        }
     }
 }
 
@@ -216,124 +922,5 @@ impl fmt::Debug for PgSettings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn database_url_wins_over_the_others() {
-        let s = PgSettings::from_env(&env(&[
-            ("DATABASE_URL", "postgresql://a@h1/db1"),
-            ("POSTGRES_CONNECTION_STRING", "host=h2 dbname=db2"),
-            ("DB_HOST", "h3"),
-        ]))
-        .unwrap();
-        assert_eq!(s.config.get_dbname(), Some("db1"));
-        let s = PgSettings::from_env(&env(&[
-            (
-                "POSTGRES_CONNECTION_STRING",
-                "host=h2 dbname=db2 sslmode=disable",
-            ),
-            ("DB_HOST", "h3"),
-        ]))
-        .unwrap();
-        assert_eq!(s.config.get_dbname(), Some("db2"));
-        assert_eq!(s.tls, TlsPolicy::Disabled);
-    }
-
-    #[test]
-    fn legacy_variables_choose_ssl_by_host() {
-        let local = PgSettings::from_env(&env(&[
-            ("DB_HOST", "localhost"),
-            ("DB_NAME", "d"),
-            ("DB_USER", "u"),
-            ("DB_PASSWORD", "pw"),
-        ]))
-        .unwrap();
-        assert_eq!(local.tls, TlsPolicy::Disabled);
-        assert_eq!(local.config.get_ports(), &[DEFAULT_PORT]);
-        let remote = PgSettings::from_env(&env(&[
-            ("DB_HOST", "x.postgres.database.azure.com"),
-            ("DB_PORT", "6432"),
-        ]))
-        .unwrap();
-        assert_eq!(remote.tls, TlsPolicy::Verified);
-        assert_eq!(remote.config.get_ports(), &[6432]);
-        let forced =
-            PgSettings::from_env(&env(&[("DB_HOST", "db"), ("DB_SSL_MODE", "disable")])).unwrap();
-        assert_eq!(forced.tls, TlsPolicy::Disabled);
-        assert!(PgSettings::from_env(&env(&[("DB_HOST", "db"), ("DB_PORT", "x")])).is_err());
-        assert!(PgSettings::from_env(&env(&[])).is_err());
-    }
-
-    #[test]
-    fn timeouts_and_keepalives_are_set() {
-        let s = PgSettings::from_connection_string("host=h user=u").unwrap();
-        assert_eq!(
-            s.config.get_connect_timeout(),
-            Some(&DEFAULT_CONNECT_TIMEOUT)
-        );
-        assert!(s.config.get_keepalives());
-        assert_eq!(s.statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
-        let s = PgSettings::from_connection_string("host=h connect_timeout=5").unwrap();
-        assert_eq!(
-            s.config.get_connect_timeout(),
-            Some(&Duration::from_secs(5))
-        );
-    }
-
-    #[test]
-    fn verify_modes_are_accepted() {
-        let s =
-            PgSettings::from_connection_string("postgresql://u@h/d?sslmode=verify-full").unwrap();
-        assert_eq!(s.tls, TlsPolicy::Verified);
-        assert_eq!(s.config.get_ssl_mode(), SslMode::Require);
-        let s = PgSettings::from_connection_string("host=h sslmode=prefer").unwrap();
-        assert_eq!(
-            (s.tls, s.config.get_ssl_mode()),
-            (TlsPolicy::Verified, SslMode::Prefer)
-        );
-        let s = PgSettings::from_env(&HashMap::from([
-            ("DB_HOST".to_owned(), "h".to_owned()),
-            ("DB_SSL_MODE".to_owned(), "allow".to_owned()),
-        ]))
-        .unwrap();
-        assert_eq!(s.config.get_ssl_mode(), SslMode::Prefer);
-        assert!(PgSettings::from_connection_string("host=h sslmode=bogus").is_err());
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        for conn in [
-            "postgresql://user:s3cr3t@host:5432/db?sslmode=require",
-            "postgres://user:s3cr3t@host/db",
-            "host=h user=u password=s3cr3t dbname=d",
-            "host=h password = 's3cr3t with space' dbname=d",
-            "postgresql://u@h/db?password=s3cr3t&sslmode=require",
-            "host=h PASSWORD=s3cr3t",
-        ] {
-            let shown = Redacted(conn).to_string();
-            assert!(!shown.contains("s3cr3t"), "{shown}");
-            assert!(shown.contains("***"), "{shown}");
-        }
-        assert_eq!(
-            Redacted("postgresql://user:s3cr3t@host/db").to_string(),
-            "postgresql://user:***@host/db"
-        );
-        let s = PgSettings::from_connection_string("postgresql://user:s3cr3t@host/db").unwrap();
-        assert!(!format!("{s} {s:?}").contains("s3cr3t"));
-        let legacy =
-            PgSettings::from_env(&env(&[("DB_HOST", "h"), ("DB_PASSWORD", "s3cr3t")])).unwrap();
-        assert!(!format!("{legacy} {legacy:?}").contains("s3cr3t"));
-        let err =
-            PgSettings::from_connection_string("postgresql://user:s3cr3t@host/db?sslmode=bogus")
-                .unwrap_err();
-        assert!(!err.to_string().contains("s3cr3t"), "{err}");
-    }
-}
+#[path = "settings_tests.rs"]
+mod tests;

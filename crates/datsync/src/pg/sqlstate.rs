@@ -215,7 +215,7 @@ pub fn classify(err: &tokio_postgres::Error) -> ErrorClass {
     ErrorClass::Fatal
 }
 
-fn has_io_source(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn has_io_source(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = err.source();
     while let Some(e) = next {
         if e.is::<std::io::Error>() {

@@ -18,6 +18,10 @@
 //! still there, and removes the directory. A process killed with SIGKILL cannot run the
 //! guard: its server and directory (`datsync-pg-*` under the temp dir) outlive it.
 //!
+//! **Tests.** Options make servers for connection tests: a TCP listener on 127.0.0.1 at a
+//! free port, extra settings (`ssl=on` …), a `pg_hba.conf` of the test's own, and files
+//! (certificates, keys) placed in the data directory for the server's user alone.
+//!
 //! Starting and stopping block (they run `initdb` and wait for the server); from async
 //! code call them inside `tokio::task::spawn_blocking`.
 
@@ -49,6 +53,17 @@ pub struct TempPostgresOptions {
     pub start_timeout: Duration,
     /// The most time to wait for a fast shutdown before the server is killed.
     pub stop_timeout: Duration,
+    /// Also listen on 127.0.0.1, at a free port ([`TempPostgres::port`]); else only the
+    /// unix socket, named after [`TEMP_PORT`].
+    pub tcp: bool,
+    /// Server settings passed as `-c name=value`, after datsync's own (`ssl=on`,
+    /// `ssl_cert_file=server.crt` …).
+    pub settings: Vec<(String, String)>,
+    /// The contents of `pg_hba.conf`; `None` keeps what `initdb -A trust` writes.
+    pub hba: Option<String>,
+    /// Files written into the data directory before the server starts, owned by the server's
+    /// user with mode 0600 (certificates and keys for the `ssl_*_file` settings).
+    pub data_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for TempPostgresOptions {
@@ -58,6 +73,10 @@ impl Default for TempPostgresOptions {
             run_as_when_root: DEFAULT_RUN_AS_WHEN_ROOT.to_owned(),
             start_timeout: DEFAULT_START_TIMEOUT,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            tcp: false,
+            settings: Vec::new(),
+            hba: None,
+            data_files: Vec::new(),
         }
     }
 }

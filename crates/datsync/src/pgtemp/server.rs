@@ -31,6 +31,8 @@ pub struct TempPostgres {
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     socket_dir: PathBuf,
+    port: u16,
+    tcp: bool,
     stop_timeout: Duration,
 }
 
@@ -56,14 +58,29 @@ impl TempPostgres {
         let socket_dir = dir.path().to_path_buf();
         let data = socket_dir.join("data");
         initdb(&bins.initdb, &data, run_as)?;
-        let child = spawn_postgres(&bins.postgres, &data, &socket_dir, run_as)?;
+        write_data_files(&data, options, run_as)?;
         let mut server = Self {
             dir: Some(dir),
-            child: Some(child),
+            child: None,
             socket_dir,
+            port: TEMP_PORT,
+            tcp: options.tcp,
             stop_timeout: options.stop_timeout,
         };
-        server.wait_ready(options.start_timeout)?;
+        // A free port can be taken by someone else between the probe and the bind: retry.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            if options.tcp {
+                server.port = free_port(&server.socket_dir)?;
+            }
+            let child = spawn_postgres(&bins.postgres, &data, &server, options, run_as)?;
+            server.child = Some(child);
+            match server.wait_ready(options.start_timeout) {
+                Err(PgTempError::Exited { .. }) if options.tcp && tries < 3 => {}
+                other => break other?,
+            }
+        }
         tracing::info!(dir = %server.socket_dir.display(), bindir = %bins.bindir.display(), "throwaway PostgreSQL started");
         Ok(server)
     }
@@ -76,7 +93,14 @@ impl TempPostgres {
             .to_string_lossy()
             .replace('\\', "\\\\")
             .replace('\'', "\\'");
-        format!("host='{host}' port={TEMP_PORT} user={TEMP_USER} dbname={TEMP_DATABASE}")
+        let port = self.port;
+        format!("host='{host}' port={port} user={TEMP_USER} dbname={TEMP_DATABASE}")
+    }
+
+    /// The port: the TCP port on 127.0.0.1 with [`TempPostgresOptions::tcp`], else
+    /// [`TEMP_PORT`] (which only names the socket).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The same as a tokio-postgres `Config`.
@@ -84,7 +108,7 @@ impl TempPostgres {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(&self.socket_dir)
-            .port(TEMP_PORT)
+            .port(self.port)
             .user(TEMP_USER)
             .dbname(TEMP_DATABASE);
         config
@@ -163,6 +187,55 @@ impl Drop for TempPostgres {
             tracing::warn!(error = %e, "throwaway PostgreSQL not cleaned up");
         }
     }
+}
+
+/// A TCP port on 127.0.0.1 nobody listens on now (the socket name must be free too).
+fn free_port(dir: &Path) -> Result<u16, PgTempError> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| PgTempError::Io {
+            action: "find a free port for",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|source| PgTempError::Io {
+            action: "find a free port for",
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// `pg_hba.conf` and the extra files, for the server's user alone.
+fn write_data_files(
+    data: &Path,
+    options: &TempPostgresOptions,
+    run_as: Option<RunAs>,
+) -> Result<(), PgTempError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let hba = options
+        .hba
+        .as_ref()
+        .map(|h| ("pg_hba.conf".to_owned(), h.as_bytes().to_vec()));
+    for (name, bytes) in options.data_files.iter().cloned().chain(hba) {
+        let path = data.join(&name);
+        let io = |action: &'static str| {
+            let path = path.clone();
+            move |source| PgTempError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::write(&path, bytes).map_err(io("write"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("set the mode of"))?;
+        if let Some(r) = run_as {
+            std::os::unix::fs::chown(&path, Some(r.uid), Some(r.gid)).map_err(io("hand over"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The user to run the server as: `None` unless this process is root.
@@ -269,9 +342,11 @@ fn initdb(program: &Path, data: &Path, run_as: Option<RunAs>) -> Result<(), PgTe
 fn spawn_postgres(
     program: &Path,
     data: &Path,
-    socket_dir: &Path,
+    server: &TempPostgres,
+    options: &TempPostgresOptions,
     run_as: Option<RunAs>,
 ) -> Result<Child, PgTempError> {
+    let socket_dir = server.socket_dir.as_path();
     let log_path = socket_dir.join("postgres.log");
     let io_err = |source| PgTempError::Io {
         action: "create",
@@ -285,10 +360,14 @@ fn spawn_postgres(
         .arg(data)
         .arg("-k")
         .arg(socket_dir)
-        .args(["-p", &TEMP_PORT.to_string()])
+        .args(["-p", &server.port.to_string()])
         .args([
             "-c",
-            "listen_addresses=",
+            if server.tcp {
+                "listen_addresses=127.0.0.1"
+            } else {
+                "listen_addresses="
+            },
             "-c",
             "fsync=off",
             "-c",
@@ -300,6 +379,12 @@ fn spawn_postgres(
             "-c",
             "logging_collector=off",
         ])
+        .args(
+            options
+                .settings
+                .iter()
+                .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")]),
+        )
         .stdout(log)
         .stderr(log2)
         .spawn()

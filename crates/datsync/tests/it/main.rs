@@ -7,6 +7,7 @@ mod alert;
 mod blob_source;
 mod checkpoint;
 mod intake;
+mod libpq;
 mod load_pg;
 mod pgtemp;
 mod validate_transform;

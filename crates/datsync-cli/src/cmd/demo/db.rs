@@ -24,13 +24,6 @@ pub struct Target {
     pub server: Option<TempPostgres>,
 }
 
-/// Whether any database setting is in the environment.
-fn configured_in_env(env: &HashMap<String, String>) -> bool {
-    ["DATABASE_URL", "POSTGRES_CONNECTION_STRING", "DB_HOST"]
-        .iter()
-        .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
-}
-
 /// Picks the database as `datsync demo --help` says; `rt` runs the setup queries.
 pub fn choose(
     args: &DemoArgs,
@@ -39,7 +32,7 @@ pub fn choose(
 ) -> anyhow::Result<Target> {
     if let Some(url) = &args.database_url {
         return Ok(Target {
-            settings: PgSettings::from_connection_string(url)?,
+            settings: PgSettings::resolve(Some(url), env)?,
             url: Some(url.clone()),
             description:
                 "the database given by --database-url (the demo rows go into its target table)"
@@ -47,13 +40,13 @@ pub fn choose(
             server: None,
         });
     }
-    if configured_in_env(env) {
+    if datsync::pg::configured_in_env(env) {
         return Ok(Target {
             settings: PgSettings::from_env(env)?,
             url: None,
             description:
-                "the database configured in the environment (DATABASE_URL or DB_*; the demo \
-                          rows go into its target table)"
+                "the database configured in the environment (DATABASE_URL, DB_* or PG*; the \
+                 demo rows go into its target table)"
                     .to_owned(),
             server: None,
         });
