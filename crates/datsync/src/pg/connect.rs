@@ -536,6 +536,7 @@ async fn tls(
         inner,
         record: record.clone(),
         roots: ctx.roots_origin().map(str::to_owned),
+        direct: settings.tls.negotiation == Negotiation::Direct,
     };
     let mut c = startup_config(settings, password);
     // The SSLRequest is answered already (or skipped for direct negotiation): tokio-postgres

@@ -541,6 +541,8 @@ pub(crate) struct RecordingConnect<C> {
     pub record: Arc<Mutex<HandshakeRecord>>,
     /// Where the trusted roots come from, for messages.
     pub roots: Option<String>,
+    /// Whether the handshake is the first thing sent (`sslnegotiation=direct`).
+    pub direct: bool,
 }
 
 impl<S, C> tokio_postgres::tls::TlsConnect<S> for RecordingConnect<C>
@@ -558,12 +560,23 @@ where
     fn connect(self, stream: S) -> Self::Future {
         let record = self.record;
         let roots = self.roots;
+        let direct = self.direct;
         let handshake = self.inner.connect(stream);
         Box::pin(async move {
             let result = handshake.await;
             let outcome = match &result {
                 Ok(_) => Ok(()),
-                Err(e) => Err(describe_handshake_error(e, roots.as_deref())),
+                Err(e) => {
+                    let mut reason = describe_handshake_error(e, roots.as_deref());
+                    let refused = e
+                        .get_ref()
+                        .and_then(|i| i.downcast_ref::<rustls::Error>())
+                        .is_none_or(|t| !matches!(t, rustls::Error::InvalidCertificate(_)));
+                    if direct && refused {
+                        reason.push_str(" (sslnegotiation=direct needs PostgreSQL 17 or later)");
+                    }
+                    Err(reason)
+                }
             };
             if let Ok(mut r) = record.lock() {
                 r.outcome = Some(outcome);

@@ -134,6 +134,10 @@ fn table(f: &Files, s: u16, p: u16) -> Vec<Row> {
         Row::new("~/.pgpass, matched by host name", format!("host=localhost port={s} user=pwuser dbname=postgres"), TLS)
             .env("HOME", home_pgpass),
         Row::new("~/.pgpass for another host", pwuser.clone(), REFUSED).env("HOME", home_pgpass),
+        Row::new("channel_binding=require over TLS", format!("{pwuser} channel_binding=require"), TLS)
+            .env("PGPASSWORD", PW),
+        Row::new("channel_binding=require without TLS", format!("{pwuser} channel_binding=require sslmode=disable"), REFUSED)
+            .env("PGPASSWORD", PW),
         Row::new("PGPASSWORD beats the password file", pwuser.clone(), REFUSED)
             .env("PGPASSWORD", "nope")
             .env("PGPASSFILE", wildcard),

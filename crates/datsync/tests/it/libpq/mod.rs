@@ -10,6 +10,7 @@
 //! alone.
 
 mod certs;
+mod direct;
 mod entra;
 mod environment;
 mod refusal;
