@@ -123,8 +123,9 @@ pub struct AttemptFailure {
     pub address: Option<String>,
     /// `sslmode=…`, saying when it was the default.
     pub sslmode: String,
-    /// How the attempt talked to the server.
-    pub(crate) transport: Transport,
+    /// How the attempt talked to the server (`tls, certificate not verified`, `plain
+    /// text`, `tls …, then plain text`); empty when nothing was exchanged.
+    pub how: String,
     /// What failed (never a password).
     pub cause: String,
     /// Whether a later attempt can succeed.
@@ -140,8 +141,8 @@ impl std::fmt::Display for AttemptFailure {
             write!(f, "{a}, ")?;
         }
         write!(f, "{}", self.sslmode)?;
-        if self.transport != Transport::Nothing {
-            write!(f, ", {}", self.transport.describe())?;
+        if !self.how.is_empty() {
+            write!(f, ", {}", self.how)?;
         }
         write!(f, "): {}", self.cause)
     }
@@ -157,6 +158,8 @@ struct Failed {
     server_rejected: bool,
     /// The TLS handshake failed (libpq retries `prefer` on this).
     bad_handshake: bool,
+    /// The failure of the first try, when this is libpq's retry in the other transport.
+    earlier: Option<(Transport, String)>,
 }
 
 impl Failed {
@@ -168,7 +171,14 @@ impl Failed {
             sqlstate: None,
             server_rejected: false,
             bad_handshake: false,
+            earlier: None,
         }
+    }
+
+    /// This failure, of a retry after `first` failed.
+    fn after(mut self, first: Failed) -> Self {
+        self.earlier = Some((first.transport, first.cause));
+        self
     }
 
     fn io(transport: Transport, what: &str, e: &io::Error) -> Self {
@@ -223,12 +233,24 @@ fn place(host: &HostEntry, target: Option<&Target>, f: Failed) -> AttemptFailure
         (Some(Target::Tcp(addr)), Address::Name(_)) => Some(format!("address {}", addr.ip())),
         _ => hostaddr.map(|a| format!("hostaddr {a}")),
     };
+    let describe = |t: Transport| t.describe().to_owned();
+    let (how, cause) = match f.earlier {
+        None => (describe(f.transport), f.cause),
+        Some((first, first_cause)) => {
+            let how = format!("{}, then {}", describe(first), describe(f.transport));
+            if first_cause == f.cause {
+                (how, f.cause)
+            } else {
+                (how, format!("{first_cause}; then {}", f.cause))
+            }
+        }
+    };
     AttemptFailure {
         server,
         address,
         sslmode: describe_mode(host),
-        transport: f.transport,
-        cause: f.cause,
+        how,
+        cause,
         class: f.class,
         sqlstate: f.sqlstate,
     }
@@ -284,7 +306,9 @@ async fn attempt(
         match mode {
             SslMode::Disable => plain(settings, host, target, pw, want).await,
             SslMode::Allow => match plain(settings, host, target, pw, want).await {
-                Err(f) if f.server_rejected => tls(settings, host, target, pw, want, false).await,
+                Err(f) if f.server_rejected => tls(settings, host, target, pw, want, false)
+                    .await
+                    .map_err(|again| again.after(f)),
                 other => other,
             },
             SslMode::Prefer => match tls(settings, host, target, pw, want, true).await {
@@ -292,7 +316,9 @@ async fn attempt(
                     if f.bad_handshake
                         || (f.server_rejected && matches!(f.transport, Transport::Tls(_))) =>
                 {
-                    plain(settings, host, target, pw, want).await
+                    plain(settings, host, target, pw, want)
+                        .await
+                        .map_err(|again| again.after(f))
                 }
                 other => other,
             },

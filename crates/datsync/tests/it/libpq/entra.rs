@@ -164,6 +164,22 @@ async fn entra_tokens_are_the_password_and_are_refreshed_before_they_expire() {
     );
     assert_eq!(e.class(), ErrorClass::Fatal);
 
+    other_identities(&mut env, port, &state).await;
+
+    task.abort();
+    stop(server).await;
+}
+
+/// Virtual machines (IMDS, a user-assigned identity) and AKS workload identity.
+async fn other_identities(env: &mut HashMap<String, String>, port: u16, state: &Shared) {
+    let give = |token: &str, secs: u64| {
+        state
+            .lock()
+            .unwrap()
+            .tokens
+            .push_back((token.to_owned(), secs));
+    };
+    let requests = || state.lock().unwrap().requests.clone();
     // Virtual machines: the instance metadata service, with a user-assigned identity.
     env.remove("IDENTITY_ENDPOINT");
     env.remove("IDENTITY_HEADER");
@@ -173,7 +189,7 @@ async fn entra_tokens_are_the_password_and_are_refreshed_before_they_expire() {
     );
     env.insert("AZURE_CLIENT_ID".into(), "client-1".into());
     give("token-2", 3600);
-    let (_c, user) = who(&PgSettings::from_env(&env).unwrap()).await.unwrap();
+    let (_c, user) = who(&PgSettings::from_env(env).unwrap()).await.unwrap();
     assert_eq!(user, "entrauser");
     let r = requests().pop().unwrap();
     assert_eq!(r.path, "/metadata/identity/oauth2/token");
@@ -197,7 +213,7 @@ async fn entra_tokens_are_the_password_and_are_refreshed_before_they_expire() {
         format!("http://127.0.0.1:{port}/"),
     );
     give("token-2", 3600);
-    let (_c, user) = who(&PgSettings::from_env(&env).unwrap()).await.unwrap();
+    let (_c, user) = who(&PgSettings::from_env(env).unwrap()).await.unwrap();
     assert_eq!(user, "entrauser");
     let r = requests().pop().unwrap();
     assert_eq!(r.path, "/tenant-1/oauth2/v2.0/token");
@@ -208,11 +224,8 @@ async fn entra_tokens_are_the_password_and_are_refreshed_before_they_expire() {
 
     // An identity endpoint that does not answer is worth retrying later.
     env.insert("AZURE_AUTHORITY_HOST".into(), "http://127.0.0.1:1/".into());
-    let e = connect(&PgSettings::from_env(&env).unwrap())
+    let e = connect(&PgSettings::from_env(env).unwrap())
         .await
         .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Transient, "{e}");
-
-    task.abort();
-    stop(server).await;
 }

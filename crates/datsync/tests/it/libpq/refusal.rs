@@ -113,6 +113,14 @@ fn env(pairs: &[(&str, String)]) -> HashMap<String, String> {
     e
 }
 
+/// A case: its name, the connection string, the environment, the `sslmode` the message names.
+type Case = (
+    &'static str,
+    Option<String>,
+    HashMap<String, String>,
+    &'static str,
+);
+
 #[tokio::test]
 async fn a_server_that_refuses_tls_never_sees_the_password_when_tls_is_required() {
     let fake = Fake::start().await;
@@ -121,7 +129,7 @@ async fn a_server_that_refuses_tls_never_sees_the_password_when_tls_is_required(
         "host=db.example.com hostaddr=127.0.0.1 port={port} user=alice password=s3cr3t dbname=d"
     );
     let url = format!("postgresql://alice:s3cr3t@127.0.0.1:{port}/d");
-    let cases: Vec<(&str, Option<String>, HashMap<String, String>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "unspecified sslmode, remote host",
             Some(remote.clone()),
