@@ -405,14 +405,30 @@ mod tests {
         assert_eq!(pending.class, Some(ErrorClass::Fatal));
     }
 
+    /// A connection that timed out (transient).
+    fn timed_out() -> PgError {
+        PgError::Connect {
+            database: "d".into(),
+            user: "u".into(),
+            nothing_configured: false,
+            failures: vec![crate::pg::AttemptFailure {
+                server: "db:5432".into(),
+                address: None,
+                sslmode: "sslmode=verify-full".into(),
+                how: String::new(),
+                cause: "timeout expired after 30 s".into(),
+                class: ErrorClass::Transient,
+                sqlstate: None,
+            }],
+        }
+    }
+
     #[test]
     fn failed_chunks_leave_a_partial_success_that_a_resume_can_finish() {
         let tally = Tally {
             failed: vec![FailedChunk {
                 chunk: ChunkId(3),
-                error: TransientFailure::Connect(PgError::ConnectTimeout {
-                    target: "db".into(),
-                }),
+                error: TransientFailure::Connect(timed_out()),
             }],
             ..Tally::default()
         };
@@ -422,8 +438,8 @@ mod tests {
             v.error.as_deref(),
             Some(
                 "1 chunk(s) failed and are kept for a retry (`datsync resume \
-                 sync_20250129_143022_a3f4b2c1`): chunk 3: timed out connecting to db; check \
-                 that the server is reachable"
+                 sync_20250129_143022_a3f4b2c1`): chunk 3: cannot connect to database \
+                 \"d\" as user \"u\": db:5432 (sslmode=verify-full): timeout expired after 30 s"
             )
         );
         assert_eq!(v.class, Some(ErrorClass::Transient));
@@ -439,11 +455,7 @@ mod tests {
         assert_eq!(v.status, SyncStatus::BadInput);
         assert_eq!(v.error.as_deref(), Some(halt.to_string().as_str()));
         assert_eq!(v.class, Some(ErrorClass::Fatal));
-        let failed = Halt::from(crate::pipeline::halt::SyncFailure::Connect(
-            PgError::ConnectTimeout {
-                target: "db".into(),
-            },
-        ));
+        let failed = Halt::from(crate::pipeline::halt::SyncFailure::Connect(timed_out()));
         let v = decide(Some(&failed), &Tally::default(), &counts(10, 0, 0), &id());
         assert_eq!(
             (v.status, v.class),
