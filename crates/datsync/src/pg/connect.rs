@@ -29,6 +29,7 @@ use tokio_postgres::tls::NoTls;
 use tokio_postgres::{Client, Connection};
 
 use super::files::{PassKey, password_from_file};
+use super::pooler::{PoolerMode, reported_pid};
 use super::settings::{Address, Auth, HostEntry, PgSettings, TargetSessionAttrs, describe_mode};
 use super::tls::{CertMode, HandshakeRecord, Negotiation, RecordingConnect, SslMode, TlsContext};
 use super::{ErrorClass, PgError, classify_sqlstate};
@@ -213,7 +214,7 @@ pub async fn connect(settings: &PgSettings) -> Result<Client, PgError> {
             };
             for target in targets {
                 match attempt(settings, host, &target, want).await {
-                    Ok(client) => return finish(settings, client).await,
+                    Ok(client) => return finish(settings, host, client).await,
                     Err(f) => failures.push(place(host, Some(&target), f)),
                 }
             }
@@ -717,15 +718,33 @@ where
 }
 
 /// The session settings every datsync connection has.
-async fn finish(settings: &PgSettings, client: Client) -> Result<Client, PgError> {
+/// The session settings every datsync connection has, and the pooler check
+/// ([`super::pooler`]).
+async fn finish(
+    settings: &PgSettings,
+    host: &HostEntry,
+    client: Client,
+) -> Result<Client, PgError> {
     let ms = settings.statement_timeout.as_millis();
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {ms}; SET temp_buffers = '{}'",
+    let answer = client
+        .simple_query(&format!(
+            "SET statement_timeout = {ms}; SET temp_buffers = '{}'; SELECT pg_backend_pid()",
             super::DEFAULT_TEMP_BUFFERS
         ))
         .await
         .map_err(|e| PgError::query("cannot set statement_timeout", e))?;
+    let server_pid = answer.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|p| p.parse::<i32>().ok()),
+        _ => None,
+    });
+    if settings.pooler == PoolerMode::None
+        && let (Some(server), Some(reported)) = (server_pid, reported_pid(&client).await)
+        && server != reported
+    {
+        return Err(PgError::Pooled {
+            server: host.shown(),
+        });
+    }
     Ok(client)
 }
 

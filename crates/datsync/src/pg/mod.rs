@@ -13,6 +13,7 @@
 //! | `tls.rs`, `verify.rs` | libpq's TLS set-up and certificate checks on rustls |
 //! | `connect.rs` | hosts, addresses, the `sslmode` fallbacks, `target_session_attrs` |
 //! | `entra.rs` | managed-identity tokens as passwords |
+//! | `pooler.rs` | refusing a pooler in transaction mode (PgBouncer) |
 
 mod connect;
 mod conninfo;
@@ -22,6 +23,7 @@ mod ident;
 mod keywords;
 mod lock;
 mod migrate;
+mod pooler;
 mod redact;
 mod settings;
 mod sqlstate;
@@ -41,6 +43,7 @@ pub use migrate::{
     BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE,
     check_target, create_target_sql, init_db,
 };
+pub use pooler::{POOLER_VARIABLE, PoolerMode};
 pub use redact::Redacted;
 pub use settings::{
     AUTH_VARIABLE, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVES_IDLE,
@@ -82,6 +85,20 @@ pub enum PgError {
         context: String,
         /// The driver error (SQLSTATE inside when the server sent one).
         source: tokio_postgres::Error,
+    },
+    /// A connection pooler stands between datsync and the server, and the settings do not
+    /// say that it keeps sessions ([`pooler`]).
+    #[error(
+        "{server} is reached through a connection pooler (the process id it reports is not the \
+         server's): datsync needs a session per connection, since the writer lock of a sync is \
+         held for the whole run, and a pool in transaction mode (PgBouncer's \
+         pool_mode=transaction, Azure's built-in PgBouncer on port 6432) would let two runs load \
+         the same sync; connect to PostgreSQL itself (Azure: port 5432), or set DB_POOLER=session \
+         if the pool is in session mode"
+    )]
+    Pooled {
+        /// The server as the settings name it.
+        server: String,
     },
     /// A table that exists lacks columns datsync needs, or has incompatible types.
     #[error(

@@ -35,6 +35,7 @@ use super::conninfo::{self, Params};
 use super::entra::{EntraError, EntraTokens};
 use super::files;
 use super::keywords::{DESTINATION_VARIABLES, KEYWORDS, Support, keyword};
+use super::pooler::{POOLER_VARIABLE, PoolerMode};
 use super::tls::{CertMode, Negotiation, RootCerts, SslMode, TlsOptions, TlsVersion};
 
 /// Connect timeout per address when the settings give none.
@@ -215,6 +216,7 @@ pub struct PgSettings {
     pub(crate) load_balance: bool,
     pub(crate) requirepeer: Option<String>,
     pub(crate) tls: TlsOptions,
+    pub(crate) pooler: PoolerMode,
     /// `statement_timeout` for every session.
     pub statement_timeout: Duration,
 }
@@ -276,6 +278,7 @@ impl PgSettings {
         };
         let mut settings = build(params, source, &e)?;
         settings.auth = auth_from_env(&e, &settings)?;
+        settings.pooler = pooler_from_env(&e)?;
         Ok(settings)
     }
 
@@ -551,6 +554,7 @@ impl Resolver<'_> {
             load_balance: self.load_balance()?,
             requirepeer: self.get("requirepeer").map(str::to_owned),
             tls,
+            pooler: PoolerMode::None,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
         })
     }
@@ -831,6 +835,31 @@ fn os_user() -> Option<String> {
         .ok()
         .flatten()
         .map(|u| u.name)
+}
+
+/// `DB_POOLER`: unset or `none` (a pooler is refused), `session` (a pool that keeps a
+/// server connection per client is fine).
+fn pooler_from_env(e: &Env<'_>) -> Result<PoolerMode, PgError> {
+    match e
+        .trimmed(POOLER_VARIABLE)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("none") => Ok(PoolerMode::None),
+        Some("session") => Ok(PoolerMode::Session),
+        Some("transaction" | "statement") => Err(PgError::Config {
+            message: format!(
+                "{POOLER_VARIABLE}=transaction is not supported: datsync holds its writer lock \
+                 for a whole sync on one session; use a pool in session mode or connect to \
+                 PostgreSQL itself"
+            ),
+        }),
+        Some(other) => Err(PgError::Config {
+            message: format!(
+                "{POOLER_VARIABLE}=`{other}` is not known: use `session` (or leave it unset)"
+            ),
+        }),
+    }
 }
 
 /// `DB_AUTH`: `password` (the default) or `entra`.

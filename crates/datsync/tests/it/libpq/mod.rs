@@ -13,6 +13,7 @@ mod certs;
 mod direct;
 mod entra;
 mod environment;
+mod pooler;
 mod refusal;
 mod sslmodes;
 
