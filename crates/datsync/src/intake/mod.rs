@@ -44,6 +44,25 @@
 //! pause: the host paces its retries, each continuing the same sync and counting as an
 //! attempt.
 //!
+//! [`Mode::Queued`] (a Storage queue message, delivered by the Functions host for the
+//! `BlobCreated` event of the source) counts attempts **as the host does**: the message's
+//! dequeue count `d` (1 on the first delivery) is the host's count, so an attempt sets the
+//! receipt's count to `max(attempts + 1, d)` when it starts — a delivery the host made but
+//! that never reached us (the process was killed first) is counted all the same. A run
+//! stopped on request counts too (the host counts it). Another process on the source or its
+//! sync is not an attempt of ours ([`Action::SkippedBusy`], nothing written). When the count
+//! reaches the maximum (the host's `maxDequeueCount`) and the sync is still unfinished, the
+//! receipt is **parked here, with its alert**, before the host would move the message to its
+//! poison queue (the handler then answers 200, so the host deletes the message instead).
+//! There is no pause of ours (the host waits its `visibilityTimeout` between deliveries),
+//! but `next_attempt_at` is set past the host's next delivery ([`QUEUE_LEASE`],
+//! [`QUEUE_REDELIVERY_SLACK`]), so a sweep ([`Mode::Automatic`] over a listing) only
+//! resumes a receipt the queue has stopped retrying (a lost or poisoned message).
+//!
+//! [`Intake::give_up`] is what the handler does with a message the host moved to the poison
+//! queue anyway (the last delivery was killed): an unfinished receipt is parked with its
+//! alert.
+//!
 //! [`Mode::Manual`] ([`Intake::process_manual`], the handler's manual re-run) ignores the
 //! pause and parking: an unfinished sync is resumed (same sync id, parked or not, with a
 //! fresh budget of attempts), a finished one is loaded again by a **new** sync that the
@@ -53,6 +72,7 @@ mod list;
 mod poison;
 mod process;
 mod receipts;
+mod state;
 
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -62,6 +82,8 @@ use serde::Serialize;
 pub use list::{
     SOURCE_SUFFIXES, TEMP_SUFFIXES, found_blob, is_source_name, list, list_blobs, list_local,
 };
+pub use process::{Begun, Ready};
+pub use state::SyncState;
 
 use crate::model::{SyncId, SyncStatus};
 use crate::pg::PgError;
@@ -73,6 +95,13 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest pause between two attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How long the Functions host keeps a queue message invisible while its invocation runs
+/// (renewed until it ends): a killed process's message is delivered again at most this long
+/// after it was last renewed.
+pub const QUEUE_LEASE: Duration = Duration::from_secs(10 * 60);
+/// Time allowed beyond the host's `visibilityTimeout` for its next poll of the queue (its
+/// `maxPollingInterval`, one minute by default) before a sweep may take a receipt over.
+pub const QUEUE_REDELIVERY_SLACK: Duration = Duration::from_secs(2 * 60);
 
 /// One object or file seen by a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,8 +195,8 @@ impl RetryPolicy {
     }
 }
 
-/// Who asks: a watch cycle, the Functions host's blob trigger, or a person (the handler's
-/// manual re-run).
+/// Who asks: a watch cycle (or a sweep), the Functions host's blob trigger, the host's
+/// delivery of a queue message, or a person (the handler's manual re-run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -176,6 +205,13 @@ pub enum Mode {
     /// Receipts and parking apply, pauses do not: the Functions host paces its own retries
     /// of a blob trigger (each one continues the same sync, and counts as an attempt).
     Triggered,
+    /// A queue message's delivery by the Functions host: attempts counted as the host counts
+    /// them, parked at the host's limit before the host would poison the message (see the
+    /// module docs).
+    Queued {
+        /// The message's dequeue count (1 on its first delivery).
+        delivery: u32,
+    },
     /// Pauses and parking do not; a finished sync is loaded again (see the module docs).
     Manual,
 }

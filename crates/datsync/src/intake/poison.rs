@@ -2,7 +2,8 @@
 
 use tokio_postgres::Client;
 
-use super::{Found, Intake, IntakeError, Processed, receipts};
+use super::process::from_receipt;
+use super::{Action, Found, Intake, IntakeError, Processed, receipts};
 use crate::alert::{AlertReport, status_needs_alert};
 use crate::model::SyncStatus;
 
@@ -30,6 +31,41 @@ impl Intake {
             }
         }
         Ok(())
+    }
+}
+
+impl Intake {
+    /// The Functions host gave up on a queue message about `found` (it moved the message to
+    /// its poison queue: the last delivery died before it could answer, so the receipt could
+    /// not be parked first). An unfinished receipt is parked now, with its alert; a finished
+    /// or parked one is left as it is; `Ok(None)` when `found` has no receipt (nothing ever
+    /// ran: a sweep loads it).
+    pub async fn give_up(
+        &self,
+        found: &Found,
+        why: &str,
+    ) -> Result<Option<Processed>, IntakeError> {
+        let client = self.connect().await?;
+        if !receipts::try_lock(&client, found).await? {
+            // Another process runs it now and records its own outcome.
+            return Ok(Some(Processed::new(found, Action::SkippedBusy)));
+        }
+        let Some(r) = receipts::read(&client, self.schema(), found).await? else {
+            return Ok(None);
+        };
+        if r.poisoned {
+            return Ok(Some(from_receipt(found, &r, Action::SkippedParked)));
+        }
+        if r.finished {
+            return Ok(Some(from_receipt(found, &r, Action::SkippedDone)));
+        }
+        let mut p = from_receipt(found, &r, Action::Parked);
+        p.error = Some(match &p.error {
+            Some(last) => format!("{why}; before that: {last}"),
+            None => why.to_owned(),
+        });
+        self.park(&client, found, &mut p).await?;
+        Ok(Some(p))
     }
 }
 

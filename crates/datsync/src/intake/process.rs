@@ -1,4 +1,7 @@
-//! [`Intake::process`]: the decisions of the module docs' table, under the intake lock.
+//! [`Intake::process`]: the decisions of the module docs' table, under the intake lock, in
+//! two halves — [`Intake::begin`] decides (and counts the attempt), [`Ready::run`] runs it —
+//! so a caller can learn the sync id before the sync runs (the handler's manual re-run
+//! answers at once).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,50 +25,129 @@ struct Attempt {
     /// The receipt was parked before this (manual) attempt un-parked it: an attempt that
     /// does not count parks it again.
     was_parked: bool,
+    /// Who asked.
+    mode: Mode,
 }
 
 impl Attempt {
-    /// The first attempt of a new sync.
-    fn new_sync(sync_id: SyncId) -> Self {
+    /// Attempt `attempts` (the first, unless a queue delivery says otherwise) of a new sync.
+    fn new_sync(sync_id: SyncId, attempts: u32, mode: Mode) -> Self {
         Self {
             sync_id,
-            attempts: 1,
+            attempts,
             previous: (0, None),
             action: Action::Started,
             was_parked: false,
+            mode,
         }
     }
 
     /// Attempt `attempts` of the receipt's sync, a resume.
-    fn resume(sync_id: SyncId, attempts: u32, r: &Receipt) -> Self {
+    fn resume(sync_id: SyncId, attempts: u32, r: &Receipt, mode: Mode) -> Self {
         Self {
             sync_id,
             attempts,
             previous: (r.attempts, r.last_error.clone()),
             action: Action::Resumed,
             was_parked: false,
+            mode,
         }
     }
+
+    /// Whether a run stopped on request uses this attempt: only when the host counted it.
+    fn stop_counts(&self) -> bool {
+        matches!(self.mode, Mode::Queued { .. })
+    }
+}
+
+/// What [`Intake::begin`] decided: nothing to run (and why), or one attempt ready to run.
+pub enum Begun<'a> {
+    /// Nothing runs: the outcome says why (done, parked, busy, not due, …).
+    Done(Processed),
+    /// An attempt is counted in its receipt; [`Ready::run`] runs it.
+    Ready(Ready<'a>),
+}
+
+/// An attempt counted in its receipt, holding the intake lock of its source until it has
+/// run (dropped unrun, the lock goes with its session; the attempt stays counted, as for a
+/// process that dies).
+pub struct Ready<'a> {
+    intake: &'a Intake,
+    client: Client,
+    found: &'a Found,
+    attempt: Attempt,
+}
+
+impl Ready<'_> {
+    /// The sync this attempt runs.
+    pub fn sync_id(&self) -> &SyncId {
+        &self.attempt.sync_id
+    }
+
+    /// Attempts counted, this one included.
+    pub fn attempts(&self) -> u32 {
+        self.attempt.attempts
+    }
+
+    /// [`Action::Started`] (a new sync) or [`Action::Resumed`].
+    pub fn action(&self) -> Action {
+        self.attempt.action
+    }
+
+    /// Runs the sync and records what came of it, unless this version is gone.
+    pub async fn run(self) -> Result<Processed, IntakeError> {
+        let outcome = self
+            .intake
+            .attempt(&self.client, self.found, self.attempt)
+            .await;
+        // Ending the session releases the intake lock.
+        drop(self.client);
+        outcome
+    }
+}
+
+/// What the decisions under the lock come to.
+enum Decision {
+    Done(Box<Processed>),
+    Run(Attempt),
 }
 
 impl Intake {
     /// Decides about `found` and runs its sync when that is due (see the module docs). Errs
     /// only when the receipts cannot be read or written; a failed sync is an `Ok` outcome.
     pub async fn process(&self, found: &Found, mode: Mode) -> Result<Processed, IntakeError> {
+        match self.begin(found, mode).await? {
+            Begun::Done(p) => Ok(p),
+            Begun::Ready(ready) => ready.run().await,
+        }
+    }
+
+    /// The deciding half of [`Intake::process`]: takes the intake lock of `found`, reads its
+    /// receipt, and either says why nothing runs or counts the attempt that is to run.
+    pub async fn begin<'a>(
+        &'a self,
+        found: &'a Found,
+        mode: Mode,
+    ) -> Result<Begun<'a>, IntakeError> {
         if mode == Mode::Automatic
             && let Some(skipped) = self.nothing_to_do(found).await?
         {
-            return Ok(skipped);
+            return Ok(Begun::Done(skipped));
         }
         let client = self.connect().await?;
         if !receipts::try_lock(&client, found).await? {
             tracing::debug!(source = %found.source, "another process is deciding about this source");
-            return Ok(Processed::new(found, Action::SkippedBusy));
+            return Ok(Begun::Done(Processed::new(found, Action::SkippedBusy)));
         }
-        let outcome = self.locked(&client, found, mode).await;
-        // Ending the session releases the intake lock.
-        drop(client);
-        outcome
+        match self.decide(&client, found, mode).await? {
+            Decision::Done(p) => Ok(Begun::Done(*p)),
+            Decision::Run(attempt) => Ok(Begun::Ready(Ready {
+                intake: self,
+                client,
+                found,
+                attempt,
+            })),
+        }
     }
 
     /// A watch cycle meets mostly finished files: their receipts are read on one shared
@@ -94,7 +176,7 @@ impl Intake {
         }))
     }
 
-    async fn connect(&self) -> Result<Client, IntakeError> {
+    pub(super) async fn connect(&self) -> Result<Client, IntakeError> {
         let mut client = crate::pg::connect(self.pipeline.pg()).await?;
         if !self.migrated.load(Ordering::Acquire) {
             crate::pg::init_db(&mut client, self.pipeline.profile()).await?;
@@ -107,29 +189,49 @@ impl Intake {
         &self.pipeline.profile().schema
     }
 
-    async fn locked(
+    async fn decide(
         &self,
         client: &Client,
         found: &Found,
         mode: Mode,
-    ) -> Result<Processed, IntakeError> {
+    ) -> Result<Decision, IntakeError> {
         let Some(receipt) = receipts::read(client, self.schema(), found).await? else {
             let sync_id = crate::pipeline::new_sync_id();
+            let attempts = match mode {
+                Mode::Queued { delivery } => delivery.max(1),
+                _ => 1,
+            };
+            let pause = self.pause(mode, attempts, true);
             let claimed =
-                receipts::claim(client, self.schema(), found, &sync_id, self.policy.delay(1))
-                    .await?;
+                receipts::claim(client, self.schema(), found, &sync_id, attempts, pause).await?;
             if !claimed {
-                return Ok(Processed::new(found, Action::SkippedBusy));
+                return Ok(Decision::Done(Box::new(Processed::new(
+                    found,
+                    Action::SkippedBusy,
+                ))));
             }
             tracing::info!(source = %found.source, version = %found.version, %sync_id, "new source version: starting its sync");
-            return self
-                .attempt(client, found, Attempt::new_sync(sync_id))
-                .await;
+            return Ok(Decision::Run(Attempt::new_sync(sync_id, attempts, mode)));
         };
         match mode {
-            Mode::Automatic => self.automatic(client, found, receipt, true).await,
-            Mode::Triggered => self.automatic(client, found, receipt, false).await,
+            Mode::Automatic => self.automatic(client, found, receipt, mode, true).await,
+            Mode::Triggered | Mode::Queued { .. } => {
+                self.automatic(client, found, receipt, mode, false).await
+            }
             Mode::Manual => self.manual(client, found, receipt).await,
+        }
+    }
+
+    /// How long from now until a receipt is due again: the retry policy's pause, and for a
+    /// queue delivery the time the host may take to deliver the message again (while the
+    /// attempt runs: its lease on the message; after it: its next poll), so that a sweep only
+    /// takes over a receipt whose message the queue no longer retries.
+    fn pause(&self, mode: Mode, attempts: u32, starting: bool) -> Duration {
+        let pause = self.policy.delay(attempts);
+        match (mode, starting) {
+            (Mode::Queued { .. }, true) => pause + super::QUEUE_LEASE,
+            (Mode::Queued { .. }, false) => pause + super::QUEUE_REDELIVERY_SLACK,
+            _ => pause,
         }
     }
 
@@ -138,16 +240,29 @@ impl Intake {
         client: &Client,
         found: &Found,
         r: Receipt,
+        mode: Mode,
         paced: bool,
-    ) -> Result<Processed, IntakeError> {
+    ) -> Result<Decision, IntakeError> {
         if r.poisoned {
-            return Ok(from_receipt(found, &r, Action::SkippedParked));
+            return Ok(Decision::Done(Box::new(from_receipt(
+                found,
+                &r,
+                Action::SkippedParked,
+            ))));
         }
         if r.finished {
-            return Ok(from_receipt(found, &r, Action::SkippedDone));
+            return Ok(Decision::Done(Box::new(from_receipt(
+                found,
+                &r,
+                Action::SkippedDone,
+            ))));
         }
         if paced && !r.due {
-            return Ok(from_receipt(found, &r, Action::WaitingBackoff));
+            return Ok(Decision::Done(Box::new(from_receipt(
+                found,
+                &r,
+                Action::WaitingBackoff,
+            ))));
         }
         let sync_id = receipt_sync_id(found, &r)?;
         if r.attempts >= self.policy.max_attempts {
@@ -162,21 +277,18 @@ impl Intake {
                 );
             }
             self.park(client, found, &mut p).await?;
-            return Ok(p);
+            return Ok(Decision::Done(Box::new(p)));
         }
-        let attempts = r.attempts + 1;
-        receipts::begin_attempt(
-            client,
-            self.schema(),
-            found,
-            attempts,
-            self.policy.delay(attempts),
-            false,
-        )
-        .await?;
+        let attempts = match mode {
+            // The host's count wins when it is ahead: deliveries that died before they
+            // reached the receipt were attempts all the same.
+            Mode::Queued { delivery } => (r.attempts + 1).max(delivery),
+            _ => r.attempts + 1,
+        };
+        let pause = self.pause(mode, attempts, true);
+        receipts::begin_attempt(client, self.schema(), found, attempts, pause, false).await?;
         tracing::info!(source = %found.source, %sync_id, attempt = attempts, "resuming the source's unfinished sync");
-        let attempt = Attempt::resume(sync_id, attempts, &r);
-        self.attempt(client, found, attempt).await
+        Ok(Decision::Run(Attempt::resume(sync_id, attempts, &r, mode)))
     }
 
     async fn manual(
@@ -184,24 +296,21 @@ impl Intake {
         client: &Client,
         found: &Found,
         r: Receipt,
-    ) -> Result<Processed, IntakeError> {
+    ) -> Result<Decision, IntakeError> {
         if r.finished {
             let sync_id = crate::pipeline::new_sync_id();
             receipts::restart(client, self.schema(), found, &sync_id, self.policy.delay(1)).await?;
             tracing::info!(source = %found.source, previous = %r.sync_id, %sync_id, "manual re-run of a finished source: a new sync");
-            return self
-                .attempt(client, found, Attempt::new_sync(sync_id))
-                .await;
+            return Ok(Decision::Run(Attempt::new_sync(sync_id, 1, Mode::Manual)));
         }
         let sync_id = receipt_sync_id(found, &r)?;
         receipts::begin_attempt(client, self.schema(), found, 1, self.policy.delay(1), true)
             .await?;
         tracing::info!(source = %found.source, %sync_id, "manual re-run: resuming the unfinished sync");
-        let attempt = Attempt {
+        Ok(Decision::Run(Attempt {
             was_parked: r.poisoned,
-            ..Attempt::resume(sync_id, 1, &r)
-        };
-        self.attempt(client, found, attempt).await
+            ..Attempt::resume(sync_id, 1, &r, Mode::Manual)
+        }))
     }
 
     /// Runs the sync and records what came of it, unless this version is gone.
@@ -246,7 +355,7 @@ impl Intake {
                     &Outcome {
                         status: None,
                         attempts: a.attempts,
-                        delay: self.policy.delay(a.attempts),
+                        delay: self.pause(a.mode, a.attempts, false),
                         error: p.error.as_deref(),
                         finished: false,
                     },
@@ -254,8 +363,14 @@ impl Intake {
                 .await?
             }
             Ok(summary) if summary.interrupted => {
-                // Not an attempt either: the next cycle (or start) continues at once.
-                p.attempts = a.previous.0;
+                // Not an attempt (the next cycle or start continues at once), unless the
+                // host counted it.
+                let (attempts, delay) = if a.stop_counts() {
+                    (a.attempts, self.pause(a.mode, a.attempts, false))
+                } else {
+                    (a.previous.0, Duration::ZERO)
+                };
+                p.attempts = attempts;
                 p.interrupted = true;
                 p.error.clone_from(&summary.error);
                 p.summary = Some(summary);
@@ -265,8 +380,8 @@ impl Intake {
                     found,
                     &Outcome {
                         status: Some(SyncStatus::InProgress),
-                        attempts: a.previous.0,
-                        delay: Duration::ZERO,
+                        attempts,
+                        delay,
                         error: p.error.as_deref(),
                         finished: false,
                     },
@@ -285,7 +400,7 @@ impl Intake {
                     &Outcome {
                         status: Some(status),
                         attempts: a.attempts,
-                        delay: self.policy.delay(a.attempts),
+                        delay: self.pause(a.mode, a.attempts, false),
                         error: p.error.as_deref(),
                         finished: p.finished,
                     },
@@ -298,7 +413,8 @@ impl Intake {
             p.next_attempt_at = Some(recorded.next_attempt_at);
         }
         let used_up = a.attempts >= self.policy.max_attempts;
-        if used_up && !p.finished && !p.interrupted && p.action != Action::SkippedBusy {
+        let counted = !p.interrupted || a.stop_counts();
+        if used_up && !p.finished && counted && p.action != Action::SkippedBusy {
             p.action = Action::Parked;
             self.park(client, found, &mut p).await?;
         }
@@ -387,7 +503,7 @@ impl Intake {
     }
 }
 
-fn from_receipt(found: &Found, r: &Receipt, action: Action) -> Processed {
+pub(super) fn from_receipt(found: &Found, r: &Receipt, action: Action) -> Processed {
     Processed {
         sync_id: SyncId::parse(&r.sync_id).ok(),
         status: Some(r.status),

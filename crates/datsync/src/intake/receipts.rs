@@ -88,17 +88,19 @@ pub(super) async fn read(
 }
 
 /// Claims `found` for a new sync: `false` when a receipt exists already (another process was
-/// first). The first attempt is counted now, so a process that dies during it has used it.
+/// first). The attempt (`attempts`: the first, or the host's count of a queue delivery) is
+/// counted now, so a process that dies during it has used it.
 pub(super) async fn claim(
     client: &Client,
     schema: &str,
     found: &Found,
     sync_id: &SyncId,
+    attempts: u32,
     delay: Duration,
 ) -> Result<bool, IntakeError> {
     let sql = format!(
         "INSERT INTO {} (source, version, name, sync_id, status, attempts, next_attempt_at)
-         VALUES ($1, $2, $3, $4, 'IN_PROGRESS', 1, now() + make_interval(secs => $5))
+         VALUES ($1, $2, $3, $4, 'IN_PROGRESS', $6, now() + make_interval(secs => $5))
          ON CONFLICT (source, version) DO NOTHING
          RETURNING sync_id",
         table(schema)
@@ -112,6 +114,7 @@ pub(super) async fn claim(
                 &found.name,
                 &sync_id.as_str(),
                 &seconds(delay),
+                &i32::try_from(attempts).unwrap_or(i32::MAX),
             ],
         )
         .await
@@ -261,4 +264,52 @@ pub(super) async fn park(client: &Client, schema: &str, found: &Found) -> Result
         .await
         .map_err(|e| failed("cannot park the receipt", found, e))?;
     Ok(())
+}
+
+/// The receipt that points at a sync (the newest, should several), with its source's name.
+pub(super) async fn for_sync(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<Option<(String, Receipt)>, IntakeError> {
+    let sql = format!(
+        "SELECT sync_id, status, attempts, now() >= next_attempt_at, {AT}, last_error,
+                finished_at IS NOT NULL, poisoned_at IS NOT NULL, name
+           FROM {} WHERE sync_id = $1 ORDER BY updated_at DESC LIMIT 1",
+        table(schema)
+    );
+    let row = client
+        .query_opt(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| {
+            IntakeError::Pg(PgError::query(
+                format!("cannot read the receipt of sync {sync_id}"),
+                e,
+            ))
+        })?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let name: String = r.get(8);
+    let status = r
+        .get::<_, String>(1)
+        .parse()
+        .map_err(|e: crate::model::UnknownSyncStatus| IntakeError::Corrupt {
+            source_name: name.clone(),
+            version: String::new(),
+            message: e.to_string(),
+        })?;
+    Ok(Some({
+        let receipt = Receipt {
+            sync_id: r.get(0),
+            status,
+            attempts: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+            due: r.get(3),
+            next_attempt_at: r.get(4),
+            last_error: r.get(5),
+            finished: r.get(6),
+            poisoned: r.get(7),
+        };
+        (name, receipt)
+    }))
 }

@@ -355,3 +355,64 @@ async fn a_version_replaced_before_its_run_is_superseded_not_loaded() {
     })
     .await;
 }
+
+/// A queue delivery stopped on request counts (the host counted it), is not due before the
+/// host's next delivery, and at the host's limit is parked rather than left to the host's
+/// poison queue.
+#[tokio::test]
+async fn a_stopped_queue_delivery_counts_and_the_last_one_parks() {
+    with_db(|db| async move {
+        let (dir, found) = one_file(900).await;
+        let (stop, stopped) = tokio::sync::watch::channel(true);
+        let pipeline = pipeline(&db, &dir.path().join("ck")).stop(stopped);
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(60),
+        };
+        let intake = Intake::new(pipeline, policy);
+        let first = intake
+            .process(&found, datsync::intake::Mode::Queued { delivery: 1 })
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.action, first.attempts),
+            (Action::Started, 1),
+            "{first:?}"
+        );
+        assert!(first.interrupted && !first.finished, "{first:?}");
+        // A sweep meanwhile leaves it to the queue: not due before the host's next delivery.
+        let swept = intake
+            .process(&found, datsync::intake::Mode::Automatic)
+            .await
+            .unwrap();
+        assert_eq!(swept.action, Action::WaitingBackoff, "{swept:?}");
+        let last = intake
+            .process(&found, datsync::intake::Mode::Queued { delivery: 2 })
+            .await
+            .unwrap();
+        assert_eq!(
+            (last.action, last.attempts),
+            (Action::Parked, 2),
+            "{last:?}"
+        );
+        let c = db.client().await;
+        let (_, attempts, parked, _) = receipt(&c).await;
+        assert_eq!((attempts, parked), (2, true));
+        // A manual re-run still can: it is decided (its sync id known) before it runs.
+        stop.send(false).unwrap();
+        let datsync::intake::Begun::Ready(ready) = intake
+            .begin(&found, datsync::intake::Mode::Manual)
+            .await
+            .unwrap()
+        else {
+            panic!("a manual re-run runs");
+        };
+        assert_eq!(Some(ready.sync_id()), last.sync_id.as_ref());
+        assert_eq!(ready.action(), Action::Resumed);
+        let done = ready.run().await.unwrap();
+        assert!(done.finished, "{done:?}");
+        assert_eq!(done.status, Some(SyncStatus::Success));
+    })
+    .await;
+}
