@@ -226,19 +226,36 @@ pub struct ServeArgs {
     /// The port [default: FUNCTIONS_CUSTOMHANDLER_PORT, else 8080]; 0 picks a free one.
     #[arg(long)]
     pub port: Option<u16>,
-    /// The address to listen on (the Functions host connects to 127.0.0.1).
+    /// The address to listen on (the Functions host connects to 127.0.0.1). Any other
+    /// address is refused unless --allow-non-loopback.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: std::net::IpAddr,
-    /// The container of blobs named without one.
+    /// Listen on an address other than loopback: only with a gateway in front that
+    /// authenticates callers (the handler itself checks no function key).
+    #[arg(long, env = "DATSYNC_SERVE_ALLOW_NON_LOOPBACK")]
+    pub allow_non_loopback: bool,
+    /// The container of the sources; no other is ever read.
     #[arg(long, default_value = datsync::serve::DEFAULT_CONTAINER, env = "DATSYNC_BLOB_CONTAINER")]
     pub container: String,
-    /// The folder of blobs named by file name alone.
+    /// The folder of the sources in the container; nothing outside it is ever read.
     #[arg(long, default_value = datsync::serve::DEFAULT_PREFIX, env = "DATSYNC_BLOB_PREFIX")]
     pub prefix: String,
-    /// Attempts of a blob's sync before it is parked as poison (the host's retries count).
-    #[arg(long, default_value_t = datsync::intake::DEFAULT_MAX_ATTEMPTS,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_attempts: u32,
+    /// Attempts of a source's sync before it is parked as poison [default: host.json's
+    /// extensions.queues.maxDequeueCount, else 5]; must equal that when both are given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// The pause before a failed sync is tried again, e.g. 5m [default: host.json's
+    /// extensions.queues.visibilityTimeout, else 5m]; must equal that when both are given.
+    #[arg(long, value_parser = duration)]
+    pub retry_backoff: Option<Duration>,
+    /// The Functions app's host.json, whose queue retry settings the receipts follow
+    /// [default: ./host.json, when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub host_json: Option<PathBuf>,
+    /// How long a client may stay silent while it sends a request: its head [default: 10s]
+    /// or, between two parts, its body [default: 30s].
+    #[arg(long, value_parser = duration)]
+    pub read_timeout: Option<Duration>,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,

@@ -23,7 +23,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    logging::init(&args.global);
+    // The Functions host reads `serve`'s stdout as Information and its stderr as Errors.
+    let streams = if matches!(args.command, cli::Command::Serve(_)) {
+        logging::Streams::ByLevel
+    } else {
+        logging::Streams::Stderr
+    };
+    logging::init(&args.global, streams);
     match cmd::run(args) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

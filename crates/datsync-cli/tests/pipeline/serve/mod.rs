@@ -1,28 +1,119 @@
-//! `datsync serve`, the Azure Functions custom handler, driven with the requests the Functions
-//! host sends (a blob-trigger invocation, HTTP requests forwarded as they are, an HTTP-trigger
-//! invocation) against Azurite and the real PostgreSQL.
+//! `datsync serve`, the Azure Functions custom handler, driven with what the Functions host
+//! sends — queue deliveries of Event Grid events (repeated, counted, killed), the poison
+//! queue, the sweep timer, HTTP requests forwarded as they are, HTTP-trigger invocations,
+//! the blob trigger — against Azurite and the real PostgreSQL; plus the deployment's own
+//! configuration files.
+
+mod blob;
+mod bounds;
+mod deploy;
+mod manual;
+mod queue;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::azure::Emulator;
 use crate::common::*;
-use crate::errors::{FAST_RETRY, failing_trigger, lone_key_of_chunk, reference};
 
-const BLOB: &str = "az://data/hex-ztdwr/ZTDWR_20250129.dat";
+/// The source every test uploads.
+pub(crate) const BLOB: &str = "az://data/hex-ztdwr/ZTDWR_20250129.dat";
+/// Where the handler keeps its checkpoints.
+const CHECKPOINTS: &str = "az://checkpoints/datsync";
+/// How long a test waits for something the handler does in the background.
+const PATIENCE: Duration = Duration::from_secs(120);
 
-/// A running `datsync serve`, stopped when dropped.
-struct Handler {
+/// Lines a process writes to one stream, collected by a thread as they come.
+#[derive(Clone, Default)]
+pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(stream: impl Read + Send + 'static) -> Self {
+        let lines = Self::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                sink.0.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    pub(crate) fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The JSON log lines (`--log-format json`) whose message is `message`.
+    pub(crate) fn events(&self, message: &str) -> Vec<Value> {
+        self.all()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == message)
+            .collect()
+    }
+
+    /// Waits until `count` JSON log lines (or text lines) with `message` are in, and
+    /// returns the JSON ones (the handler logs before it answers, but this thread may read
+    /// the line after the test has the answer).
+    pub(crate) fn wait_events(&self, message: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let n = self.all().iter().filter(|l| l.contains(message)).count();
+            if n >= count {
+                return self.events(message);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {count} {message:?} in {:?}",
+                self.all()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until a line satisfies `found`.
+    pub(crate) fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(l) = self.all().into_iter().find(|l| found(l)) {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no {what} in {:?}", self.all());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running `datsync serve --log-format json`, stopped when dropped.
+pub(crate) struct Handler {
     child: Child,
-    port: u16,
+    pub port: u16,
+    pub stdout: Lines,
+    pub stderr: Lines,
 }
 
 impl Handler {
-    fn start(dir: &std::path::Path, database_url: &str, env: &[(&str, &str)]) -> Self {
+    /// The handler in `dir` (where a `host.json` may sit) on `database_url`, with the
+    /// emulator's account, `env` and `args` added.
+    pub(crate) fn start(
+        dir: &std::path::Path,
+        database_url: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_datsync"));
+        let format = if args.contains(&"--log-format") {
+            &[][..]
+        } else {
+            &["--log-format", "json"][..]
+        };
         cmd.args([
             "serve",
             "--port",
@@ -30,59 +121,121 @@ impl Handler {
             "--database-url",
             database_url,
             "--checkpoint-dir",
-            "az://checkpoints/datsync",
+            CHECKPOINTS,
             "--chunk-size",
             CHUNK_SIZE,
         ])
+        .args(format)
+        .args(args)
         .current_dir(dir)
         .env_clear()
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let stdout = Lines::collect(child.stdout.take().unwrap());
+        let stderr = Lines::collect(child.stderr.take().unwrap());
+        let line = stdout.wait_for("listening line", |l| l.starts_with("listening on"));
         let port = line
             .trim()
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no listening line: {line:?}"));
-        Self { child, port }
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Self {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
     }
 
-    /// One HTTP/1.1 request; the status and the JSON body.
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    /// One HTTP/1.1 request with `headers`; the status and the JSON body.
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let (status, _, body) = self.raw(method, path, body, headers);
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// One request; the status, the head, and the body as text.
+    pub(crate) fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let body = body.map(Value::to_string).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            let _ = std::fmt::Write::write_fmt(&mut head, format_args!("{k}: {v}\r\n"));
+        }
+        write!(stream, "{head}\r\n{body}").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{method} {path}: no answer: {response:?}"));
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_owned(), dechunk(head, body))
+    }
+
+    /// A POST of an invocation to the function's route, as the host sends it.
+    pub(crate) fn invoke(&self, function: &str, invocation: &Value) -> (u16, Value) {
+        self.send(
+            "POST",
+            &format!("/{function}"),
+            Some(invocation),
+            &[(
+                "x-azure-functions-invocationid",
+                "6a0e1e2c-0000-4000-8000-00000000abcd",
+            )],
+        )
+    }
+
+    /// An invocation the handler may die on: `None` when the connection ends without an
+    /// answer (the process was killed).
+    pub(crate) fn try_invoke(&self, function: &str, invocation: &Value) -> Option<(u16, Value)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let body = invocation.to_string();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+            "POST /{function} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
-        .unwrap();
+        .ok()?;
         let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = dechunk(head, body);
-        let json = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {response}"));
-        (status, json)
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, serde_json::from_str(&dechunk(head, body)).ok()?))
     }
-}
 
-impl Handler {
     /// Waits for the process to exit by itself.
-    fn wait(mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -114,26 +267,102 @@ fn dechunk(head: &str, body: &str) -> String {
     out
 }
 
-/// What the Functions host POSTs to `/ztdwr_sync` when a blob lands in
-/// `data/hex-ztdwr/{name}`: the blob's whole content, base64, in `Data` (a stand-in of the
-/// same size here: the handler must read past it, never use or hold it), and string
-/// metadata serialized as JSON once more (`"\"…\""`), without `BlobTrigger`.
-fn blob_invocation(emulator: &Emulator, name: &str, size: u64) -> Value {
-    let quoted = |s: String| Value::String(Value::String(s).to_string());
+/// A `host.json` in `dir`, as the Functions app would have it, with the queue retry
+/// settings given.
+pub(crate) fn host_json(dir: &std::path::Path, max_dequeue_count: u32, visibility: &str) {
+    let text = json!({
+        "version": "2.0",
+        "functionTimeout": "00:10:00",
+        "extensions": { "queues": {
+            "maxDequeueCount": max_dequeue_count,
+            "visibilityTimeout": visibility,
+            "batchSize": 1,
+            "newBatchThreshold": 0
+        }},
+        "customHandler": { "description": { "defaultExecutablePath": "datsync" } }
+    });
+    std::fs::write(dir.join("host.json"), text.to_string()).unwrap();
+}
+
+/// Microsoft's `BlobCreated` event (Event Grid schema) for `name` in the emulator's
+/// `data/hex-ztdwr/`.
+pub(crate) fn blob_created(emulator: &Emulator, path: &str, etag: &str, length: u64) -> Value {
     json!({
-        "Data": { "myBlob": "QUJD".repeat(usize::try_from(size / 3 + 1).unwrap()) },
+        "topic": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "subject": format!("/blobServices/default/containers/data/blobs/{path}"),
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": "2026-11-28T03:00:00.9584103Z",
+        "id": "831e1650-001e-001b-66ab-eeb76e069631",
+        "data": {
+            "api": "PutBlockList",
+            "clientRequestId": "6d79dbfb-0e37-4fc4-981f-442c9ca65760",
+            "requestId": "831e1650-001e-001b-66ab-eeb76e000000",
+            "eTag": format!("\"{etag}\""),
+            "contentType": "application/octet-stream",
+            "contentLength": length,
+            "blobType": "BlockBlob",
+            "url": format!("{}/data/{path}", emulator.azurite.blob_endpoint()),
+            "sequencer": "00000000000004420000000000028963",
+            "storageDiagnostics": { "batchId": "b68529f3-68cd-4744-baa4-3c0498ec19f0" }
+        },
+        "dataVersion": "",
+        "metadataVersion": "1"
+    })
+}
+
+/// The event in the CloudEvents 1.0 schema.
+pub(crate) fn as_cloud_event(event: &Value) -> Value {
+    json!({
+        "source": event["topic"],
+        "subject": event["subject"],
+        "type": event["eventType"],
+        "time": event["eventTime"],
+        "id": event["id"],
+        "data": event["data"],
+        "specversion": "1.0"
+    })
+}
+
+/// How the host hands the message to the handler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Encoding {
+    /// `messageEncoding: base64` (the default): the host decodes Event Grid's Base64 and
+    /// serializes the text as a JSON string.
+    HostDecoded,
+    /// `messageEncoding: none`: the Base64 text as Event Grid wrote it.
+    Base64,
+}
+
+/// The queue-trigger invocation the host POSTs for a message holding `event`, delivered
+/// for the `delivery`-th time.
+pub(crate) fn queue_delivery(event: &Value, delivery: u32, encoding: Encoding) -> Value {
+    let text = event.to_string();
+    let message = match encoding {
+        Encoding::HostDecoded => Value::String(Value::String(text).to_string()),
+        Encoding::Base64 => Value::String(
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text)).to_string(),
+        ),
+    };
+    let quoted = |s: &str| Value::String(Value::String(s.to_owned()).to_string());
+    json!({
+        "Data": { "event": message },
         "Metadata": {
-            "Uri": quoted(format!("{}/data/hex-ztdwr/{name}", emulator.azurite.blob_endpoint())),
-            "Properties": { "ContentType": "application/octet-stream", "BlobType": 2, "Length": size },
-            "Metadata": {},
-            "name": quoted(name.to_owned()),
-            "sys": { "MethodName": "ztdwr_sync", "UtcNow": "2026-11-28T03:00:00Z", "RandGuid": "0c8c1a0e-0000-4000-8000-000000000000" }
+            "DequeueCount": delivery.to_string(),
+            "ExpirationTime": quoted("2026-12-05T03:00:00+00:00"),
+            "Id": quoted("800ae4b3-bdd2-4c08-badd-f08e5a34b865"),
+            "InsertionTime": quoted("2026-11-28T03:00:01+00:00"),
+            "NextVisibleTime": quoted("2026-11-28T03:10:01+00:00"),
+            "PopReceipt": quoted("AgAAAAMAAAAAAAAAAgtnj8x+1QE="),
+            "sys": { "MethodName": "ztdwr_blob_created", "UtcNow": "2026-11-28T03:00:02Z", "RandGuid": "24ad4c06-24ad-4e5b-8294-3da9714877e9" }
         }
     })
 }
 
-fn size_of(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).unwrap().len()
+/// The ETag and size of a blob in the emulator.
+pub(crate) fn etag_of(emulator: &Emulator, url: &str) -> (String, u64) {
+    let blob = datsync::source::Blob::open_with(url, &emulator.azurite.account()).unwrap();
+    let meta = emulator.rt.block_on(blob.head()).unwrap().unwrap();
+    (meta.etag.unwrap(), meta.size)
 }
 
 /// Every target row without the columns that name the sync, the file or the time (the
@@ -142,7 +371,7 @@ pub(crate) fn rows(db: &TestDb) -> Vec<String> {
     db.table_without(&["sync_id", "sync_seq", "source_file"])
 }
 
-fn sync_ids(db: &TestDb) -> Vec<String> {
+pub(crate) fn sync_ids(db: &TestDb) -> Vec<String> {
     db.query(
         "SELECT sync_id FROM public.sync_metadata ORDER BY sync_id",
         &[],
@@ -152,241 +381,38 @@ fn sync_ids(db: &TestDb) -> Vec<String> {
     .collect()
 }
 
-#[test]
-fn a_blob_trigger_loads_the_blob_once_and_a_failure_is_retried_as_the_same_sync() {
-    let emulator = Emulator::start();
-    let (key, value) = emulator.env();
-    let work = Work::new(3_000, 71, MESSY);
-    emulator.upload(&work.file, BLOB);
-    let sync = sync_id(71);
-    let (reference_db, expected, _) = reference(&work, &sync);
-
-    let db = TestDb::new();
-    // The database refuses one chunk while the flag row exists.
-    let failing = lone_key_of_chunk(&reference_db, &work.file, 2);
-    failing_trigger(&db, &failing, "40001", Some("datsync_test_flag"));
-    let handler = Handler::start(work.path(), &db.url(), &[(key, &value), FAST_RETRY]);
-    // More than a web framework's default body limit, as a real blob would be.
-    assert!(size_of(&work.file) > 2 * 1024 * 1024);
-    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat", size_of(&work.file));
-
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
-    assert_eq!(status, 500, "the host must retry: {reply}");
-    let first = &reply["ReturnValue"];
-    assert_eq!(first["summary"]["status"], "PARTIAL_SUCCESS", "{reply}");
-    assert!(u(&first["summary"], "chunks_failed") >= 1, "{reply}");
-    let sync_id = first["sync_id"].as_str().unwrap().to_owned();
-    assert!(
-        reply["Logs"].as_array().is_some_and(|l| !l.is_empty()),
-        "{reply}"
-    );
-
-    // The host retries; the database is back: the same sync finishes.
-    db.batch("DELETE FROM datsync_test_flag");
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
-    assert_eq!(status, 200, "{reply}");
-    let done = &reply["ReturnValue"];
-    assert_eq!(done["sync_id"], sync_id.as_str(), "{reply}");
-    assert_eq!(done["action"], "resumed", "{reply}");
-    assert_eq!(done["finished"], true, "{reply}");
-    let (got, want) = (rows(&db), rows(&reference_db));
-    assert_eq!(got.len(), want.len());
-    assert!(got == want, "the table differs from an uninterrupted run's");
-    // Chunk 2 was loaded after the chunks that follow it.
-    assert_counts_match_out_of_order(&done["summary"], &expected);
-    let _ = sync;
-
-    // Delivered again (the host may): nothing is loaded twice.
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["ReturnValue"]["action"], "skipped_done", "{reply}");
-    assert_eq!(reply["ReturnValue"]["blob"], BLOB, "{reply}");
-    assert_eq!(sync_ids(&db), vec![sync_id.clone()]);
-    // A watcher on the same database agrees: the blob is done (same receipt, same ETag).
-    let (out, lines) = crate::azure::watch_once(&work, &db, &[(key, &value)]);
-    assert_eq!(lines.len(), 1, "{}", out.describe());
-    assert_eq!(lines[0]["action"], "skipped_done", "{}", out.describe());
-    assert_eq!(sync_ids(&db), vec![sync_id.clone()]);
-
-    // Overwritten with new content: a new ETag, a new sync.
-    write_sample(&work.file, 1_200, 72, CLEAN);
-    emulator.upload(&work.file, BLOB);
-    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat", size_of(&work.file));
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["ReturnValue"]["action"], "started", "{reply}");
-    assert_ne!(reply["ReturnValue"]["sync_id"], sync_id.as_str(), "{reply}");
-    assert_eq!(sync_ids(&db).len(), 2);
+/// Every receipt: `(name, sync_id, attempts, finished, parked)`.
+pub(crate) fn receipts(db: &TestDb) -> Vec<(String, String, i32, bool, bool)> {
+    db.query(
+        "SELECT name, sync_id, attempts, finished_at IS NOT NULL, poisoned_at IS NOT NULL
+           FROM public.datsync_receipts ORDER BY name, created_at",
+        &[],
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
 }
 
-#[test]
-fn manual_reruns_and_health_answer_as_the_legacy_http_functions() {
-    let emulator = Emulator::start();
-    let (key, value) = emulator.env();
-    let work = Work::new(1_500, 73, CLEAN);
-    emulator.upload(&work.file, BLOB);
-    let db = TestDb::new();
-    let handler = Handler::start(work.path(), &db.url(), &[(key, &value)]);
-
-    // Forwarded as it is (enableForwardingHttpRequest).
-    let (status, health) = handler.request("GET", "/api/healthz", None);
-    assert_eq!(status, 200, "{health}");
-    assert_eq!(health["status"], "healthy");
-    assert_eq!(health["database"], "connected");
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(health["timestamp"].as_str().unwrap()).is_ok(),
-        "{health}"
-    );
-
-    let (status, reply) = handler.request(
-        "POST",
-        "/api/sync-ztdwr",
-        Some(&json!({ "blob_name": "ZTDWR_20250129.dat" })),
-    );
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["blob"], BLOB);
-    assert_eq!(reply["summary"]["status"], "SUCCESS", "{reply}");
-    assert_eq!(u(&reply["summary"], "rows_read"), 1_500);
-    let first = reply["sync_id"].as_str().unwrap().to_owned();
-
-    // The same request as an HTTP-trigger invocation: the answer travels in Outputs.res.
-    // A finished blob re-run by hand is loaded again, as a new sync.
-    let invocation = json!({
-        "Data": { "req": {
-            "Url": "http://localhost:7071/api/sync-ztdwr", "Method": "POST", "Query": {},
-            "Headers": { "Content-Type": ["application/json"] }, "Params": {},
-            "Body": json!({ "blob_path": "data/hex-ztdwr/ZTDWR_20250129.dat" }).to_string()
-        }},
-        "Metadata": {}
-    });
-    let (status, reply) = handler.request("POST", "/sync_ztdwr", Some(&invocation));
-    assert_eq!(status, 200, "{reply}");
-    let res = &reply["Outputs"]["res"];
-    assert_eq!(res["statusCode"], 200, "{reply}");
-    let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["summary"]["status"], "SUCCESS", "{body}");
-    assert_ne!(body["sync_id"], first.as_str(), "{body}");
-
-    // Triggers that retrying cannot help are answered 200: a blob that is not a source, and
-    // one deleted since the trigger fired.
-    let (status, reply) = handler.request(
-        "POST",
-        "/ztdwr_sync",
-        Some(&blob_invocation(&emulator, "notes.txt", 10)),
-    );
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["ReturnValue"]["action"], "ignored", "{reply}");
-    let (status, reply) = handler.request(
-        "POST",
-        "/ztdwr_sync",
-        Some(&blob_invocation(&emulator, "gone.dat", 10)),
-    );
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["ReturnValue"]["action"], "missing", "{reply}");
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&json!({"Data": {}})));
-    assert_eq!(status, 400, "{reply}");
-
-    // Bad requests say what is wrong.
-    let (status, reply) = handler.request("POST", "/api/sync-ztdwr", Some(&json!({})));
-    assert_eq!(status, 400, "{reply}");
-    assert!(
-        reply["error"].as_str().unwrap().contains("blob_path"),
-        "{reply}"
-    );
-    let (status, reply) = handler.request(
-        "POST",
-        "/api/sync-ztdwr",
-        Some(&json!({ "blob_name": "missing.dat" })),
-    );
-    assert_eq!(status, 404, "{reply}");
-    assert!(
-        reply["error"]
-            .as_str()
-            .unwrap()
-            .contains("az://data/hex-ztdwr/missing.dat"),
-        "{reply}"
-    );
+pub(crate) fn size_of(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
 }
 
-#[test]
-fn health_says_when_the_database_is_unreachable() {
-    let emulator = Emulator::start();
-    let (key, value) = emulator.env();
-    let work = Work::new(10, 74, CLEAN);
-    // Nothing listens on port 1.
-    let handler = Handler::start(
-        work.path(),
-        "postgresql://root:hunter2@127.0.0.1:1/none?connect_timeout=2",
-        &[(key, &value)],
-    );
-    let (status, health) = handler.request("GET", "/api/healthz", None);
-    assert_eq!(status, 503, "{health}");
-    assert_eq!(health["status"], "unhealthy");
-    assert!(!health.to_string().contains("hunter2"), "{health}");
-    let (status, reply) = handler.request(
-        "POST",
-        "/healthz",
-        Some(&json!({"Data": {}, "Metadata": {}})),
-    );
-    assert_eq!(status, 200);
-    assert_eq!(reply["Outputs"]["res"]["statusCode"], 503, "{reply}");
-}
-
-#[test]
-fn sigterm_lets_the_chunk_in_flight_commit_answers_and_the_next_delivery_resumes() {
-    let emulator = Emulator::start();
-    let (key, value) = emulator.env();
-    let work = Work::new(3_000, 75, MESSY);
-    emulator.upload(&work.file, BLOB);
-    let (reference_db, expected, _) = reference(&work, &sync_id(75));
-    let db = TestDb::new();
-    let invocation = blob_invocation(&emulator, "ZTDWR_20250129.dat", size_of(&work.file));
-
-    // SIGTERM arrives when the second chunk is completed.
-    let handler = Handler::start(
-        work.path(),
-        &db.url(),
-        &[(key, &value), ("DATSYNC_TERM_AT", "chunk_completed:2")],
-    );
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
-    assert_eq!(status, 500, "not done: the host retries it: {reply}");
-    let stopped = &reply["ReturnValue"];
-    assert_eq!(stopped["interrupted"], true, "{reply}");
-    assert_eq!(stopped["attempts"], 0, "a stop is not an attempt: {reply}");
-    let sync = stopped["sync_id"].as_str().unwrap().to_owned();
-    let exit = handler.wait();
-    assert_eq!(exit.code(), Some(0), "a clean exit after the answer");
-    db.wait_for_other_sessions();
-    assert_eq!(
-        db.committed_chunks(&sync),
-        2,
-        "the chunk in flight committed, no other"
-    );
-
-    // The host delivers the blob again to a new handler: the same sync finishes.
-    let handler = Handler::start(work.path(), &db.url(), &[(key, &value)]);
-    let (status, reply) = handler.request("POST", "/ztdwr_sync", Some(&invocation));
-    assert_eq!(status, 200, "{reply}");
-    let done = &reply["ReturnValue"];
-    assert_eq!(done["action"], "resumed", "{reply}");
-    assert_eq!(done["sync_id"], sync.as_str());
-    assert_eq!(done["attempts"], 1, "{reply}");
-    assert_eq!(
-        u(&done["summary"], "chunks_skipped_on_resume"),
-        2,
-        "{reply}"
-    );
-    for k in [
-        "status",
-        "rows_read",
-        "rows_loaded",
-        "rows_rejected",
-        "rows_superseded",
-        "records_inserted",
-        "records_updated",
+/// Values that must never appear in an answer: the database's user, host and port, local
+/// paths, key material.
+pub(crate) fn assert_reveals_nothing(answer: &Value, work: &Work) {
+    let text = answer.to_string();
+    for secret in [
+        "root@",
+        "127.0.0.1:5432",
+        ":5432",
+        "postgresql://",
+        "/tmp",
+        work.path().to_str().unwrap(),
+        "AccountKey",
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
+        "injected failure",
+        "SQLSTATE",
     ] {
-        assert_eq!(done["summary"][k], expected[k], "{k}");
+        assert!(!text.contains(secret), "{secret} in {text}");
     }
-    let (got, want) = (rows(&db), rows(&reference_db));
-    assert!(got == want, "the table differs from an uninterrupted run's");
 }
