@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use datsync::azure::AzureAccount;
 use datsync::intake::{DEFAULT_MAX_ATTEMPTS, Intake, RetryPolicy};
 use datsync::serve::hostjson::HostSettings;
 use datsync::serve::{DEFAULT_RETRY_BACKOFF, PORT_ENV, ServeOptions, ServerLimits, Sources};
-use datsync::azure::AzureAccount;
 use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, ServeArgs};

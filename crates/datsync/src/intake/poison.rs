@@ -50,7 +50,18 @@ impl Intake {
             // Another process runs it now and records its own outcome.
             return Ok(Some(Processed::new(found, Action::SkippedBusy)));
         }
-        let Some(r) = receipts::read(&client, self.schema(), found).await? else {
+        let outcome = self.give_up_locked(&client, found, why).await;
+        receipts::unlock(&client, found).await;
+        outcome
+    }
+
+    async fn give_up_locked(
+        &self,
+        client: &Client,
+        found: &Found,
+        why: &str,
+    ) -> Result<Option<Processed>, IntakeError> {
+        let Some(r) = receipts::read(client, self.schema(), found).await? else {
             return Ok(None);
         };
         if r.poisoned {
@@ -64,7 +75,7 @@ impl Intake {
             Some(last) => format!("{why}; before that: {last}"),
             None => why.to_owned(),
         });
-        self.park(&client, found, &mut p).await?;
+        self.park(client, found, &mut p).await?;
         Ok(Some(p))
     }
 }

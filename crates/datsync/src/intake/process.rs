@@ -100,8 +100,7 @@ impl Ready<'_> {
             .intake
             .attempt(&self.client, self.found, self.attempt)
             .await;
-        // Ending the session releases the intake lock.
-        drop(self.client);
+        receipts::unlock(&self.client, self.found).await;
         outcome
     }
 }
@@ -139,9 +138,13 @@ impl Intake {
             tracing::debug!(source = %found.source, "another process is deciding about this source");
             return Ok(Begun::Done(Processed::new(found, Action::SkippedBusy)));
         }
-        match self.decide(&client, found, mode).await? {
-            Decision::Done(p) => Ok(Begun::Done(*p)),
-            Decision::Run(attempt) => Ok(Begun::Ready(Ready {
+        match self.decide(&client, found, mode).await {
+            Ok(Decision::Done(p)) => {
+                receipts::unlock(&client, found).await;
+                Ok(Begun::Done(*p))
+            }
+            Err(e) => Err(e),
+            Ok(Decision::Run(attempt)) => Ok(Begun::Ready(Ready {
                 intake: self,
                 client,
                 found,

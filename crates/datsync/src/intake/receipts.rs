@@ -45,7 +45,7 @@ const AT: &str = "to_char(next_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH
 /// Takes the intake lock of a (source, version) on `client`'s session, if it is free: held
 /// while one process decides about it and runs its sync, released when the session ends.
 pub(super) async fn try_lock(client: &Client, found: &Found) -> Result<bool, IntakeError> {
-    let key = format!("datsync intake {}\n{}", found.source, found.version);
+    let key = lock_key(found);
     let row = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
@@ -54,6 +54,26 @@ pub(super) async fn try_lock(client: &Client, found: &Found) -> Result<bool, Int
         .await
         .map_err(|e| failed("cannot take the intake lock", found, e))?;
     Ok(row.get(0))
+}
+
+/// Releases the intake lock taken by [`try_lock`] now, rather than when the session's end
+/// reaches the server: a delivery that follows at once must find it free. A failure only
+/// leaves the lock to the session's end.
+pub(super) async fn unlock(client: &Client, found: &Found) {
+    let key = lock_key(found);
+    if let Err(e) = client
+        .query_one(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await
+    {
+        tracing::debug!(source = %found.source, error = %e, "the intake lock goes with the session");
+    }
+}
+
+fn lock_key(found: &Found) -> String {
+    format!("datsync intake {}\n{}", found.source, found.version)
 }
 
 /// The receipt of `found`, if there is one.
