@@ -267,7 +267,14 @@ fn parse_uri(uri: &str) -> Result<Params, ConnInfoError> {
     if terminator.is_some() {
         p += 1;
         let mut at = p;
-        for pair in uri[p..].split('&') {
+        let query = &uri[p.min(uri.len())..];
+        let pairs: Vec<&str> = query.split('&').collect();
+        for (i, pair) in pairs.iter().enumerate() {
+            // libpq stops at the end of the string: an empty query, or one ending in `&`,
+            // has no last parameter.
+            if pair.is_empty() && i + 1 == pairs.len() {
+                break;
+            }
             parse_query_pair(&mut params, pair, at + 1)?;
             at += pair.len() + 1;
         }
@@ -434,6 +441,8 @@ mod tests {
         assert!(!e.contains("W0rd"), "{e}");
         assert!(parse("ssl=true").is_err(), "ssl= is a URI-only alias");
         assert!(parse("=x").is_err());
+        // Not a URI prefix: read as key-value, as libpq does.
+        assert_eq!(parse("postgre://"), Err(ConnInfoError::MissingEquals { at: 1 }));
     }
 
     #[test]
@@ -473,6 +482,32 @@ mod tests {
                 vec![("dbname", "db"), ("host", "/tmp"), ("port", "5433")],
             ),
             ("postgresql://u@/", vec![("user", "u")]),
+            ("postgresql://h/d?", vec![("host", "h"), ("dbname", "d")]),
+            ("postgres://@host", vec![("host", "host")]),
+            ("postgres://host:/", vec![("host", "host")]),
+            ("postgres://:12345/", vec![("port", "12345")]),
+            ("postgres:///", vec![]),
+            ("postgresql://%68ost/", vec![("host", "host")]),
+            (
+                "postgres://otheruser@?host=/no/such/directory",
+                vec![("user", "otheruser"), ("host", "/no/such/directory")],
+            ),
+            (
+                "postgres://:12345/db?host=/path/to/socket",
+                vec![("port", "12345"), ("dbname", "db"), ("host", "/path/to/socket")],
+            ),
+            (
+                "postgresql://example.com?hostaddr=63.1.2.4",
+                vec![("host", "example.com"), ("hostaddr", "63.1.2.4")],
+            ),
+            (
+                "postgresql://host/db?u%73er=someone",
+                vec![("host", "host"), ("dbname", "db"), ("user", "someone")],
+            ),
+            (
+                "postgresql://h/d?sslmode=require&",
+                vec![("host", "h"), ("dbname", "d"), ("sslmode", "require")],
+            ),
             (
                 "postgresql://:pw@h",
                 vec![("password", "pw"), ("host", "h")],
@@ -506,12 +541,17 @@ mod tests {
             ("postgresql://[::1]x/d", "unexpected character"),
             ("postgresql://h/d?sslmode", "missing key/value separator"),
             ("postgresql://h/d?a=b=c", "extra key/value separator"),
+            ("postgresql://h/d?sslmode=require&&x=1", "missing key/value separator"),
             (
                 "postgresql://h/d?bogus=1",
                 "invalid query parameter \"bogus\"",
             ),
             ("postgresql://h/d%zz", "invalid percent-encoded"),
             ("postgresql://h/d%00", "forbidden value %00"),
+            ("postgresql://%1", "invalid percent-encoded"),
+            ("postgresql://%", "invalid percent-encoded"),
+            ("postgresql://host?value1&value2", "missing key/value separator"),
+            ("postgresql://host/db?u%7aer=x", "invalid query parameter \"uzer\""),
         ] {
             let e = parse(conn).unwrap_err().to_string();
             assert!(e.contains(needle), "{conn}: {e}");
