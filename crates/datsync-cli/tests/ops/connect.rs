@@ -16,10 +16,15 @@ fn certificates() -> (String, String, String) {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
     let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    server.distinguished_name.push(DnType::CommonName, "localhost");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let key = KeyPair::generate().unwrap();
     let cert = server.signed_by(&key, &ca).unwrap();
     (ca.pem(), cert.pem(), key.serialize_pem())
@@ -44,7 +49,10 @@ fn tls_server(cert: &str, key: &str) -> TempPostgres {
 
 /// Whether psql connects with this string and environment.
 fn psql_connects(conn: Option<&str>, env: &[(&str, &str)], home: &Path) -> bool {
-    let psql = find_binaries(&SearchPaths::default()).unwrap().bindir.join("psql");
+    let psql = find_binaries(&SearchPaths::default())
+        .unwrap()
+        .bindir
+        .join("psql");
     let mut cmd = std::process::Command::new(psql);
     cmd.env_clear()
         .env("HOME", home)
@@ -56,6 +64,10 @@ fn psql_connects(conn: Option<&str>, env: &[(&str, &str)], home: &Path) -> bool 
     cmd.output().unwrap().status.success()
 }
 
+/// A row: the connection string (or none), the environment, whether psql connects, and
+/// what datsync's message must say otherwise.
+type Row<'a> = (Option<String>, Vec<(&'a str, &'a str)>, bool, &'a str);
+
 #[test]
 fn datsync_connects_or_refuses_as_psql_does() {
     let (ca_pem, cert, key) = certificates();
@@ -65,22 +77,27 @@ fn datsync_connects_or_refuses_as_psql_does() {
     std::fs::write(&ca, ca_pem).unwrap();
     let ca = ca.display().to_string();
     let port = server.port().to_string();
-    let url = |host: &str, query: &str| {
-        format!("postgresql://datsync@{host}:{port}/postgres?{query}")
-    };
+    let url =
+        |host: &str, query: &str| format!("postgresql://datsync@{host}:{port}/postgres?{query}");
     let home_var = home.path().display().to_string();
-    let rows: Vec<(Option<String>, Vec<(&str, &str)>, bool, &str)> = vec![
+    let rows: Vec<Row> = vec![
         (Some(url("127.0.0.1", "sslmode=require")), vec![], true, ""),
         (Some(url("127.0.0.1", "sslmode=prefer")), vec![], true, ""),
         (Some(url("127.0.0.1", "")), vec![], true, ""),
         (
-            Some(url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))),
+            Some(url(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            )),
             vec![],
             false,
             "server certificate for \"localhost\" (and 1 other name) does not match host name \"127.0.0.1\"",
         ),
         (
-            Some(url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"))),
+            Some(url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            )),
             vec![],
             true,
             "",
@@ -118,7 +135,10 @@ fn datsync_connects_or_refuses_as_psql_does() {
         if !connects {
             let line = err.trim();
             assert!(!line.contains('\n'), "{line}");
-            assert!(line.contains(&format!(":{port} (")) && line.contains("sslmode="), "{line}");
+            assert!(
+                line.contains(&format!(":{port} (")) && line.contains("sslmode="),
+                "{line}"
+            );
             assert_eq!(line.matches(why).count(), 1, "{line}");
         }
     }

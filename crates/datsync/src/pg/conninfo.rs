@@ -442,7 +442,10 @@ mod tests {
         assert!(parse("ssl=true").is_err(), "ssl= is a URI-only alias");
         assert!(parse("=x").is_err());
         // Not a URI prefix: read as key-value, as libpq does.
-        assert_eq!(parse("postgre://"), Err(ConnInfoError::MissingEquals { at: 1 }));
+        assert_eq!(
+            parse("postgre://"),
+            Err(ConnInfoError::MissingEquals { at: 1 })
+        );
     }
 
     #[test]
@@ -494,7 +497,11 @@ mod tests {
             ),
             (
                 "postgres://:12345/db?host=/path/to/socket",
-                vec![("port", "12345"), ("dbname", "db"), ("host", "/path/to/socket")],
+                vec![
+                    ("port", "12345"),
+                    ("dbname", "db"),
+                    ("host", "/path/to/socket"),
+                ],
             ),
             (
                 "postgresql://example.com?hostaddr=63.1.2.4",
@@ -541,7 +548,10 @@ mod tests {
             ("postgresql://[::1]x/d", "unexpected character"),
             ("postgresql://h/d?sslmode", "missing key/value separator"),
             ("postgresql://h/d?a=b=c", "extra key/value separator"),
-            ("postgresql://h/d?sslmode=require&&x=1", "missing key/value separator"),
+            (
+                "postgresql://h/d?sslmode=require&&x=1",
+                "missing key/value separator",
+            ),
             (
                 "postgresql://h/d?bogus=1",
                 "invalid query parameter \"bogus\"",
@@ -550,8 +560,14 @@ mod tests {
             ("postgresql://h/d%00", "forbidden value %00"),
             ("postgresql://%1", "invalid percent-encoded"),
             ("postgresql://%", "invalid percent-encoded"),
-            ("postgresql://host?value1&value2", "missing key/value separator"),
-            ("postgresql://host/db?u%7aer=x", "invalid query parameter \"uzer\""),
+            (
+                "postgresql://host?value1&value2",
+                "missing key/value separator",
+            ),
+            (
+                "postgresql://host/db?u%7aer=x",
+                "invalid query parameter \"uzer\"",
+            ),
         ] {
             let e = parse(conn).unwrap_err().to_string();
             assert!(e.contains(needle), "{conn}: {e}");

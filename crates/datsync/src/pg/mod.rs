@@ -9,25 +9,31 @@
 //! | `keywords.rs` | libpq's connection keywords, their `PG*` variables, what datsync does with each |
 //! | `conninfo.rs` | parsing both forms of connection strings |
 //! | `files.rs` | `pg_service.conf` and `~/.pgpass` |
-//! | `settings.rs` | sources, precedence, defaults (the secure `sslmode` default), checks |
-//! | `tls.rs`, `verify.rs` | libpq's TLS set-up and certificate checks on rustls |
-//! | `connect.rs` | hosts, addresses, the `sslmode` fallbacks, `target_session_attrs` |
+//! | `settings.rs` | sources and precedence: the string, the service, the `PG*` variables |
+//! | `resolve.rs` | defaults (the secure `sslmode` default), the host list, libpq's checks |
+//! | `tls.rs`, `tls_files.rs`, `verify.rs`, `handshake.rs` | libpq's TLS set-up, its files, its certificate checks and its messages, on rustls |
+//! | `connect.rs` | hosts, addresses, the `sslmode` fallbacks, the one-line failure |
+//! | `attempt.rs` | one attempt: socket, SSLRequest, TLS or plain startup, `target_session_attrs` |
 //! | `entra.rs` | managed-identity tokens as passwords |
 //! | `pooler.rs` | refusing a pooler in transaction mode (PgBouncer) |
 
+mod attempt;
 mod connect;
 mod conninfo;
 mod entra;
 mod files;
+mod handshake;
 mod ident;
 mod keywords;
 mod lock;
 mod migrate;
 mod pooler;
 mod redact;
+mod resolve;
 mod settings;
 mod sqlstate;
 mod tls;
+mod tls_files;
 mod verify;
 
 pub use connect::{AttemptFailure, connect};

@@ -173,6 +173,8 @@ fn table(f: &Files, s: u16, p: u16) -> Vec<Row> {
             .env("PGTARGETSESSIONATTRS", "read-write")
             .port(s),
         Row::new("every host down", format!("host=127.0.0.1,127.0.0.1 port={dead},{dead} user=trusted dbname=postgres"), REFUSED),
+        Row::new("load_balance_hosts=random still finds the live host", format!("host=127.0.0.1,127.0.0.1 port={dead},{s} user=trusted dbname=postgres load_balance_hosts=random"), REFUSED)
+            .differs("PostgreSQL 16's load_balance_hosts; psql 15 does not know it", TLS),
     ]
 }
 

@@ -249,3 +249,43 @@ async fn prefer_and_disable_say_they_used_plain_text() {
         assert_eq!(fake.next().await.password.as_deref(), Some("s3cr3t"));
     }
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_per_address() {
+    // Accepts the connection and never answers the SSLRequest.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let conn = format!("host=127.0.0.1 port={port} user=u dbname=d sslmode=require");
+    for env in [
+        env(&[("PGCONNECT_TIMEOUT", "2".into())]),
+        env(&[("PGCONNECT_TIMEOUT", "1".into())]),
+    ] {
+        let e = connect(&PgSettings::resolve(Some(&conn), &env).unwrap())
+            .await
+            .unwrap_err();
+        // libpq waits at least 2 s.
+        assert!(
+            e.to_string()
+                .ends_with("(sslmode=require): timeout expired after 2 s"),
+            "{e}"
+        );
+        assert_eq!(e.class(), ErrorClass::Transient);
+    }
+    assert!(
+        super::psql(
+            Some(&conn),
+            &env(&[("PGCONNECT_TIMEOUT", "2".into())]),
+            "select 1"
+        )
+        .await
+        .unwrap_err()
+        .contains("timeout expired")
+    );
+    task.abort();
+}

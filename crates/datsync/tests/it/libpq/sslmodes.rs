@@ -62,6 +62,19 @@ impl Files {
     }
 }
 
+/// The user the private servers run as (`postgres` when the tests run as root).
+fn server_user() -> String {
+    let uid = if nix::unistd::geteuid().is_root() {
+        nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .unwrap()
+            .uid
+    } else {
+        nix::unistd::geteuid()
+    };
+    nix::unistd::User::from_uid(uid).unwrap().unwrap().name
+}
+
 /// The table: every row against the TLS server (port `s`, socket directory `socket`) or
 /// the server without TLS (port `p`).
 #[allow(clippy::too_many_lines)] // a data table
@@ -143,6 +156,8 @@ fn table(f: &Files, s: u16, p: u16, socket: &Path) -> Vec<Row> {
         // Unix sockets never use TLS (libpq ignores sslmode there).
         Row::new("socket with require", format!("host={} port={s} user=trusted dbname=postgres sslmode=require", socket.display()), PLAIN),
         Row::new("socket with verify-full", format!("host={} port={s} user=trusted dbname=postgres sslmode=verify-full", socket.display()), PLAIN),
+        Row::new("requirepeer names the server's user", format!("host={} port={s} user=trusted dbname=postgres requirepeer={}", socket.display(), server_user()), PLAIN),
+        Row::new("requirepeer names another user", format!("host={} port={s} user=trusted dbname=postgres requirepeer=nobody", socket.display()), REFUSED),
         // Where datsync departs from libpq on purpose.
         Row::new("unspecified for a remote host name", at("db.example.com", "trusted", "hostaddr=127.0.0.1"), TLS)
             .differs("an unspecified sslmode is verify-full for a remote host (system roots)", REFUSED),
