@@ -117,10 +117,13 @@ pub enum Command {
 /// How to reach PostgreSQL.
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// PostgreSQL URL or key-value string [default: DATABASE_URL, else
+    /// PostgreSQL URL or key-value string, as psql takes it [default: DATABASE_URL, else
     /// POSTGRES_CONNECTION_STRING, else DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD,
-    /// DB_SSL_MODE]. The target schema and table come from the profile, overridden by
-    /// DB_SCHEMA and DB_TABLE.
+    /// DB_SSL_MODE, else the PG* variables (PGHOST, PGSERVICE …)]. What it leaves out comes
+    /// from the service file and the PG* variables, as in libpq; without sslmode, a remote
+    /// host is verify-full. DB_AUTH=entra takes the password from Azure's managed identity.
+    /// The target schema and table come from the profile, overridden by DB_SCHEMA and
+    /// DB_TABLE.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 }
@@ -139,7 +142,8 @@ pub struct InitDbArgs {
 /// Options shared by `run` and `resume`.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// PostgreSQL connection URL (else DATABASE_URL, POSTGRES_CONNECTION_STRING or DB_*).
+    /// PostgreSQL URL or key-value string, as psql takes it (else DATABASE_URL,
+    /// POSTGRES_CONNECTION_STRING, DB_* or the PG* variables; see `init-db --help`).
     #[arg(long)]
     pub database_url: Option<String>,
     /// Checkpoint directory or object URL (else CHECKPOINT_BASE_PATH, else ./checkpoints).
@@ -312,7 +316,8 @@ pub struct DemoArgs {
     /// Data rows of the generated file.
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub rows: u64,
-    /// PostgreSQL connection URL (else DATABASE_URL, POSTGRES_CONNECTION_STRING or DB_*).
+    /// PostgreSQL URL or key-value string, as psql takes it (else DATABASE_URL,
+    /// POSTGRES_CONNECTION_STRING, DB_* or the PG* variables).
     #[arg(long)]
     pub database_url: Option<String>,
     /// Print one JSON object instead of text.
