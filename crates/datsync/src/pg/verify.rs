@@ -6,9 +6,9 @@
 //! as browsers do: the `host` of the connection (never `hostaddr`) against the certificate's
 //! subject alternative names of its own kind (DNS names for a name, IP addresses for an
 //! address), case-insensitively, `*.` matching one label; when the certificate has no
-//! alternative name of that kind, its common name. A certificate that is itself one of the
-//! trusted roots (a self-signed server certificate given as `sslrootcert`) is trusted, as
-//! OpenSSL trusts it.
+//! alternative name of that kind, its common name. A self-signed server certificate given
+//! as `sslrootcert` is trusted, as OpenSSL trusts it (webpki would call it a CA used as an
+//! end entity, or of unknown issuer); a CA-signed leaf given alone is not.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -106,9 +106,14 @@ impl LibpqVerifier {
     }
 }
 
-/// Whether a certificate that is itself a trusted root is within its validity period.
+/// Whether a certificate that is itself one of the trusted roots can stand alone, as
+/// OpenSSL lets it: it must be self-issued (a leaf signed by a CA that is not trusted does
+/// not become trusted by being listed) and within its validity period.
 fn trusted_itself(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), ()> {
     let cert = Certificate::from_der(cert.as_ref()).map_err(|_| ())?;
+    if cert.tbs_certificate.issuer != cert.tbs_certificate.subject {
+        return Err(());
+    }
     let validity = &cert.tbs_certificate.validity;
     let now = now.as_secs();
     let from = validity.not_before.to_unix_duration().as_secs();

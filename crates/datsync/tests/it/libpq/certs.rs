@@ -20,6 +20,10 @@ pub struct Certs {
     pub client: String,
     /// Its key.
     pub client_key: String,
+    /// A self-signed server certificate for `localhost` (no CA), as `make-ssl-cert` makes.
+    pub self_signed: String,
+    /// Its key.
+    pub self_signed_key: String,
 }
 
 fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -65,7 +69,15 @@ impl Certs {
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         let (client, client_key) = leaf(&ca, &[], "certuser", ExtendedKeyUsagePurpose::ClientAuth);
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().unwrap();
+        let self_signed = params.self_signed(&key).unwrap().pem();
         Self {
+            self_signed,
+            self_signed_key: key.serialize_pem(),
             ca: ca.pem(),
             other_ca: other.pem(),
             server,

@@ -258,6 +258,11 @@ pub const PW: &str = "pw with spaces:and\\colons";
 /// A server with TLS on (the certificate of `certs`, for `localhost`), the roles of
 /// [`HBA`], on 127.0.0.1.
 pub async fn tls_server(certs: &Certs) -> TempPostgres {
+    tls_server_with(certs, &certs.server, &certs.server_key).await
+}
+
+/// The same with another certificate and key.
+pub async fn tls_server_with(certs: &Certs, cert: &str, key: &str) -> TempPostgres {
     let options = TempPostgresOptions {
         tcp: true,
         hba: Some(HBA.to_owned()),
@@ -272,8 +277,8 @@ pub async fn tls_server(certs: &Certs) -> TempPostgres {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect(),
         data_files: vec![
-            ("server.crt".into(), certs.server.clone().into_bytes()),
-            ("server.key".into(), certs.server_key.clone().into_bytes()),
+            ("server.crt".into(), cert.as_bytes().to_vec()),
+            ("server.key".into(), key.as_bytes().to_vec()),
             ("ca.crt".into(), certs.ca.clone().into_bytes()),
         ],
         ..TempPostgresOptions::default()

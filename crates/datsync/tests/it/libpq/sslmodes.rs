@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Certs, Expect, Row, check_rows, file, plain_read_only_server, stop, tls_server};
+use super::{
+    Certs, Expect, Row, check_rows, file, plain_read_only_server, stop, tls_server, tls_server_with,
+};
 
 const TLS: Expect = Expect::Connects { tls: true };
 const PLAIN: Expect = Expect::Connects { tls: false };
@@ -17,6 +19,8 @@ struct Files {
     crt: String,
     key: String,
     loose: String,
+    server_crt: String,
+    self_signed: String,
     home_empty: PathBuf,
     home_root: PathBuf,
     home_other: PathBuf,
@@ -43,6 +47,8 @@ impl Files {
             crt: path("client.crt", &certs.client, 0o644),
             key: path("client.key", &certs.client_key, 0o600),
             loose: path("client-loose.key", &certs.client_key, 0o644),
+            server_crt: path("server.crt", &certs.server, 0o644),
+            self_signed: path("self-signed.crt", &certs.self_signed, 0o644),
             home_empty: home("home-empty", &[]),
             home_root: home("home-root", &[(".postgresql/root.crt", &certs.ca, 0o644)]),
             home_other: home(
@@ -170,13 +176,74 @@ fn table(f: &Files, s: u16, p: u16, socket: &Path) -> Vec<Row> {
     ]
 }
 
+/// A server whose certificate is self-signed (`self_port`), given as its own root — and
+/// the CA-signed server's leaf given alone as a root (`s`), which is not enough.
+fn self_signed_rows(f: &Files, s: u16, self_port: u16) -> Vec<Row> {
+    let at = |host: &str, port: u16, extra: &str| {
+        format!("host={host} port={port} user=trusted dbname=postgres {extra}")
+    };
+    let (own, leaf) = (&f.self_signed, &f.server_crt);
+    vec![
+        Row::new(
+            "self-signed certificate as its own root",
+            at(
+                "localhost",
+                self_port,
+                &format!("sslmode=verify-full sslrootcert={own}"),
+            ),
+            TLS,
+        ),
+        Row::new(
+            "self-signed, verify-ca by address",
+            at(
+                "127.0.0.1",
+                self_port,
+                &format!("sslmode=verify-ca sslrootcert={own}"),
+            ),
+            TLS,
+        ),
+        Row::new(
+            "self-signed, verify-full by address",
+            at(
+                "127.0.0.1",
+                self_port,
+                &format!("sslmode=verify-full sslrootcert={own}"),
+            ),
+            REFUSED,
+        ),
+        Row::new(
+            "self-signed, another root",
+            at(
+                "localhost",
+                self_port,
+                &format!("sslmode=verify-full sslrootcert={}", f.ca),
+            ),
+            REFUSED,
+        ),
+        Row::new(
+            "a CA-signed leaf alone is no root",
+            at(
+                "localhost",
+                s,
+                &format!("sslmode=verify-full sslrootcert={leaf}"),
+            ),
+            REFUSED,
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn every_sslmode_connects_or_refuses_as_psql_does() {
     let certs = Certs::new();
-    let (tls_srv, plain_srv) = tokio::join!(tls_server(&certs), plain_read_only_server());
+    let (tls_srv, plain_srv, self_srv) = tokio::join!(
+        tls_server(&certs),
+        plain_read_only_server(),
+        tls_server_with(&certs, &certs.self_signed, &certs.self_signed_key)
+    );
     let files = Files::new(&certs);
     let s = tls_srv.port();
-    let rows = table(&files, s, plain_srv.port(), tls_srv.dir());
+    let mut rows = table(&files, s, plain_srv.port(), tls_srv.dir());
+    rows.extend(self_signed_rows(&files, s, self_srv.port()));
     let results = check_rows(&rows, &files.home_empty).await;
     let other = &files.other;
 
@@ -242,5 +309,5 @@ async fn every_sslmode_connects_or_refuses_as_psql_does() {
     let m = message("a key others may read is refused");
     assert!(m.contains("has group or world access"), "{m}");
 
-    tokio::join!(stop(tls_srv), stop(plain_srv));
+    tokio::join!(stop(tls_srv), stop(plain_srv), stop(self_srv));
 }
