@@ -575,4 +575,21 @@ mod tests {
         let e = parse("postgresql://u:s3cr%zz@h").unwrap_err().to_string();
         assert!(!e.contains("s3cr"), "{e}");
     }
+
+    proptest::proptest! {
+        /// No input makes the parser panic, and an error never holds a password given in
+        /// the URI.
+        #[test]
+        fn any_input_parses_or_fails_cleanly(
+            prefix in proptest::sample::select(vec!["", "postgresql://", "postgres://", "host="]),
+            body in "[ -~\u{80}-\u{10ffff}]{0,60}",
+        ) {
+            let conn = format!("{prefix}{body}");
+            let _ = parse(&conn);
+            let with_secret = format!("postgresql://u:Zq9s3cr3t@{body}");
+            if let Err(e) = parse(&with_secret) {
+                proptest::prop_assert!(!e.to_string().contains("Zq9s3cr3t"));
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use datsync::pg::{PgSettings, connect};
-use datsync::pgtemp::{PgBinaries, SearchPaths, TEMP_USER, TempPostgres, TempPostgresOptions};
+use datsync::pgtemp::{PgBinaries, SearchPaths, TempPostgres, TempPostgresOptions};
 
 pub use certs::Certs;
 
@@ -313,7 +313,6 @@ async fn create_roles(server: &TempPostgres) {
         ),
     )
     .await;
-    let _ = TEMP_USER;
 }
 
 /// A port on 127.0.0.1 where nothing listens.
