@@ -156,12 +156,12 @@ pub struct SyncArgs {
     /// much, whichever comes first (else CHUNK_BYTES, else 64 MiB). A size such as 67108864,
     /// 64MiB or 512KiB.
     #[arg(long, value_name = "SIZE")]
-    pub chunk_bytes: Option<datsync::config::ByteSize>,
+    pub chunk_bytes: Option<datsync::ByteSize>,
     /// The longest line decoded into fields; a longer line is one rejected row ("line too
     /// long", its first 64 KiB kept) and the rest of the file loads (else MAX_LINE_BYTES,
     /// else 1 MiB).
     #[arg(long, value_name = "SIZE")]
-    pub max_line_bytes: Option<datsync::config::ByteSize>,
+    pub max_line_bytes: Option<datsync::ByteSize>,
     /// Rows flow from the parser to the loader without Parquet checkpoints
     /// (as ENABLE_CHECKPOINTING=false).
     #[arg(long)]
@@ -213,7 +213,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub once: bool,
     /// Attempts of a sync before it is parked as poison.
-    #[arg(long, default_value_t = datsync::intake::DEFAULT_MAX_ATTEMPTS,
+    #[arg(long, default_value_t = datsync::DEFAULT_MAX_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Pause after a sync's first attempt; it doubles after each further one, up to 1h.
@@ -239,10 +239,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DATSYNC_SERVE_ALLOW_NON_LOOPBACK")]
     pub allow_non_loopback: bool,
     /// The container of the sources; no other is ever read.
-    #[arg(long, default_value = datsync::serve::DEFAULT_CONTAINER, env = "DATSYNC_BLOB_CONTAINER")]
+    #[arg(long, default_value = datsync::DEFAULT_SERVE_CONTAINER, env = "DATSYNC_BLOB_CONTAINER")]
     pub container: String,
     /// The folder of the sources in the container; nothing outside it is ever read.
-    #[arg(long, default_value = datsync::serve::DEFAULT_PREFIX, env = "DATSYNC_BLOB_PREFIX")]
+    #[arg(long, default_value = datsync::DEFAULT_SERVE_PREFIX, env = "DATSYNC_BLOB_PREFIX")]
     pub prefix: String,
     /// Attempts of a source's sync before it is parked as poison [default: host.json's
     /// extensions.queues.maxDequeueCount, else 5]; must equal that when both are given.
@@ -360,7 +360,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub mb: Option<f64>,
     /// Seed of the generator.
-    #[arg(long, default_value_t = datsync::sample::DEFAULT_SEED)]
+    #[arg(long, default_value_t = datsync::DEFAULT_SAMPLE_SEED)]
     pub seed: u64,
     /// Fraction of rows that break a validation rule.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
@@ -379,7 +379,7 @@ pub struct SampleArgs {
     pub crlf: bool,
     /// Field delimiter: `~|^`, `~\|\^`, `~^`, `|` or `tab`.
     #[arg(long, default_value = "~|^", value_parser = delimiter)]
-    pub delimiter: datsync::parse::Delimiter,
+    pub delimiter: datsync::Delimiter,
     /// A header with a BOM, `^name~` markers, backslashes, aliases and truncated names.
     #[arg(long)]
     pub quirky_header: bool,
@@ -400,12 +400,12 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
     /// How many rows to show.
-    #[arg(long, default_value_t = datsync::inspect::DEFAULT_SAMPLE_ROWS)]
+    #[arg(long, default_value_t = datsync::DEFAULT_INSPECT_ROWS)]
     pub rows: usize,
     /// The longest line decoded into fields (else MAX_LINE_BYTES, else 1 MiB); a longer
     /// line is shown as a rejected row.
     #[arg(long, value_name = "SIZE")]
-    pub max_line_bytes: Option<datsync::config::ByteSize>,
+    pub max_line_bytes: Option<datsync::ByteSize>,
     /// The most fields a header may have (else MAX_HEADER_COLUMNS, else 2000).
     #[arg(long, value_name = "N")]
     pub max_header_columns: Option<usize>,
@@ -424,8 +424,8 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-fn delimiter(s: &str) -> Result<datsync::parse::Delimiter, String> {
-    use datsync::parse::Delimiter;
+fn delimiter(s: &str) -> Result<datsync::Delimiter, String> {
+    use datsync::Delimiter;
     match s {
         "~|^" => Ok(Delimiter::TildePipeCaret),
         "~\\|\\^" => Ok(Delimiter::EscapedTildePipeCaret),

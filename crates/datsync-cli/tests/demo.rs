@@ -31,8 +31,8 @@ impl TestDb {
 
     fn admin(&self, sql: &str) {
         self.rt.block_on(async {
-            let settings = datsync::pg::PgSettings::from_connection_string(ADMIN).unwrap();
-            let client = datsync::pg::connect(&settings).await.unwrap();
+            let settings = datsync::PgSettings::from_connection_string(ADMIN).unwrap();
+            let client = datsync::connect(&settings).await.unwrap();
             client.batch_execute(sql).await.unwrap();
         });
     }

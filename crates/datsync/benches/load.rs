@@ -13,14 +13,11 @@
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use datsync::load::Loader;
-use datsync::model::SyncRef;
-use datsync::model::{ChunkId, SyncId};
-use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
-use datsync::pg::{PgSettings, connect, init_db, quote_ident};
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
-use datsync::status::{SyncRegistration, register_sync};
+use datsync::{
+    ChunkId, Decoder, Loader, ParseError, ParseOptions, PgSettings, Profile, SampleOptions,
+    SampleSize, SyncId, SyncRef, SyncRegistration, connect, decode_reader, init_db, quote_ident,
+    register_sync, write_sample,
+};
 use futures::SinkExt;
 use tokio_postgres::Client;
 
@@ -129,9 +126,9 @@ fn typed_batches(profile: &Profile, file: &[u8]) -> Vec<RecordBatch> {
     let mut decoder = Decoder::new(profile, ParseOptions::default());
     let mut out = Vec::new();
     decode_reader(file, &mut decoder, |text| {
-        let validated = datsync::validate::validate(profile, &text).unwrap();
+        let validated = datsync::validate(profile, &text).unwrap();
         assert_eq!(validated.rejected(), 0);
-        let typed = datsync::transform::transform(profile, &validated.accepted).unwrap();
+        let typed = datsync::transform(profile, &validated.accepted).unwrap();
         out.push(typed.batch);
         Ok::<(), ParseError>(())
     })

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
-use datsync::checkpoint::{
-    CheckpointManager, CheckpointOptions, ChunkOutcome, Clock, ManualClock, NewCheckpoint,
+use datsync::{
+    CheckpointManager, CheckpointOptions, ChunkId, ChunkOutcome, Clock, ManualClock, NewCheckpoint,
+    SourceFingerprint, Store, SyncId,
 };
-use datsync::model::{ChunkId, SourceFingerprint, SyncId};
-use datsync::store::Store;
 
 const SIZES: [u32; 3] = [10, 1_000, 5_000];
 const BASELINE_UPDATES: u32 = 200;
@@ -56,7 +55,7 @@ async fn prepare(store: &Store, chunks: u32, tag: u32) -> CheckpointManager {
             modified: None,
             sha256: None,
         },
-        cut: datsync::model::ChunkCut::rows_only(1),
+        cut: datsync::ChunkCut::rows_only(1),
     })
     .await
     .expect("create");

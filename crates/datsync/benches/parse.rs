@@ -11,9 +11,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use datsync::parse::{Decoder, ParseOptions};
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
+use datsync::{Decoder, ParseOptions, Profile, SampleOptions, SampleSize, write_sample};
 
 const RUNS: usize = 3;
 const FEED_BYTES: usize = 256 << 10;

@@ -146,7 +146,8 @@ const ENV_NAMES: &[&str] = &[
 ];
 
 impl RawSettings {
-    /// Reads the variables of [`ENV_NAMES`] from an environment map.
+    /// Reads the variables datsync knows (`DB_SCHEMA`, `CHUNK_SIZE`, … listed in the
+    /// README) from an environment map.
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let origin = "environment variable";

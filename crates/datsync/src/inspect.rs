@@ -13,7 +13,7 @@ use crate::parse::{Decoder, HeaderColumn, ParseError, ParseOptions, decode_reade
 use crate::profile::Profile;
 
 /// Rows shown by default.
-pub const DEFAULT_SAMPLE_ROWS: usize = 5;
+pub const DEFAULT_INSPECT_ROWS: usize = 5;
 
 /// The report of [`inspect`]; `--json` prints it as it is.
 #[derive(Debug, Clone, Serialize)]

@@ -1,42 +1,58 @@
 //! datsync: resumable, exactly-once loading of large delimited SAP extract files into
 //! PostgreSQL.
 //!
-//! Modules, in the order data flows:
+//! Modules, in the order data flows (all private; what is public is re-exported below, by
+//! stage):
 //!
-//! - [`model`]: shared vocabulary (sync ids, chunk ids, fingerprints, statuses).
-//! - [`config`]: pipeline settings from flags, environment (legacy names too), `datsync.toml`.
-//! - [`profile`]: the column profile (names, aliases, types, rules, key) from TOML.
-//! - [`azure`]: Azure Storage accounts and container clients, for sources and checkpoints.
-//! - [`source`]: everything read from a source (files and blobs): opening, streaming with a
+//! - `model`: shared vocabulary (sync ids, chunk ids, fingerprints, statuses, counts, row
+//!   errors).
+//! - `config`: pipeline settings from flags, environment (legacy names too), `datsync.toml`.
+//! - `profile`: the column profile (names, aliases, types, rules, key) from TOML.
+//! - `azure`: Azure Storage accounts and container clients, for sources and checkpoints.
+//! - `source`: everything read from a source (files and blobs): opening, streaming with a
 //!   fingerprint, listing, versions.
-//! - [`parse`]: the push decoder, bytes → Arrow batches of text columns with line numbers.
-//! - [`store`]: where checkpoint objects live (local, memory, Azure), atomic writes.
-//! - [`checkpoint`]: the checkpoint manager: Parquet chunks and `manifest.json`, crash-proof.
-//! - [`value`]: parsers of single text values (exact decimals, integers, booleans, dates, times).
-//! - [`validate`]: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
-//! - [`transform`]: accepted text batch → typed batch for the target table.
-//! - [`pg`]: PostgreSQL connection, SQLSTATE classification, migrations (`init-db`).
-//! - [`load`]: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
-//! - [`status`]: `sync_metadata` rows, ledger totals, materialized view refresh.
-//! - [`pipeline`]: run, resume, retries and the final status: the only module that knows every stage.
-//! - [`intake`]: what `watch` does with the sources it lists: receipts, retries with the same
+//! - `parse`: the push decoder, bytes → Arrow batches of text columns with line numbers.
+//! - `store`: where checkpoint objects live (local, memory, Azure), atomic writes.
+//! - `checkpoint`: the checkpoint manager: Parquet chunks and `manifest.json`, crash-proof.
+//! - `value`: parsers of single text values (exact decimals, integers, booleans, dates, times).
+//! - `validate`: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
+//! - `transform`: accepted text batch → typed batch for the target table.
+//! - `pg`: PostgreSQL connection, SQLSTATE classification, migrations (`init-db`), the
+//!   administration the demo and the benchmark need.
+//! - `load`: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
+//! - `status`: `sync_metadata` rows, ledger totals, materialized view refresh, reports.
+//! - `pipeline`: run, resume, retries and the final status: the only module that knows every stage.
+//! - `intake`: what `watch` does with the sources it lists: receipts, retries with the same
 //!   sync id, poison parking.
-//! - [`alert`]: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
+//! - `serve`: the Azure Functions custom handler on top of `intake`.
+//! - `alert`: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
-//! - [`telemetry`]: named events, logged and counted in one place; crash injection for tests.
-//! - [`sample`]: a generator of realistic ZTDWR files for demos, tests and benchmarks.
-//! - [`inspect`]: a report of what a file holds, as the decoder sees it.
-//! - [`pgtemp`]: a private throwaway PostgreSQL server for `datsync demo`.
+//! - `telemetry`: named events, logged and counted in one place; crash injection.
+//! - `sample`: a generator of realistic ZTDWR files for demos, tests and benchmarks.
+//! - `inspect`: a report of what a file holds, as the decoder sees it.
+//! - `pgtemp`: a private throwaway PostgreSQL server for `datsync demo`.
+//! - `azurite` (feature `test-support`): a throwaway Azure Storage emulator for tests.
 //!
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
 //! ```
 //!
+//! # Features
+//!
+//! - `crash-injection`: `DATSYNC_KILL_AT=<event>:<n>` / `DATSYNC_TERM_AT=<event>:<n>` make
+//!   the process kill (SIGKILL) or stop (SIGTERM) itself at the n-th emission of a telemetry
+//!   event. The `datsync` binary enables it: `datsync demo` and `datsync bench` kill their
+//!   own child runs with it. Without it the variables are ignored.
+//! - `test-support` (implies `crash-injection`): `Azurite`, the checkpoint store's crash
+//!   plans (`FaultPlan`, `Store::with_faults`), blob uploads (`Blob::put`) and the binary
+//!   `numeric` encoder (`put_numeric`). Only the tests enable it.
+//!
+//! # Example
+//!
 //! Decoding a ZTDWR extract into text batches, however the bytes arrive:
 //!
 //! ```
-//! use datsync::parse::{Decoder, ParseOptions};
-//! use datsync::profile::Profile;
+//! use datsync::{Decoder, ParseOptions, Profile};
 //!
 //! let file = "^SPB ID~|^nopol~|^nik_supir~\n^0001~|^B 1234 XYZ~|^0012345678901234~\n";
 //! let mut decoder = Decoder::new(&Profile::ztdwr(), ParseOptions::default());
@@ -49,29 +65,170 @@
 //! let batch = decoder.flush()?.expect("one batch");
 //! assert_eq!(batch.num_rows(), 1);
 //! assert!(batch.schema().field_with_name("surat_pengantar_brg").is_ok());
-//! # Ok::<(), datsync::parse::ParseError>(())
+//! # Ok::<(), datsync::ParseError>(())
 //! ```
 
-pub mod alert;
-pub mod azure;
-pub mod azurite;
-pub mod checkpoint;
-pub mod config;
-pub mod inspect;
-pub mod intake;
-pub mod load;
-pub mod model;
-pub mod parse;
-pub mod pg;
-pub mod pgtemp;
-pub mod pipeline;
-pub mod profile;
-pub mod sample;
-pub mod serve;
-pub mod source;
-pub mod status;
-pub mod store;
-pub mod telemetry;
-pub mod transform;
-pub mod validate;
-pub mod value;
+mod alert;
+mod azure;
+#[cfg(feature = "test-support")]
+mod azurite;
+mod checkpoint;
+mod config;
+mod inspect;
+mod intake;
+mod load;
+mod model;
+mod parse;
+mod pg;
+mod pgtemp;
+mod pipeline;
+mod profile;
+mod sample;
+mod serve;
+mod source;
+mod status;
+mod store;
+mod telemetry;
+mod transform;
+mod validate;
+mod value;
+
+// ---- vocabulary -------------------------------------------------------------------------
+
+pub use model::{
+    CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId, LINE_COLUMN,
+    LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, SourceFingerprint, SyncCounts, SyncId,
+    SyncRef, SyncStatus, UnknownSyncStatus,
+};
+
+// ---- settings and the profile -----------------------------------------------------------
+
+pub use config::{
+    ByteSize, ConfigError, DEFAULT_CHECKPOINT_BASE, DEFAULT_CONFIG_FILE, DEFAULT_RETENTION_DAYS,
+    RawSettings, Settings, apply_overrides, parse_bool, process_env,
+};
+pub use profile::{
+    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, MAX_DECIMAL_SCALE,
+    Profile, ProfileError, RangeRule, Rules, ZTDWR_PROFILE_TOML, canonical_name,
+};
+
+// ---- sources ----------------------------------------------------------------------------
+
+pub use azure::{AzureAccount, AzureConfigError};
+pub use source::{
+    BLOB_RANGE_BYTES, Blob, BlobMeta, HashingReader, LocalFile, LocalSource, SourceDigest,
+    SourceError, SourceRef, check_blob_prefix, is_blob_url, list_blobs, list_dir, local_file,
+};
+
+// ---- parse ------------------------------------------------------------------------------
+
+pub use parse::{
+    BatchCut, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, DEFAULT_MAX_HEADER_COLUMNS,
+    DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_RAW_BYTES, Decoder, Delimiter, Header, HeaderColumn,
+    ParseError, ParseOptions, ParseStats, READ_BUFFER_BYTES, decode_reader,
+};
+
+// ---- checkpoints ------------------------------------------------------------------------
+
+pub use checkpoint::{
+    CheckpointError, CheckpointManager, CheckpointOptions, ChunkCompression, ChunkEntry,
+    ChunkLines, ChunkOutcome, Clock, DEFAULT_ACTIVE_GRACE_HOURS, DEFAULT_COMPACT_EVERY,
+    FORMAT_VERSION, FingerprintDifference, JournalEntry, KeepReason, Manifest, ManualClock,
+    NewCheckpoint, RetentionPolicy, RetentionReport, SourceMismatch, SystemClock, decode_parquet,
+    encode_parquet, remove_expired as remove_expired_checkpoints, verify_source,
+};
+pub use store::{
+    LocationError, ObjectInfo, ObjectKey, ObjectKind, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, Store,
+    StoreError, StoreLocation, chunk_file_name, parse_chunk_file_name, private_dirs, private_file,
+};
+
+// ---- validate, transform ----------------------------------------------------------------
+
+pub use transform::{TransformError, Transformed, arrow_type, transform, typed_schema};
+pub use validate::{
+    DEFAULT_ERROR_THRESHOLD, REASONS_COLUMN, VALIDATION_ERRORS_SAMPLE, ValidateError, Validated,
+    check_columns, error_rate, exceeds_threshold, validate,
+};
+
+// ---- PostgreSQL -------------------------------------------------------------------------
+
+pub use load::{
+    BaselineError, ChunkFacts, ChunkLoad, LoadError, Loader, StagedHook, copy_baseline,
+    encode_baseline,
+};
+pub use pg::{
+    AUTH_VARIABLE, AttemptFailure, BOOKKEEPING_COLUMNS, ConnInfoError, DEFAULT_APPLICATION_NAME,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IMDS_ENDPOINT, DEFAULT_KEEPALIVES_IDLE, DEFAULT_PORT,
+    DEFAULT_SOCKET_DIRS, DEFAULT_STATEMENT_TIMEOUT, DEFAULT_SYSCONFDIR, ENTRA_RESOURCE, EntraError,
+    EntraTokens, ErrorClass, IMDS_ENDPOINT_VARIABLE, INIT_LOCK_KEY, InitReport, LEGACY_VARIABLES,
+    MIGRATIONS, Migration, POOLER_VARIABLE, PgError, PgSettings, PoolerMode,
+    REFRESH_MARGIN as ENTRA_REFRESH_MARGIN, Redacted, SQLSTATE_RULES, ServiceError, SettingsSource,
+    SqlStateRule, SslMode, TargetSessionAttrs, Verification, check_target, configured_in_env,
+    connect, create_target_sql, drop_database, empty_table, init_db, quote_ident, quote_qualified,
+    recreate_database, try_lock_sync,
+};
+pub use status::{
+    CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerChunk, LedgerSummary,
+    LedgerTotals, ReadError, StatusError, StatusReport, SyncDetail, SyncOutcome, SyncRecord,
+    SyncRegistration, TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TablePreview, TimeSavedEstimate,
+    VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
+    committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,
+    ledger_totals, preview_target, read_checkpoint, recent_syncs, refresh_materialized_views,
+    register_sync, sync_detail,
+};
+
+// ---- running syncs ----------------------------------------------------------------------
+
+pub use intake::{
+    Action, Begun, DEFAULT_MAX_ATTEMPTS, Found, Intake, IntakeError, Mode, Processed, QUEUE_LEASE,
+    QUEUE_REDELIVERY_SLACK, Ready, RetryPolicy, SOURCE_SUFFIXES, SyncState, TEMP_SUFFIXES,
+    is_source_name, list as list_sources, list_local as list_local_sources,
+};
+pub use pipeline::{
+    DEFAULT_LOAD_ATTEMPTS, DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder,
+    PipelineError, Progress, RunSummary,
+};
+pub use serve::body::{
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MAX_BLOB_INVOCATION_BYTES, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_METADATA_BYTES,
+};
+pub use serve::hostjson::{HOST_DEFAULT_MAX_DEQUEUE_COUNT, HostJsonError, HostSettings};
+pub use serve::server::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use serve::{
+    BLOB_FUNCTION, BindRefused, BlobRequest, BodyError, BodyLimits,
+    DEFAULT_CONTAINER as DEFAULT_SERVE_CONTAINER, DEFAULT_PREFIX as DEFAULT_SERVE_PREFIX,
+    DEFAULT_RETRY_BACKOFF as DEFAULT_SERVE_RETRY_BACKOFF, HEALTH_FUNCTION, POISON_FUNCTION,
+    PORT_ENV as SERVE_PORT_ENV, ParsePool, QUEUE_BINDING, QUEUE_FUNCTION, RequestError,
+    STATUS_FUNCTION, SWEEP_FUNCTION, SYNC_FUNCTION, ServeOptions, ServerLimits, Sources,
+    blob_from_metadata, blob_url_parts, check_bind, router as serve_router, serve,
+};
+
+// ---- alerts and telemetry ---------------------------------------------------------------
+
+pub use alert::{
+    AlertError, AlertOutcome, AlertReport, AlertSettings, Alerter, Channel, DEFAULT_ALERT_FROM,
+    DEFAULT_ALERT_TIMEOUT, DEFAULT_SMTP_URL, Delivery, EmailSettings, MAX_LISTED_VALIDATION_ERRORS,
+    WebhookSettings, redact_secrets,
+};
+pub use telemetry::{KILL_AT_ENV, TERM_AT_ENV};
+
+// ---- tools: samples, inspection, a throwaway PostgreSQL ---------------------------------
+
+pub use inspect::{DEFAULT_INSPECT_ROWS, InspectReport, SampleRow, inspect};
+pub use pgtemp::{
+    DEFAULT_PROBE_TIMEOUT, PgBinaries, PgTempError, SearchPaths, TEMP_DATABASE, TEMP_PORT,
+    TEMP_USER, TempPostgres, TempPostgresOptions, find_binaries, local_server_answers,
+};
+pub use sample::{
+    DEFAULT_SAMPLE_ROWS, DEFAULT_SAMPLE_SEED, SampleOptions, SampleSize, SampleSummary,
+    write_sample,
+};
+
+// ---- test support -----------------------------------------------------------------------
+
+#[cfg(feature = "test-support")]
+pub use azurite::{Azurite, AzuriteError};
+#[cfg(feature = "test-support")]
+pub use load::put_numeric;
+#[cfg(feature = "test-support")]
+pub use store::{CrashPoint, FaultPlan};

@@ -14,9 +14,9 @@ use crate::parse::Delimiter;
 use crate::profile::{ColumnType, Profile};
 
 /// The seed used when none is given.
-pub const DEFAULT_SEED: u64 = 42;
+pub const DEFAULT_SAMPLE_SEED: u64 = 42;
 /// Rows written when neither a row count nor a size is given.
-pub const DEFAULT_ROWS: u64 = 10_000;
+pub const DEFAULT_SAMPLE_ROWS: u64 = 10_000;
 /// A duplicate reuses the key of one of this many preceding rows.
 const DUPLICATE_WINDOW: u64 = 25_000;
 /// The first key number; keys are ten digits with leading zeros.
@@ -57,8 +57,8 @@ pub struct SampleOptions {
 impl Default for SampleOptions {
     fn default() -> Self {
         Self {
-            size: SampleSize::Rows(DEFAULT_ROWS),
-            seed: DEFAULT_SEED,
+            size: SampleSize::Rows(DEFAULT_SAMPLE_ROWS),
+            seed: DEFAULT_SAMPLE_SEED,
             invalid_rate: 0.0,
             dup_rate: 0.0,
             ragged_rate: 0.0,

@@ -269,8 +269,10 @@ pub async fn committed_chunks(
 
 mod ledger;
 mod lookup;
+mod preview;
 pub use ledger::{ledger_error_sample, progress_from_ledger};
-pub use lookup::{StoredSync, stored_sync};
+pub(crate) use lookup::stored_sync;
+pub use preview::{TablePreview, preview_target};
 mod history;
 mod report;
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub fn run_datsync(args: &[String], env: &[(&str, String)]) -> anyhow::Result<Ch
     let exe = datsync_exe()?;
     let mut cmd = Command::new(&exe);
     cmd.args(args)
-        .env_remove(datsync::telemetry::KILL_AT_ENV)
+        .env_remove(datsync::KILL_AT_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

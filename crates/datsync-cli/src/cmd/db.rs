@@ -5,9 +5,7 @@ use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context as _;
-use datsync::config::{self, DEFAULT_CONFIG_FILE, RawSettings, Settings};
-use datsync::pg::PgSettings;
-use datsync::profile::Profile;
+use datsync::{DEFAULT_CONFIG_FILE, PgSettings, Profile, RawSettings, Settings};
 
 use crate::cli::DbArgs;
 
@@ -23,7 +21,7 @@ pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
 
 /// Pipeline settings: `flags` over the environment over `datsync.toml` over defaults.
 pub fn settings(flags: RawSettings) -> anyhow::Result<Settings> {
-    let env = RawSettings::from_env(&config::process_env())?;
+    let env = RawSettings::from_env(&datsync::process_env())?;
     let file = RawSettings::from_file(Path::new(DEFAULT_CONFIG_FILE))?;
     Ok(flags.or(env).or(file).validate()?)
 }
@@ -31,7 +29,7 @@ pub fn settings(flags: RawSettings) -> anyhow::Result<Settings> {
 /// The profile with the schema and table overrides of `settings`.
 pub fn profile(path: Option<&Path>, settings: &Settings) -> anyhow::Result<Profile> {
     let mut profile = super::load_profile(path)?;
-    config::apply_overrides(&mut profile, settings);
+    datsync::apply_overrides(&mut profile, settings);
     Ok(profile)
 }
 
@@ -39,6 +37,6 @@ pub fn profile(path: Option<&Path>, settings: &Settings) -> anyhow::Result<Profi
 pub fn pg_settings(args: &DbArgs) -> anyhow::Result<PgSettings> {
     Ok(PgSettings::resolve(
         args.database_url.as_deref(),
-        &config::process_env(),
+        &datsync::process_env(),
     )?)
 }

@@ -13,10 +13,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use datsync::config::process_env;
-use datsync::model::SyncStatus;
-use datsync::pipeline::RunSummary;
-use datsync::sample::{SampleOptions, SampleSize, SampleSummary, write_sample};
+use datsync::{
+    RunSummary, SampleOptions, SampleSize, SampleSummary, SyncStatus, process_env, write_sample,
+};
 
 use super::child::{ChildRun, run_datsync};
 use crate::cli::{DemoArgs, GlobalArgs};
@@ -65,7 +64,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .context("creating a temporary directory")?;
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::Permissions::from_mode(datsync::store::PRIVATE_DIR_MODE);
+        let mode = std::fs::Permissions::from_mode(datsync::PRIVATE_DIR_MODE);
         std::fs::set_permissions(dir.path(), mode).context("making the demo directory private")?;
     }
     let (file, sample) = write_file(dir.path(), args.rows)?;
@@ -98,8 +97,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let (killed, resumed, full, summary) = plan.loads()?;
 
-    let (table_rows, columns, first_rows) =
-        rt.block_on(report::table_rows(&target.settings, profile, SHOWN_ROWS))?;
+    let preview = rt.block_on(report::table_rows(&target.settings, profile, SHOWN_ROWS))?;
     let kept = dir.keep();
     let outcome = DemoOutcome {
         database: target.description.clone(),
@@ -112,9 +110,9 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         full_run_s: secs(full.elapsed),
         resume: summary,
         table: format!("{}.{}", profile.schema, profile.table),
-        table_rows,
-        first_rows,
-        columns,
+        table_rows: preview.rows,
+        first_rows: preview.first_rows,
+        columns: preview.columns,
         files_dir: kept.display().to_string(),
     };
     if args.json {
@@ -163,14 +161,13 @@ impl Plan<'_> {
     fn loads(self) -> anyhow::Result<(ChildRun, ChildRun, ChildRun, RunSummary)> {
         let (kill_at, chunks) = (self.kill_at, self.chunks);
         let now = chrono::Utc::now();
-        let sync_id =
-            datsync::model::SyncId::new(now, now.timestamp_subsec_nanos() ^ std::process::id());
+        let sync_id = datsync::SyncId::new(now, now.timestamp_subsec_nanos() ^ std::process::id());
         let file_arg = self.file.display().to_string();
         let mut run_args = vec!["run".to_owned(), file_arg.clone(), "--sync-id".to_owned()];
         run_args.push(sync_id.to_string());
         run_args.extend(self.common.iter().cloned());
         let kill_spec = format!("chunk_committed:{kill_at}");
-        let killed = run_datsync(&run_args, &[(datsync::telemetry::KILL_AT_ENV, kill_spec)])?;
+        let killed = run_datsync(&run_args, &[(datsync::KILL_AT_ENV, kill_spec)])?;
         if !killed.killed() {
             bail!(
                 "the first load was meant to be killed after chunk {kill_at} but ended: {}",
@@ -214,11 +211,11 @@ fn write_file(dir: &Path, rows: u64) -> anyhow::Result<(std::path::PathBuf, Samp
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(datsync::store::PRIVATE_FILE_MODE)
+            .mode(datsync::PRIVATE_FILE_MODE)
             .open(&path)
     }
     .with_context(|| format!("creating {}", path.display()))?;
-    datsync::store::private_file(&path)?;
+    datsync::private_file(&path)?;
     let summary =
         write_sample(out, &options).with_context(|| format!("writing {}", path.display()))?;
     Ok((path, summary))

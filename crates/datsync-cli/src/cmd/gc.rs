@@ -4,11 +4,10 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use datsync::checkpoint::{
-    Clock, KeepReason, RetentionPolicy, RetentionReport, SystemClock, remove_expired,
+use datsync::{
+    Clock, KeepReason, RawSettings, RetentionPolicy, RetentionReport, Store, SystemClock,
+    remove_expired_checkpoints,
 };
-use datsync::config::RawSettings;
-use datsync::store::Store;
 
 use super::db;
 use crate::cli::GcArgs;
@@ -26,7 +25,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
         Some(store) => {
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             db::block_on(async {
-                remove_expired(&store, &RetentionPolicy::days(days), &clock).await
+                remove_expired_checkpoints(&store, &RetentionPolicy::days(days), &clock).await
             })??
         }
     };

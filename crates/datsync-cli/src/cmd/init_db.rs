@@ -4,9 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use datsync::config::RawSettings;
-use datsync::pg::{self, InitReport, MIGRATIONS};
-use datsync::profile::Profile;
+use datsync::{InitReport, MIGRATIONS, Profile, RawSettings};
 
 use super::db;
 use crate::cli::InitDbArgs;
@@ -16,8 +14,8 @@ pub fn run(args: &InitDbArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
     let profile = db::profile(profile_path, &settings)?;
     let pg_settings = db::pg_settings(&args.db)?;
     let report = db::block_on(async {
-        let mut client = pg::connect(&pg_settings).await?;
-        pg::init_db(&mut client, &profile).await
+        let mut client = datsync::connect(&pg_settings).await?;
+        datsync::init_db(&mut client, &profile).await
     })??;
     let database = pg_settings.to_string();
     let mut out = std::io::stdout().lock();

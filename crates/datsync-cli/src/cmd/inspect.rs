@@ -4,10 +4,10 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use datsync::config::{DEFAULT_CONFIG_FILE, RawSettings, process_env};
-use datsync::inspect::{InspectReport, inspect};
-use datsync::profile::Profile;
-use datsync::source::{LocalSource, SourceRef};
+use datsync::{
+    DEFAULT_CONFIG_FILE, InspectReport, LocalSource, Profile, RawSettings, SourceRef, inspect,
+    process_env,
+};
 
 use crate::cli::InspectArgs;
 
@@ -24,7 +24,7 @@ pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
         .or(file)
         .validate()?
         .parse_options();
-    let report = if datsync::source::is_blob_url(&name) {
+    let report = if datsync::is_blob_url(&name) {
         // A blob is read by range on this thread; the runtime fetches the ranges.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -4,10 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use datsync::config::RawSettings;
-use datsync::model::SyncStatus;
-use datsync::pg;
-use datsync::status::{SyncRecord, recent_syncs};
+use datsync::{RawSettings, SyncRecord, SyncStatus, recent_syncs};
 
 use super::db;
 use crate::cli::ListArgs;
@@ -17,7 +14,7 @@ pub fn run(args: &ListArgs, profile_path: Option<&Path>) -> anyhow::Result<ExitC
     let profile = db::profile(profile_path, &settings)?;
     let pg_settings = db::pg_settings(&args.db)?;
     let syncs = db::block_on(async {
-        let client = pg::connect(&pg_settings).await?;
+        let client = datsync::connect(&pg_settings).await?;
         anyhow::Ok(recent_syncs(&client, &profile.schema, args.limit).await?)
     })??;
     let mut out = std::io::stdout().lock();

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use datsync::profile::Profile;
+use datsync::Profile;
 
 use crate::cli::{Cli, Command};
 

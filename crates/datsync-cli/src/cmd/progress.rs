@@ -1,7 +1,6 @@
 //! Progress bars on a terminal (indicatif): the source read, and the chunks loaded.
 
-use datsync::model::ChunkId;
-use datsync::pipeline::Progress;
+use datsync::{ChunkId, Progress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Two bars: bytes of the source converted, chunks loaded.

@@ -5,11 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use datsync::alert::{AlertSettings, Alerter};
-use datsync::config::{RawSettings, process_env};
-use datsync::model::SyncId;
-use datsync::pg::PgSettings;
-use datsync::pipeline::{Pipeline, PipelineBuilder, RunSummary};
+use datsync::{
+    AlertSettings, Alerter, PgSettings, Pipeline, PipelineBuilder, RawSettings, RunSummary, SyncId,
+    process_env,
+};
 
 use super::load_profile;
 use super::progress::Bars;
@@ -61,7 +60,7 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
         enable_checkpointing: args.no_checkpoint.then_some(false),
         ..RawSettings::default()
     };
-    let file = RawSettings::from_file(std::path::Path::new(datsync::config::DEFAULT_CONFIG_FILE))?;
+    let file = RawSettings::from_file(std::path::Path::new(datsync::DEFAULT_CONFIG_FILE))?;
     let settings = flags.or(RawSettings::from_env(&env)?).or(file).validate()?;
     let pg = PgSettings::resolve(args.database_url.as_deref(), &env)?;
     let profile = load_profile(global.profile.as_deref())?;

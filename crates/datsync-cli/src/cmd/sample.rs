@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
+use datsync::{SampleOptions, SampleSize, write_sample};
 
 use crate::cli::SampleArgs;
 
@@ -14,7 +14,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<ExitCode> {
         (_, Some(mb)) if !(mb.is_finite() && mb > 0.0) => bail!("--mb must be a positive number"),
         (_, Some(mb)) => SampleSize::Bytes((mb * 1024.0 * 1024.0) as u64),
         (Some(rows), None) => SampleSize::Rows(rows),
-        (None, None) => SampleSize::Rows(datsync::sample::DEFAULT_ROWS),
+        (None, None) => SampleSize::Rows(datsync::DEFAULT_SAMPLE_ROWS),
     };
     let options = SampleOptions {
         size,

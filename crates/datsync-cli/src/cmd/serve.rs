@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use datsync::azure::AzureAccount;
-use datsync::intake::{DEFAULT_MAX_ATTEMPTS, Intake, RetryPolicy};
-use datsync::serve::hostjson::HostSettings;
-use datsync::serve::{DEFAULT_RETRY_BACKOFF, PORT_ENV, ServeOptions, ServerLimits, Sources};
+use datsync::{
+    AzureAccount, DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVE_RETRY_BACKOFF, HostSettings, Intake,
+    RetryPolicy, SERVE_PORT_ENV, ServeOptions, ServerLimits, Sources,
+};
 use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, ServeArgs};
@@ -20,7 +20,7 @@ const DEFAULT_PORT: u16 = 8080;
 const HOST_JSON: &str = "host.json";
 
 pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    datsync::serve::check_bind(args.bind, args.allow_non_loopback)?;
+    datsync::check_bind(args.bind, args.allow_non_loopback)?;
     if !args.bind.is_loopback() {
         tracing::warn!(
             address = %args.bind,
@@ -67,12 +67,12 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             retry_backoff = ?policy.backoff,
             "serving the Azure Functions custom handler"
         );
-        let router = datsync::serve::router(intake, pg, options);
+        let router = datsync::serve_router(intake, pg, options);
         let mut stopping = stop;
         let shutdown = async move {
             let _ = stopping.wait_for(|s| *s).await;
         };
-        datsync::serve::serve(listener, router, shutdown, limits)
+        datsync::serve(listener, router, shutdown, limits)
             .await
             .context("serving")?;
         tracing::info!("stopped");
@@ -83,11 +83,11 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 fn port(args: &ServeArgs) -> anyhow::Result<u16> {
     Ok(match args.port {
         Some(p) => p,
-        None => match std::env::var(PORT_ENV) {
+        None => match std::env::var(SERVE_PORT_ENV) {
             Ok(p) if !p.trim().is_empty() => p
                 .trim()
                 .parse()
-                .with_context(|| format!("{PORT_ENV}={p:?} is not a port number"))?,
+                .with_context(|| format!("{SERVE_PORT_ENV}={p:?} is not a port number"))?,
             _ => DEFAULT_PORT,
         },
     })
@@ -120,7 +120,7 @@ fn retry_policy(args: &ServeArgs) -> anyhow::Result<RetryPolicy> {
         "--retry-backoff",
         "extensions.queues.visibilityTimeout",
     )?
-    .unwrap_or(DEFAULT_RETRY_BACKOFF);
+    .unwrap_or(DEFAULT_SERVE_RETRY_BACKOFF);
     if backoff.is_zero() {
         tracing::warn!(
             "the retry pause is zero: the host delivers a failed message again at once, and a \

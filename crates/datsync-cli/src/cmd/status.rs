@@ -5,14 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use datsync::config::RawSettings;
-use datsync::model::SyncId;
-use datsync::pg;
-use datsync::status::{
-    CheckpointState, StatusReport, build_report, latest_sync_id, ledger_chunks, read_checkpoint,
-    sync_detail,
+use datsync::{
+    CheckpointState, RawSettings, StatusReport, Store, SyncId, build_status_report, latest_sync_id,
+    ledger_chunks, read_checkpoint, sync_detail,
 };
-use datsync::store::Store;
 
 use super::db;
 use crate::cli::StatusArgs;
@@ -34,7 +30,7 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
         .transpose()?;
     let pg_settings = db::pg_settings(&args.db)?;
     let report = db::block_on(async {
-        let client = pg::connect(&pg_settings).await?;
+        let client = datsync::connect(&pg_settings).await?;
         let sync_id = if let Some(id) = requested {
             id
         } else {
@@ -59,7 +55,9 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
             );
         }
         // No resume time is recorded yet, so no time-saved estimate (see the report's note).
-        Ok(build_report(id, detail, &ledger, checkpoint, &dir, None))
+        Ok(build_status_report(
+            id, detail, &ledger, checkpoint, &dir, None,
+        ))
     })??;
     print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)

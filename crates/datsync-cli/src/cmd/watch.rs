@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use datsync::intake::{Action, Intake, Mode, Processed, RetryPolicy, list};
+use datsync::{Action, Intake, Mode, Processed, RetryPolicy, list_sources};
 use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, WatchArgs};
@@ -30,8 +30,8 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// The watched place: an `az://container/prefix`, or an existing local directory.
 fn watched_place(prefix: &str) -> anyhow::Result<String> {
-    if datsync::source::is_blob_url(prefix) {
-        datsync::source::check_blob_prefix(prefix)?;
+    if datsync::is_blob_url(prefix) {
+        datsync::check_blob_prefix(prefix)?;
         return Ok(prefix.trim().to_owned());
     }
     if prefix.contains("://") {
@@ -108,7 +108,7 @@ async fn cycle(
     json: bool,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<u8> {
-    let found = match list(place).await {
+    let found = match list_sources(place).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "listing failed; trying again next cycle");

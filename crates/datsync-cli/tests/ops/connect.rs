@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use datsync::pgtemp::{SearchPaths, TempPostgres, TempPostgresOptions, find_binaries};
+use datsync::{SearchPaths, TempPostgres, TempPostgresOptions, find_binaries};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };

@@ -3,15 +3,12 @@
 use std::path::Path;
 
 use arrow_array::RecordBatch;
-use datsync::checkpoint::{CheckpointManager, ChunkOutcome, NewCheckpoint};
-use datsync::load::{ChunkLoad, Loader};
-use datsync::model::{ChunkId, RowError, SourceFingerprint, SyncCounts, SyncId, SyncStatus};
-use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
-use datsync::pg::{connect, init_db};
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
-use datsync::status::{SyncOutcome, SyncRegistration, finish_sync, register_sync};
-use datsync::store::Store;
+use datsync::{
+    CheckpointManager, ChunkId, ChunkLoad, ChunkOutcome, Decoder, Loader, NewCheckpoint,
+    ParseError, ParseOptions, Profile, RowError, SampleOptions, SampleSize, SourceFingerprint,
+    Store, SyncCounts, SyncId, SyncOutcome, SyncRegistration, SyncStatus, connect, decode_reader,
+    finish_sync, init_db, register_sync, write_sample,
+};
 
 use crate::harness::{TestDb, rt};
 use crate::{NEWER, OLDER};
@@ -36,10 +33,8 @@ pub fn chunks(profile: &Profile) -> (Vec<u8>, Chunks) {
     );
     let mut out = Vec::new();
     decode_reader(file.as_slice(), &mut decoder, |text| {
-        let v = datsync::validate::validate(profile, &text).unwrap();
-        let typed = datsync::transform::transform(profile, &v.accepted)
-            .unwrap()
-            .batch;
+        let v = datsync::validate(profile, &text).unwrap();
+        let typed = datsync::transform(profile, &v.accepted).unwrap().batch;
         out.push((text, typed, v.rejected() as u64, v.errors));
         Ok::<(), ParseError>(())
     })
@@ -61,7 +56,7 @@ pub fn new_checkpoint(file: &[u8]) -> NewCheckpoint {
         source_file: "ztdwr.dat".into(),
         source_path: "/in/ztdwr.dat".into(),
         fingerprint: fingerprint(file),
-        cut: datsync::model::ChunkCut::rows_only(10),
+        cut: datsync::ChunkCut::rows_only(10),
     }
 }
 

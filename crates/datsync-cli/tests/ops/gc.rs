@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
-use datsync::checkpoint::{CheckpointManager, ChunkOutcome, Clock, ManualClock};
-use datsync::model::{ChunkId, SyncId};
-use datsync::profile::Profile;
-use datsync::store::Store;
+use datsync::{
+    CheckpointManager, ChunkId, ChunkOutcome, Clock, ManualClock, Profile, Store, SyncId,
+};
 
 use crate::fixture::{chunks, fingerprint, new_checkpoint};
 use crate::harness::{datsync, json, rt};

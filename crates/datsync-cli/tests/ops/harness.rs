@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::Utc;
-use datsync::pg::{PgSettings, connect};
+use datsync::{PgSettings, connect};
 use serde_json::Value;
 
 pub fn rt() -> tokio::runtime::Runtime {

@@ -1,7 +1,6 @@
 //! `datsync init-db`.
 
-use datsync::pg::connect;
-use datsync::profile::Profile;
+use datsync::{Profile, connect};
 
 use crate::harness::{TestDb, datsync, json, rt};
 
@@ -16,7 +15,7 @@ fn init_db_applies_the_migrations_once_and_honours_schema_overrides() {
     ));
     assert_eq!(
         first["migrations_applied"].as_array().unwrap().len(),
-        datsync::pg::MIGRATIONS.len()
+        datsync::MIGRATIONS.len()
     );
     assert_eq!(first["migrations_applied"][0]["version"], 1);
     assert_eq!(first["target_table"], "created");

@@ -2,8 +2,7 @@
 //! loopback: the real `datsync` binary reads `az://` sources by range and keeps its
 //! checkpoints in a container; a kill and a resume end like an uninterrupted local run.
 
-use datsync::azurite::Azurite;
-use datsync::source::{Blob, list_blobs};
+use datsync::{Azurite, Blob, list_blobs};
 
 use crate::common::*;
 use crate::errors::reference;

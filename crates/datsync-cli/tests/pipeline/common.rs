@@ -86,7 +86,7 @@ impl TestDb {
     pub fn init(&self) {
         self.rt.block_on(async {
             let mut client = connect(&self.url()).await;
-            datsync::pg::init_db(&mut client, &datsync::profile::Profile::ztdwr())
+            datsync::init_db(&mut client, &datsync::Profile::ztdwr())
                 .await
                 .unwrap();
         });
@@ -362,10 +362,10 @@ impl Work {
     }
 
     /// A sample written with every generator option (gzip, CRLF, quirky header, …).
-    pub fn with_options(options: &datsync::sample::SampleOptions) -> Self {
+    pub fn with_options(options: &datsync::SampleOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ztdwr_extract.dat");
-        datsync::sample::write_sample(File::create(&file).unwrap(), options).unwrap();
+        datsync::write_sample(File::create(&file).unwrap(), options).unwrap();
         Self { dir, file }
     }
 
@@ -427,21 +427,21 @@ impl Work {
 }
 
 /// Generator options: `rows` rows at these rates, plain text.
-pub fn options(rows: u64, seed: u64, rates: Rates) -> datsync::sample::SampleOptions {
-    datsync::sample::SampleOptions {
-        size: datsync::sample::SampleSize::Rows(rows),
+pub fn options(rows: u64, seed: u64, rates: Rates) -> datsync::SampleOptions {
+    datsync::SampleOptions {
+        size: datsync::SampleSize::Rows(rows),
         seed,
         invalid_rate: rates.invalid,
         dup_rate: rates.dup,
         ragged_rate: rates.ragged,
-        ..datsync::sample::SampleOptions::default()
+        ..datsync::SampleOptions::default()
     }
 }
 
 /// Writes a generated ZTDWR file.
 pub fn write_sample(path: &Path, rows: u64, seed: u64, rates: Rates) {
     let options = options(rows, seed, rates);
-    datsync::sample::write_sample(File::create(path).unwrap(), &options).unwrap();
+    datsync::write_sample(File::create(path).unwrap(), &options).unwrap();
 }
 
 /// A valid sync id with eight hex digits from `n`.

@@ -122,7 +122,7 @@ impl Reference {
     fn new(seed: u64, rng: &mut ChaCha8Rng) -> Self {
         // The file's shape is drawn too: gzip (the reader decodes past converted chunks
         // through the decompressor), CRLF line ends, a quirky header.
-        let file = datsync::sample::SampleOptions {
+        let file = datsync::SampleOptions {
             gzip: rng.random_bool(0.5),
             crlf: rng.random_bool(0.5),
             quirky_header: rng.random_bool(0.5),

@@ -337,7 +337,7 @@ fn cut_of(ledger: &[serde_json::Value]) -> Vec<(u64, u64, u64)> {
 
 #[test]
 fn chunks_cut_by_bytes_are_cut_again_at_the_same_lines_after_a_crash() {
-    let work = Work::with_options(&datsync::sample::SampleOptions {
+    let work = Work::with_options(&datsync::SampleOptions {
         gzip: true,
         ..options(1_500, 23, MESSY)
     });

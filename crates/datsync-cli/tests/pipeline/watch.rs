@@ -108,11 +108,11 @@ fn metadata_rows(db: &TestDb) -> i64 {
 }
 
 fn sample(path: &Path, rows: u64, seed: u64, rates: Rates, gzip: bool) {
-    let options = datsync::sample::SampleOptions {
+    let options = datsync::SampleOptions {
         gzip,
         ..options(rows, seed, rates)
     };
-    datsync::sample::write_sample(File::create(path).unwrap(), &options).unwrap();
+    datsync::write_sample(File::create(path).unwrap(), &options).unwrap();
 }
 
 #[test]

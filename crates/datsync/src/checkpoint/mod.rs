@@ -93,8 +93,7 @@ pub use manifest::{
     SourceMismatch, verify_source,
 };
 pub use retention::{
-    DEFAULT_ACTIVE_GRACE_HOURS, DEFAULT_RETENTION_DAYS, KeepReason, RETENTION_DAYS_ENV,
-    RetentionError, RetentionPolicy, RetentionReport, remove_expired,
+    DEFAULT_ACTIVE_GRACE_HOURS, KeepReason, RetentionPolicy, RetentionReport, remove_expired,
 };
 
 use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, SyncId};

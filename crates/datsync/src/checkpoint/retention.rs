@@ -18,10 +18,6 @@ use super::{CheckpointError, CheckpointManager};
 use crate::model::SyncId;
 use crate::store::Store;
 
-/// Days a checkpoint is kept when nothing else is said (the seed's 7).
-pub const DEFAULT_RETENTION_DAYS: u32 = 7;
-/// The environment variable overriding the retention in days.
-pub const RETENTION_DAYS_ENV: &str = "CHECKPOINT_RETENTION_DAYS";
 /// Hours since its last update during which a possibly running sync is never removed.
 pub const DEFAULT_ACTIVE_GRACE_HOURS: i64 = 24;
 
@@ -34,14 +30,6 @@ pub struct RetentionPolicy {
     pub active_grace: TimeDelta,
 }
 
-/// A retention setting that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{RETENTION_DAYS_ENV}=`{value}` is not a number of days; set a whole number such as 7")]
-pub struct RetentionError {
-    /// The value found.
-    pub value: String,
-}
-
 impl RetentionPolicy {
     /// Keep checkpoints `days` days.
     pub fn days(days: u32) -> Self {
@@ -50,23 +38,12 @@ impl RetentionPolicy {
             active_grace: TimeDelta::hours(DEFAULT_ACTIVE_GRACE_HOURS),
         }
     }
-
-    /// [`RETENTION_DAYS_ENV`] if set, else [`DEFAULT_RETENTION_DAYS`].
-    pub fn from_env() -> Result<Self, RetentionError> {
-        match std::env::var(RETENTION_DAYS_ENV) {
-            Ok(v) if !v.trim().is_empty() => v
-                .trim()
-                .parse()
-                .map(Self::days)
-                .map_err(|_| RetentionError { value: v }),
-            _ => Ok(Self::default()),
-        }
-    }
 }
 
 impl Default for RetentionPolicy {
+    /// [`crate::config::DEFAULT_RETENTION_DAYS`] (`CHECKPOINT_RETENTION_DAYS`).
     fn default() -> Self {
-        Self::days(DEFAULT_RETENTION_DAYS)
+        Self::days(crate::config::DEFAULT_RETENTION_DAYS)
     }
 }
 

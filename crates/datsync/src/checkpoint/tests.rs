@@ -151,7 +151,7 @@ fn chunk_statuses_serialize_as_in_the_seed() {
 fn retention_reads_its_setting() {
     assert_eq!(
         RetentionPolicy::default(),
-        RetentionPolicy::days(DEFAULT_RETENTION_DAYS)
+        RetentionPolicy::days(crate::config::DEFAULT_RETENTION_DAYS)
     );
     assert_eq!(RetentionPolicy::days(3).max_age, chrono::TimeDelta::days(3));
 }

@@ -33,7 +33,7 @@ fn list_dir(dir: &Path) -> Result<Vec<Found>, IntakeError> {
     Ok(files.iter().map(local_found).collect())
 }
 
-/// What a watched place holds now: [`list_blobs`] for an `az://` prefix, else
+/// What a watched place holds now: `list_blobs` for an `az://` prefix, else
 /// [`list_local`].
 pub async fn list(place: &str) -> Result<Vec<Found>, IntakeError> {
     if is_blob_url(place) {

@@ -8,6 +8,7 @@
 //! sync's chunk after a newer sync, never regresses a key. Duplicate keys inside a chunk are
 //! reduced to the last source line before the upsert (no SQLSTATE 21000).
 
+mod baseline;
 mod copy;
 mod numeric;
 mod sql;
@@ -24,6 +25,10 @@ use crate::profile::{ColumnType, Profile};
 use copy::{COPY_HEADER, COPY_TRAILER, ColumnEncoder, MAX_SCALE};
 use sql::LoadSql;
 
+pub use baseline::{BaselineError, copy_baseline, encode_baseline};
+
+/// The binary `numeric` encoder, for the tests that compare it with PostgreSQL's.
+#[cfg(feature = "test-support")]
 pub use numeric::put_numeric;
 
 /// Rows encoded per COPY message.
@@ -216,12 +221,23 @@ impl Loader {
     /// then `_line` — what the staging COPY sends, for tools and benchmarks that COPY the
     /// same rows elsewhere.
     pub fn encode_copy(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<BytesMut, LoadError> {
-        let encoders = self.encoders(chunk, batch)?;
         let mut buf = BytesMut::with_capacity(batch.get_array_memory_size());
         buf.extend_from_slice(COPY_HEADER);
-        copy::put_rows(&encoders, 0..batch.num_rows(), &mut buf);
+        self.encode_copy_rows(chunk, batch, &mut buf)?;
         buf.extend_from_slice(&COPY_TRAILER.to_be_bytes());
         Ok(buf)
+    }
+
+    /// The batch's rows as binary COPY tuples (no header, no trailer), appended to `buf`.
+    fn encode_copy_rows(
+        &self,
+        chunk: ChunkId,
+        batch: &RecordBatch,
+        buf: &mut BytesMut,
+    ) -> Result<(), LoadError> {
+        let encoders = self.encoders(chunk, batch)?;
+        copy::put_rows(&encoders, 0..batch.num_rows(), buf);
+        Ok(())
     }
 
     /// The encoders of the profile's columns then `_line`, checking names and types.

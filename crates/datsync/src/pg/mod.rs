@@ -17,6 +17,7 @@
 //! | `entra.rs` | managed-identity tokens as passwords |
 //! | `pooler.rs` | refusing a pooler in transaction mode (PgBouncer) |
 
+mod admin;
 mod attempt;
 mod connect;
 mod conninfo;
@@ -36,6 +37,7 @@ mod tls;
 mod tls_files;
 mod verify;
 
+pub use admin::{drop_database, empty_table, recreate_database};
 pub use connect::{AttemptFailure, connect};
 pub use conninfo::ConnInfoError;
 pub use entra::{

@@ -350,8 +350,8 @@ impl PipelineBuilder {
         self
     }
 
-    /// Arms the kill points of `env` (`DATSYNC_KILL_AT`, `DATSYNC_TERM_AT`; see
-    /// [`crate::telemetry`]).
+    /// Arms the kill points of `env` (`DATSYNC_KILL_AT`, `DATSYNC_TERM_AT`, with the
+    /// `crash-injection` feature; see the crate's features).
     #[must_use]
     pub fn env(mut self, env: &HashMap<String, String>) -> Self {
         self.pipeline.telemetry = Arc::new(Telemetry::from_env(env));

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::SourceError;
 use crate::azure::AzureAccount;
@@ -139,10 +139,11 @@ impl Blob {
         result.bytes().await.map_err(|e| self.error(e))
     }
 
-    /// Writes the whole blob (uploads in tests and tools).
+    /// Writes the whole blob (uploads in tests).
+    #[cfg(feature = "test-support")]
     pub async fn put(&self, bytes: Bytes) -> Result<(), SourceError> {
         self.client
-            .put(&self.path, PutPayload::from(bytes))
+            .put(&self.path, object_store::PutPayload::from(bytes))
             .await
             .map(|_| ())
             .map_err(|e| self.error(e))

@@ -7,11 +7,6 @@ use object_store::path::Path;
 
 use crate::model::{ChunkId, SyncId};
 
-/// The directory used when no location is given.
-pub const DEFAULT_BASE_PATH: &str = "./checkpoints";
-/// The environment variable naming the checkpoint location (a directory or a URL).
-pub const BASE_PATH_ENV: &str = "CHECKPOINT_BASE_PATH";
-
 const MANIFEST_NAME: &str = "manifest.json";
 const JOURNAL_DIR: &str = "journal";
 

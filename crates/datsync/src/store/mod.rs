@@ -1,7 +1,8 @@
-//! The one wrapper around `object_store`: where checkpoints live and how objects are written.
+//! Checkpoint objects (through `object_store`): where checkpoints live and how objects are
+//! written.
 //!
-//! A [`Store`] is a local directory by default ([`DEFAULT_BASE_PATH`], or the
-//! [`BASE_PATH_ENV`] variable), `memory://` for tests, a `file://` URL, or an Azure Blob
+//! A [`Store`] is a local directory (by default `./checkpoints`, see
+//! [`crate::config::DEFAULT_CHECKPOINT_BASE`]), `memory://` for tests, a `file://` URL, or an Azure Blob
 //! Storage container and prefix (`az://container/prefix`, credentials as described in
 //! [`crate::azure`]). `s3://` URLs are parsed (see [`StoreLocation`]) but this build has no
 //! S3 backend, so opening one is a clear error. It holds checkpoint objects only: sources,
@@ -14,7 +15,8 @@
 //! Leftover temporary files (`name#1`) of a crash are invisible to listings and removed with
 //! their checkpoint.
 //!
-//! Crash tests wrap a store with a [`FaultPlan`] that kills it at its Nth write.
+//! Crash tests (with the `test-support` feature) wrap a store with a `FaultPlan` that kills
+//! it at its Nth write.
 //!
 //! # Who can read what is kept (personal data at rest)
 //!
@@ -44,15 +46,15 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+#[cfg(feature = "test-support")]
 pub use faults::{CrashPoint, FaultPlan};
 pub use location::{
-    BASE_PATH_ENV, DEFAULT_BASE_PATH, LocationError, ObjectKey, ObjectKind, StoreLocation,
-    chunk_file_name, parse_chunk_file_name,
+    LocationError, ObjectKey, ObjectKind, StoreLocation, chunk_file_name, parse_chunk_file_name,
 };
 
 use crate::azure::{AzureAccount, AzureConfigError};
 use crate::model::SyncId;
-use faults::Verdict;
+use faults::{Faults, Verdict};
 
 /// Objects deleted at once when a checkpoint directory is removed.
 const DELETE_CONCURRENCY: usize = 16;
@@ -132,7 +134,7 @@ pub struct Store {
     local_root: Option<PathBuf>,
     /// The account and container of an `az://` store.
     azure: Option<(AzureAccount, String)>,
-    faults: Option<Arc<FaultPlan>>,
+    faults: Faults,
 }
 
 impl Store {
@@ -154,14 +156,6 @@ impl Store {
         Self::open_location(&parsed).map(Some)
     }
 
-    /// Opens the location named by [`BASE_PATH_ENV`], else [`DEFAULT_BASE_PATH`].
-    pub fn from_env() -> Result<Self, StoreError> {
-        match std::env::var(BASE_PATH_ENV) {
-            Ok(v) if !v.trim().is_empty() => Self::open(&v),
-            _ => Self::open(DEFAULT_BASE_PATH),
-        }
-    }
-
     /// A new, empty in-memory store.
     pub fn memory() -> Self {
         Self {
@@ -169,7 +163,7 @@ impl Store {
             location: StoreLocation::Memory,
             local_root: None,
             azure: None,
-            faults: None,
+            faults: Faults::default(),
         }
     }
 
@@ -218,7 +212,7 @@ impl Store {
             location,
             local_root: None,
             azure: Some((account.clone(), container.to_owned())),
-            faults: None,
+            faults: Faults::default(),
         })
     }
 
@@ -238,7 +232,7 @@ impl Store {
             location: StoreLocation::Local(root.clone()),
             local_root: Some(root),
             azure: None,
-            faults: None,
+            faults: Faults::default(),
         })
     }
 
@@ -274,19 +268,21 @@ impl Store {
     }
 
     /// The same objects, with a crash planned (crash tests).
+    #[cfg(feature = "test-support")]
     #[must_use]
     pub fn with_faults(&self, plan: Arc<FaultPlan>) -> Self {
         Self {
-            faults: Some(plan),
+            faults: Faults::planned(Some(plan)),
             ..self.clone()
         }
     }
 
     /// The same objects without any planned crash: what a restarted process sees.
+    #[cfg(feature = "test-support")]
     #[must_use]
     pub fn without_faults(&self) -> Self {
         Self {
-            faults: None,
+            faults: Faults::planned(None),
             ..self.clone()
         }
     }
@@ -445,15 +441,11 @@ impl Store {
     }
 
     fn write_verdict(&self) -> Verdict {
-        self.faults
-            .as_ref()
-            .map_or(Verdict::Proceed, |f| f.on_write())
+        self.faults.on_write()
     }
 
     fn read_verdict(&self) -> Verdict {
-        self.faults
-            .as_ref()
-            .map_or(Verdict::Proceed, |f| f.on_read())
+        self.faults.on_read()
     }
 
     /// What a crash in the middle of writing leaves on a local disk: a partial temp file.

@@ -13,8 +13,8 @@ mod number;
 mod range;
 
 pub use datetime::{date32_days, parse_date, parse_time, time64_micros, timestamp_micros};
-pub use number::{DECIMAL_PRECISION, IntegerValue, parse_decimal, parse_integer};
-pub use range::{compare_decimal_to_text, decimal_in_range};
+pub use number::{DECIMAL_PRECISION, parse_decimal, parse_integer};
+pub use range::decimal_in_range;
 
 /// Why one text value could not be read as its column's type. The row, column and value
 /// are carried by the caller's row error; this says only what is wrong with the text.

@@ -3,9 +3,7 @@
 
 use std::io::Read;
 
-use datsync::azurite::Azurite;
-use datsync::source::Blob;
-use datsync::source::SourceRef;
+use datsync::{Azurite, Blob, SourceRef};
 use sha2::{Digest, Sha256};
 
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
@@ -31,7 +29,7 @@ async fn a_blob_is_read_in_ranges_and_fingerprinted_by_its_etag() {
     assert_eq!(fp.size_bytes, 1_000_003);
     assert!(fp.etag.is_some(), "{fp:?}");
     // A listing gives the same ETag as a HEAD (receipts and fingerprints compare them).
-    let listed = datsync::source::list_blobs("az://data/in/", &account)
+    let listed = datsync::list_blobs("az://data/in/", &account)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);

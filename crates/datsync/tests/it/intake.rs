@@ -7,11 +7,10 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use datsync::config::RawSettings;
-use datsync::intake::{Action, Found, Intake, RetryPolicy, list_local};
-use datsync::model::SyncStatus;
-use datsync::pipeline::{Pipeline, PipelineBuilder};
-use datsync::profile::Profile;
+use datsync::{
+    Action, Found, Intake, Pipeline, PipelineBuilder, Profile, RawSettings, RetryPolicy,
+    SyncStatus, list_local_sources,
+};
 use tokio_postgres::Client;
 
 use crate::load_pg::db::{TestDb, with_db};
@@ -37,20 +36,20 @@ async fn one_file(rows: u64) -> (tempfile::TempDir, Found) {
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("in");
     std::fs::create_dir(&inbox).unwrap();
-    let options = datsync::sample::SampleOptions {
-        size: datsync::sample::SampleSize::Rows(rows),
+    let options = datsync::SampleOptions {
+        size: datsync::SampleSize::Rows(rows),
         seed: 91,
-        ..datsync::sample::SampleOptions::default()
+        ..datsync::SampleOptions::default()
     };
-    datsync::sample::write_sample(File::create(inbox.join("a.dat")).unwrap(), &options).unwrap();
-    let mut found = list_local(&inbox).await.unwrap();
+    datsync::write_sample(File::create(inbox.join("a.dat")).unwrap(), &options).unwrap();
+    let mut found = list_local_sources(&inbox).await.unwrap();
     assert_eq!(found.len(), 1);
     (dir, found.remove(0))
 }
 
 /// Every insert into the target table fails with a fatal error (the sync ends FAILED).
 async fn fail_inserts(c: &mut Client) {
-    datsync::pg::init_db(c, &Profile::ztdwr()).await.unwrap();
+    datsync::init_db(c, &Profile::ztdwr()).await.unwrap();
     c.batch_execute(
         "CREATE FUNCTION fail_all() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN RAISE EXCEPTION 'injected failure 22012' USING ERRCODE = '22012'; END $f$;
@@ -85,14 +84,14 @@ async fn a_manual_rerun_of_a_finished_source_is_a_new_sync() {
         let (dir, found) = one_file(700).await;
         let intake = intake(&db, &dir.path().join("ck"), RetryPolicy::default());
         let first = intake
-            .process(&found, datsync::intake::Mode::Automatic)
+            .process(&found, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(first.action, Action::Started);
         assert_eq!(first.status, Some(SyncStatus::Success));
         assert!(first.finished);
         let again = intake
-            .process(&found, datsync::intake::Mode::Automatic)
+            .process(&found, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(
@@ -109,7 +108,7 @@ async fn a_manual_rerun_of_a_finished_source_is_a_new_sync() {
         let (id, attempts, parked, _) = receipt(&c).await;
         assert_eq!(
             Some(id.as_str()),
-            manual.sync_id.as_ref().map(datsync::model::SyncId::as_str)
+            manual.sync_id.as_ref().map(datsync::SyncId::as_str)
         );
         assert_eq!((attempts, parked), (1, false));
         assert_eq!(syncs(&c).await, 2);
@@ -130,13 +129,13 @@ async fn a_manual_rerun_resumes_a_parked_sync_at_once() {
         };
         let intake = intake(&db, &dir.path().join("ck"), policy);
         let first = intake
-            .process(&found, datsync::intake::Mode::Automatic)
+            .process(&found, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(first.action, Action::Parked, "{first:?}");
         assert_eq!(first.status, Some(SyncStatus::Failed));
         let parked = intake
-            .process(&found, datsync::intake::Mode::Automatic)
+            .process(&found, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(parked.action, Action::SkippedParked);
@@ -145,7 +144,7 @@ async fn a_manual_rerun_resumes_a_parked_sync_at_once() {
         // receipt stays parked.
         let other = db.client().await;
         let sync = first.sync_id.clone().unwrap();
-        assert!(datsync::pg::try_lock_sync(&other, &sync).await.unwrap());
+        assert!(datsync::try_lock_sync(&other, &sync).await.unwrap());
         let busy = intake.process_manual(&found).await.unwrap();
         assert_eq!(busy.action, Action::SkippedBusy, "{busy:?}");
         drop(other);
@@ -156,7 +155,7 @@ async fn a_manual_rerun_resumes_a_parked_sync_at_once() {
             "still parked, attempt given back"
         );
         let still = intake
-            .process(&found, datsync::intake::Mode::Automatic)
+            .process(&found, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(still.action, Action::SkippedParked);
@@ -189,14 +188,14 @@ async fn held_sources_and_syncs_are_skipped_without_counting_an_attempt() {
             ..RetryPolicy::default()
         };
         let intake = intake(&db, &dir.path().join("ck"), policy);
-        let auto = datsync::intake::Mode::Automatic;
+        let auto = datsync::Mode::Automatic;
         let first = intake.process(&found, auto).await.unwrap();
         assert_eq!((first.action, first.attempts), (Action::Started, 1));
         let sync = first.sync_id.clone().unwrap();
 
         // Another process writes the sync (it holds the sync's writer lock).
         let other = db.client().await;
-        assert!(datsync::pg::try_lock_sync(&other, &sync).await.unwrap());
+        assert!(datsync::try_lock_sync(&other, &sync).await.unwrap());
         let busy = intake.process(&found, auto).await.unwrap();
         assert_eq!(
             (busy.action, busy.attempts),
@@ -247,7 +246,7 @@ async fn a_stop_asked_before_a_run_leaves_its_sync_uncounted_and_due() {
             ..RetryPolicy::default()
         };
         let intake = Intake::new(pipeline, policy);
-        let auto = datsync::intake::Mode::Automatic;
+        let auto = datsync::Mode::Automatic;
         let first = intake.process(&found, auto).await.unwrap();
         assert_eq!(first.action, Action::Started);
         assert!(first.interrupted, "{first:?}");
@@ -287,7 +286,7 @@ async fn an_error_before_the_sync_has_a_status_is_an_attempt_and_waits_its_pause
             ..RetryPolicy::default()
         };
         let intake = intake(&db, &blocked.join("inner"), policy);
-        let auto = datsync::intake::Mode::Automatic;
+        let auto = datsync::Mode::Automatic;
         let first = intake.process(&found, auto).await.unwrap();
         assert_eq!(first.action, Action::Started, "{first:?}");
         assert!(first.summary.is_none(), "{first:?}");
@@ -323,7 +322,7 @@ async fn a_version_replaced_before_its_run_is_superseded_not_loaded() {
             ..listed.clone()
         };
         let p = intake
-            .process(&stale, datsync::intake::Mode::Automatic)
+            .process(&stale, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(p.action, Action::Superseded, "{p:?}");
@@ -340,13 +339,13 @@ async fn a_version_replaced_before_its_run_is_superseded_not_loaded() {
         assert!(error.unwrap().contains("replaced"));
         // Listed again, it is finished: nothing to do.
         let again = intake
-            .process(&stale, datsync::intake::Mode::Automatic)
+            .process(&stale, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(again.action, Action::SkippedDone);
         // The version the file has now loads as a sync of its own.
         let now = intake
-            .process(&listed, datsync::intake::Mode::Automatic)
+            .process(&listed, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(now.action, Action::Started, "{now:?}");
@@ -372,7 +371,7 @@ async fn a_stopped_queue_delivery_counts_and_the_last_one_parks() {
         };
         let intake = Intake::new(pipeline, policy);
         let first = intake
-            .process(&found, datsync::intake::Mode::Queued { delivery: 1 })
+            .process(&found, datsync::Mode::Queued { delivery: 1 })
             .await
             .unwrap();
         assert_eq!(
@@ -383,12 +382,12 @@ async fn a_stopped_queue_delivery_counts_and_the_last_one_parks() {
         assert!(first.interrupted && !first.finished, "{first:?}");
         // A sweep meanwhile leaves it to the queue: not due before the host's next delivery.
         let swept = intake
-            .process(&found, datsync::intake::Mode::Automatic)
+            .process(&found, datsync::Mode::Automatic)
             .await
             .unwrap();
         assert_eq!(swept.action, Action::WaitingBackoff, "{swept:?}");
         let last = intake
-            .process(&found, datsync::intake::Mode::Queued { delivery: 2 })
+            .process(&found, datsync::Mode::Queued { delivery: 2 })
             .await
             .unwrap();
         assert_eq!(
@@ -401,10 +400,8 @@ async fn a_stopped_queue_delivery_counts_and_the_last_one_parks() {
         assert_eq!((attempts, parked), (2, true));
         // A manual re-run still can: it is decided (its sync id known) before it runs.
         stop.send(false).unwrap();
-        let datsync::intake::Begun::Ready(ready) = intake
-            .begin(&found, datsync::intake::Mode::Manual)
-            .await
-            .unwrap()
+        let datsync::Begun::Ready(ready) =
+            intake.begin(&found, datsync::Mode::Manual).await.unwrap()
         else {
             panic!("a manual re-run runs");
         };

@@ -1,7 +1,7 @@
 //! The throwaway PostgreSQL server: a real `initdb` + `postgres` from the machine's
 //! server binaries, used over its unix socket, then stopped and removed.
 
-use datsync::pgtemp::{TEMP_USER, TempPostgres};
+use datsync::{TEMP_USER, TempPostgres};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 

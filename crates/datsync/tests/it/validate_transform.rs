@@ -16,12 +16,10 @@ use std::io::{BufRead, BufReader};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use datsync::model::LINE_COLUMN;
-use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, SampleSummary, write_sample};
-use datsync::transform::transform;
-use datsync::validate::{REASONS_COLUMN, validate};
+use datsync::{
+    Decoder, LINE_COLUMN, ParseError, ParseOptions, Profile, REASONS_COLUMN, SampleOptions,
+    SampleSize, SampleSummary, decode_reader, validate, write_sample,
+};
 
 /// What an independent reader says about one data line of a generated file.
 #[derive(Debug)]
@@ -205,7 +203,7 @@ fn check_batch(
     let errors_lines: BTreeSet<u64> = v.errors.iter().map(|e| e.line).collect();
     assert_eq!(errors_lines, lines_of(&v.rejects).into_iter().collect());
 
-    let t = transform(profile, &v.accepted).unwrap();
+    let t = datsync::transform(profile, &v.accepted).unwrap();
     assert_eq!(t.batch.num_rows(), v.loaded());
     assert_eq!(lines_of(&t.batch), got);
     let ts = t.batch.column_by_name("waktu_timbang_terima").unwrap();

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use datsync::pg::PgSettings;
-use datsync::pgtemp::{SearchPaths, TempPostgres, TempPostgresOptions, local_server_answers};
+use datsync::{PgSettings, SearchPaths, TempPostgres, TempPostgresOptions, local_server_answers};
 
 use crate::cli::DemoArgs;
 
@@ -40,7 +39,7 @@ pub fn choose(
             server: None,
         });
     }
-    if datsync::pg::configured_in_env(env) {
+    if datsync::configured_in_env(env) {
         return Ok(Target {
             settings: PgSettings::from_env(env)?,
             url: None,
@@ -65,21 +64,15 @@ async fn local(env: &HashMap<String, String>, port: u16) -> anyhow::Result<Targe
         .map_or("postgres", String::as_str);
     let admin_url = format!("host=127.0.0.1 port={port} user={user} dbname=postgres");
     let admin = PgSettings::from_connection_string(&admin_url)?;
-    let client = datsync::pg::connect(&admin).await.with_context(|| {
+    let client = datsync::connect(&admin).await.with_context(|| {
         format!(
             "PostgreSQL answers on 127.0.0.1:{port} but does not let user `{user}` in; \
              pass --database-url (or set DATABASE_URL)"
         )
     })?;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"),
-        format!("CREATE DATABASE {DEMO_DATABASE}"),
-    ] {
-        client
-            .batch_execute(&sql)
-            .await
-            .with_context(|| format!("preparing the database {DEMO_DATABASE} ({sql})"))?;
-    }
+    datsync::recreate_database(&client, DEMO_DATABASE)
+        .await
+        .with_context(|| format!("preparing the database {DEMO_DATABASE}"))?;
     let url = format!("host=127.0.0.1 port={port} user={user} dbname={DEMO_DATABASE}");
     Ok(Target {
         settings: PgSettings::from_connection_string(&url)?,
@@ -110,7 +103,7 @@ fn throwaway(args: &DemoArgs) -> anyhow::Result<Target> {
             args.local_port
         )
     };
-    datsync::pgtemp::find_binaries(&options.search).with_context(context)?;
+    datsync::find_binaries(&options.search).with_context(context)?;
     eprintln!(
         "no database configured and none on 127.0.0.1:{}: starting a private throwaway PostgreSQL …",
         args.local_port

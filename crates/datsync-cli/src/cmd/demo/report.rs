@@ -1,8 +1,6 @@
 //! The demo's report: the resume summary, timings, and a few rows of the table.
 
-use datsync::model::SyncStatus;
-use datsync::pg::{PgSettings, quote_ident, quote_qualified};
-use datsync::profile::Profile;
+use datsync::{PgSettings, Profile, SyncStatus, TablePreview};
 
 use super::DemoOutcome;
 
@@ -16,9 +14,8 @@ pub async fn table_rows(
     settings: &PgSettings,
     profile: &Profile,
     limit: i64,
-) -> anyhow::Result<(i64, Vec<String>, Vec<Vec<Option<String>>>)> {
-    let client = datsync::pg::connect(settings).await?;
-    let table = quote_qualified(&profile.schema, &profile.table);
+) -> anyhow::Result<TablePreview> {
+    let client = datsync::connect(settings).await?;
     let columns: Vec<String> = profile
         .columns
         .iter()
@@ -26,26 +23,7 @@ pub async fn table_rows(
         .take(SHOWN_COLUMNS)
         .map(|c| c.target.clone())
         .collect();
-    let select: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{}::text", quote_ident(c)))
-        .collect();
-    let count: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await?
-        .get(0);
-    let sql = format!(
-        "SELECT {} FROM {table} ORDER BY {} LIMIT {limit}",
-        select.join(", "),
-        quote_ident(&profile.key)
-    );
-    let rows = client
-        .query(&sql, &[])
-        .await?
-        .iter()
-        .map(|r| (0..columns.len()).map(|i| r.get(i)).collect())
-        .collect();
-    Ok((count, columns, rows))
+    Ok(datsync::preview_target(&client, profile, &columns, limit).await?)
 }
 
 /// The text report.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use datsync::status::{ChunkRow, StatusReport, SyncDetail};
+use datsync::{ChunkRow, StatusReport, SyncDetail};
 
 use crate::cmd::list::duration;
 
@@ -134,7 +134,7 @@ fn print_chunks(out: &mut impl Write, chunks: &[ChunkRow]) -> std::io::Result<()
     let mut elided = 0usize;
     for (i, c) in chunks.iter().enumerate() {
         let edge = i < 5 || i + 5 >= chunks.len();
-        if long && !edge && c.status == datsync::model::ChunkStatus::Completed {
+        if long && !edge && c.status == datsync::ChunkStatus::Completed {
             elided += 1;
             continue;
         }

@@ -121,16 +121,13 @@ fn host_json_runs_the_handler_with_the_queue_retries_it_counts() {
         "what Event Grid writes"
     );
     // What the handler reads is what it would use without the file.
-    let settings = datsync::serve::hostjson::HostSettings::read(&app_dir().join("host.json"))
+    let settings = datsync::HostSettings::read(&app_dir().join("host.json"))
         .unwrap()
         .unwrap();
-    assert_eq!(
-        settings.max_dequeue_count,
-        datsync::intake::DEFAULT_MAX_ATTEMPTS
-    );
+    assert_eq!(settings.max_dequeue_count, datsync::DEFAULT_MAX_ATTEMPTS);
     assert_eq!(
         settings.visibility_timeout,
-        datsync::serve::DEFAULT_RETRY_BACKOFF
+        datsync::DEFAULT_SERVE_RETRY_BACKOFF
     );
     // The Consumption plan's limit.
     assert!(settings.function_timeout.unwrap() <= std::time::Duration::from_secs(600));
@@ -168,10 +165,7 @@ fn every_function_json_has_what_its_bindings_need_and_a_route_in_the_handler() {
         }
     }
     let queue = |f: &str| all[f][0]["queueName"].as_str().unwrap().to_owned();
-    assert_eq!(
-        all["ztdwr_blob_created"][0]["name"],
-        datsync::serve::QUEUE_BINDING
-    );
+    assert_eq!(all["ztdwr_blob_created"][0]["name"], datsync::QUEUE_BINDING);
     assert_eq!(
         queue("ztdwr_blob_created_poison"),
         format!("{}-poison", queue("ztdwr_blob_created")),
@@ -232,9 +226,9 @@ fn the_event_grid_template_sends_the_folders_sources_to_the_triggers_queue() {
         &format!("param queueName string = '{queue}'"),
         &format!(
             "param containerName string = '{}'",
-            datsync::serve::DEFAULT_CONTAINER
+            datsync::DEFAULT_SERVE_CONTAINER
         ),
-        &format!("param prefix string = '{}'", datsync::serve::DEFAULT_PREFIX),
+        &format!("param prefix string = '{}'", datsync::DEFAULT_SERVE_PREFIX),
     ] {
         assert!(bicep.contains(needed), "main.bicep lacks {needed}");
     }

@@ -360,7 +360,7 @@ pub(crate) fn queue_delivery(event: &Value, delivery: u32, encoding: Encoding) -
 
 /// The ETag and size of a blob in the emulator.
 pub(crate) fn etag_of(emulator: &Emulator, url: &str) -> (String, u64) {
-    let blob = datsync::source::Blob::open_with(url, &emulator.azurite.account()).unwrap();
+    let blob = datsync::Blob::open_with(url, &emulator.azurite.account()).unwrap();
     let meta = emulator.rt.block_on(blob.head()).unwrap().unwrap();
     (meta.etag.unwrap(), meta.size)
 }

@@ -522,7 +522,7 @@ fn the_sweep_loads_blobs_whose_events_were_lost_exactly_once_through_the_same_re
     let gz = work.path().join("lost.dat.gz");
     let mut options = options(900, 87, CLEAN);
     options.gzip = true;
-    datsync::sample::write_sample(std::fs::File::create(&gz).unwrap(), &options).unwrap();
+    datsync::write_sample(std::fs::File::create(&gz).unwrap(), &options).unwrap();
     emulator.upload(&gz, lost);
     let db = TestDb::new();
     let handler = Handler::start(work.path(), &db.url(), &[(key, &value)], &[]);

@@ -7,8 +7,9 @@ mod smtp_server;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use datsync::alert::{AlertReport, AlertSettings, Alerter, Channel};
-use datsync::model::{RowError, SyncCounts, SyncId, SyncStatus};
+use datsync::{
+    AlertReport, AlertSettings, Alerter, Channel, RowError, SyncCounts, SyncId, SyncStatus,
+};
 
 use smtp_server::SmtpServer;
 

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use datsync::checkpoint::{
-    CheckpointError, CheckpointOptions, ChunkCompression, Manifest, ManualClock,
+use datsync::{
+    CheckpointError, CheckpointOptions, CheckpointStatus, ChunkCompression, ChunkId, CrashPoint,
+    FaultPlan, Manifest, ManualClock, Store,
 };
-use datsync::model::{CheckpointStatus, ChunkId};
-use datsync::store::{CrashPoint, FaultPlan, Store};
 
 use super::{Backend, Source, clock, manager_with, outcome, sync_id};
 

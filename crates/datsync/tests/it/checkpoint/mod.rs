@@ -9,14 +9,11 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
-use datsync::checkpoint::{
-    CheckpointManager, CheckpointOptions, ChunkOutcome, Clock, ManualClock, NewCheckpoint,
+use datsync::{
+    CheckpointManager, CheckpointOptions, ChunkOutcome, Clock, Decoder, ManualClock, NewCheckpoint,
+    ParseError, ParseOptions, Profile, SampleOptions, SampleSize, SourceFingerprint, Store, SyncId,
+    decode_reader, write_sample,
 };
-use datsync::model::{SourceFingerprint, SyncId};
-use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
-use datsync::store::Store;
 
 /// A generated source file and the decoder's text batches over it.
 pub struct Source {
@@ -63,7 +60,7 @@ impl Source {
 
     /// The fingerprint once read to the end.
     pub fn final_fingerprint(&self) -> SourceFingerprint {
-        let mut reader = datsync::source::HashingReader::new(&self.bytes[..]);
+        let mut reader = datsync::HashingReader::new(&self.bytes[..]);
         std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         SourceFingerprint {
             sha256: Some(reader.sha256_hex()),
@@ -76,7 +73,7 @@ impl Source {
             source_file: "ZTDWR_20250129.dat".to_owned(),
             source_path: "data/hex-ztdwr/ZTDWR_20250129.dat".to_owned(),
             fingerprint: self.fingerprint(),
-            cut: datsync::model::ChunkCut::rows_only(chunk_rows),
+            cut: datsync::ChunkCut::rows_only(chunk_rows),
         }
     }
 }

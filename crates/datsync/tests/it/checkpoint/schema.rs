@@ -1,8 +1,7 @@
 //! The `manifest.json` of a run over a generated file, compared field by field with the
 //! seed design's example manifest.
 
-use datsync::model::ChunkId;
-use datsync::store::Store;
+use datsync::{ChunkId, Store};
 use serde_json::Value;
 
 use super::{Source, clock, manager, outcome, sync_id};

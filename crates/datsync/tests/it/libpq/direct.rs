@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use datsync::pg::{PgSettings, connect};
+use datsync::{PgSettings, connect};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use datsync::pg::{ENTRA_RESOURCE, ErrorClass, PgSettings, connect};
+use datsync::{ENTRA_RESOURCE, ErrorClass, PgSettings, connect};
 
 use super::{Certs, admin, stop, tls_server};
 

@@ -21,8 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use datsync::pg::{PgSettings, connect};
-use datsync::pgtemp::{PgBinaries, SearchPaths, TempPostgres, TempPostgresOptions};
+use datsync::{PgBinaries, PgSettings, SearchPaths, TempPostgres, TempPostgresOptions, connect};
 
 pub use certs::Certs;
 
@@ -112,7 +111,7 @@ fn matches(expect: Expect, outcome: &Outcome, port: Option<u16>) -> bool {
 
 /// The server binaries (psql comes from the same installation).
 pub fn binaries() -> PgBinaries {
-    datsync::pgtemp::find_binaries(&SearchPaths::default()).expect("PostgreSQL server binaries")
+    datsync::find_binaries(&SearchPaths::default()).expect("PostgreSQL server binaries")
 }
 
 /// Runs `psql` with exactly `env` (plus `HOME`), never prompting.

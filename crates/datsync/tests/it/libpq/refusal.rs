@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use datsync::pg::{ErrorClass, PgSettings, connect};
+use datsync::{ErrorClass, PgSettings, connect};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 

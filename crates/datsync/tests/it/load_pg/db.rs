@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
-use datsync::pg::{PgSettings, connect};
+use datsync::{PgSettings, connect};
 use futures::FutureExt;
 use std::hash::{BuildHasher, Hasher};
 use tokio_postgres::Client;

@@ -7,11 +7,9 @@ use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
     Time64MicrosecondArray, TimestampMicrosecondArray, UInt64Array,
 };
-use datsync::load::{ChunkLoad, Loader};
-use datsync::model::SyncRef;
-use datsync::model::{ChunkId, SyncId};
-use datsync::profile::Profile;
-use datsync::status::{SyncRegistration, register_sync};
+use datsync::{
+    ChunkId, ChunkLoad, Loader, Profile, SyncId, SyncRef, SyncRegistration, register_sync,
+};
 use tokio_postgres::Client;
 
 pub const DOCS_PROFILE: &str = r#"

@@ -1,8 +1,6 @@
 //! SQLSTATE classification of real server errors, and connection failures.
 
-use datsync::load::{LoadError, Loader};
-use datsync::model::ChunkId;
-use datsync::pg::{ErrorClass, PgError, PgSettings, connect, init_db};
+use datsync::{ChunkId, ErrorClass, LoadError, Loader, PgError, PgSettings, connect, init_db};
 
 use super::db::with_db;
 use super::docs::{batch, doc, docs_profile, register};

@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use datsync::load::Loader;
-use datsync::pg::{PgError, init_db};
-use datsync::profile::Profile;
+use datsync::{Loader, PgError, Profile, init_db};
 
 use super::db::with_db;
 use super::docs::{docs_profile, load, register};
@@ -18,7 +16,7 @@ async fn init_db_is_idempotent_and_concurrent_safe() {
         let (ra, rb) = tokio::join!(init_db(&mut a, &profile), init_db(&mut b, &profile));
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         // Exactly one of the two applied the migrations and created the table.
-        assert_eq!(ra.applied.len() + rb.applied.len(), datsync::pg::MIGRATIONS.len());
+        assert_eq!(ra.applied.len() + rb.applied.len(), datsync::MIGRATIONS.len());
         assert!(ra.target_created ^ rb.target_created);
         let again = init_db(&mut a, &profile).await.unwrap();
         assert!(again.applied.is_empty() && !again.target_created);
@@ -29,7 +27,7 @@ async fn init_db_is_idempotent_and_concurrent_safe() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let all: Vec<i32> = datsync::pg::MIGRATIONS.iter().map(|m| m.version).collect();
+        let all: Vec<i32> = datsync::MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(versions, all);
         let n: i64 = a
             .query_one(
@@ -100,8 +98,8 @@ async fn hostile_identifiers_are_data_not_sql() {
         let sync = register_in(&c, &profile.schema).await;
         let keys = vec!["k1".to_owned(), "k2".to_owned()];
         let batch = generate(&profile, &[2, 3], &keys, 1);
-        let r = datsync::load::Loader::new(&profile)
-            .load_chunk(&mut c, &sync, datsync::model::ChunkId(0), "c", &batch)
+        let r = datsync::Loader::new(&profile)
+            .load_chunk(&mut c, &sync, datsync::ChunkId(0), "c", &batch)
             .await
             .unwrap();
         assert_eq!(r.inserted, 2);
@@ -120,16 +118,14 @@ async fn hostile_identifiers_are_data_not_sql() {
     .await;
 }
 
-async fn register_in(c: &tokio_postgres::Client, schema: &str) -> datsync::model::SyncRef {
-    let reg = datsync::status::SyncRegistration {
-        sync_id: datsync::model::SyncId::parse("sync_20250129_143022_00000001").unwrap(),
+async fn register_in(c: &tokio_postgres::Client, schema: &str) -> datsync::SyncRef {
+    let reg = datsync::SyncRegistration {
+        sync_id: datsync::SyncId::parse("sync_20250129_143022_00000001").unwrap(),
         file_name: "f.dat".into(),
         file_path: "f.dat".into(),
         file_size_bytes: None,
     };
-    datsync::status::register_sync(c, schema, &reg)
-        .await
-        .unwrap()
+    datsync::register_sync(c, schema, &reg).await.unwrap()
 }
 
 #[tokio::test]

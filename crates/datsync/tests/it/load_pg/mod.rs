@@ -7,6 +7,7 @@ pub mod db;
 pub mod docs;
 pub mod typed_gen;
 
+mod admin;
 mod errors;
 mod init;
 mod pipeline;

@@ -7,13 +7,10 @@ use std::collections::HashMap;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use datsync::load::Loader;
-use datsync::model::{ChunkId, LINE_COLUMN};
-use datsync::parse::{Decoder, ParseError, ParseOptions, decode_reader};
-use datsync::pg::init_db;
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
-use datsync::status::ledger_totals;
+use datsync::{
+    ChunkId, Decoder, LINE_COLUMN, Loader, ParseError, ParseOptions, Profile, SampleOptions,
+    SampleSize, decode_reader, init_db, ledger_totals, write_sample,
+};
 
 use super::db::with_db;
 use super::docs::register;
@@ -41,9 +38,9 @@ fn typed_chunks(profile: &Profile) -> Vec<RecordBatch> {
     );
     let mut out = Vec::new();
     decode_reader(file.as_slice(), &mut decoder, |text| {
-        let validated = datsync::validate::validate(profile, &text).unwrap();
+        let validated = datsync::validate(profile, &text).unwrap();
         out.push(
-            datsync::transform::transform(profile, &validated.accepted)
+            datsync::transform(profile, &validated.accepted)
                 .unwrap()
                 .batch,
         );

@@ -1,9 +1,8 @@
 //! `sync_metadata` writes and materialized view refreshes.
 
-use datsync::model::{SyncCounts, SyncStatus};
-use datsync::pg::init_db;
-use datsync::status::{
-    SyncOutcome, ViewOutcome, committed_chunks, finish_sync, refresh_materialized_views,
+use datsync::{
+    SyncCounts, SyncOutcome, SyncStatus, ViewOutcome, committed_chunks, finish_sync, init_db,
+    refresh_materialized_views,
 };
 use tokio_postgres::Client;
 

@@ -9,13 +9,13 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
-use datsync::profile::{ColumnType, Profile};
+use datsync::{ColumnType, Profile};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The typed-batch schema of a profile (the transform's).
 pub fn schema(profile: &Profile) -> SchemaRef {
-    datsync::transform::typed_schema(profile)
+    datsync::typed_schema(profile)
 }
 
 /// `rows` generated rows: row `i` has source line `lines[i]` and key `keys[i]`; the other

@@ -1,8 +1,6 @@
 //! The chunk upsert: exact counts, exactly-once, newest wins, in-chunk duplicates, null keys.
 
-use datsync::load::{ChunkLoad, LoadError, Loader};
-use datsync::model::ChunkId;
-use datsync::pg::init_db;
+use datsync::{ChunkId, ChunkLoad, LoadError, Loader, init_db};
 use tokio_postgres::Client;
 
 use super::db::with_db;
@@ -42,7 +40,7 @@ async fn counts_inserts_and_updates_exactly() {
         for ((k, n), (gk, gn)) in expect.iter().zip(&got) {
             assert_eq!((*k, Some(*n)), (gk.as_str(), gn.as_deref()));
         }
-        let totals = datsync::status::ledger_totals(&c, "public", &sync.sync_id)
+        let totals = datsync::ledger_totals(&c, "public", &sync.sync_id)
             .await
             .unwrap();
         assert_eq!(
@@ -309,11 +307,9 @@ async fn integer_keys_with_duplicates_are_reduced_too() {
     use arrow_array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 
     with_db(|db| async move {
-        let p = datsync::profile::Profile::from_toml_str(
-            INT_KEY_PROFILE,
-            std::path::Path::new("numbers.toml"),
-        )
-        .unwrap();
+        let p =
+            datsync::Profile::from_toml_str(INT_KEY_PROFILE, std::path::Path::new("numbers.toml"))
+                .unwrap();
         let mut c = db.client().await;
         init_db(&mut c, &p).await.unwrap();
         let sync = register(&c, 1, "n.dat").await;
@@ -349,7 +345,7 @@ async fn an_empty_chunk_is_committed_in_the_ledger() {
         assert_eq!((r.rows, counts(&r)), (0, (0, 0, 0, 0)));
         let again = load(&loader, &mut c, &sync, 4, &batch(&p, &[])).await;
         assert!(again.already_committed);
-        let chunks = datsync::status::committed_chunks(&c, "public", &sync.sync_id)
+        let chunks = datsync::committed_chunks(&c, "public", &sync.sync_id)
             .await
             .unwrap();
         assert_eq!(chunks, vec![ChunkId(4)]);

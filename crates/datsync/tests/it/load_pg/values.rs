@@ -1,7 +1,6 @@
 //! Values arrive exactly: decimals digit for digit, timestamps naive, every type.
 
-use datsync::load::Loader;
-use datsync::pg::init_db;
+use datsync::{Loader, init_db};
 
 use super::db::with_db;
 use super::docs::{Doc, batch, docs_profile, load, register};
@@ -146,7 +145,7 @@ impl tokio_postgres::types::ToSql for Numeric {
         _: &tokio_postgres::types::Type,
         out: &mut bytes::BytesMut,
     ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        datsync::load::put_numeric(out, self.0, self.1);
+        datsync::put_numeric(out, self.0, self.1);
         Ok(tokio_postgres::types::IsNull::No)
     }
 
@@ -175,7 +174,7 @@ fn decimal_text(mantissa: i128, scale: u8) -> String {
 async fn random_decimals_of_every_scale_round_trip_through_the_server() {
     use rand::{Rng, SeedableRng};
     let c = super::db::server();
-    let c = datsync::pg::connect(&c).await.unwrap();
+    let c = datsync::connect(&c).await.unwrap();
     let stmt = c.prepare("SELECT $1::numeric::text").await.unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for i in 0..3_000u32 {

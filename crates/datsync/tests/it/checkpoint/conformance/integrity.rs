@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datsync::checkpoint::{CheckpointError, verify_source};
-use datsync::model::{ChunkId, SourceFingerprint};
-use datsync::store::{CrashPoint, FaultPlan, ObjectKey, Store};
+use datsync::{
+    CheckpointError, ChunkId, CrashPoint, FaultPlan, ObjectKey, SourceFingerprint, Store,
+    verify_source,
+};
 
 use crate::checkpoint::{Source, clock, manager, sync_id};
 

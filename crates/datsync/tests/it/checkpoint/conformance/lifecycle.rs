@@ -1,9 +1,10 @@
 //! A sync from start to end: conversion, loading, resume, journal, cleanup.
 
 use chrono::TimeDelta;
-use datsync::checkpoint::{CheckpointOptions, ChunkCompression};
-use datsync::model::{CheckpointStatus, ChunkId, ChunkStatus};
-use datsync::store::{ObjectKey, ObjectKind, Store};
+use datsync::{
+    CheckpointOptions, CheckpointStatus, ChunkCompression, ChunkId, ChunkStatus, ObjectKey,
+    ObjectKind, Store,
+};
 
 use crate::checkpoint::{Source, clock, manager, manager_with, outcome, sync_id};
 
@@ -147,7 +148,7 @@ pub async fn journal_is_replayed_and_compacted(store: &Store) {
         .await
         .unwrap()
         .unwrap();
-    let on_disk: datsync::checkpoint::Manifest = serde_json::from_slice(&raw).unwrap();
+    let on_disk: datsync::Manifest = serde_json::from_slice(&raw).unwrap();
     assert_eq!(on_disk.chunks.len(), 20);
     assert!(on_disk.journal_seq > 0);
     let journal: Vec<u64> = store

@@ -5,7 +5,7 @@ mod integrity;
 mod lifecycle;
 mod rules;
 
-use datsync::store::Store;
+use datsync::Store;
 
 /// Every scenario, each on its own sync in `store`.
 pub async fn run_all(store: Store) {
@@ -40,7 +40,7 @@ async fn local_directory() {
 /// prefix of a container.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azurite_blob_storage() {
-    let azurite = datsync::azurite::Azurite::start().unwrap();
+    let azurite = datsync::Azurite::start().unwrap();
     let account = azurite.account();
     account.create_container("checkpoints").await.unwrap();
     // Creating it again is fine.
@@ -48,7 +48,7 @@ async fn azurite_blob_storage() {
     let store = Store::open_with("az://checkpoints/datsync", &account).unwrap();
     run_all(store).await;
     // Every scenario cleaned up after itself.
-    let left = datsync::source::list_blobs("az://checkpoints/", &account)
+    let left = datsync::list_blobs("az://checkpoints/", &account)
         .await
         .unwrap();
     let names: Vec<_> = left.iter().map(|(b, _)| b.url()).collect();

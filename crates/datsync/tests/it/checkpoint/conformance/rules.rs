@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use datsync::checkpoint::{CheckpointError, Clock, KeepReason, RetentionPolicy, remove_expired};
-use datsync::model::{CheckpointStatus, ChunkId, ChunkStatus};
-use datsync::store::Store;
+use datsync::{
+    CheckpointError, CheckpointStatus, ChunkId, ChunkStatus, Clock, KeepReason, RetentionPolicy,
+    Store, remove_expired_checkpoints,
+};
 
 use crate::checkpoint::{Source, clock, manager, outcome, sync_id};
 
@@ -194,7 +195,7 @@ pub async fn retention_removes_old_checkpoints_but_not_running_ones(store: &Stor
     }
     clock.set(start);
     let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let report = remove_expired(store, &RetentionPolicy::days(7), &dyn_clock)
+    let report = remove_expired_checkpoints(store, &RetentionPolicy::days(7), &dyn_clock)
         .await
         .unwrap();
     assert_eq!(report.removed, vec![sync_id(20), sync_id(22)]);
@@ -206,13 +207,13 @@ pub async fn retention_removes_old_checkpoints_but_not_running_ones(store: &Stor
         ]
     );
     // Retention 0: the finished one goes, the one running right now stays.
-    let report = remove_expired(store, &RetentionPolicy::days(0), &dyn_clock)
+    let report = remove_expired_checkpoints(store, &RetentionPolicy::days(0), &dyn_clock)
         .await
         .unwrap();
     assert_eq!(report.removed, vec![sync_id(21)]);
     assert_eq!(report.kept, vec![(sync_id(23), KeepReason::Active)]);
     clock.advance(TimeDelta::hours(25));
-    let report = remove_expired(store, &RetentionPolicy::days(0), &dyn_clock)
+    let report = remove_expired_checkpoints(store, &RetentionPolicy::days(0), &dyn_clock)
         .await
         .unwrap();
     assert_eq!(report.removed, vec![sync_id(23)]);

@@ -4,7 +4,7 @@
 //! own (`datsync_bench_e2e_<pid>`, created and dropped on the server of `--database-url`):
 //!
 //! - (a) PostgreSQL's own binary COPY of the same typed rows into an empty table of the
-//!   target's shape ([`copy`]);
+//!   target's shape (`datsync::copy_baseline`; the SQL of every step is the library's);
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
 //! - (c) a `datsync run` killed with SIGKILL after 80% of its chunks are committed, then
 //!   `datsync resume`: the resume alone is timed;
@@ -12,18 +12,14 @@
 //!
 //! Each child's peak RSS is measured as [`super::child::ChildRun::peak_rss_kib`] says.
 
-mod copy;
-
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use datsync::model::SyncStatus;
-use datsync::pg::PgSettings;
-use datsync::pipeline::RunSummary;
-use datsync::profile::Profile;
-use datsync::sample::{SampleOptions, SampleSize, write_sample};
+use datsync::{
+    PgSettings, Profile, RunSummary, SampleOptions, SampleSize, SyncStatus, write_sample,
+};
 
 use super::child::{ChildRun, run_datsync};
 use crate::cli::BenchArgs;
@@ -57,20 +53,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         args.chunk_size
     );
     let payload = dir.path().join("copy.bin");
-    let rows = copy::encode_file(&profile, &file, &payload, args.chunk_size)?;
+    let rows = datsync::encode_baseline(&profile, &file, &payload, args.chunk_size)?;
 
     let admin = PgSettings::from_connection_string(&args.database_url)?;
     let db = format!("datsync_bench_e2e_{}", std::process::id());
     let url = with_dbname(&args.database_url, &db);
     let settings = PgSettings::from_connection_string(&url)?;
     rt.block_on(async {
-        let admin = datsync::pg::connect(&admin).await?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await?;
+        let admin = datsync::connect(&admin).await?;
+        datsync::recreate_database(&admin, &db).await?;
         anyhow::Ok(())
     })?;
     let result = measure(
@@ -86,10 +77,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         dir.path(),
     );
     rt.block_on(async {
-        let admin = datsync::pg::connect(&admin).await?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await?;
+        let admin = datsync::connect(&admin).await?;
+        datsync::drop_database(&admin, &db).await?;
         anyhow::Ok(())
     })?;
     result.map(|()| ExitCode::SUCCESS)
@@ -109,9 +98,9 @@ fn measure(
     chunks: u64,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let mut client = rt.block_on(datsync::pg::connect(settings))?;
-    rt.block_on(datsync::pg::init_db(&mut client, profile))?;
-    let copied = rt.block_on(copy::copy(&client, profile, payload, rows))?;
+    let mut client = rt.block_on(datsync::connect(settings))?;
+    rt.block_on(datsync::init_db(&mut client, profile))?;
+    let copied = rt.block_on(datsync::copy_baseline(&client, profile, payload, rows))?;
     line("(a) PostgreSQL binary COPY, same typed rows", copied, None);
     std::fs::remove_file(payload)?;
 
@@ -130,7 +119,7 @@ fn measure(
     let kill_at =
         ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1));
     let now = chrono::Utc::now();
-    let sync_id = datsync::model::SyncId::new(now, now.timestamp_subsec_nanos()).to_string();
+    let sync_id = datsync::SyncId::new(now, now.timestamp_subsec_nanos()).to_string();
     let killed = runner.run("c", &["--sync-id", &sync_id], Some(kill_at))?;
     line(
         &format!("(c) datsync run killed after {kill_at}/{chunks} chunks"),
@@ -194,11 +183,11 @@ impl Runner<'_> {
     /// `datsync run --fresh` (or with `--sync-id`, a new one) into an emptied target table, checkpoints in `<dir>/<name>`;
     /// killed after `kill_at` chunk commits when given.
     fn run(&self, name: &str, extra: &[&str], kill_at: Option<u64>) -> anyhow::Result<ChildRun> {
-        let target = datsync::pg::quote_qualified(&self.profile.schema, &self.profile.table);
-        self.rt.block_on(
-            self.client
-                .batch_execute(&format!("TRUNCATE {target}; CHECKPOINT")),
-        )?;
+        self.rt.block_on(datsync::empty_table(
+            self.client,
+            &self.profile.schema,
+            &self.profile.table,
+        ))?;
         let mut args = vec!["run".to_owned(), self.file.display().to_string()];
         if !extra.contains(&"--sync-id") {
             args.push("--fresh".to_owned());
@@ -206,12 +195,7 @@ impl Runner<'_> {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         args.extend(self.common(name));
         let env: Vec<_> = kill_at
-            .map(|n| {
-                (
-                    datsync::telemetry::KILL_AT_ENV,
-                    format!("chunk_committed:{n}"),
-                )
-            })
+            .map(|n| (datsync::KILL_AT_ENV, format!("chunk_committed:{n}")))
             .into_iter()
             .collect();
         let child = run_datsync(&args, &env)?;

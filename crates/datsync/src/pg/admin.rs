@@ -1,0 +1,39 @@
+//! The administration `datsync demo` and `datsync bench` need: a database of their own
+//! (dropped and created again), and a target emptied between two measured runs. Names are
+//! quoted: they are never SQL.
+
+use tokio_postgres::Client;
+
+use super::{PgError, quote_ident, quote_qualified};
+
+/// Drops database `name` if it exists (closing its sessions), then creates it empty.
+pub async fn recreate_database(client: &Client, name: &str) -> Result<(), PgError> {
+    drop_database(client, name).await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+        .await
+        .map_err(|e| PgError::query(format!("cannot create the database {name}"), e))
+}
+
+/// Drops database `name` if it exists, closing its sessions.
+pub async fn drop_database(client: &Client, name: &str) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .await
+        .map_err(|e| PgError::query(format!("cannot drop the database {name}"), e))
+}
+
+/// Empties `schema.table` and writes a checkpoint, so that the next measured load starts
+/// from an empty table and a clean buffer cache.
+pub async fn empty_table(client: &Client, schema: &str, table: &str) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!(
+            "TRUNCATE {}; CHECKPOINT",
+            quote_qualified(schema, table)
+        ))
+        .await
+        .map_err(|e| PgError::query(format!("cannot empty {schema}.{table}"), e))
+}

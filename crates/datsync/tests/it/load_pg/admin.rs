@@ -1,0 +1,161 @@
+//! What `datsync demo` and `datsync bench` ask the database through the library: a database
+//! of their own (names quoted, sessions closed on drop), the target emptied and previewed,
+//! and the COPY baseline of the benchmark.
+
+use std::fs::File;
+use std::panic::AssertUnwindSafe;
+
+use datsync::{
+    BaselineError, Pipeline, Profile, RawSettings, SampleOptions, SampleSize, copy_baseline,
+    drop_database, empty_table, encode_baseline, init_db, preview_target, recreate_database,
+    write_sample,
+};
+
+use futures::FutureExt as _;
+
+use super::db::{server, with_db};
+
+#[tokio::test]
+async fn a_database_of_its_own_is_recreated_and_dropped_whatever_its_name() {
+    let admin = datsync::connect(&server()).await.unwrap();
+    // Upper case, a space and a quote: only a quoted name survives this.
+    let name = format!("Datsync it \"{}\"", std::process::id());
+    let outcome = AssertUnwindSafe(recreate_and_drop(&admin, &name))
+        .catch_unwind()
+        .await;
+    // Nothing left behind, whatever happened.
+    drop_database(&admin, &name).await.unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn recreate_and_drop(admin: &tokio_postgres::Client, name: &str) {
+    recreate_database(admin, name).await.unwrap();
+    let inside = datsync::connect(&server().with_dbname(name)).await.unwrap();
+    inside
+        .batch_execute("CREATE TABLE t (k int)")
+        .await
+        .unwrap();
+    // Again, with a session open on it: dropped (the session closed) and created empty.
+    recreate_database(admin, name).await.unwrap();
+    let fresh = datsync::connect(&server().with_dbname(name)).await.unwrap();
+    let current: String = fresh
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(current, name);
+    let tables: i64 = fresh
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+    drop(fresh);
+    drop_database(admin, name).await.unwrap();
+    // Dropping what is not there is fine.
+    drop_database(admin, name).await.unwrap();
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() {
+    with_db(|db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ZTDWR_BASELINE.dat");
+        let options = SampleOptions {
+            size: SampleSize::Rows(450),
+            seed: 5,
+            // The baseline table keeps the target's primary key: keys must be unique, as
+            // in the benchmark's files.
+            invalid_rate: 0.05,
+            ..SampleOptions::default()
+        };
+        write_sample(File::create(&file).unwrap(), &options).unwrap();
+        let profile = Profile::ztdwr();
+        let mut client = db.client().await;
+        init_db(&mut client, &profile).await.unwrap();
+
+        let stream = dir.path().join("copy.bin");
+        let rows = encode_baseline(&profile, &file, &stream, 100).unwrap();
+        copy_baseline(&client, &profile, &stream, rows)
+            .await
+            .unwrap();
+        let gone: bool = client
+            .query_one("SELECT to_regclass('bench_copy_baseline') IS NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(gone, "the baseline table is dropped after the COPY");
+        let wrong = copy_baseline(&client, &profile, &stream, rows + 1).await;
+        assert!(
+            matches!(wrong, Err(BaselineError::RowCount { copied, expected })
+                if copied == rows && expected == rows + 1),
+            "{wrong:?}"
+        );
+
+        let settings = RawSettings {
+            checkpoint_base_path: Some(dir.path().join("ck").display().to_string()),
+            chunk_size: Some(100),
+            ..RawSettings::default()
+        }
+        .validate()
+        .unwrap();
+        let pipeline = Pipeline::builder(profile.clone(), settings, db.settings.clone()).build();
+        let summary = pipeline
+            .run(&file.display().to_string(), None, true)
+            .await
+            .unwrap();
+        // The baseline holds the rows a run loads: the valid ones.
+        assert!(summary.counts.rows_rejected > 0, "{summary:?}");
+        assert_eq!(rows, summary.counts.rows_loaded);
+
+        let key = profile.key.clone();
+        let columns = vec![key.clone(), "nik_supir".to_owned()];
+        let preview = preview_target(&client, &profile, &columns, 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            u64::try_from(preview.rows).unwrap(),
+            summary.counts.records_inserted
+        );
+        assert_eq!(preview.columns, columns);
+        let keys: Vec<String> = preview
+            .first_rows
+            .iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect();
+        let smallest: Vec<String> = client
+            .query(
+                &format!("SELECT {key}::text FROM transport_documents ORDER BY 1 LIMIT 3"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(keys, smallest);
+
+        empty_table(&client, &profile.schema, &profile.table)
+            .await
+            .unwrap();
+        let empty = preview_target(&client, &profile, &columns, 3)
+            .await
+            .unwrap();
+        assert_eq!((empty.rows, empty.first_rows.len()), (0, 0));
+    })
+    .await;
+}
