@@ -95,7 +95,7 @@ pub enum PgError {
         source: tokio_postgres::Error,
     },
     /// A connection pooler stands between datsync and the server, and the settings do not
-    /// say that it keeps sessions ([`pooler`]).
+    /// say that it keeps sessions (see `pooler.rs`).
     #[error(
         "{server} is reached through a connection pooler (the process id it reports is not the \
          server's): datsync needs a session per connection, since the writer lock of a sync is \
