@@ -217,7 +217,12 @@ pub struct WatchArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Pause after a sync's first attempt; it doubles after each further one, up to 1h.
-    #[arg(long, default_value = "60s", value_parser = duration, env = "DATSYNC_WATCH_BACKOFF")]
+    #[arg(
+        long,
+        default_value = seconds(datsync::DEFAULT_INTAKE_BACKOFF),
+        value_parser = duration,
+        env = "DATSYNC_WATCH_BACKOFF"
+    )]
     pub retry_backoff: Duration,
     /// Shared options.
     #[command(flatten)]
@@ -328,7 +333,7 @@ pub struct DemoArgs {
     #[arg(long, hide = true, env = "DATSYNC_DEMO_PG_BIN_PATH")]
     pub pg_bin_path: Option<std::ffi::OsString>,
     /// The local port probed for a running server; for tests.
-    #[arg(long, hide = true, default_value_t = 5432)]
+    #[arg(long, hide = true, default_value_t = datsync::DEFAULT_PORT)]
     pub local_port: u16,
 }
 
@@ -346,7 +351,7 @@ pub struct BenchArgs {
     )]
     pub database_url: String,
     /// Rows per chunk.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = datsync::DEFAULT_BATCH_ROWS)]
     pub chunk_size: usize,
 }
 
@@ -412,6 +417,12 @@ pub struct InspectArgs {
 }
 
 /// A duration such as `500ms`, `30s`, `5m`, `1h` or `1h 30m`.
+/// A library default as a flag's default text (`60s`), so that the library stays its one
+/// owner. The text lives as long as the process: clap asks once, when it builds the parser.
+fn seconds(d: Duration) -> &'static str {
+    Box::leak(format!("{}s", d.as_secs()).into_boxed_str())
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s, 5m or 1h"))

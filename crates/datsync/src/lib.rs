@@ -108,8 +108,8 @@ pub use config::{
     RawSettings, Settings, apply_overrides, parse_bool, process_env,
 };
 pub use profile::{
-    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, MAX_DECIMAL_SCALE,
-    Profile, ProfileError, RangeRule, Rules, ZTDWR_PROFILE_TOML, canonical_name,
+    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
+    MAX_DECIMAL_SCALE, Profile, ProfileError, RangeRule, Rules, ZTDWR_PROFILE_TOML, canonical_name,
 };
 
 // ---- sources ----------------------------------------------------------------------------
@@ -180,9 +180,10 @@ pub use status::{
 // ---- running syncs ----------------------------------------------------------------------
 
 pub use intake::{
-    Action, Begun, DEFAULT_MAX_ATTEMPTS, Found, Intake, IntakeError, Mode, Processed, QUEUE_LEASE,
-    QUEUE_REDELIVERY_SLACK, Ready, RetryPolicy, SOURCE_SUFFIXES, SyncState, TEMP_SUFFIXES,
-    is_source_name, list as list_sources, list_local as list_local_sources,
+    Action, Begun, DEFAULT_BACKOFF as DEFAULT_INTAKE_BACKOFF, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF as DEFAULT_INTAKE_MAX_BACKOFF, Found, Intake, IntakeError, Mode, Processed,
+    QUEUE_LEASE, QUEUE_REDELIVERY_SLACK, Ready, RetryPolicy, SOURCE_SUFFIXES, SyncState,
+    TEMP_SUFFIXES, is_source_name, list as list_sources, list_local as list_local_sources,
 };
 pub use pipeline::{
     DEFAULT_LOAD_ATTEMPTS, DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder,

@@ -106,11 +106,6 @@ impl AlertSettings {
         })
     }
 
-    /// Reads the settings from the process environment.
-    pub fn from_process_env() -> Result<Self, AlertError> {
-        Self::from_env(|name| std::env::var(name).ok())
-    }
-
     /// Whether any alert channel is configured.
     pub fn enabled(&self) -> bool {
         self.email.is_some() || self.webhook.is_some()

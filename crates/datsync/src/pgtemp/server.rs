@@ -15,7 +15,7 @@ pub const TEMP_USER: &str = "datsync";
 /// The database to connect to.
 pub const TEMP_DATABASE: &str = "postgres";
 /// The port number that names the unix socket (`.s.PGSQL.5432`); no TCP port is opened.
-pub const TEMP_PORT: u16 = 5432;
+pub const TEMP_PORT: u16 = crate::pg::DEFAULT_PORT;
 /// Default for [`TempPostgresOptions::start_timeout`].
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`TempPostgresOptions::stop_timeout`].

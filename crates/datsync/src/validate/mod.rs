@@ -32,7 +32,8 @@ use crate::profile::Profile;
 /// Rejected rows / rows read above which a sync fails (`ztdwr.md` §4); the configuration
 /// layer may override it (`VALIDATION_ERROR_THRESHOLD`).
 pub const DEFAULT_ERROR_THRESHOLD: f64 = 0.10;
-/// How many row errors are kept in `sync_metadata.validation_errors`.
+/// How many row errors are kept: in each chunk's ledger row, in `sync_metadata.validation_errors`
+/// and in the alert's report (the one owner of that sample size).
 pub const VALIDATION_ERRORS_SAMPLE: usize = 100;
 /// The column of the rejects batch holding each row's reasons, joined by `; `.
 pub const REASONS_COLUMN: &str = "_reasons";

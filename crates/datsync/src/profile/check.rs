@@ -1,0 +1,381 @@
+//! Checking a raw profile (`raw.rs`) into a [`Profile`]: names canonical, types known,
+//! rules that fit their type, the key required, aliases unambiguous.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::raw::{RawColumn, RawNumber, RawProfile, RawRange};
+use super::{
+    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, MAX_DECIMAL_SCALE,
+    Profile, ProfileError, RangeRule, Rules, canonical_name,
+};
+
+/// Checks a raw profile into a [`Profile`]; every error names the file, the line and the
+/// field.
+pub(super) struct Checker<'a> {
+    pub(super) text: &'a str,
+    pub(super) path: &'a Path,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        memchr::memchr_iter(b'\n', &self.text.as_bytes()[..end]).count() + 1
+    }
+
+    fn invalid(&self, offset: usize, field: &'static str, message: String) -> ProfileError {
+        ProfileError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line_of(offset),
+            field,
+            message,
+        }
+    }
+
+    pub(super) fn check(&self, raw: RawProfile) -> Result<Profile, ProfileError> {
+        if raw.columns.is_empty() {
+            return Err(self.invalid(0, "columns", "the profile has no [[columns]]".into()));
+        }
+        let mut columns = Vec::with_capacity(raw.columns.len());
+        let mut targets = HashSet::new();
+        let mut sources: Vec<(String, bool)> = Vec::new();
+        for spanned in &raw.columns {
+            let at = spanned.span().start;
+            let column = self.check_column(spanned.get_ref(), at)?;
+            if !targets.insert(column.target.clone()) {
+                return Err(self.invalid(
+                    at,
+                    "target",
+                    format!("target column `{}` is defined twice", column.target),
+                ));
+            }
+            for s in column.sources() {
+                match sources.iter_mut().find(|(n, _)| n == s) {
+                    Some(entry) => entry.1 |= column.required,
+                    None => sources.push((s.to_owned(), column.required)),
+                }
+            }
+            columns.push(column);
+        }
+        let key = raw.key.get_ref().clone();
+        match columns.iter().find(|c| c.target == key) {
+            None => {
+                return Err(self.invalid(
+                    raw.key.span().start,
+                    "key",
+                    format!("the key `{key}` is not the target of any column"),
+                ));
+            }
+            Some(c) if !c.required || !c.rules.not_empty => {
+                return Err(self.invalid(
+                    raw.key.span().start,
+                    "key",
+                    format!(
+                        "the key column `{key}` must have `required = true` and `not_empty = true`"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        if raw.table.get_ref().trim().is_empty() {
+            return Err(self.invalid(
+                raw.table.span().start,
+                "table",
+                "the table name is empty".into(),
+            ));
+        }
+        let aliases = match &raw.aliases {
+            Some(a) => self.check_aliases(a, &sources)?,
+            None => HashMap::new(),
+        };
+        Ok(Profile {
+            name: raw.name,
+            schema: raw.schema,
+            table: raw.table.into_inner(),
+            key,
+            materialized_views: raw.materialized_views,
+            null_tokens: raw.null_tokens.unwrap_or_else(|| {
+                DEFAULT_NULL_TOKENS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            }),
+            columns,
+            aliases,
+            sources,
+        })
+    }
+
+    fn check_source_name(
+        &self,
+        name: &str,
+        at: usize,
+        field: &'static str,
+    ) -> Result<(), ProfileError> {
+        let canonical = canonical_name(name);
+        if canonical.is_empty() || canonical != name {
+            return Err(self.invalid(
+                at,
+                field,
+                format!("`{name}` is not a canonical header name; write `{canonical}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_column(&self, raw: &RawColumn, at: usize) -> Result<Column, ProfileError> {
+        self.check_source_name(&raw.source, at, "source")?;
+        let kind = match raw.kind.as_str() {
+            "text" => ColumnType::Text,
+            "decimal" => {
+                let scale = raw.scale.unwrap_or(DEFAULT_DECIMAL_SCALE);
+                if scale > MAX_DECIMAL_SCALE {
+                    return Err(self.invalid(
+                        at,
+                        "scale",
+                        format!("scale {scale} is above the maximum {MAX_DECIMAL_SCALE}"),
+                    ));
+                }
+                ColumnType::Decimal { scale }
+            }
+            "integer" => ColumnType::Integer,
+            "boolean" => ColumnType::Boolean,
+            "date" => ColumnType::Date,
+            "time" => ColumnType::Time,
+            "timestamp" => ColumnType::Timestamp,
+            "date_timestamp" => ColumnType::DateTimestamp,
+            other => {
+                return Err(self.invalid(
+                    at,
+                    "type",
+                    format!(
+                        "unknown type `{other}`; use text, decimal, integer, boolean, date, time, \
+                         timestamp or date_timestamp"
+                    ),
+                ));
+            }
+        };
+        if raw.scale.is_some() && !matches!(kind, ColumnType::Decimal { .. }) {
+            return Err(self.invalid(
+                at,
+                "scale",
+                format!("`scale` applies to decimal columns, not {kind}"),
+            ));
+        }
+        match (&raw.time_source, kind) {
+            (None, ColumnType::Timestamp) => {
+                return Err(self.invalid(
+                    at,
+                    "time_source",
+                    "a `timestamp` column needs `time_source` (use `date_timestamp` for a date at midnight)".into(),
+                ));
+            }
+            (Some(_), k) if k != ColumnType::Timestamp => {
+                return Err(self.invalid(
+                    at,
+                    "time_source",
+                    format!("`time_source` applies to timestamp columns, not {k}"),
+                ));
+            }
+            (Some(t), _) => self.check_source_name(t, at, "time_source")?,
+            (None, _) => {}
+        }
+        let range = match &raw.range {
+            None => None,
+            Some(_) if !kind.is_numeric() => {
+                return Err(self.invalid(
+                    at,
+                    "range",
+                    format!("`range` applies to decimal or integer columns, not {kind}"),
+                ));
+            }
+            Some(r) => Some(self.check_range(r, at)?),
+        };
+        if raw.valid && kind == ColumnType::Text {
+            return Err(self.invalid(
+                at,
+                "valid",
+                "`valid` has no meaning for a text column".into(),
+            ));
+        }
+        let target = raw.target.clone().unwrap_or_else(|| raw.source.clone());
+        if target.trim().is_empty() {
+            return Err(self.invalid(at, "target", "the target column name is empty".into()));
+        }
+        Ok(Column {
+            target,
+            source: raw.source.clone(),
+            time_source: raw.time_source.clone(),
+            kind,
+            required: raw.required,
+            rules: Rules {
+                not_empty: raw.not_empty,
+                valid: raw.valid,
+                range,
+            },
+        })
+    }
+
+    fn check_range(&self, raw: &RawRange, at: usize) -> Result<RangeRule, ProfileError> {
+        let bound =
+            |exclusive: &Option<RawNumber>, inclusive: &Option<RawNumber>, names: &str| match (
+                exclusive, inclusive,
+            ) {
+                (Some(_), Some(_)) => {
+                    Err(self.invalid(at, "range", format!("give only one of {names}")))
+                }
+                (None, None) => Ok(None),
+                (Some(n), None) | (None, Some(n)) => n
+                    .to_decimal_text()
+                    .map(|value| {
+                        Some(Bound {
+                            value,
+                            inclusive: inclusive.is_some(),
+                        })
+                    })
+                    .ok_or_else(|| {
+                        self.invalid(
+                            at,
+                            "range",
+                            "a range bound must be a finite decimal number".into(),
+                        )
+                    }),
+            };
+        let lower = bound(&raw.gt, &raw.ge, "`gt` and `ge`")?;
+        let upper = bound(&raw.lt, &raw.le, "`lt` and `le`")?;
+        if lower.is_none() && upper.is_none() {
+            return Err(self.invalid(at, "range", "a range needs `gt`/`ge` or `lt`/`le`".into()));
+        }
+        Ok(RangeRule { lower, upper })
+    }
+
+    fn check_aliases(
+        &self,
+        raw: &Spanned<HashMap<String, Vec<String>>>,
+        sources: &[(String, bool)],
+    ) -> Result<HashMap<String, String>, ProfileError> {
+        let at = raw.span().start;
+        let mut aliases = HashMap::new();
+        let mut canon: Vec<_> = raw.get_ref().iter().collect();
+        canon.sort();
+        for (canonical, variants) in canon {
+            if !sources.iter().any(|(n, _)| n == canonical) {
+                return Err(self.invalid(
+                    at,
+                    "aliases",
+                    format!("alias target `{canonical}` is not the source of any column"),
+                ));
+            }
+            for variant in variants {
+                self.check_source_name(variant, at, "aliases")?;
+                if sources.iter().any(|(n, _)| n == variant) && variant != canonical {
+                    // A variant may also be a source in its own right (`waktu_timbang_terima`
+                    // is a target name, not a source); a real collision is ambiguous.
+                    return Err(self.invalid(
+                        at,
+                        "aliases",
+                        format!(
+                            "`{variant}` is both a source column and an alias of `{canonical}`"
+                        ),
+                    ));
+                }
+                if let Some(previous) = aliases.insert(variant.clone(), canonical.clone()) {
+                    return Err(self.invalid(
+                        at,
+                        "aliases",
+                        format!("`{variant}` is an alias of both `{previous}` and `{canonical}`"),
+                    ));
+                }
+            }
+        }
+        Ok(aliases)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::profile::{Bound, ColumnType, Profile};
+
+    fn err(text: &str) -> String {
+        Profile::from_toml_str(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const HEAD: &str = "name = \"t\"\ntable = \"t\"\nkey = \"k\"\n";
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = err(&format!(
+            "{HEAD}[[columns]]\ntarget = \"k\"\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+             [[columns]]\nsource = \"d\"\ntype = \"money\"\n"
+        ));
+        assert!(
+            e.contains("line 10") && e.contains("`type`") && e.contains("money"),
+            "{e}"
+        );
+
+        let e = err(&format!(
+            "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\ncolour = 1\n"
+        ));
+        assert!(
+            e.contains("p.toml") && e.contains("colour") && e.contains("line 7"),
+            "{e}"
+        );
+
+        let e = err(&format!(
+            "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+             [[columns]]\nsource = \"t\"\ntype = \"timestamp\"\n"
+        ));
+        assert!(e.contains("time_source") && e.contains("line 9"), "{e}");
+
+        let e = err(&format!(
+            "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+             [[columns]]\nsource = \"Bad Name\"\ntype = \"text\"\n"
+        ));
+        assert!(e.contains("bad_name") && e.contains("`source`"), "{e}");
+
+        let e = err(
+            "name = \"t\"\ntable = \"t\"\nkey = \"nope\"\n[[columns]]\nsource = \"k\"\ntype = \"text\"\n",
+        );
+        assert!(e.contains("line 3") && e.contains("`key`"), "{e}");
+
+        let e = err(&format!(
+            "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\nrange = {{ gt = 1 }}\n"
+        ));
+        assert!(e.contains("`range`"), "{e}");
+    }
+
+    #[test]
+    fn range_bounds_keep_decimal_text() {
+        let p = Profile::from_toml_str(
+            &format!(
+                "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+                 [[columns]]\nsource = \"x\"\ntype = \"decimal\"\nscale = 3\nrange = {{ ge = \"0.5\", lt = 10 }}\n"
+            ),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let x = &p.columns[1];
+        assert_eq!(x.kind, ColumnType::Decimal { scale: 3 });
+        let r = x.rules.range.as_ref().unwrap();
+        assert_eq!(
+            r.lower,
+            Some(Bound {
+                value: "0.5".into(),
+                inclusive: true
+            })
+        );
+        assert_eq!(
+            r.upper,
+            Some(Bound {
+                value: "10".into(),
+                inclusive: false
+            })
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! The profile file as written: serde structs with `deny_unknown_fields`, spans kept for
+//! the line numbers of the checker's messages (`check.rs`).
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A profile file (`name`, `schema`, `table`, `key`, `[[columns]]`, …).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    /// The profile's name.
+    pub(super) name: String,
+    /// The target schema ([`super::DEFAULT_SCHEMA`] when absent).
+    #[serde(default = "default_schema")]
+    pub(super) schema: String,
+    /// The target table.
+    pub(super) table: Spanned<String>,
+    /// The target column of the conflict key.
+    pub(super) key: Spanned<String>,
+    /// Views refreshed after a sync, in order.
+    #[serde(default)]
+    pub(super) materialized_views: Vec<String>,
+    /// Values that mean NULL ([`super::DEFAULT_NULL_TOKENS`] when absent).
+    pub(super) null_tokens: Option<Vec<String>>,
+    /// Canonical source name → the header variants that mean it.
+    pub(super) aliases: Option<Spanned<HashMap<String, Vec<String>>>>,
+    /// The target columns.
+    pub(super) columns: Vec<Spanned<RawColumn>>,
+}
+
+fn default_schema() -> String {
+    super::DEFAULT_SCHEMA.to_owned()
+}
+
+/// One `[[columns]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawColumn {
+    /// The target column (the source name when absent).
+    pub(super) target: Option<String>,
+    /// The canonical source header (the date half of a timestamp).
+    pub(super) source: String,
+    /// The time half of a timestamp.
+    pub(super) time_source: Option<String>,
+    /// `text`, `decimal`, `integer`, `boolean`, `date`, `time`, `timestamp` or
+    /// `date_timestamp`.
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    /// Decimal places of a decimal ([`super::DEFAULT_DECIMAL_SCALE`] when absent).
+    pub(super) scale: Option<u8>,
+    /// The source column must be in the header.
+    #[serde(default)]
+    pub(super) required: bool,
+    /// The value must not be empty or a null token.
+    #[serde(default)]
+    pub(super) not_empty: bool,
+    /// The value must parse as the column's type.
+    #[serde(default)]
+    pub(super) valid: bool,
+    /// The parsed value must fall in this range.
+    pub(super) range: Option<RawRange>,
+}
+
+/// A `range = { gt | ge = …, lt | le = … }` rule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRange {
+    /// Greater than.
+    pub(super) gt: Option<RawNumber>,
+    /// Greater than or equal.
+    pub(super) ge: Option<RawNumber>,
+    /// Less than.
+    pub(super) lt: Option<RawNumber>,
+    /// Less than or equal.
+    pub(super) le: Option<RawNumber>,
+}
+
+/// A range bound as written: an integer, a float or decimal text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawNumber {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl RawNumber {
+    pub(super) fn to_decimal_text(&self) -> Option<String> {
+        let text = match self {
+            Self::Int(i) => i.to_string(),
+            Self::Float(f) if f.is_finite() => f.to_string(),
+            Self::Float(_) => return None,
+            Self::Text(t) => t.trim().to_owned(),
+        };
+        let digits = text.strip_prefix('-').unwrap_or(&text);
+        let mut parts = digits.splitn(2, '.');
+        let int_ok = parts
+            .next()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let frac_ok = parts
+            .next()
+            .is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        (int_ok && frac_ok).then_some(text)
+    }
+}
