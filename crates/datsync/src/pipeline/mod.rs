@@ -20,6 +20,7 @@
 //! |---|---|
 //! | `plan.rs` | what a run works on: the source and the sync (new, the source's unfinished one, or the one resumed) |
 //! | `open.rs` | the database, the writer lock, the sync's registration and its checkpoint |
+//! | `cut.rs` | how the sync's chunks are cut: by the settings, or as recorded |
 //! | `reconcile.rs` | manifest against ledger: committed chunks marked completed, the chunks left to load |
 //! | `run.rs` | the two phases of one run, chunk after chunk |
 //! | `convert.rs` | phase 1: the reader thread and the converter task |
