@@ -40,9 +40,9 @@
 //! A new version of a source (new ETag, new size or modification time) is another receipt,
 //! hence a new sync; the old receipt stays as it was.
 //!
-//! [`Mode::Triggered`] (the Functions host's blob trigger) is [`Mode::Automatic`] without the
-//! pause: the host paces its retries, each continuing the same sync and counting as an
-//! attempt.
+//! [`Mode::Triggered`] (the Functions host's blob trigger, the small-files alternative) is
+//! [`Mode::Automatic`] without the pause: the host decides when it retries, each retry
+//! continuing the same sync and counting as an attempt.
 //!
 //! [`Mode::Queued`] (a Storage queue message, delivered by the Functions host for the
 //! `BlobCreated` event of the source) counts attempts **as the host does**: the message's

@@ -8,6 +8,7 @@ mod blob;
 mod bounds;
 mod deploy;
 mod manual;
+mod memory;
 mod queue;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -114,6 +115,11 @@ impl Handler {
         } else {
             &["--log-format", "json"][..]
         };
+        let chunks = if args.contains(&"--chunk-size") {
+            &[][..]
+        } else {
+            &["--chunk-size", CHUNK_SIZE][..]
+        };
         cmd.args([
             "serve",
             "--port",
@@ -122,9 +128,8 @@ impl Handler {
             database_url,
             "--checkpoint-dir",
             CHECKPOINTS,
-            "--chunk-size",
-            CHUNK_SIZE,
         ])
+        .args(chunks)
         .args(format)
         .args(args)
         .current_dir(dir)
