@@ -99,7 +99,15 @@ pub enum Command {
     List(ListArgs),
     /// One sync's status (default: the most recent): counts, chunks, errors.
     Status(StatusArgs),
-    /// Remove checkpoint directories older than the retention period.
+    /// Every rejected row and every value warning of a sync, in line order, one record each
+    /// (fields kind, line, column, target, value, reason, raw).
+    ///
+    /// A rejected row (kind `rejected`) was not loaded; `column` and `value` are those of its
+    /// first broken rule (null for a whole-row reason such as a ragged row), `reason` lists
+    /// every broken rule, `raw` is the line. A warning (kind `warning`) is a value that was
+    /// loaded as NULL, as midnight or rounded; its row was loaded.
+    Rejects(RejectsArgs),
+    /// Remove checkpoint directories, and rejects, older than the retention period.
     Gc(GcArgs),
     /// See datsync at work: generate a sample file, load it, kill the load part way
     /// (SIGKILL), resume it, and show what the resume saved.
@@ -300,11 +308,55 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Arguments of `datsync rejects`.
+#[derive(Debug, Args)]
+pub struct RejectsArgs {
+    /// The sync (`sync_YYYYMMDD_HHMMSS_xxxxxxxx`).
+    pub sync_id: String,
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Checkpoint directory or URL, where the rejects are kept [default:
+    /// CHECKPOINT_BASE_PATH, else ./checkpoints].
+    #[arg(long, value_name = "DIR|URL")]
+    pub checkpoint_dir: Option<String>,
+    /// Which records.
+    #[arg(long, value_enum, default_value_t = RejectsKind::All)]
+    pub kind: RejectsKind,
+    /// How records are written.
+    #[arg(long, value_enum, default_value_t = RejectsFormat::Jsonl)]
+    pub format: RejectsFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Which records `datsync rejects` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RejectsKind {
+    /// Rejected rows.
+    Rejected,
+    /// Value warnings.
+    Warning,
+    /// Both, in line order.
+    All,
+}
+
+/// How `datsync rejects` writes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RejectsFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header line.
+    Csv,
+}
+
 /// Arguments of `datsync gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Remove checkpoints not updated for this many days [default: CHECKPOINT_RETENTION_DAYS,
-    /// else 7]. A sync that may still be running is kept for 24 hours after its last update.
+    /// Remove checkpoints (and rejects) not updated for this many days [default:
+    /// CHECKPOINT_RETENTION_DAYS, else 7]. A sync that may still be running is kept for 24
+    /// hours after its last update.
     #[arg(long)]
     pub days: Option<u32>,
     /// Checkpoint directory or URL [default: CHECKPOINT_BASE_PATH, else ./checkpoints].

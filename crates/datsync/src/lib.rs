@@ -17,6 +17,8 @@
 //! - `value`: parsers of single text values (exact decimals, integers, booleans, dates, times).
 //! - `validate`: profile rules over a text batch → accepted rows, rejects, superseded duplicates.
 //! - `transform`: accepted text batch → typed batch for the target table.
+//! - `rejects`: what a sync did not load as written (rejected rows, value warnings), kept
+//!   per chunk next to its checkpoint and read back in line order (`datsync rejects`).
 //! - `pg`: PostgreSQL connection, SQLSTATE classification, migrations (`init-db`), the
 //!   administration the demo and the benchmark need.
 //! - `load`: one chunk per transaction: binary COPY to staging, newest-wins upsert, ledger row.
@@ -83,6 +85,7 @@ mod pg;
 mod pgtemp;
 mod pipeline;
 mod profile;
+mod rejects;
 mod sample;
 mod serve;
 mod source;
@@ -97,7 +100,7 @@ mod value;
 
 pub use model::{
     CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId, LINE_COLUMN,
-    LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, SourceFingerprint, SyncCounts, SyncId,
+    LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, RowErrorKind, SourceFingerprint, SyncCounts, SyncId,
     SyncRef, SyncStatus, UnknownSyncStatus,
 };
 
@@ -146,8 +149,15 @@ pub use store::{
 
 pub use transform::{TransformError, Transformed, arrow_type, transform, typed_schema};
 pub use validate::{
-    DEFAULT_ERROR_THRESHOLD, REASONS_COLUMN, VALIDATION_ERRORS_SAMPLE, ValidateError, Validated,
-    check_columns, error_rate, exceeds_threshold, validate,
+    DEFAULT_ERROR_THRESHOLD, REASONS_COLUMN, REJECT_COLUMN_COLUMN, VALIDATION_ERRORS_SAMPLE,
+    ValidateError, Validated, check_columns, error_rate, exceeds_threshold, validate,
+};
+
+// ---- rejects ----------------------------------------------------------------------------
+
+pub use rejects::{
+    DEFAULT_RAW_DELIMITER, RecordFormat, RecordWriter, RejectRecord, RejectsError, Selection,
+    read_rejects, warnings_batch,
 };
 
 // ---- PostgreSQL -------------------------------------------------------------------------
@@ -169,12 +179,13 @@ pub use pg::{
 };
 pub use status::{
     CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerChunk, LedgerSummary,
-    LedgerTotals, ReadError, StatusError, StatusReport, SyncDetail, SyncOutcome, SyncRecord,
+    LedgerSample, LedgerTotals, ReadError, StatusError, StatusReport, StoredSync, SyncDetail,
+    SyncOutcome, SyncRecord,
     SyncRegistration, TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TablePreview, TimeSavedEstimate,
     VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
     committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,
     ledger_totals, preview_target, read_checkpoint, recent_syncs, refresh_materialized_views,
-    register_sync, sync_detail,
+    register_sync, stored_sync, sync_detail,
 };
 
 // ---- running syncs ----------------------------------------------------------------------

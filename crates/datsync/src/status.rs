@@ -135,6 +135,9 @@ const COUNT_SETS: &str = "records_total = COALESCE($2::bigint, m.records_total),
     records_skipped_older = COALESCE($6::bigint, m.records_skipped_older),
     records_superseded = COALESCE($7::bigint, m.records_superseded),
     validation_errors_count = COALESCE($8::bigint, m.validation_errors_count),
+    records_loaded = COALESCE($12::bigint, m.records_loaded),
+    records_pending = COALESCE($13::bigint, m.records_pending),
+    value_warnings = COALESCE($14::bigint, m.value_warnings),
     updated_at = now()";
 
 /// Writes the final status, counts, error and validation sample; returns the status as
@@ -175,6 +178,9 @@ pub async fn finish_sync(
                 &outcome.status.as_str(),
                 &outcome.error_message,
                 &outcome.validation_errors,
+                &count(|c| c.rows_loaded),
+                &count(|c| c.rows_pending),
+                &count(|c| c.value_warnings),
             ],
         )
         .await
@@ -209,10 +215,29 @@ pub struct LedgerTotals {
     pub rows_read: i64,
     /// Rows rejected by validation in the committed chunks.
     pub rejected: i64,
-    /// Rows superseded by a later line with the same key in the committed chunks.
+    /// Rows superseded by a later line with the same key in the committed chunks (by
+    /// validation, inside a chunk).
     pub superseded: i64,
+    /// Rows superseded by another row of the sync when the committed chunks were upserted
+    /// (counted in `rows` too).
+    pub superseded_on_load: i64,
     /// Rule violations found in the committed chunks.
     pub validation_errors_count: i64,
+    /// Values not loaded as written in the committed chunks.
+    pub value_warnings: i64,
+}
+
+impl LedgerTotals {
+    /// Rows that are the sync's last word on their key: staged rows less those superseded
+    /// on load (`inserted + updated + skipped_older`).
+    pub fn loaded(&self) -> i64 {
+        self.rows - self.superseded_on_load
+    }
+
+    /// Every row superseded by another row of the sync: in a chunk, or across chunks.
+    pub fn superseded_all(&self) -> i64 {
+        self.superseded + self.superseded_on_load
+    }
 }
 
 /// The ledger sums of a sync (zeros when nothing is committed).
@@ -226,7 +251,9 @@ pub async fn ledger_totals(
                 COALESCE(sum(updated), 0)::bigint, COALESCE(sum(skipped_older), 0)::bigint,
                 COALESCE(sum(rows_read), 0)::bigint, COALESCE(sum(rejected), 0)::bigint,
                 COALESCE(sum(superseded), 0)::bigint,
-                COALESCE(sum(validation_errors_count), 0)::bigint
+                COALESCE(sum(validation_errors_count), 0)::bigint,
+                COALESCE(sum(superseded_on_load), 0)::bigint,
+                COALESCE(sum(value_warnings), 0)::bigint
            FROM {}.sync_chunks WHERE sync_id = $1",
         quote_ident(schema)
     );
@@ -244,6 +271,8 @@ pub async fn ledger_totals(
         rejected: r.get(6),
         superseded: r.get(7),
         validation_errors_count: r.get(8),
+        superseded_on_load: r.get(9),
+        value_warnings: r.get(10),
     })
 }
 
@@ -270,8 +299,8 @@ pub async fn committed_chunks(
 mod ledger;
 mod lookup;
 mod preview;
-pub use ledger::{ledger_error_sample, progress_from_ledger};
-pub(crate) use lookup::stored_sync;
+pub use ledger::{LedgerSample, ledger_error_sample, progress_from_ledger};
+pub use lookup::{StoredSync, stored_sync};
 pub use preview::{TablePreview, preview_target};
 mod history;
 mod report;

@@ -38,11 +38,20 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
                 |(id, reason)| serde_json::json!({ "sync_id": id, "reason": reason_name(*reason) }),
             )
             .collect();
+        let rejects_kept: Vec<serde_json::Value> = report
+            .rejects_kept
+            .iter()
+            .map(
+                |(id, reason)| serde_json::json!({ "sync_id": id, "reason": reason_name(*reason) }),
+            )
+            .collect();
         let value = serde_json::json!({
             "checkpoint_dir": dir,
             "retention_days": days,
             "removed": report.removed,
             "kept": kept,
+            "rejects_removed": report.rejects_removed,
+            "rejects_kept": rejects_kept,
         });
         serde_json::to_writer(&mut out, &value)?;
         writeln!(out)?;
@@ -73,7 +82,11 @@ fn print_text(
     report: &RetentionReport,
 ) -> std::io::Result<()> {
     writeln!(out, "checkpoints  {dir} (retention {days} day(s))")?;
-    if report.removed.is_empty() && report.kept.is_empty() {
+    if report.removed.is_empty()
+        && report.kept.is_empty()
+        && report.rejects_removed.is_empty()
+        && report.rejects_kept.is_empty()
+    {
         writeln!(out, "nothing there")?;
     }
     for id in &report.removed {
@@ -82,11 +95,23 @@ fn print_text(
     for (id, reason) in &report.kept {
         writeln!(out, "kept         {id}: {}", reason_text(*reason, days))?;
     }
+    for id in &report.rejects_removed {
+        writeln!(out, "removed      rejects of {id}")?;
+    }
+    for (id, reason) in &report.rejects_kept {
+        writeln!(
+            out,
+            "kept         rejects of {id}: {}",
+            reason_text(*reason, days)
+        )?;
+    }
     writeln!(
         out,
-        "{} removed, {} kept",
+        "{} removed, {} kept; rejects: {} removed, {} kept",
         report.removed.len(),
-        report.kept.len()
+        report.kept.len(),
+        report.rejects_removed.len(),
+        report.rejects_kept.len()
     )?;
     Ok(())
 }

@@ -9,6 +9,7 @@ mod init_db;
 mod inspect;
 mod list;
 mod progress;
+mod rejects;
 mod run;
 mod sample;
 mod serve;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::InitDb(args) => init_db::run(&args, cli.global.profile.as_deref()),
         Command::List(args) => list::run(&args, cli.global.profile.as_deref()),
         Command::Status(args) => status::run(&args, cli.global.profile.as_deref()),
+        Command::Rejects(args) => rejects::run(&args, cli.global.profile.as_deref()),
         Command::Gc(args) => gc::run(&args),
         Command::Demo(args) => demo::run(&args, &cli.global),
         Command::Bench(args) => bench::run(&args),

@@ -152,6 +152,8 @@ impl TestDb {
                  'records_inserted', records_inserted, 'records_updated', records_updated,
                  'records_failed', records_failed, 'records_skipped_older', records_skipped_older,
                  'records_superseded', records_superseded,
+                 'records_loaded', records_loaded, 'records_pending', records_pending,
+                 'value_warnings', value_warnings, 'unknown_columns', unknown_columns,
                  'validation_errors_count', validation_errors_count,
                  'validation_errors', validation_errors, 'error_message', error_message)
                FROM public.sync_metadata WHERE sync_id = $1",
@@ -513,7 +515,8 @@ pub fn rejects(ck: &Path, sync_id: &str) -> BTreeMap<String, Vec<u64>> {
     };
     for entry in entries {
         let path = entry.unwrap().path();
-        if is_temp_file(&path) {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if is_temp_file(&path) || !name.starts_with("rejects_") {
             continue;
         }
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -549,6 +552,70 @@ pub fn rejects(ck: &Path, sync_id: &str) -> BTreeMap<String, Vec<u64>> {
     out
 }
 
+/// The value warnings of a sync, from its warnings files: `(line, source column, target
+/// column, value, reason)` in line order.
+pub fn warnings(ck: &Path, sync_id: &str) -> Vec<(u64, String, String, Option<String>, String)> {
+    use arrow_array::{Array, StringArray, UInt64Array};
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(ck.join("rejects").join(sync_id)) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !is_temp_file(p)
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("warnings_")
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap_or_else(|| panic!("{}: no {name}", path.display()))
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let lines = batch
+                .column_by_name("_line")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .unwrap()
+                .clone();
+            let (column, target, value, reason) = (
+                text("column"),
+                text("target"),
+                text("value"),
+                text("reason"),
+            );
+            for i in 0..batch.num_rows() {
+                out.push((
+                    lines.value(i),
+                    column.value(i).to_owned(),
+                    target.value(i).to_owned(),
+                    value.is_valid(i).then(|| value.value(i).to_owned()),
+                    reason.value(i).to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// A temporary file of an atomic write cut short by a kill (`rejects_0000.parquet#1`):
 /// `object_store` never lists these, and the sync directory's cleanup removes them, but the
 /// rejects directory is kept, so a kill during a rejects write leaves one there.
@@ -566,6 +633,7 @@ pub struct Snapshot {
     pub metadata: Option<Value>,
     pub ledger: Vec<Value>,
     pub rejects: BTreeMap<String, Vec<u64>>,
+    pub warnings: Vec<(u64, String, String, Option<String>, String)>,
 }
 
 impl Snapshot {
@@ -575,6 +643,7 @@ impl Snapshot {
             metadata: db.metadata(sync_id),
             ledger: db.ledger(sync_id),
             rejects: rejects(ck, sync_id),
+            warnings: warnings(ck, sync_id),
         }
     }
 
@@ -601,6 +670,10 @@ impl Snapshot {
             assert_eq!(a, b, "{context}: target rows differ");
         }
         assert_eq!(self.rejects, reference.rejects, "{context}: rejects differ");
+        assert_eq!(
+            self.warnings, reference.warnings,
+            "{context}: value warnings differ"
+        );
     }
 }
 
@@ -650,23 +723,49 @@ pub fn webhook_server() -> (String, std::sync::mpsc::Receiver<(String, Value)>) 
 }
 
 /// The counts of a sync whose chunks were loaded out of order (a failed chunk loaded after
-/// the chunks that follow it) against an uninterrupted run's: every count matches, except
-/// that a key the late chunk shares with later ones is "older than the stored row" instead
-/// of "updated", so only the sum of those two does.
+/// the chunks that follow it) against an uninterrupted run's: every count matches (a key the
+/// late chunk shares with later ones is superseded either way).
 pub fn assert_counts_match_out_of_order(s: &Value, expected: &Value) {
-    for k in [
-        "status",
-        "rows_read",
-        "rows_loaded",
-        "rows_rejected",
-        "rows_superseded",
-        "rows_pending",
-        "records_inserted",
-        "chunks_total",
-        "chunks_completed",
-    ] {
-        assert_eq!(s[k], expected[k], "{k}: {s} vs {expected}");
+    assert_eq!(counts(s), counts(expected));
+    assert_eq!(s["value_warnings"], expected["value_warnings"]);
+    assert_counts_add_up(s);
+}
+
+/// `rows_read = rows_loaded + rows_rejected + rows_superseded + rows_pending` and
+/// `rows_loaded = records_inserted + records_updated + records_skipped_older` in a `--json`
+/// summary.
+pub fn assert_counts_add_up(s: &Value) {
+    assert_eq!(
+        u(s, "rows_read"),
+        u(s, "rows_loaded")
+            + u(s, "rows_rejected")
+            + u(s, "rows_superseded")
+            + u(s, "rows_pending"),
+        "{s}"
+    );
+    assert_eq!(
+        u(s, "rows_loaded"),
+        u(s, "records_inserted") + u(s, "records_updated") + u(s, "records_skipped_older"),
+        "{s}"
+    );
+}
+
+/// The same identities in a `sync_metadata` row ([`TestDb::metadata`]), and its counts equal
+/// to the summary's.
+pub fn assert_metadata_matches(m: &Value, s: &Value) {
+    let pairs = [
+        ("records_total", "rows_read"),
+        ("records_loaded", "rows_loaded"),
+        ("records_failed", "rows_rejected"),
+        ("records_superseded", "rows_superseded"),
+        ("records_pending", "rows_pending"),
+        ("records_inserted", "records_inserted"),
+        ("records_updated", "records_updated"),
+        ("records_skipped_older", "records_skipped_older"),
+        ("value_warnings", "value_warnings"),
+    ];
+    for (column, field) in pairs {
+        assert_eq!(u(m, column), u(s, field), "{column} vs {field}: {m} vs {s}");
     }
-    let moved = |s: &Value| u(s, "records_updated") + u(s, "records_skipped_older");
-    assert_eq!(moved(s), moved(expected));
+    assert_eq!(m["status"], s["status"]);
 }

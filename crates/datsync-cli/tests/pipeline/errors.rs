@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crate::common::{
-    CHUNK_SIZE, KEY, MESSY, Rates, Snapshot, TABLE, TestDb, Work, assert_counts_match_out_of_order,
-    counts, fresh_sync_id, rejects, u,
+    CHUNK_SIZE, KEY, MESSY, Rates, Snapshot, TABLE, TestDb, Work, assert_counts_add_up,
+    assert_counts_match_out_of_order, assert_metadata_matches, counts, fresh_sync_id, rejects, u,
 };
 
 /// A key loaded from chunk `chunk` (per the reference database) that appears on exactly one
@@ -209,6 +209,17 @@ fn too_many_rejected_rows_is_bad_input() {
     assert_eq!(m["error_message"], s["error"]);
     assert!(ck.join(&sync).join("manifest.json").exists());
     assert_eq!(db.table().len(), 0, "nothing loaded");
+    // The rows it read and rejected are reported, and the counts add up: the first chunk's
+    // rejected rows, the rest of what was read pending.
+    let rejected = u(&s, "rows_rejected");
+    assert!(rejected > 0 && u(&s, "rows_read") >= rejected, "{s}");
+    assert_eq!(u(&s, "rows_loaded"), 0, "{s}");
+    assert!(u(&m, "validation_errors_count") >= rejected, "{m}");
+    assert_counts_add_up(&s);
+    assert_metadata_matches(&m, &s);
+    // Each rejected row is in its rejects file.
+    let files = rejects(&ck, &sync);
+    assert_eq!(files.values().map(Vec::len).sum::<usize>() as u64, rejected);
 }
 
 #[test]
@@ -362,7 +373,9 @@ fn every_line_is_loaded_superseded_or_rejected() {
         "{s}"
     );
     let m = db.metadata(sync).unwrap();
-    assert_eq!(m["records_failed"], s["rows_rejected"]);
-    assert_eq!(m["records_total"], s["rows_read"]);
+    assert_metadata_matches(&m, &s);
+    assert_counts_add_up(&s);
+    // An empty table: one insert per distinct key, no update (keys recur across chunks).
     assert_eq!(db.table().len() as u64, u(&s, "records_inserted"));
+    assert_eq!(u(&s, "records_updated"), 0, "{s}");
 }

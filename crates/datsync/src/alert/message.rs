@@ -34,6 +34,8 @@ pub fn body(report: &AlertReport) -> String {
     headline(&mut out, &r);
     counts(&mut out, &r);
     validation_errors(&mut out, &r);
+    value_warnings(&mut out, &r);
+    unknown_columns(&mut out, &r);
     where_to_look(&mut out, &r);
     out
 }
@@ -63,8 +65,10 @@ fn counts(out: &mut String, r: &AlertReport) {
         ("rows loaded", c.rows_loaded),
         ("rows rejected", c.rows_rejected),
         ("rows superseded", c.rows_superseded),
+        ("rows pending", c.rows_pending),
         ("records inserted", c.records_inserted),
         ("records updated", c.records_updated),
+        ("value warnings", c.value_warnings),
     ] {
         let _ = writeln!(out, "  {name:<18}{value}");
     }
@@ -92,9 +96,50 @@ fn validation_errors(out: &mut String, r: &AlertReport) {
     if more > 0 {
         let _ = writeln!(
             out,
-            "  ... and {more} more (all of them are in the sync's rejects file)"
+            "  ... and {more} more (all of them: datsync rejects {} --kind rejected)",
+            r.sync_id
         );
     }
+}
+
+fn value_warnings(out: &mut String, r: &AlertReport) {
+    let count = r.counts.value_warnings;
+    if count == 0 {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Value warnings: {count} (values not loaded as written: NULL, midnight or rounded; the rows were loaded)"
+    );
+    let listed = r.listed_value_warnings();
+    if !listed.is_empty() {
+        let _ = writeln!(out, "First {} (line: reason):", listed.len());
+    }
+    for e in listed {
+        let _ = writeln!(out, "  {}", validation_line(e));
+    }
+    let more = count.saturating_sub(listed.len() as u64);
+    if more > 0 {
+        let _ = writeln!(out, "  ... and {more} more");
+    }
+    let _ = writeln!(
+        out,
+        "  all of them: datsync rejects {} --kind warning",
+        r.sync_id
+    );
+}
+
+fn unknown_columns(out: &mut String, r: &AlertReport) {
+    if r.unknown_columns.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Unknown columns (in the file, not in the profile; not loaded): {}",
+        r.unknown_columns.join(", ")
+    );
 }
 
 /// `line 17: QUANTITY = 'abc': not a decimal number`.
@@ -178,13 +223,17 @@ mod tests {
             },
             validation_errors_count: errors,
             validation_errors: (0..errors)
-                .map(|i| RowError {
-                    line: i + 2,
-                    column: Some("QUANTITY".into()),
-                    value: Some("x".repeat(100)),
-                    reason: format!("reason {i}"),
+                .map(|i| {
+                    RowError::new(
+                        i + 2,
+                        Some("QUANTITY"),
+                        Some(&"x".repeat(100)),
+                        format!("reason {i}"),
+                    )
                 })
                 .collect(),
+            value_warnings: Vec::new(),
+            unknown_columns: Vec::new(),
             checkpoint_dir: Some("./checkpoints/sync_20250129_143022_a3f4b2c1".into()),
             duration: Duration::from_millis(12_345),
         }
@@ -217,6 +266,40 @@ mod tests {
             "{b}"
         );
         assert!(b.contains("Duration:  12.3 s"), "{b}");
+    }
+
+    #[test]
+    fn value_warnings_and_unknown_columns_are_named() {
+        let mut r = report(SyncStatus::PartialSuccess, 1);
+        let b = body(&r);
+        assert!(!b.contains("Value warnings"), "{b}");
+        assert!(!b.contains("Unknown columns"), "{b}");
+        r.counts.value_warnings = 23;
+        r.value_warnings = (0..23)
+            .map(|i| {
+                RowError::warning(
+                    i + 10,
+                    "qty_dikirim",
+                    "qty_dikirim",
+                    "abc",
+                    "not a number: loaded as NULL".into(),
+                )
+            })
+            .collect();
+        r.unknown_columns = vec!["tonase".into(), "catatan".into()];
+        let b = body(&r);
+        assert!(b.contains("Value warnings: 23"), "{b}");
+        assert!(
+            b.contains("line 10: qty_dikirim = 'abc': not a number: loaded as NULL"),
+            "{b}"
+        );
+        assert!(b.contains("... and 3 more"), "{b}");
+        assert!(
+            b.contains("datsync rejects sync_20250129_143022_a3f4b2c1 --kind warning"),
+            "{b}"
+        );
+        assert!(b.contains("Unknown columns"), "{b}");
+        assert!(b.contains("tonase, catatan"), "{b}");
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub struct AlertReport {
     /// The first rows that failed validation, in line order (the pipeline may pass more
     /// than [`MAX_LISTED_VALIDATION_ERRORS`]; alerts list at most that many).
     pub validation_errors: Vec<RowError>,
+    /// The first values not loaded as written (their count is `counts.value_warnings`);
+    /// alerts list at most [`MAX_LISTED_VALIDATION_ERRORS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_warnings: Vec<RowError>,
+    /// Header columns the profile does not know (canonical names), not loaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_columns: Vec<String>,
     /// Where the sync's checkpoints (manifest, chunks, rejects) are kept, when they are.
     pub checkpoint_dir: Option<String>,
     /// How long the sync ran.
@@ -54,6 +61,12 @@ impl AlertReport {
         &self.validation_errors[..n]
     }
 
+    /// The value warnings an alert lists: at most [`MAX_LISTED_VALIDATION_ERRORS`].
+    pub fn listed_value_warnings(&self) -> &[RowError] {
+        let n = self.value_warnings.len().min(MAX_LISTED_VALIDATION_ERRORS);
+        &self.value_warnings[..n]
+    }
+
     /// A copy with secrets masked in every free-text field that could carry one (error
     /// message, file path, checkpoint location); see [`crate::alert::redact_secrets`].
     #[must_use]
@@ -63,6 +76,7 @@ impl AlertReport {
         r.file_path = super::redact_secrets(&r.file_path);
         r.checkpoint_dir = r.checkpoint_dir.as_deref().map(super::redact_secrets);
         r.validation_errors.truncate(MAX_LISTED_VALIDATION_ERRORS);
+        r.value_warnings.truncate(MAX_LISTED_VALIDATION_ERRORS);
         r
     }
 }

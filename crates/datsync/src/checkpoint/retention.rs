@@ -8,6 +8,12 @@
 //! active grace period ([`DEFAULT_ACTIVE_GRACE_HOURS`]): a running sync writes at every chunk,
 //! so one silent for that long has died; even a retention of 0 days never removes a sync that
 //! wrote within the grace period.
+//!
+//! A sync's rejects (`rejects/<sync_id>/`, kept when its checkpoint is cleaned up after a
+//! success) follow the same rule: they go with a checkpoint that is removed, stay with one
+//! that is kept, and without a checkpoint their age is that of their newest file — and a sync
+//! without a checkpoint may be running (`--no-checkpoint`, or between its cleanup and its
+//! end), so they also get the active grace period.
 
 use std::sync::Arc;
 
@@ -63,6 +69,10 @@ pub struct RetentionReport {
     pub removed: Vec<SyncId>,
     /// Checkpoints kept, with the reason.
     pub kept: Vec<(SyncId, KeepReason)>,
+    /// Rejects directories removed.
+    pub rejects_removed: Vec<SyncId>,
+    /// Rejects directories kept, with the reason.
+    pub rejects_kept: Vec<(SyncId, KeepReason)>,
 }
 
 /// Removes the checkpoints of `store` that the policy lets go (see the module docs).
@@ -72,22 +82,45 @@ pub async fn remove_expired(
     clock: &Arc<dyn Clock>,
 ) -> Result<RetentionReport, CheckpointError> {
     let now = clock.now();
-    let mut report = RetentionReport::default();
-    for sync in store.list_syncs().await? {
-        let (updated, active) = last_update(store, &sync).await?;
+    let keep = |updated: Option<DateTime<Utc>>, active: bool| {
         let age = updated.map_or(TimeDelta::MAX, |t| now - t);
-        let keep = if age < policy.max_age {
+        if age < policy.max_age {
             Some(KeepReason::Recent)
         } else if active && age < policy.active_grace {
             Some(KeepReason::Active)
         } else {
             None
-        };
-        if let Some(reason) = keep {
+        }
+    };
+    let mut report = RetentionReport::default();
+    for sync in store.list_syncs().await? {
+        let (updated, active) = last_update(store, &sync).await?;
+        if let Some(reason) = keep(updated, active) {
             report.kept.push((sync, reason));
         } else {
             store.delete_sync(&sync).await?;
             report.removed.push(sync);
+        }
+    }
+    for sync in store.list_rejects_syncs().await? {
+        let decision = if let Some((_, reason)) = report.kept.iter().find(|(s, _)| *s == sync) {
+            Some(*reason)
+        } else if report.removed.contains(&sync) {
+            None
+        } else {
+            let newest = store
+                .list_rejects(&sync)
+                .await?
+                .iter()
+                .map(|o| o.last_modified)
+                .max();
+            keep(newest, true)
+        };
+        if let Some(reason) = decision {
+            report.rejects_kept.push((sync, reason));
+        } else {
+            store.delete_rejects(&sync).await?;
+            report.rejects_removed.push(sync);
         }
     }
     Ok(report)

@@ -109,6 +109,10 @@ pub(super) fn poison_report(found: &Found, p: &Processed, max_attempts: u32) -> 
         counts: summary.map(|s| s.counts).unwrap_or_default(),
         validation_errors_count: 0,
         validation_errors: Vec::new(),
+        value_warnings: Vec::new(),
+        unknown_columns: summary
+            .map(|s| s.unknown_columns.clone())
+            .unwrap_or_default(),
         checkpoint_dir: summary.and_then(|s| s.checkpoint_dir.clone()),
         duration: summary.map_or(std::time::Duration::ZERO, |s| {
             std::time::Duration::from_secs_f64(s.duration_s.max(0.0))

@@ -20,6 +20,7 @@ fn summary(status: SyncStatus) -> RunSummary {
         time_saved_s: None,
         checkpoint_dir: None,
         rejects_dir: None,
+        unknown_columns: Vec::new(),
         resumed: false,
         error: None,
         error_class: None,

@@ -7,6 +7,25 @@
 //! `(sync_seq, source_line)`, so retrying chunk 5 after chunk 120, or loading an older
 //! sync's chunk after a newer sync, never regresses a key. Duplicate keys inside a chunk are
 //! reduced to the last source line before the upsert (no SQLSTATE 21000).
+//!
+//! # Counts
+//!
+//! Each staged row is exactly one of (see [`ChunkLoad`]):
+//!
+//! | the stored row before the upsert | incoming row | counted as |
+//! |---|---|---|
+//! | none | — | inserted |
+//! | another sync's, older | applied | updated |
+//! | another sync's, newer | not applied | skipped_older |
+//! | this sync's (another chunk), older line | applied | superseded (the stored row lost) |
+//! | this sync's (another chunk), newer line | not applied | superseded (the incoming row lost) |
+//! | — (a later line of this chunk has the key) | dropped | superseded |
+//!
+//! The stored row's `sync_seq` is read in the upsert's own statement (a CTE over the staged
+//! keys, same snapshot), since `RETURNING` in PostgreSQL 15 cannot see the old row. So a key
+//! that occurs in two chunks of one file counts once as inserted (or updated) and once as
+//! superseded, whichever chunk commits first: the counts of a sync do not depend on the
+//! order its chunks commit in, and `rows_loaded = inserted + updated + skipped_older`.
 
 mod baseline;
 mod copy;
@@ -38,18 +57,21 @@ pub const COPY_ROWS_PER_MESSAGE: usize = 2048;
 /// over one chunk.)
 pub const LOAD_WORK_MEM: &str = "128MB";
 
-/// What loading a chunk did (or, when `already_committed`, what the ledger recorded).
+/// What loading a chunk did (or, when `already_committed`, what the ledger recorded). See the
+/// module docs: `rows = inserted + updated + skipped_older + superseded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChunkLoad {
     /// Rows in the typed batch.
     pub rows: u64,
     /// Keys inserted.
     pub inserted: u64,
-    /// Keys updated (the incoming row was newer).
+    /// Keys whose stored row, from an earlier sync, was replaced.
     pub updated: u64,
-    /// Keys left alone because the stored row is newer.
+    /// Keys left alone because the stored row, from another sync, is newer.
     pub skipped_older: u64,
-    /// Rows dropped because a later line in the same chunk has the same key.
+    /// Rows of this sync that lost to another row of this sync with the same key: a later
+    /// line of the same chunk, a stored row of an earlier-committed chunk that is newer, or
+    /// the stored row of an earlier-committed chunk that this chunk's row replaced.
     pub superseded: u64,
     /// The ledger already had this chunk: nothing was written.
     pub already_committed: bool,
@@ -149,10 +171,14 @@ pub struct ChunkFacts {
     pub superseded: u64,
     /// Rule violations found (a row may break several).
     pub validation_errors_count: u64,
-    /// The first violations, as JSON (`[{line, column, value, reason}]`).
+    /// The first violations, as JSON (`[{kind, line, column, value, reason}]`).
     pub validation_errors: Option<serde_json::Value>,
     /// How the chunk was cut from its source (recorded so that a resume cuts it again there).
     pub cut: Option<crate::model::ChunkCut>,
+    /// Values of the chunk not loaded as written (read as NULL, midnight, rounded).
+    pub value_warnings: u64,
+    /// The first of them, as JSON (`[{kind, line, column, target, value, reason}]`).
+    pub value_warnings_sample: Option<serde_json::Value>,
 }
 
 impl Loader {
@@ -368,19 +394,22 @@ impl Loader {
             )
             .await
             .map_err(q("cannot upsert the chunk into the target table"))?;
-        let (inserted, updated): (i64, i64) = (counts.get(0), counts.get(1));
-        let rows_i = i64::try_from(rows.staged).unwrap_or(i64::MAX);
-        let distinct = i64::try_from(rows.distinct).unwrap_or(i64::MAX);
-        let skipped = (distinct - inserted - updated).max(0);
+        let counts = UpsertCounts {
+            inserted: counts.get(0),
+            applied_over: counts.get(1),
+            replaced_same_sync: counts.get(2),
+            stored_same_sync: counts.get(3),
+        };
+        let load = counts.classify(rows);
         tx.execute(
             &self.sql.ledger_put,
             &[
                 &sync_id,
                 &chunk_i,
-                &rows_i,
-                &inserted,
-                &updated,
-                &skipped,
+                &to_i64(load.rows),
+                &to_i64(load.inserted),
+                &to_i64(load.updated),
+                &to_i64(load.skipped_older),
                 &checksum,
                 &to_i64(facts.rows_read),
                 &to_i64(facts.rejected),
@@ -390,31 +419,66 @@ impl Loader {
                 &facts.cut.map(|c| to_i64(c.rows)),
                 &facts.cut.and_then(|c| c.bytes).map(to_i64),
                 &facts.cut.and_then(|c| c.max_line_bytes).map(to_i64),
+                &to_i64(load.superseded),
+                &to_i64(facts.value_warnings),
+                &facts.value_warnings_sample,
             ],
         )
         .await
         .map_err(q("cannot write the chunk ledger"))?;
         tx.commit().await.map_err(q("cannot commit the chunk"))?;
-        Ok(ChunkLoad {
+        Ok(load)
+    }
+}
+
+/// What the upsert statement counted (see [`sql`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UpsertCounts {
+    /// Rows inserted (no stored row).
+    inserted: i64,
+    /// Rows applied over a stored row (of any sync).
+    applied_over: i64,
+    /// Of those, rows applied over a stored row of this sync.
+    replaced_same_sync: i64,
+    /// Staged keys whose stored row was this sync's before the upsert (replaced or not).
+    stored_same_sync: i64,
+}
+
+impl UpsertCounts {
+    /// Every staged row in exactly one class (the module docs' table).
+    fn classify(self, rows: Rows) -> ChunkLoad {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let distinct = rows.distinct as u64;
+        let (inserted, applied) = (n(self.inserted), n(self.applied_over));
+        let replaced = n(self.replaced_same_sync).min(applied);
+        let stored_same = n(self.stored_same_sync).max(replaced);
+        // Kept because this sync's stored row is newer: superseded, not older.
+        let kept_same = stored_same - replaced;
+        let skipped_older = distinct
+            .saturating_sub(inserted)
+            .saturating_sub(applied)
+            .saturating_sub(kept_same);
+        ChunkLoad {
             rows: rows.staged as u64,
-            inserted: inserted as u64,
-            updated: updated as u64,
-            skipped_older: skipped as u64,
-            superseded: (rows_i - distinct) as u64,
+            inserted,
+            updated: applied - replaced,
+            skipped_older,
+            superseded: (rows.staged - rows.distinct) as u64 + replaced + kept_same,
             already_committed: false,
-        })
+        }
     }
 }
 
 fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
-    let (rows, inserted, updated, skipped): (i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    let (rows, inserted, updated, skipped_older) = (n(0), n(1), n(2), n(3));
     ChunkLoad {
-        rows: rows as u64,
-        inserted: inserted as u64,
-        updated: updated as u64,
-        skipped_older: skipped as u64,
-        superseded: (rows - inserted - updated - skipped).max(0) as u64,
+        rows,
+        inserted,
+        updated,
+        skipped_older,
+        // Rows committed before `superseded_on_load` was recorded left it 0: the rest is it.
+        superseded: n(5).max(rows.saturating_sub(inserted + updated + skipped_older)),
         already_committed: true,
     }
 }

@@ -74,9 +74,18 @@ impl LoadSql {
                   AND (d.src_line > s.src_line
                        OR (d.src_line = s.src_line AND d.ctid > s.ctid)))"
         );
+        // Who the stored rows are, read in the statement's snapshot before the upsert: a
+        // stored row of this very sync (`sync_seq = $3`) that the upsert replaces, or that is
+        // newer and so stays, makes one of the two rows superseded (not updated, not older);
+        // any other stored row is another sync's. One index probe per staged key.
         let upsert = |filter: &str| {
             format!(
-                "WITH ins AS (
+                "WITH old AS MATERIALIZED (
+                   SELECT t.{key} AS k, t.sync_seq AS seq
+                     FROM {table} t
+                    WHERE t.{key} IN (SELECT s.c{key_i} FROM {STAGE} s)
+                 ),
+                 ins AS (
                    INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
                                              source_file, sync_seq, source_line)
                    SELECT {selects}, now(), now(), $1::text, $2::text, $3::bigint, s.src_line
@@ -84,10 +93,13 @@ impl LoadSql {
                    ON CONFLICT ({key}) DO UPDATE SET {sets}
                    WHERE (COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
                        < (EXCLUDED.sync_seq, EXCLUDED.source_line)
-                   RETURNING (t.xmax = 0) AS inserted
+                   RETURNING t.{key} AS k, (t.xmax = 0) AS inserted
                  )
-                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
-                   FROM ins",
+                 SELECT count(*) FILTER (WHERE i.inserted),
+                        count(*) FILTER (WHERE NOT i.inserted),
+                        count(*) FILTER (WHERE NOT i.inserted AND o.seq = $3::bigint),
+                        (SELECT count(*) FROM old WHERE seq = $3::bigint)
+                   FROM ins i LEFT JOIN old o ON o.k = i.k",
                 targets = targets.join(", "),
                 selects = selects.join(", "),
                 key = quote_ident(&profile.key),
@@ -100,15 +112,17 @@ impl LoadSql {
             upsert_unique: upsert(""),
             upsert_dedup: upsert(&dedup),
             ledger_get: format!(
-                "SELECT \"rows\", inserted, updated, skipped_older, checksum
+                "SELECT \"rows\", inserted, updated, skipped_older, checksum, superseded_on_load
                    FROM {s}.sync_chunks WHERE sync_id = $1 AND chunk_id = $2"
             ),
             ledger_put: format!(
                 "INSERT INTO {s}.sync_chunks
                    (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum,
                     rows_read, rejected, superseded, validation_errors_count, validation_errors,
-                    cut_rows, cut_bytes, cut_max_line_bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    cut_rows, cut_bytes, cut_max_line_bytes,
+                    superseded_on_load, value_warnings, value_warnings_sample)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                         $18)"
             ),
         }
     }

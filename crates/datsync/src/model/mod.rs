@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use row_error::{MAX_ERROR_VALUE_CHARS, RowError};
+pub use row_error::{MAX_ERROR_VALUE_CHARS, RowError, RowErrorKind};
 pub use status::{CheckpointStatus, ChunkStatus, SyncStatus, UnknownSyncStatus};
 pub use sync::{SyncCounts, SyncRef};
 

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sync_chunks cut",
         sql: sync_chunks_cut_sql,
     },
+    Migration {
+        version: 6,
+        name: "value warnings, supersession across chunks, schema drift",
+        sql: values_sql,
+    },
 ];
 
 fn sync_metadata_sql(s: &str) -> String {
@@ -133,6 +138,34 @@ fn sync_chunks_cut_sql(s: &str) -> String {
            ADD COLUMN IF NOT EXISTS cut_rows bigint,
            ADD COLUMN IF NOT EXISTS cut_bytes bigint,
            ADD COLUMN IF NOT EXISTS cut_max_line_bytes bigint;"
+    )
+}
+
+/// What issue 10 adds, committed with each chunk and summed per sync:
+///
+/// - `sync_chunks.superseded_on_load`: rows of the sync that lost to another row of the same
+///   sync with the same key when the chunk was upserted (the chunk's own row, or the row an
+///   earlier-committed chunk had stored), whatever order the chunks commit in;
+/// - `sync_chunks.value_warnings` and `value_warnings_sample`: the values not loaded as written
+///   (read as NULL, a time as midnight, an integer rounded), counted and sampled;
+/// - `sync_metadata.records_loaded`, `records_pending`: the two terms of
+///   `records_total = records_loaded + records_failed + records_superseded + records_pending`
+///   that were not stored yet;
+/// - `sync_metadata.value_warnings`, `unknown_columns` (a JSON array of canonical header names
+///   the profile does not know) and `source_delimiter` (the delimiter the header used, so that
+///   `datsync rejects` can show a rejected row as a line).
+fn values_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.sync_chunks
+           ADD COLUMN IF NOT EXISTS superseded_on_load bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS value_warnings bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS value_warnings_sample jsonb;
+         ALTER TABLE {s}.sync_metadata
+           ADD COLUMN IF NOT EXISTS records_loaded bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS records_pending bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS value_warnings bigint NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS unknown_columns jsonb,
+           ADD COLUMN IF NOT EXISTS source_delimiter text;"
     )
 }
 

@@ -1,6 +1,10 @@
-//! One chunk from validation to commit: validate, keep the rejects, transform, load (one
-//! transaction with its ledger row, retried on transient errors), mark it in the manifest.
-//! What came of it is a [`ChunkResult`]; what stops the sync is a [`Halt`].
+//! One chunk from validation to commit: validate, keep the rejects, transform, keep the value
+//! warnings, load (one transaction with its ledger row, retried on transient errors), mark it
+//! in the manifest. What came of it is a [`ChunkResult`]; what stops the sync is a [`Halt`].
+//!
+//! The rejects and warnings files are written before the transaction, and again (the same
+//! bytes) when a crash makes the chunk load again; the ledger row counts them in the chunk's
+//! transaction, so they are counted exactly once.
 
 use arrow_array::RecordBatch;
 
@@ -9,9 +13,9 @@ use super::retry::LoadAttempt;
 use super::run::Run;
 use crate::checkpoint::{ChunkCompression, ChunkOutcome, encode_parquet};
 use crate::load::{ChunkFacts, ChunkLoad};
-use crate::model::ChunkId;
+use crate::model::{ChunkId, RowError};
 use crate::store::ObjectKey;
-use crate::telemetry::{ChunkCommitted, ChunkCompleted, ChunkFailed, RowsRejected};
+use crate::telemetry::{ChunkCommitted, ChunkCompleted, ChunkFailed, RowsRejected, ValuesWarned};
 use crate::validate::{VALIDATION_ERRORS_SAMPLE, Validated};
 
 /// What happened to one chunk.
@@ -52,13 +56,25 @@ impl Run<'_> {
             })?;
         // The accepted rows are a copy: the text batch is not needed for the load.
         drop(batch);
-        let facts = self.check_rejects(chunk, &validated).await?;
-        let typed = crate::transform::transform(&self.pipeline.profile, &validated.accepted)
-            .map_err(|error| SyncFailure::Transform {
-                source_name: self.plan.source_path.clone(),
-                chunk,
-                error,
-            })?;
+        let mut facts = self.check_rejects(chunk, &validated).await?;
+        let transform = |batch| {
+            crate::transform::transform(&self.pipeline.profile, batch).map_err(|error| {
+                SyncFailure::Transform {
+                    source_name: self.plan.source_path.clone(),
+                    chunk,
+                    error,
+                }
+            })
+        };
+        let typed = transform(&validated.accepted)?;
+        // Rows superseded inside the chunk are checked too: the warnings of a file do not
+        // depend on where its chunks are cut.
+        let mut warnings = typed.warnings;
+        if validated.superseded_rows.num_rows() > 0 {
+            warnings.extend(transform(&validated.superseded_rows)?.warnings);
+            warnings.sort_by_key(|w| w.line);
+        }
+        self.keep_warnings(chunk, &warnings, &mut facts).await?;
         let load = match self
             .load_with_retries(chunk, checksum, &typed.batch, &facts)
             .await?
@@ -109,7 +125,42 @@ impl Run<'_> {
             validation_errors_count: validated.errors.len() as u64,
             validation_errors: serde_json::to_value(sample).ok(),
             cut: Some(self.cut().await),
+            value_warnings: 0,
+            value_warnings_sample: None,
         })
+    }
+
+    /// Writes a chunk's value warnings to `rejects/<sync_id>/warnings_NNNN.parquet`, logs
+    /// them, and records their count and first ones in `facts` for the ledger.
+    async fn keep_warnings(
+        &self,
+        chunk: ChunkId,
+        warnings: &[RowError],
+        facts: &mut ChunkFacts,
+    ) -> Result<(), Halt> {
+        if warnings.is_empty() {
+            return Ok(());
+        }
+        let batch =
+            crate::rejects::warnings_batch(warnings).map_err(|error| SyncFailure::Rejects {
+                chunk,
+                error: error.into(),
+            })?;
+        let bytes = encode_parquet(&batch, ChunkCompression::default())
+            .map_err(|error| SyncFailure::Rejects { chunk, error })?;
+        self.store
+            .put(&ObjectKey::warnings(&self.plan.sync_id, chunk), bytes)
+            .await?;
+        self.pipeline.telemetry.emit(&ValuesWarned {
+            sync_id: &self.plan.sync_id,
+            chunk,
+            count: warnings.len() as u64,
+            first: &warnings[0],
+        });
+        let sample = &warnings[..warnings.len().min(VALIDATION_ERRORS_SAMPLE)];
+        facts.value_warnings = warnings.len() as u64;
+        facts.value_warnings_sample = serde_json::to_value(sample).ok();
+        Ok(())
     }
 
     /// A committed chunk: marked completed (skipped when every row was rejected), progress

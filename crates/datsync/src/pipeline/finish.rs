@@ -9,14 +9,14 @@ use std::sync::Arc;
 use serde::Deserialize as _;
 
 use super::convert::ConvertOutcome;
-use super::halt::{BadInput, Halt};
+use super::halt::{BadInput, Halt, TooManyRejects};
 use super::run::{Run, Tally};
 use super::{PipelineError, RunSummary};
 use crate::alert::AlertReport;
 use crate::checkpoint::{Clock, RetentionPolicy, SystemClock, remove_expired};
-use crate::model::{RowError, SyncCounts, SyncId, SyncStatus};
+use crate::model::{RowError, RowErrorKind, SyncCounts, SyncId, SyncStatus};
 use crate::pg::ErrorClass;
-use crate::status::{LedgerTotals, SyncOutcome, ViewOutcome};
+use crate::status::{LedgerSample, LedgerTotals, SyncOutcome, ViewOutcome};
 use crate::store::ObjectKey;
 use crate::telemetry::{CleanupStarted, SyncFinished};
 use crate::validate::VALIDATION_ERRORS_SAMPLE;
@@ -53,7 +53,13 @@ impl Run<'_> {
         let sync_id = &self.plan.sync_id;
         let totals = crate::status::ledger_totals(&self.client, &p.profile.schema, sync_id).await?;
         let (rows_read, chunks_total) = self.source_totals(converted.as_ref(), &totals).await;
-        let counts = counts(&totals, rows_read, chunks_total, tally);
+        let counts = counts(
+            &totals,
+            rows_read,
+            chunks_total,
+            tally,
+            stopped_chunk(halt.as_ref()),
+        );
         let verdict = decide(halt.as_ref(), tally, &counts, sync_id);
         let loaded_all = matches!(
             verdict.status,
@@ -102,7 +108,7 @@ impl Run<'_> {
             error: Some(error),
             class: None,
         };
-        let counts = counts(&totals, rows_read, chunks_total, tally);
+        let counts = counts(&totals, rows_read, chunks_total, tally, None);
         let checkpoint_dir = self.checkpoint_dir.clone();
         let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
         summary.interrupted = true;
@@ -131,8 +137,9 @@ impl Run<'_> {
         }
     }
 
-    /// The validation errors of the sync: the ledger's; a chunk that stopped the sync was
-    /// not committed, so its errors come from the [`Halt`] when the ledger has none.
+    /// The validation errors of the sync: the ledger's first broken rules, then the ones of a
+    /// chunk that stopped the sync (never committed, so not in the ledger), then the ledger's
+    /// first value warnings, each with its `kind`.
     async fn error_sample(
         &self,
         totals: &LedgerTotals,
@@ -140,21 +147,35 @@ impl Run<'_> {
     ) -> Result<ErrorSample, PipelineError> {
         let limit = i64::try_from(VALIDATION_ERRORS_SAMPLE).unwrap_or(i64::MAX);
         let schema = &self.pipeline.profile.schema;
-        let json =
-            crate::status::ledger_error_sample(&self.client, schema, &self.plan.sync_id, limit)
-                .await?;
-        let count = u64::try_from(totals.validation_errors_count).unwrap_or(0);
-        let ledger_empty = json.as_array().is_none_or(Vec::is_empty);
-        if let Some(Halt::BadInput(BadInput::TooManyRejects(stopped))) = halt
-            && ledger_empty
-            && let Ok(json) = serde_json::to_value(&stopped.errors)
-        {
-            return Ok(ErrorSample {
-                count: count + stopped.errors_count,
-                json,
-            });
+        let sync_id = &self.plan.sync_id;
+        let sample =
+            |which| crate::status::ledger_error_sample(&self.client, schema, sync_id, which, limit);
+        let mut entries = into_entries(sample(LedgerSample::Rejected).await?);
+        let mut count = u64::try_from(totals.validation_errors_count).unwrap_or(0);
+        if let Some(stopped) = stopped_chunk(halt) {
+            count += stopped.errors_count;
+            let room = VALIDATION_ERRORS_SAMPLE.saturating_sub(entries.len());
+            entries.extend(
+                stopped
+                    .errors
+                    .iter()
+                    .take(room)
+                    .filter_map(|e| serde_json::to_value(e).ok()),
+            );
         }
-        Ok(ErrorSample { count, json })
+        let warnings = into_entries(sample(LedgerSample::Warnings).await?);
+        if let Some(first) = warnings.first() {
+            let first = RowError::deserialize(first).unwrap_or_default();
+            tracing::warn!(%sync_id, count = totals.value_warnings, line = first.line,
+                column = first.column.as_deref().unwrap_or(""), value = first.value.as_deref().unwrap_or(""),
+                reason = %first.reason,
+                "values not loaded as written (NULL, midnight or rounded); `datsync rejects {sync_id} --kind warning` lists them");
+        }
+        entries.extend(warnings);
+        Ok(ErrorSample {
+            count,
+            json: serde_json::Value::Array(entries),
+        })
     }
 
     /// The checkpoint after the final status: kept and marked failed when the sync stopped
@@ -216,10 +237,11 @@ impl Run<'_> {
             duration_s: self.started.elapsed().as_secs_f64(),
             time_saved_s,
             checkpoint_dir,
-            rejects_dir: (counts.rows_rejected > 0).then(|| {
+            rejects_dir: (counts.rows_rejected + counts.value_warnings > 0).then(|| {
                 self.store
                     .describe(&ObjectKey::rejects_dir(&self.plan.sync_id))
             }),
+            unknown_columns: Vec::new(),
             resumed,
             error: verdict.error,
             error_class: verdict.class,
@@ -235,14 +257,14 @@ impl Run<'_> {
             tracing::debug!(sync_id = %summary.sync_id, status = %summary.status, "no alert: a retry follows");
             return;
         }
-        let validation_errors = sample
+        let (value_warnings, validation_errors): (Vec<RowError>, Vec<RowError>) = sample
             .json
             .as_array()
             .map(|errors| {
                 errors
                     .iter()
                     .map(|e| RowError::deserialize(e).unwrap_or_default())
-                    .collect()
+                    .partition(|e| e.kind == RowErrorKind::Warning)
             })
             .unwrap_or_default();
         let report = AlertReport {
@@ -254,6 +276,8 @@ impl Run<'_> {
             counts: summary.counts,
             validation_errors_count: sample.count,
             validation_errors,
+            value_warnings,
+            unknown_columns: summary.unknown_columns.clone(),
             checkpoint_dir: summary
                 .checkpoint_dir
                 .clone()
@@ -275,8 +299,9 @@ impl Run<'_> {
         let policy = RetentionPolicy::days(self.pipeline.settings.retention_days);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         match remove_expired(&self.store, &policy, &clock).await {
-            Ok(report) if !report.removed.is_empty() => {
-                tracing::info!(removed = ?report.removed, "expired checkpoints removed");
+            Ok(report) if !report.removed.is_empty() || !report.rejects_removed.is_empty() => {
+                tracing::info!(removed = ?report.removed, rejects_removed = ?report.rejects_removed,
+                    "expired checkpoints and rejects removed");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "removing expired checkpoints failed"),
@@ -341,20 +366,49 @@ fn decide(halt: Option<&Halt>, tally: &Tally, counts: &SyncCounts, sync_id: &Syn
     }
 }
 
-/// The counts of the sync: the ledger's sums, the source's rows and chunks, and this run's
-/// failed chunks.
-fn counts(totals: &LedgerTotals, rows_read: u64, chunks_total: u64, tally: &Tally) -> SyncCounts {
+/// The chunk that stopped the sync above the error threshold, if one did.
+fn stopped_chunk(halt: Option<&Halt>) -> Option<&TooManyRejects> {
+    match halt {
+        Some(Halt::BadInput(BadInput::TooManyRejects(stopped))) => Some(stopped),
+        _ => None,
+    }
+}
+
+/// The entries of a JSON array (none for anything else).
+fn into_entries(sample: serde_json::Value) -> Vec<serde_json::Value> {
+    match sample {
+        serde_json::Value::Array(entries) => entries,
+        _ => Vec::new(),
+    }
+}
+
+/// The counts of the sync: the ledger's sums, the source's rows and chunks, this run's
+/// failed chunks, and the rows read and rejected of a chunk that stopped the sync (its other
+/// rows are pending: nothing of it was loaded).
+fn counts(
+    totals: &LedgerTotals,
+    rows_read: u64,
+    chunks_total: u64,
+    tally: &Tally,
+    stopped: Option<&TooManyRejects>,
+) -> SyncCounts {
     let n = |v: i64| u64::try_from(v).unwrap_or(0);
-    let accounted = n(totals.rows) + n(totals.superseded) + n(totals.rejected);
+    let (stopped_read, stopped_rejected) = stopped.map_or((0, 0), |s| (s.rows_read, s.rejected));
+    // Without a manifest the rows read are the ledger's, which lacks the stopped chunk.
+    let rows_read = rows_read.max(n(totals.rows_read) + stopped_read);
+    let loaded = n(totals.loaded());
+    let rejected = n(totals.rejected) + stopped_rejected;
+    let superseded = n(totals.superseded_all());
     SyncCounts {
         rows_read,
-        rows_loaded: n(totals.rows),
-        rows_rejected: n(totals.rejected),
-        rows_superseded: n(totals.superseded),
-        rows_pending: rows_read.saturating_sub(accounted),
+        rows_loaded: loaded,
+        rows_rejected: rejected,
+        rows_superseded: superseded,
+        rows_pending: rows_read.saturating_sub(loaded + rejected + superseded),
         records_inserted: n(totals.inserted),
         records_updated: n(totals.updated),
         records_skipped_older: n(totals.skipped_older),
+        value_warnings: n(totals.value_warnings),
         chunks_total,
         chunks_completed: n(totals.chunks),
         chunks_failed: tally.failed.len() as u64,

@@ -256,12 +256,7 @@ mod tests {
 
     #[test]
     fn too_many_rejects_names_the_chunk_the_rate_and_the_first_errors() {
-        let error = |line, column: Option<&str>| RowError {
-            line,
-            column: column.map(str::to_owned),
-            value: None,
-            reason: "bad".into(),
-        };
+        let error = |line, column: Option<&str>| RowError::new(line, column, None, "bad".into());
         let halt = Halt::from(BadInput::TooManyRejects(Box::new(TooManyRejects {
             source_name: "/in/a.dat".into(),
             chunk: ChunkId(2),

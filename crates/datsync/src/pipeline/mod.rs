@@ -148,8 +148,13 @@ pub struct RunSummary {
     pub time_saved_s: Option<f64>,
     /// Where the checkpoint is, while it is kept.
     pub checkpoint_dir: Option<String>,
-    /// Where the rejected rows are, when there are any.
+    /// Where the rejected rows and value warnings are, when there are any
+    /// (`datsync rejects SYNC_ID` prints them).
     pub rejects_dir: Option<String>,
+    /// Header columns of the source that the profile does not know (canonical names, file
+    /// order): not loaded; see the profile's `unknown_columns` setting.
+    #[serde(default)]
+    pub unknown_columns: Vec<String>,
     /// Whether this run continued an earlier one.
     pub resumed: bool,
     /// Why the sync failed, when it did.

@@ -62,8 +62,16 @@ pub struct SyncRecord {
     pub records_skipped_older: i64,
     /// Duplicate keys replaced by a later line of the file.
     pub records_superseded: i64,
+    /// Rows that are the sync's last word on their key (inserted + updated + skipped older).
+    pub records_loaded: i64,
+    /// Rows of chunks not committed (failed, or not reached).
+    pub records_pending: i64,
     /// Rule violations found.
     pub validation_errors_count: i64,
+    /// Values not loaded as written (NULL, midnight, rounded).
+    pub value_warnings: i64,
+    /// Header columns the profile does not know (canonical names), not loaded.
+    pub unknown_columns: Vec<String>,
     /// The error, if any.
     pub error_message: Option<String>,
     /// When the sync was first started (RFC 3339, UTC).
@@ -112,13 +120,18 @@ pub struct LedgerChunk {
     pub validation_errors_count: i64,
 }
 
+/// How many columns [`RECORD_COLUMNS`] selects.
+const RECORD_COLUMN_COUNT: usize = 20;
+
 const RECORD_COLUMNS: &str = "sync_id::text, status::text, file_name::text, file_path::text,
     file_size_bytes::bigint, COALESCE(records_total, 0)::bigint,
     COALESCE(records_inserted, 0)::bigint, COALESCE(records_updated, 0)::bigint,
     COALESCE(records_failed, 0)::bigint, COALESCE(records_skipped_older, 0)::bigint,
     COALESCE(records_superseded, 0)::bigint, COALESCE(validation_errors_count, 0)::bigint,
     error_message::text, started_at::timestamptz, completed_at::timestamptz,
-    duration_seconds::double precision";
+    duration_seconds::double precision, COALESCE(records_loaded, 0)::bigint,
+    COALESCE(records_pending, 0)::bigint, COALESCE(value_warnings, 0)::bigint,
+    unknown_columns::jsonb";
 
 /// The `limit` most recent syncs, newest first (by `started_at`).
 pub async fn recent_syncs(
@@ -158,7 +171,7 @@ pub async fn sync_detail(
     let Some(r) = row else {
         return Ok(None);
     };
-    let sample: Option<serde_json::Value> = r.get(16);
+    let sample: Option<serde_json::Value> = r.get(RECORD_COLUMN_COUNT);
     let entries = match sample {
         Some(serde_json::Value::Array(items)) => items,
         Some(serde_json::Value::Null) | None => Vec::new(),
@@ -303,5 +316,12 @@ fn record(r: &Row) -> Result<SyncRecord, ReadError> {
             .unwrap_or_default(),
         completed_at: r.get::<_, Option<DateTime<Utc>>>(14).map(stamp),
         duration_seconds: r.get(15),
+        records_loaded: r.get(16),
+        records_pending: r.get(17),
+        value_warnings: r.get(18),
+        unknown_columns: r
+            .get::<_, Option<serde_json::Value>>(19)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
     })
 }

@@ -6,20 +6,34 @@ use super::{StatusError, err};
 use crate::model::SyncId;
 use crate::pg::quote_ident;
 
-/// The first `limit` validation errors of a sync, in chunk then row order, as a JSON array
-/// (what `sync_metadata.validation_errors` holds).
+/// Which sample of the ledger to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerSample {
+    /// The broken rules of rejected rows (`sync_chunks.validation_errors`).
+    Rejected,
+    /// The value warnings (`sync_chunks.value_warnings_sample`).
+    Warnings,
+}
+
+/// The first `limit` validation errors (or value warnings) of a sync, in chunk then row
+/// order, as a JSON array (what `sync_metadata.validation_errors` is made of).
 pub async fn ledger_error_sample(
     client: &Client,
     schema: &str,
     sync_id: &SyncId,
+    which: LedgerSample,
     limit: i64,
 ) -> Result<serde_json::Value, StatusError> {
+    let column = match which {
+        LedgerSample::Rejected => "validation_errors",
+        LedgerSample::Warnings => "value_warnings_sample",
+    };
     let sql = format!(
         "SELECT COALESCE(jsonb_agg(e ORDER BY chunk_id, n), '[]'::jsonb) FROM (
            SELECT c.chunk_id, x.e, x.n
              FROM {}.sync_chunks c
-             CROSS JOIN LATERAL jsonb_array_elements(c.validation_errors) WITH ORDINALITY AS x(e, n)
-            WHERE c.sync_id = $1 AND jsonb_typeof(c.validation_errors) = 'array'
+             CROSS JOIN LATERAL jsonb_array_elements(c.{column}) WITH ORDINALITY AS x(e, n)
+            WHERE c.sync_id = $1 AND jsonb_typeof(c.{column}) = 'array'
             ORDER BY c.chunk_id, x.n
             LIMIT $2) t",
         quote_ident(schema)
@@ -39,7 +53,8 @@ pub async fn ledger_error_sample(
 
 /// Copies the ledger's sums into the sync's `sync_metadata` row, so that `list` and `status`
 /// show a running sync's progress (status unchanged; the final write replaces these counts
-/// with the same sums and the rows read of the whole source).
+/// with the same sums and the rows read of the whole source). The rows read are those of the
+/// committed chunks, so nothing is pending yet and the counts add up.
 pub async fn progress_from_ledger(
     client: &Client,
     schema: &str,
@@ -50,15 +65,21 @@ pub async fn progress_from_ledger(
         "UPDATE {s}.sync_metadata AS m
             SET records_total = l.rows_read, records_inserted = l.inserted,
                 records_updated = l.updated, records_failed = l.rejected,
-                records_skipped_older = l.skipped_older, records_superseded = l.superseded,
-                validation_errors_count = l.errors, updated_at = now()
+                records_skipped_older = l.skipped_older,
+                records_superseded = l.superseded + l.superseded_on_load,
+                records_loaded = l.rows - l.superseded_on_load, records_pending = 0,
+                validation_errors_count = l.errors, value_warnings = l.warnings,
+                updated_at = now()
            FROM (SELECT COALESCE(sum(rows_read), 0)::bigint AS rows_read,
+                        COALESCE(sum(\"rows\"), 0)::bigint AS rows,
                         COALESCE(sum(inserted), 0)::bigint AS inserted,
                         COALESCE(sum(updated), 0)::bigint AS updated,
                         COALESCE(sum(rejected), 0)::bigint AS rejected,
                         COALESCE(sum(skipped_older), 0)::bigint AS skipped_older,
                         COALESCE(sum(superseded), 0)::bigint AS superseded,
-                        COALESCE(sum(validation_errors_count), 0)::bigint AS errors
+                        COALESCE(sum(superseded_on_load), 0)::bigint AS superseded_on_load,
+                        COALESCE(sum(validation_errors_count), 0)::bigint AS errors,
+                        COALESCE(sum(value_warnings), 0)::bigint AS warnings
                    FROM {s}.sync_chunks WHERE sync_id = $1) AS l
           WHERE m.sync_id = $1"
     );

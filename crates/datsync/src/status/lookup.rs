@@ -15,6 +15,12 @@ pub struct StoredSync {
     pub file_name: Option<String>,
     /// The stored status.
     pub status: SyncStatus,
+    /// The delimiter the source's header used, once recorded.
+    pub source_delimiter: Option<String>,
+    /// Rows rejected, as last recorded.
+    pub records_failed: i64,
+    /// Value warnings, as last recorded.
+    pub value_warnings: i64,
 }
 
 /// The `sync_metadata` row of a sync, if it is registered.
@@ -24,7 +30,9 @@ pub async fn stored_sync(
     sync_id: &SyncId,
 ) -> Result<Option<StoredSync>, StatusError> {
     let sql = format!(
-        "SELECT file_path, file_name, status FROM {}.sync_metadata WHERE sync_id = $1",
+        "SELECT file_path, file_name, status, source_delimiter,
+                COALESCE(records_failed, 0)::bigint, COALESCE(value_warnings, 0)::bigint
+           FROM {}.sync_metadata WHERE sync_id = $1",
         quote_ident(schema)
     );
     let row = client
@@ -45,5 +53,8 @@ pub async fn stored_sync(
         file_path: r.get(0),
         file_name: r.get(1),
         status,
+        source_delimiter: r.get(3),
+        records_failed: r.get(4),
+        value_warnings: r.get(5),
     }))
 }

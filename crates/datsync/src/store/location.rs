@@ -187,6 +187,16 @@ impl ObjectKey {
         ]))
     }
 
+    /// `rejects/<sync_id>/warnings_NNNN.parquet`: the value warnings of chunk `chunk` (values
+    /// loaded as NULL, as midnight, or rounded). Next to the chunk's rejects file.
+    pub fn warnings(sync: &SyncId, chunk: ChunkId) -> Self {
+        Self(Path::from_iter([
+            REJECTS_DIR,
+            sync.as_str(),
+            format!("warnings_{:04}.parquet", chunk.0).as_str(),
+        ]))
+    }
+
     /// `rejects/<sync_id>`: the directory of a sync's rejects files.
     pub fn rejects_dir(sync: &SyncId) -> Self {
         Self(Path::from_iter([REJECTS_DIR, sync.as_str()]))

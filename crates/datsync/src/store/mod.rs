@@ -33,6 +33,7 @@
 
 mod faults;
 mod location;
+mod rejects_dir;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +50,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 #[cfg(feature = "test-support")]
 pub use faults::{CrashPoint, FaultPlan};
 pub use location::{
-    LocationError, ObjectKey, ObjectKind, StoreLocation, chunk_file_name, parse_chunk_file_name,
+    LocationError, ObjectKey, ObjectKind, REJECTS_DIR, StoreLocation, chunk_file_name,
+    parse_chunk_file_name,
 };
 
 use crate::azure::{AzureAccount, AzureConfigError};

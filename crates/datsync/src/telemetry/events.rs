@@ -106,6 +106,28 @@ impl Event for RowsRejected<'_> {
     }
 }
 
+/// Values of a chunk were not loaded as written (kept in the warnings file); the sync's
+/// end logs them once, as a warning.
+pub struct ValuesWarned<'a> {
+    /// The sync.
+    pub sync_id: &'a SyncId,
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// Warnings.
+    pub count: u64,
+    /// The first of them.
+    pub first: &'a crate::model::RowError,
+}
+
+impl Event for ValuesWarned<'_> {
+    const NAME: &'static str = "values_warned";
+    fn log(&self) {
+        tracing::debug!(sync_id = %self.sync_id, chunk = self.chunk.0, count = self.count,
+            line = self.first.line, column = self.first.column.as_deref().unwrap_or(""),
+            reason = %self.first.reason, "values not loaded as written");
+    }
+}
+
 /// Checkpoint cleanup begins.
 pub struct CleanupStarted<'a> {
     /// The sync.

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 pub use events::{
     ChunkCommitted, ChunkCompleted, ChunkConverted, ChunkFailed, ChunkStaged, CleanupStarted,
-    RowsRejected, SyncFinished,
+    RowsRejected, SyncFinished, ValuesWarned,
 };
 
 /// The environment variable that arms crash injection.
@@ -40,6 +40,7 @@ pub(crate) const EVENT_NAMES: &[&str] = &[
     ChunkCompleted::NAME,
     ChunkFailed::NAME,
     RowsRejected::NAME,
+    ValuesWarned::NAME,
     CleanupStarted::NAME,
     SyncFinished::NAME,
 ];

@@ -37,11 +37,13 @@ impl Input<'_> {
         let Some(values) = self.values else {
             return Ok(new_null_array(&arrow_type(self.column.kind), self.rows));
         };
+        let target = self.column.target.as_str();
         let mut warn = |row: usize, column: &str, value: &str, reason: String| {
-            warnings.push(RowError::new(
+            warnings.push(RowError::warning(
                 self.lines.value(row),
-                Some(column),
-                Some(value),
+                column,
+                target,
+                value,
                 reason,
             ));
         };

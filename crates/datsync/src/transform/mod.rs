@@ -49,7 +49,8 @@ pub enum TransformError {
 pub struct Transformed {
     /// The typed batch, with the schema of [`typed_schema`].
     pub batch: RecordBatch,
-    /// Values loaded as NULL or midnight, and integers rounded, in row order.
+    /// Values loaded as NULL or midnight, and integers rounded, in row order (each a
+    /// [`RowError`] of kind warning, naming its source and target columns).
     pub warnings: Vec<RowError>,
 }
 

@@ -35,8 +35,12 @@ pub const DEFAULT_ERROR_THRESHOLD: f64 = 0.10;
 /// How many row errors are kept: in each chunk's ledger row, in `sync_metadata.validation_errors`
 /// and in the alert's report (the one owner of that sample size).
 pub const VALIDATION_ERRORS_SAMPLE: usize = 100;
-/// The column of the rejects batch holding each row's reasons, joined by `; `.
+/// The column of the rejects batch holding each row's reasons, joined by `; ` (a reason about
+/// another column than the first reason's starts with that column's name).
 pub const REASONS_COLUMN: &str = "_reasons";
+/// The column of the rejects batch naming the source column of each row's first broken rule
+/// (null for a whole-row reason such as a ragged row).
+pub const REJECT_COLUMN_COLUMN: &str = "_column";
 /// A fatal problem with a batch as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
@@ -76,6 +80,9 @@ pub struct Validated {
     pub accepted: RecordBatch,
     /// Rows that passed the rules but whose key occurs again later in the batch.
     pub superseded: usize,
+    /// Those rows, in file order, with the input's schema (their values are checked like the
+    /// accepted rows', so that the value warnings of a file do not depend on its chunking).
+    pub superseded_rows: RecordBatch,
     /// Rejected rows in full: `_line`, the text columns, `_raw`, and [`REASONS_COLUMN`].
     pub rejects: RecordBatch,
     /// Every broken rule, in row order (a row may break several).
@@ -183,33 +190,66 @@ pub fn validate(profile: &Profile, batch: &RecordBatch) -> Result<Validated, Val
     let rows = batch.num_rows();
     let checks = rules::RowChecks::new(profile, batch);
     let mut errors = Vec::new();
-    let mut reasons: Vec<Option<String>> = vec![None; rows];
+    let mut reasons: Vec<Option<Rejection>> = vec![None; rows];
     for (row, reason) in reasons.iter_mut().enumerate() {
         let first = errors.len();
         checks.check(row, lines.value(row), &mut errors);
         if errors.len() > first {
-            let joined: Vec<&str> = errors[first..].iter().map(|e| e.reason.as_str()).collect();
-            *reason = Some(joined.join("; "));
+            *reason = Some(Rejection::of(&errors[first..]));
         }
     }
     let key = profile.key_column();
     let keys = text_column(batch, &key.source);
     let (keep, superseded) = dedup(&reasons, keys, lines);
+    let lost: Vec<bool> = keep
+        .iter()
+        .zip(&reasons)
+        .map(|(keep, reason)| !keep && reason.is_none())
+        .collect();
     let accepted = filter_record_batch(batch, &BooleanArray::from(keep))?;
+    let superseded_rows = filter_record_batch(batch, &BooleanArray::from(lost))?;
     let rejects = rejects(batch, &reasons)?;
     Ok(Validated {
         rows_read: rows,
         accepted,
         superseded,
+        superseded_rows,
         rejects,
         errors,
     })
 }
 
+/// Why a row is rejected, as its rejects record says it.
+#[derive(Debug, Clone)]
+struct Rejection {
+    /// The source column of the first broken rule (`None`: the whole row).
+    column: Option<String>,
+    /// Every broken rule, joined (see [`REASONS_COLUMN`]).
+    reasons: String,
+}
+
+impl Rejection {
+    /// The rejection of a row that broke `errors` (at least one).
+    fn of(errors: &[RowError]) -> Self {
+        let column = errors.first().and_then(|e| e.column.clone());
+        let reasons: Vec<String> = errors
+            .iter()
+            .map(|e| match &e.column {
+                Some(c) if Some(c) != column.as_ref() => format!("{c}: {}", e.reason),
+                _ => e.reason.clone(),
+            })
+            .collect();
+        Self {
+            column,
+            reasons: reasons.join("; "),
+        }
+    }
+}
+
 /// Which rows to load: the accepted ones (`reasons[row]` is `None`) whose key does not occur
 /// again at a higher line. Returns the mask and the number of superseded rows.
 fn dedup(
-    reasons: &[Option<String>],
+    reasons: &[Option<Rejection>],
     keys: Option<&StringArray>,
     lines: &UInt64Array,
 ) -> (Vec<bool>, usize) {
@@ -242,8 +282,9 @@ fn dedup(
     (keep, superseded)
 }
 
-/// The rejected rows in full: every input column but `_error`, then [`REASONS_COLUMN`].
-fn rejects(batch: &RecordBatch, reasons: &[Option<String>]) -> Result<RecordBatch, ArrowError> {
+/// The rejected rows in full: every input column but `_error`, then [`REJECT_COLUMN_COLUMN`]
+/// and [`REASONS_COLUMN`].
+fn rejects(batch: &RecordBatch, reasons: &[Option<Rejection>]) -> Result<RecordBatch, ArrowError> {
     let mask = BooleanArray::from(reasons.iter().map(Option::is_some).collect::<Vec<_>>());
     let rejected = filter_record_batch(batch, &mask)?;
     let schema = rejected.schema();
@@ -255,9 +296,21 @@ fn rejects(batch: &RecordBatch, reasons: &[Option<String>]) -> Result<RecordBatc
             columns.push(column.clone());
         }
     }
+    fields.push(Arc::new(Field::new(
+        REJECT_COLUMN_COLUMN,
+        DataType::Utf8,
+        true,
+    )));
+    columns.push(Arc::new(
+        reasons
+            .iter()
+            .flatten()
+            .map(|r| r.column.as_deref())
+            .collect::<StringArray>(),
+    ));
     fields.push(Arc::new(Field::new(REASONS_COLUMN, DataType::Utf8, false)));
     columns.push(Arc::new(StringArray::from_iter_values(
-        reasons.iter().flatten(),
+        reasons.iter().flatten().map(|r| r.reasons.as_str()),
     )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

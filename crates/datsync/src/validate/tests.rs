@@ -252,6 +252,13 @@ fn every_broken_rule_is_reported_and_joined() {
     let reasons = strings(&v.rejects, REASONS_COLUMN);
     let r = reasons[0].as_deref().unwrap();
     assert_eq!(r.matches("; ").count(), 2, "{r}");
+    // The first rule's column is the record's; the others name theirs.
+    assert_eq!(
+        strings(&v.rejects, REJECT_COLUMN_COLUMN),
+        [Some("nik".to_owned())]
+    );
+    assert!(r.starts_with("empty: a value is required; bbm: "), "{r}");
+    assert!(r.contains("; jam: "), "{r}");
 }
 
 #[test]
@@ -264,12 +271,12 @@ fn decoder_flagged_rows_are_rejected_with_the_decoder_reason() {
     assert_eq!((v.loaded(), v.rejected(), v.superseded), (2, 1, 0));
     assert_eq!(
         v.errors,
-        [RowError {
-            line: 3,
-            column: None,
-            value: Some("a~|^b".into()),
-            reason: "ragged row: expected 9 fields, found 8".into(),
-        }]
+        [RowError::new(
+            3,
+            None,
+            Some("a~|^b"),
+            "ragged row: expected 9 fields, found 8".into()
+        )]
     );
     assert_eq!(strings(&v.rejects, RAW_COLUMN), [Some("a~|^b".to_owned())]);
 }
@@ -292,6 +299,7 @@ fn last_occurrence_wins_and_rejects_never_supersede() {
     assert_eq!(lines(&v.accepted), [3, 6, 7, 9, 10]);
     assert_eq!(strings(&v.accepted, "bbm")[2].as_deref(), Some("4"));
     assert_eq!(v.superseded, 2);
+    assert_eq!(lines(&v.superseded_rows), [2, 4]);
     assert_eq!(lines(&v.rejects), [5, 8]);
     assert_eq!(v.rows_read, v.loaded() + v.superseded + v.rejected());
     assert_eq!(v.accepted.schema(), batch(&NAMES, &rows).schema());
@@ -320,7 +328,11 @@ fn rejects_keep_every_text_column_and_the_reasons() {
         .collect();
     let mut want = vec![LINE_COLUMN.to_owned()];
     want.extend(NAMES.iter().map(|n| (*n).to_owned()));
-    want.extend([RAW_COLUMN.to_owned(), REASONS_COLUMN.to_owned()]);
+    want.extend([
+        RAW_COLUMN.to_owned(),
+        REJECT_COLUMN_COLUMN.to_owned(),
+        REASONS_COLUMN.to_owned(),
+    ]);
     assert_eq!(names, want);
     assert_eq!(strings(&v.rejects, "bbm"), [Some("abc".to_owned())]);
     assert_eq!(strings(&v.rejects, "spb"), [Some("0001".to_owned())]);
@@ -393,7 +405,26 @@ fn row_errors_serialize_for_sync_metadata() {
     let json = serde_json::to_value(&e).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"line": 12, "column": "bbm_actual", "value": "612.5", "reason": "out of range"})
+        serde_json::json!({"kind": "rejected", "line": 12, "column": "bbm_actual", "value": "612.5",
+            "reason": "out of range"})
+    );
+    // A sample written before `kind` existed reads back as rejected rows.
+    let old: RowError = serde_json::from_value(
+        serde_json::json!({"line": 12, "column": "bbm_actual", "value": "612.5", "reason": "out of range"}),
+    )
+    .unwrap();
+    assert_eq!(old, e);
+    let w = RowError::warning(
+        5,
+        "tanggal_buat",
+        "waktu_buat",
+        "20251399",
+        "impossible date".into(),
+    );
+    assert_eq!(
+        serde_json::to_value(&w).unwrap(),
+        serde_json::json!({"kind": "warning", "line": 5, "column": "tanggal_buat",
+            "target": "waktu_buat", "value": "20251399", "reason": "impossible date"})
     );
     let long = "é".repeat(MAX_ERROR_VALUE_CHARS + 10);
     let e = RowError::new(1, None, Some(&long), String::new());

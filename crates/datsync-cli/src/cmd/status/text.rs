@@ -85,30 +85,54 @@ fn print_metadata(out: &mut impl Write, d: &SyncDetail) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "rows          {} read, {} inserted, {} updated, {} rejected, {} skipped (older), {} superseded",
+        "rows          {} read = {} loaded + {} rejected + {} superseded + {} pending",
         m.records_total,
-        m.records_inserted,
-        m.records_updated,
+        m.records_loaded,
         m.records_failed,
-        m.records_skipped_older,
-        m.records_superseded
+        m.records_superseded,
+        m.records_pending
+    )?;
+    writeln!(
+        out,
+        "loaded        {} inserted, {} updated, {} skipped (older than the stored row)",
+        m.records_inserted, m.records_updated, m.records_skipped_older
     )?;
     if let Some(e) = &m.error_message {
         writeln!(out, "error         {e}")?;
     }
-    writeln!(out, "validation    {} errors", m.validation_errors_count)?;
+    if !m.unknown_columns.is_empty() {
+        writeln!(
+            out,
+            "unknown       columns not in the profile, not loaded: {}",
+            m.unknown_columns.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "validation    {} errors (rows rejected), {} value warnings (NULL, midnight or rounded)",
+        m.validation_errors_count, m.value_warnings
+    )?;
     for e in &d.validation_errors_sample {
         writeln!(out, "              {}", validation_line(e))?;
+    }
+    if m.records_failed + m.value_warnings > 0 {
+        writeln!(
+            out,
+            "              every one: datsync rejects {} [--kind rejected|warning]",
+            m.sync_id
+        )?;
     }
     Ok(())
 }
 
-/// `line 12, column X = "v": reason`, or the JSON as stored when it has another shape.
+/// `rejected line 12, column X = "v": reason`, or the JSON as stored when it has another
+/// shape.
 fn validation_line(e: &serde_json::Value) -> String {
     let field = |k: &str| e.get(k).filter(|v| !v.is_null());
     match (field("line"), field("reason")) {
         (Some(line), Some(reason)) => {
-            let mut s = format!("line {line}");
+            let kind = field("kind").and_then(|k| k.as_str()).unwrap_or("rejected");
+            let mut s = format!("{kind:<8} line {line}");
             if let Some(c) = field("column").and_then(|c| c.as_str()) {
                 let _ = write!(s, ", column {c}");
             }

@@ -52,17 +52,22 @@ fn report(status: SyncStatus) -> AlertReport {
         },
         validation_errors_count: 25,
         validation_errors: (0..25)
-            .map(|i| RowError {
-                line: 10 + i * 3,
-                column: Some("QUANTITY".into()),
-                value: Some(if i == 1 {
+            .map(|i| {
+                let value = if i == 1 {
                     "Müller".to_owned()
                 } else {
                     format!("abc{i}")
-                }),
-                reason: "not a decimal number".into(),
+                };
+                RowError::new(
+                    10 + i * 3,
+                    Some("QUANTITY"),
+                    Some(&value),
+                    "not a decimal number".into(),
+                )
             })
             .collect(),
+        value_warnings: Vec::new(),
+        unknown_columns: Vec::new(),
         checkpoint_dir: Some(format!("./checkpoints/{SYNC_ID}")),
         duration: Duration::from_millis(4200),
     }

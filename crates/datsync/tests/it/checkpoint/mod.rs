@@ -3,6 +3,7 @@
 
 mod conformance;
 mod crash;
+mod rejects_retention;
 mod schema;
 
 use std::sync::Arc;

@@ -37,7 +37,7 @@ async fn init_db_is_idempotent_and_concurrent_safe() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(n, 19);
+        assert_eq!(n, 24);
     })
     .await;
 }

@@ -4,7 +4,7 @@ use datsync::{ChunkId, ChunkLoad, LoadError, Loader, init_db};
 use tokio_postgres::Client;
 
 use super::db::with_db;
-use super::docs::{batch, doc, docs_profile, load, notes, register};
+use super::docs::{Doc, batch, doc, docs_profile, load, notes, register};
 
 async fn setup(client: &mut Client) -> Loader {
     let profile = docs_profile();
@@ -31,9 +31,10 @@ async fn counts_inserts_and_updates_exactly() {
         assert_eq!(counts(&r), (3, 0, 0, 0));
         assert_eq!(r.rows, 3);
         assert!(!r.already_committed);
+        // k2 again, in a later chunk of the same sync: superseded, not updated.
         let second = batch(&p, &[doc(5, "k2", "b"), doc(6, "k4", "b")]);
         let r = load(&loader, &mut c, &sync, 1, &second).await;
-        assert_eq!(counts(&r), (1, 1, 0, 0));
+        assert_eq!(counts(&r), (1, 0, 0, 1));
         let expect = [("k1", "a"), ("k2", "b"), ("k3", "a"), ("k4", "b")];
         let got = notes(&c).await;
         assert_eq!(got.len(), 4);
@@ -45,8 +46,9 @@ async fn counts_inserts_and_updates_exactly() {
             .unwrap();
         assert_eq!(
             (totals.chunks, totals.rows, totals.inserted, totals.updated),
-            (2, 5, 4, 1)
+            (2, 5, 4, 0)
         );
+        assert_eq!((totals.superseded_on_load, totals.loaded()), (1, 4));
         let row = c
             .query_one(
                 "SELECT sync_id, source_file, sync_seq, source_line FROM docs WHERE id = 'k2'",
@@ -58,6 +60,16 @@ async fn counts_inserts_and_updates_exactly() {
         assert_eq!(row.get::<_, String>(1), "a.dat");
         assert_eq!(row.get::<_, i64>(2), sync.sync_seq);
         assert_eq!(row.get::<_, i64>(3), 5);
+
+        // A later sync: rows of an earlier sync replaced are updates; its own key twice is
+        // one update and one superseded row.
+        let later = register(&c, 2, "b.dat").await;
+        let third = batch(&p, &[doc(2, "k1", "c"), doc(3, "k5", "c")]);
+        let r = load(&loader, &mut c, &later, 0, &third).await;
+        assert_eq!(counts(&r), (1, 1, 0, 0));
+        let r = load(&loader, &mut c, &later, 1, &batch(&p, &[doc(9, "k1", "d")])).await;
+        assert_eq!(counts(&r), (0, 0, 0, 1));
+        assert_eq!(notes(&c).await[0].1.as_deref(), Some("d"));
     })
     .await;
 }
@@ -84,7 +96,8 @@ async fn a_chunk_loaded_twice_changes_nothing_and_returns_the_recorded_counts() 
             &[doc(3, "k1", "b"), doc(4, "k2", "b"), doc(5, "k2", "c")],
         );
         let first = load(&loader, &mut c, &sync, 1, &chunk).await;
-        assert_eq!(counts(&first), (1, 1, 0, 1));
+        // k1 replaces chunk 0's row of this sync, k2's line 4 loses to line 5.
+        assert_eq!(counts(&first), (1, 0, 0, 2));
         let before = snapshot(&c).await;
         let again = load(&loader, &mut c, &sync, 1, &chunk).await;
         assert!(again.already_committed);
@@ -147,8 +160,9 @@ async fn chunk_5_retried_after_chunk_120_does_not_regress() {
             &p,
             &[doc(50_002, "k", "from chunk 5"), doc(50_003, "a", "a")],
         );
+        // k's row of chunk 5 loses to chunk 120's, of the same sync: superseded, not older.
         let r = load(&loader, &mut c, &sync, 5, &early).await;
-        assert_eq!(counts(&r), (1, 0, 1, 0));
+        assert_eq!(counts(&r), (1, 0, 0, 1));
         let got = notes(&c).await;
         assert_eq!(got[1], ("k".to_owned(), Some("from chunk 120".to_owned())));
     })
@@ -210,12 +224,12 @@ async fn duplicate_keys_in_one_chunk_keep_the_last_line_without_21000() {
         // Again in a later chunk against an existing row.
         let rows = [doc(20, "k", "line 20"), doc(21, "k", "line 21")];
         let r = load(&loader, &mut c, &sync, 1, &batch(&p, &rows)).await;
-        assert_eq!(counts(&r), (0, 1, 0, 1));
+        assert_eq!(counts(&r), (0, 0, 0, 2));
         assert_eq!(notes(&c).await[0].1.as_deref(), Some("line 21"));
         // Even a malformed batch repeating a line number never hits 21000.
         let rows = [doc(30, "k", "same line"), doc(30, "k", "same line")];
         let r = load(&loader, &mut c, &sync, 2, &batch(&p, &rows)).await;
-        assert_eq!(counts(&r), (0, 1, 0, 1));
+        assert_eq!(counts(&r), (0, 0, 0, 2));
     })
     .await;
 }
@@ -351,4 +365,109 @@ async fn an_empty_chunk_is_committed_in_the_ledger() {
         assert_eq!(chunks, vec![ChunkId(4)]);
     })
     .await;
+}
+
+/// Every order of four chunks sharing keys, over a table holding an earlier sync's rows and a
+/// newer sync's row: the same table and the same counts whatever the order, and the counts a
+/// person expects (each key once as inserted or updated, every other row of the sync
+/// superseded, the newer sync's key older).
+#[tokio::test]
+async fn counts_do_not_depend_on_the_order_chunks_commit_in() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        // Chunk i holds lines 100*i + …; keys `a`…`f` recur across chunks, `n` is the newer
+        // sync's, `e0` and `e1` are the earlier sync's.
+        let chunks: Vec<Vec<Doc>> = vec![
+            vec![doc(101, "a", "0"), doc(102, "b", "0"), doc(103, "e0", "0")],
+            vec![doc(201, "a", "1"), doc(202, "c", "1"), doc(203, "n", "1")],
+            vec![doc(301, "b", "2"), doc(302, "a", "2"), doc(303, "d", "2")],
+            vec![
+                doc(401, "c", "3"),
+                doc(402, "e1", "3"),
+                doc(403, "f", "3"),
+                doc(404, "f", "3"),
+            ],
+        ];
+        let mut reference: Option<(Notes, [u64; 5])> = None;
+        for order in permutations(4) {
+            c.batch_execute("TRUNCATE docs, sync_chunks; DELETE FROM sync_metadata")
+                .await
+                .unwrap();
+            let earlier = register(&c, 1, "earlier.dat").await;
+            let base = batch(&p, &[doc(2, "e0", "old"), doc(3, "e1", "old")]);
+            load(&loader, &mut c, &earlier, 0, &base).await;
+            let sync = register(&c, 2, "this.dat").await;
+            let newer = register(&c, 3, "newer.dat").await;
+            load(
+                &loader,
+                &mut c,
+                &newer,
+                0,
+                &batch(&p, &[doc(2, "n", "newer")]),
+            )
+            .await;
+            let mut sum = [0u64; 5];
+            for &i in &order {
+                let r = load(&loader, &mut c, &sync, i as u32, &batch(&p, &chunks[i])).await;
+                assert_eq!(
+                    r.rows,
+                    r.inserted + r.updated + r.skipped_older + r.superseded
+                );
+                for (s, v) in sum.iter_mut().zip([
+                    r.rows,
+                    r.inserted,
+                    r.updated,
+                    r.skipped_older,
+                    r.superseded,
+                ]) {
+                    *s += v;
+                }
+            }
+            let table = notes(&c).await;
+            // 13 rows: a b c d f inserted once each (5), e0 e1 updated (2), n older (1), and
+            // 5 superseded (a twice, b, c, f once each).
+            assert_eq!(sum, [13, 5, 2, 1, 5], "order {order:?}");
+            let totals = datsync::status::ledger_totals(&c, "public", &sync.sync_id)
+                .await
+                .unwrap();
+            assert_eq!((totals.loaded(), totals.superseded_all()), (8, 5));
+            match &reference {
+                None => reference = Some((table, sum)),
+                Some((t, s)) => {
+                    assert_eq!(&table, t, "order {order:?}");
+                    assert_eq!(&sum, s, "order {order:?}");
+                }
+            }
+        }
+        let (table, _) = reference.unwrap();
+        let note = |k: &str| table.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        assert_eq!(note("a").as_deref(), Some("2"));
+        assert_eq!(note("c").as_deref(), Some("3"));
+        assert_eq!(note("n").as_deref(), Some("newer"));
+        assert_eq!(note("e0").as_deref(), Some("0"));
+    })
+    .await;
+}
+
+/// `id → note` of the docs table.
+type Notes = Vec<(String, Option<String>)>;
+
+/// Every order of `0..n` (Heap's algorithm).
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    fn heap(k: usize, items: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if k <= 1 {
+            out.push(items.clone());
+            return;
+        }
+        for i in 0..k {
+            heap(k - 1, items, out);
+            let j = if k.is_multiple_of(2) { i } else { 0 };
+            items.swap(j, k - 1);
+        }
+    }
+    let mut out = Vec::new();
+    heap(n, &mut (0..n).collect(), &mut out);
+    out
 }
