@@ -428,6 +428,14 @@ pub struct SampleArgs {
     /// Fraction of rows with a missing or extra field.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     pub ragged_rate: f64,
+    /// Fraction of rows with one unreadable value in an optional typed column (`abc` as a
+    /// quantity, `MAYBE` as a flag, `20251399` as a date, `2400` as a time): loaded as NULL
+    /// (or midnight, or rounded) with a warning.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub bad_value_rate: f64,
+    /// Add a column the profile does not know, with this header name, to every line.
+    #[arg(long, value_name = "NAME")]
+    pub extra_column: Option<String>,
     /// Gzip the output.
     #[arg(long)]
     pub gzip: bool,

@@ -87,7 +87,17 @@ fn demo_is_killed_resumes_and_reports() {
         stdout.contains("status     PARTIAL_SUCCESS (20 of 20 chunks completed; partial because"),
         "{stdout}"
     );
-    assert!(stdout.contains("rows       3000 read"), "{stdout}");
+    assert!(stdout.contains("rows       3000 read = "), "{stdout}");
+    // The resumed table is compared with an uninterrupted load into an empty table.
+    assert!(stdout.contains("\nidentical: "), "{stdout}");
+    assert!(!stdout.contains("DIFFERENT"), "{stdout}");
+    assert!(
+        stdout.contains("the uninterrupted load of the same file into an empty table took"),
+        "{stdout}"
+    );
+    // The quirky sample's value warnings are shown, with the command that lists them all.
+    assert!(stdout.contains("values not loaded as written"), "{stdout}");
+    assert!(stdout.contains("--kind warning"), "{stdout}");
 }
 
 #[test]
@@ -111,13 +121,46 @@ fn demo_json_counts_add_up() {
     assert_eq!(r["chunks_skipped_on_resume"], 12);
     assert_eq!(r["chunks_completed"], r["chunks_total"]);
     assert_eq!(r["rows_read"], 1000);
-    let parts = ["rows_loaded", "rows_rejected", "rows_superseded"]
-        .iter()
-        .map(|k| r[k].as_u64().unwrap())
-        .sum::<u64>();
+    let parts = [
+        "rows_loaded",
+        "rows_rejected",
+        "rows_superseded",
+        "rows_pending",
+    ]
+    .iter()
+    .map(|k| r[k].as_u64().unwrap())
+    .sum::<u64>();
     assert_eq!(parts, 1000);
-    // Every key inserted once, by one sync or the other: the table holds the inserted keys.
+    // An empty table: every key inserted once, none updated, though keys recur across chunks.
     assert_eq!(v["table_rows"], r["records_inserted"]);
+    assert_eq!(r["records_updated"], 0);
+    assert!(r["rows_superseded"].as_u64().unwrap() > 0, "{r}");
+    // The resumed table is the uninterrupted one, row for row, and so are the counts.
+    assert_eq!(v["identical"], true, "{v}");
+    assert_eq!(v["resumed_checksum"], v["reference_checksum"]);
+    assert_eq!(v["resumed_checksum"]["rows"], v["table_rows"]);
+    let reference = &v["reference"];
+    assert_eq!(reference["resumed"], false);
+    for k in [
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "rows_superseded",
+        "records_inserted",
+        "records_updated",
+        "value_warnings",
+    ] {
+        assert_eq!(r[k], reference[k], "{k}");
+    }
+    // The sample has unreadable optional values: warned about, the first ones shown.
+    assert!(r["value_warnings"].as_u64().unwrap() > 0, "{r}");
+    let warnings = v["first_warnings"].as_array().unwrap();
+    assert!(!warnings.is_empty());
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w["kind"] == "warning" && w["line"].as_u64().unwrap() > 1)
+    );
     assert_eq!(v["first_rows"].as_array().unwrap().len(), 5);
     let files = std::path::Path::new(v["files_dir"].as_str().unwrap());
     assert!(files.starts_with(tmp.path()), "{}", files.display());

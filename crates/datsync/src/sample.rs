@@ -3,7 +3,11 @@
 //! The same options and seed always give the same bytes. Values look like the real ones:
 //! plates like `B 1234 XYZ`, 16-digit NIKs with leading zeros, SAP dates with `00000000`,
 //! times with leading zeros and `000000`, decimals as `12.5` and `1.234,56`, `X`/blank flags,
-//! and some Latin-1 names. Invalid, duplicate and ragged rows are mixed in at given rates.
+//! and some Latin-1 names. Invalid, duplicate and ragged rows are mixed in at given rates, and
+//! so are unreadable values in optional typed columns (`abc` in a decimal, `MAYBE` in a flag,
+//! `20251399` as a date, `2400` as a time, `2,5` as a counter), which load as NULL (or
+//! midnight, or rounded) with a warning; an extra column the profile does not know can be
+//! added to every line.
 
 use std::io::{self, Write};
 
@@ -52,6 +56,12 @@ pub struct SampleOptions {
     pub delimiter: Delimiter,
     /// A header with a BOM, `^name~` markers, backslashes, aliases and truncated names.
     pub quirky_header: bool,
+    /// Fraction of rows with one unreadable value in an optional typed column (a decimal,
+    /// the integer, a flag, a date or a time), which loads with a warning.
+    pub bad_value_rate: f64,
+    /// A column the profile does not know, added (with a value on every line) as the
+    /// eleventh column; `None` for none.
+    pub extra_column: Option<String>,
 }
 
 impl Default for SampleOptions {
@@ -66,6 +76,8 @@ impl Default for SampleOptions {
             crlf: false,
             delimiter: Delimiter::TildePipeCaret,
             quirky_header: false,
+            bad_value_rate: 0.0,
+            extra_column: None,
         }
     }
 }
@@ -85,6 +97,8 @@ pub struct SampleSummary {
     pub ragged_rows: u64,
     /// Rows holding a Latin-1 (not UTF-8) name.
     pub latin1_rows: u64,
+    /// Rows holding one unreadable value in an optional typed column.
+    pub bad_value_rows: u64,
 }
 
 /// Writes a sample file to `out`.
@@ -123,7 +137,36 @@ enum Kind {
 struct Column {
     source: String,
     kind: Kind,
+    /// What an unreadable value of this column looks like, when it is an optional typed one.
+    bad: Option<Bad>,
+    /// The date half of the pair, for a time half (a time is read only with its date).
+    date_of_pair: Option<usize>,
 }
+
+/// The kinds of unreadable values the generator writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bad {
+    Number,
+    Integer,
+    Boolean,
+    Date,
+    Time,
+}
+
+impl Bad {
+    fn values(self) -> &'static [&'static str] {
+        match self {
+            Self::Number => &["abc", "12x", "--5"],
+            Self::Integer => &["dua", "2,5"],
+            Self::Boolean => &["MAYBE", "?"],
+            Self::Date => &["20251399", "31.02.2025", "2025-13-01"],
+            Self::Time => &["2400", "996100", "25:00"],
+        }
+    }
+}
+
+/// Where the extra column goes (0-based field index).
+const EXTRA_COLUMN_AT: usize = 10;
 
 struct Generator<'a> {
     options: &'a SampleOptions,
@@ -170,8 +213,9 @@ const PLATE_REGIONS: &[&str] = &["B", "D", "F", "BK", "BM", "KT", "KB", "DA", "B
 impl<'a> Generator<'a> {
     fn new(options: &'a SampleOptions) -> Self {
         let profile = Profile::ztdwr();
-        let mut columns = Vec::new();
+        let mut columns: Vec<Column> = Vec::new();
         for col in &profile.columns {
+            let date_at = columns.len();
             for (i, source) in col.sources().enumerate() {
                 if columns.iter().any(|c: &Column| c.source == source) {
                     continue;
@@ -180,6 +224,8 @@ impl<'a> Generator<'a> {
                 columns.push(Column {
                     source: source.to_owned(),
                     kind,
+                    bad: bad_of(col.kind, kind, i == 1),
+                    date_of_pair: (i == 1).then_some(date_at),
                 });
             }
         }
@@ -223,7 +269,7 @@ impl<'a> Generator<'a> {
         if quirky {
             self.line.extend_from_slice("\u{feff}".as_bytes());
         }
-        let names: Vec<String> = self
+        let mut names: Vec<String> = self
             .columns
             .iter()
             .enumerate()
@@ -235,6 +281,9 @@ impl<'a> Generator<'a> {
                 }
             })
             .collect();
+        if let Some(extra) = &self.options.extra_column {
+            names.insert(EXTRA_COLUMN_AT.min(names.len()), extra.clone());
+        }
         let wrapped = quirky && self.options.delimiter.has_markers();
         self.join(names.iter().map(String::as_bytes), wrapped);
         let nl = self.newline();
@@ -304,6 +353,19 @@ impl<'a> Generator<'a> {
         if latin1 {
             self.summary.latin1_rows += 1;
         }
+        // Only when asked: the random stream (so the bytes of every other option) is unchanged.
+        if o.bad_value_rate > 0.0
+            && self.rng.random_bool(o.bad_value_rate.clamp(0.0, 1.0))
+            && defect.is_none()
+        {
+            self.summary.bad_value_rows += 1;
+            self.bad_value(&mut fields);
+        }
+        if o.extra_column.is_some() {
+            let tonnes = self.rng.random_range(0..100_000u32);
+            let value = format!("{}.{:03}", tonnes / 1000, tonnes % 1000).into_bytes();
+            fields.insert(EXTRA_COLUMN_AT.min(fields.len()), value);
+        }
         if ragged {
             self.summary.ragged_rows += 1;
             if self.rng.random_bool(0.5) {
@@ -316,6 +378,27 @@ impl<'a> Generator<'a> {
         self.join(fields.iter().map(Vec::as_slice), wrapped);
         let nl = self.newline();
         self.line.extend_from_slice(nl);
+    }
+
+    /// Puts one unreadable value into an optional typed column of `fields` (a time with a
+    /// valid date, which is what makes the time read).
+    fn bad_value(&mut self, fields: &mut [Vec<u8>]) {
+        let candidates: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| self.columns[i].bad.is_some())
+            .collect();
+        let Some(&at) = candidates.get(self.rng.random_range(0..candidates.len().max(1))) else {
+            return;
+        };
+        let (Some(bad), date) = (self.columns[at].bad, self.columns[at].date_of_pair) else {
+            return;
+        };
+        let values = bad.values();
+        fields[at] = values[self.rng.random_range(0..values.len())]
+            .as_bytes()
+            .to_vec();
+        if let Some(date) = date {
+            fields[date] = b"20250115".to_vec();
+        }
     }
 
     /// Writes a valid value of `kind` into `self.field`.
@@ -471,6 +554,23 @@ fn kind_of(source: &str, kind: ColumnType, is_time_half: bool, required: bool) -
     }
 }
 
+/// What an unreadable value of a column looks like, for the optional typed columns (`kind`
+/// is the generator's, which knows the required ones); `None` for the others.
+fn bad_of(column: ColumnType, kind: Kind, is_time_half: bool) -> Option<Bad> {
+    match (column, kind) {
+        (ColumnType::Timestamp, Kind::Time { required: false }) if is_time_half => Some(Bad::Time),
+        (ColumnType::Time, Kind::Time { required: false }) => Some(Bad::Time),
+        (
+            ColumnType::Timestamp | ColumnType::DateTimestamp | ColumnType::Date,
+            Kind::Date { required: false },
+        ) => Some(Bad::Date),
+        (ColumnType::Decimal { .. }, Kind::Decimal { .. }) => Some(Bad::Number),
+        (ColumnType::Integer, _) => Some(Bad::Integer),
+        (ColumnType::Boolean, _) => Some(Bad::Boolean),
+        _ => None,
+    }
+}
+
 /// The header name written for a source with `--quirky-header`.
 fn quirky_name(source: &str, index: usize) -> String {
     match source {
@@ -526,6 +626,56 @@ mod tests {
         });
         assert!(out.len() >= 100_000 && out.len() < 110_000, "{}", out.len());
         assert_eq!(s.text_bytes, out.len() as u64);
+    }
+
+    /// Every bad value the generator writes is read with a warning, on the right line and
+    /// column; the extra column is named, never loaded; with neither option the bytes are
+    /// those of before.
+    #[test]
+    fn bad_values_warn_and_the_extra_column_is_unknown() {
+        let base = SampleOptions {
+            size: SampleSize::Rows(2_000),
+            dup_rate: 0.05,
+            ..SampleOptions::default()
+        };
+        let (plain, _) = sample(&base);
+        let (plain_again, _) = sample(&SampleOptions {
+            bad_value_rate: 0.0,
+            extra_column: None,
+            ..base.clone()
+        });
+        assert_eq!(plain, plain_again);
+        let (bytes, summary) = sample(&SampleOptions {
+            bad_value_rate: 0.05,
+            extra_column: Some("TONASE".into()),
+            ..base
+        });
+        assert!(summary.bad_value_rows > 50, "{summary:?}");
+        let profile = Profile::ztdwr();
+        let mut decoder =
+            crate::parse::Decoder::new(&profile, crate::parse::ParseOptions::default());
+        let mut warned_lines = std::collections::BTreeSet::new();
+        crate::parse::decode_reader(&bytes[..], &mut decoder, |batch| {
+            let v = crate::validate::validate(&profile, &batch).unwrap();
+            assert_eq!(v.rejected(), 0);
+            for b in [&v.accepted, &v.superseded_rows] {
+                for w in crate::transform::transform(&profile, b).unwrap().warnings {
+                    warned_lines.insert(w.line);
+                }
+            }
+            Ok::<(), crate::parse::ParseError>(())
+        })
+        .unwrap();
+        assert_eq!(warned_lines.len() as u64, summary.bad_value_rows);
+        assert!(
+            decoder
+                .header()
+                .unwrap()
+                .columns
+                .iter()
+                .any(|c| c.canonical == "tonase"),
+            "the extra column is in the header"
+        );
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! `datsync demo`: a sample file loaded, the load killed part way with SIGKILL, resumed, and
-//! the summary with what the resume saved.
+//! `datsync demo`: a quirky sample file loaded, the load killed part way with SIGKILL,
+//! resumed; the same file loaded uninterrupted into a second, empty table; the two tables
+//! compared row by row (a checksum over every column of every row, the audit timestamps and
+//! sync ids aside), with the verdict, the timings of the resume and of the uninterrupted
+//! load, and the value warnings and unknown columns the sample holds.
 //!
 //! The loads run as child processes of this same executable (`datsync run`, `datsync
 //! resume`), so the kill is a real `kill -9` of a real process: the child arms
-//! `DATSYNC_KILL_AT=chunk_committed:<n>` and dies right after its n-th chunk commit.
+//! `DATSYNC_KILL_AT=chunk_committed:<n>` and dies right after its n-th chunk commit. The
+//! interrupted sync loads into the schema `datsync_demo`, the uninterrupted one into
+//! `datsync_demo_reference` (`DB_SCHEMA` of each child; both dropped and recreated first), so
+//! each starts from an empty table.
 
+mod compare;
 mod db;
 mod report;
 
@@ -13,12 +20,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use datsync::{
-    RunSummary, SampleOptions, SampleSize, SampleSummary, SyncStatus, process_env, write_sample,
-};
+use datsync::config::process_env;
+use datsync::model::SyncStatus;
+use datsync::pipeline::RunSummary;
+use datsync::rejects::RejectRecord;
+use datsync::sample::{SampleOptions, SampleSize, SampleSummary, write_sample};
 
 use super::child::{ChildRun, run_datsync};
 use crate::cli::{DemoArgs, GlobalArgs};
+use compare::TableChecksum;
 
 /// Chunks the sample is cut into (the chunk size follows from the row count).
 const DEMO_CHUNKS: u64 = 20;
@@ -26,6 +36,14 @@ const DEMO_CHUNKS: u64 = 20;
 const KILL_SHARE: f64 = 0.6;
 /// Rows of the table shown at the end.
 const SHOWN_ROWS: i64 = 5;
+/// Value warnings shown.
+const SHOWN_WARNINGS: usize = 5;
+/// The schema of the interrupted and resumed load.
+pub const DEMO_SCHEMA: &str = "datsync_demo";
+/// The schema of the uninterrupted load it is compared with.
+pub const REFERENCE_SCHEMA: &str = "datsync_demo_reference";
+/// The column of the sample that the profile does not know.
+const EXTRA_COLUMN: &str = "TONASE";
 
 /// What the demo did, for the text and `--json` reports.
 #[derive(Debug, serde::Serialize)]
@@ -37,18 +55,29 @@ struct DemoOutcome {
     killed_after_chunks: u64,
     killed_run_s: f64,
     resume_s: f64,
+    /// The uninterrupted load of the same file into an empty table.
     full_run_s: f64,
     resume: RunSummary,
+    /// The uninterrupted load's summary.
+    reference: RunSummary,
     table: String,
+    reference_table: String,
     table_rows: i64,
+    /// The checksums of the two tables.
+    resumed_checksum: TableChecksum,
+    reference_checksum: TableChecksum,
+    /// Whether the resumed table equals the uninterrupted one.
+    identical: bool,
     first_rows: Vec<Vec<Option<String>>>,
     columns: Vec<String>,
+    /// The first value warnings of the resumed sync.
+    first_warnings: Vec<RejectRecord>,
     /// The kept directory with the sample and the rejects.
     files_dir: String,
 }
 
 pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let profile = &super::load_profile(global.profile.as_deref())?;
+    let mut profile = super::load_profile(global.profile.as_deref())?;
     let env = process_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,6 +87,10 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         println!("database   {}", target.description);
     }
+    rt.block_on(db::fresh_schemas(
+        &target.settings,
+        &[DEMO_SCHEMA, REFERENCE_SCHEMA],
+    ))?;
     let dir = tempfile::Builder::new()
         .prefix("datsync-demo-")
         .tempdir()
@@ -75,29 +108,30 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .min(chunks.saturating_sub(1))
         .max(1);
     if !args.json {
-        println!(
-            "sample     {} ({} rows: {} invalid, {} duplicate keys, {} ragged; quirky header)",
-            file.display(),
-            sample.rows,
-            sample.invalid_rows,
-            sample.duplicate_rows,
-            sample.ragged_rows
-        );
+        report::print_sample(&file, &sample, EXTRA_COLUMN);
     }
-    let mut common = common_args(&target, dir.path(), chunk_size);
+    let mut common = common_args(&target, chunk_size);
     if let Some(p) = &global.profile {
         common.extend(["--profile".to_owned(), p.display().to_string()]);
     }
     let plan = Plan {
         file: &file,
+        dir: dir.path(),
         common,
         chunks,
         kill_at,
         quiet: args.json,
     };
-    let (killed, resumed, full, summary) = plan.loads()?;
-
-    let preview = rt.block_on(report::table_rows(&target.settings, profile, SHOWN_ROWS))?;
+    let loads = plan.loads()?;
+    DEMO_SCHEMA.clone_into(&mut profile.schema);
+    let mut reference_profile = profile.clone();
+    REFERENCE_SCHEMA.clone_into(&mut reference_profile.schema);
+    let found = rt.block_on(findings(
+        &target.settings,
+        [&profile, &reference_profile],
+        &dir.path().join("checkpoints"),
+        &loads.resume.sync_id,
+    ))?;
     let kept = dir.keep();
     let outcome = DemoOutcome {
         database: target.description.clone(),
@@ -105,14 +139,20 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         chunk_size,
         chunks,
         killed_after_chunks: kill_at,
-        killed_run_s: secs(killed.elapsed),
-        resume_s: secs(resumed.elapsed),
-        full_run_s: secs(full.elapsed),
-        resume: summary,
+        killed_run_s: secs(loads.killed.elapsed),
+        resume_s: secs(loads.resumed.elapsed),
+        full_run_s: secs(loads.full.elapsed),
+        resume: loads.resume,
+        reference: loads.reference,
         table: format!("{}.{}", profile.schema, profile.table),
-        table_rows: preview.rows,
-        first_rows: preview.first_rows,
-        columns: preview.columns,
+        reference_table: format!("{}.{}", reference_profile.schema, reference_profile.table),
+        table_rows: found.table_rows,
+        identical: found.resumed_checksum == found.reference_checksum,
+        resumed_checksum: found.resumed_checksum,
+        reference_checksum: found.reference_checksum,
+        first_rows: found.first_rows,
+        columns: found.columns,
+        first_warnings: found.first_warnings,
         files_dir: kept.display().to_string(),
     };
     if args.json {
@@ -120,7 +160,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     } else {
         report::print(&outcome);
         println!(
-            "files      the sample and the rejected rows stay in {} (delete it when done)",
+            "files      the sample, the checkpoints and the rejects stay in {} (delete it when done)",
             kept.display()
         );
     }
@@ -132,21 +172,66 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             println!("cleanup    the throwaway PostgreSQL is stopped and removed");
         }
     }
-    Ok(
-        if matches!(
-            outcome.resume.status,
-            SyncStatus::Success | SyncStatus::PartialSuccess
-        ) {
+    Ok(outcome.exit_code())
+}
+
+impl DemoOutcome {
+    /// Success when both loads loaded and the tables are identical.
+    fn exit_code(&self) -> ExitCode {
+        let loaded =
+            |s: &RunSummary| matches!(s.status, SyncStatus::Success | SyncStatus::PartialSuccess);
+        if self.identical && loaded(&self.resume) && loaded(&self.reference) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
-        },
-    )
+        }
+    }
+}
+
+/// What the demo reads back once the loads are done.
+struct Findings {
+    resumed_checksum: TableChecksum,
+    reference_checksum: TableChecksum,
+    table_rows: i64,
+    columns: Vec<String>,
+    first_rows: Vec<Vec<Option<String>>>,
+    first_warnings: Vec<RejectRecord>,
+}
+
+/// The two tables' checksums (the resumed one's profile first), the first rows of the
+/// resumed table, and the resumed sync's first value warnings.
+async fn findings(
+    settings: &datsync::pg::PgSettings,
+    [resumed, reference]: [&datsync::profile::Profile; 2],
+    checkpoints: &Path,
+    sync_id: &datsync::model::SyncId,
+) -> anyhow::Result<Findings> {
+    let (table_rows, columns, first_rows) =
+        report::table_rows(settings, resumed, SHOWN_ROWS).await?;
+    Ok(Findings {
+        resumed_checksum: compare::checksum(settings, resumed).await?,
+        reference_checksum: compare::checksum(settings, reference).await?,
+        table_rows,
+        columns,
+        first_rows,
+        first_warnings: report::first_warnings(checkpoints, sync_id, SHOWN_WARNINGS).await?,
+    })
+}
+
+/// The loads of the demo and what each said.
+struct Loads {
+    killed: ChildRun,
+    resumed: ChildRun,
+    full: ChildRun,
+    resume: RunSummary,
+    reference: RunSummary,
 }
 
 /// The three loads of the demo.
 struct Plan<'a> {
     file: &'a Path,
+    /// Where the checkpoints go (a directory for each of the two schemas).
+    dir: &'a Path,
     /// Flags of every child.
     common: Vec<String>,
     chunks: u64,
@@ -156,18 +241,39 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// A run killed after `kill_at` chunk commits, its resume (with the resume's summary),
-    /// and an uninterrupted run of the same file for comparison.
-    fn loads(self) -> anyhow::Result<(ChildRun, ChildRun, ChildRun, RunSummary)> {
+    /// A run killed after `kill_at` chunk commits and its resume, into [`DEMO_SCHEMA`]; then
+    /// an uninterrupted run of the same file into the empty table of [`REFERENCE_SCHEMA`].
+    fn loads(self) -> anyhow::Result<Loads> {
         let (kill_at, chunks) = (self.kill_at, self.chunks);
         let now = chrono::Utc::now();
         let sync_id = datsync::SyncId::new(now, now.timestamp_subsec_nanos() ^ std::process::id());
         let file_arg = self.file.display().to_string();
-        let mut run_args = vec!["run".to_owned(), file_arg.clone(), "--sync-id".to_owned()];
-        run_args.push(sync_id.to_string());
-        run_args.extend(self.common.iter().cloned());
+        let with = |mut args: Vec<String>, checkpoints: &str| {
+            args.extend(self.common.iter().cloned());
+            args.extend([
+                "--checkpoint-dir".to_owned(),
+                self.dir.join(checkpoints).display().to_string(),
+            ]);
+            args
+        };
+        let schema = |s: &str| ("DB_SCHEMA", s.to_owned());
+        let run_args = with(
+            vec![
+                "run".into(),
+                file_arg.clone(),
+                "--sync-id".into(),
+                sync_id.to_string(),
+            ],
+            "checkpoints",
+        );
         let kill_spec = format!("chunk_committed:{kill_at}");
-        let killed = run_datsync(&run_args, &[(datsync::KILL_AT_ENV, kill_spec)])?;
+        let killed = run_datsync(
+            &run_args,
+            &[
+                (datsync::telemetry::KILL_AT_ENV, kill_spec),
+                schema(DEMO_SCHEMA),
+            ],
+        )?;
         if !killed.killed() {
             bail!(
                 "the first load was meant to be killed after chunk {kill_at} but ended: {}",
@@ -181,19 +287,25 @@ impl Plan<'_> {
                 killed.elapsed.as_secs_f64()
             );
         }
-        let mut resume_args = vec!["resume".to_owned(), sync_id.to_string()];
-        resume_args.extend(self.common.iter().cloned());
-        let resumed = run_datsync(&resume_args, &[])?;
-        let summary = summary_of(&resumed)?;
-        let mut full_args = vec!["run".to_owned(), file_arg, "--fresh".to_owned()];
-        full_args.extend(self.common);
-        let full = run_datsync(&full_args, &[])?;
-        summary_of(&full)?;
-        Ok((killed, resumed, full, summary))
+        let resume_args = with(vec!["resume".into(), sync_id.to_string()], "checkpoints");
+        let resumed = run_datsync(&resume_args, &[schema(DEMO_SCHEMA)])?;
+        let resume = summary_of(&resumed)?;
+        let full_args = with(vec!["run".into(), file_arg, "--fresh".into()], "reference");
+        let full = run_datsync(&full_args, &[schema(REFERENCE_SCHEMA)])?;
+        let reference = summary_of(&full)?;
+        Ok(Loads {
+            killed,
+            resumed,
+            full,
+            resume,
+            reference,
+        })
     }
 }
 
-/// The sample file: `rows` rows, quirky header, 1% invalid, 5% duplicate, 0.5% ragged.
+/// The sample file: `rows` rows, quirky header with a column the profile does not know, 1%
+/// invalid, 5% duplicate keys (a window of thousands of rows: across chunks), 0.5% ragged,
+/// 2% with an unreadable value in an optional column.
 fn write_file(dir: &Path, rows: u64) -> anyhow::Result<(std::path::PathBuf, SampleSummary)> {
     let path = dir.join("ZTDWR_DEMO.dat");
     let options = SampleOptions {
@@ -201,6 +313,8 @@ fn write_file(dir: &Path, rows: u64) -> anyhow::Result<(std::path::PathBuf, Samp
         invalid_rate: 0.01,
         dup_rate: 0.05,
         ragged_rate: 0.005,
+        bad_value_rate: 0.02,
+        extra_column: Some(EXTRA_COLUMN.to_owned()),
         quirky_header: true,
         ..SampleOptions::default()
     };
@@ -221,14 +335,11 @@ fn write_file(dir: &Path, rows: u64) -> anyhow::Result<(std::path::PathBuf, Samp
     Ok((path, summary))
 }
 
-/// Flags of every child: quiet, JSON summary, the demo's checkpoints and chunk size, and the
-/// database.
-fn common_args(target: &db::Target, dir: &Path, chunk_size: u64) -> Vec<String> {
+/// Flags of every child: quiet, JSON summary, the demo's chunk size, and the database.
+fn common_args(target: &db::Target, chunk_size: u64) -> Vec<String> {
     let mut args = vec![
         "--quiet".to_owned(),
         "--json".to_owned(),
-        "--checkpoint-dir".to_owned(),
-        dir.join("checkpoints").display().to_string(),
         "--chunk-size".to_owned(),
         chunk_size.to_string(),
     ];

@@ -26,6 +26,8 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<ExitCode> {
         crlf: args.crlf,
         delimiter: args.delimiter,
         quirky_header: args.quirky_header,
+        bad_value_rate: args.bad_value_rate,
+        extra_column: args.extra_column.clone(),
     };
     let summary = if let Some(path) = &args.output {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -48,6 +50,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<ExitCode> {
         duplicate_rows = summary.duplicate_rows,
         ragged_rows = summary.ragged_rows,
         latin1_rows = summary.latin1_rows,
+        bad_value_rows = summary.bad_value_rows,
         "wrote sample to {target}"
     );
     if args.json {

@@ -38,9 +38,19 @@ pub enum RejectsError {
     /// Writing the records failed.
     #[error("cannot write the records: {0}")]
     Io(#[from] std::io::Error),
-    /// Writing a CSV record failed.
-    #[error("cannot write the records: {0}")]
-    Csv(#[from] csv::Error),
+    /// Writing a CSV record failed (not for I/O: that is [`Self::Io`]).
+    #[error("cannot write the records as CSV: {0}")]
+    Csv(String),
+}
+
+impl From<csv::Error> for RejectsError {
+    /// An I/O error stays one (a closed pipe is told apart from other failures by its kind).
+    fn from(e: csv::Error) -> Self {
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => Self::Io(io),
+            other => Self::Csv(format!("{other:?}")),
+        }
+    }
 }
 
 /// Which records to read.

@@ -33,9 +33,9 @@ pub fn choose(
         return Ok(Target {
             settings: PgSettings::resolve(Some(url), env)?,
             url: Some(url.clone()),
-            description:
-                "the database given by --database-url (the demo rows go into its target table)"
-                    .to_owned(),
+            description: "the database given by --database-url (in the schemas datsync_demo and \
+                          datsync_demo_reference, dropped and recreated)"
+                .to_owned(),
             server: None,
         });
     }
@@ -43,10 +43,10 @@ pub fn choose(
         return Ok(Target {
             settings: PgSettings::from_env(env)?,
             url: None,
-            description:
-                "the database configured in the environment (DATABASE_URL, DB_* or PG*; the \
-                 demo rows go into its target table)"
-                    .to_owned(),
+            description: "the database configured in the environment (DATABASE_URL, DB_* or PG*; \
+                          in the schemas datsync_demo and datsync_demo_reference, dropped and \
+                          recreated)"
+                .to_owned(),
             server: None,
         });
     }
@@ -83,6 +83,21 @@ async fn local(env: &HashMap<String, String>, port: u16) -> anyhow::Result<Targe
         ),
         server: None,
     })
+}
+
+/// Drops and recreates the demo's schemas (their tables are made by the first load).
+pub async fn fresh_schemas(settings: &PgSettings, schemas: &[&str]) -> anyhow::Result<()> {
+    let client = datsync::pg::connect(settings).await?;
+    for schema in schemas {
+        let s = datsync::pg::quote_ident(schema);
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}"
+            ))
+            .await
+            .with_context(|| format!("preparing the demo's schema {schema}"))?;
+    }
+    Ok(())
 }
 
 /// A private server from the installed binaries; removed when the target is dropped.

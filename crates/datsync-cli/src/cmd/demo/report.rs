@@ -1,8 +1,42 @@
-//! The demo's report: the resume summary, timings, and a few rows of the table.
+//! The demo's report: the resume summary, the comparison with the uninterrupted load,
+//! timings, value warnings and unknown columns, and a few rows of the table.
 
-use datsync::{PgSettings, Profile, SyncStatus, TablePreview};
+use std::path::Path;
+
+use datsync::model::{SyncId, SyncStatus};
+use datsync::pg::{PgSettings, quote_ident, quote_qualified};
+use datsync::profile::Profile;
+use datsync::rejects::{DEFAULT_RAW_DELIMITER, RejectRecord, Selection, read_rejects};
+use datsync::store::Store;
 
 use super::DemoOutcome;
+use super::compare::IGNORED_COLUMNS;
+
+/// The first `n` value warnings of a sync whose rejects are under `checkpoints`.
+pub async fn first_warnings(
+    checkpoints: &Path,
+    sync_id: &SyncId,
+    n: usize,
+) -> anyhow::Result<Vec<RejectRecord>> {
+    let Some(store) = Store::open_existing(&checkpoints.display().to_string())? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    read_rejects(
+        &store,
+        sync_id,
+        Selection::Warning,
+        DEFAULT_RAW_DELIMITER,
+        |r| {
+            if out.len() < n {
+                out.push(r.clone());
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(out)
+}
 
 /// Columns of the table shown at the end.
 /// Columns shown: the profile's required ones (the key first), which exercise the typed
@@ -24,6 +58,20 @@ pub async fn table_rows(
         .map(|c| c.target.clone())
         .collect();
     Ok(datsync::preview_target(&client, profile, &columns, limit).await?)
+}
+
+/// The line about the sample file.
+pub fn print_sample(file: &Path, sample: &datsync::sample::SampleSummary, extra_column: &str) {
+    println!(
+        "sample     {} ({} rows: {} invalid, {} duplicate keys (across chunks too), {} ragged, \
+         {} with an unreadable optional value; quirky header with an extra column {extra_column})",
+        file.display(),
+        sample.rows,
+        sample.invalid_rows,
+        sample.duplicate_rows,
+        sample.ragged_rows,
+        sample.bad_value_rows,
+    );
 }
 
 /// The text report.
@@ -49,23 +97,49 @@ pub fn print(o: &DemoOutcome) {
         c.chunks_completed, c.chunks_total
     );
     println!(
-        "rows       {} read, {} loaded ({} inserted, {} updated), {} rejected, {} superseded by a later duplicate",
+        "rows       {} read = {} loaded ({} inserted, {} updated) + {} rejected + {} superseded \
+         by a later row with the same key + {} pending",
         c.rows_read,
         c.rows_loaded,
         c.records_inserted,
         c.records_updated,
         c.rows_rejected,
-        c.rows_superseded
+        c.rows_superseded,
+        c.rows_pending
     );
+    println!(
+        "reference  datsync run of the same file, uninterrupted, into an empty table of its own \
+         ({}): {} in {:.1} s",
+        o.reference_table, o.reference.status, o.full_run_s
+    );
+    if o.identical {
+        println!(
+            "identical: {} rows — {} after the kill and the resume equals {} loaded \
+             uninterrupted (checksum {} over every column of every row but {})",
+            o.resumed_checksum.rows,
+            o.table,
+            o.reference_table,
+            o.resumed_checksum.md5,
+            IGNORED_COLUMNS.join(", ")
+        );
+    } else {
+        println!(
+            "DIFFERENT: {} has {} rows (checksum {}), the uninterrupted {} has {} (checksum {})",
+            o.table,
+            o.resumed_checksum.rows,
+            o.resumed_checksum.md5,
+            o.reference_table,
+            o.reference_checksum.rows,
+            o.reference_checksum.md5
+        );
+    }
     let saved = (o.full_run_s - o.resume_s).max(0.0);
     println!(
-        "time       the resume took {:.1} s; an uninterrupted run of the same file took {:.1} s \
-         ({saved:.1} s saved by not redoing {} committed chunks)",
+        "time       the resume took {:.1} s; the uninterrupted load of the same file into an \
+         empty table took {:.1} s ({saved:.1} s saved by not redoing {} committed chunks)",
         o.resume_s, o.full_run_s, o.killed_after_chunks
     );
-    if let Some(dir) = &s.rejects_dir {
-        println!("rejects    rejected rows (Parquet, with the reason) in {dir}");
-    }
+    print_findings(o);
     println!(
         "table      {} holds {} rows; the first {} by key:",
         o.table,
@@ -76,5 +150,45 @@ pub fn print(o: &DemoOutcome) {
     for row in &o.first_rows {
         let cells: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
         println!("           {}", cells.join(" | "));
+    }
+}
+
+/// Unknown columns, value warnings and where the rejects are.
+fn print_findings(o: &DemoOutcome) {
+    let s = &o.resume;
+    let c = &s.counts;
+    if !s.unknown_columns.is_empty() {
+        println!(
+            "unknown    columns in the file that the profile does not know (reported, not \
+             loaded): {}",
+            s.unknown_columns.join(", ")
+        );
+    }
+    if c.value_warnings > 0 {
+        println!(
+            "warnings   {} values not loaded as written (NULL, midnight or rounded; their rows \
+             were loaded); the first:",
+            c.value_warnings
+        );
+        for w in &o.first_warnings {
+            println!(
+                "           line {}, {} = {:?} → {}: {}",
+                w.line,
+                w.column.as_deref().unwrap_or("-"),
+                w.value.as_deref().unwrap_or(""),
+                w.target.as_deref().unwrap_or("-"),
+                w.reason
+            );
+        }
+        println!(
+            "           every one: datsync rejects {} --kind warning --checkpoint-dir {}/checkpoints",
+            s.sync_id, o.files_dir
+        );
+    }
+    if let Some(dir) = &s.rejects_dir {
+        println!(
+            "rejects    rejected rows and warnings in {dir} (datsync rejects {} prints them)",
+            s.sync_id
+        );
     }
 }
