@@ -100,8 +100,8 @@ mod value;
 
 pub use model::{
     CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId, LINE_COLUMN,
-    LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, RowErrorKind, SourceFingerprint, SyncCounts, SyncId,
-    SyncRef, SyncStatus, UnknownSyncStatus,
+    LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, RowErrorKind, SourceFingerprint,
+    SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
 };
 
 // ---- settings and the profile -----------------------------------------------------------
@@ -178,14 +178,13 @@ pub use pg::{
     recreate_database, try_lock_sync,
 };
 pub use status::{
-    CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerChunk, LedgerSummary,
-    LedgerSample, LedgerTotals, ReadError, StatusError, StatusReport, StoredSync, SyncDetail,
-    SyncOutcome, SyncRecord,
-    SyncRegistration, TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TablePreview, TimeSavedEstimate,
-    VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
-    committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,
-    ledger_totals, preview_target, read_checkpoint, recent_syncs, refresh_materialized_views,
-    register_sync, stored_sync, sync_detail,
+    CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerChunk, LedgerSample,
+    LedgerSummary, LedgerTotals, ReadError, StatusError, StatusReport, StoredSync, SyncDetail,
+    SyncOutcome, SyncRecord, SyncRegistration, TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW,
+    TablePreview, TimeSavedEstimate, VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh,
+    build_report as build_status_report, committed_chunks, estimate_time_saved, finish_sync,
+    latest_sync_id, ledger_chunks, ledger_totals, preview_target, read_checkpoint, recent_syncs,
+    refresh_materialized_views, register_sync, stored_sync, sync_detail,
 };
 
 // ---- running syncs ----------------------------------------------------------------------

@@ -296,9 +296,11 @@ pub async fn committed_chunks(
         .collect())
 }
 
+mod header;
 mod ledger;
 mod lookup;
 mod preview;
+pub use header::{RecordedHeader, record_header, recorded_header};
 pub use ledger::{LedgerSample, ledger_error_sample, progress_from_ledger};
 pub use lookup::{StoredSync, stored_sync};
 pub use preview::{TablePreview, preview_target};

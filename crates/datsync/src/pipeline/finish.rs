@@ -241,7 +241,7 @@ impl Run<'_> {
                 self.store
                     .describe(&ObjectKey::rejects_dir(&self.plan.sync_id))
             }),
-            unknown_columns: Vec::new(),
+            unknown_columns: self.unknown_columns.clone(),
             resumed,
             error: verdict.error,
             error_class: verdict.class,

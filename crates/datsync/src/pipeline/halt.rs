@@ -10,6 +10,7 @@ use crate::model::{ChunkId, RowError};
 use crate::parse::ParseError;
 use crate::pg::{ErrorClass, PgError};
 use crate::source::SourceError;
+use crate::status::StatusError;
 use crate::store::StoreError;
 use crate::transform::TransformError;
 use crate::validate::ValidateError;
@@ -54,7 +55,13 @@ macro_rules! fails_the_sync {
     )*};
 }
 
-fails_the_sync!(LoadError, CheckpointError, StoreError, SourceError);
+fails_the_sync!(
+    LoadError,
+    CheckpointError,
+    StoreError,
+    SourceError,
+    StatusError
+);
 
 /// The input cannot be loaded as it is.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +81,38 @@ pub(crate) enum BadInput {
         source_name: String,
         /// What validation found.
         error: ValidateError,
+    },
+    /// The header has columns the profile does not know, and the profile says
+    /// `unknown_columns = "fail"`.
+    #[error(
+        "{source_name}: the header has columns profile `{profile}` does not know: {}; the \
+         profile says unknown_columns = \"fail\" (add them to the profile or as aliases, or \
+         set unknown_columns = \"warn\" to load the known ones)",
+        .columns.join(", ")
+    )]
+    UnknownColumns {
+        /// The source.
+        source_name: String,
+        /// The profile's name.
+        profile: String,
+        /// The unknown columns (canonical names).
+        columns: Vec<String>,
+    },
+    /// The header lacks optional columns of the profile, and the profile says
+    /// `missing_optional = "fail"`.
+    #[error(
+        "{source_name}: the header lacks optional columns of profile `{profile}`: {}; the \
+         profile says missing_optional = \"fail\" (set missing_optional = \"null\" to load \
+         them as NULL)",
+        .columns.join(", ")
+    )]
+    MissingOptional {
+        /// The source.
+        source_name: String,
+        /// The profile's name.
+        profile: String,
+        /// The missing columns (canonical source names).
+        columns: Vec<String>,
     },
     /// A chunk has more rejected rows than the threshold allows.
     #[error(transparent)]
@@ -141,6 +180,9 @@ pub(crate) enum SyncFailure {
     /// The database could not be reached for a chunk's load (and not transiently).
     #[error(transparent)]
     Connect(#[from] PgError),
+    /// Reading or writing `sync_metadata` failed.
+    #[error(transparent)]
+    Status(#[from] StatusError),
     /// The checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -226,6 +268,7 @@ impl SyncFailure {
         match self {
             Self::Load(e) => e.class(),
             Self::Connect(e) => e.class(),
+            Self::Status(e) => e.class(),
             _ => ErrorClass::Fatal,
         }
     }

@@ -36,6 +36,7 @@ mod convert;
 mod cut;
 mod finish;
 mod halt;
+mod header;
 mod open;
 mod plan;
 mod progress;

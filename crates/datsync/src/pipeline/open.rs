@@ -69,6 +69,7 @@ impl Pipeline {
             checkpoint_dir,
             ledger_cut,
             loader: run_loader(self, &plan.sync_id),
+            unknown_columns: Vec::new(),
         };
         let outcome = if cleaned {
             run.finished().await

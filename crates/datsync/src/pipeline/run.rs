@@ -49,6 +49,8 @@ pub(super) struct Run<'a> {
     pub(super) ledger_cut: Option<ChunkCut>,
     /// The loader of the profile, its SQL prepared once per run.
     pub(super) loader: Loader,
+    /// Header columns the profile does not know (see `header.rs`).
+    pub(super) unknown_columns: Vec<String>,
 }
 
 /// What this run did, chunk by chunk.
@@ -85,10 +87,19 @@ impl Run<'_> {
         };
         let reconciled = self.reconcile(&ledger).await?;
         let resumed = !ledger.is_empty() || reconciled.recorded > 0;
-        let mut halt = self
-            .load_recorded(&reconciled.pending, &mut tally)
-            .await
-            .err();
+        let mut halt = match self.check_header().await {
+            Ok(unknown) => {
+                self.unknown_columns = unknown;
+                None
+            }
+            Err(h) => Some(h),
+        };
+        if halt.is_none() {
+            halt = self
+                .load_recorded(&reconciled.pending, &mut tally)
+                .await
+                .err();
+        }
         let mut converted = None;
         if halt.is_none() {
             let result = match reconciled.conversion {
@@ -109,11 +120,17 @@ impl Run<'_> {
 
     /// A finished sync whose checkpoint was cleaned up: only the final steps run again, from
     /// the ledger.
-    pub(super) async fn finished(self) -> Result<RunSummary, PipelineError> {
+    pub(super) async fn finished(mut self) -> Result<RunSummary, PipelineError> {
         let tally = Tally {
             skipped_on_resume: self.ledger().await?.len() as u64,
             ..Tally::default()
         };
+        let p = self.pipeline;
+        self.unknown_columns =
+            crate::status::recorded_header(&self.client, &p.profile.schema, &self.plan.sync_id)
+                .await?
+                .map(|h| h.unknown_columns)
+                .unwrap_or_default();
         self.finish(None, &tally, None, true).await
     }
 

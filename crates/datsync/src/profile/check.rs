@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::raw::{RawColumn, RawNumber, RawProfile, RawRange};
 use super::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, MAX_DECIMAL_SCALE,
-    Profile, ProfileError, RangeRule, Rules, canonical_name,
+    OnInvalid, Profile, ProfileError, RangeRule, Rules, canonical_name,
 };
 
 /// Checks a raw profile into a [`Profile`]; every error names the file, the line and the
@@ -43,7 +43,7 @@ impl Checker<'_> {
         let mut sources: Vec<(String, bool)> = Vec::new();
         for spanned in &raw.columns {
             let at = spanned.span().start;
-            let column = self.check_column(spanned.get_ref(), at)?;
+            let column = self.check_column(spanned.get_ref(), at, raw.on_invalid)?;
             if !targets.insert(column.target.clone()) {
                 return Err(self.invalid(
                     at,
@@ -103,6 +103,8 @@ impl Checker<'_> {
                     .collect()
             }),
             columns,
+            unknown_columns: raw.unknown_columns,
+            missing_optional: raw.missing_optional,
             aliases,
             sources,
         })
@@ -125,7 +127,12 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn check_column(&self, raw: &RawColumn, at: usize) -> Result<Column, ProfileError> {
+    fn check_column(
+        &self,
+        raw: &RawColumn,
+        at: usize,
+        default_on_invalid: OnInvalid,
+    ) -> Result<Column, ProfileError> {
         self.check_source_name(&raw.source, at, "source")?;
         let kind = match raw.kind.as_str() {
             "text" => ColumnType::Text,
@@ -200,6 +207,14 @@ impl Checker<'_> {
                 "`valid` has no meaning for a text column".into(),
             ));
         }
+        if raw.on_invalid.is_some() && kind == ColumnType::Text {
+            return Err(self.invalid(
+                at,
+                "on_invalid",
+                "`on_invalid` has no meaning for a text column: text is always loaded as read"
+                    .into(),
+            ));
+        }
         let target = raw.target.clone().unwrap_or_else(|| raw.source.clone());
         if target.trim().is_empty() {
             return Err(self.invalid(at, "target", "the target column name is empty".into()));
@@ -215,6 +230,7 @@ impl Checker<'_> {
                 valid: raw.valid,
                 range,
             },
+            on_invalid: raw.on_invalid.unwrap_or(default_on_invalid),
         })
     }
 
@@ -348,6 +364,50 @@ mod tests {
             "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\nrange = {{ gt = 1 }}\n"
         ));
         assert!(e.contains("`range`"), "{e}");
+    }
+
+    #[test]
+    fn policies_default_and_are_checked() {
+        use crate::profile::{MissingOptional, OnInvalid, UnknownColumns};
+        let key =
+            "[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n";
+        let p = Profile::from_toml_str(
+            &format!("{HEAD}{key}[[columns]]\nsource = \"n\"\ntype = \"decimal\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(p.columns[1].on_invalid, OnInvalid::Null);
+        assert_eq!(p.unknown_columns, UnknownColumns::Warn);
+        assert_eq!(p.missing_optional, MissingOptional::Null);
+        assert_eq!(p.missing_optional(["k"]), ["n"]);
+        assert!(p.missing_optional(["k", "n"]).is_empty());
+        // A top-level default, overridden per column.
+        let p = Profile::from_toml_str(
+            &format!(
+                "{HEAD}on_invalid = \"reject\"\nunknown_columns = \"fail\"\nmissing_optional = \"fail\"\n\
+                 {key}[[columns]]\nsource = \"n\"\ntype = \"decimal\"\n\
+                 [[columns]]\nsource = \"b\"\ntype = \"boolean\"\non_invalid = \"null\"\n"
+            ),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(p.columns[1].on_invalid, OnInvalid::Reject);
+        assert_eq!(p.columns[2].on_invalid, OnInvalid::Null);
+        assert_eq!(p.unknown_columns, UnknownColumns::Fail);
+        assert_eq!(p.missing_optional, MissingOptional::Fail);
+        let e = err(&format!("{HEAD}unknown_columns = \"shout\"\n{key}"));
+        assert!(
+            e.contains("shout") && e.contains("warn") && e.contains("line 4"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{HEAD}{key}[[columns]]\nsource = \"t\"\ntype = \"text\"\non_invalid = \"reject\"\n"
+        ));
+        assert!(e.contains("`on_invalid`") && e.contains("text"), "{e}");
+        let e = err(&format!(
+            "{HEAD}{key}[[columns]]\nsource = \"n\"\ntype = \"decimal\"\non_invalid = \"zero\"\n"
+        ));
+        assert!(e.contains("zero") && e.contains("reject"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the checked model. The built-in [`Profile::ztdwr`] encodes `ztdwr.md` §2–§5.
 
 mod check;
+mod policy;
 mod raw;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use check::Checker;
+pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
 
 /// The target schema of a profile that names none.
@@ -160,6 +162,8 @@ pub struct Column {
     pub required: bool,
     /// Row rules.
     pub rules: Rules,
+    /// What a value this column's type cannot read does to its row.
+    pub on_invalid: OnInvalid,
 }
 
 impl Column {
@@ -186,6 +190,10 @@ pub struct Profile {
     pub null_tokens: Vec<String>,
     /// The target columns, in profile order.
     pub columns: Vec<Column>,
+    /// What a run does with header columns the profile does not know.
+    pub unknown_columns: UnknownColumns,
+    /// What a run does when optional columns are missing from the header.
+    pub missing_optional: MissingOptional,
     /// Header variant → canonical source name.
     aliases: HashMap<String, String>,
     /// Every source name the profile reads, in first-use order, with its required flag.
@@ -243,6 +251,16 @@ impl Profile {
     /// The source names that must be present in the header.
     pub fn required_sources(&self) -> impl Iterator<Item = &str> {
         self.sources().filter(|(_, r)| *r).map(|(n, _)| n)
+    }
+
+    /// The optional source names that are not among `names` (header column names), in
+    /// profile order.
+    pub fn missing_optional<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let names: std::collections::HashSet<&str> = names.into_iter().collect();
+        self.sources()
+            .filter(|(n, required)| !required && !names.contains(n))
+            .map(|(n, _)| n.to_owned())
+            .collect()
     }
 
     /// The column of the conflict key.

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::{MissingOptional, OnInvalid, UnknownColumns};
+
 /// A profile file (`name`, `schema`, `table`, `key`, `[[columns]]`, …).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,15 @@ pub(super) struct RawProfile {
     pub(super) null_tokens: Option<Vec<String>>,
     /// Canonical source name → the header variants that mean it.
     pub(super) aliases: Option<Spanned<HashMap<String, Vec<String>>>>,
+    /// The default of every column's `on_invalid`.
+    #[serde(default)]
+    pub(super) on_invalid: OnInvalid,
+    /// Header columns the profile does not know: `warn`, `ignore` or `fail`.
+    #[serde(default)]
+    pub(super) unknown_columns: UnknownColumns,
+    /// Optional columns the header lacks: `null` or `fail`.
+    #[serde(default)]
+    pub(super) missing_optional: MissingOptional,
     /// The target columns.
     pub(super) columns: Vec<Spanned<RawColumn>>,
 }
@@ -61,6 +72,8 @@ pub(super) struct RawColumn {
     pub(super) valid: bool,
     /// The parsed value must fall in this range.
     pub(super) range: Option<RawRange>,
+    /// What a value the type cannot read does to the row (the top level's when absent).
+    pub(super) on_invalid: Option<OnInvalid>,
 }
 
 /// A `range = { gt | ge = …, lt | le = … }` rule.

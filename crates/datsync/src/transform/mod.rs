@@ -14,6 +14,9 @@
 //! The audit columns (`created_at`, `sync_id`, …) are added by `load`.
 
 mod convert;
+mod problems;
+
+pub(crate) use problems::problems;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@ use arrow_array::{Array, RecordBatch, StringArray};
 
 use super::{RowError, text_column};
 use crate::model::{ERROR_COLUMN, LineNo, RAW_COLUMN};
-use crate::profile::{Column, ColumnType, Profile, RangeRule};
+use crate::profile::{Column, ColumnType, OnInvalid, Profile, RangeRule};
 use crate::value::{self, ValueError};
 
 /// The trimmed value of `row`, or `None` when null or blank.
@@ -42,7 +42,8 @@ impl<'a> RowChecks<'a> {
                 // The key is never empty, whatever the profile says (it is checked to say so).
                 let not_empty = column.rules.not_empty || column.target == profile.key;
                 let r = &column.rules;
-                (not_empty || r.valid || r.range.is_some()).then(|| ColumnCheck {
+                let reject = column.on_invalid == OnInvalid::Reject;
+                (not_empty || r.valid || r.range.is_some() || reject).then(|| ColumnCheck {
                     column,
                     not_empty,
                     values: text_column(batch, &column.source),
@@ -80,6 +81,32 @@ impl<'a> RowChecks<'a> {
 
 impl ColumnCheck<'_> {
     fn check(&self, row: usize, line: LineNo, out: &mut Vec<RowError>) {
+        let before = out.len();
+        self.check_rules(row, line, out);
+        // A value that would not load as written rejects the row when the profile says so
+        // (unless a rule already did): the reasons are the transform's.
+        if self.column.on_invalid == OnInvalid::Reject && out.len() == before {
+            let value = self
+                .values
+                .filter(|v| v.is_valid(row))
+                .map(|v| v.value(row));
+            let time = self.times.filter(|t| t.is_valid(row)).map(|t| t.value(row));
+            for p in crate::transform::problems(self.column, value, time) {
+                out.push(RowError::new(
+                    line,
+                    Some(p.column),
+                    Some(p.value),
+                    format!(
+                        "{}: the row is rejected (on_invalid = \"reject\")",
+                        p.reason
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// The `not_empty`, `valid` and `range` rules.
+    fn check_rules(&self, row: usize, line: LineNo, out: &mut Vec<RowError>) {
         let source = self.column.source.as_str();
         let value = text(self.values, row);
         let mut fail = |column: &str, value: Option<&str>, reason: String| {

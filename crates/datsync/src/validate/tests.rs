@@ -433,3 +433,93 @@ fn row_errors_serialize_for_sync_metadata() {
     assert!(v.ends_with('…'));
     assert_eq!(RowError::new(1, None, Some(""), String::new()).value, None);
 }
+
+/// The test profile without the range rule of `cnt` (so that only `on_invalid` decides), and
+/// with `on_invalid = "reject"` on every typed optional column when `reject`.
+fn on_invalid_profile(reject: bool) -> Profile {
+    let text = TEST_PROFILE.replace(
+        "type = \"integer\"\nrange = { ge = 0 }",
+        "type = \"integer\"",
+    );
+    if !reject {
+        return Profile::from_toml_str(&text, Path::new("t.toml")).unwrap();
+    }
+    let text = text
+        .replace(
+            "time_source = \"jam2\"\ntype = \"timestamp\"",
+            "time_source = \"jam2\"\ntype = \"timestamp\"\non_invalid = \"reject\"",
+        )
+        .replace(
+            "type = \"integer\"",
+            "type = \"integer\"\non_invalid = \"reject\"",
+        )
+        .replace(
+            "type = \"boolean\"",
+            "type = \"boolean\"\non_invalid = \"reject\"",
+        );
+    Profile::from_toml_str(&text, Path::new("t.toml")).unwrap()
+}
+
+/// Unreadable values in optional columns: the row is rejected under `on_invalid = "reject"`,
+/// loaded with one warning per value under the default; the columns and values named are the
+/// same either way.
+#[test]
+fn on_invalid_reject_rejects_what_null_would_warn_about() {
+    // (line, changes, whether the row has a problem)
+    let cases: Vec<(u64, Vec<(usize, &'static str)>, bool)> = vec![
+        (2, vec![(7, "dua")], true),
+        (3, vec![(7, "2,5")], true),  // not whole: rounded under null
+        (4, vec![(7, "2,0")], false), // whole: fine
+        (5, vec![(8, "MAYBE")], true),
+        (6, vec![(8, "")], false),        // blank: NULL, not a problem
+        (7, vec![(5, "20251399")], true), // impossible date
+        (8, vec![(5, "20250101"), (6, "2400")], true), // impossible time: midnight under null
+        (9, vec![(5, ""), (6, "2400")], false), // no date: the time is not read
+        (10, vec![(5, "00000000")], false), // zero date: NULL
+        (11, vec![], false),
+    ];
+    let rows: Vec<(u64, Vec<&str>)> = cases
+        .iter()
+        .map(|(line, changes, _)| row(*line, changes))
+        .collect();
+    // Distinct keys, so no row supersedes another.
+    let rows: Vec<(u64, Vec<&str>)> = rows
+        .into_iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"])
+        .map(|((line, mut r), k)| {
+            r[0] = k;
+            (line, r)
+        })
+        .collect();
+    let b = batch(&NAMES, &rows);
+    let bad: Vec<u64> = cases.iter().filter(|c| c.2).map(|c| c.0).collect();
+
+    let v = validate(&on_invalid_profile(true), &b).unwrap();
+    assert_eq!(lines(&v.rejects), bad);
+    let rejected: Vec<(u64, String, Option<String>)> = v
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column.clone().unwrap(), e.value.clone()))
+        .collect();
+    assert!(
+        v.errors
+            .iter()
+            .all(|e| e.reason.contains("on_invalid = \"reject\""))
+    );
+
+    let v = validate(&on_invalid_profile(false), &b).unwrap();
+    assert_eq!(v.rejected(), 0);
+    let warned = crate::transform::transform(&on_invalid_profile(false), &v.accepted)
+        .unwrap()
+        .warnings;
+    let warned: Vec<(u64, String, Option<String>)> = warned
+        .iter()
+        .map(|w| (w.line, w.column.clone().unwrap(), w.value.clone()))
+        .collect();
+    assert_eq!(rejected, warned);
+    assert_eq!(
+        rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
+        bad,
+        "one problem per bad row"
+    );
+}
