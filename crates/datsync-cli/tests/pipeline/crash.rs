@@ -1,9 +1,11 @@
 //! The crash test (issue 5 item 11, promise 2 "exactly-once effect"): `datsync run` killed
 //! with SIGKILL at 20 or more random points — during conversion, after a chunk's rejects are
-//! written, mid-COPY, between a commit and its manifest update, after it, during cleanup, at
-//! the very end — and resumed each time
-//! with the same command, ends with the same table, `sync_metadata`, ledger, rejects and
-//! summary as one uninterrupted run of the same file.
+//! written, after its value warnings are written, mid-COPY, between a commit and its manifest
+//! update, after it, during cleanup, at the very end — and resumed each time
+//! with the same command, ends with the same table, `sync_metadata` (counts, value warnings,
+//! unknown columns), ledger, rejects, warnings and summary as one uninterrupted run of the
+//! same file. Chunks that fail and are loaded again after later ones do the same (see
+//! `errors.rs`): counts do not depend on the order chunks commit in.
 //!
 //! The ledger is compared whole, `checksum` included: a chunk's checksum is the SHA-256 of its
 //! Parquet file, and the file is a deterministic encoding of the decoded rows, so a chunk
@@ -25,9 +27,10 @@ use crate::common::{
 };
 
 /// Kill points: every event of a sync that a crash can follow.
-const EVENTS: [&str; 7] = [
+const EVENTS: [&str; 8] = [
     "chunk_converted",
     "rows_rejected",
+    "values_warned",
     "chunk_staged",
     "chunk_committed",
     "chunk_completed",
@@ -64,11 +67,17 @@ fn reachable(
         .filter(|c| c["rejected"].as_u64() > Some(0))
         .filter(|c| !ledger.iter().any(|l| l["chunk_id"] == c["chunk_id"]))
         .count() as u64;
+    let warning = reference
+        .iter()
+        .filter(|c| c["value_warnings"].as_u64() > Some(0))
+        .filter(|c| !ledger.iter().any(|l| l["chunk_id"] == c["chunk_id"]))
+        .count() as u64;
     let mut points = Vec::new();
     for event in EVENTS {
         let max = match event {
             "chunk_converted" => chunks - converted,
             "rows_rejected" => rejecting,
+            "values_warned" => warning,
             "chunk_staged" | "chunk_committed" | "chunk_completed" => chunks - committed,
             _ => 1,
         };
@@ -121,11 +130,14 @@ struct Reference {
 impl Reference {
     fn new(seed: u64, rng: &mut ChaCha8Rng) -> Self {
         // The file's shape is drawn too: gzip (the reader decodes past converted chunks
-        // through the decompressor), CRLF line ends, a quirky header.
+        // through the decompressor), CRLF line ends, a quirky header. It always has values
+        // its columns cannot read and a column the profile does not know.
         let file = datsync::SampleOptions {
             gzip: rng.random_bool(0.5),
             crlf: rng.random_bool(0.5),
             quirky_header: rng.random_bool(0.5),
+            bad_value_rate: 0.03,
+            extra_column: Some("TONASE".into()),
             ..options(ROWS, rng.random(), MESSY)
         };
         println!(
@@ -142,6 +154,13 @@ impl Reference {
         assert_eq!(u(&summary, "rows_pending"), 0, "{summary}");
         assert!(u(&summary, "rows_rejected") > 0 && u(&summary, "rows_superseded") > 0);
         assert!(u(&summary, "chunks_total") >= 8, "{summary}");
+        assert!(u(&summary, "value_warnings") > 0, "{summary}");
+        assert_eq!(summary["unknown_columns"], serde_json::json!(["tonase"]));
+        assert_eq!(
+            u(&summary, "records_updated"),
+            0,
+            "an empty table: {summary}"
+        );
         assert!(!ck.join(&sync).exists());
         let snapshot = Snapshot::take(&db, &ck, &sync);
         assert!(!snapshot.table.is_empty());
@@ -195,6 +214,14 @@ impl Reference {
             counts(&s),
             counts(&self.summary),
             "{context}: summaries differ"
+        );
+        assert_eq!(
+            s["value_warnings"], self.summary["value_warnings"],
+            "{context}"
+        );
+        assert_eq!(
+            s["unknown_columns"], self.summary["unknown_columns"],
+            "{context}"
         );
         assert_eq!(s["resumed"], true, "{context}");
         assert!(

@@ -135,12 +135,17 @@ fn transient_error_fails_one_chunk_then_resume_completes_it() {
         "records_failed",
         "records_superseded",
         "records_inserted",
+        "records_updated",
+        "records_skipped_older",
+        "records_loaded",
+        "records_pending",
         "validation_errors_count",
         "validation_errors",
         "error_message",
     ] {
         assert_eq!(m[k], r[k], "sync_metadata.{k}");
     }
+    assert_metadata_matches(&m, &s);
 }
 
 #[test]

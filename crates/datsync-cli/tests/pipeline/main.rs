@@ -13,6 +13,7 @@ mod common;
 mod crash;
 mod decoder;
 mod errors;
+mod faithful;
 mod resume;
 mod serve;
 mod watch;

@@ -460,13 +460,17 @@ fn on_invalid_profile(reject: bool) -> Profile {
     Profile::from_toml_str(&text, Path::new("t.toml")).unwrap()
 }
 
+/// A row of a table test: its line, the fields changed from [`GOOD`], and whether it breaks
+/// something.
+type Case = (u64, Vec<(usize, &'static str)>, bool);
+
 /// Unreadable values in optional columns: the row is rejected under `on_invalid = "reject"`,
 /// loaded with one warning per value under the default; the columns and values named are the
 /// same either way.
 #[test]
 fn on_invalid_reject_rejects_what_null_would_warn_about() {
     // (line, changes, whether the row has a problem)
-    let cases: Vec<(u64, Vec<(usize, &'static str)>, bool)> = vec![
+    let cases: Vec<Case> = vec![
         (2, vec![(7, "dua")], true),
         (3, vec![(7, "2,5")], true),  // not whole: rounded under null
         (4, vec![(7, "2,0")], false), // whole: fine
