@@ -537,3 +537,50 @@ fn type_fits(kind: ColumnType, dt: &DataType) -> bool {
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(staged: usize, distinct: usize, counts: [i64; 4]) -> [u64; 5] {
+        let [inserted, applied_over, replaced_same_sync, stored_same_sync] = counts;
+        let load = UpsertCounts {
+            inserted,
+            applied_over,
+            replaced_same_sync,
+            stored_same_sync,
+        }
+        .classify(Rows { staged, distinct });
+        assert_eq!(
+            load.rows,
+            load.inserted + load.updated + load.skipped_older + load.superseded
+        );
+        [
+            load.inserted,
+            load.updated,
+            load.skipped_older,
+            load.superseded,
+            load.rows,
+        ]
+    }
+
+    /// Each staged row lands in exactly one class (the module docs' table).
+    #[test]
+    fn every_staged_row_is_classified_once() {
+        // (staged, distinct, [inserted, applied over, of them over this sync, stored of this
+        // sync]) → [inserted, updated, older, superseded, rows]
+        let cases = [
+            ((3, 3, [3, 0, 0, 0]), [3, 0, 0, 0, 3]),
+            // Two replace an earlier sync's rows, one replaces this sync's.
+            ((3, 3, [0, 3, 1, 1]), [0, 2, 0, 1, 3]),
+            // One kept because this sync's stored row is newer, one because another sync's is.
+            ((3, 3, [1, 0, 0, 1]), [1, 0, 1, 1, 3]),
+            // In-chunk duplicates are superseded too.
+            ((5, 3, [2, 1, 0, 0]), [2, 1, 0, 2, 5]),
+            ((0, 0, [0, 0, 0, 0]), [0, 0, 0, 0, 0]),
+        ];
+        for ((staged, distinct, counts), want) in cases {
+            assert_eq!(classify(staged, distinct, counts), want, "{counts:?}");
+        }
+    }
+}

@@ -477,6 +477,60 @@ mod tests {
         }
     }
 
+    /// The ledger's sums and a chunk that stopped the sync: rows read and rejected include
+    /// the stopped chunk's, the rest of it is pending, and everything adds up.
+    #[test]
+    fn a_sync_stopped_by_the_threshold_counts_what_it_read_and_rejected() {
+        let totals = LedgerTotals {
+            chunks: 2,
+            rows: 180,
+            inserted: 150,
+            updated: 10,
+            skipped_older: 5,
+            rows_read: 200,
+            rejected: 4,
+            superseded: 1,
+            superseded_on_load: 15,
+            validation_errors_count: 5,
+            value_warnings: 7,
+        };
+        let stopped = TooManyRejects {
+            source_name: "/in/a.dat".into(),
+            chunk: ChunkId(2),
+            rejected: 40,
+            rows_read: 100,
+            threshold: 0.1,
+            errors_count: 41,
+            errors: Vec::new(),
+        };
+        // Without a manifest the rows read are the ledger's: the stopped chunk is added.
+        let c = super::counts(&totals, 200, 3, &Tally::default(), Some(&stopped));
+        assert_eq!(c.rows_read, 300);
+        assert_eq!(
+            (
+                c.rows_loaded,
+                c.rows_rejected,
+                c.rows_superseded,
+                c.rows_pending
+            ),
+            (165, 44, 16, 75)
+        );
+        assert_eq!(
+            c.rows_loaded,
+            c.records_inserted + c.records_updated + c.records_skipped_older
+        );
+        assert_eq!(c.value_warnings, 7);
+        // A manifest that read further counts those rows as pending.
+        let c = super::counts(&totals, 450, 5, &Tally::default(), Some(&stopped));
+        assert_eq!((c.rows_read, c.rows_pending), (450, 225));
+        let c = super::counts(&totals, 200, 2, &Tally::default(), None);
+        assert_eq!(
+            c.rows_read,
+            c.rows_loaded + c.rows_rejected + c.rows_superseded + c.rows_pending
+        );
+        assert_eq!(c.rows_pending, 0);
+    }
+
     #[test]
     fn failed_chunks_leave_a_partial_success_that_a_resume_can_finish() {
         let tally = Tally {

@@ -181,8 +181,11 @@ fn print_findings(o: &DemoOutcome) {
             );
         }
         println!(
-            "           every one: datsync rejects {} --kind warning --checkpoint-dir {}/checkpoints",
-            s.sync_id, o.files_dir
+            "           every one: DB_SCHEMA={} datsync rejects {} --kind warning \
+             --checkpoint-dir {}/checkpoints (and the demo's database)",
+            super::DEMO_SCHEMA,
+            s.sync_id,
+            o.files_dir
         );
     }
     if let Some(dir) = &s.rejects_dir {
