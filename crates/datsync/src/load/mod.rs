@@ -21,8 +21,9 @@
 //! | this sync's (another chunk), newer line | not applied | superseded (the incoming row lost) |
 //! | — (a later line of this chunk has the key) | dropped | superseded |
 //!
-//! The stored row's `sync_seq` is read in the upsert's own statement (a CTE over the staged
-//! keys, same snapshot), since `RETURNING` in PostgreSQL 15 cannot see the old row. So a key
+//! The stored row's `sync_seq` is read in the upsert's own statement (CTEs over the keys that
+//! conflicted, which see the table as it was before the insert), since `RETURNING` in
+//! PostgreSQL 15 cannot see the old row; a chunk that only inserts looks nothing up. So a key
 //! that occurs in two chunks of one file counts once as inserted (or updated) and once as
 //! superseded, whichever chunk commits first: the counts of a sync do not depend on the
 //! order its chunks commit in, and `rows_loaded = inserted + updated + skipped_older`.
@@ -398,7 +399,7 @@ impl Loader {
             inserted: counts.get(0),
             applied_over: counts.get(1),
             replaced_same_sync: counts.get(2),
-            stored_same_sync: counts.get(3),
+            kept_same_sync: counts.get(3),
         };
         let load = counts.classify(rows);
         tx.execute(
@@ -440,8 +441,8 @@ struct UpsertCounts {
     applied_over: i64,
     /// Of those, rows applied over a stored row of this sync.
     replaced_same_sync: i64,
-    /// Staged keys whose stored row was this sync's before the upsert (replaced or not).
-    stored_same_sync: i64,
+    /// Staged keys left alone because the stored row, of this sync, is newer.
+    kept_same_sync: i64,
 }
 
 impl UpsertCounts {
@@ -451,9 +452,8 @@ impl UpsertCounts {
         let distinct = rows.distinct as u64;
         let (inserted, applied) = (n(self.inserted), n(self.applied_over));
         let replaced = n(self.replaced_same_sync).min(applied);
-        let stored_same = n(self.stored_same_sync).max(replaced);
         // Kept because this sync's stored row is newer: superseded, not older.
-        let kept_same = stored_same - replaced;
+        let kept_same = n(self.kept_same_sync);
         let skipped_older = distinct
             .saturating_sub(inserted)
             .saturating_sub(applied)
@@ -543,12 +543,12 @@ mod tests {
     use super::*;
 
     fn classify(staged: usize, distinct: usize, counts: [i64; 4]) -> [u64; 5] {
-        let [inserted, applied_over, replaced_same_sync, stored_same_sync] = counts;
+        let [inserted, applied_over, replaced_same_sync, kept_same_sync] = counts;
         let load = UpsertCounts {
             inserted,
             applied_over,
             replaced_same_sync,
-            stored_same_sync,
+            kept_same_sync,
         }
         .classify(Rows { staged, distinct });
         assert_eq!(
@@ -567,12 +567,12 @@ mod tests {
     /// Each staged row lands in exactly one class (the module docs' table).
     #[test]
     fn every_staged_row_is_classified_once() {
-        // (staged, distinct, [inserted, applied over, of them over this sync, stored of this
-        // sync]) → [inserted, updated, older, superseded, rows]
+        // (staged, distinct, [inserted, applied over, of them over this sync, kept because
+        // this sync's is newer]) → [inserted, updated, older, superseded, rows]
         let cases = [
             ((3, 3, [3, 0, 0, 0]), [3, 0, 0, 0, 3]),
             // Two replace an earlier sync's rows, one replaces this sync's.
-            ((3, 3, [0, 3, 1, 1]), [0, 2, 0, 1, 3]),
+            ((3, 3, [0, 3, 1, 0]), [0, 2, 0, 1, 3]),
             // One kept because this sync's stored row is newer, one because another sync's is.
             ((3, 3, [1, 0, 0, 1]), [1, 0, 1, 1, 3]),
             // In-chunk duplicates are superseded too.

@@ -74,18 +74,16 @@ impl LoadSql {
                   AND (d.src_line > s.src_line
                        OR (d.src_line = s.src_line AND d.ctid > s.ctid)))"
         );
-        // Who the stored rows are, read in the statement's snapshot before the upsert: a
-        // stored row of this very sync (`sync_seq = $3`) that the upsert replaces, or that is
-        // newer and so stays, makes one of the two rows superseded (not updated, not older);
-        // any other stored row is another sync's. One index probe per staged key.
+        // Who the stored rows were, read in the statement's own snapshot (the sub-statements
+        // of one WITH see the table as it was before the INSERT): a stored row of this very
+        // sync (`sync_seq = $3`) that the upsert replaced, or that was newer and so stayed,
+        // makes one of the two rows superseded (not updated, not older); any other stored
+        // row is another sync's. Only conflicting keys are looked up: the rows the upsert
+        // applied over a stored row, and the staged keys it left alone (none of either when
+        // a chunk only inserts).
         let upsert = |filter: &str| {
             format!(
-                "WITH old AS MATERIALIZED (
-                   SELECT t.{key} AS k, t.sync_seq AS seq
-                     FROM {table} t
-                    WHERE t.{key} IN (SELECT s.c{key_i} FROM {STAGE} s)
-                 ),
-                 ins AS (
+                "WITH ins AS (
                    INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
                                              source_file, sync_seq, source_line)
                    SELECT {selects}, now(), now(), $1::text, $2::text, $3::bigint, s.src_line
@@ -94,12 +92,20 @@ impl LoadSql {
                    WHERE (COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
                        < (EXCLUDED.sync_seq, EXCLUDED.source_line)
                    RETURNING t.{key} AS k, (t.xmax = 0) AS inserted
+                 ),
+                 replaced AS (
+                   SELECT count(*) AS n FROM ins i JOIN {table} o ON o.{key} = i.k
+                    WHERE NOT i.inserted AND o.sync_seq = $3::bigint
+                 ),
+                 kept AS (
+                   SELECT count(DISTINCT o.{key}) AS n
+                     FROM {STAGE} s JOIN {table} o ON o.{key} = s.c{key_i}
+                    WHERE o.sync_seq = $3::bigint
+                      AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.k = s.c{key_i})
                  )
-                 SELECT count(*) FILTER (WHERE i.inserted),
-                        count(*) FILTER (WHERE NOT i.inserted),
-                        count(*) FILTER (WHERE NOT i.inserted AND o.seq = $3::bigint),
-                        (SELECT count(*) FROM old WHERE seq = $3::bigint)
-                   FROM ins i LEFT JOIN old o ON o.k = i.k",
+                 SELECT count(*) FILTER (WHERE i.inserted), count(*) FILTER (WHERE NOT i.inserted),
+                        (SELECT n FROM replaced), (SELECT n FROM kept)
+                   FROM ins i",
                 targets = targets.join(", "),
                 selects = selects.join(", "),
                 key = quote_ident(&profile.key),
