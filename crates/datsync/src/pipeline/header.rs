@@ -26,8 +26,9 @@ struct HeaderFacts {
 }
 
 impl Run<'_> {
-    /// Checks the header (see the module docs); returns the unknown columns.
-    pub(super) async fn check_header(&self) -> Result<Vec<String>, Halt> {
+    /// Checks the header (see the module docs) and keeps its unknown columns for the summary
+    /// (also when the profile's policy stops the sync).
+    pub(super) async fn check_header(&mut self) -> Result<(), Halt> {
         let p = self.pipeline;
         let (schema, sync_id) = (&p.profile.schema, &self.plan.sync_id);
         if let Some(recorded) =
@@ -37,11 +38,12 @@ impl Run<'_> {
                 recorded,
                 missing_optional: Vec::new(),
             };
-            self.apply_policy(&facts)?;
-            return Ok(facts.recorded.unknown_columns);
+            self.unknown_columns
+                .clone_from(&facts.recorded.unknown_columns);
+            return self.apply_policy(&facts);
         }
         let Some(source) = self.plan.source.clone() else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let profile = p.profile.clone();
         let options = p.parse_options(self.cut().await);
@@ -51,13 +53,14 @@ impl Run<'_> {
             .flatten();
         // Unreadable or headless: the conversion says why, with the file and line.
         let Some(header) = header else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let facts = facts_of(&header, &p.profile);
         crate::status::record_header(&self.client, schema, sync_id, &facts.recorded).await?;
         self.announce(&facts);
-        self.apply_policy(&facts)?;
-        Ok(facts.recorded.unknown_columns)
+        self.unknown_columns
+            .clone_from(&facts.recorded.unknown_columns);
+        self.apply_policy(&facts)
     }
 
     /// One warning for unknown columns (unless the profile says `ignore`), one for missing

@@ -87,13 +87,7 @@ impl Run<'_> {
         };
         let reconciled = self.reconcile(&ledger).await?;
         let resumed = !ledger.is_empty() || reconciled.recorded > 0;
-        let mut halt = match self.check_header().await {
-            Ok(unknown) => {
-                self.unknown_columns = unknown;
-                None
-            }
-            Err(h) => Some(h),
-        };
+        let mut halt = self.check_header().await.err();
         if halt.is_none() {
             halt = self
                 .load_recorded(&reconciled.pending, &mut tally)
