@@ -112,7 +112,8 @@ pub use config::{
 };
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
-    MAX_DECIMAL_SCALE, Profile, ProfileError, RangeRule, Rules, ZTDWR_PROFILE_TOML, canonical_name,
+    MAX_DECIMAL_SCALE, MissingOptional, OnInvalid, Profile, ProfileError, RangeRule, Rules,
+    UnknownColumns, ZTDWR_PROFILE_TOML, canonical_name,
 };
 
 // ---- sources ----------------------------------------------------------------------------
@@ -175,16 +176,17 @@ pub use pg::{
     REFRESH_MARGIN as ENTRA_REFRESH_MARGIN, Redacted, SQLSTATE_RULES, ServiceError, SettingsSource,
     SqlStateRule, SslMode, TargetSessionAttrs, Verification, check_target, configured_in_env,
     connect, create_target_sql, drop_database, empty_table, init_db, quote_ident, quote_qualified,
-    recreate_database, try_lock_sync,
+    recreate_database, recreate_schema, try_lock_sync,
 };
 pub use status::{
-    CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerChunk, LedgerSample,
-    LedgerSummary, LedgerTotals, ReadError, StatusError, StatusReport, StoredSync, SyncDetail,
-    SyncOutcome, SyncRecord, SyncRegistration, TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW,
-    TablePreview, TimeSavedEstimate, VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh,
-    build_report as build_status_report, committed_chunks, estimate_time_saved, finish_sync,
-    latest_sync_id, ledger_chunks, ledger_totals, preview_target, read_checkpoint, recent_syncs,
-    refresh_materialized_views, register_sync, stored_sync, sync_detail,
+    CHECKSUM_IGNORED_COLUMNS, CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow,
+    LedgerChunk, LedgerSample, LedgerSummary, LedgerTotals, ReadError, RecordedHeader, StatusError,
+    StatusReport, StoredSync, SyncDetail, SyncOutcome, SyncRecord, SyncRegistration,
+    TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TableChecksum, TablePreview, TimeSavedEstimate,
+    VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
+    committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,
+    ledger_totals, preview_target, read_checkpoint, recent_syncs, record_header, recorded_header,
+    refresh_materialized_views, register_sync, stored_sync, sync_detail, table_checksum,
 };
 
 // ---- running syncs ----------------------------------------------------------------------

@@ -303,7 +303,9 @@ mod preview;
 pub use header::{RecordedHeader, record_header, recorded_header};
 pub use ledger::{LedgerSample, ledger_error_sample, progress_from_ledger};
 pub use lookup::{StoredSync, stored_sync};
-pub use preview::{TablePreview, preview_target};
+pub use preview::{
+    CHECKSUM_IGNORED_COLUMNS, TableChecksum, TablePreview, preview_target, table_checksum,
+};
 mod history;
 mod report;
 #[cfg(test)]

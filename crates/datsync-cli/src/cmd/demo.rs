@@ -11,7 +11,6 @@
 //! `datsync_demo_reference` (`DB_SCHEMA` of each child; both dropped and recreated first), so
 //! each starts from an empty table.
 
-mod compare;
 mod db;
 mod report;
 
@@ -20,15 +19,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use datsync::config::process_env;
-use datsync::model::SyncStatus;
-use datsync::pipeline::RunSummary;
-use datsync::rejects::RejectRecord;
-use datsync::sample::{SampleOptions, SampleSize, SampleSummary, write_sample};
+use datsync::RejectRecord;
+use datsync::RunSummary;
+use datsync::SyncStatus;
+use datsync::process_env;
+use datsync::{SampleOptions, SampleSize, SampleSummary, write_sample};
 
 use super::child::{ChildRun, run_datsync};
 use crate::cli::{DemoArgs, GlobalArgs};
-use compare::TableChecksum;
+use datsync::TableChecksum;
 
 /// Chunks the sample is cut into (the chunk size follows from the row count).
 const DEMO_CHUNKS: u64 = 20;
@@ -201,19 +200,19 @@ struct Findings {
 /// The two tables' checksums (the resumed one's profile first), the first rows of the
 /// resumed table, and the resumed sync's first value warnings.
 async fn findings(
-    settings: &datsync::pg::PgSettings,
-    [resumed, reference]: [&datsync::profile::Profile; 2],
+    settings: &datsync::PgSettings,
+    [resumed, reference]: [&datsync::Profile; 2],
     checkpoints: &Path,
-    sync_id: &datsync::model::SyncId,
+    sync_id: &datsync::SyncId,
 ) -> anyhow::Result<Findings> {
-    let (table_rows, columns, first_rows) =
-        report::table_rows(settings, resumed, SHOWN_ROWS).await?;
+    let preview = report::table_rows(settings, resumed, SHOWN_ROWS).await?;
+    let client = datsync::connect(settings).await?;
     Ok(Findings {
-        resumed_checksum: compare::checksum(settings, resumed).await?,
-        reference_checksum: compare::checksum(settings, reference).await?,
-        table_rows,
-        columns,
-        first_rows,
+        resumed_checksum: datsync::table_checksum(&client, resumed).await?,
+        reference_checksum: datsync::table_checksum(&client, reference).await?,
+        table_rows: preview.rows,
+        columns: preview.columns,
+        first_rows: preview.first_rows,
         first_warnings: report::first_warnings(checkpoints, sync_id, SHOWN_WARNINGS).await?,
     })
 }
@@ -269,10 +268,7 @@ impl Plan<'_> {
         let kill_spec = format!("chunk_committed:{kill_at}");
         let killed = run_datsync(
             &run_args,
-            &[
-                (datsync::telemetry::KILL_AT_ENV, kill_spec),
-                schema(DEMO_SCHEMA),
-            ],
+            &[(datsync::KILL_AT_ENV, kill_spec), schema(DEMO_SCHEMA)],
         )?;
         if !killed.killed() {
             bail!(

@@ -6,14 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use datsync::config::RawSettings;
-use datsync::model::{RowErrorKind, SyncId, SyncStatus};
-use datsync::pg;
-use datsync::rejects::{
-    DEFAULT_RAW_DELIMITER, RecordFormat, RecordWriter, Selection, read_rejects,
+use datsync::{
+    DEFAULT_RAW_DELIMITER, RawSettings, RecordFormat, RecordWriter, RowErrorKind, Selection, Store,
+    SyncId, SyncStatus, read_rejects, stored_sync,
 };
-use datsync::status::stored_sync;
-use datsync::store::Store;
 
 use super::db;
 use crate::cli::{RejectsArgs, RejectsFormat, RejectsKind};
@@ -44,7 +40,7 @@ pub fn run(args: &RejectsArgs, profile_path: Option<&Path>) -> anyhow::Result<Ex
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let (counts, stored) = db::block_on(async {
-        let client = pg::connect(&pg_settings).await?;
+        let client = datsync::connect(&pg_settings).await?;
         let stored = stored_sync(&client, &profile.schema, &sync_id).await?;
         let store = Store::open_existing(&dir)?;
         if stored.is_none() && store.is_none() {

@@ -26,6 +26,17 @@ pub async fn drop_database(client: &Client, name: &str) -> Result<(), PgError> {
         .map_err(|e| PgError::query(format!("cannot drop the database {name}"), e))
 }
 
+/// Drops schema `name` with everything in it, if it exists, then creates it empty.
+pub async fn recreate_schema(client: &Client, name: &str) -> Result<(), PgError> {
+    let s = quote_ident(name);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}"
+        ))
+        .await
+        .map_err(|e| PgError::query(format!("cannot create the schema {name} again"), e))
+}
+
 /// Empties `schema.table` and writes a checkpoint, so that the next measured load starts
 /// from an empty table and a clean buffer cache.
 pub async fn empty_table(client: &Client, schema: &str, table: &str) -> Result<(), PgError> {

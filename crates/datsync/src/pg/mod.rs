@@ -37,7 +37,7 @@ mod tls;
 mod tls_files;
 mod verify;
 
-pub use admin::{drop_database, empty_table, recreate_database};
+pub use admin::{drop_database, empty_table, recreate_database, recreate_schema};
 pub use connect::{AttemptFailure, connect};
 pub use conninfo::ConnInfoError;
 pub use entra::{

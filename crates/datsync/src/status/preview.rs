@@ -1,5 +1,6 @@
-//! A look at the target table: how many rows it holds, and its first rows by key (what
-//! `datsync demo` shows at the end).
+//! A look at the target table: how many rows it holds, its first rows by key (what
+//! `datsync demo` shows at the end), and a checksum of every row (what the demo compares two
+//! loads of one file by).
 
 use tokio_postgres::Client;
 
@@ -57,5 +58,48 @@ pub async fn preview_target(
         rows,
         columns: columns.to_vec(),
         first_rows,
+    })
+}
+
+/// The columns a [`TableChecksum`] leaves out: when and by which sync a row was written
+/// differ between two loads of the same file by construction.
+pub const CHECKSUM_IGNORED_COLUMNS: &[&str] = &["created_at", "updated_at", "sync_id", "sync_seq"];
+
+/// What two tables holding the same rows have in common.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableChecksum {
+    /// Rows.
+    pub rows: i64,
+    /// MD5 over the rows in key order, each row as JSON (every column but
+    /// [`CHECKSUM_IGNORED_COLUMNS`], as PostgreSQL renders it).
+    pub md5: String,
+}
+
+/// The checksum of the profile's target table: equal for two tables exactly when they hold
+/// the same rows, column for column (audit timestamps and sync ids aside).
+pub async fn table_checksum(client: &Client, profile: &Profile) -> Result<TableChecksum, PgError> {
+    let table = quote_qualified(&profile.schema, &profile.table);
+    let minus = CHECKSUM_IGNORED_COLUMNS
+        .iter()
+        .fold(String::new(), |mut s, c| {
+            s.push_str(" - '");
+            s.push_str(c);
+            s.push('\'');
+            s
+        });
+    let sql = format!(
+        "SELECT count(*), COALESCE(md5(string_agg(md5((to_jsonb(t){minus})::text), '' \
+         ORDER BY t.{key})), '') FROM {table} t",
+        key = quote_ident(&profile.key)
+    );
+    let row = client.query_one(&sql, &[]).await.map_err(|e| {
+        PgError::query(
+            format!("cannot read {}.{}", profile.schema, profile.table),
+            e,
+        )
+    })?;
+    Ok(TableChecksum {
+        rows: row.get(0),
+        md5: row.get(1),
     })
 }

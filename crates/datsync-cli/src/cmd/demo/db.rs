@@ -87,13 +87,9 @@ async fn local(env: &HashMap<String, String>, port: u16) -> anyhow::Result<Targe
 
 /// Drops and recreates the demo's schemas (their tables are made by the first load).
 pub async fn fresh_schemas(settings: &PgSettings, schemas: &[&str]) -> anyhow::Result<()> {
-    let client = datsync::pg::connect(settings).await?;
+    let client = datsync::connect(settings).await?;
     for schema in schemas {
-        let s = datsync::pg::quote_ident(schema);
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}"
-            ))
+        datsync::recreate_schema(&client, schema)
             .await
             .with_context(|| format!("preparing the demo's schema {schema}"))?;
     }

@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use datsync::model::{SyncId, SyncStatus};
-use datsync::pg::{PgSettings, quote_ident, quote_qualified};
-use datsync::profile::Profile;
-use datsync::rejects::{DEFAULT_RAW_DELIMITER, RejectRecord, Selection, read_rejects};
-use datsync::store::Store;
+use datsync::{
+    CHECKSUM_IGNORED_COLUMNS, DEFAULT_RAW_DELIMITER, PgSettings, Profile, RejectRecord,
+    SampleSummary, Selection, Store, SyncId, SyncStatus, TablePreview, read_rejects,
+};
 
 use super::DemoOutcome;
-use super::compare::IGNORED_COLUMNS;
 
 /// The first `n` value warnings of a sync whose rejects are under `checkpoints`.
 pub async fn first_warnings(
@@ -61,7 +59,7 @@ pub async fn table_rows(
 }
 
 /// The line about the sample file.
-pub fn print_sample(file: &Path, sample: &datsync::sample::SampleSummary, extra_column: &str) {
+pub fn print_sample(file: &Path, sample: &SampleSummary, extra_column: &str) {
     println!(
         "sample     {} ({} rows: {} invalid, {} duplicate keys (across chunks too), {} ragged, \
          {} with an unreadable optional value; quirky header with an extra column {extra_column})",
@@ -120,7 +118,7 @@ pub fn print(o: &DemoOutcome) {
             o.table,
             o.reference_table,
             o.resumed_checksum.md5,
-            IGNORED_COLUMNS.join(", ")
+            CHECKSUM_IGNORED_COLUMNS.join(", ")
         );
     } else {
         println!(

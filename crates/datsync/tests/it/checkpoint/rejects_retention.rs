@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
-use datsync::checkpoint::{Clock, KeepReason, ManualClock, RetentionPolicy, remove_expired};
-use datsync::model::ChunkId;
-use datsync::store::{ObjectKey, Store};
+use datsync::{
+    ChunkId, Clock, KeepReason, ManualClock, ObjectKey, RetentionPolicy, Store,
+    remove_expired_checkpoints as remove_expired,
+};
 
 use crate::checkpoint::{Source, manager, sync_id};
 

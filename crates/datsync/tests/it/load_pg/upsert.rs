@@ -429,7 +429,7 @@ async fn counts_do_not_depend_on_the_order_chunks_commit_in() {
             // 13 rows: a b c d f inserted once each (5), e0 e1 updated (2), n older (1), and
             // 5 superseded (a twice, b, c, f once each).
             assert_eq!(sum, [13, 5, 2, 1, 5], "order {order:?}");
-            let totals = datsync::status::ledger_totals(&c, "public", &sync.sync_id)
+            let totals = datsync::ledger_totals(&c, "public", &sync.sync_id)
                 .await
                 .unwrap();
             assert_eq!((totals.loaded(), totals.superseded_all()), (8, 5));
@@ -470,4 +470,55 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     heap(n, &mut (0..n).collect(), &mut out);
     out
+}
+
+/// The demo's verdict: two loads of the same rows under different syncs and schemas have the
+/// same checksum (audit timestamps and sync ids aside); one value apart, they do not.
+#[tokio::test]
+async fn table_checksums_tell_equal_tables_from_different_ones() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let p = docs_profile();
+        let mut other = docs_profile();
+        other.schema = "reference".into();
+        datsync::init_db(&mut c, &p).await.unwrap();
+        datsync::recreate_schema(&c, "reference").await.unwrap();
+        datsync::init_db(&mut c, &other).await.unwrap();
+        let rows = [doc(2, "a", "x"), doc(3, "b", "y"), doc(4, "c", "z")];
+        let first = register(&c, 1, "a.dat").await;
+        load(&Loader::new(&p), &mut c, &first, 0, &batch(&p, &rows)).await;
+        let t = chrono::DateTime::parse_from_rfc3339("2025-01-29T14:30:22Z")
+            .unwrap()
+            .to_utc();
+        let reg = datsync::SyncRegistration {
+            sync_id: datsync::SyncId::new(t, 7),
+            file_name: "a.dat".into(),
+            file_path: "data/hex-ztdwr/a.dat".into(),
+            file_size_bytes: None,
+        };
+        let second = datsync::register_sync(&c, "reference", &reg).await.unwrap();
+        load(
+            &Loader::new(&other),
+            &mut c,
+            &second,
+            0,
+            &batch(&other, &rows),
+        )
+        .await;
+        let a = datsync::table_checksum(&c, &p).await.unwrap();
+        let b = datsync::table_checksum(&c, &other).await.unwrap();
+        assert_eq!(a.rows, 3);
+        assert_eq!(a, b);
+        c.batch_execute("UPDATE reference.docs SET note = 'Y' WHERE id = 'b'")
+            .await
+            .unwrap();
+        let b = datsync::table_checksum(&c, &other).await.unwrap();
+        assert_eq!(a.rows, b.rows);
+        assert_ne!(a.md5, b.md5);
+        // An empty table has a checksum too.
+        c.batch_execute("TRUNCATE reference.docs").await.unwrap();
+        let empty = datsync::table_checksum(&c, &other).await.unwrap();
+        assert_eq!((empty.rows, empty.md5.as_str()), (0, ""));
+    })
+    .await;
 }
