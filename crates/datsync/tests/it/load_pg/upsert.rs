@@ -487,11 +487,11 @@ async fn table_checksums_tell_equal_tables_from_different_ones() {
         let rows = [doc(2, "a", "x"), doc(3, "b", "y"), doc(4, "c", "z")];
         let first = register(&c, 1, "a.dat").await;
         load(&Loader::new(&p), &mut c, &first, 0, &batch(&p, &rows)).await;
-        let t = chrono::DateTime::parse_from_rfc3339("2025-01-29T14:30:22Z")
+        let started = chrono::DateTime::parse_from_rfc3339("2025-01-29T14:30:22Z")
             .unwrap()
             .to_utc();
         let reg = datsync::SyncRegistration {
-            sync_id: datsync::SyncId::new(t, 7),
+            sync_id: datsync::SyncId::new(started, 7),
             file_name: "a.dat".into(),
             file_path: "data/hex-ztdwr/a.dat".into(),
             file_size_bytes: None,
@@ -505,16 +505,16 @@ async fn table_checksums_tell_equal_tables_from_different_ones() {
             &batch(&other, &rows),
         )
         .await;
-        let a = datsync::table_checksum(&c, &p).await.unwrap();
-        let b = datsync::table_checksum(&c, &other).await.unwrap();
-        assert_eq!(a.rows, 3);
-        assert_eq!(a, b);
+        let ours = datsync::table_checksum(&c, &p).await.unwrap();
+        let theirs = datsync::table_checksum(&c, &other).await.unwrap();
+        assert_eq!(ours.rows, 3);
+        assert_eq!(ours, theirs);
         c.batch_execute("UPDATE reference.docs SET note = 'Y' WHERE id = 'b'")
             .await
             .unwrap();
-        let b = datsync::table_checksum(&c, &other).await.unwrap();
-        assert_eq!(a.rows, b.rows);
-        assert_ne!(a.md5, b.md5);
+        let theirs = datsync::table_checksum(&c, &other).await.unwrap();
+        assert_eq!(ours.rows, theirs.rows);
+        assert_ne!(ours.md5, theirs.md5);
         // An empty table has a checksum too.
         c.batch_execute("TRUNCATE reference.docs").await.unwrap();
         let empty = datsync::table_checksum(&c, &other).await.unwrap();
