@@ -29,11 +29,15 @@
 //! - `serve`: the Azure Functions custom handler on top of `intake`.
 //! - `alert`: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
+//! - `http`: outgoing HTTPS (reqwest, rustls with ring) for webhooks and hooks: trust, the
+//!   plain-text rule, one request.
 //! - `telemetry`: named events, logged and counted in one place; crash injection.
 //! - `sample`: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - `inspect`: a report of what a file holds, as the decoder sees it.
 //! - `pgtemp`: a private throwaway PostgreSQL server for `datsync demo`.
 //! - `azurite` (feature `test-support`): a throwaway Azure Storage emulator for tests.
+//! - `test_http` (feature `test-support`): an HTTP(S) server on loopback, with a certificate
+//!   authority of its own, for tests of webhooks and hooks.
 //!
 //! ```text
 //! source ──bytes──> parse ──RecordBatch(text, _line)──> checkpoint ──> validate ──> transform ──> load
@@ -76,6 +80,7 @@ mod azure;
 mod azurite;
 mod checkpoint;
 mod config;
+mod http;
 mod inspect;
 mod intake;
 mod load;
@@ -92,6 +97,8 @@ mod source;
 mod status;
 mod store;
 mod telemetry;
+#[cfg(feature = "test-support")]
+mod test_http;
 mod transform;
 mod validate;
 mod value;
@@ -221,8 +228,9 @@ pub use serve::{
 pub use alert::{
     AlertError, AlertOutcome, AlertReport, AlertSettings, Alerter, Channel, DEFAULT_ALERT_FROM,
     DEFAULT_ALERT_TIMEOUT, DEFAULT_SMTP_URL, Delivery, EmailSettings, MAX_LISTED_VALIDATION_ERRORS,
-    WebhookSettings, redact_secrets,
+    WEBHOOK_ALLOW_HTTP_ENV, WebhookSettings, redact_secrets,
 };
+pub use http::{CA_FILE_ENV, HttpError, HttpTls};
 pub use telemetry::{KILL_AT_ENV, TERM_AT_ENV};
 
 // ---- tools: samples, inspection, a throwaway PostgreSQL ---------------------------------
@@ -243,5 +251,7 @@ pub use sample::{
 pub use azurite::{Azurite, AzuriteError};
 #[cfg(feature = "test-support")]
 pub use load::put_numeric;
+#[cfg(feature = "test-support")]
+pub use test_http::{RecordedRequest, TestHttpServer};
 #[cfg(feature = "test-support")]
 pub use store::{CrashPoint, FaultPlan};

@@ -73,3 +73,53 @@ fn a_successful_sync_sends_no_alert() {
     // The run is over: had it posted, the connection would be waiting in the backlog.
     assert!(listener.accept().is_err(), "no alert for a SUCCESS");
 }
+
+/// The webhook over HTTPS, its certificate authority trusted the way OpenSSL programs are
+/// told to (`SSL_CERT_FILE`); and a plain `http://` webhook to a host that is not loopback is
+/// refused before anything is loaded.
+#[test]
+fn a_failed_sync_posts_its_alert_to_an_https_webhook() {
+    let work = Work::new(
+        1_000,
+        36,
+        Rates {
+            invalid: 0.5,
+            dup: 0.0,
+            ragged: 0.0,
+        },
+    );
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = fresh_sync_id();
+    let server = datsync::TestHttpServer::https(&[202]).unwrap();
+    let ca = server.write_ca(work.path()).unwrap();
+    let url = server.url("/hooks/datsync");
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[
+            ("ALERT_WEBHOOK_URL", &url),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let req = server.next_request(Duration::from_secs(30)).unwrap();
+    assert!(req.tls, "the alert went over TLS");
+    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/hooks/datsync"));
+    assert_eq!(req.json()["sync_id"], sync.as_str());
+    assert_eq!(req.json()["status"], "BAD_INPUT");
+
+    let out = work.run(
+        &db,
+        &ck,
+        &["--fresh"],
+        &[("ALERT_WEBHOOK_URL", "http://hooks.example.com/datsync")],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("ALERT_WEBHOOK_ALLOW_HTTP") && out.stderr.contains("plain text"),
+        "{}",
+        out.describe()
+    );
+}

@@ -9,8 +9,13 @@
 //! | `ALERT_EMAIL` | recipients, comma-separated; unset → no email |
 //! | `ALERT_FROM` | sender, default [`DEFAULT_ALERT_FROM`] |
 //! | `SMTP_URL` | `smtp://host:port`, `smtp://host?tls=required`, `smtps://user:pass@host`; default [`DEFAULT_SMTP_URL`] |
-//! | `ALERT_WEBHOOK_URL` | `http://…` URL the report is POSTed to as JSON; unset → no webhook |
+//! | `ALERT_WEBHOOK_URL` | `https://…` URL the report is POSTed to as JSON (through [`crate::http`]); unset → no webhook |
+//! | `ALERT_WEBHOOK_ALLOW_HTTP` | `true` allows an `http://` webhook on a host that is not loopback |
 //! | `ALERT_TIMEOUT_SECONDS` | most time one alert may take on one channel, default [`DEFAULT_ALERT_TIMEOUT`] |
+//! | `DATSYNC_CA_FILE` | extra root certificates (PEM) for the webhook's HTTPS |
+//!
+//! SMTP to a host that is not loopback uses TLS unless `SMTP_URL` says `tls=none` (see
+//! `settings.rs`).
 //!
 //! Sending an alert never fails the sync: [`Alerter::notify`] logs each failed delivery
 //! with `tracing` and returns it in the [`AlertOutcome`]. Alert text never holds a
@@ -22,7 +27,6 @@ mod message;
 mod redact;
 mod report;
 mod settings;
-mod webhook;
 
 use serde::Serialize;
 
@@ -31,7 +35,7 @@ pub use redact::redact_secrets;
 pub use report::{AlertReport, MAX_LISTED_VALIDATION_ERRORS, status_needs_alert};
 pub use settings::{
     AlertSettings, DEFAULT_ALERT_FROM, DEFAULT_ALERT_TIMEOUT, DEFAULT_SMTP_URL, EmailSettings,
-    WebhookSettings,
+    WEBHOOK_ALLOW_HTTP_ENV, WebhookSettings,
 };
 
 /// What can go wrong while configuring or sending an alert.
@@ -45,11 +49,9 @@ pub enum AlertError {
         /// What is wrong with it (never its secret parts).
         reason: String,
     },
-    /// An `https://` webhook URL: only `http://` is supported for now.
-    #[error(
-        "ALERT_WEBHOOK_URL: https webhooks are not supported yet; use an http:// URL (for example a local relay) or email alerts (ALERT_EMAIL)"
-    )]
-    WebhookHttpsUnsupported,
+    /// The webhook URL or the HTTPS set-up cannot be used.
+    #[error("alert webhook: {0}")]
+    Http(#[from] crate::http::HttpError),
     /// The email could not be put together.
     #[error("cannot build the alert email: {0}")]
     EmailMessage(String),
@@ -132,23 +134,25 @@ struct WebhookPayload<'a> {
 /// Sends alerts on the configured channels; built once from [`AlertSettings`].
 pub struct Alerter {
     email: Option<email::EmailSender>,
-    webhook: Option<WebhookSettings>,
-    timeout: std::time::Duration,
+    webhook: Option<(WebhookSettings, reqwest::Client)>,
 }
 
 impl Alerter {
-    /// Builds the channels (parses `SMTP_URL`; opens no connection).
+    /// Builds the channels (parses `SMTP_URL`, reads the CA file; opens no connection).
     pub fn new(settings: &AlertSettings) -> Result<Self, AlertError> {
         let email = settings
             .email
             .as_ref()
             .map(|e| email::EmailSender::new(e, settings.timeout))
             .transpose()?;
-        Ok(Self {
-            email,
-            webhook: settings.webhook.clone(),
-            timeout: settings.timeout,
-        })
+        let webhook = settings
+            .webhook
+            .as_ref()
+            .map(|hook| {
+                crate::http::client(settings.timeout, &settings.tls).map(|c| (hook.clone(), c))
+            })
+            .transpose()?;
+        Ok(Self { email, webhook })
     }
 
     /// Whether any channel is configured.
@@ -170,8 +174,8 @@ impl Alerter {
                 .deliveries
                 .push(logged(report, Channel::Email, result));
         }
-        if let Some(hook) = &self.webhook {
-            let result = self.post(report, &hook.url).await;
+        if let Some((hook, client)) = &self.webhook {
+            let result = post(client, report, &hook.url).await;
             outcome
                 .deliveries
                 .push(logged(report, Channel::Webhook, result));
@@ -179,16 +183,31 @@ impl Alerter {
         outcome
     }
 
-    async fn post(&self, report: &AlertReport, url: &url::Url) -> Result<(), AlertError> {
-        let redacted = report.redacted();
-        let payload = WebhookPayload {
-            level: alert_level(report.status),
-            subject: subject(report),
-            report: &redacted,
-        };
-        let json = serde_json::to_vec(&payload)?;
-        webhook::post_json(url, &json, self.timeout).await
-    }
+}
+
+/// POSTs the report as JSON; any 2xx answer is a delivery.
+async fn post(
+    client: &reqwest::Client,
+    report: &AlertReport,
+    url: &url::Url,
+) -> Result<(), AlertError> {
+    let redacted = report.redacted();
+    let payload = WebhookPayload {
+        level: alert_level(report.status),
+        subject: subject(report),
+        report: &redacted,
+    };
+    let json = serde_json::to_vec(&payload)?;
+    crate::http::send(client, &reqwest::Method::POST, url, &[], Some(json))
+        .await
+        .map(|_| ())
+        .map_err(|e| AlertError::Webhook {
+            url: crate::http::shown(url),
+            reason: match e {
+                crate::http::HttpError::Request { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })
 }
 
 fn logged(report: &AlertReport, channel: Channel, result: Result<(), AlertError>) -> Delivery {

@@ -1,11 +1,22 @@
 //! Alert settings read from the environment (`ALERT_EMAIL`, `ALERT_FROM`, `SMTP_URL`,
-//! `ALERT_WEBHOOK_URL`, `ALERT_TIMEOUT_SECONDS`), validated once.
+//! `ALERT_WEBHOOK_URL`, `ALERT_WEBHOOK_ALLOW_HTTP`, `ALERT_TIMEOUT_SECONDS`,
+//! `DATSYNC_CA_FILE`), validated once.
+//!
+//! Transport rules (alerts carry file names, counts and errors):
+//! - the webhook may be `https://` anywhere, and `http://` only to a loopback host unless
+//!   `ALERT_WEBHOOK_ALLOW_HTTP=true` ([`crate::http`]);
+//! - SMTP to a host that is not loopback uses TLS: `smtp://host` without a `tls` parameter
+//!   means STARTTLS, required (`?tls=required`, on the URL's port, 25 when it names none);
+//!   `smtps://` is TLS from the start; `?tls=opportunistic` (STARTTLS when offered) and
+//!   `?tls=none` (plain text) are accepted when written out. A loopback relay keeps plain
+//!   `smtp://` as it is.
 
 use std::time::Duration;
 
 use lettre::message::Mailbox;
 
 use super::AlertError;
+use crate::http::{HttpTls, check_url};
 
 /// Sender address when `ALERT_FROM` is not set.
 pub const DEFAULT_ALERT_FROM: &str = "datsync@localhost";
@@ -14,6 +25,9 @@ pub const DEFAULT_SMTP_URL: &str = "smtp://localhost:25";
 /// The most time one alert may take on one channel (connect, SMTP conversation or HTTP
 /// request and answer) when `ALERT_TIMEOUT_SECONDS` is not set.
 pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The variable that allows a plain `http://` webhook to a host that is not loopback.
+pub const WEBHOOK_ALLOW_HTTP_ENV: &str = "ALERT_WEBHOOK_ALLOW_HTTP";
 
 /// Validated alert settings. With neither `ALERT_EMAIL` nor `ALERT_WEBHOOK_URL` set, both
 /// channels are off and alerts are disabled (not an error).
@@ -25,6 +39,8 @@ pub struct AlertSettings {
     pub webhook: Option<WebhookSettings>,
     /// The most time one alert may take on one channel.
     pub timeout: Duration,
+    /// Extra root certificates for the webhook's HTTPS (`DATSYNC_CA_FILE`).
+    pub tls: HttpTls,
 }
 
 /// Where and how alert emails are sent.
@@ -35,18 +51,26 @@ pub struct EmailSettings {
     /// Sender (`ALERT_FROM`, default [`DEFAULT_ALERT_FROM`]).
     pub from: Mailbox,
     /// The SMTP server as a lettre connection URL (`SMTP_URL`, default
-    /// [`DEFAULT_SMTP_URL`]): `smtp://host:port` (no TLS), `smtp://host?tls=required`
+    /// [`DEFAULT_SMTP_URL`]), after the TLS rule of the module documentation:
+    /// `smtp://host:port` (plain, loopback or `tls=none` only), `smtp://host?tls=required`
     /// (STARTTLS), `smtps://user:pass@host` (TLS). May hold a password: never print it.
-    /// Credentials on a plain `smtp://` URL are sent unencrypted (fine for a local relay
-    /// only); use `smtps://` or `?tls=required` for a remote server.
     pub smtp_url: String,
 }
 
 /// Where alert webhooks are posted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
-    /// The `http://` URL the report is POSTed to as JSON (`ALERT_WEBHOOK_URL`).
+    /// The URL the report is POSTed to as JSON (`ALERT_WEBHOOK_URL`). Its query or user part
+    /// may hold a token: shown only through [`crate::http::shown`].
     pub url: url::Url,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &crate::http::shown(&self.url))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for EmailSettings {
@@ -66,6 +90,7 @@ impl AlertSettings {
             email: None,
             webhook: None,
             timeout: DEFAULT_ALERT_TIMEOUT,
+            tls: HttpTls::default(),
         }
     }
 
@@ -96,13 +121,27 @@ impl AlertSettings {
                 })
             })
             .transpose()?;
+        let allow_http = match get(WEBHOOK_ALLOW_HTTP_ENV) {
+            None => false,
+            Some(v) => crate::config::parse_bool(&v).ok_or_else(|| {
+                invalid(
+                    WEBHOOK_ALLOW_HTTP_ENV,
+                    format!("`{v}` is not true or false"),
+                )
+            })?,
+        };
         let webhook = get("ALERT_WEBHOOK_URL")
-            .map(|u| parse_webhook_url(&u).map(|url| WebhookSettings { url }))
+            .map(|u| {
+                check_url(&u, "ALERT_WEBHOOK_URL", WEBHOOK_ALLOW_HTTP_ENV, allow_http)
+                    .map(|url| WebhookSettings { url })
+                    .map_err(AlertError::Http)
+            })
             .transpose()?;
         Ok(Self {
             email,
             webhook,
             timeout,
+            tls: HttpTls::from_env(&get),
         })
     }
 
@@ -150,31 +189,59 @@ fn parse_mailbox(name: &'static str, s: &str) -> Result<Mailbox, AlertError> {
         .map_err(|e| invalid(name, format!("`{s}` is not an email address ({e})")))
 }
 
-/// Checks the scheme only; lettre parses the rest when the transport is built. The URL
-/// itself is never echoed (it may hold a password).
+/// Checks the scheme and applies the TLS rule of the module documentation; lettre parses the
+/// rest when the transport is built. The URL itself is never echoed (it may hold a password).
 fn check_smtp_url(s: String) -> Result<String, AlertError> {
-    match url::Url::parse(&s) {
-        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => Ok(s),
-        Ok(_) => Err(invalid(
-            "SMTP_URL",
-            "expected smtp://host[:port][?tls=required|opportunistic] or smtps://[user:pass@]host[:port]",
-        )),
-        Err(e) => Err(invalid("SMTP_URL", format!("not a URL ({e})"))),
+    let expected = "expected smtp://host[:port][?tls=required|opportunistic|none] or \
+                    smtps://[user:pass@]host[:port]";
+    let mut url = match url::Url::parse(&s) {
+        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => u,
+        Ok(_) => return Err(invalid("SMTP_URL", expected)),
+        Err(e) => return Err(invalid("SMTP_URL", format!("not a URL ({e})"))),
+    };
+    if url.scheme() == "smtps" {
+        return Ok(s);
     }
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "tls")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mode = match tls.as_deref() {
+        Some("required" | "opportunistic") => return Ok(s),
+        Some("none") => None,
+        Some(_) => return Err(invalid("SMTP_URL", expected)),
+        None if crate::http::is_loopback(&url) => return Ok(s),
+        // A remote server: STARTTLS, required, on the port the URL means.
+        None => {
+            if url.port().is_none() {
+                let _ = url.set_port(Some(SMTP_PORT));
+            }
+            Some("required")
+        }
+    };
+    url.set_query(None);
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &others {
+            q.append_pair(k, v);
+        }
+        if let Some(mode) = mode {
+            q.append_pair("tls", mode);
+        }
+    }
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    Ok(url.to_string())
 }
 
-fn parse_webhook_url(s: &str) -> Result<url::Url, AlertError> {
-    let u =
-        url::Url::parse(s).map_err(|e| invalid("ALERT_WEBHOOK_URL", format!("not a URL ({e})")))?;
-    match u.scheme() {
-        "http" if u.host_str().is_some() => Ok(u),
-        "https" => Err(AlertError::WebhookHttpsUnsupported),
-        _ => Err(invalid(
-            "ALERT_WEBHOOK_URL",
-            "expected http://host[:port]/path",
-        )),
-    }
-}
+/// The SMTP port of a `smtp://` URL without one (lettre's `SMTP_PORT`).
+const SMTP_PORT: u16 = 25;
 
 #[cfg(test)]
 mod tests {
@@ -232,7 +299,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SMTP_URL") && !err.contains("secret"), "{err}");
-        let err = settings(&[("ALERT_WEBHOOK_URL", "https://hooks.example.com/x")]).unwrap_err();
-        assert!(matches!(err, AlertError::WebhookHttpsUnsupported), "{err}");
+        let err = settings(&[("ALERT_WEBHOOK_URL", "http://hooks.example.com/x?t=s3cret")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ALERT_WEBHOOK_URL")
+                && err.contains(WEBHOOK_ALLOW_HTTP_ENV)
+                && !err.contains("s3cret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn webhooks_are_https_or_loopback_unless_allowed() {
+        let hook = |pairs: &[(&str, &str)]| settings(pairs).map(|s| s.webhook.unwrap().url);
+        assert!(hook(&[("ALERT_WEBHOOK_URL", "https://hooks.example.com/x")]).is_ok());
+        assert!(hook(&[("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/x")]).is_ok());
+        assert!(
+            hook(&[
+                ("ALERT_WEBHOOK_URL", "http://hooks.example.com/x"),
+                (WEBHOOK_ALLOW_HTTP_ENV, "true"),
+            ])
+            .is_ok()
+        );
+        let e = settings(&[
+            ("ALERT_WEBHOOK_URL", "http://127.0.0.1/x"),
+            (WEBHOOK_ALLOW_HTTP_ENV, "perhaps"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains(WEBHOOK_ALLOW_HTTP_ENV), "{e}");
+        let s = settings(&[("ALERT_WEBHOOK_URL", "https://h.example.com/x?token=s3cret")]).unwrap();
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn smtp_to_a_remote_server_uses_tls_unless_told_otherwise() {
+        let url = |smtp: &str| {
+            settings(&[("ALERT_EMAIL", "ops@example.com"), ("SMTP_URL", smtp)])
+                .unwrap()
+                .email
+                .unwrap()
+                .smtp_url
+        };
+        for (given, effective) in [
+            // Loopback relays stay as they are.
+            ("smtp://localhost:25", "smtp://localhost:25"),
+            ("smtp://127.0.0.1:2525", "smtp://127.0.0.1:2525"),
+            // A remote server: STARTTLS required, on the URL's port (25 when none).
+            ("smtp://mail.example.com", "smtp://mail.example.com:25?tls=required"),
+            (
+                "smtp://u:pw@mail.example.com:587",
+                "smtp://u:pw@mail.example.com:587?tls=required",
+            ),
+            // Written out: kept.
+            (
+                "smtp://mail.example.com?tls=opportunistic",
+                "smtp://mail.example.com?tls=opportunistic",
+            ),
+            ("smtp://mail.example.com?tls=required", "smtp://mail.example.com?tls=required"),
+            ("smtps://u:pw@mail.example.com", "smtps://u:pw@mail.example.com"),
+            // Plain text on purpose.
+            ("smtp://mail.example.com:25?tls=none", "smtp://mail.example.com:25"),
+        ] {
+            assert_eq!(url(given), effective, "{given}");
+        }
+        let e = settings(&[
+            ("ALERT_EMAIL", "ops@example.com"),
+            ("SMTP_URL", "smtp://u:s3cret@mail.example.com?tls=maybe"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SMTP_URL") && !e.contains("s3cret"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! Alerts against real servers on loopback: an SMTP conversation with a server the test
-//! starts, a webhook POST to an HTTP server the test starts, and unreachable servers.
+//! starts, a webhook POST to an HTTP and an HTTPS server the test starts (its certificate
+//! authority trusted through `DATSYNC_CA_FILE`, or not), and unreachable servers.
 
-mod http_server;
 mod smtp_server;
 
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use datsync::{
     AlertReport, AlertSettings, Alerter, Channel, RowError, SyncCounts, SyncId, SyncStatus,
+    TestHttpServer,
 };
 
 use smtp_server::SmtpServer;
@@ -173,10 +174,10 @@ async fn partial_success_sends_a_warning_and_success_sends_nothing() {
 
 #[tokio::test]
 async fn webhook_receives_the_report_as_json() {
-    let (addr, mut requests) = http_server::start("204 No Content").await;
+    let server = TestHttpServer::http(&[204]).unwrap();
     let settings = env(&[(
         "ALERT_WEBHOOK_URL",
-        format!("http://{addr}/hooks/datsync?team=ops"),
+        server.url("/hooks/datsync?team=ops"),
     )]);
     let alerter = Alerter::new(&settings).unwrap();
     let outcome = tokio::time::timeout(GUARD, alerter.notify(&report(SyncStatus::Failed)))
@@ -185,12 +186,17 @@ async fn webhook_receives_the_report_as_json() {
     assert!(outcome.all_delivered(), "{:?}", outcome.deliveries);
     assert_eq!(outcome.deliveries[0].channel, Channel::Webhook);
 
-    let req = requests.recv().await.unwrap();
+    let req = server.next_request(GUARD).unwrap();
     assert_eq!(req.method, "POST");
-    assert_eq!(req.target, "/hooks/datsync?team=ops");
+    assert_eq!(req.path, "/hooks/datsync");
+    assert_eq!(req.query.as_deref(), Some("team=ops"));
+    assert!(!req.tls);
     assert_eq!(req.header("content-type"), Some("application/json"));
-    assert_eq!(req.header("host"), Some(addr.to_string().as_str()));
-    let json: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(
+        req.header("host"),
+        Some(format!("127.0.0.1:{}", server.addr().port()).as_str())
+    );
+    let json = req.json();
     assert_eq!(json["sync_id"], SYNC_ID);
     assert_eq!(json["status"], "FAILED");
     assert_eq!(json["level"], "error");
@@ -210,9 +216,55 @@ async fn webhook_receives_the_report_as_json() {
 }
 
 #[tokio::test]
+async fn https_webhook_is_delivered_when_its_authority_is_trusted() {
+    let server = TestHttpServer::https(&[200]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = server.write_ca(dir.path()).unwrap();
+    let url = server.url("/hooks/datsync?token=s3cret-token");
+    // Trusted through DATSYNC_CA_FILE: delivered over TLS.
+    let settings = env(&[
+        ("ALERT_WEBHOOK_URL", url.clone()),
+        ("DATSYNC_CA_FILE", ca.display().to_string()),
+    ]);
+    let outcome = tokio::time::timeout(
+        GUARD,
+        Alerter::new(&settings)
+            .unwrap()
+            .notify(&report(SyncStatus::BadInput)),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.all_delivered(), "{:?}", outcome.deliveries);
+    let req = server.next_request(GUARD).unwrap();
+    assert!(req.tls);
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.query.as_deref(), Some("token=s3cret-token"));
+    assert_eq!(req.json()["status"], "BAD_INPUT");
+
+    // Not trusted: the certificate is refused, the error says so without the token.
+    let settings = env(&[("ALERT_WEBHOOK_URL", url)]);
+    let outcome = tokio::time::timeout(
+        GUARD,
+        Alerter::new(&settings)
+            .unwrap()
+            .notify(&report(SyncStatus::BadInput)),
+    )
+    .await
+    .unwrap();
+    let errors: Vec<String> = outcome.failures().map(|(_, e)| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("certificate") && errors[0].contains("https://localhost:"),
+        "{errors:?}"
+    );
+    assert!(!errors[0].contains("s3cret"), "{errors:?}");
+    assert!(server.received().is_empty(), "no request without TLS trust");
+}
+
+#[tokio::test]
 async fn webhook_error_status_is_reported_not_fatal() {
-    let (addr, _requests) = http_server::start("500 Internal Server Error").await;
-    let settings = env(&[("ALERT_WEBHOOK_URL", format!("http://{addr}/x"))]);
+    let server = TestHttpServer::http(&[500]).unwrap();
+    let settings = env(&[("ALERT_WEBHOOK_URL", server.url("/x"))]);
     let outcome = Alerter::new(&settings)
         .unwrap()
         .notify(&report(SyncStatus::Failed))
