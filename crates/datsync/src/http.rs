@@ -212,10 +212,7 @@ pub fn shown(url: &url::Url) -> String {
 
 /// [`shown`] of a text that may not parse: its scheme and host at most.
 fn shown_text(text: &str) -> String {
-    url::Url::parse(text.trim()).map_or_else(
-        |_| "(not a URL)".to_owned(),
-        |u| shown(&u),
-    )
+    url::Url::parse(text.trim()).map_or_else(|_| "(not a URL)".to_owned(), |u| shown(&u))
 }
 
 /// One request: `method` to `url` with `headers` and an optional JSON `body`; `Ok` with
@@ -242,10 +239,7 @@ pub async fn send(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| fail(describe(&e), true))?;
+    let response = request.send().await.map_err(|e| fail(describe(&e), true))?;
     let status = response.status();
     if status.is_success() {
         return Ok(status.as_u16());
@@ -260,7 +254,10 @@ pub async fn send(
     } else {
         ""
     };
-    Err(fail(format!("the server answered `{line}`{hint}"), retryable))
+    Err(fail(
+        format!("the server answered `{line}`{hint}"),
+        retryable,
+    ))
 }
 
 /// reqwest's error and its causes on one line (the TLS or connection cause is the useful
@@ -347,7 +344,9 @@ mod tests {
             let tls = HttpTls {
                 ca_file: Some(path.clone()),
             };
-            let e = client(Duration::from_secs(1), &tls).unwrap_err().to_string();
+            let e = client(Duration::from_secs(1), &tls)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains(CA_FILE_ENV) && e.contains(&path.display().to_string()),
                 "{e}"

@@ -252,6 +252,6 @@ pub use azurite::{Azurite, AzuriteError};
 #[cfg(feature = "test-support")]
 pub use load::put_numeric;
 #[cfg(feature = "test-support")]
-pub use test_http::{RecordedRequest, TestHttpServer};
-#[cfg(feature = "test-support")]
 pub use store::{CrashPoint, FaultPlan};
+#[cfg(feature = "test-support")]
+pub use test_http::{RecordedRequest, TestHttpServer};

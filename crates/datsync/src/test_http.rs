@@ -88,7 +88,9 @@ impl TestHttpServer {
         let addr = listener.local_addr()?;
         let (tx, requests) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let script = Arc::new(Mutex::new(statuses.iter().copied().collect::<VecDeque<_>>()));
+        let script = Arc::new(Mutex::new(
+            statuses.iter().copied().collect::<VecDeque<_>>(),
+        ));
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor()).transpose()?;
         let thread = std::thread::spawn(move || {
@@ -222,7 +224,9 @@ async fn connection<I>(
                 tls,
             });
             let status = {
-                let mut s = script.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut s = script
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if s.len() > 1 {
                     s.pop_front().unwrap_or(204)
                 } else {
@@ -243,8 +247,8 @@ async fn connection<I>(
 /// A certificate authority and a server certificate for `localhost` / `127.0.0.1`.
 struct TestCa {
     ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
+    server_cert: String,
+    server_key: String,
 }
 
 impl TestCa {
@@ -255,23 +259,25 @@ impl TestCa {
             .distinguished_name
             .push(DnType::CommonName, "datsync test HTTP CA");
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
         let key = KeyPair::generate()?;
         let cert = leaf.signed_by(&key, &ca)?;
         Ok(Self {
             ca_pem: ca.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            server_cert: cert.pem(),
+            server_key: key.serialize_pem(),
         })
     }
 
     fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
         let chain = vec![
-            CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            CertificateDer::from_pem_slice(self.server_cert.as_bytes())
                 .map_err(std::io::Error::other)?,
         ];
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes())
             .map_err(std::io::Error::other)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)

@@ -106,7 +106,10 @@ fn a_failed_sync_posts_its_alert_to_an_https_webhook() {
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     let req = server.next_request(Duration::from_secs(30)).unwrap();
     assert!(req.tls, "the alert went over TLS");
-    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/hooks/datsync"));
+    assert_eq!(
+        (req.method.as_str(), req.path.as_str()),
+        ("POST", "/hooks/datsync")
+    );
     assert_eq!(req.json()["sync_id"], sync.as_str());
     assert_eq!(req.json()["status"], "BAD_INPUT");
 

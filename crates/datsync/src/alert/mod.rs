@@ -182,7 +182,6 @@ impl Alerter {
         }
         outcome
     }
-
 }
 
 /// POSTs the report as JSON; any 2xx answer is a delivery.

@@ -141,7 +141,7 @@ impl AlertSettings {
             email,
             webhook,
             timeout,
-            tls: HttpTls::from_env(&get),
+            tls: HttpTls::from_env(get),
         })
     }
 
@@ -346,7 +346,10 @@ mod tests {
             ("smtp://localhost:25", "smtp://localhost:25"),
             ("smtp://127.0.0.1:2525", "smtp://127.0.0.1:2525"),
             // A remote server: STARTTLS required, on the URL's port (25 when none).
-            ("smtp://mail.example.com", "smtp://mail.example.com:25?tls=required"),
+            (
+                "smtp://mail.example.com",
+                "smtp://mail.example.com:25?tls=required",
+            ),
             (
                 "smtp://u:pw@mail.example.com:587",
                 "smtp://u:pw@mail.example.com:587?tls=required",
@@ -356,10 +359,19 @@ mod tests {
                 "smtp://mail.example.com?tls=opportunistic",
                 "smtp://mail.example.com?tls=opportunistic",
             ),
-            ("smtp://mail.example.com?tls=required", "smtp://mail.example.com?tls=required"),
-            ("smtps://u:pw@mail.example.com", "smtps://u:pw@mail.example.com"),
+            (
+                "smtp://mail.example.com?tls=required",
+                "smtp://mail.example.com?tls=required",
+            ),
+            (
+                "smtps://u:pw@mail.example.com",
+                "smtps://u:pw@mail.example.com",
+            ),
             // Plain text on purpose.
-            ("smtp://mail.example.com:25?tls=none", "smtp://mail.example.com:25"),
+            (
+                "smtp://mail.example.com:25?tls=none",
+                "smtp://mail.example.com:25",
+            ),
         ] {
             assert_eq!(url(given), effective, "{given}");
         }

@@ -175,10 +175,7 @@ async fn partial_success_sends_a_warning_and_success_sends_nothing() {
 #[tokio::test]
 async fn webhook_receives_the_report_as_json() {
     let server = TestHttpServer::http(&[204]).unwrap();
-    let settings = env(&[(
-        "ALERT_WEBHOOK_URL",
-        server.url("/hooks/datsync?team=ops"),
-    )]);
+    let settings = env(&[("ALERT_WEBHOOK_URL", server.url("/hooks/datsync?team=ops"))]);
     let alerter = Alerter::new(&settings).unwrap();
     let outcome = tokio::time::timeout(GUARD, alerter.notify(&report(SyncStatus::Failed)))
         .await
