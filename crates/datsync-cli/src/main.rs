@@ -42,7 +42,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line, each said once: the library's messages already
 /// name their cause, which `{:#}` would print a second time.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string().replace(['\n', '\r'], " ");

@@ -24,8 +24,16 @@ pub struct InspectReport {
     pub bom: bool,
     /// Lines ending in CRLF.
     pub crlf_lines: u64,
-    /// The delimiter name (`~|^`, `~\|\^`, `~^`, `tab`, `|`).
+    /// The delimiter name (`~|^`, `~\|\^`, `~^`, `tab`, `|`, `,`, `;`, or the profile's).
     pub delimiter: String,
+    /// Whether the file has a header line (the profile's `[format] header`).
+    pub header_line: bool,
+    /// The quote character, if the profile sets one.
+    pub quote: Option<String>,
+    /// Escapes (`none`, `backslash`).
+    pub escape: String,
+    /// The text encoding the profile reads.
+    pub encoding: String,
     /// Canonical column names in file order.
     pub columns: Vec<String>,
     /// Each header column: as written, canonical, output name, known or not.
@@ -40,6 +48,14 @@ pub struct InspectReport {
     pub long_lines: u64,
     /// Blank lines skipped.
     pub blank_lines: u64,
+    /// Lines skipped before the header (`skip_lines`).
+    pub skipped_lines: u64,
+    /// Comment lines skipped.
+    pub comment_lines: u64,
+    /// Records over more than one line (quoted line breaks).
+    pub multiline_records: u64,
+    /// Records whose quote is still open at the end of the file.
+    pub unterminated_quotes: u64,
     /// Fields decoded as Latin-1 because they were not valid UTF-8.
     pub latin1_fields: u64,
     /// Rows with at least one Latin-1 field.
@@ -98,7 +114,15 @@ pub fn inspect<R: Read>(
         gzip: stats.gzip,
         bom: stats.bom,
         crlf_lines: stats.crlf_lines,
-        delimiter: header.delimiter.name().to_owned(),
+        delimiter: header.delimiter.name(),
+        header_line: profile.format.header,
+        quote: profile.format.quote.map(|q| char::from(q).to_string()),
+        escape: match profile.format.escape {
+            crate::profile::Escape::None => "none",
+            crate::profile::Escape::Backslash => "backslash",
+        }
+        .to_owned(),
+        encoding: profile.format.encoding.name().to_owned(),
         columns: header.columns.iter().map(|c| c.name.clone()).collect(),
         header: header.columns.clone(),
         rows: stats.rows,
@@ -106,6 +130,10 @@ pub fn inspect<R: Read>(
         nul_rows: stats.nul_rows,
         long_lines: stats.long_lines,
         blank_lines: stats.blank_lines,
+        skipped_lines: stats.skipped_lines,
+        comment_lines: stats.comment_lines,
+        multiline_records: stats.multiline_records,
+        unterminated_quotes: stats.unterminated_quotes,
         latin1_fields: stats.latin1_fields,
         latin1_rows: stats.latin1_rows,
         missing_required: header.missing_required(profile),

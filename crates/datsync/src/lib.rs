@@ -119,8 +119,9 @@ pub use config::{
 };
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
-    MAX_DECIMAL_SCALE, MissingOptional, OnInvalid, Profile, ProfileError, RangeRule, Rules,
-    UnknownColumns, ZTDWR_PROFILE_TOML, canonical_name,
+    DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,
+    OnInvalid, Profile, ProfileError, RangeRule, Rules, TextEncoding, UnknownColumns,
+    ZTDWR_PROFILE_TOML, canonical_name,
 };
 
 // ---- sources ----------------------------------------------------------------------------
@@ -136,7 +137,7 @@ pub use source::{
 pub use parse::{
     BatchCut, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, DEFAULT_MAX_HEADER_COLUMNS,
     DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_RAW_BYTES, Decoder, Delimiter, Header, HeaderColumn,
-    ParseError, ParseOptions, ParseStats, READ_BUFFER_BYTES, decode_reader,
+    OtherDelimiter, ParseError, ParseOptions, ParseStats, READ_BUFFER_BYTES, decode_reader,
 };
 
 // ---- checkpoints ------------------------------------------------------------------------

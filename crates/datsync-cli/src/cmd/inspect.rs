@@ -4,14 +4,55 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use std::path::Path;
+
 use datsync::{
-    DEFAULT_CONFIG_FILE, InspectReport, LocalSource, Profile, RawSettings, SourceRef, inspect,
-    process_env,
+    DEFAULT_CONFIG_FILE, InspectReport, LocalSource, ParseError, Profile, RawSettings, SourceRef,
+    inspect, process_env,
 };
 
 use crate::cli::InspectArgs;
 
-pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
+/// Exit code of an inspection that could not read the file (or its profile).
+const EXIT_UNREADABLE: u8 = 1;
+
+/// `inspect`: the report, or with `--json` one JSON object on every outcome — the report, or
+/// `{"file", "error", "line"}` when the file (or the profile) cannot be read.
+pub fn run(args: &InspectArgs, profile_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let outcome = super::load_profile(profile_path).and_then(|profile| {
+        let report = inspect_file(args, &profile)?;
+        Ok((profile, report))
+    });
+    let mut out = std::io::stdout().lock();
+    match outcome {
+        Ok((profile, report)) => {
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                print_text(&mut out, &args.file, &report, &profile)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if args.json => {
+            let line = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<ParseError>())
+                .and_then(ParseError::line);
+            let error = serde_json::json!({
+                "file": args.file,
+                "error": crate::one_line(&e),
+                "line": line,
+            });
+            serde_json::to_writer_pretty(&mut out, &error)?;
+            writeln!(out)?;
+            Ok(ExitCode::from(EXIT_UNREADABLE))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn inspect_file(args: &InspectArgs, profile: &Profile) -> anyhow::Result<InspectReport> {
     let name = args.file.clone();
     let flags = RawSettings {
         max_line_bytes: args.max_line_bytes,
@@ -38,14 +79,7 @@ pub fn run(args: &InspectArgs, profile: &Profile) -> anyhow::Result<ExitCode> {
         inspect(source.reader(), profile, options, args.rows)
     }
     .with_context(|| name.clone())?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print_text(&mut out, &name, &report, profile)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
 }
 
 fn list(items: &[String]) -> String {
@@ -75,16 +109,31 @@ fn print_text(
     } else {
         ""
     };
-    writeln!(
-        out,
-        "encoding     UTF-8{bom}{crlf}; {} fields in {} rows decoded as Latin-1",
-        r.latin1_fields, r.latin1_rows
-    )?;
-    writeln!(out, "delimiter    {}", r.delimiter)?;
+    if r.encoding == "utf-8" {
+        writeln!(
+            out,
+            "encoding     UTF-8{bom}{crlf}; {} fields in {} rows decoded as Latin-1",
+            r.latin1_fields, r.latin1_rows
+        )?;
+    } else {
+        writeln!(out, "encoding     {}{bom}{crlf}", r.encoding)?;
+    }
+    let quoting = match (&r.quote, r.escape.as_str()) {
+        (None, "none") => String::new(),
+        (Some(q), "none") => format!(", quote {q}"),
+        (None, e) => format!(", {e} escapes"),
+        (Some(q), e) => format!(", quote {q}, {e} escapes"),
+    };
+    writeln!(out, "delimiter    {}{quoting}", r.delimiter)?;
     let known = r.header.iter().filter(|c| c.known).count();
+    let header = if r.header_line {
+        ""
+    } else {
+        " (no header line: named by the profile)"
+    };
     writeln!(
         out,
-        "header       {} columns, {known} known to profile `{}`",
+        "header       {} columns, {known} known to profile `{}`{header}",
         r.columns.len(),
         profile.name
     )?;
@@ -104,6 +153,14 @@ fn print_text(
          skipped",
         r.rows, r.ragged_rows, r.nul_rows, r.long_lines, r.blank_lines
     )?;
+    if r.skipped_lines + r.comment_lines + r.multiline_records + r.unterminated_quotes > 0 {
+        writeln!(
+            out,
+            "             {} lines skipped, {} comment lines, {} records over several lines, \
+             {} with an unterminated quote",
+            r.skipped_lines, r.comment_lines, r.multiline_records, r.unterminated_quotes
+        )?;
+    }
     let key_columns: Vec<usize> = profile
         .required_sources()
         .filter_map(|s| r.columns.iter().position(|c| c == s))

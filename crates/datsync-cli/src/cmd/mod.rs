@@ -28,9 +28,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sample(args) => sample::run(&args),
-        Command::Inspect(args) => {
-            inspect::run(&args, &load_profile(cli.global.profile.as_deref())?)
-        }
+        Command::Inspect(args) => inspect::run(&args, cli.global.profile.as_deref()),
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
         Command::Watch(args) => watch::run(&args, &cli.global),

@@ -25,8 +25,11 @@
 
 use serde::Serialize;
 
-/// A field delimiter, decided from the header line (`ztdwr.md` §1) and applied to every line.
-/// The three `~|^` forms name how the header wrote it; they cut lines identically.
+use crate::profile::MAX_DELIMITER_BYTES;
+
+/// A field delimiter, decided from the header line (`ztdwr.md` §1) or set by the profile's
+/// `[format] delimiter`, and applied to every line. The three `~|^` forms name how the header
+/// wrote it; they cut lines identically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Delimiter {
     /// The `~|^` family, header written `~|^`.
@@ -39,19 +42,78 @@ pub enum Delimiter {
     Tab,
     /// `|`.
     Pipe,
+    /// `,`.
+    Comma,
+    /// `;`.
+    Semicolon,
+    /// Any other string of up to [`MAX_DELIMITER_BYTES`] bytes, set by a profile.
+    Other(#[serde(serialize_with = "serialize_other")] OtherDelimiter),
     /// No known delimiter on the header line: one column per line.
     None,
 }
 
+/// The bytes of a [`Delimiter::Other`], kept inline so that a delimiter stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherDelimiter {
+    bytes: [u8; MAX_DELIMITER_BYTES],
+    len: u8,
+}
+
+impl OtherDelimiter {
+    /// The delimiter's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+fn serialize_other<S: serde::Serializer>(d: &OtherDelimiter, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(d.bytes()))
+}
+
 impl Delimiter {
+    /// The delimiter a profile names: the `~|^` family for any of its written forms, a named
+    /// variant for tab, `|`, `,` and `;`, else [`Delimiter::Other`]. `None` for an empty
+    /// string or one longer than [`MAX_DELIMITER_BYTES`].
+    pub fn from_bytes(text: &[u8]) -> Option<Self> {
+        Some(match text {
+            b"" => return None,
+            b"\t" => Self::Tab,
+            b"|" => Self::Pipe,
+            b"," => Self::Comma,
+            b";" => Self::Semicolon,
+            t if t.len() > MAX_DELIMITER_BYTES => return None,
+            t if Self::family_form(t) => match Self::detect(t) {
+                d @ (Self::TildePipeCaret | Self::EscapedTildePipeCaret | Self::TildeCaret) => d,
+                _ => Self::TildePipeCaret,
+            },
+            t => {
+                let mut bytes = [0u8; MAX_DELIMITER_BYTES];
+                bytes[..t.len()].copy_from_slice(t);
+                Self::Other(OtherDelimiter {
+                    bytes,
+                    // At most MAX_DELIMITER_BYTES, checked above.
+                    len: t.len() as u8,
+                })
+            }
+        })
+    }
+
+    /// Whether `text` is exactly one written form of the `~|^` family.
+    fn family_form(text: &[u8]) -> bool {
+        text.last() == Some(&b'^') && tilde_before(text, text.len() - 1) == Some(0)
+    }
+
     /// The canonical bytes of the delimiter (what the sample generator writes).
-    pub fn bytes(self) -> &'static [u8] {
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Self::TildePipeCaret => b"~|^",
             Self::EscapedTildePipeCaret => b"~\\|\\^",
             Self::TildeCaret => b"~^",
             Self::Tab => b"\t",
             Self::Pipe => b"|",
+            Self::Comma => b",",
+            Self::Semicolon => b";",
+            Self::Other(o) => o.bytes(),
             Self::None => b"",
         }
     }
@@ -65,19 +127,42 @@ impl Delimiter {
     }
 
     /// The name shown to users and in `inspect --json`: the delimiter text, or `tab`/`none`.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Self::TildePipeCaret => "~|^",
-            Self::EscapedTildePipeCaret => "~\\|\\^",
-            Self::TildeCaret => "~^",
-            Self::Tab => "tab",
-            Self::Pipe => "|",
-            Self::None => "none",
+            Self::Tab => "tab".to_owned(),
+            Self::None => "none".to_owned(),
+            Self::EscapedTildePipeCaret => "~\\|\\^".to_owned(),
+            d => String::from_utf8_lossy(d.bytes()).into_owned(),
+        }
+    }
+
+    /// In words, for messages: `comma-delimited`, `tab-delimited`, `"~|^"-delimited`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tab => "tab-delimited".to_owned(),
+            Self::Pipe => "pipe-delimited".to_owned(),
+            Self::Comma => "comma-delimited".to_owned(),
+            Self::Semicolon => "semicolon-delimited".to_owned(),
+            Self::None => "not delimited (one field per line)".to_owned(),
+            d => format!("{:?}-delimited", d.name()),
+        }
+    }
+
+    /// The delimiter for messages that say what a profile expects: `tab`, `comma`, `"~|^"`.
+    pub fn short_name(&self) -> String {
+        match self {
+            Self::Tab => "tab".to_owned(),
+            Self::Pipe => "pipe".to_owned(),
+            Self::Comma => "comma".to_owned(),
+            Self::Semicolon => "semicolon".to_owned(),
+            Self::None => "none".to_owned(),
+            d => format!("{:?}", d.name()),
         }
     }
 
     /// Detects the delimiter of a header line: the `~|^` family in any form (named after
-    /// its first occurrence), else tab, else `|`.
+    /// its first occurrence), else tab, else `|`, else `,` or `;` (the more frequent; a tie
+    /// is `,`).
     pub fn detect(header: &[u8]) -> Self {
         let mut first = None;
         for_each_byte(header, b'^', |caret| {
@@ -100,18 +185,66 @@ impl Delimiter {
             };
         }
         if memchr::memchr(b'\t', header).is_some() {
-            Self::Tab
-        } else if memchr::memchr(b'|', header).is_some() {
-            Self::Pipe
-        } else {
-            Self::None
+            return Self::Tab;
+        }
+        if memchr::memchr(b'|', header).is_some() {
+            return Self::Pipe;
+        }
+        let commas = memchr::memchr_iter(b',', header).count();
+        let semicolons = memchr::memchr_iter(b';', header).count();
+        match (commas, semicolons) {
+            (0, 0) => Self::None,
+            (c, s) if s > c => Self::Semicolon,
+            _ => Self::Comma,
+        }
+    }
+
+    /// [`Self::detect`] on the parts of `line` outside `quote`d sections.
+    pub fn detect_outside_quotes(line: &[u8], quote: Option<u8>) -> Self {
+        let Some(q) = quote else {
+            return Self::detect(line);
+        };
+        let mut outside = Vec::with_capacity(line.len());
+        let mut quoted = false;
+        for &b in line {
+            if b == q {
+                quoted = !quoted;
+                // Keeps the field boundaries around a quoted section.
+                outside.push(b'x');
+            } else if !quoted {
+                outside.push(b);
+            }
+        }
+        Self::detect(&outside)
+    }
+
+    /// The last byte of the delimiter (every `~|^` form ends with `^`).
+    pub(super) fn last_byte(&self) -> Option<u8> {
+        match self {
+            Self::None => None,
+            d if d.has_markers() => Some(b'^'),
+            d => d.bytes().last().copied(),
+        }
+    }
+
+    /// When a delimiter ends with `line[at]`, where it starts (`at` + 1 − its length).
+    #[inline]
+    pub(super) fn starts_before(&self, line: &[u8], at: usize) -> Option<usize> {
+        match self {
+            Self::None => None,
+            d if d.has_markers() => (line[at] == b'^').then(|| tilde_before(line, at)).flatten(),
+            d => {
+                let b = d.bytes();
+                let start = (at + 1).checked_sub(b.len())?;
+                (&line[start..=at] == b).then_some(start)
+            }
         }
     }
 
     /// Calls `field(start, end)` for every field of `line` in order (the last one ends at
     /// the end of the line); returns the number of fields.
     #[inline]
-    pub(super) fn for_each_field(self, line: &[u8], mut field: impl FnMut(usize, usize)) -> usize {
+    pub(super) fn for_each_field(&self, line: &[u8], mut field: impl FnMut(usize, usize)) -> usize {
         let mut start = 0;
         let mut count = 1;
         match self {
@@ -127,8 +260,15 @@ impl Delimiter {
                     }
                 });
             }
-            Self::Tab | Self::Pipe => {
-                for at in memchr::memchr_iter(self.bytes()[0], line) {
+            Self::Other(o) if o.len > 1 => {
+                for at in memchr::memmem::find_iter(line, o.bytes()) {
+                    field(start, at);
+                    start = at + o.bytes().len();
+                    count += 1;
+                }
+            }
+            d => {
+                for at in memchr::memchr_iter(d.bytes()[0], line) {
                     field(start, at);
                     start = at + 1;
                     count += 1;
@@ -142,7 +282,7 @@ impl Delimiter {
 
 impl std::fmt::Display for Delimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 

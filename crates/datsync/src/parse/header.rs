@@ -30,24 +30,37 @@ pub struct Header {
     pub delimiter: Delimiter,
     /// The columns in file order.
     pub columns: Vec<HeaderColumn>,
-    /// The line number of the header (1 unless blank lines precede it).
+    /// The line number of the header (1 unless lines precede it); 0 for a file without a
+    /// header line (`[format] header = false`), whose columns the profile names.
     pub line: u64,
 }
 
 impl Header {
-    /// Parses a header line (BOM and line ending already removed) against a profile, in
-    /// time linear in its length (names are resolved and made unique through hash maps).
+    /// Parses a header line (BOM and line ending already removed, no quotes) against a
+    /// profile: the delimiter detected, the fields cut.
+    #[cfg(test)]
     pub(crate) fn parse(line: &str, line_no: u64, profile: &Profile) -> Self {
         let delimiter = Delimiter::detect(line.as_bytes());
         let mut raw_fields = Vec::new();
         delimiter.for_each_field(line.as_bytes(), |start, end| {
             // Cut at ASCII bytes, so every field of a `str` is a `str`.
-            raw_fields.push(line.get(start..end).unwrap_or_default());
+            raw_fields.push(line.get(start..end).unwrap_or_default().to_owned());
         });
+        Self::from_fields(&raw_fields, delimiter, line_no, profile)
+    }
+
+    /// The header made of these fields (as written), in time linear in their number (names
+    /// are resolved and made unique through hash maps).
+    pub(crate) fn from_fields(
+        raw_fields: &[String],
+        delimiter: Delimiter,
+        line_no: u64,
+        profile: &Profile,
+    ) -> Self {
         let sources: HashSet<&str> = profile.sources().map(|(s, _)| s).collect();
         let mut names = UniqueNames::with_capacity(raw_fields.len());
         let columns = raw_fields
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(i, raw)| {
                 let canonical = canonical_name(raw);
@@ -63,7 +76,7 @@ impl Header {
                 };
                 let (name, duplicate) = names.claim(base);
                 HeaderColumn {
-                    raw: raw.to_owned(),
+                    raw: raw.clone(),
                     canonical,
                     name,
                     known: resolved.is_some() && !duplicate,
@@ -76,6 +89,12 @@ impl Header {
             columns,
             line: line_no,
         }
+    }
+
+    /// The columns of a file without a header line: the names the profile gives, in file
+    /// order (canonical already).
+    pub(crate) fn from_names(names: &[String], delimiter: Delimiter, profile: &Profile) -> Self {
+        Self::from_fields(names, delimiter, 0, profile)
     }
 
     fn known_names(&self) -> HashSet<&str> {

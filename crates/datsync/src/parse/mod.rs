@@ -10,17 +10,26 @@
 //!
 //! Handled here (`ztdwr.md` §1–§2): gzip by magic bytes (multi-member too), a BOM, CRLF,
 //! UTF-8 with a per-field Latin-1 fallback, delimiter detection (every form of `~|^`, see
-//! [`Delimiter`]), `^`/`~` marker stripping, whitespace trimming, null tokens, no quote
-//! semantics, header canonicalization and aliases.
+//! [`Delimiter`]), `^`/`~` marker stripping, whitespace trimming, null tokens, header
+//! canonicalization and aliases. The profile's `[format]` ([`crate::Format`]) changes what a
+//! file looks like: a fixed delimiter of any string, no header (the columns named by the
+//! profile), RFC 4180 quotes and COPY text-format escapes (a record may then span lines; see
+//! `syntax`), an encoding, lines to skip before the header, comment lines, no trimming.
+//!
+//! A *record* is one line, or several when a quoted field holds line breaks (or a backslash
+//! escapes one); `_line` is the number of its first physical line, and line numbers count
+//! physical lines (the header, blank, skipped and comment lines included).
 //!
 //! # Bounded memory on any input
 //!
 //! - A batch is cut at [`ParseOptions::batch_rows`] rows or once its rows cost
 //!   [`ParseOptions::batch_bytes`], whichever comes first ([`BatchCut`] says which).
-//! - A line longer than [`ParseOptions::max_line_bytes`] is never buffered whole: its first
-//!   [`ParseOptions::max_raw_bytes`] are kept, the rest is skipped up to the next line break,
-//!   and it becomes one error row (`line too long`); decoding goes on with the next line. Only
-//!   the header line must fit (it is needed to read anything else).
+//! - A line (a record, with quotes) longer than [`ParseOptions::max_line_bytes`] is never
+//!   buffered whole: its first [`ParseOptions::max_raw_bytes`] are kept, the rest is skipped
+//!   up to its end (a quoted field's bytes are still followed, so the record ends where it
+//!   does), and it becomes one error row (`line too long`, `record too long`); decoding goes
+//!   on with the next record. Only the header must fit (it is needed to read anything else).
+//!   A quote still open at the end of the input is one error row (`unterminated quote`).
 //! - At most [`ParseOptions::max_header_columns`] header fields; header columns the profile
 //!   does not know are named ([`ParseStats::unknown_columns`]) and then not kept.
 //! - At most one batch is ready at a time: `decode` stops consuming once a batch is ready,
@@ -29,7 +38,9 @@
 
 mod delim;
 mod header;
+mod records;
 mod rows;
+mod syntax;
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -39,12 +50,11 @@ use arrow_schema::{ArrowError, SchemaRef};
 use flate2::write::MultiGzDecoder;
 use serde::Serialize;
 
-pub use delim::Delimiter;
+pub use delim::{Delimiter, OtherDelimiter};
 pub use header::{Header, HeaderColumn};
-pub(crate) use rows::latin1_into;
 
 use crate::model::LineNo;
-use crate::profile::Profile;
+use crate::profile::{DelimiterSetting, Profile};
 
 /// Rows per batch (and so per chunk) unless told otherwise; the seed design's 10,000.
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
@@ -114,6 +124,9 @@ pub enum ParseError {
     /// No bytes, or only blank lines.
     #[error("empty file: no header line")]
     Empty,
+    /// A file without a header line (`header = false`) that holds no record.
+    #[error("empty file: no data rows")]
+    NoRecords,
     /// A header and no data rows.
     #[error("header-only file: no data rows after the header on line {header_line}")]
     HeaderOnly {
@@ -138,6 +151,53 @@ pub enum ParseError {
         profile: String,
         /// The start of the header line.
         start: String,
+    },
+    /// The file is not cut by the delimiter the profile names, and another one cuts it.
+    #[error(
+        "line {line}: the file looks {found}, the profile expects {expected}: set \
+         `delimiter` in the profile's [format] (or \"auto\")"
+    )]
+    DelimiterMismatch {
+        /// The line looked at (the header, or the first record).
+        line: LineNo,
+        /// What the line looks like (`comma-delimited`).
+        found: String,
+        /// The profile's delimiter (`tab`).
+        expected: String,
+    },
+    /// The header line holds values rather than names.
+    #[error(
+        "line {line}: the first line looks like data ({start:?}), not a header of profile \
+         `{profile}`: set `header = false` in the profile's [format] (and `columns`, unless the \
+         profile's columns are the file's fields in order)"
+    )]
+    LooksLikeData {
+        /// The line.
+        line: LineNo,
+        /// The profile's name.
+        profile: String,
+        /// The start of the line.
+        start: String,
+    },
+    /// `header = false`, and the first line names the columns.
+    #[error(
+        "line {line}: the first line looks like a header ({start:?}) but the profile says \
+         `header = false`: set `header = true` (or `skip_lines = 1`) in its [format]"
+    )]
+    LooksLikeHeader {
+        /// The line.
+        line: LineNo,
+        /// The start of the line.
+        start: String,
+    },
+    /// The header record opens a quote that is never closed.
+    #[error(
+        "line {line}: unterminated quote: the header's quoted field opened on this line is \
+         still open at the end of the file"
+    )]
+    UnterminatedQuote {
+        /// The line where the quote opened.
+        line: LineNo,
     },
     /// A header line longer than [`ParseOptions::max_line_bytes`].
     #[error(
@@ -185,6 +245,28 @@ pub enum ParseError {
     },
 }
 
+impl ParseError {
+    /// The line the error is about, when it is about one.
+    pub fn line(&self) -> Option<LineNo> {
+        match self {
+            Self::HeaderOnly { header_line } => Some(*header_line),
+            Self::Binary { line }
+            | Self::NoKnownColumn { line, .. }
+            | Self::DelimiterMismatch { line, .. }
+            | Self::LooksLikeData { line, .. }
+            | Self::LooksLikeHeader { line, .. }
+            | Self::UnterminatedQuote { line }
+            | Self::HeaderTooLong { line, .. }
+            | Self::TooManyColumns { line, .. } => Some(*line),
+            Self::Empty
+            | Self::NoRecords
+            | Self::Gzip { .. }
+            | Self::Arrow(_)
+            | Self::Io { .. } => None,
+        }
+    }
+}
+
 /// What the decoder saw, for reports and the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ParseStats {
@@ -202,14 +284,22 @@ pub struct ParseStats {
     pub crlf_lines: u64,
     /// Blank lines (skipped; they hold no record).
     pub blank_lines: u64,
+    /// Lines skipped before the header (`[format] skip_lines`).
+    pub skipped_lines: u64,
+    /// Comment lines skipped (`[format] comment`).
+    pub comment_lines: u64,
+    /// Records that span more than one line (a quoted field holds a line break).
+    pub multiline_records: u64,
     /// Data rows emitted (error rows included).
     pub rows: u64,
     /// Rows whose field count differs from the header's.
     pub ragged_rows: u64,
     /// Rows holding a NUL byte.
     pub nul_rows: u64,
-    /// Lines longer than the maximum, each one error row (`line too long`).
+    /// Lines (records) longer than the maximum, each one error row (`line too long`).
     pub long_lines: u64,
+    /// Records whose quote is still open at the end of the input (one error row).
+    pub unterminated_quotes: u64,
     /// Fields decoded as Latin-1 because they were not valid UTF-8.
     pub latin1_fields: u64,
     /// Rows with at least one Latin-1 field.
@@ -228,13 +318,22 @@ enum Compression {
     Gzip(Box<MultiGzDecoder<Vec<u8>>>),
 }
 
-/// A line past the maximum length being skipped: its start is in `pending`.
+/// A line (record) past the maximum length being skipped: its start is in `pending`.
 #[derive(Debug, Clone, Copy)]
 struct Overlong {
-    /// Bytes of the line so far.
+    /// Bytes of the record so far.
     len: u64,
-    /// Its last byte so far (a CR before the LF counts it as a CRLF line).
+    /// The last byte of its current line so far (a CR before the LF counts a CRLF line).
     last: u8,
+}
+
+/// Why the current line is neither kept nor scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discard {
+    /// One of the `skip_lines` before the header.
+    Skip,
+    /// A comment line.
+    Comment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,10 +352,30 @@ pub struct Decoder {
     /// one inflate step) from `text_pos` on.
     text: Vec<u8>,
     text_pos: usize,
-    /// A partial line carried between inputs (at most `max_line_bytes`; only the start of an
-    /// overlong line).
+    /// The record in progress: its complete lines (each with its `\n`) and the partial
+    /// current line, at most `max_line_bytes` (past that, only the first `max_raw_bytes`).
     pending: Vec<u8>,
+    /// Where the current line starts in `pending`.
+    line_start: usize,
+    /// Bytes of the current partial line so far (0: none carried).
+    line_bytes: u64,
     overlong: Option<Overlong>,
+    /// The current line is skipped or a comment.
+    discard: Option<Discard>,
+    /// The scanner has seen the current record's bytes as they came (a record past the
+    /// maximum, whose bytes are not kept).
+    fed: bool,
+    /// A record spans lines and is not complete yet.
+    record_open: bool,
+    /// The first line of the record in progress.
+    record_line: LineNo,
+    /// `skip_lines` still to skip.
+    skip_remaining: u64,
+    /// The delimiter: the profile's, or detected on the first record.
+    delimiter: Option<Delimiter>,
+    /// Quotes and escapes, once the delimiter is known (`None` without either).
+    syntax: Option<syntax::Syntax>,
+    scanner: syntax::Scanner,
     line_no: LineNo,
     header: Option<Header>,
     rows: Option<rows::RowBuilder>,
@@ -278,6 +397,11 @@ impl Decoder {
             max_header_columns: options.max_header_columns.max(1),
             ..options
         };
+        let format = &profile.format;
+        let delimiter = match &format.delimiter {
+            DelimiterSetting::Auto => None,
+            DelimiterSetting::Fixed(bytes) => Delimiter::from_bytes(bytes),
+        };
         Self {
             profile: profile.clone(),
             options,
@@ -285,7 +409,17 @@ impl Decoder {
             text: Vec::new(),
             text_pos: 0,
             pending: Vec::new(),
+            line_start: 0,
+            line_bytes: 0,
             overlong: None,
+            discard: None,
+            fed: false,
+            record_open: false,
+            record_line: 0,
+            skip_remaining: format.skip_lines,
+            delimiter,
+            syntax: None,
+            scanner: syntax::Scanner::new(),
             line_no: 0,
             header: None,
             rows: None,
@@ -313,6 +447,7 @@ impl Decoder {
             stats.ragged_rows = rows.ragged_rows;
             stats.nul_rows = rows.nul_rows;
             stats.long_lines = rows.long_lines;
+            stats.unterminated_quotes = rows.unterminated_quotes;
             stats.latin1_fields = rows.latin1_fields;
             stats.latin1_rows = rows.latin1_rows;
             stats.byte_cut_batches = rows.byte_cut_batches;
@@ -433,180 +568,6 @@ impl Decoder {
         Ok(true)
     }
 
-    /// Splits text into lines and handles each, stopping (at a line boundary) once a batch
-    /// is ready; returns the bytes consumed.
-    fn consume_text(&mut self, data: &[u8]) -> Result<usize, ParseError> {
-        // One search of the whole input spares every line its own search for a NUL byte.
-        let may_hold_nul = memchr::memchr(0, data).is_some();
-        let mut pos = 0;
-        while pos < data.len() && self.ready.is_empty() {
-            let rest = &data[pos..];
-            let Some(nl) = memchr::memchr(b'\n', rest) else {
-                self.carry(rest)?;
-                pos = data.len();
-                break;
-            };
-            if self.carrying() {
-                self.carry(&rest[..nl])?;
-                self.end_carried_line(true)?;
-            } else {
-                self.line(&rest[..nl], true, may_hold_nul)?;
-            }
-            pos += nl + 1;
-        }
-        self.stats.text_bytes += pos as u64;
-        Ok(pos)
-    }
-
-    fn carrying(&self) -> bool {
-        !self.pending.is_empty() || self.overlong.is_some()
-    }
-
-    /// Carries part of a line to the next input. Past `max_line_bytes` only the first
-    /// `max_raw_bytes` are kept and the rest is counted.
-    fn carry(&mut self, data: &[u8]) -> Result<(), ParseError> {
-        let Some(&last) = data.last() else {
-            return Ok(());
-        };
-        if let Some(o) = &mut self.overlong {
-            o.len += data.len() as u64;
-            o.last = last;
-            return Ok(());
-        }
-        let len = self.pending.len() + data.len();
-        if len <= self.options.max_line_bytes {
-            self.pending.extend_from_slice(data);
-            return Ok(());
-        }
-        if self.rows.is_none() {
-            return Err(ParseError::HeaderTooLong {
-                line: self.line_no + 1,
-                max: self.options.max_line_bytes,
-            });
-        }
-        let keep = self.options.max_raw_bytes;
-        let more = keep.saturating_sub(self.pending.len()).min(data.len());
-        self.pending.extend_from_slice(&data[..more]);
-        self.pending.truncate(keep);
-        self.overlong = Some(Overlong {
-            len: len as u64,
-            last,
-        });
-        Ok(())
-    }
-
-    /// Handles the carried line, which just ended (at a `\n`, or at end of input).
-    fn end_carried_line(&mut self, terminated: bool) -> Result<(), ParseError> {
-        let line = std::mem::take(&mut self.pending);
-        let result = match self.overlong.take() {
-            Some(o) => self.long_line(&line, o.len, terminated && o.last == b'\r'),
-            None => self.line(&line, terminated, true),
-        };
-        self.pending = line;
-        self.pending.clear();
-        result
-    }
-
-    /// Handles one whole line (without its `\n`).
-    fn line(
-        &mut self,
-        mut line: &[u8],
-        terminated: bool,
-        may_hold_nul: bool,
-    ) -> Result<(), ParseError> {
-        if line.len() > self.options.max_line_bytes {
-            let crlf = terminated && line.last() == Some(&b'\r');
-            let prefix = &line[..self.options.max_raw_bytes];
-            return self.long_line(prefix, line.len() as u64, crlf);
-        }
-        self.line_no += 1;
-        self.stats.lines += 1;
-        if let Some(stripped) = line.strip_suffix(b"\r") {
-            if terminated {
-                self.stats.crlf_lines += 1;
-            }
-            line = stripped;
-        }
-        if self.line_no == 1
-            && let Some(stripped) = line.strip_prefix(UTF8_BOM)
-        {
-            self.stats.bom = true;
-            line = stripped;
-        }
-        if line.trim_ascii().is_empty() {
-            self.stats.blank_lines += 1;
-            return Ok(());
-        }
-        match &mut self.rows {
-            Some(rows) => {
-                if let Some(batch) = rows.push_line(line, self.line_no, may_hold_nul)? {
-                    self.ready.push_back(batch);
-                }
-                self.stats.rows += 1;
-                Ok(())
-            }
-            None => self.header_line(line),
-        }
-    }
-
-    /// Handles a line longer than `max_line_bytes`, of which `prefix` was kept.
-    fn long_line(&mut self, prefix: &[u8], len: u64, crlf: bool) -> Result<(), ParseError> {
-        self.line_no += 1;
-        self.stats.lines += 1;
-        if crlf {
-            self.stats.crlf_lines += 1;
-        }
-        let Some(rows) = &mut self.rows else {
-            return Err(ParseError::HeaderTooLong {
-                line: self.line_no,
-                max: self.options.max_line_bytes,
-            });
-        };
-        if let Some(batch) = rows.push_long_line(prefix, len, self.line_no)? {
-            self.ready.push_back(batch);
-        }
-        self.stats.rows += 1;
-        Ok(())
-    }
-
-    fn header_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
-        if memchr::memchr(0, line).is_some() {
-            return Err(ParseError::Binary { line: self.line_no });
-        }
-        let found = Delimiter::detect(line).for_each_field(line, |_, _| {});
-        if found > self.options.max_header_columns {
-            return Err(ParseError::TooManyColumns {
-                line: self.line_no,
-                found,
-                max: self.options.max_header_columns,
-            });
-        }
-        let text = if let Ok(s) = std::str::from_utf8(line) {
-            s.to_owned()
-        } else {
-            let mut s = String::new();
-            latin1_into(line, &mut s);
-            s
-        };
-        let text = text.trim_start_matches('\u{feff}');
-        let header = Header::parse(text, self.line_no, &self.profile);
-        if !header.columns.iter().any(|c| c.known) {
-            return Err(ParseError::NoKnownColumn {
-                line: self.line_no,
-                profile: self.profile.name.clone(),
-                start: text.chars().take(80).collect(),
-            });
-        }
-        self.rows = Some(rows::RowBuilder::new(
-            &header,
-            &self.profile.null_tokens,
-            &self.options,
-        ));
-        self.stats.unknown_columns = header.unknown_columns();
-        self.header = Some(header);
-        Ok(())
-    }
-
     /// Ends the input and returns the next batch: call it until it returns `None`. The first
     /// call handles a last line without a line break and checks that a gzip stream ended
     /// properly; the last batch, cut by the end of input, is [`BatchCut::End`].
@@ -634,36 +595,6 @@ impl Decoder {
                 })?;
                 self.text.extend_from_slice(gz.get_ref());
             }
-        }
-        Ok(())
-    }
-
-    /// Consumes the remaining text until a batch is ready, then ends the last line and readies
-    /// the last, partial batch.
-    fn flush_text(&mut self) -> Result<(), ParseError> {
-        if !self.drain_text()? {
-            return Ok(());
-        }
-        if self.carrying() {
-            self.end_carried_line(false)?;
-            if !self.ready.is_empty() {
-                return Ok(());
-            }
-        }
-        self.phase = Phase::Done;
-        let Some(header) = &self.header else {
-            return Err(ParseError::Empty);
-        };
-        if self.stats.rows == 0 {
-            return Err(ParseError::HeaderOnly {
-                header_line: header.line,
-            });
-        }
-        if let Some(rows) = &mut self.rows
-            && rows.buffered_rows() > 0
-        {
-            let batch = rows.finish_batch()?;
-            self.ready.push_back((batch, BatchCut::End));
         }
         Ok(())
     }

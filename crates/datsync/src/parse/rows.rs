@@ -16,8 +16,10 @@ use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use super::header::Header;
+use super::syntax::{self, Syntax};
 use super::{BatchCut, Delimiter, ParseOptions};
 use crate::model::{ERROR_COLUMN, LINE_COLUMN, LineNo, RAW_COLUMN};
+use crate::profile::TextEncoding;
 
 /// Average bytes per field used to size the first batch's buffers.
 const FIELD_BYTES_GUESS: usize = 12;
@@ -27,10 +29,24 @@ const MAX_RESERVE_BYTES: usize = 4 << 20;
 /// A header column that is not kept in the batches.
 const DROPPED: u32 = u32::MAX;
 
+/// How the fields of a record are read, besides the delimiter (the profile's `[format]`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reading {
+    /// Quotes and escapes, when the profile sets either.
+    pub syntax: Option<Syntax>,
+    pub encoding: TextEncoding,
+    pub trim: bool,
+}
+
 /// Splits lines into fields and appends them to column builders, a batch at a time.
 pub(super) struct RowBuilder {
     schema: SchemaRef,
     delimiter: Delimiter,
+    reading: Reading,
+    /// Field bounds of a record with quotes or escapes.
+    bounds: Vec<(usize, usize)>,
+    /// A field's decoded bytes.
+    decoded: Vec<u8>,
     nulls: NullTokens,
     batch_rows: usize,
     batch_bytes: usize,
@@ -56,13 +72,19 @@ pub(super) struct RowBuilder {
     pub ragged_rows: u64,
     pub nul_rows: u64,
     pub long_lines: u64,
+    pub unterminated_quotes: u64,
     pub byte_cut_batches: u64,
 }
 
 impl RowBuilder {
     /// Keeps the header columns the profile knows (every column with
     /// `keep_unknown_columns`).
-    pub(super) fn new(header: &Header, null_tokens: &[String], options: &ParseOptions) -> Self {
+    pub(super) fn new(
+        header: &Header,
+        null_tokens: &[String],
+        options: &ParseOptions,
+        reading: Reading,
+    ) -> Self {
         let mut fields = vec![Field::new(LINE_COLUMN, DataType::UInt64, false)];
         let mut slots = Vec::with_capacity(header.columns.len());
         for column in &header.columns {
@@ -80,6 +102,9 @@ impl RowBuilder {
         Self {
             schema: Arc::new(Schema::new(fields)),
             delimiter: header.delimiter,
+            reading,
+            bounds: Vec::new(),
+            decoded: Vec::new(),
             nulls: NullTokens::new(null_tokens),
             batch_rows: options.batch_rows,
             batch_bytes: options.batch_bytes,
@@ -102,6 +127,7 @@ impl RowBuilder {
             ragged_rows: 0,
             nul_rows: 0,
             long_lines: 0,
+            unterminated_quotes: 0,
             byte_cut_batches: 0,
         }
     }
@@ -124,9 +150,9 @@ impl RowBuilder {
         len.min(self.max_line_bytes) + self.row_overhead
     }
 
-    /// Appends one data line (line ending removed). Returns a batch when it completes one.
-    /// `may_hold_nul` is false when the caller knows the line holds no NUL byte.
-    pub(super) fn push_line(
+    /// Appends one data record (line ending removed). Returns a batch when it completes one.
+    /// `may_hold_nul` is false when the caller knows the record holds no NUL byte.
+    pub(super) fn push_record(
         &mut self,
         line: &[u8],
         line_no: LineNo,
@@ -137,7 +163,10 @@ impl RowBuilder {
             let message = self.note_cut(line, "NUL byte in the line: not text".to_owned());
             self.push_error_row(line, line_no, message);
         } else {
-            let fields = self.push_fields(line);
+            let fields = match self.reading.syntax {
+                Some(syntax) => self.push_syntax_fields(&syntax, line),
+                None => self.push_fields(line),
+            };
             if fields == self.width {
                 self.lines.append_value(line_no);
                 self.errors.append_null();
@@ -155,21 +184,45 @@ impl RowBuilder {
         self.end_row(line.len())
     }
 
-    /// Appends a line longer than `max_line_bytes` as an error row: `prefix` is its start
-    /// (what was kept of it), `len` its length.
+    /// Appends a line (a record of `lines` lines) longer than `max_line_bytes` as an error
+    /// row: `prefix` is its start (what was kept of it), `len` its length.
     pub(super) fn push_long_line(
         &mut self,
         prefix: &[u8],
         len: u64,
         line_no: LineNo,
+        lines: u64,
     ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
         self.long_lines += 1;
-        let message = format!(
-            "line too long: {len} bytes, more than the maximum of {} (max_line_bytes); \
-             only its start is kept",
-            self.max_line_bytes
-        );
+        let message = if lines > 1 {
+            format!(
+                "record too long: {len} bytes over {lines} lines, more than the maximum of {} \
+                 (max_line_bytes); only its start is kept (is a quote missing its closing \
+                 quote?)",
+                self.max_line_bytes
+            )
+        } else {
+            format!(
+                "line too long: {len} bytes, more than the maximum of {} (max_line_bytes); \
+                 only its start is kept",
+                self.max_line_bytes
+            )
+        };
         self.push_error_row(prefix, line_no, message);
+        self.end_row(usize::try_from(len).unwrap_or(usize::MAX))
+    }
+
+    /// Appends a record whose quote is still open at the end of the input as an error row.
+    pub(super) fn push_unterminated(
+        &mut self,
+        raw: &[u8],
+        len: u64,
+        line_no: LineNo,
+        message: String,
+    ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
+        self.unterminated_quotes += 1;
+        let message = self.note_cut(raw, message);
+        self.push_error_row(raw, line_no, message);
         self.end_row(usize::try_from(len).unwrap_or(usize::MAX))
     }
 
@@ -187,12 +240,59 @@ impl RowBuilder {
         self.finish_batch().map(|b| Some((b, cut)))
     }
 
+    /// Cuts a record with quotes or escapes into fields and reads each; appends them only
+    /// when their number is right. Returns the number of fields found.
+    fn push_syntax_fields(&mut self, syntax: &Syntax, record: &[u8]) -> usize {
+        let count = syntax::split(syntax, record, &mut self.bounds);
+        if count != self.width {
+            return count;
+        }
+        let mut latin1 = 0;
+        for (index, &(start, end)) in self.bounds.iter().enumerate() {
+            let Some(column) = self
+                .slots
+                .get(index)
+                .and_then(|&slot| self.columns.get_mut(slot as usize))
+            else {
+                continue;
+            };
+            let field = syntax::decode(syntax, &record[start..end], &mut self.decoded);
+            if field.null_check.is_some_and(|t| self.nulls.matches(t)) {
+                column.push_null();
+                continue;
+            }
+            let bytes = match field.value {
+                syntax::Value::Null => {
+                    column.push_null();
+                    continue;
+                }
+                syntax::Value::Slice(b) => b,
+                syntax::Value::Decoded => &self.decoded[..],
+            };
+            if !decode_text(bytes, self.reading.encoding, &mut self.scratch) {
+                latin1 += 1;
+            }
+            column.push(&self.scratch);
+        }
+        if latin1 > 0 {
+            self.latin1_fields += latin1;
+            self.latin1_rows += 1;
+        }
+        count
+    }
+
     /// Cuts `line` into fields and appends those of kept columns; returns the number of
     /// fields found.
     fn push_fields(&mut self, line: &[u8]) -> usize {
+        let utf8 = match self.reading.encoding {
+            TextEncoding::Utf8 => simdutf8::basic::from_utf8(line).is_ok(),
+            _ => line.is_ascii(),
+        };
         let mut sink = FieldSink {
             line,
-            utf8: simdutf8::basic::from_utf8(line).is_ok(),
+            utf8,
+            encoding: self.reading.encoding,
+            trim: self.reading.trim,
             markers: self.delimiter.has_markers(),
             nulls: &self.nulls,
             slots: &self.slots,
@@ -253,8 +353,10 @@ impl RowBuilder {
 /// Receives the fields of one line in order and appends them to their columns.
 struct FieldSink<'a> {
     line: &'a [u8],
-    /// The whole line is valid UTF-8.
+    /// The whole line is text as it is (valid UTF-8; ASCII, in another encoding).
     utf8: bool,
+    encoding: TextEncoding,
+    trim: bool,
     markers: bool,
     nulls: &'a NullTokens,
     slots: &'a [u32],
@@ -276,7 +378,7 @@ impl FieldSink<'_> {
         else {
             return;
         };
-        let (start, end) = clean_bounds(self.line, start, end, self.markers);
+        let (start, end) = clean_bounds(self.line, start, end, self.markers, self.trim);
         let field = &self.line[start..end];
         if self.nulls.matches(field) {
             column.push_null();
@@ -284,11 +386,10 @@ impl FieldSink<'_> {
             // Fields of a valid UTF-8 line are cut and trimmed at ASCII bytes, so each is
             // UTF-8 (and `finish` validates the column again when it builds the array).
             column.push_from_line(self.line, start, end);
-        } else if let Ok(s) = std::str::from_utf8(field) {
-            column.push(s);
         } else {
-            self.latin1 += 1;
-            latin1_into(field, self.scratch);
+            if !decode_text(field, self.encoding, self.scratch) {
+                self.latin1 += 1;
+            }
             column.push(self.scratch);
         }
     }
@@ -381,8 +482,16 @@ impl TextColumn {
 }
 
 /// The bounds of a field within its line once one leading `^` and one trailing `~` are
-/// stripped (when the delimiter has markers, `ztdwr.md` §1) and then ASCII whitespace.
-fn clean_bounds(line: &[u8], mut start: usize, mut end: usize, markers: bool) -> (usize, usize) {
+/// stripped (when the delimiter has markers, `ztdwr.md` §1) and then ASCII whitespace (when
+/// `trim`).
+#[inline]
+fn clean_bounds(
+    line: &[u8],
+    mut start: usize,
+    mut end: usize,
+    markers: bool,
+    trim: bool,
+) -> (usize, usize) {
     if markers {
         if start < end && line[start] == b'^' {
             start += 1;
@@ -391,6 +500,9 @@ fn clean_bounds(line: &[u8], mut start: usize, mut end: usize, markers: bool) ->
             end -= 1;
         }
     }
+    if !trim {
+        return (start, end);
+    }
     while start < end && line[start].is_ascii_whitespace() {
         start += 1;
     }
@@ -398,6 +510,29 @@ fn clean_bounds(line: &[u8], mut start: usize, mut end: usize, markers: bool) ->
         end -= 1;
     }
     (start, end)
+}
+
+/// Decodes the bytes of a field in `encoding` into `out`; false when UTF-8 was asked for
+/// and the bytes are not, so they were read as Latin-1 (`ztdwr.md` §1).
+pub(super) fn decode_text(bytes: &[u8], encoding: TextEncoding, out: &mut String) -> bool {
+    out.clear();
+    match encoding {
+        TextEncoding::Utf8 => {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                out.push_str(s);
+            } else {
+                latin1_into(bytes, out);
+                return false;
+            }
+        }
+        _ if bytes.is_ascii() => out.extend(bytes.iter().map(|&b| char::from(b))),
+        TextEncoding::Latin1 => latin1_into(bytes, out),
+        TextEncoding::SingleByte(e) => {
+            let (text, _) = e.decode_without_bom_handling(bytes);
+            out.push_str(&text);
+        }
+    }
+    true
 }
 
 /// Decodes Latin-1 bytes (each byte is the code point of the same value) into `out`.

@@ -115,10 +115,12 @@ fn facts_of(header: &Header, profile: &crate::profile::Profile) -> HeaderFacts {
         .iter()
         .filter(|c| c.known && !c.duplicate)
         .map(|c| c.name.as_str());
-    let delimiter = match header.delimiter {
-        d if d.has_markers() => Delimiter::TildePipeCaret.bytes(),
-        d => d.bytes(),
+    let delimiter = if header.delimiter.has_markers() {
+        Delimiter::TildePipeCaret
+    } else {
+        header.delimiter
     };
+    let delimiter = delimiter.bytes();
     HeaderFacts {
         recorded: RecordedHeader {
             unknown_columns: header.unknown_columns(),

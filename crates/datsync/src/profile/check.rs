@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::raw::{RawColumn, RawNumber, RawProfile, RawRange};
 use super::{
-    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, MAX_DECIMAL_SCALE,
-    OnInvalid, Profile, ProfileError, RangeRule, Rules, canonical_name,
+    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, Format,
+    MAX_DECIMAL_SCALE, OnInvalid, Profile, ProfileError, RangeRule, Rules, canonical_name,
 };
 
 /// Checks a raw profile into a [`Profile`]; every error names the file, the line and the
@@ -90,6 +90,24 @@ impl Checker<'_> {
             Some(a) => self.check_aliases(a, &sources)?,
             None => HashMap::new(),
         };
+        let format = match raw.format {
+            None => Format::default(),
+            Some(f) => {
+                let at = f.span().start;
+                f.into_inner()
+                    .check(|name| {
+                        let canonical = canonical_name(name);
+                        if canonical.is_empty() || canonical != name {
+                            Err(format!(
+                                "`{name}` is not a canonical column name; write `{canonical}`"
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .map_err(|(field, message)| self.invalid(at, field, message))?
+            }
+        };
         Ok(Profile {
             name: raw.name,
             schema: raw.schema,
@@ -105,6 +123,7 @@ impl Checker<'_> {
             columns,
             unknown_columns: raw.unknown_columns,
             missing_optional: raw.missing_optional,
+            format,
             aliases,
             sources,
         })

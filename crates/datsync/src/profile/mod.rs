@@ -6,6 +6,7 @@
 //! the checked model. The built-in [`Profile::ztdwr`] encodes `ztdwr.md` §2–§5.
 
 mod check;
+mod format;
 mod policy;
 mod raw;
 
@@ -14,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use check::Checker;
+pub use format::{DelimiterSetting, Escape, Format, MAX_DELIMITER_BYTES, TextEncoding};
 pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
 
@@ -194,6 +196,8 @@ pub struct Profile {
     pub unknown_columns: UnknownColumns,
     /// What a run does when optional columns are missing from the header.
     pub missing_optional: MissingOptional,
+    /// The file format (`[format]`): delimiter, header, quoting, escapes, encoding.
+    pub format: Format,
     /// Header variant → canonical source name.
     aliases: HashMap<String, String>,
     /// Every source name the profile reads, in first-use order, with its required flag.

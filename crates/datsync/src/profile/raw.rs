@@ -37,6 +37,8 @@ pub(super) struct RawProfile {
     /// Optional columns the header lacks: `null` or `fail`.
     #[serde(default)]
     pub(super) missing_optional: MissingOptional,
+    /// The file format (`[format]`).
+    pub(super) format: Option<Spanned<super::format::RawFormat>>,
     /// The target columns.
     pub(super) columns: Vec<Spanned<RawColumn>>,
 }

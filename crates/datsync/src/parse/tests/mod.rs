@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::model::{ERROR_COLUMN, LINE_COLUMN, RAW_COLUMN};
 
+mod format;
 mod forms;
 mod limits;
 
@@ -33,7 +34,17 @@ fn decode_opts(
     step: usize,
     options: ParseOptions,
 ) -> Result<(Vec<RecordBatch>, Vec<BatchCut>, ParseStats), ParseError> {
-    let mut decoder = Decoder::new(&Profile::ztdwr(), options);
+    decode_profile(&Profile::ztdwr(), input, step, options)
+}
+
+/// [`decode_opts`] for another profile.
+fn decode_profile(
+    profile: &Profile,
+    input: &[u8],
+    step: usize,
+    options: ParseOptions,
+) -> Result<(Vec<RecordBatch>, Vec<BatchCut>, ParseStats), ParseError> {
+    let mut decoder = Decoder::new(profile, options);
     let mut batches = Vec::new();
     let mut cuts = Vec::new();
     for piece in input.chunks(step.min(input.len()).max(1)) {
