@@ -82,11 +82,11 @@ pub async fn remove_expired(
     clock: &Arc<dyn Clock>,
 ) -> Result<RetentionReport, CheckpointError> {
     let now = clock.now();
-    let keep = |updated: Option<DateTime<Utc>>, active: bool| {
-        let age = updated.map_or(TimeDelta::MAX, |t| now - t);
+    let keep = |last: &LastUpdate| {
+        let age = last.at.map_or(TimeDelta::MAX, |t| now - t);
         if age < policy.max_age {
             Some(KeepReason::Recent)
-        } else if active && age < policy.active_grace {
+        } else if last.may_be_running && age < policy.active_grace {
             Some(KeepReason::Active)
         } else {
             None
@@ -94,8 +94,8 @@ pub async fn remove_expired(
     };
     let mut report = RetentionReport::default();
     for sync in store.list_syncs().await? {
-        let (updated, active) = last_update(store, &sync).await?;
-        if let Some(reason) = keep(updated, active) {
+        let last = last_update(store, &sync).await?;
+        if let Some(reason) = keep(&last) {
             report.kept.push((sync, reason));
         } else {
             store.delete_sync(&sync).await?;
@@ -114,7 +114,10 @@ pub async fn remove_expired(
                 .iter()
                 .map(|o| o.last_modified)
                 .max();
-            keep(newest, true)
+            keep(&LastUpdate {
+                at: newest,
+                may_be_running: true,
+            })
         };
         if let Some(reason) = decision {
             report.rejects_kept.push((sync, reason));
@@ -126,17 +129,25 @@ pub async fn remove_expired(
     Ok(report)
 }
 
+/// What retention needs to know of a checkpoint (or a rejects directory).
+struct LastUpdate {
+    /// Its last update (`None`: it holds no object).
+    at: Option<DateTime<Utc>>,
+    /// Its sync may still be running (or its state cannot be read).
+    may_be_running: bool,
+}
+
 /// The last update of a checkpoint, and whether its sync may be running.
-async fn last_update(
-    store: &Store,
-    sync: &SyncId,
-) -> Result<(Option<DateTime<Utc>>, bool), CheckpointError> {
+async fn last_update(store: &Store, sync: &SyncId) -> Result<LastUpdate, CheckpointError> {
     let mut manager = CheckpointManager::new(store.clone(), sync.clone());
     if let Ok(true) = manager.checkpoint_exists().await
         && let Some(m) = manager.manifest()
         && let Some(t) = parse_stamp(&m.updated_at)
     {
-        return Ok((Some(t), m.status.is_active()));
+        return Ok(LastUpdate {
+            at: Some(t),
+            may_be_running: m.status.is_active(),
+        });
     }
     let newest = store
         .list_sync(sync)
@@ -144,5 +155,8 @@ async fn last_update(
         .iter()
         .map(|o| o.last_modified)
         .max();
-    Ok((newest, true))
+    Ok(LastUpdate {
+        at: newest,
+        may_be_running: true,
+    })
 }

@@ -186,38 +186,10 @@ impl Converter {
                     source_end,
                 } => {
                     if !checked {
-                        crate::validate::check_columns(&self.profile, batch.schema_ref()).map_err(
-                            |error| BadInput::Columns {
-                                source_name: self.source.name(),
-                                error,
-                            },
-                        )?;
+                        self.check_columns(&batch)?;
                         checked = true;
                     }
-                    let checksum = match &self.manager {
-                        Some(m) => {
-                            // Encoded on a blocking thread, outside the manager's lock: the
-                            // processor marks chunks meanwhile instead of waiting. A resumed
-                            // checkpoint keeps the compression it was made with.
-                            let compression = m
-                                .lock()
-                                .await
-                                .manifest()
-                                .map_or_else(ChunkCompression::default, |m| m.compression);
-                            let encoded = encode(chunk, &batch, compression).await?;
-                            m.lock()
-                                .await
-                                .save_encoded_chunk_parquet(
-                                    chunk,
-                                    &batch,
-                                    Some(encoded),
-                                    source_end,
-                                )
-                                .await?
-                                .parquet_sha256
-                        }
-                        None => String::new(),
-                    };
+                    let checksum = self.save(chunk, &batch, source_end).await?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
                         sync_id: &self.sync_id,
@@ -225,15 +197,12 @@ impl Converter {
                         rows,
                     });
                     self.progress.converted(chunk, rows, bytes_read);
-                    if out
-                        .send(Converted {
-                            chunk,
-                            batch,
-                            checksum,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    let converted = Converted {
+                        chunk,
+                        batch,
+                        checksum,
+                    };
+                    if out.send(converted).await.is_err() {
                         return Err(SyncFailure::ProcessorGone.into());
                     }
                 }
@@ -243,20 +212,65 @@ impl Converter {
                     sha256,
                     bytes,
                 } => {
-                    if let Some(m) = &self.manager {
-                        let fingerprint = SourceFingerprint {
-                            size_bytes: bytes,
-                            sha256: Some(sha256),
-                            ..self.fingerprint.clone()
-                        };
-                        m.lock().await.finalize_conversion(fingerprint).await?;
-                    }
+                    self.finalize(bytes, sha256).await?;
                     self.progress.total_chunks(u64::from(chunks));
                     return Ok(ConvertOutcome { rows, chunks });
                 }
             }
         }
         Err(SyncFailure::ReaderGone.into())
+    }
+
+    /// The first batch's columns: a required one missing is bad input.
+    fn check_columns(&self, batch: &RecordBatch) -> Result<(), Halt> {
+        crate::validate::check_columns(&self.profile, batch.schema_ref()).map_err(|error| {
+            BadInput::Columns {
+                source_name: self.source.name(),
+                error,
+            }
+            .into()
+        })
+    }
+
+    /// Saves a chunk's Parquet file and records it; returns the file's SHA-256 (empty
+    /// without checkpoints).
+    async fn save(
+        &self,
+        chunk: ChunkId,
+        batch: &RecordBatch,
+        source_end: bool,
+    ) -> Result<String, Halt> {
+        let Some(m) = &self.manager else {
+            return Ok(String::new());
+        };
+        // Encoded on a blocking thread, outside the manager's lock: the processor marks
+        // chunks meanwhile instead of waiting. A resumed checkpoint keeps the compression it
+        // was made with.
+        let compression = m
+            .lock()
+            .await
+            .manifest()
+            .map_or_else(ChunkCompression::default, |m| m.compression);
+        let encoded = encode(chunk, batch, compression).await?;
+        let entry = m
+            .lock()
+            .await
+            .save_encoded_chunk_parquet(chunk, batch, Some(encoded), source_end)
+            .await?;
+        Ok(entry.parquet_sha256)
+    }
+
+    /// Ends phase 1 in the checkpoint: the source's length and SHA-256 as read.
+    async fn finalize(&self, bytes: u64, sha256: String) -> Result<(), Halt> {
+        if let Some(m) = &self.manager {
+            let fingerprint = SourceFingerprint {
+                size_bytes: bytes,
+                sha256: Some(sha256),
+                ..self.fingerprint.clone()
+            };
+            m.lock().await.finalize_conversion(fingerprint).await?;
+        }
+        Ok(())
     }
 }
 

@@ -2,9 +2,7 @@
 //! the source when a file is missing or corrupt), and a conversion whose chunks are all
 //! recorded finished by hashing the source.
 
-use arrow_array::RecordBatch;
-
-use super::convert::{ConvertOutcome, regenerate};
+use super::convert::{ConvertOutcome, Converted, regenerate};
 use super::halt::{Halt, SyncFailure};
 use super::run::Run;
 use crate::model::{ChunkId, SourceFingerprint};
@@ -12,10 +10,7 @@ use crate::model::{ChunkId, SourceFingerprint};
 impl Run<'_> {
     /// A recorded chunk's batch and its file's checksum, the file regenerated from the
     /// source when it is missing or corrupt.
-    pub(super) async fn recorded_chunk(
-        &self,
-        chunk: ChunkId,
-    ) -> Result<(RecordBatch, String), Halt> {
+    pub(super) async fn recorded_chunk(&self, chunk: ChunkId) -> Result<Converted, Halt> {
         let Some(manager) = &self.manager else {
             return Err(SyncFailure::NoCheckpoint { chunk }.into());
         };
@@ -28,7 +23,11 @@ impl Run<'_> {
                     .and_then(|m| m.chunk(chunk))
                     .map(|e| e.parquet_sha256.clone())
                     .unwrap_or_default();
-                Ok((batch, checksum))
+                Ok(Converted {
+                    chunk,
+                    batch,
+                    checksum,
+                })
             }
             Err(e) if e.needs_regeneration() => {
                 tracing::warn!(sync_id = %self.plan.sync_id, %chunk, error = %e, "regenerating the chunk from the source");
@@ -47,7 +46,11 @@ impl Run<'_> {
                     .await
                     .rewrite_chunk_parquet(chunk, &batch)
                     .await?;
-                Ok((batch, entry.parquet_sha256))
+                Ok(Converted {
+                    chunk,
+                    batch,
+                    checksum: entry.parquet_sha256,
+                })
             }
             Err(e) => Err(e.into()),
         }

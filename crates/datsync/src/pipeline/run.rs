@@ -134,8 +134,8 @@ impl Run<'_> {
             if self.pipeline.stopping() {
                 return Err(Halt::Stopped);
             }
-            let (batch, checksum) = self.recorded_chunk(chunk).await?;
-            self.load(chunk, batch, &checksum, tally).await?;
+            let c = self.recorded_chunk(chunk).await?;
+            self.load(c.chunk, c.batch, &c.checksum, tally).await?;
         }
         Ok(())
     }
