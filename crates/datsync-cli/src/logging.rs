@@ -39,7 +39,7 @@ pub fn init(args: &GlobalArgs, streams: Streams) {
         Streams::Stderr => install(
             args.log_format,
             filter,
-            std::io::stderr,
+            || BarSafeStderr,
             std::io::stderr().is_terminal(),
         ),
         Streams::ByLevel => install(
@@ -68,6 +68,24 @@ where
             .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Standard error, written with the progress bar hidden (see `cmd::progress`): a log line
+/// never tears the bar.
+struct BarSafeStderr;
+
+impl std::io::Write for BarSafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::cmd::progress::suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        crate::cmd::progress::suspend(|| std::io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// The text format's fields: `message name=value …`, every value escaped (see the module

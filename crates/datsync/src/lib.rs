@@ -106,9 +106,9 @@ mod value;
 // ---- vocabulary -------------------------------------------------------------------------
 
 pub use model::{
-    CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId, LINE_COLUMN,
-    LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, RowErrorKind, SourceFingerprint,
-    SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
+    CheckpointStatus, ChunkCounts, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId,
+    LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, RowErrorKind,
+    SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
 };
 
 // ---- settings and the profile -----------------------------------------------------------
@@ -206,7 +206,7 @@ pub use intake::{
     TEMP_SUFFIXES, is_source_name, list as list_sources, list_local as list_local_sources,
 };
 pub use pipeline::{
-    DEFAULT_LOAD_ATTEMPTS, DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder,
+    ChunkDone, DEFAULT_LOAD_ATTEMPTS, DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder,
     PipelineError, Progress, RunSummary,
 };
 pub use serve::body::{

@@ -8,7 +8,7 @@ mod gc;
 mod init_db;
 mod inspect;
 mod list;
-mod progress;
+pub(crate) mod progress;
 mod rejects;
 mod run;
 mod sample;

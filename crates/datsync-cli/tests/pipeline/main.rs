@@ -14,6 +14,7 @@ mod crash;
 mod decoder;
 mod errors;
 mod faithful;
+mod observe;
 mod resume;
 mod serve;
 mod watch;

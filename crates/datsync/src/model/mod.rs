@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use row_error::{MAX_ERROR_VALUE_CHARS, RowError, RowErrorKind};
 pub use status::{CheckpointStatus, ChunkStatus, SyncStatus, UnknownSyncStatus};
-pub use sync::{SyncCounts, SyncRef};
+pub use sync::{ChunkCounts, SyncCounts, SyncRef};
 
 /// A 1-based physical line number in the (decompressed) source; the header is line 1.
 pub type LineNo = u64;

@@ -16,6 +16,25 @@ pub struct SyncRef {
     pub source_file: String,
 }
 
+/// The rows of one committed chunk, by what came of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkCounts {
+    /// Data rows of the chunk (read from the source).
+    pub rows: u64,
+    /// Keys inserted.
+    pub inserted: u64,
+    /// Keys whose stored row, from an earlier sync, was replaced.
+    pub updated: u64,
+    /// Keys left alone because the stored row is newer.
+    pub skipped_older: u64,
+    /// Rows that lost to a later row of the same sync (in the chunk or on load).
+    pub superseded: u64,
+    /// Rows rejected by validation.
+    pub rejected: u64,
+    /// Values not loaded as written.
+    pub warnings: u64,
+}
+
 /// The row and chunk counts of a sync: what a run reports (`--json`), what an alert says,
 /// and what `sync_metadata` stores (`records_total` = `rows_read`, `records_failed` =
 /// `rows_rejected`, …). Every source line is counted once:

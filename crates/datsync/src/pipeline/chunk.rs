@@ -13,16 +13,19 @@ use super::retry::LoadAttempt;
 use super::run::Run;
 use crate::checkpoint::{ChunkCompression, ChunkOutcome, encode_parquet};
 use crate::load::{ChunkFacts, ChunkLoad};
-use crate::model::{ChunkId, RowError};
+use crate::model::{ChunkCounts, ChunkId, RowError};
 use crate::store::ObjectKey;
 use crate::telemetry::{ChunkCommitted, ChunkCompleted, ChunkFailed, RowsRejected, ValuesWarned};
+use std::time::Instant;
+
+use super::convert::Converted;
 use crate::validate::{VALIDATION_ERRORS_SAMPLE, Validated};
 
 /// What happened to one chunk.
 pub(super) enum ChunkResult {
     /// Committed with its ledger row, and marked completed (or skipped: every row was
-    /// rejected) in the manifest.
-    Committed,
+    /// rejected) in the manifest; what its rows became.
+    Committed(ChunkCounts),
     /// Transient database errors outlasted the attempts: marked failed, kept for a resume.
     Failed(FailedChunk),
 }
@@ -38,12 +41,14 @@ pub(super) struct FailedChunk {
 
 impl Run<'_> {
     /// Validates, keeps the rejects, transforms and loads one chunk.
-    pub(super) async fn process(
-        &mut self,
-        chunk: ChunkId,
-        batch: RecordBatch,
-        checksum: &str,
-    ) -> Result<ChunkResult, Halt> {
+    pub(super) async fn process(&mut self, c: Converted) -> Result<ChunkResult, Halt> {
+        let started = Instant::now();
+        let Converted {
+            chunk,
+            batch,
+            checksum,
+            source_bytes,
+        } = c;
         if let Some(m) = &self.manager {
             m.lock().await.mark_chunk_processing(chunk).await?;
         }
@@ -76,15 +81,48 @@ impl Run<'_> {
         }
         self.keep_warnings(chunk, &warnings, &mut facts).await?;
         let load = match self
-            .load_with_retries(chunk, checksum, &typed.batch, &facts)
+            .load_with_retries(chunk, &checksum, &typed.batch, &facts)
             .await?
         {
             LoadAttempt::Loaded(load) => load,
             LoadAttempt::Transient(error) => return self.give_up(chunk, error).await,
         };
+        let counts = ChunkCounts {
+            rows: facts.rows_read,
+            inserted: load.inserted,
+            updated: load.updated,
+            skipped_older: load.skipped_older,
+            superseded: facts.superseded + load.superseded,
+            rejected: facts.rejected,
+            warnings: facts.value_warnings,
+        };
         self.committed(chunk, &load, &facts, validated.loaded() == 0)
             .await?;
-        Ok(ChunkResult::Committed)
+        self.pipeline.telemetry.emit(&ChunkCompleted {
+            sync_id: &self.plan.sync_id,
+            chunk,
+            counts: &counts,
+            seconds: started.elapsed().as_secs_f64(),
+            source_read: source_bytes.map(|b| self.source_share(b)),
+            eta_s: source_bytes.and_then(|b| self.eta_s(b)),
+        });
+        Ok(ChunkResult::Committed(counts))
+    }
+
+    /// The share of the source that `bytes` are (0 to 1).
+    fn source_share(&self, bytes: u64) -> f64 {
+        let size = self.plan.fingerprint.size_bytes;
+        if size == 0 {
+            1.0
+        } else {
+            (bytes as f64 / size as f64).min(1.0)
+        }
+    }
+
+    /// Seconds left at this run's pace, once `bytes` of the source are read.
+    fn eta_s(&self, bytes: u64) -> Option<f64> {
+        let share = self.source_share(bytes);
+        (share > 0.0).then(|| self.started.elapsed().as_secs_f64() * (1.0 - share) / share)
     }
 
     /// Keeps the chunk's rejected rows and stops the sync when they are too many; returns
@@ -195,12 +233,6 @@ impl Run<'_> {
         {
             tracing::warn!(%sync_id, error = %e, "progress not written to sync_metadata");
         }
-        p.telemetry.emit(&ChunkCompleted {
-            sync_id,
-            chunk,
-            inserted: load.inserted,
-            updated: load.updated,
-        });
         Ok(())
     }
 

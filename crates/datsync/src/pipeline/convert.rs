@@ -26,6 +26,9 @@ pub(super) struct Converted {
     pub(super) batch: RecordBatch,
     /// The Parquet file's SHA-256 (empty without checkpoints).
     pub(super) checksum: String,
+    /// Bytes of the source read when the chunk was cut (as stored: compressed for gzip);
+    /// `None` for a chunk read back from the checkpoint.
+    pub(super) source_bytes: Option<u64>,
 }
 
 /// What phase 1 found, once it read the whole source.
@@ -201,6 +204,7 @@ impl Converter {
                         chunk,
                         batch,
                         checksum,
+                        source_bytes: Some(bytes_read),
                     };
                     if out.send(converted).await.is_err() {
                         return Err(SyncFailure::ProcessorGone.into());

@@ -78,11 +78,8 @@ impl Run<'_> {
         };
         crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
-        p.telemetry.emit(&SyncFinished {
-            sync_id,
-            status: verdict.status,
-        });
         let summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
+        p.telemetry.emit(&SyncFinished { summary: &summary });
         self.alert(&summary, &sample).await;
         self.expire_old_checkpoints().await;
         p.progress.finish();

@@ -63,7 +63,7 @@ use crate::store::StoreError;
 use crate::telemetry::Telemetry;
 
 pub(crate) use plan::new_sync_id;
-pub use progress::{NoProgress, Progress};
+pub use progress::{ChunkDone, NoProgress, Progress};
 use retry::LoadRetries;
 
 /// Attempts of a chunk's load in one run when the database fails transiently.

@@ -27,6 +27,7 @@ impl Run<'_> {
                     chunk,
                     batch,
                     checksum,
+                    source_bytes: None,
                 })
             }
             Err(e) if e.needs_regeneration() => {
@@ -50,6 +51,7 @@ impl Run<'_> {
                     chunk,
                     batch,
                     checksum: entry.parquet_sha256,
+                    source_bytes: None,
                 })
             }
             Err(e) => Err(e.into()),

@@ -12,6 +12,7 @@ use super::chunk::{ChunkResult, FailedChunk};
 use super::convert::{ConvertOutcome, Converted, Converter};
 use super::halt::{Halt, SyncFailure};
 use super::plan::Plan;
+use super::progress::ChunkDone;
 use super::reconcile::{Conversion, Ledger, outcome_of};
 use super::{Pipeline, PipelineError, RunSummary};
 use crate::checkpoint::CheckpointManager;
@@ -135,7 +136,7 @@ impl Run<'_> {
                 return Err(Halt::Stopped);
             }
             let c = self.recorded_chunk(chunk).await?;
-            self.load(c.chunk, c.batch, &c.checksum, tally).await?;
+            self.load(c, tally).await?;
         }
         Ok(())
     }
@@ -179,7 +180,7 @@ impl Run<'_> {
             };
             let result = match ledger.get(&c.chunk) {
                 Some(done) => self.complete_from_ledger(c.chunk, done).await,
-                None => self.load(c.chunk, c.batch, &c.checksum, tally).await,
+                None => self.load(c, tally).await,
             };
             if let Err(h) = result {
                 halt = Some(h);
@@ -196,21 +197,20 @@ impl Run<'_> {
     }
 
     /// Loads one chunk and counts what came of it.
-    async fn load(
-        &mut self,
-        chunk: ChunkId,
-        batch: arrow_array::RecordBatch,
-        checksum: &str,
-        tally: &mut Tally,
-    ) -> Result<(), Halt> {
+    async fn load(&mut self, c: Converted, tally: &mut Tally) -> Result<(), Halt> {
         let t0 = Instant::now();
-        match self.process(chunk, batch, checksum).await? {
-            ChunkResult::Committed => {
+        let (chunk, source_bytes) = (c.chunk, c.source_bytes);
+        match self.process(c).await? {
+            ChunkResult::Committed(counts) => {
                 tally.loaded += 1;
                 tally.load_time += t0.elapsed();
-                self.pipeline
-                    .progress
-                    .chunk_done(chunk, tally.loaded + tally.skipped_on_resume);
+                self.pipeline.progress.chunk_done(&ChunkDone {
+                    chunk,
+                    done: tally.loaded + tally.skipped_on_resume,
+                    counts,
+                    source_bytes,
+                    elapsed: self.started.elapsed(),
+                });
             }
             ChunkResult::Failed(failed) => tally.failed.push(failed),
         }

@@ -1,7 +1,8 @@
 //! The events of a sync, one struct each.
 
 use super::Event;
-use crate::model::{ChunkId, SyncId, SyncStatus};
+use crate::model::{ChunkCounts, ChunkId, SyncId};
+use crate::pipeline::RunSummary;
 
 /// A chunk's Parquet file is written and listed in the manifest.
 pub struct ChunkConverted<'a> {
@@ -50,26 +51,53 @@ impl Event for ChunkCommitted<'_> {
     }
 }
 
-/// A chunk is marked completed in the manifest.
+/// A chunk is committed and marked completed in the manifest: the progress line of a run
+/// (INFO, one per chunk, with structured fields for `--log-format json`).
 pub struct ChunkCompleted<'a> {
     /// The sync.
     pub sync_id: &'a SyncId,
     /// The chunk.
     pub chunk: ChunkId,
-    /// Rows inserted.
-    pub inserted: u64,
-    /// Rows updated.
-    pub updated: u64,
+    /// What the chunk did.
+    pub counts: &'a ChunkCounts,
+    /// Wall time of the chunk, from validation to commit.
+    pub seconds: f64,
+    /// Share of the source read when the chunk was cut (0 to 1; compressed bytes for gzip),
+    /// when known (not for a chunk read back from the checkpoint).
+    pub source_read: Option<f64>,
+    /// Estimated seconds left, from the share of the source read and the run's time so far.
+    pub eta_s: Option<f64>,
 }
 
 impl Event for ChunkCompleted<'_> {
     const NAME: &'static str = "chunk_completed";
     fn log(&self) {
-        tracing::debug!(
-            sync_id = %self.sync_id, chunk = self.chunk.0, inserted = self.inserted, updated = self.updated,
-            "chunk completed"
+        let c = self.counts;
+        let rows_per_s = per_second(c.rows, self.seconds);
+        tracing::info!(
+            sync_id = %self.sync_id, chunk = self.chunk.0, rows = c.rows, inserted = c.inserted,
+            updated = c.updated, skipped_older = c.skipped_older, superseded = c.superseded,
+            rejected = c.rejected, warnings = c.warnings, seconds = round(self.seconds, 3),
+            rows_per_s, source_read_pct = self.source_read.map(|s| round(s * 100.0, 1)),
+            eta_s = self.eta_s.map(|s| s.round() as u64),
+            "chunk loaded"
         );
     }
+}
+
+/// `count / seconds`, whole, 0 when no time passed.
+pub(crate) fn per_second(count: u64, seconds: f64) -> u64 {
+    if seconds > 0.0 {
+        (count as f64 / seconds).round() as u64
+    } else {
+        0
+    }
+}
+
+/// `value` rounded to `digits` decimals.
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
 }
 
 /// A chunk failed for now (a transient database error after retries).
@@ -141,17 +169,28 @@ impl Event for CleanupStarted<'_> {
     }
 }
 
-/// A sync reached a final status.
+/// A sync reached a final status: the summary line of a run, every count in a field.
 pub struct SyncFinished<'a> {
-    /// The sync.
-    pub sync_id: &'a SyncId,
-    /// Its status.
-    pub status: SyncStatus,
+    /// What the run did (the `--json` summary).
+    pub summary: &'a RunSummary,
 }
 
 impl Event for SyncFinished<'_> {
     const NAME: &'static str = "sync_finished";
     fn log(&self) {
-        tracing::info!(sync_id = %self.sync_id, status = %self.status, "sync finished");
+        let s = self.summary;
+        let c = &s.counts;
+        tracing::info!(
+            sync_id = %s.sync_id, status = %s.status, rows_read = c.rows_read,
+            rows_loaded = c.rows_loaded, inserted = c.records_inserted,
+            updated = c.records_updated, skipped_older = c.records_skipped_older,
+            rejected = c.rows_rejected, superseded = c.rows_superseded,
+            pending = c.rows_pending, warnings = c.value_warnings,
+            chunks_total = c.chunks_total, chunks_completed = c.chunks_completed,
+            chunks_failed = c.chunks_failed, chunks_skipped_on_resume = s.chunks_skipped_on_resume,
+            seconds = round(s.duration_s, 3), rows_per_s = per_second(c.rows_read, s.duration_s),
+            resumed = s.resumed, error = s.error.as_deref(),
+            "sync finished"
+        );
     }
 }

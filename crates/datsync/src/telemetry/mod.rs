@@ -139,7 +139,7 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChunkId, SyncId, SyncStatus};
+    use crate::model::{ChunkId, SyncId};
 
     #[test]
     fn counts_events_by_name() {
@@ -155,16 +155,13 @@ mod tests {
             chunk: ChunkId(1),
             rows: 10,
         });
-        t.emit(&SyncFinished {
-            sync_id: &id,
-            status: SyncStatus::Success,
-        });
+        t.emit(&CleanupStarted { sync_id: &id });
         assert_eq!(t.count("chunk_converted"), 2);
         assert_eq!(
             t.counters(),
             [
                 ("chunk_converted_total".to_owned(), 2),
-                ("sync_finished_total".to_owned(), 1)
+                ("cleanup_started_total".to_owned(), 1)
             ]
         );
     }
