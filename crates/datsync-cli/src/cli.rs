@@ -145,6 +145,28 @@ pub struct InitDbArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Take over an existing target table (another loader's): add the columns datsync needs
+    /// (nullable, no default: the table is not rewritten) in one transaction with the
+    /// migrations, under --lock-timeout, retried --lock-attempts times. Without it, init-db
+    /// refuses such a table and prints the SQL this would run.
+    #[arg(long, conflicts_with = "print_sql")]
+    pub adopt: bool,
+    /// Change nothing: print the SQL init-db (or --adopt) would run on this database, and
+    /// the grants a role needs to run syncs without owning the tables, for a DBA to apply
+    /// by hand.
+    #[arg(long)]
+    pub print_sql: bool,
+    /// The role the printed grants are for (with --print-sql; default: the connecting user).
+    #[arg(long, value_name = "ROLE", requires = "print_sql")]
+    pub role: Option<String>,
+    /// How long --adopt waits for each lock per attempt (`lock_timeout`); also the first
+    /// pause between attempts, doubled after each.
+    #[arg(long, value_parser = duration, default_value = seconds(datsync::DEFAULT_ADOPT_LOCK_TIMEOUT))]
+    pub lock_timeout: Duration,
+    /// Attempts of --adopt before it gives up, naming the sessions that hold the locks.
+    #[arg(long, default_value_t = datsync::DEFAULT_ADOPT_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub lock_attempts: u32,
 }
 
 /// Options shared by `run` and `resume`.

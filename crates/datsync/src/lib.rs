@@ -107,7 +107,7 @@ mod value;
 
 pub use model::{
     CheckpointStatus, ChunkCounts, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId,
-    LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RowError, RowErrorKind,
+    LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RecordedStatus, RowError, RowErrorKind,
     SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
 };
 
@@ -120,7 +120,7 @@ pub use config::{
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
     DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,
-    OnInvalid, Profile, ProfileError, RangeRule, Rules, TextEncoding, UnknownColumns,
+    OnInvalid, Profile, ProfileError, RangeRule, Rules, StoredType, TextEncoding, UnknownColumns,
     ZTDWR_PROFILE_TOML, canonical_name,
 };
 
@@ -185,6 +185,10 @@ pub use pg::{
     SqlStateRule, SslMode, TargetSessionAttrs, Verification, check_target, configured_in_env,
     connect, create_target_sql, drop_database, empty_table, init_db, quote_ident, quote_qualified,
     recreate_database, recreate_schema, try_lock_sync,
+};
+pub use pg::{
+    AdoptOptions, DEFAULT_ADOPT_ATTEMPTS, DEFAULT_ADOPT_LOCK_TIMEOUT, LockHolder, TargetPlan,
+    TypeNote, adopt_db, grants_sql, init_sql, lock_holders, plan_target,
 };
 pub use status::{
     CHECKSUM_IGNORED_COLUMNS, CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow,

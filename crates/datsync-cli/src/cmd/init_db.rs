@@ -1,10 +1,11 @@
-//! `datsync init-db`.
+//! `datsync init-db`: migrate datsync's tables and create the target table; `--adopt` takes
+//! over another loader's table; `--print-sql` prints all of it for a DBA instead.
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use datsync::{InitReport, MIGRATIONS, Profile, RawSettings};
+use datsync::{AdoptOptions, InitReport, MIGRATIONS, Profile, RawSettings};
 
 use super::db;
 use crate::cli::InitDbArgs;
@@ -13,9 +14,29 @@ pub fn run(args: &InitDbArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
     let settings = db::settings(RawSettings::default())?;
     let profile = db::profile(profile_path, &settings)?;
     let pg_settings = db::pg_settings(&args.db)?;
+    if args.print_sql {
+        let role = args
+            .role
+            .clone()
+            .unwrap_or_else(|| pg_settings.user().to_owned());
+        let sql = db::block_on(async {
+            let client = datsync::connect(&pg_settings).await?;
+            anyhow::Ok(datsync::init_sql(&client, &profile, &role, args.lock_timeout).await?)
+        })??;
+        print!("{sql}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = db::block_on(async {
         let mut client = datsync::connect(&pg_settings).await?;
-        datsync::init_db(&mut client, &profile).await
+        if args.adopt {
+            let options = AdoptOptions {
+                lock_timeout: args.lock_timeout,
+                attempts: args.lock_attempts,
+            };
+            anyhow::Ok(datsync::adopt_db(&mut client, &profile, options).await?)
+        } else {
+            anyhow::Ok(datsync::init_db(&mut client, &profile).await?)
+        }
     })??;
     let database = pg_settings.to_string();
     let mut out = std::io::stdout().lock();
@@ -41,14 +62,23 @@ fn to_json(database: &str, profile: &Profile, report: &InitReport) -> serde_json
         .iter()
         .map(|&v| serde_json::json!({ "version": v, "name": migration_name(v) }))
         .collect();
+    let target = if report.target_created {
+        "created"
+    } else if report.adopted.is_empty() {
+        "checked"
+    } else {
+        "adopted"
+    };
     serde_json::json!({
         "database": database,
         "schema": profile.schema,
         "table": profile.table,
         "migrations_applied": applied,
         "migrations_total": MIGRATIONS.len(),
-        "target_table": if report.target_created { "created" } else { "checked" },
-        "changed": !report.applied.is_empty() || report.target_created,
+        "target_table": target,
+        "adopted_sql": report.adopted,
+        "column_notes": report.notes,
+        "changed": !report.applied.is_empty() || report.target_created || !report.adopted.is_empty(),
     })
 }
 
@@ -74,10 +104,22 @@ fn print_text(
     let table = format!("{}.{}", profile.schema, profile.table);
     if report.target_created {
         writeln!(out, "table       {table} created")?;
-    } else {
+    } else if report.adopted.is_empty() {
         writeln!(
             out,
             "table       {table} exists and has every column datsync needs"
+        )?;
+    } else {
+        writeln!(out, "table       {table} adopted (no rewrite), ran:")?;
+        for st in &report.adopted {
+            writeln!(out, "            {}", st.replace('\n', "\n            "))?;
+        }
+    }
+    for n in &report.notes {
+        writeln!(
+            out,
+            "column      {} is {} (datsync creates {}): {}",
+            n.column, n.found, n.datsync_type, n.action
         )?;
     }
     Ok(())

@@ -23,15 +23,11 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
     let profile = db::profile(profile_path, &settings)?;
     let schema = profile.schema.clone();
     let dir = settings.checkpoint_base.clone();
-    let requested = args
-        .sync_id
-        .as_deref()
-        .map(|s| SyncId::parse(s.trim()))
-        .transpose()?;
+    let requested = args.sync_id.as_deref().map(|s| s.trim().to_owned());
     let pg_settings = db::pg_settings(&args.db)?;
     let report = db::block_on(async {
         let client = datsync::connect(&pg_settings).await?;
-        let sync_id = if let Some(id) = requested {
+        let id = if let Some(id) = requested {
             id
         } else {
             let Some(latest) = latest_sync_id(&client, &schema).await? else {
@@ -40,14 +36,26 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
                      start one with `datsync run FILE`"
                 );
             };
-            SyncId::parse(&latest)
-                .with_context(|| format!("the most recent sync in {schema}.sync_metadata"))?
+            latest
         };
-        let id = sync_id.as_str();
-        let detail = sync_detail(&client, &schema, id).await?;
+        // A sync another loader recorded (an adopted database) has an id of its own form,
+        // and no ledger or checkpoint: its sync_metadata row is all there is.
+        let detail = sync_detail(&client, &schema, &id).await?;
+        let sync_id = match SyncId::parse(&id) {
+            Ok(sync_id) => Some(sync_id),
+            Err(_) if detail.is_some() => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("sync {id} is not in {schema}.sync_metadata"));
+            }
+        };
+        let id = id.as_str();
         let ledger = ledger_chunks(&client, &schema, id).await?;
         let store = Store::open_existing(&dir)?;
-        let checkpoint = read_checkpoint(store.as_ref(), &sync_id).await;
+        let checkpoint = match &sync_id {
+            Some(sync_id) => read_checkpoint(store.as_ref(), sync_id).await,
+            None => CheckpointState::Absent,
+        };
         if detail.is_none() && ledger.is_empty() && matches!(checkpoint, CheckpointState::Absent) {
             bail!(
                 "sync {id} not found: it is not in {schema}.sync_metadata, has no chunk in the \

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_wrap)]
 
+mod adopt;
 mod connect;
 mod fixture;
 mod gc;

@@ -62,7 +62,7 @@ impl Intake {
         };
         let status = record
             .as_ref()
-            .map(|r| r.status)
+            .and_then(|r| r.status.known())
             .or_else(|| receipt.as_ref().map(|r| r.status))
             .unwrap_or(SyncStatus::InProgress);
         let count = |f: fn(&crate::status::SyncRecord) -> i64| record.as_ref().map_or(0, f);

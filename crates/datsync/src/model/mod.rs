@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use row_error::{MAX_ERROR_VALUE_CHARS, RowError, RowErrorKind};
-pub use status::{CheckpointStatus, ChunkStatus, SyncStatus, UnknownSyncStatus};
+pub use status::{CheckpointStatus, ChunkStatus, RecordedStatus, SyncStatus, UnknownSyncStatus};
 pub use sync::{ChunkCounts, SyncCounts, SyncRef};
 
 /// A 1-based physical line number in the (decompressed) source; the header is line 1.

@@ -62,6 +62,65 @@ impl FromStr for SyncStatus {
     }
 }
 
+/// A sync's status as `sync_metadata` holds it: one of datsync's, or the text another loader
+/// wrote there before datsync adopted the database (`init-db --adopt`), shown as it was
+/// spelled, never reinterpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedStatus {
+    /// A status datsync writes.
+    Known(SyncStatus),
+    /// Any other text (a legacy loader's `success`, `COMPLETED` …).
+    Legacy(String),
+}
+
+impl RecordedStatus {
+    /// Reads the stored text.
+    pub fn from_stored(text: &str) -> Self {
+        text.parse()
+            .map_or_else(|_| Self::Legacy(text.to_owned()), Self::Known)
+    }
+
+    /// The status when it is one of datsync's.
+    pub fn known(&self) -> Option<SyncStatus> {
+        match self {
+            Self::Known(s) => Some(*s),
+            Self::Legacy(_) => None,
+        }
+    }
+
+    /// The text as stored.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(s) => s.as_str(),
+            Self::Legacy(t) => t,
+        }
+    }
+}
+
+impl PartialEq<SyncStatus> for RecordedStatus {
+    fn eq(&self, other: &SyncStatus) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+impl From<SyncStatus> for RecordedStatus {
+    fn from(s: SyncStatus) -> Self {
+        Self::Known(s)
+    }
+}
+
+impl fmt::Display for RecordedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for RecordedStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for SyncStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

@@ -3,10 +3,13 @@
 //! and the profile's target table — all applied in one transaction under an advisory lock,
 //! so concurrent `init_db` calls are safe and a second call changes nothing.
 
+use std::time::Duration;
+
 use tokio_postgres::Client;
 
+use super::adopt::{AdoptOptions, TypeNote, lock_holders, plan_target};
 use super::{PgError, quote_ident, quote_qualified, sql_type};
-use crate::profile::{ColumnType, Profile};
+use crate::profile::{Profile, StoredType};
 
 /// Advisory lock key taken (transaction-scoped) while migrating: "datsync" + 1.
 pub const INIT_LOCK_KEY: i64 = 0x6461_7473_796e_6301;
@@ -194,36 +197,119 @@ fn receipts_sql(s: &str) -> String {
     )
 }
 
-/// What [`init_db`] did.
+/// What [`init_db`] (or [`adopt_db`]) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitReport {
     /// Versions applied by this call (empty when the database was up to date).
     pub applied: Vec<i32>,
     /// Whether this call created the target table.
     pub target_created: bool,
+    /// The DDL [`adopt_db`] ran on an existing target table (empty otherwise).
+    pub adopted: Vec<String>,
+    /// Columns of the existing target table whose type differs from datsync's, and what
+    /// datsync does with each.
+    pub notes: Vec<TypeNote>,
+    /// The narrower columns of the target table, for [`Profile::with_stored`].
+    pub stored: Vec<(String, StoredType)>,
+}
+
+/// Whether an existing target table that lacks datsync's columns is refused or adopted.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Refused, naming the DDL `--adopt` would run.
+    Check,
+    /// Adopted, under this `lock_timeout`.
+    Adopt(Duration),
 }
 
 /// Creates or upgrades datsync's tables in the profile's schema and creates the target
-/// table (or checks an existing one), in one transaction under [`INIT_LOCK_KEY`].
+/// table (or checks an existing one, refusing one that lacks datsync's columns with the SQL
+/// that [`adopt_db`] would run), in one transaction under [`INIT_LOCK_KEY`].
 pub async fn init_db(client: &mut Client, profile: &Profile) -> Result<InitReport, PgError> {
+    init_tx(client, profile, Mode::Check).await
+}
+
+/// [`init_db`] that also takes over an existing target table: adds the columns datsync
+/// needs (nullable, no default, `ADD COLUMN IF NOT EXISTS`: no rewrite) and nothing else,
+/// in the same transaction, under `options.lock_timeout`; a lock not granted in time ends
+/// the attempt, and after `options.attempts` the error names the sessions holding locks
+/// on the tables (see `adopt.rs`).
+pub async fn adopt_db(
+    client: &mut Client,
+    profile: &Profile,
+    options: AdoptOptions,
+) -> Result<InitReport, PgError> {
+    let attempts = options.attempts.max(1);
+    let mut wait = options.lock_timeout;
+    for attempt in 1..=attempts {
+        match init_tx(client, profile, Mode::Adopt(options.lock_timeout)).await {
+            Err(e) if e.sqlstate() == Some(super::LOCK_NOT_AVAILABLE) => {
+                let holders = lock_holders(&*client, profile).await?;
+                if attempt == attempts {
+                    return Err(PgError::LockBusy {
+                        table: quote_qualified(&profile.schema, &profile.table),
+                        attempts,
+                        lock_timeout: options.lock_timeout,
+                        holders,
+                    });
+                }
+                tracing::warn!(
+                    attempt,
+                    attempts,
+                    holders = %holders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                    "init-db --adopt: a lock was not granted within lock_timeout; trying again"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_ADOPT_WAIT);
+            }
+            other => return other,
+        }
+    }
+    // The loop returns on its last attempt.
+    Err(PgError::Config {
+        message: "init-db --adopt made no attempt".into(),
+    })
+}
+
+/// The longest wait between two attempts of [`adopt_db`].
+const MAX_ADOPT_WAIT: Duration = Duration::from_secs(60);
+
+/// `CREATE SCHEMA` and the migrations table, run before any migration.
+pub(super) fn base_sql(s: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {s}.datsync_migrations (
+           version integer PRIMARY KEY,
+           name text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now());"
+    )
+}
+
+async fn init_tx(
+    client: &mut Client,
+    profile: &Profile,
+    mode: Mode,
+) -> Result<InitReport, PgError> {
     check_profile_names(profile)?;
     let s = quote_ident(&profile.schema);
     let tx = client
         .transaction()
         .await
         .map_err(|e| PgError::query("cannot begin the init-db transaction", e))?;
+    if let Mode::Adopt(timeout) = mode {
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            timeout.as_millis().max(1)
+        ))
+        .await
+        .map_err(|e| PgError::query("cannot set lock_timeout", e))?;
+    }
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK_KEY])
         .await
         .map_err(|e| PgError::query("cannot take the init-db lock", e))?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.datsync_migrations (
-           version integer PRIMARY KEY,
-           name text NOT NULL,
-           applied_at timestamptz NOT NULL DEFAULT now());"
-    ))
-    .await
-    .map_err(|e| PgError::query("cannot create datsync_migrations", e))?;
+    tx.batch_execute(&base_sql(&s))
+        .await
+        .map_err(|e| PgError::query("cannot create datsync_migrations", e))?;
     let done: Vec<i32> = tx
         .query(&format!("SELECT version FROM {s}.datsync_migrations"), &[])
         .await
@@ -245,13 +331,37 @@ pub async fn init_db(client: &mut Client, profile: &Profile) -> Result<InitRepor
         .map_err(|e| PgError::query(context(), e))?;
         applied.push(m.version);
     }
-    let target_created = ensure_target(&tx, profile).await?;
+    let plan = plan_target(&tx, profile).await?;
+    let table = quote_qualified(&profile.schema, &profile.table);
+    let mut adopted = Vec::new();
+    if !plan.ready() {
+        match mode {
+            _ if !plan.exists => {}
+            Mode::Adopt(_) if plan.problems.is_empty() => adopted.clone_from(&plan.statements),
+            _ => {
+                return Err(PgError::IncompatibleTable {
+                    adoptable: plan.problems.is_empty(),
+                    table,
+                    problems: plan.problems.into_iter().chain(plan.missing).collect(),
+                    fixes: plan.statements,
+                });
+            }
+        }
+        for st in &plan.statements {
+            tx.batch_execute(st)
+                .await
+                .map_err(|e| PgError::query(format!("cannot prepare {table}"), e))?;
+        }
+    }
     tx.commit()
         .await
         .map_err(|e| PgError::query("cannot commit init-db", e))?;
     Ok(InitReport {
         applied,
-        target_created,
+        target_created: !plan.exists,
+        adopted,
+        notes: plan.notes,
+        stored: plan.stored,
     })
 }
 
@@ -270,30 +380,6 @@ fn check_profile_names(profile: &Profile) -> Result<(), PgError> {
         }),
         None => Ok(()),
     }
-}
-
-async fn ensure_target(
-    tx: &tokio_postgres::Transaction<'_>,
-    profile: &Profile,
-) -> Result<bool, PgError> {
-    let exists: bool = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2)",
-            &[&profile.schema, &profile.table],
-        )
-        .await
-        .map_err(|e| PgError::query("cannot look up the target table", e))?
-        .get(0);
-    if exists {
-        check_target(tx, profile).await?;
-        return Ok(false);
-    }
-    tx.batch_execute(&create_target_sql(profile))
-        .await
-        .map_err(|e| PgError::query("cannot create the target table", e))?;
-    Ok(true)
 }
 
 /// The `CREATE TABLE` of the profile's target table.
@@ -322,112 +408,27 @@ pub fn create_target_sql(profile: &Profile) -> String {
     )
 }
 
-/// Type names (`regtype` text) accepted in an existing table for a profile type.
-fn accepted_types(kind: ColumnType) -> &'static [&'static str] {
-    match kind {
-        ColumnType::Text => &["text", "character varying"],
-        ColumnType::Decimal { .. } => &["numeric"],
-        ColumnType::Integer => &["bigint", "numeric"],
-        ColumnType::Boolean => &["boolean"],
-        ColumnType::Date => &["date"],
-        ColumnType::Time => &["time without time zone"],
-        ColumnType::Timestamp | ColumnType::DateTimestamp => &["timestamp without time zone"],
-    }
-}
-
-fn accepted_bookkeeping(sql: &str) -> &'static [&'static str] {
-    match sql {
-        "timestamptz" => &["timestamp with time zone", "timestamp without time zone"],
-        "bigint" => &["bigint", "numeric"],
-        _ => &["text", "character varying"],
-    }
-}
-
 /// Checks that an existing target table has every column datsync writes, with a
-/// compatible type, and a unique index on the key alone; names everything missing.
+/// compatible type, and a unique index on the key alone; names everything missing and the
+/// DDL that `init-db --adopt` would run. Returns the table's narrower columns.
 pub async fn check_target(
-    tx: &tokio_postgres::Transaction<'_>,
+    client: &impl tokio_postgres::GenericClient,
     profile: &Profile,
-) -> Result<(), PgError> {
-    let table = quote_qualified(&profile.schema, &profile.table);
-    let rows = tx
-        .query(
-            "SELECT a.attname::text, a.atttypid::regtype::text
-               FROM pg_catalog.pg_attribute a
-               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&profile.schema, &profile.table],
-        )
-        .await
-        .map_err(|e| PgError::query(format!("cannot read the columns of {table}"), e))?;
-    let found: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let needed = profile
-        .columns
-        .iter()
-        .map(|c| (c.target.as_str(), sql_type(c.kind), accepted_types(c.kind)))
-        .chain(
-            BOOKKEEPING_COLUMNS
-                .iter()
-                .map(|(n, t)| (*n, *t, accepted_bookkeeping(t))),
-        );
-    let mut problems = Vec::new();
-    let mut fixes = Vec::new();
-    for (name, create_as, accepted) in needed {
-        match found.iter().find(|(n, _)| n == name) {
-            None => {
-                problems.push(format!("column `{name}` ({create_as}) is missing"));
-                fixes.push(format!(
-                    "ALTER TABLE {table} ADD COLUMN {} {create_as};",
-                    quote_ident(name)
-                ));
-            }
-            Some((_, ty)) if !accepted.contains(&ty.as_str()) => problems.push(format!(
-                "column `{name}` is {ty}, expected {}",
-                accepted.join(" or ")
-            )),
-            Some(_) => {}
-        }
+) -> Result<Vec<(String, StoredType)>, PgError> {
+    let plan = plan_target(client, profile).await?;
+    if plan.ready() {
+        return Ok(plan.stored);
     }
-    if problems.is_empty() && !has_unique_key(tx, profile).await? {
-        problems.push(format!(
-            "no primary key or unique index on `{}` alone",
-            profile.key
-        ));
-        fixes.push(format!(
-            "ALTER TABLE {table} ADD PRIMARY KEY ({});",
-            quote_ident(&profile.key)
-        ));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(PgError::IncompatibleTable {
-            table,
-            problems,
-            fixes,
-        })
-    }
-}
-
-async fn has_unique_key(
-    tx: &tokio_postgres::Transaction<'_>,
-    profile: &Profile,
-) -> Result<bool, PgError> {
-    tx.query_one(
-        "SELECT EXISTS (SELECT 1
-           FROM pg_catalog.pg_index i
-           JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-          WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
-            AND i.indisunique AND i.indnkeyatts = 1
-            AND i.indpred IS NULL AND i.indexprs IS NULL)",
-        &[&profile.schema, &profile.table, &profile.key],
-    )
-    .await
-    .map(|r| r.get(0))
-    .map_err(|e| PgError::query("cannot read the indexes of the target table", e))
+    Err(PgError::IncompatibleTable {
+        table: quote_qualified(&profile.schema, &profile.table),
+        adoptable: plan.exists && plan.problems.is_empty(),
+        problems: if plan.exists {
+            plan.problems.into_iter().chain(plan.missing).collect()
+        } else {
+            vec!["the table does not exist".into()]
+        },
+        fixes: plan.statements,
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! | `pooler.rs` | refusing a pooler in transaction mode (PgBouncer) |
 
 mod admin;
+mod adopt;
 mod attempt;
 mod connect;
 mod conninfo;
@@ -38,6 +39,10 @@ mod tls_files;
 mod verify;
 
 pub use admin::{drop_database, empty_table, recreate_database, recreate_schema};
+pub use adopt::{
+    AdoptOptions, DEFAULT_ADOPT_ATTEMPTS, DEFAULT_ADOPT_LOCK_TIMEOUT, LockHolder, TargetPlan,
+    TypeNote, grants_sql, init_sql, lock_holders, plan_target,
+};
 pub use connect::{AttemptFailure, connect};
 pub use conninfo::ConnInfoError;
 pub use entra::{
@@ -48,7 +53,7 @@ pub use files::{DEFAULT_SYSCONFDIR, ServiceError};
 pub use ident::{quote_ident, quote_qualified, sql_type};
 pub use lock::try_lock_sync;
 pub use migrate::{
-    BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE,
+    BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE, adopt_db,
     check_target, create_target_sql, init_db,
 };
 pub use pooler::{POOLER_VARIABLE, PoolerMode};
@@ -109,17 +114,33 @@ pub enum PgError {
         server: String,
     },
     /// A table that exists lacks columns datsync needs, or has incompatible types.
-    #[error(
-        "table {table} is not usable by datsync: {}; fix the table (for example: {}) or choose another table",
-        problems.join("; "), fixes.join(" ")
-    )]
+    #[error("{}", incompatible_message(table, problems, fixes, *adoptable))]
     IncompatibleTable {
         /// The qualified table name.
         table: String,
         /// One entry per missing or incompatible column or constraint.
         problems: Vec<String>,
-        /// Suggested DDL.
+        /// The DDL `init-db --adopt` would run (what adds the missing columns and key).
         fixes: Vec<String>,
+        /// Whether `init-db --adopt` can fix every problem (only missing columns or key).
+        adoptable: bool,
+    },
+    /// `init-db --adopt` did not get its locks within `lock_timeout`, attempt after attempt.
+    #[error(
+        "init-db --adopt gave up after {attempts} attempt(s): a lock on {table} or datsync's \
+         tables was not granted within lock_timeout ({lock_timeout:?}) each time; {}; nothing \
+         was changed. Try again when the table is quieter, or with a longer --lock-timeout",
+        holders_message(holders)
+    )]
+    LockBusy {
+        /// The target table.
+        table: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The `lock_timeout` of each.
+        lock_timeout: std::time::Duration,
+        /// Who held locks on the tables after the last attempt.
+        holders: Vec<LockHolder>,
     },
     /// The profile cannot be mapped to a table.
     #[error("profile cannot be loaded into {table}: {message}")]
@@ -129,6 +150,44 @@ pub enum PgError {
         /// What is wrong.
         message: String,
     },
+}
+
+fn incompatible_message(
+    table: &str,
+    problems: &[String],
+    fixes: &[String],
+    adoptable: bool,
+) -> String {
+    let sql = fixes.join(" ");
+    if adoptable {
+        format!(
+            "table {table} is not usable by datsync yet: {}; `datsync init-db --adopt` adds \
+             this without rewriting the table, in one transaction: {sql}",
+            problems.join("; ")
+        )
+    } else if fixes.is_empty() {
+        format!(
+            "table {table} is not usable by datsync: {}; fix the table (datsync does not \
+             convert column types: that rewrites the table) or choose another table",
+            problems.join("; ")
+        )
+    } else {
+        format!(
+            "table {table} is not usable by datsync: {}; fix the table (datsync does not \
+             convert column types: that rewrites the table; the rest `init-db --adopt` would \
+             add: {sql}) or choose another table",
+            problems.join("; ")
+        )
+    }
+}
+
+fn holders_message(holders: &[LockHolder]) -> String {
+    if holders.is_empty() {
+        "no session holds a lock on them now (the holder has finished)".to_owned()
+    } else {
+        let held: Vec<String> = holders.iter().map(ToString::to_string).collect();
+        format!("held by: {}", held.join("; "))
+    }
 }
 
 /// The driver error with what the server said: the driver's own `Display` of a server error

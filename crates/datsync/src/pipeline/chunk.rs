@@ -52,18 +52,17 @@ impl Run<'_> {
         if let Some(m) = &self.manager {
             m.lock().await.mark_chunk_processing(chunk).await?;
         }
-        let validated =
-            crate::validate::validate(&self.pipeline.profile, &batch).map_err(|error| {
-                BadInput::Columns {
-                    source_name: self.plan.source_path.clone(),
-                    error,
-                }
-            })?;
+        let validated = crate::validate::validate(&self.profile, &batch).map_err(|error| {
+            BadInput::Columns {
+                source_name: self.plan.source_path.clone(),
+                error,
+            }
+        })?;
         // The accepted rows are a copy: the text batch is not needed for the load.
         drop(batch);
         let mut facts = self.check_rejects(chunk, &validated).await?;
         let transform = |batch| {
-            crate::transform::transform(&self.pipeline.profile, batch).map_err(|error| {
+            crate::transform::transform(&self.profile, batch).map_err(|error| {
                 SyncFailure::Transform {
                     source_name: self.plan.source_path.clone(),
                     chunk,

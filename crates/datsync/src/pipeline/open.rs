@@ -28,7 +28,7 @@ impl Pipeline {
     pub(super) async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         let mut client = crate::pg::connect(&self.pg).await?;
-        crate::pg::init_db(&mut client, &self.profile).await?;
+        let stored = crate::pg::init_db(&mut client, &self.profile).await?.stored;
         let lock = crate::pg::connect(&self.pg).await?;
         if !crate::pg::try_lock_sync(&lock, &plan.sync_id).await? {
             return Err(PipelineError::Busy(plan.sync_id));
@@ -70,6 +70,7 @@ impl Pipeline {
             ledger_cut,
             loader: run_loader(self, &plan.sync_id),
             unknown_columns: Vec::new(),
+            profile: self.profile.clone().with_stored(&stored),
         };
         let outcome = if cleaned {
             run.finished().await

@@ -18,6 +18,7 @@ use super::{Pipeline, PipelineError, RunSummary};
 use crate::checkpoint::CheckpointManager;
 use crate::load::Loader;
 use crate::model::{ChunkCut, ChunkId, SyncId, SyncRef};
+use crate::profile::Profile;
 use crate::status::LedgerChunk;
 use crate::store::Store;
 use crate::telemetry::ChunkStaged;
@@ -52,6 +53,10 @@ pub(super) struct Run<'a> {
     pub(super) loader: Loader,
     /// Header columns the profile does not know (see `header.rs`).
     pub(super) unknown_columns: Vec<String>,
+    /// The pipeline's profile with the target table's narrower columns
+    /// ([`crate::profile::Column::stored`]): what validation and the transform check
+    /// values against.
+    pub(super) profile: Profile,
 }
 
 /// What this run did, chunk by chunk.

@@ -250,6 +250,7 @@ impl Checker<'_> {
                 range,
             },
             on_invalid: raw.on_invalid.unwrap_or(default_on_invalid),
+            stored: None,
         })
     }
 

@@ -9,6 +9,7 @@ mod check;
 mod format;
 mod policy;
 mod raw;
+mod stored;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use check::Checker;
 pub use format::{DelimiterSetting, Escape, Format, MAX_DELIMITER_BYTES, TextEncoding};
 pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
+pub use stored::StoredType;
 
 /// The target schema of a profile that names none.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -166,6 +168,10 @@ pub struct Column {
     pub rules: Rules,
     /// What a value this column's type cannot read does to its row.
     pub on_invalid: OnInvalid,
+    /// The type of the existing target column when it holds less than the profile type
+    /// (an adopted table); `None` when it holds every value of the type. Values that do not
+    /// fit are value warnings (see [`StoredType`]).
+    pub stored: Option<StoredType>,
 }
 
 impl Column {
@@ -274,6 +280,19 @@ impl Profile {
             .iter()
             .find(|c| c.target == self.key)
             .unwrap_or(&self.columns[0])
+    }
+
+    /// The profile with the stored types of an existing target table (target column name →
+    /// type; see [`Column::stored`]); columns not named hold every value of their type.
+    #[must_use]
+    pub fn with_stored(mut self, stored: &[(String, StoredType)]) -> Self {
+        for c in &mut self.columns {
+            c.stored = stored
+                .iter()
+                .find(|(name, _)| *name == c.target)
+                .map(|(_, t)| *t);
+        }
+        self
     }
 
     /// Whether `token` (already trimmed) is one of the null tokens.

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, Row};
 
-use crate::model::{ChunkCut, SyncStatus, UnknownSyncStatus};
+use crate::model::{ChunkCut, RecordedStatus, UnknownSyncStatus};
 use crate::pg::{PgError, quote_ident};
 
 /// How many validation errors of the JSONB sample a [`SyncDetail`] keeps.
@@ -42,8 +42,9 @@ pub enum ReadError {
 pub struct SyncRecord {
     /// The sync id.
     pub sync_id: String,
-    /// `IN_PROGRESS`, `SUCCESS`, `PARTIAL_SUCCESS`, `BAD_INPUT` or `FAILED`.
-    pub status: SyncStatus,
+    /// `IN_PROGRESS`, `SUCCESS`, `PARTIAL_SUCCESS`, `BAD_INPUT` or `FAILED`; in an adopted
+    /// database, a legacy loader's rows keep the status as it spelled it.
+    pub status: RecordedStatus,
     /// Base name of the source.
     pub file_name: Option<String>,
     /// Full path or URL of the source.
@@ -149,7 +150,7 @@ pub async fn recent_syncs(
         .query(&sql, &[&i64::from(limit)])
         .await
         .map_err(|e| PgError::query("cannot read sync_metadata", e))?;
-    rows.iter().map(record).collect()
+    Ok(rows.iter().map(record).collect())
 }
 
 /// One sync's row and validation sample; `None` when `sync_metadata` has no such sync.
@@ -178,7 +179,7 @@ pub async fn sync_detail(
         Some(other) => vec![other],
     };
     Ok(Some(SyncDetail {
-        record: record(&r)?,
+        record: record(&r),
         validation_errors_sampled: entries.len(),
         validation_errors_sample: entries.into_iter().take(VALIDATION_SAMPLE_SHOWN).collect(),
     }))
@@ -287,16 +288,10 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn record(r: &Row) -> Result<SyncRecord, ReadError> {
+fn record(r: &Row) -> SyncRecord {
     let sync_id: String = r.get(0);
-    let status = r
-        .get::<_, String>(1)
-        .parse()
-        .map_err(|source| ReadError::UnknownStatus {
-            sync_id: sync_id.clone(),
-            source,
-        })?;
-    Ok(SyncRecord {
+    let status = RecordedStatus::from_stored(&r.get::<_, Option<String>>(1).unwrap_or_default());
+    SyncRecord {
         sync_id,
         status,
         file_name: r.get(2),
@@ -323,5 +318,5 @@ fn record(r: &Row) -> Result<SyncRecord, ReadError> {
             .get::<_, Option<serde_json::Value>>(19)
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
-    })
+    }
 }

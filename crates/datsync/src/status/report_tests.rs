@@ -77,7 +77,7 @@ fn detail() -> SyncDetail {
     SyncDetail {
         record: SyncRecord {
             sync_id: ID.into(),
-            status: crate::model::SyncStatus::PartialSuccess,
+            status: crate::model::SyncStatus::PartialSuccess.into(),
             file_name: Some("a.dat".into()),
             file_path: None,
             file_size_bytes: None,

@@ -12,8 +12,8 @@ use chrono::NaiveTime;
 
 use super::arrow_type;
 use crate::model::RowError;
-use crate::profile::{Column, ColumnType};
-use crate::value::{self, DECIMAL_PRECISION, ValueError};
+use crate::profile::{Column, ColumnType, StoredType};
+use crate::value::{self, DECIMAL_PRECISION};
 
 /// The text of one profile column in a batch.
 pub(super) struct Input<'a> {
@@ -49,16 +49,28 @@ impl Input<'_> {
         };
         let source = self.column.source.as_str();
         Ok(match self.column.kind {
-            // Text is loaded exactly as the decoder left it.
-            ColumnType::Text => Arc::new(values.clone()),
+            // Text is loaded exactly as the decoder left it, unless the stored column is
+            // too short for it (an adopted `varchar(n)`).
+            ColumnType::Text => self.text(values, &mut warn),
             ColumnType::Decimal { scale } => {
                 let mut b = Decimal128Builder::with_capacity(self.rows);
                 for row in 0..self.rows {
                     b.append_option(text(values, row).and_then(|t| {
-                        value::parse_decimal(t, scale)
+                        let v = value::parse_decimal(t, scale)
                             .inspect_err(|e| warn(row, source, t, null_reason(*e)))
                             .ok()
-                            .flatten()
+                            .flatten()?;
+                        match self
+                            .column
+                            .stored
+                            .and_then(|st| st.decimal_misfit(v, scale))
+                        {
+                            Some(reason) => {
+                                warn(row, source, t, null_reason(reason));
+                                None
+                            }
+                            None => Some(v),
+                        }
                     }));
                 }
                 Arc::new(
@@ -66,26 +78,7 @@ impl Input<'_> {
                         .with_precision_and_scale(DECIMAL_PRECISION, scale.cast_signed())?,
                 )
             }
-            ColumnType::Integer => {
-                let mut b = Int64Builder::with_capacity(self.rows);
-                for row in 0..self.rows {
-                    b.append_option(text(values, row).and_then(|t| {
-                        match value::parse_integer(t) {
-                            Ok(Some(i)) if !i.whole => {
-                                let reason = format!("not a whole number: rounded to {}", i.value);
-                                warn(row, source, t, reason);
-                                Some(i.value)
-                            }
-                            Ok(i) => i.map(|i| i.value),
-                            Err(e) => {
-                                warn(row, source, t, null_reason(e));
-                                None
-                            }
-                        }
-                    }));
-                }
-                Arc::new(b.finish())
-            }
+            ColumnType::Integer => self.integer(values, &mut warn),
             ColumnType::Boolean => {
                 let mut b = BooleanBuilder::with_capacity(self.rows);
                 for row in 0..self.rows {
@@ -131,6 +124,70 @@ impl Input<'_> {
         })
     }
 
+    /// Integers; a non-whole value is rounded and warned about, one that does not fit the
+    /// stored column (an adopted `integer`) is NULL and warned about.
+    fn integer(
+        &self,
+        values: &StringArray,
+        warn: &mut impl FnMut(usize, &str, &str, String),
+    ) -> ArrayRef {
+        let source = self.column.source.as_str();
+        let stored = self.column.stored;
+        let mut b = Int64Builder::with_capacity(self.rows);
+        for row in 0..self.rows {
+            b.append_option(
+                text(values, row).and_then(|t| match value::parse_integer(t) {
+                    Ok(Some(i)) if stored.is_some_and(|st| !st.fits_integer(i.value)) => {
+                        let reason = stored.map(StoredType::misfit_reason).unwrap_or_default();
+                        warn(row, source, t, null_reason(reason));
+                        None
+                    }
+                    Ok(Some(i)) if !i.whole => {
+                        let reason = format!("not a whole number: rounded to {}", i.value);
+                        warn(row, source, t, reason);
+                        Some(i.value)
+                    }
+                    Ok(i) => i.map(|i| i.value),
+                    Err(e) => {
+                        warn(row, source, t, null_reason(e));
+                        None
+                    }
+                }),
+            );
+        }
+        Arc::new(b.finish())
+    }
+
+    /// Text as the decoder left it, unless the stored column is too short for it (an
+    /// adopted `varchar(n)`): then NULL and a warning.
+    fn text(
+        &self,
+        values: &StringArray,
+        warn: &mut impl FnMut(usize, &str, &str, String),
+    ) -> ArrayRef {
+        let Some(stored) = self.column.stored else {
+            return Arc::new(values.clone());
+        };
+        Arc::new(
+            (0..self.rows)
+                .map(|row| {
+                    let v = values.is_valid(row).then(|| values.value(row))?;
+                    if stored.fits_text(v) {
+                        Some(v)
+                    } else {
+                        warn(
+                            row,
+                            &self.column.source,
+                            v,
+                            null_reason(stored.misfit_reason()),
+                        );
+                        None
+                    }
+                })
+                .collect::<StringArray>(),
+        )
+    }
+
     /// The date of `row`; `None` for blank, zero or (with a warning) unreadable.
     fn date(
         &self,
@@ -160,6 +217,6 @@ impl Input<'_> {
 }
 
 /// The warning for a value loaded as NULL.
-fn null_reason(e: ValueError) -> String {
+fn null_reason(e: impl std::fmt::Display) -> String {
     format!("{e}: loaded as NULL")
 }

@@ -3,7 +3,7 @@
 //! `on_invalid = "reject"` ([`crate::validate`] rejects such rows before they reach the
 //! transform).
 
-use crate::profile::{Column, ColumnType};
+use crate::profile::{Column, ColumnType, StoredType};
 use crate::value;
 
 /// One value that would not load as written.
@@ -34,17 +34,34 @@ pub(crate) fn problems<'a>(
             reason,
         });
     };
+    let raw = value;
     let value = value.map(str::trim);
     match column.kind {
-        ColumnType::Text => {}
-        ColumnType::Decimal { scale } => {
-            if let Some(t) = value
-                && let Err(e) = value::parse_decimal(t, scale)
+        ColumnType::Text => {
+            // The text as read (not trimmed) is what would be stored.
+            if let (Some(stored), Some(t)) = (column.stored, raw)
+                && !stored.fits_text(t)
             {
-                problem(source, t, e.to_string());
+                problem(source, t, stored.misfit_reason());
             }
         }
+        ColumnType::Decimal { scale } => match value.map(|t| (t, value::parse_decimal(t, scale))) {
+            Some((t, Err(e))) => problem(source, t, e.to_string()),
+            Some((t, Ok(Some(v)))) => {
+                if let Some(reason) = column.stored.and_then(|st| st.decimal_misfit(v, scale)) {
+                    problem(source, t, reason);
+                }
+            }
+            _ => {}
+        },
         ColumnType::Integer => match value.map(|t| (t, value::parse_integer(t))) {
+            Some((t, Ok(Some(i)))) if column.stored.is_some_and(|st| !st.fits_integer(i.value)) => {
+                let reason = column
+                    .stored
+                    .map(StoredType::misfit_reason)
+                    .unwrap_or_default();
+                problem(source, t, reason);
+            }
             Some((t, Ok(Some(i)))) if !i.whole => {
                 problem(
                     source,

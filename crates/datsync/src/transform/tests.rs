@@ -16,6 +16,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::NaiveDate;
 
 use super::*;
+use crate::profile::StoredType;
 use crate::value::{date32_days, timestamp_micros};
 
 const PROFILE: &str = r#"
@@ -476,4 +477,95 @@ fn bad_batches_are_errors_not_panics() {
     .unwrap();
     let e = transform(&profile(), &b).unwrap_err().to_string();
     assert!(e.contains("`dec` is Int64"), "{e}");
+}
+
+/// An adopted table's narrower columns: a value that does not fit loads as NULL with a
+/// warning; one that fits loads as written; the rest of the batch is untouched.
+#[test]
+fn values_that_do_not_fit_an_adopted_column_are_warnings() {
+    let p = profile().with_stored(&[
+        ("cnt".into(), StoredType::Integer { bits: 32 }),
+        ("nama".into(), StoredType::Chars { max: 4 }),
+        (
+            "dec".into(),
+            StoredType::Numeric {
+                precision: 5,
+                scale: 2,
+            },
+        ),
+    ]);
+    let batch = text_batch(&[
+        ("spb", &[Some("a"), Some("b"), Some("c"), Some("d")]),
+        (
+            "cnt",
+            &[Some("2147483647"), Some("2147483648"), Some("-5"), None],
+        ),
+        ("nama", &[Some("abcd"), Some("äöüß"), Some("abcde"), None]),
+        (
+            "dec",
+            &[Some("999,99"), Some("1000"), Some("1,234"), Some("1,23")],
+        ),
+    ]);
+    let out = transform(&p, &batch).unwrap();
+    let cnt = out
+        .batch
+        .column_by_name("cnt")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .clone();
+    assert_eq!(
+        cnt.iter().collect::<Vec<_>>(),
+        [Some(2_147_483_647), None, Some(-5), None]
+    );
+    let nama = out
+        .batch
+        .column_by_name("nama")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    assert_eq!(
+        nama.iter().collect::<Vec<_>>(),
+        [Some("abcd"), Some("äöüß"), None, None]
+    );
+    let dec = out
+        .batch
+        .column_by_name("dec")
+        .unwrap()
+        .as_primitive::<Decimal128Type>()
+        .clone();
+    assert_eq!(
+        dec.iter().collect::<Vec<_>>(),
+        [Some(999_990), None, None, Some(1_230)]
+    );
+    assert_eq!(
+        warned(&out.warnings),
+        [
+            (
+                3,
+                "dec".into(),
+                "more than 3 digits before the point for numeric(5,2): loaded as NULL".into()
+            ),
+            (
+                3,
+                "cnt".into(),
+                "out of range for integer: loaded as NULL".into()
+            ),
+            (
+                4,
+                "nama".into(),
+                "longer than 4 characters (varchar(4)): loaded as NULL".into()
+            ),
+            (
+                4,
+                "dec".into(),
+                "more than 2 decimal places for numeric(5,2): loaded as NULL".into()
+            ),
+        ]
+    );
+    // The same values under on_invalid = "reject": the problems validation reports.
+    let cnt_col = p.columns.iter().find(|c| c.target == "cnt").unwrap();
+    let probs = problems(cnt_col, Some("2147483648"), None);
+    assert_eq!(probs.len(), 1);
+    assert_eq!(probs[0].reason, "out of range for integer");
+    assert!(problems(cnt_col, Some("7"), None).is_empty());
 }
