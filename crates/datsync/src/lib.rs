@@ -108,7 +108,7 @@ mod value;
 pub use model::{
     CheckpointStatus, ChunkCounts, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId,
     LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RecordedStatus, RowError, RowErrorKind,
-    SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
+    SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus, VERSION_COLUMN,
 };
 
 // ---- settings and the profile -----------------------------------------------------------
@@ -120,8 +120,9 @@ pub use config::{
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
     DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,
-    OnInvalid, Profile, ProfileError, RangeRule, Rules, StoredType, TextEncoding, UnknownColumns,
-    ZTDWR_PROFILE_TOML, canonical_name,
+    NameVersion, OnInvalid, Profile, ProfileError, ROW_VERSION_COLUMN, RangeRule, RowVersion,
+    Rules, StoredType, TextEncoding, UnknownColumns, VersionColumns, ZTDWR_PROFILE_TOML,
+    canonical_name,
 };
 
 // ---- sources ----------------------------------------------------------------------------
@@ -156,7 +157,9 @@ pub use store::{
 
 // ---- validate, transform ----------------------------------------------------------------
 
-pub use transform::{TransformError, Transformed, arrow_type, transform, typed_schema};
+pub use transform::{
+    TransformError, Transformed, arrow_type, has_row_version, transform, typed_schema,
+};
 pub use validate::{
     DEFAULT_ERROR_THRESHOLD, REASONS_COLUMN, REJECT_COLUMN_COLUMN, VALIDATION_ERRORS_SAMPLE,
     ValidateError, Validated, check_columns, error_rate, exceeds_threshold, validate,
@@ -173,7 +176,7 @@ pub use rejects::{
 
 pub use load::{
     BaselineError, ChunkFacts, ChunkLoad, LoadError, Loader, StagedHook, copy_baseline,
-    encode_baseline,
+    encode_baseline, file_version,
 };
 pub use pg::{
     AUTH_VARIABLE, AttemptFailure, BOOKKEEPING_COLUMNS, ConnInfoError, DEFAULT_APPLICATION_NAME,

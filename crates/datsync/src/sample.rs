@@ -175,6 +175,8 @@ struct Generator<'a> {
     line: Vec<u8>,
     field: String,
     summary: SampleSummary,
+    /// The fields of the change date and time (the built-in profile's row version).
+    change: [Option<usize>; 2],
 }
 
 const PERSONS: &[&str] = &[
@@ -229,9 +231,12 @@ impl<'a> Generator<'a> {
                 });
             }
         }
+        let at = |name: &str| columns.iter().position(|c| c.source == name);
+        let change = [at("change_date"), at("change_time")];
         Self {
             options,
             rng: ChaCha8Rng::seed_from_u64(options.seed),
+            change,
             columns,
             line: Vec::with_capacity(4096),
             field: String::with_capacity(64),
@@ -359,7 +364,14 @@ impl<'a> Generator<'a> {
             && defect.is_none()
         {
             self.summary.bad_value_rows += 1;
-            self.bad_value(&mut fields);
+            let at = self.bad_value(&mut fields);
+            // A duplicate's change stamp is rewritten below: its bad value would be gone.
+            if duplicate && at.is_some_and(|at| self.change.contains(&Some(at))) {
+                self.summary.bad_value_rows -= 1;
+            }
+        }
+        if duplicate {
+            self.newer_change(n, &mut fields);
         }
         if o.extra_column.is_some() {
             let tonnes = self.rng.random_range(0..100_000u32);
@@ -380,17 +392,34 @@ impl<'a> Generator<'a> {
         self.line.extend_from_slice(nl);
     }
 
+    /// A duplicate is a newer version of its key: its change date and time (the profile's
+    /// row version) are `2026-01-01` plus `n` seconds, later than any earlier row's.
+    fn newer_change(&self, n: u64, fields: &mut [Vec<u8>]) {
+        let base = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
+        let seconds = i64::try_from(n).unwrap_or(i64::MAX);
+        let Some(stamp) =
+            base.and_then(|b| b.checked_add_signed(chrono::TimeDelta::seconds(seconds)))
+        else {
+            return;
+        };
+        let [date, time] = self.change;
+        if let Some(f) = date.and_then(|at| fields.get_mut(at)) {
+            *f = stamp.format("%Y%m%d").to_string().into_bytes();
+        }
+        if let Some(f) = time.and_then(|at| fields.get_mut(at)) {
+            *f = stamp.format("%H%M%S").to_string().into_bytes();
+        }
+    }
+
     /// Puts one unreadable value into an optional typed column of `fields` (a time with a
-    /// valid date, which is what makes the time read).
-    fn bad_value(&mut self, fields: &mut [Vec<u8>]) {
+    /// valid date, which is what makes the time read); returns the column written.
+    fn bad_value(&mut self, fields: &mut [Vec<u8>]) -> Option<usize> {
         let candidates: Vec<usize> = (0..self.columns.len())
             .filter(|&i| self.columns[i].bad.is_some())
             .collect();
-        let Some(&at) = candidates.get(self.rng.random_range(0..candidates.len().max(1))) else {
-            return;
-        };
+        let &at = candidates.get(self.rng.random_range(0..candidates.len().max(1)))?;
         let (Some(bad), date) = (self.columns[at].bad, self.columns[at].date_of_pair) else {
-            return;
+            return None;
         };
         let values = bad.values();
         fields[at] = values[self.rng.random_range(0..values.len())]
@@ -399,6 +428,7 @@ impl<'a> Generator<'a> {
         if let Some(date) = date {
             fields[date] = b"20250115".to_vec();
         }
+        Some(at)
     }
 
     /// Writes a valid value of `kind` into `self.field`.

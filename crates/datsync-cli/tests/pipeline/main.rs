@@ -17,4 +17,5 @@ mod faithful;
 mod observe;
 mod resume;
 mod serve;
+mod versions;
 mod watch;

@@ -39,7 +39,7 @@ use bytes::BytesMut;
 use futures::SinkExt;
 use tokio_postgres::Client;
 
-use crate::model::{ChunkId, LINE_COLUMN, LineNo, SyncId, SyncRef};
+use crate::model::{ChunkId, LINE_COLUMN, LineNo, SyncId, SyncRef, VERSION_COLUMN};
 use crate::pg::{ErrorClass, PgError};
 use crate::profile::{ColumnType, Profile};
 use copy::{COPY_HEADER, COPY_TRAILER, ColumnEncoder, MAX_SCALE};
@@ -303,6 +303,13 @@ impl Loader {
             .filter(|a| a.data_type() == &DataType::UInt64)
             .ok_or_else(|| wrong(LINE_COLUMN, "is missing or not UInt64".into()))?;
         out.extend(ColumnEncoder::new(line.as_ref()));
+        if crate::transform::has_row_version(&self.profile) {
+            let version = batch
+                .column_by_name(VERSION_COLUMN)
+                .filter(|a| a.data_type() == &DataType::Utf8)
+                .ok_or_else(|| wrong(VERSION_COLUMN, "is missing or not Utf8".into()))?;
+            out.extend(ColumnEncoder::new(version.as_ref()));
+        }
         Ok(out)
     }
 
@@ -384,6 +391,12 @@ impl Loader {
         if let Some(hook) = &self.on_staged {
             hook(chunk);
         }
+        let file_version = self.file_version(&sync.source_file);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&sync_id, &sync.source_file, &sync.sync_seq];
+        if self.sql.file_version_param {
+            params.push(&file_version);
+        }
         let counts = tx
             .query_one(
                 if rows.distinct == rows.staged {
@@ -391,7 +404,7 @@ impl Loader {
                 } else {
                     &self.sql.upsert_dedup
                 },
-                &[&sync_id, &sync.source_file, &sync.sync_seq],
+                &params,
             )
             .await
             .map_err(q("cannot upsert the chunk into the target table"))?;
@@ -429,6 +442,24 @@ impl Loader {
         .map_err(q("cannot write the chunk ledger"))?;
         tx.commit().await.map_err(q("cannot commit the chunk"))?;
         Ok(load)
+    }
+}
+
+impl Loader {
+    /// The version a file's name gives its rows (`version_from_name`); `None` when the
+    /// profile takes none from names or the name has none (the pipeline warns about that once
+    /// per sync: [`file_version`]).
+    fn file_version(&self, source_file: &str) -> Option<String> {
+        file_version(&self.profile, source_file).ok().flatten()
+    }
+}
+
+/// The version the profile reads from a file's name: `Ok(None)` when it reads none, `Err`
+/// saying why the name has none (its rows then have no file version: the oldest).
+pub fn file_version(profile: &Profile, source_file: &str) -> Result<Option<String>, String> {
+    match profile.version.as_ref().and_then(|v| v.from_name.as_ref()) {
+        None => Ok(None),
+        Some(n) => n.version_of(source_file).map(Some),
     }
 }
 

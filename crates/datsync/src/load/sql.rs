@@ -1,7 +1,7 @@
 //! The SQL text of a chunk load, built once per profile with every identifier quoted.
 
 use crate::pg::{quote_ident, quote_qualified, sql_type};
-use crate::profile::Profile;
+use crate::profile::{Profile, ROW_VERSION_COLUMN};
 
 /// The staging table (temporary, dropped at commit).
 pub(super) const STAGE: &str = "pg_temp.datsync_stage";
@@ -15,6 +15,8 @@ pub(super) struct LoadSql {
     pub upsert_unique: String,
     /// The upsert that first reduces duplicate keys to the latest line.
     pub upsert_dedup: String,
+    /// Whether the upserts take the file's version as `$4`.
+    pub file_version_param: bool,
     pub ledger_get: String,
     pub ledger_put: String,
 }
@@ -23,16 +25,7 @@ impl LoadSql {
     pub(super) fn new(profile: &Profile) -> Self {
         let s = quote_ident(&profile.schema);
         let table = quote_qualified(&profile.schema, &profile.table);
-        let stage_cols: Vec<String> = profile
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("c{i} {}", sql_type(c.kind)))
-            .collect();
-        let create_stage = format!(
-            "CREATE TEMP TABLE datsync_stage ({}, src_line bigint) ON COMMIT DROP",
-            stage_cols.join(", ")
-        );
+        let version = Version::of(profile);
         let key_i = profile
             .columns
             .iter()
@@ -60,20 +53,13 @@ impl LoadSql {
                     "source_line",
                 ]
                 .iter()
+                .copied()
+                .chain(version.any().then_some(ROW_VERSION_COLUMN))
                 .map(|b| format!("{b} = EXCLUDED.{b}")),
             )
             .collect();
-        // In-chunk duplicates: a staged row is kept only when no row with the same key has a
-        // later line (ties broken by ctid), so `ON CONFLICT` never sees a key twice (no
-        // 21000). A hash anti-join on the key: cheaper than sorting the wide rows. When the
-        // loader has counted as many distinct keys as rows, the filter is left out.
-        let dedup = format!(
-            "WHERE NOT EXISTS (
-               SELECT 1 FROM {STAGE} d
-                WHERE d.c{key_i} = s.c{key_i}
-                  AND (d.src_line > s.src_line
-                       OR (d.src_line = s.src_line AND d.ctid > s.ctid)))"
-        );
+        let dedup = version.dedup(key_i);
+        let (version_target, version_value, guard) = version.insert_parts();
         // Who the stored rows were, read in the statement's own snapshot (the sub-statements
         // of one WITH see the table as it was before the INSERT): a stored row of this very
         // sync (`sync_seq = $3`) that the upsert replaced, or that was newer and so stayed,
@@ -85,12 +71,12 @@ impl LoadSql {
             format!(
                 "WITH ins AS (
                    INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
-                                             source_file, sync_seq, source_line)
+                                             source_file, sync_seq, source_line{version_target})
                    SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
+                          {version_value}
                      FROM {STAGE} s {filter}
                    ON CONFLICT ({key}) DO UPDATE SET {sets}
-                   WHERE (COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
-                       < (EXCLUDED.sync_seq, EXCLUDED.source_line)
+                   WHERE {guard}
                    RETURNING t.{key} AS k, (t.xmax = 0) AS inserted
                  ),
                  replaced AS (
@@ -114,10 +100,11 @@ impl LoadSql {
             )
         };
         Self {
-            create_stage,
+            create_stage: create_stage(profile, version),
             copy: format!("COPY {STAGE} FROM STDIN (FORMAT binary)"),
             upsert_unique: upsert(""),
             upsert_dedup: upsert(&dedup),
+            file_version_param: version.file,
             ledger_get: format!(
                 "SELECT \"rows\", inserted, updated, skipped_older, checksum, superseded_on_load
                    FROM {s}.sync_chunks WHERE sync_id = $1 AND chunk_id = $2"
@@ -151,4 +138,110 @@ fn source_file_sql(profile: &Profile) -> String {
         literal(&profile.schema),
         literal(&profile.table)
     )
+}
+
+/// The staging table: one column per profile column, the source line, the row's own version.
+fn create_stage(profile: &Profile, version: Version) -> String {
+    let stage_cols: Vec<String> = profile
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("c{i} {}", sql_type(c.kind)))
+        .collect();
+    format!(
+        "CREATE TEMP TABLE datsync_stage ({}, src_line bigint{}) ON COMMIT DROP",
+        stage_cols.join(", "),
+        if version.row {
+            ", src_version text COLLATE \"C\""
+        } else {
+            ""
+        }
+    )
+}
+
+/// Which halves of a row version a profile has (see `profile/version.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    /// The row's own (`version` columns): staged as `src_version`.
+    row: bool,
+    /// The file's (`version_from_name`): the upsert's `$4`, NULL when the name has none.
+    file: bool,
+}
+
+impl Version {
+    fn of(profile: &Profile) -> Self {
+        let v = profile.version.as_ref();
+        Self {
+            row: v.is_some_and(|v| v.columns.is_some()),
+            file: v.is_some_and(|v| v.from_name.is_some()),
+        }
+    }
+
+    fn any(self) -> bool {
+        self.row || self.file
+    }
+
+    /// The filter of the upsert that reduces in-chunk duplicates: a staged row is kept only
+    /// when no row with the same key is newer — a later line (ties broken by ctid), after a
+    /// newer version when rows have one (none: the oldest) — so `ON CONFLICT` never sees a
+    /// key twice (no 21000). A hash anti-join on the key: cheaper than sorting the wide
+    /// rows. When the loader has counted as many distinct keys as rows, it is left out.
+    fn dedup(self, key_i: usize) -> String {
+        if self.row {
+            format!(
+                "WHERE NOT EXISTS (
+                   SELECT 1 FROM {STAGE} d
+                    WHERE d.c{key_i} = s.c{key_i}
+                      AND (COALESCE(d.src_version, '') COLLATE \"C\", d.src_line, d.ctid)
+                        > (COALESCE(s.src_version, '') COLLATE \"C\", s.src_line, s.ctid))"
+            )
+        } else {
+            format!(
+                "WHERE NOT EXISTS (
+                   SELECT 1 FROM {STAGE} d
+                    WHERE d.c{key_i} = s.c{key_i}
+                      AND (d.src_line > s.src_line
+                           OR (d.src_line = s.src_line AND d.ctid > s.ctid)))"
+            )
+        }
+    }
+
+    /// The upsert's extra target column, its value, and the guard of `DO UPDATE`: the
+    /// incoming row replaces the stored one only when its `(row_version, sync_seq,
+    /// source_line)` is greater (a missing one is the oldest); without a version,
+    /// `(sync_seq, source_line)` as before.
+    fn insert_parts(self) -> (String, String, String) {
+        if !self.any() {
+            return (
+                String::new(),
+                String::new(),
+                "(COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
+                       < (EXCLUDED.sync_seq, EXCLUDED.source_line)"
+                    .to_owned(),
+            );
+        }
+        (
+            format!(", {ROW_VERSION_COLUMN}"),
+            format!(", {}", self.value()),
+            format!(
+                "(COALESCE(t.{ROW_VERSION_COLUMN}, '') COLLATE \"C\",
+                  COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
+               < (COALESCE(EXCLUDED.{ROW_VERSION_COLUMN}, '') COLLATE \"C\",
+                  EXCLUDED.sync_seq, EXCLUDED.source_line)"
+            ),
+        )
+    }
+
+    /// The SQL of a staged row's `row_version`: the row's, the file's, or both joined with a
+    /// missing half written `-` (which sorts before any date); NULL when it has neither.
+    fn value(self) -> &'static str {
+        match (self.row, self.file) {
+            (true, false) => "s.src_version",
+            (false, true) => "$4::text",
+            _ => {
+                "CASE WHEN s.src_version IS NULL AND $4::text IS NULL THEN NULL
+                      ELSE COALESCE(s.src_version, '-') || ' | ' || COALESCE($4::text, '-') END"
+            }
+        }
+    }
 }

@@ -19,6 +19,9 @@ pub type LineNo = u64;
 
 /// The name of the column holding each row's source line number in a text batch.
 pub const LINE_COLUMN: &str = "_line";
+/// The name of the column holding each row's own version in a typed batch (text, null for
+/// none), present when the profile has `version` columns.
+pub const VERSION_COLUMN: &str = "_version";
 /// The name of the column holding a parse-level row error (a ragged row), else null.
 pub const ERROR_COLUMN: &str = "_error";
 /// The name of the column holding the raw text of a row with a parse-level error, else null.

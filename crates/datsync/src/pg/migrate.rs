@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use super::adopt::{AdoptOptions, TypeNote, lock_holders, plan_target};
 use super::{PgError, quote_ident, quote_qualified, sql_type};
-use crate::profile::{Profile, StoredType};
+use crate::profile::{Profile, ROW_VERSION_COLUMN, StoredType};
 
 /// Advisory lock key taken (transaction-scoped) while migrating: "datsync" + 1.
 pub const INIT_LOCK_KEY: i64 = 0x6461_7473_796e_6301;
@@ -331,6 +331,7 @@ async fn init_tx(
         .map_err(|e| PgError::query(context(), e))?;
         applied.push(m.version);
     }
+    add_row_version(&tx, profile).await?;
     let plan = plan_target(&tx, profile).await?;
     let table = quote_qualified(&profile.schema, &profile.table);
     let mut adopted = Vec::new();
@@ -382,6 +383,34 @@ fn check_profile_names(profile: &Profile) -> Result<(), PgError> {
     }
 }
 
+/// The type of [`ROW_VERSION_COLUMN`]: text compared bytewise, whatever the database's
+/// collation (see `profile/version.rs`).
+const ROW_VERSION_TYPE: &str = "text COLLATE \"C\"";
+
+/// Adds [`ROW_VERSION_COLUMN`] to an existing target table when the profile has a version:
+/// a nullable column without a default, so PostgreSQL changes the catalog only (no rewrite);
+/// its rows have no version and count as the oldest. (A table created now gets it from
+/// [`create_target_sql`].)
+async fn add_row_version(
+    tx: &tokio_postgres::Transaction<'_>,
+    profile: &Profile,
+) -> Result<(), PgError> {
+    if profile.version.is_none() {
+        return Ok(());
+    }
+    let table = quote_qualified(&profile.schema, &profile.table);
+    tx.batch_execute(&format!(
+        "DO $$ BEGIN
+           IF to_regclass({literal}) IS NOT NULL THEN
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {ROW_VERSION_COLUMN} {ROW_VERSION_TYPE};
+           END IF;
+         END $$",
+        literal = format!("'{}'", table.replace('\'', "''")),
+    ))
+    .await
+    .map_err(|e| PgError::query(format!("cannot add {ROW_VERSION_COLUMN} to {table}"), e))
+}
+
 /// The `CREATE TABLE` of the profile's target table.
 pub fn create_target_sql(profile: &Profile) -> String {
     let mut cols: Vec<String> = profile
@@ -401,6 +430,9 @@ pub fn create_target_sql(profile: &Profile) -> String {
             .iter()
             .map(|(name, ty)| format!("{} {ty}", quote_ident(name))),
     );
+    if profile.version.is_some() {
+        cols.push(format!("{ROW_VERSION_COLUMN} {ROW_VERSION_TYPE}"));
+    }
     format!(
         "CREATE TABLE {} (\n  {}\n)",
         quote_qualified(&profile.schema, &profile.table),

@@ -31,6 +31,11 @@ impl Run<'_> {
     pub(super) async fn check_header(&mut self) -> Result<(), Halt> {
         let p = self.pipeline;
         let (schema, sync_id) = (&p.profile.schema, &self.plan.sync_id);
+        if let Err(reason) = crate::load::file_version(&p.profile, &self.plan.file_name) {
+            tracing::warn!(%sync_id, source = %self.plan.source_path,
+                "{reason}: its rows have no file version and count as older than any \
+                 versioned row (version_from_name of profile `{}`)", p.profile.name);
+        }
         if let Some(recorded) =
             crate::status::recorded_header(&self.client, schema, sync_id).await?
         {

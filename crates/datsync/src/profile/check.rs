@@ -7,6 +7,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::raw::{RawColumn, RawNumber, RawProfile, RawRange};
+use super::version::{self, NameVersion, ROW_VERSION_COLUMN, RowVersion};
 use super::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, Format,
     MAX_DECIMAL_SCALE, OnInvalid, Profile, ProfileError, RangeRule, Rules, canonical_name,
@@ -108,7 +109,7 @@ impl Checker<'_> {
                     .map_err(|(field, message)| self.invalid(at, field, message))?
             }
         };
-        Ok(Profile {
+        let mut profile = Profile {
             name: raw.name,
             schema: raw.schema,
             table: raw.table.into_inner(),
@@ -124,9 +125,50 @@ impl Checker<'_> {
             unknown_columns: raw.unknown_columns,
             missing_optional: raw.missing_optional,
             format,
+            version: None,
             aliases,
             sources,
-        })
+        };
+        profile.version = self.check_version(raw.version, raw.version_from_name, &profile)?;
+        Ok(profile)
+    }
+
+    /// `version` and `version_from_name` (see `version.rs`); `None` when neither is set.
+    fn check_version(
+        &self,
+        columns: Option<Spanned<Vec<String>>>,
+        from_name: Option<Spanned<String>>,
+        profile: &Profile,
+    ) -> Result<Option<RowVersion>, ProfileError> {
+        let columns = match columns {
+            None => None,
+            Some(c) => Some(
+                version::check_columns(c.get_ref(), profile)
+                    .map_err(|m| self.invalid(c.span().start, "version", m))?,
+            ),
+        };
+        let from_name = match from_name {
+            None => None,
+            Some(p) => Some(
+                NameVersion::new(p.get_ref())
+                    .map_err(|m| self.invalid(p.span().start, "version_from_name", m))?,
+            ),
+        };
+        if columns.is_none() && from_name.is_none() {
+            return Ok(None);
+        }
+        if profile
+            .columns
+            .iter()
+            .any(|c| c.target == ROW_VERSION_COLUMN)
+        {
+            return Err(self.invalid(
+                0,
+                "target",
+                format!("`{ROW_VERSION_COLUMN}` is datsync's own column; rename the target"),
+            ));
+        }
+        Ok(Some(RowVersion { columns, from_name }))
     }
 
     fn check_source_name(

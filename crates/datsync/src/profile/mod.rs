@@ -10,6 +10,7 @@ mod format;
 mod policy;
 mod raw;
 mod stored;
+mod version;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +21,7 @@ pub use format::{DelimiterSetting, Escape, Format, MAX_DELIMITER_BYTES, TextEnco
 pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
 pub use stored::StoredType;
+pub use version::{NameVersion, ROW_VERSION_COLUMN, RowVersion, VersionColumns, stamp};
 
 /// The target schema of a profile that names none.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -204,6 +206,9 @@ pub struct Profile {
     pub missing_optional: MissingOptional,
     /// The file format (`[format]`): delimiter, header, quoting, escapes, encoding.
     pub format: Format,
+    /// What orders two versions of a row before `sync_seq` and the source line (`version`,
+    /// `version_from_name`); `None`: newest wins by `(sync_seq, source_line)` alone.
+    pub version: Option<RowVersion>,
     /// Header variant → canonical source name.
     aliases: HashMap<String, String>,
     /// Every source name the profile reads, in first-use order, with its required flag.

@@ -37,6 +37,11 @@ pub(super) struct RawProfile {
     /// Optional columns the header lacks: `null` or `fail`.
     #[serde(default)]
     pub(super) missing_optional: MissingOptional,
+    /// The row version: target columns of a date, then optionally a time (`version.rs`).
+    pub(super) version: Option<Spanned<Vec<String>>>,
+    /// The file's version: a regular expression with a named group `date` (and `time`)
+    /// searched in the file's base name.
+    pub(super) version_from_name: Option<Spanned<String>>,
     /// The file format (`[format]`).
     pub(super) format: Option<Spanned<super::format::RawFormat>>,
     /// The target columns.

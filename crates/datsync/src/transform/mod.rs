@@ -11,20 +11,24 @@
 //! Values that cannot be converted do not fail the batch (the rules that reject rows are
 //! [`crate::validate`]'s): they load as NULL (or, for the time half of a pair, as midnight)
 //! and add a warning; an integer that was not whole is rounded and warned about.
+//! When the profile has `version` columns, a last column `_version` (`Utf8`) holds each
+//! row's own version (`version.rs`), which the loader stores in `row_version`.
 //! The audit columns (`created_at`, `sync_id`, …) are added by `load`.
 
 mod convert;
 mod problems;
+mod version;
 
 pub(crate) use problems::problems;
+pub(crate) use version::row_versions;
 
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::model::LINE_COLUMN;
 use crate::model::RowError;
+use crate::model::{LINE_COLUMN, VERSION_COLUMN};
 use crate::profile::{ColumnType, Profile};
 use crate::value::DECIMAL_PRECISION;
 
@@ -74,9 +78,10 @@ pub fn arrow_type(kind: ColumnType) -> DataType {
     }
 }
 
-/// The schema of typed batches: `_line`, then each profile column by target, in order.
+/// The schema of typed batches: `_line`, then each profile column by target, in order, then
+/// `_version` when the profile has `version` columns.
 pub fn typed_schema(profile: &Profile) -> SchemaRef {
-    let mut fields = Vec::with_capacity(profile.columns.len() + 1);
+    let mut fields = Vec::with_capacity(profile.columns.len() + 2);
     fields.push(Field::new(LINE_COLUMN, DataType::UInt64, false));
     fields.extend(
         profile
@@ -84,7 +89,18 @@ pub fn typed_schema(profile: &Profile) -> SchemaRef {
             .iter()
             .map(|c| Field::new(&c.target, arrow_type(c.kind), true)),
     );
+    if has_row_version(profile) {
+        fields.push(Field::new(VERSION_COLUMN, DataType::Utf8, true));
+    }
     Arc::new(Schema::new(fields))
+}
+
+/// Whether typed batches of `profile` carry `_version`.
+pub fn has_row_version(profile: &Profile) -> bool {
+    profile
+        .version
+        .as_ref()
+        .is_some_and(|v| v.columns.is_some())
 }
 
 /// A source column of `batch` as text, `None` when absent.
@@ -126,6 +142,9 @@ pub fn transform(profile: &Profile, batch: &RecordBatch) -> Result<Transformed, 
             rows: batch.num_rows(),
         };
         columns.push(input.convert(&mut warnings)?);
+    }
+    if let Some(versions) = row_versions(profile, batch, lines, &mut warnings)? {
+        columns.push(Arc::new(StringArray::from(versions)));
     }
     let batch = RecordBatch::try_new(typed_schema(profile), columns)?;
     // Warnings come per column; report them in row order, columns in profile order.

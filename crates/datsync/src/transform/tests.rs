@@ -121,8 +121,14 @@ fn warned(warnings: &[RowError]) -> Vec<(u64, String, String)> {
 fn schema_follows_the_profile() {
     let p = Profile::ztdwr();
     let schema = typed_schema(&p);
-    assert_eq!(schema.fields().len(), p.columns.len() + 1);
+    // `_line`, the columns, then `_version` (the built-in profile has a row version).
+    assert_eq!(schema.fields().len(), p.columns.len() + 2);
     assert_eq!(schema.field(0).name(), LINE_COLUMN);
+    let last = schema.field(p.columns.len() + 1);
+    assert_eq!(
+        (last.name().as_str(), last.data_type()),
+        (crate::model::VERSION_COLUMN, &DataType::Utf8)
+    );
     assert_eq!(schema.field(0).data_type(), &DataType::UInt64);
     let field = |n: &str| schema.field_with_name(n).unwrap().data_type().clone();
     assert_eq!(field("surat_pengantar_barang"), DataType::Utf8);

@@ -8,9 +8,10 @@
 //! 2. row rules: a row the decoder flagged (`_error`: ragged, NUL byte) is rejected with
 //!    the decoder's reason; then `not_empty`, `valid` and `range` of every profile column;
 //!    every broken rule is a [`RowError`] (line, column, value, reason);
-//! 3. duplicate keys among the rows that passed: the last occurrence in file order (highest
-//!    `_line`) wins; the others are counted as superseded, not rejected. A rejected row never
-//!    supersedes an accepted one.
+//! 3. duplicate keys among the rows that passed: the row with the newest version wins (when
+//!    the profile has `version` columns: see `profile/version.rs`; a row without one is the
+//!    oldest), then the last occurrence in file order (highest `_line`); the others are
+//!    counted as superseded, not rejected. A rejected row never supersedes an accepted one.
 //!
 //! Every row read ends in exactly one of: accepted, superseded, rejected.
 //! Warnings (values loaded as NULL or midnight) are found where values are converted, in
@@ -200,7 +201,11 @@ pub fn validate(profile: &Profile, batch: &RecordBatch) -> Result<Validated, Val
     }
     let key = profile.key_column();
     let keys = text_column(batch, &key.source);
-    let (keep, superseded) = dedup(&reasons, keys, lines);
+    // The version's warnings are the transform's to report (of the rows it is given).
+    let versions = crate::transform::row_versions(profile, batch, lines, &mut Vec::new())
+        .ok()
+        .flatten();
+    let (keep, superseded) = dedup(&reasons, keys, lines, versions.as_deref());
     let lost: Vec<bool> = keep
         .iter()
         .zip(&reasons)
@@ -247,12 +252,20 @@ impl Rejection {
 }
 
 /// Which rows to load: the accepted ones (`reasons[row]` is `None`) whose key does not occur
-/// again at a higher line. Returns the mask and the number of superseded rows.
+/// again with a newer `(version, line)`. Returns the mask and the number of superseded rows.
 fn dedup(
     reasons: &[Option<Rejection>],
     keys: Option<&StringArray>,
     lines: &UInt64Array,
+    versions: Option<&[Option<String>]>,
 ) -> (Vec<bool>, usize) {
+    // `None` sorts before any version, as NULL does in the upsert's guard.
+    let order = |row: usize| {
+        (
+            versions.and_then(|v| v.get(row)).and_then(Option::as_deref),
+            lines.value(row),
+        )
+    };
     let mut keep: Vec<bool> = reasons.iter().map(Option::is_none).collect();
     let Some(keys) = keys else {
         return (keep, 0);
@@ -269,7 +282,7 @@ fn dedup(
             }
             Entry::Occupied(mut o) => {
                 superseded += 1;
-                let (loser, winner) = if lines.value(*o.get()) < lines.value(row) {
+                let (loser, winner) = if order(*o.get()) < order(row) {
                     (*o.get(), row)
                 } else {
                     (row, *o.get())

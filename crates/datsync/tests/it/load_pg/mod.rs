@@ -14,3 +14,4 @@ mod pipeline;
 mod status;
 mod upsert;
 mod values;
+mod versions;

@@ -1,0 +1,231 @@
+//! The row version (`version`, `version_from_name`): what orders two versions of a row by
+//! the data's own clock, before `sync_seq` and the source line.
+//!
+//! A version is text that sorts bytewise (PostgreSQL's `"C"` collation) in time order:
+//!
+//! | profile sets | a row's version |
+//! |---|---|
+//! | `version` only | `YYYY-MM-DD HH:MM:SS` of its date (+ time) columns, or none |
+//! | `version_from_name` only | `YYYY-MM-DD HH:MM:SS` of the file name's `date` (+ `time`) |
+//! | both | `<row's> \| <file's>`, a missing half written `-` (sorts before any date) |
+//!
+//! A row whose version is missing (blank or unreadable values, a name that does not match)
+//! has none, which sorts before every version: such rows, and rows stored without a version
+//! (adopted from the legacy loader, or loaded before the profile had one), are older than
+//! any versioned row. A profile with neither setting has no version: newest wins by
+//! `(sync_seq, source_line)` alone, as before.
+
+use chrono::{NaiveDate, NaiveTime};
+use regex_automata::meta::Regex;
+
+use super::{ColumnType, Profile};
+use crate::value;
+
+/// The target column holding each row's version (text, `COLLATE "C"`), added by `init-db`
+/// when the profile has a version.
+pub const ROW_VERSION_COLUMN: &str = "row_version";
+
+/// The columns that give a row its version: a date, then optionally a time of day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionColumns {
+    /// Target column of the date: a `date`, `date_timestamp` or `timestamp` column (a
+    /// timestamp's own time half counts).
+    pub date: String,
+    /// Target column of the time of day: a `time` column, or a `text` column read as a time
+    /// (`HHMMSS`, `HH:MM:SS`, …; blank is midnight).
+    pub time: Option<String>,
+}
+
+/// A file name's version: a regular expression with a named group `date` (and optionally
+/// `time`), searched in the file's base name.
+#[derive(Debug, Clone)]
+pub struct NameVersion {
+    pattern: String,
+    regex: Regex,
+}
+
+impl PartialEq for NameVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for NameVersion {}
+
+impl NameVersion {
+    /// Compiles `pattern`; it must have a group named `date`.
+    pub(super) fn new(pattern: &str) -> Result<Self, String> {
+        let regex = Regex::new(pattern).map_err(|e| format!("not a regular expression: {e}"))?;
+        let names: Vec<&str> = regex
+            .group_info()
+            .pattern_names(regex_automata::PatternID::ZERO)
+            .flatten()
+            .collect();
+        if !names.contains(&"date") {
+            return Err(format!(
+                "`{pattern}` has no group named `date`; write it as `(?<date>\\d{{8}})`"
+            ));
+        }
+        if let Some(other) = names.iter().find(|n| !matches!(**n, "date" | "time")) {
+            return Err(format!(
+                "group `{other}` is not known: only `date` and `time` are read"
+            ));
+        }
+        Ok(Self {
+            pattern: pattern.to_owned(),
+            regex,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The version of the file named `name` (its base name is searched), or why it has none.
+    pub fn version_of(&self, name: &str) -> Result<String, String> {
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let mut caps = self.regex.create_captures();
+        self.regex.captures(base, &mut caps);
+        if !caps.is_match() {
+            return Err(format!(
+                "the file name `{base}` does not match version_from_name `{}`",
+                self.pattern
+            ));
+        }
+        let group = |g: &str| caps.get_group_by_name(g).map(|s| &base[s.range()]);
+        let date_text = group("date").unwrap_or("");
+        let date = match value::parse_date(date_text) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(format!("the file name `{base}` has a blank or zero date")),
+            Err(e) => {
+                return Err(format!(
+                    "the file name `{base}` has an unreadable date `{date_text}`: {e}"
+                ));
+            }
+        };
+        let time_text = group("time").unwrap_or("");
+        let time = value::parse_time(time_text).map_err(|e| {
+            format!("the file name `{base}` has an unreadable time `{time_text}`: {e}")
+        })?;
+        Ok(stamp(date, time))
+    }
+}
+
+/// What orders two versions of a row (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowVersion {
+    /// The row's own clock (`version`).
+    pub columns: Option<VersionColumns>,
+    /// The file's clock (`version_from_name`).
+    pub from_name: Option<NameVersion>,
+}
+
+/// A date and time as version text: `YYYY-MM-DD HH:MM:SS`, fixed width, so that bytewise
+/// order is time order.
+pub fn stamp(date: NaiveDate, time: NaiveTime) -> String {
+    date.and_time(time).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Checks `version = [date, time]` against the profile's columns.
+pub(super) fn check_columns(names: &[String], profile: &Profile) -> Result<VersionColumns, String> {
+    let kind = |name: &str| {
+        profile
+            .columns
+            .iter()
+            .find(|c| c.target == name)
+            .map(|c| c.kind)
+            .ok_or_else(|| format!("`{name}` is not the target of any column"))
+    };
+    let (date, time) = match names {
+        [date] => (date, None),
+        [date, time] => (date, Some(time)),
+        _ => {
+            return Err(
+                "name one or two target columns: a date (or timestamp), then optionally a time"
+                    .into(),
+            );
+        }
+    };
+    match kind(date)? {
+        ColumnType::Date | ColumnType::DateTimestamp => {}
+        ColumnType::Timestamp if time.is_none() => {}
+        ColumnType::Timestamp => {
+            return Err(format!(
+                "`{date}` is a timestamp with its own time: name it alone"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "`{date}` is {other}: the first version column must be a date, date_timestamp \
+                 or timestamp"
+            ));
+        }
+    }
+    if let Some(time) = time {
+        match kind(time)? {
+            ColumnType::Time | ColumnType::Text => {}
+            other => {
+                return Err(format!(
+                    "`{time}` is {other}: the second version column must be a time, or text \
+                     read as a time"
+                ));
+            }
+        }
+    }
+    Ok(VersionColumns {
+        date: date.clone(),
+        time: time.cloned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_give_their_date_and_time() {
+        let v = NameVersion::new(r"ZTDWR_(?<date>\d{8})(?:_(?<time>\d{6}))?").unwrap();
+        assert_eq!(
+            v.version_of("in/ZTDWR_20250130.dat").unwrap(),
+            "2025-01-30 00:00:00"
+        );
+        assert_eq!(
+            v.version_of("ZTDWR_20250130_101500.dat.gz").unwrap(),
+            "2025-01-30 10:15:00"
+        );
+        assert!(
+            v.version_of("other.dat")
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(
+            v.version_of("ZTDWR_20251399.dat")
+                .unwrap_err()
+                .contains("unreadable date")
+        );
+        assert!(
+            NameVersion::new(r"ZTDWR_(\d{8})")
+                .unwrap_err()
+                .contains("no group named")
+        );
+        assert!(NameVersion::new(r"(?<day>\d{8})(?<date>x)").is_err());
+        assert!(NameVersion::new(r"(").is_err());
+    }
+
+    #[test]
+    fn stamps_sort_as_time() {
+        let at = |day: u32, h: u32, m: u32| {
+            stamp(
+                NaiveDate::from_ymd_opt(2025, 1, day).unwrap(),
+                NaiveTime::from_hms_opt(h, m, 0).unwrap(),
+            )
+        };
+        let (early, later, next_day) = (at(30, 9, 5), at(30, 10, 0), at(31, 0, 0));
+        assert!(
+            early < later && later < next_day,
+            "{early} {later} {next_day}"
+        );
+        assert_eq!(early, "2025-01-30 09:05:00");
+    }
+}
