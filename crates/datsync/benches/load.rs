@@ -195,6 +195,9 @@ fn copy_columns(profile: &Profile) -> String {
         .map(|c| quote_ident(&c.target))
         .collect();
     cols.push("source_line".into());
+    if datsync::has_row_version(profile) {
+        cols.push(datsync::ROW_VERSION_COLUMN.into());
+    }
     cols.join(", ")
 }
 

@@ -142,6 +142,9 @@ pub async fn copy_baseline(
         .map(|c| quote_ident(&c.target))
         .collect();
     columns.push("source_line".to_owned());
+    if crate::transform::has_row_version(profile) {
+        columns.push(crate::profile::ROW_VERSION_COLUMN.to_owned());
+    }
     let sql = format!(
         "COPY {table} ({}) FROM STDIN (FORMAT binary)",
         columns.join(", ")

@@ -245,7 +245,7 @@ impl Loader {
     }
 
     /// The batch as one binary COPY stream (header, rows, trailer) of the profile's columns
-    /// then `_line` — what the staging COPY sends, for tools and benchmarks that COPY the
+    /// then `_line` (then `_version` when the profile has a row version) — what the staging COPY sends, for tools and benchmarks that COPY the
     /// same rows elsewhere.
     pub fn encode_copy(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<BytesMut, LoadError> {
         let mut buf = BytesMut::with_capacity(batch.get_array_memory_size());

@@ -36,6 +36,21 @@ pub fn generate(profile: &Profile, lines: &[u64], keys: &[String], seed: u64) ->
         };
         columns.push(array);
     }
+    if datsync::has_row_version(profile) {
+        // A row version (`YYYY-MM-DD HH:MM:SS`), or none for about one row in ten.
+        let mut versions = StringBuilder::with_capacity(n, n * 19);
+        for _ in 0..n {
+            if rng.random_range(0..10) == 0 {
+                versions.append_null();
+            } else {
+                let day = rng.random_range(1..=28);
+                let second = rng.random_range(0..86_400);
+                let (hh, mm, ss) = (second / 3600, second / 60 % 60, second % 60);
+                versions.append_value(format!("2025-01-{day:02} {hh:02}:{mm:02}:{ss:02}"));
+            }
+        }
+        columns.push(Arc::new(versions.finish()));
+    }
     RecordBatch::try_new(schema(profile), columns).expect("generated batch matches its schema")
 }
 
