@@ -399,13 +399,13 @@ async fn add_row_version(
         return Ok(());
     }
     let table = quote_qualified(&profile.schema, &profile.table);
+    let literal = table.replace('\'', "''");
     tx.batch_execute(&format!(
         "DO $$ BEGIN
-           IF to_regclass({literal}) IS NOT NULL THEN
+           IF to_regclass('{literal}') IS NOT NULL THEN
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {ROW_VERSION_COLUMN} {ROW_VERSION_TYPE};
            END IF;
          END $$",
-        literal = format!("'{}'", table.replace('\'', "''")),
     ))
     .await
     .map_err(|e| PgError::query(format!("cannot add {ROW_VERSION_COLUMN} to {table}"), e))
