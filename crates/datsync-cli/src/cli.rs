@@ -170,13 +170,14 @@ pub struct InitDbArgs {
 }
 
 /// Options shared by `run` and `resume`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SyncArgs {
     /// PostgreSQL URL or key-value string, as psql takes it (else DATABASE_URL,
     /// POSTGRES_CONNECTION_STRING, DB_* or the PG* variables; see `init-db --help`).
     #[arg(long)]
     pub database_url: Option<String>,
-    /// Checkpoint directory or object URL (else CHECKPOINT_BASE_PATH, else ./checkpoints).
+    /// Checkpoint directory or object URL (else CHECKPOINT_BASE_PATH, else ./checkpoints;
+    /// `resume`: else where the sync's run recorded it in sync_metadata, first).
     #[arg(long)]
     pub checkpoint_dir: Option<String>,
     /// Rows per chunk at most (else CHUNK_SIZE, else 10,000).
@@ -322,12 +323,19 @@ pub struct StatusArgs {
     /// The database.
     #[command(flatten)]
     pub db: DbArgs,
-    /// Checkpoint directory or URL [default: CHECKPOINT_BASE_PATH, else ./checkpoints].
+    /// Checkpoint directory or URL [default: where the sync's run recorded it in
+    /// sync_metadata, else CHECKPOINT_BASE_PATH, else ./checkpoints].
     #[arg(long, value_name = "DIR|URL")]
     pub checkpoint_dir: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Redraw the report every `--interval` until the sync is no longer IN_PROGRESS.
+    #[arg(long)]
+    pub watch: bool,
+    /// Pause between two reports of `--watch` (`500ms`, `2s`).
+    #[arg(long, default_value = "2s", value_parser = duration, requires = "watch")]
+    pub interval: Duration,
 }
 
 /// Arguments of `datsync rejects`.
@@ -339,7 +347,8 @@ pub struct RejectsArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// Checkpoint directory or URL, where the rejects are kept [default:
-    /// CHECKPOINT_BASE_PATH, else ./checkpoints].
+    /// CHECKPOINT_BASE_PATH, else ./checkpoints; where the sync's run recorded it in
+    /// sync_metadata comes first].
     #[arg(long, value_name = "DIR|URL")]
     pub checkpoint_dir: Option<String>,
     /// Which records.

@@ -201,6 +201,7 @@ pub use status::{
     VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
     committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,
     ledger_totals, preview_target, read_checkpoint, recent_syncs, record_header, recorded_header,
+    recorded_location as recorded_checkpoint_location,
     refresh_materialized_views, register_sync, stored_sync, sync_detail, table_checksum,
 };
 

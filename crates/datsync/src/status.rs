@@ -56,6 +56,9 @@ pub struct SyncRegistration {
     pub file_path: String,
     /// Size of the source in bytes, when known.
     pub file_size_bytes: Option<i64>,
+    /// The store that holds the sync's checkpoint and rejects (an absolute directory or a
+    /// URL), when it can be opened again (not `memory://`).
+    pub checkpoint_location: Option<String>,
 }
 
 /// The end of a sync.
@@ -99,12 +102,14 @@ pub async fn register_sync(
     let seq_name = format!("{}.{}", quote_ident(schema), quote_ident(SYNC_SEQUENCE));
     let sql = format!(
         "INSERT INTO {m} AS m (sync_id, file_name, file_path, file_size_bytes, status,
-                               started_at, updated_at, sync_seq)
+                               started_at, updated_at, sync_seq, checkpoint_location)
          VALUES ($1::text, $2::text, $3::text, $4::bigint, 'IN_PROGRESS', now(), now(),
-                 nextval($5::text::regclass))
+                 nextval($5::text::regclass), $6::text)
          ON CONFLICT (sync_id) DO UPDATE
             SET status = 'IN_PROGRESS', completed_at = NULL, updated_at = now(),
-                sync_seq = COALESCE(m.sync_seq, EXCLUDED.sync_seq)
+                sync_seq = COALESCE(m.sync_seq, EXCLUDED.sync_seq),
+                checkpoint_location = COALESCE(EXCLUDED.checkpoint_location,
+                                               m.checkpoint_location)
          RETURNING sync_seq",
         m = meta(schema)
     );
@@ -117,6 +122,7 @@ pub async fn register_sync(
                 &reg.file_path,
                 &reg.file_size_bytes,
                 &seq_name,
+                &reg.checkpoint_location,
             ],
         )
         .await
@@ -302,7 +308,7 @@ mod lookup;
 mod preview;
 pub use header::{RecordedHeader, record_header, recorded_header};
 pub use ledger::{LedgerSample, ledger_error_sample, progress_from_ledger};
-pub use lookup::{StoredSync, stored_sync};
+pub use lookup::{StoredSync, recorded_location, stored_sync};
 pub use preview::{
     CHECKSUM_IGNORED_COLUMNS, TableChecksum, TablePreview, preview_target, table_checksum,
 };

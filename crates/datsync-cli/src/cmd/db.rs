@@ -40,3 +40,26 @@ pub fn pg_settings(args: &DbArgs) -> anyhow::Result<PgSettings> {
         &datsync::process_env(),
     )?)
 }
+
+/// Where `sync_id`'s checkpoint and rejects are: `flag` (`--checkpoint-dir`) when given, else
+/// where its last run recorded them in `sync_metadata`, else `configured` (the environment,
+/// `datsync.toml`, the default).
+pub async fn sync_location(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    sync_id: &datsync::SyncId,
+    flag: Option<&str>,
+    configured: &str,
+) -> String {
+    if let Some(dir) = flag {
+        return dir.to_owned();
+    }
+    match datsync::recorded_checkpoint_location(client, schema, sync_id).await {
+        Ok(Some(recorded)) => recorded,
+        Ok(None) => configured.to_owned(),
+        Err(e) => {
+            tracing::debug!(%sync_id, error = %e, "no recorded checkpoint location");
+            configured.to_owned()
+        }
+    }
+}

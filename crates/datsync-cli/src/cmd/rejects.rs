@@ -42,6 +42,14 @@ pub fn run(args: &RejectsArgs, profile_path: Option<&Path>) -> anyhow::Result<Ex
     let (counts, stored) = db::block_on(async {
         let client = datsync::connect(&pg_settings).await?;
         let stored = stored_sync(&client, &profile.schema, &sync_id).await?;
+        let dir = db::sync_location(
+            &client,
+            &profile.schema,
+            &sync_id,
+            args.checkpoint_dir.as_deref(),
+            &dir,
+        )
+        .await;
         let store = Store::open_existing(&dir)?;
         if stored.is_none() && store.is_none() {
             bail!(

@@ -23,9 +23,25 @@ pub fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sync_id = SyncId::parse(&args.sync_id)?;
-    let pipeline = with_bars(build(&args.sync, global)?, global).build();
-    let summary = runtime()?.block_on(pipeline.resume(sync_id))?;
+    let runtime = runtime()?;
+    let mut sync = args.sync.clone();
+    if sync.checkpoint_dir.is_none() {
+        // Where the sync's last run kept its checkpoint, wherever this runs from.
+        let probe = build(&sync, global)?.build();
+        sync.checkpoint_dir = runtime.block_on(recorded_location(&probe, &sync_id));
+    }
+    let pipeline = with_bars(build(&sync, global)?, global).build();
+    let summary = runtime.block_on(pipeline.resume(sync_id))?;
     report(&summary, args.sync.json)
+}
+
+/// Where `sync_id`'s last run recorded its checkpoint, when the database says.
+async fn recorded_location(pipeline: &Pipeline, sync_id: &SyncId) -> Option<String> {
+    let client = datsync::connect(pipeline.pg()).await.ok()?;
+    datsync::recorded_checkpoint_location(&client, &pipeline.profile().schema, sync_id)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The first pause between two load attempts of a chunk after a transient database error, in

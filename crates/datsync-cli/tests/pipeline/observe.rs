@@ -1,9 +1,11 @@
 //! What a run tells whoever watches it: at INFO, one progress line per committed chunk and a
 //! summary line with every count, as structured fields under `--log-format json`.
 
+use std::process::{Command, Stdio};
+
 use serde_json::Value;
 
-use crate::common::{MESSY, TestDb, Work, options, u};
+use crate::common::{MESSY, TestDb, Work, datsync, options, u};
 
 /// The JSON log lines of `stderr` whose message is `message`, as their `fields`.
 fn lines_with(stderr: &str, message: &str) -> Vec<Value> {
@@ -145,4 +147,93 @@ fn text_log_has_one_progress_line_per_chunk() {
         summary.contains(&format!("rows_read={}", u(&s, "rows_read"))),
         "{summary}"
     );
+}
+
+/// `status`, `resume` and `rejects` run from another directory without `--checkpoint-dir`
+/// find the checkpoint and rejects where the run recorded them in `sync_metadata`, and
+/// `status --watch` reports until the sync ends.
+#[test]
+fn status_resume_and_rejects_find_the_recorded_checkpoint() {
+    let db = TestDb::new();
+    let work = Work::new(3_000, 34, MESSY);
+    let ck = work.checkpoints("kept_elsewhere");
+    let out = work.run(&db, &ck, &[], &[("DATSYNC_TERM_AT", "chunk_completed:2")]);
+    let s = out.summary();
+    assert_eq!(s["interrupted"], true, "{}", out.describe());
+    let id = s["sync_id"].as_str().unwrap().to_owned();
+    let ck_abs = std::fs::canonicalize(&ck).unwrap();
+    let recorded: Option<String> = db.query(
+        "SELECT checkpoint_location FROM public.sync_metadata WHERE sync_id = $1",
+        &[&id],
+    )[0]
+    .get(0);
+    assert_eq!(recorded.as_deref(), ck_abs.to_str());
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let url = db.url();
+    let status = datsync(
+        elsewhere.path(),
+        &["status", &id, "--database-url", &url, "--json"],
+        &[],
+    );
+    let report: Value = serde_json::from_str(&status.stdout).expect(&status.describe());
+    assert_eq!(report["checkpoint_dir"].as_str(), ck_abs.to_str(), "{report}");
+    assert!(report["checkpoint"].is_object(), "{report}");
+
+    let rejected_so_far: u64 = db
+        .ledger(&id)
+        .iter()
+        .map(|c| c["rejected"].as_u64().unwrap())
+        .sum();
+    assert!(rejected_so_far > 0);
+    let rejects = datsync(
+        elsewhere.path(),
+        &["rejects", &id, "--database-url", &url, "--kind", "rejected"],
+        &[],
+    );
+    assert_eq!(rejects.code(), Some(0), "{}", rejects.describe());
+    assert_eq!(rejects.stdout.lines().count() as u64, rejected_so_far);
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
+        .args(["status", &id, "--database-url", &url, "--json", "--watch"])
+        .args(["--interval", "50ms"])
+        .current_dir(elsewhere.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let resumed = datsync(
+        elsewhere.path(),
+        &["resume", &id, "--database-url", &url, "--json"],
+        &[],
+    );
+    let r = resumed.summary();
+    assert_eq!(u(&r, "chunks_skipped_on_resume"), 2, "{}", resumed.describe());
+    assert_eq!(r["status"], "PARTIAL_SUCCESS", "{}", resumed.describe());
+    assert!(
+        r["rejects_dir"]
+            .as_str()
+            .unwrap()
+            .starts_with(ck_abs.to_str().unwrap()),
+        "{r}"
+    );
+    assert!(!elsewhere.path().join("checkpoints").exists());
+    assert!(!ck_abs.join(&id).exists(), "the resume cleaned up the recorded checkpoint");
+
+    // `--watch` ends by itself once the sync is no longer IN_PROGRESS.
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(watch.wait_with_output()));
+    let out = ended
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("status --watch did not end with the sync")
+        .unwrap();
+    assert!(out.status.success());
+    let reports: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports[0]["metadata"]["status"], "IN_PROGRESS");
+    assert_eq!(reports.last().unwrap()["metadata"]["status"], r["status"]);
 }

@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "value warnings, supersession across chunks, schema drift",
         sql: values_sql,
     },
+    Migration {
+        version: 7,
+        name: "where each sync's checkpoint and rejects are kept",
+        sql: location_sql,
+    },
 ];
 
 fn sync_metadata_sql(s: &str) -> String {
@@ -169,6 +174,17 @@ fn values_sql(s: &str) -> String {
            ADD COLUMN IF NOT EXISTS value_warnings bigint NOT NULL DEFAULT 0,
            ADD COLUMN IF NOT EXISTS unknown_columns jsonb,
            ADD COLUMN IF NOT EXISTS source_delimiter text;"
+    )
+}
+
+/// `checkpoint_location`: the store (absolute directory or URL) that holds the sync's
+/// checkpoint (`<location>/<sync_id>/`) and rejects (`<location>/rejects/<sync_id>/`), as its
+/// last run resolved it, so `status`, `resume` and `rejects` find them without
+/// `--checkpoint-dir`.
+fn location_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.sync_metadata
+           ADD COLUMN IF NOT EXISTS checkpoint_location text;"
     )
 }
 

@@ -33,7 +33,7 @@ impl Pipeline {
         if !crate::pg::try_lock_sync(&lock, &plan.sync_id).await? {
             return Err(PipelineError::Busy(plan.sync_id));
         }
-        let registered = self.register(&client, &plan).await?;
+        let registered = self.register(&client, &plan, &store).await?;
         // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
         // has nothing left to convert or load.
         let cleaned = registered.finished_before && !self.has_checkpoint(&store, &plan).await?;
@@ -86,6 +86,7 @@ impl Pipeline {
         &self,
         client: &tokio_postgres::Client,
         plan: &Plan,
+        store: &Store,
     ) -> Result<Registered, PipelineError> {
         let schema = &self.profile.schema;
         let stored = crate::status::stored_sync(client, schema, &plan.sync_id).await?;
@@ -97,6 +98,7 @@ impl Pipeline {
             file_name: plan.file_name.clone(),
             file_path: plan.source_path.clone(),
             file_size_bytes: i64::try_from(plan.fingerprint.size_bytes).ok(),
+            checkpoint_location: store.reopenable_location(),
         };
         let sync_ref = crate::status::register_sync(client, schema, &registration).await?;
         Ok(Registered {

@@ -58,3 +58,24 @@ pub async fn stored_sync(
         value_warnings: r.get(5),
     }))
 }
+
+/// Where a sync's checkpoint and rejects are kept, as its last run recorded it
+/// (`sync_metadata.checkpoint_location`: an absolute directory or a URL); `None` for an
+/// unknown sync, one registered before the location was recorded, or one kept in memory.
+pub async fn recorded_location(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<Option<String>, StatusError> {
+    // Read through to_jsonb: a table not migrated yet has no such column, and says NULL.
+    let sql = format!(
+        "SELECT to_jsonb(m) ->> 'checkpoint_location' FROM {}.sync_metadata m
+          WHERE sync_id = $1",
+        quote_ident(schema)
+    );
+    let row = client
+        .query_opt(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| err(sync_id, "cannot read sync_metadata", e))?;
+    Ok(row.and_then(|r| r.get(0)))
+}

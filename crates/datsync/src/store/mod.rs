@@ -253,6 +253,15 @@ impl Store {
         &self.location
     }
 
+    /// The location as a string that [`Self::open`] opens again from another process and
+    /// directory (an absolute directory, a URL); `None` for `memory://`.
+    pub fn reopenable_location(&self) -> Option<String> {
+        match &self.location {
+            StoreLocation::Memory => None,
+            location => Some(location.to_string()),
+        }
+    }
+
     /// The full name of an object, for messages: a file path or a URL.
     pub fn describe(&self, key: &ObjectKey) -> String {
         match &self.local_root {
