@@ -215,6 +215,10 @@ pub struct RunArgs {
     /// Start a new sync even if this source has an unfinished one.
     #[arg(long, conflicts_with = "sync_id")]
     pub fresh: bool,
+    /// Write the process's Prometheus metrics to this file at the end, in the text format
+    /// (for node_exporter's textfile collector; written to a temporary file, then renamed).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,
@@ -225,6 +229,10 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// The sync to continue (`sync_YYYYMMDD_HHMMSS_xxxxxxxx`).
     pub sync_id: String,
+    /// Write the process's Prometheus metrics to this file at the end, in the text format
+    /// (for node_exporter's textfile collector; written to a temporary file, then renamed).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,
@@ -255,6 +263,10 @@ pub struct WatchArgs {
         env = "DATSYNC_WATCH_BACKOFF"
     )]
     pub retry_backoff: Duration,
+    /// Serve the Prometheus metrics (`GET /metrics`) and the status page (`GET /`) on this
+    /// address (`127.0.0.1:9464`).
+    #[arg(long, value_name = "ADDR:PORT", env = "DATSYNC_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,
@@ -266,6 +278,11 @@ pub struct ServeArgs {
     /// The port [default: FUNCTIONS_CUSTOMHANDLER_PORT, else 8080]; 0 picks a free one.
     #[arg(long)]
     pub port: Option<u16>,
+    /// Serve the Prometheus metrics (`GET /metrics`) and the status page (`GET /`) on this
+    /// address too, a port of their own (`127.0.0.1:9464`); the handler's port serves
+    /// `GET /metrics` as well.
+    #[arg(long, value_name = "ADDR:PORT", env = "DATSYNC_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The address to listen on (the Functions host connects to 127.0.0.1). Any other
     /// address is refused unless --allow-non-loopback.
     #[arg(long, default_value = "127.0.0.1")]

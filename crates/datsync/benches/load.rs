@@ -183,6 +183,7 @@ async fn register(client: &Client, n: u32) -> SyncRef {
         file_name: "ZTDWR_BENCH.dat".into(),
         file_path: "bench/ZTDWR_BENCH.dat".into(),
         file_size_bytes: None,
+        checkpoint_location: None,
     };
     register_sync(client, "public", &reg).await.unwrap()
 }

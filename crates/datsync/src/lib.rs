@@ -31,7 +31,10 @@
 //!   PARTIAL_SUCCESS.
 //! - `http`: outgoing HTTPS (reqwest, rustls with ring) for webhooks and hooks: trust, the
 //!   plain-text rule, one request.
-//! - `telemetry`: named events, logged and counted in one place; crash injection.
+//! - `telemetry`: named events, logged and counted in one place (the Prometheus metrics,
+//!   the live progress of the status page); crash injection.
+//! - `monitor`: what `watch` and `serve` show on `--metrics-addr`: `GET /metrics`, and the
+//!   status page at `GET /`.
 //! - `sample`: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - `inspect`: a report of what a file holds, as the decoder sees it.
 //! - `pgtemp`: a private throwaway PostgreSQL server for `datsync demo`.
@@ -85,6 +88,7 @@ mod inspect;
 mod intake;
 mod load;
 mod model;
+mod monitor;
 mod parse;
 mod pg;
 mod pgtemp;
@@ -201,8 +205,8 @@ pub use status::{
     VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
     committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,
     ledger_totals, preview_target, read_checkpoint, recent_syncs, record_header, recorded_header,
-    recorded_location as recorded_checkpoint_location,
-    refresh_materialized_views, register_sync, stored_sync, sync_detail, table_checksum,
+    recorded_location as recorded_checkpoint_location, refresh_materialized_views, register_sync,
+    stored_sync, sync_detail, table_checksum,
 };
 
 // ---- running syncs ----------------------------------------------------------------------
@@ -240,7 +244,15 @@ pub use alert::{
     WEBHOOK_ALLOW_HTTP_ENV, WebhookSettings, redact_secrets,
 };
 pub use http::{CA_FILE_ENV, HttpError, HttpTls};
-pub use telemetry::{KILL_AT_ENV, TERM_AT_ENV};
+pub use telemetry::{
+    FailedChunkNote, KILL_AT_ENV, Live, Metrics, RECEIPT_STATES, RunningSync, TERM_AT_ENV,
+};
+
+// ---- watching it run: metrics and the status page -----------------------------------------
+
+pub use monitor::{
+    METRICS_CONTENT_TYPE, Monitor, PAGE_REFRESH_SECONDS, monitor_metrics_router, monitor_router,
+};
 
 // ---- tools: samples, inspection, a throwaway PostgreSQL ---------------------------------
 

@@ -14,6 +14,17 @@ use datsync::{
 use super::db;
 use crate::cli::{RejectsArgs, RejectsFormat, RejectsKind};
 
+/// Where the records go: the file of `-o`, else standard output.
+fn output(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
 pub fn run(args: &RejectsArgs, profile_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let settings = db::settings(RawSettings {
         checkpoint_base_path: args.checkpoint_dir.clone(),
@@ -32,13 +43,7 @@ pub fn run(args: &RejectsArgs, profile_path: Option<&Path>) -> anyhow::Result<Ex
         RejectsFormat::Jsonl => RecordFormat::Jsonl,
         RejectsFormat::Csv => RecordFormat::Csv,
     };
-    let out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    let out = output(args.output.as_deref())?;
     let (counts, stored) = db::block_on(async {
         let client = datsync::connect(&pg_settings).await?;
         let stored = stored_sync(&client, &profile.schema, &sync_id).await?;

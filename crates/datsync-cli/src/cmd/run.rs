@@ -17,8 +17,9 @@ use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, SyncArgs};
 pub fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
     let pipeline = with_bars(build(&args.sync, global)?, global).build();
-    let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh))?;
-    report(&summary, args.sync.json)
+    let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh));
+    write_metrics(&pipeline, args.metrics_file.as_deref())?;
+    report(&summary?, args.sync.json)
 }
 
 pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -31,8 +32,23 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
         sync.checkpoint_dir = runtime.block_on(recorded_location(&probe, &sync_id));
     }
     let pipeline = with_bars(build(&sync, global)?, global).build();
-    let summary = runtime.block_on(pipeline.resume(sync_id))?;
-    report(&summary, args.sync.json)
+    let summary = runtime.block_on(pipeline.resume(sync_id));
+    write_metrics(&pipeline, args.metrics_file.as_deref())?;
+    report(&summary?, args.sync.json)
+}
+
+/// Writes the metrics of the process to `path` in the Prometheus text format: a temporary
+/// file next to it, renamed over it, so a collector never reads half a file.
+fn write_metrics(pipeline: &Pipeline, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, pipeline.metrics().encode())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the metrics to {}", path.display()))
 }
 
 /// Where `sync_id`'s last run recorded its checkpoint, when the database says.

@@ -40,8 +40,12 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let (stop_tx, stop) = watch::channel(false);
     // A service: no progress bars.
-    let pipeline = super::run::build(&args.sync, global)?.stop(stop.clone());
+    let metrics = Arc::new(datsync::Metrics::new(true));
+    let pipeline = super::run::build(&args.sync, global)?
+        .stop(stop.clone())
+        .metrics(metrics.clone());
     let intake = Arc::new(Intake::new(pipeline, policy));
+    let monitor = super::watch::monitor(&intake, metrics);
     let pg = intake.pipeline().pg().clone();
     let mut options = ServeOptions {
         sources: Sources::new(&args.container, &args.prefix, account.as_deref()),
@@ -54,6 +58,9 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     super::run::runtime()?.block_on(async {
         super::watch::listen_for_stop(stop_tx)?;
+        if let Some(address) = args.metrics_addr {
+            super::watch::serve_monitor(address, monitor.clone(), stop.clone()).await?;
+        }
         let address = SocketAddr::new(args.bind, port);
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -67,7 +74,9 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             retry_backoff = ?policy.backoff,
             "serving the Azure Functions custom handler"
         );
-        let router = datsync::serve_router(intake, pg, options);
+        // The handler's port answers GET /metrics too.
+        let router = datsync::serve_router(intake, pg, options)
+            .merge(datsync::monitor_metrics_router(monitor));
         let mut stopping = stop;
         let shutdown = async move {
             let _ = stopping.wait_for(|s| *s).await;

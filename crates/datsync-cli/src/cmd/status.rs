@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use datsync::{
-    CheckpointState, RawSettings, StatusReport, Store, SyncId, build_status_report, latest_sync_id,
-    ledger_chunks, read_checkpoint, sync_detail, SyncStatus,
+    CheckpointState, RawSettings, StatusReport, Store, SyncId, SyncStatus, build_status_report,
+    latest_sync_id, ledger_chunks, read_checkpoint, sync_detail,
 };
 
 use super::db;

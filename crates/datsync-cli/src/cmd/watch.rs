@@ -1,11 +1,15 @@
 //! `datsync watch`: cycles of list → intake, until a signal (or after one cycle with
 //! `--once`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use datsync::{Action, Intake, Mode, Processed, RetryPolicy, list_sources};
+use datsync::{
+    Action, Intake, Metrics, Mode, Monitor, Processed, RetryPolicy, ServerLimits, list_sources,
+};
 use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, WatchArgs};
@@ -14,7 +18,10 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let place = watched_place(&args.source_prefix)?;
     let (stop_tx, stop) = watch::channel(false);
     // A service: no progress bars, one line per file instead.
-    let pipeline = super::run::build(&args.sync, global)?.stop(stop.clone());
+    let metrics = Arc::new(Metrics::new(true));
+    let pipeline = super::run::build(&args.sync, global)?
+        .stop(stop.clone())
+        .metrics(metrics.clone());
     let policy = RetryPolicy {
         max_attempts: args.max_attempts,
         backoff: args.retry_backoff,
@@ -23,9 +30,48 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake::new(pipeline, policy);
     super::run::runtime()?.block_on(async {
         listen_for_stop(stop_tx)?;
+        if let Some(address) = args.metrics_addr {
+            serve_monitor(address, monitor(&intake, metrics), stop.clone()).await?;
+        }
         tracing::info!(place = %place, interval = ?args.interval, once = args.once, "watching");
         watch_loop(&intake, &place, args, stop).await
     })
+}
+
+/// What the monitor of an intake reads: its metrics, database and schema.
+pub(super) fn monitor(intake: &Intake, metrics: Arc<Metrics>) -> Arc<Monitor> {
+    let pipeline = intake.pipeline();
+    Arc::new(Monitor {
+        metrics,
+        pg: pipeline.pg().clone(),
+        schema: pipeline.profile().schema.clone(),
+    })
+}
+
+/// Serves `GET /metrics` and `GET /` on `address` until `stop`, in a task of its own.
+pub(super) async fn serve_monitor(
+    address: SocketAddr,
+    monitor: Arc<Monitor>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (--metrics-addr)"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(address = %bound, "the metrics and status page are served on a non-loopback address: anyone who reaches it sees file names and errors");
+    }
+    tracing::info!(address = %bound, "serving metrics on /metrics and the status page on /");
+    let router = datsync::monitor_router(monitor);
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = datsync::serve(listener, router, shutdown, ServerLimits::default()).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok(())
 }
 
 /// The watched place: an `az://container/prefix`, or an existing local directory.

@@ -87,6 +87,7 @@ pub fn seed(db: &TestDb, ck_dir: &Path) -> Seeded {
             file_name: "ztdwr.dat".into(),
             file_path: "/in/ztdwr.dat".into(),
             file_size_bytes: Some(file.len() as i64),
+            checkpoint_location: None,
         };
         let older = register_sync(&client, "public", &reg(OLDER)).await.unwrap();
         loader

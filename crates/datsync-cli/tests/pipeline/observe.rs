@@ -1,11 +1,19 @@
 //! What a run tells whoever watches it: at INFO, one progress line per committed chunk and a
-//! summary line with every count, as structured fields under `--log-format json`.
+//! summary line with every count, as structured fields under `--log-format json`; `status`,
+//! `resume` and `rejects` without `--checkpoint-dir`; the Prometheus metrics of `watch`
+//! (`--metrics-addr`) and `run` (`--metrics-file`) against the `--json` summaries; the status
+//! page in headless Chromium.
+#![allow(
+    clippy::float_cmp,
+    clippy::too_many_lines,
+    reason = "the scraped samples are whole numbers, compared exactly; a test reads as one story"
+)]
 
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{MESSY, TestDb, Work, datsync, options, u};
+use crate::common::{MESSY, TABLE, TestDb, Work, datsync, fresh_sync_id, options, u};
 
 /// The JSON log lines of `stderr` whose message is `message`, as their `fields`.
 fn lines_with(stderr: &str, message: &str) -> Vec<Value> {
@@ -157,10 +165,15 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
     let db = TestDb::new();
     let work = Work::new(3_000, 34, MESSY);
     let ck = work.checkpoints("kept_elsewhere");
-    let out = work.run(&db, &ck, &[], &[("DATSYNC_TERM_AT", "chunk_completed:2")]);
-    let s = out.summary();
-    assert_eq!(s["interrupted"], true, "{}", out.describe());
-    let id = s["sync_id"].as_str().unwrap().to_owned();
+    let id = fresh_sync_id();
+    let out = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &id],
+        &[("DATSYNC_KILL_AT", "chunk_completed:2")],
+    );
+    assert!(out.killed(), "{}", out.describe());
+    db.wait_for_other_sessions();
     let ck_abs = std::fs::canonicalize(&ck).unwrap();
     let recorded: Option<String> = db.query(
         "SELECT checkpoint_location FROM public.sync_metadata WHERE sync_id = $1",
@@ -176,8 +189,13 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
         &["status", &id, "--database-url", &url, "--json"],
         &[],
     );
-    let report: Value = serde_json::from_str(&status.stdout).expect(&status.describe());
-    assert_eq!(report["checkpoint_dir"].as_str(), ck_abs.to_str(), "{report}");
+    let report: Value =
+        serde_json::from_str(&status.stdout).unwrap_or_else(|_| panic!("{}", status.describe()));
+    assert_eq!(
+        report["checkpoint_dir"].as_str(),
+        ck_abs.to_str(),
+        "{report}"
+    );
     assert!(report["checkpoint"].is_object(), "{report}");
 
     let rejected_so_far: u64 = db
@@ -194,7 +212,7 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
     assert_eq!(rejects.code(), Some(0), "{}", rejects.describe());
     assert_eq!(rejects.stdout.lines().count() as u64, rejected_so_far);
 
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
+    let watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
         .args(["status", &id, "--database-url", &url, "--json", "--watch"])
         .args(["--interval", "50ms"])
         .current_dir(elsewhere.path())
@@ -209,7 +227,12 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
         &[],
     );
     let r = resumed.summary();
-    assert_eq!(u(&r, "chunks_skipped_on_resume"), 2, "{}", resumed.describe());
+    assert_eq!(
+        u(&r, "chunks_skipped_on_resume"),
+        2,
+        "{}",
+        resumed.describe()
+    );
     assert_eq!(r["status"], "PARTIAL_SUCCESS", "{}", resumed.describe());
     assert!(
         r["rejects_dir"]
@@ -219,7 +242,10 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
         "{r}"
     );
     assert!(!elsewhere.path().join("checkpoints").exists());
-    assert!(!ck_abs.join(&id).exists(), "the resume cleaned up the recorded checkpoint");
+    assert!(
+        !ck_abs.join(&id).exists(),
+        "the resume cleaned up the recorded checkpoint"
+    );
 
     // `--watch` ends by itself once the sync is no longer IN_PROGRESS.
     let (done, ended) = std::sync::mpsc::channel();
@@ -236,4 +262,368 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
         .collect();
     assert_eq!(reports[0]["metadata"]["status"], "IN_PROGRESS");
     assert_eq!(reports.last().unwrap()["metadata"]["status"], r["status"]);
+}
+
+/// A free port on loopback (bound, then released for the binary to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `127.0.0.1:port`: the status code and the body, `None` while nothing
+/// listens yet.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
+/// The value of the sample `name` (labels as written) in a scrape.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// `datsync watch DIR --metrics-addr`: every family at zero before the first file, then
+/// after two files the counters equal the sums of their `--json` summaries and the table.
+#[test]
+fn watch_serves_metrics_equal_to_the_summaries() {
+    use std::io::BufRead as _;
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    let port = free_port();
+    let url = db.url();
+    let ck = dir.path().join("ck");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
+        .args(["watch", inbox.to_str().unwrap(), "--interval", "100ms"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+        ])
+        .args(["--chunk-size", "500", "--json"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, processed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let before = loop {
+        if let Some(r) = http_get(port, "/metrics") {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(before.0, 200, "{}", before.1);
+    for name in [
+        "datsync_rows_total{outcome=\"inserted\"}",
+        "datsync_rows_total{outcome=\"rejected\"}",
+        "datsync_chunks_total{outcome=\"committed\"}",
+        "datsync_syncs_total{status=\"SUCCESS\"}",
+        "datsync_syncs_in_progress",
+        "datsync_source_bytes_total",
+        "datsync_files_parked",
+        "datsync_receipts{state=\"finished\"}",
+        "datsync_last_success_timestamp_seconds",
+    ] {
+        assert_eq!(sample(&before.1, name), 0.0, "{name}");
+    }
+
+    let mut sizes = 0;
+    for (i, seed) in [41u64, 42].into_iter().enumerate() {
+        let path = dir.path().join(format!("f{i}.dat"));
+        let mut o = options(2_000, seed, MESSY);
+        o.bad_value_rate = 0.01;
+        o.gzip = i == 1;
+        datsync::write_sample(std::fs::File::create(&path).unwrap(), &o).unwrap();
+        sizes += std::fs::metadata(&path).unwrap().len();
+        std::fs::rename(&path, inbox.join(format!("f{i}.dat"))).unwrap();
+    }
+    let mut summaries = Vec::new();
+    while summaries.len() < 2 {
+        let p = processed
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("watch reported no sync");
+        if p["summary"].is_object() {
+            summaries.push(p["summary"].clone());
+        }
+    }
+    let (code, after) = http_get(port, "/metrics").unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(code, 200);
+    let total = |key: &str| summaries.iter().map(|s| u(s, key)).sum::<u64>() as f64;
+    for (name, key) in [
+        (
+            "datsync_rows_total{outcome=\"inserted\"}",
+            "records_inserted",
+        ),
+        ("datsync_rows_total{outcome=\"updated\"}", "records_updated"),
+        (
+            "datsync_rows_total{outcome=\"skipped_older\"}",
+            "records_skipped_older",
+        ),
+        (
+            "datsync_rows_total{outcome=\"superseded\"}",
+            "rows_superseded",
+        ),
+        ("datsync_rows_total{outcome=\"rejected\"}", "rows_rejected"),
+        ("datsync_value_warnings_total", "value_warnings"),
+        (
+            "datsync_chunks_total{outcome=\"committed\"}",
+            "chunks_completed",
+        ),
+        ("datsync_chunks_total{outcome=\"failed\"}", "chunks_failed"),
+    ] {
+        assert_eq!(sample(&after, name), total(key), "{name}\n{after}");
+    }
+    assert!(total("rows_rejected") > 0.0 && total("value_warnings") > 0.0);
+    assert_eq!(
+        sample(&after, "datsync_chunk_load_seconds_count"),
+        total("chunks_completed")
+    );
+    assert_eq!(sample(&after, "datsync_source_bytes_total"), sizes as f64);
+    assert_eq!(
+        sample(&after, "datsync_syncs_total{status=\"PARTIAL_SUCCESS\"}"),
+        summaries
+            .iter()
+            .filter(|s| s["status"] == "PARTIAL_SUCCESS")
+            .count() as f64
+    );
+    assert_eq!(sample(&after, "datsync_syncs_in_progress"), 0.0);
+    assert_eq!(sample(&after, "datsync_receipts{state=\"finished\"}"), 2.0);
+    assert_eq!(sample(&after, "datsync_files_parked"), 0.0);
+    assert!(sample(&after, "datsync_last_success_timestamp_seconds") > 1e9);
+    let rows: i64 = db.query(&format!("SELECT count(*) FROM {TABLE}"), &[])[0].get(0);
+    assert_eq!(
+        rows as f64,
+        sample(&after, "datsync_rows_total{outcome=\"inserted\"}")
+    );
+}
+
+/// `run --metrics-file`: the text format, its counters the run's summary.
+#[test]
+fn run_writes_its_metrics_to_a_file() {
+    let db = TestDb::new();
+    let work = Work::new(2_000, 43, MESSY);
+    let ck = work.checkpoints("ck");
+    let file = work.path().join("datsync.prom");
+    let out = work.run(&db, &ck, &["--metrics-file", file.to_str().unwrap()], &[]);
+    let s = out.summary();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# TYPE datsync_rows_total counter\n"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "datsync_rows_total{outcome=\"inserted\"}"),
+        u(&s, "records_inserted") as f64
+    );
+    assert_eq!(
+        sample(&text, "datsync_rows_total{outcome=\"rejected\"}"),
+        u(&s, "rows_rejected") as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(
+                "datsync_syncs_total{{status=\"{}\"}}",
+                s["status"].as_str().unwrap()
+            )
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "datsync_source_bytes_total"),
+        std::fs::metadata(&work.file).unwrap().len() as f64
+    );
+    assert!(!text.contains("datsync_receipts"), "{text}");
+}
+
+/// The system's Chromium, when installed (`.ci/run` installs it).
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// The page as headless Chromium renders it (`--dump-dom`: the DOM after parsing).
+fn rendered(browser: &std::path::Path, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The status page in a real browser: during a sync (held at its third chunk by a lock the
+/// test holds) it shows the running sync's progress, after it the finished sync's counts.
+#[test]
+fn the_status_page_renders_in_a_browser() {
+    use std::io::BufRead as _;
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED: no chromium on PATH (`apt-get install chromium`; CI installs it)");
+        return;
+    };
+    let db = TestDb::new();
+    db.init();
+    // Chunk 2's upsert waits for the advisory lock the test holds.
+    db.batch(&format!(
+        "CREATE FUNCTION datsync_test_hold() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+           IF (SELECT count(*) FROM public.sync_chunks) >= 2 THEN
+             PERFORM pg_advisory_lock(4242);
+             PERFORM pg_advisory_unlock(4242);
+           END IF;
+           RETURN NEW;
+         END $f$;
+         CREATE TRIGGER datsync_test_hold BEFORE INSERT ON {TABLE}
+           FOR EACH ROW EXECUTE FUNCTION datsync_test_hold();"
+    ));
+    let hold = db.session();
+    hold.query("SELECT pg_advisory_lock(4242)", &[]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    crate::common::write_sample(&inbox.join("ztdwr_page.dat"), 3_000, 44, MESSY);
+    let port = free_port();
+    let url = db.url();
+    let ck = dir.path().join("ck");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
+        .args(["watch", inbox.to_str().unwrap(), "--interval", "100ms"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+        ])
+        .args(["--chunk-size", "500", "--json"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, processed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    // Wait until the page shows the sync running with its two committed chunks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some((200, page)) = http_get(port, "/")
+            && page.contains("<table id=\"running\">")
+            && page.contains("<td class=\"num\">2 of about")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never showed as running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let during = rendered(&browser, &format!("http://127.0.0.1:{port}/"));
+    assert!(during.contains("<title>datsync status</title>"), "{during}");
+    assert!(during.contains("http-equiv=\"refresh\""), "{during}");
+    assert!(during.contains("name=\"viewport\""), "{during}");
+    assert!(during.contains("<table id=\"running\">"), "{during}");
+    assert!(during.contains("ztdwr_page.dat"), "{during}");
+    assert!(during.contains("<progress max=\"100\""), "{during}");
+    assert!(
+        during.contains("<td class=\"IN_PROGRESS\">IN_PROGRESS</td>"),
+        "{during}"
+    );
+    assert!(!during.contains("<script"), "{during}");
+
+    drop(hold);
+    let summary = loop {
+        let p = processed
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("watch reported no sync");
+        if p["summary"].is_object() {
+            break p["summary"].clone();
+        }
+    };
+    let after = rendered(&browser, &format!("http://127.0.0.1:{port}/"));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        after.contains("No sync is running in this process."),
+        "{after}"
+    );
+    let id = summary["sync_id"].as_str().unwrap();
+    let row_start = after
+        .find(&format!("data-sync=\"{id}\""))
+        .unwrap_or_else(|| panic!("no row of {id} in {after}"));
+    let row = &after[row_start..row_start + after[row_start..].find("</tr>").unwrap()];
+    let status = summary["status"].as_str().unwrap();
+    assert!(row.contains(&format!(">{status}</td>")), "{row}");
+    for key in [
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "value_warnings",
+    ] {
+        assert!(
+            row.contains(&format!("<td class=\"num\">{}</td>", u(&summary, key))),
+            "{key} = {} in {row}",
+            u(&summary, key)
+        );
+    }
 }

@@ -180,6 +180,8 @@ impl Converter {
             self.recorded,
         );
         let mut checked = false;
+        // Bytes of the source counted into the metrics so far.
+        let mut counted = 0u64;
         while let Some(msg) = input.recv().await {
             match msg? {
                 ReaderMsg::Batch {
@@ -198,7 +200,9 @@ impl Converter {
                         sync_id: &self.sync_id,
                         chunk,
                         rows,
+                        source_bytes: bytes_read.saturating_sub(counted),
                     });
+                    counted = counted.max(bytes_read);
                     self.progress.converted(chunk, rows, bytes_read);
                     let converted = Converted {
                         chunk,
@@ -216,6 +220,9 @@ impl Converter {
                     sha256,
                     bytes,
                 } => {
+                    self.telemetry
+                        .metrics()
+                        .source_read(bytes.saturating_sub(counted));
                     self.finalize(bytes, sha256).await?;
                     self.progress.total_chunks(u64::from(chunks));
                     return Ok(ConvertOutcome { rows, chunks });

@@ -79,7 +79,10 @@ impl Run<'_> {
         crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
         let summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
-        p.telemetry.emit(&SyncFinished { summary: &summary });
+        p.telemetry.emit(&SyncFinished {
+            summary: &summary,
+            rejected_uncommitted: stopped_chunk(halt.as_ref()).map_or(0, |s| s.rejected),
+        });
         self.alert(&summary, &sample).await;
         self.expire_old_checkpoints().await;
         p.progress.finish();
@@ -109,6 +112,9 @@ impl Run<'_> {
         let checkpoint_dir = self.checkpoint_dir.clone();
         let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
         summary.interrupted = true;
+        p.telemetry
+            .metrics()
+            .sync_interrupted(summary.chunks_skipped_on_resume);
         p.progress.finish();
         Ok(summary)
     }

@@ -60,7 +60,7 @@ use crate::profile::Profile;
 use crate::source::{SourceError, SourceRef};
 use crate::status::{ReadError, StatusError};
 use crate::store::StoreError;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Metrics, Telemetry};
 
 pub(crate) use plan::new_sync_id;
 pub use progress::{ChunkDone, NoProgress, Progress};
@@ -249,6 +249,11 @@ impl Pipeline {
         self.alerter.as_ref()
     }
 
+    /// The metrics this pipeline counts into.
+    pub fn metrics(&self) -> &Metrics {
+        self.telemetry.metrics()
+    }
+
     /// Whether a stop was asked for.
     pub fn stopping(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| *s.borrow())
@@ -295,6 +300,10 @@ impl Pipeline {
 /// settings and the database settings.
 pub struct PipelineBuilder {
     pipeline: Pipeline,
+    /// The environment that arms the kill points (see [`Self::env`]).
+    env: HashMap<String, String>,
+    /// The metrics the pipeline counts into.
+    metrics: Arc<Metrics>,
 }
 
 impl PipelineBuilder {
@@ -315,6 +324,8 @@ impl PipelineBuilder {
                 stop: None,
                 alert_retryable: true,
             },
+            env: HashMap::new(),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
@@ -361,7 +372,15 @@ impl PipelineBuilder {
     /// `crash-injection` feature; see the crate's features).
     #[must_use]
     pub fn env(mut self, env: &HashMap<String, String>) -> Self {
-        self.pipeline.telemetry = Arc::new(Telemetry::from_env(env));
+        self.env.clone_from(env);
+        self
+    }
+
+    /// Counts into `metrics` (the process's, shared by its pipelines; default: metrics of
+    /// this pipeline alone).
+    #[must_use]
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -375,7 +394,8 @@ impl PipelineBuilder {
 
     /// The pipeline.
     pub fn build(self) -> Pipeline {
-        let pipeline = self.pipeline;
+        let mut pipeline = self.pipeline;
+        pipeline.telemetry = Arc::new(Telemetry::from_env(&self.env).with_metrics(self.metrics));
         if let Some(stop) = &pipeline.stop {
             pipeline.telemetry.observe_stop(stop.clone());
         }

@@ -27,6 +27,7 @@ impl Pipeline {
     /// Opens the sync of `plan` and runs it; the writer lock is held until the run ends.
     pub(super) async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
+        let _running = self.telemetry.metrics().running(&plan.sync_id);
         let mut client = crate::pg::connect(&self.pg).await?;
         let stored = crate::pg::init_db(&mut client, &self.profile).await?.stored;
         let lock = crate::pg::connect(&self.pg).await?;

@@ -56,6 +56,7 @@ impl Run<'_> {
                 return Ok(outcome);
             }
             attempt += 1;
+            self.pipeline.telemetry.metrics().db_retry();
             tokio::time::sleep(retries.pause(attempt)).await;
         }
     }

@@ -1,6 +1,6 @@
 //! The events of a sync, one struct each.
 
-use super::Event;
+use super::{Event, Metrics};
 use crate::model::{ChunkCounts, ChunkId, SyncId};
 use crate::pipeline::RunSummary;
 
@@ -12,12 +12,17 @@ pub struct ChunkConverted<'a> {
     pub chunk: ChunkId,
     /// Rows in the chunk.
     pub rows: u64,
+    /// Bytes of the source read since the previous chunk was handed over (as stored).
+    pub source_bytes: u64,
 }
 
 impl Event for ChunkConverted<'_> {
     const NAME: &'static str = "chunk_converted";
     fn log(&self) {
         tracing::debug!(sync_id = %self.sync_id, chunk = self.chunk.0, rows = self.rows, "chunk converted");
+    }
+    fn record(&self, metrics: &Metrics) {
+        metrics.source_read(self.source_bytes);
     }
 }
 
@@ -83,6 +88,12 @@ impl Event for ChunkCompleted<'_> {
             "chunk loaded"
         );
     }
+    fn record(&self, metrics: &Metrics) {
+        metrics.chunk_committed(self.counts, self.seconds);
+        metrics
+            .live()
+            .chunk_committed(self.sync_id, self.counts, self.source_read, self.eta_s);
+    }
 }
 
 /// `count / seconds`, whole, 0 when no time passed.
@@ -114,6 +125,12 @@ impl Event for ChunkFailed<'_> {
     const NAME: &'static str = "chunk_failed";
     fn log(&self) {
         tracing::warn!(sync_id = %self.sync_id, chunk = self.chunk.0, error = self.error, "chunk failed; it will be retried on resume");
+    }
+    fn record(&self, metrics: &Metrics) {
+        metrics.chunk_failed();
+        metrics
+            .live()
+            .chunk_failed(self.sync_id, self.chunk, self.error);
     }
 }
 
@@ -173,6 +190,9 @@ impl Event for CleanupStarted<'_> {
 pub struct SyncFinished<'a> {
     /// What the run did (the `--json` summary).
     pub summary: &'a RunSummary,
+    /// Rows rejected in the chunk that stopped the sync (never committed, so in no
+    /// [`ChunkCompleted`]).
+    pub rejected_uncommitted: u64,
 }
 
 impl Event for SyncFinished<'_> {
@@ -191,6 +211,15 @@ impl Event for SyncFinished<'_> {
             seconds = round(s.duration_s, 3), rows_per_s = per_second(c.rows_read, s.duration_s),
             resumed = s.resumed, error = s.error.as_deref(),
             "sync finished"
+        );
+    }
+    fn record(&self, metrics: &Metrics) {
+        let s = self.summary;
+        metrics.sync_finished(
+            s.status,
+            s.is_final() && s.status != crate::model::SyncStatus::BadInput,
+            s.chunks_skipped_on_resume,
+            self.rejected_uncommitted,
         );
     }
 }

@@ -17,14 +17,18 @@
 mod events;
 #[cfg(feature = "crash-injection")]
 mod kill;
+mod live;
+mod metrics;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use events::{
     ChunkCommitted, ChunkCompleted, ChunkConverted, ChunkFailed, ChunkStaged, CleanupStarted,
     RowsRejected, SyncFinished, ValuesWarned,
 };
+pub use live::{FailedChunkNote, Live, RunningSync};
+pub use metrics::{Metrics, RECEIPT_STATES};
 
 /// The environment variable that arms crash injection.
 pub const KILL_AT_ENV: &str = "DATSYNC_KILL_AT";
@@ -51,12 +55,17 @@ pub trait Event {
     const NAME: &'static str;
     /// Logs the event with its fields.
     fn log(&self);
+    /// Counts the event into the process's metrics (most events have no family of their
+    /// own).
+    fn record(&self, _metrics: &Metrics) {}
 }
 
 /// Counters of emitted events, plus the armed kill and stop points, if any.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     counters: Mutex<HashMap<&'static str, u64>>,
+    /// The process's metrics, shared by every pipeline of the process.
+    metrics: Arc<Metrics>,
     #[cfg(feature = "crash-injection")]
     kill: kill::KillPoints,
 }
@@ -77,6 +86,18 @@ impl Telemetry {
         }
     }
 
+    /// The same, counting into `metrics` (the process's, shared with other pipelines).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The stop signal an armed SIGTERM waits for (the first one given is kept).
     #[cfg_attr(
         not(feature = "crash-injection"),
@@ -95,6 +116,7 @@ impl Telemetry {
     /// Logs and counts an event; kills the process if it is an armed kill point.
     pub fn emit<E: Event>(&self, event: &E) {
         event.log();
+        event.record(&self.metrics);
         let count = {
             let mut counters = self
                 .counters
@@ -149,11 +171,13 @@ mod tests {
             sync_id: &id,
             chunk: ChunkId(0),
             rows: 10,
+            source_bytes: 100,
         });
         t.emit(&ChunkConverted {
             sync_id: &id,
             chunk: ChunkId(1),
             rows: 10,
+            source_bytes: 100,
         });
         t.emit(&CleanupStarted { sync_id: &id });
         assert_eq!(t.count("chunk_converted"), 2);

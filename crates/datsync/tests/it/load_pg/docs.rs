@@ -112,6 +112,7 @@ pub async fn register(client: &Client, n: u32, file: &str) -> SyncRef {
         file_name: file.to_owned(),
         file_path: format!("data/hex-ztdwr/{file}"),
         file_size_bytes: Some(1234),
+        checkpoint_location: None,
     };
     register_sync(client, "public", &reg).await.unwrap()
 }

@@ -124,6 +124,7 @@ async fn register_in(c: &tokio_postgres::Client, schema: &str) -> datsync::SyncR
         file_name: "f.dat".into(),
         file_path: "f.dat".into(),
         file_size_bytes: None,
+        checkpoint_location: None,
     };
     datsync::register_sync(c, schema, &reg).await.unwrap()
 }

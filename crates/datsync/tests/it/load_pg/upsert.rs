@@ -495,6 +495,7 @@ async fn table_checksums_tell_equal_tables_from_different_ones() {
             file_name: "a.dat".into(),
             file_path: "data/hex-ztdwr/a.dat".into(),
             file_size_bytes: None,
+            checkpoint_location: None,
         };
         let second = datsync::register_sync(&c, "reference", &reg).await.unwrap();
         load(
