@@ -27,13 +27,14 @@ impl Pipeline {
     /// Opens the sync of `plan` and runs it; the writer lock is held until the run ends.
     pub(super) async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
-        let _running = self.telemetry.metrics().running(&plan.sync_id);
         let mut client = crate::pg::connect(&self.pg).await?;
         let stored = crate::pg::init_db(&mut client, &self.profile).await?.stored;
         let lock = crate::pg::connect(&self.pg).await?;
         if !crate::pg::try_lock_sync(&lock, &plan.sync_id).await? {
             return Err(PipelineError::Busy(plan.sync_id));
         }
+        // Counted once this process holds the sync (a busy attempt never shows as running).
+        let _running = self.telemetry.metrics().running(&plan.sync_id);
         let registered = self.register(&client, &plan, &store).await?;
         // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
         // has nothing left to convert or load.
