@@ -6,7 +6,7 @@
 use tokio_postgres::Client;
 
 use crate::model::{ChunkId, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus};
-use crate::pg::{ErrorClass, PgError, SYNC_SEQUENCE, quote_ident};
+use crate::pg::{ErrorClass, PgError, SYNC_SEQUENCE, fit_text_sql, quote_ident};
 
 /// A `sync_metadata` write or ledger read failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,7 @@ pub async fn register_sync(
     let sql = format!(
         "INSERT INTO {m} AS m (sync_id, file_name, file_path, file_size_bytes, status,
                                started_at, updated_at, sync_seq, checkpoint_location)
-         VALUES ($1::text, $2::text, $3::text, $4::bigint, 'IN_PROGRESS', now(), now(),
+         VALUES ($1::text, {name}, {path}, $4::bigint, 'IN_PROGRESS', now(), now(),
                  nextval($5::text::regclass), $6::text)
          ON CONFLICT (sync_id) DO UPDATE
             SET status = 'IN_PROGRESS', completed_at = NULL, updated_at = now(),
@@ -111,7 +111,10 @@ pub async fn register_sync(
                 checkpoint_location = COALESCE(EXCLUDED.checkpoint_location,
                                                m.checkpoint_location)
          RETURNING sync_seq",
-        m = meta(schema)
+        m = meta(schema),
+        // A legacy sync_metadata's varchar columns: the name and path are cut to fit.
+        name = fit_text_sql("$2::text", schema, "sync_metadata", "file_name"),
+        path = fit_text_sql("$3::text", schema, "sync_metadata", "file_path"),
     );
     let row = client
         .query_one(
@@ -158,14 +161,15 @@ pub async fn finish_sync(
     let sql = format!(
         "UPDATE {} AS m SET {COUNT_SETS},
             status = CASE WHEN m.status = 'BAD_INPUT' AND $9::text = 'FAILED' THEN m.status ELSE $9::text END,
-            error_message = CASE WHEN $9::text IN ('SUCCESS', 'PARTIAL_SUCCESS') THEN $10::text
-                                 ELSE COALESCE($10::text, m.error_message) END,
+            error_message = CASE WHEN $9::text IN ('SUCCESS', 'PARTIAL_SUCCESS') THEN {message}
+                                 ELSE COALESCE({message}, m.error_message) END,
             validation_errors = COALESCE($11::jsonb, m.validation_errors),
             completed_at = now(),
             duration_seconds = EXTRACT(EPOCH FROM now() - m.started_at)::double precision
           WHERE sync_id = $1::text
           RETURNING status",
-        meta(schema)
+        meta(schema),
+        message = fit_text_sql("$10::text", schema, "sync_metadata", "error_message"),
     );
     let c = outcome.counts.as_ref();
     let count = |f: fn(&SyncCounts) -> u64| c.map(|c| bigint(f(c)));

@@ -1,6 +1,6 @@
 //! The SQL text of a chunk load, built once per profile with every identifier quoted.
 
-use crate::pg::{quote_ident, quote_qualified, sql_type};
+use crate::pg::{fit_text_sql, quote_ident, quote_qualified, sql_type};
 use crate::profile::{Profile, ROW_VERSION_COLUMN};
 
 /// The staging table (temporary, dropped at commit).
@@ -126,18 +126,7 @@ impl LoadSql {
 /// it as `varchar(n)` (read once per statement from the catalog), so that a long name never
 /// fails a chunk.
 fn source_file_sql(profile: &Profile) -> String {
-    let literal = |v: &str| format!("'{}'", v.replace('\'', "''"));
-    format!(
-        "left($2::text, COALESCE((
-           SELECT NULLIF(a.atttypmod, -1) - 4
-             FROM pg_catalog.pg_attribute a
-             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = {} AND c.relname = {} AND a.attname = 'source_file'
-              AND a.atttypid IN ('varchar'::regtype, 'bpchar'::regtype)), 2147483647))",
-        literal(&profile.schema),
-        literal(&profile.table)
-    )
+    fit_text_sql("$2::text", &profile.schema, &profile.table, "source_file")
 }
 
 /// The staging table: one column per profile column, the source line, the row's own version.

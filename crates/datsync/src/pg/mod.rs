@@ -50,7 +50,7 @@ pub use entra::{
     REFRESH_MARGIN,
 };
 pub use files::{DEFAULT_SYSCONFDIR, ServiceError};
-pub use ident::{quote_ident, quote_qualified, sql_type};
+pub use ident::{fit_text_sql, quote_ident, quote_literal, quote_qualified, sql_type};
 pub use lock::try_lock_sync;
 pub use migrate::{
     BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE, adopt_db,

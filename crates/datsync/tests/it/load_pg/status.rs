@@ -186,3 +186,49 @@ async fn a_legacy_sync_metadata_is_extended_not_replaced() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_legacy_sync_metadata_with_short_varchars_gets_names_and_errors_cut_to_fit() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        c.batch_execute(
+            "CREATE TABLE sync_metadata (
+               sync_id varchar(50) PRIMARY KEY, file_name varchar(8), file_path varchar(12),
+               status varchar(20), records_total integer, error_message varchar(10),
+               started_at timestamp, completed_at timestamp);",
+        )
+        .await
+        .unwrap();
+        init_db(&mut c, &docs_profile()).await.unwrap();
+        let sync = register(&c, 1, "a_long_file_name.dat").await;
+        let outcome = SyncOutcome {
+            status: SyncStatus::Failed,
+            counts: None,
+            validation_errors_count: None,
+            error_message: Some("a message longer than ten characters".into()),
+            validation_errors: None,
+        };
+        finish_sync(&c, "public", &sync.sync_id, &outcome)
+            .await
+            .unwrap();
+        let r = c
+            .query_one(
+                "SELECT file_name::text, file_path::text, error_message::text, status::text
+                   FROM sync_metadata WHERE sync_id = $1",
+                &[&sync.sync_id.as_str()],
+            )
+            .await
+            .unwrap();
+        let got: (String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(
+            got,
+            (
+                "a_long_f".into(),
+                "data/hex-ztd".into(),
+                "a message ".into(),
+                "FAILED".into()
+            )
+        );
+    })
+    .await;
+}
