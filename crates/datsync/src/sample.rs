@@ -44,7 +44,8 @@ pub struct SampleOptions {
     pub seed: u64,
     /// Fraction of rows that break a validation rule.
     pub invalid_rate: f64,
-    /// Fraction of rows that repeat an earlier row's key (a newer version of it).
+    /// Fraction of rows that repeat an earlier row's key (a newer version of it: its change
+    /// date and time are later than any earlier row's).
     pub dup_rate: f64,
     /// Fraction of rows with a missing or extra field.
     pub ragged_rate: f64,

@@ -151,6 +151,12 @@ fn print_text(summary: &RunSummary) {
         "  chunks   {}/{} completed, {} failed, {} skipped on resume{saved}",
         c.chunks_completed, c.chunks_total, c.chunks_failed, s.chunks_skipped_on_resume
     );
+    if s.all_older {
+        println!(
+            "  older    every loaded row is older than the row already stored for its key: \
+             the table is unchanged"
+        );
+    }
     if let Some(dir) = &s.checkpoint_dir {
         println!("  checkpoint kept in {dir}");
     }

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::common::{Outcome, TestDb, assert_counts_add_up, datsync};
 
-const PROFILE: &str = r#"
+pub(crate) const PROFILE: &str = r#"
 name = "versioned"
 table = "vdocs"
 key = "id"
@@ -315,5 +315,65 @@ fn every_order_with_crashes_ends_with_the_newest_version_of_every_key() {
         for s in &summaries {
             assert_counts_add_up(s);
         }
+    }
+}
+
+/// A newer file, then an older one: the older changes nothing, its rows are counted as
+/// older, and the summary and `status` say the file changed nothing.
+#[test]
+fn an_old_file_after_a_new_one_changes_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("versioned.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let bench = Bench { dir, profile };
+    let write = |name: &str, note: &str, date: &str| {
+        let mut text = String::from("id|note|change_date|change_time\n");
+        for k in 0..12 {
+            text.push_str(&[format!("k{k:02}").as_str(), note, date, "0800"].join("|"));
+            text.push('\n');
+        }
+        let path = bench.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let new = write("V_20250131.dat", "new", "20250131");
+    let old = write("V_20250130.dat", "old", "20250130");
+    for order in [[&old, &new], [&new, &old]] {
+        let db = TestDb::new();
+        let first = bench.finish(&db, order[0], "first");
+        assert_eq!(first["all_older"], false, "{first}");
+        let second = bench.finish(&db, order[1], "second");
+        let notes: Vec<String> = db
+            .query("SELECT note FROM vdocs ORDER BY id", &[])
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(notes, vec!["new"; 12], "{order:?}");
+        let late = order[1] == &old;
+        assert_eq!(second["all_older"], late, "{second}");
+        let (older, updated) = if late { (12, 0) } else { (0, 12) };
+        assert_eq!(second["records_skipped_older"], older, "{second}");
+        assert_eq!(second["records_updated"], updated, "{second}");
+        let sync = second["sync_id"].as_str().unwrap();
+        let url = db.url();
+        let status = datsync(
+            bench.dir.path(),
+            &[
+                "status",
+                sync,
+                "--database-url",
+                &url,
+                "--profile",
+                bench.profile.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(status.code(), Some(0), "{}", status.describe());
+        assert_eq!(
+            status.stdout.contains("this file changed nothing"),
+            late,
+            "{}",
+            status.stdout
+        );
     }
 }

@@ -25,6 +25,7 @@ fn summary(status: SyncStatus) -> RunSummary {
         error: None,
         error_class: None,
         interrupted: false,
+        all_older: false,
     }
 }
 

@@ -229,6 +229,14 @@ impl Run<'_> {
         resumed: bool,
         checkpoint_dir: Option<String>,
     ) -> RunSummary {
+        let all_older =
+            counts.rows_loaded > 0 && counts.records_skipped_older == counts.rows_loaded;
+        if all_older {
+            tracing::warn!(sync_id = %self.plan.sync_id, source = %self.plan.source_path,
+                rows = counts.rows_loaded,
+                "every row of the file is older than the row already stored for its key: the \
+                 table is unchanged (a file that arrived late, or loaded again)");
+        }
         let time_saved_s = (tally.skipped_on_resume > 0 && tally.loaded > 0).then(|| {
             tally.load_time.as_secs_f64() / tally.loaded as f64 * tally.skipped_on_resume as f64
         });
@@ -249,6 +257,7 @@ impl Run<'_> {
             error: verdict.error,
             error_class: verdict.class,
             interrupted: false,
+            all_older,
         }
     }
 

@@ -168,6 +168,11 @@ pub struct RunSummary {
     /// loaded: the chunks committed stay committed, the checkpoint is kept, the status stays
     /// IN_PROGRESS and `resume` continues the sync. Not a failure of the sync.
     pub interrupted: bool,
+    /// Every row the sync loaded was older than the row already stored for its key (a newer
+    /// version, or an equal one from a later sync): the file changed nothing in the table —
+    /// it arrived late, or was loaded again.
+    #[serde(default)]
+    pub all_older: bool,
 }
 
 impl RunSummary {

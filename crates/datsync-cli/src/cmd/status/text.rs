@@ -97,6 +97,13 @@ fn print_metadata(out: &mut impl Write, d: &SyncDetail) -> std::io::Result<()> {
         "loaded        {} inserted, {} updated, {} skipped (older than the stored row)",
         m.records_inserted, m.records_updated, m.records_skipped_older
     )?;
+    if m.records_loaded > 0 && m.records_skipped_older == m.records_loaded {
+        writeln!(
+            out,
+            "older         every loaded row is older than the row already stored for its key: \
+             this file changed nothing"
+        )?;
+    }
     if let Some(e) = &m.error_message {
         writeln!(out, "error         {e}")?;
     }

@@ -260,3 +260,68 @@ fn an_unreachable_database_is_answered_without_its_user_host_or_port() {
     assert!(logged.contains("cannot connect"), "{logged}");
     assert!(!logged.contains("hunter2"), "{logged}");
 }
+
+/// Issue 22: an old file re-run by hand after a newer one never rolls rows back; its rows are
+/// counted as older. The profile orders rows by their change date and time.
+#[test]
+fn an_old_file_rerun_by_hand_never_rolls_the_table_back() {
+    let emulator = Emulator::start();
+    let (key, value) = emulator.env();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("versioned.toml");
+    std::fs::write(
+        &profile,
+        crate::versions::PROFILE.replace("'V_(", "'ZTDWR_("),
+    )
+    .unwrap();
+    for (name, note, date) in [
+        ("ZTDWR_20250130.dat", "old", "20250130"),
+        ("ZTDWR_20250131.dat", "new", "20250131"),
+    ] {
+        let mut text = String::from("id|note|change_date|change_time\n");
+        for k in ["k1", "k2", "k3"] {
+            text.push_str(&[k, note, date, "101500"].join("|"));
+            text.push('\n');
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        emulator.upload(&path, &format!("az://data/hex-ztdwr/{name}"));
+    }
+    let db = TestDb::new();
+    let profile_arg = profile.to_str().unwrap();
+    let handler = Handler::start(
+        dir.path(),
+        &db.url(),
+        &[(key, &value)],
+        &["--profile", profile_arg],
+    );
+    let rerun = |name: &str| {
+        let body = json!({ "blob_name": name });
+        let (status, answer) = handler.send("POST", "/api/sync-ztdwr", Some(&body), &[]);
+        assert_eq!(status, 202, "{answer}");
+        let sync = answer["sync_id"].as_str().unwrap().to_owned();
+        settled_status(&handler, &sync);
+        sync
+    };
+    let notes = || -> Vec<String> {
+        db.query("SELECT note FROM vdocs ORDER BY id", &[])
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    rerun("ZTDWR_20250131.dat");
+    let late = rerun("ZTDWR_20250130.dat");
+    assert_eq!(notes(), ["new", "new", "new"]);
+    let again = rerun("ZTDWR_20250130.dat");
+    assert_ne!(again, late);
+    assert_eq!(
+        notes(),
+        ["new", "new", "new"],
+        "the manual re-run rolled rows back"
+    );
+    for sync in [late, again] {
+        let m = db.metadata(&sync).unwrap();
+        assert_eq!(m["records_skipped_older"], 3, "{m}");
+        assert_eq!(m["records_updated"], 0, "{m}");
+    }
+}
