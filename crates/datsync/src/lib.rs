@@ -218,8 +218,9 @@ pub use intake::{
     TEMP_SUFFIXES, is_source_name, list as list_sources, list_local as list_local_sources,
 };
 pub use pipeline::{
-    ChunkDone, DEFAULT_LOAD_ATTEMPTS, DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder,
-    PipelineError, Progress, RunSummary,
+    ChunkDone, DB_RETRY_FOR_ENV, DEFAULT_DB_RETRY_FOR, DEFAULT_LOAD_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder, PipelineError, Progress,
+    RunSummary,
 };
 pub use serve::body::{
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MAX_BLOB_INVOCATION_BYTES, DEFAULT_MAX_BODY_BYTES,
@@ -245,7 +246,8 @@ pub use alert::{
 };
 pub use http::{CA_FILE_ENV, HttpError, HttpTls};
 pub use telemetry::{
-    FailedChunkNote, KILL_AT_ENV, Live, Metrics, RECEIPT_STATES, RunningSync, TERM_AT_ENV,
+    FailedChunkNote, KILL_AT_ENV, Live, Metrics, PAUSE_AT_ENV, PAUSE_DIR_ENV, RECEIPT_STATES,
+    RunningSync, TERM_AT_ENV,
 };
 
 // ---- watching it run: metrics and the status page -----------------------------------------
@@ -258,8 +260,8 @@ pub use monitor::{
 
 pub use inspect::{DEFAULT_INSPECT_ROWS, InspectReport, SampleRow, inspect};
 pub use pgtemp::{
-    DEFAULT_PROBE_TIMEOUT, PgBinaries, PgTempError, SearchPaths, TEMP_DATABASE, TEMP_PORT,
-    TEMP_USER, TempPostgres, TempPostgresOptions, find_binaries, local_server_answers,
+    DEFAULT_PROBE_TIMEOUT, PgBinaries, PgTempError, SearchPaths, StopMode, TEMP_DATABASE,
+    TEMP_PORT, TEMP_USER, TempPostgres, TempPostgresOptions, find_binaries, local_server_answers,
 };
 pub use sample::{
     DEFAULT_SAMPLE_ROWS, DEFAULT_SAMPLE_SEED, SampleOptions, SampleSize, SampleSummary,

@@ -106,7 +106,24 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
         })?;
         pipeline = pipeline.retry_backoff(std::time::Duration::from_millis(ms));
     }
+    if let Some(text) = env.get(datsync::DB_RETRY_FOR_ENV) {
+        pipeline = pipeline.db_retry_for(parse_retry_for(text)?);
+    }
     Ok(pipeline)
+}
+
+/// `DATSYNC_DB_RETRY_FOR`: a duration (`90s`, `5m`, `1h 30m`) or a number of seconds.
+fn parse_retry_for(text: &str) -> anyhow::Result<std::time::Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).with_context(|| {
+        format!(
+            "{}={text:?} is not a duration (for example 90s, 5m or 300)",
+            datsync::DB_RETRY_FOR_ENV
+        )
+    })
 }
 
 /// Progress bars on a terminal, unless `--quiet`.

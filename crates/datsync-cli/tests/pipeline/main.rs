@@ -14,6 +14,7 @@ mod crash;
 mod decoder;
 mod errors;
 mod faithful;
+mod faults;
 mod observe;
 mod resume;
 mod serve;

@@ -346,7 +346,11 @@ impl Intake {
             ..Processed::new(found, a.action)
         };
         let recorded = match outcome {
-            Err(PipelineError::Busy(_)) => self.busy(client, found, &a, &mut p).await?,
+            Err(
+                PipelineError::Busy(_)
+                | PipelineError::SourceBusy { .. }
+                | PipelineError::LockLost(_),
+            ) => self.busy(client, found, &a, &mut p).await?,
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(source = %found.source, sync_id = %a.sync_id, attempt = a.attempts, error = %error, "the sync stopped with an error");

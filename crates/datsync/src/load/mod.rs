@@ -128,6 +128,11 @@ impl LoadError {
             _ => ErrorClass::Fatal,
         }
     }
+
+    /// Whether the database is away or short of resources ([`PgError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Database { source, .. } if source.is_outage())
+    }
 }
 
 /// Row counts of a chunk known before it reaches the database.

@@ -51,7 +51,9 @@ pub use entra::{
 };
 pub use files::{DEFAULT_SYSCONFDIR, ServiceError};
 pub use ident::{fit_text_sql, quote_ident, quote_literal, quote_qualified, sql_type};
-pub use lock::try_lock_sync;
+pub use lock::{
+    lock_source_planning, source_key, try_lock_source, try_lock_sync, unlock_source_planning,
+};
 pub use migrate::{
     BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE, adopt_db,
     check_target, create_target_sql, init_db,
@@ -260,6 +262,17 @@ impl PgError {
                 }
             }
             _ => ErrorClass::Fatal,
+        }
+    }
+
+    /// Whether the server is away, restarting or short of resources ([`is_outage`]): a
+    /// connection that could not be made for a transient reason, or a statement that failed
+    /// with an outage SQLSTATE or on a broken connection.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Query { source, .. } => is_outage(source),
+            Self::Connect { .. } => self.class() == ErrorClass::Transient,
+            _ => false,
         }
     }
 

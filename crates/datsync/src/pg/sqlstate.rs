@@ -65,6 +65,9 @@ pub const INVALID_CATALOG_NAME: &str = "3D000";
 pub const CARDINALITY_VIOLATION: &str = "21";
 /// 53100 disk full.
 pub const DISK_FULL: &str = "53100";
+/// Class 53, insufficient resources (53000; 53100 disk full, 53200 out of memory, 53300 too
+/// many connections, 53400 configuration limit exceeded).
+pub const INSUFFICIENT_RESOURCES: &str = "53";
 /// Class 54, program limit exceeded.
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54";
 /// Class 0A, feature not supported.
@@ -171,8 +174,15 @@ pub const SQLSTATE_RULES: &[SqlStateRule] = &[
     },
     SqlStateRule {
         code: DISK_FULL,
-        class: ErrorClass::Fatal,
-        why: "an operator must free space",
+        class: ErrorClass::Transient,
+        why: "the server's disk filled up; the transaction was rolled back, and once space is \
+              freed (by an operator, or WAL recycled at a checkpoint) a retry passes",
+    },
+    SqlStateRule {
+        code: INSUFFICIENT_RESOURCES,
+        class: ErrorClass::Transient,
+        why: "the server is short of a resource (memory, connections, a limit) that other \
+              clients give back",
     },
     SqlStateRule {
         code: PROGRAM_LIMIT_EXCEEDED,
@@ -200,6 +210,35 @@ pub fn classify_sqlstate(code: &str) -> ErrorClass {
             .find(|r| r.code.len() == 2 && code.get(..2) == Some(r.code))
     };
     exact.or_else(class).map_or(ErrorClass::Fatal, |r| r.class)
+}
+
+/// The SQLSTATE codes and classes that mean the server is away, restarting or short of
+/// resources, rather than that a statement lost a race: a load is retried through them for
+/// the whole outage budget (`DATSYNC_DB_RETRY_FOR`, see `pipeline/retry.rs`), not for a
+/// number of attempts.
+pub const OUTAGE_SQLSTATES: &[&str] = &[
+    CONNECTION_EXCEPTION,
+    INSUFFICIENT_RESOURCES,
+    ADMIN_SHUTDOWN,
+    CRASH_SHUTDOWN,
+    CANNOT_CONNECT_NOW,
+];
+
+/// Whether `code` is transient and one of [`OUTAGE_SQLSTATES`] (a code, or in a class).
+pub fn is_outage_sqlstate(code: &str) -> bool {
+    classify_sqlstate(code) == ErrorClass::Transient
+        && OUTAGE_SQLSTATES
+            .iter()
+            .any(|c| *c == code || (c.len() == 2 && code.get(..2) == Some(*c)))
+}
+
+/// Whether a `tokio_postgres` error says the server is away ([`is_outage_sqlstate`]), or the
+/// connection is closed or failed at the socket.
+pub fn is_outage(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        Some(code) => is_outage_sqlstate(code.code()),
+        None => err.is_closed() || has_io_source(err),
+    }
 }
 
 /// Classifies a `tokio_postgres` error: a database error by its SQLSTATE; a closed
@@ -283,7 +322,8 @@ mod tests {
         invalid_authorization_is_fatal: INVALID_AUTHORIZATION, "28P01" => Fatal;
         missing_database_is_fatal: INVALID_CATALOG_NAME, "3D000" => Fatal;
         cardinality_violation_is_fatal: CARDINALITY_VIOLATION, "21000" => Fatal;
-        disk_full_is_fatal: DISK_FULL, "53100" => Fatal;
+        disk_full_is_transient: DISK_FULL, "53100" => Transient;
+        insufficient_resources_is_transient: INSUFFICIENT_RESOURCES, "53400" => Transient;
         program_limit_is_fatal: PROGRAM_LIMIT_EXCEEDED, "54000" => Fatal;
         feature_not_supported_is_fatal: FEATURE_NOT_SUPPORTED, "0A000" => Fatal;
         internal_error_is_fatal: INTERNAL_ERROR, "XX000" => Fatal;
@@ -293,8 +333,23 @@ mod tests {
     fn exact_codes_beat_their_class() {
         assert_eq!(classify_sqlstate("08001"), Transient);
         assert_eq!(classify_sqlstate("08P01"), Fatal);
-        assert_eq!(classify_sqlstate("53100"), Fatal);
+        assert_eq!(classify_sqlstate("53100"), Transient);
         assert_eq!(classify_sqlstate("53300"), Transient);
+    }
+
+    #[test]
+    fn outages_are_the_server_away_or_short_of_resources() {
+        for code in [
+            "08000", "08001", "08006", "53000", "53100", "53200", "53300", "57P01", "57P02",
+            "57P03",
+        ] {
+            assert!(is_outage_sqlstate(code), "{code}");
+        }
+        for code in [
+            "08P01", "40001", "40P01", "57014", "55P03", "22012", "57P04",
+        ] {
+            assert!(!is_outage_sqlstate(code), "{code}");
+        }
     }
 
     #[test]

@@ -34,7 +34,8 @@ use std::time::Duration;
 
 pub use locate::{PgBinaries, SearchPaths, find_binaries};
 pub use server::{
-    DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, TEMP_DATABASE, TEMP_PORT, TEMP_USER, TempPostgres,
+    DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, StopMode, TEMP_DATABASE, TEMP_PORT, TEMP_USER,
+    TempPostgres,
 };
 
 /// How long [`local_server_answers`] waits for a TCP connection.

@@ -34,6 +34,25 @@ pub struct TempPostgres {
     port: u16,
     tcp: bool,
     stop_timeout: Duration,
+    /// What [`TempPostgres::start_again`] needs.
+    postgres: PathBuf,
+    options: TempPostgresOptions,
+    run_as: Option<RunAs>,
+}
+
+/// How to stop the server ([`TempPostgres::stop_now`]): PostgreSQL's shutdown modes by
+/// their signals, and a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// SIGTERM: new connections are refused (SQLSTATE 57P03), the server stops once its
+    /// sessions have ended.
+    Smart,
+    /// SIGINT: sessions are ended (57P01), then a checkpoint.
+    Fast,
+    /// SIGQUIT: every process exits at once; the next start recovers from the WAL.
+    Immediate,
+    /// SIGKILL to the postmaster.
+    Kill,
 }
 
 /// The uid and gid the server runs as, when this process is root.
@@ -66,6 +85,9 @@ impl TempPostgres {
             port: TEMP_PORT,
             tcp: options.tcp,
             stop_timeout: options.stop_timeout,
+            postgres: bins.postgres.clone(),
+            options: options.clone(),
+            run_as,
         };
         // A free port can be taken by someone else between the probe and the bind: retry.
         let mut tries = 0;
@@ -122,6 +144,64 @@ impl TempPostgres {
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Signals the server to stop in `mode` and, unless `mode` is [`StopMode::Smart`]
+    /// (which waits for the sessions to end), waits until it has exited. The data stay:
+    /// [`Self::start_again`] starts the server on them.
+    pub fn stop_now(&mut self, mode: StopMode) -> Result<(), PgTempError> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let pid = child.id();
+        let fail = |reason: String| PgTempError::Stop { pid, reason };
+        let raw = i32::try_from(pid).map_err(|_| fail("pid out of range".into()))?;
+        let signal = match mode {
+            StopMode::Smart => Signal::SIGTERM,
+            StopMode::Fast => Signal::SIGINT,
+            StopMode::Immediate => Signal::SIGQUIT,
+            StopMode::Kill => Signal::SIGKILL,
+        };
+        kill(Pid::from_raw(raw), signal).map_err(|e| fail(e.to_string()))?;
+        if mode == StopMode::Smart {
+            return Ok(());
+        }
+        self.wait_stopped()
+    }
+
+    /// Waits (at most the stop timeout) until the server has exited.
+    pub fn wait_stopped(&mut self) -> Result<(), PgTempError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id();
+        let fail = |reason: String| PgTempError::Stop { pid, reason };
+        let deadline = Instant::now() + self.stop_timeout;
+        loop {
+            if child.try_wait().map_err(|e| fail(e.to_string()))?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.child = Some(child);
+                return Err(fail("it did not exit in time".into()));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Starts the server again on its data, at the same socket and port, after
+    /// [`Self::stop_now`]; waits until it accepts connections.
+    pub fn start_again(&mut self) -> Result<(), PgTempError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let data = self.socket_dir.join("data");
+        // A postmaster that was stopped hard leaves its pid file saying `ready`; the new one
+        // must not be taken as ready on the old one's word.
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        let child = spawn_postgres(&self.postgres, &data, self, &self.options, self.run_as)?;
+        self.child = Some(child);
+        self.wait_ready(self.options.start_timeout)
     }
 
     /// Stops the server and removes the directory, reporting what failed (dropping the
@@ -353,7 +433,12 @@ fn spawn_postgres(
         path: log_path.clone(),
         source,
     };
-    let log = File::create(&log_path).map_err(io_err)?;
+    // Appended: a restarted server's log follows the first one's.
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err)?;
     let log2 = log.try_clone().map_err(io_err)?;
     command(program, socket_dir, run_as)
         .arg("-D")

@@ -49,6 +49,10 @@ impl Run<'_> {
         if matches!(halt, Some(Halt::Stopped)) {
             return self.interrupted(tally, resumed).await;
         }
+        if matches!(halt, Some(Halt::LockLost)) {
+            // Another process writes the sync now: its status is that process's to decide.
+            return Err(PipelineError::LockLost(self.plan.sync_id.clone()));
+        }
         let p = self.pipeline;
         let sync_id = &self.plan.sync_id;
         let totals = crate::status::ledger_totals(&self.client, &p.profile.schema, sync_id).await?;
@@ -333,8 +337,8 @@ fn decide(halt: Option<&Halt>, tally: &Tally, counts: &SyncCounts, sync_id: &Syn
     match halt {
         Some(h @ Halt::BadInput(_)) => verdict(SyncStatus::BadInput, h.to_string(), h.class()),
         Some(h @ Halt::Failed(_)) => verdict(SyncStatus::Failed, h.to_string(), h.class()),
-        // Handled before (`Run::interrupted`); never a final status.
-        Some(Halt::Stopped) => Verdict {
+        // Handled before (`Run::interrupted`, the lock lost); never a final status.
+        Some(Halt::Stopped | Halt::LockLost) => Verdict {
             status: SyncStatus::InProgress,
             error: None,
             class: None,

@@ -31,6 +31,10 @@ pub(crate) enum Halt {
     /// on later.
     #[error("stopped on request")]
     Stopped,
+    /// The connection that held the writer lock was lost and another process holds the lock
+    /// now: this process stops without writing anything more (no status either).
+    #[error("the sync's writer lock was lost to another process")]
+    LockLost,
 }
 
 impl Halt {
@@ -40,6 +44,7 @@ impl Halt {
         match self {
             Self::Failed(failure) => failure.class(),
             Self::BadInput(_) | Self::Stopped => ErrorClass::Fatal,
+            Self::LockLost => ErrorClass::Transient,
         }
     }
 }
@@ -260,6 +265,21 @@ pub(crate) enum SyncFailure {
     /// The reader thread ended without a result.
     #[error("the source reader stopped without a result")]
     ReaderGone,
+    /// The database stayed away for the whole outage budget.
+    #[error(
+        "the database could not be reached for {}s (DATSYNC_DB_RETRY_FOR): {error}; the \
+         checkpoint is kept: `datsync resume {sync_id}` continues the sync once the database \
+         is back",
+        waited.as_secs()
+    )]
+    Outage {
+        /// The sync.
+        sync_id: crate::model::SyncId,
+        /// How long the outage was waited out.
+        waited: std::time::Duration,
+        /// The last failure.
+        error: Box<TransientFailure>,
+    },
 }
 
 impl SyncFailure {
@@ -269,6 +289,7 @@ impl SyncFailure {
             Self::Load(e) => e.class(),
             Self::Connect(e) => e.class(),
             Self::Status(e) => e.class(),
+            Self::Outage { .. } => ErrorClass::Transient,
             _ => ErrorClass::Fatal,
         }
     }
@@ -291,6 +312,17 @@ pub(crate) enum TransientFailure {
     /// The load failed.
     #[error(transparent)]
     Load(LoadError),
+}
+
+impl TransientFailure {
+    /// Whether the database is away or short of resources, rather than a statement having
+    /// lost a race.
+    pub(crate) fn is_outage(&self) -> bool {
+        match self {
+            Self::Connect(e) => e.is_outage(),
+            Self::Load(e) => e.is_outage(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! | `recorded.rs` | chunks already converted: read back, regenerated from the source, the conversion finished by hashing |
 //! | `chunk.rs` | one chunk from validation to commit, and what came of it ([`ChunkResult`](chunk::ChunkResult)) |
 //! | `retry.rs` | a chunk's load retried on transient database errors |
+//! | `session.rs` | the run's database session: connecting through an outage, the writer lock taken again on a new connection |
 //! | `finish.rs` | the final status, `sync_metadata`, cleanup, the alert, retention |
 //! | `halt.rs` | why a sync stops early, typed (bad input, failure, stop) |
 //! | `progress.rs` | the [`Progress`] a caller watches |
@@ -44,6 +45,7 @@ mod reconcile;
 mod recorded;
 mod retry;
 mod run;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +72,12 @@ use retry::LoadRetries;
 pub const DEFAULT_LOAD_ATTEMPTS: u32 = 4;
 /// The first pause between two attempts; it doubles each time.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a run waits out a database outage (the server down, restarting, in shutdown,
+/// out of disk or connections) before the sync ends FAILED with its checkpoint kept.
+pub const DEFAULT_DB_RETRY_FOR: Duration = Duration::from_secs(300);
+/// The environment variable that sets the outage budget (`90s`, `5m`, `1h`; a bare number is
+/// seconds).
+pub const DB_RETRY_FOR_ENV: &str = "DATSYNC_DB_RETRY_FOR";
 
 /// An error that stops a sync before it has a status of its own (the database cannot be
 /// reached, another process holds the sync, the checkpoint cannot be trusted, …). A sync that
@@ -100,6 +108,27 @@ pub enum PipelineError {
          wait for it to finish, or stop it, then resume"
     )]
     Busy(SyncId),
+    /// Another process is running `run` on the same source (its sync, when it could be
+    /// named): this run started no sync of its own.
+    #[error(
+        "{source_path} is being loaded by another datsync process{}; this run started no sync \
+         of its own: wait for that one to finish (`datsync status`), or stop it and run again",
+        holder.as_ref().map(|s| format!(" as sync {s}")).unwrap_or_default()
+    )]
+    SourceBusy {
+        /// The source.
+        source_path: String,
+        /// The sync that holds it, when `sync_metadata` names one.
+        holder: Option<SyncId>,
+    },
+    /// The connection that held the sync's writer lock was lost, and by the time a new one
+    /// was made another process held the lock: this process stopped without writing more.
+    #[error(
+        "sync {0}: the connection that held its writer lock was lost, and another datsync \
+         process holds the lock now; this process stopped without writing anything more (the \
+         other process continues the sync; `datsync status {0}` shows it)"
+    )]
+    LockLost(SyncId),
     /// `resume` of a sync that exists nowhere.
     #[error(
         "sync {0} is unknown: it has no checkpoint and no sync_metadata row; check the id \
@@ -123,7 +152,7 @@ impl PipelineError {
         match self {
             Self::Pg(e) | Self::Read(ReadError::Query(e)) => e.class(),
             Self::Status(e) => e.class(),
-            Self::Busy(_) => ErrorClass::Transient,
+            Self::Busy(_) | Self::SourceBusy { .. } | Self::LockLost(_) => ErrorClass::Transient,
             _ => ErrorClass::Fatal,
         }
     }
@@ -286,9 +315,16 @@ impl Pipeline {
         fresh: bool,
     ) -> Result<RunSummary, PipelineError> {
         let store = self.store().await?;
+        let (client, stored) = self.connect_migrated().await?;
+        // The source's lock, before the sync is chosen: two runs of one source started at
+        // the same instant make one sync (see `pg/lock.rs`).
+        let source_key =
+            crate::pg::source_key(&self.profile.schema, &self.profile.table, &source.name());
+        self.lock_source(&client, &source_key, &source.name())
+            .await?;
         let plan = self.plan_run(&store, source, sync_id, fresh).await?;
         // Boxed: the sync's state machine is large, and callers keep theirs small.
-        Box::pin(self.sync(plan, store)).await
+        Box::pin(self.sync(plan, store, (client, stored), Some(source_key))).await
     }
 
     /// Continues a sync: finishes its conversion if it was cut short, loads every chunk the
@@ -296,8 +332,9 @@ impl Pipeline {
     pub async fn resume(&self, sync_id: SyncId) -> Result<RunSummary, PipelineError> {
         let store = self.store().await?;
         let plan = self.plan_resume(&store, sync_id).await?;
+        let session = self.connect_migrated().await?;
         // Boxed: the sync's state machine is large, and callers keep theirs small.
-        Box::pin(self.sync(plan, store)).await
+        Box::pin(self.sync(plan, store, session, None)).await
     }
 }
 
@@ -325,6 +362,7 @@ impl PipelineBuilder {
                 retries: LoadRetries {
                     attempts: DEFAULT_LOAD_ATTEMPTS,
                     backoff: DEFAULT_RETRY_BACKOFF,
+                    retry_for: DEFAULT_DB_RETRY_FOR,
                 },
                 stop: None,
                 alert_retryable: true,
@@ -353,6 +391,14 @@ impl PipelineBuilder {
     #[must_use]
     pub fn retry_backoff(mut self, backoff: Duration) -> Self {
         self.pipeline.retries.backoff = backoff;
+        self
+    }
+
+    /// How long a database outage is waited out, at the start of a run and during it
+    /// (default [`DEFAULT_DB_RETRY_FOR`], `DATSYNC_DB_RETRY_FOR`).
+    #[must_use]
+    pub fn db_retry_for(mut self, retry_for: Duration) -> Self {
+        self.pipeline.retries.retry_for = retry_for;
         self
     }
 

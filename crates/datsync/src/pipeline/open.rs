@@ -1,11 +1,15 @@
-//! Opening a sync for a run: the database (migrated), the writer lock on a connection of
-//! its own held for the whole run, the sync's registration (its `sync_seq` drawn once), and
-//! its checkpoint — created, or checked against the source.
+//! Opening a sync for a run: the database (migrated), the source's lock (`run SOURCE`), the
+//! writer lock on the connection that commits the chunks, held for the whole run, the sync's
+//! registration (its `sync_seq` drawn once), and its checkpoint — created, or checked
+//! against the source.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Mutex;
+use tokio_postgres::Client;
+
+use crate::profile::StoredType;
 
 use crate::checkpoint::{CheckpointError, CheckpointManager, CheckpointOptions, NewCheckpoint};
 use crate::model::{ChunkCut, SyncRef, SyncStatus};
@@ -24,18 +28,52 @@ impl Pipeline {
         Ok(store)
     }
 
-    /// Opens the sync of `plan` and runs it; the writer lock is held until the run ends.
-    pub(super) async fn sync(&self, plan: Plan, store: Store) -> Result<RunSummary, PipelineError> {
+    /// Takes the lock of the source `source_key` for `run SOURCE` on `client`, under its
+    /// planning lock (kept until the sync is registered, see [`Self::sync`]); held by
+    /// another process, the error names that process's sync.
+    pub(super) async fn lock_source(
+        &self,
+        client: &Client,
+        source_key: &str,
+        source_path: &str,
+    ) -> Result<(), PipelineError> {
+        crate::pg::lock_source_planning(client, source_key).await?;
+        if crate::pg::try_lock_source(client, source_key).await? {
+            return Ok(());
+        }
+        // The holder released the planning lock once its sync was registered.
+        let holder = crate::status::source_holder(client, &self.profile.schema, source_path)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read which sync holds the source");
+                None
+            });
+        Err(PipelineError::SourceBusy {
+            source_path: source_path.to_owned(),
+            holder,
+        })
+    }
+
+    /// Opens the sync of `plan` and runs it on `client`, which holds the writer lock until
+    /// the run ends (and, for `run SOURCE`, the source's lock and its planning lock
+    /// `planning`, released once the sync is registered).
+    pub(super) async fn sync(
+        &self,
+        plan: Plan,
+        store: Store,
+        (client, stored): (Client, Vec<(String, StoredType)>),
+        planning: Option<String>,
+    ) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
-        let mut client = crate::pg::connect(&self.pg).await?;
-        let stored = crate::pg::init_db(&mut client, &self.profile).await?.stored;
-        let lock = crate::pg::connect(&self.pg).await?;
-        if !crate::pg::try_lock_sync(&lock, &plan.sync_id).await? {
+        if !crate::pg::try_lock_sync(&client, &plan.sync_id).await? {
             return Err(PipelineError::Busy(plan.sync_id));
         }
         // Counted once this process holds the sync (a busy attempt never shows as running).
         let _running = self.telemetry.metrics().running(&plan.sync_id);
         let registered = self.register(&client, &plan, &store).await?;
+        if let Some(key) = &planning {
+            crate::pg::unlock_source_planning(&client, key).await?;
+        }
         // A finished sync whose checkpoint is gone was cleaned up (perhaps cut short): it
         // has nothing left to convert or load.
         let cleaned = registered.finished_before && !self.has_checkpoint(&store, &plan).await?;
@@ -74,13 +112,11 @@ impl Pipeline {
             unknown_columns: Vec::new(),
             profile: self.profile.clone().with_stored(&stored),
         };
-        let outcome = if cleaned {
+        if cleaned {
             run.finished().await
         } else {
             run.execute().await
-        };
-        drop(lock);
-        outcome
+        }
     }
 
     /// Registers the sync for this run (status IN_PROGRESS, its `sync_seq`).

@@ -1,5 +1,9 @@
 //! A chunk's load retried on transient database errors (SQLSTATE classes, see
-//! [`crate::pg::ErrorClass`]), with a doubling pause; a connection that broke is made again.
+//! [`crate::pg::ErrorClass`]), with a doubling pause; a connection that broke is made again,
+//! with the sync's writer lock (`session.rs`). An outage (the server away or short of
+//! resources) is waited out for the outage budget; other transient errors get a number of
+//! attempts. A chunk whose attempts run out is kept for a resume and the run goes on; an
+//! outage that outlasts the budget stops the sync (FAILED, checkpoint kept).
 
 use std::time::Duration;
 
@@ -7,6 +11,7 @@ use arrow_array::RecordBatch;
 
 use super::halt::{Halt, SyncFailure, TransientFailure};
 use super::run::Run;
+use super::session::{Outage, Reconnect};
 use crate::load::{ChunkFacts, ChunkLoad};
 use crate::model::ChunkId;
 use crate::pg::ErrorClass;
@@ -18,6 +23,8 @@ pub(super) struct LoadRetries {
     pub(super) attempts: u32,
     /// The pause before the second attempt; it doubles before each further one.
     pub(super) backoff: Duration,
+    /// How long an outage is waited out (`DATSYNC_DB_RETRY_FOR`).
+    pub(super) retry_for: Duration,
 }
 
 impl LoadRetries {
@@ -48,12 +55,30 @@ impl Run<'_> {
     ) -> Result<LoadAttempt, Halt> {
         let retries = self.pipeline.retries;
         let mut attempt = 1;
+        let mut outage: Option<Outage> = None;
         loop {
             let outcome = self
                 .load_once(chunk, checksum, batch, facts, attempt)
                 .await?;
-            if matches!(outcome, LoadAttempt::Loaded(_)) || attempt >= retries.attempts {
-                return Ok(outcome);
+            let failure = match outcome {
+                LoadAttempt::Loaded(load) => return Ok(LoadAttempt::Loaded(load)),
+                LoadAttempt::Transient(failure) => failure,
+            };
+            if failure.is_outage() {
+                let o = outage.get_or_insert_with(|| Outage::begin(retries.backoff));
+                if o.wait(retries.retry_for).await {
+                    continue;
+                }
+                return Err(SyncFailure::Outage {
+                    sync_id: self.plan.sync_id.clone(),
+                    waited: o.lasted(),
+                    error: Box::new(failure),
+                }
+                .into());
+            }
+            outage = None;
+            if attempt >= retries.attempts {
+                return Ok(LoadAttempt::Transient(failure));
             }
             attempt += 1;
             self.pipeline.telemetry.metrics().db_retry();
@@ -71,12 +96,12 @@ impl Run<'_> {
         attempt: u32,
     ) -> Result<LoadAttempt, Halt> {
         if self.client.is_closed() {
-            match crate::pg::connect(&self.pipeline.pg).await {
-                Ok(client) => self.client = client,
-                Err(e) if e.class() == ErrorClass::Transient => {
+            match self.reconnect().await {
+                Ok(()) => {}
+                Err(Reconnect::Transient(e)) => {
                     return Ok(LoadAttempt::Transient(TransientFailure::Connect(e)));
                 }
-                Err(e) => return Err(SyncFailure::Connect(e).into()),
+                Err(Reconnect::Halt(h)) => return Err(h),
             }
         }
         let loaded = self
@@ -110,6 +135,7 @@ mod tests {
         let retries = LoadRetries {
             attempts: 4,
             backoff: Duration::from_millis(500),
+            retry_for: Duration::from_secs(300),
         };
         let pauses: Vec<u128> = (2..=4).map(|a| retries.pause(a).as_millis()).collect();
         assert_eq!(pauses, [500, 1000, 2000]);

@@ -79,3 +79,20 @@ pub async fn recorded_location(
         .map_err(|e| err(sync_id, "cannot read sync_metadata", e))?;
     Ok(row.and_then(|r| r.get(0)))
 }
+
+/// The sync that holds the source `file_path` for another process's `run` (see
+/// `pg/lock.rs`): its sync registered for that source, the unfinished ones first, then the
+/// most recently updated.
+pub async fn source_holder(
+    client: &Client,
+    schema: &str,
+    file_path: &str,
+) -> Result<Option<SyncId>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT sync_id FROM {}.sync_metadata WHERE file_path = $1
+          ORDER BY (status = 'IN_PROGRESS') DESC, updated_at DESC LIMIT 1",
+        quote_ident(schema)
+    );
+    let row = client.query_opt(&sql, &[&file_path]).await?;
+    Ok(row.and_then(|r| SyncId::parse(&r.get::<_, String>(0)).ok()))
+}

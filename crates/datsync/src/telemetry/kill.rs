@@ -1,36 +1,48 @@
 //! Crash injection (the `crash-injection` feature): `DATSYNC_KILL_AT=<event>:<n>` kills the
 //! process with SIGKILL at the n-th emission of an event; `DATSYNC_TERM_AT=<event>:<n>`
-//! sends it SIGTERM and waits until its stop signal shows the handler saw it.
+//! sends it SIGTERM and waits until its stop signal shows the handler saw it;
+//! `DATSYNC_PAUSE_AT=<event>:<n>[,<event>:<n>…]` with `DATSYNC_PAUSE_DIR=<dir>` pauses it at
+//! each of those points: it writes `<dir>/<event>-<n>` and waits until that file is gone —
+//! the fault tests restart the database server while a run is held there.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{KILL_AT_ENV, TERM_AT_ENV};
+use super::{KILL_AT_ENV, PAUSE_AT_ENV, PAUSE_DIR_ENV, TERM_AT_ENV};
 
 /// The longest an armed SIGTERM waits for the process's handler to see it.
 const TERM_WAIT: Duration = Duration::from_secs(10);
+/// The longest a pause point holds the process.
+const PAUSE_WAIT: Duration = Duration::from_secs(600);
 
 /// The armed kill and stop points, if any.
 #[derive(Debug, Default)]
 pub(super) struct KillPoints {
     kill_at: Option<(String, u64)>,
     term_at: Option<(String, u64)>,
+    /// The pause points and the directory of their marker files.
+    pause_at: Vec<(String, u64)>,
+    pause_dir: Option<std::path::PathBuf>,
     stop: OnceLock<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl KillPoints {
     /// The points armed in `env`.
     pub(super) fn from_env(env: &HashMap<String, String>) -> Self {
-        let point = |var: &str| {
-            env.get(var).and_then(|spec| {
-                let (name, n) = spec.rsplit_once(':')?;
-                Some((name.to_owned(), n.trim().parse().ok()?))
-            })
+        let parse = |spec: &str| {
+            let (name, n) = spec.rsplit_once(':')?;
+            Some((name.trim().to_owned(), n.trim().parse().ok()?))
         };
+        let point = |var: &str| env.get(var).and_then(|spec| parse(spec));
         Self {
             kill_at: point(KILL_AT_ENV),
             term_at: point(TERM_AT_ENV),
+            pause_at: env
+                .get(PAUSE_AT_ENV)
+                .map(|specs| specs.split(',').filter_map(parse).collect())
+                .unwrap_or_default(),
+            pause_dir: env.get(PAUSE_DIR_ENV).map(std::path::PathBuf::from),
             stop: OnceLock::new(),
         }
     }
@@ -52,6 +64,14 @@ impl KillPoints {
         }
         if armed(&self.term_at) {
             self.term_self();
+        }
+        if let Some(dir) = &self.pause_dir
+            && self
+                .pause_at
+                .iter()
+                .any(|(n, at)| n == name && *at == count)
+        {
+            pause(&dir.join(format!("{name}-{count}")));
         }
     }
 
@@ -78,6 +98,26 @@ impl KillPoints {
             }
             _ => wait(),
         }
+    }
+}
+
+/// Writes `marker`, then waits until it is removed (or [`PAUSE_WAIT`] has passed).
+fn pause(marker: &std::path::Path) {
+    if std::fs::write(marker, b"paused\n").is_err() {
+        return;
+    }
+    let wait = || {
+        let deadline = Instant::now() + PAUSE_WAIT;
+        while marker.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // As in `term_self`: a runtime worker hands its queued tasks over while it waits.
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait);
+        }
+        _ => wait(),
     }
 }
 
@@ -109,5 +149,22 @@ mod tests {
         assert_eq!(t.term_at, Some(("chunk_completed".to_owned(), 2)));
         assert_eq!(t.kill_at, None);
         assert!(super::super::EVENT_NAMES.contains(&"chunk_committed"));
+        let env: HashMap<String, String> = [
+            (
+                PAUSE_AT_ENV.to_owned(),
+                "chunk_staged:3, chunk_staged:9".to_owned(),
+            ),
+            (PAUSE_DIR_ENV.to_owned(), "/tmp/p".to_owned()),
+        ]
+        .into();
+        let p = KillPoints::from_env(&env);
+        assert_eq!(
+            p.pause_at,
+            [
+                ("chunk_staged".to_owned(), 3),
+                ("chunk_staged".to_owned(), 9)
+            ]
+        );
+        assert_eq!(p.pause_dir.as_deref(), Some(std::path::Path::new("/tmp/p")));
     }
 }

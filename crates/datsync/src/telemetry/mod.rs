@@ -12,7 +12,12 @@
 //! signal ([`Telemetry::observe_stop`]) shows that the signal handler has seen it, so that
 //! the processor stops at exactly that point rather than whenever the handler task runs.
 //!
-//! Without the feature both variables are ignored.
+//! `DATSYNC_PAUSE_AT=<event>:<n>,…` with `DATSYNC_PAUSE_DIR=<dir>` holds the process at
+//! those points: it writes the marker file `<dir>/<event>-<n>` and waits until the file is
+//! removed, so a test can act on the world (restart the database server) at an exact
+//! instant of a run.
+//!
+//! Without the feature these variables are ignored.
 
 mod events;
 #[cfg(feature = "crash-injection")]
@@ -34,6 +39,10 @@ pub use metrics::{Metrics, RECEIPT_STATES};
 pub const KILL_AT_ENV: &str = "DATSYNC_KILL_AT";
 /// The environment variable that arms SIGTERM injection.
 pub const TERM_AT_ENV: &str = "DATSYNC_TERM_AT";
+/// The environment variable that arms pause points (`<event>:<n>`, comma-separated).
+pub const PAUSE_AT_ENV: &str = "DATSYNC_PAUSE_AT";
+/// The directory of the pause points' marker files.
+pub const PAUSE_DIR_ENV: &str = "DATSYNC_PAUSE_DIR";
 
 /// Every event name, so that counters and kill points can be listed and checked.
 #[cfg(test)]

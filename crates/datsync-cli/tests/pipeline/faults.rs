@@ -1,0 +1,202 @@
+//! Faults of the server, the locks and the final step (issue 12), done to the real binary.
+//! Each test is named after its row of `../shared/design/fault-tests.md` (`rowNN_…`);
+//! ARCHITECTURE.md maps the rows to their tests.
+//!
+//! Timing never decides a test: a process is held at an exact point by a gate — a trigger
+//! on the ledger (`sync_chunks`) that waits for an advisory lock the test holds — and the
+//! test acts while it is held.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{MESSY, TestDb, Work, counts, fresh_sync_id, u};
+use crate::errors::{FAST_RETRY, reference};
+
+/// The advisory lock key of the gate.
+const GATE: i64 = 4242;
+
+/// Makes the commit of chunk `chunk` (any sync) wait while the test holds the gate.
+fn gate_chunk(db: &TestDb, chunk: i32) {
+    db.init();
+    db.batch(&format!(
+        "CREATE FUNCTION datsync_test_gate() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN PERFORM pg_advisory_xact_lock_shared({GATE}); RETURN NEW; END $f$;
+         CREATE TRIGGER datsync_test_gate BEFORE INSERT ON public.sync_chunks
+           FOR EACH ROW WHEN (NEW.chunk_id = {chunk})
+           EXECUTE FUNCTION datsync_test_gate();"
+    ));
+}
+
+/// The backend waiting at the gate, once one is (a condition polled, not a time slept).
+fn wait_at_gate(db: &TestDb, child: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = db.query(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                AND objid = $1::bigint::oid AND database = (SELECT oid FROM pg_database
+                WHERE datname = current_database())",
+            &[&GATE],
+        );
+        if let Some(r) = rows.first() {
+            return r.get(0);
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it reached the gate"
+        );
+        assert!(Instant::now() < deadline, "nothing reached the gate");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `datsync ARGS --database-url … --checkpoint-dir … --chunk-size 500 --json`, started.
+fn spawn(work: &Work, db: &TestDb, ck: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_datsync"));
+    cmd.args(args)
+        .args(["--database-url", &db.url()])
+        .args(["--checkpoint-dir", ck.to_str().unwrap()])
+        .args(["--chunk-size", crate::common::CHUNK_SIZE, "--json"])
+        .current_dir(work.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// What a started process printed and how it ended.
+fn finish(child: Child) -> crate::common::Outcome {
+    let out = child.wait_with_output().unwrap();
+    crate::common::Outcome {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn metadata_rows(db: &TestDb) -> i64 {
+    db.query("SELECT count(*) FROM public.sync_metadata", &[])[0].get(0)
+}
+
+/// Row 11 (`pg_terminate_backend`) and promise 7: the connection that holds a run's writer
+/// lock is terminated while the run is inside chunk 2's commit, and another session takes
+/// the sync's lock at once. The run connects again, finds the lock taken, and stops
+/// without writing anything more: the ledger keeps chunks 0 and 1 only. A resume then ends
+/// with the table and counts of an uninterrupted run, in one sync.
+#[test]
+fn row11_a_run_whose_lock_connection_is_terminated_never_writes_beside_another() {
+    let work = Work::new(3_000, 1101, MESSY);
+    let sync = fresh_sync_id();
+    let (reference_db, expected, expected_code) = reference(&work, &sync);
+    let db = TestDb::new();
+    gate_chunk(&db, 2);
+    let gate = db.session();
+    gate.query("SELECT pg_advisory_lock($1)", &[&GATE]);
+    let ck = work.checkpoints("ck");
+    let mut run = spawn(
+        &work,
+        &db,
+        &ck,
+        &["run", work.file(), "--sync-id", &sync],
+        &[FAST_RETRY],
+    );
+    let pid = wait_at_gate(&db, &mut run);
+    // The other writer: it ends the run's session and takes the sync's writer lock, which
+    // it is granted the moment that session is gone.
+    let other = db.session();
+    other.query("SELECT pg_terminate_backend($1)", &[&pid]);
+    other.query(
+        "SELECT pg_advisory_lock(hashtextextended('datsync writer ' || $1, 0))",
+        &[&sync],
+    );
+    let out = finish(run);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("another datsync process holds the lock now"),
+        "{}",
+        out.describe()
+    );
+    let ledger: Vec<i32> = db
+        .query(
+            "SELECT chunk_id FROM public.sync_chunks WHERE sync_id = $1 ORDER BY 1",
+            &[&sync],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ledger, [0, 1], "nothing written after the lock was lost");
+    drop(other);
+    drop(gate);
+
+    let out = work.resume(&db, &ck, &sync, &[]);
+    assert_eq!(out.code(), expected_code, "{}", out.describe());
+    assert_eq!(counts(&out.summary()), counts(&expected));
+    assert_eq!(u(&out.summary(), "chunks_skipped_on_resume"), 2);
+    assert_eq!(db.table(), reference_db.table(), "target rows differ");
+    assert_eq!(metadata_rows(&db), 1, "one sync");
+}
+
+/// Row 14: two `datsync run FILE` started at the same instant (a barrier releases both)
+/// make one sync. The winner is held at its first commit until the loser has exited; the
+/// loser exits 1 naming the winner's sync, having registered nothing. The winner ends with
+/// the table and counts of an uninterrupted run.
+#[test]
+fn row14_two_runs_of_one_file_started_at_the_same_instant_make_one_sync() {
+    let work = Work::new(2_000, 1401, MESSY);
+    let (reference_db, expected, expected_code) = reference(&work, &fresh_sync_id());
+    let db = TestDb::new();
+    gate_chunk(&db, 0);
+    let gate = db.session();
+    gate.query("SELECT pg_advisory_lock($1)", &[&GATE]);
+    let ck = work.checkpoints("ck");
+    let barrier = std::sync::Barrier::new(2);
+    let mut runs: Vec<Child> = std::thread::scope(|s| {
+        let start = || {
+            barrier.wait();
+            spawn(&work, &db, &ck, &["run", work.file()], &[])
+        };
+        let a = s.spawn(start);
+        let b = s.spawn(start);
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    // The loser exits on its own; the winner waits at the gate.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let loser = loop {
+        if let Some(i) = (0..2).find(|&i| runs[i].try_wait().unwrap().is_some()) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "neither run was refused");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let loser_out = finish(runs.remove(loser));
+    drop(gate);
+    let winner = finish(runs.remove(0));
+    assert_eq!(winner.code(), expected_code, "{}", winner.describe());
+    let s = winner.summary();
+    let winner_sync = s["sync_id"].as_str().unwrap().to_owned();
+    assert_eq!(loser_out.code(), Some(1), "{}", loser_out.describe());
+    assert!(
+        loser_out.stderr.contains(&format!(
+            "is being loaded by another datsync process as sync {winner_sync}"
+        )),
+        "{}",
+        loser_out.describe()
+    );
+    assert_eq!(metadata_rows(&db), 1, "one sync_metadata row");
+    let mut got = counts(&s);
+    let mut want = counts(&expected);
+    got.remove("sync_id");
+    want.remove("sync_id");
+    assert_eq!(got, want);
+    assert_eq!(
+        db.table_without(&["sync_id"]),
+        reference_db.table_without(&["sync_id"]),
+        "target rows differ"
+    );
+}
