@@ -52,9 +52,14 @@ fn wait_at_gate(db: &TestDb, child: &mut Child) -> i32 {
 
 /// `datsync ARGS --database-url … --checkpoint-dir … --chunk-size 500 --json`, started.
 fn spawn(work: &Work, db: &TestDb, ck: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+    spawn_at(work, &db.url(), ck, args, env)
+}
+
+/// [`spawn`] against the database at `url`.
+fn spawn_at(work: &Work, url: &str, ck: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_datsync"));
     cmd.args(args)
-        .args(["--database-url", &db.url()])
+        .args(["--database-url", url])
         .args(["--checkpoint-dir", ck.to_str().unwrap()])
         .args(["--chunk-size", crate::common::CHUNK_SIZE, "--json"])
         .current_dir(work.path())
@@ -199,4 +204,125 @@ fn row14_two_runs_of_one_file_started_at_the_same_instant_make_one_sync() {
         reference_db.table_without(&["sync_id"]),
         "target rows differ"
     );
+}
+
+/// A private PostgreSQL server the test stops and starts (`datsync::TempPostgres`), with a
+/// client of the test's own for assertions. Commits are synchronous: an immediate stop is a
+/// crash, and the tests assert that what was committed stays.
+struct Server {
+    pg: datsync::TempPostgres,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start() -> Self {
+        let options = datsync::TempPostgresOptions {
+            settings: vec![("synchronous_commit".into(), "on".into())],
+            ..datsync::TempPostgresOptions::default()
+        };
+        let pg = datsync::TempPostgres::start_with(&options).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Self { pg, rt }
+    }
+
+    fn url(&self) -> String {
+        self.pg.connection_string()
+    }
+
+    fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let conn = tokio::spawn(conn);
+            let rows = client
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            drop(client);
+            let _ = conn.await;
+            rows
+        })
+    }
+
+    /// The target table as [`TestDb::table`] gives it.
+    fn table(&self) -> Vec<String> {
+        use crate::common::{KEY, TABLE};
+        self.query(&format!(
+            "SELECT (to_jsonb(t) - 'created_at' - 'updated_at')::text FROM {TABLE} t ORDER BY {KEY}"
+        ))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    }
+
+    fn metadata_rows(&self) -> i64 {
+        self.query("SELECT count(*) FROM public.sync_metadata")[0].get(0)
+    }
+}
+
+/// Waits until the run reaches pause point `marker` (its file appears).
+fn wait_paused(marker: &Path, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {}", marker.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached {}",
+            marker.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Row 11 (the server stopped by SIGINT and SIGQUIT, then started again) and issue 12 item
+/// 2: a run of a 10,000-row file in 20 chunks is held inside a chunk's transaction (after
+/// its staging COPY) while the test stops its server — fast the first time, immediate the
+/// second — and starts it again. The run connects again, takes its writer lock again,
+/// loads the chunk again and ends with the counts and table of an uninterrupted run.
+#[test]
+fn row11_server_stopped_fast_then_immediate_during_a_run_ends_with_the_exact_table() {
+    let work = Work::new(10_000, 1103, MESSY);
+    let sync = fresh_sync_id();
+    let (reference_db, expected, expected_code) = reference(&work, &sync);
+    let mut server = Server::start();
+    let pauses = tempfile::tempdir().unwrap();
+    let ck = work.checkpoints("ck");
+    let url = server.url();
+    let mut run = spawn_at(
+        &work,
+        &url,
+        &ck,
+        &["run", work.file(), "--sync-id", &sync],
+        &[
+            FAST_RETRY,
+            ("DATSYNC_PAUSE_AT", "chunk_staged:4,chunk_staged:13"),
+            ("DATSYNC_PAUSE_DIR", pauses.path().to_str().unwrap()),
+        ],
+    );
+    for (marker, mode) in [
+        ("chunk_staged-4", datsync::StopMode::Fast),
+        ("chunk_staged-13", datsync::StopMode::Immediate),
+    ] {
+        let marker = pauses.path().join(marker);
+        wait_paused(&marker, &mut run);
+        server.pg.stop_now(mode).unwrap();
+        server.pg.start_again().unwrap();
+        std::fs::remove_file(&marker).unwrap();
+    }
+    let out = finish(run);
+    assert_eq!(out.code(), expected_code, "{}", out.describe());
+    assert_eq!(counts(&out.summary()), counts(&expected));
+    assert!(
+        out.stderr.contains("writer lock is held again"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(server.table(), reference_db.table(), "target rows differ");
+    assert_eq!(server.metadata_rows(), 1);
 }

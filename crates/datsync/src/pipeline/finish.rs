@@ -9,8 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize as _;
 
 use super::convert::ConvertOutcome;
-use super::halt::{BadInput, Halt, TooManyRejects};
+use super::halt::{BadInput, Halt, SyncFailure, TooManyRejects};
 use super::run::{Run, Tally};
+use super::session::{Outage, Reconnect};
 use super::{PipelineError, RunSummary};
 use crate::alert::AlertReport;
 use crate::checkpoint::{Clock, RetentionPolicy, SystemClock, remove_expired};
@@ -38,33 +39,116 @@ struct ErrorSample {
 }
 
 impl Run<'_> {
-    /// Decides the final status (or, stopped on request, none) and does what follows it.
+    /// Decides the final status (or, stopped on request, none) and does what follows it. A
+    /// connection lost on the way is made again (with the writer lock) and the final steps
+    /// are done again — each can be done twice — for as long as the outage budget lasts;
+    /// after it, the summary says FAILED, the checkpoint is kept and marked failed, and the
+    /// next run or resume finishes the sync (its `sync_metadata` row stays IN_PROGRESS).
     pub(super) async fn finish(
-        self,
+        mut self,
         halt: Option<Halt>,
         tally: &Tally,
         converted: Option<ConvertOutcome>,
         resumed: bool,
     ) -> Result<RunSummary, PipelineError> {
-        if matches!(halt, Some(Halt::Stopped)) {
-            return self.interrupted(tally, resumed).await;
-        }
         if matches!(halt, Some(Halt::LockLost)) {
             // Another process writes the sync now: its status is that process's to decide.
             return Err(PipelineError::LockLost(self.plan.sync_id.clone()));
         }
+        // A sync stopped by an outage has spent its budget: one more try, then the summary.
+        let stopped_by_outage = matches!(halt, Some(Halt::Failed(SyncFailure::Outage { .. })));
+        let retry_for = if stopped_by_outage {
+            std::time::Duration::ZERO
+        } else {
+            self.pipeline.retries.retry_for
+        };
+        let gave_up = |waited: std::time::Duration, e: &dyn std::fmt::Display| match &halt {
+            Some(h) if stopped_by_outage => h.to_string(),
+            _ => outage_message(&self.plan.sync_id, waited, e),
+        };
+        let mut outage: Option<Outage> = None;
+        loop {
+            if self.client.is_closed() {
+                match self.reconnect().await {
+                    Ok(()) => {}
+                    Err(Reconnect::Halt(Halt::LockLost)) => {
+                        return Err(PipelineError::LockLost(self.plan.sync_id.clone()));
+                    }
+                    Err(Reconnect::Halt(h)) => {
+                        return Ok(self.unfinished(&h.to_string(), tally, resumed).await);
+                    }
+                    Err(Reconnect::Transient(e)) => {
+                        let o = outage
+                            .get_or_insert_with(|| Outage::begin(self.pipeline.retries.backoff));
+                        if o.wait(retry_for).await {
+                            continue;
+                        }
+                        let message = gave_up(o.lasted(), &e);
+                        return Ok(self.unfinished(&message, tally, resumed).await);
+                    }
+                }
+            }
+            let result = if matches!(halt, Some(Halt::Stopped)) {
+                self.interrupted(tally, resumed).await
+            } else {
+                self.finish_once(halt.as_ref(), tally, converted.as_ref(), resumed)
+                    .await
+            };
+            match result {
+                Err(e) if e.is_outage() => {
+                    tracing::warn!(sync_id = %self.plan.sync_id, error = %e, "the database was lost during the final steps; doing them again");
+                    let o =
+                        outage.get_or_insert_with(|| Outage::begin(self.pipeline.retries.backoff));
+                    if !o.wait(retry_for).await {
+                        let message = gave_up(o.lasted(), &e);
+                        return Ok(self.unfinished(&message, tally, resumed).await);
+                    }
+                    // A broken connection is made again at the top; any other outage
+                    // (53xxx, 57P0x on a live session) is tried again on the same one.
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The summary of a run that could not write its final status: FAILED, with `error`;
+    /// the checkpoint kept and marked failed; counts as far as this run knows them.
+    async fn unfinished(&self, error: &str, tally: &Tally, resumed: bool) -> RunSummary {
+        let p = self.pipeline;
+        if let Some(m) = &self.manager
+            && let Err(e) = m.lock().await.mark_sync_failed(error).await
+        {
+            tracing::warn!(sync_id = %self.plan.sync_id, error = %e, "the checkpoint could not be marked failed");
+        }
+        let totals = LedgerTotals::default();
+        let (rows_read, chunks_total) = self.source_totals(None, &totals).await;
+        let mut counts = counts(&totals, rows_read, chunks_total, tally, None);
+        counts.chunks_completed = tally.loaded + tally.skipped_on_resume;
+        let verdict = Verdict {
+            status: SyncStatus::Failed,
+            error: Some(error.to_owned()),
+            class: Some(ErrorClass::Transient),
+        };
+        tracing::error!(sync_id = %self.plan.sync_id, error, "the sync could not be finished");
+        p.progress.finish();
+        self.summary(verdict, counts, tally, resumed, self.checkpoint_dir.clone())
+    }
+
+    /// The final steps, once: the status from the ledger, views, `sync_metadata`, cleanup,
+    /// the alert, retention.
+    async fn finish_once(
+        &self,
+        halt: Option<&Halt>,
+        tally: &Tally,
+        converted: Option<&ConvertOutcome>,
+        resumed: bool,
+    ) -> Result<RunSummary, PipelineError> {
         let p = self.pipeline;
         let sync_id = &self.plan.sync_id;
         let totals = crate::status::ledger_totals(&self.client, &p.profile.schema, sync_id).await?;
-        let (rows_read, chunks_total) = self.source_totals(converted.as_ref(), &totals).await;
-        let counts = counts(
-            &totals,
-            rows_read,
-            chunks_total,
-            tally,
-            stopped_chunk(halt.as_ref()),
-        );
-        let verdict = decide(halt.as_ref(), tally, &counts, sync_id);
+        let (rows_read, chunks_total) = self.source_totals(converted, &totals).await;
+        let counts = counts(&totals, rows_read, chunks_total, tally, stopped_chunk(halt));
+        let verdict = decide(halt, tally, &counts, sync_id);
         let loaded_all = matches!(
             verdict.status,
             SyncStatus::Success | SyncStatus::PartialSuccess
@@ -72,7 +156,7 @@ impl Run<'_> {
         if loaded_all && p.settings.enable_mv_refresh {
             self.refresh_views().await;
         }
-        let sample = self.error_sample(&totals, halt.as_ref()).await?;
+        let sample = self.error_sample(&totals, halt).await?;
         let outcome = SyncOutcome {
             status: verdict.status,
             counts: Some(counts),
@@ -96,7 +180,7 @@ impl Run<'_> {
     /// A run stopped on request ([`super::PipelineBuilder::stop`]): no final status, no
     /// alert, no cleanup. `sync_metadata` stays IN_PROGRESS with the progress of the
     /// committed chunks, the checkpoint stays as it is, and `resume` continues the sync.
-    async fn interrupted(self, tally: &Tally, resumed: bool) -> Result<RunSummary, PipelineError> {
+    async fn interrupted(&self, tally: &Tally, resumed: bool) -> Result<RunSummary, PipelineError> {
         let p = self.pipeline;
         let sync_id = &self.plan.sync_id;
         let totals = crate::status::ledger_totals(&self.client, &p.profile.schema, sync_id).await?;
@@ -323,6 +407,21 @@ impl Run<'_> {
             Err(e) => tracing::warn!(error = %e, "removing expired checkpoints failed"),
         }
     }
+}
+
+/// The message of final steps that could not reach the database for the whole outage
+/// budget.
+fn outage_message(
+    sync_id: &SyncId,
+    waited: std::time::Duration,
+    error: &dyn std::fmt::Display,
+) -> String {
+    format!(
+        "the database could not be reached for {}s (DATSYNC_DB_RETRY_FOR) while the sync was \
+         finishing: {error}; the checkpoint is kept: `datsync resume {sync_id}` finishes the \
+         sync once the database is back",
+        waited.as_secs()
+    )
 }
 
 /// The final status and its error message (Diagram 4's last boxes).

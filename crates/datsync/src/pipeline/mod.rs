@@ -156,6 +156,26 @@ impl PipelineError {
             _ => ErrorClass::Fatal,
         }
     }
+
+    /// Whether the database is away or short of resources (see `session.rs`).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Pg(e)
+            | Self::Read(ReadError::Query(e))
+            | Self::Status(StatusError::Query { source: e, .. }) => e.is_outage(),
+            _ => false,
+        }
+    }
+
+    /// The sync the error is about, when there is one: the sync held by another process,
+    /// or whose lock was lost.
+    pub fn sync_id(&self) -> Option<&SyncId> {
+        match self {
+            Self::Busy(id) | Self::LockLost(id) | Self::UnknownSync(id) => Some(id),
+            Self::SourceBusy { holder, .. } => holder.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// What a run did: the `--json` summary.

@@ -124,7 +124,7 @@ impl Run<'_> {
         };
         match crate::pg::try_lock_sync(&client, &self.plan.sync_id).await {
             Ok(true) => {
-                tracing::info!(sync_id = %self.plan.sync_id, "connected again; the sync's writer lock is held again");
+                tracing::warn!(sync_id = %self.plan.sync_id, "connected again after the connection was lost; the sync's writer lock is held again");
                 self.client = client;
                 Ok(())
             }
