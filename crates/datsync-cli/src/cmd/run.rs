@@ -15,26 +15,32 @@ use super::progress::Bars;
 use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, SyncArgs};
 
 pub fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
-    let pipeline = with_bars(build(&args.sync, global)?, global).build();
-    let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh));
-    write_metrics(&pipeline, args.metrics_file.as_deref())?;
-    report(&summary?, args.sync.json)
+    let outcome = (|| {
+        let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
+        let pipeline = with_bars(build(&args.sync, global)?, global).build();
+        let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh));
+        write_metrics(&pipeline, args.metrics_file.as_deref())?;
+        report(&summary?, args.sync.json)
+    })();
+    json_on_error(outcome, args.sync.json, args.sync_id.as_deref())
 }
 
 pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let sync_id = SyncId::parse(&args.sync_id)?;
-    let runtime = runtime()?;
-    let mut sync = args.sync.clone();
-    if sync.checkpoint_dir.is_none() {
-        // Where the sync's last run kept its checkpoint, wherever this runs from.
-        let probe = build(&sync, global)?.build();
-        sync.checkpoint_dir = runtime.block_on(recorded_location(&probe, &sync_id));
-    }
-    let pipeline = with_bars(build(&sync, global)?, global).build();
-    let summary = runtime.block_on(pipeline.resume(sync_id));
-    write_metrics(&pipeline, args.metrics_file.as_deref())?;
-    report(&summary?, args.sync.json)
+    let outcome = (|| {
+        let sync_id = SyncId::parse(&args.sync_id)?;
+        let runtime = runtime()?;
+        let mut sync = args.sync.clone();
+        if sync.checkpoint_dir.is_none() {
+            // Where the sync's last run kept its checkpoint, wherever this runs from.
+            let probe = build(&sync, global)?.build();
+            sync.checkpoint_dir = runtime.block_on(recorded_location(&probe, &sync_id));
+        }
+        let pipeline = with_bars(build(&sync, global)?, global).build();
+        let summary = runtime.block_on(pipeline.resume(sync_id));
+        write_metrics(&pipeline, args.metrics_file.as_deref())?;
+        report(&summary?, args.sync.json)
+    })();
+    json_on_error(outcome, args.sync.json, Some(&args.sync_id))
 }
 
 /// Writes the metrics of the process to `path` in the Prometheus text format: a temporary

@@ -127,6 +127,11 @@ fn row11_a_run_whose_lock_connection_is_terminated_never_writes_beside_another()
         "{}",
         out.describe()
     );
+    // Item 8: the `--json` summary of an exit without a status.
+    let s = out.summary();
+    assert_eq!(s["sync_id"], sync.as_str(), "{s}");
+    assert!(s["status"].is_null(), "{s}");
+    assert_eq!(s["retryable"], true, "{s}");
     let ledger: Vec<i32> = db
         .query(
             "SELECT chunk_id FROM public.sync_chunks WHERE sync_id = $1 ORDER BY 1",
@@ -193,6 +198,9 @@ fn row14_two_runs_of_one_file_started_at_the_same_instant_make_one_sync() {
         "{}",
         loser_out.describe()
     );
+    let j = loser_out.summary();
+    assert_eq!(j["sync_id"], winner_sync.as_str(), "{j}");
+    assert!(j["status"].is_null(), "{j}");
     assert_eq!(metadata_rows(&db), 1, "one sync_metadata row");
     let mut got = counts(&s);
     let mut want = counts(&expected);
@@ -323,6 +331,136 @@ fn row11_server_stopped_fast_then_immediate_during_a_run_ends_with_the_exact_tab
         "{}",
         out.describe()
     );
+    assert_eq!(server.table(), reference_db.table(), "target rows differ");
+    assert_eq!(server.metadata_rows(), 1);
+}
+
+/// Row 11 with the server gone for good (issue 12 items 2 and 8): the server is stopped
+/// while a run is held inside chunk 3's transaction and stays down past the outage budget
+/// (`DATSYNC_DB_RETRY_FOR=2s`). The run ends FAILED, exit 1, with its `--json` summary, its
+/// checkpoint kept and a message naming the resume; once the server is back, that resume
+/// ends with the table and counts of an uninterrupted run.
+#[test]
+fn row11_server_down_past_the_budget_fails_the_sync_and_the_resume_finishes_it() {
+    let work = Work::new(3_000, 1104, MESSY);
+    let sync = fresh_sync_id();
+    let (reference_db, expected, expected_code) = reference(&work, &sync);
+    let mut server = Server::start();
+    let pauses = tempfile::tempdir().unwrap();
+    let ck = work.checkpoints("ck");
+    let url = server.url();
+    let mut run = spawn_at(
+        &work,
+        &url,
+        &ck,
+        &["run", work.file(), "--sync-id", &sync],
+        &[
+            FAST_RETRY,
+            ("DATSYNC_DB_RETRY_FOR", "2s"),
+            ("DATSYNC_PAUSE_AT", "chunk_staged:4"),
+            ("DATSYNC_PAUSE_DIR", pauses.path().to_str().unwrap()),
+        ],
+    );
+    let marker = pauses.path().join("chunk_staged-4");
+    wait_paused(&marker, &mut run);
+    server.pg.stop_now(datsync::StopMode::Fast).unwrap();
+    std::fs::remove_file(&marker).unwrap();
+    let out = finish(run);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["status"], "FAILED", "{s}");
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.contains("DATSYNC_DB_RETRY_FOR") && error.contains(&format!("datsync resume {sync}")),
+        "{error}"
+    );
+    assert_eq!(u(&s, "chunks_completed"), 3, "{s}");
+    assert!(
+        ck.join(&sync).join("manifest.json").exists(),
+        "checkpoint kept"
+    );
+
+    server.pg.start_again().unwrap();
+    let out = crate::common::datsync(
+        work.path(),
+        &[
+            "resume",
+            &sync,
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), expected_code, "{}", out.describe());
+    assert_eq!(counts(&out.summary()), counts(&expected));
+    assert_eq!(server.table(), reference_db.table(), "target rows differ");
+    assert_eq!(server.metadata_rows(), 1);
+}
+
+/// Row 12: a run started while the server is in a smart (graceful) shutdown — it refuses new
+/// connections (57P03) while a session of the test's lives — waits for it: once the session
+/// ends, the server stops and is started again, and the run ends with the table and counts
+/// of an uninterrupted run.
+#[test]
+fn row12_a_run_started_during_a_graceful_shutdown_waits_and_completes() {
+    use std::io::BufRead as _;
+    let work = Work::new(1_500, 1201, MESSY);
+    let sync = fresh_sync_id();
+    let (reference_db, expected, expected_code) = reference(&work, &sync);
+    let mut server = Server::start();
+    // A session that keeps the server in its smart shutdown.
+    let (holder, conn) = server
+        .rt
+        .block_on(tokio_postgres::connect(
+            &server.url(),
+            tokio_postgres::NoTls,
+        ))
+        .unwrap();
+    let conn = server.rt.spawn(conn);
+    server.pg.stop_now(datsync::StopMode::Smart).unwrap();
+    let ck = work.checkpoints("ck");
+    let mut run = spawn_at(
+        &work,
+        &server.url(),
+        &ck,
+        &["run", work.file(), "--sync-id", &sync],
+        &[FAST_RETRY],
+    );
+    // Its stderr, line by line: the run says when it is waiting for the database.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = run.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the run never said it was waiting for the database");
+        if line.contains("waiting for it") {
+            assert!(line.contains("57P03"), "{line}");
+            break;
+        }
+    }
+    drop(holder);
+    server.rt.block_on(conn).unwrap().unwrap();
+    server.pg.wait_stopped().unwrap();
+    server.pg.start_again().unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stderr = reader.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), expected_code, "{stdout}\n{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(counts(&s), counts(&expected));
     assert_eq!(server.table(), reference_db.table(), "target rows differ");
     assert_eq!(server.metadata_rows(), 1);
 }
