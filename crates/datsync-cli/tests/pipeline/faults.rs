@@ -464,3 +464,134 @@ fn row12_a_run_started_during_a_graceful_shutdown_waits_and_completes() {
     assert_eq!(server.table(), reference_db.table(), "target rows differ");
     assert_eq!(server.metadata_rows(), 1);
 }
+
+/// Cases of [`row06_random_faults_per_chunk_end_as_classified_and_resume_exactly`].
+const FAULT_CASES: u64 = 3;
+
+/// What a chunk's commit meets in one case of row 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// SQLSTATE 40001 on every attempt: retried, then given up on; the run goes on.
+    Transient,
+    /// SQLSTATE 22012: the sync stops FAILED.
+    Terminal,
+}
+
+/// Row 6: random faults per chunk, `FAULT_CASES` cases from a seed printed (replay with
+/// `DATSYNC_FAULT_SEED=<seed>`). A trigger on the ledger raises, for the chunks drawn, a
+/// transient error (40001) on every attempt or a terminal one (22012). A terminal fault
+/// ends the sync FAILED with its message at that chunk (exit 1); transient ones are retried
+/// up to the attempts and kept for a resume (PARTIAL_SUCCESS, exit 2, `chunks_failed`). The
+/// ledger holds exactly the chunks the model says, the others untouched. With the faults
+/// gone, a resume ends with the table and counts of an uninterrupted run.
+#[test]
+fn row06_random_faults_per_chunk_end_as_classified_and_resume_exactly() {
+    use rand::{Rng as _, SeedableRng as _};
+    let seed = std::env::var("DATSYNC_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("row 6 seed: {seed} (replay with DATSYNC_FAULT_SEED={seed})");
+    let work = Work::new(3_000, 601, crate::common::CLEAN);
+    let sync = fresh_sync_id();
+    let (reference_db, expected, expected_code) = reference(&work, &sync);
+    let chunks = u(&expected, "chunks_total");
+    for case in 0..FAULT_CASES {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_add(case));
+        let faults: Vec<Fault> = (0..chunks)
+            .map(|_| match rng.random_range(0..10) {
+                0 => Fault::Terminal,
+                1..=2 => Fault::Transient,
+                _ => Fault::None,
+            })
+            .collect();
+        let context = format!("seed {seed}, case {case}: {faults:?}");
+        let list = |f: Fault| {
+            let ids: Vec<String> = (0..faults.len())
+                .filter(|&i| faults[i] == f)
+                .map(|i| i.to_string())
+                .collect();
+            format!("ARRAY[{}]::int[]", ids.join(","))
+        };
+        let db = TestDb::new();
+        db.init();
+        db.batch(&format!(
+            "CREATE TABLE datsync_test_flag (on_ boolean); INSERT INTO datsync_test_flag VALUES (true);
+             CREATE FUNCTION datsync_test_fault() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+               IF EXISTS (SELECT 1 FROM datsync_test_flag) THEN
+                 IF NEW.chunk_id = ANY({}) THEN
+                   RAISE EXCEPTION 'injected failure 40001' USING ERRCODE = '40001';
+                 END IF;
+                 IF NEW.chunk_id = ANY({}) THEN
+                   RAISE EXCEPTION 'injected failure 22012' USING ERRCODE = '22012';
+                 END IF;
+               END IF;
+               RETURN NEW;
+             END $f$;
+             CREATE TRIGGER datsync_test_fault BEFORE INSERT ON public.sync_chunks
+               FOR EACH ROW EXECUTE FUNCTION datsync_test_fault();",
+            list(Fault::Transient),
+            list(Fault::Terminal)
+        ));
+        let ck = work.checkpoints(&format!("ck{case}"));
+        let out = work.run(&db, &ck, &["--sync-id", &sync], &[FAST_RETRY]);
+        let s = out.summary();
+        // The model: chunks load in order; the first terminal one stops the sync.
+        let stop = faults.iter().position(|f| *f == Fault::Terminal);
+        let reached = stop.unwrap_or(faults.len());
+        let committed: Vec<i32> = (0..reached)
+            .filter(|&i| faults[i] == Fault::None)
+            .map(|i| i32::try_from(i).unwrap())
+            .collect();
+        let transient = faults[..reached]
+            .iter()
+            .filter(|f| **f == Fault::Transient)
+            .count();
+        let ledger: Vec<i32> = db
+            .query(
+                "SELECT chunk_id FROM public.sync_chunks WHERE sync_id = $1 ORDER BY 1",
+                &[&sync],
+            )
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(ledger, committed, "{context}\n{}", out.describe());
+        if let Some(t) = stop {
+            assert_eq!(out.code(), Some(1), "{context}\n{}", out.describe());
+            assert_eq!(s["status"], "FAILED", "{context}: {s}");
+            let error = s["error"].as_str().unwrap();
+            assert!(
+                error.contains("injected failure 22012") && error.contains(&format!("chunk {t}")),
+                "{context}: {error}"
+            );
+        } else if transient > 0 {
+            assert_eq!(out.code(), Some(2), "{context}\n{}", out.describe());
+            assert_eq!(s["status"], "PARTIAL_SUCCESS", "{context}: {s}");
+            assert_eq!(u(&s, "chunks_failed"), transient as u64, "{context}: {s}");
+        } else {
+            assert_eq!(out.code(), expected_code, "{context}\n{}", out.describe());
+        }
+        assert_eq!(
+            out.stderr
+                .matches("transient database error; retrying")
+                .count(),
+            4 * transient,
+            "{context}: every transient chunk tried four times\n{}",
+            out.stderr
+        );
+
+        db.batch("DELETE FROM datsync_test_flag");
+        let out = work.resume(&db, &ck, &sync, &[FAST_RETRY]);
+        assert_eq!(out.code(), expected_code, "{context}\n{}", out.describe());
+        assert_eq!(counts(&out.summary()), counts(&expected), "{context}");
+        assert_eq!(db.table(), reference_db.table(), "{context}: target rows differ");
+        assert_eq!(metadata_rows(&db), 1, "{context}");
+    }
+}
