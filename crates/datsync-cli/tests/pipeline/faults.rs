@@ -591,7 +591,11 @@ fn row06_random_faults_per_chunk_end_as_classified_and_resume_exactly() {
         let out = work.resume(&db, &ck, &sync, &[FAST_RETRY]);
         assert_eq!(out.code(), expected_code, "{context}\n{}", out.describe());
         assert_eq!(counts(&out.summary()), counts(&expected), "{context}");
-        assert_eq!(db.table(), reference_db.table(), "{context}: target rows differ");
+        assert_eq!(
+            db.table(),
+            reference_db.table(),
+            "{context}: target rows differ"
+        );
         assert_eq!(metadata_rows(&db), 1, "{context}");
     }
 }
