@@ -478,6 +478,37 @@ enum Fault {
     Terminal,
 }
 
+/// A trigger on the ledger that raises each chunk's fault while `datsync_test_flag` has a row.
+fn fault_trigger(db: &TestDb, faults: &[Fault]) {
+    let list = |f: Fault| {
+        let ids: Vec<String> = (0..faults.len())
+            .filter(|&i| faults[i] == f)
+            .map(|i| i.to_string())
+            .collect();
+        format!("ARRAY[{}]::int[]", ids.join(","))
+    };
+    db.init();
+    db.batch(&format!(
+        "CREATE TABLE datsync_test_flag (on_ boolean); INSERT INTO datsync_test_flag VALUES (true);
+         CREATE FUNCTION datsync_test_fault() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+           IF EXISTS (SELECT 1 FROM datsync_test_flag) THEN
+             IF NEW.chunk_id = ANY({}) THEN
+               RAISE EXCEPTION 'injected failure 40001' USING ERRCODE = '40001';
+             END IF;
+             IF NEW.chunk_id = ANY({}) THEN
+               RAISE EXCEPTION 'injected failure 22012' USING ERRCODE = '22012';
+             END IF;
+           END IF;
+           RETURN NEW;
+         END $f$;
+         CREATE TRIGGER datsync_test_fault BEFORE INSERT ON public.sync_chunks
+           FOR EACH ROW EXECUTE FUNCTION datsync_test_fault();",
+        list(Fault::Transient),
+        list(Fault::Terminal)
+    ));
+}
+
 /// Row 6: random faults per chunk, `FAULT_CASES` cases from a seed printed (replay with
 /// `DATSYNC_FAULT_SEED=<seed>`). A trigger on the ledger raises, for the chunks drawn, a
 /// transient error (40001) on every attempt or a terminal one (22012). A terminal fault
@@ -512,34 +543,8 @@ fn row06_random_faults_per_chunk_end_as_classified_and_resume_exactly() {
             })
             .collect();
         let context = format!("seed {seed}, case {case}: {faults:?}");
-        let list = |f: Fault| {
-            let ids: Vec<String> = (0..faults.len())
-                .filter(|&i| faults[i] == f)
-                .map(|i| i.to_string())
-                .collect();
-            format!("ARRAY[{}]::int[]", ids.join(","))
-        };
         let db = TestDb::new();
-        db.init();
-        db.batch(&format!(
-            "CREATE TABLE datsync_test_flag (on_ boolean); INSERT INTO datsync_test_flag VALUES (true);
-             CREATE FUNCTION datsync_test_fault() RETURNS trigger LANGUAGE plpgsql AS $f$
-             BEGIN
-               IF EXISTS (SELECT 1 FROM datsync_test_flag) THEN
-                 IF NEW.chunk_id = ANY({}) THEN
-                   RAISE EXCEPTION 'injected failure 40001' USING ERRCODE = '40001';
-                 END IF;
-                 IF NEW.chunk_id = ANY({}) THEN
-                   RAISE EXCEPTION 'injected failure 22012' USING ERRCODE = '22012';
-                 END IF;
-               END IF;
-               RETURN NEW;
-             END $f$;
-             CREATE TRIGGER datsync_test_fault BEFORE INSERT ON public.sync_chunks
-               FOR EACH ROW EXECUTE FUNCTION datsync_test_fault();",
-            list(Fault::Transient),
-            list(Fault::Terminal)
-        ));
+        fault_trigger(&db, &faults);
         let ck = work.checkpoints(&format!("ck{case}"));
         let out = work.run(&db, &ck, &["--sync-id", &sync], &[FAST_RETRY]);
         let s = out.summary();
