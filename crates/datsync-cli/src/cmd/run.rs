@@ -43,6 +43,38 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
     json_on_error(outcome, args.sync.json, Some(&args.sync_id))
 }
 
+/// With `--json`, a run that ends in an error before it has a summary (the database
+/// unreachable, the sync or source held by another process, the lock lost, bad settings)
+/// still prints one JSON object: the sync it is about (`sync_id`, when known), no `status`,
+/// the `error` and whether trying again later can help (`retryable`). The error is also
+/// said on stderr and the exit code is 1, as without `--json`.
+fn json_on_error(
+    outcome: anyhow::Result<ExitCode>,
+    json: bool,
+    given: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Err(e) = &outcome else {
+        return outcome;
+    };
+    if !json {
+        return outcome;
+    }
+    let pipeline = e.downcast_ref::<datsync::PipelineError>();
+    let sync_id = pipeline
+        .and_then(datsync::PipelineError::sync_id)
+        .map(ToString::to_string)
+        .or_else(|| given.map(str::to_owned));
+    let retryable = pipeline.is_some_and(|p| p.class() == datsync::ErrorClass::Transient);
+    let summary = serde_json::json!({
+        "sync_id": sync_id,
+        "status": null,
+        "error": crate::one_line(e),
+        "retryable": retryable,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outcome
+}
+
 /// Writes the metrics of the process to `path` in the Prometheus text format: a temporary
 /// file next to it, renamed over it, so a collector never reads half a file.
 fn write_metrics(pipeline: &Pipeline, path: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -169,7 +169,7 @@ impl Run<'_> {
         let summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
         p.telemetry.emit(&SyncFinished {
             summary: &summary,
-            rejected_uncommitted: stopped_chunk(halt.as_ref()).map_or(0, |s| s.rejected),
+            rejected_uncommitted: stopped_chunk(halt).map_or(0, |s| s.rejected),
         });
         self.alert(&summary, &sample).await;
         self.expire_old_checkpoints().await;
