@@ -116,6 +116,14 @@ pub enum Command {
     /// 127.0.0.1:5432 (in a database `datsync_demo`, dropped and recreated); else a private
     /// throwaway PostgreSQL started from the installed server binaries and removed afterwards.
     Demo(DemoArgs),
+    /// Print a shell completion script on stdout, generated from these definitions.
+    ///
+    /// bash: `datsync completions bash > /etc/bash_completion.d/datsync`; zsh: into a
+    /// directory of $fpath as `_datsync`; fish: `~/.config/fish/completions/datsync.fish`.
+    Completions(CompletionsArgs),
+    /// Write the manual pages generated from these definitions: datsync(1) on stdout, or,
+    /// with --out DIR, datsync.1 and one page per command (datsync-run.1, …) into DIR.
+    Man(ManArgs),
     /// End-to-end benchmark: PostgreSQL's own COPY vs a first run, a resume after a kill at
     /// 80%, and a run without checkpoints, with peak memory (see the README).
     #[command(hide = true)]
@@ -435,6 +443,23 @@ pub struct DemoArgs {
     /// The local port probed for a running server; for tests.
     #[arg(long, hide = true, default_value_t = datsync::DEFAULT_PORT)]
     pub local_port: u16,
+}
+
+/// Arguments of `datsync completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `datsync man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write datsync.1 and a page per command into this directory (created when missing)
+    /// instead of printing datsync(1).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `datsync bench`.

@@ -4,6 +4,7 @@ mod bench;
 mod child;
 mod db;
 mod demo;
+mod docs;
 mod gc;
 mod init_db;
 mod inspect;
@@ -39,6 +40,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rejects(args) => rejects::run(&args, cli.global.profile.as_deref()),
         Command::Gc(args) => gc::run(&args),
         Command::Demo(args) => demo::run(&args, &cli.global),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::Bench(args) => bench::run(&args),
     }
 }
