@@ -45,7 +45,7 @@ type = "text"
 "#;
 
 /// Change dates as written, and the date the model reads (`None`: no version).
-const DATES: [(&str, Option<&str>); 5] = [
+pub(crate) const DATES: [(&str, Option<&str>); 5] = [
     ("", None),
     ("20250128", Some("2025-01-28")),
     ("28.01.2025", Some("2025-01-28")),
@@ -53,7 +53,7 @@ const DATES: [(&str, Option<&str>); 5] = [
     ("2025-01-30", Some("2025-01-30")),
 ];
 /// Change times as written, and the time the model reads (`None`: unreadable).
-const TIMES: [(&str, Option<&str>); 5] = [
+pub(crate) const TIMES: [(&str, Option<&str>); 5] = [
     ("", Some("00:00:00")),
     ("0900", Some("09:00:00")),
     ("093000", Some("09:30:00")),
