@@ -220,7 +220,9 @@ pub struct RunArgs {
     /// Use this sync id (continue it, or start it with this id).
     #[arg(long)]
     pub sync_id: Option<String>,
-    /// Start a new sync even if this source has an unfinished one.
+    /// Start a new sync even if this source has an unfinished one, or was already loaded
+    /// (same path, size and modification time or ETag) by a sync that ended SUCCESS,
+    /// BAD_INPUT or PARTIAL_SUCCESS with only rejected rows.
     #[arg(long, conflicts_with = "sync_id")]
     pub fresh: bool,
     /// Write the process's Prometheus metrics to this file at the end, in the text format

@@ -176,6 +176,11 @@ fn with_bars(pipeline: PipelineBuilder, global: &GlobalArgs) -> PipelineBuilder 
 fn report(summary: &RunSummary, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(summary)?);
+    } else if summary.already_loaded {
+        println!(
+            "already loaded as sync {} ({}); nothing to do (--fresh loads it again)",
+            summary.sync_id, summary.status
+        );
     } else {
         print_text(summary);
     }

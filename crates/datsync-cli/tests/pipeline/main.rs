@@ -15,6 +15,7 @@ mod decoder;
 mod errors;
 mod faithful;
 mod faults;
+mod idempotent;
 mod model;
 mod observe;
 mod private;

@@ -89,9 +89,19 @@ fn run_continues_the_unfinished_sync_of_its_source_and_fresh_starts_anew() {
         out.stderr
     );
 
-    // The first sync is finished: the next run starts a second one; killed, it stays
-    // unfinished, and --fresh leaves it alone and starts a third.
-    let killed = work.run(&db, &ck, &[], &[("DATSYNC_KILL_AT", "chunk_completed:1")]);
+    // The first sync is finished: the next run is a no-op (the file is already loaded).
+    let out = work.run(&db, &ck, &[], &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.summary()["already_loaded"], true);
+    assert_eq!(out.summary()["sync_id"], first.as_str());
+    // --fresh starts a second one; killed, it stays unfinished, and --fresh leaves it alone
+    // and starts a third.
+    let killed = work.run(
+        &db,
+        &ck,
+        &["--fresh"],
+        &[("DATSYNC_KILL_AT", "chunk_completed:1")],
+    );
     assert!(killed.killed(), "{}", killed.describe());
     let second = only_sync_dir(&ck, &[]);
     assert_ne!(second, first);
@@ -104,8 +114,14 @@ fn run_continues_the_unfinished_sync_of_its_source_and_fresh_starts_anew() {
     assert_eq!(u(&s, "chunks_skipped_on_resume"), 0);
     assert!(ck.join(&second).exists(), "the unfinished sync is kept");
 
-    // The second sync, resumed after the third, is older: newest wins, it changes nothing.
+    // The newest sync of the file, the third, ended final: `run` is a no-op, it does not
+    // continue the older unfinished one.
     let out = work.run(&db, &ck, &[], &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.summary()["already_loaded"], true);
+    assert_eq!(out.summary()["sync_id"], third.as_str());
+    // The second sync, resumed after the third, is older: newest wins, it changes nothing.
+    let out = work.resume(&db, &ck, &second, &[]);
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     let s = out.summary();
     assert_eq!(s["sync_id"], second.as_str());

@@ -26,6 +26,7 @@ fn summary(status: SyncStatus) -> RunSummary {
         error_class: None,
         interrupted: false,
         all_older: false,
+        already_loaded: false,
     }
 }
 

@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "where each sync's checkpoint and rejects are kept",
         sql: location_sql,
     },
+    Migration {
+        version: 8,
+        name: "the fingerprint of each sync's source",
+        sql: fingerprint_sql,
+    },
 ];
 
 fn sync_metadata_sql(s: &str) -> String {
@@ -185,6 +190,16 @@ fn location_sql(s: &str) -> String {
     format!(
         "ALTER TABLE {s}.sync_metadata
            ADD COLUMN IF NOT EXISTS checkpoint_location text;"
+    )
+}
+
+/// `source_fingerprint`: what the sync's source was when the sync was first registered
+/// (size, modification time or ETag, as JSON: [`crate::model::SourceFingerprint`]), so that
+/// `run SOURCE` on a source a finished sync already loaded does not load it again.
+fn fingerprint_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.sync_metadata
+           ADD COLUMN IF NOT EXISTS source_fingerprint jsonb;"
     )
 }
 

@@ -346,6 +346,7 @@ impl Run<'_> {
             error_class: verdict.class,
             interrupted: false,
             all_older,
+            already_loaded: false,
         }
     }
 

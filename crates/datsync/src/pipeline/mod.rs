@@ -222,6 +222,11 @@ pub struct RunSummary {
     /// it arrived late, or was loaded again.
     #[serde(default)]
     pub all_older: bool,
+    /// `run SOURCE` found the source already loaded by a sync that ended with a final
+    /// status (same path, same size and modification time or ETag): nothing was loaded and
+    /// no sync was started; the summary is that sync's (`--fresh` loads the source again).
+    #[serde(default)]
+    pub already_loaded: bool,
 }
 
 impl RunSummary {
@@ -234,6 +239,9 @@ impl RunSummary {
     /// - PARTIAL_SUCCESS with failed chunks or pending rows, FAILED, IN_PROGRESS, or a run
     ///   stopped on request: not final; a resume of the same sync can finish it.
     pub fn is_final(&self) -> bool {
+        if self.already_loaded {
+            return true;
+        }
         if self.interrupted {
             return false;
         }
@@ -246,8 +254,12 @@ impl RunSummary {
         }
     }
 
-    /// The process exit code: 0 SUCCESS, 2 PARTIAL_SUCCESS, 1 FAILED or BAD_INPUT.
+    /// The process exit code: 0 SUCCESS, 2 PARTIAL_SUCCESS, 1 FAILED or BAD_INPUT; 0 when
+    /// the source was already loaded (nothing was done, whatever that sync's status).
     pub fn exit_code(&self) -> u8 {
+        if self.already_loaded {
+            return 0;
+        }
         match self.status {
             SyncStatus::Success => 0,
             SyncStatus::PartialSuccess => 2,
@@ -342,6 +354,13 @@ impl Pipeline {
             crate::pg::source_key(&self.profile.schema, &self.profile.table, &source.name());
         self.lock_source(&client, &source_key, &source.name())
             .await?;
+        // Decided under the source's lock: two runs of one source cannot both decide to load it.
+        if sync_id.is_none()
+            && !fresh
+            && let Some(summary) = self.already_loaded(&client, &source).await?
+        {
+            return Ok(summary);
+        }
         let plan = self.plan_run(&store, source, sync_id, fresh).await?;
         // Boxed: the sync's state machine is large, and callers keep theirs small.
         Box::pin(self.sync(plan, store, (client, stored), Some(source_key))).await

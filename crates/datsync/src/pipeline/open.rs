@@ -139,6 +139,15 @@ impl Pipeline {
             checkpoint_location: store.reopenable_location(),
         };
         let sync_ref = crate::status::register_sync(client, schema, &registration).await?;
+        if plan.source.is_some() {
+            crate::status::record_source_fingerprint(
+                client,
+                schema,
+                &plan.sync_id,
+                &plan.fingerprint,
+            )
+            .await?;
+        }
         Ok(Registered {
             sync_ref,
             finished_before,

@@ -7,7 +7,7 @@ use crate::model::{CheckpointStatus, SourceFingerprint, SyncId};
 use crate::source::SourceRef;
 use crate::store::Store;
 
-use super::{Pipeline, PipelineError};
+use super::{Pipeline, PipelineError, RunSummary};
 
 /// What a run works on.
 #[derive(Debug, Clone)]
@@ -50,6 +50,54 @@ impl Pipeline {
             source: Some(source),
             source_path: path,
         })
+    }
+
+    /// The summary of the sync that already loaded `source`, when one did: the most recently
+    /// started sync of the same path whose source had the same size and modification time
+    /// (a blob: the same ETag), if it ended with a final status (SUCCESS, BAD_INPUT, or
+    /// PARTIAL_SUCCESS with rows rejected and nothing pending). A sync of those bytes that
+    /// did not end so (FAILED, IN_PROGRESS, failed chunks) is continued as before: `None`.
+    /// Called with the source's lock held, so two runs of one source cannot both decide.
+    pub(super) async fn already_loaded(
+        &self,
+        client: &tokio_postgres::Client,
+        source: &SourceRef,
+    ) -> Result<Option<RunSummary>, PipelineError> {
+        let started = std::time::Instant::now();
+        let found = source.fingerprint();
+        let earlier =
+            crate::status::earlier_syncs(client, &self.profile.schema, &source.name()).await?;
+        let Some(sync) = earlier
+            .into_iter()
+            .find(|s| same_version(&s.fingerprint, &found))
+        else {
+            return Ok(None);
+        };
+        let mut summary = RunSummary {
+            sync_id: sync.sync_id,
+            status: sync.status,
+            counts: sync.counts,
+            chunks_skipped_on_resume: 0,
+            duration_s: started.elapsed().as_secs_f64(),
+            time_saved_s: None,
+            checkpoint_dir: None,
+            rejects_dir: None,
+            unknown_columns: sync.unknown_columns,
+            resumed: false,
+            error: sync.error_message,
+            error_class: None,
+            interrupted: false,
+            all_older: false,
+            already_loaded: false,
+        };
+        // A PARTIAL_SUCCESS with rows pending had failed chunks: not final.
+        if !summary.is_final() {
+            return Ok(None);
+        }
+        summary.already_loaded = true;
+        tracing::info!(sync_id = %summary.sync_id, status = %summary.status, source = %source.name(),
+            "already loaded by this sync; nothing to do (use --fresh to load it again)");
+        Ok(Some(summary))
     }
 
     /// The plan of `resume SYNC_ID`: the source its manifest names, else the one
@@ -180,6 +228,18 @@ pub(super) async fn source_mismatch(
         }
     }
     Ok(Some(mismatch))
+}
+
+/// Whether two fingerprints taken before reading name the same version of a source: the
+/// same size, modification time and ETag (a blob's), or the same SHA-256 when both know it.
+fn same_version(recorded: &SourceFingerprint, found: &SourceFingerprint) -> bool {
+    if recorded.size_bytes != found.size_bytes {
+        return false;
+    }
+    if let (Some(a), Some(b)) = (&recorded.sha256, &found.sha256) {
+        return a == b;
+    }
+    recorded.etag == found.etag && recorded.modified == found.modified
 }
 
 /// A new sync id: the current UTC time and eight random hex digits.

@@ -37,8 +37,8 @@ async fn init_db_is_idempotent_and_concurrent_safe() {
             .await
             .unwrap()
             .get(0);
-        // 24, and migration 7's checkpoint_location.
-        assert_eq!(n, 25);
+        // 24, migration 7's checkpoint_location and migration 8's source_fingerprint.
+        assert_eq!(n, 26);
     })
     .await;
 }
