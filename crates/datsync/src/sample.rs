@@ -556,9 +556,10 @@ fn group_thousands(mut n: u64, sep: char) -> String {
 fn kind_of(source: &str, kind: ColumnType, is_time_half: bool, required: bool) -> Kind {
     match kind {
         ColumnType::Timestamp if is_time_half => Kind::Time { required },
-        ColumnType::Timestamp | ColumnType::DateTimestamp | ColumnType::Date => {
-            Kind::Date { required }
-        }
+        ColumnType::Timestamp
+        | ColumnType::DateTimestamp
+        | ColumnType::Date
+        | ColumnType::TimestampTz => Kind::Date { required },
         ColumnType::Time => Kind::Time { required },
         ColumnType::Boolean => Kind::Bool,
         ColumnType::Integer => Kind::Int,
@@ -568,7 +569,9 @@ fn kind_of(source: &str, kind: ColumnType, is_time_half: bool, required: bool) -
         ColumnType::Decimal { .. } if source == "ongkos_angkut" => {
             Kind::Decimal { max: 5_000_000.0 }
         }
-        ColumnType::Decimal { .. } => Kind::Decimal { max: 40_000.0 },
+        ColumnType::Decimal { .. } | ColumnType::Float | ColumnType::Numeric => {
+            Kind::Decimal { max: 40_000.0 }
+        }
         ColumnType::Text => match source {
             "surat_pengantar_brg" => Kind::Key,
             s if s.starts_with("nik_") => Kind::Nik,

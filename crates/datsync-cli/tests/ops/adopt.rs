@@ -24,12 +24,14 @@ fn legacy_sql() -> String {
         .map(|c| {
             let ty = match c.kind {
                 ColumnType::Text => "text",
-                ColumnType::Decimal { .. } => "numeric",
+                ColumnType::Decimal { .. } | ColumnType::Numeric => "numeric",
                 ColumnType::Integer => "integer",
                 ColumnType::Boolean => "boolean",
                 ColumnType::Date => "date",
                 ColumnType::Time => "time",
                 ColumnType::Timestamp | ColumnType::DateTimestamp => "timestamp",
+                ColumnType::TimestampTz => "timestamptz",
+                ColumnType::Float => "double precision",
             };
             let pk = if c.target == profile.key {
                 " PRIMARY KEY"

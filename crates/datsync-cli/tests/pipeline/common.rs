@@ -81,6 +81,31 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Runs `setup` (`SET …` statements) then `COPY … FROM STDIN` (`copy`) with `data` on a
+    /// session of its own: PostgreSQL's own reading of a file.
+    pub fn copy_in(&self, setup: &str, copy: &str, data: &[u8]) -> u64 {
+        use futures::SinkExt as _;
+        self.rt.block_on(async {
+            let client = connect(&self.url()).await;
+            client
+                .batch_execute(setup)
+                .await
+                .unwrap_or_else(|e| panic!("{setup}: {e}"));
+            let sink = client
+                .copy_in::<_, bytes::Bytes>(copy)
+                .await
+                .unwrap_or_else(|e| panic!("{copy}: {e}"));
+            let mut sink = std::pin::pin!(sink);
+            sink.send(bytes::Bytes::copy_from_slice(data))
+                .await
+                .unwrap_or_else(|e| panic!("{copy}: {e}"));
+            sink.as_mut()
+                .finish()
+                .await
+                .unwrap_or_else(|e| panic!("{copy}: {e}"))
+        })
+    }
+
     /// Creates datsync's tables (and the target table) as `datsync run` would, so a test can
     /// add triggers before the first run.
     pub fn init(&self) {

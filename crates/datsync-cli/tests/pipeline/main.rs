@@ -21,5 +21,6 @@ mod observe;
 mod private;
 mod resume;
 mod serve;
+mod types;
 mod versions;
 mod watch;

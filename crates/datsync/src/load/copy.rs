@@ -3,12 +3,12 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Int64Type, Time64MicrosecondType, TimestampMicrosecondType,
-    UInt64Type,
+    Date32Type, Decimal128Type, Float64Type, Int64Type, Time64MicrosecondType,
+    TimestampMicrosecondType, UInt64Type,
 };
 use arrow_array::{
-    Array, BooleanArray, Date32Array, Decimal128Array, Int64Array, PrimitiveArray, StringArray,
-    Time64MicrosecondArray, TimestampMicrosecondArray, UInt64Array,
+    Array, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, PrimitiveArray,
+    StringArray, Time64MicrosecondArray, TimestampMicrosecondArray, UInt64Array,
 };
 use std::collections::HashSet;
 
@@ -16,7 +16,7 @@ use arrow_array::ArrowPrimitiveType;
 use arrow_schema::{DataType, TimeUnit};
 use bytes::{BufMut, BytesMut};
 
-use super::numeric::put_numeric;
+use super::numeric::{put_numeric, put_numeric_text};
 
 /// Binary COPY signature, flags and header extension length.
 pub(super) const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -40,7 +40,12 @@ pub(super) enum ColumnEncoder<'a> {
     Bool(&'a BooleanArray),
     Date(&'a Date32Array),
     Time(&'a Time64MicrosecondArray),
+    /// `timestamp` and `timestamptz` alike (both microseconds from 2000-01-01, UTC for the
+    /// latter).
     Timestamp(&'a TimestampMicrosecondArray),
+    Float(&'a Float64Array),
+    /// A numeric without a fixed scale, from its canonical text.
+    NumericText(&'a StringArray),
 }
 
 impl<'a> ColumnEncoder<'a> {
@@ -58,9 +63,10 @@ impl<'a> ColumnEncoder<'a> {
             DataType::Time64(TimeUnit::Microsecond) => {
                 Self::Time(array.as_primitive::<Time64MicrosecondType>())
             }
-            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
                 Self::Timestamp(array.as_primitive::<TimestampMicrosecondType>())
             }
+            DataType::Float64 => Self::Float(array.as_primitive::<Float64Type>()),
             _ => return None,
         })
     }
@@ -104,6 +110,17 @@ impl<'a> ColumnEncoder<'a> {
             Self::Date(a) => put_fixed(a, row, out, |v| (v - PG_EPOCH_DAYS).to_be_bytes()),
             Self::Time(a) => put_fixed(a, row, out, i64::to_be_bytes),
             Self::Timestamp(a) => put_fixed(a, row, out, |v| (v - PG_EPOCH_MICROS).to_be_bytes()),
+            Self::Float(a) => put_fixed(a, row, out, f64::to_be_bytes),
+            Self::NumericText(a) => {
+                if a.is_null(row) {
+                    out.put_i32(-1);
+                } else {
+                    let at = out.len();
+                    out.put_i32(0);
+                    let n = put_numeric_text(out, a.value(row));
+                    out[at..at + 4].copy_from_slice(&(n as i32).to_be_bytes());
+                }
+            }
         }
     }
 }
@@ -155,13 +172,21 @@ pub(super) fn distinct_values(array: &dyn Array) -> usize {
         a.iter().flatten().collect::<HashSet<_>>().len()
     }
     match ColumnEncoder::new(array) {
-        Some(ColumnEncoder::Text(a)) => a.iter().flatten().collect::<HashSet<&str>>().len(),
+        Some(ColumnEncoder::Text(a) | ColumnEncoder::NumericText(a)) => {
+            a.iter().flatten().collect::<HashSet<&str>>().len()
+        }
         Some(ColumnEncoder::Decimal(a, _)) => prim(a),
         Some(ColumnEncoder::Int(a)) => prim(a),
         Some(ColumnEncoder::Line(a)) => prim(a),
         Some(ColumnEncoder::Date(a)) => prim(a),
         Some(ColumnEncoder::Time(a)) => prim(a),
         Some(ColumnEncoder::Timestamp(a)) => prim(a),
+        Some(ColumnEncoder::Float(a)) => a
+            .iter()
+            .flatten()
+            .map(f64::to_bits)
+            .collect::<HashSet<_>>()
+            .len(),
         Some(ColumnEncoder::Bool(a)) => {
             usize::from(a.true_count() > 0) + usize::from(a.false_count() > 0)
         }

@@ -298,10 +298,15 @@ impl Loader {
                     ),
                 ));
             }
-            out.push(
-                ColumnEncoder::new(array.as_ref())
-                    .ok_or_else(|| wrong(&c.target, "has an unsupported type".into()))?,
-            );
+            let encoder = match ColumnEncoder::new(array.as_ref()) {
+                // A numeric without a fixed scale is typed as its canonical text.
+                Some(ColumnEncoder::Text(a)) if c.kind == ColumnType::Numeric => {
+                    ColumnEncoder::NumericText(a)
+                }
+                Some(e) => e,
+                None => return Err(wrong(&c.target, "has an unsupported type".into())),
+            };
+            out.push(encoder);
         }
         let line = batch
             .column_by_name(LINE_COLUMN)
@@ -556,7 +561,7 @@ async fn copy_rows(
 fn type_fits(kind: ColumnType, dt: &DataType) -> bool {
     use arrow_schema::TimeUnit::Microsecond;
     match kind {
-        ColumnType::Text => dt == &DataType::Utf8,
+        ColumnType::Text | ColumnType::Numeric => dt == &DataType::Utf8,
         ColumnType::Decimal { .. } => {
             matches!(dt, DataType::Decimal128(_, s) if (0..=MAX_SCALE).contains(s))
         }
@@ -567,6 +572,8 @@ fn type_fits(kind: ColumnType, dt: &DataType) -> bool {
         ColumnType::Timestamp | ColumnType::DateTimestamp => {
             dt == &DataType::Timestamp(Microsecond, None)
         }
+        ColumnType::TimestampTz => matches!(dt, DataType::Timestamp(Microsecond, Some(_))),
+        ColumnType::Float => dt == &DataType::Float64,
     }
 }
 

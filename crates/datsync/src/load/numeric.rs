@@ -62,6 +62,66 @@ pub fn put_numeric(out: &mut impl BufMut, mantissa: i128, scale: u8) -> usize {
     8 + 2 * used.len()
 }
 
+/// Appends the binary `numeric` of a numeric's canonical text (`-123.4500`: a sign, digits,
+/// optionally `.` and digits, as [`crate::value::parse_numeric`] writes it; any other
+/// character is skipped) to `out`; returns the number of bytes written. The scale shown is
+/// the number of fraction digits, as PostgreSQL's own input keeps it.
+// Digit counts are bounded by `value::NUMERIC_MAX_DIGITS` (1000), far inside `i16`.
+#[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+pub fn put_numeric_text(out: &mut impl BufMut, text: &str) -> usize {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let int: Vec<u16> = int
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|d| u16::from(d - b'0'))
+        .skip_while(|&d| d == 0)
+        .collect();
+    let frac: Vec<u16> = frac
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|d| u16::from(d - b'0'))
+        .collect();
+    let n_int = int.len().div_ceil(4);
+    let mut groups: Vec<u16> = Vec::with_capacity(n_int + frac.len().div_ceil(4));
+    let lead = n_int * 4 - int.len();
+    let padded_int = std::iter::repeat_n(0, lead).chain(int.iter().copied());
+    let padded_frac = frac.iter().copied().chain(std::iter::repeat_n(
+        0,
+        frac.len().div_ceil(4) * 4 - frac.len(),
+    ));
+    let all: Vec<u16> = padded_int.chain(padded_frac).collect();
+    for g in all.chunks(4) {
+        groups.push(g.iter().fold(0u16, |acc, d| acc * 10 + d));
+    }
+    let lead_zero = groups.iter().take_while(|&&g| g == 0).count();
+    let trail_zero = groups[lead_zero..]
+        .iter()
+        .rev()
+        .take_while(|&&g| g == 0)
+        .count();
+    let used = &groups[lead_zero..groups.len() - trail_zero];
+    let (weight, sign) = if used.is_empty() {
+        (0i16, SIGN_POS)
+    } else {
+        (
+            n_int as i16 - 1 - lead_zero as i16,
+            if negative { SIGN_NEG } else { SIGN_POS },
+        )
+    };
+    out.put_i16(used.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(sign);
+    out.put_u16(frac.len().min(16_383) as u16);
+    for d in used {
+        out.put_u16(*d);
+    }
+    8 + 2 * used.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +154,32 @@ mod tests {
         assert_eq!(words(&enc(10_000, 0)), vec![1, 1, 0, 0, 1]);
         // 12.5 with scale 1.
         assert_eq!(words(&enc(125, 1)), vec![2, 0, 0, 1, 12, 5000]);
+    }
+
+    fn enc_text(t: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        let n = put_numeric_text(&mut v, t);
+        assert_eq!(n, v.len());
+        v
+    }
+
+    #[test]
+    fn text_encodes_like_the_mantissa() {
+        for (t, m, s) in [
+            ("1234567.891234", 1_234_567_891_234, 6),
+            ("0.000000", 0, 6),
+            ("-0.000001", -1, 6),
+            ("10000", 10_000, 0),
+            ("12.5", 125, 1),
+            ("0", 0, 0),
+            ("-12.50", -1250, 2),
+            ("0.00012345678", 12_345_678, 11),
+        ] {
+            assert_eq!(enc_text(t), enc(m, s), "{t}");
+        }
+        // Beyond 38 digits: 10^50 is one group at weight 12.
+        let big = format!("1{}", "0".repeat(50));
+        assert_eq!(words(&enc_text(&big)), vec![1, 12, 0, 0, 100]);
     }
 
     #[test]

@@ -306,9 +306,10 @@ fn verdict(need: &Need<'_>, f: &Found) -> Verdict {
             | (ColumnType::Boolean, "boolean")
             | (ColumnType::Date, "date")
             | (ColumnType::Time, "time without time zone")
-            | (ColumnType::Timestamp | ColumnType::DateTimestamp, "timestamp without time zone") => {
-                Verdict::Same
-            }
+            | (ColumnType::Timestamp | ColumnType::DateTimestamp, "timestamp without time zone")
+            | (ColumnType::TimestampTz, "timestamp with time zone")
+            | (ColumnType::Float, "double precision")
+            | (ColumnType::Numeric, "numeric") => Verdict::Same,
             (ColumnType::Text, "character varying" | "character")
             | (ColumnType::Decimal { .. }, "numeric") => {
                 stored.map_or(Verdict::Same, Verdict::Narrower)
@@ -330,6 +331,9 @@ fn verdict(need: &Need<'_>, f: &Found) -> Verdict {
             (ColumnType::Timestamp | ColumnType::DateTimestamp, _) => {
                 Verdict::Incompatible("timestamp or timestamptz")
             }
+            (ColumnType::TimestampTz, _) => Verdict::Incompatible("timestamptz"),
+            (ColumnType::Float, _) => Verdict::Incompatible("double precision"),
+            (ColumnType::Numeric, _) => Verdict::Incompatible("numeric without a scale"),
         },
         Need2::Bookkeeping => match (need.create_as, base) {
             ("timestamptz", "timestamp with time zone")

@@ -51,12 +51,14 @@ pub fn fit_text_sql(text_expr: &str, schema: &str, table: &str, column: &str) ->
 pub fn sql_type(kind: ColumnType) -> &'static str {
     match kind {
         ColumnType::Text => "text",
-        ColumnType::Decimal { .. } => "numeric",
+        ColumnType::Decimal { .. } | ColumnType::Numeric => "numeric",
         ColumnType::Integer => "bigint",
         ColumnType::Boolean => "boolean",
         ColumnType::Date => "date",
         ColumnType::Time => "time",
         ColumnType::Timestamp | ColumnType::DateTimestamp => "timestamp",
+        ColumnType::TimestampTz => "timestamptz",
+        ColumnType::Float => "double precision",
     }
 }
 

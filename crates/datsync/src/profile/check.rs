@@ -188,13 +188,8 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn check_column(
-        &self,
-        raw: &RawColumn,
-        at: usize,
-        default_on_invalid: OnInvalid,
-    ) -> Result<Column, ProfileError> {
-        self.check_source_name(&raw.source, at, "source")?;
+    /// The column's type (and its `format`, which must fit the type).
+    fn check_kind(&self, raw: &RawColumn, at: usize) -> Result<ColumnType, ProfileError> {
         let kind = match raw.kind.as_str() {
             "text" => ColumnType::Text,
             "decimal" => {
@@ -214,17 +209,44 @@ impl Checker<'_> {
             "time" => ColumnType::Time,
             "timestamp" => ColumnType::Timestamp,
             "date_timestamp" => ColumnType::DateTimestamp,
+            "timestamptz" => ColumnType::TimestampTz,
+            "float" => ColumnType::Float,
+            "numeric" => ColumnType::Numeric,
             other => {
                 return Err(self.invalid(
                     at,
                     "type",
                     format!(
-                        "unknown type `{other}`; use text, decimal, integer, boolean, date, time, \
-                         timestamp or date_timestamp"
+                        "unknown type `{other}`; use text, decimal, numeric, float, integer, \
+                         boolean, date, time, timestamp, date_timestamp or timestamptz"
                     ),
                 ));
             }
         };
+        if let Some(f) = &raw.format {
+            if !kind.takes_format() {
+                return Err(self.invalid(
+                    at,
+                    "format",
+                    format!(
+                        "`format` applies to date, time, timestamp, date_timestamp and \
+                         timestamptz columns, not {kind}"
+                    ),
+                ));
+            }
+            crate::value::check_format(f).map_err(|m| self.invalid(at, "format", m))?;
+        }
+        Ok(kind)
+    }
+
+    fn check_column(
+        &self,
+        raw: &RawColumn,
+        at: usize,
+        default_on_invalid: OnInvalid,
+    ) -> Result<Column, ProfileError> {
+        self.check_source_name(&raw.source, at, "source")?;
+        let kind = self.check_kind(raw, at)?;
         if raw.scale.is_some() && !matches!(kind, ColumnType::Decimal { .. }) {
             return Err(self.invalid(
                 at,
@@ -233,13 +255,6 @@ impl Checker<'_> {
             ));
         }
         match (&raw.time_source, kind) {
-            (None, ColumnType::Timestamp) => {
-                return Err(self.invalid(
-                    at,
-                    "time_source",
-                    "a `timestamp` column needs `time_source` (use `date_timestamp` for a date at midnight)".into(),
-                ));
-            }
             (Some(_), k) if k != ColumnType::Timestamp => {
                 return Err(self.invalid(
                     at,
@@ -285,6 +300,7 @@ impl Checker<'_> {
             source: raw.source.clone(),
             time_source: raw.time_source.clone(),
             kind,
+            format: raw.format.clone(),
             required: raw.required,
             rules: Rules {
                 not_empty: raw.not_empty,
@@ -407,9 +423,9 @@ mod tests {
 
         let e = err(&format!(
             "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
-             [[columns]]\nsource = \"t\"\ntype = \"timestamp\"\n"
+             [[columns]]\nsource = \"t\"\ntype = \"decimal\"\nformat = \"%Y\"\n"
         ));
-        assert!(e.contains("time_source") && e.contains("line 9"), "{e}");
+        assert!(e.contains("`format`") && e.contains("line 9"), "{e}");
 
         let e = err(&format!(
             "{HEAD}[[columns]]\nsource = \"k\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\

@@ -91,10 +91,18 @@ pub enum ColumnType {
     Date,
     /// A time of day (`time`).
     Time,
-    /// A `timestamp` built from a date column and a time column.
+    /// A `timestamp`: built from a date column and a time column (`time_source`), or read
+    /// from one column (ISO 8601, or the column's `format`).
     Timestamp,
     /// A date loaded as a `timestamp` at midnight.
     DateTimestamp,
+    /// A `timestamptz`: ISO 8601 with an offset or `Z` (or the column's `format`; a value
+    /// without an offset is UTC).
+    TimestampTz,
+    /// A `double precision`.
+    Float,
+    /// A decimal without a fixed scale (`numeric`), every digit kept as written.
+    Numeric,
 }
 
 impl ColumnType {
@@ -109,11 +117,25 @@ impl ColumnType {
             Self::Time => "time",
             Self::Timestamp => "timestamp",
             Self::DateTimestamp => "date_timestamp",
+            Self::TimestampTz => "timestamptz",
+            Self::Float => "float",
+            Self::Numeric => "numeric",
         }
     }
 
     fn is_numeric(self) -> bool {
-        matches!(self, Self::Decimal { .. } | Self::Integer)
+        matches!(
+            self,
+            Self::Decimal { .. } | Self::Integer | Self::Float | Self::Numeric
+        )
+    }
+
+    /// Whether a strftime `format` applies to the type.
+    pub fn takes_format(self) -> bool {
+        matches!(
+            self,
+            Self::Date | Self::Time | Self::Timestamp | Self::DateTimestamp | Self::TimestampTz
+        )
     }
 }
 
@@ -164,6 +186,9 @@ pub struct Column {
     pub time_source: Option<String>,
     /// The column type.
     pub kind: ColumnType,
+    /// The strftime format of a date, time or timestamp value (of the date half of a date +
+    /// time pair); `None`: the type's default forms.
+    pub format: Option<String>,
     /// The source column(s) must be present in the header.
     pub required: bool,
     /// Row rules.

@@ -62,10 +62,12 @@ pub(super) struct RawColumn {
     pub(super) source: String,
     /// The time half of a timestamp.
     pub(super) time_source: Option<String>,
-    /// `text`, `decimal`, `integer`, `boolean`, `date`, `time`, `timestamp` or
-    /// `date_timestamp`.
+    /// `text`, `decimal`, `numeric`, `float`, `integer`, `boolean`, `date`, `time`,
+    /// `timestamp`, `date_timestamp` or `timestamptz`.
     #[serde(rename = "type")]
     pub(super) kind: String,
+    /// The strftime format of a date, time or timestamp value.
+    pub(super) format: Option<String>,
     /// Decimal places of a decimal ([`super::DEFAULT_DECIMAL_SCALE`] when absent).
     pub(super) scale: Option<u8>,
     /// The source column must be in the header.

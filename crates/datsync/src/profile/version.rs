@@ -149,16 +149,16 @@ pub(super) fn check_columns(names: &[String], profile: &Profile) -> Result<Versi
     };
     match kind(date)? {
         ColumnType::Date | ColumnType::DateTimestamp => {}
-        ColumnType::Timestamp if time.is_none() => {}
-        ColumnType::Timestamp => {
+        ColumnType::Timestamp | ColumnType::TimestampTz if time.is_none() => {}
+        ColumnType::Timestamp | ColumnType::TimestampTz => {
             return Err(format!(
                 "`{date}` is a timestamp with its own time: name it alone"
             ));
         }
         other => {
             return Err(format!(
-                "`{date}` is {other}: the first version column must be a date, date_timestamp \
-                 or timestamp"
+                "`{date}` is {other}: the first version column must be a date, date_timestamp, \
+                 timestamp or timestamptz"
             ));
         }
     }

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{Array, ArrayRef, StringArray, UInt64Array, new_null_array};
 use arrow_schema::ArrowError;
 use chrono::NaiveTime;
 
-use super::arrow_type;
+use super::{UTC, arrow_type};
 use crate::model::RowError;
 use crate::profile::{Column, ColumnType, StoredType};
 use crate::value::{self, DECIMAL_PRECISION};
@@ -101,14 +101,26 @@ impl Input<'_> {
             }
             ColumnType::Time => {
                 let mut b = Time64MicrosecondBuilder::with_capacity(self.rows);
+                let format = self.column.format.as_deref();
                 for row in 0..self.rows {
                     let t = text(values, row).unwrap_or("");
-                    let time = value::parse_time(t)
+                    // Blank is midnight (ZTDWR's rule), NULL in a column with a `format`.
+                    if t.is_empty() && format.is_some() {
+                        b.append_null();
+                        continue;
+                    }
+                    let time = value::parse_time_in(t, format)
                         .inspect_err(|e| warn(row, source, t, null_reason(*e)))
                         .ok();
                     b.append_option(time.map(value::time64_micros));
                 }
                 Arc::new(b.finish())
+            }
+            ColumnType::Timestamp if self.column.time_source.is_none() => {
+                self.stamps(values, value::parse_timestamp, None, &mut warn)
+            }
+            ColumnType::TimestampTz => {
+                self.stamps(values, value::parse_timestamptz, Some(UTC), &mut warn)
             }
             ColumnType::Timestamp | ColumnType::DateTimestamp => {
                 let mut b = TimestampMicrosecondBuilder::with_capacity(self.rows);
@@ -121,7 +133,62 @@ impl Input<'_> {
                 }
                 Arc::new(b.finish())
             }
+            ColumnType::Float | ColumnType::Numeric => self.numbers(values, &mut warn),
         })
+    }
+
+    /// Floats and numerics without a fixed scale: NULL and a warning when unreadable.
+    fn numbers(
+        &self,
+        values: &StringArray,
+        warn: &mut impl FnMut(usize, &str, &str, String),
+    ) -> ArrayRef {
+        let source = self.column.source.as_str();
+        if self.column.kind == ColumnType::Float {
+            let mut b = Float64Builder::with_capacity(self.rows);
+            for row in 0..self.rows {
+                b.append_option(text(values, row).and_then(|t| {
+                    value::parse_float(t)
+                        .inspect_err(|e| warn(row, source, t, null_reason(*e)))
+                        .ok()
+                        .flatten()
+                }));
+            }
+            return Arc::new(b.finish());
+        }
+        let mut b = StringBuilder::with_capacity(self.rows, values.value_data().len());
+        for row in 0..self.rows {
+            b.append_option(text(values, row).and_then(|t| {
+                value::parse_numeric(t)
+                    .inspect_err(|e| warn(row, source, t, null_reason(*e)))
+                    .ok()
+                    .flatten()
+            }));
+        }
+        Arc::new(b.finish())
+    }
+
+    /// Single-column timestamps read by `parse` (in the column's `format`, if any): NULL and
+    /// a warning when unreadable.
+    fn stamps(
+        &self,
+        values: &StringArray,
+        parse: fn(&str, Option<&str>) -> Result<Option<i64>, value::ValueError>,
+        zone: Option<&str>,
+        warn: &mut impl FnMut(usize, &str, &str, String),
+    ) -> ArrayRef {
+        let source = self.column.source.as_str();
+        let format = self.column.format.as_deref();
+        let mut b = TimestampMicrosecondBuilder::with_capacity(self.rows);
+        for row in 0..self.rows {
+            b.append_option(text(values, row).and_then(|t| {
+                parse(t, format)
+                    .inspect_err(|e| warn(row, source, t, null_reason(*e)))
+                    .ok()
+                    .flatten()
+            }));
+        }
+        Arc::new(b.finish().with_timezone_opt(zone))
     }
 
     /// Integers; a non-whole value is rounded and warned about, one that does not fit the
@@ -196,7 +263,7 @@ impl Input<'_> {
         warn: &mut impl FnMut(usize, &str, &str, String),
     ) -> Option<chrono::NaiveDate> {
         let t = text(values, row)?;
-        value::parse_date(t)
+        value::parse_date_in(t, self.column.format.as_deref())
             .inspect_err(|e| warn(row, &self.column.source, t, null_reason(*e)))
             .ok()
             .flatten()

@@ -4,8 +4,11 @@
 //! column, named by its target, in profile order: text `Utf8` (unchanged: keys, NIKs and
 //! times keep their leading zeros), decimal `Decimal128(38, scale)` (exact, never through a
 //! float), integer `Int64`, boolean `Boolean`, date `Date32`, time `Time64(µs)`, and the
-//! date + time pairs and date-only columns `Timestamp(µs, None)` (naive local time; a date
-//! alone is midnight). Every value is parsed on its own. A source column absent from the
+//! date + time pairs, single-column timestamps and date-only columns `Timestamp(µs, None)`
+//! (naive local time; a date alone is midnight), timestamptz `Timestamp(µs, "UTC")`, float
+//! `Float64`, numeric (a decimal without a fixed scale) `Utf8` holding PostgreSQL's canonical
+//! text of the exact value (cast to `numeric` by the load). Dates, times and timestamps are
+//! read in the column's `format` when it has one. Every value is parsed on its own. A source column absent from the
 //! batch loads as NULL.
 //!
 //! Values that cannot be converted do not fail the batch (the rules that reject rows are
@@ -61,10 +64,15 @@ pub struct Transformed {
     pub warnings: Vec<RowError>,
 }
 
+/// The time zone of a `timestamptz` column's Arrow type (values are UTC instants).
+pub const UTC: &str = "UTC";
+
 /// The Arrow type a column of this kind loads as.
 pub fn arrow_type(kind: ColumnType) -> DataType {
     match kind {
-        ColumnType::Text => DataType::Utf8,
+        // A numeric's exact digits of any scale: PostgreSQL's canonical text, encoded as
+        // `numeric` by the load.
+        ColumnType::Text | ColumnType::Numeric => DataType::Utf8,
         ColumnType::Decimal { scale } => {
             DataType::Decimal128(DECIMAL_PRECISION, scale.cast_signed())
         }
@@ -75,6 +83,8 @@ pub fn arrow_type(kind: ColumnType) -> DataType {
         ColumnType::Timestamp | ColumnType::DateTimestamp => {
             DataType::Timestamp(TimeUnit::Microsecond, None)
         }
+        ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+        ColumnType::Float => DataType::Float64,
     }
 }
 

@@ -36,6 +36,7 @@ pub(crate) fn problems<'a>(
     };
     let raw = value;
     let value = value.map(str::trim);
+    let format = column.format.as_deref();
     match column.kind {
         ColumnType::Text => {
             // The text as read (not trimmed) is what would be stored.
@@ -81,20 +82,34 @@ pub(crate) fn problems<'a>(
         }
         ColumnType::Date => {
             if let Some(t) = value
-                && let Err(e) = value::parse_date(t)
+                && let Err(e) = value::parse_date_in(t, format)
             {
                 problem(source, t, e.to_string());
             }
         }
         ColumnType::Time => {
             let t = value.unwrap_or("");
-            if let Err(e) = value::parse_time(t) {
+            if let Err(e) = value::parse_time_in(t, format) {
+                problem(source, t, e.to_string());
+            }
+        }
+        ColumnType::Timestamp if column.time_source.is_none() => {
+            if let Some(t) = value
+                && let Some(e) = single_value_error(column, t)
+            {
+                problem(source, t, e.to_string());
+            }
+        }
+        ColumnType::TimestampTz | ColumnType::Float | ColumnType::Numeric => {
+            if let Some(t) = value
+                && let Some(e) = single_value_error(column, t)
+            {
                 problem(source, t, e.to_string());
             }
         }
         ColumnType::Timestamp | ColumnType::DateTimestamp => {
             let Some(t) = value else { return out };
-            match value::parse_date(t) {
+            match value::parse_date_in(t, format) {
                 Err(e) => problem(source, t, e.to_string()),
                 Ok(Some(_)) => {
                     if let Some(time_source) = column.time_source.as_deref() {
@@ -109,4 +124,17 @@ pub(crate) fn problems<'a>(
         }
     }
     out
+}
+
+/// Why a value of a single-column timestamp, a timestamptz, a float or a numeric does not
+/// read; `None` when it does (or for another type).
+fn single_value_error(column: &Column, t: &str) -> Option<value::ValueError> {
+    let format = column.format.as_deref();
+    match column.kind {
+        ColumnType::Timestamp => value::parse_timestamp(t, format).err(),
+        ColumnType::TimestampTz => value::parse_timestamptz(t, format).err(),
+        ColumnType::Float => value::parse_float(t).err(),
+        ColumnType::Numeric => value::parse_numeric(t).err(),
+        _ => None,
+    }
 }

@@ -15,6 +15,12 @@ use crate::model::RowError;
 use crate::profile::{Column, ColumnType, Profile, ROW_VERSION_COLUMN, stamp};
 use crate::value;
 
+/// The date and time of microseconds since 1970-01-01.
+fn split_micros(micros: i64) -> Option<(chrono::NaiveDate, NaiveTime)> {
+    let stamp = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    Some((stamp.date(), stamp.time()))
+}
+
 /// The version columns of a profile, resolved against one text batch.
 struct Reader<'a> {
     date: &'a Column,
@@ -67,12 +73,21 @@ impl Reader<'_> {
     fn version(&self, row: usize, line: u64, warnings: &mut Vec<RowError>) -> Option<String> {
         // The time is read first so that its warning does not depend on the date.
         let time = self.time(row, line, warnings);
-        let date = value::parse_date(text(self.dates, row)?).ok().flatten()?;
-        let time = match self.date.kind {
-            ColumnType::Timestamp => {
-                value::parse_time(text(self.pair_times, row).unwrap_or("")).ok()?
+        let dtext = text(self.dates, row)?;
+        let format = self.date.format.as_deref();
+        let (date, time) = match self.date.kind {
+            // A single-column timestamp (naive, or in UTC): its own time.
+            ColumnType::Timestamp if self.date.time_source.is_none() => {
+                split_micros(value::parse_timestamp(dtext, format).ok().flatten()?)?
             }
-            _ => time?,
+            ColumnType::TimestampTz => {
+                split_micros(value::parse_timestamptz(dtext, format).ok().flatten()?)?
+            }
+            ColumnType::Timestamp => (
+                value::parse_date_in(dtext, format).ok().flatten()?,
+                value::parse_time(text(self.pair_times, row).unwrap_or("")).ok()?,
+            ),
+            _ => (value::parse_date_in(dtext, format).ok().flatten()?, time?),
         };
         Some(stamp(date, time))
     }
@@ -83,7 +98,7 @@ impl Reader<'_> {
             return Some(NaiveTime::MIN);
         };
         let t = text(values, row).unwrap_or("");
-        match value::parse_time(t) {
+        match value::parse_time_in(t, column.format.as_deref()) {
             Ok(time) => Some(time),
             Err(e) => {
                 // A time column's own conversion has warned already.

@@ -146,6 +146,28 @@ impl ColumnCheck<'_> {
                 let reason = format!("out of range: must be {}", self.range_text);
                 fail(source, Some(value), reason);
             }
+            Ok(Parsed::Float(v))
+                if self
+                    .column
+                    .rules
+                    .range
+                    .as_ref()
+                    .is_some_and(|r| !float_in_range(v, r)) =>
+            {
+                let reason = format!("out of range: must be {}", self.range_text);
+                fail(source, Some(value), reason);
+            }
+            Ok(Parsed::Exact(digits))
+                if self
+                    .column
+                    .rules
+                    .range
+                    .as_ref()
+                    .is_some_and(|r| !exact_in_range(&digits, r)) =>
+            {
+                let reason = format!("out of range: must be {}", self.range_text);
+                fail(source, Some(value), reason);
+            }
             // Parsed, or unreadable in a column whose rules do not ask (it warns later).
             Err(_) | Ok(_) => {}
         }
@@ -161,6 +183,7 @@ impl ColumnCheck<'_> {
 
     /// Reads the (date, for a pair) value as the column's type.
     fn parse(&self, value: &str) -> Result<Parsed, ValueError> {
+        let format = self.column.format.as_deref();
         Ok(match self.column.kind {
             ColumnType::Text => Parsed::Other,
             ColumnType::Decimal { scale } => value::parse_decimal(value, scale)?
@@ -171,12 +194,22 @@ impl ColumnCheck<'_> {
                 value::parse_bool(value)?;
                 Parsed::Other
             }
+            ColumnType::Timestamp if self.column.time_source.is_none() => {
+                value::parse_timestamp(value, format)?.map_or(Parsed::Zero, |_| Parsed::Other)
+            }
+            ColumnType::TimestampTz => {
+                value::parse_timestamptz(value, format)?.map_or(Parsed::Zero, |_| Parsed::Other)
+            }
             ColumnType::Date | ColumnType::Timestamp | ColumnType::DateTimestamp => {
-                value::parse_date(value)?.map_or(Parsed::Zero, |_| Parsed::Other)
+                value::parse_date_in(value, format)?.map_or(Parsed::Zero, |_| Parsed::Other)
             }
             ColumnType::Time => {
-                value::parse_time(value)?;
+                value::parse_time_in(value, format)?;
                 Parsed::Other
+            }
+            ColumnType::Float => value::parse_float(value)?.map_or(Parsed::Other, Parsed::Float),
+            ColumnType::Numeric => {
+                value::parse_numeric(value)?.map_or(Parsed::Other, Parsed::Exact)
             }
         })
     }
@@ -186,6 +219,10 @@ impl ColumnCheck<'_> {
 enum Parsed {
     /// A number: mantissa and scale.
     Number(i128, u8),
+    /// A float.
+    Float(f64),
+    /// A numeric without a fixed scale: its canonical text.
+    Exact(String),
     /// An all-zero date (`00000000`), which loads as NULL.
     Zero,
     /// Anything else that parsed.
@@ -195,11 +232,47 @@ enum Parsed {
 /// What a column of this type holds, for "a … is required".
 fn what(kind: ColumnType) -> &'static str {
     match kind {
-        ColumnType::Decimal { .. } | ColumnType::Integer => "number",
-        ColumnType::Date | ColumnType::Timestamp | ColumnType::DateTimestamp => "date",
+        ColumnType::Decimal { .. }
+        | ColumnType::Integer
+        | ColumnType::Float
+        | ColumnType::Numeric => "number",
+        ColumnType::Date | ColumnType::DateTimestamp | ColumnType::Timestamp => "date",
+        ColumnType::TimestampTz => "timestamp",
         ColumnType::Time => "time",
         ColumnType::Boolean => "boolean",
         ColumnType::Text => "value",
+    }
+}
+
+/// Whether a float is inside `range` (NaN is outside any range).
+fn float_in_range(v: f64, range: &RangeRule) -> bool {
+    let ok = |b: &Option<crate::profile::Bound>, below: bool| {
+        b.as_ref().is_none_or(|b| {
+            let Ok(x) = b.value.parse::<f64>() else {
+                return false;
+            };
+            match (below, b.inclusive) {
+                (true, true) => v >= x,
+                (true, false) => v > x,
+                (false, true) => v <= x,
+                (false, false) => v < x,
+            }
+        })
+    };
+    ok(&range.lower, true) && ok(&range.upper, false)
+}
+
+/// Whether a numeric's canonical text is inside `range`: exactly when it fits a 38-digit
+/// mantissa, else as a float.
+fn exact_in_range(digits: &str, range: &RangeRule) -> bool {
+    let scale = digits
+        .split_once('.')
+        .map_or(0, |(_, f)| u8::try_from(f.len()).unwrap_or(u8::MAX));
+    match value::parse_decimal(digits, scale) {
+        Ok(Some(m)) if scale <= 38 => value::decimal_in_range(m, scale, range).is_none(),
+        _ => digits
+            .parse::<f64>()
+            .is_ok_and(|v| float_in_range(v, range)),
     }
 }
 

@@ -90,9 +90,11 @@ pub fn date32_days(date: NaiveDate) -> i32 {
     chrono::Datelike::num_days_from_ce(&date) - UNIX_EPOCH_DAYS_FROM_CE
 }
 
-/// Microseconds since midnight, as in an Arrow `Time64(Microsecond)`.
+/// Microseconds since midnight, as in an Arrow `Time64(Microsecond)` (nanoseconds rounded
+/// half up, as PostgreSQL rounds).
 pub fn time64_micros(time: NaiveTime) -> i64 {
-    i64::from(time.num_seconds_from_midnight()) * 1_000_000 + i64::from(time.nanosecond() / 1_000)
+    i64::from(time.num_seconds_from_midnight()) * 1_000_000
+        + (i64::from(time.nanosecond()) + 500) / 1_000
 }
 
 /// Microseconds since 1970-01-01 00:00 of a naive local date and time, as in an Arrow

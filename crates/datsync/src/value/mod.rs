@@ -9,10 +9,15 @@
 //! a binary float.
 
 mod datetime;
+mod formatted;
 mod number;
 mod range;
 
 pub use datetime::{date32_days, parse_date, parse_time, time64_micros, timestamp_micros};
+pub use formatted::{
+    check_format, parse_date_in, parse_float, parse_numeric, parse_time_in, parse_timestamp,
+    parse_timestamptz,
+};
 pub use number::{DECIMAL_PRECISION, parse_decimal, parse_integer};
 pub use range::decimal_in_range;
 
@@ -36,7 +41,7 @@ pub enum ValueError {
     #[error("number too large for the column (at most {digits} digits)")]
     TooLarge {
         /// The most digits the column holds.
-        digits: u8,
+        digits: u16,
     },
     /// Not one of the boolean words.
     #[error("not a boolean: expected X, 1, Y, YES, TRUE, T or 0, N, NO, FALSE, F")]
@@ -53,6 +58,21 @@ pub enum ValueError {
     /// A time in a known format that does not exist (`2400`, `996100`).
     #[error("impossible time")]
     ImpossibleTime,
+    /// Not in the column's own strftime `format`.
+    #[error("does not match the column's `format`")]
+    NotInFormat,
+    /// Not a timestamp in the default forms.
+    #[error(
+        "not a timestamp: expected YYYY-MM-DD HH:MM[:SS[.ffffff]] (or with T), or give the \
+         column a `format`"
+    )]
+    TimestampFormat,
+    /// Not a timestamp with a time zone in the default forms.
+    #[error(
+        "not a timestamp with a time zone: expected ISO 8601 with an offset or Z \
+         (2020-10-12T02:39:52Z, 2020-10-12 02:39:52+05:30), or give the column a `format`"
+    )]
+    TimestampTzFormat,
 }
 
 /// Reads a boolean: true `X 1 Y YES TRUE T`, false `0 N NO FALSE F` (any case), blank

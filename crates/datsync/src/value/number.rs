@@ -11,14 +11,14 @@ const DECIMAL_LIMIT: i128 = 10i128.pow(DECIMAL_PRECISION as u32);
 /// A number as written: sign, integer digits (thousands separators removed) and fraction
 /// digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Parts<'a> {
-    negative: bool,
+pub(super) struct Parts<'a> {
+    pub(super) negative: bool,
     /// The integer part, separators included.
-    int: &'a str,
+    pub(super) int: &'a str,
     /// The thousands separator used in `int`, if any.
     thousands: Option<u8>,
     /// The fraction digits (after the decimal separator).
-    frac: &'a str,
+    pub(super) frac: &'a str,
 }
 
 impl Parts<'_> {
@@ -40,7 +40,7 @@ impl Parts<'_> {
 /// decimal separator (`1.234` is 1.234); a separator occurring several times groups thousands
 /// (`1.234.567`). Thousands groups must be of three digits. A sign may lead, or trail (SAP
 /// writes `12,50-`). Returns `Ok(None)` for blank text.
-fn split(text: &str) -> Result<Option<Parts<'_>>, ValueError> {
+pub(super) fn split(text: &str) -> Result<Option<Parts<'_>>, ValueError> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(None);
@@ -116,7 +116,7 @@ pub fn parse_decimal(text: &str, scale: u8) -> Result<Option<i128>, ValueError> 
     };
     let scale_digits = usize::from(scale);
     let too_large = ValueError::TooLarge {
-        digits: DECIMAL_PRECISION,
+        digits: u16::from(DECIMAL_PRECISION),
     };
     let (kept, dropped) = parts.frac.split_at(parts.frac.len().min(scale_digits));
     if dropped.bytes().any(|d| d != b'0') {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, StringBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
@@ -122,7 +122,7 @@ fn column(kind: ColumnType, n: usize, rng: &mut ChaCha8Rng) -> ArrayRef {
             });
             Arc::new(b.finish())
         }
-        ColumnType::Timestamp | ColumnType::DateTimestamp => {
+        ColumnType::Timestamp | ColumnType::DateTimestamp | ColumnType::TimestampTz => {
             let mut b = TimestampMicrosecondBuilder::with_capacity(n);
             (0..n).for_each(|_| {
                 b.append_option(
@@ -130,6 +130,26 @@ fn column(kind: ColumnType, n: usize, rng: &mut ChaCha8Rng) -> ArrayRef {
                         .then(|| rng.random_range(1_640_995_200i64..1_767_225_600) * 1_000_000),
                 );
             });
+            let zone = (kind == ColumnType::TimestampTz).then_some("UTC");
+            Arc::new(b.finish().with_timezone_opt(zone))
+        }
+        ColumnType::Float => {
+            let mut b = Float64Builder::with_capacity(n);
+            (0..n).for_each(|_| {
+                b.append_option((!null(rng)).then(|| rng.random_range(-1e6..1e6)));
+            });
+            Arc::new(b.finish())
+        }
+        ColumnType::Numeric => {
+            let mut b = StringBuilder::with_capacity(n, n * 12);
+            for _ in 0..n {
+                if null(rng) {
+                    b.append_null();
+                } else {
+                    let v = rng.random_range(-10_000_000_000i64..100_000_000_000);
+                    b.append_value(format!("{}.{:03}", v / 1000, (v % 1000).abs()));
+                }
+            }
             Arc::new(b.finish())
         }
     }
