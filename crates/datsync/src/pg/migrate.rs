@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::adopt::{AdoptOptions, TypeNote, lock_holders, plan_target};
+use super::adopt::{AdoptOptions, TargetPlan, TypeNote, lock_holders, plan_target};
 use super::{PgError, quote_ident, quote_qualified, sql_type};
 use crate::profile::{Profile, ROW_VERSION_COLUMN, StoredType};
 
@@ -316,12 +316,126 @@ pub(super) fn base_sql(s: &str) -> String {
     )
 }
 
+/// What [`init_db`] would have to add, found with reads only: the migrations not applied,
+/// the target table's DDL, `row_version`. Empty when the database is up to date — then a
+/// run needs no privilege beyond reading and writing the tables (no CREATE anywhere).
+struct Readiness {
+    /// Each piece missing, named for a person.
+    missing: Vec<String>,
+    /// The target table as found.
+    plan: TargetPlan,
+    /// The role connected (`current_user`).
+    role: String,
+}
+
+async fn readiness(client: &Client, profile: &Profile) -> Result<Readiness, PgError> {
+    let s = quote_ident(&profile.schema);
+    let table = quote_qualified(&profile.schema, &profile.table);
+    let row = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, current_user::text",
+            &[&format!("{s}.datsync_migrations")],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot look up datsync_migrations", e))?;
+    let (has_migrations, role): (bool, String) = (row.get(0), row.get(1));
+    let mut missing = Vec::new();
+    if has_migrations {
+        let done: Vec<i32> = client
+            .query(&format!("SELECT version FROM {s}.datsync_migrations"), &[])
+            .await
+            .map_err(|e| PgError::query("cannot read datsync_migrations", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        missing.extend(
+            MIGRATIONS
+                .iter()
+                .filter(|m| !done.contains(&m.version))
+                .map(|m| format!("migration {} ({})", m.version, m.name)),
+        );
+    } else {
+        missing.push(format!(
+            "datsync's tables in schema {s} (migrations 1 to {})",
+            MIGRATIONS.len()
+        ));
+    }
+    let plan = plan_target(client, profile).await?;
+    if plan.exists {
+        missing.extend(plan.missing.iter().cloned());
+        if profile.version.is_some() && !has_column(client, profile, ROW_VERSION_COLUMN).await? {
+            missing.push(format!("column `{ROW_VERSION_COLUMN}` of {table}"));
+        }
+    } else {
+        missing.push(format!("the table {table}"));
+    }
+    Ok(Readiness {
+        missing,
+        plan,
+        role,
+    })
+}
+
+async fn has_column(client: &Client, profile: &Profile, column: &str) -> Result<bool, PgError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+                AND a.attnum > 0 AND NOT a.attisdropped)",
+            &[&profile.schema, &profile.table, &column],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot read the target table's columns", e))?;
+    Ok(row.get(0))
+}
+
 async fn init_tx(
     client: &mut Client,
     profile: &Profile,
     mode: Mode,
 ) -> Result<InitReport, PgError> {
     check_profile_names(profile)?;
+    // Up to date: nothing to change, so nothing that needs CREATE or ownership is run (a
+    // least-privileged role can start its runs).
+    let ready = readiness(client, profile).await?;
+    if ready.missing.is_empty() && ready.plan.problems.is_empty() {
+        return Ok(InitReport {
+            applied: Vec::new(),
+            target_created: false,
+            adopted: Vec::new(),
+            notes: ready.plan.notes,
+            stored: ready.plan.stored,
+        });
+    }
+    match change_tx(client, profile, mode).await {
+        Err(e) if e.sqlstate() == Some(INSUFFICIENT_PRIVILEGE) => {
+            let PgError::Query { source, .. } = e else {
+                return Err(e);
+            };
+            Err(PgError::query(
+                format!(
+                    "datsync's tables are not up to date ({}) and role {} may not change them;                      run `datsync init-db` as their owner, or have a DBA apply the SQL of                      `datsync init-db --print-sql --role {}`",
+                    ready.missing.join("; "),
+                    ready.role,
+                    ready.role
+                ),
+                source,
+            ))
+        }
+        other => other,
+    }
+}
+
+/// SQLSTATE of a statement the role has no privilege for.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+async fn change_tx(
+    client: &mut Client,
+    profile: &Profile,
+    mode: Mode,
+) -> Result<InitReport, PgError> {
     let s = quote_ident(&profile.schema);
     let tx = client
         .transaction()
