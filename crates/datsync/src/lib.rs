@@ -247,7 +247,7 @@ pub use alert::{
 pub use http::{CA_FILE_ENV, HttpError, HttpTls};
 pub use telemetry::{
     FailedChunkNote, KILL_AT_ENV, Live, Metrics, PAUSE_AT_ENV, PAUSE_DIR_ENV, RECEIPT_STATES,
-    RunningSync, TERM_AT_ENV,
+    RunningSync, SIGSTOP_AT_ENV, TERM_AT_ENV,
 };
 
 // ---- watching it run: metrics and the status page -----------------------------------------

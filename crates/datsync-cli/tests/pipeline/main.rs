@@ -9,6 +9,7 @@
 
 mod alerts;
 mod azure;
+mod changing;
 mod common;
 mod crash;
 mod decoder;
@@ -19,6 +20,7 @@ mod idempotent;
 mod model;
 mod observe;
 mod private;
+mod privilege;
 mod resume;
 mod serve;
 mod types;

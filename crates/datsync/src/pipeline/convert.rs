@@ -194,6 +194,9 @@ impl Converter {
                         self.check_columns(&batch)?;
                         checked = true;
                     }
+                    // Read before this check: the source as the sync opened it, or the run
+                    // stops here (nothing cut from changed bytes is ever saved).
+                    super::run::unchanged(&self.source)?;
                     let checksum = self.save(chunk, &batch, source_end).await?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
@@ -223,6 +226,8 @@ impl Converter {
                     self.telemetry
                         .metrics()
                         .source_read(bytes.saturating_sub(counted));
+                    // The length and SHA-256 recorded must be those of the file opened.
+                    super::run::unchanged(&self.source)?;
                     self.finalize(bytes, sha256).await?;
                     self.progress.total_chunks(u64::from(chunks));
                     return Ok(ConvertOutcome { rows, chunks });

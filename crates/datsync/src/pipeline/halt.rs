@@ -205,6 +205,20 @@ pub(crate) enum SyncFailure {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// A local source changed while the sync was reading or loading it: the run stopped
+    /// before anything read after the change was saved or committed.
+    #[error(
+        "{source_path} changed while this sync was loading it ({change}); the run stopped \
+         before any chunk cut after the change was saved or committed (the chunks committed \
+         before it hold the file as it was). `datsync run {source_path}` loads the file as it \
+         is now, as a new sync; this sync cannot be resumed against the new file"
+    )]
+    SourceChanged {
+        /// The source.
+        source_path: String,
+        /// What changed.
+        change: String,
+    },
     /// The conversion is unfinished and the source cannot be read.
     #[error(
         "{source_path}: the source cannot be read, and the conversion of this sync is unfinished"

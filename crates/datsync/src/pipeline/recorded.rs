@@ -68,9 +68,11 @@ impl Run<'_> {
             .into());
         };
         tracing::info!(sync_id = %self.plan.sync_id, "every chunk is recorded; finishing the conversion by hashing the source");
-        let digest = tokio::task::spawn_blocking(move || source.digest())
+        let hashed = source.clone();
+        let digest = tokio::task::spawn_blocking(move || hashed.digest())
             .await
             .map_err(|e| SyncFailure::task_died("hashing the source", e))??;
+        super::run::unchanged(&source)?;
         let fingerprint = SourceFingerprint {
             size_bytes: digest.bytes,
             sha256: Some(digest.sha256),

@@ -19,6 +19,7 @@ use crate::checkpoint::CheckpointManager;
 use crate::load::Loader;
 use crate::model::{ChunkCut, ChunkId, SyncId, SyncRef};
 use crate::profile::Profile;
+use crate::source::SourceRef;
 use crate::status::LedgerChunk;
 use crate::store::Store;
 use crate::telemetry::ChunkStaged;
@@ -201,8 +202,12 @@ impl Run<'_> {
         joined.map_err(|e| SyncFailure::task_died("the converter task died", e))?
     }
 
-    /// Loads one chunk and counts what came of it.
+    /// Loads one chunk and counts what came of it. A local source that changed since the
+    /// run opened it stops the run first: the chunk's bytes may be the new ones.
     async fn load(&mut self, c: Converted, tally: &mut Tally) -> Result<(), Halt> {
+        if let Some(source) = &self.plan.source {
+            unchanged(source)?;
+        }
         let t0 = Instant::now();
         let (chunk, source_bytes) = (c.chunk, c.source_bytes);
         match self.process(c).await? {
@@ -260,6 +265,24 @@ impl Run<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// [`SourceRef::changed`] as a halt: a chunk read before this check holds the source as the
+/// sync opened it, so a chunk is saved (phase 1) and committed (phase 2) only after it.
+pub(super) fn unchanged(source: &SourceRef) -> Result<(), Halt> {
+    match source.changed() {
+        None => Ok(()),
+        Some(change) => {
+            let source_path = source.name();
+            tracing::error!(source = %source_path, change = %change,
+                "the source changed while it was being loaded; stopping before the next chunk is saved or committed");
+            Err(SyncFailure::SourceChanged {
+                source_path,
+                change,
+            }
+            .into())
+        }
     }
 }
 

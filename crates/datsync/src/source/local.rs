@@ -15,6 +15,49 @@ pub struct LocalSource {
     file: File,
     size_bytes: u64,
     modified: Option<String>,
+    identity: FileIdentity,
+}
+
+/// Which file a path named, and what it held, when it was looked at: device and inode (a
+/// file replaced by a rename is another inode), size and modification time (a file
+/// rewritten in place changes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileIdentity {
+    /// The identity in `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+
+    /// How `now` differs from `self`, for a person; `None` when it does not.
+    pub fn change(&self, now: &Self) -> Option<String> {
+        let mut changes = Vec::new();
+        if (self.dev, self.ino) != (now.dev, now.ino) {
+            changes.push("it was replaced by another file (another inode)".to_owned());
+        }
+        if self.size != now.size {
+            changes.push(format!(
+                "its size went from {} to {} bytes",
+                self.size, now.size
+            ));
+        }
+        if self.mtime_ns != now.mtime_ns {
+            changes.push("its modification time changed".to_owned());
+        }
+        (!changes.is_empty()).then(|| changes.join(", "))
+    }
 }
 
 impl LocalSource {
@@ -41,6 +84,7 @@ impl LocalSource {
             file,
             size_bytes: meta.len(),
             modified,
+            identity: FileIdentity::of(&meta),
         })
     }
 
@@ -65,6 +109,11 @@ impl LocalSource {
             modified: self.modified.clone(),
             sha256: None,
         }
+    }
+
+    /// Which file was opened, and what it held then.
+    pub fn identity(&self) -> FileIdentity {
+        self.identity
     }
 
     /// A reader over the bytes that hashes them as they pass.

@@ -21,7 +21,7 @@ use crate::model::{SourceFingerprint, hex};
 use blob::BlobReader;
 pub(crate) use blob::env_account;
 pub use blob::{Blob, BlobMeta, check_blob_prefix, is_blob_url, list_blobs};
-pub use local::{LocalFile, LocalSource, list_dir, local_file};
+pub use local::{FileIdentity, LocalFile, LocalSource, list_dir, local_file};
 
 /// Bytes fetched by one ranged read of a blob.
 pub const BLOB_RANGE_BYTES: u64 = 8 * 1024 * 1024;
@@ -36,6 +36,9 @@ pub enum SourceRef {
         path: PathBuf,
         /// Size and modification time when opened.
         fingerprint: SourceFingerprint,
+        /// The file opened (inode, size, modification time): every later read must find it
+        /// unchanged (see [`SourceRef::changed`]).
+        identity: FileIdentity,
     },
     /// A blob.
     Blob {
@@ -60,6 +63,7 @@ impl SourceRef {
         let local = LocalSource::open(&path)?;
         Ok(Self::Local {
             fingerprint: local.fingerprint(),
+            identity: local.identity(),
             path,
         })
     }
@@ -127,7 +131,19 @@ impl SourceRef {
         range_bytes: u64,
     ) -> Result<HashingReader<Box<dyn Read + Send>>, SourceError> {
         let inner: Box<dyn Read + Send> = match self {
-            Self::Local { path, .. } => Box::new(LocalSource::open(path)?.into_file()),
+            Self::Local { path, identity, .. } => {
+                let local = LocalSource::open(path)?;
+                // The bytes read must be those of the file the sync opened.
+                if let Some(change) = identity.change(&local.identity()) {
+                    return Err(SourceError {
+                        path: path.display().to_string(),
+                        error: io::Error::other(format!(
+                            "the file changed after this sync opened it: {change}"
+                        )),
+                    });
+                }
+                Box::new(local.into_file())
+            }
             Self::Blob {
                 blob,
                 meta,
@@ -140,6 +156,23 @@ impl SourceRef {
             )),
         };
         Ok(HashingReader::new(inner))
+    }
+
+    /// How a local source differs from the file this sync opened (replaced by a rename,
+    /// rewritten in place, grown, truncated, deleted), for a person; `None` while it is the
+    /// same, and always for a blob (every range of a blob is read with `If-Match` on the
+    /// ETag seen when it was opened).
+    pub fn changed(&self) -> Option<String> {
+        let Self::Local { path, identity, .. } = self else {
+            return None;
+        };
+        match std::fs::metadata(path) {
+            Ok(meta) => identity.change(&FileIdentity::of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Some("it was deleted or renamed away".to_owned())
+            }
+            Err(e) => Some(format!("it cannot be looked at any more: {e}")),
+        }
     }
 
     /// Reads the whole source: its length and SHA-256 (blocking, like [`Self::reader`]).

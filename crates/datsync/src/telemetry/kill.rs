@@ -3,13 +3,15 @@
 //! sends it SIGTERM and waits until its stop signal shows the handler saw it;
 //! `DATSYNC_PAUSE_AT=<event>:<n>[,<event>:<n>…]` with `DATSYNC_PAUSE_DIR=<dir>` pauses it at
 //! each of those points: it writes `<dir>/<event>-<n>` and waits until that file is gone —
-//! the fault tests restart the database server while a run is held there.
+//! the fault tests restart the database server while a run is held there;
+//! `DATSYNC_SIGSTOP_AT=<event>:<n>` stops the whole process (SIGSTOP to itself) until it is
+//! sent SIGCONT — the tests change a source file while no thread of the run can move.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{KILL_AT_ENV, PAUSE_AT_ENV, PAUSE_DIR_ENV, TERM_AT_ENV};
+use super::{KILL_AT_ENV, PAUSE_AT_ENV, PAUSE_DIR_ENV, SIGSTOP_AT_ENV, TERM_AT_ENV};
 
 /// The longest an armed SIGTERM waits for the process's handler to see it.
 const TERM_WAIT: Duration = Duration::from_secs(10);
@@ -21,6 +23,7 @@ const PAUSE_WAIT: Duration = Duration::from_secs(600);
 pub(super) struct KillPoints {
     kill_at: Option<(String, u64)>,
     term_at: Option<(String, u64)>,
+    sigstop_at: Option<(String, u64)>,
     /// The pause points and the directory of their marker files.
     pause_at: Vec<(String, u64)>,
     pause_dir: Option<std::path::PathBuf>,
@@ -38,6 +41,7 @@ impl KillPoints {
         Self {
             kill_at: point(KILL_AT_ENV),
             term_at: point(TERM_AT_ENV),
+            sigstop_at: point(SIGSTOP_AT_ENV),
             pause_at: env
                 .get(PAUSE_AT_ENV)
                 .map(|specs| specs.split(',').filter_map(parse).collect())
@@ -64,6 +68,12 @@ impl KillPoints {
         }
         if armed(&self.term_at) {
             self.term_self();
+        }
+        if armed(&self.sigstop_at) {
+            use nix::sys::signal::{Signal, kill};
+            use nix::unistd::Pid;
+            // Returns once the process is continued.
+            let _ = kill(Pid::this(), Signal::SIGSTOP);
         }
         if let Some(dir) = &self.pause_dir
             && self

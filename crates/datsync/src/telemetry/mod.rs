@@ -41,6 +41,9 @@ pub const KILL_AT_ENV: &str = "DATSYNC_KILL_AT";
 pub const TERM_AT_ENV: &str = "DATSYNC_TERM_AT";
 /// The environment variable that arms pause points (`<event>:<n>`, comma-separated).
 pub const PAUSE_AT_ENV: &str = "DATSYNC_PAUSE_AT";
+/// The environment variable that arms a SIGSTOP of the process (`<event>:<n>`): the process
+/// stops itself whole, every thread at once, until a test sends SIGCONT.
+pub const SIGSTOP_AT_ENV: &str = "DATSYNC_SIGSTOP_AT";
 /// The directory of the pause points' marker files.
 pub const PAUSE_DIR_ENV: &str = "DATSYNC_PAUSE_DIR";
 
