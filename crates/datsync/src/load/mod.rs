@@ -51,8 +51,12 @@ pub use baseline::{BaselineError, copy_baseline, encode_baseline};
 #[cfg(feature = "test-support")]
 pub use numeric::put_numeric;
 
-/// Rows encoded per COPY message.
+/// Rows encoded per COPY message at most.
 pub const COPY_ROWS_PER_MESSAGE: usize = 2048;
+/// A COPY message ends once it holds this many bytes (1 MiB) or
+/// [`COPY_ROWS_PER_MESSAGE`] rows, whichever comes first: a chunk of wide rows is sent in
+/// small messages, never encoded whole.
+pub const COPY_BYTES_PER_MESSAGE: usize = 1 << 20;
 /// `work_mem` for the chunk transaction, so the in-chunk dedup hash stays in memory. (The
 /// transaction also turns JIT off: compiling a 90-column upsert costs more than running it
 /// over one chunk.)
@@ -540,8 +544,14 @@ async fn copy_rows(
     buf.extend_from_slice(COPY_HEADER);
     let mut start = 0;
     while start < rows {
-        let end = (start + COPY_ROWS_PER_MESSAGE).min(rows);
-        copy::put_rows(encoders, start..end, &mut buf);
+        // A message ends at COPY_ROWS_PER_MESSAGE rows or once it holds
+        // COPY_BYTES_PER_MESSAGE, whichever comes first (a row is never split).
+        let last = (start + COPY_ROWS_PER_MESSAGE).min(rows);
+        let mut end = start;
+        while end < last && buf.len() < COPY_BYTES_PER_MESSAGE {
+            copy::put_rows(encoders, end..end + 1, &mut buf);
+            end += 1;
+        }
         sink.feed(buf.split().freeze())
             .await
             .map_err(q("cannot send rows to the staging copy"))?;

@@ -61,7 +61,7 @@ impl Run<'_> {
         // The accepted rows are a copy: the text batch is not needed for the load.
         drop(batch);
         let mut facts = self.check_rejects(chunk, &validated).await?;
-        let transform = |batch| {
+        let transform = |batch: &RecordBatch| {
             crate::transform::transform(&self.profile, batch).map_err(|error| {
                 SyncFailure::Transform {
                     source_name: self.plan.source_path.clone(),
@@ -71,13 +71,23 @@ impl Run<'_> {
             })
         };
         let typed = transform(&validated.accepted)?;
+        // The text rows are typed: dropped now, not held beside the typed ones for the load
+        // (the memory budget counts each chunk's rows once in the processor).
+        let nothing_loaded = validated.loaded() == 0;
+        let Validated {
+            accepted,
+            superseded_rows,
+            ..
+        } = validated;
+        drop(accepted);
         // Rows superseded inside the chunk are checked too: the warnings of a file do not
         // depend on where its chunks are cut.
         let mut warnings = typed.warnings;
-        if validated.superseded_rows.num_rows() > 0 {
-            warnings.extend(transform(&validated.superseded_rows)?.warnings);
+        if superseded_rows.num_rows() > 0 {
+            warnings.extend(transform(&superseded_rows)?.warnings);
             warnings.sort_by_key(|w| w.line);
         }
+        drop(superseded_rows);
         self.keep_warnings(chunk, &warnings, &mut facts).await?;
         let load = match self
             .load_with_retries(chunk, &checksum, &typed.batch, &facts)
@@ -95,8 +105,7 @@ impl Run<'_> {
             rejected: facts.rejected,
             warnings: facts.value_warnings,
         };
-        self.committed(chunk, &load, &facts, validated.loaded() == 0)
-            .await?;
+        self.committed(chunk, &load, &facts, nothing_loaded).await?;
         self.pipeline.telemetry.emit(&ChunkCompleted {
             sync_id: &self.plan.sync_id,
             chunk,

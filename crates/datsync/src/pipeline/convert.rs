@@ -16,8 +16,10 @@ use crate::profile::Profile;
 use crate::source::SourceRef;
 use crate::telemetry::{ChunkConverted, Telemetry};
 
-/// Batches waiting between two stages (each stage also holds the one it works on): enough
-/// to keep both busy, few enough to keep memory flat (a 10,000-row ZTDWR batch is ~15 MB).
+/// Batches waiting between the converter and the processor. The converter takes a slot
+/// ([`mpsc::Sender::reserve`]) before it asks the reader for the next batch, and the reader
+/// decodes a batch only when asked: besides the batch the processor works on, at most one
+/// batch is being decoded or encoded, or waits in the slot (the memory budget counts on it).
 const CHANNEL_DEPTH: usize = 1;
 
 /// A chunk ready for phase 2.
@@ -56,21 +58,31 @@ enum ReaderMsg {
     },
 }
 
-/// Decodes `path` on a thread of its own and sends the batches of chunks `skip_before..`.
+/// The reader's side of the hand-over: batches go out one at a time, each only once the
+/// converter asked for it (a token on `wanted`).
+struct Handover {
+    tx: mpsc::Sender<Result<ReaderMsg, Halt>>,
+    wanted: mpsc::Receiver<()>,
+}
+
+/// Decodes `path` on a thread of its own and sends the batches of chunks `skip_before..`,
+/// one per token sent on the returned sender.
 fn spawn_reader(
     path: SourceRef,
     profile: Profile,
     options: ParseOptions,
     skip_before: u32,
-) -> mpsc::Receiver<Result<ReaderMsg, Halt>> {
-    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+) -> (mpsc::Sender<()>, mpsc::Receiver<Result<ReaderMsg, Halt>>) {
+    let (tx, rx) = mpsc::channel(1);
+    let (want_tx, wanted) = mpsc::channel(1);
     std::thread::spawn(move || {
-        let result = read_source(&path, &profile, options, skip_before, &tx);
+        let mut handover = Handover { tx, wanted };
+        let result = read_source(&path, &profile, options, skip_before, &mut handover);
         if let Err(halt) = result {
-            let _ = tx.blocking_send(Err(halt));
+            let _ = handover.tx.blocking_send(Err(halt));
         }
     });
-    rx
+    (want_tx, rx)
 }
 
 fn read_source(
@@ -78,7 +90,7 @@ fn read_source(
     profile: &Profile,
     options: ParseOptions,
     skip_before: u32,
-    tx: &mpsc::Sender<Result<ReaderMsg, Halt>>,
+    handover: &mut Handover,
 ) -> Result<(), Halt> {
     let name = path.name();
     let mut reader = path.reader()?;
@@ -89,20 +101,38 @@ fn read_source(
         source_name: name.clone(),
         error,
     };
-    let send = |batch: RecordBatch, cut, bytes_read: u64, next: &mut u32| -> bool {
+    // Whether the converter asked for the batch being decoded: a batch is decoded (and so
+    // held) only once it is wanted. Chunks before `skip_before` are dropped as decoded.
+    let mut wanted = false;
+    let requests = &mut handover.wanted;
+    // Waits until the converter wants a batch; `false` once it is gone.
+    let mut wait = |wanted: &mut bool| {
+        if !*wanted {
+            *wanted = requests.blocking_recv().is_some();
+        }
+        *wanted
+    };
+    let send = |batch: RecordBatch, cut, bytes_read: u64, next: &mut u32, wanted: &mut bool| {
         let chunk = ChunkId(*next);
         *next += 1;
-        chunk.0 < skip_before
-            || tx
-                .blocking_send(Ok(ReaderMsg::Batch {
-                    chunk,
-                    batch,
-                    bytes_read,
-                    source_end: cut == Some(BatchCut::End),
-                }))
-                .is_ok()
+        if chunk.0 < skip_before {
+            return true;
+        }
+        *wanted = false;
+        handover
+            .tx
+            .blocking_send(Ok(ReaderMsg::Batch {
+                chunk,
+                batch,
+                bytes_read,
+                source_end: cut == Some(BatchCut::End),
+            }))
+            .is_ok()
     };
     loop {
+        if !wait(&mut wanted) {
+            return Ok(());
+        }
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
@@ -117,16 +147,27 @@ fn read_source(
         };
         let mut pos = 0;
         while pos < n {
+            if !wait(&mut wanted) {
+                return Ok(());
+            }
             pos += decoder.decode(&buffer[pos..n]).map_err(bad)?;
             while let Some(batch) = decoder.next_batch() {
-                if !send(batch, decoder.last_cut(), reader.bytes_read(), &mut next) {
+                let cut = decoder.last_cut();
+                if !send(batch, cut, reader.bytes_read(), &mut next, &mut wanted) {
                     return Ok(());
                 }
             }
         }
     }
-    while let Some(batch) = decoder.flush().map_err(bad)? {
-        if !send(batch, decoder.last_cut(), reader.bytes_read(), &mut next) {
+    loop {
+        if !wait(&mut wanted) {
+            return Ok(());
+        }
+        let Some(batch) = decoder.flush().map_err(bad)? else {
+            break;
+        };
+        let cut = decoder.last_cut();
+        if !send(batch, cut, reader.bytes_read(), &mut next, &mut wanted) {
             return Ok(());
         }
     }
@@ -140,7 +181,10 @@ fn read_source(
         sha256: reader.sha256_hex(),
         bytes: reader.bytes_read(),
     };
-    let _ = tx.blocking_send(Ok(done));
+    if !wait(&mut wanted) {
+        return Ok(());
+    }
+    let _ = handover.tx.blocking_send(Ok(done));
     Ok(())
 }
 
@@ -173,7 +217,7 @@ impl Converter {
     }
 
     async fn run(self, out: mpsc::Sender<Converted>) -> Result<ConvertOutcome, Halt> {
-        let mut input = spawn_reader(
+        let (want, mut input) = spawn_reader(
             self.source.clone(),
             self.profile.clone(),
             self.options,
@@ -182,7 +226,16 @@ impl Converter {
         let mut checked = false;
         // Bytes of the source counted into the metrics so far.
         let mut counted = 0u64;
-        while let Some(msg) = input.recv().await {
+        loop {
+            // A slot for the next chunk first, then the batch: the reader decodes it only
+            // now, once the processor took the previous one. (A processor that stopped
+            // leaves no slot: the end of the source is still recorded, a batch is not sent.)
+            let slot = out.reserve().await.ok();
+            // A reader that stopped has sent why, or is gone (both seen below).
+            let _ = want.send(()).await;
+            let Some(msg) = input.recv().await else {
+                return Err(SyncFailure::ReaderGone.into());
+            };
             match msg? {
                 ReaderMsg::Batch {
                     chunk,
@@ -207,15 +260,15 @@ impl Converter {
                     });
                     counted = counted.max(bytes_read);
                     self.progress.converted(chunk, rows, bytes_read);
-                    let converted = Converted {
+                    let Some(slot) = slot else {
+                        return Err(SyncFailure::ProcessorGone.into());
+                    };
+                    slot.send(Converted {
                         chunk,
                         batch,
                         checksum,
                         source_bytes: Some(bytes_read),
-                    };
-                    if out.send(converted).await.is_err() {
-                        return Err(SyncFailure::ProcessorGone.into());
-                    }
+                    });
                 }
                 ReaderMsg::Done {
                     rows,
@@ -234,7 +287,6 @@ impl Converter {
                 }
             }
         }
-        Err(SyncFailure::ReaderGone.into())
     }
 
     /// The first batch's columns: a required one missing is bad input.
