@@ -87,10 +87,32 @@ impl RowError {
     }
 }
 
-/// `v` cut to [`MAX_ERROR_VALUE_CHARS`] characters (an ellipsis marks the cut).
+/// `v` cut to [`MAX_ERROR_VALUE_CHARS`] characters (an ellipsis marks the cut), a NUL
+/// character shown as U+FFFD: PostgreSQL's `jsonb` and `text`, where the samples go (the
+/// ledger, `sync_metadata.validation_errors`), cannot hold one (22P05), and a line with a
+/// NUL byte is exactly what gets rejected. The rejects keep the raw bytes.
 fn cut(v: &str) -> String {
-    match v.char_indices().nth(MAX_ERROR_VALUE_CHARS) {
+    let v = match v.char_indices().nth(MAX_ERROR_VALUE_CHARS) {
         Some((at, _)) => format!("{}…", &v[..at]),
         None => v.to_owned(),
+    };
+    if v.contains('\0') {
+        v.replace('\0', "\u{FFFD}")
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_in_a_value_is_shown_as_the_replacement_character() {
+        let e = RowError::new(2, None, Some("a\0b"), "NUL byte".into());
+        assert_eq!(e.value.as_deref(), Some("a\u{FFFD}b"));
+        let long = "x".repeat(MAX_ERROR_VALUE_CHARS + 5);
+        let e = RowError::new(2, None, Some(&long), "long".into());
+        assert!(e.value.unwrap().ends_with('…'));
     }
 }
