@@ -54,6 +54,11 @@ pub enum Command {
     ///
     /// A chunk's load is tried 4 times on a transient database error, pausing 500 ms then
     /// doubling; DATSYNC_RETRY_BACKOFF_MS sets the first pause (also for `resume`).
+    ///
+    /// SIGTERM or SIGINT (also for `resume`): the chunk in flight finishes and commits, no
+    /// further chunk starts, the sync stays IN_PROGRESS with its checkpoint and the run exits
+    /// 1 (the summary says `interrupted`); the same command, or `resume`, continues it. A
+    /// second signal exits at once (143, or 130 for SIGINT).
     Run(RunArgs),
     /// Continue a sync: finish its conversion, load every chunk not committed yet.
     ///

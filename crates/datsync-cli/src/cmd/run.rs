@@ -17,8 +17,14 @@ use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, SyncArgs};
 pub fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let outcome = (|| {
         let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
-        let pipeline = with_bars(build(&args.sync, global)?, global).build();
-        let summary = runtime()?.block_on(pipeline.run(&args.source, sync_id, args.fresh));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let pipeline = with_bars(build(&args.sync, global)?, global)
+            .stop(stop)
+            .build();
+        let summary = runtime()?.block_on(async {
+            super::watch::listen_for_stop(stop_tx)?;
+            anyhow::Ok(pipeline.run(&args.source, sync_id, args.fresh).await)
+        })?;
         write_metrics(&pipeline, args.metrics_file.as_deref())?;
         report(&summary?, args.sync.json)
     })();
@@ -35,8 +41,12 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
             let probe = build(&sync, global)?.build();
             sync.checkpoint_dir = runtime.block_on(recorded_location(&probe, &sync_id));
         }
-        let pipeline = with_bars(build(&sync, global)?, global).build();
-        let summary = runtime.block_on(pipeline.resume(sync_id));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let pipeline = with_bars(build(&sync, global)?, global).stop(stop).build();
+        let summary = runtime.block_on(async {
+            super::watch::listen_for_stop(stop_tx)?;
+            anyhow::Ok(pipeline.resume(sync_id).await)
+        })?;
         write_metrics(&pipeline, args.metrics_file.as_deref())?;
         report(&summary?, args.sync.json)
     })();
