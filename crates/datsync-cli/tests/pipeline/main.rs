@@ -9,12 +9,15 @@
 
 mod alerts;
 mod azure;
+mod bad_rows;
 mod changing;
 mod common;
 mod crash;
 mod decoder;
+mod disk;
 mod errors;
 mod faithful;
+mod fault_rows;
 mod faults;
 mod idempotent;
 mod model;

@@ -53,7 +53,7 @@ impl Server {
             let rows = client.query(sql, &[]).await;
             drop(client);
             let _ = conn.await;
-            rows.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            rows.unwrap_or_else(|e| panic!("{sql}: {}", db_error(&e)))
         })
     }
 
@@ -67,7 +67,7 @@ impl Server {
             let done = client.batch_execute(sql).await;
             drop(client);
             let _ = conn.await;
-            done.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            done.unwrap_or_else(|e| panic!("{sql}: {}", db_error(&e)));
         });
     }
 
@@ -102,6 +102,47 @@ impl Server {
         self.pg.stop_now(mode).unwrap();
         self.pg.start_again().unwrap();
     }
+
+    /// SIGKILL to the postmaster; once every process of the old server has gone (its
+    /// backends and helpers notice the postmaster's death and exit; a new postmaster must
+    /// not share the data directory with them), the server is started again and recovers.
+    pub fn kill_and_start_again(&mut self) {
+        self.pg.stop_now(datsync::StopMode::Kill).unwrap();
+        let data = self.pg.dir().join("data").canonicalize().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Every server process works in the data directory.
+        while processes_in(&data) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "processes of the killed server never exited"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.pg.start_again().unwrap();
+    }
+}
+
+/// The server's message of a failed statement, else the driver's.
+fn db_error(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), ToString::to_string)
+}
+
+/// How many processes have `dir` as their working directory.
+fn processes_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == dir))
+        .count()
 }
 
 /// `datsync ARGS` started in `dir` with a clean environment plus `env` and `RUST_LOG=warn`.
