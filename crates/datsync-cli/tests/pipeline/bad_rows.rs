@@ -4,6 +4,7 @@
 //! across a chunk boundary (row 22), a truncated gzip stream (row 29).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -267,7 +268,7 @@ fn row22_a_quoted_line_break_across_a_chunk_boundary_keeps_the_record_whole() {
         } else {
             format!("plain {i}")
         };
-        text.push_str(&format!("{id},\"{note}\",{i}\n"));
+        writeln!(text, "{id},\"{note}\",{i}").unwrap();
         let unquoted = note.replace("\"\"", "\"");
         expected.push((id, unquoted, i64::from(i), line));
         line += 1 + i64::try_from(note.matches('\n').count()).unwrap();
