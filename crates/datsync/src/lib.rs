@@ -128,6 +128,7 @@ pub use profile::{
     Rules, StoredType, TextEncoding, UnknownColumns, VersionColumns, ZTDWR_PROFILE_TOML,
     canonical_name,
 };
+pub use profile::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 
 // ---- sources ----------------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ pub use pg::{
     AdoptOptions, DEFAULT_ADOPT_ATTEMPTS, DEFAULT_ADOPT_LOCK_TIMEOUT, LockHolder, TargetPlan,
     TypeNote, adopt_db, grants_sql, init_sql, lock_holders, plan_target,
 };
+pub use pg::{DerivedPlan, create_derived_sql, plan_derived};
 pub use status::{
     CHECKSUM_IGNORED_COLUMNS, CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow,
     LedgerChunk, LedgerSample, LedgerSummary, LedgerTotals, ReadError, RecordedHeader, StatusError,

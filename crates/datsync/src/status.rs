@@ -235,6 +235,9 @@ pub struct LedgerTotals {
     pub validation_errors_count: i64,
     /// Values not loaded as written in the committed chunks.
     pub value_warnings: i64,
+    /// Derived tables' upserts that failed (rolled back, the chunk loaded) in the committed
+    /// chunks.
+    pub derived_failed: i64,
 }
 
 impl LedgerTotals {
@@ -263,7 +266,8 @@ pub async fn ledger_totals(
                 COALESCE(sum(superseded), 0)::bigint,
                 COALESCE(sum(validation_errors_count), 0)::bigint,
                 COALESCE(sum(superseded_on_load), 0)::bigint,
-                COALESCE(sum(value_warnings), 0)::bigint
+                COALESCE(sum(value_warnings), 0)::bigint,
+                COALESCE(sum(derived_failed), 0)::bigint
            FROM {}.sync_chunks WHERE sync_id = $1",
         quote_ident(schema)
     );
@@ -283,6 +287,7 @@ pub async fn ledger_totals(
         validation_errors_count: r.get(8),
         superseded_on_load: r.get(9),
         value_warnings: r.get(10),
+        derived_failed: r.get(11),
     })
 }
 

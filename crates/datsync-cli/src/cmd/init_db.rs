@@ -78,7 +78,11 @@ fn to_json(database: &str, profile: &Profile, report: &InitReport) -> serde_json
         "target_table": target,
         "adopted_sql": report.adopted,
         "column_notes": report.notes,
-        "changed": !report.applied.is_empty() || report.target_created || !report.adopted.is_empty(),
+        "derived_tables": report.derived.iter()
+            .map(|(t, what)| serde_json::json!({ "table": t, "action": what }))
+            .collect::<Vec<_>>(),
+        "changed": !report.applied.is_empty() || report.target_created || !report.adopted.is_empty()
+            || report.derived.iter().any(|(_, what)| *what != "checked"),
     })
 }
 
@@ -121,6 +125,9 @@ fn print_text(
             "column      {} is {} (datsync creates {}): {}",
             n.column, n.found, n.datsync_type, n.action
         )?;
+    }
+    for (t, what) in &report.derived {
+        writeln!(out, "derived     {}.{t} {what}", profile.schema)?;
     }
     Ok(())
 }

@@ -58,7 +58,12 @@ fn legacy_sql() -> String {
             '2024-03-01 08:00:04', 4.25, '2024-03-01 08:00:04'),
            ('ztdwr_20240302_080000', 'ZTDWR_20240302.dat', '/tmp/ZTDWR_20240302.dat', 10,
             'Failed', 3, 0, 0, 3, 'boom', 3, NULL, '2024-03-02 08:00:00',
-            '2024-03-02 08:00:01', 1.0, '2024-03-02 08:00:01');",
+            '2024-03-02 08:00:01', 1.0, '2024-03-02 08:00:01');
+         CREATE TABLE drivers (
+           id_karyawan varchar(30), nik varchar(30) PRIMARY KEY, nama varchar(100),
+           email varchar(100), transporter varchar(50));
+         INSERT INTO drivers VALUES
+           ('legacy-nik-1', 'legacy-nik-1', 'LEGACY ONE', 'one@example.com', 'T1');",
         cols.join(", ")
     );
     for i in 1..=5 {
@@ -251,6 +256,9 @@ fn adopt_legacy(db: &TestDb, cwd: &Path, url: &str) {
         "SET LOCAL lock_timeout",
         "GRANT SELECT, INSERT, UPDATE ON \"public\".\"transport_documents\" TO \"loader\";",
         "GRANT USAGE, SELECT ON SEQUENCE \"public\".datsync_sync_seq TO \"loader\";",
+        "-- derived table \"public\".\"drivers\"",
+        "ADD COLUMN IF NOT EXISTS \"row_version\" text COLLATE \"C\"",
+        "\"public\".\"transport_documents\", \"public\".\"drivers\" TO \"loader\";",
     ] {
         assert!(printed.1.contains(needle), "{needle} not in {}", printed.1);
     }
@@ -270,6 +278,7 @@ fn adopt_legacy(db: &TestDb, cwd: &Path, url: &str) {
         &[],
     ));
     assert_eq!(adopted["target_table"], "adopted");
+    legacy_driver_adopted(db, &adopted);
     let notes = adopted["column_notes"].as_array().unwrap();
     let note = |c: &str| notes.iter().find(|n| n["column"] == c).cloned();
     assert_eq!(note("konfirmasi_counter").unwrap()["found"], "integer");
@@ -306,6 +315,31 @@ fn adopt_legacy(db: &TestDb, cwd: &Path, url: &str) {
         &[],
     ));
     assert_eq!(plain["changed"], false);
+}
+
+/// The legacy `drivers` table was adopted: its driver, email and narrow columns are kept.
+fn legacy_driver_adopted(db: &TestDb, adopted: &Value) {
+    assert_eq!(
+        adopted["derived_tables"],
+        serde_json::json!([{ "table": "drivers", "action": "adopted" }])
+    );
+    let driver = query(
+        db,
+        "SELECT nama, email, format_type(a.atttypid, a.atttypmod) FROM drivers,
+                pg_attribute a WHERE a.attrelid = 'drivers'::regclass AND a.attname = 'nama'",
+    );
+    assert_eq!(
+        (
+            driver[0].get::<_, String>(0),
+            driver[0].get::<_, String>(1),
+            driver[0].get::<_, String>(2)
+        ),
+        (
+            "LEGACY ONE".to_owned(),
+            "one@example.com".to_owned(),
+            "character varying(100)".to_owned()
+        )
+    );
 }
 
 /// The legacy `sync_metadata` rows are listed as recorded, next to datsync's.

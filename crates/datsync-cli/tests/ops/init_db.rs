@@ -19,6 +19,10 @@ fn init_db_applies_the_migrations_once_and_honours_schema_overrides() {
     );
     assert_eq!(first["migrations_applied"][0]["version"], 1);
     assert_eq!(first["target_table"], "created");
+    assert_eq!(
+        first["derived_tables"],
+        serde_json::json!([{ "table": "drivers", "action": "created" }])
+    );
     assert_eq!(first["changed"], true);
     assert_eq!(
         (first["schema"].as_str(), first["table"].as_str()),

@@ -14,6 +14,7 @@ mod changing;
 mod common;
 mod crash;
 mod decoder;
+mod derived;
 mod disk;
 mod errors;
 mod faithful;

@@ -27,6 +27,7 @@ fn summary(status: SyncStatus) -> RunSummary {
         interrupted: false,
         all_older: false,
         already_loaded: false,
+        derived_failed: 0,
     }
 }
 

@@ -30,6 +30,7 @@
 
 mod baseline;
 mod copy;
+mod derived;
 mod numeric;
 mod sql;
 
@@ -80,6 +81,9 @@ pub struct ChunkLoad {
     pub superseded: u64,
     /// The ledger already had this chunk: nothing was written.
     pub already_committed: bool,
+    /// Derived tables whose upsert failed for this chunk and was rolled back (the chunk is
+    /// loaded; see `load/derived.rs`).
+    pub derived_failed: u64,
 }
 
 /// A chunk that cannot be loaded.
@@ -428,7 +432,15 @@ impl Loader {
             replaced_same_sync: counts.get(2),
             kept_same_sync: counts.get(3),
         };
-        let load = counts.classify(rows);
+        let mut load = counts.classify(rows);
+        load.derived_failed = derived::apply(
+            &tx,
+            &self.sql.derived,
+            sync.sync_seq,
+            self.sql.file_version_param.then_some(&file_version),
+            &format!("sync {sync_id}, chunk {chunk}"),
+        )
+        .await?;
         tx.execute(
             &self.sql.ledger_put,
             &[
@@ -450,6 +462,7 @@ impl Loader {
                 &to_i64(load.superseded),
                 &to_i64(facts.value_warnings),
                 &facts.value_warnings_sample,
+                &to_i64(load.derived_failed),
             ],
         )
         .await
@@ -510,6 +523,7 @@ impl UpsertCounts {
             skipped_older,
             superseded: (rows.staged - rows.distinct) as u64 + replaced + kept_same,
             already_committed: false,
+            derived_failed: 0,
         }
     }
 }
@@ -525,6 +539,7 @@ fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
         // Rows committed before `superseded_on_load` was recorded left it 0: the rest is it.
         superseded: n(5).max(rows.saturating_sub(inserted + updated + skipped_older)),
         already_committed: true,
+        derived_failed: n(6),
     }
 }
 

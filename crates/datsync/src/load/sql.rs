@@ -19,6 +19,8 @@ pub(super) struct LoadSql {
     pub file_version_param: bool,
     pub ledger_get: String,
     pub ledger_put: String,
+    /// The upserts of the profile's derived tables, in profile order.
+    pub derived: Vec<super::derived::DerivedSql>,
 }
 
 impl LoadSql {
@@ -105,8 +107,14 @@ impl LoadSql {
             upsert_unique: upsert(""),
             upsert_dedup: upsert(&dedup),
             file_version_param: version.file,
+            derived: profile
+                .derived
+                .iter()
+                .map(|d| super::derived::DerivedSql::new(profile, d, version))
+                .collect(),
             ledger_get: format!(
-                "SELECT \"rows\", inserted, updated, skipped_older, checksum, superseded_on_load
+                "SELECT \"rows\", inserted, updated, skipped_older, checksum, superseded_on_load,
+                        derived_failed
                    FROM {s}.sync_chunks WHERE sync_id = $1 AND chunk_id = $2"
             ),
             ledger_put: format!(
@@ -114,9 +122,9 @@ impl LoadSql {
                    (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum,
                     rows_read, rejected, superseded, validation_errors_count, validation_errors,
                     cut_rows, cut_bytes, cut_max_line_bytes,
-                    superseded_on_load, value_warnings, value_warnings_sample)
+                    superseded_on_load, value_warnings, value_warnings_sample, derived_failed)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                         $18)"
+                         $18, $19)"
             ),
         }
     }
@@ -150,7 +158,7 @@ fn create_stage(profile: &Profile, version: Version) -> String {
 
 /// Which halves of a row version a profile has (see `profile/version.rs`).
 #[derive(Debug, Clone, Copy)]
-struct Version {
+pub(super) struct Version {
     /// The row's own (`version` columns): staged as `src_version`.
     row: bool,
     /// The file's (`version_from_name`): the upsert's `$4`, NULL when the name has none.
@@ -158,7 +166,7 @@ struct Version {
 }
 
 impl Version {
-    fn of(profile: &Profile) -> Self {
+    pub(super) fn of(profile: &Profile) -> Self {
         let v = profile.version.as_ref();
         Self {
             row: v.is_some_and(|v| v.columns.is_some()),
@@ -225,6 +233,7 @@ impl Version {
     /// missing half written `-` (which sorts before any date); NULL when it has neither.
     fn value(self) -> &'static str {
         match (self.row, self.file) {
+            (false, false) => "NULL::text",
             (true, false) => "s.src_version",
             (false, true) => "$4::text",
             _ => {
@@ -232,5 +241,10 @@ impl Version {
                       ELSE COALESCE(s.src_version, '-') || ' | ' || COALESCE($4::text, '-') END"
             }
         }
+    }
+
+    /// [`Self::value`] with the file's version as parameter `param` (`$3`) instead of `$4`.
+    pub(super) fn value_with(self, param: &str) -> String {
+        self.value().replace("$4", param)
     }
 }

@@ -33,6 +33,8 @@ pub struct ChunkCounts {
     pub rejected: u64,
     /// Values not loaded as written.
     pub warnings: u64,
+    /// Derived tables whose upsert failed for the chunk (rolled back; the chunk loaded).
+    pub derived_failed: u64,
 }
 
 /// The row and chunk counts of a sync: what a run reports (`--json`), what an alert says,

@@ -511,6 +511,16 @@ pub async fn init_sql(
     for st in &target.statements {
         let _ = writeln!(out, "{}", st.trim_end_matches(';').to_owned() + ";");
     }
+    for d in &profile.derived {
+        let plan = super::plan_derived(client, profile, d).await?;
+        let _ = writeln!(out, "-- derived table {}", plan.table);
+        for p in &plan.problems {
+            let _ = writeln!(out, "-- NOT FIXED BY THIS SCRIPT: {p}");
+        }
+        for st in &plan.statements {
+            let _ = writeln!(out, "{}", st.trim_end_matches(';').to_owned() + ";");
+        }
+    }
     let _ = writeln!(out, "COMMIT;");
     out.push_str(&grants_sql(profile, role));
     Ok(out)
@@ -523,7 +533,15 @@ pub async fn init_sql(
 pub fn grants_sql(profile: &Profile, role: &str) -> String {
     let s = quote_ident(&profile.schema);
     let r = quote_ident(role);
-    let target = quote_qualified(&profile.schema, &profile.table);
+    let target = std::iter::once(quote_qualified(&profile.schema, &profile.table))
+        .chain(
+            profile
+                .derived
+                .iter()
+                .map(|d| quote_qualified(&profile.schema, &d.table)),
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "-- grants for the role that runs datsync\n\
          GRANT USAGE ON SCHEMA {s} TO {r};\n\

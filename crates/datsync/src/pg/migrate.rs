@@ -79,7 +79,22 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the fingerprint of each sync's source",
         sql: fingerprint_sql,
     },
+    Migration {
+        version: 9,
+        name: "derived tables' failures per chunk",
+        sql: derived_failed_sql,
+    },
 ];
+
+/// `sync_chunks.derived_failed`: the derived tables (`[[derived]]`) whose upsert failed for
+/// the chunk and was rolled back to its savepoint, committed with the chunk and summed in the
+/// sync's summary.
+fn derived_failed_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.sync_chunks
+           ADD COLUMN IF NOT EXISTS derived_failed bigint NOT NULL DEFAULT 0;"
+    )
+}
 
 fn sync_metadata_sql(s: &str) -> String {
     // `IF NOT EXISTS` + `ADD COLUMN IF NOT EXISTS`: a legacy `sync_metadata` is extended,
@@ -242,6 +257,9 @@ pub struct InitReport {
     pub notes: Vec<TypeNote>,
     /// The narrower columns of the target table, for [`Profile::with_stored`].
     pub stored: Vec<(String, StoredType)>,
+    /// The profile's derived tables (`[[derived]]`) and what this call did with each:
+    /// `created`, `checked` or `adopted`.
+    pub derived: Vec<(String, &'static str)>,
 }
 
 /// Whether an existing target table that lacks datsync's columns is refused or adopted.
@@ -499,6 +517,7 @@ async fn change_tx(
                 .map_err(|e| PgError::query(format!("cannot prepare {table}"), e))?;
         }
     }
+    let derived = prepare_derived(&tx, profile, mode, &mut adopted).await?;
     tx.commit()
         .await
         .map_err(|e| PgError::query("cannot commit init-db", e))?;
@@ -508,7 +527,44 @@ async fn change_tx(
         adopted,
         notes: plan.notes,
         stored: plan.stored,
+        derived,
     })
+}
+
+/// Creates the profile's derived tables that are absent; checks the others, refusing one
+/// that lacks what datsync needs unless adopting (see `derived.rs`).
+async fn prepare_derived(
+    tx: &tokio_postgres::Transaction<'_>,
+    profile: &Profile,
+    mode: Mode,
+    adopted: &mut Vec<String>,
+) -> Result<Vec<(String, &'static str)>, PgError> {
+    let mut out = Vec::new();
+    for d in &profile.derived {
+        let plan = super::plan_derived(tx, profile, d).await?;
+        let what = if !plan.exists {
+            "created"
+        } else if plan.ready() {
+            "checked"
+        } else if matches!(mode, Mode::Adopt(_)) && plan.problems.is_empty() {
+            adopted.extend(plan.statements.iter().cloned());
+            "adopted"
+        } else {
+            return Err(PgError::IncompatibleTable {
+                adoptable: plan.problems.is_empty(),
+                table: plan.table,
+                problems: plan.problems.into_iter().chain(plan.missing).collect(),
+                fixes: plan.statements,
+            });
+        };
+        for st in &plan.statements {
+            tx.batch_execute(st)
+                .await
+                .map_err(|e| PgError::query(format!("cannot prepare {}", plan.table), e))?;
+        }
+        out.push((d.table.clone(), what));
+    }
+    Ok(out)
 }
 
 fn check_profile_names(profile: &Profile) -> Result<(), PgError> {

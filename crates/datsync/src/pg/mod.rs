@@ -22,6 +22,7 @@ mod adopt;
 mod attempt;
 mod connect;
 mod conninfo;
+mod derived;
 mod entra;
 mod files;
 mod handshake;
@@ -45,6 +46,7 @@ pub use adopt::{
 };
 pub use connect::{AttemptFailure, connect};
 pub use conninfo::ConnInfoError;
+pub use derived::{DerivedPlan, create_derived_sql, plan_derived};
 pub use entra::{
     DEFAULT_IMDS_ENDPOINT, ENTRA_RESOURCE, EntraError, EntraTokens, IMDS_ENDPOINT_VARIABLE,
     REFRESH_MARGIN,

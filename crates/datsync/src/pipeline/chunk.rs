@@ -104,6 +104,7 @@ impl Run<'_> {
             superseded: facts.superseded + load.superseded,
             rejected: facts.rejected,
             warnings: facts.value_warnings,
+            derived_failed: load.derived_failed,
         };
         self.committed(chunk, &load, &facts, nothing_loaded).await?;
         self.pipeline.telemetry.emit(&ChunkCompleted {

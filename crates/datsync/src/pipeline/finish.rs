@@ -166,7 +166,12 @@ impl Run<'_> {
         };
         crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
-        let summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
+        let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
+        summary.derived_failed = u64::try_from(totals.derived_failed).unwrap_or(0);
+        if summary.derived_failed > 0 {
+            tracing::warn!(%sync_id, failed = summary.derived_failed,
+                "derived tables were not updated from some chunks (their rows are loaded); see the warnings above");
+        }
         p.telemetry.emit(&SyncFinished {
             summary: &summary,
             rejected_uncommitted: stopped_chunk(halt).map_or(0, |s| s.rejected),
@@ -347,6 +352,7 @@ impl Run<'_> {
             interrupted: false,
             all_older,
             already_loaded: false,
+            derived_failed: 0,
         }
     }
 

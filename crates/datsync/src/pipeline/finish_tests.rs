@@ -77,6 +77,7 @@ fn a_sync_stopped_by_the_threshold_counts_what_it_read_and_rejected() {
         superseded_on_load: 15,
         validation_errors_count: 5,
         value_warnings: 7,
+        derived_failed: 0,
     };
     let stopped = TooManyRejects {
         source_name: "/in/a.dat".into(),

@@ -227,6 +227,10 @@ pub struct RunSummary {
     /// no sync was started; the summary is that sync's (`--fresh` loads the source again).
     #[serde(default)]
     pub already_loaded: bool,
+    /// Upserts of derived tables (`[[derived]]`) that failed and were rolled back, in the
+    /// sync's committed chunks (those chunks are loaded; see `load/derived.rs`).
+    #[serde(default)]
+    pub derived_failed: u64,
 }
 
 impl RunSummary {

@@ -126,11 +126,51 @@ impl Checker<'_> {
             missing_optional: raw.missing_optional,
             format,
             version: None,
+            derived: Vec::new(),
             aliases,
             sources,
         };
         profile.version = self.check_version(raw.version, raw.version_from_name, &profile)?;
+        profile.derived = self.check_derived(raw.derived, &profile)?;
         Ok(profile)
+    }
+
+    /// The `[[derived]]` tables: columns taken from the main table's targets, names unique
+    /// and not the main table's or datsync's.
+    fn check_derived(
+        &self,
+        raw: Vec<Spanned<super::derived::RawDerived>>,
+        profile: &Profile,
+    ) -> Result<Vec<super::Derived>, ProfileError> {
+        let main: Vec<(String, ColumnType)> = profile
+            .columns
+            .iter()
+            .map(|c| (c.target.clone(), c.kind))
+            .collect();
+        let reserved = [
+            profile.table.as_str(),
+            "sync_metadata",
+            "sync_chunks",
+            "datsync_receipts",
+            "datsync_migrations",
+        ];
+        let mut out: Vec<super::Derived> = Vec::with_capacity(raw.len());
+        for d in raw {
+            let at = d.span().start;
+            let checked = d
+                .into_inner()
+                .check(&main, &reserved)
+                .map_err(|(field, m)| self.invalid(at, field, m))?;
+            if out.iter().any(|o| o.table == checked.table) {
+                return Err(self.invalid(
+                    at,
+                    "table",
+                    format!("derived table `{}` is declared twice", checked.table),
+                ));
+            }
+            out.push(checked);
+        }
+        Ok(out)
     }
 
     /// `version` and `version_from_name` (see `version.rs`); `None` when neither is set.

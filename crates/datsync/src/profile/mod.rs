@@ -6,6 +6,7 @@
 //! the checked model. The built-in [`Profile::ztdwr`] encodes `ztdwr.md` §2–§5.
 
 mod check;
+mod derived;
 mod format;
 mod policy;
 mod raw;
@@ -17,6 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use check::Checker;
+pub use derived::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 pub use format::{DelimiterSetting, Escape, Format, MAX_DELIMITER_BYTES, TextEncoding};
 pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
@@ -234,6 +236,8 @@ pub struct Profile {
     /// What orders two versions of a row before `sync_seq` and the source line (`version`,
     /// `version_from_name`); `None`: newest wins by `(sync_seq, source_line)` alone.
     pub version: Option<RowVersion>,
+    /// Side tables upserted from each chunk's rows, in the chunk's transaction (`[[derived]]`).
+    pub derived: Vec<Derived>,
     /// Header variant → canonical source name.
     aliases: HashMap<String, String>,
     /// Every source name the profile reads, in first-use order, with its required flag.

@@ -46,6 +46,9 @@ pub(super) struct RawProfile {
     pub(super) format: Option<Spanned<super::format::RawFormat>>,
     /// The target columns.
     pub(super) columns: Vec<Spanned<RawColumn>>,
+    /// Side tables upserted from each chunk's rows (`[[derived]]`, `derived.rs`).
+    #[serde(default)]
+    pub(super) derived: Vec<Spanned<super::derived::RawDerived>>,
 }
 
 fn default_schema() -> String {

@@ -16,6 +16,7 @@
 //! | `datsync_syncs_in_progress` | gauge | syncs running in this process |
 //! | `datsync_chunk_load_seconds` | histogram | time of each committed chunk, validation to commit |
 //! | `datsync_db_retries_total` | counter | chunk loads tried again after a transient database error |
+//! | `datsync_derived_failures_total` | counter | upserts of derived tables (`[[derived]]`) that failed for a chunk and were rolled back (the chunk loaded) |
 //! | `datsync_last_success_timestamp_seconds` | gauge | Unix time of the last sync that ended SUCCESS, or PARTIAL_SUCCESS with nothing left to retry (0: none yet) |
 //! | `datsync_files_parked` | gauge | (`watch`, `serve`) sources parked as poison |
 //! | `datsync_receipts{state}` | gauge | (`watch`, `serve`) receipts by state: `pending`, `finished`, `parked` |
@@ -67,6 +68,7 @@ pub struct Metrics {
     in_progress: Gauge,
     chunk_load_seconds: Histogram,
     db_retries: Counter,
+    derived_failures: Counter,
     last_success: Gauge<f64, AtomicU64>,
     files_parked: Gauge,
     receipts: Family<Label, Gauge>,
@@ -106,6 +108,7 @@ impl Metrics {
             in_progress: Gauge::default(),
             chunk_load_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             db_retries: Counter::default(),
+            derived_failures: Counter::default(),
             last_success: Gauge::default(),
             files_parked: Gauge::default(),
             receipts: Family::default(),
@@ -150,6 +153,11 @@ impl Metrics {
             m.db_retries.clone(),
         );
         r.register(
+            "datsync_derived_failures",
+            "Upserts of derived tables that failed for a chunk and were rolled back",
+            m.derived_failures.clone(),
+        );
+        r.register(
             "datsync_last_success_timestamp_seconds",
             "Unix time of the last sync that ended with every row loaded or rejected (0: none yet)",
             m.last_success.clone(),
@@ -184,6 +192,7 @@ impl Metrics {
             self.rows.get_or_create(&[("outcome", outcome)]).inc_by(n);
         }
         self.value_warnings.inc_by(c.warnings);
+        self.derived_failures.inc_by(c.derived_failed);
         self.chunk(CHUNK_OUTCOMES[0], 1);
         self.chunk_load_seconds.observe(seconds);
     }
@@ -351,6 +360,7 @@ mod tests {
             "datsync_syncs_in_progress",
             "datsync_chunk_load_seconds_count",
             "datsync_db_retries_total",
+            "datsync_derived_failures_total",
             "datsync_last_success_timestamp_seconds",
             "datsync_files_parked",
             "datsync_receipts{state=\"parked\"}",
@@ -384,6 +394,7 @@ mod tests {
             superseded: 1,
             rejected: 1,
             warnings: 3,
+            derived_failed: 1,
         };
         m.chunk_committed(&c, 0.2);
         m.chunk_committed(&c, 0.3);

@@ -1,0 +1,317 @@
+//! Derived tables (issue 16, item 1): the built-in profile's `drivers`, upserted from each
+//! chunk in the chunk's transaction. Two generated ZTDWR files whose documents and drivers
+//! overlap are loaded in both orders, once straight and once with a SIGKILL in the middle of
+//! the second file and a resume; the `drivers` table must equal what the rule gives, computed
+//! here from the source rows: per driver NIK, the name and transporter of its newest row
+//! (change date and time, then the later sync, then the later line) among the rows whose NIK
+//! and name are not placeholders. A stored `email` survives, placeholders never become
+//! drivers, and a failing derived upsert is counted without failing the chunk.
+//!
+//! Replay with `DATSYNC_DERIVED_SEED=<seed printed by the test>`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+
+use crate::common::{Outcome, TestDb, datsync};
+
+const HEADER: &str = "surat_pengantar_brg|nik_supir|nama_supir|transporter|no_polisi|\
+                      tanggal_timbang|jam_timbang|bbm_actual|kilometer_actual|change_date|change_time";
+/// Driver NIKs as written; placeholders (`-`, `0`, `n/a`) are never drivers.
+const NIKS: [&str; 7] = ["0012345", "0012346", "0099001", "7", "-", "0", "n/a"];
+/// Names as written; `""` and `-` are no name.
+const NAMES: [&str; 6] = ["BUDI", "SITI", "RENATA", "Ánh", "-", ""];
+const TRANSPORTERS: [&str; 3] = ["T100", "T200", "T300"];
+/// Change dates (`""`: no version, the oldest) and the version date the rule reads.
+const DATES: [(&str, Option<&str>); 4] = [
+    ("", None),
+    ("20250128", Some("2025-01-28")),
+    ("20250129", Some("2025-01-29")),
+    ("20250130", Some("2025-01-30")),
+];
+const TIMES: [(&str, &str); 3] = [
+    ("080000", "08:00:00"),
+    ("093000", "09:30:00"),
+    ("120000", "12:00:00"),
+];
+const PLACEHOLDERS: [&str; 4] = ["-", "0", "N/A", ""];
+/// The driver whose `email` another system keeps (seeded before the first file).
+const EMAIL_NIK: &str = "0012345";
+
+#[derive(Debug, Clone)]
+struct Row {
+    line: u64,
+    doc: String,
+    nik: &'static str,
+    name: &'static str,
+    transporter: &'static str,
+    date: usize,
+    time: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Gen {
+    name: String,
+    rows: Vec<Row>,
+}
+
+impl Gen {
+    /// `rows` rows with distinct document keys drawn from a pool shared with the other file.
+    fn new(rng: &mut ChaCha8Rng, name: &str, rows: u64) -> Self {
+        let mut docs: Vec<u32> = (0..60).collect();
+        let rows = (0..rows)
+            .map(|i| {
+                let d = docs.swap_remove(rng.random_range(0..docs.len()));
+                Row {
+                    line: i + 2,
+                    doc: format!("SPB{d:04}"),
+                    nik: NIKS[rng.random_range(0..NIKS.len())],
+                    name: NAMES[rng.random_range(0..NAMES.len())],
+                    transporter: TRANSPORTERS[rng.random_range(0..TRANSPORTERS.len())],
+                    date: rng.random_range(0..DATES.len()),
+                    time: rng.random_range(0..TIMES.len()),
+                }
+            })
+            .collect();
+        Self {
+            name: name.to_owned(),
+            rows,
+        }
+    }
+
+    fn write(&self, dir: &Path) -> PathBuf {
+        let mut text = format!("{HEADER}\n");
+        for r in &self.rows {
+            let fields = [
+                r.doc.as_str(),
+                r.nik,
+                r.name,
+                r.transporter,
+                "B 1234 XY",
+                "20250128",
+                "101500",
+                "42,5",
+                "120",
+                DATES[r.date].0,
+                TIMES[r.time].0,
+            ];
+            text.push_str(&fields.join("|"));
+            text.push('\n');
+        }
+        let path = dir.join(&self.name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The row's version as the main table orders it (`""`: none, the oldest).
+    fn version(r: &Row) -> String {
+        DATES[r.date]
+            .1
+            .map(|d| format!("{d} {}", TIMES[r.time].1))
+            .unwrap_or_default()
+    }
+}
+
+fn placeholder(v: &str) -> bool {
+    PLACEHOLDERS.contains(&v.trim().to_uppercase().as_str())
+}
+
+/// The rule: per NIK, (name, transporter) of the newest (version, sync order, line) row whose
+/// NIK and name are not placeholders. `files` in load order.
+fn expected(files: &[&Gen]) -> BTreeMap<String, (String, String)> {
+    type Order = (String, usize, u64);
+    let mut best: BTreeMap<String, (Order, (String, String))> = BTreeMap::new();
+    for (seq, f) in files.iter().enumerate() {
+        for r in &f.rows {
+            if placeholder(r.nik) || placeholder(r.name) {
+                continue;
+            }
+            let order = (Gen::version(r), seq, r.line);
+            let value = (r.name.to_owned(), r.transporter.to_owned());
+            match best.get(r.nik) {
+                Some((o, _)) if *o >= order => {}
+                _ => {
+                    best.insert(r.nik.to_owned(), (order, value));
+                }
+            }
+        }
+    }
+    best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
+
+fn drivers(db: &TestDb) -> BTreeMap<String, (String, String)> {
+    db.query(
+        "SELECT nik, nama, COALESCE(transporter, ''), id_karyawan FROM drivers ORDER BY nik",
+        &[],
+    )
+    .iter()
+    .map(|r| {
+        let nik: String = r.get(0);
+        assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some(nik.as_str()));
+        (nik, (r.get(1), r.get(2)))
+    })
+    .collect()
+}
+
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn run(&self, db: &TestDb, file: &Path, env: &[(&str, &str)]) -> Outcome {
+        let ck = self.dir.path().join("ck");
+        datsync(
+            self.dir.path(),
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--database-url",
+                &db.url(),
+                "--checkpoint-dir",
+                ck.to_str().unwrap(),
+                "--chunk-size",
+                "4",
+                "--json",
+            ],
+            env,
+        )
+    }
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("DATSYNC_DERIVED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("DATSYNC_DERIVED_SEED={seed}");
+    seed
+}
+
+/// Loads both files in each order, straight and with a SIGKILL during the second file
+/// followed by a resume (`run` of the same file continues its sync): the drivers table is
+/// the rule's, the seeded email survives, no placeholder is a driver.
+#[test]
+fn drivers_after_two_overlapping_files_in_both_orders_and_a_crash_follow_the_rule() {
+    let seed = seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let bench = Bench {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let a = Gen::new(&mut rng, "ZTDWR_20250128.dat", 30);
+    let b = Gen::new(&mut rng, "ZTDWR_20250129.dat", 30);
+    let (pa, pb) = (a.write(bench.dir.path()), b.write(bench.dir.path()));
+    for (first, second, p1, p2) in [(&a, &b, &pa, &pb), (&b, &a, &pb, &pa)] {
+        for crash in [false, true] {
+            let context = format!(
+                "seed {seed}, {} then {}, crash {crash}",
+                first.name, second.name
+            );
+            let db = TestDb::new();
+            db.init();
+            db.batch(&format!(
+                "INSERT INTO drivers (id_karyawan, nik, nama, email) \
+                 VALUES ('{EMAIL_NIK}', '{EMAIL_NIK}', 'OLD NAME', 'budi@example.com'),
+                        ('5555', '5555', 'NOT IN ANY FILE', 'x@example.com')"
+            ));
+            let out = bench.run(&db, p1, &[]);
+            assert_eq!(out.code(), Some(0), "{context}: {}", out.describe());
+            if crash {
+                let out = bench.run(&db, p2, &[("DATSYNC_KILL_AT", "chunk_committed:3")]);
+                assert!(out.killed(), "{context}: {}", out.describe());
+                db.wait_for_other_sessions();
+            }
+            let out = bench.run(&db, p2, &[]);
+            assert_eq!(out.code(), Some(0), "{context}: {}", out.describe());
+            let summary = out.summary();
+            assert_eq!(summary["derived_failed"], 0, "{context}");
+            assert_eq!(summary["resumed"], crash, "{context}");
+            let mut want = expected(&[first, second]);
+            want.insert("5555".into(), ("NOT IN ANY FILE".into(), String::new()));
+            want.entry(EMAIL_NIK.into())
+                .or_insert_with(|| ("OLD NAME".into(), String::new()));
+            let got: BTreeMap<String, (String, String)> = db
+                .query(
+                    "SELECT nik, nama, COALESCE(transporter, '') FROM drivers",
+                    &[],
+                )
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .collect();
+            assert_eq!(got, want, "{context}");
+            let emails: Vec<(String, Option<String>)> = db
+                .query(
+                    "SELECT nik, email FROM drivers WHERE email IS NOT NULL ORDER BY nik",
+                    &[],
+                )
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            assert_eq!(
+                emails,
+                vec![
+                    (EMAIL_NIK.to_owned(), Some("budi@example.com".to_owned())),
+                    ("5555".to_owned(), Some("x@example.com".to_owned())),
+                ],
+                "{context}: a stored email is never overwritten"
+            );
+            let bad: i64 = db.query(
+                "SELECT count(*) FROM drivers WHERE upper(btrim(nik)) IN ('-', '0', 'N/A', '')
+                    OR nama IS NULL OR upper(btrim(nama)) IN ('-', '')",
+                &[],
+            )[0]
+            .get(0);
+            assert_eq!(bad, 0, "{context}: placeholders are dropped");
+            // Drivers the rule finds (not only the seeded ones) exist in both files' mix.
+            assert!(drivers(&db).len() >= 3, "{context}");
+        }
+    }
+}
+
+/// A derived upsert that fails (here a constraint the table's owner added) is rolled back to
+/// its savepoint: the chunk's rows are loaded, the status is SUCCESS, and the failure is
+/// counted in the ledger and the summary.
+#[test]
+fn a_failing_derived_upsert_is_counted_and_the_chunk_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new();
+    db.init();
+    db.batch("ALTER TABLE drivers ADD CONSTRAINT no_bad CHECK (nama <> 'BAD')");
+    let mut text = format!("{HEADER}\n");
+    for (i, name) in ["GOOD", "BAD", "FINE", "OK"].iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "SPB{i}|00{i}|{name}|T1|B 1|20250128|101500|1|1|20250128|080000"
+        );
+    }
+    let path = dir.path().join("ZTDWR_20250128.dat");
+    std::fs::write(&path, text).unwrap();
+    let bench = Bench {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let out = bench.run(&db, &path, &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["status"], "SUCCESS", "{s}");
+    // Chunks of 4 rows: one chunk, its derived upsert failed.
+    assert_eq!(s["derived_failed"], 1, "{s}");
+    let loaded: i64 = db.query("SELECT count(*) FROM transport_documents", &[])[0].get(0);
+    assert_eq!(loaded, 4);
+    let ledger: i64 =
+        db.query("SELECT sum(derived_failed)::bigint FROM sync_chunks", &[])[0].get(0);
+    assert_eq!(ledger, 1);
+    let drivers: i64 = db.query("SELECT count(*) FROM drivers", &[])[0].get(0);
+    assert_eq!(drivers, 0, "the failed upsert was rolled back whole");
+    assert!(
+        out.stderr.contains("derived table not updated"),
+        "the failure is logged: {}",
+        out.describe()
+    );
+}

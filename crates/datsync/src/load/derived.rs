@@ -1,0 +1,191 @@
+//! Derived tables (`[[derived]]` in the profile): after a chunk's upsert, in the same
+//! transaction, each derived table is upserted from the chunk's staged rows.
+//!
+//! # The rule
+//!
+//! A derived row per key (the `drivers` of the built-in profile: one per `nik_supir`) takes
+//! its values from the **newest source row** that has the key and a value in every `required`
+//! column (placeholders — `drop_values`, blanks, null tokens — count as no value), where
+//! newest is the main table's order: `(row_version, sync_seq, source_line)`, a missing
+//! version the oldest. The rows considered are those that reach the load (accepted by
+//! validation; a row superseded by a later line with the same document key *inside its
+//! chunk* is not staged). In SQL: `DISTINCT ON (key)` over the staged rows by that order,
+//! then `ON CONFLICT DO UPDATE … WHERE (stored order) < (incoming order)`, the order kept in
+//! the derived table's `row_version`, `sync_seq`, `source_line`. A maximum does not depend on
+//! the order chunks and files commit in, so two overlapping files in either order, or a
+//! resumed sync, give the same table; a chunk is applied once with its ledger row (and
+//! applying it twice would change nothing).
+//!
+//! An update writes the columns as their `update` says: `coalesce` keeps a stored value
+//! where the newest row has none (so `transporter` is never nulled; in the rare case that
+//! rows arrive out of order *and* the newest has no value, the value kept is the one stored
+//! first rather than the newest non-null one), `never` only on insert, and columns not
+//! taken from the rows (`email`) are never written.
+//!
+//! # Failures
+//!
+//! Each derived upsert runs under a `SAVEPOINT`: a failure that retrying cannot fix (a
+//! constraint, a missing or changed table) is rolled back to it, logged, counted in the
+//! chunk's ledger row (`derived_failed`), the summary and `datsync_derived_failures_total`,
+//! and the chunk commits (the legacy loader treated it as non-fatal). A transient failure
+//! (a serialization failure, a deadlock, a lost connection) fails the chunk's transaction as
+//! any other statement does, so the chunk is retried whole and the derived table never
+//! misses it.
+
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+use super::sql::{STAGE, Version};
+use crate::pg::{ErrorClass, PgError, quote_ident, quote_qualified};
+use crate::profile::{ColumnType, Derived, DerivedUpdate, Profile};
+
+/// The savepoint each derived upsert runs under.
+const SAVEPOINT: &str = "datsync_derived";
+
+/// The upsert of one derived table. Parameters: `$1` the sync's `sync_seq`, `$2` the
+/// placeholders (upper case, `text[]`), `$3` the file's version when the profile reads one.
+#[derive(Debug, Clone)]
+pub(super) struct DerivedSql {
+    /// The table, quoted and qualified.
+    pub table: String,
+    /// The placeholders, upper case.
+    pub drop_values: Vec<String>,
+    /// The statement.
+    pub upsert: String,
+}
+
+impl DerivedSql {
+    pub(super) fn new(profile: &Profile, d: &Derived, version: Version) -> Self {
+        let written: Vec<(usize, &crate::profile::DerivedColumn)> = d
+            .columns
+            .iter()
+            .filter(|c| c.from.is_some())
+            .enumerate()
+            .collect();
+        let exprs: Vec<String> = written
+            .iter()
+            .map(|(i, c)| {
+                let main_i = profile
+                    .columns
+                    .iter()
+                    .position(|m| Some(&m.target) == c.from.as_ref())
+                    .unwrap_or(0);
+                let v = format!("s.c{main_i}");
+                let e = if c.kind == ColumnType::Text {
+                    format!(
+                        "CASE WHEN btrim({v}) = '' OR upper(btrim({v})) = ANY($2::text[]) \
+                         THEN NULL ELSE {v} END"
+                    )
+                } else {
+                    v
+                };
+                format!("{e} AS d{i}")
+            })
+            .collect();
+        let key_i = written
+            .iter()
+            .find(|(_, c)| c.target == d.key)
+            .map_or(0, |(i, _)| *i);
+        let wanted: Vec<String> = written
+            .iter()
+            .filter(|(_, c)| c.required || c.target == d.key)
+            .map(|(i, _)| format!("d{i} IS NOT NULL"))
+            .collect();
+        let targets: Vec<String> = written
+            .iter()
+            .map(|(_, c)| quote_ident(&c.target))
+            .collect();
+        let picks: Vec<String> = written.iter().map(|(i, _)| format!("d{i}")).collect();
+        let sets: Vec<String> = written
+            .iter()
+            .filter(|(_, c)| c.target != d.key)
+            .filter_map(|(_, c)| {
+                let t = quote_ident(&c.target);
+                match c.update {
+                    DerivedUpdate::Coalesce => Some(format!("{t} = COALESCE(EXCLUDED.{t}, t.{t})")),
+                    DerivedUpdate::Replace => Some(format!("{t} = EXCLUDED.{t}")),
+                    DerivedUpdate::Never => None,
+                }
+            })
+            .chain(
+                ["row_version", "sync_seq", "source_line", "updated_at"]
+                    .iter()
+                    .map(|b| format!("{b} = EXCLUDED.{b}")),
+            )
+            .collect();
+        let table = quote_qualified(&profile.schema, &d.table);
+        let upsert = format!(
+            "WITH src AS (
+               SELECT {exprs}, ({version})::text AS v, s.src_line AS l FROM {STAGE} s
+             ),
+             pick AS (
+               SELECT DISTINCT ON (d{key_i}) * FROM src WHERE {wanted}
+                ORDER BY d{key_i}, COALESCE(v, '') COLLATE \"C\" DESC, l DESC
+             )
+             INSERT INTO {table} AS t ({targets}, row_version, sync_seq, source_line, updated_at)
+             SELECT {picks}, v, $1::bigint, l, now() FROM pick ORDER BY d{key_i}
+             ON CONFLICT ({key}) DO UPDATE SET {sets}
+             WHERE (COALESCE(t.row_version, '') COLLATE \"C\", COALESCE(t.sync_seq, -1),
+                    COALESCE(t.source_line, -1))
+                 < (COALESCE(EXCLUDED.row_version, '') COLLATE \"C\", EXCLUDED.sync_seq,
+                    EXCLUDED.source_line)",
+            exprs = exprs.join(", "),
+            version = version.value_with("$3"),
+            wanted = wanted.join(" AND "),
+            targets = targets.join(", "),
+            picks = picks.join(", "),
+            key = quote_ident(&d.key),
+            sets = sets.join(", "),
+        );
+        Self {
+            table,
+            drop_values: d.drop_values.clone(),
+            upsert,
+        }
+    }
+}
+
+/// Upserts every derived table from the staged chunk, each under a savepoint; returns how
+/// many failed and were rolled back (see the module docs). A transient failure is returned.
+pub(super) async fn apply(
+    tx: &Transaction<'_>,
+    derived: &[DerivedSql],
+    sync_seq: i64,
+    file_version: Option<&Option<String>>,
+    at: &str,
+) -> Result<u64, PgError> {
+    let q = |what: &'static str| move |e| PgError::query(what, e);
+    let mut failed = 0;
+    for d in derived {
+        tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
+            .await
+            .map_err(q("cannot set the derived tables' savepoint"))?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sync_seq, &d.drop_values];
+        if let Some(v) = file_version {
+            params.push(v);
+        }
+        match tx.execute(&d.upsert, &params).await {
+            Ok(_) => {
+                tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+                    .await
+                    .map_err(q("cannot release the derived tables' savepoint"))?;
+            }
+            Err(e) => {
+                let e = PgError::query(format!("cannot upsert the derived table {}", d.table), e);
+                if e.class() == ErrorClass::Transient || e.is_outage() {
+                    return Err(e);
+                }
+                tx.batch_execute(&format!(
+                    "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+                ))
+                .await
+                .map_err(q("cannot roll back to the derived tables' savepoint"))?;
+                tracing::warn!(table = %d.table, %at, error = %e,
+                    "derived table not updated from this chunk; the chunk is loaded (a failure \
+                     of a derived table is counted, not fatal)");
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
