@@ -258,7 +258,7 @@ fn adopt_legacy(db: &TestDb, cwd: &Path, url: &str) {
         "GRANT USAGE, SELECT ON SEQUENCE \"public\".datsync_sync_seq TO \"loader\";",
         "-- derived table \"public\".\"drivers\"",
         "ADD COLUMN IF NOT EXISTS \"row_version\" text COLLATE \"C\"",
-        "\"public\".\"transport_documents\", \"public\".\"drivers\" TO \"loader\";",
+        "GRANT SELECT, INSERT, UPDATE ON \"public\".\"drivers\" TO \"loader\";",
     ] {
         assert!(printed.1.contains(needle), "{needle} not in {}", printed.1);
     }

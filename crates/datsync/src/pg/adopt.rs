@@ -533,19 +533,22 @@ pub async fn init_sql(
 pub fn grants_sql(profile: &Profile, role: &str) -> String {
     let s = quote_ident(&profile.schema);
     let r = quote_ident(role);
-    let target = std::iter::once(quote_qualified(&profile.schema, &profile.table))
-        .chain(
-            profile
-                .derived
-                .iter()
-                .map(|d| quote_qualified(&profile.schema, &d.table)),
-        )
-        .collect::<Vec<_>>()
-        .join(", ");
+    let target = quote_qualified(&profile.schema, &profile.table);
+    let derived: String = profile
+        .derived
+        .iter()
+        .map(|d| {
+            format!(
+                "GRANT SELECT, INSERT, UPDATE ON {} TO {r};\n",
+                quote_qualified(&profile.schema, &d.table)
+            )
+        })
+        .collect();
     format!(
         "-- grants for the role that runs datsync\n\
          GRANT USAGE ON SCHEMA {s} TO {r};\n\
          GRANT SELECT, INSERT, UPDATE ON {target} TO {r};\n\
+         {derived}\
          GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.sync_metadata, {s}.sync_chunks, \
          {s}.datsync_receipts TO {r};\n\
          GRANT SELECT ON {s}.datsync_migrations TO {r};\n\
