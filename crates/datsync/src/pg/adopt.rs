@@ -534,16 +534,14 @@ pub fn grants_sql(profile: &Profile, role: &str) -> String {
     let s = quote_ident(&profile.schema);
     let r = quote_ident(role);
     let target = quote_qualified(&profile.schema, &profile.table);
-    let derived: String = profile
-        .derived
-        .iter()
-        .map(|d| {
-            format!(
-                "GRANT SELECT, INSERT, UPDATE ON {} TO {r};\n",
-                quote_qualified(&profile.schema, &d.table)
-            )
-        })
-        .collect();
+    let mut derived = String::new();
+    for d in &profile.derived {
+        let _ = writeln!(
+            derived,
+            "GRANT SELECT, INSERT, UPDATE ON {} TO {r};",
+            quote_qualified(&profile.schema, &d.table)
+        );
+    }
     format!(
         "-- grants for the role that runs datsync\n\
          GRANT USAGE ON SCHEMA {s} TO {r};\n\

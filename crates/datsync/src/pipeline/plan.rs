@@ -89,6 +89,7 @@ impl Pipeline {
             interrupted: false,
             all_older: false,
             already_loaded: false,
+            derived_failed: 0,
         };
         // A PARTIAL_SUCCESS with rows pending had failed chunks: not final.
         if !summary.is_final() {
