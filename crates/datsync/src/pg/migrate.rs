@@ -418,13 +418,23 @@ async fn init_tx(
     // Up to date: nothing to change, so nothing that needs CREATE or ownership is run (a
     // least-privileged role can start its runs).
     let ready = readiness(client, profile).await?;
-    if ready.missing.is_empty() && ready.plan.problems.is_empty() {
+    let mut derived = Vec::new();
+    for d in &profile.derived {
+        if super::plan_derived(&*client, profile, d).await?.ready() {
+            derived.push((d.table.clone(), "checked"));
+        }
+    }
+    if ready.missing.is_empty()
+        && ready.plan.problems.is_empty()
+        && derived.len() == profile.derived.len()
+    {
         return Ok(InitReport {
             applied: Vec::new(),
             target_created: false,
             adopted: Vec::new(),
             notes: ready.plan.notes,
             stored: ready.plan.stored,
+            derived,
         });
     }
     match change_tx(client, profile, mode).await {
