@@ -29,6 +29,14 @@ pub struct GlobalArgs {
     /// A column profile (TOML) instead of the built-in `ztdwr` one.
     #[arg(long, global = true, env = "DATSYNC_PROFILE")]
     pub profile: Option<PathBuf>,
+    /// The configuration file: every setting that has an environment variable, in sections
+    /// ([database], [checkpoint], [alert], …; see `datsync config`) [default: ./datsync.toml
+    /// when it exists]. Flags win over the environment, which wins over the file.
+    #[arg(long, global = true, value_name = "FILE", env = "DATSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Whether `--profile` was given on the command line (for `datsync config`).
+    #[arg(skip)]
+    pub profile_from_flag: bool,
 }
 
 /// Log line formats.
@@ -121,6 +129,11 @@ pub enum Command {
     /// 127.0.0.1:5432 (in a database `datsync_demo`, dropped and recreated); else a private
     /// throwaway PostgreSQL started from the installed server binaries and removed afterwards.
     Demo(DemoArgs),
+    /// Print the effective settings, each with where it came from: a flag, the environment
+    /// (env), the configuration file (file:PATH) or the default; passwords and keys masked.
+    ///
+    /// Takes the flags of `run`, so that their effect can be seen too.
+    Config(ConfigArgs),
     /// Print a shell completion script on stdout, generated from these definitions.
     ///
     /// bash: `datsync completions bash > /etc/bash_completion.d/datsync`; zsh: into a
@@ -452,6 +465,14 @@ pub struct DemoArgs {
     pub local_port: u16,
 }
 
+/// Arguments of `datsync config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The flags of `run`, shown as the settings they set.
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
 /// Arguments of `datsync completions`.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -563,7 +584,7 @@ fn seconds(d: Duration) -> &'static str {
     Box::leak(format!("{}s", d.as_secs()).into_boxed_str())
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s, 5m or 1h"))
 }

@@ -7,7 +7,7 @@ mod logging;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 /// Exit code of a command that failed.
 const EXIT_FAILURE: u8 = 1;
@@ -15,8 +15,11 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = match cli::Cli::try_parse() {
-        Ok(args) => args,
+    let parsed = cli::Cli::command()
+        .try_get_matches()
+        .and_then(|m| cli::Cli::from_arg_matches(&m).map(|args| (args, m)));
+    let (mut args, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
@@ -30,6 +33,10 @@ fn main() -> ExitCode {
         logging::Streams::Stderr
     };
     logging::init(&args.global, streams);
+    if let Err(e) = cmd::config::install(&mut args, &matches) {
+        eprintln!("error: {}", one_line(&e));
+        return ExitCode::from(EXIT_FAILURE);
+    }
     match cmd::run(args) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -46,8 +46,7 @@ pub enum ConfigError {
 }
 
 /// Settings as given, each optional; later layers fill what earlier ones left out.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawSettings {
     /// Target schema (`DB_SCHEMA`), overriding the profile's.
     pub db_schema: Option<String>,
@@ -150,12 +149,11 @@ impl RawSettings {
     /// README) from an environment map.
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let origin = "environment variable";
         let mut raw = Self::default();
         for &name in ENV_NAMES {
             let Some(value) = get(name) else { continue };
             let invalid = |expected| ConfigError::Invalid {
-                origin,
+                origin: crate::layers::origin_of(name),
                 name: name.to_owned(),
                 value: value.to_owned(),
                 expected,
@@ -219,7 +217,8 @@ impl RawSettings {
         Ok(raw)
     }
 
-    /// Reads a `datsync.toml`; a missing file gives empty settings.
+    /// Reads the pipeline settings of a `datsync.toml` (sections or the flat keys of earlier
+    /// versions; see [`crate::layers`]); a missing file gives empty settings.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -231,9 +230,21 @@ impl RawSettings {
                 });
             }
         };
-        toml::from_str(&text).map_err(|e| ConfigError::File {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_owned(),
+        let layers = crate::layers::Layers::from_text(path, &text, &HashMap::new())?;
+        Self::from_env(layers.file_values()).map_err(|e| match e {
+            ConfigError::Invalid {
+                name,
+                value,
+                expected,
+                ..
+            } => ConfigError::File {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{} = {value:?}: {expected}",
+                    crate::layers::key_of(&name).map_or(name, crate::layers::Key::display)
+                ),
+            },
+            other @ ConfigError::File { .. } => other,
         })
     }
 
@@ -422,9 +433,11 @@ pub fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// The process environment as a map, for the `from_env` readers.
+/// The process environment as a map, for the `from_env` readers, with the configuration
+/// file's settings below it once the command line has installed them
+/// ([`crate::install_file_settings`]).
 pub fn process_env() -> HashMap<String, String> {
-    std::env::vars().collect()
+    crate::layers::with_file_settings(std::env::vars().collect())
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ mod config;
 mod http;
 mod inspect;
 mod intake;
+mod layers;
 mod load;
 mod model;
 mod monitor;
@@ -121,6 +122,7 @@ pub use config::{
     ByteSize, ConfigError, DEFAULT_CHECKPOINT_BASE, DEFAULT_CONFIG_FILE, DEFAULT_RETENTION_DAYS,
     RawSettings, Settings, apply_overrides, parse_bool, process_env,
 };
+pub use layers::{CONFIG_ENV, Effective, KEYS, Key, Layers, Origin, install_file_settings, key_of};
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
     DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context as _;
-use datsync::{DEFAULT_CONFIG_FILE, PgSettings, Profile, RawSettings, Settings};
+use datsync::{PgSettings, Profile, RawSettings, Settings};
 
 use crate::cli::DbArgs;
 
@@ -19,11 +19,11 @@ pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
     Ok(runtime.block_on(future))
 }
 
-/// Pipeline settings: `flags` over the environment over `datsync.toml` over defaults.
+/// Pipeline settings: `flags` over the environment over the configuration file over
+/// defaults (the file's settings are in `process_env`, below the environment's).
 pub fn settings(flags: RawSettings) -> anyhow::Result<Settings> {
     let env = RawSettings::from_env(&datsync::process_env())?;
-    let file = RawSettings::from_file(Path::new(DEFAULT_CONFIG_FILE))?;
-    Ok(flags.or(env).or(file).validate()?)
+    Ok(flags.or(env).validate()?)
 }
 
 /// The profile with the schema and table overrides of `settings`.

@@ -7,8 +7,7 @@ use anyhow::Context as _;
 use std::path::Path;
 
 use datsync::{
-    DEFAULT_CONFIG_FILE, InspectReport, LocalSource, ParseError, Profile, RawSettings, SourceRef,
-    inspect, process_env,
+    InspectReport, LocalSource, ParseError, Profile, RawSettings, SourceRef, inspect, process_env,
 };
 
 use crate::cli::InspectArgs;
@@ -59,10 +58,9 @@ fn inspect_file(args: &InspectArgs, profile: &Profile) -> anyhow::Result<Inspect
         max_header_columns: args.max_header_columns,
         ..RawSettings::default()
     };
-    let file = RawSettings::from_file(std::path::Path::new(DEFAULT_CONFIG_FILE))?;
+    // The configuration file's settings are in process_env, below the environment.
     let options = flags
         .or(RawSettings::from_env(&process_env())?)
-        .or(file)
         .validate()?
         .parse_options();
     let report = if datsync::is_blob_url(&name) {

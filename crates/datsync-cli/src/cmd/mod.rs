@@ -2,6 +2,7 @@
 
 mod bench;
 mod child;
+pub(crate) mod config;
 mod db;
 mod demo;
 mod docs;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rejects(args) => rejects::run(&args, cli.global.profile.as_deref()),
         Command::Gc(args) => gc::run(&args),
         Command::Demo(args) => demo::run(&args, &cli.global),
+        Command::Config(args) => config::run(&args, &cli.global),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),
         Command::Bench(args) => bench::run(&args),

@@ -140,8 +140,8 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
         enable_checkpointing: args.no_checkpoint.then_some(false),
         ..RawSettings::default()
     };
-    let file = RawSettings::from_file(std::path::Path::new(datsync::DEFAULT_CONFIG_FILE))?;
-    let settings = flags.or(RawSettings::from_env(&env)?).or(file).validate()?;
+    // `env` holds the configuration file's settings below the environment's.
+    let settings = flags.or(RawSettings::from_env(&env)?).validate()?;
     let pg = PgSettings::resolve(args.database_url.as_deref(), &env)?;
     let profile = load_profile(global.profile.as_deref())?;
     let alerts = AlertSettings::from_env(|k| env.get(k).cloned())?;

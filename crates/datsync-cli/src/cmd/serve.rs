@@ -92,8 +92,8 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 fn port(args: &ServeArgs) -> anyhow::Result<u16> {
     Ok(match args.port {
         Some(p) => p,
-        None => match std::env::var(SERVE_PORT_ENV) {
-            Ok(p) if !p.trim().is_empty() => p
+        None => match datsync::process_env().get(SERVE_PORT_ENV) {
+            Some(p) if !p.trim().is_empty() => p
                 .trim()
                 .parse()
                 .with_context(|| format!("{SERVE_PORT_ENV}={p:?} is not a port number"))?,

@@ -12,6 +12,7 @@ mod azure;
 mod bad_rows;
 mod changing;
 mod common;
+mod config;
 mod crash;
 mod decoder;
 mod derived;

@@ -145,7 +145,7 @@ impl AzureAccount {
     /// Reads the settings from the process environment (see the module documentation);
     /// `Ok(None)` when none is set.
     pub fn from_env() -> Result<Option<Self>, AzureConfigError> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_vars(crate::layers::var)
     }
 
     /// The account of the process environment; [`AzureConfigError::Missing`] when none is
