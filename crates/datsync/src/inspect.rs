@@ -103,7 +103,13 @@ pub fn inspect<R: Read>(
     let mut first_rows = Vec::new();
     let mut first_ragged = Vec::new();
     decode_reader(reader, &mut decoder, |batch| {
-        collect(&batch, sample_rows, &mut first_rows, &mut first_ragged);
+        collect(
+            profile,
+            &batch,
+            sample_rows,
+            &mut first_rows,
+            &mut first_ragged,
+        );
         Ok::<(), ParseError>(())
     })?;
     let stats = decoder.stats();
@@ -146,7 +152,10 @@ pub fn inspect<R: Read>(
     })
 }
 
+/// Keeps the first rows and the first error rows of `batch`, personal values masked (the
+/// profile's `pii` columns; an error row's raw line whole when the profile has one).
 fn collect(
+    profile: &Profile,
     batch: &RecordBatch,
     limit: usize,
     rows: &mut Vec<SampleRow>,
@@ -175,7 +184,7 @@ fn collect(
             if ragged.len() < limit {
                 ragged.push(SampleRow {
                     line,
-                    values: vec![Some(raw_lines.value(r).to_owned())],
+                    values: vec![Some(profile.masked_raw(raw_lines.value(r)).into_owned())],
                     error: Some(errors.value(r).to_owned()),
                 });
             }
@@ -187,9 +196,11 @@ fn collect(
                 .filter(|(_, f)| {
                     ![LINE_COLUMN, ERROR_COLUMN, RAW_COLUMN].contains(&f.name().as_str())
                 })
-                .map(|(i, _)| {
+                .map(|(i, f)| {
                     let col = batch.column(i).as_string_opt::<i32>()?;
-                    col.is_valid(r).then(|| col.value(r).to_owned())
+                    let value = col.value(r);
+                    col.is_valid(r)
+                        .then(|| profile.masked_value(f.name(), value).into_owned())
                 })
                 .collect();
             rows.push(SampleRow {

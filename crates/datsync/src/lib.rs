@@ -126,9 +126,9 @@ pub use layers::{CONFIG_ENV, Effective, KEYS, Key, Layers, Origin, install_file_
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
     DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,
-    NameVersion, OnInvalid, Profile, ProfileError, ROW_VERSION_COLUMN, RangeRule, RowVersion,
-    Rules, StoredType, TextEncoding, UnknownColumns, VersionColumns, ZTDWR_PROFILE_TOML,
-    canonical_name,
+    NUL_SYMBOL, NameVersion, OnInvalid, PII_MASK, Profile, ProfileError, ROW_VERSION_COLUMN,
+    RangeRule, RowVersion, Rules, StoredType, TextEncoding, UnknownColumns, VersionColumns,
+    ZTDWR_PROFILE_TOML, canonical_name,
 };
 pub use profile::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 

@@ -24,6 +24,7 @@ mod faults;
 mod idempotent;
 mod model;
 mod observe;
+mod pii;
 mod private;
 mod privilege;
 mod resume;

@@ -151,7 +151,10 @@ impl Run<'_> {
                 count: rejected,
             });
         }
-        let sample = &validated.errors[..validated.errors.len().min(VALIDATION_ERRORS_SAMPLE)];
+        // What leaves the rejects files is masked: personal values, raw lines (pii).
+        let sample = self.profile.masked_errors(
+            &validated.errors[..validated.errors.len().min(VALIDATION_ERRORS_SAMPLE)],
+        );
         let threshold = p.settings.error_threshold;
         if crate::validate::exceeds_threshold(rejected, rows_read, threshold) {
             return Err(BadInput::TooManyRejects(Box::new(TooManyRejects {
@@ -161,7 +164,7 @@ impl Run<'_> {
                 rows_read,
                 threshold,
                 errors_count: validated.errors.len() as u64,
-                errors: sample.to_vec(),
+                errors: sample,
             }))
             .into());
         }
@@ -170,7 +173,7 @@ impl Run<'_> {
             rejected,
             superseded: validated.superseded as u64,
             validation_errors_count: validated.errors.len() as u64,
-            validation_errors: serde_json::to_value(sample).ok(),
+            validation_errors: serde_json::to_value(&sample).ok(),
             cut: Some(self.cut().await),
             value_warnings: 0,
             value_warnings_sample: None,
@@ -198,15 +201,20 @@ impl Run<'_> {
         self.store
             .put(&ObjectKey::warnings(&self.plan.sync_id, chunk), bytes)
             .await?;
-        self.pipeline.telemetry.emit(&ValuesWarned {
-            sync_id: &self.plan.sync_id,
-            chunk,
-            count: warnings.len() as u64,
-            first: &warnings[0],
-        });
-        let sample = &warnings[..warnings.len().min(VALIDATION_ERRORS_SAMPLE)];
+        // The warnings file keeps the values; the log and the ledger get them masked.
+        let sample = self
+            .profile
+            .masked_errors(&warnings[..warnings.len().min(VALIDATION_ERRORS_SAMPLE)]);
+        if let Some(first) = sample.first() {
+            self.pipeline.telemetry.emit(&ValuesWarned {
+                sync_id: &self.plan.sync_id,
+                chunk,
+                count: warnings.len() as u64,
+                first,
+            });
+        }
         facts.value_warnings = warnings.len() as u64;
-        facts.value_warnings_sample = serde_json::to_value(sample).ok();
+        facts.value_warnings_sample = serde_json::to_value(&sample).ok();
         Ok(())
     }
 

@@ -349,6 +349,7 @@ impl Checker<'_> {
             },
             on_invalid: raw.on_invalid.unwrap_or(default_on_invalid),
             stored: None,
+            pii: raw.pii,
         })
     }
 

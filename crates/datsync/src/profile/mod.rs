@@ -8,6 +8,7 @@
 mod check;
 mod derived;
 mod format;
+mod pii;
 mod policy;
 mod raw;
 mod stored;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use check::Checker;
 pub use derived::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 pub use format::{DelimiterSetting, Escape, Format, MAX_DELIMITER_BYTES, TextEncoding};
+pub use pii::{NUL_SYMBOL, PII_MASK};
 pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
 pub use stored::StoredType;
@@ -201,6 +203,10 @@ pub struct Column {
     /// (an adopted table); `None` when it holds every value of the type. Values that do not
     /// fit are value warnings (see [`StoredType`]).
     pub stored: Option<StoredType>,
+    /// The column holds personal data (`pii = true`: national ID numbers, names): its values
+    /// are masked wherever they would leave the rejects files — `validation_errors`, the
+    /// ledger, alerts, logs, `inspect` (see [`Profile::masked_errors`]).
+    pub pii: bool,
 }
 
 impl Column {
@@ -314,6 +320,20 @@ impl Profile {
             .iter()
             .find(|c| c.target == self.key)
             .unwrap_or(&self.columns[0])
+    }
+
+    /// Whether `name` (a source header name, canonical, or a target column name) is a
+    /// column marked `pii = true`.
+    pub fn is_pii(&self, name: &str) -> bool {
+        self.columns
+            .iter()
+            .any(|c| c.pii && (c.target == name || c.sources().any(|s| s == name)))
+    }
+
+    /// Whether any column is marked `pii = true` (a raw line whose fields cannot be told
+    /// apart is then masked whole).
+    pub fn has_pii(&self) -> bool {
+        self.columns.iter().any(|c| c.pii)
     }
 
     /// The profile with the stored types of an existing target table (target column name →

@@ -86,6 +86,9 @@ pub(super) struct RawColumn {
     pub(super) range: Option<RawRange>,
     /// What a value the type cannot read does to the row (the top level's when absent).
     pub(super) on_invalid: Option<OnInvalid>,
+    /// The column holds personal data: its values are masked outside the rejects files.
+    #[serde(default)]
+    pub(super) pii: bool,
 }
 
 /// A `range = { gt | ge = …, lt | le = … }` rule.
