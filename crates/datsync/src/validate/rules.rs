@@ -112,10 +112,10 @@ impl ColumnCheck<'_> {
         let mut fail = |column: &str, value: Option<&str>, reason: String| {
             out.push(RowError::new(line, Some(column), value, reason));
         };
+        // Emptiness is `not_empty`'s business: `valid` and `range` check a value only when
+        // there is one (an empty optional value passes them).
         let Some(value) = value else {
             if self.not_empty {
-                fail(source, None, "empty: a value is required".into());
-            } else if self.column.rules.valid {
                 fail(
                     source,
                     None,
@@ -128,7 +128,8 @@ impl ColumnCheck<'_> {
             Err(e) if self.column.rules.valid || self.column.rules.range.is_some() => {
                 fail(source, Some(value), e.to_string());
             }
-            Ok(Parsed::Zero) if self.column.rules.valid => {
+            // An all-zero date is SAP's empty date: `not_empty`'s, like a blank.
+            Ok(Parsed::Zero) if self.not_empty => {
                 fail(
                     source,
                     Some(value),

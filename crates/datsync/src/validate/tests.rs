@@ -33,6 +33,7 @@ source = "bbm"
 type = "decimal"
 scale = 2
 required = true
+not_empty = true
 valid = true
 range = { gt = 0, le = 500 }
 [[columns]]
@@ -41,6 +42,7 @@ source = "tgl"
 time_source = "jam"
 type = "timestamp"
 required = true
+not_empty = true
 valid = true
 [[columns]]
 target = "other_ts"
@@ -237,6 +239,83 @@ fn row_rules() {
                 assert!(e.reason.contains(reason), "{changes:?}: {}", e.reason);
                 let value = changes.iter().find(|c| NAMES[c.0] == *column).map(|c| c.1);
                 assert_eq!(e.value.as_deref(), value.filter(|v| !v.is_empty()));
+            }
+        }
+    }
+}
+
+/// `valid` checks a value only when there is one; an empty (or all-zero) value is
+/// `not_empty`'s to reject (issue 18 item 3).
+#[test]
+fn valid_checks_present_values_and_not_empty_rejects_empties() {
+    let p = Profile::from_toml_str(
+        r#"
+name = "v"
+table = "v"
+key = "k"
+[[columns]]
+source = "k"
+type = "text"
+required = true
+not_empty = true
+[[columns]]
+source = "n"
+type = "decimal"
+valid = true
+[[columns]]
+source = "d"
+type = "date"
+valid = true
+[[columns]]
+source = "m"
+type = "integer"
+not_empty = true
+valid = true
+[[columns]]
+source = "z"
+type = "date"
+not_empty = true
+"#,
+        Path::new("v.toml"),
+    )
+    .unwrap();
+    let names = ["k", "n", "d", "m", "z"];
+    // (n, d, m, z) → the rejected column and a reason fragment, or None when loaded.
+    let cases: &[([&str; 4], Expect)] = &[
+        (["1.5", "20250101", "7", "20250101"], None),
+        // Empty optional values pass `valid`.
+        (["", "", "7", "20250101"], None),
+        (["", "00000000", "7", "20250101"], None),
+        // A value that is there must parse.
+        (["x", "", "7", "20250101"], Some(("n", "not a number"))),
+        (
+            ["", "20250230", "7", "20250101"],
+            Some(("d", "impossible date")),
+        ),
+        // `not_empty` rejects an empty value, with the type's word.
+        (
+            ["", "", "", "20250101"],
+            Some(("m", "empty: a number is required")),
+        ),
+        (["", "", "7", ""], Some(("z", "empty: a date is required"))),
+        (["", "", "7", "00000000"], Some(("z", "empty date (zero)"))),
+    ];
+    for (values, want) in cases {
+        let mut r = vec!["key"];
+        r.extend(values);
+        let v = validate(&p, &batch(&names, &[(2, r)])).unwrap();
+        match want {
+            None => assert_eq!(
+                (v.loaded(), v.rejected()),
+                (1, 0),
+                "{values:?}: {:?}",
+                v.errors
+            ),
+            Some((column, reason)) => {
+                assert_eq!(v.rejected(), 1, "{values:?}");
+                let e = &v.errors[0];
+                assert_eq!(e.column.as_deref(), Some(*column), "{values:?}");
+                assert!(e.reason.contains(reason), "{values:?}: {}", e.reason);
             }
         }
     }
