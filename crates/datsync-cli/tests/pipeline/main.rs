@@ -13,6 +13,7 @@ mod bad_rows;
 mod changing;
 mod common;
 mod config;
+mod corpus;
 mod crash;
 mod decoder;
 mod derived;
