@@ -152,7 +152,7 @@ pub use parse::{
 
 pub use checkpoint::{
     CheckpointError, CheckpointManager, CheckpointOptions, ChunkCompression, ChunkEntry,
-    ChunkLines, ChunkOutcome, Clock, DEFAULT_ACTIVE_GRACE_HOURS, DEFAULT_COMPACT_EVERY,
+    ChunkLines, ChunkOutcome, Clock, DEFAULT_ACTIVE_GRACE_HOURS, DEFAULT_COMPACT_EVERY, Damage,
     FORMAT_VERSION, FingerprintDifference, JournalEntry, KeepReason, Manifest, ManualClock,
     NewCheckpoint, RetentionPolicy, RetentionReport, SourceMismatch, SystemClock, decode_parquet,
     encode_parquet, remove_expired as remove_expired_checkpoints, verify_source,

@@ -15,6 +15,7 @@ mod common;
 mod config;
 mod corpus;
 mod crash;
+mod damaged;
 mod decoder;
 mod derived;
 mod disk;

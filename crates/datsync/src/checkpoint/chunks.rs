@@ -164,9 +164,10 @@ impl CheckpointManager {
     }
 
     /// Writes chunk `chunk`'s Parquet file again from a batch regenerated from the source,
-    /// after [`Self::load_chunk`] found it missing or corrupt. The batch must hold the rows the
-    /// manifest records (same count, same first and last line), else the source has changed
-    /// ([`CheckpointError::ChunkConflict`]). The chunk keeps its state.
+    /// after [`Self::load_chunk`] found it missing, corrupt or disagreeing with its entry. The
+    /// caller vouches that the source is the one the checkpoint was made from, so the batch
+    /// is the truth: an entry that records other rows (count, first or last line) is the
+    /// damaged part, and takes the batch's. The chunk keeps its state.
     pub async fn rewrite_chunk_parquet(
         &mut self,
         chunk: ChunkId,
@@ -187,22 +188,15 @@ impl CheckpointManager {
         let (status, phase, error) = (manifest.status, manifest.phase, manifest.error.clone());
         // The file is rewritten as the checkpoint's other chunks were written.
         let compression = manifest.compression;
-        if (entry.rows, entry.first_line, entry.last_line)
-            != (lines.rows, lines.first_line, lines.last_line)
-        {
-            return Err(CheckpointError::ChunkConflict {
-                sync_id,
-                chunk,
-                reason: format!(
-                    "recorded {} rows on lines {}..={}, regenerated {} rows on lines {}..={}",
-                    entry.rows,
-                    entry.first_line,
-                    entry.last_line,
-                    lines.rows,
-                    lines.first_line,
-                    lines.last_line
-                ),
-            });
+        let recorded = (entry.rows, entry.first_line, entry.last_line);
+        if recorded != (lines.rows, lines.first_line, lines.last_line) {
+            tracing::warn!(%sync_id, %chunk,
+                recorded = %format_args!("{} rows on lines {}..={}", recorded.0, recorded.1, recorded.2),
+                source = %format_args!("{} rows on lines {}..={}", lines.rows, lines.first_line, lines.last_line),
+                "the chunk's entry disagrees with the source; the source's rows replace it");
+            entry.rows = lines.rows;
+            entry.first_line = lines.first_line;
+            entry.last_line = lines.last_line;
         }
         let bytes = codec::encode(batch, compression)
             .map_err(|source| CheckpointError::Parquet { chunk, source })?;

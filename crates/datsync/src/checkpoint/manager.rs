@@ -58,6 +58,9 @@ pub(super) struct State {
     pub(super) unrecorded: BTreeSet<ChunkId>,
     /// Journal objects folded into the manifest but not deleted yet.
     pub(super) stale: Vec<u64>,
+    /// Journal objects that were not applied when the checkpoint was opened: unreadable, or
+    /// holding another entry than their name says (see `audit.rs`).
+    pub(super) damaged: Vec<String>,
 }
 
 impl CheckpointManager {
@@ -153,6 +156,7 @@ impl CheckpointManager {
             done: 0,
             unrecorded: BTreeSet::new(),
             stale: Vec::new(),
+            damaged: Vec::new(),
         });
         Ok(())
     }
@@ -208,13 +212,22 @@ impl CheckpointManager {
         seqs.sort_unstable();
         let (stale, fresh): (Vec<u64>, Vec<u64>) =
             seqs.iter().partition(|&&s| s <= manifest.journal_seq);
-        let entries: Vec<JournalEntry> = futures::stream::iter(fresh.iter().copied())
+        let read: Vec<Result<JournalEntry, String>> = futures::stream::iter(fresh.iter().copied())
             .map(|seq| self.read_entry(seq))
             .buffered(JOURNAL_IO_CONCURRENCY)
             .try_collect()
             .await?;
-        for entry in entries {
-            manifest.apply(entry);
+        // Entries hold whole states: one left out loses at most a transition, which the
+        // pipeline's audit against the source and the ledger finds (see `audit.rs`).
+        let mut damaged = Vec::new();
+        for entry in read {
+            match entry {
+                Ok(entry) => manifest.apply(entry),
+                Err(why) => {
+                    tracing::warn!(sync_id = %self.sync_id, journal = %why, "a journal object of the checkpoint is left unread");
+                    damaged.push(why);
+                }
+            }
         }
         let unrecorded = objects
             .iter()
@@ -231,21 +244,34 @@ impl CheckpointManager {
             next_seq,
             since_compaction: u32::try_from(fresh.len()).unwrap_or(u32::MAX),
             stale: [stale, fresh].concat(),
+            damaged,
         }))
     }
 
-    async fn read_entry(&self, seq: u64) -> Result<JournalEntry, CheckpointError> {
+    /// A journal entry, or (`Err`) the object's name and why it cannot be applied. A store
+    /// failure is an error of its own.
+    async fn read_entry(&self, seq: u64) -> Result<Result<JournalEntry, String>, CheckpointError> {
         let key = ObjectKey::journal(&self.sync_id, seq);
-        let bytes = self
-            .store
-            .get(&key)
-            .await?
-            .ok_or_else(|| self.corrupt(&key, "it vanished while being read".to_owned()))?;
-        let entry = parse_entry(&bytes).map_err(|p| self.parse_error(&key, p))?;
+        let path = self.store.describe(&key);
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(Err(format!("{path} vanished while being read")));
+        };
+        let entry = match parse_entry(&bytes) {
+            Ok(entry) => entry,
+            Err(ParseProblem::Corrupt(reason)) => {
+                return Ok(Err(format!("{path} is unreadable ({reason})")));
+            }
+            Err(ParseProblem::Version(v)) => {
+                return Ok(Err(format!("{path} has format version {v}")));
+            }
+        };
         if entry.seq != seq {
-            return Err(self.corrupt(&key, format!("it holds entry {}", entry.seq)));
+            return Ok(Err(format!(
+                "{path} holds entry {} (a copy of another entry)",
+                entry.seq
+            )));
         }
-        Ok(entry)
+        Ok(Ok(entry))
     }
 
     fn parse_error(&self, key: &ObjectKey, problem: ParseProblem) -> CheckpointError {

@@ -42,9 +42,12 @@
 //! ([`CheckpointManager::unrecorded_chunks`]) and, when that chunk is saved again, read back
 //! and reused if it holds exactly the batch being saved, else rewritten. A chunk is recorded
 //! once per id, so it is never counted twice. An empty, truncated or
-//! unreadable manifest or journal entry is a [`CheckpointError::ManifestCorrupt`] naming the
-//! file and the way out (start a new sync with `--fresh`, or delete the directory): never a
-//! silent restart from zero.
+//! unreadable manifest is a [`CheckpointError::ManifestCorrupt`] naming the file and the way
+//! out (start a new sync with `--fresh`, or delete the directory): never a silent restart
+//! from zero. A journal object that is unreadable or holds another entry than its name says
+//! is left unread and named ([`CheckpointManager::damaged_journal`]): entries hold whole
+//! states, so one left out loses at most a transition, and the pipeline's audit of the
+//! checkpoint against the source and the ledger repairs what it lost (see `audit.rs`).
 //!
 //! # States
 //!
@@ -60,6 +63,7 @@
 //! that may still be running is kept for at least [`DEFAULT_ACTIVE_GRACE_HOURS`] after its
 //! last update.
 
+mod audit;
 mod chunks;
 mod clock;
 mod codec;
@@ -69,6 +73,7 @@ mod manifest;
 mod retention;
 mod transitions;
 
+pub use audit::Damage;
 pub use codec::{ChunkCompression, ChunkLines};
 
 /// Writes a batch as one Parquet file in memory (the format of chunk files; the rejects files

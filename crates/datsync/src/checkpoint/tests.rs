@@ -172,3 +172,50 @@ fn manager_futures_can_be_spawned() {
     assert_send(&m.cleanup());
     assert_send(&m);
 }
+
+#[test]
+fn audit_finds_gaps_stray_entries_and_impossible_lines() {
+    let mut m = manifest();
+    m.chunks = (0..4).map(|i| chunk(i, ChunkStatus::Ready)).collect();
+    assert!(m.audit().is_empty(), "{}", m.audit());
+
+    // Chunks 1 and 2 lost; chunk 3 ends the source; an entry after it.
+    let mut gap = m.clone();
+    gap.chunks
+        .retain(|c| c.chunk_id.0 == 0 || c.chunk_id.0 == 3);
+    gap.chunks[1].source_end = true;
+    gap.chunks.push(chunk(40, ChunkStatus::Completed));
+    let damage = gap.audit();
+    assert_eq!(
+        damage.gaps,
+        vec![(ChunkId(1), ChunkId(2)), (ChunkId(4), ChunkId(39))]
+    );
+    assert_eq!(damage.past_end, vec![ChunkId(40)]);
+    assert_eq!(damage.to_forget(), vec![ChunkId(40)]);
+    assert!(damage.needs_source());
+    let text = damage.to_string();
+    assert!(text.contains("no entry for chunks 1 to 2"), "{text}");
+    assert!(
+        text.contains("chunk 40 after the chunk that ends the source"),
+        "{text}"
+    );
+
+    // Lines that run backwards, overlap the previous chunk's, or hold more rows than lines
+    // or than a chunk may; the next chunk is checked against the last good one.
+    let mut lines = m.clone();
+    lines.chunks[1].first_line = lines.chunks[0].last_line;
+    lines.chunks[2].rows = 6;
+    let damage = lines.audit();
+    assert_eq!(damage.bad_lines, vec![ChunkId(1), ChunkId(2)]);
+    assert!(damage.gaps.is_empty() && damage.past_end.is_empty());
+    let mut backwards = m;
+    backwards.chunks[3].last_line = backwards.chunks[3].first_line - 1;
+    assert_eq!(backwards.audit().bad_lines, vec![ChunkId(3)]);
+
+    // Journal objects left unread alone need no source.
+    let only_journal = Damage {
+        journal: vec!["journal/000000000003.json is unreadable (empty file)".into()],
+        ..Damage::default()
+    };
+    assert!(!only_journal.is_empty() && !only_journal.needs_source());
+}

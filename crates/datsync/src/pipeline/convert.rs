@@ -1,6 +1,7 @@
 //! Phase 1: the reader thread decodes the source (hashing it on the way) and the converter
 //! task saves each new chunk as Parquet, then hands it to the processor.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -65,19 +66,19 @@ struct Handover {
     wanted: mpsc::Receiver<()>,
 }
 
-/// Decodes `path` on a thread of its own and sends the batches of chunks `skip_before..`,
-/// one per token sent on the returned sender.
+/// Decodes `path` on a thread of its own and sends the batches of the chunks not in
+/// `recorded`, one per token sent on the returned sender.
 fn spawn_reader(
     path: SourceRef,
     profile: Profile,
     options: ParseOptions,
-    skip_before: u32,
+    recorded: BTreeSet<ChunkId>,
 ) -> (mpsc::Sender<()>, mpsc::Receiver<Result<ReaderMsg, Halt>>) {
     let (tx, rx) = mpsc::channel(1);
     let (want_tx, wanted) = mpsc::channel(1);
     std::thread::spawn(move || {
         let mut handover = Handover { tx, wanted };
-        let result = read_source(&path, &profile, options, skip_before, &mut handover);
+        let result = read_source(&path, &profile, options, &recorded, &mut handover);
         if let Err(halt) = result {
             let _ = handover.tx.blocking_send(Err(halt));
         }
@@ -89,7 +90,7 @@ fn read_source(
     path: &SourceRef,
     profile: &Profile,
     options: ParseOptions,
-    skip_before: u32,
+    recorded: &BTreeSet<ChunkId>,
     handover: &mut Handover,
 ) -> Result<(), Halt> {
     let name = path.name();
@@ -102,7 +103,7 @@ fn read_source(
         error,
     };
     // Whether the converter asked for the batch being decoded: a batch is decoded (and so
-    // held) only once it is wanted. Chunks before `skip_before` are dropped as decoded.
+    // held) only once it is wanted. Recorded chunks are dropped as decoded.
     let mut wanted = false;
     let requests = &mut handover.wanted;
     // Waits until the converter wants a batch; `false` once it is gone.
@@ -115,7 +116,7 @@ fn read_source(
     let send = |batch: RecordBatch, cut, bytes_read: u64, next: &mut u32, wanted: &mut bool| {
         let chunk = ChunkId(*next);
         *next += 1;
-        if chunk.0 < skip_before {
+        if recorded.contains(&chunk) {
             return true;
         }
         *wanted = false;
@@ -195,8 +196,9 @@ pub(super) struct Converter {
     pub(super) profile: Profile,
     /// The decoder settings, which cut the chunks.
     pub(super) options: ParseOptions,
-    /// Chunks already recorded: decoded again but not saved or sent.
-    pub(super) recorded: u32,
+    /// Chunks already recorded: decoded again but not saved or sent (the others, missing
+    /// ones between them included, are cut, saved and sent).
+    pub(super) recorded: BTreeSet<ChunkId>,
     pub(super) fingerprint: SourceFingerprint,
     pub(super) manager: Option<Arc<Mutex<CheckpointManager>>>,
     pub(super) telemetry: Arc<Telemetry>,
@@ -221,7 +223,7 @@ impl Converter {
             self.source.clone(),
             self.profile.clone(),
             self.options,
-            self.recorded,
+            self.recorded.clone(),
         );
         let mut checked = false;
         // Bytes of the source counted into the metrics so far.
@@ -359,13 +361,13 @@ async fn encode(
 }
 
 /// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a
-/// missing or corrupt chunk file).
+/// missing or corrupt chunk file); `None` when the source ends before it.
 pub(super) fn regenerate(
     path: &SourceRef,
     profile: &Profile,
     options: ParseOptions,
     chunk: ChunkId,
-) -> Result<RecordBatch, Halt> {
+) -> Result<Option<RecordBatch>, Halt> {
     let name = path.name();
     let reader = path.reader()?;
     let mut decoder = Decoder::new(profile, options);
@@ -382,17 +384,13 @@ pub(super) fn regenerate(
         Ok(())
     });
     match (result, found) {
-        (_, Some(batch)) => Ok(batch),
+        (_, Some(batch)) => Ok(Some(batch)),
         (Err(StopReading::Parse(error)), None) => Err(BadInput::Parse {
             source_name: name,
             error,
         }
         .into()),
-        (_, None) => Err(BadInput::ChunkGone {
-            source_name: name,
-            chunk,
-        }
-        .into()),
+        (_, None) => Ok(None),
     }
 }
 

@@ -140,9 +140,10 @@ fn failed_chunks_leave_a_partial_success_that_a_resume_can_finish() {
 
 #[test]
 fn a_halt_gives_its_status_its_message_and_its_class() {
-    let halt = Halt::from(BadInput::ChunkGone {
+    let halt = Halt::from(BadInput::UnknownColumns {
         source_name: "/in/a.dat".into(),
-        chunk: ChunkId(2),
+        profile: "ztdwr".into(),
+        columns: vec!["EXTRA".into()],
     });
     let v = decide(Some(&halt), &Tally::default(), &counts(10, 0, 0), &id());
     assert_eq!(v.status, SyncStatus::BadInput);

@@ -122,17 +122,6 @@ pub(crate) enum BadInput {
     /// A chunk has more rejected rows than the threshold allows.
     #[error(transparent)]
     TooManyRejects(Box<TooManyRejects>),
-    /// A chunk recorded in the checkpoint is no longer in the source.
-    #[error(
-        "{source_name}: the source has no chunk {chunk} any more; it has changed since the \
-         checkpoint was made"
-    )]
-    ChunkGone {
-        /// The source.
-        source_name: String,
-        /// The chunk.
-        chunk: ChunkId,
-    },
 }
 
 /// A chunk whose share of rejected rows is above `VALIDATION_ERROR_THRESHOLD`. It is never
@@ -234,10 +223,18 @@ pub(crate) enum SyncFailure {
         chunk: ChunkId,
     },
     /// A chunk file is missing or corrupt and the source cannot be read to regenerate it.
-    #[error("{error}; the source is not readable, so it cannot be")]
+    #[error(
+        "{error}; the source cannot be read now, so it cannot be: make {source_path} readable \
+         again (the same bytes) and run `datsync resume {sync_id}`, or load the source anew \
+         with `datsync run {source_path} --fresh`"
+    )]
     CannotRegenerate {
         /// Why the chunk file cannot be used.
-        error: CheckpointError,
+        error: Box<CheckpointError>,
+        /// The sync.
+        sync_id: crate::model::SyncId,
+        /// The source as recorded.
+        source_path: String,
     },
     /// The accepted rows of a chunk cannot be typed.
     #[error("{source_name}, chunk {chunk}: {error}")]

@@ -129,6 +129,22 @@ pub enum PipelineError {
          other process continues the sync; `datsync status {0}` shows it)"
     )]
     LockLost(SyncId),
+    /// The checkpoint is damaged (`checkpoint/audit.rs`) and repairing it needs the source,
+    /// which cannot be read.
+    #[error(
+        "the checkpoint of sync {sync_id} is damaged: {damage}. It is repaired by cutting those \
+         chunks again from the source, which cannot be read now: make {source_path} readable \
+         again (the same bytes) and run `datsync resume {sync_id}`, or load the source anew \
+         with `datsync run {source_path} --fresh`"
+    )]
+    DamagedCheckpoint {
+        /// The sync.
+        sync_id: SyncId,
+        /// What is damaged ([`crate::checkpoint::Damage`]).
+        damage: String,
+        /// The source as recorded.
+        source_path: String,
+    },
     /// `resume` of a sync that exists nowhere.
     #[error(
         "sync {0} is unknown: it has no checkpoint and no sync_metadata row; check the id \
@@ -171,7 +187,10 @@ impl PipelineError {
     /// or whose lock was lost.
     pub fn sync_id(&self) -> Option<&SyncId> {
         match self {
-            Self::Busy(id) | Self::LockLost(id) | Self::UnknownSync(id) => Some(id),
+            Self::Busy(id)
+            | Self::LockLost(id)
+            | Self::UnknownSync(id)
+            | Self::DamagedCheckpoint { sync_id: id, .. } => Some(id),
             Self::SourceBusy { holder, .. } => holder.as_ref(),
             _ => None,
         }

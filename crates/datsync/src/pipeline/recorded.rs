@@ -9,8 +9,9 @@ use crate::model::{ChunkId, SourceFingerprint};
 
 impl Run<'_> {
     /// A recorded chunk's batch and its file's checksum, the file regenerated from the
-    /// source when it is missing or corrupt.
-    pub(super) async fn recorded_chunk(&self, chunk: ChunkId) -> Result<Converted, Halt> {
+    /// source when it is missing or corrupt (or disagrees with its entry); `None` when the
+    /// source has no such chunk: the entry is stray, and is dropped.
+    pub(super) async fn recorded_chunk(&self, chunk: ChunkId) -> Result<Option<Converted>, Halt> {
         let Some(manager) = &self.manager else {
             return Err(SyncFailure::NoCheckpoint { chunk }.into());
         };
@@ -23,36 +24,50 @@ impl Run<'_> {
                     .and_then(|m| m.chunk(chunk))
                     .map(|e| e.parquet_sha256.clone())
                     .unwrap_or_default();
-                Ok(Converted {
+                Ok(Some(Converted {
                     chunk,
                     batch,
                     checksum,
                     source_bytes: None,
-                })
+                }))
             }
             Err(e) if e.needs_regeneration() => {
                 tracing::warn!(sync_id = %self.plan.sync_id, %chunk, error = %e, "regenerating the chunk from the source");
                 let Some(source) = self.plan.source.clone() else {
-                    return Err(SyncFailure::CannotRegenerate { error: e }.into());
+                    return Err(SyncFailure::CannotRegenerate {
+                        error: Box::new(e),
+                        sync_id: self.plan.sync_id.clone(),
+                        source_path: self.plan.source_path.clone(),
+                    }
+                    .into());
                 };
                 let profile = self.pipeline.profile.clone();
                 let options = self.pipeline.parse_options(self.cut().await);
+                let read = source.clone();
                 let batch = tokio::task::spawn_blocking(move || {
-                    regenerate(&source, &profile, options, chunk)
+                    regenerate(&read, &profile, options, chunk)
                 })
                 .await
                 .map_err(|e| SyncFailure::task_died(format!("regenerating chunk {chunk}"), e))??;
+                let Some(batch) = batch else {
+                    // The source is the one the checkpoint was made from (checked when it was
+                    // opened, and here against the file opened): the entry is what is wrong.
+                    super::run::unchanged(&source)?;
+                    tracing::warn!(sync_id = %self.plan.sync_id, %chunk, "the checkpoint records a chunk the source does not have (a stray entry); dropping it");
+                    manager.lock().await.forget_chunks(&[chunk], false).await?;
+                    return Ok(None);
+                };
                 let entry = manager
                     .lock()
                     .await
                     .rewrite_chunk_parquet(chunk, &batch)
                     .await?;
-                Ok(Converted {
+                Ok(Some(Converted {
                     chunk,
                     batch,
                     checksum: entry.parquet_sha256,
                     source_bytes: None,
-                })
+                }))
             }
             Err(e) => Err(e.into()),
         }

@@ -2,6 +2,7 @@
 //! the rest of the source while phase 2 loads each chunk as soon as it is saved; then the
 //! run finishes (`finish.rs`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,7 @@ impl Run<'_> {
             ..Tally::default()
         };
         let reconciled = self.reconcile(&ledger).await?;
-        let resumed = !ledger.is_empty() || reconciled.recorded > 0;
+        let resumed = !ledger.is_empty() || !reconciled.recorded.is_empty();
         let mut halt = self.check_header().await.err();
         if halt.is_none() {
             halt = self
@@ -107,7 +108,7 @@ impl Run<'_> {
                 Conversion::Done => Ok(None),
                 Conversion::HashOnly => self.finalize_by_hashing().await.map(Some),
                 Conversion::Continue => self
-                    .convert_and_process(reconciled.recorded, &ledger, &mut tally)
+                    .convert_and_process(reconciled.recorded.clone(), &ledger, &mut tally)
                     .await
                     .map(Some),
             };
@@ -135,14 +136,16 @@ impl Run<'_> {
         self.finish(None, &tally, None, true).await
     }
 
-    /// Loads the chunks recorded before this run and not committed, in order.
+    /// Loads the chunks recorded before this run and not committed, in order (a stray entry,
+    /// for a chunk the source does not have, is dropped).
     async fn load_recorded(&mut self, pending: &[ChunkId], tally: &mut Tally) -> Result<(), Halt> {
         for &chunk in pending {
             if self.pipeline.stopping() {
                 return Err(Halt::Stopped);
             }
-            let c = self.recorded_chunk(chunk).await?;
-            self.load(c, tally).await?;
+            if let Some(c) = self.recorded_chunk(chunk).await? {
+                self.load(c, tally).await?;
+            }
         }
         Ok(())
     }
@@ -150,7 +153,7 @@ impl Run<'_> {
     /// Phase 1 with phase 2 on its heels: each chunk is loaded as soon as it is saved.
     async fn convert_and_process(
         &mut self,
-        recorded: u32,
+        recorded: BTreeSet<ChunkId>,
         ledger: &Ledger,
         tally: &mut Tally,
     ) -> Result<ConvertOutcome, Halt> {
