@@ -224,6 +224,34 @@ pub async fn send(
     headers: &[(String, String)],
     json_body: Option<Vec<u8>>,
 ) -> Result<u16, HttpError> {
+    let body = json_body.map(|b| (Some("application/json"), b));
+    request(client, method, url, headers, body).await
+}
+
+/// One request without content: `POST`, `PUT` and `PATCH` send an empty body
+/// (`Content-Length: 0`, as Python's `requests` does), other methods none. `Ok` with the
+/// status on any 2xx answer.
+pub async fn send_empty(
+    client: &reqwest::Client,
+    method: &reqwest::Method,
+    url: &url::Url,
+    headers: &[(String, String)],
+) -> Result<u16, HttpError> {
+    let body = matches!(
+        *method,
+        reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH
+    )
+    .then(|| (None, Vec::new()));
+    request(client, method, url, headers, body).await
+}
+
+async fn request(
+    client: &reqwest::Client,
+    method: &reqwest::Method,
+    url: &url::Url,
+    headers: &[(String, String)],
+    body: Option<(Option<&'static str>, Vec<u8>)>,
+) -> Result<u16, HttpError> {
     let fail = |reason: String, retryable: bool| HttpError::Request {
         method: method.to_string(),
         url: shown(url),
@@ -234,10 +262,15 @@ pub async fn send(
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    if let Some(body) = json_body {
-        request = request
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+    if let Some((content_type, body)) = body {
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        if body.is_empty() {
+            // hyper sends no length for an empty body; say it, as `requests` does.
+            request = request.header(reqwest::header::CONTENT_LENGTH, "0");
+        }
+        request = request.body(body);
     }
     let response = request.send().await.map_err(|e| fail(describe(&e), true))?;
     let status = response.status();

@@ -22,6 +22,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use toml::de::{DeTable, DeValue};
 
 use crate::config::ConfigError;
+use crate::hooks::{DEFAULT_HOOK_TIMEOUT, HookEvent, HookSpec, MAX_HOOK_RETRIES};
 
 /// One setting of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,6 +320,8 @@ pub struct Effective {
 pub struct Layers {
     file: Option<PathBuf>,
     from_file: HashMap<String, String>,
+    /// The hooks the file declares (`[[hooks.on_success]]`, …).
+    hooks: Vec<HookSpec>,
     figment: Figment,
 }
 
@@ -378,11 +381,11 @@ impl Layers {
                 }
             }
         };
-        let from_file = match (&file, &text) {
+        let parsed = match (&file, &text) {
             (Some(p), Some(text)) => parse_file(p, text)?,
-            _ => HashMap::new(),
+            _ => Parsed::default(),
         };
-        Ok(Self::from_parts(file, from_file, env))
+        Ok(Self::from_parts(file, parsed, env))
     }
 
     /// Layers from a file's text (for tests and `from_file`).
@@ -391,15 +394,15 @@ impl Layers {
         text: &str,
         env: &HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
-        let from_file = parse_file(path, text)?;
-        Ok(Self::from_parts(Some(path.to_path_buf()), from_file, env))
+        let parsed = parse_file(path, text)?;
+        Ok(Self::from_parts(Some(path.to_path_buf()), parsed, env))
     }
 
-    fn from_parts(
-        file: Option<PathBuf>,
-        from_file: HashMap<String, String>,
-        env: &HashMap<String, String>,
-    ) -> Self {
+    fn from_parts(file: Option<PathBuf>, parsed: Parsed, env: &HashMap<String, String>) -> Self {
+        let Parsed {
+            values: from_file,
+            hooks,
+        } = parsed;
         let file_meta = match &file {
             Some(p) => Metadata::from("file", Source::File(p.clone())),
             None => Metadata::named("file"),
@@ -415,8 +418,14 @@ impl Layers {
         Self {
             file,
             from_file,
+            hooks,
             figment,
         }
+    }
+
+    /// The hooks the file declares, in its order (what [`install_file_hooks`] takes).
+    pub fn hooks(&self) -> &[HookSpec] {
+        &self.hooks
     }
 
     /// The configuration file read, if any.
@@ -514,6 +523,21 @@ pub fn install_file_settings(values: impl IntoIterator<Item = (String, String)>)
     let _ = FILE_SETTINGS.set(values.into_iter().collect());
 }
 
+/// The configuration file's hooks installed for this process (see [`install_file_hooks`]).
+static FILE_HOOKS: OnceLock<Vec<HookSpec>> = OnceLock::new();
+
+/// Makes the hooks the configuration file declares those of [`file_hooks`], which the
+/// commands that run syncs resolve into [`crate::HookSettings`]. Called once by the command
+/// line at start; a second call is ignored.
+pub fn install_file_hooks(hooks: Vec<HookSpec>) {
+    let _ = FILE_HOOKS.set(hooks);
+}
+
+/// The hooks of the configuration file installed for this process (none when none was).
+pub fn file_hooks() -> Vec<HookSpec> {
+    FILE_HOOKS.get().cloned().unwrap_or_default()
+}
+
 /// The process environment with the installed file settings below it.
 pub(crate) fn with_file_settings(mut env: HashMap<String, String>) -> HashMap<String, String> {
     if let Some(values) = FILE_SETTINGS.get() {
@@ -566,8 +590,15 @@ fn sectioned_names() -> impl Iterator<Item = String> {
     KEYS.iter().map(Key::display)
 }
 
-/// Parses the file's text into values by variable name.
-fn parse_file(path: &Path, text: &str) -> Result<HashMap<String, String>, ConfigError> {
+/// What a file holds: values by variable name, and the hooks it declares.
+#[derive(Debug, Default)]
+struct Parsed {
+    values: HashMap<String, String>,
+    hooks: Vec<HookSpec>,
+}
+
+/// Parses the file's text into values by variable name and hooks.
+fn parse_file(path: &Path, text: &str) -> Result<Parsed, ConfigError> {
     let err = |offset: usize, message: String| {
         let (line, col) = line_col(text, offset);
         ConfigError::File {
@@ -581,6 +612,7 @@ fn parse_file(path: &Path, text: &str) -> Result<HashMap<String, String>, Config
         message: e.to_string().trim_end().to_owned(),
     })?;
     let mut out: HashMap<String, String> = HashMap::new();
+    let mut hooks: Vec<HookSpec> = Vec::new();
     let mut set_by: HashMap<&'static str, String> = HashMap::new();
     for (name, item) in doc.get_ref() {
         let name_text: &str = name.get_ref();
@@ -588,12 +620,35 @@ fn parse_file(path: &Path, text: &str) -> Result<HashMap<String, String>, Config
             DeValue::Table(section) if KEYS.iter().any(|k| k.section == name_text) => {
                 for (key, value) in section {
                     let key_text: &str = key.get_ref();
+                    if let Some(event) = HookEvent::ALL
+                        .into_iter()
+                        .find(|e| name_text == "hooks" && e.key() == key_text)
+                    {
+                        let declared = parse_hooks(event, value, path, text, &err)?;
+                        for h in declared {
+                            if hooks.iter().any(|other| other.name == h.name) {
+                                return Err(ConfigError::File {
+                                    path: path.to_path_buf(),
+                                    message: format!(
+                                        "{}: a hook named `{}` is declared twice",
+                                        h.at, h.name
+                                    ),
+                                });
+                            }
+                            hooks.push(h);
+                        }
+                        continue;
+                    }
                     let Some(k) = KEYS
                         .iter()
                         .find(|k| k.section == name_text && k.name == key_text)
                     else {
                         let given = format!("[{name_text}] {key_text}");
-                        return Err(err(key.span().start, unknown(&given, sectioned_names())));
+                        let hook_keys = HookEvent::ALL.map(|e| format!("[hooks] {}", e.key()));
+                        return Err(err(
+                            key.span().start,
+                            unknown(&given, sectioned_names().chain(hook_keys)),
+                        ));
                     };
                     let v = scalar(value.get_ref())
                         .map_err(|m| err(value.span().start, format!("{}: {m}", k.display())))?;
@@ -635,6 +690,188 @@ fn parse_file(path: &Path, text: &str) -> Result<HashMap<String, String>, Config
                 out.insert(k.env.to_owned(), v);
             }
         }
+    }
+    Ok(Parsed { values: out, hooks })
+}
+
+/// The keys of one hook's table.
+const HOOK_KEYS: [&str; 8] = [
+    "name",
+    "method",
+    "url",
+    "query",
+    "headers",
+    "timeout_seconds",
+    "retries",
+    "allow_http",
+];
+
+/// The hooks of `[[hooks.on_success]]` (an array of tables; one `[hooks.on_success]` table
+/// is one hook).
+fn parse_hooks(
+    event: HookEvent,
+    value: &toml::Spanned<DeValue<'_>>,
+    path: &Path,
+    text: &str,
+    err: &impl Fn(usize, String) -> ConfigError,
+) -> Result<Vec<HookSpec>, ConfigError> {
+    let key = event.key();
+    let tables: Vec<(usize, &DeTable<'_>)> = match value.get_ref() {
+        DeValue::Table(t) => vec![(value.span().start, t)],
+        DeValue::Array(items) => items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::Table(t) => Ok((item.span().start, t)),
+                _ => Err(err(
+                    item.span().start,
+                    format!("[hooks] {key}: each hook is a table ([[hooks.{key}]])"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(err(
+                value.span().start,
+                format!("[hooks] {key}: expected hook tables ([[hooks.{key}]])"),
+            ));
+        }
+    };
+    tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, (start, table))| {
+            let (line, _) = line_col(text, start);
+            let spec = HookSpec {
+                event,
+                name: format!("{key}_{}", i + 1),
+                method: "POST".into(),
+                url: String::new(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                timeout: DEFAULT_HOOK_TIMEOUT,
+                retries: 0,
+                allow_http: false,
+                at: format!("{} line {line}", path.display()),
+            };
+            parse_hook(spec, start, table, err)
+        })
+        .collect()
+}
+
+/// One hook's table into `spec` (which holds the defaults).
+fn parse_hook(
+    mut spec: HookSpec,
+    start: usize,
+    table: &DeTable<'_>,
+    err: &impl Fn(usize, String) -> ConfigError,
+) -> Result<HookSpec, ConfigError> {
+    let event = spec.event.key();
+    let mut has_url = false;
+    for (key, value) in table {
+        let key_text: &str = key.get_ref();
+        let here = format!("[[hooks.{event}]] {key_text}");
+        let bad = |m: &str| err(value.span().start, format!("{here}: {m}"));
+        let string = || match value.get_ref() {
+            DeValue::String(s) => Ok(s.to_string()),
+            _ => Err(bad("expected text")),
+        };
+        let number = || match value.get_ref() {
+            v @ (DeValue::Integer(_) | DeValue::Float(_)) => scalar(v).ok(),
+            _ => None,
+        };
+        match key_text {
+            "name" => {
+                spec.name = string()?;
+                let ok = !spec.name.is_empty()
+                    && spec
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                if !ok {
+                    return Err(bad("a name is letters, digits, `_`, `-` or `.`"));
+                }
+            }
+            "method" => spec.method = string()?,
+            "url" => {
+                spec.url = string()?;
+                has_url = true;
+            }
+            "query" => spec.query = hook_pairs(&here, value, false, err)?,
+            "headers" => spec.headers = hook_pairs(&here, value, true, err)?,
+            "timeout_seconds" => {
+                let secs = number()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                    .ok_or_else(|| bad("expected a number of seconds between 0 and 3600"))?;
+                spec.timeout = std::time::Duration::from_secs_f64(secs);
+            }
+            "retries" => {
+                spec.retries = number()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|n| *n <= MAX_HOOK_RETRIES)
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "expected a whole number from 0 to {MAX_HOOK_RETRIES}"
+                        ))
+                    })?;
+            }
+            "allow_http" => {
+                let DeValue::Boolean(b) = value.get_ref() else {
+                    return Err(bad("expected true or false"));
+                };
+                spec.allow_http = *b;
+            }
+            other => {
+                let given = format!("[[hooks.{event}]] {other}");
+                let candidates = HOOK_KEYS.iter().map(|k| format!("[[hooks.{event}]] {k}"));
+                return Err(err(key.span().start, unknown(&given, candidates)));
+            }
+        }
+    }
+    if !has_url {
+        return Err(err(
+            start,
+            format!("[[hooks.{event}]] `{}` has no url", spec.name),
+        ));
+    }
+    Ok(spec)
+}
+
+/// The `{ NAME = value }` table of a hook's `query` or `headers` (header values are text and
+/// their names header names).
+fn hook_pairs(
+    here: &str,
+    value: &toml::Spanned<DeValue<'_>>,
+    headers: bool,
+    err: &impl Fn(usize, String) -> ConfigError,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let DeValue::Table(pairs) = value.get_ref() else {
+        return Err(err(
+            value.span().start,
+            format!("{here}: expected a table, {{ NAME = \"value\" }}"),
+        ));
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let name: &str = k.get_ref();
+        let text = match (headers, v.get_ref()) {
+            (true, DeValue::String(s)) => s.to_string(),
+            (true, _) => {
+                return Err(err(
+                    v.span().start,
+                    format!("{here}.{name}: a header value is text"),
+                ));
+            }
+            (false, other) => {
+                scalar(other).map_err(|m| err(v.span().start, format!("{here}.{name}: {m}")))?
+            }
+        };
+        if headers && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(err(
+                k.span().start,
+                format!("{here}: `{name}` is not a header name"),
+            ));
+        }
+        out.push((name.to_owned(), text));
     }
     Ok(out)
 }

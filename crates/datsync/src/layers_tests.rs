@@ -117,7 +117,8 @@ fn readers(e: &HashMap<String, String>) -> String {
     let pg = crate::PgSettings::resolve(None, e);
     let alert = crate::AlertSettings::from_env(|k| e.get(k).cloned());
     let azure = crate::AzureAccount::from_vars(|k| e.get(k).cloned());
-    format!("{raw:?}\n{pg:?}\n{alert:?}\n{azure:?}")
+    let hooks = crate::HookSettings::from_env(&[], |k| e.get(k).cloned());
+    format!("{raw:?}\n{pg:?}\n{alert:?}\n{azure:?}\n{hooks:?}")
 }
 
 #[test]
@@ -263,6 +264,106 @@ fn unknown_keys_name_the_nearest_valid_one_and_the_line() {
         e.contains("[checkpoint] base_path") && e.contains("line 2"),
         "{e}"
     );
+}
+
+#[test]
+fn hooks_are_declared_as_tables_by_status() {
+    let text = r#"
+[hooks]
+enable_cache_prepopulation = false
+
+[[hooks.on_success]]
+name = "warm"
+url = "https://a.example.com/x"
+query = { b = 2, a = "${A}" }
+headers = { Authorization = "Bearer ${TOKEN}" }
+timeout_seconds = 2.5
+retries = 3
+
+[[hooks.on_success]]
+url = "https://b.example.com/"
+method = "GET"
+
+[hooks.on_failure]
+url = "http://pager.example.com/"
+allow_http = true
+"#;
+    let layers = Layers::from_text(Path::new("/etc/d.toml"), text, &HashMap::new()).unwrap();
+    assert_eq!(
+        layers.file_values().get("ENABLE_CACHE_PREPOPULATION"),
+        Some(&"false".to_owned())
+    );
+    let hooks = layers.hooks();
+    let names: Vec<(&str, HookEvent)> = hooks.iter().map(|h| (h.name.as_str(), h.event)).collect();
+    assert_eq!(
+        names,
+        [
+            ("on_failure_1", HookEvent::OnFailure),
+            ("warm", HookEvent::OnSuccess),
+            ("on_success_2", HookEvent::OnSuccess),
+        ]
+    );
+    let warm = &hooks[1];
+    assert_eq!(warm.method, "POST");
+    assert_eq!(
+        warm.query,
+        [("a".into(), "${A}".into()), ("b".into(), "2".into())]
+    );
+    assert_eq!(
+        warm.headers,
+        [("Authorization".into(), "Bearer ${TOKEN}".into())]
+    );
+    assert_eq!(warm.timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(warm.retries, 3);
+    assert_eq!(warm.at, "/etc/d.toml line 5");
+    assert!(hooks[0].allow_http);
+    assert_eq!(hooks[2].timeout, crate::DEFAULT_HOOK_TIMEOUT);
+
+    for (text, want, at) in [
+        (
+            "[[hooks.on_success]]\nurl = \"https://x/\"\nretry = 2\n",
+            "did you mean `[[hooks.on_success]] retries`?",
+            "line 3, column 1",
+        ),
+        (
+            "[hooks]\non_sucess = []\n",
+            "did you mean `[hooks] on_success`?",
+            "line 2, column 1",
+        ),
+        (
+            "[[hooks.on_partial]]\nname = \"p\"\n",
+            "`p` has no url",
+            "line 1",
+        ),
+        (
+            "[[hooks.on_partial]]\nurl = \"https://x/\"\nretries = 11\n",
+            "from 0 to 10",
+            "line 3, column 11",
+        ),
+        (
+            "[[hooks.on_partial]]\nurl = \"https://x/\"\ntimeout_seconds = 0\n",
+            "between 0 and 3600",
+            "line 3",
+        ),
+        (
+            "[[hooks.on_partial]]\nurl = \"https://x/\"\nheaders = { \"a b\" = \"x\" }\n",
+            "not a header name",
+            "line 3",
+        ),
+        (
+            "[[hooks.on_partial]]\nurl = \"https://x/\"\n[[hooks.on_failure]]\nname = \"on_partial_1\"\nurl = \"https://y/\"\n",
+            "declared twice",
+            "line",
+        ),
+    ] {
+        let e = Layers::from_text(Path::new("/x/d.toml"), text, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/x/d.toml") && e.contains(want) && e.contains(at),
+            "{text:?}: {e}"
+        );
+    }
 }
 
 #[test]

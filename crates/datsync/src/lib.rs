@@ -29,6 +29,8 @@
 //! - `serve`: the Azure Functions custom handler on top of `intake`.
 //! - `alert`: email (SMTP) and webhook alerts when a sync ends FAILED, BAD_INPUT or
 //!   PARTIAL_SUCCESS.
+//! - `hooks`: post-sync HTTP calls by final status (`[[hooks.on_success]]`, …) and the legacy
+//!   cache warm-up call; a failure is logged and counted, never fatal.
 //! - `http`: outgoing HTTPS (reqwest, rustls with ring) for webhooks and hooks: trust, the
 //!   plain-text rule, one request.
 //! - `telemetry`: named events, logged and counted in one place (the Prometheus metrics,
@@ -83,6 +85,7 @@ mod azure;
 mod azurite;
 mod checkpoint;
 mod config;
+mod hooks;
 mod http;
 mod inspect;
 mod intake;
@@ -122,7 +125,10 @@ pub use config::{
     ByteSize, ConfigError, DEFAULT_CHECKPOINT_BASE, DEFAULT_CONFIG_FILE, DEFAULT_RETENTION_DAYS,
     RawSettings, Settings, apply_overrides, parse_bool, process_env,
 };
-pub use layers::{CONFIG_ENV, Effective, KEYS, Key, Layers, Origin, install_file_settings, key_of};
+pub use layers::{
+    CONFIG_ENV, Effective, KEYS, Key, Layers, Origin, file_hooks, install_file_hooks,
+    install_file_settings, key_of,
+};
 pub use profile::{
     Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, DEFAULT_SCHEMA,
     DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,
@@ -247,6 +253,11 @@ pub use alert::{
     AlertError, AlertOutcome, AlertReport, AlertSettings, Alerter, Channel, DEFAULT_ALERT_FROM,
     DEFAULT_ALERT_TIMEOUT, DEFAULT_SMTP_URL, Delivery, EmailSettings, MAX_LISTED_VALIDATION_ERRORS,
     WEBHOOK_ALLOW_HTTP_ENV, WebhookSettings, redact_secrets,
+};
+pub use hooks::{
+    CACHE_HOOK_NAME, CACHE_HOOK_PATH, CACHE_HOOK_TIMEOUT, CACHE_PREPOPULATION_ENV,
+    DEFAULT_HOOK_TIMEOUT, Hook, HookError, HookEvent, HookLine, HookSettings, HookSpec, Hooks,
+    MAX_HOOK_RETRIES, TRANSPORT_INTELLIGENCE_URL_ENV, describe as describe_hooks,
 };
 pub use http::{CA_FILE_ENV, HttpError, HttpTls};
 pub use telemetry::{

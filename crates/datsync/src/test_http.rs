@@ -2,7 +2,8 @@
 //! `test-support`): plain or HTTPS with a certificate for `localhost` and `127.0.0.1` signed
 //! by a certificate authority made for this server alone (so a client trusts it only when
 //! told to, through `DATSYNC_CA_FILE` or `SSL_CERT_FILE`). It answers each request with the
-//! next status of a script (the last one repeats) and records what it received. It runs on a
+//! next status of a script (the last one repeats; [`TestHttpServer::NO_ANSWER`] holds the request unanswered
+//! until the server stops, for a client's timeout) and records what it received. It runs on a
 //! thread of its own, so synchronous tests and tests of a child process can use it.
 
 use std::collections::VecDeque;
@@ -71,7 +72,12 @@ pub struct TestHttpServer {
 }
 
 impl TestHttpServer {
-    /// A plain HTTP server answering `statuses` in turn (the last repeats; `[]` is 204).
+    /// A status of the script that never answers: the request is recorded, then held open
+    /// until the server is dropped (a client's timeout fires first).
+    pub const NO_ANSWER: u16 = 0;
+
+    /// A plain HTTP server answering `statuses` in turn (the last repeats; `[]` is 204;
+    /// [`TestHttpServer::NO_ANSWER`] never answers).
     pub fn http(statuses: &[u16]) -> std::io::Result<Self> {
         Self::start(statuses, None)
     }
@@ -233,6 +239,9 @@ async fn connection<I>(
                     s.front().copied().unwrap_or(204)
                 }
             };
+            if status == TestHttpServer::NO_ANSWER {
+                std::future::pending::<()>().await;
+            }
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() =
                 hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);

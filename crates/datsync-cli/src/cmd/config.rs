@@ -6,6 +6,7 @@
 //! from the environment itself (`env = …` on a flag) take the file's value here when
 //! neither the command line nor the environment gave one.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -28,6 +29,7 @@ pub fn install(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     let layers = Layers::load(cli.global.config.as_deref(), &env)?;
     let file = layers.file_values().clone();
     datsync::install_file_settings(file.clone());
+    datsync::install_file_hooks(layers.hooks().to_vec());
     cli.global.profile_from_flag =
         matches.value_source("profile") == Some(ValueSource::CommandLine);
     let Some((_, sub)) = matches.subcommand() else {
@@ -115,10 +117,13 @@ pub fn run(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         flags.push(("DATSYNC_PROFILE", "--profile", p.display().to_string()));
     }
     let lines = layers.effective(&flags);
+    let merged = layers.environment(&env);
+    let hooks = datsync::describe_hooks(layers.hooks(), |k| merged.get(k).cloned());
     if s.json {
         let out = serde_json::json!({
             "file": layers.file().map(|p| p.display().to_string()),
             "settings": lines,
+            "hooks": hooks,
         });
         println!(
             "{}",
@@ -144,5 +149,47 @@ pub fn run(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             width = width
         );
     }
+    if hooks.is_empty() {
+        println!("# no post-sync hook");
+    }
+    for h in &hooks {
+        print_hook(h);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hook NAME (on_success) = POST URL?QUERY  headers …  (timeout, retries, origin)`.
+fn print_hook(h: &datsync::HookLine) {
+    let query = h
+        .query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let target = if query.is_empty() {
+        h.url.clone()
+    } else {
+        format!("{}?{query}", h.url)
+    };
+    let headers = h.headers.iter().fold(String::new(), |mut out, (k, v)| {
+        let _ = write!(out, "  {k}: {v}");
+        out
+    });
+    match &h.error {
+        Some(e) => println!(
+            "hook {} ({}) = invalid: {e}  ({})",
+            h.name,
+            h.events.join(", "),
+            h.origin
+        ),
+        None => println!(
+            "hook {} ({}) = {} {target}{headers}  (timeout {} s, {} retries, {})",
+            h.name,
+            h.events.join(", "),
+            h.method,
+            h.timeout_seconds,
+            h.retries,
+            h.origin
+        ),
+    }
 }

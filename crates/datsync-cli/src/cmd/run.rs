@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use datsync::{
-    AlertSettings, Alerter, PgSettings, Pipeline, PipelineBuilder, RawSettings, RunSummary, SyncId,
-    process_env,
+    AlertSettings, Alerter, HookSettings, Hooks, PgSettings, Pipeline, PipelineBuilder,
+    RawSettings, RunSummary, SyncId, process_env,
 };
 
 use super::load_profile;
@@ -145,9 +145,11 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
     let pg = PgSettings::resolve(args.database_url.as_deref(), &env)?;
     let profile = load_profile(global.profile.as_deref())?;
     let alerts = AlertSettings::from_env(|k| env.get(k).cloned())?;
+    let hooks = HookSettings::from_env(&datsync::file_hooks(), |k| env.get(k).cloned())?;
     let mut pipeline = Pipeline::builder(profile, settings, pg)
         .env(&env)
-        .alerter(Alerter::new(&alerts)?);
+        .alerter(Alerter::new(&alerts)?)
+        .hooks(Hooks::new(&hooks)?);
     if let Some(ms) = env.get(RETRY_BACKOFF_ENV) {
         let ms: u64 = ms.trim().parse().with_context(|| {
             format!("{RETRY_BACKOFF_ENV}={ms:?} is not a number of milliseconds")

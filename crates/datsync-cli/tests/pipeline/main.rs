@@ -23,6 +23,7 @@ mod errors;
 mod faithful;
 mod fault_rows;
 mod faults;
+mod hooks;
 mod idempotent;
 mod model;
 mod observe;

@@ -28,6 +28,7 @@ fn summary(status: SyncStatus) -> RunSummary {
         all_older: false,
         already_loaded: false,
         derived_failed: 0,
+        hooks_failed: 0,
     }
 }
 

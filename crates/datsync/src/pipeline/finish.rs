@@ -1,5 +1,5 @@
 //! The end of a run (Diagram 4's last boxes): the final status from the ledger, materialized
-//! views, `sync_metadata`, checkpoint cleanup, alerts and retention.
+//! views, `sync_metadata`, checkpoint cleanup, post-sync hooks, alerts and retention.
 //!
 //! `sync_metadata` gets its final status before the checkpoints are deleted: a crash during
 //! cleanup leaves a finished sync whose resume only deletes what is left.
@@ -166,7 +166,10 @@ impl Run<'_> {
         };
         crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
+        // After the last step that can fail (and so be done again): each hook is called once.
+        let hooks_failed = self.call_hooks(verdict.status).await;
         let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
+        summary.hooks_failed = hooks_failed;
         summary.derived_failed = u64::try_from(totals.derived_failed).unwrap_or(0);
         if summary.derived_failed > 0 {
             tracing::warn!(%sync_id, failed = summary.derived_failed,
@@ -353,7 +356,21 @@ impl Run<'_> {
             all_older,
             already_loaded: false,
             derived_failed: 0,
+            hooks_failed: 0,
         }
+    }
+
+    /// The post-sync hooks of `status` (after the views, whatever came of their refresh);
+    /// returns how many failed, each counted in `datsync_hook_failures_total`.
+    async fn call_hooks(&self, status: SyncStatus) -> u64 {
+        let Some(hooks) = &self.pipeline.hooks else {
+            return 0;
+        };
+        let failed = hooks.run(&self.plan.sync_id, status).await;
+        for name in &failed {
+            self.pipeline.telemetry.metrics().hook_failed(name);
+        }
+        failed.len() as u64
     }
 
     async fn alert(&self, summary: &RunSummary, sample: &ErrorSample) {

@@ -28,7 +28,7 @@
 //! | `chunk.rs` | one chunk from validation to commit, and what came of it ([`ChunkResult`](chunk::ChunkResult)) |
 //! | `retry.rs` | a chunk's load retried on transient database errors |
 //! | `session.rs` | the run's database session: connecting through an outage, the writer lock taken again on a new connection |
-//! | `finish.rs` | the final status, `sync_metadata`, cleanup, the alert, retention |
+//! | `finish.rs` | the final status, `sync_metadata`, cleanup, the hooks, the alert, retention |
 //! | `halt.rs` | why a sync stops early, typed (bad input, failure, stop) |
 //! | `progress.rs` | the [`Progress`] a caller watches |
 
@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::Alerter;
 use crate::checkpoint::CheckpointError;
 use crate::config::Settings;
+use crate::hooks::Hooks;
 use crate::model::{SyncCounts, SyncId, SyncStatus};
 use crate::pg::{ErrorClass, PgError, PgSettings};
 use crate::profile::Profile;
@@ -250,6 +251,10 @@ pub struct RunSummary {
     /// sync's committed chunks (those chunks are loaded; see `load/derived.rs`).
     #[serde(default)]
     pub derived_failed: u64,
+    /// Post-sync hooks of this run that failed after their retries (logged; the status is
+    /// unchanged; see [`crate::hooks`]).
+    #[serde(default)]
+    pub hooks_failed: u64,
 }
 
 impl RunSummary {
@@ -299,6 +304,8 @@ pub struct Pipeline {
     pg: PgSettings,
     /// Alert channels (`None`: no alerts).
     alerter: Option<Alerter>,
+    /// Post-sync hooks (`None`: none).
+    hooks: Option<Hooks>,
     /// Events and kill points.
     telemetry: Arc<Telemetry>,
     progress: Arc<dyn Progress>,
@@ -419,6 +426,7 @@ impl PipelineBuilder {
                 settings,
                 pg,
                 alerter: None,
+                hooks: None,
                 telemetry: Arc::new(Telemetry::default()),
                 progress: Arc::new(NoProgress),
                 retries: LoadRetries {
@@ -438,6 +446,13 @@ impl PipelineBuilder {
     #[must_use]
     pub fn alerter(mut self, alerter: Alerter) -> Self {
         self.pipeline.alerter = Some(alerter);
+        self
+    }
+
+    /// Calls `hooks` after each sync that reaches a final status, by that status.
+    #[must_use]
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.pipeline.hooks = Some(hooks);
         self
     }
 
@@ -508,6 +523,11 @@ impl PipelineBuilder {
     /// The pipeline.
     pub fn build(self) -> Pipeline {
         let mut pipeline = self.pipeline;
+        if let Some(hooks) = &pipeline.hooks {
+            for name in hooks.names() {
+                self.metrics.hook_configured(name);
+            }
+        }
         pipeline.telemetry = Arc::new(Telemetry::from_env(&self.env).with_metrics(self.metrics));
         if let Some(stop) = &pipeline.stop {
             pipeline.telemetry.observe_stop(stop.clone());

@@ -90,6 +90,7 @@ impl Pipeline {
             all_older: false,
             already_loaded: false,
             derived_failed: 0,
+            hooks_failed: 0,
         };
         // A PARTIAL_SUCCESS with rows pending had failed chunks: not final.
         if !summary.is_final() {

@@ -17,6 +17,7 @@
 //! | `datsync_chunk_load_seconds` | histogram | time of each committed chunk, validation to commit |
 //! | `datsync_db_retries_total` | counter | chunk loads tried again after a transient database error |
 //! | `datsync_derived_failures_total` | counter | upserts of derived tables (`[[derived]]`) that failed for a chunk and were rolled back (the chunk loaded) |
+//! | `datsync_hook_failures_total{hook}` | counter | post-sync hooks that failed after their retries, by hook name (each configured hook at zero from the start; no series without hooks) |
 //! | `datsync_last_success_timestamp_seconds` | gauge | Unix time of the last sync that ended SUCCESS, or PARTIAL_SUCCESS with nothing left to retry (0: none yet) |
 //! | `datsync_files_parked` | gauge | (`watch`, `serve`) sources parked as poison |
 //! | `datsync_receipts{state}` | gauge | (`watch`, `serve`) receipts by state: `pending`, `finished`, `parked` |
@@ -35,6 +36,8 @@ use crate::model::{ChunkCounts, SyncId, SyncStatus};
 
 /// One label and its value.
 type Label = [(&'static str, &'static str); 1];
+/// One label with a value from the configuration (a hook's name).
+type NamedLabel = [(&'static str, String); 1];
 
 /// Row outcomes, the values of `datsync_rows_total`'s `outcome`.
 const ROW_OUTCOMES: [&str; 5] = [
@@ -69,6 +72,7 @@ pub struct Metrics {
     chunk_load_seconds: Histogram,
     db_retries: Counter,
     derived_failures: Counter,
+    hook_failures: Family<NamedLabel, Counter>,
     last_success: Gauge<f64, AtomicU64>,
     files_parked: Gauge,
     receipts: Family<Label, Gauge>,
@@ -109,6 +113,7 @@ impl Metrics {
             chunk_load_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             db_retries: Counter::default(),
             derived_failures: Counter::default(),
+            hook_failures: Family::default(),
             last_success: Gauge::default(),
             files_parked: Gauge::default(),
             receipts: Family::default(),
@@ -158,6 +163,11 @@ impl Metrics {
             m.derived_failures.clone(),
         );
         r.register(
+            "datsync_hook_failures",
+            "Post-sync hooks that failed after their retries, by hook",
+            m.hook_failures.clone(),
+        );
+        r.register(
             "datsync_last_success_timestamp_seconds",
             "Unix time of the last sync that ended with every row loaded or rejected (0: none yet)",
             m.last_success.clone(),
@@ -195,6 +205,20 @@ impl Metrics {
         self.derived_failures.inc_by(c.derived_failed);
         self.chunk(CHUNK_OUTCOMES[0], 1);
         self.chunk_load_seconds.observe(seconds);
+    }
+
+    /// A configured hook: its failures are exported from the start, at zero.
+    pub(crate) fn hook_configured(&self, name: &str) {
+        let _ = self
+            .hook_failures
+            .get_or_create(&[("hook", name.to_owned())]);
+    }
+
+    /// A hook that failed after its retries.
+    pub(crate) fn hook_failed(&self, name: &str) {
+        self.hook_failures
+            .get_or_create(&[("hook", name.to_owned())])
+            .inc();
     }
 
     /// A chunk given up on for this run.
@@ -381,6 +405,8 @@ mod tests {
             "{text}"
         );
         assert!(!Metrics::new(false).encode().contains("datsync_receipts"));
+        // No hook configured: no series (each configured hook gets one at zero).
+        assert!(!text.contains("datsync_hook_failures_total{"), "{text}");
     }
 
     #[test]
@@ -407,7 +433,19 @@ mod tests {
         }
         assert!(m.live().running().is_empty());
         m.sync_finished(SyncStatus::PartialSuccess, true, 2, 5);
+        m.hook_configured("warm");
+        m.hook_configured("pager");
+        m.hook_failed("pager");
+        m.hook_failed("pager");
         let text = m.encode();
+        assert_eq!(
+            sample(&text, "datsync_hook_failures_total{hook=\"warm\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "datsync_hook_failures_total{hook=\"pager\"}"),
+            Some(2.0)
+        );
         assert_eq!(
             sample(&text, "datsync_rows_total{outcome=\"inserted\"}"),
             Some(12.0)
