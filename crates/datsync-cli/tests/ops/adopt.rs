@@ -33,7 +33,7 @@ fn legacy_sql() -> String {
                 ColumnType::TimestampTz => "timestamptz",
                 ColumnType::Float => "double precision",
             };
-            let pk = if c.target == profile.key {
+            let pk = if profile.is_key(&c.target) {
                 " PRIMARY KEY"
             } else {
                 ""

@@ -25,6 +25,7 @@ mod fault_rows;
 mod faults;
 mod hooks;
 mod idempotent;
+mod keys;
 mod model;
 mod observe;
 mod pii;

@@ -193,3 +193,26 @@ pub(super) fn distinct_values(array: &dyn Array) -> usize {
         None => 0,
     }
 }
+
+/// The number of distinct rows of several key columns taken together (a composite key): each
+/// row's fields encoded as binary COPY fields (length-prefixed, so the tuple's encoding is
+/// one-to-one) and counted once. `[]` or an unknown type gives 0, as [`distinct_values`].
+pub(super) fn distinct_tuples(arrays: &[&dyn Array]) -> usize {
+    let Some(encoders) = arrays
+        .iter()
+        .map(|a| ColumnEncoder::new(*a))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return 0;
+    };
+    let rows = arrays.first().map_or(0, |a| a.len());
+    let mut seen = HashSet::with_capacity(rows);
+    let mut buf = BytesMut::new();
+    for row in 0..rows {
+        for e in &encoders {
+            e.put(row, &mut buf);
+        }
+        seen.insert(buf.split().freeze());
+    }
+    seen.len()
+}

@@ -331,19 +331,19 @@ impl Loader {
         Ok(out)
     }
 
-    /// The number of distinct keys; rejects NULL keys (and NULL lines, which would make
+    /// The number of distinct keys (of every part of a composite key together; in append
+    /// mode every row is its own); rejects NULL key parts (and NULL lines, which would make
     /// the newest-wins order undefined).
     fn distinct_keys(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<usize, LoadError> {
+        let missing = |column: &str| LoadError::Schema {
+            chunk,
+            column: column.to_owned(),
+            message: "is missing".into(),
+        };
         let lines = batch
             .column_by_name(LINE_COLUMN)
-            .and_then(|a| a.as_any().downcast_ref::<UInt64Array>());
-        let (Some(lines), Some(keys)) = (lines, batch.column_by_name(&self.profile.key)) else {
-            return Err(LoadError::Schema {
-                chunk,
-                column: self.profile.key.clone(),
-                message: "or `_line` is missing".into(),
-            });
-        };
+            .and_then(|a| a.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(|| missing(LINE_COLUMN))?;
         if lines.null_count() > 0 {
             return Err(LoadError::Schema {
                 chunk,
@@ -351,16 +351,25 @@ impl Loader {
                 message: "has null line numbers".into(),
             });
         }
-        if keys.null_count() > 0 {
-            let null_rows: Vec<usize> = (0..keys.len()).filter(|&i| keys.is_null(i)).collect();
-            return Err(LoadError::NullKey {
-                chunk,
-                column: self.profile.key.clone(),
-                count: null_rows.len(),
-                lines: null_rows.iter().take(10).map(|&i| lines.value(i)).collect(),
-            });
+        let mut parts = Vec::with_capacity(self.profile.key.len());
+        for name in &self.profile.key {
+            let keys = batch.column_by_name(name).ok_or_else(|| missing(name))?;
+            if keys.null_count() > 0 {
+                let null_rows: Vec<usize> = (0..keys.len()).filter(|&i| keys.is_null(i)).collect();
+                return Err(LoadError::NullKey {
+                    chunk,
+                    column: name.clone(),
+                    count: null_rows.len(),
+                    lines: null_rows.iter().take(10).map(|&i| lines.value(i)).collect(),
+                });
+            }
+            parts.push(keys.as_ref());
         }
-        Ok(copy::distinct_values(keys.as_ref()))
+        Ok(match parts.as_slice() {
+            [] => batch.num_rows(),
+            [one] => copy::distinct_values(*one),
+            _ => copy::distinct_tuples(&parts),
+        })
     }
 
     #[allow(clippy::too_many_arguments)] // one transaction's inputs, each used once

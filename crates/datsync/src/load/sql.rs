@@ -11,9 +11,10 @@ pub(super) const STAGE: &str = "pg_temp.datsync_stage";
 pub(super) struct LoadSql {
     pub create_stage: String,
     pub copy: String,
-    /// The upsert when every staged key is distinct.
+    /// The upsert when every staged key is distinct (in append mode, the insert).
     pub upsert_unique: String,
-    /// The upsert that first reduces duplicate keys to the latest line.
+    /// The upsert that first reduces duplicate keys to the latest line (in append mode, the
+    /// insert).
     pub upsert_dedup: String,
     /// Whether the upserts take the file's version as `$4`.
     pub file_version_param: bool,
@@ -26,86 +27,18 @@ pub(super) struct LoadSql {
 impl LoadSql {
     pub(super) fn new(profile: &Profile) -> Self {
         let s = quote_ident(&profile.schema);
-        let table = quote_qualified(&profile.schema, &profile.table);
         let version = Version::of(profile);
-        let key_i = profile
-            .columns
-            .iter()
-            .position(|c| c.target == profile.key)
-            .unwrap_or(0);
-        let targets: Vec<String> = profile
-            .columns
-            .iter()
-            .map(|c| quote_ident(&c.target))
-            .collect();
-        let selects: Vec<String> = (0..profile.columns.len())
-            .map(|i| format!("s.c{i}"))
-            .collect();
-        let sets: Vec<String> = targets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != key_i)
-            .map(|(_, t)| format!("{t} = EXCLUDED.{t}"))
-            .chain(
-                [
-                    "updated_at",
-                    "sync_id",
-                    "source_file",
-                    "sync_seq",
-                    "source_line",
-                ]
-                .iter()
-                .copied()
-                .chain(version.any().then_some(ROW_VERSION_COLUMN))
-                .map(|b| format!("{b} = EXCLUDED.{b}")),
-            )
-            .collect();
-        let dedup = version.dedup(key_i);
-        let (version_target, version_value, guard) = version.insert_parts();
-        // Who the stored rows were, read in the statement's own snapshot (the sub-statements
-        // of one WITH see the table as it was before the INSERT): a stored row of this very
-        // sync (`sync_seq = $3`) that the upsert replaced, or that was newer and so stayed,
-        // makes one of the two rows superseded (not updated, not older); any other stored
-        // row is another sync's. Only conflicting keys are looked up: the rows the upsert
-        // applied over a stored row, and the staged keys it left alone (none of either when
-        // a chunk only inserts).
-        let upsert = |filter: &str| {
-            format!(
-                "WITH ins AS (
-                   INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
-                                             source_file, sync_seq, source_line{version_target})
-                   SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
-                          {version_value}
-                     FROM {STAGE} s {filter}
-                   ON CONFLICT ({key}) DO UPDATE SET {sets}
-                   WHERE {guard}
-                   RETURNING t.{key} AS k, (t.xmax = 0) AS inserted
-                 ),
-                 replaced AS (
-                   SELECT count(*) AS n FROM ins i JOIN {table} o ON o.{key} = i.k
-                    WHERE NOT i.inserted AND o.sync_seq = $3::bigint
-                 ),
-                 kept AS (
-                   SELECT count(DISTINCT o.{key}) AS n
-                     FROM {STAGE} s JOIN {table} o ON o.{key} = s.c{key_i}
-                    WHERE o.sync_seq = $3::bigint
-                      AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.k = s.c{key_i})
-                 )
-                 SELECT count(*) FILTER (WHERE i.inserted), count(*) FILTER (WHERE NOT i.inserted),
-                        (SELECT n FROM replaced), (SELECT n FROM kept)
-                   FROM ins i",
-                targets = targets.join(", "),
-                selects = selects.join(", "),
-                key = quote_ident(&profile.key),
-                sets = sets.join(", "),
-                source_file = source_file_sql(profile),
-            )
+        let (upsert_unique, upsert_dedup) = if profile.appends() {
+            let append = append_sql(profile);
+            (append.clone(), append)
+        } else {
+            upsert_sql(profile, version)
         };
         Self {
             create_stage: create_stage(profile, version),
             copy: format!("COPY {STAGE} FROM STDIN (FORMAT binary)"),
-            upsert_unique: upsert(""),
-            upsert_dedup: upsert(&dedup),
+            upsert_unique,
+            upsert_dedup,
             file_version_param: version.file,
             derived: profile
                 .derived
@@ -128,6 +61,150 @@ impl LoadSql {
             ),
         }
     }
+}
+
+/// The quoted target columns and the staged values of every profile column, in order.
+fn targets_and_selects(profile: &Profile) -> (String, String) {
+    let targets: Vec<String> = profile
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.target))
+        .collect();
+    let selects: Vec<String> = (0..profile.columns.len())
+        .map(|i| format!("s.c{i}"))
+        .collect();
+    (targets.join(", "), selects.join(", "))
+}
+
+/// The two upserts of a keyed profile: the one for a chunk whose keys are all distinct, and
+/// the one that first reduces duplicate keys to the newest row.
+fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
+    let table = quote_qualified(&profile.schema, &profile.table);
+    // The key's columns: their staged positions and quoted names.
+    let key_is = profile.key_positions();
+    let keys: Vec<String> = profile.key.iter().map(|k| quote_ident(k)).collect();
+    let targets: Vec<String> = profile
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.target))
+        .collect();
+    let selects: Vec<String> = (0..profile.columns.len())
+        .map(|i| format!("s.c{i}"))
+        .collect();
+    let sets: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !key_is.contains(i))
+        .map(|(_, t)| format!("{t} = EXCLUDED.{t}"))
+        .chain(
+            [
+                "updated_at",
+                "sync_id",
+                "source_file",
+                "sync_seq",
+                "source_line",
+            ]
+            .iter()
+            .copied()
+            .chain(version.any().then_some(ROW_VERSION_COLUMN))
+            .map(|b| format!("{b} = EXCLUDED.{b}")),
+        )
+        .collect();
+    let dedup = version.dedup(&key_is);
+    let (version_target, version_value, guard) = version.insert_parts();
+    // `a.k0 = b.k0 AND a.k1 = b.k1 …` over the key's parts, each side's name by part.
+    let same_key = |left: &dyn Fn(usize) -> String, right: &dyn Fn(usize) -> String| {
+        (0..keys.len())
+            .map(|p| format!("{} = {}", left(p), right(p)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let returned: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(p, k)| format!("t.{k} AS k{p}"))
+        .collect();
+    let stored_key = |p: usize| format!("o.{}", keys[p]);
+    let returned_key = |p: usize| format!("i.k{p}");
+    let staged_key = |p: usize| format!("s.c{}", key_is[p]);
+    let distinct_stored = match keys.as_slice() {
+        [k] => format!("o.{k}"),
+        _ => format!(
+            "ROW({})",
+            keys.iter()
+                .map(|k| format!("o.{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    // Who the stored rows were, read in the statement's own snapshot (the sub-statements
+    // of one WITH see the table as it was before the INSERT): a stored row of this very
+    // sync (`sync_seq = $3`) that the upsert replaced, or that was newer and so stayed,
+    // makes one of the two rows superseded (not updated, not older); any other stored
+    // row is another sync's. Only conflicting keys are looked up: the rows the upsert
+    // applied over a stored row, and the staged keys it left alone (none of either when
+    // a chunk only inserts). A composite key matches on every part.
+    let upsert = |filter: &str| {
+        format!(
+            "WITH ins AS (
+               INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
+                                         source_file, sync_seq, source_line{version_target})
+               SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
+                      {version_value}
+                 FROM {STAGE} s {filter}
+               ON CONFLICT ({key}) DO UPDATE SET {sets}
+               WHERE {guard}
+               RETURNING {returned}, (t.xmax = 0) AS inserted
+             ),
+             replaced AS (
+               SELECT count(*) AS n FROM ins i JOIN {table} o ON {replaced_on}
+                WHERE NOT i.inserted AND o.sync_seq = $3::bigint
+             ),
+             kept AS (
+               SELECT count(DISTINCT {distinct_stored}) AS n
+                 FROM {STAGE} s JOIN {table} o ON {kept_on}
+                WHERE o.sync_seq = $3::bigint
+                  AND NOT EXISTS (SELECT 1 FROM ins i WHERE {kept_not})
+             )
+             SELECT count(*) FILTER (WHERE i.inserted), count(*) FILTER (WHERE NOT i.inserted),
+                    (SELECT n FROM replaced), (SELECT n FROM kept)
+               FROM ins i",
+            targets = targets.join(", "),
+            selects = selects.join(", "),
+            key = keys.join(", "),
+            returned = returned.join(", "),
+            replaced_on = same_key(&stored_key, &returned_key),
+            kept_on = same_key(&stored_key, &staged_key),
+            kept_not = same_key(&returned_key, &staged_key),
+            sets = sets.join(", "),
+            source_file = source_file_sql(profile),
+        )
+    };
+    (upsert(""), upsert(&dedup))
+}
+
+/// The insert of append mode.
+fn append_sql(profile: &Profile) -> String {
+    let table = quote_qualified(&profile.schema, &profile.table);
+    let (targets, selects) = targets_and_selects(profile);
+    // Append mode: every staged row inserted once. `(sync_id, source_line)` is the
+    // table's own key, so a row already there (which the chunk ledger makes impossible)
+    // is left alone and counted as superseded, never inserted twice.
+    format!(
+        "WITH ins AS (
+           INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id, source_file,
+                                     sync_seq, source_line)
+           SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
+             FROM {STAGE} s
+           ON CONFLICT ({append_key}) DO NOTHING
+           RETURNING 1
+         )
+         SELECT count(*), 0::bigint, 0::bigint,
+                (SELECT count(*) FROM {STAGE}) - count(*)
+           FROM ins",
+        append_key = crate::pg::quote_list(&crate::pg::APPEND_KEY),
+        source_file = source_file_sql(profile),
+    )
 }
 
 /// The source name for `source_file`, cut to the column's length when an adopted table keeps
@@ -182,13 +259,16 @@ impl Version {
     /// when no row with the same key is newer — a later line (ties broken by ctid), after a
     /// newer version when rows have one (none: the oldest) — so `ON CONFLICT` never sees a
     /// key twice (no 21000). A hash anti-join on the key: cheaper than sorting the wide
-    /// rows. When the loader has counted as many distinct keys as rows, it is left out.
-    fn dedup(self, key_i: usize) -> String {
+    /// rows. When the loader has counted as many distinct keys as rows, it is left out. A
+    /// composite key is one key: every part equal.
+    fn dedup(self, key_is: &[usize]) -> String {
+        let same_key: Vec<String> = key_is.iter().map(|i| format!("d.c{i} = s.c{i}")).collect();
+        let same_key = same_key.join(" AND ");
         if self.row {
             format!(
                 "WHERE NOT EXISTS (
                    SELECT 1 FROM {STAGE} d
-                    WHERE d.c{key_i} = s.c{key_i}
+                    WHERE {same_key}
                       AND (COALESCE(d.src_version, '') COLLATE \"C\", d.src_line, d.ctid)
                         > (COALESCE(s.src_version, '') COLLATE \"C\", s.src_line, s.ctid))"
             )
@@ -196,7 +276,7 @@ impl Version {
             format!(
                 "WHERE NOT EXISTS (
                    SELECT 1 FROM {STAGE} d
-                    WHERE d.c{key_i} = s.c{key_i}
+                    WHERE {same_key}
                       AND (d.src_line > s.src_line
                            OR (d.src_line = s.src_line AND d.ctid > s.ctid)))"
             )

@@ -199,18 +199,35 @@ pub async fn plan_target(
         })
         .collect();
     let mut plan = compare(profile, &found);
+    let unique = super::unique_columns(profile);
     if plan.missing.is_empty()
         && plan.problems.is_empty()
-        && !has_unique_key(client, profile).await?
+        && !has_unique_key(client, profile, &unique).await?
     {
-        plan.missing.push(format!(
-            "no primary key or unique index on `{}` alone",
-            profile.key
-        ));
-        plan.statements.push(format!(
-            "ALTER TABLE {table} ADD PRIMARY KEY ({});",
-            quote_ident(&profile.key)
-        ));
+        let names: Vec<String> = unique.iter().map(|k| format!("`{k}`")).collect();
+        let (what, statement) = if profile.appends() {
+            // Rows adopted from another loader have no sync_id: a unique index lets them be
+            // (NULLs are distinct), a primary key would not.
+            (
+                "no unique index on",
+                format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {table} ({});",
+                    quote_ident(&format!("{}_datsync_append_key", profile.table)),
+                    super::quote_list(&unique)
+                ),
+            )
+        } else {
+            (
+                "no primary key or unique index on",
+                format!(
+                    "ALTER TABLE {table} ADD PRIMARY KEY ({});",
+                    super::quote_list(&unique)
+                ),
+            )
+        };
+        plan.missing
+            .push(format!("{what} {} alone", names.join(", ")));
+        plan.statements.push(statement);
     }
     Ok(plan)
 }
@@ -368,18 +385,30 @@ fn verdict(need: &Need<'_>, f: &Found) -> Verdict {
 /// Characters of a datsync sync id (`sync_YYYYMMDD_HHMMSS_xxxxxxxx`).
 const SYNC_ID_CHARS: u32 = 29;
 
-async fn has_unique_key(client: &impl GenericClient, profile: &Profile) -> Result<bool, PgError> {
+/// Whether the table has a unique index (or primary key) on exactly `columns`, in any
+/// order: not partial, no expressions, not deferred — one `ON CONFLICT (columns)` can use.
+async fn has_unique_key(
+    client: &impl GenericClient,
+    profile: &Profile,
+    columns: &[&str],
+) -> Result<bool, PgError> {
+    let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
     client
         .query_one(
             "SELECT EXISTS (SELECT 1
                FROM pg_catalog.pg_index i
                JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-              WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
-                AND i.indisunique AND i.indnkeyatts = 1
-                AND i.indpred IS NULL AND i.indexprs IS NULL)",
-            &[&profile.schema, &profile.table, &profile.key],
+              WHERE n.nspname = $1 AND c.relname = $2
+                AND i.indisunique AND i.indimmediate
+                AND i.indnkeyatts = cardinality($3::text[])
+                AND i.indpred IS NULL AND i.indexprs IS NULL
+                AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                       FROM generate_series(0, i.indnkeyatts - 1) k
+                       JOIN pg_catalog.pg_attribute a
+                         ON a.attrelid = c.oid AND a.attnum = i.indkey[k])
+                  = (SELECT array_agg(x ORDER BY x) FROM unnest($3::text[]) x))",
+            &[&profile.schema, &profile.table, &columns],
         )
         .await
         .map(|r| r.get(0))

@@ -17,6 +17,15 @@ pub fn quote_ident(name: &str) -> String {
     out
 }
 
+/// Quoted identifiers joined by `, ` (`"a", "b"`): a key's columns.
+pub fn quote_list<S: AsRef<str>>(names: &[S]) -> String {
+    names
+        .iter()
+        .map(|n| quote_ident(n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `"schema"."name"`.
 pub fn quote_qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))

@@ -622,14 +622,36 @@ async fn add_row_version(
     .map_err(|e| PgError::query(format!("cannot add {ROW_VERSION_COLUMN} to {table}"), e))
 }
 
-/// The `CREATE TABLE` of the profile's target table.
+/// The columns of a table in append mode (`mode = "append"`) that identify a row: a chunk's
+/// rows are inserted `ON CONFLICT (sync_id, source_line) DO NOTHING`, so a row is never
+/// inserted twice (a source line is one row of one sync).
+pub const APPEND_KEY: [&str; 2] = ["sync_id", "source_line"];
+
+/// The columns of the target table's unique key: the profile's key, or [`APPEND_KEY`] in
+/// append mode.
+pub fn unique_columns(profile: &Profile) -> Vec<&str> {
+    if profile.appends() {
+        APPEND_KEY.to_vec()
+    } else {
+        profile.key.iter().map(String::as_str).collect()
+    }
+}
+
+/// The `CREATE TABLE` of the profile's target table: the key's columns `NOT NULL`, the
+/// primary key on them (on [`APPEND_KEY`] in append mode).
 pub fn create_target_sql(profile: &Profile) -> String {
+    let single = match profile.key.as_slice() {
+        [k] => Some(k.as_str()),
+        _ => None,
+    };
     let mut cols: Vec<String> = profile
         .columns
         .iter()
         .map(|c| {
-            let pk = if c.target == profile.key {
+            let pk = if single == Some(c.target.as_str()) {
                 " NOT NULL PRIMARY KEY"
+            } else if profile.is_key(&c.target) {
+                " NOT NULL"
             } else {
                 ""
             };
@@ -644,6 +666,12 @@ pub fn create_target_sql(profile: &Profile) -> String {
     if profile.version.is_some() {
         cols.push(format!("{ROW_VERSION_COLUMN} {ROW_VERSION_TYPE}"));
     }
+    if single.is_none() {
+        cols.push(format!(
+            "PRIMARY KEY ({})",
+            super::quote_list(&unique_columns(profile))
+        ));
+    }
     format!(
         "CREATE TABLE {} (\n  {}\n)",
         quote_qualified(&profile.schema, &profile.table),
@@ -652,7 +680,7 @@ pub fn create_target_sql(profile: &Profile) -> String {
 }
 
 /// Checks that an existing target table has every column datsync writes, with a
-/// compatible type, and a unique index on the key alone; names everything missing and the
+/// compatible type, and a unique index on the key's columns alone; names everything missing and the
 /// DDL that `init-db --adopt` would run. Returns the table's narrower columns.
 pub async fn check_target(
     client: &impl tokio_postgres::GenericClient,
@@ -695,5 +723,32 @@ mod tests {
         assert!(sql.contains("\"bbm_actual\" numeric"));
         assert!(sql.contains("\"waktu_timbang_terima\" timestamp"));
         assert!(sql.contains("\"source_line\" bigint"));
+        assert!(!sql.contains("PRIMARY KEY ("), "{sql}");
+    }
+
+    #[test]
+    fn composite_and_append_keys_are_the_tables_primary_key() {
+        let head = "name = \"t\"\ntable = \"t\"\n";
+        let cols = "[[columns]]\nsource = \"a\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+                    [[columns]]\nsource = \"b\"\ntype = \"integer\"\nrequired = true\nnot_empty = true\n\
+                    [[columns]]\nsource = \"c\"\ntype = \"text\"\n";
+        let p = |top: &str| {
+            Profile::from_toml_str(
+                &format!("{head}{top}{cols}"),
+                std::path::Path::new("t.toml"),
+            )
+            .unwrap()
+        };
+        let sql = create_target_sql(&p("key = [\"b\", \"a\"]\n"));
+        assert!(sql.contains("\"a\" text NOT NULL,"), "{sql}");
+        assert!(sql.contains("\"b\" bigint NOT NULL,"), "{sql}");
+        assert!(sql.contains("\"c\" text,"), "{sql}");
+        assert!(sql.ends_with("PRIMARY KEY (\"b\", \"a\")\n)"), "{sql}");
+        let sql = create_target_sql(&p("mode = \"append\"\n"));
+        assert!(!sql.contains("NOT NULL"), "{sql}");
+        assert!(
+            sql.ends_with("PRIMARY KEY (\"sync_id\", \"source_line\")\n)"),
+            "{sql}"
+        );
     }
 }

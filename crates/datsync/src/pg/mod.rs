@@ -52,13 +52,13 @@ pub use entra::{
     REFRESH_MARGIN,
 };
 pub use files::{DEFAULT_SYSCONFDIR, ServiceError};
-pub use ident::{fit_text_sql, quote_ident, quote_literal, quote_qualified, sql_type};
+pub use ident::{fit_text_sql, quote_ident, quote_list, quote_literal, quote_qualified, sql_type};
 pub use lock::{
     lock_source_planning, source_key, try_lock_source, try_lock_sync, unlock_source_planning,
 };
 pub use migrate::{
-    BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration, SYNC_SEQUENCE, adopt_db,
-    check_target, create_target_sql, init_db,
+    APPEND_KEY, BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration,
+    SYNC_SEQUENCE, adopt_db, check_target, create_target_sql, init_db, unique_columns,
 };
 pub use pooler::{POOLER_VARIABLE, PoolerMode};
 pub use redact::Redacted;

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::raw::{RawColumn, RawNumber, RawProfile, RawRange};
+use super::raw::{RawColumn, RawKey, RawNumber, RawProfile, RawRange};
 use super::version::{self, NameVersion, ROW_VERSION_COLUMN, RowVersion};
 use super::{
-    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, Format,
+    Bound, Column, ColumnType, DEFAULT_DECIMAL_SCALE, DEFAULT_NULL_TOKENS, Format, LoadMode,
     MAX_DECIMAL_SCALE, OnInvalid, Profile, ProfileError, RangeRule, Rules, canonical_name,
 };
 
@@ -60,25 +60,27 @@ impl Checker<'_> {
             }
             columns.push(column);
         }
-        let key = raw.key.get_ref().clone();
-        match columns.iter().find(|c| c.target == key) {
-            None => {
-                return Err(self.invalid(
-                    raw.key.span().start,
-                    "key",
-                    format!("the key `{key}` is not the target of any column"),
-                ));
+        let mode = raw.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
+        let key = self.check_key(raw.key.as_ref(), raw.mode.as_ref(), &columns)?;
+        if mode == LoadMode::Append {
+            for (field, at) in [
+                ("version", raw.version.as_ref().map(|v| v.span().start)),
+                (
+                    "version_from_name",
+                    raw.version_from_name.as_ref().map(|v| v.span().start),
+                ),
+            ] {
+                if let Some(at) = at {
+                    return Err(self.invalid(
+                        at,
+                        field,
+                        format!(
+                            "`{field}` orders the rows of a key, and `mode = \"append\"` has no \
+                             key: every row is inserted; remove `{field}`, or upsert by a `key`"
+                        ),
+                    ));
+                }
             }
-            Some(c) if !c.required || !c.rules.not_empty => {
-                return Err(self.invalid(
-                    raw.key.span().start,
-                    "key",
-                    format!(
-                        "the key column `{key}` must have `required = true` and `not_empty = true`"
-                    ),
-                ));
-            }
-            Some(_) => {}
         }
         if raw.table.get_ref().trim().is_empty() {
             return Err(self.invalid(
@@ -114,6 +116,7 @@ impl Checker<'_> {
             schema: raw.schema,
             table: raw.table.into_inner(),
             key,
+            mode,
             materialized_views: raw.materialized_views,
             null_tokens: raw.null_tokens.unwrap_or_else(|| {
                 DEFAULT_NULL_TOKENS
@@ -133,6 +136,74 @@ impl Checker<'_> {
         profile.version = self.check_version(raw.version, raw.version_from_name, &profile)?;
         profile.derived = self.check_derived(raw.derived, &profile)?;
         Ok(profile)
+    }
+
+    /// The conflict key: one or more distinct target columns, each required and not empty,
+    /// in upsert mode; none in append mode.
+    fn check_key(
+        &self,
+        key: Option<&Spanned<RawKey>>,
+        mode: Option<&Spanned<LoadMode>>,
+        columns: &[Column],
+    ) -> Result<Vec<String>, ProfileError> {
+        let appends = mode.is_some_and(|m| *m.get_ref() == LoadMode::Append);
+        let Some(key) = key else {
+            if appends {
+                return Ok(Vec::new());
+            }
+            return Err(self.invalid(
+                0,
+                "key",
+                "the profile has no `key`: name the target column(s) that identify a row \
+                 (`key = \"id\"` or `key = [\"a\", \"b\"]`), or set `mode = \"append\"` for a \
+                 table without a natural key"
+                    .into(),
+            ));
+        };
+        let at = key.span().start;
+        if appends {
+            return Err(self.invalid(
+                at,
+                "key",
+                "`mode = \"append\"` inserts every row and has no key; remove `key`, or leave \
+                 out `mode` to upsert by it"
+                    .into(),
+            ));
+        }
+        let names = &key.get_ref().0;
+        if names.is_empty() {
+            return Err(self.invalid(
+                at,
+                "key",
+                "the key lists no column; name at least one target column".into(),
+            ));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(self.invalid(at, "key", format!("`{name}` is named twice in the key")));
+            }
+            match columns.iter().find(|c| &c.target == name) {
+                None => {
+                    return Err(self.invalid(
+                        at,
+                        "key",
+                        format!("the key `{name}` is not the target of any column"),
+                    ));
+                }
+                Some(c) if !c.required || !c.rules.not_empty => {
+                    return Err(self.invalid(
+                        at,
+                        "key",
+                        format!(
+                            "the key column `{name}` must have `required = true` and \
+                             `not_empty = true`"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(names.clone())
     }
 
     /// The `[[derived]]` tables: columns taken from the main table's targets, names unique
@@ -527,6 +598,74 @@ mod tests {
             "{HEAD}{key}[[columns]]\nsource = \"n\"\ntype = \"decimal\"\non_invalid = \"zero\"\n"
         ));
         assert!(e.contains("zero") && e.contains("reject"), "{e}");
+    }
+
+    /// `key` is a string or a list (issue 18 item 3); `mode = "append"` has none, and no
+    /// version; every mistake names the file, the line and the field.
+    #[test]
+    fn keys_are_one_column_or_several_and_append_has_none() {
+        use crate::profile::LoadMode;
+        let cols = "[[columns]]\nsource = \"a\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+                    [[columns]]\nsource = \"b\"\ntype = \"date\"\nrequired = true\nnot_empty = true\n\
+                    [[columns]]\nsource = \"c\"\ntype = \"text\"\n";
+        let head = "name = \"t\"\ntable = \"t\"\n";
+        let ok = |top: &str| {
+            Profile::from_toml_str(&format!("{head}{top}{cols}"), Path::new("p.toml")).unwrap()
+        };
+        let bad = |top: &str| err(&format!("{head}{top}{cols}"));
+        let p = ok("key = \"a\"\n");
+        assert_eq!(
+            (p.key.as_slice(), p.mode),
+            (&["a".to_owned()][..], LoadMode::Upsert)
+        );
+        let p = ok("key = [\"b\", \"a\"]\n");
+        assert_eq!(p.key, ["b", "a"]);
+        assert_eq!(p.key_positions(), [1, 0]);
+        assert!(p.is_key("a") && p.is_key("b") && !p.is_key("c"));
+        let p = ok("mode = \"append\"\n");
+        assert!(p.key.is_empty() && p.appends());
+        assert_eq!(p.key_columns().count(), 0);
+        let p = ok("mode = \"upsert\"\nkey = [\"a\"]\n");
+        assert_eq!(p.key, ["a"]);
+
+        for (top, want) in [
+            ("", vec!["p.toml", "line 1", "`key`", "mode = \"append\""]),
+            ("key = []\n", vec!["line 3", "`key`", "no column"]),
+            ("key = [\"a\", \"a\"]\n", vec!["line 3", "named twice"]),
+            (
+                "key = [\"a\", \"z\"]\n",
+                vec!["line 3", "`z` is not the target"],
+            ),
+            (
+                "key = [\"a\", \"c\"]\n",
+                vec![
+                    "line 3",
+                    "`c` must have `required = true` and `not_empty = true`",
+                ],
+            ),
+            (
+                "mode = \"append\"\nkey = \"a\"\n",
+                vec!["p.toml", "line 4", "`key`", "append"],
+            ),
+            (
+                "mode = \"append\"\nversion = [\"b\"]\n",
+                vec!["p.toml", "line 4", "`version`", "append", "no key"],
+            ),
+            (
+                "mode = \"append\"\nversion_from_name = '(?<date>\\d{8})'\n",
+                vec!["p.toml", "line 4", "`version_from_name`", "append"],
+            ),
+            (
+                "mode = \"merge\"\nkey = \"a\"\n",
+                vec!["p.toml", "merge", "upsert", "append"],
+            ),
+            ("key = 5\n", vec!["p.toml", "line 3", "a list of them"]),
+        ] {
+            let e = bad(top);
+            for w in want {
+                assert!(e.contains(w), "{top:?}: {w:?} not in {e}");
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use check::Checker;
 pub use derived::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 pub use format::{DelimiterSetting, Escape, Format, MAX_DELIMITER_BYTES, TextEncoding};
 pub use pii::{NUL_SYMBOL, PII_MASK};
-pub use policy::{MissingOptional, OnInvalid, UnknownColumns};
+pub use policy::{LoadMode, MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
 pub use stored::StoredType;
 pub use version::{NameVersion, ROW_VERSION_COLUMN, RowVersion, VersionColumns, stamp};
@@ -225,8 +225,11 @@ pub struct Profile {
     pub schema: String,
     /// Target table.
     pub table: String,
-    /// Target column of the conflict (primary) key.
-    pub key: String,
+    /// Target columns of the conflict (primary) key, in key order: one, or several for a
+    /// composite key; none in append mode.
+    pub key: Vec<String>,
+    /// Upsert by `key` (newest wins) or append every row.
+    pub mode: LoadMode,
     /// Materialized views refreshed after a sync, in order.
     pub materialized_views: Vec<String>,
     /// Values that mean NULL, compared after trimming whitespace.
@@ -313,13 +316,30 @@ impl Profile {
             .collect()
     }
 
-    /// The column of the conflict key.
-    pub fn key_column(&self) -> &Column {
-        // `check` guarantees the key names a column.
-        self.columns
+    /// The columns of the conflict key, in key order (none in append mode).
+    pub fn key_columns(&self) -> impl Iterator<Item = &Column> {
+        // `check` guarantees each key part names a column.
+        self.key
             .iter()
-            .find(|c| c.target == self.key)
-            .unwrap_or(&self.columns[0])
+            .filter_map(|k| self.columns.iter().find(|c| &c.target == k))
+    }
+
+    /// The positions in [`Self::columns`] of the key's columns, in key order.
+    pub fn key_positions(&self) -> Vec<usize> {
+        self.key
+            .iter()
+            .filter_map(|k| self.columns.iter().position(|c| &c.target == k))
+            .collect()
+    }
+
+    /// Whether target column `target` is part of the conflict key.
+    pub fn is_key(&self, target: &str) -> bool {
+        self.key.iter().any(|k| k == target)
+    }
+
+    /// Whether the profile appends every row (`mode = "append"`) instead of upserting.
+    pub fn appends(&self) -> bool {
+        self.mode == LoadMode::Append
     }
 
     /// Whether `name` (a source header name, canonical, or a target column name) is a
@@ -386,7 +406,8 @@ mod tests {
     fn builtin_profile_loads_with_every_column() {
         let p = Profile::ztdwr();
         assert_eq!(p.table, "transport_documents");
-        assert_eq!(p.key, "surat_pengantar_barang");
+        assert_eq!(p.key, ["surat_pengantar_barang"]);
+        assert_eq!(p.mode, LoadMode::Upsert);
         let required: Vec<_> = p.required_sources().collect();
         for r in [
             "surat_pengantar_brg",

@@ -47,6 +47,28 @@ pub enum MissingOptional {
     Fail,
 }
 
+/// How a profile's rows reach the target table (`mode = …`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Upsert by the profile's `key` (one column or several): the newest row of a key wins.
+    #[default]
+    Upsert,
+    /// A table without a natural key: every row is inserted once (exactly once across crashes,
+    /// by the chunk ledger and the table's own `(sync_id, source_line)` key); no upsert, no
+    /// row versions.
+    Append,
+}
+
+impl fmt::Display for LoadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Upsert => "upsert",
+            Self::Append => "append",
+        })
+    }
+}
+
 impl fmt::Display for OnInvalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

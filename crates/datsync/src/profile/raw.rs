@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{MissingOptional, OnInvalid, UnknownColumns};
+use super::{LoadMode, MissingOptional, OnInvalid, UnknownColumns};
 
 /// A profile file (`name`, `schema`, `table`, `key`, `[[columns]]`, …).
 #[derive(Deserialize)]
@@ -19,8 +19,10 @@ pub(super) struct RawProfile {
     pub(super) schema: String,
     /// The target table.
     pub(super) table: Spanned<String>,
-    /// The target column of the conflict key.
-    pub(super) key: Spanned<String>,
+    /// The target column(s) of the conflict key: a string or a list (none in append mode).
+    pub(super) key: Option<Spanned<RawKey>>,
+    /// `upsert` (the default) or `append`.
+    pub(super) mode: Option<Spanned<LoadMode>>,
     /// Views refreshed after a sync, in order.
     #[serde(default)]
     pub(super) materialized_views: Vec<String>,
@@ -49,6 +51,35 @@ pub(super) struct RawProfile {
     /// Side tables upserted from each chunk's rows (`[[derived]]`, `derived.rs`).
     #[serde(default)]
     pub(super) derived: Vec<Spanned<super::derived::RawDerived>>,
+}
+
+/// `key = "a"` or `key = ["a", "b"]`: the key's target columns, in order.
+pub(super) struct RawKey(pub(super) Vec<String>);
+
+impl<'de> Deserialize<'de> for RawKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a target column name, or a list of them (`key = [\"a\", \"b\"]`)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawKey, E> {
+                Ok(RawKey(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawKey, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    out.push(name);
+                }
+                Ok(RawKey(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 fn default_schema() -> String {

@@ -1,6 +1,6 @@
-//! A look at the target table: how many rows it holds, its first rows by key (what
-//! `datsync demo` shows at the end), and a checksum of every row (what the demo compares two
-//! loads of one file by).
+//! A look at the target table: how many rows it holds, its first rows by key (by sync and
+//! line in append mode: what `datsync demo` shows at the end), and a checksum of every row
+//! (what the demo compares two loads of one file by).
 
 use tokio_postgres::Client;
 
@@ -45,7 +45,7 @@ pub async fn preview_target(
     let sql = format!(
         "SELECT {} FROM {table} ORDER BY {} LIMIT $1",
         select.join(", "),
-        quote_ident(&profile.key)
+        row_order(profile, "")
     );
     let first_rows = client
         .query(&sql, &[&limit])
@@ -59,6 +59,20 @@ pub async fn preview_target(
         columns: columns.to_vec(),
         first_rows,
     })
+}
+
+/// The order of the table's rows: by key (every part), or in append mode by sync and line.
+fn row_order(profile: &Profile, prefix: &str) -> String {
+    let columns: Vec<&str> = if profile.appends() {
+        vec!["sync_seq", "source_line"]
+    } else {
+        profile.key.iter().map(String::as_str).collect()
+    };
+    columns
+        .iter()
+        .map(|c| format!("{prefix}{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The columns a [`TableChecksum`] leaves out: when and by which sync a row was written
@@ -87,10 +101,16 @@ pub async fn table_checksum(client: &Client, profile: &Profile) -> Result<TableC
             s.push('\'');
             s
         });
+    // In append mode rows have no key: they are ordered by their own digest, so two tables
+    // holding the same rows (as a multiset) have the same checksum.
+    let order = if profile.appends() {
+        format!("md5((to_jsonb(t){minus})::text)")
+    } else {
+        row_order(profile, "t.")
+    };
     let sql = format!(
         "SELECT count(*), COALESCE(md5(string_agg(md5((to_jsonb(t){minus})::text), '' \
-         ORDER BY t.{key})), '') FROM {table} t",
-        key = quote_ident(&profile.key)
+         ORDER BY {order})), '') FROM {table} t"
     );
     let row = client.query_one(&sql, &[]).await.map_err(|e| {
         PgError::query(

@@ -199,13 +199,18 @@ pub fn validate(profile: &Profile, batch: &RecordBatch) -> Result<Validated, Val
             *reason = Some(Rejection::of(&errors[first..]));
         }
     }
-    let key = profile.key_column();
-    let keys = text_column(batch, &key.source);
+    // Every source column of every key part (a date + time pair has two); none in append
+    // mode, where no row supersedes another.
+    let keys: Option<Vec<&StringArray>> = profile
+        .key_columns()
+        .flat_map(crate::profile::Column::sources)
+        .map(|source| text_column(batch, source))
+        .collect();
     // The version's warnings are the transform's to report (of the rows it is given).
     let versions = crate::transform::row_versions(profile, batch, lines, &mut Vec::new())
         .ok()
         .flatten();
-    let (keep, superseded) = dedup(&reasons, keys, lines, versions.as_deref());
+    let (keep, superseded) = dedup(&reasons, keys.as_deref(), lines, versions.as_deref());
     let lost: Vec<bool> = keep
         .iter()
         .zip(&reasons)
@@ -251,11 +256,13 @@ impl Rejection {
     }
 }
 
-/// Which rows to load: the accepted ones (`reasons[row]` is `None`) whose key does not occur
-/// again with a newer `(version, line)`. Returns the mask and the number of superseded rows.
+/// Which rows to load: the accepted ones (`reasons[row]` is `None`) whose key (every part's
+/// trimmed text) does not occur again with a newer `(version, line)`. Returns the mask and the
+/// number of superseded rows. Without key columns (append mode, or a key source the batch
+/// lacks) every accepted row is kept.
 fn dedup(
     reasons: &[Option<Rejection>],
-    keys: Option<&StringArray>,
+    keys: Option<&[&StringArray]>,
     lines: &UInt64Array,
     versions: Option<&[Option<String>]>,
 ) -> (Vec<bool>, usize) {
@@ -267,16 +274,28 @@ fn dedup(
         )
     };
     let mut keep: Vec<bool> = reasons.iter().map(Option::is_none).collect();
-    let Some(keys) = keys else {
+    let Some(keys) = keys.filter(|k| !k.is_empty()) else {
         return (keep, 0);
     };
-    let mut winners: HashMap<&str, usize> = HashMap::with_capacity(keep.len());
+    let mut winners: HashMap<Vec<&str>, usize> = HashMap::with_capacity(keep.len());
     let mut superseded = 0;
     for row in 0..keep.len() {
-        if !keep[row] || keys.is_null(row) {
+        // A row with an empty key part is rejected (`keep` is false); an empty time half of
+        // a date + time key part is midnight, the same as any other empty time.
+        if !keep[row] {
             continue;
         }
-        match winners.entry(keys.value(row).trim()) {
+        let key: Vec<&str> = keys
+            .iter()
+            .map(|k| {
+                if k.is_null(row) {
+                    ""
+                } else {
+                    k.value(row).trim()
+                }
+            })
+            .collect();
+        match winners.entry(key) {
             Entry::Vacant(v) => {
                 v.insert(row);
             }

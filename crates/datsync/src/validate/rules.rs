@@ -20,6 +20,8 @@ fn text(column: Option<&StringArray>, row: usize) -> Option<&str> {
 struct ColumnCheck<'a> {
     column: &'a Column,
     not_empty: bool,
+    /// A value the type cannot read rejects the row (`on_invalid = "reject"`, or a key part).
+    reject: bool,
     values: Option<&'a StringArray>,
     times: Option<&'a StringArray>,
     /// The range rule in words, for reasons.
@@ -39,13 +41,16 @@ impl<'a> RowChecks<'a> {
             .columns
             .iter()
             .filter_map(|column| {
-                // The key is never empty, whatever the profile says (it is checked to say so).
-                let not_empty = column.rules.not_empty || column.target == profile.key;
+                // No part of the key is ever empty, whatever the profile says (it is checked
+                // to say so), nor unreadable: a key part loaded as NULL would fail the chunk.
+                let is_key = profile.is_key(&column.target);
+                let not_empty = column.rules.not_empty || is_key;
                 let r = &column.rules;
-                let reject = column.on_invalid == OnInvalid::Reject;
+                let reject = column.on_invalid == OnInvalid::Reject || is_key;
                 (not_empty || r.valid || r.range.is_some() || reject).then(|| ColumnCheck {
                     column,
                     not_empty,
+                    reject,
                     values: text_column(batch, &column.source),
                     times: column
                         .time_source
@@ -85,7 +90,7 @@ impl ColumnCheck<'_> {
         self.check_rules(row, line, out);
         // A value that would not load as written rejects the row when the profile says so
         // (unless a rule already did): the reasons are the transform's.
-        if self.column.on_invalid == OnInvalid::Reject && out.len() == before {
+        if self.reject && out.len() == before {
             let value = self
                 .values
                 .filter(|v| v.is_valid(row))

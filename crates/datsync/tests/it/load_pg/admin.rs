@@ -122,7 +122,7 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
         assert!(summary.counts.rows_rejected > 0, "{summary:?}");
         assert_eq!(rows, summary.counts.rows_loaded);
 
-        let key = profile.key.clone();
+        let key = profile.key[0].clone();
         let columns = vec![key.clone(), "nik_supir".to_owned()];
         let preview = preview_target(&client, &profile, &columns, 3)
             .await

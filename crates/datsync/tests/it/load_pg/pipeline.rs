@@ -58,7 +58,10 @@ fn expected(profile: &Profile, chunks: &[RecordBatch]) -> Expected {
             .column_by_name(LINE_COLUMN)
             .unwrap()
             .as_primitive::<UInt64Type>();
-        let keys = b.column_by_name(&profile.key).unwrap().as_string::<i32>();
+        let keys = b
+            .column_by_name(&profile.key[0])
+            .unwrap()
+            .as_string::<i32>();
         let bbm = b
             .column_by_name("bbm_actual")
             .unwrap()

@@ -25,7 +25,7 @@ pub fn generate(profile: &Profile, lines: &[u64], keys: &[String], seed: u64) ->
     let n = lines.len();
     let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(lines.to_vec()))];
     for c in &profile.columns {
-        let array: ArrayRef = if c.target == profile.key {
+        let array: ArrayRef = if profile.is_key(&c.target) {
             let mut b = StringBuilder::with_capacity(n, n * 12);
             for k in keys {
                 b.append_value(k);
