@@ -9,6 +9,8 @@
 //! - `config`: pipeline settings from flags, environment (legacy names too), `datsync.toml`.
 //! - `profile`: the column profile (names, aliases, types, rules, key) from TOML.
 //! - `azure`: Azure Storage accounts and container clients, for sources and checkpoints.
+//! - `cloud`: which cloud a URL names (`az://`, `s3://`, `gs://`), S3 and Google Cloud
+//!   Storage settings and bucket clients, for sources and checkpoints.
 //! - `source`: everything read from a source (files and blobs): opening, streaming with a
 //!   fingerprint, listing, versions.
 //! - `parse`: the push decoder, bytes → Arrow batches of text columns with line numbers.
@@ -41,6 +43,7 @@
 //! - `inspect`: a report of what a file holds, as the decoder sees it.
 //! - `pgtemp`: a private throwaway PostgreSQL server for `datsync demo`.
 //! - `azurite` (feature `test-support`): a throwaway Azure Storage emulator for tests.
+//! - `moto` (feature `test-support`): a throwaway S3 emulator (moto's server) for tests.
 //! - `test_http` (feature `test-support`): an HTTP(S) server on loopback, with a certificate
 //!   authority of its own, for tests of webhooks and hooks.
 //!
@@ -54,7 +57,7 @@
 //!   the process kill (SIGKILL) or stop (SIGTERM) itself at the n-th emission of a telemetry
 //!   event. The `datsync` binary enables it: `datsync demo` and `datsync bench` kill their
 //!   own child runs with it. Without it the variables are ignored.
-//! - `test-support` (implies `crash-injection`): `Azurite`, the checkpoint store's crash
+//! - `test-support` (implies `crash-injection`): `Azurite`, `Moto`, the checkpoint store's crash
 //!   plans (`FaultPlan`, `Store::with_faults`), blob uploads (`Blob::put`) and the binary
 //!   `numeric` encoder (`put_numeric`). Only the tests enable it.
 //!
@@ -84,6 +87,7 @@ mod azure;
 #[cfg(feature = "test-support")]
 mod azurite;
 mod checkpoint;
+mod cloud;
 mod config;
 mod hooks;
 mod http;
@@ -93,6 +97,8 @@ mod layers;
 mod load;
 mod model;
 mod monitor;
+#[cfg(feature = "test-support")]
+mod moto;
 mod parse;
 mod pg;
 mod pgtemp;
@@ -141,9 +147,11 @@ pub use profile::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 // ---- sources ----------------------------------------------------------------------------
 
 pub use azure::{AzureAccount, AzureConfigError};
+pub use cloud::{Cloud, CloudConfigError, CloudSettings};
 pub use source::{
     BLOB_RANGE_BYTES, Blob, BlobMeta, HashingReader, LocalFile, LocalSource, SourceDigest,
-    SourceError, SourceRef, check_blob_prefix, is_blob_url, list_blobs, list_dir, local_file,
+    SourceError, SourceRef, check_blob_prefix, is_azure_url, is_blob_url, list_blobs, list_dir,
+    list_from_env, list_objects, local_file,
 };
 
 // ---- parse ------------------------------------------------------------------------------
@@ -289,6 +297,8 @@ pub use sample::{
 pub use azurite::{Azurite, AzuriteError};
 #[cfg(feature = "test-support")]
 pub use load::put_numeric;
+#[cfg(feature = "test-support")]
+pub use moto::{Moto, MotoError};
 #[cfg(feature = "test-support")]
 pub use store::{CrashPoint, FaultPlan};
 #[cfg(feature = "test-support")]

@@ -247,15 +247,7 @@ impl AzureAccount {
         let mut builder = MicrosoftAzureBuilder::new()
             .with_account(&self.account)
             .with_container_name(container)
-            .with_retry(RetryConfig {
-                max_retries: STORAGE_RETRIES,
-                retry_timeout: STORAGE_RETRY_TIMEOUT,
-                backoff: object_store::BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: STORAGE_MAX_BACKOFF,
-                    base: 2.0,
-                },
-            });
+            .with_retry(storage_retry());
         if let Some(endpoint) = &self.endpoint {
             builder = builder
                 .with_endpoint(endpoint.clone())
@@ -268,6 +260,20 @@ impl AzureAccount {
         };
         let client = builder.build().map_err(|e| fail(e.to_string()))?;
         Ok(Arc::new(client))
+    }
+}
+
+/// How `object_store` retries a transient storage error before we see it (Azure, S3 and
+/// Google Cloud Storage alike).
+pub(crate) fn storage_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: STORAGE_RETRIES,
+        retry_timeout: STORAGE_RETRY_TIMEOUT,
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: STORAGE_MAX_BACKOFF,
+            base: 2.0,
+        },
     }
 }
 
@@ -294,7 +300,7 @@ fn account_from_endpoint(endpoint: &str) -> Option<String> {
 
 /// reqwest is built with rustls but without a crypto provider; this process uses ring (as the
 /// PostgreSQL and SMTP clients do). Installing twice is harmless.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -1,5 +1,6 @@
 //! The listing seam: what a watched place holds now, as [`Found`] entries: a local
-//! directory, or the blobs under an `az://container/prefix` (both listed by
+//! directory, or the blobs under an `az://container/prefix` (or the objects under an
+//! `s3://bucket/prefix` or `gs://bucket/prefix`; all listed by
 //! [`crate::source`], which also says what a version is).
 
 use std::path::Path;
@@ -33,7 +34,8 @@ fn list_dir(dir: &Path) -> Result<Vec<Found>, IntakeError> {
     Ok(files.iter().map(local_found).collect())
 }
 
-/// What a watched place holds now: `list_blobs` for an `az://` prefix, else
+/// What a watched place holds now: `list_blobs` for an `az://`, `s3://` or `gs://` prefix,
+/// else
 /// [`list_local`].
 pub async fn list(place: &str) -> Result<Vec<Found>, IntakeError> {
     if is_blob_url(place) {
@@ -43,12 +45,12 @@ pub async fn list(place: &str) -> Result<Vec<Found>, IntakeError> {
     }
 }
 
-/// The sources under `az://container/prefix` (every depth below the prefix), sorted by
-/// path, with the same name rules as [`list_local`] applied to the last path segment.
-/// `version` is the blob's ETag: a blob uploaded again is a new version.
+/// The sources under `az://container/prefix` (or `s3://bucket/prefix`,
+/// `gs://bucket/prefix`; every depth below the prefix), sorted by path, with the same name
+/// rules as [`list_local`] applied to the last path segment. `version` is the blob's ETag: a
+/// blob uploaded again is a new version.
 pub async fn list_blobs(prefix_url: &str) -> Result<Vec<Found>, IntakeError> {
-    let account = crate::source::env_account(prefix_url).map_err(listing_error)?;
-    let blobs = crate::source::list_blobs(prefix_url, &account)
+    let blobs = crate::source::list_from_env(prefix_url)
         .await
         .map_err(listing_error)?;
     Ok(blobs

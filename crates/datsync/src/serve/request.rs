@@ -175,7 +175,7 @@ impl BlobRequest {
     /// Anything that is not a source of `sources` is [`RequestError::NotASource`].
     pub fn target(&self, sources: &Sources) -> Result<String, RequestError> {
         let (name, is_path) = self.named().ok_or(RequestError::NoBlob)?;
-        let (container, path) = if crate::source::is_blob_url(&name) {
+        let (container, path) = if crate::source::is_azure_url(&name) {
             let rest = name.split_once("://").map_or("", |(_, rest)| rest);
             rest.split_once('/')
                 .map(|(c, p)| (c.to_owned(), p.to_owned()))

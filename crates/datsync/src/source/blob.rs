@@ -1,9 +1,12 @@
-//! Source blobs in Azure Blob Storage: one blob read in ranges, and the blobs under a prefix.
+//! Source blobs and objects in Azure Blob Storage, S3 and Google Cloud Storage: one read in
+//! ranges, and those under a prefix.
 //!
-//! A blob is named `az://container/path/to/file.dat` (`azure://` works too). Reads are
-//! ranged GETs made with `If-Match: <ETag>`, so a blob replaced while it is being read fails
-//! the read ("the blob changed") instead of mixing two versions of the file. The account
-//! comes from [`crate::azure`], as the checkpoint store's does.
+//! A blob is named `az://container/path/to/file.dat` (`azure://` works too), an object
+//! `s3://bucket/path/to/file.dat` or `gs://bucket/path/to/file.dat`; all three are "blobs"
+//! here. Reads are ranged GETs made with `If-Match: <ETag>`, so a blob replaced while it is
+//! being read fails the read ("the blob changed", "the object changed") instead of mixing
+//! two versions of the file. The Azure account comes from [`crate::azure`], the S3 and
+//! Google settings from [`crate::cloud`], as the checkpoint store's do.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -17,6 +20,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::SourceError;
 use crate::azure::AzureAccount;
+use crate::cloud::{Cloud, CloudSettings};
 
 /// What a blob is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +34,7 @@ pub struct BlobMeta {
 }
 
 impl BlobMeta {
-    /// What identifies these bytes: the ETag (Azure always sends one); without one, size and
+    /// What identifies these bytes: the ETag (Azure, S3 and GCS always send one); without one, size and
     /// modification time (`<size>-<mtime_ns>`, as for a local file).
     pub fn version(&self) -> String {
         self.etag.clone().unwrap_or_else(|| {
@@ -43,50 +47,76 @@ impl BlobMeta {
     }
 }
 
-/// One blob of a container.
+/// One blob of a container, or one object of a bucket.
 #[derive(Debug, Clone)]
 pub struct Blob {
     client: Arc<dyn ObjectStore>,
+    cloud: Cloud,
     container: String,
     path: Path,
 }
 
-/// Whether `name` is a blob URL (`az://…` or `azure://…`) rather than a local path.
+/// Whether `name` is a blob or object URL (`az://…`, `azure://…`, `s3://…`, `gs://…`)
+/// rather than a local path.
 pub fn is_blob_url(name: &str) -> bool {
-    let lower = name.trim_start().to_ascii_lowercase();
-    lower.starts_with("az://") || lower.starts_with("azure://")
+    Cloud::of_url(name).is_some()
+}
+
+/// Whether `name` is an Azure blob URL (`az://…` or `azure://…`).
+pub fn is_azure_url(name: &str) -> bool {
+    Cloud::of_url(name) == Some(Cloud::Azure)
 }
 
 impl Blob {
-    /// Opens `az://container/path` with the environment's account.
+    /// Opens `az://container/path`, `s3://bucket/path` or `gs://bucket/path` with the
+    /// environment's account or settings.
     pub fn open(url: &str) -> Result<Self, SourceError> {
-        Self::open_with(url, &env_account(url)?)
+        let (cloud, _, _) = blob_parts(url)?;
+        match cloud {
+            Cloud::Azure => Self::open_with(url, &env_account(url)?),
+            cloud => Self::open_in(url, &CloudSettings::from_env(cloud)),
+        }
     }
 
     /// Opens `az://container/path` with `account`.
     pub fn open_with(url: &str, account: &AzureAccount) -> Result<Self, SourceError> {
-        let (container, path) = blob_parts(url)?;
-        if path.is_empty() {
-            return Err(malformed(url, "expected az://container/path/to/file"));
-        }
+        let (container, path) = object_parts(url, Cloud::Azure)?;
         Ok(Self {
             client: container_client(url, account, &container)?,
+            cloud: Cloud::Azure,
             container,
-            path: Path::from(path.as_str()),
+            path,
         })
     }
 
-    /// `az://container/path`.
-    pub fn url(&self) -> String {
-        format!("az://{}/{}", self.container, self.path)
+    /// Opens `s3://bucket/path` or `gs://bucket/path` with `settings` (of that cloud).
+    pub fn open_in(url: &str, settings: &CloudSettings) -> Result<Self, SourceError> {
+        let cloud = settings.cloud();
+        let (container, path) = object_parts(url, cloud)?;
+        Ok(Self {
+            client: bucket_client(url, settings, &container)?,
+            cloud,
+            container,
+            path,
+        })
     }
 
-    /// The container.
+    /// `az://container/path`, `s3://bucket/path`, `gs://bucket/path`.
+    pub fn url(&self) -> String {
+        format!("{}://{}/{}", self.cloud.scheme(), self.container, self.path)
+    }
+
+    /// Where it is kept.
+    pub fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    /// The container or bucket.
     pub fn container(&self) -> &str {
         &self.container
     }
 
-    /// The path inside the container.
+    /// The path inside the container or bucket.
     pub fn path(&self) -> &str {
         self.path.as_ref()
     }
@@ -128,10 +158,11 @@ impl Blob {
             Err(object_store::Error::Precondition { .. }) => {
                 return Err(SourceError {
                     path: self.url(),
-                    error: io::Error::other(
-                        "the blob changed while it was being read (its ETag is not the one \
+                    error: io::Error::other(format!(
+                        "the {} changed while it was being read (its ETag is not the one \
                          the sync started with); the next run reads the new version",
-                    ),
+                        self.cloud.object_word()
+                    )),
                 });
             }
             Err(e) => return Err(self.error(e)),
@@ -162,9 +193,41 @@ pub async fn list_blobs(
     prefix_url: &str,
     account: &AzureAccount,
 ) -> Result<Vec<(Blob, BlobMeta)>, SourceError> {
-    let (container, prefix) = blob_parts(prefix_url)?;
+    let (container, prefix) = prefix_parts(prefix_url, Cloud::Azure)?;
     let client = container_client(prefix_url, account, &container)?;
-    let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+    list_in(prefix_url, client, Cloud::Azure, container, &prefix).await
+}
+
+/// Every object under `s3://bucket/prefix` or `gs://bucket/prefix` (the cloud of
+/// `settings`), with what it is now, sorted by path.
+pub async fn list_objects(
+    prefix_url: &str,
+    settings: &CloudSettings,
+) -> Result<Vec<(Blob, BlobMeta)>, SourceError> {
+    let cloud = settings.cloud();
+    let (container, prefix) = prefix_parts(prefix_url, cloud)?;
+    let client = bucket_client(prefix_url, settings, &container)?;
+    list_in(prefix_url, client, cloud, container, &prefix).await
+}
+
+/// Every blob or object under a prefix URL of any cloud, with the environment's account or
+/// settings.
+pub async fn list_from_env(prefix_url: &str) -> Result<Vec<(Blob, BlobMeta)>, SourceError> {
+    let (cloud, _, _) = blob_parts(prefix_url)?;
+    match cloud {
+        Cloud::Azure => list_blobs(prefix_url, &env_account(prefix_url)?).await,
+        cloud => list_objects(prefix_url, &CloudSettings::from_env(cloud)).await,
+    }
+}
+
+async fn list_in(
+    prefix_url: &str,
+    client: Arc<dyn ObjectStore>,
+    cloud: Cloud,
+    container: String,
+    prefix: &str,
+) -> Result<Vec<(Blob, BlobMeta)>, SourceError> {
+    let prefix = (!prefix.is_empty()).then(|| Path::from(prefix));
     let metas: Vec<_> = client
         .list(prefix.as_ref())
         .try_collect()
@@ -183,6 +246,7 @@ pub async fn list_blobs(
             };
             let blob = Blob {
                 client: Arc::clone(&client),
+                cloud,
                 container: container.clone(),
                 path: m.location,
             };
@@ -193,13 +257,14 @@ pub async fn list_blobs(
     Ok(blobs)
 }
 
-/// Checks that `url` names a container (`az://container/` or `az://container/prefix`).
+/// Checks that `url` names a container or bucket (`az://container/`,
+/// `s3://bucket/prefix`, `gs://bucket/prefix`).
 pub fn check_blob_prefix(url: &str) -> Result<(), SourceError> {
     blob_parts(url).map(|_| ())
 }
 
 /// The Azure account of the environment, or an error naming the blob and the settings.
-pub(crate) fn env_account(url: &str) -> Result<AzureAccount, SourceError> {
+fn env_account(url: &str) -> Result<AzureAccount, SourceError> {
     AzureAccount::required_from_env().map_err(|e| SourceError {
         path: url.to_owned(),
         error: io::Error::other(e),
@@ -217,6 +282,17 @@ fn container_client(
     })
 }
 
+fn bucket_client(
+    url: &str,
+    settings: &CloudSettings,
+    bucket: &str,
+) -> Result<Arc<dyn ObjectStore>, SourceError> {
+    settings.bucket(bucket).map_err(|e| SourceError {
+        path: url.to_owned(),
+        error: io::Error::other(e),
+    })
+}
+
 /// An ETag without its quotes: a HEAD answers `"0x8DC…"`, a listing `0x8DC…`, and the two
 /// must compare equal (they name receipts and fingerprints).
 fn bare_etag(etag: Option<String>) -> Option<String> {
@@ -224,24 +300,52 @@ fn bare_etag(etag: Option<String>) -> Option<String> {
         .filter(|e| !e.is_empty())
 }
 
-/// `az://container/a/b` → (`container`, `a/b`).
-fn blob_parts(url: &str) -> Result<(String, String), SourceError> {
-    let expected = "expected az://container/path";
+/// `az://container/a/b` → (Azure, `container`, `a/b`); `s3://bucket/a` → (S3, `bucket`, `a`).
+fn blob_parts(url: &str) -> Result<(Cloud, String, String), SourceError> {
+    let expected = "expected az://container/path, s3://bucket/path or gs://bucket/path";
     let (scheme, rest) = url
         .trim()
         .split_once("://")
         .ok_or_else(|| malformed(url, expected))?;
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "az" | "azure") {
-        return Err(malformed(url, expected));
-    }
+    let cloud = Cloud::from_scheme(scheme).ok_or_else(|| malformed(url, expected))?;
     let (container, path) = rest.split_once('/').unwrap_or((rest, ""));
     if container.is_empty() {
-        return Err(malformed(url, expected));
+        return Err(malformed(url, &expected_of(cloud, "path")));
     }
-    Ok((container.to_owned(), path.trim_matches('/').to_owned()))
+    Ok((
+        cloud,
+        container.to_owned(),
+        path.trim_matches('/').to_owned(),
+    ))
 }
 
-fn malformed(url: &str, problem: &'static str) -> SourceError {
+/// The container and prefix of a prefix URL of `cloud`.
+fn prefix_parts(url: &str, cloud: Cloud) -> Result<(String, String), SourceError> {
+    match blob_parts(url)? {
+        (found, container, prefix) if found == cloud => Ok((container, prefix)),
+        _ => Err(malformed(url, &expected_of(cloud, "prefix"))),
+    }
+}
+
+/// The container and path of one blob or object of `cloud`.
+fn object_parts(url: &str, cloud: Cloud) -> Result<(String, Path), SourceError> {
+    let (container, path) = prefix_parts(url, cloud)?;
+    if path.is_empty() {
+        return Err(malformed(url, &expected_of(cloud, "path/to/file")));
+    }
+    Ok((container, Path::from(path.as_str())))
+}
+
+/// `expected s3://bucket/path`.
+fn expected_of(cloud: Cloud, what: &str) -> String {
+    format!(
+        "expected {}://{}/{what}",
+        cloud.scheme(),
+        cloud.container_word()
+    )
+}
+
+fn malformed(url: &str, problem: &str) -> SourceError {
     SourceError {
         path: url.to_owned(),
         error: io::Error::new(
@@ -313,12 +417,12 @@ impl Read for BlobReader {
             let bytes = self
                 .runtime
                 .block_on(fetch)
-                .map_err(|e| io::Error::other(format!("reading the blob: {e}")))?
+                .map_err(|e| io::Error::other(format!("reading a range: {e}")))?
                 .map_err(|e| e.error)?;
             if bytes.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "the blob ended before its recorded size",
+                    "the blob or object ended before its recorded size",
                 ));
             }
             self.current = bytes;
@@ -338,23 +442,52 @@ mod tests {
 
     #[test]
     fn blob_urls_name_a_container_and_a_path() {
+        let parts = |c: Cloud, a: &str, b: &str| (c, a.to_owned(), b.to_owned());
         assert_eq!(
             blob_parts("az://data/hex-ztdwr/a.dat").unwrap(),
-            ("data".to_owned(), "hex-ztdwr/a.dat".to_owned())
+            parts(Cloud::Azure, "data", "hex-ztdwr/a.dat")
         );
         assert_eq!(
             blob_parts(" AZURE://data/p/ ").unwrap(),
-            ("data".to_owned(), "p".to_owned())
+            parts(Cloud::Azure, "data", "p")
         );
         assert_eq!(
             blob_parts("az://data").unwrap(),
-            ("data".to_owned(), String::new())
+            parts(Cloud::Azure, "data", "")
         );
-        for bad in ["az:///x", "s3://b/k", "/data/a.dat", "az://"] {
+        assert_eq!(
+            blob_parts("s3://bucket/in/a.dat").unwrap(),
+            parts(Cloud::S3, "bucket", "in/a.dat")
+        );
+        assert_eq!(
+            blob_parts("gs://bucket/").unwrap(),
+            parts(Cloud::Gcs, "bucket", "")
+        );
+        for bad in [
+            "az:///x",
+            "s3:///k",
+            "gs://",
+            "/data/a.dat",
+            "az://",
+            "ftp://h/x",
+        ] {
             let e = blob_parts(bad).unwrap_err().to_string();
             assert!(e.starts_with(bad) && e.contains("not a blob URL"), "{e}");
             assert!(!e.contains("checkpoint"), "{e}");
         }
+        let e = blob_parts("s3:///k").unwrap_err().to_string();
+        assert!(e.contains("expected s3://bucket/path"), "{e}");
+        // A bucket alone is a prefix, not an object; a URL of another cloud is refused.
+        let e = object_parts("s3://bucket/", Cloud::S3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected s3://bucket/path/to/file"), "{e}");
+        let e = object_parts("gs://b/a.dat", Cloud::S3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected s3://bucket/"), "{e}");
+        assert!(is_blob_url("S3://b/k") && is_blob_url("gs://b/k") && !is_blob_url("/x"));
+        assert!(is_azure_url("az://c/k") && !is_azure_url("s3://b/k"));
     }
 
     #[test]

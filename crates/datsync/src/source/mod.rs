@@ -1,9 +1,12 @@
 //! Everything read from a source, and nothing else: opening one and streaming its bytes
 //! with a fingerprint computed on the way, listing a directory or a blob prefix, and what
 //! identifies a version of a file (size and modification time) or a blob (its ETag).
-//! Checkpoints are elsewhere ([`crate::store`]); both reach Azure through [`crate::azure`].
+//! Checkpoints are elsewhere ([`crate::store`]); both reach Azure through [`crate::azure`],
+//! S3 and Google Cloud Storage through [`crate::cloud`].
 //!
-//! A source is a local file (`local.rs`) or a blob (`az://container/path`, `blob.rs`).
+//! A source is a local file (`local.rs`) or a blob: `az://container/path`,
+//! `s3://bucket/path` or `gs://bucket/path` (`blob.rs`; an S3 or GCS object is a "blob"
+//! here too).
 //! A blob is read in ranges of [`BLOB_RANGE_BYTES`], the next range fetched while the current
 //! one is decoded, so memory stays at two ranges whatever the blob's size; every range is
 //! asked for with the ETag seen when the source was opened. Every error is a
@@ -19,8 +22,10 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{SourceFingerprint, hex};
 use blob::BlobReader;
-pub(crate) use blob::env_account;
-pub use blob::{Blob, BlobMeta, check_blob_prefix, is_blob_url, list_blobs};
+pub use blob::{
+    Blob, BlobMeta, check_blob_prefix, is_azure_url, is_blob_url, list_blobs, list_from_env,
+    list_objects,
+};
 pub use local::{FileIdentity, LocalFile, LocalSource, list_dir, local_file};
 
 /// Bytes fetched by one ranged read of a blob.
@@ -52,8 +57,8 @@ pub enum SourceRef {
 }
 
 impl SourceRef {
-    /// Opens a local path (made absolute) or an `az://` URL (its account from the
-    /// environment). Call it inside the tokio runtime that will fetch the blob's ranges.
+    /// Opens a local path (made absolute) or an `az://`, `s3://` or `gs://` URL (its account
+    /// or settings from the environment). Call it inside the tokio runtime that will fetch the blob's ranges.
     pub async fn open(name: &str) -> Result<Self, SourceError> {
         if is_blob_url(name) {
             return Self::open_blob(Blob::open(name)?).await;
@@ -73,7 +78,10 @@ impl SourceRef {
         let url = blob.url();
         let meta = blob.head().await?.ok_or_else(|| SourceError {
             path: url.clone(),
-            error: io::Error::new(io::ErrorKind::NotFound, "no such blob"),
+            error: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such {}", blob.cloud().object_word()),
+            ),
         })?;
         Ok(Self::Blob {
             blob,
@@ -83,7 +91,7 @@ impl SourceRef {
     }
 
     /// The name recorded in the manifest and `sync_metadata.file_path`: the absolute path or
-    /// the `az://` URL; [`SourceRef::open`] opens it again.
+    /// the blob's URL; [`SourceRef::open`] opens it again.
     pub fn name(&self) -> String {
         match self {
             Self::Local { path, .. } => path.display().to_string(),
@@ -199,7 +207,7 @@ pub struct SourceDigest {
 }
 
 /// An error opening, reading or listing a source; it names the source (a path or an
-/// `az://` URL), never the checkpoint storage.
+/// `az://`, `s3://` or `gs://` URL), never the checkpoint storage.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {error}")]
 pub struct SourceError {

@@ -31,6 +31,13 @@ pub enum StoreLocation {
         /// The prefix inside the bucket (may be empty).
         prefix: String,
     },
+    /// A Google Cloud Storage bucket and prefix (`gs://bucket/prefix`).
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The prefix inside the bucket (may be empty).
+        prefix: String,
+    },
 }
 
 /// A location string that cannot be used.
@@ -38,13 +45,14 @@ pub enum StoreLocation {
 pub enum LocationError {
     /// The location is empty.
     #[error(
-        "empty checkpoint location: give a directory or a URL (file://, memory://, az://, s3://)"
+        "empty checkpoint location: give a directory or a URL (file://, memory://, az://, s3://, \
+         gs://)"
     )]
     Empty,
     /// A URL scheme this tool does not know.
     #[error(
         "checkpoint location `{location}` has an unknown scheme `{scheme}`: use a directory, \
-         file://, memory://, az:// or s3://"
+         file://, memory://, az://, s3:// or gs://"
     )]
     UnknownScheme {
         /// The location as given.
@@ -64,7 +72,7 @@ pub enum LocationError {
 
 impl StoreLocation {
     /// Parses a directory path or a URL: `file:///abs/dir`, `memory://`,
-    /// `az://container/prefix` (also `azure://`), `s3://bucket/prefix`.
+    /// `az://container/prefix` (also `azure://`), `s3://bucket/prefix`, `gs://bucket/prefix`.
     pub fn parse(location: &str) -> Result<Self, LocationError> {
         let location = location.trim();
         if location.is_empty() {
@@ -98,6 +106,11 @@ impl StoreLocation {
                     split_bucket(rest).ok_or_else(|| malformed("expected s3://bucket/prefix"))?;
                 Ok(Self::S3 { bucket, prefix })
             }
+            "gs" => {
+                let (bucket, prefix) =
+                    split_bucket(rest).ok_or_else(|| malformed("expected gs://bucket/prefix"))?;
+                Ok(Self::Gcs { bucket, prefix })
+            }
             other => Err(LocationError::UnknownScheme {
                 location: location.to_owned(),
                 scheme: other.to_owned(),
@@ -111,12 +124,19 @@ impl fmt::Display for StoreLocation {
         match self {
             Self::Local(dir) => write!(f, "{}", dir.display()),
             Self::Memory => f.write_str("memory://"),
-            Self::Azure { container, prefix } if prefix.is_empty() => {
-                write!(f, "az://{container}/")
-            }
-            Self::Azure { container, prefix } => write!(f, "az://{container}/{prefix}/"),
-            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Self::Azure { container, prefix } => url(f, "az", container, prefix),
+            Self::S3 { bucket, prefix } => url(f, "s3", bucket, prefix),
+            Self::Gcs { bucket, prefix } => url(f, "gs", bucket, prefix),
         }
+    }
+}
+
+/// `scheme://container/prefix/`, ending in `/` so that an object's name can follow.
+fn url(f: &mut fmt::Formatter<'_>, scheme: &str, container: &str, prefix: &str) -> fmt::Result {
+    if prefix.is_empty() {
+        write!(f, "{scheme}://{container}/")
+    } else {
+        write!(f, "{scheme}://{container}/{prefix}/")
     }
 }
 
@@ -284,6 +304,24 @@ mod tests {
                 prefix: String::new()
             }
         );
+        assert_eq!(
+            L::parse("gs://bucket/ckpt/").unwrap(),
+            L::Gcs {
+                bucket: "bucket".into(),
+                prefix: "ckpt".into()
+            }
+        );
+        // Shown as URLs an object's name can follow, and parsed back to the same location.
+        for (given, shown) in [
+            ("s3://bucket", "s3://bucket/"),
+            ("s3://bucket/ckpt", "s3://bucket/ckpt/"),
+            ("gs://bucket/a/b/", "gs://bucket/a/b/"),
+            ("az://c/p", "az://c/p/"),
+        ] {
+            let parsed = L::parse(given).unwrap();
+            assert_eq!(parsed.to_string(), shown);
+            assert_eq!(L::parse(shown).unwrap(), parsed);
+        }
         assert!(matches!(L::parse(""), Err(LocationError::Empty)));
         assert!(matches!(
             L::parse("file://rel"),
@@ -294,7 +332,11 @@ mod tests {
             Err(LocationError::Malformed { .. })
         ));
         assert!(matches!(
-            L::parse("gs://b/p"),
+            L::parse("gs://"),
+            Err(LocationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            L::parse("ftp://b/p"),
             Err(LocationError::UnknownScheme { .. })
         ));
     }

@@ -4,9 +4,10 @@
 //! A [`Store`] is a local directory (by default `./checkpoints`, see
 //! [`crate::config::DEFAULT_CHECKPOINT_BASE`]), `memory://` for tests, a `file://` URL, or an Azure Blob
 //! Storage container and prefix (`az://container/prefix`, credentials as described in
-//! [`crate::azure`]). `s3://` URLs are parsed (see [`StoreLocation`]) but this build has no
-//! S3 backend, so opening one is a clear error. It holds checkpoint objects only: sources,
-//! blobs included, are read and listed by [`crate::source`].
+//! [`crate::azure`]), an S3 bucket and prefix (`s3://bucket/prefix`) or a Google Cloud
+//! Storage bucket and prefix (`gs://bucket/prefix`; settings for both as described in
+//! [`crate::cloud`]). It holds checkpoint objects only: sources, blobs included, are read
+//! and listed by [`crate::source`].
 //!
 //! Every write is a whole-object PUT, which is atomic: on a local directory `object_store`
 //! writes a temporary file, fsyncs it, renames it into place and fsyncs the directory (we turn
@@ -29,7 +30,9 @@
 //! `0600` once renamed, and before that it is inside a `0700` directory, so no other user can
 //! reach it at any moment. On Azure Blob Storage the equivalent is the container's access
 //! policy: datsync creates a missing checkpoint container private (no public access level),
-//! and access is granted only through the account's keys, SAS or RBAC.
+//! and access is granted only through the account's keys, SAS or RBAC. An S3 or Google
+//! Cloud Storage bucket must exist (datsync never creates one): its access is the bucket's
+//! policy and IAM, which should grant the checkpoint prefix to datsync's identity alone.
 
 mod faults;
 mod location;
@@ -55,6 +58,7 @@ pub use location::{
 };
 
 use crate::azure::{AzureAccount, AzureConfigError};
+use crate::cloud::{Cloud, CloudConfigError, CloudSettings};
 use crate::model::SyncId;
 use faults::{Faults, Verdict};
 
@@ -67,17 +71,6 @@ pub enum StoreError {
     /// The location string is not usable.
     #[error(transparent)]
     Location(#[from] LocationError),
-    /// A cloud location this build cannot open.
-    #[error(
-        "checkpoint location `{location}` needs {backend} support, which this build does not \
-         have; use a local directory, a file:// URL or az://container/prefix"
-    )]
-    Unsupported {
-        /// The location.
-        location: String,
-        /// `s3`.
-        backend: &'static str,
-    },
     /// Azure settings are missing or unusable.
     #[error("{location}: {source}")]
     Azure {
@@ -85,6 +78,14 @@ pub enum StoreError {
         location: String,
         /// What is wrong.
         source: AzureConfigError,
+    },
+    /// S3 or Google Cloud Storage settings are missing or unusable.
+    #[error("{location}: {source}")]
+    Cloud {
+        /// The location.
+        location: String,
+        /// What is wrong.
+        source: CloudConfigError,
     },
     /// The local checkpoint directory cannot be created or opened.
     #[error("cannot use checkpoint directory {path}: {source}; check that it is writable")]
@@ -177,7 +178,22 @@ impl Store {
         }
     }
 
-    /// Opens a parsed location; `az://` takes its account from the environment.
+    /// Opens a location with explicit S3 or Google Cloud Storage settings for `s3://` or
+    /// `gs://` (of the settings' cloud; the other kinds ignore them).
+    pub fn open_in(location: &str, settings: &CloudSettings) -> Result<Self, StoreError> {
+        let parsed = StoreLocation::parse(location)?;
+        match &parsed {
+            StoreLocation::S3 { bucket, prefix } | StoreLocation::Gcs { bucket, prefix }
+                if bucket_cloud(&parsed) == Some(settings.cloud()) =>
+            {
+                Self::bucket(&parsed, bucket, prefix, settings)
+            }
+            other => Self::open_location(other),
+        }
+    }
+
+    /// Opens a parsed location; `az://` takes its account from the environment, `s3://` and
+    /// `gs://` their settings.
     pub fn open_location(location: &StoreLocation) -> Result<Self, StoreError> {
         match location {
             StoreLocation::Memory => Ok(Self::memory()),
@@ -186,11 +202,41 @@ impl Store {
                 let account = env_account(&location.to_string())?;
                 Self::azure(container, prefix, &account)
             }
-            StoreLocation::S3 { .. } => Err(StoreError::Unsupported {
-                location: location.to_string(),
-                backend: "s3",
-            }),
+            StoreLocation::S3 { bucket, prefix } => {
+                let settings = CloudSettings::from_env(Cloud::S3);
+                Self::bucket(location, bucket, prefix, &settings)
+            }
+            StoreLocation::Gcs { bucket, prefix } => {
+                let settings = CloudSettings::from_env(Cloud::Gcs);
+                Self::bucket(location, bucket, prefix, &settings)
+            }
         }
+    }
+
+    fn bucket(
+        location: &StoreLocation,
+        bucket: &str,
+        prefix: &str,
+        settings: &CloudSettings,
+    ) -> Result<Self, StoreError> {
+        let client = settings
+            .bucket(bucket)
+            .map_err(|source| StoreError::Cloud {
+                location: location.to_string(),
+                source,
+            })?;
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            client
+        } else {
+            Arc::new(PrefixStore::new(client, prefix))
+        };
+        Ok(Self {
+            inner,
+            location: location.clone(),
+            local_root: None,
+            azure: None,
+            faults: Faults::default(),
+        })
     }
 
     fn azure(container: &str, prefix: &str, account: &AzureAccount) -> Result<Self, StoreError> {
@@ -540,6 +586,15 @@ pub fn private_dirs(dir: &std::path::Path) -> std::io::Result<()> {
 pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+}
+
+/// The cloud of an `s3://` or `gs://` location.
+fn bucket_cloud(location: &StoreLocation) -> Option<Cloud> {
+    match location {
+        StoreLocation::S3 { .. } => Some(Cloud::S3),
+        StoreLocation::Gcs { .. } => Some(Cloud::Gcs),
+        _ => None,
+    }
 }
 
 /// The Azure account of the environment, or an error naming `location` and the settings.

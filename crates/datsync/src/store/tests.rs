@@ -77,7 +77,7 @@ async fn a_crash_after_a_write_keeps_the_write() {
 }
 
 #[test]
-fn azure_locations_open_and_s3_is_refused() {
+fn cloud_locations_open_and_name_their_objects() {
     let account = super::AzureAccount::emulator("http://127.0.0.1:1/devstoreaccount1");
     let store = Store::open_with("az://checkpoints/datsync/", &account).unwrap();
     assert_eq!(store.location().to_string(), "az://checkpoints/datsync/");
@@ -87,8 +87,58 @@ fn azure_locations_open_and_s3_is_refused() {
         store.describe(&key),
         "az://checkpoints/datsync/sync_20260101_000000_00000001/manifest.json"
     );
-    let err = Store::open("s3://bucket/p").unwrap_err();
-    assert!(err.to_string().contains("needs s3 support"), "{err}");
+    let vars = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let s3 = CloudSettings::from_vars(
+        Cloud::S3,
+        vars(&[
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ]),
+    );
+    for (location, object) in [
+        (
+            "s3://bucket/ckpt",
+            "s3://bucket/ckpt/sync_20260101_000000_00000001/manifest.json",
+        ),
+        (
+            "s3://bucket",
+            "s3://bucket/sync_20260101_000000_00000001/manifest.json",
+        ),
+    ] {
+        let store = Store::open_in(location, &s3).unwrap();
+        assert_eq!(store.describe(&key), object);
+        // Reopened by another process from what it says it is.
+        let again = store.reopenable_location().unwrap();
+        assert_eq!(StoreLocation::parse(&again).unwrap(), *store.location());
+    }
+    // Settings that cannot work name the variable, and the location.
+    let half = CloudSettings::from_vars(Cloud::S3, vars(&[("AWS_ACCESS_KEY_ID", "k")]));
+    let err = Store::open_in("s3://bucket/ckpt", &half)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("s3://bucket/ckpt/") && err.contains("AWS_SECRET_ACCESS_KEY"),
+        "{err}"
+    );
+    let gcs = CloudSettings::from_vars(
+        Cloud::Gcs,
+        vars(&[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/adc.json")]),
+    );
+    let err = Store::open_in("gs://bucket/ckpt", &gcs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("gs://bucket/ckpt/")
+            && err.contains("GOOGLE_APPLICATION_CREDENTIALS")
+            && err.contains("/nonexistent/adc.json"),
+        "{err}"
+    );
     assert!(matches!(
         Store::open("memory://").unwrap().location(),
         StoreLocation::Memory

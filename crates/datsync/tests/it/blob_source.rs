@@ -1,9 +1,10 @@
-//! Reading a source blob from the Azure Storage emulator: by ranges, hashed on the way, and
-//! refused when the blob is replaced in the middle of the read.
+//! Reading a source blob from the Azure Storage emulator, and a source object from the S3
+//! emulator (moto): by ranges, hashed on the way, and refused when the blob or object is
+//! replaced in the middle of the read.
 
 use std::io::Read;
 
-use datsync::{Azurite, Blob, SourceRef};
+use datsync::{Azurite, Blob, BlobMeta, Moto, SourceRef};
 use sha2::{Digest, Sha256};
 
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
@@ -21,7 +22,38 @@ async fn a_blob_is_read_in_ranges_and_fingerprinted_by_its_etag() {
     let blob = Blob::open_with(url, &account).unwrap();
     let content = bytes(1_000_003, 7);
     blob.put(content.clone().into()).await.unwrap();
+    let listed = datsync::list_blobs("az://data/in/", &account)
+        .await
+        .unwrap();
+    reads_in_ranges_and_refuses_a_replaced_source(blob, url, &content, listed, "blob").await;
+}
 
+/// The same reads of an S3 object, on moto: ranged GETs with `If-Match`, which moto checks
+/// (if it did not, the replaced object would be read without an error and this would fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_object_is_read_in_ranges_and_fingerprinted_by_its_etag() {
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("data").await.unwrap();
+    let settings = moto.s3_settings();
+    let url = "s3://data/in/ZTDWR_20250129.dat";
+    let blob = Blob::open_in(url, &settings).unwrap();
+    let content = bytes(1_000_003, 7);
+    blob.put(content.clone().into()).await.unwrap();
+    let listed = datsync::list_objects("s3://data/in/", &settings)
+        .await
+        .unwrap();
+    reads_in_ranges_and_refuses_a_replaced_source(blob, url, &content, listed, "object").await;
+}
+
+/// `blob` (named `url`) holds `content`; `listed` is the listing of its prefix.
+async fn reads_in_ranges_and_refuses_a_replaced_source(
+    blob: Blob,
+    url: &str,
+    content: &[u8],
+    listed: Vec<(Blob, BlobMeta)>,
+    word: &str,
+) {
+    let content = content.to_vec();
     let source = SourceRef::open_blob(blob.clone()).await.unwrap();
     assert_eq!(source.name(), url);
     assert_eq!(source.file_name(), "ZTDWR_20250129.dat");
@@ -29,10 +61,8 @@ async fn a_blob_is_read_in_ranges_and_fingerprinted_by_its_etag() {
     assert_eq!(fp.size_bytes, 1_000_003);
     assert!(fp.etag.is_some(), "{fp:?}");
     // A listing gives the same ETag as a HEAD (receipts and fingerprints compare them).
-    let listed = datsync::list_blobs("az://data/in/", &account)
-        .await
-        .unwrap();
     assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0.url(), url);
     assert_eq!(listed[0].1.etag, fp.etag);
     assert!(!fp.etag.as_deref().unwrap().contains('"'), "{fp:?}");
 
@@ -76,7 +106,11 @@ async fn a_blob_is_read_in_ranges_and_fingerprinted_by_its_etag() {
     })
     .await
     .unwrap();
-    assert!(err.to_string().contains("changed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("the {word} changed while it was being read")),
+        "{err}"
+    );
     // Opened again, it is a new version with another ETag.
     let again = SourceRef::open_blob(blob).await.unwrap();
     assert_ne!(again.fingerprint().etag, fp.etag);
@@ -95,4 +129,23 @@ async fn a_missing_blob_is_named() {
     );
     // A container URL without a path is not a blob.
     assert!(Blob::open_with("az://data/", &account).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_s3_object_or_bucket_is_named() {
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("data").await.unwrap();
+    let settings = moto.s3_settings();
+    let blob = Blob::open_in("s3://data/none.dat", &settings).unwrap();
+    let err = SourceRef::open_blob(blob).await.unwrap_err().to_string();
+    assert!(
+        err.contains("s3://data/none.dat") && err.contains("no such object"),
+        "{err}"
+    );
+    let blob = Blob::open_in("s3://nobucket/a.dat", &settings).unwrap();
+    let err = SourceRef::open_blob(blob).await.unwrap_err().to_string();
+    assert!(err.starts_with("s3://nobucket/a.dat"), "{err}");
+    assert!(Blob::open_in("s3://data/", &settings).is_err());
+    // An Azure URL is not opened with S3 settings.
+    assert!(Blob::open_in("az://data/a.dat", &settings).is_err());
 }
