@@ -72,7 +72,7 @@ pub enum Command {
     ///
     /// Exit codes as for `run`.
     Resume(ResumeArgs),
-    /// Load every new `.dat` / `.dat.gz` file of a directory or blob prefix (az://) exactly
+    /// Load every new `.dat` / `.dat.gz` file of a directory or blob prefix (az://, s3://, gs://) exactly
     /// once, polling it, and retry unfinished syncs (same sync id, growing pause) until they
     /// are parked as poison.
     ///
@@ -233,7 +233,9 @@ pub struct SyncArgs {
 pub struct RunArgs {
     /// The source: a local file (`.dat`, gzip or not) or a blob, `az://container/path`
     /// (account from AzureWebJobsStorage, or AZURE_STORAGE_ACCOUNT_NAME with
-    /// AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN).
+    /// AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN), `s3://bucket/path` (AWS_*
+    /// variables) or `gs://bucket/path` (GOOGLE_APPLICATION_CREDENTIALS or
+    /// GOOGLE_SERVICE_ACCOUNT).
     pub source: String,
     /// Use this sync id (continue it, or start it with this id).
     #[arg(long)]
@@ -270,7 +272,8 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// The directory to watch, or an Azure Blob Storage prefix `az://container/path`
-    /// (account from AzureWebJobsStorage, or AZURE_STORAGE_ACCOUNT_NAME with a key or SAS).
+    /// (account from AzureWebJobsStorage, or AZURE_STORAGE_ACCOUNT_NAME with a key or SAS),
+    /// an S3 prefix `s3://bucket/path` or a Google Cloud Storage prefix `gs://bucket/path`.
     #[arg(value_name = "SOURCE_PREFIX")]
     pub source_prefix: String,
     /// Pause between two cycles (`500ms`, `30s`, `5m`, `1h`).
@@ -560,7 +563,8 @@ pub struct SampleArgs {
 /// Arguments of `datsync inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The file to inspect (`.dat`, gzip or not), or a blob `az://container/path`.
+    /// The file to inspect (`.dat`, gzip or not), or a blob `az://container/path`,
+    /// `s3://bucket/path`, `gs://bucket/path`.
     pub file: String,
     /// Print one JSON object instead of text.
     #[arg(long)]

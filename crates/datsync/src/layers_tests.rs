@@ -85,6 +85,18 @@ fn sample(env: &str) -> &'static str {
         "IDENTITY_ENDPOINT" => "http://127.0.0.1:41000/msi/token",
         "IDENTITY_HEADER" => "h3ader",
         "DATSYNC_IMDS_ENDPOINT" => "http://127.0.0.1:41001",
+        "AWS_ACCESS_KEY_ID" => "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY" => "s3kr1t",
+        "AWS_SESSION_TOKEN" => "t0ken",
+        "AWS_REGION" => "eu-central-1",
+        "AWS_DEFAULT_REGION" => "eu-west-1",
+        "AWS_ENDPOINT_URL" => "http://127.0.0.1:41002",
+        "AWS_ALLOW_HTTP" => "true",
+        "AWS_ROLE_ARN" => "arn:aws:iam::123456789012:role/datsync",
+        "AWS_WEB_IDENTITY_TOKEN_FILE" => "/var/run/aws-token",
+        "GOOGLE_APPLICATION_CREDENTIALS" => "/etc/datsync/adc.json",
+        "GOOGLE_SERVICE_ACCOUNT" => "/etc/datsync/sa.json",
+        "GOOGLE_SERVICE_ACCOUNT_KEY" => "{\"type\": \"service_account\"}",
         "DATSYNC_WATCH_BACKOFF" => "2m",
         "DATSYNC_METRICS_ADDR" => "127.0.0.1:9464",
         "FUNCTIONS_CUSTOMHANDLER_PORT" => "7071",
@@ -118,7 +130,9 @@ fn readers(e: &HashMap<String, String>) -> String {
     let alert = crate::AlertSettings::from_env(|k| e.get(k).cloned());
     let azure = crate::AzureAccount::from_vars(|k| e.get(k).cloned());
     let hooks = crate::HookSettings::from_env(&[], |k| e.get(k).cloned());
-    format!("{raw:?}\n{pg:?}\n{alert:?}\n{azure:?}\n{hooks:?}")
+    let s3 = crate::CloudSettings::from_vars(crate::Cloud::S3, e.clone());
+    let gcs = crate::CloudSettings::from_vars(crate::Cloud::Gcs, e.clone());
+    format!("{raw:?}\n{pg:?}\n{alert:?}\n{azure:?}\n{hooks:?}\n{s3:?}\n{gcs:?}")
 }
 
 #[test]

@@ -74,7 +74,8 @@ pub(super) async fn serve_monitor(
     Ok(())
 }
 
-/// The watched place: an `az://container/prefix`, or an existing local directory.
+/// The watched place: an `az://container/prefix`, `s3://bucket/prefix`,
+/// `gs://bucket/prefix`, or an existing local directory.
 fn watched_place(prefix: &str) -> anyhow::Result<String> {
     if datsync::is_blob_url(prefix) {
         datsync::check_blob_prefix(prefix)?;
@@ -82,8 +83,8 @@ fn watched_place(prefix: &str) -> anyhow::Result<String> {
     }
     if prefix.contains("://") {
         anyhow::bail!(
-            "{prefix}: watch a local directory or an Azure Blob Storage prefix \
-             (az://container/path)"
+            "{prefix}: watch a local directory or a blob prefix (az://container/path, \
+             s3://bucket/path, gs://bucket/path)"
         );
     }
     let dir = PathBuf::from(prefix);

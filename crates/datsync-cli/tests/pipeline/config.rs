@@ -233,6 +233,7 @@ fn every_documented_variable_is_a_key_of_the_file() {
         "PARTIAL_SUCCESS",
         "IN_PROGRESS",
         "AZURITE_BIN",
+        "MOTO_SERVER",
         "DATSYNC_BENCH_MB",
         "DATSYNC_BENCH_DATABASE_URL",
         "DATSYNC_WATCH_SOURCE",

@@ -2,7 +2,8 @@
 //! `127.0.0.1:5432` (each test in a database of its own) and real files in temp dirs: the
 //! pipeline's promises (resume, exactly-once effect after `kill -9`, newest wins, nothing lost
 //! silently, stale checkpoints never trusted, one writer per sync) and Diagram 4's error
-//! handling; and `datsync watch` over a directory.
+//! handling; `datsync watch` over a directory; blob sources and checkpoints on the Azure
+//! and S3 emulators.
 
 // Test helpers unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -32,6 +33,7 @@ mod pii;
 mod private;
 mod privilege;
 mod resume;
+mod s3;
 mod serve;
 mod types;
 mod versions;
