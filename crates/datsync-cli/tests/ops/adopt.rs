@@ -473,3 +473,191 @@ fn adopt_retries_a_busy_table_then_names_the_session_holding_it() {
     ));
     assert_eq!(done["target_table"], "adopted");
 }
+
+/// Another loader's tables without datsync's columns or key (issue 18 item 3): under a
+/// composite key `init-db` names the missing primary key on both columns and `--adopt` adds
+/// it; in append mode it names the unique index on `(sync_id, source_line)` and `--adopt`
+/// creates one (a primary key would refuse the legacy rows, whose `sync_id` is NULL). Then
+/// a file loads into each, its rows beside (or over) the legacy ones.
+#[test]
+fn a_legacy_table_is_adopted_under_a_composite_key_and_for_appending() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let url = db.url();
+    let (pairs, events) = pairs_and_events(&db, cwd);
+    for (profile, needles) in [
+        (
+            &pairs,
+            [
+                "no primary key or unique index on `a`, `b` alone",
+                "ALTER TABLE \"public\".\"pairs\" ADD PRIMARY KEY (\"a\", \"b\");",
+            ],
+        ),
+        (
+            &events,
+            [
+                "no unique index on `sync_id`, `source_line` alone",
+                "CREATE UNIQUE INDEX IF NOT EXISTS \"events_datsync_append_key\" ON \
+                 \"public\".\"events\" (\"sync_id\", \"source_line\");",
+            ],
+        ),
+    ] {
+        refused_then_adopted(cwd, &url, profile, &needles);
+    }
+    let key_of = |table: &str| -> Vec<String> {
+        query(
+            &db,
+            &format!(
+                "SELECT a.attname::text FROM pg_index i
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                  WHERE i.indrelid = '{table}'::regclass AND i.indisunique ORDER BY a.attnum"
+            ),
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(key_of("pairs"), ["a", "b"]);
+    assert_eq!(key_of("events"), ["sync_id", "source_line"]);
+
+    let run = |profile: &Path, name: &str, text: &str| run_file(cwd, &url, profile, name, text);
+    let s = run(
+        &pairs,
+        "pairs.csv",
+        "a,b,note\nx,2,new x2\ny,2,new y2\nx,3,new x3\n",
+    );
+    assert_eq!(
+        (
+            s["records_inserted"].as_u64(),
+            s["records_updated"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    let rows: Vec<(String, i64, String)> = query(&db, "SELECT a, b, note FROM pairs ORDER BY 1, 2")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let want = [
+        ("x", 1, "legacy x1"),
+        ("x", 2, "new x2"),
+        ("x", 3, "new x3"),
+        ("y", 2, "new y2"),
+    ]
+    .map(|(a, b, n)| (a.to_owned(), b, n.to_owned()));
+    assert_eq!(rows, want);
+
+    let s = run(
+        &events,
+        "events.csv",
+        "kind,amount\nlegacy,1\nnew,2\nnew,2\n",
+    );
+    assert_eq!(s["records_inserted"].as_u64(), Some(3), "{s}");
+    let rows: Vec<(String, Option<String>, i64)> = query(
+        &db,
+        "SELECT kind, amount::text, count(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let want = [
+        ("legacy", Some("1"), 3),
+        ("legacy", None, 1),
+        ("new", Some("2"), 2),
+    ]
+    .map(|(k, a, n)| (k.to_owned(), a.map(str::to_owned), n));
+    assert_eq!(rows, want);
+}
+
+/// `init-db` refuses the table naming each of `needles`; `--adopt` takes it over; a plain
+/// `init-db` then changes nothing.
+fn refused_then_adopted(cwd: &Path, url: &str, profile: &Path, needles: &[&str]) {
+    let p = profile.to_str().unwrap();
+    let refused = datsync(
+        cwd,
+        &["--profile", p, "init-db", "--database-url", url],
+        &[],
+    );
+    assert_ne!(refused.0, 0, "{}", refused.1);
+    for needle in needles {
+        assert!(refused.2.contains(needle), "{needle} not in {}", refused.2);
+    }
+    let adopted = json(&datsync(
+        cwd,
+        &[
+            "--profile",
+            p,
+            "init-db",
+            "--adopt",
+            "--database-url",
+            url,
+            "--json",
+        ],
+        &[],
+    ));
+    assert_eq!(adopted["target_table"], "adopted", "{adopted}");
+    // Adopted: a plain init-db now finds everything.
+    let checked = json(&datsync(
+        cwd,
+        &["--profile", p, "init-db", "--database-url", url, "--json"],
+        &[],
+    ));
+    assert_eq!(checked["changed"], false, "{checked}");
+}
+
+/// `datsync run` of `text` written to `name`, with `profile`; its `--json` summary.
+fn run_file(cwd: &Path, url: &str, profile: &Path, name: &str, text: &str) -> Value {
+    let file = cwd.join(name);
+    std::fs::write(&file, text).unwrap();
+    let ck = cwd.join("ck");
+    json(&datsync(
+        cwd,
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "run",
+            file.to_str().unwrap(),
+            "--database-url",
+            url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    ))
+}
+
+/// Another loader's `pairs` (no key) and `events` tables with rows, and the profiles that
+/// load them: keyed by `(a, b)`, and in append mode.
+fn pairs_and_events(db: &TestDb, cwd: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    rt().block_on(async {
+        let c = connect(&db.settings()).await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE pairs (a text, b bigint, note text);
+             INSERT INTO pairs VALUES ('x', 1, 'legacy x1'), ('x', 2, 'legacy x2');
+             CREATE TABLE events (kind text, amount numeric);
+             INSERT INTO events VALUES ('legacy', 1), ('legacy', 1), ('legacy', NULL);",
+        )
+        .await
+        .unwrap();
+    });
+    let pairs = cwd.join("pairs.toml");
+    std::fs::write(
+        &pairs,
+        "name = \"pairs\"\ntable = \"pairs\"\nkey = [\"a\", \"b\"]\n[format]\ndelimiter = \",\"\n\
+         [[columns]]\nsource = \"a\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+         [[columns]]\nsource = \"b\"\ntype = \"integer\"\nrequired = true\nnot_empty = true\n\
+         [[columns]]\nsource = \"note\"\ntype = \"text\"\n",
+    )
+    .unwrap();
+    let events = cwd.join("events.toml");
+    std::fs::write(
+        &events,
+        "name = \"events\"\ntable = \"events\"\nmode = \"append\"\n[format]\ndelimiter = \",\"\n\
+         [[columns]]\nsource = \"kind\"\ntype = \"text\"\n\
+         [[columns]]\nsource = \"amount\"\ntype = \"numeric\"\n",
+    )
+    .unwrap();
+    (pairs, events)
+}

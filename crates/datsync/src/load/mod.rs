@@ -6,7 +6,12 @@
 //! Newest wins: a target row is only replaced by a row with a greater
 //! `(sync_seq, source_line)`, so retrying chunk 5 after chunk 120, or loading an older
 //! sync's chunk after a newer sync, never regresses a key. Duplicate keys inside a chunk are
-//! reduced to the last source line before the upsert (no SQLSTATE 21000).
+//! reduced to the last source line before the upsert (no SQLSTATE 21000). A composite key
+//! (`key = ["a", "b"]`) is one key: every part is compared, conflicted on and counted together.
+//!
+//! Append mode (`mode = "append"`) has no key: every staged row is inserted `ON CONFLICT
+//! (sync_id, source_line) DO NOTHING` (the table's own key), in the same transaction as the
+//! ledger row, so `inserted = rows`.
 //!
 //! # Counts
 //!

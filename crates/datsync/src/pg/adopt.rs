@@ -200,10 +200,14 @@ pub async fn plan_target(
         .collect();
     let mut plan = compare(profile, &found);
     let unique = super::unique_columns(profile);
-    if plan.missing.is_empty()
-        && plan.problems.is_empty()
-        && !has_unique_key(client, profile, &unique).await?
-    {
+    // The unique key is looked for once the key's own columns are there (in append mode,
+    // `sync_id` and `source_line` may be among the columns being added: the index follows
+    // them).
+    let key_found = profile
+        .key
+        .iter()
+        .all(|k| found.iter().any(|f| &f.name == k));
+    if key_found && plan.problems.is_empty() && !has_unique_key(client, profile, &unique).await? {
         let names: Vec<String> = unique.iter().map(|k| format!("`{k}`")).collect();
         let (what, statement) = if profile.appends() {
             // Rows adopted from another loader have no sync_id: a unique index lets them be
