@@ -228,6 +228,48 @@ impl CloudSettings {
         }
     }
 
+    /// When no credentials are configured (so `object_store` asks the machine's identity),
+    /// what to say after an error of the service: which variables were looked for.
+    pub fn no_credentials_hint(&self) -> Option<&'static str> {
+        let any = |names: &[&str]| names.iter().any(|n| self.get(n).is_some());
+        match self.cloud {
+            Cloud::S3 => (!any(&[
+                "AWS_ACCESS_KEY_ID",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_SKIP_SIGNATURE",
+            ]))
+            .then_some(
+                "no S3 credentials are set (AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY, or \
+                 AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN), so the machine's role was \
+                 asked for them",
+            ),
+            Cloud::Gcs => {
+                let gcloud = std::env::var_os("HOME").is_some_and(|home| {
+                    std::path::Path::new(&home)
+                        .join(".config/gcloud/application_default_credentials.json")
+                        .exists()
+                });
+                (!gcloud
+                    && !any(&[
+                        "GOOGLE_APPLICATION_CREDENTIALS",
+                        "GOOGLE_SERVICE_ACCOUNT",
+                        "GOOGLE_SERVICE_ACCOUNT_KEY",
+                        "GOOGLE_BEARER_TOKEN",
+                        "GOOGLE_SKIP_SIGNATURE",
+                    ]))
+                .then_some(
+                    "no Google Cloud Storage credentials are set \
+                     (GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_SERVICE_ACCOUNT or \
+                     GOOGLE_SERVICE_ACCOUNT_KEY, or gcloud's application default credentials), \
+                     so the machine's service account was asked for them",
+                )
+            }
+            Cloud::Azure => None,
+        }
+    }
+
     /// The `object_store` client of one bucket.
     pub(crate) fn bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, CloudConfigError> {
         crate::azure::install_crypto_provider();
@@ -334,6 +376,23 @@ mod tests {
             .to_string();
         assert!(e.contains("AWS_ACCESS_KEY_ID is not"), "{e}");
         assert!(!e.contains("sekret"), "{e}");
+    }
+
+    #[test]
+    fn without_credentials_errors_say_which_variables_were_looked_for() {
+        let none = CloudSettings::from_vars(Cloud::S3, vars(&[("AWS_REGION", "eu-west-1")]));
+        assert!(
+            none.no_credentials_hint()
+                .unwrap()
+                .contains("AWS_ACCESS_KEY_ID")
+        );
+        for set in ["AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE"] {
+            let some = CloudSettings::from_vars(Cloud::S3, vars(&[(set, "x")]));
+            assert_eq!(some.no_credentials_hint(), None, "{set}");
+        }
+        let some =
+            CloudSettings::from_vars(Cloud::Gcs, vars(&[("GOOGLE_SERVICE_ACCOUNT_KEY", "{}")]));
+        assert_eq!(some.no_credentials_hint(), None);
     }
 
     #[test]

@@ -200,8 +200,55 @@ fn a_missing_object_or_credential_is_a_clear_error() {
         "{}",
         out.stderr
     );
-    // Google Cloud Storage checkpoints with a credentials file that is not there.
+    // No credentials at all: the machine's role is asked (here a closed port stands for the
+    // instance metadata service), and the error says which variables were looked for.
+    let endpoint = env.iter().find(|(k, _)| *k == "AWS_ENDPOINT_URL").unwrap();
+    let out = sync_s3(
+        &work,
+        &db,
+        &["run", SOURCE],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.1.as_str()),
+            ("AWS_METADATA_ENDPOINT", "http://127.0.0.1:1"),
+        ],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains(SOURCE)
+            && out.stderr.contains("no S3 credentials are set")
+            && out.stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        out.stderr
+    );
+    // The same for Google Cloud Storage checkpoints (its metadata service, by name and by
+    // address, a closed port).
     let url = db.url();
+    let out = datsync(
+        work.path(),
+        &[
+            "run",
+            work.file(),
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            "gs://bucket/ckpt",
+        ],
+        &[
+            ("GCE_METADATA_HOST", "127.0.0.1:1"),
+            ("GCE_METADATA_IP", "127.0.0.1:1"),
+        ],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("gs://bucket/ckpt/")
+            && out
+                .stderr
+                .contains("no Google Cloud Storage credentials are set")
+            && out.stderr.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{}",
+        out.stderr
+    );
+    // Google Cloud Storage checkpoints with a credentials file that is not there.
     let out = datsync(
         work.path(),
         &[

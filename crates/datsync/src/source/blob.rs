@@ -51,6 +51,8 @@ impl BlobMeta {
 #[derive(Debug, Clone)]
 pub struct Blob {
     client: Arc<dyn ObjectStore>,
+    /// Said after an error of the service when no credentials are configured.
+    hint: Option<&'static str>,
     cloud: Cloud,
     container: String,
     path: Path,
@@ -83,6 +85,7 @@ impl Blob {
         let (container, path) = object_parts(url, Cloud::Azure)?;
         Ok(Self {
             client: container_client(url, account, &container)?,
+            hint: None,
             cloud: Cloud::Azure,
             container,
             path,
@@ -95,6 +98,7 @@ impl Blob {
         let (container, path) = object_parts(url, cloud)?;
         Ok(Self {
             client: bucket_client(url, settings, &container)?,
+            hint: settings.no_credentials_hint(),
             cloud,
             container,
             path,
@@ -183,7 +187,7 @@ impl Blob {
     fn error(&self, e: object_store::Error) -> SourceError {
         SourceError {
             path: self.url(),
-            error: io::Error::other(e),
+            error: with_hint(e, self.hint),
         }
     }
 }
@@ -195,7 +199,7 @@ pub async fn list_blobs(
 ) -> Result<Vec<(Blob, BlobMeta)>, SourceError> {
     let (container, prefix) = prefix_parts(prefix_url, Cloud::Azure)?;
     let client = container_client(prefix_url, account, &container)?;
-    list_in(prefix_url, client, Cloud::Azure, container, &prefix).await
+    list_in(prefix_url, (client, None), Cloud::Azure, container, &prefix).await
 }
 
 /// Every object under `s3://bucket/prefix` or `gs://bucket/prefix` (the cloud of
@@ -207,7 +211,8 @@ pub async fn list_objects(
     let cloud = settings.cloud();
     let (container, prefix) = prefix_parts(prefix_url, cloud)?;
     let client = bucket_client(prefix_url, settings, &container)?;
-    list_in(prefix_url, client, cloud, container, &prefix).await
+    let hint = settings.no_credentials_hint();
+    list_in(prefix_url, (client, hint), cloud, container, &prefix).await
 }
 
 /// Every blob or object under a prefix URL of any cloud, with the environment's account or
@@ -222,7 +227,7 @@ pub async fn list_from_env(prefix_url: &str) -> Result<Vec<(Blob, BlobMeta)>, So
 
 async fn list_in(
     prefix_url: &str,
-    client: Arc<dyn ObjectStore>,
+    (client, hint): (Arc<dyn ObjectStore>, Option<&'static str>),
     cloud: Cloud,
     container: String,
     prefix: &str,
@@ -234,7 +239,7 @@ async fn list_in(
         .await
         .map_err(|e| SourceError {
             path: prefix_url.to_owned(),
-            error: io::Error::other(e),
+            error: with_hint(e, hint),
         })?;
     let mut blobs: Vec<_> = metas
         .into_iter()
@@ -246,6 +251,7 @@ async fn list_in(
             };
             let blob = Blob {
                 client: Arc::clone(&client),
+                hint,
                 cloud,
                 container: container.clone(),
                 path: m.location,
@@ -291,6 +297,14 @@ fn bucket_client(
         path: url.to_owned(),
         error: io::Error::other(e),
     })
+}
+
+/// A service's error, followed by `hint` when there is one.
+pub(crate) fn with_hint(e: object_store::Error, hint: Option<&str>) -> io::Error {
+    match hint {
+        Some(hint) => io::Error::other(format!("{e}; {hint}")),
+        None => io::Error::other(e),
+    }
 }
 
 /// An ETag without its quotes: a HEAD answers `"0x8DC…"`, a listing `0x8DC…`, and the two

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{SourceFingerprint, hex};
 use blob::BlobReader;
+pub(crate) use blob::with_hint;
 pub use blob::{
     Blob, BlobMeta, check_blob_prefix, is_azure_url, is_blob_url, list_blobs, list_from_env,
     list_objects,

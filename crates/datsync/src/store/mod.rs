@@ -137,6 +137,8 @@ pub struct Store {
     local_root: Option<PathBuf>,
     /// The account and container of an `az://` store.
     azure: Option<(AzureAccount, String)>,
+    /// Said after an error of the service when no S3 or GCS credentials are configured.
+    hint: Option<&'static str>,
     faults: Faults,
 }
 
@@ -166,6 +168,7 @@ impl Store {
             location: StoreLocation::Memory,
             local_root: None,
             azure: None,
+            hint: None,
             faults: Faults::default(),
         }
     }
@@ -235,6 +238,7 @@ impl Store {
             location: location.clone(),
             local_root: None,
             azure: None,
+            hint: settings.no_credentials_hint(),
             faults: Faults::default(),
         })
     }
@@ -260,6 +264,7 @@ impl Store {
             location,
             local_root: None,
             azure: Some((account.clone(), container.to_owned())),
+            hint: None,
             faults: Faults::default(),
         })
     }
@@ -280,6 +285,7 @@ impl Store {
             location: StoreLocation::Local(root.clone()),
             local_root: Some(root),
             azure: None,
+            hint: None,
             faults: Faults::default(),
         })
     }
@@ -534,7 +540,15 @@ impl Store {
         StoreError::Object {
             op,
             object: self.describe(key),
-            source: Box::new(e),
+            source: self.service_error(e),
+        }
+    }
+
+    /// A service's error, followed by the hint about credentials when there is one.
+    fn service_error(&self, e: object_store::Error) -> Box<dyn std::error::Error + Send + Sync> {
+        match self.hint {
+            Some(_) => Box::new(crate::source::with_hint(e, self.hint)),
+            None => Box::new(e),
         }
     }
 
@@ -547,11 +561,10 @@ impl Store {
     }
 
     fn list_error(&self, what: &str, e: object_store::Error) -> StoreError {
-        let _ = self;
         StoreError::Object {
             op: "list",
             object: what.to_owned(),
-            source: Box::new(e),
+            source: self.service_error(e),
         }
     }
 }
