@@ -259,6 +259,11 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// The sync to continue (`sync_YYYYMMDD_HHMMSS_xxxxxxxx`).
     pub sync_id: String,
+    /// Discard the sync's checkpoint and make it again from the source (which must be the
+    /// one the sync started from) and the database: for a checkpoint whose manifest is
+    /// unreadable or missing. The chunks committed stay committed and are not loaded again.
+    #[arg(long)]
+    pub rebuild_checkpoint: bool,
     /// Write the process's Prometheus metrics to this file at the end, in the text format
     /// (for node_exporter's textfile collector; written to a temporary file, then renamed).
     #[arg(long, value_name = "PATH")]

@@ -318,7 +318,7 @@ mod lookup;
 mod preview;
 pub use header::{RecordedHeader, record_header, recorded_header};
 pub use ledger::{LedgerSample, ledger_error_sample, progress_from_ledger};
-pub use loaded::{earlier_syncs, record_source_fingerprint};
+pub use loaded::{earlier_syncs, record_source_fingerprint, recorded_source_fingerprint};
 pub use lookup::{StoredSync, recorded_location, source_holder, stored_sync};
 pub use preview::{
     CHECKSUM_IGNORED_COLUMNS, TableChecksum, TablePreview, preview_target, table_checksum,

@@ -45,7 +45,11 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
         let pipeline = with_bars(build(&sync, global)?, global).stop(stop).build();
         let summary = runtime.block_on(async {
             super::watch::listen_for_stop(stop_tx)?;
-            anyhow::Ok(pipeline.resume(sync_id).await)
+            if args.rebuild_checkpoint {
+                anyhow::Ok(pipeline.rebuild_checkpoint(sync_id).await)
+            } else {
+                anyhow::Ok(pipeline.resume(sync_id).await)
+            }
         })?;
         write_metrics(&pipeline, args.metrics_file.as_deref())?;
         report(&summary?, args.sync.json)

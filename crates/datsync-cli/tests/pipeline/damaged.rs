@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{MESSY, Outcome, TestDb, Work, counts, fresh_sync_id};
+use crate::common::{
+    CHUNK_SIZE, MESSY, Outcome, TestDb, Work, counts, datsync, fresh_sync_id, write_sample,
+};
 
 /// The journal objects of a sync's checkpoint, by sequence number, parsed.
 fn journal(dir: &Path) -> Vec<(PathBuf, Value)> {
@@ -390,4 +392,137 @@ fn rows03_05_damage_that_needs_an_unreadable_source_is_refused_naming_the_way_ba
     let out = work.resume(&db, &ck, &sync, &[]);
     assert_as_reference("the source back", &out, &db, &reference, &sync);
     assert!(!dir.exists());
+}
+
+/// `datsync resume SYNC_ID --rebuild-checkpoint` with the shared flags.
+fn rebuild(work: &Work, db: &TestDb, ck: &Path, sync: &str) -> Outcome {
+    let url = db.url();
+    let args = [
+        "resume",
+        sync,
+        "--rebuild-checkpoint",
+        "--database-url",
+        &url,
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--chunk-size",
+        CHUNK_SIZE,
+        "--json",
+    ];
+    datsync(work.path(), &args, &[])
+}
+
+/// A damage form's name, what it does to the sync's checkpoint directory, and what the
+/// refusal says of it.
+type ManifestDamage = (&'static str, fn(&Path), &'static str);
+
+/// Damage to `manifest.json` itself.
+const MANIFEST_DAMAGE: &[ManifestDamage] = &[
+    (
+        "an empty manifest",
+        |dir| std::fs::write(dir.join("manifest.json"), b"").unwrap(),
+        "manifest.json is unreadable (empty file)",
+    ),
+    (
+        "a truncated manifest",
+        |dir| {
+            let path = dir.join("manifest.json");
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        },
+        "manifest.json is unreadable (truncated",
+    ),
+    (
+        "a deleted manifest",
+        |dir| std::fs::remove_file(dir.join("manifest.json")).unwrap(),
+        "has chunk files but no manifest.json",
+    ),
+];
+
+#[test]
+fn row03_an_unreadable_manifest_is_refused_and_rebuilt_by_the_command_it_names() {
+    let work = Work::new(3_000, 53, MESSY);
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let expected = work.run(
+        &reference_db,
+        &work.checkpoints("ck_reference"),
+        &["--sync-id", &sync],
+        &[],
+    );
+    let reference = (expected, reference_db);
+    for (i, (name, damage, says)) in MANIFEST_DAMAGE.iter().enumerate() {
+        let db = TestDb::new();
+        let ck = work.checkpoints(&format!("ck_{i}"));
+        let killed = work.run(
+            &db,
+            &ck,
+            &["--sync-id", &sync],
+            &[("DATSYNC_KILL_AT", "chunk_committed:3")],
+        );
+        assert!(killed.killed(), "{name}: {}", killed.describe());
+        db.wait_for_other_sessions();
+        let dir = ck.join(&sync);
+        damage(&dir);
+        let ledger = db.ledger(&sync);
+
+        let out = work.resume(&db, &ck, &sync, &[]);
+        assert_eq!(out.code(), Some(1), "{name}: {}", out.describe());
+        let way_back = format!("`datsync resume {sync} --rebuild-checkpoint`");
+        for says in [says, way_back.as_str()] {
+            assert!(
+                out.stderr.contains(says),
+                "{name}: {says:?}: {}",
+                out.describe()
+            );
+        }
+        assert!(out.summary()["status"].is_null(), "{name}: no status");
+        assert_eq!(db.ledger(&sync), ledger, "{name}: nothing loaded");
+        assert!(dir.exists(), "{name}: the checkpoint is kept");
+
+        let out = rebuild(&work, &db, &ck, &sync);
+        assert_as_reference(name, &out, &db, &reference, &sync);
+        assert!(
+            out.stderr
+                .contains("rebuilding it from the source and the database"),
+            "{name}: {}",
+            out.describe()
+        );
+        assert!(!dir.exists(), "{name}: the checkpoint is cleaned up");
+    }
+}
+
+#[test]
+fn row03_a_checkpoint_is_never_rebuilt_from_another_source() {
+    let work = Work::new(3_000, 54, MESSY);
+    let sync = fresh_sync_id();
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let killed = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "chunk_committed:3")],
+    );
+    assert!(killed.killed(), "{}", killed.describe());
+    db.wait_for_other_sessions();
+    std::fs::write(ck.join(&sync).join("manifest.json"), b"").unwrap();
+    let ledger = db.ledger(&sync);
+    write_sample(&work.file, 3_000, 55, MESSY);
+
+    let out = rebuild(&work, &db, &ck, &sync);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("has changed since its checkpoint was made")
+            && out.stderr.contains("--fresh"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(db.ledger(&sync), ledger, "nothing loaded");
+    assert_eq!(db.metadata(&sync).unwrap()["status"], "IN_PROGRESS");
+    // A sync that does not exist is not rebuilt from anything.
+    let out = rebuild(&work, &db, &ck, "sync_20200101_000000_00000000");
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("is unknown"), "{}", out.describe());
 }

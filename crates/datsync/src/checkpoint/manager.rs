@@ -192,6 +192,7 @@ impl CheckpointManager {
                 .any(|o| matches!(o.kind, ObjectKind::Chunk(_)))
             {
                 return Err(CheckpointError::ManifestMissing {
+                    sync_id: self.sync_id.clone(),
                     dir: self.store.describe_sync(&self.sync_id),
                 });
             }
@@ -287,6 +288,7 @@ impl CheckpointManager {
 
     fn corrupt(&self, key: &ObjectKey, reason: String) -> CheckpointError {
         CheckpointError::ManifestCorrupt {
+            sync_id: self.sync_id.clone(),
             path: self.store.describe(key),
             reason,
             dir: self.store.describe_sync(&self.sync_id),

@@ -219,7 +219,16 @@ pub struct FingerprintDifference {
 /// new modification time is still the same source); otherwise the `ETag`s are compared when
 /// both are known, and the modification times when both are known.
 pub fn verify_source(manifest: &Manifest, found: &SourceFingerprint) -> Result<(), SourceMismatch> {
-    let recorded = &manifest.source_fingerprint;
+    verify_fingerprint(&manifest.sync_id, &manifest.source_fingerprint, found)
+}
+
+/// [`verify_source`] against a fingerprint recorded elsewhere (`sync_metadata`'s, when the
+/// checkpoint is gone).
+pub fn verify_fingerprint(
+    sync_id: &SyncId,
+    recorded: &SourceFingerprint,
+    found: &SourceFingerprint,
+) -> Result<(), SourceMismatch> {
     let mut differences = Vec::new();
     let mut check = |field, a: &Option<String>, b: &Option<String>| {
         if let (Some(a), Some(b)) = (a, b)
@@ -249,7 +258,7 @@ pub fn verify_source(manifest: &Manifest, found: &SourceFingerprint) -> Result<(
         Ok(())
     } else {
         Err(SourceMismatch {
-            sync_id: manifest.sync_id.clone(),
+            sync_id: sync_id.clone(),
             differences,
         })
     }

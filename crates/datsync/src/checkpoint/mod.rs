@@ -42,9 +42,10 @@
 //! ([`CheckpointManager::unrecorded_chunks`]) and, when that chunk is saved again, read back
 //! and reused if it holds exactly the batch being saved, else rewritten. A chunk is recorded
 //! once per id, so it is never counted twice. An empty, truncated or
-//! unreadable manifest is a [`CheckpointError::ManifestCorrupt`] naming the file and the way
-//! out (start a new sync with `--fresh`, or delete the directory): never a silent restart
-//! from zero. A journal object that is unreadable or holds another entry than its name says
+//! unreadable manifest is a [`CheckpointError::ManifestCorrupt`] naming the file and the ways
+//! out (rebuild the checkpoint from the source and the database with `datsync resume SYNC_ID
+//! --rebuild-checkpoint`, start a new sync with `--fresh`, or delete the directory): never a
+//! silent restart from zero. A journal object that is unreadable or holds another entry than its name says
 //! is left unread and named ([`CheckpointManager::damaged_journal`]): entries hold whole
 //! states, so one left out loses at most a transition, and the pipeline's audit of the
 //! checkpoint against the source and the ledger repairs what it lost (see `audit.rs`).
@@ -95,7 +96,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use manager::{CheckpointManager, NewCheckpoint};
 pub use manifest::{
     ChunkEntry, ChunkOutcome, FORMAT_VERSION, FingerprintDifference, JournalEntry, Manifest,
-    SourceMismatch, verify_source,
+    SourceMismatch, verify_fingerprint, verify_source,
 };
 pub use retention::{
     DEFAULT_ACTIVE_GRACE_HOURS, KeepReason, RetentionPolicy, RetentionReport, remove_expired,
@@ -133,12 +134,16 @@ pub enum CheckpointError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// `manifest.json` or a journal entry is empty, truncated or not a manifest.
+    /// `manifest.json` is empty, truncated or not a manifest.
     #[error(
         "checkpoint file {path} is unreadable ({reason}); the checkpoint cannot be trusted: \
+         rebuild it from the source and the database with `datsync resume {sync_id} \
+         --rebuild-checkpoint` (the chunks committed stay committed and are not loaded again), \
          start a new sync with `--fresh`, or delete {dir} to discard it"
     )]
     ManifestCorrupt {
+        /// The sync.
+        sync_id: SyncId,
         /// The file.
         path: String,
         /// What is wrong.
@@ -148,10 +153,14 @@ pub enum CheckpointError {
     },
     /// The directory holds checkpoint files but no `manifest.json`.
     #[error(
-        "checkpoint directory {dir} has chunk files but no manifest.json; start a new sync \
-         with `--fresh`, or delete {dir} to discard it"
+        "checkpoint directory {dir} has chunk files but no manifest.json; rebuild the \
+         checkpoint from the source and the database with `datsync resume {sync_id} \
+         --rebuild-checkpoint` (the chunks committed stay committed and are not loaded again), \
+         start a new sync with `--fresh`, or delete {dir} to discard it"
     )]
     ManifestMissing {
+        /// The sync.
+        sync_id: SyncId,
         /// The checkpoint directory.
         dir: String,
     },

@@ -405,6 +405,31 @@ impl Pipeline {
         // Boxed: the sync's state machine is large, and callers keep theirs small.
         Box::pin(self.sync(plan, store, session, None)).await
     }
+
+    /// `resume SYNC_ID --rebuild-checkpoint`: discards the sync's checkpoint (an unreadable
+    /// or missing manifest cannot be repaired in place) and resumes it as a sync without
+    /// one: the chunks are cut again from the source, which must be the one the sync started
+    /// from (the fingerprint in `sync_metadata`), and the ledger decides which are
+    /// committed, so none is loaded twice. Done under the sync's writer lock, so a running
+    /// process never loses its checkpoint.
+    pub async fn rebuild_checkpoint(&self, sync_id: SyncId) -> Result<RunSummary, PipelineError> {
+        let store = self.store().await?;
+        let session = self.connect_migrated().await?;
+        // Taken again by `sync` on this same session (the lock is reentrant there).
+        if !crate::pg::try_lock_sync(&session.0, &sync_id).await? {
+            return Err(PipelineError::Busy(sync_id));
+        }
+        let stored = crate::status::stored_sync(&session.0, &self.profile.schema, &sync_id).await?;
+        if stored.and_then(|s| s.file_path).is_none() {
+            // Its source is named nowhere else: the checkpoint is kept.
+            return Err(PipelineError::UnknownSync(sync_id));
+        }
+        tracing::warn!(%sync_id, checkpoint = %store.describe_sync(&sync_id),
+            "discarding the checkpoint; rebuilding it from the source and the database");
+        store.delete_sync(&sync_id).await?;
+        let plan = self.plan_resume(&store, sync_id).await?;
+        Box::pin(self.sync(plan, store, session, None)).await
+    }
 }
 
 /// Builds a [`Pipeline`]; every setting has a default but the profile, the pipeline

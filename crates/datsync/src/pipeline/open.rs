@@ -11,8 +11,10 @@ use tokio_postgres::Client;
 
 use crate::profile::StoredType;
 
-use crate::checkpoint::{CheckpointError, CheckpointManager, CheckpointOptions, NewCheckpoint};
-use crate::model::{ChunkCut, SyncRef, SyncStatus};
+use crate::checkpoint::{
+    CheckpointError, CheckpointManager, CheckpointOptions, NewCheckpoint, verify_fingerprint,
+};
+use crate::model::{ChunkCut, SourceFingerprint, SyncRef, SyncStatus};
 use crate::status::SyncRegistration;
 use crate::store::Store;
 
@@ -83,8 +85,19 @@ impl Pipeline {
             crate::status::ledger_cut(&client, &self.profile.schema, plan.sync_id.as_str())
                 .await?
                 .map(|cut| self.effective_cut(cut));
+        // What the sync's source was when it started, for a checkpoint made again (the chunks
+        // committed were cut from those bytes).
+        let started_from = if ledger_cut.is_some() {
+            crate::status::recorded_source_fingerprint(&client, &self.profile.schema, &plan.sync_id)
+                .await?
+        } else {
+            None
+        };
         let manager = if self.settings.enable_checkpointing && !cleaned {
-            Some(self.open_checkpoint(&store, &plan, ledger_cut).await?)
+            Some(
+                self.open_checkpoint(&store, &plan, ledger_cut, started_from.as_ref())
+                    .await?,
+            )
         } else {
             None
         };
@@ -164,12 +177,15 @@ impl Pipeline {
     }
 
     /// Opens the sync's checkpoint, creating it when there is none, and refuses it when the
-    /// source has changed.
+    /// source has changed: since the checkpoint was made, or, for a checkpoint made again
+    /// for a sync with committed chunks, since the sync started (`started_from`, the
+    /// fingerprint `sync_metadata` recorded).
     async fn open_checkpoint(
         &self,
         store: &Store,
         plan: &Plan,
         ledger_cut: Option<ChunkCut>,
+        started_from: Option<&SourceFingerprint>,
     ) -> Result<CheckpointManager, PipelineError> {
         let options = CheckpointOptions {
             compression: self.settings.compression,
@@ -186,6 +202,13 @@ impl Pipeline {
                 return Err(CheckpointError::from(mismatch).into());
             }
         } else {
+            // The chunks are cut again from the source (a checkpoint cleaned up, deleted, or
+            // discarded by `--rebuild-checkpoint`): never from other bytes than the committed
+            // ones were cut from.
+            if let (Some(recorded), Some(_)) = (started_from, &plan.source) {
+                verify_fingerprint(&plan.sync_id, recorded, &plan.fingerprint)
+                    .map_err(CheckpointError::from)?;
+            }
             manager
                 .create_checkpoint(NewCheckpoint {
                     source_file: plan.file_name.clone(),

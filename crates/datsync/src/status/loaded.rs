@@ -29,6 +29,27 @@ pub async fn record_source_fingerprint(
     Ok(())
 }
 
+/// The fingerprint the sync recorded of its source when it was first registered, if any
+/// (what a checkpoint rebuilt from the source is checked against).
+pub async fn recorded_source_fingerprint(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<Option<SourceFingerprint>, StatusError> {
+    let sql = format!(
+        "SELECT source_fingerprint FROM {} WHERE sync_id = $1",
+        meta(schema)
+    );
+    let rows = client
+        .query(&sql, &[&sync_id.as_str()])
+        .await
+        .map_err(|e| err(sync_id, "cannot read the source's recorded fingerprint", e))?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get::<_, Option<serde_json::Value>>(0))
+        .and_then(|v| serde_json::from_value(v).ok()))
+}
+
 /// An earlier sync of a source, as `sync_metadata` and the ledger recorded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EarlierSync {

@@ -55,6 +55,8 @@ pub async fn unreadable_manifests_are_errors_with_a_way_out(store: &Store) {
             text.contains("--fresh") && text.contains("delete"),
             "{text}"
         );
+        let rebuild = format!("`datsync resume {sync} --rebuild-checkpoint`");
+        assert!(text.contains(&rebuild), "{text}");
     }
     let newer = String::from_utf8(full.to_vec())
         .unwrap()
@@ -78,6 +80,7 @@ pub async fn unreadable_manifests_are_errors_with_a_way_out(store: &Store) {
         matches!(err, CheckpointError::ManifestMissing { .. }),
         "{err}"
     );
+    assert!(err.to_string().contains("--rebuild-checkpoint"), "{err}");
     store.delete_sync(&sync).await.unwrap();
 }
 
