@@ -55,6 +55,8 @@ pub enum Command {
     Sample(SampleArgs),
     /// Show what a file holds: compression, delimiter, header mapping, rows.
     Inspect(InspectArgs),
+    /// Profiles: `profile init FILE` drafts a starting profile from a file.
+    Profile(ProfileArgs),
     /// Load a source into PostgreSQL, continuing its unfinished sync if it has one.
     ///
     /// Exit codes: 0 SUCCESS, 2 PARTIAL_SUCCESS (failed chunks kept for `resume`, or rejected
@@ -563,6 +565,46 @@ pub struct SampleArgs {
     /// Print what was written (row counts by kind) as one JSON object; needs `-o`.
     #[arg(long, requires = "output")]
     pub json: bool,
+}
+
+/// Arguments of `datsync profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ProfileCommand,
+}
+
+/// The `profile` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Draft a starting profile from a file's first records: the delimiter, header or not,
+    /// quoting and COPY escapes, a name, a type and a format per column, and a key, every
+    /// guess commented, for a person to review before loading with `--profile`.
+    ///
+    /// Without `-o` the profile is printed on stdout; with it, it is written to a new file
+    /// (an existing one is not replaced) and a summary is printed on stderr.
+    Init(ProfileInitArgs),
+}
+
+/// Arguments of `datsync profile init`.
+#[derive(Debug, Args)]
+pub struct ProfileInitArgs {
+    /// The file to draft from (gzip or not).
+    pub file: PathBuf,
+    /// The target table [default: the file's name].
+    #[arg(long)]
+    pub table: Option<String>,
+    /// The key column, a header name or a drafted column name (`column_3`) [default: the
+    /// first column whose values are all present and distinct in the records read].
+    #[arg(long, value_name = "COL")]
+    pub key: Option<String>,
+    /// How many records to read.
+    #[arg(long, default_value_t = datsync::DEFAULT_DRAFT_ROWS)]
+    pub rows: usize,
+    /// Write the profile to this new file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// Arguments of `datsync inspect`.

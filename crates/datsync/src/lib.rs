@@ -41,6 +41,7 @@
 //!   status page at `GET /`.
 //! - `sample`: a generator of realistic ZTDWR files for demos, tests and benchmarks.
 //! - `inspect`: a report of what a file holds, as the decoder sees it.
+//! - `draft`: a starting profile drafted from a file's first records (`profile init`).
 //! - `pgtemp`: a private throwaway PostgreSQL server for `datsync demo`.
 //! - `azurite` (feature `test-support`): a throwaway Azure Storage emulator for tests.
 //! - `moto` (feature `test-support`): a throwaway S3 emulator (moto's server) for tests.
@@ -89,6 +90,7 @@ mod azurite;
 mod checkpoint;
 mod cloud;
 mod config;
+mod draft;
 mod hooks;
 mod http;
 mod inspect;
@@ -281,6 +283,7 @@ pub use monitor::{
 
 // ---- tools: samples, inspection, a throwaway PostgreSQL ---------------------------------
 
+pub use draft::{DEFAULT_DRAFT_ROWS, Draft, DraftError, DraftOptions, draft_profile};
 pub use inspect::{DEFAULT_INSPECT_ROWS, InspectReport, SampleRow, inspect};
 pub use pgtemp::{
     DEFAULT_PROBE_TIMEOUT, PgBinaries, PgTempError, SearchPaths, StopMode, TEMP_DATABASE,

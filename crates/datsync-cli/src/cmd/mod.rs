@@ -10,6 +10,7 @@ mod gc;
 mod init_db;
 mod inspect;
 mod list;
+mod profile;
 pub(crate) mod progress;
 mod rejects;
 mod run;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sample(args) => sample::run(&args),
         Command::Inspect(args) => inspect::run(&args, cli.global.profile.as_deref()),
+        Command::Profile(args) => profile::run(&args),
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
         Command::Watch(args) => watch::run(&args, &cli.global),

@@ -20,6 +20,7 @@ mod damaged;
 mod decoder;
 mod derived;
 mod disk;
+mod draft;
 mod errors;
 mod faithful;
 mod fault_rows;

@@ -244,7 +244,7 @@ impl Delimiter {
     /// Calls `field(start, end)` for every field of `line` in order (the last one ends at
     /// the end of the line); returns the number of fields.
     #[inline]
-    pub(super) fn for_each_field(&self, line: &[u8], mut field: impl FnMut(usize, usize)) -> usize {
+    pub(crate) fn for_each_field(&self, line: &[u8], mut field: impl FnMut(usize, usize)) -> usize {
         let mut start = 0;
         let mut count = 1;
         match self {
