@@ -267,7 +267,8 @@ pub use alert::{
 pub use hooks::{
     CACHE_HOOK_NAME, CACHE_HOOK_PATH, CACHE_HOOK_TIMEOUT, CACHE_PREPOPULATION_ENV,
     DEFAULT_HOOK_TIMEOUT, Hook, HookError, HookEvent, HookLine, HookSettings, HookSpec, Hooks,
-    MAX_HOOK_RETRIES, TRANSPORT_INTELLIGENCE_URL_ENV, describe as describe_hooks,
+    MAX_HOOK_RETRIES, STATUS_HEADER, SYNC_ID_HEADER, TRANSPORT_INTELLIGENCE_URL_ENV,
+    describe as describe_hooks,
 };
 pub use http::{CA_FILE_ENV, HttpError, HttpTls};
 pub use telemetry::{

@@ -111,6 +111,8 @@ fn each_final_status_calls_its_hooks() {
     );
     assert_eq!(req.header("authorization"), Some("Bearer t0ken-from-env"));
     assert_eq!(req.header("x-team"), Some("literal-team-secret"));
+    assert_eq!(req.header("x-datsync-sync-id"), s["sync_id"].as_str());
+    assert_eq!(req.header("x-datsync-status"), Some("SUCCESS"));
     assert!(req.body.is_empty());
 
     // PARTIAL_SUCCESS (rows rejected under the threshold): on_partial, POST by default.
@@ -125,6 +127,7 @@ fn each_final_status_calls_its_hooks() {
         ("POST", "/hooks/partial")
     );
     assert_eq!(req.header("content-length"), Some("0"));
+    assert_eq!(req.header("x-datsync-status"), Some("PARTIAL_SUCCESS"));
 
     // FAILED (a fatal database error on every row): on_failure.
     let db = TestDb::new();
@@ -138,6 +141,7 @@ fn each_final_status_calls_its_hooks() {
         ("GET", "/hooks/failure")
     );
     assert_eq!(req.header("x-token"), Some("t0ken-from-env"));
+    assert_eq!(req.header("x-datsync-status"), Some("FAILED"));
 
     // BAD_INPUT: on_failure too.
     let bad = Work::new(1_000, 63, MOSTLY_INVALID);
@@ -145,7 +149,13 @@ fn each_final_status_calls_its_hooks() {
     let out = bad.run(&db, &bad.checkpoints("ck"), &[], &env);
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert_eq!(out.summary()["status"], "BAD_INPUT");
-    assert_eq!(only_request(&server, &out).path, "/hooks/failure");
+    let req = only_request(&server, &out);
+    assert_eq!(req.path, "/hooks/failure");
+    assert_eq!(req.header("x-datsync-status"), Some("BAD_INPUT"));
+    assert_eq!(
+        req.header("x-datsync-sync-id"),
+        out.summary()["sync_id"].as_str()
+    );
 
     // `datsync config` shows the hooks, header values masked, references unexpanded.
     let shown = datsync(success.path(), &["config"], &env);
@@ -239,6 +249,11 @@ fn the_legacy_variables_make_the_legacy_cache_call() {
     assert_eq!(req.header("content-length"), Some("0"));
     assert_eq!(req.header("content-type"), None);
     assert_eq!(req.header("authorization"), None);
+    assert_eq!(
+        req.header("x-datsync-sync-id"),
+        None,
+        "the legacy request, nothing added"
+    );
 
     // PARTIAL_SUCCESS: called too; ENABLE_CACHE_PREPOPULATION=true says the default.
     let partial = Work::new(1_000, 65, SOME_INVALID);

@@ -10,6 +10,9 @@
 //! built-in hook on SUCCESS and PARTIAL_SUCCESS ([`settings`]). Requests go through
 //! [`crate::http`] (reqwest, rustls with ring, `DATSYNC_CA_FILE`).
 //!
+//! A declared hook's call also carries `X-Datsync-Sync-Id` and `X-Datsync-Status` (the
+//! legacy call, made exactly as the legacy loader made it, does not).
+//!
 //! A hook's failure is never fatal: it is logged as a warning, counted in
 //! `datsync_hook_failures_total{hook}` and in the summary's `hooks_failed`, and the sync's
 //! status and exit code stay what they were. An attempt that times out, cannot connect or
@@ -23,7 +26,7 @@ use std::time::Duration;
 pub use settings::{
     CACHE_HOOK_NAME, CACHE_HOOK_PATH, CACHE_HOOK_TIMEOUT, CACHE_PREPOPULATION_ENV,
     DEFAULT_HOOK_TIMEOUT, Hook, HookError, HookEvent, HookLine, HookSettings, HookSpec,
-    MAX_HOOK_RETRIES, TRANSPORT_INTELLIGENCE_URL_ENV, describe,
+    MAX_HOOK_RETRIES, STATUS_HEADER, SYNC_ID_HEADER, TRANSPORT_INTELLIGENCE_URL_ENV, describe,
 };
 
 use crate::model::{SyncId, SyncStatus};
@@ -72,7 +75,7 @@ impl Hooks {
         };
         let mut failed = Vec::new();
         for (hook, client) in self.hooks.iter().filter(|(h, _)| h.events.contains(&event)) {
-            if !call(hook, client, sync_id, event).await {
+            if !call(hook, client, sync_id, status).await {
                 failed.push(hook.name.clone());
             }
         }
@@ -81,14 +84,20 @@ impl Hooks {
 }
 
 /// One hook, with its retries; whether it succeeded.
-async fn call(hook: &Hook, client: &reqwest::Client, sync_id: &SyncId, event: HookEvent) -> bool {
+async fn call(hook: &Hook, client: &reqwest::Client, sync_id: &SyncId, status: SyncStatus) -> bool {
     let url = crate::http::shown(&hook.url);
+    let event = HookEvent::of(status).map_or("", HookEvent::key);
+    let mut headers = hook.headers.clone();
+    if hook.sync_headers {
+        headers.push((SYNC_ID_HEADER.to_owned(), sync_id.to_string()));
+        headers.push((STATUS_HEADER.to_owned(), status.as_str().to_owned()));
+    }
     let mut pause = FIRST_RETRY_PAUSE;
     for attempt in 0..=hook.retries {
-        let result = crate::http::send_empty(client, &hook.method, &hook.url, &hook.headers).await;
+        let result = crate::http::send_empty(client, &hook.method, &hook.url, &headers).await;
         match result {
-            Ok(status) => {
-                tracing::info!(%sync_id, hook = %hook.name, event = event.key(), %url, status,
+            Ok(code) => {
+                tracing::info!(%sync_id, hook = %hook.name, event, %url, status = code,
                     "hook called");
                 return true;
             }
@@ -99,7 +108,7 @@ async fn call(hook: &Hook, client: &reqwest::Client, sync_id: &SyncId, event: Ho
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
             Err(e) => {
-                tracing::warn!(%sync_id, hook = %hook.name, event = event.key(),
+                tracing::warn!(%sync_id, hook = %hook.name, event,
                     attempts = attempt + 1, error = %e,
                     "hook failed (the sync's status is unchanged)");
                 return false;

@@ -106,7 +106,16 @@ pub struct Hook {
     pub timeout: Duration,
     /// Attempts after the first on a failure that may pass.
     pub retries: u32,
+    /// Whether each call says which sync and status it follows ([`SYNC_ID_HEADER`],
+    /// [`STATUS_HEADER`]): declared hooks do; the legacy call, made exactly as the legacy
+    /// loader made it, does not.
+    pub sync_headers: bool,
 }
+
+/// The header that names the sync a declared hook's call follows.
+pub const SYNC_ID_HEADER: &str = "X-Datsync-Sync-Id";
+/// The header that names the final status a declared hook's call follows.
+pub const STATUS_HEADER: &str = "X-Datsync-Status";
 
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,6 +130,7 @@ impl std::fmt::Debug for Hook {
             )
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("sync_headers", &self.sync_headers)
             .finish()
     }
 }
@@ -191,6 +201,15 @@ impl HookSettings {
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(hook) = legacy_cache_hook(&get)? {
             hooks.push(hook);
+        } else if get(CACHE_PREPOPULATION_ENV)
+            .as_deref()
+            .and_then(crate::config::parse_bool)
+            == Some(true)
+        {
+            tracing::warn!(
+                "{CACHE_PREPOPULATION_ENV} is true but {TRANSPORT_INTELLIGENCE_URL_ENV} is not \
+                 set: no cache warm-up call is made"
+            );
         }
         Ok(Self {
             hooks,
@@ -234,6 +253,7 @@ fn legacy_cache_hook(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Hoo
         headers: Vec::new(),
         timeout: CACHE_HOOK_TIMEOUT,
         retries: 0,
+        sync_headers: false,
     }))
 }
 
@@ -281,6 +301,7 @@ fn resolve(spec: &HookSpec, get: &impl Fn(&str) -> Option<String>) -> Result<Hoo
         headers,
         timeout: spec.timeout,
         retries: spec.retries,
+        sync_headers: true,
     })
 }
 
