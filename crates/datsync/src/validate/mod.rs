@@ -260,9 +260,9 @@ impl Rejection {
 /// trimmed text) does not occur again with a newer `(version, line)`. Returns the mask and the
 /// number of superseded rows. Without key columns (append mode, or a key source the batch
 /// lacks) every accepted row is kept.
-fn dedup(
+fn dedup<'a>(
     reasons: &[Option<Rejection>],
-    keys: Option<&[&StringArray]>,
+    keys: Option<&[&'a StringArray]>,
     lines: &UInt64Array,
     versions: Option<&[Option<String>]>,
 ) -> (Vec<bool>, usize) {
@@ -274,28 +274,40 @@ fn dedup(
         )
     };
     let mut keep: Vec<bool> = reasons.iter().map(Option::is_none).collect();
-    let Some(keys) = keys.filter(|k| !k.is_empty()) else {
-        return (keep, 0);
+    // A row with an empty key part is rejected (`keep` is false); an empty time half of a
+    // date + time key part is midnight, the same as any other empty time.
+    let part = |k: &'a StringArray, row: usize| -> &'a str {
+        if k.is_null(row) {
+            ""
+        } else {
+            k.value(row).trim()
+        }
     };
-    let mut winners: HashMap<Vec<&str>, usize> = HashMap::with_capacity(keep.len());
+    let superseded = match keys {
+        None | Some([]) => 0,
+        // One source column (the usual key): no tuple to build per row.
+        Some([k]) => newest_per_key(&mut keep, order, |row| part(k, row)),
+        Some(keys) => newest_per_key(&mut keep, order, |row| {
+            keys.iter().map(|k| part(k, row)).collect::<Vec<_>>()
+        }),
+    };
+    (keep, superseded)
+}
+
+/// Clears `keep` for every kept row but the greatest by `order` among those with the same
+/// `key`; returns how many were cleared.
+fn newest_per_key<K: std::hash::Hash + Eq, O: Ord>(
+    keep: &mut [bool],
+    order: impl Fn(usize) -> O,
+    key: impl Fn(usize) -> K,
+) -> usize {
+    let mut winners: HashMap<K, usize> = HashMap::with_capacity(keep.len());
     let mut superseded = 0;
     for row in 0..keep.len() {
-        // A row with an empty key part is rejected (`keep` is false); an empty time half of
-        // a date + time key part is midnight, the same as any other empty time.
         if !keep[row] {
             continue;
         }
-        let key: Vec<&str> = keys
-            .iter()
-            .map(|k| {
-                if k.is_null(row) {
-                    ""
-                } else {
-                    k.value(row).trim()
-                }
-            })
-            .collect();
-        match winners.entry(key) {
+        match winners.entry(key(row)) {
             Entry::Vacant(v) => {
                 v.insert(row);
             }
@@ -311,7 +323,7 @@ fn dedup(
             }
         }
     }
-    (keep, superseded)
+    superseded
 }
 
 /// The rejected rows in full: every input column but `_error`, then [`REJECT_COLUMN_COLUMN`]

@@ -321,6 +321,49 @@ not_empty = true
     }
 }
 
+/// A composite key is one key: a row supersedes another only when every part matches; a
+/// row with an empty or unreadable part is rejected naming that part; append mode keeps
+/// every row (issue 18 item 3).
+#[test]
+fn composite_keys_supersede_on_every_part_and_append_keeps_every_row() {
+    let text = |top: &str| {
+        format!(
+            "name = \"c\"\ntable = \"c\"\n{top}\n\
+             [[columns]]\nsource = \"a\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n\
+             [[columns]]\nsource = \"b\"\ntype = \"integer\"\nrequired = true\nnot_empty = true\n\
+             [[columns]]\nsource = \"v\"\ntype = \"text\"\n"
+        )
+    };
+    let keyed = Profile::from_toml_str(&text("key = [\"a\", \"b\"]"), Path::new("c.toml")).unwrap();
+    let names = ["a", "b", "v"];
+    let rows: Vec<(u64, Vec<&str>)> = vec![
+        (2, vec!["x", "1", "first x1"]),
+        (3, vec!["x", "2", "x2"]),
+        (4, vec!["y", "1", "y1"]),
+        (5, vec![" x ", "1", "second x1"]), // same pair once trimmed: supersedes line 2
+        (6, vec!["x", "", "no b"]),         // empty key part: rejected
+        (7, vec!["x", "one", "bad b"]),     // unreadable key part: rejected, never NULL
+        (8, vec!["y", "2", "y2"]),
+    ];
+    let v = validate(&keyed, &batch(&names, &rows)).unwrap();
+    assert_eq!(lines(&v.accepted), [3, 4, 5, 8]);
+    assert_eq!((v.superseded, v.rejected()), (1, 2));
+    let rejected: Vec<(u64, Option<&str>)> = v
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column.as_deref()))
+        .collect();
+    assert_eq!(rejected, [(6, Some("b")), (7, Some("b"))]);
+    assert!(v.errors[0].reason.contains("empty"), "{:?}", v.errors[0]);
+
+    let append = Profile::from_toml_str(&text("mode = \"append\""), Path::new("c.toml")).unwrap();
+    let v = validate(&append, &batch(&names, &rows)).unwrap();
+    // Nothing supersedes in append mode; the rules still apply (`not_empty` on `b`), and
+    // `b` is no key part: its unreadable value loads as NULL with a warning, as any other.
+    assert_eq!(lines(&v.accepted), [2, 3, 4, 5, 7, 8]);
+    assert_eq!((v.superseded, v.rejected()), (0, 1));
+}
+
 #[test]
 fn every_broken_rule_is_reported_and_joined() {
     let p = profile();
