@@ -129,6 +129,8 @@ struct Case {
     kill_at: &'static str,
     damage: fn(&Path, &TestDb, &str),
     says: &'static [&'static str],
+    /// Continued by `datsync run FILE` (the source's unfinished sync) instead of `resume`.
+    by_run: bool,
 }
 
 const CASES: &[Case] = &[
@@ -136,12 +138,14 @@ const CASES: &[Case] = &[
         name: "a gap: every journal object of a committed chunk removed",
         kill_at: "chunk_committed:3",
         damage: |dir, _, _| remove_chunk(dir, 1),
+        by_run: false,
         says: &["no entry for chunk 1 (a gap in the journal)"],
     },
     Case {
         name: "a gap in a finished manifest (killed at its cleanup)",
         kill_at: "cleanup_started:1",
         damage: |dir, _, _| remove_chunk(dir, 2),
+        by_run: false,
         says: &["no entry for chunk 2 (a gap in the journal)"],
     },
     Case {
@@ -156,6 +160,7 @@ const CASES: &[Case] = &[
             c["last_line"] = 900_499.into();
             add_entry(dir, &c);
         },
+        by_run: false,
         says: &["a stray entry"],
     },
     Case {
@@ -170,6 +175,7 @@ const CASES: &[Case] = &[
             c["last_line"] = 900_499.into();
             add_entry(dir, &c);
         },
+        by_run: false,
         says: &["the database has no commit of it"],
     },
     Case {
@@ -180,6 +186,7 @@ const CASES: &[Case] = &[
             let seq = next_seq(dir);
             std::fs::copy(path, dir.join(format!("journal/{seq:012}.json"))).unwrap();
         },
+        by_run: false,
         says: &["(a copy of another entry)"],
     },
     Case {
@@ -190,6 +197,7 @@ const CASES: &[Case] = &[
             add_entry(dir, &first["chunk"]);
         },
         // The ledger marks it completed again: nothing to say, nothing loaded twice.
+        by_run: false,
         says: &[],
     },
     Case {
@@ -203,6 +211,7 @@ const CASES: &[Case] = &[
             c["parquet_path"] = format!("chunk_{pending:04}.parquet").into();
             add_entry(dir, &c);
         },
+        by_run: false,
         says: &["names lines that cannot follow the previous chunk's"],
     },
     Case {
@@ -213,6 +222,7 @@ const CASES: &[Case] = &[
             c["rows"] = (c["rows"].as_u64().unwrap() - 1).into();
             add_entry(dir, &c);
         },
+        by_run: false,
         says: &["rows differ from the manifest", "disagrees with the source"],
     },
     Case {
@@ -223,6 +233,7 @@ const CASES: &[Case] = &[
             c["parquet_sha256"] = "0".repeat(64).into();
             add_entry(dir, &c);
         },
+        by_run: false,
         says: &[
             "checksum mismatch",
             "regenerating the chunk from the source",
@@ -235,6 +246,7 @@ const CASES: &[Case] = &[
             let pending = pending_chunk(dir, db, sync);
             std::fs::copy(chunk_file(dir, 0), chunk_file(dir, pending)).unwrap();
         },
+        by_run: false,
         says: &["regenerating the chunk from the source"],
     },
     Case {
@@ -245,6 +257,7 @@ const CASES: &[Case] = &[
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
         },
+        by_run: false,
         says: &["regenerating the chunk from the source"],
     },
     Case {
@@ -253,6 +266,7 @@ const CASES: &[Case] = &[
         damage: |dir, db, sync| {
             std::fs::remove_file(chunk_file(dir, pending_chunk(dir, db, sync))).unwrap();
         },
+        by_run: false,
         says: &["is missing; it must be regenerated from the source"],
     },
     Case {
@@ -263,7 +277,27 @@ const CASES: &[Case] = &[
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         },
+        by_run: false,
         says: &["is unreadable (truncated"],
+    },
+    Case {
+        name: "a gap and a stray entry, continued by `run FILE`",
+        kill_at: "chunk_committed:3",
+        damage: |dir, _, _| {
+            remove_chunk(dir, 1);
+            let mut c = newest_entry(dir, 0);
+            c["chunk_id"] = 17.into();
+            c["status"] = "ready".into();
+            c["parquet_path"] = "chunk_0017.parquet".into();
+            c["first_line"] = 900_000.into();
+            c["last_line"] = 900_499.into();
+            add_entry(dir, &c);
+        },
+        by_run: true,
+        says: &[
+            "no entry for chunk 1, chunks",
+            "(a stray entry); dropping it",
+        ],
     },
 ];
 
@@ -328,7 +362,11 @@ fn rows03_05_every_damage_form_is_repaired_by_the_first_resume() {
         let dir = ck.join(&sync);
         (case.damage)(&dir, &db, &sync);
 
-        let out = work.resume(&db, &ck, &sync, &[]);
+        let out = if case.by_run {
+            work.run(&db, &ck, &[], &[])
+        } else {
+            work.resume(&db, &ck, &sync, &[])
+        };
         assert_as_reference(case.name, &out, &db, &reference, &sync);
         for says in case.says {
             assert!(
