@@ -929,7 +929,7 @@ fn choose_key(
             .iter()
             .position(|n| *n == want || n == asked)
             .map(|i| Key {
-                column: i,
+                column: Some(i),
                 why: "given with --key".to_owned(),
             })
             .ok_or_else(|| asked.to_owned());
@@ -944,7 +944,7 @@ fn choose_key(
     };
     if let Some(j) = (0..names.len()).find(|&j| present_and_distinct(j)) {
         return Ok(Key {
-            column: j,
+            column: Some(j),
             why: format!(
                 "guessed: the first column whose {} values are all present and distinct",
                 body.len()
@@ -952,17 +952,21 @@ fn choose_key(
         });
     }
     Ok(Key {
-        column: 0,
-        why: "NOT UNIQUE: no column's values are all present and distinct in the records read; \
-              rows with the same key are merged (the newest wins). Choose the key (--key), \
-              or list the columns that make a row unique"
-            .to_owned(),
+        column: None,
+        why: format!(
+            "no column's values are all present and distinct in the {} records read: append \
+             mode, every row inserted once and nothing merged. If rows do have a key (one \
+             column or several), write `key = \"a\"` or `key = [\"a\", \"b\"]` (with \
+             `required = true` and `not_empty = true` on them) instead",
+            body.len()
+        ),
     })
 }
 
 /// The chosen key column and why.
 struct Key {
-    column: usize,
+    /// `None`: append mode.
+    column: Option<usize>,
     why: String,
 }
 
@@ -1047,12 +1051,16 @@ fn write_top(t: &mut String, w: &Written<'_>) {
          # then load with `datsync --profile THIS_FILE run FILE`. The keys are described in\n\
          # the README (\"Other extracts\").\n",
     );
-    let key_name = &w.names[w.key.column];
     let _ = writeln!(t, "name = {}", quoted(w.table));
     let _ = writeln!(t, "# The target table (--table, else the file's name).");
     let _ = writeln!(t, "table = {}", quoted(w.table));
-    let _ = writeln!(t, "# The key ({}).", w.key.why);
-    let _ = writeln!(t, "key = {}", quoted(&target_of(key_name)));
+    if let Some(j) = w.key.column {
+        let _ = writeln!(t, "# The key ({}).", w.key.why);
+        let _ = writeln!(t, "key = {}", quoted(&target_of(&w.names[j])));
+    } else {
+        let _ = writeln!(t, "# No key: {}.", w.key.why);
+        t.push_str("mode = \"append\"\n");
+    }
     if f.escape() {
         t.push_str(
             "# COPY text format: only `\\N` is NULL (an empty value is an empty string).\n\
@@ -1155,7 +1163,7 @@ fn write_columns(t: &mut String, w: &Written<'_>) {
         if let Some(format) = g.format {
             let _ = writeln!(t, "format = {}", quoted(format));
         }
-        if j == w.key.column {
+        if Some(j) == w.key.column {
             t.push_str("# The key must be in the file and never empty.\n");
             t.push_str("required = true\nnot_empty = true\n");
         }
@@ -1241,7 +1249,8 @@ mod tests {
         let d = draft("a|b|c\nx|1|\nx|2|5\ny|3|6\n");
         assert!(d.toml.contains("key = \"b\""), "{}", d.toml);
         let d = draft("a;b\nx;1\nx;1\n");
-        assert!(d.toml.contains("NOT UNIQUE"), "{}", d.toml);
+        assert!(d.toml.contains("\nmode = \"append\"\n"), "{}", d.toml);
+        assert!(!d.toml.contains("\nkey ="), "{}", d.toml);
         assert_eq!(d.delimiter, ";");
     }
 

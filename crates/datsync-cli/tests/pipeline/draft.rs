@@ -212,6 +212,44 @@ fn draft_of_a_ztdwr_file_loads_every_row() {
 }
 
 #[test]
+fn draft_without_a_unique_column_appends_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("readings.csv");
+    // Two identical lines: no column (nor the row) is unique.
+    std::fs::write(
+        &file,
+        "sensor,at,value\ns1,2020-10-12T02:39:52Z,1.5\ns1,2020-10-12T02:39:52Z,1.5\n\
+         s2,2020-10-12T02:40:00Z,2.25\n",
+    )
+    .unwrap();
+    let profile = dir.path().join("drafted.toml");
+    draft(dir.path(), &file, &profile, &[]);
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("\nmode = \"append\"\n"), "{text}");
+    let db = TestDb::new();
+    let s = run_datsync(dir.path(), &db, &profile, &file);
+    assert_eq!(s["status"], "SUCCESS", "{s}");
+    assert_eq!(u(&s, "records_inserted"), 3, "{s}");
+    let rows: Vec<String> = db
+        .query(
+            "SELECT concat_ws('|', sensor, at AT TIME ZONE 'UTC', value) FROM public.readings
+              ORDER BY source_line",
+            &[],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "s1|2020-10-12 02:39:52|1.5",
+            "s1|2020-10-12 02:39:52|1.5",
+            "s2|2020-10-12 02:40:00|2.25"
+        ]
+    );
+}
+
+#[test]
 fn draft_refuses_an_unknown_key_and_an_existing_output() {
     let entry = Entry::new("tickit-venue");
     let dir = tempfile::tempdir().unwrap();
