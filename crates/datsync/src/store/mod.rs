@@ -228,11 +228,7 @@ impl Store {
                 location: location.to_string(),
                 source,
             })?;
-        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            client
-        } else {
-            Arc::new(PrefixStore::new(client, prefix))
-        };
+        let inner = under_prefix(client, prefix);
         Ok(Self {
             inner,
             location: location.clone(),
@@ -254,11 +250,7 @@ impl Store {
                 location: location.to_string(),
                 source,
             })?;
-        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            client
-        } else {
-            Arc::new(PrefixStore::new(client, prefix))
-        };
+        let inner = under_prefix(client, prefix);
         Ok(Self {
             inner,
             location,
@@ -616,6 +608,15 @@ fn env_account(location: &str) -> Result<AzureAccount, StoreError> {
         location: location.to_owned(),
         source,
     })
+}
+
+/// A bucket's or container's client seen from `prefix` (the whole of it when empty).
+fn under_prefix(client: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.is_empty() {
+        client
+    } else {
+        Arc::new(PrefixStore::new(client, prefix))
+    }
 }
 
 #[cfg(test)]
