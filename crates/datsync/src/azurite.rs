@@ -7,16 +7,11 @@
 //! `tools/azurite/node_modules/.bin` (installed there from `tools/azurite/package-lock.json`
 //! with `npm ci` the first time it is needed), else on the `PATH`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use crate::azure::AzureAccount;
-
-/// How long Azurite may take to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Azurite could not be found, installed or started.
 #[derive(Debug, thiserror::Error)]
@@ -77,44 +72,12 @@ impl Azurite {
             let _ = child.kill();
             return Err(start_error("no standard output".into()));
         };
-        // The listening line comes first; the rest of the output is read (and dropped) by a
-        // thread so that Azurite never blocks on a full pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.split("listens on ").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(Ok(url.trim().to_owned()));
-                } else if let Some(tx) = &tx {
-                    let _ = tx.send(Err(line));
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut said = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Ok(url)) => {
-                    return Ok(Self {
-                        child,
-                        endpoint: format!("{url}/{}", crate::azure::EMULATOR_ACCOUNT),
-                    });
-                }
-                Ok(Err(line)) => said.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(start_error(format!(
-                        "it did not say where it listens; it said: {}",
-                        said.join(" | ")
-                    )));
-                }
-            }
-        }
+        let url = crate::emulator::listening_address(&mut child, stdout, "listens on ")
+            .map_err(start_error)?;
+        Ok(Self {
+            child,
+            endpoint: format!("{url}/{}", crate::azure::EMULATOR_ACCOUNT),
+        })
     }
 
     /// The blob endpoint, `http://127.0.0.1:PORT/devstoreaccount1`.

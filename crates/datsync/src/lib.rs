@@ -91,6 +91,8 @@ mod checkpoint;
 mod cloud;
 mod config;
 mod draft;
+#[cfg(feature = "test-support")]
+mod emulator;
 mod hooks;
 mod http;
 mod inspect;

@@ -5,14 +5,9 @@
 //! install it with `pip install 'moto[server]'`. moto does not check signatures: any key
 //! works, and [`Moto::s3_settings`] / [`Moto::env`] give fixed test keys.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::cloud::{Cloud, CloudSettings};
-
-/// How long moto may take to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The keys and region every harness client uses (moto accepts any).
 const TEST_KEY: &str = "testing";
@@ -80,46 +75,12 @@ impl Moto {
             let _ = child.kill();
             return Err(start_error("no standard error".into()));
         };
-        // Werkzeug says `Running on http://127.0.0.1:PORT` on its standard error; the rest
-        // (one line per request) is read and dropped by a thread, so the server never blocks
-        // on a full pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.split("Running on ").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(Ok(url.trim().to_owned()));
-                } else if let Some(tx) = &tx {
-                    let _ = tx.send(Err(line));
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut said = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Ok(url)) => {
-                    return Ok(Self {
-                        child,
-                        endpoint: url.trim_end_matches('/').to_owned(),
-                    });
-                }
-                Ok(Err(line)) => said.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let last: Vec<_> = said.iter().rev().take(5).rev().cloned().collect();
-                    return Err(start_error(format!(
-                        "it did not say where it listens; it said: {}",
-                        last.join(" | ")
-                    )));
-                }
-            }
-        }
+        let url = crate::emulator::listening_address(&mut child, stderr, "Running on ")
+            .map_err(start_error)?;
+        Ok(Self {
+            child,
+            endpoint: url.trim_end_matches('/').to_owned(),
+        })
     }
 
     /// The endpoint, `http://127.0.0.1:PORT`.
