@@ -423,6 +423,17 @@ impl Loader {
         if let Some(hook) = &self.on_staged {
             hook(chunk);
         }
+        // The chunks of one sync upsert one at a time (their staging COPYs, and other
+        // syncs, run side by side): the counting CTEs read the statement's snapshot, so an
+        // upsert must start after every earlier one of its sync committed for `replaced` and
+        // `kept` to see the rows of this sync that it meets. Held until commit; the key is the
+        // chunk lock's with chunk -1, which no chunk has.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), -1)",
+            &[&sync_id],
+        )
+        .await
+        .map_err(q("cannot lock the sync's upsert"))?;
         let file_version = self.file_version(&sync.source_file);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&sync_id, &sync.source_file, &sync.sync_seq];
