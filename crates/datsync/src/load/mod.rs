@@ -423,17 +423,7 @@ impl Loader {
         if let Some(hook) = &self.on_staged {
             hook(chunk);
         }
-        // The chunks of one sync upsert one at a time (their staging COPYs, and other
-        // syncs, run side by side): the counting CTEs read the statement's snapshot, so an
-        // upsert must start after every earlier one of its sync committed for `replaced` and
-        // `kept` to see the rows of this sync that it meets. Held until commit; the key is the
-        // chunk lock's with chunk -1, which no chunk has.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1), -1)",
-            &[&sync_id],
-        )
-        .await
-        .map_err(q("cannot lock the sync's upsert"))?;
+        lock_sync_upsert(&tx, sync_id).await?;
         let file_version = self.file_version(&sync.source_file);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&sync_id, &sync.source_file, &sync.sync_seq];
@@ -513,6 +503,24 @@ pub fn file_version(profile: &Profile, source_file: &str) -> Result<Option<Strin
         None => Ok(None),
         Some(n) => n.version_of(source_file).map(Some),
     }
+}
+
+/// Waits until no other chunk of the sync is upserting, and holds that until commit. The
+/// chunks of one sync upsert one at a time (their staging COPYs, and other syncs, run side by
+/// side): the counting CTEs read the statement's snapshot, so an upsert must start after every
+/// earlier one of its sync committed for `replaced` and `kept` to see the rows of this sync
+/// that it meets. The key is the chunk lock's with chunk -1, which no chunk has.
+async fn lock_sync_upsert(
+    tx: &tokio_postgres::Transaction<'_>,
+    sync_id: &str,
+) -> Result<(), PgError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1), -1)",
+        &[&sync_id],
+    )
+    .await
+    .map_err(|e| PgError::query("cannot lock the sync's upsert", e))?;
+    Ok(())
 }
 
 /// What the upsert statement counted (see [`sql`]).
