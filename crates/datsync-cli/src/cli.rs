@@ -225,6 +225,11 @@ pub struct SyncArgs {
     /// (as ENABLE_CHECKPOINTING=false).
     #[arg(long)]
     pub no_checkpoint: bool,
+    /// Chunks loaded at once, each on a database connection of its own, so that the next
+    /// chunks' staging COPY overlaps the current one's upsert (else DATSYNC_JOBS, else 1:
+    /// one chunk at a time on the run's connection). From 1 to 64.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -79,6 +79,8 @@ pub struct RawSettings {
     pub max_line_bytes: Option<ByteSize>,
     /// The most fields a header may have (`MAX_HEADER_COLUMNS`).
     pub max_header_columns: Option<usize>,
+    /// Chunks loaded at once, each on a connection of its own (`DATSYNC_JOBS`).
+    pub jobs: Option<usize>,
 }
 
 /// A size in bytes, written as a whole number of bytes (`1048576`) or with a unit (`64 MiB`,
@@ -142,6 +144,7 @@ const ENV_NAMES: &[&str] = &[
     "CHUNK_BYTES",
     "MAX_LINE_BYTES",
     "MAX_HEADER_COLUMNS",
+    "DATSYNC_JOBS",
 ];
 
 impl RawSettings {
@@ -211,6 +214,13 @@ impl RawSettings {
                             .map_err(|_| invalid("a positive column count"))?,
                     );
                 }
+                "DATSYNC_JOBS" => {
+                    raw.jobs = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid("a number of loaders from 1 to 64"))?,
+                    );
+                }
                 _ => {}
             }
         }
@@ -272,6 +282,7 @@ impl RawSettings {
             chunk_bytes: self.chunk_bytes.or(lower.chunk_bytes),
             max_line_bytes: self.max_line_bytes.or(lower.max_line_bytes),
             max_header_columns: self.max_header_columns.or(lower.max_header_columns),
+            jobs: self.jobs.or(lower.jobs),
         }
     }
 
@@ -330,6 +341,13 @@ impl RawSettings {
             u64::MAX,
             "a positive column count",
         )?;
+        let jobs = positive(
+            "jobs",
+            self.jobs.map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
+            DEFAULT_JOBS,
+            MAX_JOBS as u64,
+            "a number of loaders from 1 to 64",
+        )?;
         let compression = match &self.checkpoint_compression {
             None => crate::checkpoint::ChunkCompression::default(),
             Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
@@ -358,9 +376,15 @@ impl RawSettings {
             chunk_bytes,
             max_line_bytes,
             max_header_columns,
+            jobs,
         })
     }
 }
+
+/// Chunks loaded at once by default (`--jobs`, `DATSYNC_JOBS`): one, on the run's session.
+pub const DEFAULT_JOBS: usize = 1;
+/// The most chunks loaded at once (each holds a connection and a chunk in memory).
+pub const MAX_JOBS: usize = 64;
 
 /// The largest `max_line_bytes` accepted: 1 GiB (a line is held whole while it is decoded).
 const MAX_MAX_LINE_BYTES: u64 = 1 << 30;
@@ -396,6 +420,9 @@ pub struct Settings {
     pub max_line_bytes: usize,
     /// The most fields a header may have ([`crate::parse::DEFAULT_MAX_HEADER_COLUMNS`]).
     pub max_header_columns: usize,
+    /// Chunks loaded at once, each on a connection of its own ([`DEFAULT_JOBS`]: one, on
+    /// the run's session).
+    pub jobs: usize,
 }
 
 impl Settings {

@@ -160,6 +160,7 @@ pub const KEYS: &[Key] = &[
         "MAX_HEADER_COLUMNS",
         "2000",
     ),
+    key("pipeline", "jobs", "DATSYNC_JOBS", "1"),
     key("pipeline", "enable_mv_refresh", "ENABLE_MV_REFRESH", "true"),
     key(
         "pipeline",

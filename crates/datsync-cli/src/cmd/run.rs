@@ -142,6 +142,7 @@ pub(super) fn build(args: &SyncArgs, global: &GlobalArgs) -> anyhow::Result<Pipe
         chunk_bytes: args.chunk_bytes,
         max_line_bytes: args.max_line_bytes,
         enable_checkpointing: args.no_checkpoint.then_some(false),
+        jobs: args.jobs.map(usize::from),
         ..RawSettings::default()
     };
     // `env` holds the configuration file's settings below the environment's.

@@ -27,6 +27,7 @@ mod fault_rows;
 mod faults;
 mod hooks;
 mod idempotent;
+mod jobs;
 mod keys;
 mod model;
 mod observe;

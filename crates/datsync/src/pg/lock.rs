@@ -31,6 +31,53 @@ pub async fn try_lock_sync(client: &Client, sync_id: &SyncId) -> Result<bool, Pg
     .await
 }
 
+/// The backend process id of the session that holds a sync's writer lock in this database,
+/// when one does (`--jobs`: a loader checks that a session of its own process holds it
+/// before it loads a chunk, see `pipeline/jobs.rs`).
+pub async fn sync_lock_holder(client: &Client, sync_id: &SyncId) -> Result<Option<i32>, PgError> {
+    // A bigint advisory key shows in pg_locks as its high half (classid) and its low half
+    // (objid), with objsubid 1.
+    let row = client
+        .query_opt(
+            "SELECT l.pid FROM pg_locks l, (SELECT hashtextextended($1, 0) AS k) h \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid::bigint = ((h.k >> 32) & 4294967295) \
+               AND l.objid::bigint = (h.k & 4294967295) \
+             LIMIT 1",
+            &[&format!("datsync writer {sync_id}")],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot read who holds the sync's writer lock", e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Releases the writer lock of a sync that this session holds (as often as it took it).
+pub async fn unlock_sync(client: &Client, sync_id: &SyncId) -> Result<(), PgError> {
+    let key = format!("datsync writer {sync_id}");
+    loop {
+        let row = client
+            .query_one(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                &[&key],
+            )
+            .await
+            .map_err(|e| PgError::query("cannot release the sync's writer lock", e))?;
+        if !row.get::<_, bool>(0) {
+            return Ok(());
+        }
+    }
+}
+
+/// The backend process id of the session (`pg_backend_pid()`).
+pub async fn backend_pid(client: &Client) -> Result<i32, PgError> {
+    let row = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| PgError::query("cannot read the session's backend process id", e))?;
+    Ok(row.get(0))
+}
+
 /// The identity of a source for its locks: the table it loads into and its path or URL.
 pub fn source_key(schema: &str, table: &str, source_path: &str) -> String {
     format!("{schema}.{table} {source_path}")

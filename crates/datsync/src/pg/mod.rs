@@ -54,7 +54,8 @@ pub use entra::{
 pub use files::{DEFAULT_SYSCONFDIR, ServiceError};
 pub use ident::{fit_text_sql, quote_ident, quote_list, quote_literal, quote_qualified, sql_type};
 pub use lock::{
-    lock_source_planning, source_key, try_lock_source, try_lock_sync, unlock_source_planning,
+    backend_pid, lock_source_planning, source_key, sync_lock_holder, try_lock_source,
+    try_lock_sync, unlock_source_planning, unlock_sync,
 };
 pub use migrate::{
     APPEND_KEY, BOOKKEEPING_COLUMNS, INIT_LOCK_KEY, InitReport, MIGRATIONS, Migration,

@@ -9,8 +9,9 @@
 use arrow_array::RecordBatch;
 
 use super::halt::{BadInput, Halt, SyncFailure, TooManyRejects, TransientFailure};
+use super::jobs::Conn;
 use super::retry::LoadAttempt;
-use super::run::Run;
+use super::run::Shared;
 use crate::checkpoint::{ChunkCompression, ChunkOutcome, encode_parquet};
 use crate::load::{ChunkFacts, ChunkLoad};
 use crate::model::{ChunkCounts, ChunkId, RowError};
@@ -39,9 +40,13 @@ pub(super) struct FailedChunk {
     pub(super) error: TransientFailure,
 }
 
-impl Run<'_> {
-    /// Validates, keeps the rejects, transforms and loads one chunk.
-    pub(super) async fn process(&mut self, c: Converted) -> Result<ChunkResult, Halt> {
+impl Shared<'_> {
+    /// Validates, keeps the rejects, transforms and loads one chunk on `conn`.
+    pub(super) async fn process(
+        &self,
+        conn: &mut Conn<'_>,
+        c: Converted,
+    ) -> Result<ChunkResult, Halt> {
         let started = Instant::now();
         let Converted {
             chunk,
@@ -90,7 +95,7 @@ impl Run<'_> {
         drop(superseded_rows);
         self.keep_warnings(chunk, &warnings, &mut facts).await?;
         let load = match self
-            .load_with_retries(chunk, &checksum, &typed.batch, &facts)
+            .load_with_retries(conn, chunk, &checksum, &typed.batch, &facts)
             .await?
         {
             LoadAttempt::Loaded(load) => load,
@@ -106,7 +111,8 @@ impl Run<'_> {
             warnings: facts.value_warnings,
             derived_failed: load.derived_failed,
         };
-        self.committed(chunk, &load, &facts, nothing_loaded).await?;
+        self.committed(conn.client, chunk, &load, &facts, nothing_loaded)
+            .await?;
         self.pipeline.telemetry.emit(&ChunkCompleted {
             sync_id: &self.plan.sync_id,
             chunk,
@@ -219,9 +225,10 @@ impl Run<'_> {
     }
 
     /// A committed chunk: marked completed (skipped when every row was rejected), progress
-    /// copied to `sync_metadata`.
+    /// copied to `sync_metadata` (on `client`, the connection that committed it).
     async fn committed(
         &self,
+        client: &tokio_postgres::Client,
         chunk: ChunkId,
         load: &ChunkLoad,
         facts: &ChunkFacts,
@@ -246,7 +253,7 @@ impl Run<'_> {
             }
         }
         if let Err(e) =
-            crate::status::progress_from_ledger(&self.client, &p.profile.schema, sync_id).await
+            crate::status::progress_from_ledger(client, &p.profile.schema, sync_id).await
         {
             tracing::warn!(%sync_id, error = %e, "progress not written to sync_metadata");
         }

@@ -64,7 +64,7 @@ impl Run<'_> {
         };
         let gave_up = |waited: std::time::Duration, e: &dyn std::fmt::Display| match &halt {
             Some(h) if stopped_by_outage => h.to_string(),
-            _ => outage_message(&self.plan.sync_id, waited, e),
+            _ => outage_message(&self.shared.plan.sync_id, waited, e),
         };
         let mut outage: Option<Outage> = None;
         loop {

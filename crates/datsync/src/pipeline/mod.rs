@@ -22,7 +22,8 @@
 //! | `open.rs` | the database, the writer lock, the sync's registration and its checkpoint |
 //! | `cut.rs` | how the sync's chunks are cut: by the settings, or as recorded |
 //! | `reconcile.rs` | manifest against ledger: committed chunks marked completed, the chunks left to load |
-//! | `run.rs` | the two phases of one run, chunk after chunk |
+//! | `run.rs` | the two phases of one run |
+//! | `jobs.rs` | the run's loaders: one chunk at a time each, on N connections with `--jobs N` |
 //! | `convert.rs` | phase 1: the reader thread and the converter task |
 //! | `recorded.rs` | chunks already converted: read back, regenerated from the source, the conversion finished by hashing |
 //! | `chunk.rs` | one chunk from validation to commit, and what came of it ([`ChunkResult`](chunk::ChunkResult)) |
@@ -38,6 +39,7 @@ mod cut;
 mod finish;
 mod halt;
 mod header;
+mod jobs;
 mod open;
 mod plan;
 mod progress;

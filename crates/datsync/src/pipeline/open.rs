@@ -19,7 +19,7 @@ use crate::status::SyncRegistration;
 use crate::store::Store;
 
 use super::plan::{Plan, source_mismatch};
-use super::run::{Run, run_loader};
+use super::run::{Run, Shared, run_loader};
 use super::{Pipeline, PipelineError, RunSummary};
 
 impl Pipeline {
@@ -112,18 +112,23 @@ impl Pipeline {
             plan
         };
         let run = Run {
-            pipeline: self,
-            plan: &plan,
-            sync_ref: registered.sync_ref,
-            store,
-            manager: manager.map(|m| Arc::new(Mutex::new(m))),
+            shared: Shared {
+                pipeline: self,
+                plan: &plan,
+                sync_ref: registered.sync_ref,
+                store,
+                manager: manager.map(|m| Arc::new(Mutex::new(m))),
+                started,
+                checkpoint_dir,
+                ledger_cut,
+                loader: run_loader(self, &plan.sync_id),
+                unknown_columns: Vec::new(),
+                profile: self.profile.clone().with_stored(&stored),
+                writer: None,
+            },
             client,
-            started,
-            checkpoint_dir,
-            ledger_cut,
-            loader: run_loader(self, &plan.sync_id),
-            unknown_columns: Vec::new(),
-            profile: self.profile.clone().with_stored(&stored),
+            pid: 0,
+            helpers: Vec::new(),
         };
         if cleaned {
             run.finished().await

@@ -4,10 +4,10 @@
 
 use super::convert::{ConvertOutcome, Converted, regenerate};
 use super::halt::{Halt, SyncFailure};
-use super::run::Run;
+use super::run::Shared;
 use crate::model::{ChunkId, SourceFingerprint};
 
-impl Run<'_> {
+impl Shared<'_> {
     /// A recorded chunk's batch and its file's checksum, the file regenerated from the
     /// source when it is missing or corrupt (or disagrees with its entry); `None` when the
     /// source has no such chunk: the entry is stray, and is dropped.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 
 use super::halt::{Halt, SyncFailure, TransientFailure};
-use super::run::Run;
+use super::jobs::Conn;
+use super::run::Shared;
 use super::session::{Outage, Reconnect};
 use crate::load::{ChunkFacts, ChunkLoad};
 use crate::model::ChunkId;
@@ -43,11 +44,12 @@ pub(super) enum LoadAttempt {
     Transient(TransientFailure),
 }
 
-impl Run<'_> {
+impl Shared<'_> {
     /// Loads a chunk, retrying transient database errors; returns the last attempt's
     /// outcome. A fatal error stops the sync.
     pub(super) async fn load_with_retries(
-        &mut self,
+        &self,
+        conn: &mut Conn<'_>,
         chunk: ChunkId,
         checksum: &str,
         batch: &RecordBatch,
@@ -58,7 +60,7 @@ impl Run<'_> {
         let mut outage: Option<Outage> = None;
         loop {
             let outcome = self
-                .load_once(chunk, checksum, batch, facts, attempt)
+                .load_once(conn, chunk, checksum, batch, facts, attempt)
                 .await?;
             let failure = match outcome {
                 LoadAttempt::Loaded(load) => return Ok(LoadAttempt::Loaded(load)),
@@ -86,34 +88,34 @@ impl Run<'_> {
         }
     }
 
-    /// One attempt, on a new connection when the last one broke.
+    /// One attempt, on a new connection when the last one broke (with more than one loader,
+    /// once a session of this run holds the writer lock, see `jobs.rs`).
     async fn load_once(
-        &mut self,
+        &self,
+        conn: &mut Conn<'_>,
         chunk: ChunkId,
         checksum: &str,
         batch: &RecordBatch,
         facts: &ChunkFacts,
         attempt: u32,
     ) -> Result<LoadAttempt, Halt> {
-        if self.client.is_closed() {
-            match self.reconnect().await {
-                Ok(()) => {}
-                Err(Reconnect::Transient(e)) => {
-                    return Ok(LoadAttempt::Transient(TransientFailure::Connect(e)));
-                }
-                Err(Reconnect::Halt(h)) => return Err(h),
+        let mut ready = Ok(());
+        if conn.client.is_closed() {
+            ready = self.reconnect_loader(conn).await;
+        }
+        if ready.is_ok() {
+            ready = self.ensure_writer(conn).await;
+        }
+        match ready {
+            Ok(()) => {}
+            Err(Reconnect::Transient(e)) => {
+                return Ok(LoadAttempt::Transient(TransientFailure::Connect(e)));
             }
+            Err(Reconnect::Halt(h)) => return Err(h),
         }
         let loaded = self
             .loader
-            .load_chunk_with_facts(
-                &mut self.client,
-                &self.sync_ref,
-                chunk,
-                checksum,
-                batch,
-                facts,
-            )
+            .load_chunk_with_facts(conn.client, &self.sync_ref, chunk, checksum, batch, facts)
             .await;
         match loaded {
             Ok(load) => Ok(LoadAttempt::Loaded(load)),

@@ -12,8 +12,8 @@ use tokio_postgres::Client;
 use super::chunk::{ChunkResult, FailedChunk};
 use super::convert::{ConvertOutcome, Converted, Converter};
 use super::halt::{Halt, SyncFailure};
+use super::jobs::{Conn, Feed, Helper};
 use super::plan::Plan;
-use super::progress::ChunkDone;
 use super::reconcile::{Conversion, Ledger, outcome_of};
 use super::{Pipeline, PipelineError, RunSummary};
 use crate::checkpoint::CheckpointManager;
@@ -38,15 +38,14 @@ pub(super) fn run_loader(pipeline: &Pipeline, sync_id: &SyncId) -> Loader {
     }))
 }
 
-/// One run of one sync.
-pub(super) struct Run<'a> {
+/// What the loaders of a run share: everything of the run but its session.
+pub(super) struct Shared<'a> {
     pub(super) pipeline: &'a Pipeline,
     pub(super) plan: &'a Plan,
     pub(super) sync_ref: SyncRef,
     /// Where rejects go (and checkpoints, when `manager` is set).
     pub(super) store: Store,
     pub(super) manager: Option<Arc<Mutex<CheckpointManager>>>,
-    pub(super) client: Client,
     pub(super) started: Instant,
     pub(super) checkpoint_dir: Option<String>,
     /// How the chunks the ledger already has were cut, when it has some.
@@ -59,6 +58,35 @@ pub(super) struct Run<'a> {
     /// ([`crate::profile::Column::stored`]): what validation and the transform check
     /// values against.
     pub(super) profile: Profile,
+    /// With `--jobs` above 1, the backend of the session that holds the sync's writer lock
+    /// (`jobs.rs`); `None` with one loader, whose session is the run's.
+    pub(super) writer: Option<Mutex<i32>>,
+}
+
+/// One run of one sync: what its loaders share, and the run's session, which holds the
+/// sync's writer lock (and, with one loader, commits the chunks). Reads through to
+/// [`Shared`].
+pub(super) struct Run<'a> {
+    pub(super) shared: Shared<'a>,
+    pub(super) client: Client,
+    /// The session's backend process id, with more than one loader (0 with one).
+    pub(super) pid: i32,
+    /// The other loaders' connections (`--jobs` above 1, see `jobs.rs`).
+    pub(super) helpers: Vec<Helper>,
+}
+
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Shared<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for Run<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.shared
+    }
 }
 
 /// What this run did, chunk by chunk.
@@ -75,7 +103,7 @@ pub(super) struct Tally {
 }
 
 /// What the converter hands over next.
-enum Next {
+pub(super) enum Next {
     /// A chunk, saved.
     Chunk(Converted),
     /// A stop was asked for: no further chunk is started.
@@ -97,18 +125,24 @@ impl Run<'_> {
         let resumed = !ledger.is_empty() || !reconciled.recorded.is_empty();
         let mut halt = self.check_header().await.err();
         if halt.is_none() {
-            halt = self
-                .load_recorded(&reconciled.pending, &mut tally)
-                .await
-                .err();
+            halt = self.open_helpers().await.err();
         }
         let mut converted = None;
         if halt.is_none() {
+            let pending = reconciled.pending.clone().into_iter();
             let result = match reconciled.conversion {
-                Conversion::Done => Ok(None),
-                Conversion::HashOnly => self.finalize_by_hashing().await.map(Some),
+                Conversion::Done => self
+                    .load_chunks(Feed::recorded(pending), &mut tally)
+                    .await
+                    .map(|()| None),
+                Conversion::HashOnly => {
+                    match self.load_chunks(Feed::recorded(pending), &mut tally).await {
+                        Ok(()) => self.finalize_by_hashing().await.map(Some),
+                        Err(h) => Err(h),
+                    }
+                }
                 Conversion::Continue => self
-                    .convert_and_process(reconciled.recorded.clone(), &ledger, &mut tally)
+                    .convert_and_process(reconciled.recorded.clone(), pending, &ledger, &mut tally)
                     .await
                     .map(Some),
             };
@@ -117,6 +151,7 @@ impl Run<'_> {
                 Err(h) => halt = Some(h),
             }
         }
+        self.close_helpers().await;
         self.finish(halt, &tally, converted, resumed).await
     }
 
@@ -136,24 +171,12 @@ impl Run<'_> {
         self.finish(None, &tally, None, true).await
     }
 
-    /// Loads the chunks recorded before this run and not committed, in order (a stray entry,
-    /// for a chunk the source does not have, is dropped).
-    async fn load_recorded(&mut self, pending: &[ChunkId], tally: &mut Tally) -> Result<(), Halt> {
-        for &chunk in pending {
-            if self.pipeline.stopping() {
-                return Err(Halt::Stopped);
-            }
-            if let Some(c) = self.recorded_chunk(chunk).await? {
-                self.load(c, tally).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Phase 1 with phase 2 on its heels: each chunk is loaded as soon as it is saved.
+    /// Phase 1 with phase 2 on its heels: the chunks recorded before this run and not
+    /// committed (`pending`) are loaded first, then each new chunk as soon as it is saved.
     async fn convert_and_process(
         &mut self,
         recorded: BTreeSet<ChunkId>,
+        pending: std::vec::IntoIter<ChunkId>,
         ledger: &Ledger,
         tally: &mut Tally,
     ) -> Result<ConvertOutcome, Halt> {
@@ -175,59 +198,33 @@ impl Run<'_> {
             telemetry: p.telemetry.clone(),
             progress: p.progress.clone(),
         };
-        let (mut chunks, handle) = converter.spawn();
-        let mut halt = None;
-        let mut stop = p.stop.clone();
-        loop {
-            let c = match next_chunk(&mut chunks, stop.as_mut()).await {
-                Next::Chunk(c) => c,
-                Next::Stop => {
-                    halt = Some(Halt::Stopped);
-                    break;
-                }
-                Next::End => break,
-            };
-            let result = match ledger.get(&c.chunk) {
-                Some(done) => self.complete_from_ledger(c.chunk, done).await,
-                None => self.load(c, tally).await,
-            };
-            if let Err(h) = result {
-                halt = Some(h);
-                break;
-            }
-        }
-        // Stopped: the converter ends at its next hand-over (its chunk files are kept).
-        drop(chunks);
+        let (chunks, handle) = converter.spawn();
+        // The receiver is dropped on return: stopped, the converter ends at its next
+        // hand-over (its chunk files are kept).
+        let loaded = self
+            .load_chunks(Feed::recorded(pending).then(chunks, ledger), tally)
+            .await;
         let joined = handle.await;
-        if let Some(h) = halt {
-            return Err(h);
-        }
+        loaded?;
         joined.map_err(|e| SyncFailure::task_died("the converter task died", e))?
     }
+}
 
-    /// Loads one chunk and counts what came of it. A local source that changed since the
-    /// run opened it stops the run first: the chunk's bytes may be the new ones.
-    async fn load(&mut self, c: Converted, tally: &mut Tally) -> Result<(), Halt> {
+impl Shared<'_> {
+    /// Loads one chunk on `conn`: what came of it, and how long it took. A local source
+    /// that changed since the run opened it stops the run first: the chunk's bytes may be
+    /// the new ones.
+    pub(super) async fn load(
+        &self,
+        conn: &mut Conn<'_>,
+        c: Converted,
+    ) -> Result<(ChunkResult, Duration), Halt> {
         if let Some(source) = &self.plan.source {
             unchanged(source)?;
         }
         let t0 = Instant::now();
-        let (chunk, source_bytes) = (c.chunk, c.source_bytes);
-        match self.process(c).await? {
-            ChunkResult::Committed(counts) => {
-                tally.loaded += 1;
-                tally.load_time += t0.elapsed();
-                self.pipeline.progress.chunk_done(&ChunkDone {
-                    chunk,
-                    done: tally.loaded + tally.skipped_on_resume,
-                    counts,
-                    source_bytes,
-                    elapsed: self.started.elapsed(),
-                });
-            }
-            ChunkResult::Failed(failed) => tally.failed.push(failed),
-        }
-        Ok(())
+        let result = self.process(conn, c).await?;
+        Ok((result, t0.elapsed()))
     }
 
     /// How this sync's chunks are cut: as the checkpoint recorded, else as the ledger
@@ -260,7 +257,11 @@ impl Run<'_> {
     }
 
     /// A chunk converted again whose commit the ledger has: marked completed, not loaded.
-    async fn complete_from_ledger(&self, chunk: ChunkId, done: &LedgerChunk) -> Result<(), Halt> {
+    pub(super) async fn complete_from_ledger(
+        &self,
+        chunk: ChunkId,
+        done: &LedgerChunk,
+    ) -> Result<(), Halt> {
         if let Some(m) = &self.manager {
             m.lock()
                 .await
@@ -290,14 +291,23 @@ pub(super) fn unchanged(source: &SourceRef) -> Result<(), Halt> {
 }
 
 /// The next converted chunk, or [`Next::Stop`] as soon as a stop is asked for: the
-/// processor starts no further chunk, even while the converter is still reading.
-async fn next_chunk(
+/// processor starts no further chunk, even while the converter is still reading; or
+/// [`Next::End`] as soon as another loader stopped the sync (`halted`, see `jobs.rs`).
+pub(super) async fn next_chunk(
     chunks: &mut mpsc::Receiver<Converted>,
     stop: Option<&mut watch::Receiver<bool>>,
+    halted: &mut watch::Receiver<bool>,
 ) -> Next {
     let received = |c: Option<Converted>| c.map_or(Next::End, Next::Chunk);
+    if *halted.borrow() {
+        return Next::End;
+    }
     let Some(stop) = stop else {
-        return received(chunks.recv().await);
+        return tokio::select! {
+            biased;
+            Ok(_) = halted.wait_for(|h| *h) => Next::End,
+            c = chunks.recv() => received(c),
+        };
     };
     if *stop.borrow() {
         return Next::Stop;
@@ -306,6 +316,7 @@ async fn next_chunk(
         biased;
         // A closed sender (the caller dropped it) never stops the run.
         Ok(_) = stop.wait_for(|s| *s) => Next::Stop,
+        Ok(_) = halted.wait_for(|h| *h) => Next::End,
         c = chunks.recv() => received(c),
     }
 }

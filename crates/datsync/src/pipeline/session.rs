@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::halt::Halt;
-use super::run::Run;
+use super::jobs::Conn;
+use super::run::{Run, Shared};
 use super::{Pipeline, PipelineError};
 use crate::pg::PgError;
 use crate::profile::StoredType;
@@ -113,10 +114,10 @@ pub(super) enum Reconnect {
     Halt(Halt),
 }
 
-impl Run<'_> {
-    /// A new session for the run after its connection was lost: connected (one attempt; the
-    /// caller paces the retries) and holding the sync's writer lock again.
-    pub(super) async fn reconnect(&mut self) -> Result<(), Reconnect> {
+impl Shared<'_> {
+    /// A new session holding the sync's writer lock: connected (one attempt; the caller
+    /// paces the retries), then the lock taken.
+    pub(super) async fn connect_writer(&self) -> Result<Client, Reconnect> {
         let client = match crate::pg::connect(&self.pipeline.pg).await {
             Ok(client) => client,
             Err(e) if e.is_outage() => return Err(Reconnect::Transient(e)),
@@ -125,12 +126,42 @@ impl Run<'_> {
         match crate::pg::try_lock_sync(&client, &self.plan.sync_id).await {
             Ok(true) => {
                 tracing::warn!(sync_id = %self.plan.sync_id, "connected again after the connection was lost; the sync's writer lock is held again");
-                self.client = client;
-                Ok(())
+                Ok(client)
             }
             Ok(false) => Err(Reconnect::Halt(Halt::LockLost)),
             Err(e) if e.is_outage() => Err(Reconnect::Transient(e)),
             Err(e) => Err(Reconnect::Halt(super::halt::SyncFailure::Connect(e).into())),
         }
+    }
+
+    /// A loader's connection made again after it was lost. With one loader it is the run's
+    /// session, made again holding the writer lock; with more, a connection whose loader
+    /// checks the lock before each chunk ([`Shared::ensure_writer`]).
+    pub(super) async fn reconnect_loader(&self, conn: &mut Conn<'_>) -> Result<(), Reconnect> {
+        if self.writer.is_none() {
+            *conn.client = self.connect_writer().await?;
+            return Ok(());
+        }
+        let client = match crate::pg::connect(&self.pipeline.pg).await {
+            Ok(client) => client,
+            Err(e) if e.is_outage() => return Err(Reconnect::Transient(e)),
+            Err(e) => return Err(Reconnect::Halt(super::halt::SyncFailure::Connect(e).into())),
+        };
+        match crate::pg::backend_pid(&client).await {
+            Ok(pid) => *conn.pid = pid,
+            Err(e) if e.is_outage() => return Err(Reconnect::Transient(e)),
+            Err(e) => return Err(Reconnect::Halt(super::halt::SyncFailure::Connect(e).into())),
+        }
+        *conn.client = client;
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// A new session for the run after its connection was lost: connected (one attempt; the
+    /// caller paces the retries) and holding the sync's writer lock again.
+    pub(super) async fn reconnect(&mut self) -> Result<(), Reconnect> {
+        self.client = self.connect_writer().await?;
+        Ok(())
     }
 }

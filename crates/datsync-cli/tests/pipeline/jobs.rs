@@ -1,0 +1,337 @@
+//! `--jobs N` (issue 15 item 3): N loaders on N connections in one process. A file whose
+//! keys repeat across chunks loads with `--jobs 3` to the table, `sync_metadata` and ledger
+//! of `--jobs 1`; killed with several chunks in flight (held at the sync's upsert lock, or
+//! at the crash points of `crash.rs`) and resumed with `--jobs 3`, it ends as the
+//! uninterrupted run; a sync stopped by bad input stops with the same status either way.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    CHUNK_SIZE, Outcome, Rates, Snapshot, TestDb, Work, counts, datsync, options, sync_id, u,
+};
+
+const ROWS: u64 = 6_000;
+/// A third of the rows repeat an earlier key, most of them one in another chunk.
+const DUPLICATES: Rates = Rates {
+    invalid: 0.02,
+    dup: 0.3,
+    ragged: 0.01,
+};
+
+/// The file and what one uninterrupted `--jobs 1` run made of it.
+struct Reference {
+    work: Work,
+    sync: String,
+    code: Option<i32>,
+    summary: serde_json::Value,
+    snapshot: Snapshot,
+}
+
+impl Reference {
+    fn new(seed: u64) -> Self {
+        let work = Work::with_options(&datsync::SampleOptions {
+            bad_value_rate: 0.02,
+            ..options(ROWS, seed, DUPLICATES)
+        });
+        let sync = sync_id(u32::try_from(seed).unwrap());
+        let db = TestDb::new();
+        let ck = work.checkpoints("ck_reference");
+        let out = work.run(&db, &ck, &["--sync-id", &sync, "--jobs", "1"], &[]);
+        let summary = out.summary();
+        assert!(matches!(out.code(), Some(0 | 2)), "{}", out.describe());
+        assert!(u(&summary, "chunks_total") >= 10, "{summary}");
+        let snapshot = Snapshot::take(&db, &ck, &sync);
+        // Keys met again in a later chunk: some chunk's rows lost to, or replaced, a row of
+        // an earlier-committed chunk of the sync.
+        assert!(
+            snapshot
+                .ledger
+                .iter()
+                .any(|c| c["superseded_on_load"].as_u64() > Some(0)),
+            "no key repeats across chunks"
+        );
+        Self {
+            work,
+            sync,
+            code: out.code(),
+            summary,
+            snapshot,
+        }
+    }
+
+    /// `datsync ARGS FLAGS`, with the flags every run of these tests has.
+    fn datsync(&self, db: &TestDb, ck: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+        let args = self.args(db, ck, args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        datsync(self.work.path(), &args, env)
+    }
+
+    fn args(&self, db: &TestDb, ck: &Path, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(
+            [
+                "--database-url",
+                &db.url(),
+                "--checkpoint-dir",
+                ck.to_str().unwrap(),
+                "--chunk-size",
+                CHUNK_SIZE,
+                "--json",
+            ]
+            .map(str::to_owned),
+        );
+        all
+    }
+
+    /// The last run of a sync: its summary's counts and what it left equal the reference's.
+    fn assert_same(&self, out: &Outcome, db: &TestDb, ck: &Path, context: &str) {
+        assert_eq!(out.code(), self.code, "{context}: {}", out.describe());
+        let s = out.summary();
+        assert_eq!(
+            counts(&s),
+            counts(&self.summary),
+            "{context}: summaries differ"
+        );
+        assert_eq!(
+            s["value_warnings"], self.summary["value_warnings"],
+            "{context}"
+        );
+        assert!(!ck.join(&self.sync).exists(), "{context}: checkpoint kept");
+        assert_same_in_any_order(&Snapshot::take(db, ck, &self.sync), &self.snapshot, context);
+    }
+}
+
+/// The columns of a ledger row that depend on the order the chunks committed in: a key in
+/// two chunks counts as inserted in the chunk that commits first and as superseded in the
+/// other (`load/mod.rs`, "Counts"); their sum per chunk, and the sync's totals, do not.
+const BY_COMMIT_ORDER: [&str; 4] = ["inserted", "updated", "skipped_older", "superseded_on_load"];
+
+/// A ledger row without [`BY_COMMIT_ORDER`], and the sum of those.
+fn split(row: &serde_json::Value) -> (serde_json::Value, u64) {
+    let mut rest = row.clone();
+    let mut sum = 0;
+    for column in BY_COMMIT_ORDER {
+        sum += rest
+            .as_object_mut()
+            .unwrap()
+            .remove(column)
+            .unwrap()
+            .as_u64()
+            .unwrap();
+    }
+    (rest, sum)
+}
+
+/// [`Snapshot::assert_same`], with the ledger compared as [`split`] does.
+fn assert_same_in_any_order(got: &Snapshot, want: &Snapshot, context: &str) {
+    assert_eq!(
+        got.metadata, want.metadata,
+        "{context}: sync_metadata differs"
+    );
+    assert_eq!(
+        got.ledger.len(),
+        want.ledger.len(),
+        "{context}: ledger sizes differ"
+    );
+    for (a, b) in got.ledger.iter().zip(&want.ledger) {
+        assert_eq!(split(a), split(b), "{context}: ledger row differs");
+    }
+    assert_eq!(
+        got.table.len(),
+        want.table.len(),
+        "{context}: row counts differ"
+    );
+    for (a, b) in got.table.iter().zip(&want.table) {
+        assert_eq!(a, b, "{context}: target rows differ");
+    }
+    assert_eq!(got.rejects, want.rejects, "{context}: rejects differ");
+    assert_eq!(
+        got.warnings, want.warnings,
+        "{context}: value warnings differ"
+    );
+}
+
+#[test]
+fn jobs_3_loads_what_jobs_1_loads() {
+    let r = Reference::new(151);
+    for jobs in ["3", "2"] {
+        let db = TestDb::new();
+        let ck = r.work.checkpoints(&format!("ck_jobs_{jobs}"));
+        let out = r
+            .work
+            .run(&db, &ck, &["--sync-id", &r.sync, "--jobs", jobs], &[]);
+        r.assert_same(&out, &db, &ck, &format!("--jobs {jobs}"));
+        assert_eq!(out.summary()["resumed"], false);
+    }
+    // The setting of the configuration layers: DATSYNC_JOBS.
+    let db = TestDb::new();
+    let ck = r.work.checkpoints("ck_env");
+    let out = r
+        .work
+        .run(&db, &ck, &["--sync-id", &r.sync], &[("DATSYNC_JOBS", "4")]);
+    r.assert_same(&out, &db, &ck, "DATSYNC_JOBS=4");
+}
+
+/// Sessions of the test database waiting for an advisory lock.
+fn waiting(db: &TestDb) -> i64 {
+    db.query(
+        "SELECT count(*) FROM pg_locks
+          WHERE locktype = 'advisory' AND NOT granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &[],
+    )[0]
+    .get(0)
+}
+
+/// Sessions on the test database besides the test's own two.
+fn sessions(db: &TestDb, lock_pid: i32) -> i64 {
+    db.query(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1",
+        &[&lock_pid],
+    )[0]
+    .get(0)
+}
+
+/// Waits until `n` sessions wait for an advisory lock, the run still going.
+fn wait_for_waiting(db: &TestDb, child: &mut Child, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while waiting(db) < n {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {n} chunks waited to upsert"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{n} chunks never waited to upsert"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn n_chunks_stage_side_by_side_and_a_kill_with_them_in_flight_resumes_exactly() {
+    let r = Reference::new(152);
+    let db = TestDb::new();
+    let ck = r.work.checkpoints("ck");
+    for jobs in [1, 3] {
+        // The test holds the sync's upsert lock (`load/mod.rs`): each loader stages its
+        // chunk, then waits for it.
+        let lock = db.session();
+        lock.query("SELECT pg_advisory_lock(hashtext($1), -1)", &[&r.sync]);
+        let lock_pid: i32 = lock.query("SELECT pg_backend_pid()", &[])[0].get(0);
+        let args = r.args(
+            &db,
+            &ck,
+            &[
+                "run",
+                r.work.file(),
+                "--sync-id",
+                &r.sync,
+                "--jobs",
+                &jobs.to_string(),
+            ],
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_datsync"))
+            .args(&args)
+            .current_dir(r.work.path())
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_waiting(&db, &mut child, jobs);
+        // N chunks in flight on N connections, no more: the converter waits for a loader.
+        assert_eq!(
+            waiting(&db),
+            jobs,
+            "--jobs {jobs}: chunks waiting to upsert"
+        );
+        assert_eq!(sessions(&db, lock_pid), jobs, "--jobs {jobs}: connections");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(lock);
+        db.wait_for_other_sessions();
+        assert_eq!(
+            db.committed_chunks(&r.sync),
+            0,
+            "--jobs {jobs}: nothing committed"
+        );
+    }
+    let out = r.datsync(&db, &ck, &["resume", &r.sync, "--jobs", "3"], &[]);
+    r.assert_same(
+        &out,
+        &db,
+        &ck,
+        "killed with 3 chunks staged, resumed with --jobs 3",
+    );
+    assert_eq!(out.summary()["resumed"], true);
+}
+
+#[test]
+fn killed_at_crash_points_with_jobs_then_resumed_equals_an_uninterrupted_run() {
+    let r = Reference::new(153);
+    let series: [&[&str]; 3] = [
+        // Mid-COPY with two more chunks in flight; then after commits, before and after
+        // their manifest updates.
+        &["chunk_staged:4", "chunk_committed:3", "chunk_completed:2"],
+        // During the conversion, then mid-COPY of the first chunks again.
+        &["chunk_converted:7", "chunk_staged:2"],
+        // After the last chunk's commit, before the final steps.
+        &["chunk_committed:12", "sync_finished:1"],
+    ];
+    for (i, kills) in series.iter().enumerate() {
+        let db = TestDb::new();
+        let ck = r.work.checkpoints(&format!("ck_{i}"));
+        for kill in *kills {
+            let out = r.work.run(
+                &db,
+                &ck,
+                &["--sync-id", &r.sync, "--jobs", "3"],
+                &[("DATSYNC_KILL_AT", kill)],
+            );
+            assert!(out.killed(), "not killed at {kill}: {}", out.describe());
+            db.wait_for_other_sessions();
+        }
+        let out = r.datsync(&db, &ck, &["resume", &r.sync, "--jobs", "3"], &[]);
+        r.assert_same(&out, &db, &ck, &format!("killed at {kills:?}"));
+    }
+}
+
+#[test]
+fn bad_input_stops_every_loader_with_the_status_of_one() {
+    let work = Work::new(
+        3_000,
+        154,
+        Rates {
+            invalid: 0.5,
+            dup: 0.0,
+            ragged: 0.0,
+        },
+    );
+    let mut outcomes = Vec::new();
+    for jobs in ["1", "3"] {
+        let db = TestDb::new();
+        let ck = work.checkpoints(&format!("ck_{jobs}"));
+        let sync = sync_id(154);
+        let out = work.run(&db, &ck, &["--sync-id", &sync, "--jobs", jobs], &[]);
+        let s = out.summary();
+        assert_eq!(
+            s["status"],
+            "BAD_INPUT",
+            "--jobs {jobs}: {}",
+            out.describe()
+        );
+        let error = s["error"].as_str().unwrap();
+        assert!(error.contains("VALIDATION_ERROR_THRESHOLD"), "{error}");
+        assert_eq!(db.metadata(&sync).unwrap()["status"], "BAD_INPUT");
+        // Every chunk trips the threshold before its load: nothing is committed.
+        assert!(db.table().is_empty(), "--jobs {jobs}");
+        assert_eq!(db.committed_chunks(&sync), 0, "--jobs {jobs}");
+        outcomes.push((out.code(), s["status"].clone()));
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+}
