@@ -56,6 +56,7 @@ fn sample(env: &str) -> &'static str {
         "CHUNK_BYTES" => "16 MiB",
         "MAX_LINE_BYTES" => "262144",
         "MAX_HEADER_COLUMNS" => "300",
+        "DATSYNC_JOBS" => "3",
         "ENABLE_MV_REFRESH" | "ENABLE_CHECKPOINTING" | "CHECKPOINT_CLEANUP_ON_SUCCESS" => "false",
         "MATERIALIZED_VIEWS" => "mv_a,mv_b",
         "DATSYNC_PROFILE" => "/etc/datsync/profile.toml",

@@ -63,26 +63,9 @@ impl Reference {
 
     /// `datsync ARGS FLAGS`, with the flags every run of these tests has.
     fn datsync(&self, db: &TestDb, ck: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
-        let args = self.args(db, ck, args);
+        let args = flags(db, ck, args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         datsync(self.work.path(), &args, env)
-    }
-
-    fn args(&self, db: &TestDb, ck: &Path, args: &[&str]) -> Vec<String> {
-        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        all.extend(
-            [
-                "--database-url",
-                &db.url(),
-                "--checkpoint-dir",
-                ck.to_str().unwrap(),
-                "--chunk-size",
-                CHUNK_SIZE,
-                "--json",
-            ]
-            .map(str::to_owned),
-        );
-        all
     }
 
     /// The last run of a sync: its summary's counts and what it left equal the reference's.
@@ -101,6 +84,24 @@ impl Reference {
         assert!(!ck.join(&self.sync).exists(), "{context}: checkpoint kept");
         assert_same_in_any_order(&Snapshot::take(db, ck, &self.sync), &self.snapshot, context);
     }
+}
+
+/// `args` with the flags every run of these tests has.
+fn flags(db: &TestDb, ck: &Path, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(
+        [
+            "--database-url",
+            &db.url(),
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--chunk-size",
+            CHUNK_SIZE,
+            "--json",
+        ]
+        .map(str::to_owned),
+    );
+    all
 }
 
 /// The columns of a ledger row that depend on the order the chunks committed in: a key in
@@ -222,7 +223,7 @@ fn n_chunks_stage_side_by_side_and_a_kill_with_them_in_flight_resumes_exactly() 
         let lock = db.session();
         lock.query("SELECT pg_advisory_lock(hashtext($1), -1)", &[&r.sync]);
         let lock_pid: i32 = lock.query("SELECT pg_backend_pid()", &[])[0].get(0);
-        let args = r.args(
+        let args = flags(
             &db,
             &ck,
             &[

@@ -8,6 +8,9 @@
 //!                                                    mark completed
 //! ```
 //!
+//! With `--jobs N` the processor is N loaders on N connections, each taking the next chunk
+//! (`jobs.rs`).
+//!
 //! Phase 1 and phase 2 overlap: a chunk is loaded as soon as its Parquet file is recorded. On
 //! a resume, chunks already converted are not converted again (the reader decodes past them),
 //! and chunks in the ledger are not loaded again: the ledger wins over the manifest. The final
