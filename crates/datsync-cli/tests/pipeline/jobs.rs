@@ -212,38 +212,58 @@ fn wait_for_waiting(db: &TestDb, child: &mut Child, n: i64) {
     }
 }
 
+/// `datsync run FILE --sync-id … --jobs N` in the background, its output kept.
+fn spawn_run(r: &Reference, db: &TestDb, ck: &Path, jobs: i64) -> Child {
+    let args = flags(
+        db,
+        ck,
+        &[
+            "run",
+            r.work.file(),
+            "--sync-id",
+            &r.sync,
+            "--jobs",
+            &jobs.to_string(),
+        ],
+    );
+    Command::new(env!("CARGO_BIN_EXE_datsync"))
+        .args(&args)
+        .current_dir(r.work.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The test's session holding the sync's upsert lock (`load/mod.rs`): each loader stages its
+/// chunk, then waits for it. Returns the session and its backend's pid.
+fn hold_upserts<'a>(db: &'a TestDb, r: &Reference) -> (crate::common::Session<'a>, i32) {
+    let lock = db.session();
+    lock.query("SELECT pg_advisory_lock(hashtext($1), -1)", &[&r.sync]);
+    let pid = lock.query("SELECT pg_backend_pid()", &[])[0].get(0);
+    (lock, pid)
+}
+
+/// A finished child's outcome.
+fn outcome(child: Child) -> Outcome {
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[test]
 fn n_chunks_stage_side_by_side_and_a_kill_with_them_in_flight_resumes_exactly() {
     let r = Reference::new(152);
     let db = TestDb::new();
     let ck = r.work.checkpoints("ck");
     for jobs in [1, 3] {
-        // The test holds the sync's upsert lock (`load/mod.rs`): each loader stages its
-        // chunk, then waits for it.
-        let lock = db.session();
-        lock.query("SELECT pg_advisory_lock(hashtext($1), -1)", &[&r.sync]);
-        let lock_pid: i32 = lock.query("SELECT pg_backend_pid()", &[])[0].get(0);
-        let args = flags(
-            &db,
-            &ck,
-            &[
-                "run",
-                r.work.file(),
-                "--sync-id",
-                &r.sync,
-                "--jobs",
-                &jobs.to_string(),
-            ],
-        );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_datsync"))
-            .args(&args)
-            .current_dir(r.work.path())
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let (lock, lock_pid) = hold_upserts(&db, &r);
+        let mut child = spawn_run(&r, &db, &ck, jobs);
         wait_for_waiting(&db, &mut child, jobs);
         // N chunks in flight on N connections, no more: the converter waits for a loader.
         assert_eq!(
@@ -335,4 +355,75 @@ fn bad_input_stops_every_loader_with_the_status_of_one() {
         outcomes.push((out.code(), s["status"].clone()));
     }
     assert_eq!(outcomes[0], outcomes[1]);
+}
+
+#[test]
+fn sigterm_finishes_the_chunks_in_flight_and_starts_no_other() {
+    let r = Reference::new(155);
+    let db = TestDb::new();
+    let ck = r.work.checkpoints("ck");
+    let (lock, _) = hold_upserts(&db, &r);
+    let mut child = spawn_run(&r, &db, &ck, 3);
+    wait_for_waiting(&db, &mut child, 3);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // The stop is seen before the chunks in flight can commit (they wait for the lock).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    while !seen.contains("SIGTERM") {
+        use std::io::Read as _;
+        let mut buf = [0u8; 4096];
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "no SIGTERM acknowledged: {seen}"
+        );
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(lock);
+    let out = outcome(child);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["status"], "IN_PROGRESS", "{s}");
+    assert_eq!(s["interrupted"], true, "{s}");
+    assert_eq!(
+        db.committed_chunks(&r.sync),
+        3,
+        "the three chunks in flight committed, no further one"
+    );
+    let out = r
+        .work
+        .run(&db, &ck, &["--sync-id", &r.sync, "--jobs", "3"], &[]);
+    r.assert_same(&out, &db, &ck, "stopped by SIGTERM, then run again");
+    assert_eq!(u(&out.summary(), "chunks_skipped_on_resume"), 3);
+}
+
+#[test]
+fn the_run_session_lost_mid_run_a_loader_takes_the_writer_lock_and_the_sync_ends_exactly() {
+    let r = Reference::new(156);
+    let db = TestDb::new();
+    let ck = r.work.checkpoints("ck");
+    let (lock, _) = hold_upserts(&db, &r);
+    let mut child = spawn_run(&r, &db, &ck, 3);
+    wait_for_waiting(&db, &mut child, 3);
+    // The session holding the writer lock is the run's (the helpers hold none).
+    let writer_lock = "SELECT l.pid FROM pg_locks l, (SELECT hashtextextended($1, 0) AS k) h
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.classid::bigint = ((h.k >> 32) & 4294967295)
+          AND l.objid::bigint = (h.k & 4294967295)";
+    let key = format!("datsync writer {}", r.sync);
+    let holder: i32 = db.query(writer_lock, &[&key])[0].get(0);
+    db.query("SELECT pg_terminate_backend($1)", &[&holder]);
+    drop(lock);
+    let out = outcome(child);
+    r.assert_same(&out, &db, &ck, "the run's session terminated mid-run");
+    assert!(
+        out.stderr.contains("a loader's session holds it now"),
+        "{}",
+        out.describe()
+    );
 }

@@ -201,20 +201,33 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Closes the helpers' connections; one that took the writer lock over releases it
-    /// first, so that the run's session (made again by `finish`) can take it back.
-    pub(super) async fn close_helpers(&mut self) {
+    /// Closes the helpers' connections. When one took the writer lock over, it releases it
+    /// and the run's session takes it back (or `finish` does, making the session again when
+    /// it is lost); another process taking it in between stops the run
+    /// ([`Halt::LockLost`]).
+    pub(super) async fn close_helpers(&mut self) -> Result<(), Halt> {
         let holder = match &self.shared.writer {
             Some(w) => *w.lock().await,
-            None => return,
+            None => return Ok(()),
         };
+        let sync_id = &self.shared.plan.sync_id;
         for helper in self.helpers.drain(..) {
             if helper.pid == holder
                 && !helper.client.is_closed()
-                && let Err(e) =
-                    crate::pg::unlock_sync(&helper.client, &self.shared.plan.sync_id).await
+                && let Err(e) = crate::pg::unlock_sync(&helper.client, sync_id).await
             {
                 tracing::warn!(error = %e, "cannot release the writer lock on a loader's connection; closing it");
+            }
+        }
+        if holder == self.pid || self.client.is_closed() {
+            return Ok(());
+        }
+        match crate::pg::try_lock_sync(&self.client, sync_id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Halt::LockLost),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the writer lock back on the run's session");
+                Ok(())
             }
         }
     }

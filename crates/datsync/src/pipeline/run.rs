@@ -151,7 +151,9 @@ impl Run<'_> {
                 Err(h) => halt = Some(h),
             }
         }
-        self.close_helpers().await;
+        if let Err(lost) = self.close_helpers().await {
+            halt = Some(lost);
+        }
         self.finish(halt, &tally, converted, resumed).await
     }
 
