@@ -74,6 +74,35 @@ pub enum Command {
     ///
     /// Exit codes as for `run`.
     Resume(ResumeArgs),
+    /// Register a sync and convert its source into chunks for `datsync worker` processes.
+    ///
+    /// The source is read once (as `run` reads it) into chunks in the checkpoint storage,
+    /// which every worker must be able to open (a shared directory, az://, s3://, gs://);
+    /// each chunk is put in the work queue (the table chunk_queue) as soon as it is saved, so
+    /// workers load while the conversion goes on. Exits once the conversion is complete,
+    /// printing the sync id (--json: {"sync_id", "chunks_total", ...}); the workers finish
+    /// the sync. Submitting the same source again continues its unfinished sync, as `run`
+    /// does; `resume SYNC` loads the rest in this process.
+    ///
+    /// Exit codes: 0 when the chunks are queued (or the source was already loaded), 1 when
+    /// the sync stopped (bad input, a failure) or could not start.
+    Submit(SubmitArgs),
+    /// Load queued chunks of submitted syncs and finish those syncs, until stopped.
+    ///
+    /// Each chunk is claimed (SELECT … FOR UPDATE SKIP LOCKED) in the transaction that loads
+    /// it with its ledger row: a worker that dies releases its chunk, and a chunk commits
+    /// once. The worker that commits a sync's last chunk (or the next one) writes its final
+    /// status, refreshes the views, cleans up, calls the hooks and alerts. A sync stopped by
+    /// the error threshold, bad input or a fatal error stops for every worker. Workers load
+    /// syncs of their profile's table: run one worker deployment per profile, with the same
+    /// --profile and configuration as `submit`.
+    ///
+    /// SIGTERM or SIGINT: the chunks in flight finish, then it exits 0. Exit codes: 0 when
+    /// stopped or idle (--exit-when-idle), 1 on an error that stops the worker.
+    Worker(WorkerArgs),
+    /// How much work the queue holds: `SELECT count(*) FROM <schema>.chunk_queue`, the
+    /// figure KEDA's postgresql scaler and Azure Container Apps' scale rule watch.
+    Queue(QueueArgs),
     /// Load every new `.dat` / `.dat.gz` file of a directory or blob prefix (az://, s3://, gs://) exactly
     /// once, polling it, and retry unfinished syncs (same sync id, growing pause) until they
     /// are parked as poison.
@@ -259,6 +288,58 @@ pub struct RunArgs {
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,
+}
+
+/// Arguments of `datsync submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The source, as `run` takes it (a local file, az://, s3://, gs://).
+    pub source: String,
+    /// Use this sync id (continue it, or start it with this id).
+    #[arg(long)]
+    pub sync_id: Option<String>,
+    /// Start a new sync even if this source has an unfinished one or was already loaded.
+    #[arg(long, conflicts_with = "sync_id")]
+    pub fresh: bool,
+    /// Shared options (--checkpoint-dir must be storage every worker can open).
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// Arguments of `datsync worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Chunks loaded at once, each on a connection of its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// Exit 0 once the queue has had nothing for this worker for --max-idle (for KEDA
+    /// ScaledJobs and Container Apps jobs).
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// How long --exit-when-idle waits with nothing to do (`500ms`, `30s`, `5m`).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub max_idle: Duration,
+    /// Serve the Prometheus metrics (`GET /metrics`) and the status page (`GET /`) on this
+    /// address (`127.0.0.1:9464`).
+    #[arg(long, value_name = "ADDR:PORT", env = "DATSYNC_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Print what the worker did as one JSON object when it exits.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `datsync queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Print one JSON object: {"pending": N, "chunks": …, "finishing": …, "syncs": …}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `datsync resume`.

@@ -201,7 +201,7 @@ pub use rejects::{
 
 pub use load::{
     BaselineError, ChunkFacts, ChunkLoad, LoadError, Loader, StagedHook, copy_baseline,
-    encode_baseline, file_version,
+    encode_baseline, file_version, worker_name,
 };
 pub use pg::{
     AUTH_VARIABLE, AttemptFailure, BOOKKEEPING_COLUMNS, ConnInfoError, DEFAULT_APPLICATION_NAME,
@@ -242,7 +242,7 @@ pub use intake::{
 pub use pipeline::{
     ChunkDone, DB_RETRY_FOR_ENV, DEFAULT_DB_RETRY_FOR, DEFAULT_LOAD_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder, PipelineError, Progress,
-    RunSummary,
+    QueueStatus, RunSummary, Submitted, WorkerOptions, WorkerReport, pending_work,
 };
 pub use serve::body::{
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MAX_BLOB_INVOCATION_BYTES, DEFAULT_MAX_BODY_BYTES,

@@ -12,12 +12,14 @@ mod inspect;
 mod list;
 mod profile;
 pub(crate) mod progress;
+mod queue;
 mod rejects;
 mod run;
 mod sample;
 mod serve;
 mod status;
 mod watch;
+mod worker;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -35,6 +37,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(args) => profile::run(&args),
         Command::Run(args) => run::run(&args, &cli.global),
         Command::Resume(args) => run::resume(&args, &cli.global),
+        Command::Submit(args) => worker::submit(&args, &cli.global),
+        Command::Worker(args) => worker::work(&args, &cli.global),
+        Command::Queue(args) => queue::run(&args, cli.global.profile.as_deref()),
         Command::Watch(args) => watch::run(&args, &cli.global),
         Command::Serve(args) => serve::run(&args, &cli.global),
         Command::InitDb(args) => init_db::run(&args, cli.global.profile.as_deref()),

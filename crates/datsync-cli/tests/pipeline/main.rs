@@ -40,3 +40,4 @@ mod serve;
 mod types;
 mod versions;
 mod watch;
+mod workers;

@@ -32,7 +32,6 @@
 //! any other statement does, so the chunk is retried whole and the derived table never
 //! misses it.
 
-use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use super::sql::{STAGE, Version};
@@ -148,7 +147,7 @@ impl DerivedSql {
 /// Upserts every derived table from the staged chunk, each under a savepoint; returns how
 /// many failed and were rolled back (see the module docs). A transient failure is returned.
 pub(super) async fn apply(
-    tx: &Transaction<'_>,
+    tx: &tokio_postgres::Client,
     derived: &[DerivedSql],
     sync_seq: i64,
     file_version: Option<&Option<String>>,

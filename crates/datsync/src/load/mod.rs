@@ -389,48 +389,157 @@ impl Loader {
         facts: &ChunkFacts,
     ) -> Result<ChunkLoad, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
+        let tx = client.transaction().await.map_err(q("cannot begin"))?;
+        let write = ChunkWrite {
+            sync,
+            chunk,
+            checksum,
+            rows,
+            encoders,
+            facts,
+        };
+        let load = self.write(tx.client(), &write).await?;
+        tx.commit().await.map_err(q("cannot commit the chunk"))?;
+        Ok(load)
+    }
+
+    /// [`Self::load_chunk_with_facts`] inside a transaction that the caller opened on
+    /// `client` and commits (or rolls back): the work queue's, whose first statement claimed
+    /// the chunk's `chunk_queue` row (`pipeline/queue.rs`). Everything else is the same
+    /// statements in the same order: the chunk's lock, the ledger check, the staging COPY,
+    /// the upsert, the ledger row and the queue row's deletion.
+    pub async fn load_chunk_in_transaction(
+        &self,
+        client: &Client,
+        sync: &SyncRef,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &RecordBatch,
+        facts: &ChunkFacts,
+    ) -> Result<ChunkLoad, LoadError> {
+        let encoders = self.encoders(chunk, batch)?;
+        let distinct = self.distinct_keys(chunk, batch)?;
+        let write = ChunkWrite {
+            sync,
+            chunk,
+            checksum,
+            rows: Rows {
+                staged: batch.num_rows(),
+                distinct,
+            },
+            encoders: &encoders,
+            facts,
+        };
+        self.write(client, &write)
+            .await
+            .map_err(|source| LoadError::Database {
+                sync_id: sync.sync_id.clone(),
+                chunk,
+                source,
+            })
+    }
+
+    /// The statements of a chunk's transaction, on `c` where it is open: the chunk's lock,
+    /// the ledger check (a committed chunk returns its recorded counts), the staging COPY,
+    /// the upsert under the sync's upsert lock, the derived tables, the ledger row (with this
+    /// process as its `worker`), and the chunk's work-queue row deleted.
+    async fn write(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<ChunkLoad, PgError> {
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let chunk = w.chunk;
         let chunk_i = i32::try_from(chunk.0).map_err(|_| PgError::Config {
             message: format!("chunk id {chunk} does not fit the ledger's integer column"),
         })?;
-        let sync_id = sync.sync_id.as_str();
-        let tx = client.transaction().await.map_err(q("cannot begin"))?;
-        tx.execute(
+        let sync_id = w.sync.sync_id.as_str();
+        c.execute(
             "SELECT pg_advisory_xact_lock(hashtext($1), $2)",
             &[&sync_id, &chunk_i],
         )
         .await
         .map_err(q("cannot lock the chunk"))?;
-        if let Some(row) = tx
+        if let Some(row) = c
             .query_opt(&self.sql.ledger_get, &[&sync_id, &chunk_i])
             .await
             .map_err(q("cannot read the chunk ledger"))?
         {
             let recorded: String = row.get(4);
-            if recorded != checksum {
-                tracing::warn!(%sync_id, %chunk, recorded, checksum,
+            if recorded != w.checksum {
+                tracing::warn!(%sync_id, %chunk, recorded, checksum = w.checksum,
                     "chunk already committed with another checksum; the ledger wins");
             }
-            tx.commit().await.map_err(q("cannot end the transaction"))?;
+            c.execute(&self.sql.queue_done, &[&sync_id, &chunk_i])
+                .await
+                .map_err(q("cannot delete the chunk from the work queue"))?;
             return Ok(recorded_counts(&row));
         }
-        tx.batch_execute(&format!(
+        c.batch_execute(&format!(
             "SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
             self.sql.create_stage
         ))
         .await
         .map_err(q("cannot create the staging table"))?;
-        copy_rows(&tx, &self.sql.copy, rows.staged, encoders).await?;
+        copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
         if let Some(hook) = &self.on_staged {
             hook(chunk);
         }
-        lock_sync_upsert(&tx, sync_id).await?;
+        let mut load = self.upsert(c, w.sync, w.rows).await?;
+        load.derived_failed = derived::apply(
+            c,
+            &self.sql.derived,
+            w.sync.sync_seq,
+            self.sql
+                .file_version_param
+                .then(|| self.file_version(&w.sync.source_file))
+                .as_ref(),
+            &format!("sync {sync_id}, chunk {chunk}"),
+        )
+        .await?;
+        let facts = w.facts;
+        c.execute(
+            &self.sql.ledger_put,
+            &[
+                &sync_id,
+                &chunk_i,
+                &to_i64(load.rows),
+                &to_i64(load.inserted),
+                &to_i64(load.updated),
+                &to_i64(load.skipped_older),
+                &w.checksum,
+                &to_i64(facts.rows_read),
+                &to_i64(facts.rejected),
+                &to_i64(facts.superseded),
+                &to_i64(facts.validation_errors_count),
+                &facts.validation_errors,
+                &facts.cut.map(|c| to_i64(c.rows)),
+                &facts.cut.and_then(|c| c.bytes).map(to_i64),
+                &facts.cut.and_then(|c| c.max_line_bytes).map(to_i64),
+                &to_i64(load.superseded),
+                &to_i64(facts.value_warnings),
+                &facts.value_warnings_sample,
+                &to_i64(load.derived_failed),
+                &worker_name(),
+            ],
+        )
+        .await
+        .map_err(q("cannot write the chunk ledger"))?;
+        c.execute(&self.sql.queue_done, &[&sync_id, &chunk_i])
+            .await
+            .map_err(q("cannot delete the chunk from the work queue"))?;
+        Ok(load)
+    }
+
+    /// The staged rows upserted into the target table, one chunk of the sync at a time, and
+    /// what came of each.
+    async fn upsert(&self, c: &Client, sync: &SyncRef, rows: Rows) -> Result<ChunkLoad, PgError> {
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let sync_id = sync.sync_id.as_str();
+        lock_sync_upsert(c, sync_id).await?;
         let file_version = self.file_version(&sync.source_file);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&sync_id, &sync.source_file, &sync.sync_seq];
         if self.sql.file_version_param {
             params.push(&file_version);
         }
-        let counts = tx
+        let counts = c
             .query_one(
                 if rows.distinct == rows.staged {
                     &self.sql.upsert_unique
@@ -447,44 +556,34 @@ impl Loader {
             replaced_same_sync: counts.get(2),
             kept_same_sync: counts.get(3),
         };
-        let mut load = counts.classify(rows);
-        load.derived_failed = derived::apply(
-            &tx,
-            &self.sql.derived,
-            sync.sync_seq,
-            self.sql.file_version_param.then_some(&file_version),
-            &format!("sync {sync_id}, chunk {chunk}"),
-        )
-        .await?;
-        tx.execute(
-            &self.sql.ledger_put,
-            &[
-                &sync_id,
-                &chunk_i,
-                &to_i64(load.rows),
-                &to_i64(load.inserted),
-                &to_i64(load.updated),
-                &to_i64(load.skipped_older),
-                &checksum,
-                &to_i64(facts.rows_read),
-                &to_i64(facts.rejected),
-                &to_i64(facts.superseded),
-                &to_i64(facts.validation_errors_count),
-                &facts.validation_errors,
-                &facts.cut.map(|c| to_i64(c.rows)),
-                &facts.cut.and_then(|c| c.bytes).map(to_i64),
-                &facts.cut.and_then(|c| c.max_line_bytes).map(to_i64),
-                &to_i64(load.superseded),
-                &to_i64(facts.value_warnings),
-                &facts.value_warnings_sample,
-                &to_i64(load.derived_failed),
-            ],
-        )
-        .await
-        .map_err(q("cannot write the chunk ledger"))?;
-        tx.commit().await.map_err(q("cannot commit the chunk"))?;
-        Ok(load)
+        Ok(counts.classify(rows))
     }
+}
+
+/// What one chunk's transaction writes.
+struct ChunkWrite<'a, 'b> {
+    sync: &'a SyncRef,
+    chunk: ChunkId,
+    checksum: &'a str,
+    rows: Rows,
+    encoders: &'a [ColumnEncoder<'b>],
+    facts: &'a ChunkFacts,
+}
+
+/// This process as the ledger's `worker` column records it: `host:pid` (the host from
+/// `/proc/sys/kernel/hostname`, else `HOSTNAME`, else `localhost`).
+pub fn worker_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", std::process::id())
+    })
+    .clone()
 }
 
 impl Loader {
@@ -510,10 +609,7 @@ pub fn file_version(profile: &Profile, source_file: &str) -> Result<Option<Strin
 /// side): the counting CTEs read the statement's snapshot, so an upsert must start after every
 /// earlier one of its sync committed for `replaced` and `kept` to see the rows of this sync
 /// that it meets. The key is the chunk lock's with chunk -1, which no chunk has.
-async fn lock_sync_upsert(
-    tx: &tokio_postgres::Transaction<'_>,
-    sync_id: &str,
-) -> Result<(), PgError> {
+async fn lock_sync_upsert(tx: &Client, sync_id: &str) -> Result<(), PgError> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1), -1)",
         &[&sync_id],
@@ -577,7 +673,7 @@ fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
 }
 
 async fn copy_rows(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Client,
     copy_sql: &str,
     rows: usize,
     encoders: &[ColumnEncoder<'_>],

@@ -20,6 +20,9 @@ pub(super) struct LoadSql {
     pub file_version_param: bool,
     pub ledger_get: String,
     pub ledger_put: String,
+    /// Deletes the chunk's row of the work queue (`chunk_queue`) unless another session
+    /// holds it (a worker loading it: that worker deletes it), in the chunk's transaction.
+    pub queue_done: String,
     /// The upserts of the profile's derived tables, in profile order.
     pub derived: Vec<super::derived::DerivedSql>,
 }
@@ -55,9 +58,15 @@ impl LoadSql {
                    (sync_id, chunk_id, \"rows\", inserted, updated, skipped_older, checksum,
                     rows_read, rejected, superseded, validation_errors_count, validation_errors,
                     cut_rows, cut_bytes, cut_max_line_bytes,
-                    superseded_on_load, value_warnings, value_warnings_sample, derived_failed)
+                    superseded_on_load, value_warnings, value_warnings_sample, derived_failed,
+                    worker)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                         $18, $19)"
+                         $18, $19, $20)"
+            ),
+            queue_done: format!(
+                "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
+                   SELECT ctid FROM {s}.chunk_queue WHERE sync_id = $1 AND chunk_id = $2
+                      FOR UPDATE SKIP LOCKED))"
             ),
         }
     }

@@ -429,6 +429,7 @@ pub async fn lock_holders(
         profile.table.as_str(),
         "sync_metadata",
         "sync_chunks",
+        "chunk_queue",
         "datsync_receipts",
         "datsync_migrations",
     ]
@@ -581,7 +582,7 @@ pub fn grants_sql(profile: &Profile, role: &str) -> String {
          GRANT SELECT, INSERT, UPDATE ON {target} TO {r};\n\
          {derived}\
          GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.sync_metadata, {s}.sync_chunks, \
-         {s}.datsync_receipts TO {r};\n\
+         {s}.chunk_queue, {s}.datsync_receipts TO {r};\n\
          GRANT SELECT ON {s}.datsync_migrations TO {r};\n\
          GRANT USAGE, SELECT ON SEQUENCE {s}.{SYNC_SEQUENCE} TO {r};\n"
     )

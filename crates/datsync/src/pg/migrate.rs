@@ -84,7 +84,36 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "derived tables' failures per chunk",
         sql: derived_failed_sql,
     },
+    Migration {
+        version: 10,
+        name: "the work queue of submitted syncs",
+        sql: queue_sql,
+    },
 ];
+
+/// The work queue (`datsync submit`, `datsync worker`; see `pipeline/queue.rs`):
+/// `chunk_queue` holds one row per chunk whose Parquet file is written and whose ledger row
+/// does not exist yet, and one row per sync whose conversion is complete and that a worker
+/// is to finish (`chunk_id` = -1); `sync_chunks.worker` is the `host:pid` of the process that
+/// committed the chunk; `sync_metadata.chunks_total` and `converted_at` say that a
+/// submitted sync's conversion is complete.
+fn queue_sql(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.chunk_queue (
+           sync_id text NOT NULL,
+           chunk_id integer NOT NULL,
+           checksum text NOT NULL DEFAULT '',
+           cut_rows bigint,
+           cut_bytes bigint,
+           cut_max_line_bytes bigint,
+           enqueued_at timestamptz NOT NULL DEFAULT now(),
+           PRIMARY KEY (sync_id, chunk_id));
+         ALTER TABLE {s}.sync_chunks ADD COLUMN IF NOT EXISTS worker text;
+         ALTER TABLE {s}.sync_metadata
+           ADD COLUMN IF NOT EXISTS chunks_total integer,
+           ADD COLUMN IF NOT EXISTS converted_at timestamptz;"
+    )
+}
 
 /// `sync_chunks.derived_failed`: the derived tables (`[[derived]]`) whose upsert failed for
 /// the chunk and was rolled back to its savepoint, committed with the chunk and summed in the

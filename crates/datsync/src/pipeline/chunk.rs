@@ -29,6 +29,11 @@ pub(super) enum ChunkResult {
     Committed(ChunkCounts),
     /// Transient database errors outlasted the attempts: marked failed, kept for a resume.
     Failed(FailedChunk),
+    /// `submit`: put in the work queue for the workers (`queue.rs`).
+    Queued,
+    /// A worker's claim on the chunk was lost before a retry (another process holds or
+    /// loaded it, or its sync stopped): nothing written (`queue.rs`).
+    Released,
 }
 
 /// A chunk given up on in this run.
@@ -100,6 +105,7 @@ impl Shared<'_> {
         {
             LoadAttempt::Loaded(load) => load,
             LoadAttempt::Transient(error) => return self.give_up(chunk, error).await,
+            LoadAttempt::Released => return Ok(ChunkResult::Released),
         };
         let counts = ChunkCounts {
             rows: facts.rows_read,

@@ -165,6 +165,8 @@ impl Run<'_> {
             validation_errors: Some(sample.json.clone()),
         };
         crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
+        // The sync has a status of its own now: nothing of it is left for the workers.
+        super::queue::forget_sync(&self.client, &p.profile.schema, sync_id).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
         // After the last step that can fail (and so be done again): each hook is called once.
         let hooks_failed = self.call_hooks(verdict.status).await;

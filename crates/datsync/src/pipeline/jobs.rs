@@ -168,6 +168,9 @@ impl Loading<'_> {
                 });
             }
             ChunkResult::Failed(failed) => tally.failed.push(failed),
+            // `submit` counts the chunks it queued as the chunks of this run.
+            ChunkResult::Queued => tally.loaded += 1,
+            ChunkResult::Released => {}
         }
     }
 }

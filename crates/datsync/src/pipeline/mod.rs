@@ -46,6 +46,7 @@ mod jobs;
 mod open;
 mod plan;
 mod progress;
+mod queue;
 mod reconcile;
 mod recorded;
 mod retry;
@@ -72,6 +73,7 @@ use crate::telemetry::{Metrics, Telemetry};
 
 pub(crate) use plan::new_sync_id;
 pub use progress::{ChunkDone, NoProgress, Progress};
+pub use queue::{QueueStatus, Submitted, WorkerOptions, WorkerReport, pending_work};
 use retry::LoadRetries;
 
 /// Attempts of a chunk's load in one run when the database fails transiently.
@@ -157,6 +159,12 @@ pub enum PipelineError {
          (`datsync list`) and --checkpoint-dir"
     )]
     UnknownSync(SyncId),
+    /// `submit` or `worker` cannot share the sync's chunks with other processes.
+    #[error("the work queue needs chunks that every worker can read: {reason}")]
+    NotShared {
+        /// Why not.
+        reason: String,
+    },
     /// An internal task died (a bug); reported rather than panicking.
     #[error("internal error: {task}: {error}")]
     Internal {
@@ -381,6 +389,18 @@ impl Pipeline {
         sync_id: Option<SyncId>,
         fresh: bool,
     ) -> Result<RunSummary, PipelineError> {
+        self.run_source_as(source, sync_id, fresh, queue::Mode::Load)
+            .await
+    }
+
+    /// [`Self::run_source`], loading the chunks (`run`) or queueing them (`submit`).
+    async fn run_source_as(
+        &self,
+        source: SourceRef,
+        sync_id: Option<SyncId>,
+        fresh: bool,
+        mode: queue::Mode,
+    ) -> Result<RunSummary, PipelineError> {
         let store = self.store().await?;
         let (client, stored) = self.connect_migrated().await?;
         // The source's lock, before the sync is chosen: two runs of one source started at
@@ -398,7 +418,7 @@ impl Pipeline {
         }
         let plan = self.plan_run(&store, source, sync_id, fresh).await?;
         // Boxed: the sync's state machine is large, and callers keep theirs small.
-        Box::pin(self.sync(plan, store, (client, stored), Some(source_key))).await
+        Box::pin(self.sync(plan, store, (client, stored), Some(source_key), mode)).await
     }
 
     /// Continues a sync: finishes its conversion if it was cut short, loads every chunk the
@@ -408,7 +428,7 @@ impl Pipeline {
         let plan = self.plan_resume(&store, sync_id).await?;
         let session = self.connect_migrated().await?;
         // Boxed: the sync's state machine is large, and callers keep theirs small.
-        Box::pin(self.sync(plan, store, session, None)).await
+        Box::pin(self.sync(plan, store, session, None, queue::Mode::Load)).await
     }
 
     /// `resume SYNC_ID --rebuild-checkpoint`: discards the sync's checkpoint (an unreadable
@@ -433,7 +453,7 @@ impl Pipeline {
             "discarding the checkpoint; rebuilding it from the source and the database");
         store.delete_sync(&sync_id).await?;
         let plan = self.plan_resume(&store, sync_id).await?;
-        Box::pin(self.sync(plan, store, session, None)).await
+        Box::pin(self.sync(plan, store, session, None, queue::Mode::Load)).await
     }
 }
 

@@ -65,6 +65,7 @@ impl Pipeline {
         store: Store,
         (client, stored): (Client, Vec<(String, StoredType)>),
         planning: Option<String>,
+        mode: super::queue::Mode,
     ) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         if !crate::pg::try_lock_sync(&client, &plan.sync_id).await? {
@@ -125,6 +126,8 @@ impl Pipeline {
                 unknown_columns: Vec::new(),
                 profile: self.profile.clone().with_stored(&stored),
                 writer: None,
+                mode,
+                claim_open: std::sync::atomic::AtomicBool::new(false),
             },
             client,
             pid: 0,
@@ -133,7 +136,7 @@ impl Pipeline {
         if cleaned {
             run.finished().await
         } else {
-            run.execute().await
+            Box::pin(run.execute()).await
         }
     }
 

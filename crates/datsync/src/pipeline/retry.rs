@@ -11,6 +11,7 @@ use arrow_array::RecordBatch;
 
 use super::halt::{Halt, SyncFailure, TransientFailure};
 use super::jobs::Conn;
+use super::queue::Mode;
 use super::run::Shared;
 use super::session::{Outage, Reconnect};
 use crate::load::{ChunkFacts, ChunkLoad};
@@ -42,6 +43,8 @@ pub(super) enum LoadAttempt {
     Loaded(ChunkLoad),
     /// The database failed transiently.
     Transient(TransientFailure),
+    /// A worker's claim on the chunk was lost (see `queue.rs`): not this process's to load.
+    Released,
 }
 
 impl Shared<'_> {
@@ -64,6 +67,7 @@ impl Shared<'_> {
                 .await?;
             let failure = match outcome {
                 LoadAttempt::Loaded(load) => return Ok(LoadAttempt::Loaded(load)),
+                LoadAttempt::Released => return Ok(LoadAttempt::Released),
                 LoadAttempt::Transient(failure) => failure,
             };
             if failure.is_outage() {
@@ -99,6 +103,16 @@ impl Shared<'_> {
         facts: &ChunkFacts,
         attempt: u32,
     ) -> Result<LoadAttempt, Halt> {
+        if self.mode == Mode::Claimed {
+            return match self.load_claimed(conn, chunk, checksum, batch, facts).await {
+                Ok(outcome) => Ok(outcome),
+                Err(e) if e.class() == ErrorClass::Transient => {
+                    tracing::warn!(sync_id = %self.plan.sync_id, %chunk, attempt, error = %e, "transient database error; retrying");
+                    Ok(LoadAttempt::Transient(TransientFailure::Load(e)))
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         let mut ready = Ok(());
         if conn.client.is_closed() {
             ready = self.reconnect_loader(conn).await;

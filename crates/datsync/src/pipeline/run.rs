@@ -14,6 +14,7 @@ use super::convert::{ConvertOutcome, Converted, Converter};
 use super::halt::{Halt, SyncFailure};
 use super::jobs::{Conn, Feed, Helper};
 use super::plan::Plan;
+use super::queue::Mode;
 use super::reconcile::{Conversion, Ledger, outcome_of};
 use super::{Pipeline, PipelineError, RunSummary};
 use crate::checkpoint::CheckpointManager;
@@ -61,6 +62,11 @@ pub(super) struct Shared<'a> {
     /// With `--jobs` above 1, the backend of the session that holds the sync's writer lock
     /// (`jobs.rs`); `None` with one loader, whose session is the run's.
     pub(super) writer: Option<Mutex<i32>>,
+    /// Whether the chunks are loaded here, queued for workers, or claimed from the queue.
+    pub(super) mode: Mode,
+    /// A worker's claim: the transaction that claimed the chunk is still open on the
+    /// loader's connection (a retry opens a new one and claims the chunk again).
+    pub(super) claim_open: std::sync::atomic::AtomicBool,
 }
 
 /// One run of one sync: what its loaders share, and the run's session, which holds the
@@ -154,6 +160,9 @@ impl Run<'_> {
         if let Err(lost) = self.close_helpers().await {
             halt = Some(lost);
         }
+        if self.mode == Mode::Submit {
+            return self.submitted(halt, &tally, converted, resumed).await;
+        }
         self.finish(halt, &tally, converted, resumed).await
     }
 
@@ -221,6 +230,10 @@ impl Shared<'_> {
         conn: &mut Conn<'_>,
         c: Converted,
     ) -> Result<(ChunkResult, Duration), Halt> {
+        if self.mode == Mode::Submit {
+            let t0 = Instant::now();
+            return Ok((self.enqueue(conn, c).await?, t0.elapsed()));
+        }
         if let Some(source) = &self.plan.source {
             unchanged(source)?;
         }

@@ -222,6 +222,7 @@ impl Checker<'_> {
             profile.table.as_str(),
             "sync_metadata",
             "sync_chunks",
+            "chunk_queue",
             "datsync_receipts",
             "datsync_migrations",
         ];

@@ -1,0 +1,28 @@
+//! `datsync queue`: how much work the queue holds (what the scalers watch).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use datsync::RawSettings;
+
+use super::db;
+use crate::cli::QueueArgs;
+
+pub fn run(args: &QueueArgs, profile_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let settings = db::settings(RawSettings::default())?;
+    let profile = db::profile(profile_path, &settings)?;
+    let pg_settings = db::pg_settings(&args.db)?;
+    let status = db::block_on(async {
+        let client = datsync::connect(&pg_settings).await?;
+        anyhow::Ok(datsync::pending_work(&client, &profile.schema).await?)
+    })??;
+    if args.json {
+        println!("{}", serde_json::to_string(&status)?);
+    } else {
+        println!(
+            "{} pending in {}.chunk_queue: {} chunk(s) to load, {} sync(s) to finish, over {} sync(s)",
+            status.pending, profile.schema, status.chunks, status.finishing, status.syncs
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,495 @@
+//! The work queue (issue 15 items 1, 2 and 4): `datsync submit` and several `datsync worker`
+//! processes, killed with SIGKILL at random points and started again, end with the table,
+//! `sync_metadata`, ledger, rejects and warnings of one uninterrupted `datsync run` of the
+//! same file; a sync halted by the error threshold stops every worker; `--exit-when-idle`
+//! exits 0.
+//!
+//! Waits are on conditions (the processes' exits, the ledger in the database), each with a
+//! deadline; nothing sleeps for timing. Replay a failure with
+//! `DATSYNC_QUEUE_SEED=<seed printed by the test>`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use crate::common::{MESSY, Outcome, Snapshot, TestDb, Work, datsync, options, sync_id, u};
+
+/// Rows of the file and rows per chunk: about fifty small chunks.
+const ROWS: u64 = 4_000;
+const CHUNK: &str = "80";
+/// Kill points a worker reaches while it loads chunks.
+const WORKER_EVENTS: [&str; 4] = [
+    "rows_rejected",
+    "chunk_staged",
+    "chunk_committed",
+    "chunk_completed",
+];
+/// A threshold no chunk of the kill test's file reaches (fifty chunks of 80 rows: one with
+/// nine rejected rows would stop the sync at the default 10%).
+const LENIENT: (&str, &str) = ("VALIDATION_ERROR_THRESHOLD", "0.5");
+/// The longest any wait of these tests lasts.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+/// `datsync ARGS` with the database, checkpoint directory and chunk size of these tests.
+fn sync_args<'a>(db_url: &'a str, ck: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    all.extend([
+        "--database-url",
+        db_url,
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--chunk-size",
+        CHUNK,
+        "--json",
+    ]);
+    all
+}
+
+/// A process of the binary started in the background (stdout and stderr kept).
+fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_datsync"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("DATSYNC_RETRY_BACKOFF_MS", "20")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn finish(child: Child) -> Outcome {
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `datsync worker` on `db`, exiting once idle for `max_idle`.
+fn worker(work: &Work, db: &TestDb, max_idle: &str, env: &[(&str, &str)]) -> Child {
+    let url = db.url();
+    spawn(
+        work.path(),
+        &[
+            "worker",
+            "--database-url",
+            &url,
+            "--exit-when-idle",
+            "--max-idle",
+            max_idle,
+            "--json",
+        ],
+        env,
+    )
+}
+
+/// Chunks of the sync the process `pid` committed (the ledger's `worker` is `host:pid`).
+fn committed_by(db: &TestDb, sync: &str, pid: u32) -> i64 {
+    // The first worker's migration may not have run yet.
+    let migrated: bool =
+        db.query("SELECT to_regclass('public.chunk_queue') IS NOT NULL", &[])[0].get(0);
+    if !migrated {
+        return 0;
+    }
+    db.query(
+        "SELECT count(*) FROM public.sync_chunks WHERE sync_id = $1 AND worker LIKE $2",
+        &[&sync, &format!("%:{pid}")],
+    )[0]
+    .get(0)
+}
+
+fn queue_len(db: &TestDb) -> i64 {
+    db.query("SELECT count(*) FROM public.chunk_queue", &[])[0].get(0)
+}
+
+/// The chunks the checkpoint's manifest (its journal applied) says are done.
+fn manifest_done(ck: &Path, sync: &str) -> BTreeSet<u64> {
+    let dir = ck.join(sync);
+    let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
+        return BTreeSet::new();
+    };
+    let manifest: Value = serde_json::from_str(&text).unwrap();
+    let folded = manifest["journal_seq"].as_u64().unwrap_or(0);
+    let mut state: std::collections::BTreeMap<u64, String> = manifest["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["chunk_id"].as_u64().unwrap(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut entries: Vec<Value> = std::fs::read_dir(dir.join("journal"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+                .filter_map(|t| serde_json::from_str(&t).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort_by_key(|e| e["seq"].as_u64());
+    for e in entries.iter().filter(|e| e["seq"].as_u64() > Some(folded)) {
+        state.insert(
+            e["chunk"]["chunk_id"].as_u64().unwrap(),
+            e["chunk"]["status"].as_str().unwrap().to_owned(),
+        );
+    }
+    state
+        .into_iter()
+        .filter(|(_, s)| s == "completed" || s == "skipped")
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// Requires that the manifest claims no chunk done that the ledger lacks.
+fn assert_manifest_claims_only_commits(db: &TestDb, ck: &Path, sync: &str, context: &str) {
+    let committed: BTreeSet<u64> = db
+        .ledger(sync)
+        .iter()
+        .map(|c| c["chunk_id"].as_u64().unwrap())
+        .collect();
+    let done = manifest_done(ck, sync);
+    let claimed: Vec<_> = done.difference(&committed).collect();
+    assert!(
+        claimed.is_empty(),
+        "{context}: the manifest says chunks {claimed:?} are done; the ledger lacks them"
+    );
+}
+
+/// Waits for `cond`, polling, until the deadline.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One round: workers with random kill points, and one that the test kills with SIGKILL
+/// once it has committed a chunk or two; every worker ends (killed, or idle).
+fn kill_round(
+    rng: &mut ChaCha8Rng,
+    work: &Work,
+    db: &TestDb,
+    sync: &str,
+    history: &mut Vec<String>,
+) -> Vec<Outcome> {
+    let mut children = Vec::new();
+    for _ in 0..3 {
+        let event = WORKER_EVENTS[rng.random_range(0..WORKER_EVENTS.len())];
+        let kill_at = format!("{event}:{}", rng.random_range(1..=4));
+        history.push(kill_at.clone());
+        children.push(worker(
+            work,
+            db,
+            "3s",
+            &[("DATSYNC_KILL_AT", &kill_at), LENIENT],
+        ));
+    }
+    let mut target = worker(work, db, "3s", &[LENIENT]);
+    let after = rng.random_range(1..=2);
+    history.push(format!("SIGKILL after {after} commit(s)"));
+    let pid = target.id();
+    wait_for("the worker to commit or end", || {
+        committed_by(db, sync, pid) >= after || target.try_wait().unwrap().is_some()
+    });
+    // Killed at once: it may be in the middle of its next chunk.
+    let _ = target.kill();
+    children.push(target);
+    children.into_iter().map(finish).collect()
+}
+
+/// The ledger columns that depend on the order chunks commit in: a key in two chunks is
+/// inserted by the chunk that commits first and superseded in the other.
+const ORDER_DEPENDENT: [&str; 4] = ["inserted", "updated", "skipped_older", "superseded_on_load"];
+
+/// [`Snapshot::assert_same`] for chunks committed in any order: the table, `sync_metadata`,
+/// rejects and warnings equal; every ledger row equal but for [`ORDER_DEPENDENT`], whose
+/// sums over the sync are equal.
+fn assert_same_out_of_order(got: &Snapshot, reference: &Snapshot, context: &str) {
+    let split = |ledger: &[Value]| {
+        let mut sums = [0u64; ORDER_DEPENDENT.len()];
+        let rows: Vec<Value> = ledger
+            .iter()
+            .map(|row| {
+                let mut row = row.clone();
+                for (i, column) in ORDER_DEPENDENT.iter().enumerate() {
+                    sums[i] += row[*column].as_u64().unwrap();
+                    row.as_object_mut().unwrap().remove(*column);
+                }
+                row
+            })
+            .collect();
+        (rows, sums)
+    };
+    let (rows, sums) = split(&got.ledger);
+    let (want_rows, want_sums) = split(&reference.ledger);
+    assert_eq!(
+        rows.len(),
+        want_rows.len(),
+        "{context}: ledger sizes differ"
+    );
+    for (a, b) in rows.iter().zip(&want_rows) {
+        assert_eq!(a, b, "{context}: ledger row differs");
+    }
+    assert_eq!(
+        sums, want_sums,
+        "{context}: ledger sums of {ORDER_DEPENDENT:?} differ"
+    );
+    let same = Snapshot {
+        table: got.table.clone(),
+        metadata: got.metadata.clone(),
+        ledger: reference.ledger.clone(),
+        rejects: got.rejects.clone(),
+        warnings: got.warnings.clone(),
+    };
+    same.assert_same(reference, context);
+}
+
+/// What an uninterrupted `datsync run` of the file left.
+struct Reference {
+    summary: Value,
+    snapshot: Snapshot,
+}
+
+fn reference(work: &Work, sync: &str) -> Reference {
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck_reference");
+    let url = db.url();
+    let out = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["run", work.file(), "--sync-id", sync]),
+        &[LENIENT],
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let summary = out.summary();
+    assert!(u(&summary, "chunks_total") >= 40, "{summary}");
+    assert!(u(&summary, "rows_superseded") > 0, "{summary}");
+    assert!(u(&summary, "rows_rejected") > 0, "{summary}");
+    Reference {
+        summary,
+        snapshot: Snapshot::take(&db, &ck, sync),
+    }
+}
+
+/// The clean restart: a worker killed while it finishes the sync (after its final status,
+/// before its cleanup), then workers that run to the end; the sync is finished once more.
+fn clean_round(work: &Work, db: &TestDb, ck: &Path, sync: &str, context: &str) {
+    let finisher = finish(worker(
+        work,
+        db,
+        "3s",
+        &[("DATSYNC_KILL_AT", "cleanup_started:1"), LENIENT],
+    ));
+    assert!(finisher.killed(), "{context}: {}", finisher.describe());
+    db.wait_for_other_sessions();
+    let m = db.metadata(sync).unwrap();
+    assert_eq!(m["status"], "PARTIAL_SUCCESS", "{context}: {m}");
+    assert!(
+        ck.join(sync).exists(),
+        "{context}: cleaned up before the kill"
+    );
+    assert_eq!(queue_len(db), 1, "{context}: the finish row is free again");
+    let last: Vec<Outcome> = (0..3)
+        .map(|_| worker(work, db, "2s", &[LENIENT]))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(finish)
+        .collect();
+    for out in &last {
+        assert_eq!(out.code(), Some(0), "{context}: {}", out.describe());
+    }
+    let finished_by: usize = last
+        .iter()
+        .map(|o| o.summary()["syncs_finished"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(finished_by, 1, "{context}: the sync is finished once");
+}
+
+#[test]
+fn workers_killed_at_random_points_end_as_one_uninterrupted_run() {
+    let seed = std::env::var("DATSYNC_QUEUE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("queue test seed: {seed} (replay with DATSYNC_QUEUE_SEED={seed})");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Duplicate keys across chunks (the generator repeats earlier keys), rejected rows,
+    // value warnings.
+    let work = Work::with_options(&datsync::SampleOptions {
+        bad_value_rate: 0.02,
+        ..options(ROWS, rng.random(), MESSY)
+    });
+    let sync = sync_id(rng.random());
+    let reference = reference(&work, &sync);
+    let chunks_total = u(&reference.summary, "chunks_total");
+
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck_queue");
+    let url = db.url();
+    let mut history = Vec::new();
+    // Round 1: the workers start with the submit, and load while it converts.
+    let submit = spawn(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file(), "--sync-id", &sync]),
+        &[LENIENT],
+    );
+    let round1 = kill_round(&mut rng, &work, &db, &sync, &mut history);
+    let submitted = finish(submit);
+    assert_eq!(submitted.code(), Some(0), "{}", submitted.describe());
+    let s = submitted.summary();
+    assert_eq!(s["sync_id"], sync.as_str(), "{s}");
+    assert_eq!(u(&s, "chunks_total"), chunks_total, "{s}");
+    // Round 2 (the submit done); then round 3 restarts cleanly: a worker killed while it
+    // finishes the sync (after its final status, before its cleanup), then workers that
+    // run to the end.
+    db.wait_for_other_sessions();
+    assert_manifest_claims_only_commits(&db, &ck, &sync, "after round 1");
+    let round2 = kill_round(&mut rng, &work, &db, &sync, &mut history);
+    db.wait_for_other_sessions();
+    assert_manifest_claims_only_commits(&db, &ck, &sync, "after round 2");
+    let context = format!("seed {seed}, kills {history:?}");
+    for out in round1.iter().chain(&round2) {
+        assert!(
+            out.killed() || out.code() == Some(0),
+            "{context}: {}",
+            out.describe()
+        );
+    }
+    let committed = db.committed_chunks(&sync) as u64;
+    assert!(
+        committed < chunks_total,
+        "{context}: every chunk was committed before the clean round ({committed})"
+    );
+    clean_round(&work, &db, &ck, &sync, &context);
+    // The table, counts, ledger, rejects and warnings of the uninterrupted run.
+    assert_same_out_of_order(
+        &Snapshot::take(&db, &ck, &sync),
+        &reference.snapshot,
+        &context,
+    );
+    let ledger = db.ledger(&sync);
+    let ids: Vec<u64> = ledger
+        .iter()
+        .map(|c| c["chunk_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..chunks_total).collect::<Vec<_>>(), "{context}");
+    let workers: i64 = db.query(
+        "SELECT count(DISTINCT worker) FROM public.sync_chunks WHERE sync_id = $1",
+        &[&sync],
+    )[0]
+    .get(0);
+    assert!(workers > 1, "{context}: one worker committed every chunk");
+    assert_eq!(queue_len(&db), 0, "{context}: work left in the queue");
+    assert!(
+        !ck.join(&sync).exists(),
+        "{context}: the checkpoint is still there"
+    );
+    println!("{context}: {workers} workers, same as the uninterrupted run");
+}
+
+#[test]
+fn a_sync_halted_by_the_threshold_stops_every_worker() {
+    let work = Work::new(
+        3_000,
+        7,
+        crate::common::Rates {
+            invalid: 0.3,
+            dup: 0.0,
+            ragged: 0.0,
+        },
+    );
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let url = db.url();
+    let out = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let s = out.summary();
+    let sync = s["sync_id"].as_str().unwrap().to_owned();
+    let total = u(&s, "chunks_total");
+    assert!(total >= 30, "{s}");
+    assert_eq!(
+        queue_len(&db),
+        i64::try_from(total).unwrap() + 1,
+        "each chunk and the finish"
+    );
+    let children: Vec<Child> = (0..3).map(|_| worker(&work, &db, "1s", &[])).collect();
+    let outs: Vec<Outcome> = children.into_iter().map(finish).collect();
+    for out in &outs {
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+    }
+    let halted: usize = outs
+        .iter()
+        .map(|o| o.summary()["syncs_halted"].as_array().unwrap().len())
+        .sum();
+    assert!(halted >= 1, "no worker halted the sync");
+    let m = db.metadata(&sync).unwrap();
+    assert_eq!(m["status"], "BAD_INPUT", "{m}");
+    let error = m["error_message"].as_str().unwrap_or_default();
+    assert!(error.contains("threshold"), "{error}");
+    // Stopped for every worker: far from every chunk loaded, nothing left in the queue.
+    let committed = db.committed_chunks(&sync) as u64;
+    assert!(
+        committed < total / 2,
+        "{committed} of {total} chunks loaded"
+    );
+    assert_eq!(queue_len(&db), 0);
+}
+
+#[test]
+fn an_idle_worker_exits_0_and_queue_counts_the_work() {
+    let work = Work::new(600, 11, MESSY);
+    let db = TestDb::new();
+    let url = db.url();
+    // Nothing submitted: the queue (made by the worker's migration) stays empty.
+    let out = finish(worker(&work, &db, "200ms", &[]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.summary()["chunks_loaded"], 0);
+    let queue = |db_url: &str| {
+        let out = datsync(
+            work.path(),
+            &["queue", "--database-url", db_url, "--json"],
+            &[],
+        );
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+        out.summary()
+    };
+    assert_eq!(queue(&url)["pending"], 0);
+    let ck = work.checkpoints("ck");
+    let submitted = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[],
+    );
+    assert_eq!(submitted.code(), Some(0), "{}", submitted.describe());
+    let total = u(&submitted.summary(), "chunks_total");
+    let q = queue(&url);
+    assert_eq!(u(&q, "pending"), total + 1, "{q}");
+    assert_eq!(u(&q, "chunks"), total, "{q}");
+    assert_eq!(u(&q, "finishing"), 1, "{q}");
+    let out = finish(worker(&work, &db, "200ms", &[]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(u(&out.summary(), "chunks_loaded"), total);
+    assert_eq!(queue(&url)["pending"], 0);
+}

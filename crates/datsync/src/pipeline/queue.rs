@@ -1,0 +1,1069 @@
+//! The work queue (`datsync submit`, `datsync worker`): PostgreSQL is the coordinator.
+//!
+//! `submit` registers the sync as `run` does and converts the source into chunks in the
+//! checkpoint storage (shared by the workers: a directory they all mount, or `az://`,
+//! `s3://`, `gs://`); each chunk whose Parquet file and journal entry are written gets a row
+//! in `<schema>.chunk_queue` at once, so workers load while the conversion goes on. When the
+//! conversion is complete, `sync_metadata.chunks_total` and `converted_at` are written with
+//! the sync's *finish row* (`chunk_id` = -1) in one transaction.
+//!
+//! A worker takes work in the transaction that does it:
+//!
+//! ```text
+//! BEGIN
+//!   SELECT … FROM chunk_queue … FOR UPDATE OF q SKIP LOCKED LIMIT 1   -- the claim
+//!   (read the chunk's Parquet file, validate, keep rejects, transform: no statement)
+//!   pg_advisory_xact_lock(sync, chunk); the ledger check               -- load::Loader
+//!   COPY into staging; the upsert (one chunk of a sync at a time); the ledger row (worker)
+//!   DELETE the chunk's queue row
+//! COMMIT
+//! ```
+//!
+//! A worker that dies rolls back: the row is free again for the next `SKIP LOCKED`, with no
+//! lease to time out. A chunk commits once: its ledger row and its queue row's deletion are
+//! in its transaction, and a second loader of the same chunk (a worker after a retry, a
+//! `run`/`resume` of the same sync) waits on the chunk's advisory lock and then finds the
+//! ledger row. `run`/`resume` delete a chunk's queue row in its transaction too, skipping
+//! it when a worker holds it (that worker deletes it): no lock cycle.
+//!
+//! The finish row is taken only when no chunk row of its sync is left (the rows of chunks
+//! in flight are still there, locked): the worker that takes it holds it while it finishes
+//! the sync on a second connection (the final status from the ledger, views,
+//! `sync_metadata`, cleanup, hooks, alert: `finish.rs`), then deletes it and commits. If that
+//! worker dies, the row is free again and the next worker (or `datsync resume SYNC`)
+//! finishes the sync; the final steps can be done twice.
+//!
+//! A sync halted by a worker (too many rejects, bad input, a fatal error) is marked with its
+//! status first, so no worker claims its chunks any more (claims take rows of IN_PROGRESS
+//! syncs only), then its queue rows are deleted — a `DELETE` that waits for the chunks in
+//! flight to commit or roll back — and then its final status is written from the ledger.
+//! A worker with nothing to do deletes rows left for syncs that are not IN_PROGRESS.
+//!
+//! Workers never write the checkpoint's manifest (only `submit`, its one writer, does): the
+//! manifest never says a chunk is done that the ledger does not have.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio_postgres::Client;
+
+use super::chunk::ChunkResult;
+use super::convert::{ConvertOutcome, Converted};
+use super::halt::Halt;
+use super::jobs::Conn;
+use super::plan::Plan;
+use super::retry::LoadAttempt;
+use super::run::{Run, Shared, Tally, run_loader};
+use super::{Pipeline, PipelineError, RunSummary};
+use crate::checkpoint::{CheckpointError, CheckpointManager};
+use crate::load::{ChunkFacts, LoadError};
+use crate::model::{ChunkCut, ChunkId, SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus};
+use crate::pg::{PgError, quote_ident};
+use crate::profile::StoredType;
+use crate::source::SourceRef;
+use crate::store::{ObjectKey, Store};
+
+/// The `chunk_id` of a sync's finish row.
+const FINISH: i32 = -1;
+
+/// How a run treats its chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// `run`, `resume`: this process loads each chunk.
+    Load,
+    /// `submit`: each chunk is put in the work queue for the workers.
+    Submit,
+    /// `worker`: the chunk was claimed by a transaction on the loader's connection, open
+    /// while [`super::run::Shared::claim_open`] says so; a retry opens a new one and claims
+    /// the chunk again.
+    Claimed,
+}
+
+/// What `datsync submit` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Submitted {
+    /// The sync.
+    pub sync_id: SyncId,
+    /// Chunks of the whole source (the conversion is complete).
+    pub chunks_total: u64,
+    /// Chunks this submit put in the queue.
+    pub chunks_enqueued: u64,
+    /// Whether it continued an earlier submit (or run) of the source.
+    pub resumed: bool,
+    /// The sync ended during the submit (the source was already loaded, or the input is
+    /// bad): its summary; `None` when the workers load it.
+    #[serde(skip)]
+    pub ended: Option<RunSummary>,
+}
+
+/// How a worker works (`datsync worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// Chunks loaded at once, each on its own connection.
+    pub concurrency: usize,
+    /// Exit once there has been nothing to do for `max_idle`.
+    pub exit_when_idle: bool,
+    /// See `exit_when_idle`.
+    pub max_idle: Duration,
+    /// The pause between two looks at an empty queue.
+    pub poll: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            exit_when_idle: false,
+            max_idle: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a worker did before it exited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WorkerReport {
+    /// Chunks it committed.
+    pub chunks_loaded: u64,
+    /// Syncs it finished (their final status written), with their status.
+    pub syncs_finished: Vec<(SyncId, SyncStatus)>,
+    /// Syncs it halted (too many rejects, bad input, a fatal error).
+    pub syncs_halted: Vec<(SyncId, SyncStatus)>,
+}
+
+impl WorkerReport {
+    fn add(&mut self, other: Self) {
+        self.chunks_loaded += other.chunks_loaded;
+        self.syncs_finished.extend(other.syncs_finished);
+        self.syncs_halted.extend(other.syncs_halted);
+    }
+}
+
+/// A claimed queue row and what `sync_metadata` says of its sync.
+#[derive(Debug, Clone)]
+struct Claim {
+    sync_id: SyncId,
+    chunk: i32,
+    checksum: String,
+    cut: ChunkCut,
+    sync_seq: i64,
+    file_name: String,
+    file_path: String,
+    file_size: u64,
+    location: Option<String>,
+}
+
+/// What the work queue of a schema holds (`datsync queue --json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStatus {
+    /// Pieces of work waiting (chunks to load and syncs to finish): the figure the scalers
+    /// watch, `SELECT count(*) FROM <schema>.chunk_queue`.
+    pub pending: i64,
+    /// Of them, chunks to load.
+    pub chunks: i64,
+    /// Of them, syncs whose conversion is complete, to finish once their chunks are in.
+    pub finishing: i64,
+    /// Syncs with work waiting.
+    pub syncs: i64,
+}
+
+/// What the work queue of `schema` holds (all zero before the queue's migration ran).
+pub async fn pending_work(client: &Client, schema: &str) -> Result<QueueStatus, PgError> {
+    let s = quote_ident(schema);
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{s}.chunk_queue")],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot look for the work queue", e))?
+        .get(0);
+    if !exists {
+        return Ok(QueueStatus::default());
+    }
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE chunk_id >= 0),
+                        count(*) FILTER (WHERE chunk_id < 0), count(DISTINCT sync_id)
+                   FROM {s}.chunk_queue"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot count the work queue", e))?;
+    Ok(QueueStatus {
+        pending: row.get(0),
+        chunks: row.get(1),
+        finishing: row.get(2),
+        syncs: row.get(3),
+    })
+}
+
+fn q(what: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
+    move |e| PgError::query(what, e)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Pipeline {
+    /// `datsync submit SOURCE`: registers the sync (or continues the source's unfinished
+    /// one, as `run` does), converts the source into the checkpoint storage and queues each
+    /// chunk as soon as it is saved; returns once the conversion is complete. Needs
+    /// checkpoints in a store the workers can open (not `memory://`).
+    pub async fn submit(
+        &self,
+        source: &str,
+        sync_id: Option<SyncId>,
+        fresh: bool,
+    ) -> Result<Submitted, PipelineError> {
+        if !self.settings.enable_checkpointing {
+            return Err(PipelineError::NotShared {
+                reason: "checkpointing is off (ENABLE_CHECKPOINTING=false or --no-checkpoint): \
+                         the workers read the chunks from the checkpoint storage"
+                    .to_owned(),
+            });
+        }
+        let store = self.store().await?;
+        if store.reopenable_location().is_none() {
+            return Err(PipelineError::NotShared {
+                reason: format!(
+                    "the checkpoint storage {} cannot be opened by another process; use a \
+                     directory the workers share, or az://, s3://, gs://",
+                    self.settings.checkpoint_base
+                ),
+            });
+        }
+        let source = SourceRef::open(source).await?;
+        let summary = self
+            .run_source_as(source, sync_id, fresh, Mode::Submit)
+            .await?;
+        let ended = summary.status != SyncStatus::InProgress
+            || summary.already_loaded
+            || summary.interrupted;
+        Ok(Submitted {
+            sync_id: summary.sync_id.clone(),
+            chunks_total: summary.counts.chunks_total,
+            chunks_enqueued: summary.counts.chunks_completed,
+            resumed: summary.resumed,
+            ended: ended.then_some(summary),
+        })
+    }
+
+    /// `datsync worker`: loads queued chunks of any submitted sync of the profile's table
+    /// and finishes syncs whose chunks are all committed, `options.concurrency` at a time,
+    /// until a stop is asked for (the chunks in flight finish) or, with
+    /// `options.exit_when_idle`, until nothing was left to do for `options.max_idle`.
+    pub async fn work(&self, options: WorkerOptions) -> Result<WorkerReport, PipelineError> {
+        let (client, stored) = self.connect_migrated().await?;
+        let mut slots = Vec::with_capacity(options.concurrency.max(1));
+        slots.push(self.slot(Some(client), &stored, options));
+        for _ in 1..options.concurrency.max(1) {
+            slots.push(self.slot(None, &stored, options));
+        }
+        let mut report = WorkerReport::default();
+        for result in futures::future::join_all(slots).await {
+            report.add(result?);
+        }
+        Ok(report)
+    }
+
+    /// One of a worker's loops: claims, loads or finishes, until stopped or idle.
+    async fn slot(
+        &self,
+        client: Option<Client>,
+        stored: &[(String, StoredType)],
+        options: WorkerOptions,
+    ) -> Result<WorkerReport, PipelineError> {
+        let mut report = WorkerReport::default();
+        let mut client = match client {
+            Some(c) => c,
+            None => self.connect_waiting().await?,
+        };
+        let mut idle_since: Option<Instant> = None;
+        let schema = self.profile.schema.clone();
+        loop {
+            if self.stopping() {
+                break;
+            }
+            if client.is_closed() {
+                client = self.connect_waiting().await?;
+            }
+            let claimed = match claim_next(&client, &schema).await {
+                Ok(c) => c,
+                Err(e) if e.is_outage() || e.class() == crate::pg::ErrorClass::Transient => {
+                    tracing::warn!(error = %e, "cannot read the work queue; trying again");
+                    self.pause(options.poll).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let busy = match claimed {
+                Some(claim) if claim.chunk == FINISH => {
+                    let (c, finished) = Box::pin(self.finish_claimed(client, claim, stored)).await;
+                    client = c;
+                    if let Some(done) = &finished {
+                        report.syncs_finished.push(done.clone());
+                    }
+                    finished.is_some()
+                }
+                Some(claim) => {
+                    let (c, outcome) =
+                        Box::pin(self.load_claimed_chunk(client, claim, stored)).await;
+                    client = c;
+                    match outcome {
+                        Worked::Loaded => {
+                            report.chunks_loaded += 1;
+                            true
+                        }
+                        Worked::Halted(id, status) => {
+                            report.syncs_halted.push((id, status));
+                            true
+                        }
+                        Worked::Nothing => false,
+                    }
+                }
+                None => {
+                    rollback(&client).await;
+                    if let Err(e) = sweep(&client, &schema).await {
+                        tracing::warn!(error = %e, "cannot delete the queue rows of stopped syncs");
+                    }
+                    false
+                }
+            };
+            if busy {
+                idle_since = None;
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if options.exit_when_idle && since.elapsed() >= options.max_idle {
+                tracing::info!(
+                    idle_s = since.elapsed().as_secs_f64(),
+                    "no work left; exiting"
+                );
+                break;
+            }
+            self.pause(options.poll).await;
+        }
+        rollback(&client).await;
+        Ok(report)
+    }
+
+    /// Waits `pause`, or less when a stop is asked for.
+    async fn pause(&self, pause: Duration) {
+        match self.stop.clone() {
+            Some(mut stop) => {
+                let _ = tokio::time::timeout(pause, stop.wait_for(|s| *s)).await;
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+    }
+
+    /// Loads the chunk claimed on `client` (its transaction open) with the chunk code of
+    /// `run`; a sync the chunk halts is halted for every worker. Returns the client.
+    async fn load_claimed_chunk(
+        &self,
+        client: Client,
+        claim: Claim,
+        stored: &[(String, StoredType)],
+    ) -> (Client, Worked) {
+        let chunk = ChunkId(u32::try_from(claim.chunk).unwrap_or_default());
+        let plan = claim.plan();
+        let store = match claim.store() {
+            Ok(store) => store,
+            Err(e) => {
+                rollback(&client).await;
+                tracing::error!(sync_id = %claim.sync_id, %chunk, error = %e, "the sync's checkpoint storage cannot be opened");
+                return (client, Worked::Nothing);
+            }
+        };
+        let batch = read_chunk(&store, &claim, chunk).await;
+        let mut run = self.claimed_run(&plan, &claim, store, client, stored);
+        let result = match batch {
+            Ok(batch) => {
+                let Run {
+                    shared,
+                    client,
+                    pid,
+                    ..
+                } = &mut run;
+                let mut conn = Conn { client, pid };
+                shared
+                    .process(
+                        &mut conn,
+                        Converted {
+                            chunk,
+                            batch,
+                            checksum: claim.checksum.clone(),
+                            source_bytes: None,
+                        },
+                    )
+                    .await
+            }
+            Err(halt) => Err(halt),
+        };
+        if run.claim_open.swap(false, Ordering::SeqCst) {
+            rollback(&run.client).await;
+        }
+        match result {
+            Ok(ChunkResult::Committed(_)) => (run.client, Worked::Loaded),
+            Ok(ChunkResult::Failed(failed)) => {
+                tracing::warn!(sync_id = %claim.sync_id, chunk = %failed.chunk, error = %failed.error,
+                    "the chunk failed after its attempts; it stays in the queue");
+                (run.client, Worked::Nothing)
+            }
+            Ok(ChunkResult::Released | ChunkResult::Queued) => (run.client, Worked::Nothing),
+            Err(halt) if halts_the_sync(&halt) => {
+                let status = match halt {
+                    Halt::BadInput(_) => SyncStatus::BadInput,
+                    _ => SyncStatus::Failed,
+                };
+                let id = claim.sync_id.clone();
+                match halt_sync(run, halt, status).await {
+                    Ok(client) => (client, Worked::Halted(id, status)),
+                    Err((client, e)) => {
+                        tracing::error!(sync_id = %id, error = %e, "the sync could not be halted; the next worker tries again");
+                        (client, Worked::Nothing)
+                    }
+                }
+            }
+            Err(halt) => {
+                tracing::warn!(sync_id = %claim.sync_id, %chunk, error = %halt,
+                    "the chunk was not loaded (the database failed transiently); it stays in the queue");
+                (run.client, Worked::Nothing)
+            }
+        }
+    }
+
+    /// A run of the claimed chunk's sync on `client`, for the chunk code of `run`.
+    fn claimed_run<'a>(
+        &'a self,
+        plan: &'a Plan,
+        claim: &Claim,
+        store: Store,
+        client: Client,
+        stored: &[(String, StoredType)],
+    ) -> Run<'a> {
+        Run {
+            shared: Shared {
+                pipeline: self,
+                plan,
+                sync_ref: SyncRef {
+                    sync_id: claim.sync_id.clone(),
+                    sync_seq: claim.sync_seq,
+                    source_file: claim.file_name.clone(),
+                },
+                store,
+                manager: None,
+                started: Instant::now(),
+                checkpoint_dir: None,
+                ledger_cut: Some(claim.cut),
+                loader: run_loader(self, &claim.sync_id),
+                unknown_columns: Vec::new(),
+                profile: self.profile.clone().with_stored(stored),
+                writer: None,
+                mode: Mode::Claimed,
+                claim_open: AtomicBool::new(true),
+            },
+            client,
+            pid: 0,
+            helpers: Vec::new(),
+        }
+    }
+
+    /// Finishes the sync whose finish row is claimed on `client` (its transaction open), on
+    /// a second connection that takes the sync's writer lock (a `run`/`resume` of the sync
+    /// finishes it itself); then deletes the row and commits. Returns the client and the
+    /// sync's final status when it was written.
+    async fn finish_claimed(
+        &self,
+        client: Client,
+        claim: Claim,
+        stored: &[(String, StoredType)],
+    ) -> (Client, Option<(SyncId, SyncStatus)>) {
+        let sync_id = claim.sync_id.clone();
+        let finished = self.finish_sync(&claim, stored).await;
+        let done = match finished {
+            Ok(Some(summary)) => {
+                let deleted = client
+                    .execute(
+                        &format!(
+                            "DELETE FROM {}.chunk_queue WHERE sync_id = $1 AND chunk_id = $2",
+                            quote_ident(&self.profile.schema)
+                        ),
+                        &[&sync_id.as_str(), &FINISH],
+                    )
+                    .await;
+                match deleted {
+                    Ok(_) => match client.batch_execute("COMMIT").await {
+                        Ok(()) => Some((sync_id, summary.status)),
+                        Err(e) => {
+                            tracing::warn!(%sync_id, error = %e, "the finish row could not be deleted; the sync may be finished again");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(%sync_id, error = %e, "the finish row could not be deleted; the sync may be finished again");
+                        None
+                    }
+                }
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(%sync_id, error = %e, "the sync could not be finished; the next worker tries again");
+                None
+            }
+        };
+        if done.is_none() {
+            rollback(&client).await;
+        }
+        (client, done)
+    }
+
+    /// The final steps of a submitted sync whose chunks are all committed; `None` when
+    /// another process holds the sync (it finishes it).
+    async fn finish_sync(
+        &self,
+        claim: &Claim,
+        stored: &[(String, StoredType)],
+    ) -> Result<Option<RunSummary>, PipelineError> {
+        let sync_id = &claim.sync_id;
+        let client = self.connect_waiting().await?;
+        if !crate::pg::try_lock_sync(&client, sync_id).await? {
+            tracing::info!(%sync_id, "another process holds the sync; it finishes it");
+            return Ok(None);
+        }
+        let store = claim.store()?;
+        let mut manager = CheckpointManager::new(store.clone(), sync_id.clone());
+        let manager = match manager.checkpoint_exists().await {
+            Ok(true) => Some(manager),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(%sync_id, error = %e, "the checkpoint cannot be read; finishing from the ledger");
+                None
+            }
+        };
+        let unknown_columns =
+            crate::status::recorded_header(&client, &self.profile.schema, sync_id)
+                .await?
+                .map(|h| h.unknown_columns)
+                .unwrap_or_default();
+        let plan = claim.plan();
+        let checkpoint_dir = manager.as_ref().map(|_| store.describe_sync(sync_id));
+        let mut run = self.claimed_run(&plan, claim, store, client, stored);
+        run.mode = Mode::Load;
+        run.claim_open = AtomicBool::new(false);
+        run.manager = manager.map(|m| std::sync::Arc::new(tokio::sync::Mutex::new(m)));
+        run.checkpoint_dir = checkpoint_dir;
+        run.unknown_columns = unknown_columns;
+        let summary = run.finish(None, &Tally::default(), None, true).await?;
+        tracing::info!(%sync_id, status = %summary.status, "sync finished by this worker");
+        Ok(Some(summary))
+    }
+}
+
+/// What a worker's claim came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Worked {
+    /// The chunk committed.
+    Loaded,
+    /// The chunk halted its sync, which now has this status.
+    Halted(SyncId, SyncStatus),
+    /// Nothing changed (the chunk stays in the queue, or another process loaded it).
+    Nothing,
+}
+
+/// Whether a chunk's halt stops its sync for every worker: bad input, or a failure that
+/// trying again cannot mend. A transient failure (an outage that outlasted the budget)
+/// leaves the chunk in the queue.
+fn halts_the_sync(halt: &Halt) -> bool {
+    match halt {
+        Halt::BadInput(_) => true,
+        Halt::Failed(f) => f.class() == crate::pg::ErrorClass::Fatal,
+        Halt::Stopped | Halt::LockLost => false,
+    }
+}
+
+/// Stops a sync for every worker (see the module docs): its status first, then its queue
+/// rows (waiting for the chunks in flight), then its final status from the ledger.
+async fn halt_sync(
+    run: Run<'_>,
+    halt: Halt,
+    status: SyncStatus,
+) -> Result<Client, (Client, PipelineError)> {
+    let schema = quote_ident(&run.pipeline.profile.schema);
+    let sync_id = run.plan.sync_id.clone();
+    tracing::error!(%sync_id, error = %halt, "the sync stops for every worker");
+    let marked = run
+        .client
+        .execute(
+            &format!(
+                "UPDATE {schema}.sync_metadata SET status = $2, updated_at = now()
+                  WHERE sync_id = $1 AND status = 'IN_PROGRESS'"
+            ),
+            &[&sync_id.as_str(), &status.as_str()],
+        )
+        .await
+        .map_err(q("cannot mark the sync halted"));
+    match marked {
+        Ok(0) => {
+            tracing::info!(%sync_id, "the sync was already stopped or finished");
+            return Ok(run.client);
+        }
+        Ok(_) => {}
+        Err(e) => return Err((run.client, e.into())),
+    }
+    if let Err(e) = run
+        .client
+        .execute(
+            &format!("DELETE FROM {schema}.chunk_queue WHERE sync_id = $1"),
+            &[&sync_id.as_str()],
+        )
+        .await
+    {
+        return Err((
+            run.client,
+            q("cannot delete the sync's queue rows")(e).into(),
+        ));
+    }
+    let pg = run.pipeline.pg.clone();
+    match run.finish(Some(halt), &Tally::default(), None, true).await {
+        Ok(summary) => {
+            tracing::info!(%sync_id, status = %summary.status, "sync halted");
+            // `finish` consumed the run and its client: a new one for the next claims.
+            match crate::pg::connect(&pg).await {
+                Ok(client) => Ok(client),
+                Err(e) => Err((dead_client(&pg).await, e.into())),
+            }
+        }
+        Err(e) => Err((dead_client(&pg).await, e)),
+    }
+}
+
+/// A client for a slot whose connection could not be made: closed, so the slot's loop
+/// connects again (waiting out an outage) before its next claim.
+async fn dead_client(pg: &crate::pg::PgSettings) -> Client {
+    loop {
+        if let Ok(client) = crate::pg::connect(pg).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Rolls back whatever transaction is open on `client` (nothing when none is).
+async fn rollback(client: &Client) {
+    if !client.is_closed() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+}
+
+/// Opens a transaction on `client` and claims the next piece of work in it: a chunk of an
+/// IN_PROGRESS sync, or the finish row of a sync with no chunk row left. `None` (the
+/// transaction left open, to roll back) when there is none.
+async fn claim_next(client: &Client, schema: &str) -> Result<Option<Claim>, PgError> {
+    let s = quote_ident(schema);
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(q("cannot begin a claim"))?;
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT q.sync_id, q.chunk_id, q.checksum, q.cut_rows, q.cut_bytes,
+                        q.cut_max_line_bytes, m.sync_seq, m.file_name, m.file_path,
+                        m.file_size_bytes, m.checkpoint_location
+                   FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
+                  WHERE (q.chunk_id >= 0 AND m.status = 'IN_PROGRESS')
+                     OR (q.chunk_id = {FINISH}
+                         AND m.status IN ('IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS')
+                         AND NOT EXISTS (
+                           SELECT 1 FROM {s}.chunk_queue c
+                            WHERE c.sync_id = q.sync_id AND c.chunk_id >= 0))
+                  ORDER BY q.chunk_id = {FINISH} DESC, q.enqueued_at, q.sync_id, q.chunk_id
+                  LIMIT 1
+                  FOR UPDATE OF q SKIP LOCKED"
+            ),
+            &[],
+        )
+        .await
+        .map_err(q("cannot claim work from the queue"))?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let id: String = r.get(0);
+    let Ok(sync_id) = SyncId::parse(&id) else {
+        tracing::warn!(sync_id = id, "a queue row names no valid sync id; skipped");
+        return Ok(None);
+    };
+    let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok(Some(Claim {
+        sync_id,
+        chunk: r.get(1),
+        checksum: r.get(2),
+        cut: ChunkCut {
+            rows: n(r.get(3)).unwrap_or(0),
+            bytes: n(r.get(4)),
+            max_line_bytes: n(r.get(5)),
+        },
+        sync_seq: r.get::<_, Option<i64>>(6).unwrap_or_default(),
+        file_name: r.get::<_, Option<String>>(7).unwrap_or_default(),
+        file_path: r.get::<_, Option<String>>(8).unwrap_or_default(),
+        file_size: n(r.get(9)).unwrap_or(0),
+        location: r.get(10),
+    }))
+}
+
+/// Deletes the queue rows of syncs that are not IN_PROGRESS (halted or finished by another
+/// process), but the finish rows of syncs that ended SUCCESS or PARTIAL_SUCCESS (a sync
+/// whose finisher died after its status is finished again: cleanup, hooks), and none that
+/// another session holds.
+async fn sweep(client: &Client, schema: &str) -> Result<u64, PgError> {
+    let s = quote_ident(schema);
+    client
+        .execute(
+            &format!(
+                "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
+                   SELECT q.ctid FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
+                    WHERE (q.chunk_id >= 0 AND m.status <> 'IN_PROGRESS')
+                       OR m.status IN ('BAD_INPUT', 'FAILED')
+                      FOR UPDATE OF q SKIP LOCKED))"
+            ),
+            &[],
+        )
+        .await
+        .map_err(q("cannot delete the queue rows of stopped syncs"))
+}
+
+/// Deletes the queue rows of a sync that was given its status (by `run`, `resume` or a
+/// worker), but those another session holds: a worker that loads one of its chunks, or
+/// holds its finish row, deletes that row itself.
+pub(super) async fn forget_sync(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<u64, PgError> {
+    let s = quote_ident(schema);
+    client
+        .execute(
+            &format!(
+                "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
+                   SELECT ctid FROM {s}.chunk_queue WHERE sync_id = $1
+                      FOR UPDATE SKIP LOCKED))"
+            ),
+            &[&sync_id.as_str()],
+        )
+        .await
+        .map_err(q("cannot delete the sync's queue rows"))
+}
+
+/// Reads the chunk's Parquet file from the sync's checkpoint storage, checked against the
+/// checksum its queue row carries.
+async fn read_chunk(
+    store: &Store,
+    claim: &Claim,
+    chunk: ChunkId,
+) -> Result<arrow_array::RecordBatch, Halt> {
+    let key = ObjectKey::chunk(&claim.sync_id, chunk);
+    let path = store.describe(&key);
+    let Some(bytes) = store.get(&key).await? else {
+        return Err(CheckpointError::ChunkMissing { chunk, path }.into());
+    };
+    let corrupt = |reason: String| CheckpointError::ChunkCorrupt {
+        chunk,
+        path: path.clone(),
+        reason,
+    };
+    if crate::model::hex(&Sha256::digest(&bytes)) != claim.checksum {
+        return Err(corrupt("checksum mismatch with its queue row".to_owned()).into());
+    }
+    crate::checkpoint::decode_parquet(bytes).map_err(|e| corrupt(e.to_string()).into())
+}
+
+impl Claim {
+    /// The plan of a run of the claimed sync (its source is not opened: workers read the
+    /// chunks).
+    fn plan(&self) -> Plan {
+        Plan {
+            sync_id: self.sync_id.clone(),
+            source: None,
+            file_name: self.file_name.clone(),
+            source_path: self.file_path.clone(),
+            fingerprint: SourceFingerprint {
+                size_bytes: self.file_size,
+                ..SourceFingerprint::default()
+            },
+        }
+    }
+
+    /// The sync's checkpoint storage, as `sync_metadata` records it.
+    fn store(&self) -> Result<Store, PipelineError> {
+        let Some(location) = &self.location else {
+            return Err(PipelineError::NotShared {
+                reason: format!(
+                    "sync {} has no checkpoint_location in sync_metadata",
+                    self.sync_id
+                ),
+            });
+        };
+        Ok(Store::open(location)?)
+    }
+}
+
+impl Run<'_> {
+    /// `submit`'s end: the conversion recorded complete with the sync's finish row, or the
+    /// sync stopped (bad input, a failure: finished here with that status, its queue rows
+    /// deleted; a stop: left to resume).
+    pub(super) async fn submitted(
+        mut self,
+        halt: Option<Halt>,
+        tally: &Tally,
+        converted: Option<ConvertOutcome>,
+        resumed: bool,
+    ) -> Result<RunSummary, PipelineError> {
+        match halt {
+            None => {}
+            Some(h @ (Halt::BadInput(_) | Halt::Failed(_))) => {
+                let status = if matches!(h, Halt::BadInput(_)) {
+                    SyncStatus::BadInput
+                } else {
+                    SyncStatus::Failed
+                };
+                let s = quote_ident(&self.pipeline.profile.schema);
+                let id = self.plan.sync_id.as_str();
+                self.client
+                    .execute(
+                        &format!(
+                            "UPDATE {s}.sync_metadata SET status = $2, updated_at = now()
+                              WHERE sync_id = $1 AND status = 'IN_PROGRESS'"
+                        ),
+                        &[&id, &status.as_str()],
+                    )
+                    .await
+                    .map_err(q("cannot mark the sync halted"))?;
+                self.client
+                    .execute(
+                        &format!("DELETE FROM {s}.chunk_queue WHERE sync_id = $1"),
+                        &[&id],
+                    )
+                    .await
+                    .map_err(q("cannot delete the sync's queue rows"))?;
+                return self.finish(Some(h), tally, converted, resumed).await;
+            }
+            Some(h) => {
+                let stored = crate::status::stored_sync(
+                    &self.client,
+                    &self.pipeline.profile.schema,
+                    &self.plan.sync_id,
+                )
+                .await?;
+                let status = stored.map_or(SyncStatus::InProgress, |s| s.status);
+                let mut summary = self.queue_summary(status, tally, resumed, 0);
+                summary.interrupted = true;
+                summary.error = Some(format!("the submit stopped: {h}"));
+                return Ok(summary);
+            }
+        }
+        let total = match (&self.manager, &converted) {
+            (Some(m), _) => {
+                let mut m = m.lock().await;
+                if let Err(e) = m.compact().await {
+                    tracing::warn!(sync_id = %self.plan.sync_id, error = %e, "the manifest could not be compacted");
+                }
+                m.manifest().map_or(0, |m| u64::from(m.total_chunks))
+            }
+            (None, Some(c)) => u64::from(c.chunks),
+            (None, None) => 0,
+        };
+        let s = quote_ident(&self.pipeline.profile.schema);
+        let id = self.plan.sync_id.as_str().to_owned();
+        let total_i = i32::try_from(total).unwrap_or(i32::MAX);
+        let tx = self.client.transaction().await.map_err(q("cannot begin"))?;
+        tx.execute(
+            &format!(
+                "UPDATE {s}.sync_metadata SET chunks_total = $2, converted_at = now(),
+                        updated_at = now()
+                  WHERE sync_id = $1"
+            ),
+            &[&id, &total_i],
+        )
+        .await
+        .map_err(q("cannot record the conversion complete"))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {s}.chunk_queue (sync_id, chunk_id)
+                 SELECT $1, {FINISH} FROM {s}.sync_metadata
+                  WHERE sync_id = $1 AND status = 'IN_PROGRESS'
+                 ON CONFLICT (sync_id, chunk_id) DO NOTHING"
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(q("cannot queue the sync's finish"))?;
+        tx.commit()
+            .await
+            .map_err(q("cannot record the conversion complete"))?;
+        tracing::info!(sync_id = %self.plan.sync_id, chunks_total = total, queued = tally.loaded,
+            "conversion complete; the workers load and finish the sync");
+        Ok(self.queue_summary(SyncStatus::InProgress, tally, resumed, total))
+    }
+
+    /// The summary of a submit: the sync as far as the queue knows it.
+    fn queue_summary(
+        &self,
+        status: SyncStatus,
+        tally: &Tally,
+        resumed: bool,
+        chunks_total: u64,
+    ) -> RunSummary {
+        RunSummary {
+            sync_id: self.plan.sync_id.clone(),
+            status,
+            counts: SyncCounts {
+                chunks_total,
+                chunks_completed: tally.loaded,
+                ..SyncCounts::default()
+            },
+            chunks_skipped_on_resume: tally.skipped_on_resume,
+            duration_s: self.started.elapsed().as_secs_f64(),
+            time_saved_s: None,
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            rejects_dir: None,
+            unknown_columns: self.unknown_columns.clone(),
+            resumed,
+            error: None,
+            error_class: None,
+            interrupted: false,
+            all_older: false,
+            already_loaded: false,
+            derived_failed: 0,
+            hooks_failed: 0,
+        }
+    }
+}
+
+impl Shared<'_> {
+    /// `submit`: puts a saved chunk in the work queue (unless the ledger has it); stops
+    /// when the sync is no longer IN_PROGRESS (a worker halted it).
+    pub(super) async fn enqueue(
+        &self,
+        conn: &mut Conn<'_>,
+        c: Converted,
+    ) -> Result<ChunkResult, Halt> {
+        let s = quote_ident(&self.pipeline.profile.schema);
+        let cut = self.cut().await;
+        let chunk = i32::try_from(c.chunk.0).unwrap_or(i32::MAX);
+        let sync_id = self.plan.sync_id.as_str();
+        let row = conn
+            .client
+            .query_one(
+                &format!(
+                    "WITH m AS (SELECT status FROM {s}.sync_metadata WHERE sync_id = $1),
+                          ins AS (
+                       INSERT INTO {s}.chunk_queue
+                              (sync_id, chunk_id, checksum, cut_rows, cut_bytes, cut_max_line_bytes)
+                       SELECT $1, $2, $3, $4, $5, $6
+                        WHERE EXISTS (SELECT 1 FROM m WHERE status = 'IN_PROGRESS')
+                          AND NOT EXISTS (SELECT 1 FROM {s}.sync_chunks
+                                           WHERE sync_id = $1 AND chunk_id = $2)
+                       ON CONFLICT (sync_id, chunk_id) DO NOTHING
+                       RETURNING 1)
+                     SELECT (SELECT status FROM m), (SELECT count(*) FROM ins)"
+                ),
+                &[
+                    &sync_id,
+                    &chunk,
+                    &c.checksum,
+                    &to_i64(cut.rows),
+                    &cut.bytes.map(to_i64),
+                    &cut.max_line_bytes.map(to_i64),
+                ],
+            )
+            .await
+            .map_err(|e| LoadError::Database {
+                sync_id: self.plan.sync_id.clone(),
+                chunk: c.chunk,
+                source: PgError::query("cannot put the chunk in the work queue", e),
+            })?;
+        let status: Option<String> = row.get(0);
+        if status.as_deref() != Some("IN_PROGRESS") {
+            tracing::warn!(%sync_id, status = ?status, "the sync was stopped by a worker; the conversion stops");
+            return Err(Halt::Stopped);
+        }
+        if row.get::<_, i64>(1) > 0 {
+            tracing::debug!(%sync_id, chunk = %c.chunk, "chunk queued");
+            return Ok(ChunkResult::Queued);
+        }
+        Ok(ChunkResult::Released)
+    }
+
+    /// A worker's attempt at its claimed chunk: in the claim's transaction when it is still
+    /// open, else (a retry) in a new one that claims the chunk again — `Released` when
+    /// another process holds it or its row is gone (loaded elsewhere, or its sync halted).
+    pub(super) async fn load_claimed(
+        &self,
+        conn: &mut Conn<'_>,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &arrow_array::RecordBatch,
+        facts: &ChunkFacts,
+    ) -> Result<LoadAttempt, LoadError> {
+        let db = |source| LoadError::Database {
+            sync_id: self.plan.sync_id.clone(),
+            chunk,
+            source,
+        };
+        if !self.claim_open.load(Ordering::SeqCst) {
+            if conn.client.is_closed() {
+                *conn.client = crate::pg::connect(&self.pipeline.pg).await.map_err(db)?;
+            }
+            conn.client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| db(PgError::query("cannot begin", e)))?;
+            self.claim_open.store(true, Ordering::SeqCst);
+            let s = quote_ident(&self.pipeline.profile.schema);
+            let chunk_i = i32::try_from(chunk.0).unwrap_or(i32::MAX);
+            let again = conn
+                .client
+                .query_opt(
+                    &format!(
+                        "SELECT 1 FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
+                          WHERE q.sync_id = $1 AND q.chunk_id = $2 AND m.status = 'IN_PROGRESS'
+                            FOR UPDATE OF q SKIP LOCKED"
+                    ),
+                    &[&self.plan.sync_id.as_str(), &chunk_i],
+                )
+                .await
+                .map_err(|e| db(PgError::query("cannot claim the chunk again", e)))?;
+            if again.is_none() {
+                rollback(conn.client).await;
+                self.claim_open.store(false, Ordering::SeqCst);
+                tracing::info!(sync_id = %self.plan.sync_id, %chunk, "the chunk is no longer this worker's to load");
+                return Ok(LoadAttempt::Released);
+            }
+        }
+        let loaded = self
+            .loader
+            .load_chunk_in_transaction(conn.client, &self.sync_ref, chunk, checksum, batch, facts)
+            .await;
+        let committed = match loaded {
+            Ok(load) => conn
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .map(|()| load)
+                .map_err(|e| db(PgError::query("cannot commit the chunk", e))),
+            Err(e) => Err(e),
+        };
+        if committed.is_err() {
+            rollback(conn.client).await;
+        }
+        self.claim_open.store(false, Ordering::SeqCst);
+        committed.map(LoadAttempt::Loaded)
+    }
+}
