@@ -493,3 +493,79 @@ fn an_idle_worker_exits_0_and_queue_counts_the_work() {
     assert_eq!(u(&out.summary(), "chunks_loaded"), total);
     assert_eq!(queue(&url)["pending"], 0);
 }
+
+#[test]
+fn sigterm_finishes_the_chunk_in_flight_and_exits_0() {
+    let work = Work::new(2_000, 13, crate::common::CLEAN);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let url = db.url();
+    let submitted = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[],
+    );
+    assert_eq!(submitted.code(), Some(0), "{}", submitted.describe());
+    let s = submitted.summary();
+    let sync = s["sync_id"].as_str().unwrap().to_owned();
+    // SIGTERM while the second chunk is staged: it commits, no third one starts.
+    let out = finish(worker(
+        &work,
+        &db,
+        "30s",
+        &[("DATSYNC_TERM_AT", "chunk_staged:2")],
+    ));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(u(&out.summary(), "chunks_loaded"), 2, "{}", out.describe());
+    assert_eq!(db.committed_chunks(&sync), 2);
+    let total = u(&s, "chunks_total");
+    assert_eq!(
+        queue_len(&db),
+        i64::try_from(total).unwrap() - 2 + 1,
+        "the other chunks and the finish wait for the next worker"
+    );
+    assert_eq!(db.metadata(&sync).unwrap()["status"], "IN_PROGRESS");
+}
+
+#[test]
+fn resume_of_a_submitted_sync_loads_beside_the_workers_and_nothing_twice() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let work = Work::with_options(&options(ROWS, 23, MESSY));
+    let sync = sync_id(rng.random());
+    let reference = reference(&work, &sync);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck_queue");
+    let url = db.url();
+    let submitted = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file(), "--sync-id", &sync]),
+        &[LENIENT],
+    );
+    assert_eq!(submitted.code(), Some(0), "{}", submitted.describe());
+    // Two workers and `resume SYNC` load the same sync side by side; the resume finishes it
+    // (it holds the sync's writer lock, so no worker does meanwhile).
+    let workers: Vec<Child> = (0..2)
+        .map(|_| worker(&work, &db, "2s", &[LENIENT]))
+        .collect();
+    let resumed = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["resume", &sync]),
+        &[LENIENT],
+    );
+    for out in workers.into_iter().map(finish) {
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+    }
+    assert_eq!(resumed.code(), Some(2), "{}", resumed.describe());
+    let s = resumed.summary();
+    assert_eq!(
+        crate::common::counts(&s),
+        crate::common::counts(&reference.summary)
+    );
+    assert_same_out_of_order(
+        &Snapshot::take(&db, &ck, &sync),
+        &reference.snapshot,
+        "resume beside workers",
+    );
+    assert_eq!(queue_len(&db), 0, "work left in the queue");
+    assert!(!ck.join(&sync).exists(), "the checkpoint is still there");
+}

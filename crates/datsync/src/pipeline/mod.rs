@@ -32,6 +32,7 @@
 //! | `chunk.rs` | one chunk from validation to commit, and what came of it ([`ChunkResult`](chunk::ChunkResult)) |
 //! | `retry.rs` | a chunk's load retried on transient database errors |
 //! | `session.rs` | the run's database session: connecting through an outage, the writer lock taken again on a new connection |
+//! | `queue.rs` | the work queue: `submit` queues the chunks it saves, a `worker` claims one in the transaction that loads it, and finishes a sync once its chunks are in |
 //! | `finish.rs` | the final status, `sync_metadata`, cleanup, the hooks, the alert, retention |
 //! | `halt.rs` | why a sync stops early, typed (bad input, failure, stop) |
 //! | `progress.rs` | the [`Progress`] a caller watches |
