@@ -78,6 +78,17 @@ fn finish(child: Child) -> Outcome {
 
 /// `datsync worker` on `db`, exiting once idle for `max_idle`.
 fn worker(work: &Work, db: &TestDb, max_idle: &str, env: &[(&str, &str)]) -> Child {
+    worker_with(work, db, max_idle, "1", env)
+}
+
+/// [`worker`] loading `concurrency` chunks at once.
+fn worker_with(
+    work: &Work,
+    db: &TestDb,
+    max_idle: &str,
+    concurrency: &str,
+    env: &[(&str, &str)],
+) -> Child {
     let url = db.url();
     spawn(
         work.path(),
@@ -88,6 +99,8 @@ fn worker(work: &Work, db: &TestDb, max_idle: &str, env: &[(&str, &str)]) -> Chi
             "--exit-when-idle",
             "--max-idle",
             max_idle,
+            "--concurrency",
+            concurrency,
             "--json",
         ],
         env,
@@ -284,16 +297,28 @@ fn reference(work: &Work, sync: &str) -> Reference {
     }
 }
 
-/// The clean restart: a worker killed while it finishes the sync (after its final status,
-/// before its cleanup), then workers that run to the end; the sync is finished once more.
+/// The clean restart: workers loading two chunks at once, each killed if it finishes the
+/// sync (after its final status, before its cleanup: the finish row is then free again for
+/// the next one), then workers that run to the end; the sync is finished once more.
 fn clean_round(work: &Work, db: &TestDb, ck: &Path, sync: &str, context: &str) {
-    let finisher = finish(worker(
-        work,
-        db,
-        "3s",
-        &[("DATSYNC_KILL_AT", "cleanup_started:1"), LENIENT],
-    ));
-    assert!(finisher.killed(), "{context}: {}", finisher.describe());
+    let kill = [("DATSYNC_KILL_AT", "cleanup_started:1"), LENIENT];
+    let first: Vec<Outcome> = (0..3)
+        .map(|_| worker_with(work, db, "3s", "2", &kill))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(finish)
+        .collect();
+    for out in &first {
+        assert!(
+            out.killed() || out.code() == Some(0),
+            "{context}: {}",
+            out.describe()
+        );
+    }
+    assert!(
+        first.iter().any(Outcome::killed),
+        "{context}: no worker finished the sync"
+    );
     db.wait_for_other_sessions();
     let m = db.metadata(sync).unwrap();
     assert_eq!(m["status"], "PARTIAL_SUCCESS", "{context}: {m}");
@@ -568,4 +593,58 @@ fn resume_of_a_submitted_sync_loads_beside_the_workers_and_nothing_twice() {
     );
     assert_eq!(queue_len(&db), 0, "work left in the queue");
     assert!(!ck.join(&sync).exists(), "the checkpoint is still there");
+}
+
+#[test]
+fn a_submit_killed_mid_conversion_continues_when_submitted_again() {
+    let work = Work::with_options(&options(ROWS, 29, MESSY));
+    let sync = sync_id(0x5b_0b17);
+    let reference = reference(&work, &sync);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck_queue");
+    let url = db.url();
+    let args = sync_args(&url, &ck, &["submit", work.file(), "--sync-id", &sync]);
+    // Killed after its 20th chunk is saved (and queued, or not yet), while a worker loads.
+    let early = worker(&work, &db, "3s", &[LENIENT]);
+    let killed = datsync(
+        work.path(),
+        &args,
+        &[("DATSYNC_KILL_AT", "chunk_converted:20"), LENIENT],
+    );
+    assert!(killed.killed(), "{}", killed.describe());
+    let early = finish(early);
+    assert_eq!(early.code(), Some(0), "{}", early.describe());
+    db.wait_for_other_sessions();
+    assert!(db.committed_chunks(&sync) < 20);
+    // The same source submitted again continues its sync: the rest is converted and queued.
+    let again = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[LENIENT],
+    );
+    assert_eq!(again.code(), Some(0), "{}", again.describe());
+    let s = again.summary();
+    assert_eq!(s["sync_id"], sync.as_str(), "{s}");
+    assert_eq!(s["resumed"], true, "{s}");
+    assert_eq!(
+        u(&s, "chunks_total"),
+        u(&reference.summary, "chunks_total"),
+        "{s}"
+    );
+    let outs: Vec<Outcome> = (0..2)
+        .map(|_| worker(&work, &db, "2s", &[LENIENT]))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(finish)
+        .collect();
+    for out in &outs {
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+    }
+    assert_same_out_of_order(
+        &Snapshot::take(&db, &ck, &sync),
+        &reference.snapshot,
+        "submitted again after a kill",
+    );
+    assert_eq!(queue_len(&db), 0);
+    assert!(!ck.join(&sync).exists());
 }
