@@ -62,7 +62,7 @@ pub fn resume(args: &ResumeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
 /// still prints one JSON object: the sync it is about (`sync_id`, when known), no `status`,
 /// the `error` and whether trying again later can help (`retryable`). The error is also
 /// said on stderr and the exit code is 1, as without `--json`.
-fn json_on_error(
+pub(super) fn json_on_error(
     outcome: anyhow::Result<ExitCode>,
     json: bool,
     given: Option<&str>,

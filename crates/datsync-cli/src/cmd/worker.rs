@@ -9,6 +9,16 @@ use datsync::{Metrics, Monitor, SyncId, WorkerOptions};
 use crate::cli::{GlobalArgs, SubmitArgs, SyncArgs, WorkerArgs};
 
 pub fn submit(args: &SubmitArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // With --json, an error before the sync is queued still prints one JSON object (as
+    // `run` does).
+    super::run::json_on_error(
+        submit_inner(args, global),
+        args.sync.json,
+        args.sync_id.as_deref(),
+    )
+}
+
+fn submit_inner(args: &SubmitArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sync_id = args.sync_id.as_deref().map(SyncId::parse).transpose()?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let pipeline = super::run::build(&args.sync, global)?.stop(stop).build();

@@ -502,6 +502,19 @@ fn an_idle_worker_exits_0_and_queue_counts_the_work() {
     };
     assert_eq!(queue(&url)["pending"], 0);
     let ck = work.checkpoints("ck");
+    // Without checkpoints there is nothing the workers could read.
+    let refused = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file(), "--no-checkpoint"]),
+        &[],
+    );
+    assert_eq!(refused.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("checkpointing is off"),
+        "{}",
+        refused.describe()
+    );
+    assert_eq!(refused.summary()["status"], Value::Null);
     let submitted = datsync(
         work.path(),
         &sync_args(&url, &ck, &["submit", work.file()]),
