@@ -387,6 +387,13 @@ pub struct WatchArgs {
         env = "DATSYNC_WATCH_BACKOFF"
     )]
     pub retry_backoff: Duration,
+    /// Sources larger than this (a size: 1073741824, 1GiB, 500MB) are not loaded here but
+    /// submitted to the work queue, as `datsync submit` does: converted into chunks in the
+    /// checkpoint storage (which the workers must share: az://, s3://, gs:// or a shared
+    /// directory) for `datsync worker` processes to load [default: off, every source is
+    /// loaded here].
+    #[arg(long, value_name = "SIZE", env = "DATSYNC_SUBMIT_ABOVE")]
+    pub submit_above: Option<datsync::ByteSize>,
     /// Serve the Prometheus metrics (`GET /metrics`) and the status page (`GET /`) on this
     /// address (`127.0.0.1:9464`).
     #[arg(long, value_name = "ADDR:PORT", env = "DATSYNC_METRICS_ADDR")]
@@ -437,6 +444,13 @@ pub struct ServeArgs {
     /// or, between two parts, its body [default: 30s].
     #[arg(long, value_parser = duration)]
     pub read_timeout: Option<Duration>,
+    /// Sources larger than this (a size: 1073741824, 1GiB, 500MB) are not loaded here but
+    /// submitted to the work queue, as `datsync submit` does: converted into chunks in the
+    /// checkpoint storage (which the workers must share: az://, s3://, gs:// or a shared
+    /// directory) for `datsync worker` processes to load [default: off, every source is
+    /// loaded here].
+    #[arg(long, value_name = "SIZE", env = "DATSYNC_SUBMIT_ABOVE")]
+    pub submit_above: Option<datsync::ByteSize>,
     /// Shared options.
     #[command(flatten)]
     pub sync: SyncArgs,

@@ -290,6 +290,8 @@ pub const KEYS: &[Key] = &[
     ),
     key("serve", "container", "DATSYNC_BLOB_CONTAINER", "data"),
     key("serve", "prefix", "DATSYNC_BLOB_PREFIX", "hex-ztdwr/"),
+    // watch and serve: sources above this size go to the work queue (`datsync worker`).
+    key("queue", "submit_above", "DATSYNC_SUBMIT_ABOVE", "off"),
 ];
 
 /// The variable that names the configuration file (`--config` wins over it).

@@ -104,6 +104,7 @@ fn sample(env: &str) -> &'static str {
         "DATSYNC_SERVE_ALLOW_NON_LOOPBACK" => "true",
         "DATSYNC_BLOB_CONTAINER" => "incoming",
         "DATSYNC_BLOB_PREFIX" => "ztdwr/",
+        "DATSYNC_SUBMIT_ABOVE" => "1GiB",
         _ => panic!("no sample value for {env}: add one"),
     }
 }

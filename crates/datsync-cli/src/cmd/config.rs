@@ -60,6 +60,9 @@ pub fn install(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             if let Some((v, key)) = from_file(sub, "retry_backoff", "DATSYNC_WATCH_BACKOFF") {
                 args.retry_backoff = crate::cli::duration(&v).map_err(|e| bad(&key, &v, &e))?;
             }
+            if let Some((v, key)) = from_file(sub, "submit_above", "DATSYNC_SUBMIT_ABOVE") {
+                args.submit_above = Some(v.parse().map_err(|e| bad(&key, &v, &e))?);
+            }
             if let Some((v, key)) = from_file(sub, "metrics_addr", "DATSYNC_METRICS_ADDR") {
                 args.metrics_addr = Some(v.trim().parse().map_err(|e| bad(&key, &v, &e))?);
             }
@@ -81,6 +84,9 @@ pub fn install(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             }
             if let Some((v, _)) = from_file(sub, "prefix", "DATSYNC_BLOB_PREFIX") {
                 args.prefix = v;
+            }
+            if let Some((v, key)) = from_file(sub, "submit_above", "DATSYNC_SUBMIT_ABOVE") {
+                args.submit_above = Some(v.parse().map_err(|e| bad(&key, &v, &e))?);
             }
         }
         _ => {}

@@ -44,7 +44,8 @@ pub fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let pipeline = super::run::build(&args.sync, global)?
         .stop(stop.clone())
         .metrics(metrics.clone());
-    let intake = Arc::new(Intake::new(pipeline, policy));
+    let intake =
+        Arc::new(Intake::new(pipeline, policy).submit_above(args.submit_above.map(|s| s.0)));
     let monitor = super::watch::monitor(&intake, metrics);
     let pg = intake.pipeline().pg().clone();
     let mut options = ServeOptions {

@@ -27,7 +27,7 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         backoff: args.retry_backoff,
         ..RetryPolicy::default()
     };
-    let intake = Intake::new(pipeline, policy);
+    let intake = Intake::new(pipeline, policy).submit_above(args.submit_above.map(|s| s.0));
     super::run::runtime()?.block_on(async {
         listen_for_stop(stop_tx)?;
         if let Some(address) = args.metrics_addr {
@@ -245,6 +245,11 @@ fn report(p: &Processed, json: bool) -> anyhow::Result<()> {
             tracing::info!(file = %p.name, "busy in another process; skipped this cycle");
         }
         (Action::Superseded, _) => println!("{}: {id} not loaded{error}", p.name),
+        (Action::Submitted, _) => println!(
+            "{}: submitted {id} to the work queue ({} chunks); datsync worker processes load it",
+            p.name,
+            p.submitted.as_ref().map_or(0, |s| s.chunks_total)
+        ),
         (Action::SkippedDone | Action::WaitingBackoff | Action::SkippedParked, _) => {
             tracing::debug!(file = %p.name, action = ?p.action, sync_id = %id, "nothing to do");
         }

@@ -63,6 +63,16 @@
 //! queue anyway (the last delivery was killed): an unfinished receipt is parked with its
 //! alert.
 //!
+//! **Submitting large sources** ([`Intake::submit_above`], `--submit-above`,
+//! `DATSYNC_SUBMIT_ABOVE`): a source larger than the threshold is not loaded in this process
+//! but [submitted](Pipeline::submit) to the work queue — converted into chunks in the shared
+//! checkpoint storage, each chunk queued for `datsync worker` processes (a KEDA `ScaledJob`, a
+//! Container Apps job) — in the same attempt, under the same sync id ([`Action::Submitted`]).
+//! Once the conversion is complete the receipt is finished: the workers load, retry and
+//! finalize the sync (its status is `sync_metadata`'s), so the intake neither retries nor
+//! parks it. An attempt that dies before the conversion is complete is continued by the next
+//! one (`submit` again, the same sync). Smaller sources are loaded here as before.
+//!
 //! [`Mode::Manual`] ([`Intake::process_manual`], the handler's manual re-run) ignores the
 //! pause and parking: an unfinished sync is resumed (same sync id, parked or not, with a
 //! fresh budget of attempts), a finished one is loaded again by a **new** sync that the
@@ -87,7 +97,7 @@ pub use state::SyncState;
 
 use crate::model::{SyncId, SyncStatus};
 use crate::pg::PgError;
-use crate::pipeline::{Pipeline, PipelineBuilder, PipelineError, RunSummary};
+use crate::pipeline::{Pipeline, PipelineBuilder, PipelineError, RunSummary, Submitted};
 
 /// Attempts of a sync before it is parked as poison.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -234,6 +244,9 @@ pub enum Action {
     Parked,
     /// Parked earlier; never retried automatically.
     SkippedParked,
+    /// The source is larger than the submit threshold: it was converted into chunks for the
+    /// work queue, and `datsync worker` processes load it (see the module docs).
+    Submitted,
     /// The source was replaced (or deleted) before this version could be loaded: another
     /// version is another receipt; nothing is left to do for this one.
     Superseded,
@@ -267,6 +280,9 @@ pub struct Processed {
     pub error: Option<String>,
     /// The run's summary, when this call ran the sync.
     pub summary: Option<RunSummary>,
+    /// What the submit did, when this call submitted the sync to the work queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted: Option<Box<Submitted>>,
 }
 
 impl Processed {
@@ -284,6 +300,7 @@ impl Processed {
             next_attempt_at: None,
             error: None,
             summary: None,
+            submitted: None,
         }
     }
 
@@ -302,7 +319,8 @@ impl Processed {
             | Action::SkippedBusy
             | Action::WaitingBackoff
             | Action::SkippedParked
-            | Action::Superseded => 0,
+            | Action::Superseded
+            | Action::Submitted => 0,
         }
     }
 }
@@ -315,6 +333,17 @@ pub struct Intake {
     migrated: AtomicBool,
     /// The connection receipts are first read on (see `Intake::nothing_to_do`).
     shared: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// Sources larger than this many bytes are submitted to the work queue, not loaded
+    /// here (see the module docs); `None`: every source is loaded here.
+    submit_above: Option<u64>,
+}
+
+/// What an attempt's run came to.
+pub(crate) enum Ran {
+    /// The sync ran in this process (to its end, or stopped): its summary.
+    Loaded(RunSummary),
+    /// The source was submitted to the work queue; the workers load it.
+    Submitted(Submitted),
 }
 
 impl Intake {
@@ -331,7 +360,21 @@ impl Intake {
             },
             migrated: AtomicBool::new(false),
             shared: tokio::sync::Mutex::new(None),
+            submit_above: None,
         }
+    }
+
+    /// Sources larger than `bytes` are submitted to the work queue instead of loaded here
+    /// (`None`, the default: none is). See the module docs.
+    #[must_use]
+    pub fn submit_above(mut self, bytes: Option<u64>) -> Self {
+        self.submit_above = bytes;
+        self
+    }
+
+    /// Whether `found` goes to the work queue.
+    fn submits(&self, found: &Found) -> bool {
+        self.submit_above.is_some_and(|limit| found.size > limit)
     }
 
     /// The pipeline.
@@ -350,29 +393,44 @@ impl Intake {
         self.process(found, Mode::Manual).await
     }
 
-    /// The one place a new sync of a source (a path or an `az://` URL) is run.
-    async fn start_sync(
-        &self,
-        found: &Found,
-        sync_id: &SyncId,
-    ) -> Result<RunSummary, PipelineError> {
+    /// The one place a new sync of a source (a path or an `az://` URL) is run — or, above
+    /// the submit threshold, submitted.
+    async fn start_sync(&self, found: &Found, sync_id: &SyncId) -> Result<Ran, PipelineError> {
+        if self.submits(found) {
+            return self.submit_sync(found, sync_id).await;
+        }
         self.pipeline
             .run(&found.source, Some(sync_id.clone()), false)
             .await
+            .map(Ran::Loaded)
     }
 
     /// The one place a receipt's sync is continued. A sync that is unknown everywhere was
     /// claimed by a process that died before it registered the sync: it starts now, with the
-    /// same id.
-    async fn resume_sync(
-        &self,
-        found: &Found,
-        sync_id: &SyncId,
-    ) -> Result<RunSummary, PipelineError> {
+    /// same id. Above the submit threshold the submit is continued instead (its conversion
+    /// finished, its chunks queued).
+    async fn resume_sync(&self, found: &Found, sync_id: &SyncId) -> Result<Ran, PipelineError> {
+        if self.submits(found) {
+            return self.submit_sync(found, sync_id).await;
+        }
         match self.pipeline.resume(sync_id.clone()).await {
             Err(PipelineError::UnknownSync(_)) => self.start_sync(found, sync_id).await,
-            other => other,
+            other => other.map(Ran::Loaded),
         }
+    }
+
+    /// Submits (or continues submitting) the source as `sync_id`: a submit that ended the
+    /// sync at once (already loaded, bad input, stopped) reports as a run.
+    async fn submit_sync(&self, found: &Found, sync_id: &SyncId) -> Result<Ran, PipelineError> {
+        tracing::info!(source = %found.source, %sync_id, size = found.size, limit = ?self.submit_above, "above the submit threshold: submitting to the work queue");
+        let mut submitted = self
+            .pipeline
+            .submit(&found.source, Some(sync_id.clone()), false)
+            .await?;
+        Ok(match submitted.ended.take() {
+            Some(summary) => Ran::Loaded(summary),
+            None => Ran::Submitted(submitted),
+        })
     }
 }
 

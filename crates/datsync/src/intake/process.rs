@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::receipts::{self, Outcome, Receipt};
-use super::{Action, Found, Intake, IntakeError, Mode, Processed};
+use super::{Action, Found, Intake, IntakeError, Mode, Processed, Ran};
 use crate::model::{SyncId, SyncStatus};
 use crate::pipeline::PipelineError;
 
@@ -369,7 +369,11 @@ impl Intake {
                 )
                 .await?
             }
-            Ok(summary) if summary.interrupted => {
+            Ok(Ran::Submitted(submitted)) => {
+                self.handed_off(client, found, &a, &mut p, submitted)
+                    .await?
+            }
+            Ok(Ran::Loaded(summary)) if summary.interrupted => {
                 // Not an attempt (the next cycle or start continues at once), unless the
                 // host counted it.
                 let (attempts, delay) = if a.stop_counts() {
@@ -395,7 +399,7 @@ impl Intake {
                 )
                 .await?
             }
-            Ok(summary) => {
+            Ok(Ran::Loaded(summary)) => {
                 p.finished = summary.is_final();
                 p.error.clone_from(&summary.error);
                 let status = summary.status;
@@ -430,6 +434,36 @@ impl Intake {
 }
 
 impl Intake {
+    /// The source was submitted to the work queue: nothing is left for the intake to do,
+    /// the workers load and finish the sync.
+    async fn handed_off(
+        &self,
+        client: &Client,
+        found: &Found,
+        a: &Attempt,
+        p: &mut Processed,
+        submitted: crate::pipeline::Submitted,
+    ) -> Result<receipts::Recorded, IntakeError> {
+        tracing::info!(source = %found.source, sync_id = %a.sync_id, chunks = submitted.chunks_total, "submitted to the work queue: datsync worker processes load it");
+        p.action = Action::Submitted;
+        p.finished = true;
+        p.submitted = Some(Box::new(submitted));
+        let recorded = receipts::record(
+            client,
+            self.schema(),
+            found,
+            &Outcome {
+                status: Some(SyncStatus::InProgress),
+                attempts: a.attempts,
+                delay: Duration::ZERO,
+                error: None,
+                finished: true,
+            },
+        )
+        .await?;
+        Ok(recorded)
+    }
+
     /// Not an attempt: another process is writing the sync right now. The count, the error
     /// and (for a manual re-run of a parked receipt) the parking are put back.
     async fn busy(

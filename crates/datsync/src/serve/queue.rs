@@ -131,9 +131,11 @@ fn admitted(app: &App, event: &BlobEvent) -> Result<String, (&'static str, Loudn
 fn answer(p: &Processed, delivery: u32, max: u32) -> StatusCode {
     let last = delivery >= max;
     match p.action {
-        Action::SkippedDone | Action::SkippedParked | Action::Superseded | Action::Parked => {
-            StatusCode::OK
-        }
+        Action::SkippedDone
+        | Action::SkippedParked
+        | Action::Superseded
+        | Action::Parked
+        | Action::Submitted => StatusCode::OK,
         Action::SkippedBusy | Action::WaitingBackoff if last => StatusCode::OK,
         Action::Started | Action::Resumed if p.finished => StatusCode::OK,
         Action::SkippedBusy | Action::WaitingBackoff | Action::Started | Action::Resumed => {

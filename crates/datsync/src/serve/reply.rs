@@ -269,7 +269,9 @@ fn reason(p: &Processed) -> Option<&'static str> {
         Action::Parked => return Some("parked"),
         Action::SkippedBusy => return Some("busy"),
         Action::WaitingBackoff => return Some("waiting"),
-        Action::SkippedDone | Action::SkippedParked | Action::Superseded => return None,
+        Action::SkippedDone | Action::SkippedParked | Action::Superseded | Action::Submitted => {
+            return None;
+        }
         Action::Started | Action::Resumed => {}
     }
     if p.finished {

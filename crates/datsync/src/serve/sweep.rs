@@ -100,7 +100,10 @@ async fn sweep_once(app: &App, cid: &str, place: &str) -> Result<BTreeMap<String
     for f in &found {
         let action = match app.intake.process(f, Mode::Automatic).await {
             Ok(p) => {
-                let ran = matches!(p.action, Action::Started | Action::Resumed | Action::Parked);
+                let ran = matches!(
+                    p.action,
+                    Action::Started | Action::Resumed | Action::Parked | Action::Submitted
+                );
                 if ran {
                     Outcome::of(SWEEP_FUNCTION, cid, &p).log();
                 }

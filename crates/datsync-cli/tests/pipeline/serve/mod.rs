@@ -10,6 +10,7 @@ mod deploy;
 mod manual;
 mod memory;
 mod queue;
+mod submit;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
