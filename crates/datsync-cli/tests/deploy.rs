@@ -15,9 +15,12 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// THE SCALE QUERY of CONTRACT.md (issue 15): the KEDA `postgresql` scaler's and the Azure
-/// Container Apps rule's query, the count `datsync queue --json` prints as `pending`.
-const SCALE_QUERY: &str = "SELECT count(*) FROM public.chunk_queue";
+/// THE SCALE QUERY (issue 15) of the built-in profile's schema, as the library writes it:
+/// the KEDA `postgresql` scaler's and the Azure Container Apps rule's query, the count
+/// `datsync queue --json` prints as `pending`.
+fn scale_query() -> String {
+    datsync::scale_query(&datsync::Profile::ztdwr().schema)
+}
 
 /// The repository's root (this crate is crates/datsync-cli).
 fn repo_root() -> PathBuf {
@@ -143,17 +146,6 @@ fn numeric_text(v: &Value, path: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{path} = {t:?} is not a number: {e}"))
 }
 
-/// The long help of `datsync COMMAND` lists it (`datsync --help`).
-fn binary_has_command(command: &str) -> bool {
-    let out = Command::new(env!("CARGO_BIN_EXE_datsync"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(command))
-}
-
 /// The binary's parser accepts `args` (a container's arguments): `datsync ARGS --help`
 /// parses every argument before it prints the command's help, so an unknown flag or a
 /// value that does not parse fails it.
@@ -203,11 +195,7 @@ fn check_worker_args(args: &[String], what: &str) {
         flags.iter().any(|f| f == "--exit-when-idle"),
         "{what}: a worker started by a scaler exits once the queue is empty: {args:?}"
     );
-    if binary_has_command("worker") {
-        binary_accepts(args, what);
-    } else {
-        eprintln!("{what}: this datsync has no `worker` command yet; its arguments were not run");
-    }
+    binary_accepts(args, what);
 }
 
 /// The Kubernetes manifests by kind and name, from the files of `dir`.
@@ -329,7 +317,7 @@ fn keda_scaled_job_runs_workers_on_the_scale_query() {
             "metadata.{k} must be a string (a map of strings): {v}"
         );
     }
-    assert_eq!(text(metadata, "query"), SCALE_QUERY);
+    assert_eq!(text(metadata, "query"), scale_query());
     assert!(numeric_text(metadata, "targetQueryValue") > 0.0);
     assert!(numeric_text(metadata, "activationTargetQueryValue") >= 0.0);
 
@@ -404,11 +392,7 @@ fn the_submit_job_converts_one_source_into_shared_storage() {
         text(base, "value").starts_with("az://"),
         "storage every worker reads, never the pod's disk: {base}"
     );
-    if binary_has_command("submit") {
-        binary_accepts(&args, "submit Job");
-    } else {
-        eprintln!("this datsync has no `submit` command yet; the Job's arguments were not run");
-    }
+    binary_accepts(&args, "submit Job");
 }
 
 /// `kubectl kustomize DIR` (where kubectl is installed), its documents by kind.
@@ -757,7 +741,7 @@ fn container_apps_job_runs_workers_on_the_same_scale_rule() {
     assert_eq!(text(rule, "type"), "postgresql");
     let metadata = at(rule, "metadata");
     only_fields(metadata, "postgresql metadata", POSTGRESQL_METADATA);
-    assert_eq!(text(metadata, "query"), SCALE_QUERY);
+    assert_eq!(text(metadata, "query"), scale_query());
     assert!(numeric_text(metadata, "targetQueryValue") > 0.0);
     assert!(numeric_text(metadata, "activationTargetQueryValue") >= 0.0);
     let auth = list(rule, "auth");
@@ -830,7 +814,11 @@ fn the_bicep_reader_refuses_what_it_does_not_read() {
 #[test]
 fn the_readme_documents_the_scale_query_and_both_deployments() {
     let readme = read(&repo_root().join("README.md"));
-    for want in [SCALE_QUERY, "deploy/kubernetes", "deploy/container-apps"] {
+    for want in [
+        scale_query().as_str(),
+        "deploy/kubernetes",
+        "deploy/container-apps",
+    ] {
         assert!(readme.contains(want), "the README lacks {want}");
     }
 }

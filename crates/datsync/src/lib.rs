@@ -242,7 +242,7 @@ pub use intake::{
 pub use pipeline::{
     ChunkDone, DB_RETRY_FOR_ENV, DEFAULT_DB_RETRY_FOR, DEFAULT_LOAD_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF, NoProgress, Pipeline, PipelineBuilder, PipelineError, Progress,
-    QueueStatus, RunSummary, Submitted, WorkerOptions, WorkerReport, pending_work,
+    QueueStatus, RunSummary, Submitted, WorkerOptions, WorkerReport, pending_work, scale_query,
 };
 pub use serve::body::{
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MAX_BLOB_INVOCATION_BYTES, DEFAULT_MAX_BODY_BYTES,

@@ -17,7 +17,12 @@ pub fn run(args: &QueueArgs, profile_path: Option<&Path>) -> anyhow::Result<Exit
         anyhow::Ok(datsync::pending_work(&client, &profile.schema).await?)
     })??;
     if args.json {
-        println!("{}", serde_json::to_string(&status)?);
+        // The counts, and the query the deployments' scalers run for `pending`.
+        let mut shown = serde_json::to_value(status)?;
+        if let Some(map) = shown.as_object_mut() {
+            map.insert("query".into(), datsync::scale_query(&profile.schema).into());
+        }
+        println!("{shown}");
     } else {
         println!(
             "{} pending in {}.chunk_queue: {} chunk(s) to load, {} sync(s) to finish, over {} sync(s)",

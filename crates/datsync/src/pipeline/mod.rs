@@ -74,7 +74,7 @@ use crate::telemetry::{Metrics, Telemetry};
 
 pub(crate) use plan::new_sync_id;
 pub use progress::{ChunkDone, NoProgress, Progress};
-pub use queue::{QueueStatus, Submitted, WorkerOptions, WorkerReport, pending_work};
+pub use queue::{QueueStatus, Submitted, WorkerOptions, WorkerReport, pending_work, scale_query};
 use retry::LoadRetries;
 
 /// Attempts of a chunk's load in one run when the database fails transiently.

@@ -169,6 +169,27 @@ pub struct QueueStatus {
     pub syncs: i64,
 }
 
+/// THE SCALE QUERY of `schema`'s work queue: `SELECT count(*) FROM <schema>.chunk_queue`,
+/// the pieces of work waiting (chunks to load, syncs to finish). KEDA's `postgresql` scaler
+/// (`deploy/kubernetes/workers/worker.yaml`) and the Container Apps job's scale rule
+/// (`deploy/container-apps/main.bicep`) run it; it counts what [`QueueStatus::pending`] is.
+/// The schema is written bare when it is a plain lower-case name, quoted otherwise.
+pub fn scale_query(schema: &str) -> String {
+    let plain = schema
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let schema = if plain {
+        schema.to_owned()
+    } else {
+        quote_ident(schema)
+    };
+    format!("SELECT count(*) FROM {schema}.chunk_queue")
+}
+
 /// What the work queue of `schema` holds (all zero before the queue's migration ran).
 pub async fn pending_work(client: &Client, schema: &str) -> Result<QueueStatus, PgError> {
     let s = quote_ident(schema);
@@ -1065,5 +1086,28 @@ impl Shared<'_> {
         }
         self.claim_open.store(false, Ordering::SeqCst);
         committed.map(LoadAttempt::Loaded)
+    }
+}
+
+#[cfg(test)]
+mod scale_query_tests {
+    #[test]
+    fn the_scale_query_names_a_plain_schema_bare_and_any_other_quoted() {
+        assert_eq!(
+            super::scale_query("public"),
+            "SELECT count(*) FROM public.chunk_queue"
+        );
+        assert_eq!(
+            super::scale_query("ztdwr_2"),
+            "SELECT count(*) FROM ztdwr_2.chunk_queue"
+        );
+        assert_eq!(
+            super::scale_query("Sales"),
+            "SELECT count(*) FROM \"Sales\".chunk_queue"
+        );
+        assert_eq!(
+            super::scale_query("a\"b"),
+            "SELECT count(*) FROM \"a\"\"b\".chunk_queue"
+        );
     }
 }

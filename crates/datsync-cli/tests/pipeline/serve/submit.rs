@@ -11,9 +11,26 @@ use crate::errors::reference;
 const QUEUE: &str = "ztdwr_blob_created";
 const PATH: &str = "hex-ztdwr/ZTDWR_20250129.dat";
 
-/// The count the deployments scale on (deploy/kubernetes, deploy/container-apps).
+/// The query KEDA's `postgresql` trigger runs, read from deploy/kubernetes/workers/worker.yaml.
+fn deployed_query() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes/workers/worker.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if doc["kind"] == "ScaledJob" {
+            return doc["spec"]["triggers"][0]["metadata"]["query"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+    }
+    panic!("no ScaledJob in {}", path.display());
+}
+
+/// The count the deployments scale on, as the scaler reads it.
 fn scale_query(db: &TestDb) -> i64 {
-    db.query("SELECT count(*) FROM public.chunk_queue", &[])[0].get(0)
+    db.query(&deployed_query(), &[])[0].get(0)
 }
 
 /// `datsync queue --json` on `db`.
@@ -56,6 +73,7 @@ fn a_blob_above_the_size_is_submitted_and_workers_load_it() {
     assert_eq!(scale_query(&db), chunks + 1);
     let queue = queue_json(&db, work.path());
     assert_eq!(queue["pending"], scale_query(&db), "{queue}");
+    assert_eq!(queue["query"], deployed_query(), "{queue}");
     assert_eq!(
         receipts(&db),
         [(
