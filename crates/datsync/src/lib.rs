@@ -144,7 +144,7 @@ pub use profile::{
     DelimiterSetting, Escape, Format, MAX_DECIMAL_SCALE, MAX_DELIMITER_BYTES, MissingOptional,
     NUL_SYMBOL, NameVersion, OnInvalid, PII_MASK, Profile, ProfileError, ROW_VERSION_COLUMN,
     RangeRule, RowVersion, Rules, StoredType, TextEncoding, UnknownColumns, VersionColumns,
-    ZTDWR_PROFILE_TOML, canonical_name,
+    ZTDWR_PROFILE_TOML, canonical_name, readable_version,
 };
 pub use profile::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 
@@ -221,8 +221,8 @@ pub use pg::{
 pub use pg::{DerivedPlan, create_derived_sql, plan_derived};
 pub use status::{
     CHECKSUM_IGNORED_COLUMNS, CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow,
-    LedgerChunk, LedgerSample, LedgerSummary, LedgerTotals, ReadError, RecordedHeader, StatusError,
-    StatusReport, StoredSync, SyncDetail, SyncOutcome, SyncRecord, SyncRegistration,
+    LedgerChunk, LedgerSample, LedgerSummary, LedgerTotals, OlderThan, ReadError, RecordedHeader,
+    StatusError, StatusReport, StoredSync, SyncDetail, SyncOutcome, SyncRecord, SyncRegistration,
     TIME_SAVED_NOT_RECORDED, TIME_SAVED_TOO_FEW, TableChecksum, TablePreview, TimeSavedEstimate,
     VALIDATION_SAMPLE_SHOWN, ViewOutcome, ViewRefresh, build_report as build_status_report,
     committed_chunks, estimate_time_saved, finish_sync, latest_sync_id, ledger_chunks,

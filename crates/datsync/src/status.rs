@@ -164,12 +164,14 @@ pub async fn finish_sync(
             error_message = CASE WHEN $9::text IN ('SUCCESS', 'PARTIAL_SUCCESS') THEN {message}
                                  ELSE COALESCE({message}, m.error_message) END,
             validation_errors = COALESCE($11::jsonb, m.validation_errors),
+            {older_than},
             completed_at = now(),
             duration_seconds = EXTRACT(EPOCH FROM now() - m.started_at)::double precision
           WHERE sync_id = $1::text
           RETURNING status",
         meta(schema),
         message = fit_text_sql("$10::text", schema, "sync_metadata", "error_message"),
+        older_than = ledger::older_than_sets(schema),
     );
     let c = outcome.counts.as_ref();
     let count = |f: fn(&SyncCounts) -> u64| c.map(|c| bigint(f(c)));
@@ -330,8 +332,8 @@ mod report;
 mod report_tests;
 mod views;
 pub use history::{
-    LedgerChunk, ReadError, SyncDetail, SyncRecord, VALIDATION_SAMPLE_SHOWN, latest_sync_id,
-    ledger_chunks, ledger_cut, recent_syncs, sync_detail,
+    LedgerChunk, OlderThan, ReadError, SyncDetail, SyncRecord, VALIDATION_SAMPLE_SHOWN,
+    latest_sync_id, ledger_chunks, ledger_cut, recent_syncs, sync_detail,
 };
 pub use report::{
     CheckpointState, CheckpointSummary, ChunkProgress, ChunkRow, LedgerSummary, StatusReport,

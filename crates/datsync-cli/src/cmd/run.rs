@@ -230,8 +230,9 @@ fn print_text(summary: &RunSummary) {
     );
     if s.all_older {
         println!(
-            "  older    every loaded row is older than the row already stored for its key: \
-             the table is unchanged"
+            "  older    every row of this file is older than the table's: the table is \
+             unchanged (`datsync status {}` names the version that won)",
+            s.sync_id
         );
     }
     if let Some(dir) = &s.checkpoint_dir {

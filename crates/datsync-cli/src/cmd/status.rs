@@ -34,7 +34,8 @@ pub fn run(args: &StatusArgs, profile_path: Option<&Path>) -> anyhow::Result<Exi
         };
         loop {
             let flag = args.checkpoint_dir.as_deref();
-            let report = report(&client, &schema, &id, flag, &configured).await?;
+            let mut report = report(&client, &schema, &id, flag, &configured).await?;
+            report.name_versions(&profile);
             if redraw {
                 // Clear the screen and go home: the report is drawn again in place.
                 print!("\x1b[2J\x1b[H");

@@ -187,6 +187,28 @@ impl Bench {
         assert_eq!(out.code(), Some(0), "{context}: {}", out.describe());
         out.summary()
     }
+
+    /// `datsync ARGS --database-url … --profile …` in the bench's directory.
+    fn cli(&self, db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+        let url = db.url();
+        let mut all = args.to_vec();
+        all.extend([
+            "--database-url",
+            &url,
+            "--profile",
+            self.profile.to_str().unwrap(),
+        ]);
+        datsync(self.dir.path(), &all, env)
+    }
+
+    /// `datsync status SYNC` as text and as `--json`.
+    fn status(&self, db: &TestDb, sync: &str) -> (String, serde_json::Value) {
+        let text = self.cli(db, &["status", sync], &[]);
+        assert_eq!(text.code(), Some(0), "{}", text.describe());
+        let json = self.cli(db, &["status", sync, "--json"], &[]);
+        assert_eq!(json.code(), Some(0), "{}", json.describe());
+        (text.stdout, serde_json::from_str(&json.stdout).unwrap())
+    }
 }
 
 /// Loads `order` of `files`, each run killed at a random point with probability one half;
@@ -370,10 +392,381 @@ fn an_old_file_after_a_new_one_changes_nothing_and_says_so() {
         );
         assert_eq!(status.code(), Some(0), "{}", status.describe());
         assert_eq!(
-            status.stdout.contains("this file changed nothing"),
+            status
+                .stdout
+                .contains("every row of this file is older than the table's: it changed nothing"),
             late,
             "{}",
             status.stdout
         );
+        let (_, json) = bench.status(&db, sync);
+        assert_eq!(json["all_older"], late, "{json}");
+        assert_eq!(json["metadata"]["status"], "SUCCESS", "{json}");
+        if late {
+            let first = first["sync_id"].as_str().unwrap();
+            assert_eq!(json["older_than"]["rows"], 12, "{json}");
+            assert_eq!(json["older_than"]["sync_id"], first, "{json}");
+            assert_eq!(json["older_than"]["file"], "V_20250131.dat", "{json}");
+            assert_eq!(
+                json["older_than"]["version_readable"], "20250131 08:00:00 (file 20250131)",
+                "{json}"
+            );
+            // The run's own words, in text.
+            let again = bench.cli(&db, &["run", old.to_str().unwrap(), "--fresh"], &[]);
+            assert_eq!(again.code(), Some(0), "{}", again.describe());
+            assert!(
+                again
+                    .stdout
+                    .contains("every row of this file is older than the table's"),
+                "{}",
+                again.stdout
+            );
+        } else {
+            assert!(json["older_than"].is_null(), "{json}");
+        }
     }
+}
+
+/// Writes `rows` (`key`, change date, change time) as `name` in `dir`, each row's note
+/// `name:line`.
+fn write_rows(dir: &Path, name: &str, rows: &[(String, String, String)]) -> PathBuf {
+    let mut text = String::from("id|note|change_date|change_time\n");
+    for (i, (key, date, time)) in rows.iter().enumerate() {
+        let note = format!("{name}:{}", i + 2);
+        text.push_str(&[key.as_str(), &note, date, time].join("|"));
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Times of day a generated row is changed at, as written and as stored.
+const CHANGE_TIMES: [(&str, &str); 5] = [
+    ("", "00:00:00"),
+    ("0800", "08:00:00"),
+    ("091500", "09:15:00"),
+    ("10:30:00", "10:30:00"),
+    ("1745", "17:45:00"),
+];
+
+/// Two generated files with overlapping keys, every row of the second changed on a later
+/// day: `V_20250130.dat` (keys k00–k29) and `V_20250131.dat` (k15–k44), change times drawn
+/// at random. Returns the paths and each file's stored version per key.
+fn old_and_new(dir: &Path, seed: u64) -> [(PathBuf, BTreeMap<String, String>); 2] {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut make = |name: &str, day: &str, keys: std::ops::Range<u32>| {
+        let mut versions = BTreeMap::new();
+        let mut rows: Vec<(String, String, String)> = keys
+            .map(|k| {
+                let key = format!("k{k:02}");
+                let (written, stored) = CHANGE_TIMES[rng.random_range(0..CHANGE_TIMES.len())];
+                let iso = format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..]);
+                versions.insert(key.clone(), format!("{iso} {stored} | {iso} 00:00:00"));
+                (key, day.to_owned(), written.to_owned())
+            })
+            .collect();
+        rows.shuffle(&mut rng);
+        (write_rows(dir, name, &rows), versions)
+    };
+    [
+        make("V_20250130.dat", "20250130", 0..30),
+        make("V_20250131.dat", "20250131", 15..45),
+    ]
+}
+
+/// What the model says of a file loaded after `earlier`: how many of its keys the table
+/// holds in a newer version, and the newest of those versions.
+fn model_older(
+    late: &BTreeMap<String, String>,
+    earlier: &BTreeMap<String, String>,
+) -> (i64, Option<String>) {
+    let newer: Vec<&String> = late
+        .iter()
+        .filter_map(|(k, v)| earlier.get(k).filter(|e| *e > v))
+        .collect();
+    (
+        i64::try_from(newer.len()).unwrap(),
+        newer.into_iter().max().cloned(),
+    )
+}
+
+/// `2025-01-31 09:15:00 | 2025-01-31 00:00:00` as status shows it.
+fn readable(stored: &str) -> String {
+    let (row, file) = stored.split_once(" | ").unwrap();
+    let day = |s: &str| s[..10].replace('-', "");
+    format!("{} {} (file {})", day(row), &row[11..], day(file))
+}
+
+/// The ledger of `late_id` names `winner`'s sync and file on exactly the chunks that skipped
+/// rows as older, and the newest of their versions is `won`.
+fn assert_ledger_names(db: &TestDb, late_id: &str, winner: &str, won: &str) {
+    // The ledger names a winner on exactly the chunks that skipped rows, and the sync's is
+    // the newest of theirs.
+    let chunks = db.query(
+        "SELECT skipped_older, older_than_version, older_than_sync_id, older_than_file
+           FROM sync_chunks WHERE sync_id = $1 ORDER BY chunk_id",
+        &[&late_id],
+    );
+    assert!(chunks.len() >= 6, "{late_id}: 30 rows in chunks of 5");
+    let mut newest_chunk: Option<String> = None;
+    for c in &chunks {
+        let (skipped, version): (i64, Option<String>) = (c.get(0), c.get(1));
+        assert_eq!(skipped > 0, version.is_some(), "{late_id}");
+        if let Some(v) = version {
+            assert_eq!(c.get::<_, Option<String>>(2).as_deref(), Some(winner));
+            assert_eq!(
+                c.get::<_, Option<String>>(3).as_deref(),
+                Some("V_20250131.dat")
+            );
+            newest_chunk = newest_chunk.max(Some(v));
+        }
+    }
+    assert_eq!(newest_chunk.as_deref(), Some(won), "{late_id}");
+}
+
+/// Issue 22 item 2 as a new user would check it: two generated files with overlapping keys,
+/// the second changed later. New then old: the old file's rows the table holds newer are
+/// counted as the model says, and `status` (text and `--json`), `sync_metadata` and the
+/// ledger name the newest version that won, its file and sync. Old then new: nothing
+/// skipped, nothing named. Then the old file again through the manual re-run (`run --fresh`,
+/// a new sync of a finished source): the table keeps every newer row, the re-run's skipped
+/// rows are the model's and name the same winner.
+#[test]
+fn a_late_file_counts_its_older_rows_and_status_names_the_version_that_won() {
+    let seed: u64 = std::env::var("DATSYNC_VERSIONS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("DATSYNC_VERSIONS_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("versioned.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let bench = Bench { dir, profile };
+    let [(old, old_v), (new, new_v)] = old_and_new(bench.dir.path(), seed);
+    let table = |db: &TestDb| -> BTreeMap<String, String> {
+        db.query("SELECT id, row_version FROM vdocs", &[])
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let mut newest = old_v.clone();
+    for (k, v) in &new_v {
+        newest.insert(k.clone(), v.clone());
+    }
+
+    // New, then old: the old file's overlapping rows are all older.
+    let db = TestDb::new();
+    let first = bench.finish(&db, &new, "new");
+    let late = bench.finish(&db, &old, "old after new");
+    assert_eq!(table(&db), newest, "seed {seed}");
+    let (older, won) = model_older(&old_v, &new_v);
+    assert_eq!(older, 15, "seed {seed}: every shared key");
+    assert_eq!(late["records_skipped_older"], older, "seed {seed}: {late}");
+    assert_eq!(late["records_inserted"], 15, "seed {seed}: {late}");
+    assert_eq!(late["all_older"], false, "seed {seed}: {late}");
+    assert_counts_add_up(&late);
+    let won = won.unwrap();
+    let winner = first["sync_id"].as_str().unwrap();
+    let late_id = late["sync_id"].as_str().unwrap();
+    let seq: i64 = db.query(
+        "SELECT sync_seq FROM sync_metadata WHERE sync_id = $1",
+        &[&winner],
+    )[0]
+    .get(0);
+    let (text, json) = bench.status(&db, late_id);
+    let line = format!(
+        "older         {older} rows not applied: the table holds newer versions (newest: {} \
+         from V_20250131.dat, sync {winner})",
+        readable(&won)
+    );
+    assert!(text.contains(&line), "seed {seed}: {line}\n{text}");
+    assert!(!text.contains("every row of this file"), "{text}");
+    assert_eq!(
+        json["older_than"],
+        serde_json::json!({
+            "rows": older, "version": won, "version_readable": readable(&won),
+            "sync_seq": seq, "sync_id": winner, "file": "V_20250131.dat",
+        }),
+        "seed {seed}"
+    );
+    assert_eq!(json["all_older"], false);
+    assert_ledger_names(&db, late_id, winner, &won);
+
+    // The old file again, through the manual re-run: a new sync, later than both.
+    let rerun = bench.cli(
+        &db,
+        &["run", old.to_str().unwrap(), "--fresh", "--json"],
+        &[],
+    );
+    assert_eq!(rerun.code(), Some(0), "{}", rerun.describe());
+    let rerun = rerun.summary();
+    assert_ne!(rerun["sync_id"], late["sync_id"]);
+    assert_eq!(
+        table(&db),
+        newest,
+        "seed {seed}: the re-run rolled nothing back"
+    );
+    assert_eq!(
+        rerun["records_skipped_older"], older,
+        "seed {seed}: {rerun}"
+    );
+    // Its other rows equal the stored ones' versions: the later sync wins, as before.
+    assert_eq!(rerun["records_updated"], 15, "seed {seed}: {rerun}");
+    let (text, json) = bench.status(&db, rerun["sync_id"].as_str().unwrap());
+    assert!(text.contains(&line), "seed {seed}: {line}\n{text}");
+    assert_eq!(json["older_than"]["version"], won.as_str());
+
+    // Old, then new: nothing skipped, nothing named.
+    let db = TestDb::new();
+    let early = bench.finish(&db, &old, "old");
+    let later = bench.finish(&db, &new, "new after old");
+    assert_eq!(table(&db), newest, "seed {seed}");
+    for s in [&early, &later] {
+        assert_eq!(s["records_skipped_older"], 0, "seed {seed}: {s}");
+        let (text, json) = bench.status(&db, s["sync_id"].as_str().unwrap());
+        assert!(!text.contains("not applied"), "{text}");
+        assert!(json["older_than"].is_null(), "{json}");
+    }
+    assert_eq!(later["records_updated"], 15, "seed {seed}: {later}");
+}
+
+/// A profile without `version`: the newer row is the later sync's. A sync killed after its
+/// first chunk, another file loaded, then the first continued: its later chunks' rows whose
+/// key the other sync stored are skipped as older, as many as the model says, and `status`
+/// names the later sync that won (its seq and file) with no version.
+#[test]
+fn without_a_version_status_names_the_later_sync_that_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("plain.toml");
+    let plain: String = PROFILE
+        .lines()
+        .filter(|l| !l.starts_with("version"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&profile, plain).unwrap();
+    let bench = Bench { dir, profile };
+    let rows = |keys: std::ops::Range<u32>| -> Vec<(String, String, String)> {
+        keys.map(|k| (format!("k{k:02}"), "20250130".into(), "0800".into()))
+            .collect()
+    };
+    let a = write_rows(bench.dir.path(), "A.dat", &rows(0..20));
+    let b = write_rows(bench.dir.path(), "B.dat", &rows(8..28));
+    let db = TestDb::new();
+    let killed = bench.run(&db, &a, &[("DATSYNC_KILL_AT", "chunk_committed:1")]);
+    assert!(killed.killed(), "{}", killed.describe());
+    db.wait_for_other_sessions();
+    let a_id: String = db.query("SELECT sync_id FROM sync_metadata", &[])[0].get(0);
+    let committed: Vec<i32> = db
+        .query(
+            "SELECT chunk_id FROM sync_chunks WHERE sync_id = $1",
+            &[&a_id],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let other = bench.finish(&db, &b, "B");
+    let a_done = bench.finish(&db, &a, "A continued");
+    assert_eq!(a_done["sync_id"], a_id.as_str());
+    // Model: A's rows in chunks committed after B whose key B has.
+    let older = (0..20u32)
+        .filter(|k| !committed.contains(&i32::try_from(k / 5).unwrap()) && *k >= 8)
+        .count();
+    assert!(older > 0, "{committed:?}");
+    assert_eq!(a_done["records_skipped_older"], older, "{a_done}");
+    assert_counts_add_up(&a_done);
+    let b_id = other["sync_id"].as_str().unwrap();
+    let seq: i64 = db.query(
+        "SELECT sync_seq FROM sync_metadata WHERE sync_id = $1",
+        &[&b_id],
+    )[0]
+    .get(0);
+    let (text, json) = bench.status(&db, &a_id);
+    let line = format!(
+        "older         {older} rows not applied: the table holds rows of a later sync (newest: \
+         sync {b_id}, seq {seq}, from B.dat)"
+    );
+    assert!(text.contains(&line), "{line}\n{text}");
+    assert_eq!(
+        json["older_than"],
+        serde_json::json!({
+            "rows": older, "version": null, "version_readable": null,
+            "sync_seq": seq, "sync_id": b_id, "file": "B.dat",
+        })
+    );
+}
+
+/// Why the split of a sync's rows between superseded and skipped-as-older can depend on how
+/// its chunks and another sync's commit, while the totals do not (load/mod.rs, "Counts"):
+/// `A` has key k00 in chunk 0 (changed 10:00) and chunk 1 (changed 08:00), `B` has it changed
+/// the next day. A then B: A's second row loses to A's own stored row (superseded). A's
+/// chunk 0, then B, then A's chunk 1 (a kill and a resume): A's second row meets B's newer
+/// row (skipped as older). Both orders end with the same table, each sync read the same
+/// rows, and the keys were inserted once in all.
+#[test]
+fn commit_order_moves_rows_between_superseded_and_older_but_not_the_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("versioned.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let bench = Bench { dir, profile };
+    let row = |k: &str, date: &str, time: &str| (k.to_owned(), date.to_owned(), time.to_owned());
+    let mut a_rows = vec![row("k00", "20250130", "1000")];
+    a_rows.extend((1..5).map(|k| row(&format!("a{k}"), "20250130", "0800")));
+    a_rows.push(row("k00", "20250130", "0800"));
+    a_rows.extend((6..10).map(|k| row(&format!("a{k}"), "20250130", "0800")));
+    let a = write_rows(bench.dir.path(), "V_20250130.dat", &a_rows);
+    let b = write_rows(
+        bench.dir.path(),
+        "V_20250131.dat",
+        &[
+            row("k00", "20250131", "0800"),
+            row("b1", "20250131", "0800"),
+        ],
+    );
+    let totals = |db: &TestDb, a_id: &str| {
+        let r = &db.query(
+            "SELECT records_total, records_superseded, records_skipped_older,
+                    (SELECT sum(records_inserted) FROM sync_metadata)::bigint
+               FROM sync_metadata WHERE sync_id = $1",
+            &[&a_id],
+        )[0];
+        let n: Vec<i64> = (0..4).map(|i| r.get(i)).collect();
+        let table: Vec<(String, String)> = db
+            .query("SELECT id, note FROM vdocs ORDER BY id", &[])
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        (n, table)
+    };
+
+    let db = TestDb::new();
+    let a_sum = bench.finish(&db, &a, "A");
+    bench.finish(&db, &b, "B");
+    let (in_order, table) = totals(&db, a_sum["sync_id"].as_str().unwrap());
+    // A: 10 rows, one superseded by its own newer row, none older.
+    assert_eq!(in_order[..3], [10, 1, 0], "{in_order:?}");
+
+    let db = TestDb::new();
+    let killed = bench.run(&db, &a, &[("DATSYNC_KILL_AT", "chunk_committed:1")]);
+    assert!(killed.killed(), "{}", killed.describe());
+    db.wait_for_other_sessions();
+    let b_sum = bench.finish(&db, &b, "B between A's chunks");
+    let a_sum = bench.finish(&db, &a, "A continued");
+    let (between, table_between) = totals(&db, a_sum["sync_id"].as_str().unwrap());
+    // A: the same 10 rows, the second k00 now older than B's, not superseded.
+    assert_eq!(between[..3], [10, 0, 1], "{between:?}");
+    assert_eq!(
+        a_sum["rows_superseded"].as_i64().unwrap()
+            + a_sum["records_skipped_older"].as_i64().unwrap(),
+        1
+    );
+    assert_eq!(in_order[0], between[0], "rows read");
+    assert_eq!(in_order[3], between[3], "keys inserted once in all");
+    assert_eq!(table, table_between, "the same table");
+    assert_eq!(b_sum["records_updated"], 1, "{b_sum}");
 }

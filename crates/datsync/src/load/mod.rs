@@ -32,6 +32,20 @@
 //! that occurs in two chunks of one file counts once as inserted (or updated) and once as
 //! superseded, whichever chunk commits first: the counts of a sync do not depend on the
 //! order its chunks commit in, and `rows_loaded = inserted + updated + skipped_older`.
+//!
+//! Across syncs the split can move: a row is classified against the stored row it meets, and
+//! another sync's row of the key may commit between two chunks of this sync that both have
+//! it. Chunk 1 (changed 10:00) then chunk 2 (08:00) of sync A, sync B's row (the next day)
+//! after both: A's 08:00 row meets A's own newer row, superseded. B's row between A's two
+//! chunks: A's 08:00 row meets B's newer row, skipped_older. The rows of each sync, the table and the inserts over all syncs are the same in
+//! every order; only the classes of the rows that lost differ. Keeping the split order-free
+//! would need the sync's rows of other chunks at upsert time, which one chunk does not have.
+//! (Tested by `datsync-cli/tests/pipeline/versions.rs`.)
+//!
+//! For the staged keys left alone because another sync's stored row is newer (the chunk's
+//! `skipped_older`), the same statement returns the newest of those stored rows by
+//! `(row_version, sync_seq)`, with its `sync_id` and `source_file`: recorded in the chunk's
+//! ledger row (`older_than_*`), so that `status` can name the version that won.
 
 mod baseline;
 mod copy;
@@ -481,7 +495,7 @@ impl Loader {
         if let Some(hook) = &self.on_staged {
             hook(chunk);
         }
-        let mut load = self.upsert(c, w.sync, w.rows).await?;
+        let (mut load, newer) = self.upsert(c, w.sync, w.rows).await?;
         load.derived_failed = derived::apply(
             c,
             &self.sql.derived,
@@ -517,6 +531,10 @@ impl Loader {
                 &facts.value_warnings_sample,
                 &to_i64(load.derived_failed),
                 &worker_name(),
+                &newer.as_ref().and_then(|n| n.version.as_deref()),
+                &newer.as_ref().map(|n| n.sync_seq),
+                &newer.as_ref().and_then(|n| n.sync_id.as_deref()),
+                &newer.as_ref().and_then(|n| n.file.as_deref()),
             ],
         )
         .await
@@ -528,8 +546,14 @@ impl Loader {
     }
 
     /// The staged rows upserted into the target table, one chunk of the sync at a time, and
-    /// what came of each.
-    async fn upsert(&self, c: &Client, sync: &SyncRef, rows: Rows) -> Result<ChunkLoad, PgError> {
+    /// what came of each; with the newest stored row of another sync that kept rows out as
+    /// older, when one did.
+    async fn upsert(
+        &self,
+        c: &Client,
+        sync: &SyncRef,
+        rows: Rows,
+    ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let sync_id = sync.sync_id.as_str();
         lock_sync_upsert(c, sync_id).await?;
@@ -550,13 +574,16 @@ impl Loader {
             )
             .await
             .map_err(q("cannot upsert the chunk into the target table"))?;
+        let newer = NewerStored::from_row(&counts);
         let counts = UpsertCounts {
             inserted: counts.get(0),
             applied_over: counts.get(1),
             replaced_same_sync: counts.get(2),
             kept_same_sync: counts.get(3),
         };
-        Ok(counts.classify(rows))
+        let load = counts.classify(rows);
+        // Only rows skipped as older have a newer stored row to name.
+        Ok((load, newer.filter(|_| load.skipped_older > 0)))
     }
 }
 
@@ -617,6 +644,35 @@ async fn lock_sync_upsert(tx: &Client, sync_id: &str) -> Result<(), PgError> {
     .await
     .map_err(|e| PgError::query("cannot lock the sync's upsert", e))?;
     Ok(())
+}
+
+/// The newest stored row (by `(row_version, sync_seq)`) of another sync that kept staged
+/// rows of the chunk out (the chunk's `skipped_older`), as the upsert returned it; recorded
+/// in the chunk's ledger row (`older_than_*`) for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NewerStored {
+    /// Its `row_version` (`None`: the profile has no version, or the row has none).
+    version: Option<String>,
+    /// Its `sync_seq`.
+    sync_seq: i64,
+    /// The sync that stored it.
+    sync_id: Option<String>,
+    /// The file it came from (`source_file`).
+    file: Option<String>,
+}
+
+impl NewerStored {
+    /// Columns 4 to 7 of the upsert's row; `None` when no staged row was left alone for
+    /// another sync's row.
+    fn from_row(row: &tokio_postgres::Row) -> Option<Self> {
+        let sync_seq: Option<i64> = row.get(5);
+        Some(Self {
+            version: row.get(4),
+            sync_seq: sync_seq?,
+            sync_id: row.get(6),
+            file: row.get(7),
+        })
+    }
 }
 
 /// What the upsert statement counted (see [`sql`]).

@@ -59,9 +59,10 @@ impl LoadSql {
                     rows_read, rejected, superseded, validation_errors_count, validation_errors,
                     cut_rows, cut_bytes, cut_max_line_bytes,
                     superseded_on_load, value_warnings, value_warnings_sample, derived_failed,
-                    worker)
+                    worker, older_than_version, older_than_sync_seq, older_than_sync_id,
+                    older_than_file)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                         $18, $19, $20)"
+                         $18, $19, $20, $21, $22, $23, $24)"
             ),
             queue_done: format!(
                 "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
@@ -85,22 +86,10 @@ fn targets_and_selects(profile: &Profile) -> (String, String) {
     (targets.join(", "), selects.join(", "))
 }
 
-/// The two upserts of a keyed profile: the one for a chunk whose keys are all distinct, and
-/// the one that first reduces duplicate keys to the newest row.
-fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
-    let table = quote_qualified(&profile.schema, &profile.table);
-    // The key's columns: their staged positions and quoted names.
-    let key_is = profile.key_positions();
-    let keys: Vec<String> = profile.key.iter().map(|k| quote_ident(k)).collect();
-    let targets: Vec<String> = profile
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.target))
-        .collect();
-    let selects: Vec<String> = (0..profile.columns.len())
-        .map(|i| format!("s.c{i}"))
-        .collect();
-    let sets: Vec<String> = targets
+/// The `DO UPDATE SET` items: every non-key column, the bookkeeping columns and, with a
+/// version, `row_version`, each from `EXCLUDED`.
+fn update_sets(targets: &[String], key_is: &[usize], version: Version) -> Vec<String> {
+    targets
         .iter()
         .enumerate()
         .filter(|(i, _)| !key_is.contains(i))
@@ -118,7 +107,25 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
             .chain(version.any().then_some(ROW_VERSION_COLUMN))
             .map(|b| format!("{b} = EXCLUDED.{b}")),
         )
+        .collect()
+}
+
+/// The two upserts of a keyed profile: the one for a chunk whose keys are all distinct, and
+/// the one that first reduces duplicate keys to the newest row.
+fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
+    let table = quote_qualified(&profile.schema, &profile.table);
+    // The key's columns: their staged positions and quoted names.
+    let key_is = profile.key_positions();
+    let keys: Vec<String> = profile.key.iter().map(|k| quote_ident(k)).collect();
+    let targets: Vec<String> = profile
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.target))
         .collect();
+    let selects: Vec<String> = (0..profile.columns.len())
+        .map(|i| format!("s.c{i}"))
+        .collect();
+    let sets = update_sets(&targets, &key_is, version);
     let dedup = version.dedup(&key_is);
     let (version_target, version_value, guard) = version.insert_parts();
     // `a.k0 = b.k0 AND a.k1 = b.k1 …` over the key's parts, each side's name by part.
@@ -152,7 +159,10 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
     // makes one of the two rows superseded (not updated, not older); any other stored
     // row is another sync's. Only conflicting keys are looked up: the rows the upsert
     // applied over a stored row, and the staged keys it left alone (none of either when
-    // a chunk only inserts). A composite key matches on every part.
+    // a chunk only inserts). A composite key matches on every part. Of the stored rows
+    // that another sync left newer (`alone`, not this sync's: the chunk's skipped_older),
+    // the newest by `(row_version, sync_seq)` is returned with its sync and file, so the
+    // ledger can say which version won — in the same statement, no round trip per row.
     let upsert = |filter: &str| {
         format!(
             "WITH ins AS (
@@ -169,14 +179,25 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
                SELECT count(*) AS n FROM ins i JOIN {table} o ON {replaced_on}
                 WHERE NOT i.inserted AND o.sync_seq = $3::bigint
              ),
-             kept AS (
-               SELECT count(DISTINCT {distinct_stored}) AS n
+             alone AS (
+               SELECT {distinct_stored} AS k, o.sync_seq, {stored_version} AS v,
+                      o.sync_id::text AS sync_id, o.source_file::text AS file
                  FROM {STAGE} s JOIN {table} o ON {kept_on}
-                WHERE o.sync_seq = $3::bigint
-                  AND NOT EXISTS (SELECT 1 FROM ins i WHERE {kept_not})
+                WHERE NOT EXISTS (SELECT 1 FROM ins i WHERE {kept_not})
+             ),
+             kept AS (
+               SELECT count(DISTINCT k) AS n FROM alone WHERE sync_seq = $3::bigint
+             ),
+             newer AS (
+               SELECT v, sync_seq, sync_id, file FROM alone
+                WHERE sync_seq IS DISTINCT FROM $3::bigint
+                ORDER BY COALESCE(v, '') COLLATE \"C\" DESC, sync_seq DESC NULLS LAST
+                LIMIT 1
              )
              SELECT count(*) FILTER (WHERE i.inserted), count(*) FILTER (WHERE NOT i.inserted),
-                    (SELECT n FROM replaced), (SELECT n FROM kept)
+                    (SELECT n FROM replaced), (SELECT n FROM kept),
+                    (SELECT v FROM newer), (SELECT sync_seq FROM newer),
+                    (SELECT sync_id FROM newer), (SELECT file FROM newer)
                FROM ins i",
             targets = targets.join(", "),
             selects = selects.join(", "),
@@ -187,6 +208,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
             kept_not = same_key(&returned_key, &staged_key),
             sets = sets.join(", "),
             source_file = source_file_sql(profile),
+            stored_version = version.stored(),
         )
     };
     (upsert(""), upsert(&dedup))
@@ -209,7 +231,8 @@ fn append_sql(profile: &Profile) -> String {
            RETURNING 1
          )
          SELECT count(*), 0::bigint, 0::bigint,
-                (SELECT count(*) FROM {STAGE}) - count(*)
+                (SELECT count(*) FROM {STAGE}) - count(*),
+                NULL::text, NULL::bigint, NULL::text, NULL::text
            FROM ins",
         append_key = crate::pg::quote_list(&crate::pg::APPEND_KEY),
         source_file = source_file_sql(profile),
@@ -262,6 +285,16 @@ impl Version {
 
     fn any(self) -> bool {
         self.row || self.file
+    }
+
+    /// The stored row's version as text in the counting CTEs (`o` the stored row); NULL
+    /// without a version (the table then has no `row_version`).
+    fn stored(self) -> String {
+        if self.any() {
+            format!("o.{ROW_VERSION_COLUMN}::text")
+        } else {
+            "NULL::text".to_owned()
+        }
     }
 
     /// The filter of the upsert that reduces in-chunk duplicates: a staged row is kept only

@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the work queue of submitted syncs",
         sql: queue_sql,
     },
+    Migration {
+        version: 11,
+        name: "the newer row that kept each chunk's older rows out",
+        sql: older_than_sql,
+    },
 ];
 
 /// The work queue (`datsync submit`, `datsync worker`; see `pipeline/queue.rs`):
@@ -112,6 +117,24 @@ fn queue_sql(s: &str) -> String {
          ALTER TABLE {s}.sync_metadata
            ADD COLUMN IF NOT EXISTS chunks_total integer,
            ADD COLUMN IF NOT EXISTS converted_at timestamptz;"
+    )
+}
+
+/// The stored row that won over the rows a chunk (a sync) did not apply because the table
+/// held a newer version (`skipped_older`): the newest by `(row_version, sync_seq)` of those
+/// stored rows, with the sync and file it came from. `sync_chunks` records it per chunk, in
+/// the chunk's transaction; `sync_metadata` holds the newest of its chunks', for `status`.
+/// NULL where nothing was skipped as older (and in rows committed before this migration).
+fn older_than_sql(s: &str) -> String {
+    let columns = "ADD COLUMN IF NOT EXISTS older_than_version text COLLATE \"C\",
+           ADD COLUMN IF NOT EXISTS older_than_sync_seq bigint,
+           ADD COLUMN IF NOT EXISTS older_than_sync_id text,
+           ADD COLUMN IF NOT EXISTS older_than_file text";
+    format!(
+        "ALTER TABLE {s}.sync_chunks
+           {columns};
+         ALTER TABLE {s}.sync_metadata
+           {columns};"
     )
 }
 

@@ -332,8 +332,8 @@ impl Run<'_> {
         if all_older {
             tracing::warn!(sync_id = %self.plan.sync_id, source = %self.plan.source_path,
                 rows = counts.rows_loaded,
-                "every row of the file is older than the row already stored for its key: the \
-                 table is unchanged (a file that arrived late, or loaded again)");
+                "every row of this file is older than the table's: the table is unchanged (a file \
+                 that arrived late, or loaded again); `datsync status` names the version that won");
         }
         let time_saved_s = (tally.skipped_on_resume > 0 && tally.loaded > 0).then(|| {
             tally.load_time.as_secs_f64() / tally.loaded as f64 * tally.skipped_on_resume as f64

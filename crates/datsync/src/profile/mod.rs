@@ -25,7 +25,9 @@ pub use pii::{NUL_SYMBOL, PII_MASK};
 pub use policy::{LoadMode, MissingOptional, OnInvalid, UnknownColumns};
 use raw::RawProfile;
 pub use stored::StoredType;
-pub use version::{NameVersion, ROW_VERSION_COLUMN, RowVersion, VersionColumns, stamp};
+pub use version::{
+    NameVersion, ROW_VERSION_COLUMN, RowVersion, VersionColumns, readable_version, stamp,
+};
 
 /// The target schema of a profile that names none.
 pub const DEFAULT_SCHEMA: &str = "public";

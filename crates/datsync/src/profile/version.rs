@@ -127,6 +127,92 @@ pub fn stamp(date: NaiveDate, time: NaiveTime) -> String {
     date.and_time(time).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// The form a row version's date is shown in when its column has no `format` (SAP's
+/// `YYYYMMDD`, as ZTDWR extracts write it).
+const SHOWN_DATE: &str = "%Y%m%d";
+/// The form of a version's time of day, and of a timestamp column's version.
+const SHOWN_TIME: &str = "%H:%M:%S";
+/// What the stored text of a version (see [`stamp`]) is parsed with.
+const STORED: &str = "%Y-%m-%d %H:%M:%S";
+
+/// A stored version (`row_version`: [`stamp`] text, or `<row's> | <file's>`) as a person
+/// reads it, in the profile's own forms: the row's half as its date column is written (the
+/// column's `format`, else `YYYYMMDD`), then its time column's time (`HH:MM:SS`, or the
+/// column's `format`) — a `timestamp` column's version in its `format`, else
+/// `YYYY-MM-DD HH:MM:SS` — and the file name's half as `file YYYYMMDD` (with `HH:MM:SS` when
+/// the name has a time). Examples: `20250130 14:02:11`, `file 20250131`,
+/// `20250130 14:02:11 (file 20250131)`, `no row version (file 20250131)`. A half that does
+/// not read as a stamp is shown as stored; never fails.
+pub fn readable_version(profile: &Profile, stored: &str) -> String {
+    let version = profile.version.as_ref();
+    let columns = version.and_then(|v| v.columns.as_ref());
+    let (row, file) = match stored.split_once(" | ") {
+        Some((row, file)) => (Some(row), Some(file)),
+        // One half: the file's only when the profile reads no row version.
+        None if columns.is_none() && version.is_some_and(|v| v.from_name.is_some()) => {
+            (None, Some(stored))
+        }
+        None => (Some(stored), None),
+    };
+    let row = row.map(|r| match r {
+        "-" => "no row version".to_owned(),
+        r => readable_row_half(profile, columns, r),
+    });
+    let file = file.map(|f| match f {
+        "-" => "file name without a date".to_owned(),
+        f => match chrono::NaiveDateTime::parse_from_str(f, STORED) {
+            Ok(at) if at.time() == NaiveTime::MIN => format!("file {}", at.format(SHOWN_DATE)),
+            Ok(at) => format!("file {} {}", at.format(SHOWN_DATE), at.format(SHOWN_TIME)),
+            Err(_) => format!("file {f}"),
+        },
+    });
+    match (row, file) {
+        (Some(row), Some(file)) => format!("{row} ({file})"),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => stored.to_owned(),
+    }
+}
+
+/// The row's half of a version in the forms of its columns (see [`readable_version`]).
+fn readable_row_half(profile: &Profile, columns: Option<&VersionColumns>, text: &str) -> String {
+    let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, STORED) else {
+        return text.to_owned();
+    };
+    let column = |name: &str| profile.columns.iter().find(|c| c.target == name);
+    let date_column = columns.and_then(|c| column(&c.date));
+    let time_column = columns.and_then(|c| c.time.as_deref()).and_then(column);
+    let date_format = date_column.and_then(|c| c.format.as_deref());
+    if date_column
+        .is_some_and(|c| matches!(c.kind, ColumnType::Timestamp | ColumnType::TimestampTz))
+    {
+        return shown(&at, date_format, &format!("{SHOWN_DATE_ISO} {SHOWN_TIME}"));
+    }
+    let date = shown(&at, date_format, SHOWN_DATE);
+    match (columns.and_then(|c| c.time.as_ref()), time_column) {
+        (None, _) if at.time() == NaiveTime::MIN => date,
+        (_, Some(t)) if t.kind == ColumnType::Time => {
+            format!("{date} {}", shown(&at, t.format.as_deref(), SHOWN_TIME))
+        }
+        _ => format!("{date} {}", at.format(SHOWN_TIME)),
+    }
+}
+
+/// The ISO date form of a timestamp column's version shown without a `format`.
+const SHOWN_DATE_ISO: &str = "%Y-%m-%d";
+
+/// `at` in the strftime `format` when it has one that formats a local date and time (a
+/// format that cannot, such as one with an offset, falls back), else in `fallback`.
+fn shown(at: &chrono::NaiveDateTime, format: Option<&str>, fallback: &str) -> String {
+    use std::fmt::Write as _;
+    if let Some(format) = format {
+        let mut out = String::new();
+        if write!(out, "{}", at.format(format)).is_ok() {
+            return out;
+        }
+    }
+    at.format(fallback).to_string()
+}
+
 /// Checks `version = [date, time]` against the profile's columns.
 pub(super) fn check_columns(names: &[String], profile: &Profile) -> Result<VersionColumns, String> {
     let kind = |name: &str| {
@@ -211,6 +297,97 @@ mod tests {
         );
         assert!(NameVersion::new(r"(?<day>\d{8})(?<date>x)").is_err());
         assert!(NameVersion::new(r"(").is_err());
+    }
+
+    /// A profile with these version settings over a date, a time and a timestamp column.
+    fn profile(version: &str, date_format: &str) -> Profile {
+        let text = format!(
+            "name = \"v\"\ntable = \"t\"\nkey = \"id\"\n{version}\n
+             [[columns]]\nsource = \"id\"\ntype = \"text\"\nrequired = true\nnot_empty = true\n
+             [[columns]]\nsource = \"d\"\ntype = \"date_timestamp\"\n{date_format}\n
+             [[columns]]\nsource = \"t\"\ntype = \"text\"\n
+             [[columns]]\nsource = \"tm\"\ntype = \"time\"\nformat = \"%H.%M\"\n
+             [[columns]]\nsource = \"ts\"\ntype = \"timestamp\"\n"
+        );
+        Profile::from_toml_str(&text, std::path::Path::new("v.toml")).unwrap()
+    }
+
+    /// Every form a stored version takes, shown in the profile's forms; never fails.
+    #[test]
+    fn readable_versions_in_the_profiles_forms() {
+        let row = r#"version = ["d", "t"]"#;
+        let name = r"version_from_name = 'V_(?<date>\d{8})'";
+        let both = format!("{row}\n{name}");
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // (version settings, date column format, stored, shown)
+            (row, "", "2025-01-30 14:02:11", "20250130 14:02:11"),
+            (row, "", "2025-01-30 00:00:00", "20250130 00:00:00"),
+            (
+                row,
+                r#"format = "%d.%m.%Y""#,
+                "2025-01-30 14:02:11",
+                "30.01.2025 14:02:11",
+            ),
+            (r#"version = ["d"]"#, "", "2025-01-30 00:00:00", "20250130"),
+            (
+                r#"version = ["d"]"#,
+                "",
+                "2025-01-30 06:00:00",
+                "20250130 06:00:00",
+            ),
+            (
+                r#"version = ["d", "tm"]"#,
+                "",
+                "2025-01-30 14:02:11",
+                "20250130 14.02",
+            ),
+            (
+                r#"version = ["ts"]"#,
+                "",
+                "2025-01-30 14:02:11",
+                "2025-01-30 14:02:11",
+            ),
+            (name, "", "2025-01-31 00:00:00", "file 20250131"),
+            (name, "", "2025-01-31 10:15:00", "file 20250131 10:15:00"),
+            (
+                &both,
+                "",
+                "2025-01-30 14:02:11 | 2025-01-31 00:00:00",
+                "20250130 14:02:11 (file 20250131)",
+            ),
+            (
+                &both,
+                "",
+                "- | 2025-01-31 00:00:00",
+                "no row version (file 20250131)",
+            ),
+            (
+                &both,
+                "",
+                "2025-01-30 14:02:11 | -",
+                "20250130 14:02:11 (file name without a date)",
+            ),
+            // Not a stamp (another loader's text, a profile changed since): as stored.
+            (row, "", "yesterday", "yesterday"),
+            (&both, "", "x | y", "x (file y)"),
+            // A date format that cannot show a local date falls back to YYYYMMDD.
+            (
+                row,
+                r#"format = "%Y%m%d%z""#,
+                "2025-01-30 14:02:11",
+                "20250130 14:02:11",
+            ),
+        ];
+        for (version, date_format, stored, shown) in cases {
+            let p = profile(version, date_format);
+            assert_eq!(readable_version(&p, stored), *shown, "{version} {stored}");
+        }
+        // A profile without a version (status of an old sync): the row's form.
+        let none = profile("", "");
+        assert_eq!(
+            readable_version(&none, "2025-01-30 14:02:11"),
+            "20250130 14:02:11"
+        );
     }
 
     #[test]

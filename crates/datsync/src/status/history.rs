@@ -81,6 +81,42 @@ pub struct SyncRecord {
     pub completed_at: Option<String>,
     /// Seconds from the first start to the last end.
     pub duration_seconds: Option<f64>,
+    /// The newest stored row that kept rows of this sync out as older
+    /// (`records_skipped_older`); `None` when none was. In the `status --json` report at the
+    /// top (`older_than`), with its version made readable.
+    #[serde(skip)]
+    pub older_than: Option<OlderThan>,
+}
+
+/// The newest stored row (by `(row_version, sync_seq)`) of another sync that a sync's rows
+/// were older than, so they were not applied: the version that won, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OlderThan {
+    /// Rows of the sync not applied because the table held a newer row
+    /// (`records_skipped_older`).
+    pub rows: i64,
+    /// Its `row_version` as stored (text that sorts in time order); `None` when the profile
+    /// has no version (then the later sync won) or the row has none.
+    pub version: Option<String>,
+    /// `version` as a person reads it, in the profile's forms
+    /// ([`crate::profile::readable_version`]); filled by [`OlderThan::name_version`].
+    pub version_readable: Option<String>,
+    /// The `sync_seq` of the sync that stored it.
+    pub sync_seq: i64,
+    /// That sync.
+    pub sync_id: Option<String>,
+    /// The file it came from (`source_file`).
+    pub file: Option<String>,
+}
+
+impl OlderThan {
+    /// Fills [`Self::version_readable`] in `profile`'s forms.
+    pub fn name_version(&mut self, profile: &crate::profile::Profile) {
+        self.version_readable = self
+            .version
+            .as_deref()
+            .map(|v| crate::profile::readable_version(profile, v));
+    }
 }
 
 /// One sync's row with the first entries of its validation sample.
@@ -122,7 +158,7 @@ pub struct LedgerChunk {
 }
 
 /// How many columns [`RECORD_COLUMNS`] selects.
-const RECORD_COLUMN_COUNT: usize = 20;
+const RECORD_COLUMN_COUNT: usize = 24;
 
 const RECORD_COLUMNS: &str = "sync_id::text, status::text, file_name::text, file_path::text,
     file_size_bytes::bigint, COALESCE(records_total, 0)::bigint,
@@ -132,7 +168,8 @@ const RECORD_COLUMNS: &str = "sync_id::text, status::text, file_name::text, file
     error_message::text, started_at::timestamptz, completed_at::timestamptz,
     duration_seconds::double precision, COALESCE(records_loaded, 0)::bigint,
     COALESCE(records_pending, 0)::bigint, COALESCE(value_warnings, 0)::bigint,
-    unknown_columns::jsonb";
+    unknown_columns::jsonb, older_than_version::text, older_than_sync_seq::bigint,
+    older_than_sync_id::text, older_than_file::text";
 
 /// The `limit` most recent syncs, newest first (by `started_at`).
 pub async fn recent_syncs(
@@ -318,5 +355,13 @@ fn record(r: &Row) -> SyncRecord {
             .get::<_, Option<serde_json::Value>>(19)
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
+        older_than: r.get::<_, Option<i64>>(21).map(|sync_seq| OlderThan {
+            rows: r.get(9),
+            version: r.get(20),
+            version_readable: None,
+            sync_seq,
+            sync_id: r.get(22),
+            file: r.get(23),
+        }),
     }
 }

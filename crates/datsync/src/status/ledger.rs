@@ -69,7 +69,7 @@ pub async fn progress_from_ledger(
                 records_superseded = l.superseded + l.superseded_on_load,
                 records_loaded = l.rows - l.superseded_on_load, records_pending = 0,
                 validation_errors_count = l.errors, value_warnings = l.warnings,
-                updated_at = now()
+                {older_than}, updated_at = now()
            FROM (SELECT COALESCE(sum(rows_read), 0)::bigint AS rows_read,
                         COALESCE(sum(\"rows\"), 0)::bigint AS rows,
                         COALESCE(sum(inserted), 0)::bigint AS inserted,
@@ -81,11 +81,29 @@ pub async fn progress_from_ledger(
                         COALESCE(sum(validation_errors_count), 0)::bigint AS errors,
                         COALESCE(sum(value_warnings), 0)::bigint AS warnings
                    FROM {s}.sync_chunks WHERE sync_id = $1) AS l
-          WHERE m.sync_id = $1"
+          WHERE m.sync_id = $1",
+        older_than = older_than_sets(schema),
     );
     client
         .execute(&sql, &[&sync_id.as_str()])
         .await
         .map_err(|e| err(sync_id, "cannot write progress to sync_metadata", e))?;
     Ok(())
+}
+
+/// The `SET` item of a `sync_metadata` update (whose sync id is `$1`) that folds the chunks'
+/// `older_than_*` into the sync's: the newest by `(version, sync_seq)` of the stored rows that
+/// kept the sync's older rows out; all NULL when no chunk skipped a row as older.
+pub(crate) fn older_than_sets(schema: &str) -> String {
+    format!(
+        "(older_than_version, older_than_sync_seq, older_than_sync_id, older_than_file) =
+           (SELECT c.older_than_version, c.older_than_sync_seq, c.older_than_sync_id,
+                   c.older_than_file
+              FROM {}.sync_chunks c
+             WHERE c.sync_id = $1 AND c.older_than_sync_seq IS NOT NULL
+             ORDER BY COALESCE(c.older_than_version, '') COLLATE \"C\" DESC,
+                      c.older_than_sync_seq DESC
+             LIMIT 1)",
+        quote_ident(schema)
+    )
 }

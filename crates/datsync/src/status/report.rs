@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::history::{LedgerChunk, SyncDetail};
+use super::history::{LedgerChunk, OlderThan, SyncDetail};
 use crate::checkpoint::{CheckpointManager, ChunkEntry, Manifest};
 use crate::model::{CheckpointStatus, ChunkStatus, SyncId};
 use crate::store::Store;
@@ -50,6 +50,22 @@ pub struct StatusReport {
     pub time_saved: Option<TimeSavedEstimate>,
     /// Why there is no estimate, when there is none.
     pub time_saved_note: Option<String>,
+    /// The newest stored row that the sync's rows were older than, so they were not applied
+    /// (from `sync_metadata`); `None` when no row was skipped as older.
+    pub older_than: Option<OlderThan>,
+    /// Every row the sync loaded was older than the table's (`records_loaded =
+    /// records_skipped_older > 0`): the file changed nothing. The status stays what it is
+    /// (SUCCESS when nothing failed): a late file is not an error.
+    pub all_older: bool,
+}
+
+impl StatusReport {
+    /// Shows the winning version in `profile`'s forms ([`OlderThan::name_version`]).
+    pub fn name_versions(&mut self, profile: &crate::profile::Profile) {
+        if let Some(o) = &mut self.older_than {
+            o.name_version(profile);
+        }
+    }
 }
 
 /// Sums of the ledger rows of a sync.
@@ -219,6 +235,10 @@ pub fn build_report(
         (Some(_), None) => Some(TIME_SAVED_TOO_FEW.to_owned()),
         (None, None) => Some(TIME_SAVED_NOT_RECORDED.to_owned()),
     };
+    let older_than = metadata.as_ref().and_then(|m| m.record.older_than.clone());
+    let all_older = metadata.as_ref().is_some_and(|m| {
+        m.record.records_loaded > 0 && m.record.records_skipped_older == m.record.records_loaded
+    });
     StatusReport {
         sync_id: sync_id.to_owned(),
         metadata,
@@ -231,6 +251,8 @@ pub fn build_report(
         failed_chunks,
         time_saved,
         time_saved_note,
+        older_than,
+        all_older,
     }
 }
 

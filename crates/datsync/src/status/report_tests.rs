@@ -96,6 +96,7 @@ fn detail() -> SyncDetail {
             started_at: "2025-01-29T14:30:22Z".into(),
             completed_at: None,
             duration_seconds: None,
+            older_than: None,
         },
         validation_errors_sample: Vec::new(),
         validation_errors_sampled: 0,

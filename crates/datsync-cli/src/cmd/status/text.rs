@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use datsync::{ChunkRow, StatusReport, SyncDetail};
+use datsync::{ChunkRow, OlderThan, StatusReport, SyncDetail};
 
 use crate::cmd::list::duration;
 
@@ -14,7 +14,7 @@ const MAX_CHUNK_ROWS: usize = 40;
 pub fn print(out: &mut impl Write, r: &StatusReport) -> std::io::Result<()> {
     writeln!(out, "sync          {}", r.sync_id)?;
     match &r.metadata {
-        Some(d) => print_metadata(out, d)?,
+        Some(d) => print_metadata(out, d, r)?,
         None => writeln!(out, "status        (not in sync_metadata)")?,
     }
     let l = &r.ledger;
@@ -68,7 +68,7 @@ pub fn print(out: &mut impl Write, r: &StatusReport) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_metadata(out: &mut impl Write, d: &SyncDetail) -> std::io::Result<()> {
+fn print_metadata(out: &mut impl Write, d: &SyncDetail, r: &StatusReport) -> std::io::Result<()> {
     let m = &d.record;
     writeln!(out, "status        {}", m.status)?;
     let file = m.file_name.as_deref().unwrap_or("-");
@@ -97,11 +97,13 @@ fn print_metadata(out: &mut impl Write, d: &SyncDetail) -> std::io::Result<()> {
         "loaded        {} inserted, {} updated, {} skipped (older than the stored row)",
         m.records_inserted, m.records_updated, m.records_skipped_older
     )?;
-    if m.records_loaded > 0 && m.records_skipped_older == m.records_loaded {
+    if let Some(o) = &r.older_than {
+        writeln!(out, "older         {}", older_line(o))?;
+    }
+    if r.all_older {
         writeln!(
             out,
-            "older         every loaded row is older than the row already stored for its key: \
-             this file changed nothing"
+            "              every row of this file is older than the table's: it changed nothing"
         )?;
     }
     if let Some(e) = &m.error_message {
@@ -130,6 +132,26 @@ fn print_metadata(out: &mut impl Write, d: &SyncDetail) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `12 rows not applied: the table holds newer versions (newest: 20250130 14:02:11 from
+/// ZTDWR_20250130.dat, sync …)`; without a version, the later sync that won.
+fn older_line(o: &OlderThan) -> String {
+    let file = o.file.as_deref().unwrap_or("an unnamed file");
+    let sync = o.sync_id.as_deref().unwrap_or("-");
+    match (&o.version, &o.version_readable) {
+        (Some(stored), readable) => format!(
+            "{} rows not applied: the table holds newer versions (newest: {} from {file}, \
+             sync {sync})",
+            o.rows,
+            readable.as_deref().unwrap_or(stored)
+        ),
+        (None, _) => format!(
+            "{} rows not applied: the table holds rows of a later sync (newest: sync {sync}, \
+             seq {}, from {file})",
+            o.rows, o.sync_seq
+        ),
+    }
 }
 
 /// `rejected line 12, column X = "v": reason`, or the JSON as stored when it has another

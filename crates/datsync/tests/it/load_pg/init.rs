@@ -37,8 +37,9 @@ async fn init_db_is_idempotent_and_concurrent_safe() {
             .await
             .unwrap()
             .get(0);
-        // 24, migration 7's checkpoint_location and migration 8's source_fingerprint.
-        assert_eq!(n, 26);
+        // 24, migration 7's checkpoint_location, migration 8's source_fingerprint,
+        // migration 10's chunks_total and converted_at, migration 11's four older_than_*.
+        assert_eq!(n, 32);
     })
     .await;
 }
