@@ -616,6 +616,22 @@ pub struct BenchArgs {
     /// Rows per chunk.
     #[arg(long, default_value_t = datsync::DEFAULT_BATCH_ROWS)]
     pub chunk_size: usize,
+    /// Print one JSON object (the times, the ratios, peak RSS, the load average) instead of
+    /// the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Time the COPY baselines and the first run this many times each and keep the best of
+    /// each (a shared machine's noise only ever adds time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
+    /// Only the COPY baselines and the first run (what the regression guard needs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Compare with a committed figure file (a `--json` output, e.g.
+    /// crates/datsync-cli/bench/baseline.json, of the same --mb): exit 1 when a first-run
+    /// ratio is more than 25% above the committed one.
+    #[arg(long, value_name = "FILE")]
+    pub guard: Option<PathBuf>,
 }
 
 /// Arguments of `datsync sample`.

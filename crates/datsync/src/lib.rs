@@ -200,8 +200,8 @@ pub use rejects::{
 // ---- PostgreSQL -------------------------------------------------------------------------
 
 pub use load::{
-    BaselineError, ChunkFacts, ChunkLoad, LoadError, Loader, StagedHook, copy_baseline,
-    encode_baseline, file_version, worker_name,
+    BaselineError, ChunkFacts, ChunkLoad, CopyBaselines, LoadError, Loader, StagedHook,
+    copy_baseline, copy_baselines, encode_baseline, file_version, upsert_baseline, worker_name,
 };
 pub use pg::{
     AUTH_VARIABLE, AttemptFailure, BOOKKEEPING_COLUMNS, ConnInfoError, DEFAULT_APPLICATION_NAME,

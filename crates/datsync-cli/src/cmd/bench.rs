@@ -1,33 +1,196 @@
-//! `datsync bench` (hidden): the end-to-end benchmark of issue 5 item 12, in one run.
+//! `datsync bench` (hidden): the end-to-end benchmark of issues 5 and 14, in one run.
 //!
 //! On a generated file of `--mb` MB (`DATSYNC_BENCH_MB`, default 100), in a database of its
-//! own (`datsync_bench_e2e_<pid>`, created and dropped on the server of `--database-url`):
+//! own (`datsync_bench_e2e_<pid>`, created and dropped on the server of `--database-url`),
+//! every figure against a baseline measured in the same run:
 //!
-//! - (a) PostgreSQL's own binary COPY of the same typed rows into an empty table of the
-//!   target's shape (`datsync::copy_baseline`; the SQL of every step is the library's);
+//! - (a) PostgreSQL's own COPY of the same typed rows into an empty table of the target's
+//!   shape and key, binary, then text (the rows as PostgreSQL writes them;
+//!   `datsync::copy_baselines`: the SQL of every step is the library's);
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
+//! - (f) into the table (b) loaded: the same rows COPYed into a staging table and upserted by
+//!   hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of the file (every
+//!   row an update);
 //! - (c) a `datsync run` killed with SIGKILL after 80% of its chunks are committed, then
 //!   `datsync resume`: the resume alone is timed;
-//! - (d) a `datsync run --no-checkpoint`, into an empty table.
+//! - (d) a `datsync run --no-checkpoint`, into an empty table;
+//! - (e) a first run of the same rows gzipped, into an empty table;
+//! - (p) the decoder over the file's first 128 MiB in memory against a `memchr` scan of the
+//!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
-//! Each child's peak RSS is measured as [`super::child::ChildRun::peak_rss_kib`] says.
+//! `--quick` measures (a) and (b) only; `--repeat N` keeps the best of N for (a) and (b).
+//! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
+//! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
+//! since the machine is shared. Each child's peak RSS is measured as
+//! [`super::child::ChildRun::peak_rss_kib`] says.
 
+use std::io::Read as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use datsync::{
-    PgSettings, Profile, RunSummary, SampleOptions, SampleSize, SyncStatus, write_sample,
+    CopyBaselines, Decoder, ParseOptions, PgSettings, Profile, RunSummary, SampleOptions,
+    SampleSize, SyncStatus, write_sample,
 };
+use serde::{Deserialize, Serialize};
 
 use super::child::{ChildRun, run_datsync};
 use crate::cli::BenchArgs;
 
 /// The share of chunks committed before the kill of (c).
 const KILL_SHARE: f64 = 0.8;
+/// How much worse than the committed figure a first-run ratio may be before `--guard` fails.
+const GUARD_TOLERANCE: f64 = 1.25;
+/// The most bytes of the file (p) decodes in memory.
+const PARSE_BYTES: u64 = 128 << 20;
+/// Bytes fed to the decoder at a time in (p).
+const PARSE_FEED: usize = 256 << 10;
+/// Runs of (p), the best kept.
+const PARSE_RUNS: usize = 3;
+
+/// Everything one benchmark measured (the `--json` output and the committed figure file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Size asked for, in MB.
+    pub mb: u64,
+    /// Data rows of the file (every one valid and loaded).
+    pub rows: u64,
+    /// Chunks of the file.
+    pub chunks: u64,
+    /// Rows per chunk.
+    pub chunk_size: usize,
+    /// Times (a) and (b) were measured (the best kept).
+    pub repeat: u32,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when the measurements started and ended: other
+    /// work on the machine makes every figure worse.
+    pub load_average: [[f64; 3]; 2],
+    /// Wall times in seconds.
+    pub seconds: Seconds,
+    /// The figures of issue 14, each against its baseline of the same run.
+    pub ratios: Ratios,
+    /// Peak RSS of the runs, MiB.
+    pub peak_rss_mib: PeakRss,
+}
+
+/// Wall times in seconds (`None`: not measured, with `--quick`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Seconds {
+    /// (a) binary COPY.
+    pub binary_copy: f64,
+    /// (a) text COPY.
+    pub text_copy: f64,
+    /// (b) first run.
+    pub first_run: f64,
+    /// (f) staging COPY + upsert by hand.
+    pub staged_upsert: Option<f64>,
+    /// (f) `run --fresh` into the loaded table.
+    pub fresh_run: Option<f64>,
+    /// (c) the run killed after 80% of its chunks.
+    pub killed_run: Option<f64>,
+    /// (c) the resume alone.
+    pub resume: Option<f64>,
+    /// (d) `run --no-checkpoint`.
+    pub no_checkpoint: Option<f64>,
+    /// (e) first run of the gzipped file.
+    pub gzip_first_run: Option<f64>,
+    /// (p) the `memchr` scan.
+    pub memchr: Option<f64>,
+    /// (p) the decoder.
+    pub parse: Option<f64>,
+}
+
+/// The ratios (lower is better, but `parse_vs_memchr`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ratios {
+    /// (b) / (a) text.
+    pub first_run_vs_text_copy: f64,
+    /// (b) / (a) binary.
+    pub first_run_vs_binary_copy: f64,
+    /// (f): `run --fresh` / staging COPY + upsert by hand.
+    pub fresh_run_vs_staged_upsert: Option<f64>,
+    /// (b) / (d) - 1.
+    pub checkpoint_overhead: Option<f64>,
+    /// (c) resume / (b).
+    pub resume_after_80_vs_first_run: Option<f64>,
+    /// (e) / (b).
+    pub gzip_vs_plain: Option<f64>,
+    /// (p) memchr time / decoder time (higher is better).
+    pub parse_vs_memchr: Option<f64>,
+}
+
+/// Peak RSS in MiB.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PeakRss {
+    /// The largest of the runs of the plain file.
+    pub plain: f64,
+    /// The gzipped file's first run.
+    pub gzip: Option<f64>,
+}
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    // The committed figures are read first: a missing file fails before minutes of work.
+    let committed = args.guard.as_deref().map(read_report).transpose()?;
+    let report = measure_all(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    match committed {
+        Some(committed) if !guard(&committed, &report)? => Ok(ExitCode::FAILURE),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn read_report(path: &Path) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the committed figures {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a `datsync bench --json` output", path.display()))
+}
+
+/// The regression guard: each first-run ratio at most [`GUARD_TOLERANCE`] times the
+/// committed one. Prints the comparison; `false` when one is worse.
+fn guard(committed: &Report, now: &Report) -> anyhow::Result<bool> {
+    if committed.mb != now.mb || committed.chunk_size != now.chunk_size {
+        bail!(
+            "the committed figures are of {} MB in chunks of {} rows, this run of {} MB in \
+             chunks of {}: ratios of other sizes do not compare",
+            committed.mb,
+            committed.chunk_size,
+            now.mb,
+            now.chunk_size
+        );
+    }
+    let mut ok = true;
+    for (name, was, is) in [
+        (
+            "first run / text COPY",
+            committed.ratios.first_run_vs_text_copy,
+            now.ratios.first_run_vs_text_copy,
+        ),
+        (
+            "first run / binary COPY",
+            committed.ratios.first_run_vs_binary_copy,
+            now.ratios.first_run_vs_binary_copy,
+        ),
+    ] {
+        let limit = was * GUARD_TOLERANCE;
+        let verdict = if is <= limit { "ok" } else { "REGRESSED" };
+        eprintln!(
+            "guard: {name}: {is:.2} (committed {was:.2}, limit {limit:.2}, load average {:.1}): \
+             {verdict}",
+            now.load_average[0][0]
+        );
+        ok &= is <= limit;
+    }
+    Ok(ok)
+}
+
+/// Generates the files, measures everything, and drops the benchmark's database.
+fn measure_all(args: &BenchArgs) -> anyhow::Result<Report> {
     let profile = Profile::ztdwr();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -38,20 +201,40 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("creating a temporary directory")?;
     let file = dir.path().join("ZTDWR_BENCH.dat");
-    let sample = write_sample(
-        std::fs::File::create(&file)?,
-        &SampleOptions {
-            size: SampleSize::Bytes(args.mb * 1_000_000),
-            ..SampleOptions::default()
-        },
-    )?;
+    let options = SampleOptions {
+        size: SampleSize::Bytes(args.mb * 1_000_000),
+        ..SampleOptions::default()
+    };
+    let sample = write_sample(std::fs::File::create(&file)?, &options)?;
+    let gzip = if args.quick {
+        None
+    } else {
+        // The same seed: the same rows, gzipped.
+        let gz = dir.path().join("ZTDWR_BENCH.dat.gz");
+        write_sample(
+            std::fs::File::create(&gz)?,
+            &SampleOptions {
+                gzip: true,
+                ..options
+            },
+        )?;
+        Some(gz)
+    };
     let chunks = sample.rows.div_ceil(args.chunk_size as u64);
-    println!(
-        "file: {:.1} MB, {} rows, {chunks} chunks of {} rows",
-        sample.text_bytes as f64 / 1e6,
-        sample.rows,
-        args.chunk_size
-    );
+    if !args.json {
+        println!(
+            "file: {:.1} MB, {} rows, {chunks} chunks of {} rows",
+            sample.text_bytes as f64 / 1e6,
+            sample.rows,
+            args.chunk_size
+        );
+    }
+    let load_start = load_average();
+    let parse = if args.quick {
+        None
+    } else {
+        Some(parse_vs_memchr(&profile, &file)?)
+    };
     let payload = dir.path().join("copy.bin");
     let rows = datsync::encode_baseline(&profile, &file, &payload, args.chunk_size)?;
 
@@ -64,27 +247,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         datsync::recreate_database(&admin, &db).await?;
         anyhow::Ok(())
     })?;
-    let result = measure(
-        args,
-        &rt,
-        &settings,
-        &url,
-        &profile,
-        &file,
-        &payload,
-        rows,
-        chunks,
-        dir.path(),
-    );
+    let files = Files {
+        plain: &file,
+        gzip: gzip.as_deref(),
+        payload: &payload,
+        dir: dir.path(),
+    };
+    let result = measure(args, &rt, &settings, &url, &profile, &files, rows, chunks);
     rt.block_on(async {
         let admin = datsync::connect(&admin).await?;
         datsync::drop_database(&admin, &db).await?;
         anyhow::Ok(())
     })?;
-    result.map(|()| ExitCode::SUCCESS)
+    let mut report = result?;
+    report.load_average = [load_start, load_average()];
+    if let Some((memchr, decoder)) = parse {
+        report.seconds.memchr = Some(memchr.as_secs_f64());
+        report.seconds.parse = Some(decoder.as_secs_f64());
+        report.ratios.parse_vs_memchr = Some(memchr.as_secs_f64() / decoder.as_secs_f64());
+    }
+    Ok(report)
 }
 
-/// Every measurement, then the report.
+/// The files a benchmark works on.
+struct Files<'a> {
+    plain: &'a Path,
+    gzip: Option<&'a Path>,
+    /// The binary COPY stream of the typed rows.
+    payload: &'a Path,
+    dir: &'a Path,
+}
+
+/// Every measurement against the database.
 #[allow(clippy::too_many_arguments)]
 fn measure(
     args: &BenchArgs,
@@ -92,80 +286,317 @@ fn measure(
     settings: &PgSettings,
     url: &str,
     profile: &Profile,
-    file: &Path,
-    payload: &Path,
+    files: &Files<'_>,
     rows: u64,
     chunks: u64,
-    dir: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     let mut client = rt.block_on(datsync::connect(settings))?;
     rt.block_on(datsync::init_db(&mut client, profile))?;
-    let copied = rt.block_on(datsync::copy_baseline(&client, profile, payload, rows))?;
-    line("(a) PostgreSQL binary COPY, same typed rows", copied, None);
-    std::fs::remove_file(payload)?;
-
+    let mut copies: Option<CopyBaselines> = None;
+    for _ in 0..args.repeat {
+        let c = rt.block_on(datsync::copy_baselines(
+            &client,
+            profile,
+            files.payload,
+            rows,
+        ))?;
+        copies = Some(copies.map_or(c, |b| CopyBaselines {
+            binary: b.binary.min(c.binary),
+            text: b.text.min(c.text),
+        }));
+    }
+    let copies = copies.context("no COPY baseline measured")?;
     let runner = Runner {
         rt,
         client: &client,
         profile,
         url,
-        file,
-        dir,
+        dir: files.dir,
         chunk_size: args.chunk_size,
     };
-    let first = runner.run("b", &[], None)?;
-    line("(b) datsync run, first run", first.elapsed, Some(&first));
+    let mut first: Option<ChildRun> = None;
+    let mut peak_plain = 0u64;
+    for _ in 0..args.repeat {
+        let run = runner.run("b", files.plain, &[], None, true)?;
+        peak_plain = peak_plain.max(run.peak_rss_kib);
+        if first.as_ref().is_none_or(|f| run.elapsed < f.elapsed) {
+            first = Some(run);
+        }
+    }
+    let first = first.context("no first run measured")?;
+    let first_s = first.elapsed.as_secs_f64();
+    let mut seconds = Seconds {
+        binary_copy: copies.binary.as_secs_f64(),
+        text_copy: copies.text.as_secs_f64(),
+        first_run: first_s,
+        ..Seconds::default()
+    };
+    let mut ratios = Ratios {
+        first_run_vs_text_copy: first_s / copies.text.as_secs_f64(),
+        first_run_vs_binary_copy: first_s / copies.binary.as_secs_f64(),
+        ..Ratios::default()
+    };
+    let mut peak = PeakRss::default();
+    if !args.quick {
+        let more = Measured {
+            first_s,
+            seconds: &mut seconds,
+            ratios: &mut ratios,
+            peak: &mut peak,
+            peak_plain: &mut peak_plain,
+        };
+        measure_more(&runner, &client, files, rows, chunks, more)?;
+    }
+    peak.plain = mib(peak_plain);
+    Ok(Report {
+        mb: args.mb,
+        rows,
+        chunks,
+        chunk_size: args.chunk_size,
+        repeat: args.repeat,
+        load_average: [[0.0; 3]; 2],
+        seconds,
+        ratios,
+        peak_rss_mib: peak,
+    })
+}
+
+/// Where [`measure_more`] writes its figures.
+struct Measured<'a> {
+    /// The first run's time, the base of the ratios.
+    first_s: f64,
+    seconds: &'a mut Seconds,
+    ratios: &'a mut Ratios,
+    peak: &'a mut PeakRss,
+    peak_plain: &'a mut u64,
+}
+
+/// (f), (c), (d) and (e), once (b) loaded the table.
+fn measure_more(
+    runner: &Runner<'_>,
+    client: &tokio_postgres::Client,
+    files: &Files<'_>,
+    rows: u64,
+    chunks: u64,
+    m: Measured<'_>,
+) -> anyhow::Result<()> {
+    let Measured {
+        first_s,
+        seconds,
+        ratios,
+        peak,
+        peak_plain,
+    } = m;
+    let profile = runner.profile;
+    // (f): the table holds (b)'s rows; both sides update every one of them.
+    let staged = runner.rt.block_on(datsync::upsert_baseline(
+        client,
+        profile,
+        files.payload,
+        rows,
+    ))?;
+    let fresh = runner.run("f", files.plain, &[], None, false)?;
+    let summary = summary_of(&fresh)?;
+    if summary.counts.records_updated != rows {
+        bail!(
+            "run --fresh into the loaded table updated {} rows of {rows}",
+            summary.counts.records_updated
+        );
+    }
+    seconds.staged_upsert = Some(staged.as_secs_f64());
+    seconds.fresh_run = Some(fresh.elapsed.as_secs_f64());
+    ratios.fresh_run_vs_staged_upsert = Some(fresh.elapsed.as_secs_f64() / staged.as_secs_f64());
+    *peak_plain = (*peak_plain).max(fresh.peak_rss_kib);
 
     let kill_at =
         ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1));
     let now = chrono::Utc::now();
     let sync_id = datsync::SyncId::new(now, now.timestamp_subsec_nanos()).to_string();
-    let killed = runner.run("c", &["--sync-id", &sync_id], Some(kill_at))?;
-    line(
-        &format!("(c) datsync run killed after {kill_at}/{chunks} chunks"),
-        killed.elapsed,
-        Some(&killed),
-    );
+    let killed = runner.run(
+        "c",
+        files.plain,
+        &["--sync-id", &sync_id],
+        Some(kill_at),
+        true,
+    )?;
     let resume = runner.resume("c", &sync_id)?;
-    line("(c) datsync resume, alone", resume.elapsed, Some(&resume));
-    let plain = runner.run("d", &["--no-checkpoint"], None)?;
-    line(
-        "(d) datsync run --no-checkpoint",
-        plain.elapsed,
-        Some(&plain),
-    );
+    seconds.killed_run = Some(killed.elapsed.as_secs_f64());
+    seconds.resume = Some(resume.elapsed.as_secs_f64());
+    ratios.resume_after_80_vs_first_run = Some(resume.elapsed.as_secs_f64() / first_s);
 
-    let (copy_s, first_s) = (copied.as_secs_f64(), first.elapsed.as_secs_f64());
-    let peak = [&first, &killed, &resume, &plain]
-        .iter()
-        .map(|c| c.peak_rss_kib)
-        .max()
-        .unwrap_or(0) as f64
-        / 1024.0;
-    println!("throughput (b): {:.0} rows/s", rows as f64 / first_s);
-    let ratio = first_s / copy_s;
-    target(
-        "first run / COPY       (b)/(a)",
-        ratio,
-        "≤ 2.00",
-        ratio <= 2.0,
-    );
-    let ratio = resume.elapsed.as_secs_f64() / first_s;
-    target(
-        "resume after 80% / first run",
-        ratio,
-        "≤ 0.30",
-        ratio <= 0.3,
-    );
-    let overhead = first_s / plain.elapsed.as_secs_f64() - 1.0;
-    target(
-        "checkpoint overhead    (b)/(d)-1",
-        overhead,
-        "≤ 0.10",
-        overhead <= 0.1,
-    );
-    target("peak RSS of any run (MiB)", peak, "≤ 200", peak <= 200.0);
+    let plain = runner.run("d", files.plain, &["--no-checkpoint"], None, true)?;
+    seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
+    ratios.checkpoint_overhead = Some(first_s / plain.elapsed.as_secs_f64() - 1.0);
+    for c in [&killed, &resume, &plain] {
+        *peak_plain = (*peak_plain).max(c.peak_rss_kib);
+    }
+    if let Some(gz) = files.gzip {
+        let gzipped = runner.run("e", gz, &[], None, true)?;
+        seconds.gzip_first_run = Some(gzipped.elapsed.as_secs_f64());
+        ratios.gzip_vs_plain = Some(gzipped.elapsed.as_secs_f64() / first_s);
+        peak.gzip = Some(mib(gzipped.peak_rss_kib));
+    }
     Ok(())
+}
+
+fn mib(kib: u64) -> f64 {
+    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+}
+
+/// The 1-, 5- and 15-minute load averages (zeros where `/proc/loadavg` cannot be read).
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut out = [0.0; 3];
+    for (slot, field) in out.iter_mut().zip(text.split_whitespace()) {
+        *slot = field.parse().unwrap_or(0.0);
+    }
+    out
+}
+
+/// (p): the best of [`PARSE_RUNS`] of a `memchr` scan (the `~|^` delimiters and the line
+/// ends) and of the decoder (bytes to Arrow text batches of the default size) over the same
+/// bytes in memory: the file's first [`PARSE_BYTES`].
+fn parse_vs_memchr(profile: &Profile, file: &Path) -> anyhow::Result<(Duration, Duration)> {
+    let mut data = Vec::new();
+    std::fs::File::open(file)?
+        .take(PARSE_BYTES)
+        .read_to_end(&mut data)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let best = |f: &mut dyn FnMut() -> anyhow::Result<u64>| -> anyhow::Result<(Duration, u64)> {
+        let mut best = (Duration::MAX, 0);
+        for _ in 0..PARSE_RUNS {
+            let started = Instant::now();
+            let out = std::hint::black_box(f()?);
+            best = best.min((started.elapsed(), out));
+        }
+        Ok(best)
+    };
+    let (memchr, _) = best(&mut || {
+        let delimiters = memchr::memmem::find_iter(&data, b"~|^").count();
+        let lines = memchr::memchr_iter(b'\n', &data).count();
+        Ok((delimiters + lines) as u64)
+    })?;
+    let (decoder, rows) = best(&mut || decode_all(profile, &data))?;
+    if rows == 0 {
+        bail!("the decoder found no rows in {}", file.display());
+    }
+    Ok((memchr, decoder))
+}
+
+/// Decodes `data` whole; returns the rows.
+fn decode_all(profile: &Profile, data: &[u8]) -> anyhow::Result<u64> {
+    let mut decoder = Decoder::new(profile, ParseOptions::default());
+    let mut rows = 0u64;
+    for piece in data.chunks(PARSE_FEED) {
+        let mut pos = 0;
+        while pos < piece.len() {
+            pos += decoder.decode(&piece[pos..])?;
+            while let Some(batch) = decoder.next_batch() {
+                rows += std::hint::black_box(batch).num_rows() as u64;
+            }
+        }
+    }
+    while let Some(batch) = decoder.flush()? {
+        rows += batch.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
+fn print_report(r: &Report) {
+    let s = &r.seconds;
+    let line = |what: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            println!("{what:<52} {v:>8.2} s");
+        }
+    };
+    line(
+        "(a) PostgreSQL binary COPY, same typed rows",
+        Some(s.binary_copy),
+    );
+    line("(a) PostgreSQL text COPY, same rows", Some(s.text_copy));
+    line("(b) datsync run, first run", Some(s.first_run));
+    line(
+        "(f) staging COPY + upsert by hand, loaded table",
+        s.staged_upsert,
+    );
+    line("(f) datsync run --fresh, loaded table", s.fresh_run);
+    line(
+        "(c) datsync run killed after 80% of the chunks",
+        s.killed_run,
+    );
+    line("(c) datsync resume, alone", s.resume);
+    line("(d) datsync run --no-checkpoint", s.no_checkpoint);
+    line("(e) datsync run, gzipped file", s.gzip_first_run);
+    line("(p) memchr scan, first 128 MiB in memory", s.memchr);
+    line("(p) decoder, the same bytes", s.parse);
+    println!(
+        "throughput (b): {:.0} rows/s; load average {:.1} → {:.1}",
+        r.rows as f64 / s.first_run,
+        r.load_average[0][0],
+        r.load_average[1][0]
+    );
+    let q = &r.ratios;
+    target(
+        "first run / text COPY      (b)/(a)",
+        Some(q.first_run_vs_text_copy),
+        "≤ 1.50",
+        |v| v <= 1.5,
+    );
+    target(
+        "first run / binary COPY    (b)/(a)",
+        Some(q.first_run_vs_binary_copy),
+        "≤ 1.50",
+        |v| v <= 1.5,
+    );
+    target(
+        "--fresh / staged upsert    (f)",
+        q.fresh_run_vs_staged_upsert,
+        "≤ 1.50",
+        |v| v <= 1.5,
+    );
+    target(
+        "checkpoint overhead        (b)/(d)-1",
+        q.checkpoint_overhead,
+        "≤ 0.10",
+        |v| v <= 0.1,
+    );
+    target(
+        "resume after 80% / first   (c)/(b)",
+        q.resume_after_80_vs_first_run,
+        "≤ 0.20",
+        |v| v <= 0.2,
+    );
+    target(
+        "gzip / plain               (e)/(b)",
+        q.gzip_vs_plain,
+        "≤ 1.20",
+        |v| v <= 1.2,
+    );
+    target(
+        "parse / memchr             (p)",
+        q.parse_vs_memchr,
+        "≥ 0.50",
+        |v| v >= 0.5,
+    );
+    target(
+        "peak RSS, plain (MiB)",
+        Some(r.peak_rss_mib.plain),
+        "≤ 150",
+        |v| v <= 150.0,
+    );
+    target(
+        "peak RSS, gzip (MiB)",
+        r.peak_rss_mib.gzip,
+        "≤ 150",
+        |v| v <= 150.0,
+    );
+}
+
+fn target(what: &str, value: Option<f64>, goal: &str, met: impl Fn(f64) -> bool) {
+    if let Some(value) = value {
+        let verdict = if met(value) { "met" } else { "MISSED" };
+        println!("{what:<38} {value:>7.2}  (target {goal}: {verdict})");
+    }
 }
 
 /// Runs `datsync` children against the benchmark database.
@@ -174,21 +605,30 @@ struct Runner<'a> {
     client: &'a tokio_postgres::Client,
     profile: &'a Profile,
     url: &'a str,
-    file: &'a Path,
     dir: &'a Path,
     chunk_size: usize,
 }
 
 impl Runner<'_> {
-    /// `datsync run --fresh` (or with `--sync-id`, a new one) into an emptied target table, checkpoints in `<dir>/<name>`;
-    /// killed after `kill_at` chunk commits when given.
-    fn run(&self, name: &str, extra: &[&str], kill_at: Option<u64>) -> anyhow::Result<ChildRun> {
-        self.rt.block_on(datsync::empty_table(
-            self.client,
-            &self.profile.schema,
-            &self.profile.table,
-        ))?;
-        let mut args = vec!["run".to_owned(), self.file.display().to_string()];
+    /// `datsync run --fresh FILE` (or with `--sync-id`, a new one), into the target table
+    /// emptied first when `empty`, checkpoints in `<dir>/<name>`; killed after `kill_at`
+    /// chunk commits when given.
+    fn run(
+        &self,
+        name: &str,
+        file: &Path,
+        extra: &[&str],
+        kill_at: Option<u64>,
+        empty: bool,
+    ) -> anyhow::Result<ChildRun> {
+        if empty {
+            self.rt.block_on(datsync::empty_table(
+                self.client,
+                &self.profile.schema,
+                &self.profile.table,
+            ))?;
+        }
+        let mut args = vec!["run".to_owned(), file.display().to_string()];
         if !extra.contains(&"--sync-id") {
             args.push("--fresh".to_owned());
         }
@@ -228,6 +668,12 @@ impl Runner<'_> {
     }
 }
 
+/// The summary a child printed.
+fn summary_of(child: &ChildRun) -> anyhow::Result<RunSummary> {
+    serde_json::from_str(&child.stdout)
+        .with_context(|| format!("no summary from datsync: {}", child.describe_failure()))
+}
+
 /// A child ended as expected: killed, or with a SUCCESS summary.
 fn check(child: &ChildRun, killed: bool) -> anyhow::Result<()> {
     if killed {
@@ -239,8 +685,7 @@ fn check(child: &ChildRun, killed: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let summary: RunSummary = serde_json::from_str(&child.stdout)
-        .with_context(|| format!("no summary from datsync: {}", child.describe_failure()))?;
+    let summary = summary_of(child)?;
     if summary.status != SyncStatus::Success {
         bail!(
             "datsync ended {}: {}",
@@ -249,18 +694,6 @@ fn check(child: &ChildRun, killed: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn line(what: &str, took: Duration, child: Option<&ChildRun>) {
-    let rss = child.map_or_else(String::new, |c| {
-        format!("  peak RSS {:>6.1} MiB", c.peak_rss_kib as f64 / 1024.0)
-    });
-    println!("{what:<48} {:>8.2} s{rss}", took.as_secs_f64());
-}
-
-fn target(what: &str, value: f64, goal: &str, met: bool) {
-    let verdict = if met { "met" } else { "MISSED" };
-    println!("{what:<34} {value:>7.2}  (target {goal}: {verdict})");
 }
 
 /// The connection string `conn` with another database: a URL's path is replaced, a
@@ -280,7 +713,7 @@ fn with_dbname(conn: &str, db: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_dbname;
+    use super::{GUARD_TOLERANCE, Ratios, Report, guard, with_dbname};
 
     #[test]
     fn dbname_is_replaced_in_urls_and_appended_to_key_values() {
@@ -296,5 +729,38 @@ mod tests {
             with_dbname("host=h dbname=postgres", "x"),
             "host=h dbname=postgres dbname=x"
         );
+    }
+
+    fn report(mb: u64, text: f64, binary: f64) -> Report {
+        Report {
+            mb,
+            rows: 1,
+            chunks: 1,
+            chunk_size: 10_000,
+            repeat: 1,
+            load_average: [[0.0; 3]; 2],
+            seconds: super::Seconds::default(),
+            ratios: Ratios {
+                first_run_vs_text_copy: text,
+                first_run_vs_binary_copy: binary,
+                ..Ratios::default()
+            },
+            peak_rss_mib: super::PeakRss::default(),
+        }
+    }
+
+    #[test]
+    fn the_guard_fails_past_a_quarter_worse_and_refuses_other_sizes() {
+        let committed = report(20, 2.0, 3.0);
+        let edge = 2.0 * GUARD_TOLERANCE;
+        assert!(guard(&committed, &report(20, edge, 3.0)).unwrap());
+        assert!(guard(&committed, &report(20, 1.0, 1.0)).unwrap());
+        assert!(!guard(&committed, &report(20, edge + 0.01, 3.0)).unwrap());
+        assert!(!guard(&committed, &report(20, 2.0, 3.0 * GUARD_TOLERANCE + 0.01)).unwrap());
+        assert!(guard(&committed, &report(100, 2.0, 3.0)).is_err());
+        // The committed file is a `--json` output: it reads back.
+        let json = serde_json::to_string(&committed).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert!((back.ratios.first_run_vs_text_copy - 2.0).abs() < 1e-12);
     }
 }

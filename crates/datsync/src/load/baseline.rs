@@ -27,6 +27,8 @@ use crate::validate::ValidateError;
 
 /// The table the baseline COPY fills (created before, dropped after).
 const BASELINE_TABLE: &str = "bench_copy_baseline";
+/// The upsert baseline's staging table (temporary, dropped at commit).
+const BASELINE_STAGE: &str = "bench_upsert_stage";
 /// Bytes sent per message to the server.
 const SEND_BLOCK: usize = 1 << 20;
 
@@ -136,18 +138,9 @@ pub async fn copy_baseline(
         ))
         .await
         .map_err(failed("cannot create the baseline table"))?;
-    let mut columns: Vec<String> = profile
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.target))
-        .collect();
-    columns.push("source_line".to_owned());
-    if crate::transform::has_row_version(profile) {
-        columns.push(crate::profile::ROW_VERSION_COLUMN.to_owned());
-    }
     let sql = format!(
         "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-        columns.join(", ")
+        baseline_columns(profile).join(", ")
     );
     let started = Instant::now();
     let copied = send(client, &sql, data).await?;
@@ -163,6 +156,234 @@ pub async fn copy_baseline(
         .await
         .map_err(failed("cannot drop the baseline table"))?;
     Ok(took)
+}
+
+/// What PostgreSQL's own COPYs of the same rows took (see [`copy_baselines`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyBaselines {
+    /// The binary COPY of the typed rows.
+    pub binary: Duration,
+    /// The text COPY of the same rows (as PostgreSQL writes them: `COPY … TO STDOUT`).
+    pub text: Duration,
+}
+
+/// The target's columns the baseline streams carry, quoted and in order: the profile's,
+/// `source_line`, then `row_version` when the rows have their own.
+fn baseline_columns(profile: &Profile) -> Vec<String> {
+    let mut columns: Vec<String> = profile
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.target))
+        .collect();
+    columns.push("source_line".to_owned());
+    if crate::transform::has_row_version(profile) {
+        columns.push(crate::profile::ROW_VERSION_COLUMN.to_owned());
+    }
+    columns
+}
+
+/// Both COPY baselines, one after the other, each into a fresh (emptied, checkpointed) table
+/// shaped like the target: the binary stream in `data` (`rows` rows, written by
+/// [`encode_baseline`]), then the same rows as PostgreSQL's text format (written, untimed,
+/// with `COPY … TO STDOUT` from the table the binary COPY filled, to `<data>.txt`, removed
+/// afterwards). The table is dropped afterwards.
+pub async fn copy_baselines(
+    client: &Client,
+    profile: &Profile,
+    data: &Path,
+    rows: u64,
+) -> Result<CopyBaselines, BaselineError> {
+    let failed = |context: &str| {
+        let context = context.to_owned();
+        move |e| PgError::query(context, e)
+    };
+    let target = quote_qualified(&profile.schema, &profile.table);
+    let table = quote_ident(BASELINE_TABLE);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table};
+             CREATE TABLE {table} (LIKE {target} INCLUDING ALL);
+             CHECKPOINT"
+        ))
+        .await
+        .map_err(failed("cannot create the baseline table"))?;
+    let columns = baseline_columns(profile).join(", ");
+    let started = Instant::now();
+    let copied = send(
+        client,
+        &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
+        data,
+    )
+    .await?;
+    let binary = started.elapsed();
+    if copied != rows {
+        return Err(BaselineError::RowCount {
+            copied,
+            expected: rows,
+        });
+    }
+    let text_file = data.with_extension("txt");
+    receive(
+        client,
+        &format!("COPY {table} ({columns}) TO STDOUT"),
+        &text_file,
+    )
+    .await?;
+    client
+        .batch_execute(&format!("TRUNCATE {table}; CHECKPOINT"))
+        .await
+        .map_err(failed("cannot empty the baseline table"))?;
+    let started = Instant::now();
+    let copied = send(
+        client,
+        &format!("COPY {table} ({columns}) FROM STDIN"),
+        &text_file,
+    )
+    .await;
+    let text = started.elapsed();
+    let _ = std::fs::remove_file(&text_file);
+    let copied = copied?;
+    if copied != rows {
+        return Err(BaselineError::RowCount {
+            copied,
+            expected: rows,
+        });
+    }
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .map_err(failed("cannot drop the baseline table"))?;
+    Ok(CopyBaselines { binary, text })
+}
+
+/// The baseline of a run into a loaded table: the binary stream in `data` (`rows` rows,
+/// written by [`encode_baseline`]) COPYed into a temporary staging table, then one upsert
+/// into the target written by hand — `INSERT … SELECT … ON CONFLICT (key) DO UPDATE SET`
+/// every column `WHERE` the stored `(row_version, sync_seq, source_line)` is smaller, as
+/// datsync's guard — under a `sync_seq` drawn from datsync's sequence (so later syncs
+/// still win over it), in one transaction; returns the time of both (the transaction's
+/// begin and commit included). Needs a keyed profile; the rows' keys must be distinct (the
+/// generated samples' are).
+pub async fn upsert_baseline(
+    client: &Client,
+    profile: &Profile,
+    data: &Path,
+    rows: u64,
+) -> Result<Duration, BaselineError> {
+    let failed = |context: &str| {
+        let context = context.to_owned();
+        move |e| PgError::query(context, e)
+    };
+    let target = quote_qualified(&profile.schema, &profile.table);
+    let stage = quote_ident(BASELINE_STAGE);
+    let columns = baseline_columns(profile);
+    let values = columns.join(", ");
+    let row_version = crate::transform::has_row_version(profile);
+    let sync_seq: i64 = client
+        .query_one(
+            &format!(
+                "SELECT nextval('{}')",
+                quote_qualified(&profile.schema, crate::pg::SYNC_SEQUENCE).replace('\'', "''")
+            ),
+            &[],
+        )
+        .await
+        .map_err(failed("cannot draw a sync_seq for the upsert baseline"))?
+        .get(0);
+    let keys: Vec<String> = profile.key.iter().map(|k| quote_ident(k)).collect();
+    let sets: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(String::as_str)
+        .chain(["updated_at", "sync_id", "source_file", "sync_seq"])
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    let version = |side: &str| {
+        if row_version {
+            format!("COALESCE({side}.row_version, '') COLLATE \"C\", ")
+        } else {
+            String::new()
+        }
+    };
+    let upsert = format!(
+        "INSERT INTO {target} AS t ({values}, created_at, updated_at, sync_id, source_file,
+                                    sync_seq)
+         SELECT {values}, now(), now(), 'bench-upsert-baseline', 'bench', {sync_seq}::bigint
+           FROM {stage}
+         ON CONFLICT ({key}) DO UPDATE SET {sets}
+         WHERE ({old}COALESCE(t.sync_seq, -1), COALESCE(t.source_line, -1))
+             < ({new}EXCLUDED.sync_seq, EXCLUDED.source_line)",
+        key = keys.join(", "),
+        sets = sets.join(", "),
+        old = version("t"),
+        new = version("EXCLUDED"),
+    );
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(failed("cannot write a checkpoint"))?;
+    let started = Instant::now();
+    // One transaction, begun and committed by hand: the COPY runs on the same session.
+    let staged_and_upserted = async {
+        client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL work_mem = '{}'; SET LOCAL jit = off;
+                 CREATE TEMP TABLE {stage} ON COMMIT DROP
+                     AS SELECT {values} FROM {target} WITH NO DATA",
+                super::LOAD_WORK_MEM
+            ))
+            .await
+            .map_err(failed("cannot create the upsert baseline's staging table"))?;
+        let copied = send(
+            client,
+            &format!("COPY {stage} ({values}) FROM STDIN (FORMAT binary)"),
+            data,
+        )
+        .await?;
+        let upserted = client
+            .execute(&upsert, &[])
+            .await
+            .map_err(failed("the upsert baseline's upsert failed"))?;
+        if copied != rows || upserted != rows {
+            return Err(BaselineError::RowCount {
+                copied: copied.min(upserted),
+                expected: rows,
+            });
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(failed("cannot commit the upsert baseline"))?;
+        Ok::<_, BaselineError>(())
+    }
+    .await;
+    if let Err(e) = staged_and_upserted {
+        // Rolled back: the session stays usable for the caller, the table as it was.
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(e);
+    }
+    let took = started.elapsed();
+    Ok(took)
+}
+
+/// Writes `COPY … TO STDOUT`'s output to the file `out`.
+async fn receive(client: &Client, sql: &str, out: &Path) -> Result<(), BaselineError> {
+    use futures::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    let io = |error| BaselineError::Io {
+        path: out.to_path_buf(),
+        error,
+    };
+    let failed = |e| PgError::query("the baseline's COPY TO failed", e);
+    let file = tokio::fs::File::create(out).await.map_err(io)?;
+    let mut file = tokio::io::BufWriter::with_capacity(SEND_BLOCK, file);
+    let stream = client.copy_out(sql).await.map_err(failed)?;
+    futures::pin_mut!(stream);
+    while let Some(piece) = stream.next().await {
+        file.write_all(&piece.map_err(failed)?).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    Ok(())
 }
 
 /// Streams the file `data` into `COPY … FROM STDIN`; returns the rows copied.

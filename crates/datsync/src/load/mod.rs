@@ -65,7 +65,9 @@ use crate::profile::{ColumnType, Profile};
 use copy::{COPY_HEADER, COPY_TRAILER, ColumnEncoder, MAX_SCALE};
 use sql::LoadSql;
 
-pub use baseline::{BaselineError, copy_baseline, encode_baseline};
+pub use baseline::{
+    BaselineError, CopyBaselines, copy_baseline, copy_baselines, encode_baseline, upsert_baseline,
+};
 
 /// The binary `numeric` encoder, for the tests that compare it with PostgreSQL's.
 #[cfg(feature = "test-support")]

@@ -4,11 +4,12 @@
 
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use datsync::{
     BaselineError, Pipeline, Profile, RawSettings, SampleOptions, SampleSize, copy_baseline,
-    drop_database, empty_table, encode_baseline, init_db, preview_target, recreate_database,
-    write_sample,
+    copy_baselines, drop_database, empty_table, encode_baseline, init_db, preview_target,
+    recreate_database, upsert_baseline, write_sample,
 };
 
 use futures::FutureExt as _;
@@ -122,6 +123,8 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
         assert!(summary.counts.rows_rejected > 0, "{summary:?}");
         assert_eq!(rows, summary.counts.rows_loaded);
 
+        baselines_over_the_loaded_table(&client, &profile, &stream, rows).await;
+
         let key = profile.key[0].clone();
         let columns = vec![key.clone(), "nik_supir".to_owned()];
         let preview = preview_target(&client, &profile, &columns, 3)
@@ -158,4 +161,74 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
         assert_eq!((empty.rows, empty.first_rows.len()), (0, 0));
     })
     .await;
+}
+
+/// The key and one value of every target row, in key order.
+async fn target_rows(client: &tokio_postgres::Client) -> Vec<(String, Option<String>)> {
+    client
+        .query(
+            "SELECT surat_pengantar_barang::text, nik_supir::text FROM transport_documents
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Both COPY baselines land the same rows (each checks its count; the text file is removed),
+/// and the upsert by hand over the table a run loaded updates every row under a newer
+/// `sync_seq`, inserting nothing; a failed one is rolled back.
+async fn baselines_over_the_loaded_table(
+    client: &tokio_postgres::Client,
+    profile: &Profile,
+    stream: &std::path::Path,
+    rows: u64,
+) {
+    // Both COPYs land the same rows (each checks its count), the text file is removed.
+    let copies = copy_baselines(client, profile, stream, rows).await.unwrap();
+    assert!(copies.binary > Duration::ZERO && copies.text > Duration::ZERO);
+    assert!(!stream.with_extension("txt").exists());
+    // The upsert by hand over the loaded table: every row updated, under a newer
+    // sync_seq, with the staged values; nothing inserted.
+    let before: Vec<(String, Option<String>)> = target_rows(client).await;
+    let stored_seq: i64 = client
+        .query_one("SELECT max(sync_seq) FROM transport_documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    upsert_baseline(client, profile, stream, rows)
+        .await
+        .unwrap();
+    assert_eq!(target_rows(client).await, before);
+    let (count, updated, seq): (i64, i64, i64) = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE sync_id = 'bench-upsert-baseline'),
+                    min(sync_seq)
+               FROM transport_documents",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!((count, updated), (i64::try_from(rows).unwrap(), count));
+    assert!(seq > stored_seq, "{seq} > {stored_seq}");
+    let wrong = upsert_baseline(client, profile, stream, rows + 1).await;
+    assert!(
+        matches!(wrong, Err(BaselineError::RowCount { .. })),
+        "{wrong:?}"
+    );
+    // A failed baseline is rolled back: the session is usable, the rows as they were.
+    client.batch_execute("SELECT 1").await.unwrap();
+    let still: i64 = client
+        .query_one(
+            "SELECT count(*) FROM transport_documents WHERE sync_seq = $1",
+            &[&seq],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(still, count);
 }
