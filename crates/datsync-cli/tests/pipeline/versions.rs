@@ -156,6 +156,8 @@ fn model(files: &[Gen], seq: &BTreeMap<String, i64>) -> Vec<(String, String, Str
 struct Bench {
     dir: tempfile::TempDir,
     profile: PathBuf,
+    /// `--jobs` of every run: loaders side by side in one process.
+    jobs: &'static str,
 }
 
 impl Bench {
@@ -175,6 +177,8 @@ impl Bench {
                 ck.to_str().unwrap(),
                 "--chunk-size",
                 "5",
+                "--jobs",
+                self.jobs,
                 "--json",
             ],
             env,
@@ -257,6 +261,61 @@ fn load(
     summaries
 }
 
+/// The table holds the model's row of every key (the newest version, then the later sync,
+/// then the later line), every key was inserted once, every file ended SUCCESS, and every
+/// sync's counts add up.
+fn assert_newest_per_key(
+    db: &TestDb,
+    gens: &[Gen],
+    summaries: &[serde_json::Value],
+    context: &str,
+) {
+    // A sync killed before its checkpoint existed loaded nothing and is left behind; a
+    // sync killed once finished is loaded again by a new sync (the later one counts).
+    let seq: BTreeMap<String, i64> = db
+        .query(
+            "SELECT file_name, max(sync_seq) FROM sync_metadata
+              WHERE status = 'SUCCESS' GROUP BY file_name",
+            &[],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        seq.len(),
+        gens.len(),
+        "{context}: every file loaded: {seq:?}"
+    );
+    let table: Vec<(String, String, String)> = db
+        .query("SELECT id, note, row_version FROM vdocs ORDER BY id", &[])
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(table, model(gens, &seq), "{context}");
+    let counts = db.query(
+        "SELECT records_total, records_loaded, records_failed, records_superseded,
+                records_pending, records_inserted, records_updated, records_skipped_older
+           FROM sync_metadata WHERE status = 'SUCCESS'",
+        &[],
+    );
+    let mut inserted = 0;
+    for r in &counts {
+        let n: Vec<i64> = (0..8).map(|i| r.get(i)).collect();
+        assert_eq!(n[0], i64::try_from(ROWS).unwrap(), "{context}: {n:?}");
+        assert_eq!(n[0], n[1] + n[2] + n[3] + n[4], "{context}: {n:?}");
+        assert_eq!(n[1], n[5] + n[6] + n[7], "{context}: {n:?}");
+        inserted += n[5];
+    }
+    assert_eq!(
+        inserted,
+        i64::try_from(table.len()).unwrap(),
+        "{context}: one insert per key"
+    );
+    for s in summaries {
+        assert_counts_add_up(s);
+    }
+}
+
 #[test]
 fn every_order_with_crashes_ends_with_the_newest_version_of_every_key() {
     let seed: u64 = std::env::var("DATSYNC_VERSIONS_SEED")
@@ -273,7 +332,11 @@ fn every_order_with_crashes_ends_with_the_newest_version_of_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("versioned.toml");
     std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench { dir, profile };
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "1",
+    };
     let mut days = [27, 29, 30, 31];
     days.shuffle(&mut rng);
     let files: Vec<(Gen, PathBuf)> = days[..3]
@@ -297,46 +360,7 @@ fn every_order_with_crashes_ends_with_the_newest_version_of_every_key() {
         let context = format!("seed {seed}, order {order:?}");
         let db = TestDb::new();
         let summaries = load(&bench, &db, &files, &order, &mut rng, &context);
-        // A sync killed before its checkpoint existed loaded nothing and is left behind; a
-        // sync killed once finished is loaded again by a new sync (the later one counts).
-        let seq: BTreeMap<String, i64> = db
-            .query(
-                "SELECT file_name, max(sync_seq) FROM sync_metadata
-                  WHERE status = 'SUCCESS' GROUP BY file_name",
-                &[],
-            )
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        assert_eq!(seq.len(), 3, "{context}: every file loaded: {seq:?}");
-        let table: Vec<(String, String, String)> = db
-            .query("SELECT id, note, row_version FROM vdocs ORDER BY id", &[])
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        assert_eq!(table, model(&gens, &seq), "{context}");
-        let counts = db.query(
-            "SELECT records_total, records_loaded, records_failed, records_superseded,
-                    records_pending, records_inserted, records_updated, records_skipped_older
-               FROM sync_metadata WHERE status = 'SUCCESS'",
-            &[],
-        );
-        let mut inserted = 0;
-        for r in &counts {
-            let n: Vec<i64> = (0..8).map(|i| r.get(i)).collect();
-            assert_eq!(n[0], i64::try_from(ROWS).unwrap(), "{context}: {n:?}");
-            assert_eq!(n[0], n[1] + n[2] + n[3] + n[4], "{context}: {n:?}");
-            assert_eq!(n[1], n[5] + n[6] + n[7], "{context}: {n:?}");
-            inserted += n[5];
-        }
-        assert_eq!(
-            inserted,
-            i64::try_from(table.len()).unwrap(),
-            "{context}: one insert per key"
-        );
-        for s in &summaries {
-            assert_counts_add_up(s);
-        }
+        assert_newest_per_key(&db, &gens, &summaries, &context);
     }
 }
 
@@ -347,7 +371,11 @@ fn an_old_file_after_a_new_one_changes_nothing_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("versioned.toml");
     std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench { dir, profile };
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "1",
+    };
     let write = |name: &str, note: &str, date: &str| {
         let mut text = String::from("id|note|change_date|change_time\n");
         for k in 0..12 {
@@ -547,7 +575,11 @@ fn a_late_file_counts_its_older_rows_and_status_names_the_version_that_won() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("versioned.toml");
     std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench { dir, profile };
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "1",
+    };
     let [(old, old_v), (new, new_v)] = old_and_new(bench.dir.path(), seed);
     let table = |db: &TestDb| -> BTreeMap<String, String> {
         db.query("SELECT id, row_version FROM vdocs", &[])
@@ -650,7 +682,11 @@ fn without_a_version_status_names_the_later_sync_that_won() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&profile, plain).unwrap();
-    let bench = Bench { dir, profile };
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "1",
+    };
     let rows = |keys: std::ops::Range<u32>| -> Vec<(String, String, String)> {
         keys.map(|k| (format!("k{k:02}"), "20250130".into(), "0800".into()))
             .collect()
@@ -713,7 +749,11 @@ fn commit_order_moves_rows_between_superseded_and_older_but_not_the_totals() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("versioned.toml");
     std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench { dir, profile };
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "1",
+    };
     let row = |k: &str, date: &str, time: &str| (k.to_owned(), date.to_owned(), time.to_owned());
     let mut a_rows = vec![row("k00", "20250130", "1000")];
     a_rows.extend((1..5).map(|k| row(&format!("a{k}"), "20250130", "0800")));
@@ -769,4 +809,49 @@ fn commit_order_moves_rows_between_superseded_and_older_but_not_the_totals() {
     assert_eq!(in_order[3], between[3], "keys inserted once in all");
     assert_eq!(table, table_between, "the same table");
     assert_eq!(b_sum["records_updated"], 1, "{b_sum}");
+}
+
+/// Issue 22 item 6's "several workers": four generated files with overlapping keys (and keys
+/// repeated across the chunks of each file) in random orders, every run with `--jobs 3` (three
+/// loaders, so the chunks of a sync commit out of order), killed at random points and
+/// continued (with `--jobs 3`) right away or after the next file, so syncs interleave too. The
+/// table always ends with the model's newest version of every key.
+#[test]
+fn random_interleavings_with_three_loaders_and_kills_end_with_the_newest_version_of_every_key() {
+    let seed: u64 = std::env::var("DATSYNC_VERSIONS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("DATSYNC_VERSIONS_SEED={seed}");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("versioned.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "3",
+    };
+    let files: Vec<(Gen, PathBuf)> = [27, 29, 30, 31]
+        .iter()
+        .map(|&d| {
+            let g = Gen::new(&mut rng, d);
+            let path = g.write(bench.dir.path());
+            (g, path)
+        })
+        .collect();
+    let gens: Vec<Gen> = files.iter().map(|f| f.0.clone()).collect();
+    for round in 0..3 {
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.shuffle(&mut rng);
+        let context = format!("seed {seed}, round {round}, order {order:?}, --jobs 3");
+        let db = TestDb::new();
+        let summaries = load(&bench, &db, &files, &order, &mut rng, &context);
+        assert_newest_per_key(&db, &gens, &summaries, &context);
+    }
 }
