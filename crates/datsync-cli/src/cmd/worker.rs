@@ -72,10 +72,12 @@ pub fn work(args: &WorkerArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::new(true));
-    let pipeline = super::run::build(&sync, global)?
-        .stop(stop.clone())
-        .metrics(metrics.clone())
-        .build();
+    let pipeline = Arc::new(
+        super::run::build(&sync, global)?
+            .stop(stop.clone())
+            .metrics(metrics.clone())
+            .build(),
+    );
     let options = WorkerOptions {
         concurrency: args.concurrency as usize,
         exit_when_idle: args.exit_when_idle,
@@ -94,7 +96,7 @@ pub fn work(args: &WorkerArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         tracing::info!(worker = %datsync::worker_name(), concurrency = options.concurrency,
             "worker started");
-        anyhow::Ok(pipeline.work(options).await?)
+        anyhow::Ok(pipeline.clone().work(options).await?)
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

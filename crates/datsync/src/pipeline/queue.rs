@@ -276,18 +276,30 @@ impl Pipeline {
     }
 
     /// `datsync worker`: loads queued chunks of any submitted sync of the profile's table
-    /// and finishes syncs whose chunks are all committed, `options.concurrency` at a time,
-    /// until a stop is asked for (the chunks in flight finish) or, with
-    /// `options.exit_when_idle`, until nothing was left to do for `options.max_idle`.
-    pub async fn work(&self, options: WorkerOptions) -> Result<WorkerReport, PipelineError> {
+    /// and finishes syncs whose chunks are all committed, `options.concurrency` at a time
+    /// (each slot a task of its own, on a connection of its own, so that the slots' CPU work
+    /// runs on the runtime's threads side by side), until a stop is asked for (the chunks in
+    /// flight finish) or, with `options.exit_when_idle`, until nothing was left to do for
+    /// `options.max_idle`.
+    pub async fn work(
+        self: std::sync::Arc<Self>,
+        options: WorkerOptions,
+    ) -> Result<WorkerReport, PipelineError> {
         let (client, stored) = self.connect_migrated().await?;
-        let mut slots = Vec::with_capacity(options.concurrency.max(1));
-        slots.push(self.slot(Some(client), &stored, options));
-        for _ in 1..options.concurrency.max(1) {
-            slots.push(self.slot(None, &stored, options));
-        }
+        let stored = std::sync::Arc::new(stored);
+        let mut first = Some(client);
+        let tasks: Vec<_> = (0..options.concurrency.max(1))
+            .map(|_| {
+                let (pipeline, stored, client) = (self.clone(), stored.clone(), first.take());
+                tokio::spawn(async move { pipeline.slot(client, &stored, options).await })
+            })
+            .collect();
         let mut report = WorkerReport::default();
-        for result in futures::future::join_all(slots).await {
+        for joined in futures::future::join_all(tasks).await {
+            let result = joined.map_err(|error| PipelineError::Internal {
+                task: "a worker's slot",
+                error,
+            })?;
             report.add(result?);
         }
         Ok(report)
