@@ -15,6 +15,8 @@
 //!   `datsync resume`: the resume alone is timed;
 //! - (d) a `datsync run --no-checkpoint`, into an empty table;
 //! - (e) a first run of the same rows gzipped, into an empty table;
+//! - (j) first runs with `--jobs 1`, `2` and `4` (N loaders on N connections), each into an
+//!   empty table, against `--jobs 1` and the COPYs of (a);
 //! - (p) the decoder over the file's first 128 MiB in memory against a `memchr` scan of the
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
@@ -41,6 +43,8 @@ use crate::cli::BenchArgs;
 
 /// The share of chunks committed before the kill of (c).
 const KILL_SHARE: f64 = 0.8;
+/// The loaders of the first runs of (j).
+const JOBS: [u32; 3] = [1, 2, 4];
 /// How much worse than the committed figure a first-run ratio may be before `--guard` fails.
 const GUARD_TOLERANCE: f64 = 1.25;
 /// The most bytes of the file (p) decodes in memory.
@@ -72,6 +76,26 @@ pub struct Report {
     pub ratios: Ratios,
     /// Peak RSS of the runs, MiB.
     pub peak_rss_mib: PeakRss,
+    /// (j) first runs with 1, 2 and 4 loaders (none with `--quick`).
+    #[serde(default)]
+    pub jobs: Vec<JobsRun>,
+}
+
+/// (j): one first run with `--jobs N`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobsRun {
+    /// Loaders (`--jobs`).
+    pub jobs: u32,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Against the `--jobs 1` run of (j).
+    pub vs_jobs_1: f64,
+    /// Against (a) binary COPY.
+    pub vs_binary_copy: f64,
+    /// Against (a) text COPY.
+    pub vs_text_copy: f64,
+    /// Peak RSS, MiB.
+    pub peak_rss_mib: f64,
 }
 
 /// Wall times in seconds (`None`: not measured, with `--quick`).
@@ -347,6 +371,11 @@ fn measure(
         };
         measure_more(&runner, &client, files, rows, chunks, more)?;
     }
+    let jobs = if args.quick {
+        Vec::new()
+    } else {
+        measure_jobs(&runner, files.plain, &copies)?
+    };
     peak.plain = mib(peak_plain);
     Ok(Report {
         mb: args.mb,
@@ -358,7 +387,33 @@ fn measure(
         seconds,
         ratios,
         peak_rss_mib: peak,
+        jobs,
     })
+}
+
+/// (j): first runs with 1, 2 and 4 loaders, each into an emptied table, against the first
+/// of them and the COPYs of (a).
+fn measure_jobs(
+    runner: &Runner<'_>,
+    file: &Path,
+    copies: &CopyBaselines,
+) -> anyhow::Result<Vec<JobsRun>> {
+    let mut runs: Vec<JobsRun> = Vec::with_capacity(JOBS.len());
+    for jobs in JOBS {
+        let n = jobs.to_string();
+        let child = runner.run(&format!("j{jobs}"), file, &["--jobs", &n], None, true)?;
+        let seconds = child.elapsed.as_secs_f64();
+        let one = runs.first().map_or(seconds, |r| r.seconds);
+        runs.push(JobsRun {
+            jobs,
+            seconds,
+            vs_jobs_1: seconds / one,
+            vs_binary_copy: seconds / copies.binary.as_secs_f64(),
+            vs_text_copy: seconds / copies.text.as_secs_f64(),
+            peak_rss_mib: mib(child.peak_rss_kib),
+        });
+    }
+    Ok(runs)
 }
 
 /// Where [`measure_more`] writes its figures.
@@ -529,6 +584,18 @@ fn print_report(r: &Report) {
     line("(e) datsync run, gzipped file", s.gzip_first_run);
     line("(p) memchr scan, first 128 MiB in memory", s.memchr);
     line("(p) decoder, the same bytes", s.parse);
+    for j in &r.jobs {
+        println!(
+            "{:<52} {:>8.2} s  {:.2} × --jobs 1, {:.2} × binary COPY, {:.2} × text COPY, \
+             peak RSS {:.1} MiB",
+            format!("(j) datsync run --jobs {}, first run", j.jobs),
+            j.seconds,
+            j.vs_jobs_1,
+            j.vs_binary_copy,
+            j.vs_text_copy,
+            j.peak_rss_mib
+        );
+    }
     println!(
         "throughput (b): {:.0} rows/s; load average {:.1} → {:.1}",
         r.rows as f64 / s.first_run,
@@ -746,6 +813,7 @@ mod tests {
                 ..Ratios::default()
             },
             peak_rss_mib: super::PeakRss::default(),
+            jobs: Vec::new(),
         }
     }
 
