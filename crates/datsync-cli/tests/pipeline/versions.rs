@@ -207,9 +207,19 @@ impl Bench {
 
     /// `datsync status SYNC` as text and as `--json`.
     fn status(&self, db: &TestDb, sync: &str) -> (String, serde_json::Value) {
-        let text = self.cli(db, &["status", sync], &[]);
+        self.status_env(db, sync, &[])
+    }
+
+    /// [`Self::status`] with `env` (the storage account of a checkpoint in blob storage).
+    fn status_env(
+        &self,
+        db: &TestDb,
+        sync: &str,
+        env: &[(&str, &str)],
+    ) -> (String, serde_json::Value) {
+        let text = self.cli(db, &["status", sync], env);
         assert_eq!(text.code(), Some(0), "{}", text.describe());
-        let json = self.cli(db, &["status", sync, "--json"], &[]);
+        let json = self.cli(db, &["status", sync, "--json"], env);
         assert_eq!(json.code(), Some(0), "{}", json.describe());
         (text.stdout, serde_json::from_str(&json.stdout).unwrap())
     }
@@ -854,4 +864,91 @@ fn random_interleavings_with_three_loaders_and_kills_end_with_the_newest_version
         let summaries = load(&bench, &db, &files, &order, &mut rng, &context);
         assert_newest_per_key(&db, &gens, &summaries, &context);
     }
+}
+
+/// The manual re-run route of the Functions handler (`POST /api/sync-ztdwr`, issue 22's "as a
+/// new user would"): the old file, the new one, then the old one again by hand, each through
+/// `datsync serve` from blob storage. The re-run is a new sync, later than both; it rolls
+/// nothing back, its rows the table holds newer are skipped as the model says, and `status`
+/// names the new file's newest version that won.
+#[test]
+fn the_manual_rerun_of_an_old_file_rolls_nothing_back_and_names_the_winner() {
+    use crate::serve::Handler;
+    let emulator = crate::azure::Emulator::start();
+    let (key, value) = emulator.env();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("versioned.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let bench = Bench {
+        dir,
+        profile,
+        jobs: "1",
+    };
+    let [(old, old_v), (new, new_v)] = old_and_new(bench.dir.path(), 22);
+    for path in [&old, &new] {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        emulator.upload(path, &format!("az://data/hex-ztdwr/{name}"));
+    }
+    let db = TestDb::new();
+    let handler = Handler::start(
+        bench.dir.path(),
+        &db.url(),
+        &[(key, &value)],
+        &["--profile", bench.profile.to_str().unwrap()],
+    );
+    // One manual run of `name`, followed until it ends: its sync id.
+    let rerun = |name: &str| -> String {
+        let (status, body) = handler.send(
+            "POST",
+            "/api/sync-ztdwr",
+            Some(&serde_json::json!({ "blob_name": name })),
+            &[],
+        );
+        assert_eq!(status, 202, "{body}");
+        let sync = body["sync_id"].as_str().unwrap().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let (status, state) =
+                handler.send("GET", &format!("/api/sync-ztdwr/{sync}"), None, &[]);
+            assert_eq!(status, 200, "{state}");
+            if state["running"] == false && state["status"] != "IN_PROGRESS" {
+                assert_eq!(state["status"], "SUCCESS", "{state}");
+                return sync;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running: {state}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let first = rerun("V_20250130.dat");
+    let winner = rerun("V_20250131.dat");
+    let again = rerun("V_20250130.dat");
+    assert!(
+        first != again && winner != again,
+        "the re-run is a new sync"
+    );
+    let mut newest = old_v.clone();
+    newest.extend(new_v.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let table: BTreeMap<String, String> = db
+        .query("SELECT id, row_version FROM vdocs", &[])
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(table, newest, "the re-run rolled nothing back");
+    let (older, won) = model_older(&old_v, &new_v);
+    let won = won.unwrap();
+    let (text, json) = bench.status_env(&db, &again, &[(key, &value)]);
+    assert_eq!(json["older_than"]["rows"], older, "{json}");
+    assert_eq!(json["older_than"]["version"], won.as_str(), "{json}");
+    assert_eq!(json["older_than"]["sync_id"], winner.as_str(), "{json}");
+    assert_eq!(json["older_than"]["file"], "V_20250131.dat", "{json}");
+    let line = format!(
+        "older         {older} rows not applied: the table holds newer versions (newest: {} \
+         from V_20250131.dat, sync {winner})",
+        readable(&won)
+    );
+    assert!(text.contains(&line), "{line}\n{text}");
+    assert_eq!(json["metadata"]["records_updated"], 15, "{json}");
 }
