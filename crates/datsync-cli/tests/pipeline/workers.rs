@@ -526,6 +526,16 @@ fn an_idle_worker_exits_0_and_queue_counts_the_work() {
     assert_eq!(u(&q, "pending"), total + 1, "{q}");
     assert_eq!(u(&q, "chunks"), total, "{q}");
     assert_eq!(u(&q, "finishing"), 1, "{q}");
+    // A worker of another profile's table in the same schema takes none of it.
+    let other = finish(worker(
+        &work,
+        &db,
+        "200ms",
+        &[("DB_TABLE", "other_documents")],
+    ));
+    assert_eq!(other.code(), Some(0), "{}", other.describe());
+    assert_eq!(u(&other.summary(), "chunks_loaded"), 0);
+    assert_eq!(u(&queue(&url), "pending"), total + 1);
     let out = finish(worker(&work, &db, "200ms", &[]));
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(u(&out.summary(), "chunks_loaded"), total);

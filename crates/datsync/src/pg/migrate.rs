@@ -94,7 +94,19 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the newer row that kept each chunk's older rows out",
         sql: older_than_sql,
     },
+    Migration {
+        version: 12,
+        name: "the target table of each piece of queued work",
+        sql: queue_target_sql,
+    },
 ];
+
+/// `chunk_queue.target`: the table (of the queue's schema) the queued sync loads into, so
+/// that a worker takes only the work of its own profile when several profiles share a
+/// schema (NULL in rows queued before this migration: any worker takes those).
+fn queue_target_sql(s: &str) -> String {
+    format!("ALTER TABLE {s}.chunk_queue ADD COLUMN IF NOT EXISTS target text;")
+}
 
 /// The work queue (`datsync submit`, `datsync worker`; see `pipeline/queue.rs`):
 /// `chunk_queue` holds one row per chunk whose Parquet file is written and whose ledger row

@@ -326,7 +326,7 @@ impl Pipeline {
             if client.is_closed() {
                 client = self.connect_waiting().await?;
             }
-            let claimed = match claim_next(&client, &schema).await {
+            let claimed = match claim_next(&client, &schema, &self.profile.table).await {
                 Ok(c) => c,
                 Err(e) if e.is_outage() || e.class() == crate::pg::ErrorClass::Transient => {
                     tracing::warn!(error = %e, "cannot read the work queue; trying again");
@@ -695,10 +695,10 @@ async fn rollback(client: &Client) {
     }
 }
 
-/// Opens a transaction on `client` and claims the next piece of work in it: a chunk of an
-/// IN_PROGRESS sync, or the finish row of a sync with no chunk row left. `None` (the
+/// Opens a transaction on `client` and claims the next piece of work for the table `table`
+/// in it: a chunk of an IN_PROGRESS sync, or the finish row of a sync with no chunk row left. `None` (the
 /// transaction left open, to roll back) when there is none.
-async fn claim_next(client: &Client, schema: &str) -> Result<Option<Claim>, PgError> {
+async fn claim_next(client: &Client, schema: &str, table: &str) -> Result<Option<Claim>, PgError> {
     let s = quote_ident(schema);
     client
         .batch_execute("BEGIN")
@@ -711,17 +711,18 @@ async fn claim_next(client: &Client, schema: &str) -> Result<Option<Claim>, PgEr
                         q.cut_max_line_bytes, m.sync_seq, m.file_name, m.file_path,
                         m.file_size_bytes, m.checkpoint_location
                    FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
-                  WHERE (q.chunk_id >= 0 AND m.status = 'IN_PROGRESS')
+                  WHERE (q.target = $1 OR q.target IS NULL)
+                    AND ((q.chunk_id >= 0 AND m.status = 'IN_PROGRESS')
                      OR (q.chunk_id = {FINISH}
                          AND m.status IN ('IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS')
                          AND NOT EXISTS (
                            SELECT 1 FROM {s}.chunk_queue c
-                            WHERE c.sync_id = q.sync_id AND c.chunk_id >= 0))
+                            WHERE c.sync_id = q.sync_id AND c.chunk_id >= 0)))
                   ORDER BY q.chunk_id = {FINISH} DESC, q.enqueued_at, q.sync_id, q.chunk_id
                   LIMIT 1
                   FOR UPDATE OF q SKIP LOCKED"
             ),
-            &[],
+            &[&table],
         )
         .await
         .map_err(q("cannot claim work from the queue"))?;
@@ -915,6 +916,7 @@ impl Run<'_> {
         let s = quote_ident(&self.pipeline.profile.schema);
         let id = self.plan.sync_id.as_str().to_owned();
         let total_i = i32::try_from(total).unwrap_or(i32::MAX);
+        let table = self.pipeline.profile.table.clone();
         let tx = self.client.transaction().await.map_err(q("cannot begin"))?;
         tx.execute(
             &format!(
@@ -928,12 +930,12 @@ impl Run<'_> {
         .map_err(q("cannot record the conversion complete"))?;
         tx.execute(
             &format!(
-                "INSERT INTO {s}.chunk_queue (sync_id, chunk_id)
-                 SELECT $1, {FINISH} FROM {s}.sync_metadata
+                "INSERT INTO {s}.chunk_queue (sync_id, chunk_id, target)
+                 SELECT $1, {FINISH}, $2 FROM {s}.sync_metadata
                   WHERE sync_id = $1 AND status = 'IN_PROGRESS'
                  ON CONFLICT (sync_id, chunk_id) DO NOTHING"
             ),
-            &[&id],
+            &[&id, &table],
         )
         .await
         .map_err(q("cannot queue the sync's finish"))?;
@@ -998,8 +1000,9 @@ impl Shared<'_> {
                     "WITH m AS (SELECT status FROM {s}.sync_metadata WHERE sync_id = $1),
                           ins AS (
                        INSERT INTO {s}.chunk_queue
-                              (sync_id, chunk_id, checksum, cut_rows, cut_bytes, cut_max_line_bytes)
-                       SELECT $1, $2, $3, $4, $5, $6
+                              (sync_id, chunk_id, checksum, cut_rows, cut_bytes, cut_max_line_bytes,
+                               target)
+                       SELECT $1, $2, $3, $4, $5, $6, $7
                         WHERE EXISTS (SELECT 1 FROM m WHERE status = 'IN_PROGRESS')
                           AND NOT EXISTS (SELECT 1 FROM {s}.sync_chunks
                                            WHERE sync_id = $1 AND chunk_id = $2)
@@ -1014,6 +1017,7 @@ impl Shared<'_> {
                     &to_i64(cut.rows),
                     &cut.bytes.map(to_i64),
                     &cut.max_line_bytes.map(to_i64),
+                    &self.pipeline.profile.table,
                 ],
             )
             .await
