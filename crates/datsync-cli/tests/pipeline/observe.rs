@@ -265,7 +265,7 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
 }
 
 /// A free port on loopback (bound, then released for the binary to take).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -275,7 +275,7 @@ fn free_port() -> u16 {
 
 /// `GET path` on `127.0.0.1:port`: the status code and the body, `None` while nothing
 /// listens yet.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
@@ -291,7 +291,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// The value of the sample `name` (labels as written) in a scrape.
-fn sample(text: &str, name: &str) -> f64 {
+pub fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

@@ -671,3 +671,55 @@ fn a_submit_killed_mid_conversion_continues_when_submitted_again() {
     assert_eq!(queue_len(&db), 0);
     assert!(!ck.join(&sync).exists());
 }
+
+#[test]
+fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
+    use crate::observe::{free_port, http_get, sample};
+    let work = Work::new(1_000, 31, crate::common::CLEAN);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let url = db.url();
+    let submitted = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[],
+    );
+    assert_eq!(submitted.code(), Some(0), "{}", submitted.describe());
+    let total = u(&submitted.summary(), "chunks_total");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let child = spawn(
+        work.path(),
+        &[
+            "worker",
+            "--database-url",
+            &url,
+            "--metrics-addr",
+            &address,
+            "--json",
+        ],
+        &[],
+    );
+    let committed = "datsync_chunks_total{outcome=\"committed\"}";
+    // The counter is whole numbers: compared as the integer it prints.
+    let mut scraped = 0u64;
+    wait_for("the worker's metrics to count every chunk", || {
+        if let Some((200, text)) = http_get(port, "/metrics") {
+            scraped = sample(&text, committed).round() as u64;
+        }
+        scraped >= total
+    });
+    assert_eq!(scraped, total);
+    let sync = submitted.summary()["sync_id"].as_str().unwrap().to_owned();
+    wait_for("the sync to be finished", || {
+        db.metadata(&sync).is_some_and(|m| m["status"] == "SUCCESS")
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = finish(child);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(u(&out.summary(), "chunks_loaded"), total);
+}
