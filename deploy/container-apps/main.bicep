@@ -93,6 +93,8 @@ resource worker 'Microsoft.App/jobs@2024-03-01' = {
           ]
         }
       }
+      // An image in a private registry: add `registries` (server, and identity or
+      // username/passwordSecretRef) here.
       // Or Key Vault references (keyVaultUrl and identity instead of value).
       secrets: [
         {
