@@ -183,7 +183,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
                SELECT {distinct_stored} AS k, o.sync_seq, {stored_version} AS v,
                       o.sync_id::text AS sync_id, o.source_file::text AS file
                  FROM {STAGE} s JOIN {table} o ON {kept_on}
-                WHERE NOT EXISTS (SELECT 1 FROM ins i WHERE {kept_not})
+                WHERE {beaten} AND NOT EXISTS (SELECT 1 FROM ins i WHERE {kept_not})
              ),
              kept AS (
                SELECT count(DISTINCT k) AS n FROM alone WHERE sync_seq = $3::bigint
@@ -209,6 +209,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
             sets = sets.join(", "),
             source_file = source_file_sql(profile),
             stored_version = version.stored(),
+            beaten = version.beaten(),
         )
     };
     (upsert(""), upsert(&dedup))
@@ -285,6 +286,25 @@ impl Version {
 
     fn any(self) -> bool {
         self.row || self.file
+    }
+
+    /// Whether the stored row `o` is at least as new as the staged row `s` by the guard's
+    /// order (the guard of [`Self::insert_parts`] negated): true of every staged row of a key
+    /// the upsert left alone, since the row it tried (the key's newest in the chunk, by the
+    /// same order) lost to `o`. A cheap filter before the anti-join with the applied rows:
+    /// when the chunk applies its rows, no joined row passes it.
+    fn beaten(self) -> String {
+        if self.any() {
+            format!(
+                "(COALESCE(o.{ROW_VERSION_COLUMN}, '') COLLATE \"C\",
+                  COALESCE(o.sync_seq, -1), COALESCE(o.source_line, -1))
+              >= (COALESCE({}, '') COLLATE \"C\", $3::bigint, s.src_line)",
+                self.value()
+            )
+        } else {
+            "(COALESCE(o.sync_seq, -1), COALESCE(o.source_line, -1)) >= ($3::bigint, s.src_line)"
+                .to_owned()
+        }
     }
 
     /// The stored row's version as text in the counting CTEs (`o` the stored row); NULL
