@@ -482,6 +482,94 @@ fn a_sync_halted_by_the_threshold_stops_every_worker() {
     assert_eq!(queue_len(&db), 0);
 }
 
+/// The sync's `status`, whether its final steps wrote `completed_at`, and its error.
+fn final_state(db: &TestDb, sync: &str) -> (String, bool, String) {
+    let row = &db.query(
+        "SELECT status, completed_at IS NOT NULL, COALESCE(error_message, '')
+           FROM public.sync_metadata WHERE sync_id = $1",
+        &[&sync],
+    )[0];
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// The `chunk_id`s in the work queue.
+fn queued_chunks(db: &TestDb) -> Vec<i32> {
+    db.query(
+        "SELECT chunk_id FROM public.chunk_queue ORDER BY chunk_id",
+        &[],
+    )
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// The status the checkpoint's manifest records for the sync.
+fn manifest_status(ck: &Path, sync: &str) -> String {
+    let text = std::fs::read_to_string(ck.join(sync).join("manifest.json")).unwrap();
+    let manifest: Value = serde_json::from_str(&text).unwrap();
+    manifest["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Review HIGH 1: a worker killed right after it halted a sync (its status, the deletion of
+/// its chunk rows and its finish row are one transaction) leaves the finish row, and the
+/// next worker does the final steps: counts from the ledger, `completed_at`, the
+/// checkpoint marked failed, the queue empty. Before the fix the finish row was deleted with
+/// the chunk rows and nothing finished the sync.
+#[test]
+fn a_worker_killed_right_after_halting_a_sync_leaves_its_final_steps_to_the_next() {
+    let work = Work::new(
+        3_000,
+        7,
+        crate::common::Rates {
+            invalid: 0.3,
+            dup: 0.0,
+            ragged: 0.0,
+        },
+    );
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let url = db.url();
+    let out = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let sync = out.summary()["sync_id"].as_str().unwrap().to_owned();
+    let halter = finish(worker(
+        &work,
+        &db,
+        "3s",
+        &[("DATSYNC_KILL_AT", "sync_halted:1")],
+    ));
+    assert!(halter.killed(), "{}", halter.describe());
+    db.wait_for_other_sessions();
+    let (status, completed, error) = final_state(&db, &sync);
+    assert_eq!(status, "BAD_INPUT");
+    assert!(error.contains("threshold"), "{error}");
+    assert!(!completed, "the final steps ran before the kill");
+    assert_eq!(queued_chunks(&db), [-1], "only the finish row is left");
+    assert_ne!(manifest_status(&ck, &sync), "failed");
+
+    let next = finish(worker(&work, &db, "2s", &[]));
+    assert_eq!(next.code(), Some(0), "{}", next.describe());
+    let finished = next.summary()["syncs_finished"].to_string();
+    assert!(finished.contains(&sync), "{finished}");
+    let (status, completed, error) = final_state(&db, &sync);
+    assert_eq!(status, "BAD_INPUT");
+    assert!(completed, "the next worker did not finish the sync");
+    assert!(error.contains("threshold"), "{error}");
+    let m = db.metadata(&sync).unwrap();
+    let ledger_rows: u64 = db
+        .ledger(&sync)
+        .iter()
+        .map(|c| u(c, "rows"))
+        .sum();
+    assert_eq!(u(&m, "records_loaded"), ledger_rows, "{m}");
+    assert_eq!(manifest_status(&ck, &sync), "failed");
+    assert!(queued_chunks(&db).is_empty(), "work left in the queue");
+}
+
 #[test]
 fn an_idle_worker_exits_0_and_queue_counts_the_work() {
     let work = Work::new(600, 11, MESSY);

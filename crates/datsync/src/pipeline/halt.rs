@@ -122,6 +122,13 @@ pub(crate) enum BadInput {
     /// A chunk has more rejected rows than the threshold allows.
     #[error(transparent)]
     TooManyRejects(Box<TooManyRejects>),
+    /// A halt recorded in `sync_metadata` by a worker that did not finish the sync: its
+    /// message as recorded (a worker finishing the sync for it).
+    #[error("{message}")]
+    Recorded {
+        /// The recorded error message.
+        message: String,
+    },
 }
 
 /// A chunk whose share of rejected rows is above `VALIDATION_ERROR_THRESHOLD`. It is never
@@ -269,6 +276,13 @@ pub(crate) enum SyncFailure {
         task: String,
         /// How it ended.
         error: tokio::task::JoinError,
+    },
+    /// A halt recorded in `sync_metadata` by a worker that did not finish the sync: its
+    /// message as recorded (a worker finishing the sync for it).
+    #[error("{message}")]
+    Recorded {
+        /// The recorded error message.
+        message: String,
     },
     /// The processor stopped taking chunks while the converter still had some.
     #[error("the processor stopped")]

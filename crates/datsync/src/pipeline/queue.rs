@@ -64,6 +64,7 @@ use crate::pg::{PgError, quote_ident};
 use crate::profile::StoredType;
 use crate::source::SourceRef;
 use crate::store::{ObjectKey, Store};
+use crate::telemetry::SyncHalted;
 
 /// The `chunk_id` of a sync's finish row.
 const FINISH: i32 = -1;
@@ -153,6 +154,10 @@ struct Claim {
     file_path: String,
     file_size: u64,
     location: Option<String>,
+    /// The sync's status when it was claimed.
+    status: String,
+    /// The sync's recorded error message (that of a halt, for a halted sync's finish row).
+    error_message: Option<String>,
 }
 
 /// What the work queue of a schema holds (`datsync queue --json`).
@@ -326,10 +331,13 @@ impl Pipeline {
             if client.is_closed() {
                 client = self.connect_waiting().await?;
             }
-            let claimed = match claim_next(&client, &schema, &self.profile.table).await {
+            let claimed = match claim_next(&client, &schema, &self.profile.table, None).await {
                 Ok(c) => c,
                 Err(e) if e.is_outage() || e.class() == crate::pg::ErrorClass::Transient => {
                     tracing::warn!(error = %e, "cannot read the work queue; trying again");
+                    // The claim's transaction is aborted (or the connection gone): the next
+                    // BEGIN must not meet it (25P02).
+                    rollback(&client).await;
                     self.pause(options.poll).await;
                     continue;
                 }
@@ -337,7 +345,8 @@ impl Pipeline {
             };
             let busy = match claimed {
                 Some(claim) if claim.chunk == FINISH => {
-                    let (c, finished) = Box::pin(self.finish_claimed(client, claim, stored)).await;
+                    let (c, finished) =
+                        Box::pin(self.finish_claimed(client, claim, stored, None)).await;
                     client = c;
                     if let Some(done) = &finished {
                         report.syncs_finished.push(done.clone());
@@ -451,22 +460,23 @@ impl Pipeline {
             }
             Ok(ChunkResult::Released | ChunkResult::Queued) => (run.client, Worked::Nothing),
             Err(halt) if halts_the_sync(&halt) => {
-                let status = match halt {
-                    Halt::BadInput(_) => SyncStatus::BadInput,
-                    _ => SyncStatus::Failed,
-                };
+                let client = run.client;
                 let id = claim.sync_id.clone();
-                match halt_sync(run, halt, status).await {
-                    Ok(client) => (client, Worked::Halted(id, status)),
-                    Err((client, e)) => {
-                        tracing::error!(sync_id = %id, error = %e, "the sync could not be halted; the next worker tries again");
+                match halt_sync(&client, self, &id, &halt).await {
+                    Ok(Some(status)) => {
+                        let client = Box::pin(self.finish_halted(client, &id, halt, stored)).await;
+                        (client, Worked::Halted(id, status))
+                    }
+                    Ok(None) => (client, Worked::Nothing),
+                    Err(e) => {
+                        tracing::error!(sync_id = %id, error = %e, "the sync could not be halted; its chunk stays in the queue and the next worker tries again");
                         (client, Worked::Nothing)
                     }
                 }
             }
             Err(halt) => {
                 tracing::warn!(sync_id = %claim.sync_id, %chunk, error = %halt,
-                    "the chunk was not loaded (the database failed transiently); it stays in the queue");
+                    "the chunk was not loaded (a transient database or storage failure); it stays in the queue");
                 (run.client, Worked::Nothing)
             }
         }
@@ -517,9 +527,10 @@ impl Pipeline {
         client: Client,
         claim: Claim,
         stored: &[(String, StoredType)],
+        halt: Option<Halt>,
     ) -> (Client, Option<(SyncId, SyncStatus)>) {
         let sync_id = claim.sync_id.clone();
-        let finished = self.finish_sync(&claim, stored).await;
+        let finished = self.finish_sync(&claim, stored, halt).await;
         let done = match finished {
             Ok(Some(summary)) => {
                 let deleted = client
@@ -557,12 +568,14 @@ impl Pipeline {
         (client, done)
     }
 
-    /// The final steps of a submitted sync whose chunks are all committed; `None` when
-    /// another process holds the sync (it finishes it).
+    /// The final steps of a submitted sync whose chunks are all committed, or of a sync
+    /// halted by a worker (with `halt`, or else the halt its `sync_metadata` row records);
+    /// `None` when another process holds the sync (it finishes it).
     async fn finish_sync(
         &self,
         claim: &Claim,
         stored: &[(String, StoredType)],
+        halt: Option<Halt>,
     ) -> Result<Option<RunSummary>, PipelineError> {
         let sync_id = &claim.sync_id;
         let client = self.connect_waiting().await?;
@@ -593,9 +606,46 @@ impl Pipeline {
         run.manager = manager.map(|m| std::sync::Arc::new(tokio::sync::Mutex::new(m)));
         run.checkpoint_dir = checkpoint_dir;
         run.unknown_columns = unknown_columns;
-        let summary = run.finish(None, &Tally::default(), None, true).await?;
+        let halt = halt.or_else(|| claim.recorded_halt());
+        let summary = run.finish(halt, &Tally::default(), None, true).await?;
         tracing::info!(%sync_id, status = %summary.status, "sync finished by this worker");
         Ok(Some(summary))
+    }
+
+    /// After this worker halted the sync `sync_id` ([`halt_sync`]): claims its finish row and
+    /// finishes it with `halt` (its counts, error sample and message). When another worker
+    /// has the row already, that one finishes the sync (with the halt's recorded message).
+    async fn finish_halted(
+        &self,
+        client: Client,
+        sync_id: &SyncId,
+        halt: Halt,
+        stored: &[(String, StoredType)],
+    ) -> Client {
+        let claimed = claim_next(
+            &client,
+            &self.profile.schema,
+            &self.profile.table,
+            Some(sync_id),
+        )
+        .await;
+        match claimed {
+            Ok(Some(claim)) if claim.chunk == FINISH => {
+                Box::pin(self.finish_claimed(client, claim, stored, Some(halt)))
+                    .await
+                    .0
+            }
+            Ok(_) => {
+                rollback(&client).await;
+                tracing::info!(%sync_id, "another worker finishes the halted sync");
+                client
+            }
+            Err(e) => {
+                rollback(&client).await;
+                tracing::warn!(%sync_id, error = %e, "cannot claim the halted sync's finish row; it stays queued for the next worker");
+                client
+            }
+        }
     }
 }
 
@@ -610,81 +660,114 @@ enum Worked {
     Nothing,
 }
 
-/// Whether a chunk's halt stops its sync for every worker: bad input, or a failure that
-/// trying again cannot mend. A transient failure (an outage that outlasted the budget)
-/// leaves the chunk in the queue.
+/// Whether a chunk's halt stops its sync for every worker: bad input, a chunk file that is
+/// corrupt or missing, or a database failure that trying again cannot mend. A transient
+/// failure (an outage that outlasted the budget) and a storage or I/O error (an `az://` or
+/// `s3://` 503, a throttle, a timeout reading the chunk or writing its rejects) leave the
+/// chunk in the queue for the next claim.
 fn halts_the_sync(halt: &Halt) -> bool {
+    use super::halt::SyncFailure;
     match halt {
         Halt::BadInput(_) => true,
+        Halt::Failed(
+            SyncFailure::Store(_)
+            | SyncFailure::Read { .. }
+            | SyncFailure::Checkpoint(CheckpointError::Store(_)),
+        ) => false,
         Halt::Failed(f) => f.class() == crate::pg::ErrorClass::Fatal,
         Halt::Stopped | Halt::LockLost => false,
     }
 }
 
-/// Stops a sync for every worker (see the module docs): its status first, then its queue
-/// rows (waiting for the chunks in flight), then its final status from the ledger.
-async fn halt_sync(
-    run: Run<'_>,
-    halt: Halt,
-    status: SyncStatus,
-) -> Result<Client, (Client, PipelineError)> {
-    let schema = quote_ident(&run.pipeline.profile.schema);
-    let sync_id = run.plan.sync_id.clone();
-    tracing::error!(%sync_id, error = %halt, "the sync stops for every worker");
-    let marked = run
-        .client
-        .execute(
-            &format!(
-                "UPDATE {schema}.sync_metadata SET status = $2, updated_at = now()
-                  WHERE sync_id = $1 AND status = 'IN_PROGRESS'"
-            ),
-            &[&sync_id.as_str(), &status.as_str()],
-        )
-        .await
-        .map_err(q("cannot mark the sync halted"));
-    match marked {
-        Ok(0) => {
-            tracing::info!(%sync_id, "the sync was already stopped or finished");
-            return Ok(run.client);
-        }
-        Ok(_) => {}
-        Err(e) => return Err((run.client, e.into())),
-    }
-    if let Err(e) = run
-        .client
-        .execute(
-            &format!("DELETE FROM {schema}.chunk_queue WHERE sync_id = $1"),
-            &[&sync_id.as_str()],
-        )
-        .await
-    {
-        return Err((
-            run.client,
-            q("cannot delete the sync's queue rows")(e).into(),
-        ));
-    }
-    let pg = run.pipeline.pg.clone();
-    match run.finish(Some(halt), &Tally::default(), None, true).await {
-        Ok(summary) => {
-            tracing::info!(%sync_id, status = %summary.status, "sync halted");
-            // `finish` consumed the run and its client: a new one for the next claims.
-            match crate::pg::connect(&pg).await {
-                Ok(client) => Ok(client),
-                Err(e) => Err((dead_client(&pg).await, e.into())),
-            }
-        }
-        Err(e) => Err((dead_client(&pg).await, e)),
+/// The status a halt gives its sync.
+fn halt_status(halt: &Halt) -> SyncStatus {
+    match halt {
+        Halt::BadInput(_) => SyncStatus::BadInput,
+        _ => SyncStatus::Failed,
     }
 }
 
-/// A client for a slot whose connection could not be made: closed, so the slot's loop
-/// connects again (waiting out an outage) before its next claim.
-async fn dead_client(pg: &crate::pg::PgSettings) -> Client {
-    loop {
-        if let Ok(client) = crate::pg::connect(pg).await {
-            return client;
+/// Stops the sync `sync_id` for every worker (a worker's chunk, or `submit`, halted it), in
+/// one transaction: its chunk rows deleted (waiting for the chunks in flight to commit or
+/// roll back), its status and the halt's message written (so no worker claims its chunks
+/// any more), and its finish row queued, which any worker may claim: the final steps
+/// (counts from the ledger, cleanup, hooks, alert) are done by whoever claims it, and if that
+/// one dies the row is free again. `Some(status)` when this call halted the sync, `None`
+/// when it was no longer IN_PROGRESS (already halted or finished).
+async fn halt_sync(
+    client: &Client,
+    pipeline: &Pipeline,
+    sync_id: &SyncId,
+    halt: &Halt,
+) -> Result<Option<SyncStatus>, PgError> {
+    let schema = &pipeline.profile.schema;
+    let s = quote_ident(schema);
+    let status = halt_status(halt);
+    let id = sync_id.as_str();
+    tracing::error!(%sync_id, error = %halt, "the sync stops for every worker");
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(q("cannot begin halting the sync"))?;
+    let halted = async {
+        client
+            .execute(
+                &format!("DELETE FROM {s}.chunk_queue WHERE sync_id = $1 AND chunk_id >= 0"),
+                &[&id],
+            )
+            .await
+            .map_err(q("cannot delete the sync's chunk rows"))?;
+        let marked = client
+            .execute(
+                &format!(
+                    "UPDATE {s}.sync_metadata
+                        SET status = $2, error_message = {message}, updated_at = now()
+                      WHERE sync_id = $1 AND status = 'IN_PROGRESS'",
+                    message = crate::pg::fit_text_sql(
+                        "$3::text",
+                        schema,
+                        "sync_metadata",
+                        "error_message"
+                    ),
+                ),
+                &[&id, &status.as_str(), &halt.to_string()],
+            )
+            .await
+            .map_err(q("cannot mark the sync halted"))?;
+        if marked == 0 {
+            return Ok(false);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.chunk_queue (sync_id, chunk_id, target) VALUES ($1, {FINISH}, $2)
+                     ON CONFLICT (sync_id, chunk_id) DO NOTHING"
+                ),
+                &[&id, &pipeline.profile.table],
+            )
+            .await
+            .map_err(q("cannot queue the halted sync's finish"))?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(q("cannot commit the sync's halt"))?;
+        Ok(true)
+    }
+    .await;
+    match halted {
+        Ok(true) => {
+            pipeline.telemetry.emit(&SyncHalted { sync_id, status });
+            Ok(Some(status))
+        }
+        Ok(false) => {
+            rollback(client).await;
+            tracing::info!(%sync_id, "the sync was already stopped or finished");
+            Ok(None)
+        }
+        Err(e) => {
+            rollback(client).await;
+            Err(e)
+        }
     }
 }
 
@@ -696,9 +779,16 @@ async fn rollback(client: &Client) {
 }
 
 /// Opens a transaction on `client` and claims the next piece of work for the table `table`
-/// in it: a chunk of an IN_PROGRESS sync, or the finish row of a sync with no chunk row left. `None` (the
-/// transaction left open, to roll back) when there is none.
-async fn claim_next(client: &Client, schema: &str, table: &str) -> Result<Option<Claim>, PgError> {
+/// in it (of the sync `only`, if given): a chunk of an IN_PROGRESS sync, the finish row of
+/// a sync with no chunk row left, or the finish row of a sync halted by a worker
+/// (BAD_INPUT, FAILED: its chunk rows are never loaded). `None` (the transaction left open,
+/// to roll back) when there is none.
+async fn claim_next(
+    client: &Client,
+    schema: &str,
+    table: &str,
+    only: Option<&SyncId>,
+) -> Result<Option<Claim>, PgError> {
     let s = quote_ident(schema);
     client
         .batch_execute("BEGIN")
@@ -709,10 +799,12 @@ async fn claim_next(client: &Client, schema: &str, table: &str) -> Result<Option
             &format!(
                 "SELECT q.sync_id, q.chunk_id, q.checksum, q.cut_rows, q.cut_bytes,
                         q.cut_max_line_bytes, m.sync_seq, m.file_name, m.file_path,
-                        m.file_size_bytes, m.checkpoint_location
+                        m.file_size_bytes, m.checkpoint_location, m.status, m.error_message
                    FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
                   WHERE (q.target = $1 OR q.target IS NULL)
+                    AND ($2::text IS NULL OR q.sync_id = $2)
                     AND ((q.chunk_id >= 0 AND m.status = 'IN_PROGRESS')
+                     OR (q.chunk_id = {FINISH} AND m.status IN ('BAD_INPUT', 'FAILED'))
                      OR (q.chunk_id = {FINISH}
                          AND m.status IN ('IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS')
                          AND NOT EXISTS (
@@ -722,7 +814,7 @@ async fn claim_next(client: &Client, schema: &str, table: &str) -> Result<Option
                   LIMIT 1
                   FOR UPDATE OF q SKIP LOCKED"
             ),
-            &[&table],
+            &[&table, &only.map(SyncId::as_str)],
         )
         .await
         .map_err(q("cannot claim work from the queue"))?;
@@ -749,13 +841,15 @@ async fn claim_next(client: &Client, schema: &str, table: &str) -> Result<Option
         file_path: r.get::<_, Option<String>>(8).unwrap_or_default(),
         file_size: n(r.get(9)).unwrap_or(0),
         location: r.get(10),
+        status: r.get::<_, Option<String>>(11).unwrap_or_default(),
+        error_message: r.get(12),
     }))
 }
 
-/// Deletes the queue rows of syncs that are not IN_PROGRESS (halted or finished by another
-/// process), but the finish rows of syncs that ended SUCCESS or PARTIAL_SUCCESS (a sync
-/// whose finisher died after its status is finished again: cleanup, hooks), and none that
-/// another session holds.
+/// Deletes the chunk rows of syncs that are not IN_PROGRESS (halted or finished by another
+/// process), but no finish row (a sync whose finisher died after its status, or a halted
+/// sync whose halter died before its final steps, is finished by the next worker: counts,
+/// cleanup, hooks), and none that another session holds.
 async fn sweep(client: &Client, schema: &str) -> Result<u64, PgError> {
     let s = quote_ident(schema);
     client
@@ -763,8 +857,7 @@ async fn sweep(client: &Client, schema: &str) -> Result<u64, PgError> {
             &format!(
                 "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
                    SELECT q.ctid FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
-                    WHERE (q.chunk_id >= 0 AND m.status <> 'IN_PROGRESS')
-                       OR m.status IN ('BAD_INPUT', 'FAILED')
+                    WHERE q.chunk_id >= 0 AND m.status <> 'IN_PROGRESS'
                       FOR UPDATE OF q SKIP LOCKED))"
             ),
             &[],
@@ -834,6 +927,28 @@ impl Claim {
         }
     }
 
+    /// The halt of a sync that a worker halted (BAD_INPUT, FAILED) but did not finish: its
+    /// recorded message; `None` for any other status.
+    fn recorded_halt(&self) -> Option<Halt> {
+        let message = || {
+            self.error_message.clone().unwrap_or_else(|| {
+                format!(
+                    "sync {} was halted by a worker that did not finish it",
+                    self.sync_id
+                )
+            })
+        };
+        match self.status.as_str() {
+            "BAD_INPUT" => Some(Halt::BadInput(super::halt::BadInput::Recorded {
+                message: message(),
+            })),
+            "FAILED" => Some(Halt::Failed(super::halt::SyncFailure::Recorded {
+                message: message(),
+            })),
+            _ => None,
+        }
+    }
+
     /// The sync's checkpoint storage, as `sync_metadata` records it.
     fn store(&self) -> Result<Store, PipelineError> {
         let Some(location) = &self.location else {
@@ -862,30 +977,9 @@ impl Run<'_> {
         match halt {
             None => {}
             Some(h @ (Halt::BadInput(_) | Halt::Failed(_))) => {
-                let status = if matches!(h, Halt::BadInput(_)) {
-                    SyncStatus::BadInput
-                } else {
-                    SyncStatus::Failed
-                };
-                let s = quote_ident(&self.pipeline.profile.schema);
-                let id = self.plan.sync_id.as_str();
-                self.client
-                    .execute(
-                        &format!(
-                            "UPDATE {s}.sync_metadata SET status = $2, updated_at = now()
-                              WHERE sync_id = $1 AND status = 'IN_PROGRESS'"
-                        ),
-                        &[&id, &status.as_str()],
-                    )
-                    .await
-                    .map_err(q("cannot mark the sync halted"))?;
-                self.client
-                    .execute(
-                        &format!("DELETE FROM {s}.chunk_queue WHERE sync_id = $1"),
-                        &[&id],
-                    )
-                    .await
-                    .map_err(q("cannot delete the sync's queue rows"))?;
+                // Halted with its finish row queued: if this process dies before its final
+                // steps, a worker does them.
+                halt_sync(&self.client, self.pipeline, &self.plan.sync_id, &h).await?;
                 return self.finish(Some(h), tally, converted, resumed).await;
             }
             Some(h) => {

@@ -186,6 +186,22 @@ impl Event for CleanupStarted<'_> {
     }
 }
 
+/// A sync was halted for every worker (its status written, its chunk rows deleted, its
+/// finish row queued, in one transaction); its final steps follow.
+pub struct SyncHalted<'a> {
+    /// The sync.
+    pub sync_id: &'a SyncId,
+    /// Its status: BAD_INPUT or FAILED.
+    pub status: crate::model::SyncStatus,
+}
+
+impl Event for SyncHalted<'_> {
+    const NAME: &'static str = "sync_halted";
+    fn log(&self) {
+        tracing::debug!(sync_id = %self.sync_id, status = %self.status, "sync halted; finishing it");
+    }
+}
+
 /// A sync reached a final status: the summary line of a run, every count in a field.
 pub struct SyncFinished<'a> {
     /// What the run did (the `--json` summary).

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 pub use events::{
     ChunkCommitted, ChunkCompleted, ChunkConverted, ChunkFailed, ChunkStaged, CleanupStarted,
-    RowsRejected, SyncFinished, ValuesWarned,
+    RowsRejected, SyncFinished, SyncHalted, ValuesWarned,
 };
 pub use live::{FailedChunkNote, Live, RunningSync};
 pub use metrics::{Metrics, RECEIPT_STATES};
@@ -58,6 +58,7 @@ pub(crate) const EVENT_NAMES: &[&str] = &[
     RowsRejected::NAME,
     ValuesWarned::NAME,
     CleanupStarted::NAME,
+    SyncHalted::NAME,
     SyncFinished::NAME,
 ];
 
