@@ -560,11 +560,7 @@ fn a_worker_killed_right_after_halting_a_sync_leaves_its_final_steps_to_the_next
     assert!(completed, "the next worker did not finish the sync");
     assert!(error.contains("threshold"), "{error}");
     let m = db.metadata(&sync).unwrap();
-    let ledger_rows: u64 = db
-        .ledger(&sync)
-        .iter()
-        .map(|c| u(c, "rows"))
-        .sum();
+    let ledger_rows: u64 = db.ledger(&sync).iter().map(|c| u(c, "rows")).sum();
     assert_eq!(u(&m, "records_loaded"), ledger_rows, "{m}");
     assert_eq!(manifest_status(&ck, &sync), "failed");
     assert!(queued_chunks(&db).is_empty(), "work left in the queue");

@@ -33,11 +33,15 @@
 //! worker dies, the row is free again and the next worker (or `datsync resume SYNC`)
 //! finishes the sync; the final steps can be done twice.
 //!
-//! A sync halted by a worker (too many rejects, bad input, a fatal error) is marked with its
-//! status first, so no worker claims its chunks any more (claims take rows of IN_PROGRESS
-//! syncs only), then its queue rows are deleted — a `DELETE` that waits for the chunks in
-//! flight to commit or roll back — and then its final status is written from the ledger.
-//! A worker with nothing to do deletes rows left for syncs that are not IN_PROGRESS.
+//! A sync halted by a worker (too many rejects, bad input, a corrupt or missing chunk file,
+//! a fatal database error; not a passing storage or I/O error, which leaves the chunk
+//! queued) is halted in one transaction: its chunk rows deleted (a `DELETE` that waits for
+//! the chunks in flight to commit or roll back), its status and the halt's message written
+//! (claims take chunk rows of IN_PROGRESS syncs only), its finish row queued. The halting
+//! worker then claims the finish row and finishes the sync with its halt; if it dies first,
+//! the next worker claims the row and finishes the sync with the recorded message. A worker
+//! with nothing to do deletes chunk rows left for syncs that are not IN_PROGRESS, never a
+//! finish row.
 //!
 //! Workers never write the checkpoint's manifest (only `submit`, its one writer, does): the
 //! manifest never says a chunk is done that the ledger does not have.
@@ -285,7 +289,8 @@ impl Pipeline {
     /// (each slot a task of its own, on a connection of its own, so that the slots' CPU work
     /// runs on the runtime's threads side by side), until a stop is asked for (the chunks in
     /// flight finish) or, with `options.exit_when_idle`, until nothing was left to do for
-    /// `options.max_idle`.
+    /// `options.max_idle`. A slot that fails ends the others too (after their work in
+    /// flight), so that its error reaches the exit code at once.
     pub async fn work(
         self: std::sync::Arc<Self>,
         options: WorkerOptions,
@@ -293,10 +298,18 @@ impl Pipeline {
         let (client, stored) = self.connect_migrated().await?;
         let stored = std::sync::Arc::new(stored);
         let mut first = Some(client);
+        let failed = std::sync::Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..options.concurrency.max(1))
             .map(|_| {
                 let (pipeline, stored, client) = (self.clone(), stored.clone(), first.take());
-                tokio::spawn(async move { pipeline.slot(client, &stored, options).await })
+                let failed = failed.clone();
+                tokio::spawn(async move {
+                    let result = pipeline.slot(client, &stored, options, &failed).await;
+                    if result.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    result
+                })
             })
             .collect();
         let mut report = WorkerReport::default();
@@ -310,12 +323,14 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// One of a worker's loops: claims, loads or finishes, until stopped or idle.
+    /// One of a worker's loops: claims, loads or finishes, until stopped, idle, or another
+    /// slot `failed`.
     async fn slot(
         &self,
         client: Option<Client>,
         stored: &[(String, StoredType)],
         options: WorkerOptions,
+        failed: &AtomicBool,
     ) -> Result<WorkerReport, PipelineError> {
         let mut report = WorkerReport::default();
         let mut client = match client {
@@ -326,6 +341,10 @@ impl Pipeline {
         let schema = self.profile.schema.clone();
         loop {
             if self.stopping() {
+                break;
+            }
+            if failed.load(Ordering::SeqCst) {
+                tracing::warn!("another slot of this worker failed; this one stops too");
                 break;
             }
             if client.is_closed() {
@@ -673,9 +692,10 @@ fn halts_the_sync(halt: &Halt) -> bool {
             SyncFailure::Store(_)
             | SyncFailure::Read { .. }
             | SyncFailure::Checkpoint(CheckpointError::Store(_)),
-        ) => false,
+        )
+        | Halt::Stopped
+        | Halt::LockLost => false,
         Halt::Failed(f) => f.class() == crate::pg::ErrorClass::Fatal,
-        Halt::Stopped | Halt::LockLost => false,
     }
 }
 
@@ -1218,6 +1238,85 @@ mod scale_query_tests {
         assert_eq!(
             super::scale_query("a\"b"),
             "SELECT count(*) FROM \"a\"\"b\".chunk_queue"
+        );
+    }
+}
+
+#[cfg(test)]
+mod halt_tests {
+    use super::super::halt::{BadInput, Halt, SyncFailure};
+    use super::{halt_status, halts_the_sync};
+    use crate::checkpoint::CheckpointError;
+    use crate::model::{ChunkId, SyncStatus};
+    use crate::pg::PgError;
+    use crate::store::StoreError;
+
+    /// A storage failure as `az://` or `s3://` gives it (a 503 reading a chunk).
+    fn unavailable() -> StoreError {
+        StoreError::Object {
+            op: "read",
+            object: "az://ck/sync/chunks/3.parquet".to_owned(),
+            source: "503 Service Unavailable".into(),
+        }
+    }
+
+    #[test]
+    fn a_passing_storage_or_io_error_leaves_the_chunk_queued() {
+        let passing = [
+            Halt::Failed(SyncFailure::Store(unavailable())),
+            Halt::Failed(SyncFailure::Checkpoint(CheckpointError::Store(
+                unavailable(),
+            ))),
+            Halt::Failed(SyncFailure::Read {
+                source_name: "chunk 3".to_owned(),
+                error: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+            }),
+            Halt::Stopped,
+            Halt::LockLost,
+        ];
+        for halt in passing {
+            assert!(!halts_the_sync(&halt), "{halt}");
+        }
+    }
+
+    #[test]
+    fn bad_input_a_broken_chunk_file_and_a_fatal_error_halt_the_sync() {
+        let halting = [
+            Halt::BadInput(BadInput::Recorded {
+                message: "too many rejects".to_owned(),
+            }),
+            Halt::Failed(SyncFailure::Checkpoint(CheckpointError::ChunkMissing {
+                chunk: ChunkId(3),
+                path: "az://ck/sync/chunks/3.parquet".to_owned(),
+            })),
+            Halt::Failed(SyncFailure::Checkpoint(CheckpointError::ChunkCorrupt {
+                chunk: ChunkId(3),
+                path: "az://ck/sync/chunks/3.parquet".to_owned(),
+                reason: "checksum mismatch".to_owned(),
+            })),
+            Halt::Failed(SyncFailure::Connect(PgError::Config {
+                message: "no such role".to_owned(),
+            })),
+        ];
+        for halt in halting {
+            assert!(halts_the_sync(&halt), "{halt}");
+        }
+    }
+
+    #[test]
+    fn a_halt_gives_bad_input_or_failed() {
+        let bad = Halt::BadInput(BadInput::Recorded {
+            message: "x".to_owned(),
+        });
+        let failed = Halt::Failed(SyncFailure::Recorded {
+            message: "x".to_owned(),
+        });
+        assert_eq!(halt_status(&bad), SyncStatus::BadInput);
+        assert_eq!(halt_status(&failed), SyncStatus::Failed);
+        assert_eq!(
+            bad.to_string(),
+            "x",
+            "the recorded message is kept as it was"
         );
     }
 }
