@@ -17,6 +17,10 @@
 //! - (e) a first run of the same rows gzipped, into an empty table;
 //! - (j) first runs with `--jobs 1`, `2` and `4` (N loaders on N connections), each into an
 //!   empty table, against `--jobs 1` and the COPYs of (a);
+//! - (w) `datsync submit` with 1, 2 and 4 `datsync worker --exit-when-idle` processes started
+//!   beside it (the work queue), each into an empty table: the sync's own duration
+//!   (`sync_metadata`, registration to final status) against the `--jobs 1` run's (its summary's
+//!   `duration_s`, measured the same way inside the process) and the COPYs of (a);
 //! - (p) the decoder over the file's first 128 MiB in memory against a `memchr` scan of the
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
@@ -38,13 +42,17 @@ use datsync::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::child::{ChildRun, run_datsync};
+use super::child::{ChildRun, run_datsync, spawn_datsync};
 use crate::cli::BenchArgs;
 
 /// The share of chunks committed before the kill of (c).
 const KILL_SHARE: f64 = 0.8;
 /// The loaders of the first runs of (j).
 const JOBS: [u32; 3] = [1, 2, 4];
+/// The worker processes of (w).
+const WORKERS: [u32; 3] = [1, 2, 4];
+/// How long a worker of (w) waits with nothing to do before it exits.
+const WORKER_MAX_IDLE: &str = "2s";
 /// How much worse than the committed figure a first-run ratio may be before `--guard` fails.
 const GUARD_TOLERANCE: f64 = 1.25;
 /// The most bytes of the file (p) decodes in memory.
@@ -79,6 +87,24 @@ pub struct Report {
     /// (j) first runs with 1, 2 and 4 loaders (none with `--quick`).
     #[serde(default)]
     pub jobs: Vec<JobsRun>,
+    /// (w) submit with 1, 2 and 4 worker processes (none with `--quick`).
+    #[serde(default)]
+    pub workers: Vec<WorkersRun>,
+}
+
+/// (w): one sync submitted and loaded by N worker processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkersRun {
+    /// Worker processes.
+    pub workers: u32,
+    /// The sync's duration in `sync_metadata` (registration to final status), seconds.
+    pub seconds: f64,
+    /// Against the `--jobs 1` run of (j), its duration as its summary gives it.
+    pub vs_jobs_1: f64,
+    /// Against (a) binary COPY.
+    pub vs_binary_copy: f64,
+    /// Against (a) text COPY.
+    pub vs_text_copy: f64,
 }
 
 /// (j): one first run with `--jobs N`.
@@ -371,10 +397,12 @@ fn measure(
         };
         measure_more(&runner, &client, files, rows, chunks, more)?;
     }
-    let jobs = if args.quick {
-        Vec::new()
+    let (jobs, workers) = if args.quick {
+        (Vec::new(), Vec::new())
     } else {
-        measure_jobs(&runner, files.plain, &copies)?
+        let (jobs, jobs_1) = measure_jobs(&runner, files.plain, &copies)?;
+        let workers = measure_workers(&runner, files.plain, &copies, jobs_1)?;
+        (jobs, workers)
     };
     peak.plain = mib(peak_plain);
     Ok(Report {
@@ -388,20 +416,25 @@ fn measure(
         ratios,
         peak_rss_mib: peak,
         jobs,
+        workers,
     })
 }
 
 /// (j): first runs with 1, 2 and 4 loaders, each into an emptied table, against the first
-/// of them and the COPYs of (a).
+/// of them and the COPYs of (a); and the `--jobs 1` run's own duration (its summary's).
 fn measure_jobs(
     runner: &Runner<'_>,
     file: &Path,
     copies: &CopyBaselines,
-) -> anyhow::Result<Vec<JobsRun>> {
+) -> anyhow::Result<(Vec<JobsRun>, f64)> {
     let mut runs: Vec<JobsRun> = Vec::with_capacity(JOBS.len());
+    let mut jobs_1 = None;
     for jobs in JOBS {
         let n = jobs.to_string();
         let child = runner.run(&format!("j{jobs}"), file, &["--jobs", &n], None, true)?;
+        if jobs_1.is_none() {
+            jobs_1 = Some(summary_of(&child)?.duration_s);
+        }
         let seconds = child.elapsed.as_secs_f64();
         let one = runs.first().map_or(seconds, |r| r.seconds);
         runs.push(JobsRun {
@@ -413,7 +446,94 @@ fn measure_jobs(
             peak_rss_mib: mib(child.peak_rss_kib),
         });
     }
+    Ok((runs, jobs_1.context("no --jobs 1 run measured")?))
+}
+
+/// (w): the file submitted with 1, 2 and 4 worker processes started beside `submit`, each
+/// into an emptied table; the sync's duration read from `sync_metadata` once every process
+/// ended, and its status checked.
+fn measure_workers(
+    runner: &Runner<'_>,
+    file: &Path,
+    copies: &CopyBaselines,
+    jobs_1: f64,
+) -> anyhow::Result<Vec<WorkersRun>> {
+    let mut runs = Vec::with_capacity(WORKERS.len());
+    for workers in WORKERS {
+        runner.rt.block_on(datsync::empty_table(
+            runner.client,
+            &runner.profile.schema,
+            &runner.profile.table,
+        ))?;
+        let worker_args: Vec<String> = [
+            "--quiet",
+            "worker",
+            "--database-url",
+            runner.url,
+            "--exit-when-idle",
+            "--max-idle",
+            WORKER_MAX_IDLE,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let spawned: Vec<_> = (0..workers)
+            .map(|_| spawn_datsync(&worker_args))
+            .collect::<anyhow::Result<_>>()?;
+        let mut submit = vec![
+            "submit".to_owned(),
+            file.display().to_string(),
+            "--fresh".to_owned(),
+        ];
+        submit.extend(runner.common(&format!("w{workers}")));
+        let submitted = run_datsync(&submit, &[]);
+        // Every worker is waited for, whatever submit did: none outlives the benchmark.
+        let mut ended = Vec::with_capacity(spawned.len());
+        for child in spawned {
+            ended.push(child.wait_with_output().context("waiting for a worker")?);
+        }
+        let submitted = submitted?;
+        let sync_id = serde_json::from_str::<serde_json::Value>(&submitted.stdout)
+            .ok()
+            .and_then(|v| Some(v.get("sync_id")?.as_str()?.to_owned()))
+            .with_context(|| format!("no sync id from submit: {}", submitted.describe_failure()))?;
+        if let Some(failed) = ended.iter().find(|o| !o.status.success()) {
+            bail!(
+                "a worker ended {}: {}",
+                failed.status,
+                String::from_utf8_lossy(&failed.stderr)
+            );
+        }
+        let seconds = runner.rt.block_on(sync_duration(runner, &sync_id))?;
+        runs.push(WorkersRun {
+            workers,
+            seconds,
+            vs_jobs_1: seconds / jobs_1,
+            vs_binary_copy: seconds / copies.binary.as_secs_f64(),
+            vs_text_copy: seconds / copies.text.as_secs_f64(),
+        });
+    }
     Ok(runs)
+}
+
+/// A sync's duration in `sync_metadata`, once it ended SUCCESS (an error otherwise).
+async fn sync_duration(runner: &Runner<'_>, sync_id: &str) -> anyhow::Result<f64> {
+    let row = runner
+        .client
+        .query_one(
+            &format!(
+                "SELECT status, duration_seconds FROM {}.sync_metadata WHERE sync_id = $1",
+                datsync::quote_ident(&runner.profile.schema)
+            ),
+            &[&sync_id],
+        )
+        .await?;
+    let status: String = row.get(0);
+    if status != "SUCCESS" {
+        bail!("the submitted sync {sync_id} ended {status}, not SUCCESS");
+    }
+    row.get::<_, Option<f64>>(1)
+        .with_context(|| format!("the submitted sync {sync_id} has no duration"))
 }
 
 /// Where [`measure_more`] writes its figures.
@@ -557,6 +677,32 @@ fn decode_all(profile: &Profile, data: &[u8]) -> anyhow::Result<u64> {
     Ok(rows)
 }
 
+/// (j) and (w): the same file with more hands.
+fn print_scaling(r: &Report) {
+    for j in &r.jobs {
+        println!(
+            "{:<52} {:>8.2} s  {:.2} × --jobs 1, {:.2} × binary COPY, {:.2} × text COPY, \
+             peak RSS {:.1} MiB",
+            format!("(j) datsync run --jobs {}, first run", j.jobs),
+            j.seconds,
+            j.vs_jobs_1,
+            j.vs_binary_copy,
+            j.vs_text_copy,
+            j.peak_rss_mib
+        );
+    }
+    for w in &r.workers {
+        println!(
+            "{:<52} {:>8.2} s  {:.2} × --jobs 1, {:.2} × binary COPY, {:.2} × text COPY",
+            format!("(w) datsync submit + {} worker processes", w.workers),
+            w.seconds,
+            w.vs_jobs_1,
+            w.vs_binary_copy,
+            w.vs_text_copy,
+        );
+    }
+}
+
 fn print_report(r: &Report) {
     let s = &r.seconds;
     let line = |what: &str, v: Option<f64>| {
@@ -584,18 +730,7 @@ fn print_report(r: &Report) {
     line("(e) datsync run, gzipped file", s.gzip_first_run);
     line("(p) memchr scan, first 128 MiB in memory", s.memchr);
     line("(p) decoder, the same bytes", s.parse);
-    for j in &r.jobs {
-        println!(
-            "{:<52} {:>8.2} s  {:.2} × --jobs 1, {:.2} × binary COPY, {:.2} × text COPY, \
-             peak RSS {:.1} MiB",
-            format!("(j) datsync run --jobs {}, first run", j.jobs),
-            j.seconds,
-            j.vs_jobs_1,
-            j.vs_binary_copy,
-            j.vs_text_copy,
-            j.peak_rss_mib
-        );
-    }
+    print_scaling(r);
     println!(
         "throughput (b): {:.0} rows/s; load average {:.1} → {:.1}",
         r.rows as f64 / s.first_run,
@@ -814,6 +949,7 @@ mod tests {
             },
             peak_rss_mib: super::PeakRss::default(),
             jobs: Vec::new(),
+            workers: Vec::new(),
         }
     }
 

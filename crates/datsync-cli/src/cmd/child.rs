@@ -47,6 +47,20 @@ pub fn datsync_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("finding the datsync executable to run as a child")
 }
 
+/// Starts `datsync ARGS` in the background (`DATSYNC_KILL_AT` not inherited), its output
+/// discarded but its standard error kept for [`std::process::Child::wait_with_output`].
+pub fn spawn_datsync(args: &[String]) -> anyhow::Result<std::process::Child> {
+    let exe = datsync_exe()?;
+    Command::new(&exe)
+        .args(args)
+        .env_remove(datsync::KILL_AT_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))
+}
+
 /// Runs `datsync ARGS` with extra environment variables (`DATSYNC_KILL_AT` never inherited
 /// unless given), capturing its output.
 pub fn run_datsync(args: &[String], env: &[(&str, String)]) -> anyhow::Result<ChildRun> {
