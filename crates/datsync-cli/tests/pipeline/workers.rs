@@ -566,6 +566,81 @@ fn a_worker_killed_right_after_halting_a_sync_leaves_its_final_steps_to_the_next
     assert!(queued_chunks(&db).is_empty(), "work left in the queue");
 }
 
+/// Review MEDIUM 3: a claim that fails transiently (here `lock_timeout`, 55P03, on a queue
+/// the test holds locked) is rolled back before the pause; the worker goes on and loads the
+/// next submit. Before the fix the next claim's BEGIN met the aborted transaction (25P02,
+/// fatal) and the worker exited with an error.
+#[test]
+fn a_claim_that_times_out_is_rolled_back_and_the_worker_goes_on() {
+    let work = Work::new(600, 13, MESSY);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let url = db.url();
+    db.init();
+    db.batch(&format!(
+        "ALTER DATABASE {} SET lock_timeout = '200ms'",
+        db.name
+    ));
+    let log = work.path().join("worker.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_datsync"))
+        .args(["worker", "--database-url", &url, "--json"])
+        .current_dir(work.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let claim_seen = || {
+        db.query(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND query LIKE '%FOR UPDATE OF q SKIP LOCKED%'",
+            &[],
+        )[0]
+        .get::<_, i64>(0)
+            > 0
+    };
+    wait_for("the worker's first claim", claim_seen);
+    let holder = db.session();
+    holder.query("BEGIN", &[]);
+    holder.query(
+        "LOCK TABLE public.chunk_queue IN ACCESS EXCLUSIVE MODE",
+        &[],
+    );
+    wait_for("a claim timed out on the lock", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cannot read the work queue; trying again")
+    });
+    holder.query("COMMIT", &[]);
+    let out = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["submit", work.file()]),
+        &[],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let sync = out.summary()["sync_id"].as_str().unwrap().to_owned();
+    wait_for("the worker to finish the sync", || {
+        let exited = child.try_wait().unwrap();
+        assert!(exited.is_none(), "the worker exited early: {exited:?}");
+        final_state(&db, &sync).1 && queued_chunks(&db).is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = finish(child);
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(out.code(), Some(0), "{}\n{stderr}", out.describe());
+    assert!(!stderr.contains("25P02"), "{stderr}");
+    let finished = out.summary()["syncs_finished"].to_string();
+    assert!(finished.contains(&sync), "{finished}\n{stderr}");
+    assert!(queued_chunks(&db).is_empty(), "work left in the queue");
+}
+
 #[test]
 fn an_idle_worker_exits_0_and_queue_counts_the_work() {
     let work = Work::new(600, 11, MESSY);
