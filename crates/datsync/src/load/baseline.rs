@@ -124,10 +124,17 @@ pub async fn copy_baseline(
     data: &Path,
     rows: u64,
 ) -> Result<Duration, BaselineError> {
-    let failed = |context: &str| {
-        let context = context.to_owned();
-        move |e| PgError::query(context, e)
-    };
+    let table = fresh_baseline_table(client, profile).await?;
+    let columns = baseline_columns(profile).join(", ");
+    let sql = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)");
+    let took = timed_copy_in(client, &sql, data, rows).await?;
+    drop_baseline_table(client, &table).await?;
+    Ok(took)
+}
+
+/// The baseline table, dropped if it was there and created again like the target (empty,
+/// checkpointed); its quoted name.
+async fn fresh_baseline_table(client: &Client, profile: &Profile) -> Result<String, BaselineError> {
     let target = quote_qualified(&profile.schema, &profile.table);
     let table = quote_ident(BASELINE_TABLE);
     client
@@ -137,13 +144,19 @@ pub async fn copy_baseline(
              CHECKPOINT"
         ))
         .await
-        .map_err(failed("cannot create the baseline table"))?;
-    let sql = format!(
-        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-        baseline_columns(profile).join(", ")
-    );
+        .map_err(|e| PgError::query("cannot create the baseline table", e))?;
+    Ok(table)
+}
+
+/// `COPY … FROM STDIN` of `file`, timed; an error unless it copied `rows` rows.
+async fn timed_copy_in(
+    client: &Client,
+    sql: &str,
+    file: &Path,
+    rows: u64,
+) -> Result<Duration, BaselineError> {
     let started = Instant::now();
-    let copied = send(client, &sql, data).await?;
+    let copied = send(client, sql, file).await?;
     let took = started.elapsed();
     if copied != rows {
         return Err(BaselineError::RowCount {
@@ -151,11 +164,15 @@ pub async fn copy_baseline(
             expected: rows,
         });
     }
+    Ok(took)
+}
+
+async fn drop_baseline_table(client: &Client, table: &str) -> Result<(), BaselineError> {
     client
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
-        .map_err(failed("cannot drop the baseline table"))?;
-    Ok(took)
+        .map_err(|e| PgError::query("cannot drop the baseline table", e))?;
+    Ok(())
 }
 
 /// What PostgreSQL's own COPYs of the same rows took (see [`copy_baselines`]).
@@ -193,35 +210,15 @@ pub async fn copy_baselines(
     data: &Path,
     rows: u64,
 ) -> Result<CopyBaselines, BaselineError> {
-    let failed = |context: &str| {
-        let context = context.to_owned();
-        move |e| PgError::query(context, e)
-    };
-    let target = quote_qualified(&profile.schema, &profile.table);
-    let table = quote_ident(BASELINE_TABLE);
-    client
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table};
-             CREATE TABLE {table} (LIKE {target} INCLUDING ALL);
-             CHECKPOINT"
-        ))
-        .await
-        .map_err(failed("cannot create the baseline table"))?;
+    let table = fresh_baseline_table(client, profile).await?;
     let columns = baseline_columns(profile).join(", ");
-    let started = Instant::now();
-    let copied = send(
+    let binary = timed_copy_in(
         client,
         &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
         data,
+        rows,
     )
     .await?;
-    let binary = started.elapsed();
-    if copied != rows {
-        return Err(BaselineError::RowCount {
-            copied,
-            expected: rows,
-        });
-    }
     let text_file = data.with_extension("txt");
     receive(
         client,
@@ -232,27 +229,17 @@ pub async fn copy_baselines(
     client
         .batch_execute(&format!("TRUNCATE {table}; CHECKPOINT"))
         .await
-        .map_err(failed("cannot empty the baseline table"))?;
-    let started = Instant::now();
-    let copied = send(
+        .map_err(|e| PgError::query("cannot empty the baseline table", e))?;
+    let text = timed_copy_in(
         client,
         &format!("COPY {table} ({columns}) FROM STDIN"),
         &text_file,
+        rows,
     )
     .await;
-    let text = started.elapsed();
     let _ = std::fs::remove_file(&text_file);
-    let copied = copied?;
-    if copied != rows {
-        return Err(BaselineError::RowCount {
-            copied,
-            expected: rows,
-        });
-    }
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .map_err(failed("cannot drop the baseline table"))?;
+    let text = text?;
+    drop_baseline_table(client, &table).await?;
     Ok(CopyBaselines { binary, text })
 }
 
