@@ -263,19 +263,39 @@ impl Loader {
         facts: &ChunkFacts,
     ) -> Result<ChunkLoad, LoadError> {
         let encoders = self.encoders(chunk, batch)?;
-        let distinct = self.distinct_keys(chunk, batch)?;
-        let db = |source| LoadError::Database {
-            sync_id: sync.sync_id.clone(),
+        let write = self.chunk_write(sync, chunk, checksum, batch, &encoders, facts)?;
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let committed = async {
+            let tx = client.transaction().await.map_err(q("cannot begin"))?;
+            let load = self.write(tx.client(), &write).await?;
+            tx.commit().await.map_err(q("cannot commit the chunk"))?;
+            Ok(load)
+        };
+        committed.await.map_err(|source| write.failed(source))
+    }
+
+    /// What a chunk's transaction writes: the batch's encoders and its count of distinct
+    /// keys (a NULL key part is an error here, before any statement).
+    fn chunk_write<'a, 'b>(
+        &self,
+        sync: &'a SyncRef,
+        chunk: ChunkId,
+        checksum: &'a str,
+        batch: &RecordBatch,
+        encoders: &'a [ColumnEncoder<'b>],
+        facts: &'a ChunkFacts,
+    ) -> Result<ChunkWrite<'a, 'b>, LoadError> {
+        Ok(ChunkWrite {
+            sync,
             chunk,
-            source,
-        };
-        let rows = Rows {
-            staged: batch.num_rows(),
-            distinct,
-        };
-        self.transact(client, sync, chunk, checksum, rows, &encoders, facts)
-            .await
-            .map_err(db)
+            checksum,
+            rows: Rows {
+                staged: batch.num_rows(),
+                distinct: self.distinct_keys(chunk, batch)?,
+            },
+            encoders,
+            facts,
+        })
     }
 
     /// The batch as one binary COPY stream (header, rows, trailer) of the profile's columns
@@ -393,32 +413,6 @@ impl Loader {
         })
     }
 
-    #[allow(clippy::too_many_arguments)] // one transaction's inputs, each used once
-    async fn transact(
-        &self,
-        client: &mut Client,
-        sync: &SyncRef,
-        chunk: ChunkId,
-        checksum: &str,
-        rows: Rows,
-        encoders: &[ColumnEncoder<'_>],
-        facts: &ChunkFacts,
-    ) -> Result<ChunkLoad, PgError> {
-        let q = |what: &'static str| move |e| PgError::query(what, e);
-        let tx = client.transaction().await.map_err(q("cannot begin"))?;
-        let write = ChunkWrite {
-            sync,
-            chunk,
-            checksum,
-            rows,
-            encoders,
-            facts,
-        };
-        let load = self.write(tx.client(), &write).await?;
-        tx.commit().await.map_err(q("cannot commit the chunk"))?;
-        Ok(load)
-    }
-
     /// [`Self::load_chunk_with_facts`] inside a transaction that the caller opened on
     /// `client` and commits (or rolls back): the work queue's, whose first statement claimed
     /// the chunk's `chunk_queue` row (`pipeline/queue.rs`). Everything else is the same
@@ -434,25 +428,10 @@ impl Loader {
         facts: &ChunkFacts,
     ) -> Result<ChunkLoad, LoadError> {
         let encoders = self.encoders(chunk, batch)?;
-        let distinct = self.distinct_keys(chunk, batch)?;
-        let write = ChunkWrite {
-            sync,
-            chunk,
-            checksum,
-            rows: Rows {
-                staged: batch.num_rows(),
-                distinct,
-            },
-            encoders: &encoders,
-            facts,
-        };
+        let write = self.chunk_write(sync, chunk, checksum, batch, &encoders, facts)?;
         self.write(client, &write)
             .await
-            .map_err(|source| LoadError::Database {
-                sync_id: sync.sync_id.clone(),
-                chunk,
-                source,
-            })
+            .map_err(|source| write.failed(source))
     }
 
     /// The statements of a chunk's transaction, on `c` where it is open: the chunk's lock,
@@ -597,6 +576,17 @@ struct ChunkWrite<'a, 'b> {
     rows: Rows,
     encoders: &'a [ColumnEncoder<'b>],
     facts: &'a ChunkFacts,
+}
+
+impl ChunkWrite<'_, '_> {
+    /// A database error of this chunk's transaction, naming the sync and the chunk.
+    fn failed(&self, source: PgError) -> LoadError {
+        LoadError::Database {
+            sync_id: self.sync.sync_id.clone(),
+            chunk: self.chunk,
+            source,
+        }
+    }
 }
 
 /// This process as the ledger's `worker` column records it: `host:pid` (the host from
