@@ -168,7 +168,9 @@ impl Run<'_> {
         // The sync has a status of its own now: nothing of it is left for the workers.
         super::queue::forget_sync(&self.client, &p.profile.schema, sync_id).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
-        // After the last step that can fail (and so be done again): each hook is called once.
+        // After the last step that can fail (and so be done again): each hook is called once
+        // per finish. A finish cut short after this point is done again by the next run or
+        // worker, and so are its hooks (README: the worker model).
         let hooks_failed = self.call_hooks(verdict.status).await;
         let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
         summary.hooks_failed = hooks_failed;
