@@ -477,6 +477,22 @@ pub fn sync_id(n: u32) -> String {
     format!("sync_20260101_000000_{n:08x}")
 }
 
+/// The seed of a randomized test: `var` from the environment when set (to replay a run),
+/// else drawn from the clock; printed with the way to replay it.
+pub fn seed(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("seed: {seed} (replay with {var}={seed})");
+    seed
+}
+
 /// A sync id nobody else uses.
 pub fn fresh_sync_id() -> String {
     let nanos = std::time::SystemTime::now()

@@ -246,16 +246,7 @@ impl Reference {
 
 #[test]
 fn killed_at_random_points_and_resumed_equals_an_uninterrupted_run() {
-    let seed = std::env::var("DATSYNC_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("crash test seed: {seed} (replay with DATSYNC_CRASH_SEED={seed})");
+    let seed = crate::common::seed("DATSYNC_CRASH_SEED");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let reference = Reference::new(seed, &mut rng);
     let mut kills = 0;

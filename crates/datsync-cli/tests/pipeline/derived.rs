@@ -182,17 +182,7 @@ impl Bench {
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("DATSYNC_DERIVED_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("DATSYNC_DERIVED_SEED={seed}");
-    seed
+    crate::common::seed("DATSYNC_DERIVED_SEED")
 }
 
 /// Loads both files in each order, straight and with a SIGKILL during the second file

@@ -519,16 +519,7 @@ fn fault_trigger(db: &TestDb, faults: &[Fault]) {
 #[test]
 fn row06_random_faults_per_chunk_end_as_classified_and_resume_exactly() {
     use rand::{Rng as _, SeedableRng as _};
-    let seed = std::env::var("DATSYNC_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("row 6 seed: {seed} (replay with DATSYNC_FAULT_SEED={seed})");
+    let seed = crate::common::seed("DATSYNC_FAULT_SEED");
     let work = Work::new(3_000, 601, crate::common::CLEAN);
     let sync = fresh_sync_id();
     let (reference_db, expected, expected_code) = reference(&work, &sync);

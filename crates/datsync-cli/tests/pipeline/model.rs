@@ -523,16 +523,7 @@ impl Case<'_> {
 
 #[test]
 fn row36_random_appends_overwrites_deletes_kills_and_restarts_end_as_the_model() {
-    let seed: u64 = std::env::var("DATSYNC_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("row 36 seed: {seed} (replay with DATSYNC_MODEL_SEED={seed})");
+    let seed = crate::common::seed("DATSYNC_MODEL_SEED");
     let mut server = Server::start();
     let mut kinds = BTreeSet::new();
     for case in 0..CASES {

@@ -161,6 +161,18 @@ struct Bench {
 }
 
 impl Bench {
+    /// A directory of its own with `profile` written in it as `versioned.toml`.
+    fn new(profile: &str, jobs: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("versioned.toml");
+        std::fs::write(&path, profile).unwrap();
+        Self {
+            dir,
+            profile: path,
+            jobs,
+        }
+    }
+
     fn run(&self, db: &TestDb, file: &Path, env: &[(&str, &str)]) -> Outcome {
         let url = db.url();
         let ck = self.dir.path().join("ck");
@@ -328,25 +340,9 @@ fn assert_newest_per_key(
 
 #[test]
 fn every_order_with_crashes_ends_with_the_newest_version_of_every_key() {
-    let seed: u64 = std::env::var("DATSYNC_VERSIONS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("DATSYNC_VERSIONS_SEED={seed}");
+    let seed = crate::common::seed("DATSYNC_VERSIONS_SEED");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("versioned.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench {
-        dir,
-        profile,
-        jobs: "1",
-    };
+    let bench = Bench::new(PROFILE, "1");
     let mut days = [27, 29, 30, 31];
     days.shuffle(&mut rng);
     let files: Vec<(Gen, PathBuf)> = days[..3]
@@ -378,14 +374,7 @@ fn every_order_with_crashes_ends_with_the_newest_version_of_every_key() {
 /// older, and the summary and `status` say the file changed nothing.
 #[test]
 fn an_old_file_after_a_new_one_changes_nothing_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("versioned.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench {
-        dir,
-        profile,
-        jobs: "1",
-    };
+    let bench = Bench::new(PROFILE, "1");
     let write = |name: &str, note: &str, date: &str| {
         let mut text = String::from("id|note|change_date|change_time\n");
         for k in 0..12 {
@@ -572,24 +561,8 @@ fn assert_ledger_names(db: &TestDb, late_id: &str, winner: &str, won: &str) {
 /// rows are the model's and name the same winner.
 #[test]
 fn a_late_file_counts_its_older_rows_and_status_names_the_version_that_won() {
-    let seed: u64 = std::env::var("DATSYNC_VERSIONS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("DATSYNC_VERSIONS_SEED={seed}");
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("versioned.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench {
-        dir,
-        profile,
-        jobs: "1",
-    };
+    let seed = crate::common::seed("DATSYNC_VERSIONS_SEED");
+    let bench = Bench::new(PROFILE, "1");
     let [(old, old_v), (new, new_v)] = old_and_new(bench.dir.path(), seed);
     let table = |db: &TestDb| -> BTreeMap<String, String> {
         db.query("SELECT id, row_version FROM vdocs", &[])
@@ -756,14 +729,7 @@ fn without_a_version_status_names_the_later_sync_that_won() {
 /// rows, and the keys were inserted once in all.
 #[test]
 fn commit_order_moves_rows_between_superseded_and_older_but_not_the_totals() {
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("versioned.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench {
-        dir,
-        profile,
-        jobs: "1",
-    };
+    let bench = Bench::new(PROFILE, "1");
     let row = |k: &str, date: &str, time: &str| (k.to_owned(), date.to_owned(), time.to_owned());
     let mut a_rows = vec![row("k00", "20250130", "1000")];
     a_rows.extend((1..5).map(|k| row(&format!("a{k}"), "20250130", "0800")));
@@ -828,25 +794,9 @@ fn commit_order_moves_rows_between_superseded_and_older_but_not_the_totals() {
 /// table always ends with the model's newest version of every key.
 #[test]
 fn random_interleavings_with_three_loaders_and_kills_end_with_the_newest_version_of_every_key() {
-    let seed: u64 = std::env::var("DATSYNC_VERSIONS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("DATSYNC_VERSIONS_SEED={seed}");
+    let seed = crate::common::seed("DATSYNC_VERSIONS_SEED");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("versioned.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench {
-        dir,
-        profile,
-        jobs: "3",
-    };
+    let bench = Bench::new(PROFILE, "3");
     let files: Vec<(Gen, PathBuf)> = [27, 29, 30, 31]
         .iter()
         .map(|&d| {
@@ -876,14 +826,7 @@ fn the_manual_rerun_of_an_old_file_rolls_nothing_back_and_names_the_winner() {
     use crate::serve::Handler;
     let emulator = crate::azure::Emulator::start();
     let (key, value) = emulator.env();
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("versioned.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let bench = Bench {
-        dir,
-        profile,
-        jobs: "1",
-    };
+    let bench = Bench::new(PROFILE, "1");
     let [(old, old_v), (new, new_v)] = old_and_new(bench.dir.path(), 22);
     for path in [&old, &new] {
         let name = path.file_name().unwrap().to_str().unwrap();

@@ -345,16 +345,7 @@ fn clean_round(work: &Work, db: &TestDb, ck: &Path, sync: &str, context: &str) {
 
 #[test]
 fn workers_killed_at_random_points_end_as_one_uninterrupted_run() {
-    let seed = std::env::var("DATSYNC_QUEUE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("queue test seed: {seed} (replay with DATSYNC_QUEUE_SEED={seed})");
+    let seed = crate::common::seed("DATSYNC_QUEUE_SEED");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Duplicate keys across chunks (the generator repeats earlier keys), rejected rows,
     // value warnings.
@@ -432,15 +423,7 @@ fn workers_killed_at_random_points_end_as_one_uninterrupted_run() {
 
 #[test]
 fn a_sync_halted_by_the_threshold_stops_every_worker() {
-    let work = Work::new(
-        3_000,
-        7,
-        crate::common::Rates {
-            invalid: 0.3,
-            dup: 0.0,
-            ragged: 0.0,
-        },
-    );
+    let work = halting_work();
     let db = TestDb::new();
     let ck = work.checkpoints("ck");
     let url = db.url();
@@ -517,15 +500,7 @@ fn manifest_status(ck: &Path, sync: &str) -> String {
 /// the chunk rows and nothing finished the sync.
 #[test]
 fn a_worker_killed_right_after_halting_a_sync_leaves_its_final_steps_to_the_next() {
-    let work = Work::new(
-        3_000,
-        7,
-        crate::common::Rates {
-            invalid: 0.3,
-            dup: 0.0,
-            ragged: 0.0,
-        },
-    );
+    let work = halting_work();
     let db = TestDb::new();
     let ck = work.checkpoints("ck");
     let url = db.url();
@@ -881,4 +856,17 @@ fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
     let out = finish(child);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(u(&out.summary(), "chunks_loaded"), total);
+}
+
+/// A file with 30% invalid rows: its sync stops at the reject threshold.
+fn halting_work() -> Work {
+    Work::new(
+        3_000,
+        7,
+        crate::common::Rates {
+            invalid: 0.3,
+            dup: 0.0,
+            ragged: 0.0,
+        },
+    )
 }
