@@ -163,6 +163,9 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
     // that another sync left newer (`alone`, not this sync's: the chunk's skipped_older),
     // the newest by `(row_version, sync_seq)` is returned with its sync and file, so the
     // ledger can say which version won — in the same statement, no round trip per row.
+    // The rows go in in key order, as the derived tables' do: two syncs upserting the same
+    // keys at once lock them in the same order and wait for each other instead of
+    // deadlocking (40P01, which was retried).
     let upsert = |filter: &str| {
         format!(
             "WITH ins AS (
@@ -171,6 +174,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
                SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
                       {version_value}
                  FROM {STAGE} s {filter}
+                ORDER BY {staged_keys}
                ON CONFLICT ({key}) DO UPDATE SET {sets}
                WHERE {guard}
                RETURNING {returned}, (t.xmax = 0) AS inserted
@@ -202,6 +206,10 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
             targets = targets.join(", "),
             selects = selects.join(", "),
             key = keys.join(", "),
+            staged_keys = (0..keys.len())
+                .map(staged_key)
+                .collect::<Vec<_>>()
+                .join(", "),
             returned = returned.join(", "),
             replaced_on = same_key(&stored_key, &returned_key),
             kept_on = same_key(&stored_key, &staged_key),
