@@ -32,7 +32,8 @@ pub(super) enum ChunkResult {
     /// `submit`: put in the work queue for the workers (`queue.rs`).
     Queued,
     /// A worker's claim on the chunk was lost before a retry (another process holds or
-    /// loaded it, or its sync stopped): nothing written (`queue.rs`).
+    /// loaded it, or its sync stopped), or the ledger had the chunk committed by another
+    /// process: nothing loaded by this one.
     Released,
 }
 
@@ -119,6 +120,12 @@ impl Shared<'_> {
         };
         self.committed(conn.client, chunk, &load, &facts, nothing_loaded)
             .await?;
+        if load.already_committed {
+            // Another process committed it (a worker beside a resume, or the other way
+            // round): counted there, not as this process's work.
+            tracing::info!(sync_id = %self.plan.sync_id, %chunk, "the chunk was committed by another process");
+            return Ok(ChunkResult::Released);
+        }
         self.pipeline.telemetry.emit(&ChunkCompleted {
             sync_id: &self.plan.sync_id,
             chunk,
