@@ -74,10 +74,11 @@ resource worker 'Microsoft.App/jobs@2024-03-01' = {
               type: 'postgresql'
               metadata: {
                 // THE SCALE QUERY (`datsync queue --json` prints the same count as
-                // "pending"); another profile's schema: <schema>.chunk_queue. It counts a
+                // "pending"); another profile's schema: "<schema>".chunk_queue. It counts a
                 // chunk until the transaction that commits it deletes its row, so chunks
-                // being loaded count too, and the executions running are subtracted.
-                query: 'SELECT count(*) FROM public.chunk_queue'
+                // being loaded count too, and the executions running are subtracted; not the
+                // chunks given up after their attempts.
+                query: 'SELECT count(*) FROM "public".chunk_queue WHERE failed_at IS NULL'
                 // One execution per this many pending chunks.
                 targetQueryValue: '4'
                 // The first execution starts when more than this many chunks are pending.

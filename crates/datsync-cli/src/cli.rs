@@ -322,6 +322,16 @@ pub struct WorkerArgs {
     /// How long --exit-when-idle waits with nothing to do (`500ms`, `30s`, `5m`).
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub max_idle: Duration,
+    /// Claims of a chunk that may end without it loaded (it failed past its retries, or its
+    /// storage could not be read) before the workers give it up: its sync then finishes
+    /// without it (PARTIAL_SUCCESS, checkpoint kept) and `datsync resume SYNC` loads it.
+    #[arg(long, default_value_t = 5, env = "DATSYNC_QUEUE_MAX_ATTEMPTS",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: u32,
+    /// The pause before a failed chunk (or a finish another process holds) is claimed
+    /// again, doubled at each attempt up to 5 minutes (`500ms`, `5s`, `1m`).
+    #[arg(long, default_value = "5s", env = "DATSYNC_QUEUE_BACKOFF", value_parser = duration)]
+    pub backoff: Duration,
     /// Serve the Prometheus metrics (`GET /metrics`) and the status page (`GET /`) on this
     /// address (`127.0.0.1:9464`).
     #[arg(long, value_name = "ADDR:PORT", env = "DATSYNC_METRICS_ADDR")]
@@ -337,7 +347,8 @@ pub struct QueueArgs {
     /// The database.
     #[command(flatten)]
     pub db: DbArgs,
-    /// Print one JSON object: {"pending": N, "chunks": …, "finishing": …, "syncs": …}.
+    /// Print one JSON object: {"pending": N, "chunks": …, "finishing": …, "waiting": …,
+    /// "syncs": …, "failed": …, "query": …}.
     #[arg(long)]
     pub json: bool,
 }

@@ -210,6 +210,75 @@ pub async fn finish_sync(
         })
 }
 
+/// What a sync's `sync_metadata` row says of its final steps (migration 13): its status and
+/// the outcomes whose hooks were called and whose alert was sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinalSteps {
+    /// The stored status (as text: a legacy table may hold others).
+    pub status: Option<String>,
+    /// The outcome whose post-sync hooks were called.
+    pub hooks_called_for: Option<String>,
+    /// The outcome whose alert was sent.
+    pub alerted_for: Option<String>,
+}
+
+/// One final step recorded once per outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalStep {
+    /// The post-sync hooks were called.
+    Hooks,
+    /// The alert was sent.
+    Alert,
+}
+
+/// The final steps `sync_id` has had (all `None` for a sync not registered).
+pub async fn final_steps(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<FinalSteps, StatusError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT status::text, hooks_called_for, alerted_for FROM {} WHERE sync_id = $1",
+                meta(schema)
+            ),
+            &[&sync_id.as_str()],
+        )
+        .await
+        .map_err(|e| err(sync_id, "cannot read the sync's final steps", e))?;
+    Ok(row.map_or_else(FinalSteps::default, |r| FinalSteps {
+        status: r.get(0),
+        hooks_called_for: r.get(1),
+        alerted_for: r.get(2),
+    }))
+}
+
+/// Records that `step` was done for `outcome` (see [`FinalSteps`]).
+pub async fn mark_final_step(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+    step: FinalStep,
+    outcome: &str,
+) -> Result<(), StatusError> {
+    let column = match step {
+        FinalStep::Hooks => "hooks_called_for",
+        FinalStep::Alert => "alerted_for",
+    };
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET {column} = $2 WHERE sync_id = $1",
+                meta(schema)
+            ),
+            &[&sync_id.as_str(), &outcome],
+        )
+        .await
+        .map_err(|e| err(sync_id, "cannot record a final step", e))?;
+    Ok(())
+}
+
 /// Sums of the chunk ledger of a sync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LedgerTotals {

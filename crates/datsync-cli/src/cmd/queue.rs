@@ -28,6 +28,19 @@ pub fn run(args: &QueueArgs, profile_path: Option<&Path>) -> anyhow::Result<Exit
             "{} pending in {}.chunk_queue: {} chunk(s) to load, {} sync(s) to finish, over {} sync(s)",
             status.pending, profile.schema, status.chunks, status.finishing, status.syncs
         );
+        if status.waiting > 0 {
+            println!(
+                "{} of them held back after a failed attempt (claimed again after their backoff)",
+                status.waiting
+            );
+        }
+        if status.failed > 0 {
+            println!(
+                "{} given up after their attempts, not pending: `datsync resume SYNC` loads them \
+                 once what failed is mended (last_error in {}.chunk_queue says why)",
+                status.failed, profile.schema
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

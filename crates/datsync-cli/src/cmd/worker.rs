@@ -83,6 +83,8 @@ pub fn work(args: &WorkerArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         exit_when_idle: args.exit_when_idle,
         max_idle: args.max_idle,
         poll: args.max_idle.min(WorkerOptions::default().poll),
+        max_attempts: args.max_attempts,
+        backoff: args.backoff,
     };
     let report = super::run::runtime()?.block_on(async {
         super::watch::listen_for_stop(stop_tx)?;

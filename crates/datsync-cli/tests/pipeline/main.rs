@@ -34,6 +34,7 @@ mod observe;
 mod pii;
 mod private;
 mod privilege;
+mod queue_faults;
 mod resume;
 mod s3;
 mod serve;

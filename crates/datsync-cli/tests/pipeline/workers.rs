@@ -31,12 +31,12 @@ const WORKER_EVENTS: [&str; 4] = [
 ];
 /// A threshold no chunk of the kill test's file reaches (fifty chunks of 80 rows: one with
 /// nine rejected rows would stop the sync at the default 10%).
-const LENIENT: (&str, &str) = ("VALIDATION_ERROR_THRESHOLD", "0.5");
+pub(super) const LENIENT: (&str, &str) = ("VALIDATION_ERROR_THRESHOLD", "0.5");
 /// The longest any wait of these tests lasts.
 const DEADLINE: Duration = Duration::from_secs(240);
 
 /// `datsync ARGS` with the database, checkpoint directory and chunk size of these tests.
-fn sync_args<'a>(db_url: &'a str, ck: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+pub(super) fn sync_args<'a>(db_url: &'a str, ck: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = args.to_vec();
     all.extend([
         "--database-url",
@@ -51,7 +51,7 @@ fn sync_args<'a>(db_url: &'a str, ck: &'a Path, args: &[&'a str]) -> Vec<&'a str
 }
 
 /// A process of the binary started in the background (stdout and stderr kept).
-fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+pub(super) fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_datsync"));
     cmd.args(args)
         .current_dir(dir)
@@ -67,7 +67,7 @@ fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     cmd.spawn().unwrap()
 }
 
-fn finish(child: Child) -> Outcome {
+pub(super) fn finish(child: Child) -> Outcome {
     let out = child.wait_with_output().unwrap();
     Outcome {
         status: out.status,
@@ -77,12 +77,12 @@ fn finish(child: Child) -> Outcome {
 }
 
 /// `datsync worker` on `db`, exiting once idle for `max_idle`.
-fn worker(work: &Work, db: &TestDb, max_idle: &str, env: &[(&str, &str)]) -> Child {
+pub(super) fn worker(work: &Work, db: &TestDb, max_idle: &str, env: &[(&str, &str)]) -> Child {
     worker_with(work, db, max_idle, "1", env)
 }
 
 /// [`worker`] loading `concurrency` chunks at once.
-fn worker_with(
+pub(super) fn worker_with(
     work: &Work,
     db: &TestDb,
     max_idle: &str,
@@ -122,7 +122,7 @@ fn committed_by(db: &TestDb, sync: &str, pid: u32) -> i64 {
     .get(0)
 }
 
-fn queue_len(db: &TestDb) -> i64 {
+pub(super) fn queue_len(db: &TestDb) -> i64 {
     db.query("SELECT count(*) FROM public.chunk_queue", &[])[0].get(0)
 }
 
@@ -182,7 +182,7 @@ fn assert_manifest_claims_only_commits(db: &TestDb, ck: &Path, sync: &str, conte
 }
 
 /// Waits for `cond`, polling, until the deadline.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !cond() {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
@@ -231,7 +231,7 @@ const ORDER_DEPENDENT: [&str; 4] = ["inserted", "updated", "skipped_older", "sup
 /// [`Snapshot::assert_same`] for chunks committed in any order: the table, `sync_metadata`,
 /// rejects and warnings equal; every ledger row equal but for [`ORDER_DEPENDENT`], whose
 /// sums over the sync are equal.
-fn assert_same_out_of_order(got: &Snapshot, reference: &Snapshot, context: &str) {
+pub(super) fn assert_same_out_of_order(got: &Snapshot, reference: &Snapshot, context: &str) {
     let split = |ledger: &[Value]| {
         let mut sums = [0u64; ORDER_DEPENDENT.len()];
         let rows: Vec<Value> = ledger
@@ -272,12 +272,12 @@ fn assert_same_out_of_order(got: &Snapshot, reference: &Snapshot, context: &str)
 }
 
 /// What an uninterrupted `datsync run` of the file left.
-struct Reference {
-    summary: Value,
-    snapshot: Snapshot,
+pub(super) struct Reference {
+    pub(super) summary: Value,
+    pub(super) snapshot: Snapshot,
 }
 
-fn reference(work: &Work, sync: &str) -> Reference {
+pub(super) fn reference(work: &Work, sync: &str) -> Reference {
     let db = TestDb::new();
     let ck = work.checkpoints("ck_reference");
     let url = db.url();

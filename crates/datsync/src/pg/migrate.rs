@@ -99,7 +99,35 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the target table of each piece of queued work",
         sql: queue_target_sql,
     },
+    Migration {
+        version: 13,
+        name: "queue attempts and backoff, final steps done once per outcome",
+        sql: queue_attempts_sql,
+    },
 ];
+
+/// Work that keeps failing, and final steps done once (`pipeline/queue.rs`, `finish.rs`):
+/// `chunk_queue.attempts` counts the claims of a row that ended without its work done (the
+/// chunk failed past its retries, its storage could not be read, the sync's finish was held
+/// by another process), `not_before` holds the row back until its backoff has passed,
+/// `last_error` says why, and `failed_at` marks a chunk given up after its attempts (never
+/// claimed again, not counted by the scale query; the sync finishes without it and keeps its
+/// checkpoint for `resume`). `sync_metadata.hooks_called_for` and `alerted_for` hold the
+/// outcome (status and counts) whose hooks were called and whose alert was sent, so that a
+/// second finish of the same outcome (a finish cut short, two finishers one after the other)
+/// does not call or send them again.
+fn queue_attempts_sql(s: &str) -> String {
+    format!(
+        "ALTER TABLE {s}.chunk_queue
+           ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,
+           ADD COLUMN IF NOT EXISTS not_before timestamptz,
+           ADD COLUMN IF NOT EXISTS last_error text,
+           ADD COLUMN IF NOT EXISTS failed_at timestamptz;
+         ALTER TABLE {s}.sync_metadata
+           ADD COLUMN IF NOT EXISTS hooks_called_for text,
+           ADD COLUMN IF NOT EXISTS alerted_for text;"
+    )
+}
 
 /// `chunk_queue.target`: the table (of the queue's schema) the queued sync loads into, so
 /// that a worker takes only the work of its own profile when several profiles share a

@@ -3,6 +3,17 @@
 //!
 //! `sync_metadata` gets its final status before the checkpoints are deleted: a crash during
 //! cleanup leaves a finished sync whose resume only deletes what is left.
+//!
+//! The final steps that reach outside (post-sync hooks, the alert) are done once per
+//! *outcome* of a sync (its status, committed chunks and error): each is recorded in
+//! `sync_metadata` (`hooks_called_for`, `alerted_for`) as soon as it is done, and every
+//! finisher, which holds the sync's writer lock, reads the records first. A second finish of
+//! the same outcome (a finish cut short and done again by the next worker or `resume`, a
+//! worker finishing a sync that a `resume` or `submit` finished beside it) skips them; an
+//! outcome that changed (a resume that loaded the chunks that had failed) has them again.
+//! A process that dies between a hook's call (or the alert) and its record, or loses the
+//! database in between, has it done again by the next finish: at least once, and once
+//! unless a crash falls in that instant.
 
 use std::sync::Arc;
 
@@ -17,9 +28,9 @@ use crate::alert::AlertReport;
 use crate::checkpoint::{Clock, RetentionPolicy, SystemClock, remove_expired};
 use crate::model::{RowError, RowErrorKind, SyncCounts, SyncId, SyncStatus};
 use crate::pg::ErrorClass;
-use crate::status::{LedgerSample, LedgerTotals, SyncOutcome, ViewOutcome};
+use crate::status::{FinalStep, LedgerSample, LedgerTotals, SyncOutcome, ViewOutcome};
 use crate::store::ObjectKey;
-use crate::telemetry::{CleanupStarted, SyncFinished};
+use crate::telemetry::{CleanupStarted, FinalStepsDone, SyncFinished};
 use crate::validate::VALIDATION_ERRORS_SAMPLE;
 
 /// The final status of a sync and why.
@@ -135,7 +146,9 @@ impl Run<'_> {
     }
 
     /// The final steps, once: the status from the ledger, views, `sync_metadata`, cleanup,
-    /// the alert, retention.
+    /// the alert, retention. An outcome whose final steps are all recorded (see the module
+    /// docs) with the same status stored is not written nor told again: only what is left of
+    /// its queue rows and checkpoint is deleted.
     async fn finish_once(
         &self,
         halt: Option<&Halt>,
@@ -153,25 +166,44 @@ impl Run<'_> {
             verdict.status,
             SyncStatus::Success | SyncStatus::PartialSuccess
         ) && counts.chunks_failed == 0;
-        if loaded_all && p.settings.enable_mv_refresh {
+        let key = outcome_key(&verdict, &counts);
+        let done = crate::status::final_steps(&self.client, &p.profile.schema, sync_id).await?;
+        let told = |mark: &Option<String>| mark.as_deref() == Some(key.as_str());
+        let finished_before = done.status.as_deref() == Some(verdict.status.as_str())
+            && told(&done.hooks_called_for)
+            && told(&done.alerted_for);
+        if finished_before {
+            tracing::info!(%sync_id, status = %verdict.status,
+                "the sync was finished with this outcome before; only what is left of it is removed");
+        }
+        if loaded_all && p.settings.enable_mv_refresh && !finished_before {
             self.refresh_views().await;
         }
         let sample = self.error_sample(&totals, halt).await?;
-        let outcome = SyncOutcome {
-            status: verdict.status,
-            counts: Some(counts),
-            validation_errors_count: Some(sample.count),
-            error_message: verdict.error.clone(),
-            validation_errors: Some(sample.json.clone()),
-        };
-        crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
-        // The sync has a status of its own now: nothing of it is left for the workers.
-        super::queue::forget_sync(&self.client, &p.profile.schema, sync_id).await?;
+        if !finished_before {
+            let outcome = SyncOutcome {
+                status: verdict.status,
+                counts: Some(counts),
+                validation_errors_count: Some(sample.count),
+                error_message: verdict.error.clone(),
+                validation_errors: Some(sample.json.clone()),
+            };
+            crate::status::finish_sync(&self.client, &p.profile.schema, sync_id, &outcome).await?;
+        }
+        // The sync has a status of its own now: nothing of it is left for the workers but
+        // the chunks they gave up, while it lacks them.
+        super::queue::forget_sync(&self.client, &p.profile.schema, sync_id, !loaded_all).await?;
         let checkpoint_dir = self.settle_checkpoint(&verdict, loaded_all).await?;
-        // After the last step that can fail (and so be done again): each hook is called once
-        // per finish. A finish cut short after this point is done again by the next run or
-        // worker, and so are its hooks (README: the worker model).
-        let hooks_failed = self.call_hooks(verdict.status).await;
+        // After the last step that can fail (and so be done again): the hooks, once per
+        // outcome.
+        let hooks_failed = if told(&done.hooks_called_for) {
+            tracing::info!(%sync_id, "the post-sync hooks were called for this outcome before");
+            0
+        } else {
+            let failed = self.call_hooks(verdict.status).await;
+            self.mark_done(FinalStep::Hooks, &key).await;
+            failed
+        };
         let mut summary = self.summary(verdict, counts, tally, resumed, checkpoint_dir);
         summary.hooks_failed = hooks_failed;
         summary.derived_failed = u64::try_from(totals.derived_failed).unwrap_or(0);
@@ -183,8 +215,13 @@ impl Run<'_> {
             summary: &summary,
             rejected_uncommitted: stopped_chunk(halt).map_or(0, |s| s.rejected),
         });
-        self.alert(&summary, &sample).await;
+        if told(&done.alerted_for) {
+            tracing::info!(%sync_id, "the alert for this outcome was sent before");
+        } else if self.alert(&summary, &sample).await {
+            self.mark_done(FinalStep::Alert, &key).await;
+        }
         self.expire_old_checkpoints().await;
+        p.telemetry.emit(&FinalStepsDone { sync_id });
         p.progress.finish();
         Ok(summary)
     }
@@ -377,13 +414,29 @@ impl Run<'_> {
         failed.len() as u64
     }
 
-    async fn alert(&self, summary: &RunSummary, sample: &ErrorSample) {
+    /// Records that `step` was done for the outcome `key` (a failure is logged: the step is
+    /// then done again by the next finish of the sync).
+    async fn mark_done(&self, step: FinalStep, key: &str) {
+        let p = self.pipeline;
+        let sync_id = &self.plan.sync_id;
+        if let Err(e) =
+            crate::status::mark_final_step(&self.client, &p.profile.schema, sync_id, step, key)
+                .await
+        {
+            tracing::warn!(%sync_id, ?step, error = %e, "the final step could not be recorded; the next finish of the sync does it again");
+        }
+    }
+
+    /// Sends the alert of the finish (when the alert settings ask for one); `true` when the
+    /// alert step is done for this outcome (sent, or not needed), `false` when there is no
+    /// alerter or the alert waits for the retry that follows.
+    async fn alert(&self, summary: &RunSummary, sample: &ErrorSample) -> bool {
         let Some(alerter) = &self.pipeline.alerter else {
-            return;
+            return false;
         };
         if !self.pipeline.alert_retryable && !summary.is_final() {
             tracing::debug!(sync_id = %summary.sync_id, status = %summary.status, "no alert: a retry follows");
-            return;
+            return false;
         }
         let (value_warnings, validation_errors): (Vec<RowError>, Vec<RowError>) = sample
             .json
@@ -416,6 +469,7 @@ impl Run<'_> {
         for failure in outcome.failures() {
             tracing::warn!(sync_id = %summary.sync_id, failure = ?failure, "alert not delivered");
         }
+        true
     }
 
     /// Removes checkpoints older than the retention (`CHECKPOINT_RETENTION_DAYS`); a failure
@@ -435,6 +489,24 @@ impl Run<'_> {
             Err(e) => tracing::warn!(error = %e, "removing expired checkpoints failed"),
         }
     }
+}
+
+/// What identifies the outcome of a finish for its final steps (see the module docs): the
+/// status, the committed chunks and the error message (by its SHA-256), readable in
+/// `sync_metadata` (`SUCCESS chunks 12 error none`).
+fn outcome_key(verdict: &Verdict, counts: &SyncCounts) -> String {
+    use sha2::Digest as _;
+    let error = verdict.error.as_deref().map_or_else(
+        || "none".to_owned(),
+        |e| {
+            let digest = crate::model::hex(&sha2::Sha256::digest(e.as_bytes()));
+            digest.get(..16).unwrap_or(&digest).to_owned()
+        },
+    );
+    format!(
+        "{} chunks {} error {error}",
+        verdict.status, counts.chunks_completed
+    )
 }
 
 /// The message of final steps that could not reach the database for the whole outage

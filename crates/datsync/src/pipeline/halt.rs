@@ -337,6 +337,12 @@ pub(crate) enum TransientFailure {
     /// The load failed.
     #[error(transparent)]
     Load(LoadError),
+    /// The workers gave the chunk up after its attempts (`chunk_queue.failed_at`).
+    #[error("given up by the workers after its attempts: {last_error}")]
+    GivenUp {
+        /// The last attempt's error, as the queue recorded it.
+        last_error: String,
+    },
 }
 
 impl TransientFailure {
@@ -346,6 +352,7 @@ impl TransientFailure {
         match self {
             Self::Connect(e) => e.is_outage(),
             Self::Load(e) => e.is_outage(),
+            Self::GivenUp { .. } => false,
         }
     }
 }

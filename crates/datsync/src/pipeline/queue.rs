@@ -53,9 +53,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio_postgres::Client;
 
-use super::chunk::ChunkResult;
+use super::chunk::{ChunkResult, FailedChunk};
 use super::convert::{ConvertOutcome, Converted};
-use super::halt::Halt;
+use super::halt::{Halt, TransientFailure};
 use super::jobs::Conn;
 use super::plan::Plan;
 use super::retry::LoadAttempt;
@@ -68,7 +68,7 @@ use crate::pg::{PgError, quote_ident};
 use crate::profile::StoredType;
 use crate::source::SourceRef;
 use crate::store::{ObjectKey, Store};
-use crate::telemetry::SyncHalted;
+use crate::telemetry::{FinishClaimed, SyncHalted};
 
 /// The `chunk_id` of a sync's finish row.
 const FINISH: i32 = -1;
@@ -114,7 +114,18 @@ pub struct WorkerOptions {
     pub max_idle: Duration,
     /// The pause between two looks at an empty queue.
     pub poll: Duration,
+    /// Claims of a chunk that may end without it loaded (it failed past its retries, or its
+    /// storage could not be read) before the chunk is given up: the sync then finishes
+    /// without it (PARTIAL_SUCCESS, its checkpoint kept) and `datsync resume` loads it.
+    pub max_attempts: u32,
+    /// The pause before a failed piece of work is claimed again, doubled at each attempt
+    /// (at most [`MAX_BACKOFF`], or this pause when it is longer).
+    pub backoff: Duration,
 }
+
+/// The longest pause between two attempts at a piece of work (unless
+/// [`WorkerOptions::backoff`] is longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Default for WorkerOptions {
     fn default() -> Self {
@@ -123,6 +134,8 @@ impl Default for WorkerOptions {
             exit_when_idle: false,
             max_idle: Duration::from_secs(30),
             poll: Duration::from_millis(500),
+            max_attempts: 5,
+            backoff: Duration::from_secs(5),
         }
     }
 }
@@ -168,36 +181,36 @@ struct Claim {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueStatus {
     /// Pieces of work waiting (chunks to load and syncs to finish): the figure the scalers
-    /// watch, `SELECT count(*) FROM <schema>.chunk_queue`.
+    /// watch, [`scale_query`].
     pub pending: i64,
     /// Of them, chunks to load.
     pub chunks: i64,
     /// Of them, syncs whose conversion is complete, to finish once their chunks are in.
     pub finishing: i64,
+    /// Of them, pieces held back after a failed attempt until their backoff has passed.
+    pub waiting: i64,
     /// Syncs with work waiting.
     pub syncs: i64,
+    /// Chunks given up after their attempts (not pending: `datsync resume SYNC` loads
+    /// them once what failed is mended), and queue rows that name no chunk or no sync.
+    pub failed: i64,
 }
 
-/// THE SCALE QUERY of `schema`'s work queue: `SELECT count(*) FROM <schema>.chunk_queue`,
-/// the pieces of work waiting (chunks to load, syncs to finish). KEDA's `postgresql` scaler
+/// THE SCALE QUERY of `schema`'s work queue: the pieces of work waiting (chunks to load,
+/// syncs to finish; not the chunks given up). KEDA's `postgresql` scaler
 /// (`deploy/kubernetes/workers/worker.yaml`) and the Container Apps job's scale rule
 /// (`deploy/container-apps/main.bicep`) run it; it counts what [`QueueStatus::pending`] is.
-/// The schema is written bare when it is a plain lower-case name, quoted otherwise.
+/// The schema is always quoted (a schema named like a reserved word, `user` or `select`,
+/// or with capitals, is then read as written).
 pub fn scale_query(schema: &str) -> String {
-    let plain = schema
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && schema
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let schema = if plain {
-        schema.to_owned()
-    } else {
+    format!(
+        "SELECT count(*) FROM {}.chunk_queue WHERE {PENDING}",
         quote_ident(schema)
-    };
-    format!("SELECT count(*) FROM {schema}.chunk_queue")
+    )
 }
+
+/// The condition of a queue row that is work waiting (see [`scale_query`]).
+const PENDING: &str = "failed_at IS NULL";
 
 /// What the work queue of `schema` holds (all zero before the queue's migration ran).
 pub async fn pending_work(client: &Client, schema: &str) -> Result<QueueStatus, PgError> {
@@ -216,8 +229,12 @@ pub async fn pending_work(client: &Client, schema: &str) -> Result<QueueStatus, 
     let row = client
         .query_one(
             &format!(
-                "SELECT count(*), count(*) FILTER (WHERE chunk_id >= 0),
-                        count(*) FILTER (WHERE chunk_id < 0), count(DISTINCT sync_id)
+                "SELECT count(*) FILTER (WHERE {PENDING}),
+                        count(*) FILTER (WHERE {PENDING} AND chunk_id >= 0),
+                        count(*) FILTER (WHERE {PENDING} AND chunk_id = {FINISH}),
+                        count(*) FILTER (WHERE {PENDING} AND not_before > now()),
+                        count(DISTINCT sync_id) FILTER (WHERE {PENDING}),
+                        count(*) FILTER (WHERE NOT ({PENDING}))
                    FROM {s}.chunk_queue"
             ),
             &[],
@@ -228,7 +245,9 @@ pub async fn pending_work(client: &Client, schema: &str) -> Result<QueueStatus, 
         pending: row.get(0),
         chunks: row.get(1),
         finishing: row.get(2),
-        syncs: row.get(3),
+        waiting: row.get(3),
+        syncs: row.get(4),
+        failed: row.get(5),
     })
 }
 
@@ -335,7 +354,10 @@ impl Pipeline {
         let mut report = WorkerReport::default();
         let mut client = match client {
             Some(c) => c,
-            None => self.connect_waiting().await?,
+            None => match self.connect_unless_stopped().await? {
+                Some(c) => c,
+                None => return Ok(report),
+            },
         };
         let mut idle_since: Option<Instant> = None;
         let schema = self.profile.schema.clone();
@@ -348,7 +370,10 @@ impl Pipeline {
                 break;
             }
             if client.is_closed() {
-                client = self.connect_waiting().await?;
+                match self.connect_unless_stopped().await? {
+                    Some(c) => client = c,
+                    None => break,
+                }
             }
             let claimed = match claim_next(&client, &schema, &self.profile.table, None).await {
                 Ok(c) => c,
@@ -364,8 +389,11 @@ impl Pipeline {
             };
             let busy = match claimed {
                 Some(claim) if claim.chunk == FINISH => {
+                    self.telemetry.emit(&FinishClaimed {
+                        sync_id: &claim.sync_id,
+                    });
                     let (c, finished) =
-                        Box::pin(self.finish_claimed(client, claim, stored, None)).await;
+                        Box::pin(self.finish_claimed(client, claim, stored, None, &options)).await;
                     client = c;
                     if let Some(done) = &finished {
                         report.syncs_finished.push(done.clone());
@@ -374,7 +402,7 @@ impl Pipeline {
                 }
                 Some(claim) => {
                     let (c, outcome) =
-                        Box::pin(self.load_claimed_chunk(client, claim, stored)).await;
+                        Box::pin(self.load_claimed_chunk(client, claim, stored, &options)).await;
                     client = c;
                     match outcome {
                         Worked::Loaded => {
@@ -414,6 +442,21 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// [`Self::connect_waiting`], or `None` as soon as a stop is asked for (a worker told to
+    /// stop during an outage exits at once instead of waiting out the outage budget).
+    async fn connect_unless_stopped(&self) -> Result<Option<Client>, PgError> {
+        let Some(mut stop) = self.stop.clone() else {
+            return self.connect_waiting().await.map(Some);
+        };
+        tokio::select! {
+            connected = self.connect_waiting() => connected.map(Some),
+            Ok(_) = stop.wait_for(|s| *s) => {
+                tracing::info!("stopping while the database cannot be reached");
+                Ok(None)
+            }
+        }
+    }
+
     /// Waits `pause`, or less when a stop is asked for.
     async fn pause(&self, pause: Duration) {
         match self.stop.clone() {
@@ -431,7 +474,9 @@ impl Pipeline {
         client: Client,
         claim: Claim,
         stored: &[(String, StoredType)],
+        options: &WorkerOptions,
     ) -> (Client, Worked) {
+        // Claims take chunk ids of 0 and more only.
         let chunk = ChunkId(u32::try_from(claim.chunk).unwrap_or_default());
         let plan = claim.plan();
         let store = match claim.store() {
@@ -439,6 +484,8 @@ impl Pipeline {
             Err(e) => {
                 rollback(&client).await;
                 tracing::error!(sync_id = %claim.sync_id, %chunk, error = %e, "the sync's checkpoint storage cannot be opened");
+                self.try_again_later(&client, &claim, &e.to_string(), options)
+                    .await;
                 return (client, Worked::Nothing);
             }
         };
@@ -474,7 +521,9 @@ impl Pipeline {
             Ok(ChunkResult::Committed(_)) => (run.client, Worked::Loaded),
             Ok(ChunkResult::Failed(failed)) => {
                 tracing::warn!(sync_id = %claim.sync_id, chunk = %failed.chunk, error = %failed.error,
-                    "the chunk failed after its attempts; it stays in the queue");
+                    "the chunk failed after its retries; it stays in the queue");
+                self.try_again_later(&run.client, &claim, &failed.error.to_string(), options)
+                    .await;
                 (run.client, Worked::Nothing)
             }
             Ok(ChunkResult::Released | ChunkResult::Queued) => (run.client, Worked::Nothing),
@@ -483,7 +532,8 @@ impl Pipeline {
                 let id = claim.sync_id.clone();
                 match halt_sync(&client, self, &id, &halt).await {
                     Ok(Some(status)) => {
-                        let client = Box::pin(self.finish_halted(client, &id, halt, stored)).await;
+                        let client =
+                            Box::pin(self.finish_halted(client, &id, halt, stored, options)).await;
                         (client, Worked::Halted(id, status))
                     }
                     Ok(None) => (client, Worked::Nothing),
@@ -496,7 +546,61 @@ impl Pipeline {
             Err(halt) => {
                 tracing::warn!(sync_id = %claim.sync_id, %chunk, error = %halt,
                     "the chunk was not loaded (a transient database or storage failure); it stays in the queue");
+                self.try_again_later(&run.client, &claim, &halt.to_string(), options)
+                    .await;
                 (run.client, Worked::Nothing)
+            }
+        }
+    }
+
+    /// Records a claim of `claim`'s row that ended without its work done (`error`): one more
+    /// attempt, the row held back for its backoff, a chunk given up once its attempts are
+    /// used up (logged; the sync finishes without it). In the claim's transaction when one
+    /// is open on `client` (committed here), else on its own; a row another session holds
+    /// now is left alone (it is being tried). A failure to record is logged: the row is
+    /// claimed again at once.
+    async fn try_again_later(
+        &self,
+        client: &Client,
+        claim: &Claim,
+        error: &str,
+        options: &WorkerOptions,
+    ) {
+        let recorded = record_attempt(
+            client,
+            &self.profile.schema,
+            &claim.sync_id,
+            claim.chunk,
+            error,
+            options,
+        )
+        .await;
+        let recorded = match recorded {
+            Ok(r) => client
+                .batch_execute("COMMIT")
+                .await
+                .map(|()| r)
+                .map_err(q("cannot record the attempt")),
+            Err(e) => Err(e),
+        };
+        let sync_id = &claim.sync_id;
+        match recorded {
+            Ok(Some(Attempts {
+                attempts,
+                given_up: true,
+            })) => {
+                tracing::error!(%sync_id, chunk = claim.chunk, attempts, error,
+                    "the chunk is given up after its attempts (DATSYNC_QUEUE_MAX_ATTEMPTS): the \
+                     sync finishes without it and keeps its checkpoint; `datsync resume` loads \
+                     it once what failed is mended");
+            }
+            Ok(Some(Attempts { attempts, .. })) => {
+                tracing::info!(%sync_id, chunk = claim.chunk, attempts, "claimed again after its backoff");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                rollback(client).await;
+                tracing::warn!(%sync_id, chunk = claim.chunk, error = %e, "the attempt could not be recorded");
             }
         }
     }
@@ -547,6 +651,7 @@ impl Pipeline {
         claim: Claim,
         stored: &[(String, StoredType)],
         halt: Option<Halt>,
+        options: &WorkerOptions,
     ) -> (Client, Option<(SyncId, SyncStatus)>) {
         let sync_id = claim.sync_id.clone();
         let finished = self.finish_sync(&claim, stored, halt).await;
@@ -575,10 +680,18 @@ impl Pipeline {
                     }
                 }
             }
-            Ok(None) => None,
+            Ok(None) => {
+                // Held back, so that the row is not claimed over and over while the holder
+                // (a run or resume of the sync, which finishes it) works.
+                self.try_again_later(&client, &claim, "another process holds the sync", options)
+                    .await;
+                return (client, None);
+            }
             Err(e) => {
                 tracing::error!(%sync_id, error = %e, "the sync could not be finished; the next worker tries again");
-                None
+                self.try_again_later(&client, &claim, &e.to_string(), options)
+                    .await;
+                return (client, None);
             }
         };
         if done.is_none() {
@@ -626,7 +739,11 @@ impl Pipeline {
         run.checkpoint_dir = checkpoint_dir;
         run.unknown_columns = unknown_columns;
         let halt = halt.or_else(|| claim.recorded_halt());
-        let summary = run.finish(halt, &Tally::default(), None, true).await?;
+        let tally = Tally {
+            failed: given_up_chunks(&run.client, &self.profile.schema, sync_id).await?,
+            ..Tally::default()
+        };
+        let summary = run.finish(halt, &tally, None, true).await?;
         tracing::info!(%sync_id, status = %summary.status, "sync finished by this worker");
         Ok(Some(summary))
     }
@@ -640,6 +757,7 @@ impl Pipeline {
         sync_id: &SyncId,
         halt: Halt,
         stored: &[(String, StoredType)],
+        options: &WorkerOptions,
     ) -> Client {
         let claimed = claim_next(
             &client,
@@ -650,7 +768,7 @@ impl Pipeline {
         .await;
         match claimed {
             Ok(Some(claim)) if claim.chunk == FINISH => {
-                Box::pin(self.finish_claimed(client, claim, stored, Some(halt)))
+                Box::pin(self.finish_claimed(client, claim, stored, Some(halt), options))
                     .await
                     .0
             }
@@ -800,9 +918,11 @@ async fn rollback(client: &Client) {
 
 /// Opens a transaction on `client` and claims the next piece of work for the table `table`
 /// in it (of the sync `only`, if given): a chunk of an IN_PROGRESS sync, the finish row of
-/// a sync with no chunk row left, or the finish row of a sync halted by a worker
-/// (BAD_INPUT, FAILED: its chunk rows are never loaded). `None` (the transaction left open,
-/// to roll back) when there is none.
+/// a sync with no chunk row left to try (chunks given up do not count), or the finish row of
+/// a sync halted by a worker (BAD_INPUT, FAILED: its chunk rows are never loaded); never a
+/// row given up or held back for its backoff. `None` (the transaction left open, to roll
+/// back) when there is none. A row whose sync id is not one is marked failed on the way (it
+/// would be claimed first again and again).
 async fn claim_next(
     client: &Client,
     schema: &str,
@@ -810,99 +930,253 @@ async fn claim_next(
     only: Option<&SyncId>,
 ) -> Result<Option<Claim>, PgError> {
     let s = quote_ident(schema);
+    let sql = format!(
+        "SELECT q.sync_id, q.chunk_id, q.checksum, q.cut_rows, q.cut_bytes,
+                q.cut_max_line_bytes, m.sync_seq, m.file_name, m.file_path,
+                m.file_size_bytes, m.checkpoint_location, m.status, m.error_message
+           FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
+          WHERE (q.target = $1 OR q.target IS NULL)
+            AND ($2::text IS NULL OR q.sync_id = $2)
+            AND q.{PENDING}
+            AND (q.not_before IS NULL OR q.not_before <= now())
+            AND ((q.chunk_id >= 0 AND m.status = 'IN_PROGRESS')
+             OR (q.chunk_id = {FINISH} AND m.status IN ('BAD_INPUT', 'FAILED'))
+             OR (q.chunk_id = {FINISH}
+                 AND m.status IN ('IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS')
+                 AND NOT EXISTS (
+                   SELECT 1 FROM {s}.chunk_queue c
+                    WHERE c.sync_id = q.sync_id AND c.chunk_id >= 0 AND c.{PENDING})))
+          ORDER BY q.chunk_id = {FINISH} DESC, q.enqueued_at, q.sync_id, q.chunk_id
+          LIMIT 1
+          FOR UPDATE OF q SKIP LOCKED"
+    );
+    // Each turn but the one that returns marks one malformed row failed and commits.
+    for _ in 0..MALFORMED_PER_CLAIM {
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(q("cannot begin a claim"))?;
+        let row = client
+            .query_opt(&sql, &[&table, &only.map(SyncId::as_str)])
+            .await
+            .map_err(q("cannot claim work from the queue"))?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let id: String = r.get(0);
+        let chunk: i32 = r.get(1);
+        let sync_id = match SyncId::parse(&id) {
+            Ok(sync_id) => sync_id,
+            Err(e) => {
+                let reason = format!("the queue row names no valid sync id: {e}");
+                tracing::warn!(sync_id = id, chunk, "{reason}; marked failed");
+                client
+                    .execute(
+                        &format!(
+                            "UPDATE {s}.chunk_queue SET failed_at = now(), last_error = $3
+                              WHERE sync_id = $1 AND chunk_id = $2"
+                        ),
+                        &[&id, &chunk, &reason],
+                    )
+                    .await
+                    .map_err(q("cannot mark a malformed queue row failed"))?;
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(q("cannot mark a malformed queue row failed"))?;
+                continue;
+            }
+        };
+        let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        return Ok(Some(Claim {
+            sync_id,
+            chunk,
+            checksum: r.get(2),
+            cut: ChunkCut {
+                rows: n(r.get(3)).unwrap_or(0),
+                bytes: n(r.get(4)),
+                max_line_bytes: n(r.get(5)),
+            },
+            sync_seq: r.get::<_, Option<i64>>(6).unwrap_or_default(),
+            file_name: r.get::<_, Option<String>>(7).unwrap_or_default(),
+            file_path: r.get::<_, Option<String>>(8).unwrap_or_default(),
+            file_size: n(r.get(9)).unwrap_or(0),
+            location: r.get(10),
+            status: r.get::<_, Option<String>>(11).unwrap_or_default(),
+            error_message: r.get(12),
+        }));
+    }
+    // Too many malformed rows at once: the next claim goes on with the rest.
     client
         .batch_execute("BEGIN")
         .await
         .map_err(q("cannot begin a claim"))?;
+    Ok(None)
+}
+
+/// Malformed queue rows one claim marks failed before it gives up for this turn.
+const MALFORMED_PER_CLAIM: usize = 16;
+
+/// What [`record_attempt`] recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attempts {
+    /// Attempts of the row so far.
+    attempts: i32,
+    /// The chunk is given up (its attempts are used up).
+    given_up: bool,
+}
+
+/// Records one more attempt at the queue row (`sync_id`, `chunk`) that ended without its
+/// work done: `last_error`, `not_before` now plus `options.backoff` doubled at each attempt
+/// (at most [`MAX_BACKOFF`], or the backoff when longer), and for a chunk whose attempts
+/// reach `options.max_attempts`, `failed_at` (a finish row is never given up). `None` when
+/// the row is gone or another session holds it.
+async fn record_attempt(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+    chunk: i32,
+    error: &str,
+    options: &WorkerOptions,
+) -> Result<Option<Attempts>, PgError> {
+    let s = quote_ident(schema);
+    let max_attempts = i32::try_from(options.max_attempts.max(1)).unwrap_or(i32::MAX);
     let row = client
         .query_opt(
             &format!(
-                "SELECT q.sync_id, q.chunk_id, q.checksum, q.cut_rows, q.cut_bytes,
-                        q.cut_max_line_bytes, m.sync_seq, m.file_name, m.file_path,
-                        m.file_size_bytes, m.checkpoint_location, m.status, m.error_message
-                   FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
-                  WHERE (q.target = $1 OR q.target IS NULL)
-                    AND ($2::text IS NULL OR q.sync_id = $2)
-                    AND ((q.chunk_id >= 0 AND m.status = 'IN_PROGRESS')
-                     OR (q.chunk_id = {FINISH} AND m.status IN ('BAD_INPUT', 'FAILED'))
-                     OR (q.chunk_id = {FINISH}
-                         AND m.status IN ('IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS')
-                         AND NOT EXISTS (
-                           SELECT 1 FROM {s}.chunk_queue c
-                            WHERE c.sync_id = q.sync_id AND c.chunk_id >= 0)))
-                  ORDER BY q.chunk_id = {FINISH} DESC, q.enqueued_at, q.sync_id, q.chunk_id
-                  LIMIT 1
-                  FOR UPDATE OF q SKIP LOCKED"
+                "UPDATE {s}.chunk_queue q
+                    SET attempts = q.attempts + 1,
+                        last_error = left($3, 2000),
+                        not_before = now() + make_interval(secs => least(
+                          $4::float8 * power(2, least(q.attempts, 30)),
+                          greatest($4::float8, $5::float8))),
+                        failed_at = CASE WHEN q.chunk_id >= 0 AND q.attempts + 1 >= $6
+                                         THEN now() END
+                  WHERE q.ctid = (SELECT ctid FROM {s}.chunk_queue
+                                   WHERE sync_id = $1 AND chunk_id = $2
+                                     FOR UPDATE SKIP LOCKED)
+                  RETURNING q.attempts, q.failed_at IS NOT NULL"
             ),
-            &[&table, &only.map(SyncId::as_str)],
+            &[
+                &sync_id.as_str(),
+                &chunk,
+                &error,
+                &options.backoff.as_secs_f64(),
+                &MAX_BACKOFF.as_secs_f64(),
+                &max_attempts,
+            ],
         )
         .await
-        .map_err(q("cannot claim work from the queue"))?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    let id: String = r.get(0);
-    let Ok(sync_id) = SyncId::parse(&id) else {
-        tracing::warn!(sync_id = id, "a queue row names no valid sync id; skipped");
-        return Ok(None);
-    };
-    let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    Ok(Some(Claim {
-        sync_id,
-        chunk: r.get(1),
-        checksum: r.get(2),
-        cut: ChunkCut {
-            rows: n(r.get(3)).unwrap_or(0),
-            bytes: n(r.get(4)),
-            max_line_bytes: n(r.get(5)),
-        },
-        sync_seq: r.get::<_, Option<i64>>(6).unwrap_or_default(),
-        file_name: r.get::<_, Option<String>>(7).unwrap_or_default(),
-        file_path: r.get::<_, Option<String>>(8).unwrap_or_default(),
-        file_size: n(r.get(9)).unwrap_or(0),
-        location: r.get(10),
-        status: r.get::<_, Option<String>>(11).unwrap_or_default(),
-        error_message: r.get(12),
+        .map_err(q("cannot record the attempt"))?;
+    Ok(row.map(|r| Attempts {
+        attempts: r.get(0),
+        given_up: r.get(1),
     }))
+}
+
+/// The chunks of `sync_id` given up after their attempts and not committed since, with
+/// their last error, for the sync's final status (PARTIAL_SUCCESS, each named).
+async fn given_up_chunks(
+    client: &Client,
+    schema: &str,
+    sync_id: &SyncId,
+) -> Result<Vec<FailedChunk>, PgError> {
+    let s = quote_ident(schema);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT q.chunk_id, q.last_error FROM {s}.chunk_queue q
+                  WHERE q.sync_id = $1 AND q.chunk_id >= 0 AND q.failed_at IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM {s}.sync_chunks l
+                                     WHERE l.sync_id = q.sync_id AND l.chunk_id = q.chunk_id)
+                  ORDER BY q.chunk_id"
+            ),
+            &[&sync_id.as_str()],
+        )
+        .await
+        .map_err(q("cannot read the chunks given up"))?;
+    Ok(rows
+        .iter()
+        .map(|r| FailedChunk {
+            chunk: ChunkId(u32::try_from(r.get::<_, i32>(0)).unwrap_or_default()),
+            error: TransientFailure::GivenUp {
+                last_error: r
+                    .get::<_, Option<String>>(1)
+                    .unwrap_or_else(|| "no error recorded".to_owned()),
+            },
+        })
+        .collect())
 }
 
 /// Deletes the chunk rows of syncs that are not IN_PROGRESS (halted or finished by another
 /// process), but no finish row (a sync whose finisher died after its status, or a halted
 /// sync whose halter died before its final steps, is finished by the next worker: counts,
-/// cleanup, hooks), and none that another session holds.
+/// cleanup, hooks), no chunk given up (the record of what its sync lacks, until a resume
+/// loads it), and none that another session holds. Marks failed the rows no claim ever
+/// takes, which the scale query would count for ever: a chunk id below -1, a sync that
+/// `sync_metadata` does not have.
 async fn sweep(client: &Client, schema: &str) -> Result<u64, PgError> {
     let s = quote_ident(schema);
-    client
+    let deleted = client
         .execute(
             &format!(
                 "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
                    SELECT q.ctid FROM {s}.chunk_queue q JOIN {s}.sync_metadata m USING (sync_id)
-                    WHERE q.chunk_id >= 0 AND m.status <> 'IN_PROGRESS'
+                    WHERE q.chunk_id >= 0 AND m.status <> 'IN_PROGRESS' AND q.{PENDING}
                       FOR UPDATE OF q SKIP LOCKED))"
             ),
             &[],
         )
         .await
-        .map_err(q("cannot delete the queue rows of stopped syncs"))
+        .map_err(q("cannot delete the queue rows of stopped syncs"))?;
+    let malformed = client
+        .execute(
+            &format!(
+                "UPDATE {s}.chunk_queue SET failed_at = now(),
+                        last_error = CASE WHEN chunk_id < {FINISH}
+                                          THEN 'the queue row names no chunk (chunk_id below {FINISH})'
+                                          ELSE 'the queue row names a sync that sync_metadata does not have' END
+                  WHERE ctid = ANY(ARRAY(
+                   SELECT q.ctid FROM {s}.chunk_queue q
+                    WHERE q.{PENDING}
+                      AND (q.chunk_id < {FINISH}
+                           OR NOT EXISTS (SELECT 1 FROM {s}.sync_metadata m
+                                           WHERE m.sync_id = q.sync_id))
+                      FOR UPDATE OF q SKIP LOCKED))"
+            ),
+            &[],
+        )
+        .await
+        .map_err(q("cannot mark the malformed queue rows failed"))?;
+    if malformed > 0 {
+        tracing::warn!(
+            rows = malformed,
+            "queue rows that name no chunk or no sync were marked failed (see `datsync queue`)"
+        );
+    }
+    Ok(deleted)
 }
 
 /// Deletes the queue rows of a sync that was given its status (by `run`, `resume` or a
-/// worker), but those another session holds: a worker that loads one of its chunks, or
-/// holds its finish row, deletes that row itself.
+/// worker), but those another session holds (a worker that loads one of its chunks, or
+/// holds its finish row, deletes that row itself) and, with `keep_given_up`, its chunks
+/// given up (the record of what the sync lacks, for a later finish and `datsync queue`).
 pub(super) async fn forget_sync(
     client: &Client,
     schema: &str,
     sync_id: &SyncId,
+    keep_given_up: bool,
 ) -> Result<u64, PgError> {
     let s = quote_ident(schema);
     client
         .execute(
             &format!(
                 "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
-                   SELECT ctid FROM {s}.chunk_queue WHERE sync_id = $1
+                   SELECT ctid FROM {s}.chunk_queue
+                    WHERE sync_id = $1 AND (NOT $2 OR {PENDING})
                       FOR UPDATE SKIP LOCKED))"
             ),
-            &[&sync_id.as_str()],
+            &[&sync_id.as_str(), &keep_given_up],
         )
         .await
         .map_err(q("cannot delete the sync's queue rows"))
@@ -1120,7 +1394,11 @@ impl Shared<'_> {
                         WHERE EXISTS (SELECT 1 FROM m WHERE status = 'IN_PROGRESS')
                           AND NOT EXISTS (SELECT 1 FROM {s}.sync_chunks
                                            WHERE sync_id = $1 AND chunk_id = $2)
-                       ON CONFLICT (sync_id, chunk_id) DO NOTHING
+                       -- A chunk given up by the workers is tried again from the start.
+                       ON CONFLICT (sync_id, chunk_id) DO UPDATE
+                          SET attempts = 0, not_before = NULL, last_error = NULL,
+                              failed_at = NULL, checksum = EXCLUDED.checksum
+                        WHERE chunk_queue.failed_at IS NOT NULL
                        RETURNING 1)
                      SELECT (SELECT status FROM m), (SELECT count(*) FROM ins)"
                 ),
@@ -1222,23 +1500,21 @@ impl Shared<'_> {
 #[cfg(test)]
 mod scale_query_tests {
     #[test]
-    fn the_scale_query_names_a_plain_schema_bare_and_any_other_quoted() {
-        assert_eq!(
-            super::scale_query("public"),
-            "SELECT count(*) FROM public.chunk_queue"
-        );
-        assert_eq!(
-            super::scale_query("ztdwr_2"),
-            "SELECT count(*) FROM ztdwr_2.chunk_queue"
-        );
-        assert_eq!(
-            super::scale_query("Sales"),
-            "SELECT count(*) FROM \"Sales\".chunk_queue"
-        );
-        assert_eq!(
-            super::scale_query("a\"b"),
-            "SELECT count(*) FROM \"a\"\"b\".chunk_queue"
-        );
+    fn the_scale_query_quotes_every_schema_and_leaves_out_the_work_given_up() {
+        for (schema, quoted) in [
+            ("public", "\"public\""),
+            ("ztdwr_2", "\"ztdwr_2\""),
+            ("Sales", "\"Sales\""),
+            // Reserved words read as names only when quoted.
+            ("user", "\"user\""),
+            ("select", "\"select\""),
+            ("a\"b", "\"a\"\"b\""),
+        ] {
+            assert_eq!(
+                super::scale_query(schema),
+                format!("SELECT count(*) FROM {quoted}.chunk_queue WHERE failed_at IS NULL")
+            );
+        }
     }
 }
 

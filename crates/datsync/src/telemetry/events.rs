@@ -202,6 +202,33 @@ impl Event for SyncHalted<'_> {
     }
 }
 
+/// A worker claimed a sync's finish row (it holds the row while it finishes the sync).
+pub struct FinishClaimed<'a> {
+    /// The sync.
+    pub sync_id: &'a SyncId,
+}
+
+impl Event for FinishClaimed<'_> {
+    const NAME: &'static str = "finish_claimed";
+    fn log(&self) {
+        tracing::debug!(sync_id = %self.sync_id, "finish row claimed");
+    }
+}
+
+/// A finish's steps that reach outside (hooks, alert) are done and recorded, and old
+/// checkpoints expired: what is left is the release of the sync (a worker's finish row).
+pub struct FinalStepsDone<'a> {
+    /// The sync.
+    pub sync_id: &'a SyncId,
+}
+
+impl Event for FinalStepsDone<'_> {
+    const NAME: &'static str = "final_steps_done";
+    fn log(&self) {
+        tracing::debug!(sync_id = %self.sync_id, "final steps done");
+    }
+}
+
 /// A sync reached a final status: the summary line of a run, every count in a field.
 pub struct SyncFinished<'a> {
     /// What the run did (the `--json` summary).

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 pub use events::{
     ChunkCommitted, ChunkCompleted, ChunkConverted, ChunkFailed, ChunkStaged, CleanupStarted,
-    RowsRejected, SyncFinished, SyncHalted, ValuesWarned,
+    FinalStepsDone, FinishClaimed, RowsRejected, SyncFinished, SyncHalted, ValuesWarned,
 };
 pub use live::{FailedChunkNote, Live, RunningSync};
 pub use metrics::{Metrics, RECEIPT_STATES};
@@ -60,6 +60,8 @@ pub(crate) const EVENT_NAMES: &[&str] = &[
     CleanupStarted::NAME,
     SyncHalted::NAME,
     SyncFinished::NAME,
+    FinishClaimed::NAME,
+    FinalStepsDone::NAME,
 ];
 
 /// One named event.
