@@ -38,8 +38,9 @@ async fn init_db_is_idempotent_and_concurrent_safe() {
             .unwrap()
             .get(0);
         // 24, migration 7's checkpoint_location, migration 8's source_fingerprint,
-        // migration 10's chunks_total and converted_at, migration 11's four older_than_*.
-        assert_eq!(n, 32);
+        // migration 10's chunks_total and converted_at, migration 11's four older_than_*,
+        // migration 13's hooks_called_for and alerted_for.
+        assert_eq!(n, 34);
     })
     .await;
 }
