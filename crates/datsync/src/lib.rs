@@ -125,8 +125,9 @@ mod value;
 
 pub use model::{
     CheckpointStatus, ChunkCounts, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId,
-    LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RecordedStatus, RowError, RowErrorKind,
-    SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus, VERSION_COLUMN,
+    LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RecordedStatus, ResumePoint, RowError,
+    RowErrorKind, SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
+    VERSION_COLUMN,
 };
 
 // ---- settings and the profile -----------------------------------------------------------

@@ -134,6 +134,20 @@ impl ChunkCut {
     }
 }
 
+/// Where the decoding of a source can resume: just after the last record of a chunk, in the
+/// decoder's state there. Recorded with each chunk (in the manifest), so that a resume skips
+/// the text of the chunks recorded before it instead of decoding it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    /// Bytes of text before it (decompressed bytes, for gzip): the chunk's last record ends
+    /// with the line break just before.
+    pub text_offset: u64,
+    /// Physical lines before it (the header, blank, skipped and comment lines included).
+    pub lines: LineNo,
+    /// Data rows before it (the rows of this chunk and of every chunk before it).
+    pub rows: u64,
+}
+
 /// What identifies the bytes of a source, so that a checkpoint is only ever resumed against
 /// the same input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

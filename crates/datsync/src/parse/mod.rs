@@ -35,6 +35,15 @@
 //! - At most one batch is ready at a time: `decode` stops consuming once a batch is ready,
 //!   and gzip is inflated 16 KiB of compressed input at a time, the text of a step consumed
 //!   before the next step is inflated (a gzip bomb costs one step's text, ≤ 17 MiB).
+//!
+//! # Resuming after a recorded batch
+//!
+//! [`Decoder::resume_point`], taken just after a batch cut by rows or bytes, says where the
+//! next record starts (its text offset) with the line and row counts there. A decoder told
+//! [`Decoder::resume_at`] that point reads the header (or, without one, the first record,
+//! which decides the delimiter and is then dropped), skips the text up to the point without
+//! cutting it into lines or fields, and goes on as the first decoder did: the batches after
+//! the point are the same, line numbers included. Gzip is still inflated up to the point.
 
 mod delim;
 mod header;
@@ -53,7 +62,7 @@ use serde::Serialize;
 pub use delim::{Delimiter, OtherDelimiter};
 pub use header::{Header, HeaderColumn};
 
-use crate::model::LineNo;
+use crate::model::{LineNo, ResumePoint};
 use crate::profile::{DelimiterSetting, Profile};
 
 /// Rows per batch (and so per chunk) unless told otherwise; the seed design's 10,000.
@@ -235,6 +244,17 @@ pub enum ParseError {
     /// Arrow refused a batch (an internal invariant; reported rather than panicking).
     #[error("building a batch failed: {0}")]
     Arrow(#[from] ArrowError),
+    /// The point given to [`Decoder::resume_at`] is not the end of a record of this input.
+    #[error(
+        "the recorded resume point (text byte {offset}, after line {lines}) is not the end of \
+         a record of this source: the checkpoint does not match the file"
+    )]
+    ResumePoint {
+        /// The point's text offset.
+        offset: u64,
+        /// The point's line count.
+        lines: LineNo,
+    },
     /// Reading the input failed (only from [`decode_reader`]).
     #[error("read error at byte offset {offset}: {source}")]
     Io {
@@ -262,6 +282,7 @@ impl ParseError {
             | Self::NoRecords
             | Self::Gzip { .. }
             | Self::Arrow(_)
+            | Self::ResumePoint { .. }
             | Self::Io { .. } => None,
         }
     }
@@ -383,6 +404,16 @@ pub struct Decoder {
     last_cut: Option<BatchCut>,
     stats: ParseStats,
     phase: Phase,
+    /// A resume point not reached yet ([`Self::resume_at`]).
+    seek: Option<Seek>,
+}
+
+/// A resume point the decoder skips the text up to.
+#[derive(Debug, Clone, Copy)]
+struct Seek {
+    point: ResumePoint,
+    /// The last byte skipped (a line break at the point, or the point is wrong).
+    last: u8,
 }
 
 impl Decoder {
@@ -427,7 +458,37 @@ impl Decoder {
             last_cut: None,
             stats: ParseStats::default(),
             phase: Phase::Decoding,
+            seek: None,
         }
+    }
+
+    /// Resumes decoding at `point`, which [`Self::resume_point`] gave on an earlier decode of
+    /// the same input with the same profile and options: the header is read, the text up to
+    /// the point skipped, and the first batch returned is the one after the point (see the
+    /// module docs). A point that is not where a record ends is
+    /// [`ParseError::ResumePoint`].
+    #[must_use]
+    pub fn resume_at(mut self, point: ResumePoint) -> Self {
+        self.seek = Some(Seek { point, last: b'\n' });
+        self
+    }
+
+    /// Where decoding can resume after the batch just taken with [`Self::next_batch`], when
+    /// it was cut by rows or bytes (and so the next record starts afresh); `None` otherwise
+    /// (the batch ended the input, or a seek is still under way).
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        let clean = self.phase == Phase::Decoding
+            && self.seek.is_none()
+            && self.ready.is_empty()
+            && !self.carrying()
+            && self.overlong.is_none()
+            && self.discard.is_none()
+            && self.rows.as_ref().is_some_and(|r| r.buffered_rows() == 0);
+        clean.then_some(ResumePoint {
+            text_offset: self.stats.text_bytes,
+            lines: self.line_no,
+            rows: self.stats.rows,
+        })
     }
 
     /// The header, once its line has been read.

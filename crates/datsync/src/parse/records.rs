@@ -11,7 +11,9 @@
 
 use super::header::Header;
 use super::syntax::{self, Syntax};
-use super::{BatchCut, Decoder, Delimiter, Discard, Overlong, ParseError, Phase, UTF8_BOM, rows};
+use super::{
+    BatchCut, Decoder, Delimiter, Discard, Overlong, ParseError, Phase, Seek, UTF8_BOM, rows,
+};
 use crate::model::LineNo;
 use crate::profile::{DelimiterSetting, TextEncoding, canonical_name};
 
@@ -22,9 +24,9 @@ impl Decoder {
     /// Splits text into lines and handles each, stopping (at a line boundary) once a batch
     /// is ready; returns the bytes consumed.
     pub(super) fn consume_text(&mut self, data: &[u8]) -> Result<usize, ParseError> {
+        let mut pos = self.skip_to_resume_point(data, 0)?;
         // One search of the whole input spares every line its own search for a NUL byte.
-        let may_hold_nul = memchr::memchr(0, data).is_some();
-        let mut pos = 0;
+        let may_hold_nul = memchr::memchr(0, &data[pos..]).is_some();
         while pos < data.len() && self.ready.is_empty() {
             let rest = &data[pos..];
             let Some(nl) = memchr::memchr(b'\n', rest) else {
@@ -39,9 +41,54 @@ impl Decoder {
                 self.line(&rest[..nl], may_hold_nul)?;
             }
             pos += nl + 1;
+            if self.seek.is_some() {
+                pos = self.skip_to_resume_point(data, pos)?;
+            }
         }
         self.stats.text_bytes += pos as u64;
         Ok(pos)
+    }
+
+    /// Skips `data` from `pos` on up to the resume point, once the columns are known (the
+    /// header read, or the first record without one) and no record is open; returns where
+    /// decoding goes on. What was decoded past the header (the first record, without one) is
+    /// dropped; at the point, the line and row counts are the point's.
+    fn skip_to_resume_point(&mut self, data: &[u8], pos: usize) -> Result<usize, ParseError> {
+        let Some(seek) = self.seek else {
+            return Ok(pos);
+        };
+        if self.rows.is_none() || self.carrying() {
+            return Ok(pos);
+        }
+        let point = seek.point;
+        let wrong = ParseError::ResumePoint {
+            offset: point.text_offset,
+            lines: point.lines,
+        };
+        let at = self.stats.text_bytes + pos as u64;
+        if at > point.text_offset {
+            return Err(wrong);
+        }
+        // Rows of a headerless source's first record, decoded to learn its delimiter.
+        self.ready.clear();
+        if let Some(rows) = &mut self.rows {
+            rows.discard_buffered();
+        }
+        let rest = &data[pos..];
+        let n = usize::try_from(point.text_offset - at).map_or(rest.len(), |n| n.min(rest.len()));
+        let last = rest[..n].last().copied().unwrap_or(seek.last);
+        if (n as u64) < point.text_offset - at {
+            self.seek = Some(Seek { point, last });
+            return Ok(pos + n);
+        }
+        if last != b'\n' {
+            return Err(wrong);
+        }
+        self.seek = None;
+        self.line_no = point.lines;
+        self.stats.lines = point.lines;
+        self.stats.rows = point.rows;
+        Ok(pos + n)
     }
 
     /// Whether part of a line or of a record is carried.
@@ -672,6 +719,15 @@ impl Decoder {
     pub(super) fn flush_text(&mut self) -> Result<(), ParseError> {
         if !self.drain_text()? {
             return Ok(());
+        }
+        if let Some(seek) = self.seek
+            && self.rows.is_some()
+        {
+            // The input ended before the resume point.
+            return Err(ParseError::ResumePoint {
+                offset: seek.point.text_offset,
+                lines: seek.point.lines,
+            });
         }
         if self.line_bytes > 0 {
             self.end_line(false)?;

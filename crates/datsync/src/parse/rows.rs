@@ -335,6 +335,13 @@ impl RowBuilder {
         self.raws.append_value(&self.scratch);
     }
 
+    /// Drops the buffered rows (a batch that is not wanted).
+    pub(super) fn discard_buffered(&mut self) {
+        if self.rows > 0 {
+            let _ = self.finish_batch();
+        }
+    }
+
     /// Cuts the buffered rows into a batch (possibly empty).
     pub(super) fn finish_batch(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 3);

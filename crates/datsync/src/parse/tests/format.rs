@@ -9,7 +9,7 @@ use std::path::Path;
 use super::*;
 
 /// A profile of three text columns `id` (the key), `name`, `note` with this `[format]`.
-fn profile(format: &str) -> Profile {
+pub(super) fn profile(format: &str) -> Profile {
     profile_with(format, "")
 }
 

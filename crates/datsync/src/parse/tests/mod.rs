@@ -11,6 +11,7 @@ use crate::model::{ERROR_COLUMN, LINE_COLUMN, RAW_COLUMN};
 mod format;
 mod forms;
 mod limits;
+mod resume;
 
 const BUFFER_SIZES: &[usize] = &[1, 2, 3, 7, 64, 4096, usize::MAX];
 
