@@ -37,6 +37,7 @@ mod privilege;
 mod queue_faults;
 mod resume;
 mod s3;
+mod seek;
 mod serve;
 mod types;
 mod versions;

@@ -8,7 +8,7 @@ use super::clock::stamp;
 use super::codec::{self, ChunkLines};
 use super::manifest::{ChunkEntry, JournalEntry};
 use super::{CheckpointError, CheckpointManager};
-use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, hex};
+use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, ResumePoint, hex};
 use crate::store::{ObjectKey, chunk_file_name};
 
 impl CheckpointManager {
@@ -23,20 +23,22 @@ impl CheckpointManager {
         chunk: ChunkId,
         batch: &RecordBatch,
     ) -> Result<ChunkEntry, CheckpointError> {
-        self.save_encoded_chunk_parquet(chunk, batch, None, false)
+        self.save_encoded_chunk_parquet(chunk, batch, None, false, None)
             .await
     }
 
     /// [`Self::save_chunk_parquet`] with the batch already encoded by
     /// [`super::encode_parquet`] (`encoded`), so that a caller can encode outside the lock
     /// that guards the manager (`None` encodes here), and `source_end` when the decoder cut
-    /// this chunk at the end of the source ([`ChunkEntry::source_end`]).
+    /// this chunk at the end of the source ([`ChunkEntry::source_end`]), and where decoding
+    /// resumes after it ([`ChunkEntry::resume_point`]).
     pub async fn save_encoded_chunk_parquet(
         &mut self,
         chunk: ChunkId,
         batch: &RecordBatch,
         encoded: Option<bytes::Bytes>,
         source_end: bool,
+        resume_point: Option<ResumePoint>,
     ) -> Result<ChunkEntry, CheckpointError> {
         let sync_id = self.sync_id.clone();
         let manifest = &self.loaded().await?.manifest;
@@ -102,6 +104,7 @@ impl CheckpointManager {
             failed_at: None,
             rows_rejected: 0,
             source_end,
+            resume_point,
         };
         self.journal(JournalEntry {
             seq: 0,

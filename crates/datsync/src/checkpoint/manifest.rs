@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::ChunkCompression;
 use crate::model::{
-    CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, LineNo, SourceFingerprint, SyncId,
+    CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, LineNo, ResumePoint, SourceFingerprint,
+    SyncId,
 };
 
 /// The manifest format this build reads and writes.
@@ -98,6 +99,12 @@ pub struct ChunkEntry {
     /// cut by the byte budget is short too, so a short chunk alone proves nothing.)
     #[serde(default)]
     pub source_end: bool,
+    /// Where the decoding of the source can resume after this chunk (see
+    /// [`crate::parse::Decoder::resume_point`]): a resume skips the text of the chunks
+    /// recorded before it instead of decoding it again. Absent for the source's last chunk
+    /// and in manifests written before it existed (their resumes decode from the start).
+    #[serde(default)]
+    pub resume_point: Option<ResumePoint>,
 }
 
 /// What loading a chunk did, for [`super::CheckpointManager::mark_chunk_complete`].

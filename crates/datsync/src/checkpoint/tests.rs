@@ -50,6 +50,7 @@ fn chunk(id: u32, status: ChunkStatus) -> ChunkEntry {
         failed_at: None,
         rows_rejected: 0,
         source_end: false,
+        resume_point: None,
     }
 }
 

@@ -1,5 +1,10 @@
 //! Phase 1: the reader thread decodes the source (hashing it on the way) and the converter
 //! task saves each new chunk as Parquet, then hands it to the processor.
+//!
+//! A resumed conversion does not decode the chunks recorded before it again when they are
+//! the source's first ones: the decoder reads the header, then skips the text up to where
+//! the last of them ended ([`ResumeFrom`], from its manifest entry) and cuts the next chunk
+//! there. The source is still read (and inflated) to the end and hashed whole.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -10,8 +15,9 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::Progress;
 use super::halt::{BadInput, Halt, SyncFailure};
+use crate::checkpoint::Manifest;
 use crate::checkpoint::{CheckpointManager, ChunkCompression};
-use crate::model::{ChunkId, SourceFingerprint, SyncId};
+use crate::model::{ChunkId, ResumePoint, SourceFingerprint, SyncId};
 use crate::parse::{BatchCut, Decoder, ParseOptions, READ_BUFFER_BYTES};
 use crate::profile::Profile;
 use crate::source::SourceRef;
@@ -43,6 +49,43 @@ pub(super) struct ConvertOutcome {
     pub(super) chunks: u32,
 }
 
+/// Where a resumed conversion starts decoding: after the chunks before `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ResumeFrom {
+    /// The first chunk decoded.
+    pub(super) next: ChunkId,
+    /// Where the chunk before it ended.
+    pub(super) point: ResumePoint,
+}
+
+impl ResumeFrom {
+    /// After the latest chunk before `until` of the manifest's leading run (chunks 0, 1, ...
+    /// with no gap) whose resume point agrees with its entry: its rows are the rows of the
+    /// chunks up to it, and it is past the chunk's last line. `None` when there is none
+    /// (chunk 0 is not recorded, or the manifest predates resume points): the source is
+    /// decoded from the start.
+    pub(super) fn of(manifest: &Manifest, until: ChunkId) -> Option<Self> {
+        let mut rows = 0u64;
+        let mut found = None;
+        for (i, entry) in (0u32..).zip(&manifest.chunks) {
+            if entry.chunk_id.0 != i || entry.chunk_id >= until {
+                break;
+            }
+            rows = rows.saturating_add(entry.rows);
+            if let Some(point) = entry.resume_point
+                && point.rows == rows
+                && point.lines >= entry.last_line
+            {
+                found = Some(Self {
+                    next: ChunkId(i.saturating_add(1)),
+                    point,
+                });
+            }
+        }
+        found
+    }
+}
+
 enum ReaderMsg {
     Batch {
         chunk: ChunkId,
@@ -50,6 +93,8 @@ enum ReaderMsg {
         bytes_read: u64,
         /// The decoder cut it at the end of the source.
         source_end: bool,
+        /// Where decoding resumes after it.
+        resume_point: Option<ResumePoint>,
     },
     Done {
         rows: u64,
@@ -66,19 +111,55 @@ struct Handover {
     wanted: mpsc::Receiver<()>,
 }
 
-/// Decodes `path` on a thread of its own and sends the batches of the chunks not in
-/// `recorded`, one per token sent on the returned sender.
-fn spawn_reader(
+/// What the reader decodes: the source, how, and from where.
+struct Reading {
     path: SourceRef,
     profile: Profile,
     options: ParseOptions,
+    /// Chunks not sent (decoded and dropped).
     recorded: BTreeSet<ChunkId>,
-) -> (mpsc::Sender<()>, mpsc::Receiver<Result<ReaderMsg, Halt>>) {
+    /// Where decoding starts, past the chunks before it.
+    from: Option<ResumeFrom>,
+}
+
+impl Reading {
+    /// The decoder, at the resume point when there is one, and the id of its first chunk.
+    fn decoder(&self) -> (Decoder, u32) {
+        let decoder = Decoder::new(&self.profile, self.options);
+        let Some(from) = self.from else {
+            return (decoder, 0);
+        };
+        tracing::info!(source = %self.path.name(), chunks_skipped = from.next.0,
+            resume_line = from.point.lines + 1, text_bytes_skipped = from.point.text_offset,
+            "the chunks recorded before this run are not decoded again: decoding resumes after them");
+        (decoder.resume_at(from.point), from.next.0)
+    }
+
+    /// Logs what the decoder did once the source ended (`chunks` of it).
+    fn decoded(&self, decoder: &Decoder, chunks: u32) {
+        let name = self.path.name();
+        let stats = decoder.stats();
+        let rows_decoded = stats
+            .rows
+            .saturating_sub(self.from.map_or(0, |f| f.point.rows));
+        tracing::debug!(source = %name, rows = stats.rows, rows_decoded, long_lines = stats.long_lines,
+            ragged_rows = stats.ragged_rows, unknown_columns = stats.unknown_columns.len(),
+            byte_cut_chunks = stats.byte_cut_batches, "source decoded");
+        if self.from.is_some() {
+            tracing::info!(source = %name, rows = stats.rows, rows_decoded, chunks,
+                "source decoded from the resume point");
+        }
+    }
+}
+
+/// Decodes the source on a thread of its own and sends the batches of the chunks not
+/// recorded, one per token sent on the returned sender.
+fn spawn_reader(reading: Reading) -> (mpsc::Sender<()>, mpsc::Receiver<Result<ReaderMsg, Halt>>) {
     let (tx, rx) = mpsc::channel(1);
     let (want_tx, wanted) = mpsc::channel(1);
     std::thread::spawn(move || {
         let mut handover = Handover { tx, wanted };
-        let result = read_source(&path, &profile, options, &recorded, &mut handover);
+        let result = read_source(&reading, &mut handover);
         if let Err(halt) = result {
             let _ = handover.tx.blocking_send(Err(halt));
         }
@@ -86,18 +167,12 @@ fn spawn_reader(
     (want_tx, rx)
 }
 
-fn read_source(
-    path: &SourceRef,
-    profile: &Profile,
-    options: ParseOptions,
-    recorded: &BTreeSet<ChunkId>,
-    handover: &mut Handover,
-) -> Result<(), Halt> {
-    let name = path.name();
-    let mut reader = path.reader()?;
-    let mut decoder = Decoder::new(profile, options);
+fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
+    let recorded = &reading.recorded;
+    let name = reading.path.name();
+    let mut reader = reading.path.reader()?;
+    let (mut decoder, mut next) = reading.decoder();
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
-    let mut next = 0u32;
     let bad = |error| BadInput::Parse {
         source_name: name.clone(),
         error,
@@ -113,7 +188,11 @@ fn read_source(
         }
         *wanted
     };
-    let send = |batch: RecordBatch, cut, bytes_read: u64, next: &mut u32, wanted: &mut bool| {
+    let send = |batch: RecordBatch,
+                decoder: &Decoder,
+                bytes_read: u64,
+                next: &mut u32,
+                wanted: &mut bool| {
         let chunk = ChunkId(*next);
         *next += 1;
         if recorded.contains(&chunk) {
@@ -126,7 +205,8 @@ fn read_source(
                 chunk,
                 batch,
                 bytes_read,
-                source_end: cut == Some(BatchCut::End),
+                source_end: decoder.last_cut() == Some(BatchCut::End),
+                resume_point: decoder.resume_point(),
             }))
             .is_ok()
     };
@@ -153,8 +233,7 @@ fn read_source(
             }
             pos += decoder.decode(&buffer[pos..n]).map_err(bad)?;
             while let Some(batch) = decoder.next_batch() {
-                let cut = decoder.last_cut();
-                if !send(batch, cut, reader.bytes_read(), &mut next, &mut wanted) {
+                if !send(batch, &decoder, reader.bytes_read(), &mut next, &mut wanted) {
                     return Ok(());
                 }
             }
@@ -167,15 +246,11 @@ fn read_source(
         let Some(batch) = decoder.flush().map_err(bad)? else {
             break;
         };
-        let cut = decoder.last_cut();
-        if !send(batch, cut, reader.bytes_read(), &mut next, &mut wanted) {
+        if !send(batch, &decoder, reader.bytes_read(), &mut next, &mut wanted) {
             return Ok(());
         }
     }
-    let stats = decoder.stats();
-    tracing::debug!(source = %name, rows = stats.rows, long_lines = stats.long_lines,
-        ragged_rows = stats.ragged_rows, unknown_columns = stats.unknown_columns.len(),
-        byte_cut_chunks = stats.byte_cut_batches, "source decoded");
+    reading.decoded(&decoder, next);
     let done = ReaderMsg::Done {
         rows: decoder.stats().rows,
         chunks: next,
@@ -196,9 +271,12 @@ pub(super) struct Converter {
     pub(super) profile: Profile,
     /// The decoder settings, which cut the chunks.
     pub(super) options: ParseOptions,
-    /// Chunks already recorded: decoded again but not saved or sent (the others, missing
-    /// ones between them included, are cut, saved and sent).
+    /// Chunks already recorded: not saved or sent (the others, missing ones between them
+    /// included, are cut, saved and sent); decoded again unless `from` skips them.
     pub(super) recorded: BTreeSet<ChunkId>,
+    /// Where decoding starts: past the leading recorded chunks, when their manifest entries
+    /// say where they end.
+    pub(super) from: Option<ResumeFrom>,
     pub(super) fingerprint: SourceFingerprint,
     pub(super) manager: Option<Arc<Mutex<CheckpointManager>>>,
     pub(super) telemetry: Arc<Telemetry>,
@@ -219,12 +297,13 @@ impl Converter {
     }
 
     async fn run(self, out: mpsc::Sender<Converted>) -> Result<ConvertOutcome, Halt> {
-        let (want, mut input) = spawn_reader(
-            self.source.clone(),
-            self.profile.clone(),
-            self.options,
-            self.recorded.clone(),
-        );
+        let (want, mut input) = spawn_reader(Reading {
+            path: self.source.clone(),
+            profile: self.profile.clone(),
+            options: self.options,
+            recorded: self.recorded.clone(),
+            from: self.from,
+        });
         let mut checked = false;
         // Bytes of the source counted into the metrics so far.
         let mut counted = 0u64;
@@ -244,6 +323,7 @@ impl Converter {
                     batch,
                     bytes_read,
                     source_end,
+                    resume_point,
                 } => {
                     if !checked {
                         self.check_columns(&batch)?;
@@ -252,7 +332,7 @@ impl Converter {
                     // Read before this check: the source as the sync opened it, or the run
                     // stops here (nothing cut from changed bytes is ever saved).
                     super::run::unchanged(&self.source)?;
-                    let checksum = self.save(chunk, &batch, source_end).await?;
+                    let checksum = self.save(chunk, &batch, source_end, resume_point).await?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
                         sync_id: &self.sync_id,
@@ -309,6 +389,7 @@ impl Converter {
         chunk: ChunkId,
         batch: &RecordBatch,
         source_end: bool,
+        resume_point: Option<ResumePoint>,
     ) -> Result<String, Halt> {
         let Some(m) = &self.manager else {
             return Ok(String::new());
@@ -325,7 +406,7 @@ impl Converter {
         let entry = m
             .lock()
             .await
-            .save_encoded_chunk_parquet(chunk, batch, Some(encoded), source_end)
+            .save_encoded_chunk_parquet(chunk, batch, Some(encoded), source_end, resume_point)
             .await?;
         Ok(entry.parquet_sha256)
     }
@@ -360,18 +441,24 @@ async fn encode(
     Ok(encoded.map_err(|error| SyncFailure::Encode { chunk, error })?)
 }
 
-/// Decodes the source again up to chunk `chunk` and returns that chunk's batch (to rewrite a
-/// missing or corrupt chunk file); `None` when the source ends before it.
+/// Decodes the source again up to chunk `chunk` (from `from`, a point before it, when
+/// given) and returns that chunk's batch (to rewrite a missing or corrupt chunk file); `None`
+/// when the source ends before it.
 pub(super) fn regenerate(
     path: &SourceRef,
     profile: &Profile,
     options: ParseOptions,
     chunk: ChunkId,
+    from: Option<ResumeFrom>,
 ) -> Result<Option<RecordBatch>, Halt> {
     let name = path.name();
     let reader = path.reader()?;
     let mut decoder = Decoder::new(profile, options);
     let mut index = 0u32;
+    if let Some(from) = from.filter(|f| f.next <= chunk) {
+        decoder = decoder.resume_at(from.point);
+        index = from.next.0;
+    }
     let mut found = None;
     let result = crate::parse::decode_reader(reader, &mut decoder, |batch| {
         if index == chunk.0 {

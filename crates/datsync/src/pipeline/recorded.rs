@@ -2,7 +2,7 @@
 //! the source when a file is missing or corrupt), and a conversion whose chunks are all
 //! recorded finished by hashing the source.
 
-use super::convert::{ConvertOutcome, Converted, regenerate};
+use super::convert::{ConvertOutcome, Converted, ResumeFrom, regenerate};
 use super::halt::{Halt, SyncFailure};
 use super::run::Shared;
 use crate::model::{ChunkId, SourceFingerprint};
@@ -43,9 +43,14 @@ impl Shared<'_> {
                 };
                 let profile = self.pipeline.profile.clone();
                 let options = self.pipeline.parse_options(self.cut().await);
+                let from = manager
+                    .lock()
+                    .await
+                    .manifest()
+                    .and_then(|m| ResumeFrom::of(m, chunk));
                 let read = source.clone();
                 let batch = tokio::task::spawn_blocking(move || {
-                    regenerate(&read, &profile, options, chunk)
+                    regenerate(&read, &profile, options, chunk, from)
                 })
                 .await
                 .map_err(|e| SyncFailure::task_died(format!("regenerating chunk {chunk}"), e))??;

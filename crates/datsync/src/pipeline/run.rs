@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio_postgres::Client;
 
 use super::chunk::{ChunkResult, FailedChunk};
-use super::convert::{ConvertOutcome, Converted, Converter};
+use super::convert::{ConvertOutcome, Converted, Converter, ResumeFrom};
 use super::halt::{Halt, SyncFailure};
 use super::jobs::{Conn, Feed, Helper};
 use super::plan::Plan;
@@ -198,12 +198,21 @@ impl Run<'_> {
             }
             .into());
         };
+        let from = match &self.manager {
+            Some(m) => m
+                .lock()
+                .await
+                .manifest()
+                .and_then(|m| ResumeFrom::of(m, ChunkId(u32::MAX))),
+            None => None,
+        };
         let converter = Converter {
             sync_id: self.plan.sync_id.clone(),
             source,
             profile: p.profile.clone(),
             options: p.parse_options(self.cut().await),
             recorded,
+            from,
             fingerprint: self.plan.fingerprint.clone(),
             manager: self.manager.clone(),
             telemetry: p.telemetry.clone(),

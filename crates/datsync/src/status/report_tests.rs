@@ -27,6 +27,7 @@ fn chunk(id: u32, status: ChunkStatus) -> ChunkEntry {
         failed_at: None,
         rows_rejected: 1,
         source_end: false,
+        resume_point: None,
     }
 }
 

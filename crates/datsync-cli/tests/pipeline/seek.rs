@@ -1,0 +1,283 @@
+//! A resume does not decode the chunks recorded before it again (issue 14): the decoder
+//! reads the header, skips the text up to where the last leading recorded chunk ended (its
+//! manifest entry's `resume_point`), and cuts the next chunk there. Killed at several points
+//! and resumed, a sync ends with the table, counts, ledger, rejects (their line numbers) and
+//! value warnings of an uninterrupted run — plain and gzip, CRLF, a quirky header, blank
+//! lines, NUL bytes, lines over the maximum, ragged and Latin-1 rows, with rejects and
+//! warnings in the chunks after the point. The resume says how many rows it decoded, which
+//! proves the skip. A manifest written before resume points existed still resumes (decoding
+//! from the start), and a source changed since the checkpoint is still refused.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::common::{MESSY, Snapshot, TestDb, Work, counts, fresh_sync_id, options, u};
+
+const ROWS: u64 = 5_000;
+/// `--max-line-bytes` of every run: the long lines added to the files are over it.
+const MAX_LINE: &str = "4096";
+/// The files' last chunk is short and holds an added reject: not enough to stop the sync.
+const THRESHOLD: (&str, &str) = ("VALIDATION_ERROR_THRESHOLD", "0.5");
+
+/// A sample file with the parser's quirks added between its lines: blank lines, a copy of a
+/// line with a NUL byte in it, a line over [`MAX_LINE`]; written gzipped when `gzip`.
+fn quirky_work(seed: u64, crlf: bool, gzip: bool) -> Work {
+    let file = datsync::SampleOptions {
+        crlf,
+        quirky_header: true,
+        bad_value_rate: 0.03,
+        extra_column: Some("TONASE".into()),
+        ..options(ROWS, seed, MESSY)
+    };
+    let work = Work::with_options(&file);
+    let text = std::fs::read(&work.file).unwrap();
+    let end: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let mut out = Vec::with_capacity(text.len() + 100_000);
+    for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+        out.extend(line);
+        if i == 0 {
+            continue;
+        }
+        if i % 173 == 0 {
+            out.extend(end);
+        }
+        if i % 389 == 0 {
+            let mut nul = line.to_vec();
+            nul.insert(nul.len() / 2, 0);
+            out.extend(nul);
+        }
+        if i % 911 == 0 {
+            out.extend(vec![b'x'; 5_000]);
+            out.extend(end);
+        }
+    }
+    let bytes = if gzip {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&out).unwrap();
+        gz.finish().unwrap()
+    } else {
+        out
+    };
+    std::fs::write(&work.file, bytes).unwrap();
+    work
+}
+
+/// The value of `name=` in the log line holding `message`.
+fn logged(stderr: &str, message: &str, name: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.contains(message))?;
+    let key = format!("{name}=");
+    let at = line.find(&key)? + key.len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// What an uninterrupted run of a file produced.
+struct Reference {
+    sync: String,
+    code: Option<i32>,
+    summary: serde_json::Value,
+    snapshot: Snapshot,
+}
+
+fn reference(work: &Work) -> Reference {
+    let sync = fresh_sync_id();
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck_reference");
+    let flags = ["--sync-id", sync.as_str(), "--max-line-bytes", MAX_LINE];
+    let out = work.run(&db, &ck, &flags, &[THRESHOLD]);
+    assert!(matches!(out.code(), Some(0 | 2)), "{}", out.describe());
+    let summary = out.summary();
+    assert!(u(&summary, "chunks_total") >= 10, "{summary}");
+    assert!(u(&summary, "rows_rejected") > 0, "{summary}");
+    let snapshot = Snapshot::take(&db, &ck, &sync);
+    Reference {
+        sync,
+        code: out.code(),
+        summary,
+        snapshot,
+    }
+}
+
+/// Rows of the reference's chunks from `first` on.
+fn rows_from(reference: &Reference, first: u64) -> u64 {
+    reference
+        .snapshot
+        .ledger
+        .iter()
+        .filter(|c| c["chunk_id"].as_u64().unwrap() >= first)
+        .map(|c| c["rows_read"].as_u64().unwrap())
+        .sum()
+}
+
+/// Kills a run of the reference's sync at `kill_at` in a fresh database, lets `between`
+/// change the checkpoint, resumes, and checks the end state is the reference's; returns the
+/// resume's stderr.
+fn kill_and_resume(
+    work: &Work,
+    reference: &Reference,
+    kill_at: &str,
+    between: impl FnOnce(&Path),
+) -> String {
+    let sync = &reference.sync;
+    let db = TestDb::new();
+    let ck = work.checkpoints(&format!("ck_{}", kill_at.replace(':', "_")));
+    let flags = ["--sync-id", sync.as_str(), "--max-line-bytes", MAX_LINE];
+    let out = work.run(&db, &ck, &flags, &[("DATSYNC_KILL_AT", kill_at), THRESHOLD]);
+    assert!(out.killed(), "{kill_at}: {}", out.describe());
+    db.wait_for_other_sessions();
+    between(&ck.join(sync));
+    let out = work.run(&db, &ck, &flags, &[("RUST_LOG", "info"), THRESHOLD]);
+    let context = format!("killed at {kill_at}");
+    assert_eq!(out.code(), reference.code, "{context}: {}", out.describe());
+    let s = out.summary();
+    assert_eq!(s["resumed"], true, "{context}");
+    assert_eq!(counts(&s), counts(&reference.summary), "{context}");
+    assert_eq!(
+        s["value_warnings"], reference.summary["value_warnings"],
+        "{context}"
+    );
+    Snapshot::take(&db, &ck, sync).assert_same(&reference.snapshot, &context);
+    out.stderr
+}
+
+/// The resume skipped the leading chunks: it says how many, and decoded only the rows of
+/// the chunks after them, which hold rejects and value warnings.
+fn assert_skipped(stderr: &str, reference: &Reference, at_least: u64, context: &str) {
+    let skipped = logged(stderr, "decoding resumes after them", "chunks_skipped")
+        .unwrap_or_else(|| panic!("{context}: no skip logged: {stderr}"));
+    assert!(skipped >= at_least, "{context}: {skipped} chunks skipped");
+    let decoded = logged(
+        stderr,
+        "source decoded from the resume point",
+        "rows_decoded",
+    )
+    .unwrap_or_else(|| panic!("{context}: rows decoded not logged: {stderr}"));
+    assert_eq!(
+        decoded,
+        rows_from(reference, skipped),
+        "{context}: rows decoded"
+    );
+    assert!(decoded < u(&reference.summary, "rows_read"), "{context}");
+    let after: Vec<_> = reference
+        .snapshot
+        .ledger
+        .iter()
+        .filter(|c| c["chunk_id"].as_u64().unwrap() >= skipped)
+        .collect();
+    assert!(
+        after.iter().any(|c| c["rejected"].as_u64() > Some(0)),
+        "{context}"
+    );
+    assert!(
+        after.iter().any(|c| c["value_warnings"].as_u64() > Some(0)),
+        "{context}"
+    );
+}
+
+fn resumes_past_the_recorded_chunks(crlf: bool, gzip: bool) {
+    let work = quirky_work(61 + u64::from(gzip), crlf, gzip);
+    let reference = reference(&work);
+    for (kill_at, at_least) in [
+        ("chunk_converted:3", 3),
+        ("chunk_committed:5", 5),
+        ("chunk_completed:8", 8),
+    ] {
+        let stderr = kill_and_resume(&work, &reference, kill_at, |_| {});
+        let context = format!("crlf {crlf}, gzip {gzip}, killed at {kill_at}");
+        assert_skipped(&stderr, &reference, at_least, &context);
+    }
+}
+
+#[test]
+fn a_plain_crlf_file_resumes_past_the_recorded_chunks() {
+    resumes_past_the_recorded_chunks(true, false);
+}
+
+#[test]
+fn a_gzipped_file_resumes_past_the_recorded_chunks() {
+    resumes_past_the_recorded_chunks(false, true);
+}
+
+/// Removes `resume_point` from every chunk entry of the manifest and the journal, as a
+/// build before it wrote them.
+fn strip_resume_points(dir: &Path) {
+    let mut files = vec![dir.join("manifest.json")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("journal")) {
+        files.extend(entries.map(|e| e.unwrap().path()));
+    }
+    let mut stripped = 0;
+    for path in files {
+        let Ok(text) = std::fs::read(&path) else {
+            continue;
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let entries = match doc.get_mut("chunks") {
+            Some(serde_json::Value::Array(chunks)) => chunks.iter_mut().collect::<Vec<_>>(),
+            _ => doc.get_mut("chunk").into_iter().collect(),
+        };
+        for entry in entries {
+            let had = entry.as_object_mut().unwrap().remove("resume_point");
+            stripped += usize::from(had.is_some_and(|p| !p.is_null()));
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    }
+    assert!(
+        stripped > 0,
+        "no resume point recorded in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn a_manifest_without_resume_points_resumes_by_decoding_from_the_start() {
+    let work = quirky_work(63, true, false);
+    let reference = reference(&work);
+    let stderr = kill_and_resume(&work, &reference, "chunk_committed:4", strip_resume_points);
+    assert!(
+        !stderr.contains("decoding resumes after them"),
+        "no point, no skip: {stderr}"
+    );
+}
+
+#[test]
+fn a_source_changed_in_the_skipped_text_is_refused() {
+    let work = quirky_work(64, false, false);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = fresh_sync_id();
+    let flags = ["--sync-id", sync.as_str(), "--max-line-bytes", MAX_LINE];
+    let kill = [("DATSYNC_KILL_AT", "chunk_committed:3"), THRESHOLD];
+    let out = work.run(&db, &ck, &flags, &kill);
+    assert!(out.killed(), "{}", out.describe());
+    db.wait_for_other_sessions();
+    let committed = db.committed_chunks(&sync);
+    // One byte of the first chunk changes; the size does not.
+    let mut bytes = std::fs::read(&work.file).unwrap();
+    let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let at = second_line
+        + bytes[second_line..]
+            .iter()
+            .position(u8::is_ascii_digit)
+            .unwrap();
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&work.file, &bytes).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&work.file)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let out = work.run(&db, &ck, &flags, &[THRESHOLD]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("has changed since its checkpoint was made"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(db.committed_chunks(&sync), committed, "nothing loaded");
+}
