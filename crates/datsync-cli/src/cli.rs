@@ -638,6 +638,10 @@ pub struct BenchArgs {
     /// Only the COPY baselines and the first run (what the regression guard needs).
     #[arg(long)]
     pub quick: bool,
+    /// Only the COPY baselines, the first run and the resumes after 80% of the chunks, with
+    /// and without the checkpoint's resume points.
+    #[arg(long, conflicts_with = "quick")]
+    pub resume_only: bool,
     /// Compare with a committed figure file (a `--json` output, e.g.
     /// crates/datsync-cli/bench/baseline.json, of the same --mb): exit 1 when a first-run
     /// ratio is more than 25% above the committed one.

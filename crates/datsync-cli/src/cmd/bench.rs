@@ -12,7 +12,9 @@
 //!   hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of the file (every
 //!   row an update);
 //! - (c) a `datsync run` killed with SIGKILL after 80% of its chunks are committed, then
-//!   `datsync resume`: the resume alone is timed;
+//!   `datsync resume`: the resume alone is timed; and the same again with the resume points
+//!   removed from the checkpoint (as a build before them wrote it: the resume decodes the
+//!   recorded chunks again), the baseline of the resume's skip in the same run;
 //! - (d) a `datsync run --no-checkpoint`, into an empty table;
 //! - (e) a first run of the same rows gzipped, into an empty table;
 //! - (j) first runs with `--jobs 1`, `2` and `4` (N loaders on N connections), each into an
@@ -24,7 +26,8 @@
 //! - (p) the decoder over the file's first 128 MiB in memory against a `memchr` scan of the
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
-//! `--quick` measures (a) and (b) only; `--repeat N` keeps the best of N for (a) and (b).
+//! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
+//! keeps the best of N for (a) and (b).
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
 //! since the machine is shared. Each child's peak RSS is measured as
@@ -141,6 +144,10 @@ pub struct Seconds {
     pub killed_run: Option<f64>,
     /// (c) the resume alone.
     pub resume: Option<f64>,
+    /// (c) the resume of the same kill, the checkpoint's resume points removed (the chunks
+    /// recorded decoded again, as before them).
+    #[serde(default)]
+    pub resume_decoding_all: Option<f64>,
     /// (d) `run --no-checkpoint`.
     pub no_checkpoint: Option<f64>,
     /// (e) first run of the gzipped file.
@@ -164,6 +171,9 @@ pub struct Ratios {
     pub checkpoint_overhead: Option<f64>,
     /// (c) resume / (b).
     pub resume_after_80_vs_first_run: Option<f64>,
+    /// (c) the resume without resume points / (b).
+    #[serde(default)]
+    pub resume_decoding_all_vs_first_run: Option<f64>,
     /// (e) / (b).
     pub gzip_vs_plain: Option<f64>,
     /// (p) memchr time / decoder time (higher is better).
@@ -256,7 +266,7 @@ fn measure_all(args: &BenchArgs) -> anyhow::Result<Report> {
         ..SampleOptions::default()
     };
     let sample = write_sample(std::fs::File::create(&file)?, &options)?;
-    let gzip = if args.quick {
+    let gzip = if args.quick || args.resume_only {
         None
     } else {
         // The same seed: the same rows, gzipped.
@@ -280,7 +290,7 @@ fn measure_all(args: &BenchArgs) -> anyhow::Result<Report> {
         );
     }
     let load_start = load_average();
-    let parse = if args.quick {
+    let parse = if args.quick || args.resume_only {
         None
     } else {
         Some(parse_vs_memchr(&profile, &file)?)
@@ -387,7 +397,16 @@ fn measure(
         ..Ratios::default()
     };
     let mut peak = PeakRss::default();
-    if !args.quick {
+    if args.resume_only {
+        let more = Measured {
+            first_s,
+            seconds: &mut seconds,
+            ratios: &mut ratios,
+            peak: &mut peak,
+            peak_plain: &mut peak_plain,
+        };
+        measure_resume(&runner, files, chunks, more)?;
+    } else if !args.quick {
         let more = Measured {
             first_s,
             seconds: &mut seconds,
@@ -397,7 +416,7 @@ fn measure(
         };
         measure_more(&runner, &client, files, rows, chunks, more)?;
     }
-    let (jobs, workers) = if args.quick {
+    let (jobs, workers) = if args.quick || args.resume_only {
         (Vec::new(), Vec::new())
     } else {
         let (jobs, jobs_1) = measure_jobs(&runner, files.plain, &copies)?;
@@ -583,33 +602,103 @@ fn measure_more(
     ratios.fresh_run_vs_staged_upsert = Some(fresh.elapsed.as_secs_f64() / staged.as_secs_f64());
     *peak_plain = (*peak_plain).max(fresh.peak_rss_kib);
 
-    let kill_at =
-        ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1));
-    let now = chrono::Utc::now();
-    let sync_id = datsync::SyncId::new(now, now.timestamp_subsec_nanos()).to_string();
-    let killed = runner.run(
-        "c",
-        files.plain,
-        &["--sync-id", &sync_id],
-        Some(kill_at),
-        true,
-    )?;
-    let resume = runner.resume("c", &sync_id)?;
-    seconds.killed_run = Some(killed.elapsed.as_secs_f64());
-    seconds.resume = Some(resume.elapsed.as_secs_f64());
-    ratios.resume_after_80_vs_first_run = Some(resume.elapsed.as_secs_f64() / first_s);
+    let resumes = Measured {
+        first_s,
+        seconds: &mut *seconds,
+        ratios: &mut *ratios,
+        peak: &mut *peak,
+        peak_plain: &mut *peak_plain,
+    };
+    measure_resume(runner, files, chunks, resumes)?;
 
     let plain = runner.run("d", files.plain, &["--no-checkpoint"], None, true)?;
     seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
     ratios.checkpoint_overhead = Some(first_s / plain.elapsed.as_secs_f64() - 1.0);
-    for c in [&killed, &resume, &plain] {
-        *peak_plain = (*peak_plain).max(c.peak_rss_kib);
-    }
+    *peak_plain = (*peak_plain).max(plain.peak_rss_kib);
     if let Some(gz) = files.gzip {
         let gzipped = runner.run("e", gz, &[], None, true)?;
         seconds.gzip_first_run = Some(gzipped.elapsed.as_secs_f64());
         ratios.gzip_vs_plain = Some(gzipped.elapsed.as_secs_f64() / first_s);
         peak.gzip = Some(mib(gzipped.peak_rss_kib));
+    }
+    Ok(())
+}
+
+/// (c): a run killed after 80% of its chunks are committed and its resume, twice: first with
+/// the resume points removed from the checkpoint (the recorded chunks decoded again, as a
+/// checkpoint of a build before them resumes), then as it is.
+fn measure_resume(
+    runner: &Runner<'_>,
+    files: &Files<'_>,
+    chunks: u64,
+    m: Measured<'_>,
+) -> anyhow::Result<()> {
+    let Measured {
+        first_s,
+        seconds,
+        ratios,
+        peak_plain,
+        ..
+    } = m;
+    let kill_at =
+        ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1));
+    let mut resumes = Vec::with_capacity(2);
+    for (name, strip) in [("c0", true), ("c", false)] {
+        let now = chrono::Utc::now();
+        let sync_id = datsync::SyncId::new(now, now.timestamp_subsec_nanos()).to_string();
+        let killed = runner.run(
+            name,
+            files.plain,
+            &["--sync-id", &sync_id],
+            Some(kill_at),
+            true,
+        )?;
+        if strip {
+            strip_resume_points(&runner.dir.join(name).join(&sync_id))?;
+        }
+        let resume = runner.resume(name, &sync_id)?;
+        *peak_plain = (*peak_plain).max(killed.peak_rss_kib.max(resume.peak_rss_kib));
+        seconds.killed_run = Some(killed.elapsed.as_secs_f64());
+        resumes.push(resume.elapsed.as_secs_f64());
+    }
+    if let [all, skipping] = resumes[..] {
+        seconds.resume_decoding_all = Some(all);
+        ratios.resume_decoding_all_vs_first_run = Some(all / first_s);
+        seconds.resume = Some(skipping);
+        ratios.resume_after_80_vs_first_run = Some(skipping / first_s);
+    }
+    Ok(())
+}
+
+/// Removes the `resume_point` of every chunk entry in a sync's checkpoint directory (its
+/// manifest and journal), as a build before resume points wrote them.
+fn strip_resume_points(dir: &Path) -> anyhow::Result<()> {
+    let mut files = vec![dir.join("manifest.json")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("journal")) {
+        for entry in entries {
+            files.push(entry?.path());
+        }
+    }
+    for path in files {
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&text)
+            .with_context(|| format!("{}: not JSON", path.display()))?;
+        if let Some(chunks) = doc.get_mut("chunks").and_then(|c| c.as_array_mut()) {
+            for chunk in chunks {
+                if let Some(entry) = chunk.as_object_mut() {
+                    entry.remove("resume_point");
+                }
+            }
+        }
+        if let Some(entry) = doc.get_mut("chunk").and_then(|c| c.as_object_mut()) {
+            entry.remove("resume_point");
+        }
+        std::fs::write(&path, serde_json::to_vec(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -725,6 +814,10 @@ fn print_report(r: &Report) {
         "(c) datsync run killed after 80% of the chunks",
         s.killed_run,
     );
+    line(
+        "(c) datsync resume, no resume points (as before)",
+        s.resume_decoding_all,
+    );
     line("(c) datsync resume, alone", s.resume);
     line("(d) datsync run --no-checkpoint", s.no_checkpoint);
     line("(e) datsync run, gzipped file", s.gzip_first_run);
@@ -768,6 +861,12 @@ fn print_report(r: &Report) {
         "≤ 0.20",
         |v| v <= 0.2,
     );
+    if let Some(v) = q.resume_decoding_all_vs_first_run {
+        println!(
+            "{:<38} {v:>7.2}  (baseline: decoding the recorded chunks again)",
+            "resume, no resume points / first"
+        );
+    }
     target(
         "gzip / plain               (e)/(b)",
         q.gzip_vs_plain,
