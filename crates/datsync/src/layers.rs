@@ -292,6 +292,9 @@ pub const KEYS: &[Key] = &[
     key("serve", "prefix", "DATSYNC_BLOB_PREFIX", "hex-ztdwr/"),
     // watch and serve: sources above this size go to the work queue (`datsync worker`).
     key("queue", "submit_above", "DATSYNC_SUBMIT_ABOVE", "off"),
+    // worker: work that keeps failing (`pipeline/queue.rs`).
+    key("queue", "max_attempts", "DATSYNC_QUEUE_MAX_ATTEMPTS", "5"),
+    key("queue", "backoff", "DATSYNC_QUEUE_BACKOFF", "5s"),
 ];
 
 /// The variable that names the configuration file (`--config` wins over it).

@@ -105,6 +105,8 @@ fn sample(env: &str) -> &'static str {
         "DATSYNC_BLOB_CONTAINER" => "incoming",
         "DATSYNC_BLOB_PREFIX" => "ztdwr/",
         "DATSYNC_SUBMIT_ABOVE" => "1GiB",
+        "DATSYNC_QUEUE_MAX_ATTEMPTS" => "3",
+        "DATSYNC_QUEUE_BACKOFF" => "30s",
         _ => panic!("no sample value for {env}: add one"),
     }
 }

@@ -89,6 +89,22 @@ pub fn install(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 args.submit_above = Some(v.parse().map_err(|e| bad(&key, &v, &e))?);
             }
         }
+        Command::Worker(args) => {
+            if let Some((v, key)) = from_file(sub, "max_attempts", "DATSYNC_QUEUE_MAX_ATTEMPTS") {
+                args.max_attempts = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad(&key, &v, &"not a whole number from 1 to 1000"))?;
+            }
+            if let Some((v, key)) = from_file(sub, "backoff", "DATSYNC_QUEUE_BACKOFF") {
+                args.backoff = crate::cli::duration(&v).map_err(|e| bad(&key, &v, &e))?;
+            }
+            if let Some((v, key)) = from_file(sub, "metrics_addr", "DATSYNC_METRICS_ADDR") {
+                args.metrics_addr = Some(v.trim().parse().map_err(|e| bad(&key, &v, &e))?);
+            }
+        }
         _ => {}
     }
     Ok(())
