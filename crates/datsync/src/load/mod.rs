@@ -9,6 +9,14 @@
 //! reduced to the last source line before the upsert (no SQLSTATE 21000). A composite key
 //! (`key = ["a", "b"]`) is one key: every part is compared, conflicted on and counted together.
 //!
+//! A chunk none of whose staged keys the table holds (a first load; new documents) skips the
+//! upsert: under the sync's upsert lock, one look-up of the staged keys in the table's key
+//! index, then a plain `INSERT … SELECT` in key order inside a savepoint — no conflict
+//! handling, no counting CTEs, `inserted = distinct keys` (`ChunkLoad::new_keys`). Another
+//! sync may insert one of the keys between the look-up and the insert: the insert then fails
+//! on the key's unique index (23505, after waiting for that sync's commit), is rolled back
+//! to its savepoint and the chunk takes the upsert, so newest wins and the counts stay exact.
+//!
 //! Append mode (`mode = "append"`) has no key: every staged row is inserted `ON CONFLICT
 //! (sync_id, source_line) DO NOTHING` (the table's own key), in the same transaction as the
 //! ledger row, so `inserted = rows`.
@@ -102,6 +110,8 @@ pub struct ChunkLoad {
     pub superseded: u64,
     /// The ledger already had this chunk: nothing was written.
     pub already_committed: bool,
+    /// The table held none of the chunk's keys: its rows were inserted without the upsert.
+    pub new_keys: bool,
     /// Derived tables whose upsert failed for this chunk and was rolled back (the chunk is
     /// loaded; see `load/derived.rs`).
     pub derived_failed: u64,
@@ -544,6 +554,19 @@ impl Loader {
         if self.sql.file_version_param {
             params.push(&file_version);
         }
+        if let Some(inserted) = self.insert_new_keys(c, &params, rows).await? {
+            let counts = UpsertCounts {
+                inserted,
+                applied_over: 0,
+                replaced_same_sync: 0,
+                kept_same_sync: 0,
+            };
+            let load = ChunkLoad {
+                new_keys: true,
+                ..counts.classify(rows)
+            };
+            return Ok((load, None));
+        }
         let counts = c
             .query_one(
                 if rows.distinct == rows.staged {
@@ -565,6 +588,59 @@ impl Loader {
         let load = counts.classify(rows);
         // Only rows skipped as older have a newer stored row to name.
         Ok((load, newer.filter(|_| load.skipped_older > 0)))
+    }
+}
+
+impl Loader {
+    /// The staged rows inserted as they are when the target table holds none of their keys
+    /// (`sql::NewKeysSql`): `Some(rows inserted)`; `None` when it holds one, or when another
+    /// sync inserted one since the look-up (the insert is then rolled back to its savepoint),
+    /// and the chunk needs the upsert. Under the sync's upsert lock.
+    async fn insert_new_keys(
+        &self,
+        c: &Client,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        rows: Rows,
+    ) -> Result<Option<i64>, PgError> {
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let Some(new) = &self.sql.new_keys else {
+            return Ok(None);
+        };
+        let fresh: bool = c
+            .query_one(&new.probe, &[])
+            .await
+            .map_err(q("cannot look up the chunk's keys in the target table"))?
+            .get(0);
+        if !fresh {
+            return Ok(None);
+        }
+        c.batch_execute("SAVEPOINT datsync_new_keys")
+            .await
+            .map_err(q("cannot set the new keys' savepoint"))?;
+        let insert = if rows.distinct == rows.staged {
+            &new.insert_unique
+        } else {
+            &new.insert_dedup
+        };
+        match c.execute(insert, params).await {
+            Ok(n) => {
+                c.batch_execute("RELEASE SAVEPOINT datsync_new_keys")
+                    .await
+                    .map_err(q("cannot release the new keys' savepoint"))?;
+                Ok(Some(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                tracing::debug!(error = %e, "a key of the chunk was inserted by another sync since the look-up; upserting");
+                c.batch_execute("ROLLBACK TO SAVEPOINT datsync_new_keys")
+                    .await
+                    .map_err(q("cannot roll back to the new keys' savepoint"))?;
+                Ok(None)
+            }
+            Err(e) => Err(PgError::query(
+                "cannot insert the chunk into the target table",
+                e,
+            )),
+        }
     }
 }
 
@@ -700,6 +776,7 @@ impl UpsertCounts {
             skipped_older,
             superseded: (rows.staged - rows.distinct) as u64 + replaced + kept_same,
             already_committed: false,
+            new_keys: false,
             derived_failed: 0,
         }
     }
@@ -716,6 +793,7 @@ fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
         // Rows committed before `superseded_on_load` was recorded left it 0: the rest is it.
         superseded: n(5).max(rows.saturating_sub(inserted + updated + skipped_older)),
         already_committed: true,
+        new_keys: false,
         derived_failed: n(6),
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct LoadSql {
     pub upsert_dedup: String,
     /// Whether the upserts take the file's version as `$4`.
     pub file_version_param: bool,
+    /// The path of a chunk whose keys the table does not hold (none in append mode).
+    pub new_keys: Option<NewKeysSql>,
     pub ledger_get: String,
     pub ledger_put: String,
     /// Deletes the chunk's row of the work queue (`chunk_queue`) unless another session
@@ -27,15 +29,31 @@ pub(super) struct LoadSql {
     pub derived: Vec<super::derived::DerivedSql>,
 }
 
+/// A chunk whose staged keys the target table does not hold (a first load, new documents):
+/// a plain insert instead of the upsert, whose conflict handling and counting queries find
+/// nothing to do for it. The upsert lock is held, so no chunk of the sync adds a key in
+/// between; another sync can, and then the insert fails on the key's unique index (23505)
+/// and the chunk is upserted after all (`load/mod.rs`).
+#[derive(Debug, Clone)]
+pub(super) struct NewKeysSql {
+    /// `true` when no staged key is in the target table.
+    pub probe: String,
+    /// The insert when every staged key is distinct.
+    pub insert_unique: String,
+    /// The insert of the latest line of each key.
+    pub insert_dedup: String,
+}
+
 impl LoadSql {
     pub(super) fn new(profile: &Profile) -> Self {
         let s = quote_ident(&profile.schema);
         let version = Version::of(profile);
-        let (upsert_unique, upsert_dedup) = if profile.appends() {
+        let (upsert_unique, upsert_dedup, new_keys) = if profile.appends() {
             let append = append_sql(profile);
-            (append.clone(), append)
+            (append.clone(), append, None)
         } else {
-            upsert_sql(profile, version)
+            let (unique, dedup, new_keys) = upsert_sql(profile, version);
+            (unique, dedup, Some(new_keys))
         };
         Self {
             create_stage: create_stage(profile, version),
@@ -43,6 +61,7 @@ impl LoadSql {
             upsert_unique,
             upsert_dedup,
             file_version_param: version.file,
+            new_keys,
             derived: profile
                 .derived
                 .iter()
@@ -111,8 +130,9 @@ fn update_sets(targets: &[String], key_is: &[usize], version: Version) -> Vec<St
 }
 
 /// The two upserts of a keyed profile: the one for a chunk whose keys are all distinct, and
-/// the one that first reduces duplicate keys to the newest row.
-fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
+/// the one that first reduces duplicate keys to the newest row; and the look-up and the two
+/// plain inserts of a chunk whose keys the table does not hold.
+fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSql) {
     let table = quote_qualified(&profile.schema, &profile.table);
     // The key's columns: their staged positions and quoted names.
     let key_is = profile.key_positions();
@@ -166,15 +186,29 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
     // The rows go in in key order, as the derived tables' do: two syncs upserting the same
     // keys at once lock them in the same order and wait for each other instead of
     // deadlocking (40P01, which was retried).
+    let staged_keys = (0..keys.len())
+        .map(staged_key)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The insert of the staged rows (the latest line of each key, with `filter`), in key
+    // order.
+    let insert = |filter: &str| {
+        format!(
+            "INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
+                                      source_file, sync_seq, source_line{version_target})
+             SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
+                    {version_value}
+               FROM {STAGE} s {filter}
+              ORDER BY {staged_keys}",
+            targets = targets.join(", "),
+            selects = selects.join(", "),
+            source_file = source_file_sql(profile),
+        )
+    };
     let upsert = |filter: &str| {
         format!(
             "WITH ins AS (
-               INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
-                                         source_file, sync_seq, source_line{version_target})
-               SELECT {selects}, now(), now(), $1::text, {source_file}, $3::bigint, s.src_line
-                      {version_value}
-                 FROM {STAGE} s {filter}
-                ORDER BY {staged_keys}
+               {insert}
                ON CONFLICT ({key}) DO UPDATE SET {sets}
                WHERE {guard}
                RETURNING {returned}, (t.xmax = 0) AS inserted
@@ -203,24 +237,26 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String) {
                     (SELECT v FROM newer), (SELECT sync_seq FROM newer),
                     (SELECT sync_id FROM newer), (SELECT file FROM newer)
                FROM ins i",
-            targets = targets.join(", "),
-            selects = selects.join(", "),
+            insert = insert(filter),
             key = keys.join(", "),
-            staged_keys = (0..keys.len())
-                .map(staged_key)
-                .collect::<Vec<_>>()
-                .join(", "),
             returned = returned.join(", "),
             replaced_on = same_key(&stored_key, &returned_key),
             kept_on = same_key(&stored_key, &staged_key),
             kept_not = same_key(&returned_key, &staged_key),
             sets = sets.join(", "),
-            source_file = source_file_sql(profile),
             stored_version = version.stored(),
             beaten = version.beaten(),
         )
     };
-    (upsert(""), upsert(&dedup))
+    let new_keys = NewKeysSql {
+        probe: format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM {STAGE} s JOIN {table} o ON {stored_staged})",
+            stored_staged = same_key(&stored_key, &staged_key),
+        ),
+        insert_unique: insert(""),
+        insert_dedup: insert(&dedup),
+    };
+    (upsert(""), upsert(&dedup), new_keys)
 }
 
 /// The insert of append mode.

@@ -31,10 +31,12 @@ async fn counts_inserts_and_updates_exactly() {
         assert_eq!(counts(&r), (3, 0, 0, 0));
         assert_eq!(r.rows, 3);
         assert!(!r.already_committed);
+        assert!(r.new_keys, "an empty table: inserted without the upsert");
         // k2 again, in a later chunk of the same sync: superseded, not updated.
         let second = batch(&p, &[doc(5, "k2", "b"), doc(6, "k4", "b")]);
         let r = load(&loader, &mut c, &sync, 1, &second).await;
         assert_eq!(counts(&r), (1, 0, 0, 1));
+        assert!(!r.new_keys, "k2 is in the table");
         let expect = [("k1", "a"), ("k2", "b"), ("k3", "a"), ("k4", "b")];
         let got = notes(&c).await;
         assert_eq!(got.len(), 4);
@@ -520,6 +522,71 @@ async fn table_checksums_tell_equal_tables_from_different_ones() {
         c.batch_execute("TRUNCATE reference.docs").await.unwrap();
         let empty = datsync::table_checksum(&c, &other).await.unwrap();
         assert_eq!((empty.rows, empty.md5.as_str()), (0, ""));
+    })
+    .await;
+}
+
+/// A chunk whose keys the table does not hold is inserted without the upsert; when another
+/// sync inserts one of them after the look-up (its transaction open then, committed while
+/// this chunk's insert waits on the key), the insert is rolled back to its savepoint and the
+/// chunk upserted: newest wins and the counts are exact.
+#[tokio::test]
+async fn a_key_another_sync_inserts_after_the_look_up_sends_the_chunk_to_the_upsert() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let loader = setup(&mut c).await;
+        let p = docs_profile();
+        let older = register(&c, 1, "old.dat").await;
+        let newer = register(&c, 2, "new.dat").await;
+        // The newer sync's k1, written and not committed yet.
+        let other = db.client().await;
+        other.batch_execute("BEGIN").await.unwrap();
+        let theirs = batch(&p, &[doc(7, "k1", "newer")]);
+        let facts = datsync::ChunkFacts {
+            rows_read: 1,
+            ..datsync::ChunkFacts::default()
+        };
+        let r = loader
+            .load_chunk_in_transaction(&other, &newer, ChunkId(0), "sha-n", &theirs, &facts)
+            .await
+            .unwrap();
+        assert_eq!(counts(&r), (1, 0, 0, 0));
+        assert!(r.new_keys);
+        // The older sync's chunk: its look-up does not see k1, its insert waits on it.
+        let ours = batch(&p, &[doc(2, "k1", "older"), doc(3, "k2", "older")]);
+        let waiting = tokio::spawn({
+            let loader = loader.clone();
+            let older = older.clone();
+            async move {
+                let r = load(&loader, &mut c, &older, 0, &ours).await;
+                (r, c)
+            }
+        });
+        let watcher = db.client().await;
+        loop {
+            let blocked: i64 = watcher
+                .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if blocked > 0 {
+                break;
+            }
+            assert!(!waiting.is_finished(), "the chunk did not wait on the key");
+            tokio::task::yield_now().await;
+        }
+        other.batch_execute("COMMIT").await.unwrap();
+        let (r, c) = waiting.await.unwrap();
+        // k1 is the newer sync's: older here; k2 inserted, by the upsert.
+        assert_eq!(counts(&r), (1, 0, 1, 0));
+        assert!(!r.new_keys, "the insert was not rolled back");
+        assert_eq!(
+            notes(&c).await,
+            [
+                ("k1".to_owned(), Some("newer".to_owned())),
+                ("k2".to_owned(), Some("older".to_owned()))
+            ]
+        );
     })
     .await;
 }
