@@ -163,15 +163,10 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSq
     let stored_key = |p: usize| format!("o.{}", keys[p]);
     let returned_key = |p: usize| format!("i.k{p}");
     let staged_key = |p: usize| format!("s.c{}", key_is[p]);
-    let distinct_stored = match keys.as_slice() {
-        [k] => format!("o.{k}"),
-        _ => format!(
-            "ROW({})",
-            keys.iter()
-                .map(|k| format!("o.{k}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+    let stored_keys = (0..keys.len()).map(stored_key).collect::<Vec<_>>();
+    let distinct_stored = match stored_keys.as_slice() {
+        [k] => k.clone(),
+        all => format!("ROW({})", all.join(", ")),
     };
     // Who the stored rows were, read in the statement's own snapshot (the sub-statements
     // of one WITH see the table as it was before the INSERT): a stored row of this very
@@ -186,12 +181,8 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSq
     // The rows go in in key order, as the derived tables' do: two syncs upserting the same
     // keys at once lock them in the same order and wait for each other instead of
     // deadlocking (40P01, which was retried).
-    let staged_keys = (0..keys.len())
-        .map(staged_key)
-        .collect::<Vec<_>>()
-        .join(", ");
-    // The insert of the staged rows (the latest line of each key, with `filter`), in key
-    // order.
+    let staged_keys = (0..keys.len()).map(staged_key).collect::<Vec<_>>();
+    // The insert of the staged rows (the latest line of each key, with `filter`).
     let insert = |filter: &str| {
         format!(
             "INSERT INTO {table} AS t ({targets}, created_at, updated_at, sync_id,
@@ -200,6 +191,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSq
                     {version_value}
                FROM {STAGE} s {filter}
               ORDER BY {staged_keys}",
+            staged_keys = staged_keys.join(", "),
             targets = targets.join(", "),
             selects = selects.join(", "),
             source_file = source_file_sql(profile),
