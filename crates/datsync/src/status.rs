@@ -107,6 +107,13 @@ pub async fn register_sync(
                  nextval($5::text::regclass), $6::text)
          ON CONFLICT (sync_id) DO UPDATE
             SET status = 'IN_PROGRESS', completed_at = NULL, updated_at = now(),
+                -- A halted sync run again is a new attempt: its end is told again, even
+                -- with the same outcome (a finished one keeps them: a resume that redoes
+                -- its final steps tells no one twice).
+                hooks_called_for = CASE WHEN m.status IN ('FAILED', 'BAD_INPUT')
+                                        THEN NULL ELSE m.hooks_called_for END,
+                alerted_for = CASE WHEN m.status IN ('FAILED', 'BAD_INPUT')
+                                   THEN NULL ELSE m.alerted_for END,
                 sync_seq = COALESCE(m.sync_seq, EXCLUDED.sync_seq),
                 checkpoint_location = COALESCE(EXCLUDED.checkpoint_location,
                                                m.checkpoint_location)

@@ -392,3 +392,87 @@ fn queue_rows_no_claim_can_take_are_marked_failed_and_leave_the_scale_figure() {
     let q = queue_json(&work, &db);
     assert_eq!((u(&q, "pending"), u(&q, "failed")), (0, 3), "{q}");
 }
+
+#[test]
+fn a_chunk_whose_storage_is_away_is_held_back_and_never_given_up() {
+    let work = Work::new(400, 61, CLEAN);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = sync_id(0x0f1_0006);
+    let total = submit(&work, &db, &ck, &sync, &[]);
+    // The sync's checkpoint storage cannot be opened (as an account that is away).
+    let location: String = db.query(
+        "SELECT checkpoint_location FROM public.sync_metadata WHERE sync_id = $1",
+        &[&sync],
+    )[0]
+    .get(0);
+    db.query(
+        "UPDATE public.sync_metadata SET checkpoint_location = 'nosuchscheme://away'
+          WHERE sync_id = $1",
+        &[&sync],
+    );
+    let args = [
+        "worker",
+        "--database-url",
+        &db.url(),
+        "--exit-when-idle",
+        "--max-idle",
+        "1s",
+        "--max-attempts",
+        "1",
+        "--backoff",
+        "100ms",
+        "--json",
+    ];
+    let out = finish(spawn(work.path(), &args, &[]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let row = &db.query(
+        "SELECT count(*) FILTER (WHERE attempts >= 1), count(*) FILTER (WHERE failed_at IS NOT NULL)
+           FROM public.chunk_queue WHERE sync_id = $1 AND chunk_id >= 0",
+        &[&sync],
+    )[0];
+    assert!(row.get::<_, i64>(0) >= 1, "no attempt recorded");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        0,
+        "a chunk was given up for its storage"
+    );
+    assert_eq!(db.metadata(&sync).unwrap()["status"], "IN_PROGRESS");
+    // Back: the next worker loads every chunk and finishes the sync.
+    db.query(
+        "UPDATE public.sync_metadata SET checkpoint_location = $2 WHERE sync_id = $1",
+        &[&sync, &location],
+    );
+    db.batch("UPDATE public.chunk_queue SET not_before = NULL");
+    let out = finish(worker(&work, &db, "1s", &[]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(u(&out.summary(), "chunks_loaded"), total);
+    assert_eq!(db.metadata(&sync).unwrap()["status"], "SUCCESS");
+    assert_eq!(queue_len(&db), 0);
+}
+
+#[test]
+fn a_halted_sync_run_again_that_halts_again_is_told_again() {
+    let server = TestHttpServer::http(&[200]).unwrap();
+    let work = super::workers::halting_work();
+    let alert_url = server.url("/alert");
+    let env = [("ALERT_WEBHOOK_URL", alert_url.as_str())];
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = sync_id(0x0f1_0007);
+    submit(&work, &db, &ck, &sync, &env);
+    let out = finish(worker(&work, &db, "1s", &env));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(db.metadata(&sync).unwrap()["status"], "BAD_INPUT");
+    assert_eq!(received(&server), ["/alert"]);
+    // Run again as it is: it halts again, with the same outcome, and says so again.
+    let url = db.url();
+    let again = datsync(work.path(), &sync_args(&url, &ck, &["resume", &sync]), &env);
+    assert_eq!(again.code(), Some(1), "{}", again.describe());
+    assert_eq!(db.metadata(&sync).unwrap()["status"], "BAD_INPUT");
+    assert_eq!(
+        received(&server),
+        ["/alert"],
+        "the second halt was not told"
+    );
+}

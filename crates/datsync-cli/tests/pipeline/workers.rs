@@ -859,7 +859,7 @@ fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
 }
 
 /// A file with 30% invalid rows: its sync stops at the reject threshold.
-fn halting_work() -> Work {
+pub(super) fn halting_work() -> Work {
     Work::new(
         3_000,
         7,

@@ -428,11 +428,12 @@ impl Run<'_> {
     }
 
     /// Sends the alert of the finish (when the alert settings ask for one); `true` when the
-    /// alert step is done for this outcome (sent, or not needed), `false` when there is no
-    /// alerter or the alert waits for the retry that follows.
+    /// alert step is done for this outcome (sent, not needed, or no alerter configured),
+    /// `false` when the alert waits for the retry that follows.
     async fn alert(&self, summary: &RunSummary, sample: &ErrorSample) -> bool {
         let Some(alerter) = &self.pipeline.alerter else {
-            return false;
+            // Nothing to send: the step is done for this outcome.
+            return true;
         };
         if !self.pipeline.alert_retryable && !summary.is_final() {
             tracing::debug!(sync_id = %summary.sync_id, status = %summary.status, "no alert: a retry follows");

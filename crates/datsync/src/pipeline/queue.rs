@@ -484,7 +484,7 @@ impl Pipeline {
             Err(e) => {
                 rollback(&client).await;
                 tracing::error!(sync_id = %claim.sync_id, %chunk, error = %e, "the sync's checkpoint storage cannot be opened");
-                self.try_again_later(&client, &claim, &e.to_string(), options)
+                self.try_again_later(&client, &claim, &e.to_string(), options, Passing)
                     .await;
                 return (client, Worked::Nothing);
             }
@@ -522,7 +522,8 @@ impl Pipeline {
             Ok(ChunkResult::Failed(failed)) => {
                 tracing::warn!(sync_id = %claim.sync_id, chunk = %failed.chunk, error = %failed.error,
                     "the chunk failed after its retries; it stays in the queue");
-                self.try_again_later(&run.client, &claim, &failed.error.to_string(), options)
+                let error = failed.error.to_string();
+                self.try_again_later(&run.client, &claim, &error, options, Repeats)
                     .await;
                 (run.client, Worked::Nothing)
             }
@@ -546,7 +547,7 @@ impl Pipeline {
             Err(halt) => {
                 tracing::warn!(sync_id = %claim.sync_id, %chunk, error = %halt,
                     "the chunk was not loaded (a transient database or storage failure); it stays in the queue");
-                self.try_again_later(&run.client, &claim, &halt.to_string(), options)
+                self.try_again_later(&run.client, &claim, &halt.to_string(), options, Passing)
                     .await;
                 (run.client, Worked::Nothing)
             }
@@ -554,8 +555,9 @@ impl Pipeline {
     }
 
     /// Records a claim of `claim`'s row that ended without its work done (`error`): one more
-    /// attempt, the row held back for its backoff, a chunk given up once its attempts are
-    /// used up (logged; the sync finishes without it). In the claim's transaction when one
+    /// attempt, the row held back for its backoff; a chunk whose failure `Repeats` is given up
+    /// once its attempts are used up (logged; the sync finishes without it), one whose
+    /// failure is `Passing` (its storage away, the database away, its sync held) never is. In the claim's transaction when one
     /// is open on `client` (committed here), else on its own; a row another session holds
     /// now is left alone (it is being tried). A failure to record is logged: the row is
     /// claimed again at once.
@@ -565,6 +567,7 @@ impl Pipeline {
         claim: &Claim,
         error: &str,
         options: &WorkerOptions,
+        failure: Failure,
     ) {
         let recorded = record_attempt(
             client,
@@ -573,6 +576,7 @@ impl Pipeline {
             claim.chunk,
             error,
             options,
+            failure,
         )
         .await;
         let recorded = match recorded {
@@ -683,13 +687,14 @@ impl Pipeline {
             Ok(None) => {
                 // Held back, so that the row is not claimed over and over while the holder
                 // (a run or resume of the sync, which finishes it) works.
-                self.try_again_later(&client, &claim, "another process holds the sync", options)
+                let held = "another process holds the sync";
+                self.try_again_later(&client, &claim, held, options, Passing)
                     .await;
                 return (client, None);
             }
             Err(e) => {
                 tracing::error!(%sync_id, error = %e, "the sync could not be finished; the next worker tries again");
-                self.try_again_later(&client, &claim, &e.to_string(), options)
+                self.try_again_later(&client, &claim, &e.to_string(), options, Passing)
                     .await;
                 return (client, None);
             }
@@ -1017,6 +1022,19 @@ async fn claim_next(
 /// Malformed queue rows one claim marks failed before it gives up for this turn.
 const MALFORMED_PER_CLAIM: usize = 16;
 
+/// Whether a failed attempt counts toward giving a chunk up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The chunk's load failed past its retries (the database refused it each time):
+    /// counted, the chunk given up after `max_attempts`.
+    Repeats,
+    /// Its storage or the database was away, or another process held its sync: held back,
+    /// never given up (a storage outage of minutes must not cost a sync its chunks).
+    Passing,
+}
+
+use Failure::{Passing, Repeats};
+
 /// What [`record_attempt`] recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Attempts {
@@ -1028,9 +1046,9 @@ struct Attempts {
 
 /// Records one more attempt at the queue row (`sync_id`, `chunk`) that ended without its
 /// work done: `last_error`, `not_before` now plus `options.backoff` doubled at each attempt
-/// (at most [`MAX_BACKOFF`], or the backoff when longer), and for a chunk whose attempts
-/// reach `options.max_attempts`, `failed_at` (a finish row is never given up). `None` when
-/// the row is gone or another session holds it.
+/// (at most [`MAX_BACKOFF`], or the backoff when longer), and for a chunk whose failure
+/// `Repeats` and whose attempts reach `options.max_attempts`, `failed_at` (a finish row is
+/// never given up). `None` when the row is gone or another session holds it.
 async fn record_attempt(
     client: &Client,
     schema: &str,
@@ -1038,6 +1056,7 @@ async fn record_attempt(
     chunk: i32,
     error: &str,
     options: &WorkerOptions,
+    failure: Failure,
 ) -> Result<Option<Attempts>, PgError> {
     let s = quote_ident(schema);
     let max_attempts = i32::try_from(options.max_attempts.max(1)).unwrap_or(i32::MAX);
@@ -1050,7 +1069,7 @@ async fn record_attempt(
                         not_before = now() + make_interval(secs => least(
                           $4::float8 * power(2, least(q.attempts, 30)),
                           greatest($4::float8, $5::float8))),
-                        failed_at = CASE WHEN q.chunk_id >= 0 AND q.attempts + 1 >= $6
+                        failed_at = CASE WHEN $7 AND q.chunk_id >= 0 AND q.attempts + 1 >= $6
                                          THEN now() END
                   WHERE q.ctid = (SELECT ctid FROM {s}.chunk_queue
                                    WHERE sync_id = $1 AND chunk_id = $2
@@ -1064,6 +1083,7 @@ async fn record_attempt(
                 &options.backoff.as_secs_f64(),
                 &MAX_BACKOFF.as_secs_f64(),
                 &max_attempts,
+                &(failure == Repeats),
             ],
         )
         .await
@@ -1394,13 +1414,21 @@ impl Shared<'_> {
                         WHERE EXISTS (SELECT 1 FROM m WHERE status = 'IN_PROGRESS')
                           AND NOT EXISTS (SELECT 1 FROM {s}.sync_chunks
                                            WHERE sync_id = $1 AND chunk_id = $2)
-                       -- A chunk given up by the workers is tried again from the start.
-                       ON CONFLICT (sync_id, chunk_id) DO UPDATE
+                       ON CONFLICT (sync_id, chunk_id) DO NOTHING
+                       RETURNING 1),
+                          -- A chunk given up by the workers is tried again from the start.
+                          revived AS (
+                       UPDATE {s}.chunk_queue
                           SET attempts = 0, not_before = NULL, last_error = NULL,
-                              failed_at = NULL, checksum = EXCLUDED.checksum
-                        WHERE chunk_queue.failed_at IS NOT NULL
+                              failed_at = NULL, checksum = $3
+                        WHERE ctid = (SELECT ctid FROM {s}.chunk_queue
+                                       WHERE sync_id = $1 AND chunk_id = $2
+                                         AND failed_at IS NOT NULL
+                                         FOR UPDATE SKIP LOCKED)
+                          AND EXISTS (SELECT 1 FROM m WHERE status = 'IN_PROGRESS')
                        RETURNING 1)
-                     SELECT (SELECT status FROM m), (SELECT count(*) FROM ins)"
+                     SELECT (SELECT status FROM m),
+                            (SELECT count(*) FROM ins) + (SELECT count(*) FROM revived)"
                 ),
                 &[
                     &sync_id,
