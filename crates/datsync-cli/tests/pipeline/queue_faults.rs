@@ -74,26 +74,73 @@ fn marks(db: &TestDb, sync: &str) -> (Option<String>, Option<String>) {
     (row.get(0), row.get(1))
 }
 
+/// A submitted sync of a file with rejected rows (PARTIAL_SUCCESS), whose hooks and alert
+/// webhook go to a server of the test.
+struct Told {
+    server: TestHttpServer,
+    work: Work,
+    config: String,
+    alert_url: String,
+    db: TestDb,
+    ck: PathBuf,
+    sync: String,
+    total: u64,
+}
+
+impl Told {
+    fn submitted(seed: u64, sync: u32) -> Self {
+        let server = TestHttpServer::http(&[200]).unwrap();
+        let work = Work::new(600, seed, MESSY);
+        let config = hooks_config(work.path(), &server)
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let alert_url = server.url("/alert");
+        let db = TestDb::new();
+        let ck = work.checkpoints("ck");
+        let sync = sync_id(sync);
+        let mut told = Self {
+            server,
+            work,
+            config,
+            alert_url,
+            db,
+            ck,
+            sync,
+            total: 0,
+        };
+        told.total = submit(&told.work, &told.db, &told.ck, &told.sync, &told.env());
+        told
+    }
+
+    /// The hooks' configuration, the alert webhook and a lenient threshold.
+    fn env(&self) -> [(&str, &str); 3] {
+        [
+            ("DATSYNC_CONFIG", self.config.as_str()),
+            ("ALERT_WEBHOOK_URL", self.alert_url.as_str()),
+            LENIENT,
+        ]
+    }
+}
+
 #[test]
 fn a_finish_done_again_after_a_kill_calls_no_hook_and_sends_no_alert_twice() {
-    let server = TestHttpServer::http(&[200]).unwrap();
-    let work = Work::new(600, 41, MESSY);
-    let config = hooks_config(work.path(), &server);
-    let alert_url = server.url("/alert");
-    let env = [
-        ("DATSYNC_CONFIG", config.to_str().unwrap()),
-        ("ALERT_WEBHOOK_URL", alert_url.as_str()),
-        LENIENT,
-    ];
-    let db = TestDb::new();
-    let ck = work.checkpoints("ck");
-    let sync = sync_id(0x0f1_0001);
-    let total = submit(&work, &db, &ck, &sync, &env);
+    let told = Told::submitted(41, 0x0f1_0001);
+    let Told {
+        server,
+        work,
+        db,
+        ck,
+        sync,
+        total,
+        ..
+    } = &told;
+    let (total, env) = (*total, told.env());
     // The first worker loads every chunk, finishes the sync and dies after its final steps,
     // before it deletes the finish row: the row is free again.
     let killed = finish(worker(
-        &work,
-        &db,
+        work,
+        db,
         "3s",
         &[
             env[0],
@@ -104,54 +151,51 @@ fn a_finish_done_again_after_a_kill_calls_no_hook_and_sends_no_alert_twice() {
     ));
     assert!(killed.killed(), "{}", killed.describe());
     db.wait_for_other_sessions();
-    assert_eq!(db.metadata(&sync).unwrap()["status"], "PARTIAL_SUCCESS");
-    assert_eq!(queue_len(&db), 1, "the finish row is free again");
-    let mut first = received(&server);
+    assert_eq!(db.metadata(sync).unwrap()["status"], "PARTIAL_SUCCESS");
+    assert_eq!(queue_len(db), 1, "the finish row is free again");
+    let mut first = received(server);
     first.sort();
     assert_eq!(
         first,
         ["/alert", "/hooks/partial"],
         "one hook and one alert"
     );
-    let (hooks, alerted) = marks(&db, &sync);
+    let (hooks, alerted) = marks(db, sync);
     let outcome = format!("PARTIAL_SUCCESS chunks {total} error none");
     assert_eq!(hooks.as_deref(), Some(outcome.as_str()));
     assert_eq!(alerted.as_deref(), Some(outcome.as_str()));
     // The next worker takes the row and finishes the sync again: nothing sent again.
-    let again = finish(worker(&work, &db, "1s", &env));
+    let again = finish(worker(work, db, "1s", &env));
     assert_eq!(again.code(), Some(0), "{}", again.describe());
     let finished = again.summary()["syncs_finished"].to_string();
-    assert!(finished.contains(&sync), "{finished}");
-    assert_eq!(received(&server), Vec::<String>::new(), "sent twice");
-    assert_eq!(queue_len(&db), 0);
-    assert!(!ck.join(&sync).exists(), "the checkpoint is still there");
-    let m = db.metadata(&sync).unwrap();
+    assert!(finished.contains(sync.as_str()), "{finished}");
+    assert_eq!(received(server), Vec::<String>::new(), "sent twice");
+    assert_eq!(queue_len(db), 0);
+    assert!(!ck.join(sync).exists(), "the checkpoint is still there");
+    let m = db.metadata(sync).unwrap();
     assert_eq!(m["status"], "PARTIAL_SUCCESS", "{m}");
-    assert_eq!(db.committed_chunks(&sync) as u64, total);
+    assert_eq!(db.committed_chunks(sync) as u64, total);
 }
 
 #[test]
 fn a_worker_holding_the_finish_row_while_resume_finishes_the_sync_sends_nothing_twice() {
-    let server = TestHttpServer::http(&[200]).unwrap();
-    let work = Work::new(600, 43, MESSY);
-    let config = hooks_config(work.path(), &server);
-    let alert_url = server.url("/alert");
-    let env = [
-        ("DATSYNC_CONFIG", config.to_str().unwrap()),
-        ("ALERT_WEBHOOK_URL", alert_url.as_str()),
-        LENIENT,
-    ];
-    let db = TestDb::new();
-    let ck = work.checkpoints("ck");
-    let sync = sync_id(0x0f1_0002);
-    submit(&work, &db, &ck, &sync, &env);
+    let told = Told::submitted(43, 0x0f1_0002);
+    let Told {
+        server,
+        work,
+        db,
+        ck,
+        sync,
+        ..
+    } = &told;
+    let env = told.env();
     // The worker loads every chunk, claims the finish row and is held there.
     let pauses = tempfile::tempdir().unwrap();
     let marker = pauses.path().join("finish_claimed-1");
     let pause_dir = pauses.path().to_str().unwrap();
     let held = worker(
-        &work,
-        &db,
+        work,
+        db,
         "2s",
         &[
             env[0],
@@ -164,10 +208,10 @@ fn a_worker_holding_the_finish_row_while_resume_finishes_the_sync_sends_nothing_
     wait_for("the worker to claim the finish row", || marker.exists());
     // Meanwhile `resume` finishes the sync (the finish row, locked, stays).
     let url = db.url();
-    let resumed = datsync(work.path(), &sync_args(&url, &ck, &["resume", &sync]), &env);
+    let resumed = datsync(work.path(), &sync_args(&url, ck, &["resume", sync]), &env);
     assert_eq!(resumed.code(), Some(2), "{}", resumed.describe());
     assert_eq!(resumed.summary()["status"], "PARTIAL_SUCCESS");
-    let mut first = received(&server);
+    let mut first = received(server);
     first.sort();
     assert_eq!(
         first,
@@ -179,13 +223,15 @@ fn a_worker_holding_the_finish_row_while_resume_finishes_the_sync_sends_nothing_
     let out = finish(held);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert!(
-        out.summary()["syncs_finished"].to_string().contains(&sync),
+        out.summary()["syncs_finished"]
+            .to_string()
+            .contains(sync.as_str()),
         "{}",
         out.describe()
     );
-    assert_eq!(received(&server), Vec::<String>::new(), "sent twice");
-    assert_eq!(queue_len(&db), 0);
-    assert_eq!(db.metadata(&sync).unwrap()["status"], "PARTIAL_SUCCESS");
+    assert_eq!(received(server), Vec::<String>::new(), "sent twice");
+    assert_eq!(queue_len(db), 0);
+    assert_eq!(db.metadata(sync).unwrap()["status"], "PARTIAL_SUCCESS");
 }
 
 /// A trigger on the target table that fails every write of a source line in `lines` with a
