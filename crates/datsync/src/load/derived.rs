@@ -61,16 +61,35 @@ impl DerivedSql {
             .filter(|c| c.from.is_some())
             .enumerate()
             .collect();
-        let exprs: Vec<String> = written
+        // Each main column's value computed once (`e{i}`, NULL for a placeholder in a text
+        // column), however many written columns take it (`id_karyawan` and `nik` both take
+        // `nik_supir`); `picks[n]` is the `e{i}` of the `n`-th written column.
+        let mut sources: Vec<(usize, bool)> = Vec::new();
+        let picks: Vec<String> = written
             .iter()
-            .map(|(i, c)| {
+            .map(|(_, c)| {
                 let main_i = profile
                     .columns
                     .iter()
                     .position(|m| Some(&m.target) == c.from.as_ref())
                     .unwrap_or(0);
+                let source = (main_i, c.kind == ColumnType::Text);
+                let at = sources
+                    .iter()
+                    .position(|s| *s == source)
+                    .unwrap_or_else(|| {
+                        sources.push(source);
+                        sources.len() - 1
+                    });
+                format!("e{at}")
+            })
+            .collect();
+        let exprs: Vec<String> = sources
+            .iter()
+            .enumerate()
+            .map(|(at, &(main_i, text))| {
                 let v = format!("s.c{main_i}");
-                let e = if c.kind == ColumnType::Text {
+                let e = if text {
                     format!(
                         "CASE WHEN btrim({v}) = '' OR upper(btrim({v})) = ANY($2::text[]) \
                          THEN NULL ELSE {v} END"
@@ -78,23 +97,24 @@ impl DerivedSql {
                 } else {
                     v
                 };
-                format!("{e} AS d{i}")
+                format!("{e} AS e{at}")
             })
             .collect();
-        let key_i = written
+        let key_e = written
             .iter()
             .find(|(_, c)| c.target == d.key)
-            .map_or(0, |(i, _)| *i);
-        let wanted: Vec<String> = written
+            .map_or_else(|| "e0".to_owned(), |(i, _)| picks[*i].clone());
+        let mut wanted: Vec<String> = written
             .iter()
             .filter(|(_, c)| c.required || c.target == d.key)
-            .map(|(i, _)| format!("d{i} IS NOT NULL"))
+            .map(|(i, _)| format!("{} IS NOT NULL", picks[*i]))
             .collect();
+        wanted.sort();
+        wanted.dedup();
         let targets: Vec<String> = written
             .iter()
             .map(|(_, c)| quote_ident(&c.target))
             .collect();
-        let picks: Vec<String> = written.iter().map(|(i, _)| format!("d{i}")).collect();
         let sets: Vec<String> = written
             .iter()
             .filter(|(_, c)| c.target != d.key)
@@ -118,11 +138,11 @@ impl DerivedSql {
                SELECT {exprs}, ({version})::text AS v, s.src_line AS l FROM {STAGE} s
              ),
              pick AS (
-               SELECT DISTINCT ON (d{key_i}) * FROM src WHERE {wanted}
-                ORDER BY d{key_i}, COALESCE(v, '') COLLATE \"C\" DESC, l DESC
+               SELECT DISTINCT ON ({key_e}) * FROM src WHERE {wanted}
+                ORDER BY {key_e}, COALESCE(v, '') COLLATE \"C\" DESC, l DESC
              )
              INSERT INTO {table} AS t ({targets}, row_version, sync_seq, source_line, updated_at)
-             SELECT {picks}, v, $1::bigint, l, now() FROM pick ORDER BY d{key_i}
+             SELECT {picks}, v, $1::bigint, l, now() FROM pick ORDER BY {key_e}
              ON CONFLICT ({key}) DO UPDATE SET {sets}
              WHERE (COALESCE(t.row_version, '') COLLATE \"C\", COALESCE(t.sync_seq, -1),
                     COALESCE(t.source_line, -1))
