@@ -161,6 +161,16 @@ pub(super) fn put_rows(
     }
 }
 
+/// Appends row `row` of the columns as one binary COPY tuple.
+// A PostgreSQL table has at most 1600 columns, so the count fits `i16`.
+#[allow(clippy::cast_possible_wrap)]
+pub(super) fn put_fields(encoders: &[&ColumnEncoder<'_>], row: usize, out: &mut BytesMut) {
+    out.put_i16(encoders.len() as i16);
+    for e in encoders {
+        e.put(row, out);
+    }
+}
+
 /// The number of distinct non-null values of a key column (any typed-batch type). A type
 /// the encoder does not know gives 0; it cannot occur, the encoders are built (and the
 /// types checked) first.

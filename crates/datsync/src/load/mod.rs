@@ -58,6 +58,7 @@
 mod baseline;
 mod copy;
 mod derived;
+mod direct;
 mod numeric;
 mod sql;
 
@@ -112,6 +113,8 @@ pub struct ChunkLoad {
     pub already_committed: bool,
     /// The table held none of the chunk's keys: its rows were inserted without the upsert.
     pub new_keys: bool,
+    /// Of those, the rows were COPYed straight into the table, not staged (`load/direct.rs`).
+    pub direct_copy: bool,
     /// Derived tables whose upsert failed for this chunk and was rolled back (the chunk is
     /// loaded; see `load/derived.rs`).
     pub derived_failed: u64,
@@ -291,12 +294,13 @@ impl Loader {
         sync: &'a SyncRef,
         chunk: ChunkId,
         checksum: &'a str,
-        batch: &RecordBatch,
+        batch: &'b RecordBatch,
         encoders: &'a [ColumnEncoder<'b>],
         facts: &'a ChunkFacts,
     ) -> Result<ChunkWrite<'a, 'b>, LoadError> {
         Ok(ChunkWrite {
             sync,
+            batch,
             chunk,
             checksum,
             rows: Rows {
@@ -477,16 +481,23 @@ impl Loader {
             return Ok(recorded_counts(&row));
         }
         c.batch_execute(&format!(
-            "SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
-            self.sql.create_stage
+            "SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off"
         ))
         .await
-        .map_err(q("cannot create the staging table"))?;
-        copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
-        if let Some(hook) = &self.on_staged {
-            hook(chunk);
-        }
-        let (mut load, newer) = self.upsert(c, w.sync, w.rows).await?;
+        .map_err(q("cannot set the chunk's work_mem"))?;
+        let (mut load, newer) = match self.copy_direct(c, w).await? {
+            Some(load) => (load, None),
+            None => {
+                c.batch_execute(&self.sql.create_stage)
+                    .await
+                    .map_err(q("cannot create the staging table"))?;
+                copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
+                if let Some(hook) = &self.on_staged {
+                    hook(chunk);
+                }
+                self.upsert(c, w.sync, w.rows).await?
+            }
+        };
         load.derived_failed = derived::apply(
             c,
             &self.sql.derived,
@@ -592,6 +603,57 @@ impl Loader {
 }
 
 impl Loader {
+    /// The chunk COPYed straight into the target table when the table holds none of its keys
+    /// (`load/direct.rs`), then the columns its derived tables read staged: `Some(counts)`,
+    /// the upsert lock held; `None` when it takes the staging path.
+    async fn copy_direct(
+        &self,
+        c: &Client,
+        w: &ChunkWrite<'_, '_>,
+    ) -> Result<Option<ChunkLoad>, PgError> {
+        let Some(direct) = &self.sql.direct else {
+            return Ok(None);
+        };
+        let file_version = self
+            .sql
+            .file_version_param
+            .then(|| self.file_version(&w.sync.source_file))
+            .flatten();
+        let d = direct::Direct {
+            encoders: w.encoders,
+            batch: w.batch,
+            sync: w.sync,
+            file_version: file_version.as_deref(),
+        };
+        let distinct = w.rows.distinct == w.rows.staged;
+        let Some(copied) = direct.copy_new_keys(c, &d, distinct).await? else {
+            return Ok(None);
+        };
+        tracing::debug!(chunk = %w.chunk, rows = copied, "chunk copied straight into the target table");
+        if let Some(hook) = &self.on_staged {
+            hook(w.chunk);
+        }
+        if direct.stages_derived() {
+            c.batch_execute(&self.sql.create_stage)
+                .await
+                .map_err(|e| PgError::query("cannot create the staging table", e))?;
+            direct.stage_derived(c, w.encoders, w.rows.staged).await?;
+        }
+        let counts = UpsertCounts {
+            inserted: to_i64(copied),
+            applied_over: 0,
+            replaced_same_sync: 0,
+            kept_same_sync: 0,
+        };
+        Ok(Some(ChunkLoad {
+            new_keys: true,
+            direct_copy: true,
+            ..counts.classify(w.rows)
+        }))
+    }
+}
+
+impl Loader {
     /// The staged rows inserted as they are when the target table holds none of their keys
     /// (`sql::NewKeysSql`): `Some(rows inserted)`; `None` when it holds one, or when another
     /// sync inserted one since the look-up (the insert is then rolled back to its savepoint),
@@ -647,6 +709,7 @@ impl Loader {
 /// What one chunk's transaction writes.
 struct ChunkWrite<'a, 'b> {
     sync: &'a SyncRef,
+    batch: &'b RecordBatch,
     chunk: ChunkId,
     checksum: &'a str,
     rows: Rows,
@@ -704,7 +767,7 @@ pub fn file_version(profile: &Profile, source_file: &str) -> Result<Option<Strin
 /// side): the counting CTEs read the statement's snapshot, so an upsert must start after every
 /// earlier one of its sync committed for `replaced` and `kept` to see the rows of this sync
 /// that it meets. The key is the chunk lock's with chunk -1, which no chunk has.
-async fn lock_sync_upsert(tx: &Client, sync_id: &str) -> Result<(), PgError> {
+pub(super) async fn lock_sync_upsert(tx: &Client, sync_id: &str) -> Result<(), PgError> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1), -1)",
         &[&sync_id],
@@ -777,6 +840,7 @@ impl UpsertCounts {
             superseded: (rows.staged - rows.distinct) as u64 + replaced + kept_same,
             already_committed: false,
             new_keys: false,
+            direct_copy: false,
             derived_failed: 0,
         }
     }
@@ -794,6 +858,7 @@ fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
         superseded: n(5).max(rows.saturating_sub(inserted + updated + skipped_older)),
         already_committed: true,
         new_keys: false,
+        direct_copy: false,
         derived_failed: n(6),
     }
 }
@@ -804,38 +869,41 @@ async fn copy_rows(
     rows: usize,
     encoders: &[ColumnEncoder<'_>],
 ) -> Result<(), PgError> {
-    let q = |what: &'static str| move |e| PgError::query(what, e);
-    let sink = tx
-        .copy_in::<_, bytes::Bytes>(copy_sql)
-        .await
-        .map_err(q("cannot start the staging copy"))?;
+    copy_stream(tx, copy_sql, rows, |row, out| {
+        copy::put_rows(encoders, row..row + 1, out);
+    })
+    .await
+    .map_err(|e| PgError::query("cannot copy the chunk into the staging table", e))?;
+    Ok(())
+}
+
+/// One binary COPY of `rows` rows, `put_row(i, buf)` appending the `i`-th tuple: header,
+/// messages of at most [`COPY_ROWS_PER_MESSAGE`] rows or about [`COPY_BYTES_PER_MESSAGE`]
+/// bytes (a row is never split), trailer. Returns the rows the server wrote.
+async fn copy_stream(
+    tx: &Client,
+    copy_sql: &str,
+    rows: usize,
+    mut put_row: impl FnMut(usize, &mut BytesMut),
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in::<_, bytes::Bytes>(copy_sql).await?;
     futures::pin_mut!(sink);
     let mut buf = BytesMut::with_capacity(1 << 20);
     buf.extend_from_slice(COPY_HEADER);
     let mut start = 0;
     while start < rows {
-        // A message ends at COPY_ROWS_PER_MESSAGE rows or once it holds
-        // COPY_BYTES_PER_MESSAGE, whichever comes first (a row is never split).
         let last = (start + COPY_ROWS_PER_MESSAGE).min(rows);
         let mut end = start;
         while end < last && buf.len() < COPY_BYTES_PER_MESSAGE {
-            copy::put_rows(encoders, end..end + 1, &mut buf);
+            put_row(end, &mut buf);
             end += 1;
         }
-        sink.feed(buf.split().freeze())
-            .await
-            .map_err(q("cannot send rows to the staging copy"))?;
+        sink.feed(buf.split().freeze()).await?;
         start = end;
     }
     buf.extend_from_slice(&COPY_TRAILER.to_be_bytes());
-    sink.feed(buf.split().freeze())
-        .await
-        .map_err(q("cannot send rows to the staging copy"))?;
-    sink.as_mut()
-        .finish()
-        .await
-        .map_err(q("cannot finish the staging copy"))?;
-    Ok(())
+    sink.feed(buf.split().freeze()).await?;
+    sink.as_mut().finish().await
 }
 
 fn type_fits(kind: ColumnType, dt: &DataType) -> bool {

@@ -27,6 +27,9 @@ pub(super) struct LoadSql {
     pub queue_done: String,
     /// The upserts of the profile's derived tables, in profile order.
     pub derived: Vec<super::derived::DerivedSql>,
+    /// The COPY straight into the target of a chunk whose keys it does not hold (a keyed
+    /// profile whose key is one `text` or `integer` column).
+    pub direct: Option<super::direct::DirectSql>,
 }
 
 /// A chunk whose staged keys the target table does not hold (a first load, new documents):
@@ -62,6 +65,7 @@ impl LoadSql {
             upsert_dedup,
             file_version_param: version.file,
             new_keys,
+            direct: super::direct::DirectSql::new(profile, version),
             derived: profile
                 .derived
                 .iter()
@@ -306,9 +310,9 @@ fn create_stage(profile: &Profile, version: Version) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Version {
     /// The row's own (`version` columns): staged as `src_version`.
-    row: bool,
+    pub row: bool,
     /// The file's (`version_from_name`): the upsert's `$4`, NULL when the name has none.
-    file: bool,
+    pub file: bool,
 }
 
 impl Version {
@@ -320,7 +324,7 @@ impl Version {
         }
     }
 
-    fn any(self) -> bool {
+    pub(super) fn any(self) -> bool {
         self.row || self.file
     }
 

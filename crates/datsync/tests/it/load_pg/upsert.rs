@@ -526,10 +526,10 @@ async fn table_checksums_tell_equal_tables_from_different_ones() {
     .await;
 }
 
-/// A chunk whose keys the table does not hold is inserted without the upsert; when another
-/// sync inserts one of them after the look-up (its transaction open then, committed while
-/// this chunk's insert waits on the key), the insert is rolled back to its savepoint and the
-/// chunk upserted: newest wins and the counts are exact.
+/// A chunk whose keys the table does not hold is COPYed into it without the upsert; when
+/// another sync inserts one of them after the look-up (its transaction open then, committed
+/// while this chunk's COPY waits on the key), the COPY is rolled back to its savepoint and the
+/// chunk staged and upserted: newest wins and the counts are exact.
 #[tokio::test]
 async fn a_key_another_sync_inserts_after_the_look_up_sends_the_chunk_to_the_upsert() {
     with_db(|db| async move {
@@ -551,8 +551,8 @@ async fn a_key_another_sync_inserts_after_the_look_up_sends_the_chunk_to_the_ups
             .await
             .unwrap();
         assert_eq!(counts(&r), (1, 0, 0, 0));
-        assert!(r.new_keys);
-        // The older sync's chunk: its look-up does not see k1, its insert waits on it.
+        assert!(r.new_keys && r.direct_copy);
+        // The older sync's chunk: its look-up does not see k1, its COPY waits on it.
         let ours = batch(&p, &[doc(2, "k1", "older"), doc(3, "k2", "older")]);
         let waiting = tokio::spawn({
             let loader = loader.clone();
@@ -579,7 +579,10 @@ async fn a_key_another_sync_inserts_after_the_look_up_sends_the_chunk_to_the_ups
         let (r, c) = waiting.await.unwrap();
         // k1 is the newer sync's: older here; k2 inserted, by the upsert.
         assert_eq!(counts(&r), (1, 0, 1, 0));
-        assert!(!r.new_keys, "the insert was not rolled back");
+        assert!(
+            !r.new_keys && !r.direct_copy,
+            "the COPY was not rolled back"
+        );
         assert_eq!(
             notes(&c).await,
             [

@@ -1,0 +1,371 @@
+//! A chunk whose keys the target table does not hold, COPYed straight into it.
+//!
+//! A first load, or a file of new documents, needs none of the upsert's work: no staging
+//! table, no conflict handling, no counting. For such a chunk the rows are sent once, by a
+//! binary `COPY` into the target table itself, with the bookkeeping columns the upsert would
+//! have written (`created_at` and `updated_at` the transaction's `now()`, `sync_id`,
+//! `source_file`, `sync_seq`, `source_line`, `row_version`), in key order.
+//!
+//! # When
+//!
+//! Under the sync's upsert lock (so every earlier-committed chunk of the sync is seen and
+//! none is half-way), one statement reads the transaction's `now()`, checks that the table
+//! takes the binary rows as they are — every written column of exactly the type the encoder
+//! sends (`text`, `bigint`, `numeric` without a typmod, …: an adopted `varchar(40)` or
+//! `integer` column is cast by the upsert's `INSERT … SELECT`, not here), an ordinary or
+//! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`) — and
+//! counts how many of the chunk's keys the table holds, by the key's index. Only a chunk
+//! with distinct keys (validation keeps the newest line of a key) and none stored is COPYed.
+//!
+//! # Races
+//!
+//! Another sync may insert one of the keys after the look-up. The unique index is the
+//! arbiter: the COPY then fails with 23505 (after waiting for that sync's commit) and is
+//! rolled back to its savepoint, and the chunk takes the staging path and the upsert — newest
+//! wins, the counts are exact. Rows go in in key order (bytes, or numbers), so two syncs
+//! COPYing overlapping keys lock them in the same order.
+//!
+//! # Derived tables
+//!
+//! The derived upserts read the staging table; for a chunk COPYed into the target only the
+//! columns they read (and the line and version) are staged, by a second, narrow COPY.
+
+use std::error::Error;
+
+use arrow_array::{Array, RecordBatch};
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql, Type};
+
+use super::copy::{self, ColumnEncoder};
+use super::sql::{STAGE, Version};
+use crate::pg::{PgError, quote_ident, quote_literal, quote_qualified, sql_type};
+use crate::profile::{ColumnType, Profile, ROW_VERSION_COLUMN};
+
+/// The savepoint the COPY runs under.
+const SAVEPOINT: &str = "datsync_direct";
+
+/// The key's type, as the look-up sends the chunk's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    /// `text[]`.
+    Text,
+    /// `bigint[]`.
+    Integer,
+}
+
+/// The statements of the direct path for one profile (a keyed profile whose key is one
+/// `text` or `integer` column; none otherwise).
+#[derive(Debug, Clone)]
+pub(super) struct DirectSql {
+    key: KeyKind,
+    /// The key's position among the profile's columns.
+    key_at: usize,
+    /// `now()`, whether the table takes the COPY, and how many of `$1`'s keys it holds.
+    probe: String,
+    /// The COPY into the target.
+    copy: String,
+    /// Whether rows carry a `row_version`, and which halves it is made of.
+    version: Version,
+    /// The narrow COPY of the derived tables' columns into the stage, and the positions
+    /// (among the profile's columns) it sends; `None` without derived tables.
+    derived_copy: Option<(String, Vec<usize>)>,
+}
+
+/// What the COPY of one chunk needs besides the batch.
+pub(super) struct Direct<'a, 'b> {
+    /// The profile's columns' encoders, then `_line`, then `_version` when rows have one.
+    pub encoders: &'a [ColumnEncoder<'b>],
+    /// The batch (for its key column).
+    pub batch: &'b RecordBatch,
+    /// `sync_id`, `source_file`, `sync_seq`.
+    pub sync: &'a crate::model::SyncRef,
+    /// The file's version (`version_from_name`), when the profile reads one.
+    pub file_version: Option<&'a str>,
+}
+
+/// The transaction's `now()` as PostgreSQL's binary `timestamptz`: microseconds since
+/// 2000-01-01 UTC, written into `created_at` and `updated_at` as they are.
+struct PgMicros(i64);
+
+impl<'a> FromSql<'a> for PgMicros {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        let raw: [u8; 8] = raw.try_into()?;
+        Ok(Self(i64::from_be_bytes(raw)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+}
+
+impl DirectSql {
+    /// The direct path of `profile`, or `None` when its key is not one `text` or `integer`
+    /// column (the look-up sends the keys as one array), or it appends.
+    pub(super) fn new(profile: &Profile, version: Version) -> Option<Self> {
+        if profile.appends() {
+            return None;
+        }
+        let [key_at] = profile.key_positions()[..] else {
+            return None;
+        };
+        let key_column = profile.columns.get(key_at)?;
+        let key = match key_column.kind {
+            ColumnType::Text => KeyKind::Text,
+            ColumnType::Integer => KeyKind::Integer,
+            _ => return None,
+        };
+        let table = quote_qualified(&profile.schema, &profile.table);
+        let written = written_columns(profile, version);
+        let expected: Vec<String> = written
+            .iter()
+            .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
+            .collect();
+        let relation = quote_literal(&table);
+        let probe = format!(
+            "SELECT now(),
+                    NOT EXISTS (
+                      SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
+                        LEFT JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid = {relation}::regclass AND a.attname = w.name
+                         AND a.attnum > 0 AND NOT a.attisdropped
+                       WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
+                          OR a.atttypmod <> -1)
+                    AND (SELECT NOT c.relhasrules AND c.relkind IN ('r', 'p')
+                           FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass),
+                    (SELECT count(*) FROM {table} o WHERE o.{key_name} = ANY($1::{array}))",
+            expected = expected.join(", "),
+            key_name = quote_ident(&key_column.target),
+            array = match key {
+                KeyKind::Text => "text[]",
+                KeyKind::Integer => "bigint[]",
+            },
+        );
+        let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();
+        let copy = format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            names.join(", ")
+        );
+        Some(Self {
+            key,
+            key_at,
+            probe,
+            copy,
+            version,
+            derived_copy: derived_copy(profile, version),
+        })
+    }
+}
+
+/// The columns the COPY writes, with the types it sends them as: the profile's, then the
+/// bookkeeping columns.
+fn written_columns(profile: &Profile, version: Version) -> Vec<(String, &'static str)> {
+    profile
+        .columns
+        .iter()
+        .map(|c| (c.target.clone(), sql_type(c.kind)))
+        .chain(
+            [
+                ("created_at", "timestamptz"),
+                ("updated_at", "timestamptz"),
+                ("sync_id", "text"),
+                ("source_file", "text"),
+                ("sync_seq", "bigint"),
+                ("source_line", "bigint"),
+            ]
+            .into_iter()
+            .chain(version.any().then_some((ROW_VERSION_COLUMN, "text")))
+            .map(|(n, t)| (n.to_owned(), t)),
+        )
+        .collect()
+}
+
+/// The narrow COPY feeding the derived upserts: the staged columns they read, `src_line`,
+/// and `src_version` when rows have a version.
+fn derived_copy(profile: &Profile, version: Version) -> Option<(String, Vec<usize>)> {
+    if profile.derived.is_empty() {
+        return None;
+    }
+    let mut at: Vec<usize> = profile
+        .derived
+        .iter()
+        .flat_map(|d| d.columns.iter().filter_map(|c| c.from.as_ref()))
+        .filter_map(|from| profile.columns.iter().position(|m| &m.target == from))
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let columns: Vec<String> = at
+        .iter()
+        .map(|i| format!("c{i}"))
+        .chain(std::iter::once("src_line".to_owned()))
+        .chain(version.row.then(|| "src_version".to_owned()))
+        .collect();
+    Some((
+        format!(
+            "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
+            columns.join(", ")
+        ),
+        at,
+    ))
+}
+
+impl DirectSql {
+    /// COPYs the chunk into the target table when the table holds none of its keys and takes
+    /// its rows as they are (see the module docs): `Some(rows copied)`, the upsert lock held.
+    /// `None` when it does not, or when another sync inserted one of the keys since the
+    /// look-up (the COPY is rolled back to its savepoint): the chunk needs the staging path.
+    /// A chunk with duplicate keys is not tried.
+    pub(super) async fn copy_new_keys(
+        &self,
+        c: &Client,
+        d: &Direct<'_, '_>,
+        distinct: bool,
+    ) -> Result<Option<u64>, PgError> {
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let rows = d.batch.num_rows();
+        if !distinct || rows == 0 {
+            return Ok(None);
+        }
+        super::lock_sync_upsert(c, d.sync.sync_id.as_str()).await?;
+        let (texts, numbers);
+        let (param, order): (&(dyn ToSql + Sync), Vec<usize>) =
+            match (self.key, d.encoders.get(self.key_at)) {
+                (KeyKind::Text, Some(ColumnEncoder::Text(a))) if a.null_count() == 0 => {
+                    texts = (0..rows).map(|i| a.value(i)).collect::<Vec<&str>>();
+                    let mut order: Vec<usize> = (0..rows).collect();
+                    order.sort_unstable_by_key(|&i| texts[i].as_bytes());
+                    (&texts, order)
+                }
+                (KeyKind::Integer, Some(ColumnEncoder::Int(a))) if a.null_count() == 0 => {
+                    numbers = a.values().to_vec();
+                    let mut order: Vec<usize> = (0..rows).collect();
+                    order.sort_unstable_by_key(|&i| numbers[i]);
+                    (&numbers, order)
+                }
+                _ => return Ok(None),
+            };
+        let probe = c
+            .query_one(&self.probe, &[param])
+            .await
+            .map_err(q("cannot look up the chunk's keys in the target table"))?;
+        let now: PgMicros = probe.get(0);
+        let (fits, stored): (Option<bool>, i64) = (probe.get(1), probe.get(2));
+        if fits != Some(true) || stored > 0 {
+            return Ok(None);
+        }
+        c.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
+            .await
+            .map_err(q("cannot set the direct copy's savepoint"))?;
+        let copied = super::copy_stream(c, &self.copy, rows, |i, out| {
+            self.put_row(d, now.0, order[i], out);
+        })
+        .await;
+        match copied {
+            Ok(n) => {
+                c.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+                    .await
+                    .map_err(q("cannot release the direct copy's savepoint"))?;
+                Ok(Some(n))
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tracing::debug!(error = %e,
+                    "a key of the chunk was inserted by another sync since the look-up; staging and upserting");
+                c.batch_execute(&format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"))
+                    .await
+                    .map_err(q("cannot roll back to the direct copy's savepoint"))?;
+                Ok(None)
+            }
+            Err(e) => Err(PgError::query(
+                "cannot copy the chunk into the target table",
+                e,
+            )),
+        }
+    }
+
+    /// One row of the COPY into the target: the profile's columns, then `created_at`,
+    /// `updated_at`, `sync_id`, `source_file`, `sync_seq`, `source_line` and, with a
+    /// version, `row_version` as the upsert computes it (`sql::Version::value`).
+    // A table has at most 1600 columns, a text field fits `i32` (Arrow's offsets).
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    fn put_row(&self, d: &Direct<'_, '_>, now: i64, row: usize, out: &mut BytesMut) {
+        let columns = d.encoders.len() - 1 - usize::from(self.version.row);
+        let fields = columns + 6 + usize::from(self.version.any());
+        out.put_i16(fields as i16);
+        for e in &d.encoders[..columns] {
+            e.put(row, out);
+        }
+        for _ in 0..2 {
+            out.put_i32(8);
+            out.put_i64(now);
+        }
+        put_text(out, Some(d.sync.sync_id.as_str()));
+        put_text(out, Some(d.sync.source_file.as_str()));
+        out.put_i32(8);
+        out.put_i64(d.sync.sync_seq);
+        d.encoders[columns].put(row, out);
+        if !self.version.any() {
+            return;
+        }
+        let own = match d.encoders.get(columns + 1) {
+            Some(ColumnEncoder::Text(a)) if self.version.row && !a.is_null(row) => {
+                Some(a.value(row))
+            }
+            _ => None,
+        };
+        match (self.version.row, self.version.file) {
+            (true, false) => put_text(out, own),
+            (false, _) => put_text(out, d.file_version),
+            (true, true) => {
+                if own.is_none() && d.file_version.is_none() {
+                    out.put_i32(-1);
+                } else {
+                    let v = format!("{} | {}", own.unwrap_or("-"), d.file_version.unwrap_or("-"));
+                    put_text(out, Some(&v));
+                }
+            }
+        }
+    }
+
+    /// Stages the columns the derived upserts read (no-op without derived tables); the
+    /// staging table must exist.
+    pub(super) async fn stage_derived(
+        &self,
+        c: &Client,
+        encoders: &[ColumnEncoder<'_>],
+        rows: usize,
+    ) -> Result<(), PgError> {
+        let Some((sql, at)) = &self.derived_copy else {
+            return Ok(());
+        };
+        let columns = encoders.len() - 1 - usize::from(self.version.row);
+        let sent: Vec<&ColumnEncoder<'_>> = at
+            .iter()
+            .filter_map(|&i| encoders.get(i))
+            .chain(encoders[columns..].iter())
+            .collect();
+        super::copy_stream(c, sql, rows, |row, out| {
+            copy::put_fields(&sent, row, out);
+        })
+        .await
+        .map_err(|e| PgError::query("cannot stage the chunk's derived columns", e))?;
+        Ok(())
+    }
+
+    /// Whether the chunk's rows are staged for the derived tables after a direct COPY.
+    pub(super) fn stages_derived(&self) -> bool {
+        self.derived_copy.is_some()
+    }
+}
+
+// A text field fits `i32` (Arrow's offsets; a file name or a version is short).
+#[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+fn put_text(out: &mut BytesMut, v: Option<&str>) {
+    match v {
+        None => out.put_i32(-1),
+        Some(v) => {
+            out.put_i32(v.len() as i32);
+            out.put_slice(v.as_bytes());
+        }
+    }
+}

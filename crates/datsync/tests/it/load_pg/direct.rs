@@ -1,0 +1,307 @@
+//! The COPY straight into the target table (`load/direct.rs`): a chunk whose keys the table
+//! does not hold is written exactly as the staging path writes it — every column, the
+//! bookkeeping columns, the row version of each kind — and a table the binary rows do not
+//! fit as they are (an adopted column type, a rule) takes the staging path.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use datsync::{
+    ChunkFacts, ChunkId, ChunkLoad, Loader, Profile, SyncId, SyncRef, SyncRegistration, init_db,
+    register_sync,
+};
+use tokio_postgres::Client;
+
+use super::db::with_db;
+use super::docs::{DOCS_PROFILE, Doc, batch};
+use super::versions::VERSIONED_PROFILE;
+
+/// A profile in schema `schema`.
+fn in_schema(toml: &str, schema: &str) -> Profile {
+    let toml = toml.replace("schema = \"public\"\n", "").replacen(
+        "name = ",
+        &format!("schema = \"{schema}\"\nname = "),
+        1,
+    );
+    Profile::from_toml_str(&toml, Path::new("p.toml")).unwrap()
+}
+
+/// Rows of the docs profile: every column type, NULLs, keys out of order.
+fn docs_rows() -> Vec<Doc> {
+    let full = |line: u64, id: &'static str, qty: i64| Doc {
+        line,
+        id: Some(id),
+        amount: Some(-12_345_678),
+        qty: Some(qty),
+        flag: Some(line % 2 == 0),
+        day: Some(19_000 + i32::try_from(line).unwrap()),
+        at: Some(3_600_000_000 + i64::try_from(line).unwrap()),
+        ts: Some(1_700_000_000_000_000 + i64::try_from(line).unwrap()),
+        note: Some(format!("nöte {line} ~|^ \t\\")),
+    };
+    vec![
+        full(4, "k3", 30),
+        full(2, "k1", 10),
+        Doc {
+            line: 3,
+            id: Some("k2"),
+            qty: Some(20),
+            ..Doc::default()
+        },
+        full(9, "a0", -5),
+    ]
+}
+
+/// The versioned profile's text rows: line, key, note, change date, change time.
+fn versioned_batch(profile: &Profile) -> RecordBatch {
+    type Row = (u64, &'static str, &'static str, &'static str, &'static str);
+    let rows: [Row; 3] = [
+        (2, "k2", "b", "20250130", "10:00:00"),
+        (3, "k1", "a", "", ""),
+        (5, "k0", "c", "20250101", ""),
+    ];
+    let col = |f: fn(&Row) -> &'static str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let schema = Schema::new(vec![
+        Field::new("_line", DataType::UInt64, false),
+        Field::new("id", DataType::Utf8, true),
+        Field::new("note", DataType::Utf8, true),
+        Field::new("change_date", DataType::Utf8, true),
+        Field::new("change_time", DataType::Utf8, true),
+    ]);
+    let text = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            col(|r| r.1),
+            col(|r| r.2),
+            col(|r| r.3),
+            col(|r| r.4),
+        ],
+    )
+    .unwrap();
+    let v = datsync::validate(profile, &text).unwrap();
+    datsync::transform(profile, &v.accepted).unwrap().batch
+}
+
+/// The profiles of the table of forms, by name, and their typed batch.
+fn forms() -> Vec<(&'static str, String)> {
+    let row_only = VERSIONED_PROFILE.replace("version_from_name = 'V_(?<date>\\d{8})'\n", "");
+    let file_only =
+        VERSIONED_PROFILE.replace("version = [\"changed_date\", \"changed_time\"]\n", "");
+    assert_ne!(row_only, VERSIONED_PROFILE);
+    assert_ne!(file_only, VERSIONED_PROFILE);
+    vec![
+        ("no version, every column type", DOCS_PROFILE.to_owned()),
+        (
+            "an integer key",
+            DOCS_PROFILE
+                .replace("key = \"id\"", "key = \"qty\"")
+                .replace(
+                    "source = \"qty\"\ntype = \"integer\"\n",
+                    "source = \"qty\"\ntype = \"integer\"\nrequired = true\nnot_empty = true\n",
+                ),
+        ),
+        ("row and file version", VERSIONED_PROFILE.to_owned()),
+        ("row version only", row_only),
+        ("file version only", file_only),
+    ]
+}
+
+fn typed(toml: &str, profile: &Profile) -> RecordBatch {
+    if toml.contains("table = \"docs\"") {
+        batch(profile, &docs_rows())
+    } else {
+        versioned_batch(profile)
+    }
+}
+
+/// Registers the same sync (same id, same file name) in `schema`.
+async fn register(c: &Client, schema: &str, file: &str) -> SyncRef {
+    let t = chrono::DateTime::parse_from_rfc3339("2025-02-01T08:00:00Z")
+        .unwrap()
+        .to_utc();
+    let reg = SyncRegistration {
+        sync_id: SyncId::new(t, 7),
+        file_name: file.to_owned(),
+        file_path: format!("in/{file}"),
+        file_size_bytes: None,
+        checkpoint_location: None,
+    };
+    register_sync(c, schema, &reg).await.unwrap()
+}
+
+async fn load_into(c: &mut Client, profile: &Profile, file: &str, rows: &RecordBatch) -> ChunkLoad {
+    let sync = register(c, &profile.schema, file).await;
+    let facts = ChunkFacts {
+        rows_read: rows.num_rows() as u64,
+        ..ChunkFacts::default()
+    };
+    Loader::new(profile)
+        .load_chunk_with_facts(c, &sync, ChunkId(0), "sha", rows, &facts)
+        .await
+        .unwrap()
+}
+
+/// Every row of the table as JSON but its timestamps, in key order; and whether every row's
+/// `created_at` and `updated_at` are the chunk transaction's time (its ledger row's).
+async fn table(c: &Client, profile: &Profile) -> (Vec<serde_json::Value>, bool) {
+    let t = format!("\"{}\".\"{}\"", profile.schema, profile.table);
+    let key = &profile.key[0];
+    let rows = c
+        .query(
+            &format!(
+                "SELECT to_jsonb(t) - 'created_at' - 'updated_at' FROM {t} t ORDER BY \"{key}\""
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let stamped: bool = c
+        .query_one(
+            &format!(
+                "SELECT bool_and(t.created_at = l.committed_at AND t.updated_at = l.committed_at)
+                   FROM {t} t, \"{}\".sync_chunks l",
+                profile.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (rows, stamped)
+}
+
+/// For every form: a chunk COPYed into the table, and the same chunk into a table with a
+/// rule (which `COPY` would not honour, so it takes the staging path): the same rows, the
+/// same bookkeeping, the same counts.
+#[tokio::test]
+async fn a_chunk_of_new_keys_is_copied_as_the_staging_path_writes_it() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        for (i, (form, toml)) in forms().into_iter().enumerate() {
+            let direct = in_schema(&toml, &format!("direct_{i}"));
+            let staged = in_schema(&toml, &format!("staged_{i}"));
+            for p in [&direct, &staged] {
+                init_db(&mut c, p).await.unwrap();
+            }
+            c.batch_execute(&format!(
+                "CREATE RULE no_op AS ON UPDATE TO \"{}\".\"{}\" DO ALSO NOTHING",
+                staged.schema, staged.table
+            ))
+            .await
+            .unwrap();
+            let file = "V_20250120_ZTDWR.dat";
+            let rows = typed(&toml, &direct);
+            let d = load_into(&mut c, &direct, file, &rows).await;
+            let s = load_into(&mut c, &staged, file, &rows).await;
+            assert!(d.direct_copy && d.new_keys, "{form}: {d:?}");
+            assert!(!s.direct_copy && s.new_keys, "{form}: {s:?}");
+            assert_eq!(
+                (d.rows, d.inserted, d.updated, d.skipped_older, d.superseded),
+                (s.rows, s.inserted, s.updated, s.skipped_older, s.superseded),
+                "{form}"
+            );
+            assert_eq!(d.inserted, rows.num_rows() as u64, "{form}");
+            let (ours, stamped) = table(&c, &direct).await;
+            assert!(
+                stamped,
+                "{form}: created_at/updated_at are not the transaction's time"
+            );
+            let (theirs, stamped) = table(&c, &staged).await;
+            assert!(stamped, "{form}");
+            assert_eq!(ours.len(), rows.num_rows(), "{form}");
+            assert_eq!(ours, theirs, "{form}");
+        }
+    })
+    .await;
+}
+
+/// A table whose columns the binary rows do not fit as they are (an adopted `varchar(n)`,
+/// `integer` or `numeric(p,s)` column, which the staging path's `INSERT … SELECT` casts) takes
+/// the staging path, and loads the same rows.
+#[tokio::test]
+async fn a_column_of_another_type_takes_the_staging_path() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let alters = [
+            "ALTER COLUMN note TYPE varchar(40)",
+            "ALTER COLUMN qty TYPE integer",
+            "ALTER COLUMN amount TYPE numeric(20, 6)",
+            "ALTER COLUMN source_file TYPE varchar(200)",
+        ];
+        let reference = in_schema(DOCS_PROFILE, "reference");
+        init_db(&mut c, &reference).await.unwrap();
+        let rows = batch(&reference, &docs_rows());
+        assert!(
+            load_into(&mut c, &reference, "a.dat", &rows)
+                .await
+                .direct_copy
+        );
+        let (want, _) = table(&c, &reference).await;
+        for (i, alter) in alters.iter().enumerate() {
+            let p = in_schema(DOCS_PROFILE, &format!("adopted_{i}"));
+            init_db(&mut c, &p).await.unwrap();
+            c.batch_execute(&format!("ALTER TABLE \"{}\".docs {alter}", p.schema))
+                .await
+                .unwrap();
+            let r = load_into(&mut c, &p, "a.dat", &rows).await;
+            assert!(!r.direct_copy && r.new_keys, "{alter}: {r:?}");
+            assert_eq!(r.inserted, 4, "{alter}");
+            let (got, stamped) = table(&c, &p).await;
+            assert!(stamped, "{alter}");
+            assert_eq!(got, want, "{alter}");
+        }
+    })
+    .await;
+}
+
+/// A chunk with a key the table holds, or with a key twice (a batch validation did not
+/// reduce), is not COPYed: it is upserted with its exact counts.
+#[tokio::test]
+async fn a_stored_or_repeated_key_keeps_the_chunk_off_the_copy() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let p = in_schema(DOCS_PROFILE, "public");
+        init_db(&mut c, &p).await.unwrap();
+        let loader = Loader::new(&p);
+        let sync = register(&c, "public", "a.dat").await;
+        let doc = |line, id| super::docs::doc(line, id, "n");
+        let chunks = [
+            vec![doc(2, "k1"), doc(3, "k2")],
+            vec![doc(4, "k3"), doc(5, "k2")],
+            vec![doc(6, "k4"), doc(7, "k4")],
+        ];
+        let mut loads = Vec::new();
+        for (i, rows) in chunks.iter().enumerate() {
+            let b = batch(&p, rows);
+            let chunk = ChunkId(u32::try_from(i).unwrap());
+            loads.push(
+                loader
+                    .load_chunk(&mut c, &sync, chunk, "sha", &b)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(loads[0].direct_copy);
+        let r = &loads[1];
+        assert!(!r.direct_copy && !r.new_keys, "k2 is stored: {r:?}");
+        assert_eq!((r.inserted, r.superseded), (1, 1));
+        let r = &loads[2];
+        assert!(!r.direct_copy, "k4 twice: {r:?}");
+        assert_eq!((r.inserted, r.superseded), (1, 1));
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM docs", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 4);
+    })
+    .await;
+}
