@@ -19,8 +19,58 @@ use crate::store::ObjectKey;
 use crate::telemetry::{ChunkCommitted, ChunkCompleted, ChunkFailed, RowsRejected, ValuesWarned};
 use std::time::Instant;
 
-use super::convert::Converted;
-use crate::validate::{VALIDATION_ERRORS_SAMPLE, Validated};
+use super::convert::{Converted, Rows};
+use crate::profile::Profile;
+use crate::transform::{TransformError, Transformed};
+use crate::validate::{VALIDATION_ERRORS_SAMPLE, ValidateError, Validated};
+
+/// A chunk's rows validated and typed: work on the rows alone, no effect anywhere, done by
+/// the converter as it cuts a chunk (so it overlaps the load of the one before), else by the
+/// loader ([`prepare`]).
+pub(super) struct Prepared {
+    /// What validation decided; its accepted and superseded rows are dropped once typed
+    /// (the memory budget counts each chunk's rows once).
+    validated: Validated,
+    /// The accepted rows typed, with the value warnings of the accepted and the superseded
+    /// rows in line order; or why they cannot be (reported after the rejects are kept, as
+    /// a sync that stops keeps them).
+    typed: Result<Transformed, TransformError>,
+    /// Whether no row is left to load.
+    nothing_loaded: bool,
+}
+
+/// Validates and types a chunk's text rows ([`Prepared`]); a batch that lacks the profile's
+/// columns is an error.
+pub(super) fn prepare(profile: &Profile, batch: RecordBatch) -> Result<Prepared, ValidateError> {
+    let mut validated = crate::validate::validate(profile, &batch)?;
+    // The accepted rows are a copy: the text batch is not needed for the load.
+    drop(batch);
+    let nothing_loaded = validated.loaded() == 0;
+    let take = |b: &mut RecordBatch| {
+        let empty = RecordBatch::new_empty(b.schema());
+        std::mem::replace(b, empty)
+    };
+    let accepted = take(&mut validated.accepted);
+    let superseded = take(&mut validated.superseded_rows);
+    let typed = crate::transform::transform(profile, &accepted).and_then(|mut typed| {
+        // The text rows are typed: dropped now, not held beside the typed ones.
+        drop(accepted);
+        // Rows superseded inside the chunk are checked too: the warnings of a file do not
+        // depend on where its chunks are cut.
+        if superseded.num_rows() > 0 {
+            typed
+                .warnings
+                .extend(crate::transform::transform(profile, &superseded)?.warnings);
+            typed.warnings.sort_by_key(|w| w.line);
+        }
+        Ok(typed)
+    });
+    Ok(Prepared {
+        validated,
+        typed,
+        nothing_loaded,
+    })
+}
 
 /// What happened to one chunk.
 pub(super) enum ChunkResult {
@@ -56,50 +106,34 @@ impl Shared<'_> {
         let started = Instant::now();
         let Converted {
             chunk,
-            batch,
+            rows,
             checksum,
             source_bytes,
         } = c;
         if let Some(m) = &self.manager {
             m.lock().await.mark_chunk_processing(chunk).await?;
         }
-        let validated = crate::validate::validate(&self.profile, &batch).map_err(|error| {
-            BadInput::Columns {
-                source_name: self.plan.source_path.clone(),
-                error,
-            }
-        })?;
-        // The accepted rows are a copy: the text batch is not needed for the load.
-        drop(batch);
-        let mut facts = self.check_rejects(chunk, &validated).await?;
-        let transform = |batch: &RecordBatch| {
-            crate::transform::transform(&self.profile, batch).map_err(|error| {
-                SyncFailure::Transform {
-                    source_name: self.plan.source_path.clone(),
-                    chunk,
-                    error,
-                }
-            })
+        let prepared = match rows {
+            Rows::Text(batch) => prepare(&self.profile, batch),
+            Rows::Prepared(prepared) => *prepared,
         };
-        let typed = transform(&validated.accepted)?;
-        // The text rows are typed: dropped now, not held beside the typed ones for the load
-        // (the memory budget counts each chunk's rows once in the processor).
-        let nothing_loaded = validated.loaded() == 0;
-        let Validated {
-            accepted,
-            superseded_rows,
-            ..
-        } = validated;
-        drop(accepted);
-        // Rows superseded inside the chunk are checked too: the warnings of a file do not
-        // depend on where its chunks are cut.
-        let mut warnings = typed.warnings;
-        if superseded_rows.num_rows() > 0 {
-            warnings.extend(transform(&superseded_rows)?.warnings);
-            warnings.sort_by_key(|w| w.line);
-        }
-        drop(superseded_rows);
-        self.keep_warnings(chunk, &warnings, &mut facts).await?;
+        let Prepared {
+            validated,
+            typed,
+            nothing_loaded,
+        } = prepared.map_err(|error| BadInput::Columns {
+            source_name: self.plan.source_path.clone(),
+            error,
+        })?;
+        let mut facts = self.check_rejects(chunk, &validated).await?;
+        drop(validated);
+        let typed = typed.map_err(|error| SyncFailure::Transform {
+            source_name: self.plan.source_path.clone(),
+            chunk,
+            error,
+        })?;
+        self.keep_warnings(chunk, &typed.warnings, &mut facts)
+            .await?;
         let load = match self
             .load_with_retries(conn, chunk, &checksum, &typed.batch, &facts)
             .await?

@@ -14,6 +14,7 @@ use arrow_array::RecordBatch;
 use tokio::sync::{Mutex, mpsc};
 
 use super::Progress;
+use super::chunk::{Prepared, prepare};
 use super::halt::{BadInput, Halt, SyncFailure};
 use crate::checkpoint::Manifest;
 use crate::checkpoint::{CheckpointManager, ChunkCompression};
@@ -22,6 +23,7 @@ use crate::parse::{BatchCut, Decoder, ParseOptions, READ_BUFFER_BYTES};
 use crate::profile::Profile;
 use crate::source::SourceRef;
 use crate::telemetry::{ChunkConverted, Telemetry};
+use crate::validate::ValidateError;
 
 /// Batches waiting between the converter and the processor. The converter takes a slot
 /// ([`mpsc::Sender::reserve`]) before it asks the reader for the next batch, and the reader
@@ -32,12 +34,20 @@ const CHANNEL_DEPTH: usize = 1;
 /// A chunk ready for phase 2.
 pub(super) struct Converted {
     pub(super) chunk: ChunkId,
-    pub(super) batch: RecordBatch,
+    pub(super) rows: Rows,
     /// The Parquet file's SHA-256 (empty without checkpoints).
     pub(super) checksum: String,
     /// Bytes of the source read when the chunk was cut (as stored: compressed for gzip);
     /// `None` for a chunk read back from the checkpoint.
     pub(super) source_bytes: Option<u64>,
+}
+
+/// A chunk's rows as phase 2 receives them.
+pub(super) enum Rows {
+    /// As decoded (or read back from the checkpoint): the loader validates and types them.
+    Text(RecordBatch),
+    /// Validated and typed by the converter, beside the load of the chunk before.
+    Prepared(Box<Result<Prepared, ValidateError>>),
 }
 
 /// What phase 1 found, once it read the whole source.
@@ -281,6 +291,9 @@ pub(super) struct Converter {
     pub(super) manager: Option<Arc<Mutex<CheckpointManager>>>,
     pub(super) telemetry: Arc<Telemetry>,
     pub(super) progress: Arc<dyn Progress>,
+    /// Whether chunks are validated and typed here, beside the load of the chunk before
+    /// (not for `submit`, whose workers do it).
+    pub(super) prepare: bool,
 }
 
 impl Converter {
@@ -332,7 +345,13 @@ impl Converter {
                     // Read before this check: the source as the sync opened it, or the run
                     // stops here (nothing cut from changed bytes is ever saved).
                     super::run::unchanged(&self.source)?;
-                    let checksum = self.save(chunk, &batch, source_end, resume_point).await?;
+                    // The Parquet file and the rows' validation and typing, side by side.
+                    let (checksum, prepared) = tokio::join!(
+                        self.save(chunk, &batch, source_end, resume_point),
+                        self.prepare(chunk, &batch)
+                    );
+                    let checksum = checksum?;
+                    let prepared = prepared?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
                         sync_id: &self.sync_id,
@@ -347,7 +366,7 @@ impl Converter {
                     };
                     slot.send(Converted {
                         chunk,
-                        batch,
+                        rows: prepared.unwrap_or(Rows::Text(batch)),
                         checksum,
                         source_bytes: Some(bytes_read),
                     });
@@ -369,6 +388,21 @@ impl Converter {
                 }
             }
         }
+    }
+
+    /// The chunk's rows validated and typed on a blocking thread ([`Rows::Prepared`]);
+    /// `None` when the loader does it.
+    async fn prepare(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<Option<Rows>, Halt> {
+        if !self.prepare {
+            return Ok(None);
+        }
+        let (profile, batch) = (self.profile.clone(), batch.clone());
+        let prepared = tokio::task::spawn_blocking(move || prepare(&profile, batch))
+            .await
+            .map_err(|e| {
+                SyncFailure::task_died(format!("chunk {chunk}: validation and transform died"), e)
+            })?;
+        Ok(Some(Rows::Prepared(Box::new(prepared))))
     }
 
     /// The first batch's columns: a required one missing is bad input.

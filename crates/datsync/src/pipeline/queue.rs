@@ -54,7 +54,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_postgres::Client;
 
 use super::chunk::{ChunkResult, FailedChunk};
-use super::convert::{ConvertOutcome, Converted};
+use super::convert::{ConvertOutcome, Converted, Rows};
 use super::halt::{Halt, TransientFailure};
 use super::jobs::Conn;
 use super::plan::Plan;
@@ -505,7 +505,7 @@ impl Pipeline {
                         &mut conn,
                         Converted {
                             chunk,
-                            batch,
+                            rows: Rows::Text(batch),
                             checksum: claim.checksum.clone(),
                             source_bytes: None,
                         },

@@ -2,7 +2,7 @@
 //! the source when a file is missing or corrupt), and a conversion whose chunks are all
 //! recorded finished by hashing the source.
 
-use super::convert::{ConvertOutcome, Converted, ResumeFrom, regenerate};
+use super::convert::{ConvertOutcome, Converted, ResumeFrom, Rows, regenerate};
 use super::halt::{Halt, SyncFailure};
 use super::run::Shared;
 use crate::model::{ChunkId, SourceFingerprint};
@@ -26,7 +26,7 @@ impl Shared<'_> {
                     .unwrap_or_default();
                 Ok(Some(Converted {
                     chunk,
-                    batch,
+                    rows: Rows::Text(batch),
                     checksum,
                     source_bytes: None,
                 }))
@@ -69,7 +69,7 @@ impl Shared<'_> {
                     .await?;
                 Ok(Some(Converted {
                     chunk,
-                    batch,
+                    rows: Rows::Text(batch),
                     checksum: entry.parquet_sha256,
                     source_bytes: None,
                 }))
