@@ -291,9 +291,10 @@ pub(super) struct Converter {
     pub(super) manager: Option<Arc<Mutex<CheckpointManager>>>,
     pub(super) telemetry: Arc<Telemetry>,
     pub(super) progress: Arc<dyn Progress>,
-    /// Whether chunks are validated and typed here, beside the load of the chunk before
-    /// (not for `submit`, whose workers do it).
-    pub(super) prepare: bool,
+    /// The profile chunks are validated and typed with here, beside the load of the chunk
+    /// before: the run's, which carries the target table's narrower columns (`None` for
+    /// `submit`, whose workers do it).
+    pub(super) prepare: Option<Profile>,
 }
 
 impl Converter {
@@ -393,10 +394,10 @@ impl Converter {
     /// The chunk's rows validated and typed on a blocking thread ([`Rows::Prepared`]);
     /// `None` when the loader does it.
     async fn prepare(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<Option<Rows>, Halt> {
-        if !self.prepare {
+        let Some(profile) = &self.prepare else {
             return Ok(None);
-        }
-        let (profile, batch) = (self.profile.clone(), batch.clone());
+        };
+        let (profile, batch) = (profile.clone(), batch.clone());
         let prepared = tokio::task::spawn_blocking(move || prepare(&profile, batch))
             .await
             .map_err(|e| {
