@@ -13,7 +13,8 @@
 //! takes the binary rows as they are — every written column of exactly the type the encoder
 //! sends (`text`, `bigint`, `numeric` without a typmod, …: an adopted `varchar(40)` or
 //! `integer` column is cast by the upsert's `INSERT … SELECT`, not here), an ordinary or
-//! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`) — and
+//! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`) and without
+//! row-level security (which `COPY FROM` refuses) — and
 //! counts how many of the chunk's keys the table holds, by the key's index. Only a chunk
 //! with distinct keys (validation keeps the newest line of a key) and none stored is COPYed.
 //!
@@ -132,7 +133,8 @@ impl DirectSql {
                          AND a.attnum > 0 AND NOT a.attisdropped
                        WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
                           OR a.atttypmod <> -1)
-                    AND (SELECT NOT c.relhasrules AND c.relkind IN ('r', 'p')
+                    AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
+                                AND c.relkind IN ('r', 'p')
                            FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass),
                     (SELECT count(*) FROM {table} o WHERE o.{key_name} = ANY($1::{array}))",
             expected = expected.join(", "),
