@@ -98,6 +98,11 @@ fn chunk_file(dir: &Path, chunk: u64) -> PathBuf {
     dir.join(format!("chunk_{chunk:04}.parquet"))
 }
 
+/// Where the cases that damage a pending chunk kill the run: as chunk 4's file and entry are
+/// recorded, so a recorded chunk the ledger lacks exists whatever pace the loader keeps (a
+/// kill after chunk 3's commit can come after the loader caught up with the converter).
+const PENDING_RECORDED: &str = "chunk_converted:4";
+
 /// The highest chunk recorded (journal or manifest) that the ledger does not have.
 fn pending_chunk(dir: &Path, db: &TestDb, sync: &str) -> u64 {
     let committed: Vec<u64> = db
@@ -202,7 +207,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a duplicate entry under the id of a pending chunk",
-        kill_at: "chunk_committed:3",
+        kill_at: PENDING_RECORDED,
         damage: |dir, db, sync| {
             let pending = pending_chunk(dir, db, sync);
             let mut c = newest_entry(dir, 0);
@@ -216,7 +221,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "an entry whose row count disagrees with its chunk file",
-        kill_at: "chunk_committed:3",
+        kill_at: PENDING_RECORDED,
         damage: |dir, db, sync| {
             let mut c = newest_entry(dir, pending_chunk(dir, db, sync));
             c["rows"] = (c["rows"].as_u64().unwrap() - 1).into();
@@ -227,7 +232,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "an entry whose checksum disagrees with its chunk file",
-        kill_at: "chunk_committed:3",
+        kill_at: PENDING_RECORDED,
         damage: |dir, db, sync| {
             let mut c = newest_entry(dir, pending_chunk(dir, db, sync));
             c["parquet_sha256"] = "0".repeat(64).into();
@@ -241,7 +246,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a chunk file replaced by another chunk's",
-        kill_at: "chunk_committed:3",
+        kill_at: PENDING_RECORDED,
         damage: |dir, db, sync| {
             let pending = pending_chunk(dir, db, sync);
             std::fs::copy(chunk_file(dir, 0), chunk_file(dir, pending)).unwrap();
@@ -251,7 +256,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a chunk file truncated",
-        kill_at: "chunk_committed:3",
+        kill_at: PENDING_RECORDED,
         damage: |dir, db, sync| {
             let path = chunk_file(dir, pending_chunk(dir, db, sync));
             let bytes = std::fs::read(&path).unwrap();
@@ -262,7 +267,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a chunk file deleted",
-        kill_at: "chunk_committed:3",
+        kill_at: PENDING_RECORDED,
         damage: |dir, db, sync| {
             std::fs::remove_file(chunk_file(dir, pending_chunk(dir, db, sync))).unwrap();
         },
