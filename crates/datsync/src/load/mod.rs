@@ -72,6 +72,7 @@ use crate::model::{ChunkId, LINE_COLUMN, LineNo, SyncId, SyncRef, VERSION_COLUMN
 use crate::pg::{ErrorClass, PgError};
 use crate::profile::{ColumnType, Profile};
 use copy::{COPY_HEADER, COPY_TRAILER, ColumnEncoder, MAX_SCALE};
+use direct::Offered;
 use sql::LoadSql;
 
 pub use baseline::{
@@ -485,18 +486,19 @@ impl Loader {
         ))
         .await
         .map_err(q("cannot set the chunk's work_mem"))?;
-        let (mut load, newer) = match self.copy_direct(c, w).await? {
-            Some(load) => (load, None),
-            None => {
-                c.batch_execute(&self.sql.create_stage)
-                    .await
-                    .map_err(q("cannot create the staging table"))?;
-                copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
-                if let Some(hook) = &self.on_staged {
-                    hook(chunk);
-                }
-                self.upsert(c, w.sync, w.rows).await?
+        let offered = self.copy_direct(c, w).await?;
+        let (mut load, newer) = if let Offered::Copied(copied) = offered {
+            self.copied(c, w, copied).await?
+        } else {
+            c.batch_execute(&self.sql.create_stage)
+                .await
+                .map_err(q("cannot create the staging table"))?;
+            copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
+            if let Some(hook) = &self.on_staged {
+                hook(chunk);
             }
+            let look_up = offered != Offered::KeysStored;
+            self.upsert(c, w.sync, w.rows, look_up).await?
         };
         load.derived_failed = derived::apply(
             c,
@@ -555,6 +557,7 @@ impl Loader {
         c: &Client,
         sync: &SyncRef,
         rows: Rows,
+        new_keys: bool,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let sync_id = sync.sync_id.as_str();
@@ -565,7 +568,12 @@ impl Loader {
         if self.sql.file_version_param {
             params.push(&file_version);
         }
-        if let Some(inserted) = self.insert_new_keys(c, &params, rows).await? {
+        let inserted = if new_keys {
+            self.insert_new_keys(c, &params, rows).await?
+        } else {
+            None
+        };
+        if let Some(inserted) = inserted {
             let counts = UpsertCounts {
                 inserted,
                 applied_over: 0,
@@ -603,16 +611,10 @@ impl Loader {
 }
 
 impl Loader {
-    /// The chunk COPYed straight into the target table when the table holds none of its keys
-    /// (`load/direct.rs`), then the columns its derived tables read staged: `Some(counts)`,
-    /// the upsert lock held; `None` when it takes the staging path.
-    async fn copy_direct(
-        &self,
-        c: &Client,
-        w: &ChunkWrite<'_, '_>,
-    ) -> Result<Option<ChunkLoad>, PgError> {
+    /// The chunk offered to the COPY straight into the target table (`load/direct.rs`).
+    async fn copy_direct(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<Offered, PgError> {
         let Some(direct) = &self.sql.direct else {
-            return Ok(None);
+            return Ok(Offered::NotCopied);
         };
         let file_version = self
             .sql
@@ -626,14 +628,22 @@ impl Loader {
             file_version: file_version.as_deref(),
         };
         let distinct = w.rows.distinct == w.rows.staged;
-        let Some(copied) = direct.copy_new_keys(c, &d, distinct).await? else {
-            return Ok(None);
-        };
+        direct.copy_new_keys(c, &d, distinct).await
+    }
+
+    /// A chunk COPYed straight into the target: the columns its derived tables read staged,
+    /// and its counts (every row inserted).
+    async fn copied(
+        &self,
+        c: &Client,
+        w: &ChunkWrite<'_, '_>,
+        copied: u64,
+    ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         tracing::debug!(chunk = %w.chunk, rows = copied, "chunk copied straight into the target table");
         if let Some(hook) = &self.on_staged {
             hook(w.chunk);
         }
-        if direct.stages_derived() {
+        if let Some(direct) = self.sql.direct.as_ref().filter(|d| d.stages_derived()) {
             c.batch_execute(&self.sql.create_stage)
                 .await
                 .map_err(|e| PgError::query("cannot create the staging table", e))?;
@@ -645,11 +655,12 @@ impl Loader {
             replaced_same_sync: 0,
             kept_same_sync: 0,
         };
-        Ok(Some(ChunkLoad {
+        let load = ChunkLoad {
             new_keys: true,
             direct_copy: true,
             ..counts.classify(w.rows)
-        }))
+        };
+        Ok((load, None))
     }
 }
 
