@@ -8,23 +8,26 @@
 //!
 //! # When
 //!
-//! Under the sync's upsert lock (so every earlier-committed chunk of the sync is seen and
-//! none is half-way), one statement reads the transaction's `now()`, checks that the table
+//! One statement reads the transaction's `now()`, checks that the table
 //! takes the binary rows as they are — every written column of exactly the type the encoder
 //! sends (`text`, `bigint`, `numeric` without a typmod, …: an adopted `varchar(40)` or
 //! `integer` column is cast by the upsert's `INSERT … SELECT`, not here), an ordinary or
 //! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`) and without
 //! row-level security (which `COPY FROM` refuses) — and looks for any of the chunk's keys in
-//! the table, by the key's index. Only a chunk
-//! with distinct keys (validation keeps the newest line of a key) and none stored is COPYed.
+//! the table, by the key's index. Only a chunk with distinct keys (validation keeps the
+//! newest line of a key) and none stored is COPYed, under the sync's upsert lock (taken after
+//! the look-up, so a chunk that is staged instead stages outside it, as before), so that
+//! another chunk's upsert of this sync never meets its rows half-way.
 //!
 //! # Races
 //!
 //! Another sync may insert one of the keys after the look-up. The unique index is the
 //! arbiter: the COPY then fails with 23505 (after waiting for that sync's commit) and is
 //! rolled back to its savepoint, and the chunk takes the staging path and the upsert — newest
-//! wins, the counts are exact. Rows go in in key order (bytes, or numbers), so two syncs
-//! COPYing overlapping keys lock them in the same order.
+//! wins, the counts are exact. A chunk of this sync that committed one of the keys between
+//! the look-up and the lock is caught the same way. Rows go in in key order (bytes, or
+//! numbers, as the staging path's `ORDER BY … COLLATE "C"`), so two syncs writing overlapping
+//! keys lock them in the same order.
 //!
 //! # Derived tables
 //!
@@ -63,9 +66,12 @@ pub(super) struct DirectSql {
     key: KeyKind,
     /// The key's position among the profile's columns.
     key_at: usize,
-    /// `now()`, whether the table takes the COPY, and whether it holds one of `$1`'s keys
-    /// (`EXISTS`: an index scan that stops at the first key found; a `count(*)` of them was
-    /// planned as a sequential scan of the whole table, 40 ms a chunk at 89,000 rows).
+    /// `now()`, whether the table takes the COPY, and whether it holds one of `$1`'s keys:
+    /// one probe of the key's index per key (a `LIMIT 1` subquery per key, which the
+    /// planner cannot turn into a scan of the whole table), stopping at the first stored
+    /// key. (A `count(*) … = ANY($1)` was planned as a sequential scan, 40 ms a chunk at
+    /// 89,000 rows; an `EXISTS … = ANY($1)` can be planned as one too, expecting an early
+    /// match that a chunk of new keys never has.)
     probe: String,
     /// The COPY into the target.
     copy: String,
@@ -93,12 +99,16 @@ pub(super) struct Direct<'a, 'b> {
 pub(super) enum Offered {
     /// COPYed: the rows the server wrote.
     Copied(u64),
-    /// The table holds one of its keys (under the upsert lock, so it still will when the
-    /// chunk is upserted): the upsert needs no look-up of its own.
+    /// The table holds one of its keys (it still will when the chunk is upserted: datsync
+    /// deletes none): the upsert needs no look-up of its own.
     KeysStored,
-    /// Not tried (duplicate keys, a table the COPY cannot write as it is), or rolled back
+    /// The table held none of its keys, but cannot take the COPY as it is (an adopted column
+    /// type, a rule): the staged rows can be inserted without a look-up of their own (the
+    /// insert's savepoint catches a key inserted since).
+    KeysNew,
+    /// Not looked up (duplicate keys, a key column the look-up cannot send), or rolled back
     /// after a key another sync inserted: the staging path decides.
-    NotCopied,
+    NotTried,
 }
 
 /// The transaction's `now()` as PostgreSQL's binary `timestamptz`: microseconds since
@@ -147,11 +157,13 @@ impl DirectSql {
                           ON a.attrelid = {relation}::regclass AND a.attname = w.name
                          AND a.attnum > 0 AND NOT a.attisdropped
                        WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
-                          OR a.atttypmod <> -1)
+                          OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
                     AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
                                 AND c.relkind IN ('r', 'p')
                            FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass),
-                    EXISTS (SELECT 1 FROM {table} o WHERE o.{key_name} = ANY($1::{array}))",
+                    EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
+                              CROSS JOIN LATERAL (
+                                SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
             expected = expected.join(", "),
             key_name = quote_ident(&key_column.target),
             array = match key {
@@ -229,8 +241,8 @@ fn derived_copy(profile: &Profile, version: Version) -> Option<(String, Vec<usiz
 
 impl DirectSql {
     /// COPYs the chunk into the target table when the table holds none of its keys and takes
-    /// its rows as they are (see the module docs and [`Offered`]); the upsert lock is then
-    /// held. A chunk with duplicate keys is not tried.
+    /// its rows as they are (see the module docs and [`Offered`]); the upsert lock is held
+    /// when it tried. A chunk with duplicate keys is not tried.
     pub(super) async fn copy_new_keys(
         &self,
         c: &Client,
@@ -240,9 +252,8 @@ impl DirectSql {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let rows = d.batch.num_rows();
         if !distinct || rows == 0 {
-            return Ok(Offered::NotCopied);
+            return Ok(Offered::NotTried);
         }
-        super::lock_sync_upsert(c, d.sync.sync_id.as_str()).await?;
         let (texts, numbers);
         let (param, order): (&(dyn ToSql + Sync), Vec<usize>) =
             match (self.key, d.encoders.get(self.key_at)) {
@@ -258,7 +269,7 @@ impl DirectSql {
                     order.sort_unstable_by_key(|&i| numbers[i]);
                     (&numbers, order)
                 }
-                _ => return Ok(Offered::NotCopied),
+                _ => return Ok(Offered::NotTried),
             };
         let probe = c
             .query_one(&self.probe, &[param])
@@ -270,8 +281,12 @@ impl DirectSql {
             return Ok(Offered::KeysStored);
         }
         if fits != Some(true) {
-            return Ok(Offered::NotCopied);
+            return Ok(Offered::KeysNew);
         }
+        // Only now the sync's upsert lock: a chunk that is staged and upserted takes it after
+        // its staging COPY, as before. A chunk of this sync that committed one of the keys
+        // since the look-up makes the COPY fail on the unique index, as another sync's does.
+        super::lock_sync_upsert(c, d.sync.sync_id.as_str()).await?;
         c.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
             .await
             .map_err(q("cannot set the direct copy's savepoint"))?;
@@ -289,10 +304,12 @@ impl DirectSql {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tracing::debug!(error = %e,
                     "a key of the chunk was inserted by another sync since the look-up; staging and upserting");
-                c.batch_execute(&format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"))
-                    .await
-                    .map_err(q("cannot roll back to the direct copy's savepoint"))?;
-                Ok(Offered::NotCopied)
+                c.batch_execute(&format!(
+                    "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+                ))
+                .await
+                .map_err(q("cannot roll back to the direct copy's savepoint"))?;
+                Ok(Offered::NotTried)
             }
             Err(e) => Err(PgError::query(
                 "cannot copy the chunk into the target table",

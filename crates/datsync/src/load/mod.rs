@@ -9,13 +9,16 @@
 //! reduced to the last source line before the upsert (no SQLSTATE 21000). A composite key
 //! (`key = ["a", "b"]`) is one key: every part is compared, conflicted on and counted together.
 //!
-//! A chunk none of whose staged keys the table holds (a first load; new documents) skips the
-//! upsert: under the sync's upsert lock, one look-up of the staged keys in the table's key
-//! index, then a plain `INSERT … SELECT` in key order inside a savepoint — no conflict
-//! handling, no counting CTEs, `inserted = distinct keys` (`ChunkLoad::new_keys`). Another
-//! sync may insert one of the keys between the look-up and the insert: the insert then fails
-//! on the key's unique index (23505, after waiting for that sync's commit), is rolled back
-//! to its savepoint and the chunk takes the upsert, so newest wins and the counts stay exact.
+//! A chunk none of whose keys the table holds (a first load; new documents) skips the
+//! staging table and the upsert: it is COPYed straight into the table (`direct.rs`,
+//! `ChunkLoad::direct_copy`). Where the table cannot take that COPY as it is (an adopted
+//! column type, a rule) or the key is not one `text`/`integer` column, it is staged and, under
+//! the sync's upsert lock, inserted with a plain `INSERT … SELECT` in key order inside a
+//! savepoint — no conflict handling, no counting CTEs, `inserted = distinct keys`
+//! (`ChunkLoad::new_keys`). Either way another sync may insert one of the keys after the
+//! look-up: the COPY or insert then fails on the key's unique index (23505, after waiting
+//! for that sync's commit), is rolled back to its savepoint and the chunk is staged and
+//! upserted, so newest wins and the counts stay exact.
 //!
 //! Append mode (`mode = "append"`) has no key: every staged row is inserted `ON CONFLICT
 //! (sync_id, source_line) DO NOTHING` (the table's own key), in the same transaction as the
@@ -204,8 +207,9 @@ impl std::fmt::Debug for Loader {
     }
 }
 
-/// Called once a chunk's rows are in the staging table, before the upsert and the commit
-/// (the crash tests stop a sync there: "mid-COPY").
+/// Called once a chunk's rows are written by its COPY — into the staging table, or straight
+/// into the target table (`direct.rs`) — before the upsert and the commit (the crash tests
+/// stop a sync there: "mid-COPY").
 pub type StagedHook = std::sync::Arc<dyn Fn(ChunkId) + Send + Sync>;
 
 /// What validation decided about a chunk, recorded in its ledger row in the same
@@ -240,7 +244,8 @@ impl Loader {
         }
     }
 
-    /// Calls `hook` after each chunk's staging COPY, before its upsert and commit.
+    /// Calls `hook` after each chunk's COPY (staging, or straight into the table), before its
+    /// upsert and commit.
     #[must_use]
     pub fn with_staged_hook(mut self, hook: StagedHook) -> Self {
         self.on_staged = Some(hook);
@@ -431,8 +436,9 @@ impl Loader {
     /// [`Self::load_chunk_with_facts`] inside a transaction that the caller opened on
     /// `client` and commits (or rolls back): the work queue's, whose first statement claimed
     /// the chunk's `chunk_queue` row (`pipeline/queue.rs`). Everything else is the same
-    /// statements in the same order: the chunk's lock, the ledger check, the staging COPY,
-    /// the upsert, the ledger row and the queue row's deletion.
+    /// statements in the same order: the chunk's lock, the ledger check, the COPY (straight
+    /// into the table, or staging and upsert), the derived tables, the ledger row and the
+    /// queue row's deletion.
     pub async fn load_chunk_in_transaction(
         &self,
         client: &Client,
@@ -450,9 +456,10 @@ impl Loader {
     }
 
     /// The statements of a chunk's transaction, on `c` where it is open: the chunk's lock,
-    /// the ledger check (a committed chunk returns its recorded counts), the staging COPY,
-    /// the upsert under the sync's upsert lock, the derived tables, the ledger row (with this
-    /// process as its `worker`), and the chunk's work-queue row deleted.
+    /// the ledger check (a committed chunk returns its recorded counts), the look-up of its
+    /// keys and, when the table holds none, the COPY straight into it under the sync's upsert
+    /// lock; else the staging COPY and the upsert under that lock; the derived tables, the
+    /// ledger row (with this process as its `worker`), and the chunk's work-queue row deleted.
     async fn write(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<ChunkLoad, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let chunk = w.chunk;
@@ -497,8 +504,7 @@ impl Loader {
             if let Some(hook) = &self.on_staged {
                 hook(chunk);
             }
-            let look_up = offered != Offered::KeysStored;
-            self.upsert(c, w.sync, w.rows, look_up).await?
+            self.upsert(c, w.sync, w.rows, offered).await?
         };
         load.derived_failed = derived::apply(
             c,
@@ -557,7 +563,7 @@ impl Loader {
         c: &Client,
         sync: &SyncRef,
         rows: Rows,
-        new_keys: bool,
+        offered: Offered,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let sync_id = sync.sync_id.as_str();
@@ -568,10 +574,12 @@ impl Loader {
         if self.sql.file_version_param {
             params.push(&file_version);
         }
-        let inserted = if new_keys {
-            self.insert_new_keys(c, &params, rows).await?
-        } else {
-            None
+        let inserted = match offered {
+            Offered::KeysStored => None,
+            Offered::KeysNew => self.insert_new_keys(c, &params, rows, false).await?,
+            Offered::NotTried | Offered::Copied(_) => {
+                self.insert_new_keys(c, &params, rows, true).await?
+            }
         };
         if let Some(inserted) = inserted {
             let counts = UpsertCounts {
@@ -614,7 +622,7 @@ impl Loader {
     /// The chunk offered to the COPY straight into the target table (`load/direct.rs`).
     async fn copy_direct(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<Offered, PgError> {
         let Some(direct) = &self.sql.direct else {
-            return Ok(Offered::NotCopied);
+            return Ok(Offered::NotTried);
         };
         let file_version = self
             .sql
@@ -674,18 +682,21 @@ impl Loader {
         c: &Client,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         rows: Rows,
+        look_up: bool,
     ) -> Result<Option<i64>, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let Some(new) = &self.sql.new_keys else {
             return Ok(None);
         };
-        let fresh: bool = c
-            .query_one(&new.probe, &[])
-            .await
-            .map_err(q("cannot look up the chunk's keys in the target table"))?
-            .get(0);
-        if !fresh {
-            return Ok(None);
+        if look_up {
+            let fresh: bool = c
+                .query_one(&new.probe, &[])
+                .await
+                .map_err(q("cannot look up the chunk's keys in the target table"))?
+                .get(0);
+            if !fresh {
+                return Ok(None);
+            }
         }
         c.batch_execute("SAVEPOINT datsync_new_keys")
             .await
@@ -774,8 +785,9 @@ pub fn file_version(profile: &Profile, source_file: &str) -> Result<Option<Strin
 }
 
 /// Waits until no other chunk of the sync is upserting, and holds that until commit. The
-/// chunks of one sync upsert one at a time (their staging COPYs, and other syncs, run side by
-/// side): the counting CTEs read the statement's snapshot, so an upsert must start after every
+/// chunks of one sync upsert, or COPY straight into the table, one at a time (their look-ups
+/// and staging COPYs, and other syncs, run side by side): the counting CTEs read the
+/// statement's snapshot, so an upsert must start after every
 /// earlier one of its sync committed for `replaced` and `kept` to see the rows of this sync
 /// that it meets. The key is the chunk lock's with chunk -1, which no chunk has.
 pub(super) async fn lock_sync_upsert(tx: &Client, sync_id: &str) -> Result<(), PgError> {

@@ -28,7 +28,9 @@ use crate::validate::ValidateError;
 /// Batches waiting between the converter and the processor. The converter takes a slot
 /// ([`mpsc::Sender::reserve`]) before it asks the reader for the next batch, and the reader
 /// decodes a batch only when asked: besides the batch the processor works on, at most one
-/// batch is being decoded or encoded, or waits in the slot (the memory budget counts on it).
+/// batch is being decoded, encoded, validated and typed (its text rows dropped once
+/// validated, its accepted rows once typed), or waits in the slot, typed (the memory budget
+/// counts on it).
 const CHANNEL_DEPTH: usize = 1;
 
 /// A chunk ready for phase 2.
@@ -346,13 +348,7 @@ impl Converter {
                     // Read before this check: the source as the sync opened it, or the run
                     // stops here (nothing cut from changed bytes is ever saved).
                     super::run::unchanged(&self.source)?;
-                    // The Parquet file and the rows' validation and typing, side by side.
-                    let (checksum, prepared) = tokio::join!(
-                        self.save(chunk, &batch, source_end, resume_point),
-                        self.prepare(chunk, &batch)
-                    );
-                    let checksum = checksum?;
-                    let prepared = prepared?;
+                    let checksum = self.save(chunk, &batch, source_end, resume_point).await?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
                         sync_id: &self.sync_id,
@@ -365,9 +361,12 @@ impl Converter {
                     let Some(slot) = slot else {
                         return Err(SyncFailure::ProcessorGone.into());
                     };
+                    // Saved: the rows are validated and typed now, while the loader loads the
+                    // chunk before (the text batch is moved in and dropped once validated).
+                    let rows = self.prepare(chunk, batch).await?;
                     slot.send(Converted {
                         chunk,
-                        rows: prepared.unwrap_or(Rows::Text(batch)),
+                        rows,
                         checksum,
                         source_bytes: Some(bytes_read),
                     });
@@ -391,19 +390,19 @@ impl Converter {
         }
     }
 
-    /// The chunk's rows validated and typed on a blocking thread ([`Rows::Prepared`]);
-    /// `None` when the loader does it.
-    async fn prepare(&self, chunk: ChunkId, batch: &RecordBatch) -> Result<Option<Rows>, Halt> {
+    /// The chunk's rows validated and typed on a blocking thread ([`Rows::Prepared`]), or as
+    /// they are when the loader does it (`submit`).
+    async fn prepare(&self, chunk: ChunkId, batch: RecordBatch) -> Result<Rows, Halt> {
         let Some(profile) = &self.prepare else {
-            return Ok(None);
+            return Ok(Rows::Text(batch));
         };
-        let (profile, batch) = (profile.clone(), batch.clone());
+        let profile = profile.clone();
         let prepared = tokio::task::spawn_blocking(move || prepare(&profile, batch))
             .await
             .map_err(|e| {
                 SyncFailure::task_died(format!("chunk {chunk}: validation and transform died"), e)
             })?;
-        Ok(Some(Rows::Prepared(Box::new(prepared))))
+        Ok(Rows::Prepared(Box::new(prepared)))
     }
 
     /// The first batch's columns: a required one missing is bad input.

@@ -27,7 +27,7 @@ use crate::store::Store;
 use crate::telemetry::ChunkStaged;
 
 /// The loader of a run: the profile's SQL, and the `chunk_staged` event emitted after each
-/// staging COPY (the crash tests' "mid-COPY" kill point).
+/// chunk's COPY, staging or straight into the table (the crash tests' "mid-COPY" kill point).
 pub(super) fn run_loader(pipeline: &Pipeline, sync_id: &SyncId) -> Loader {
     let telemetry = pipeline.telemetry.clone();
     let sync_id = sync_id.clone();
