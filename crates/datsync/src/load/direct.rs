@@ -257,16 +257,18 @@ impl DirectSql {
         let (texts, numbers);
         let (param, order): (&(dyn ToSql + Sync), Vec<usize>) =
             match (self.key, d.encoders.get(self.key_at)) {
+                // The keys are looked up in the order the rows go in: the index's pages are
+                // then visited in order.
                 (KeyKind::Text, Some(ColumnEncoder::Text(a))) if a.null_count() == 0 => {
-                    texts = (0..rows).map(|i| a.value(i)).collect::<Vec<&str>>();
                     let mut order: Vec<usize> = (0..rows).collect();
-                    order.sort_unstable_by_key(|&i| texts[i].as_bytes());
+                    order.sort_unstable_by_key(|&i| a.value(i).as_bytes());
+                    texts = order.iter().map(|&i| a.value(i)).collect::<Vec<&str>>();
                     (&texts, order)
                 }
                 (KeyKind::Integer, Some(ColumnEncoder::Int(a))) if a.null_count() == 0 => {
-                    numbers = a.values().to_vec();
                     let mut order: Vec<usize> = (0..rows).collect();
-                    order.sort_unstable_by_key(|&i| numbers[i]);
+                    order.sort_unstable_by_key(|&i| a.value(i));
+                    numbers = order.iter().map(|&i| a.value(i)).collect::<Vec<i64>>();
                     (&numbers, order)
                 }
                 _ => return Ok(Offered::NotTried),
