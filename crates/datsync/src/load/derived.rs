@@ -61,45 +61,7 @@ impl DerivedSql {
             .filter(|c| c.from.is_some())
             .enumerate()
             .collect();
-        // Each main column's value computed once (`e{i}`, NULL for a placeholder in a text
-        // column), however many written columns take it (`id_karyawan` and `nik` both take
-        // `nik_supir`); `picks[n]` is the `e{i}` of the `n`-th written column.
-        let mut sources: Vec<(usize, bool)> = Vec::new();
-        let picks: Vec<String> = written
-            .iter()
-            .map(|(_, c)| {
-                let main_i = profile
-                    .columns
-                    .iter()
-                    .position(|m| Some(&m.target) == c.from.as_ref())
-                    .unwrap_or(0);
-                let source = (main_i, c.kind == ColumnType::Text);
-                let at = sources
-                    .iter()
-                    .position(|s| *s == source)
-                    .unwrap_or_else(|| {
-                        sources.push(source);
-                        sources.len() - 1
-                    });
-                format!("e{at}")
-            })
-            .collect();
-        let exprs: Vec<String> = sources
-            .iter()
-            .enumerate()
-            .map(|(at, &(main_i, text))| {
-                let v = format!("s.c{main_i}");
-                let e = if text {
-                    format!(
-                        "CASE WHEN btrim({v}) = '' OR upper(btrim({v})) = ANY($2::text[]) \
-                         THEN NULL ELSE {v} END"
-                    )
-                } else {
-                    v
-                };
-                format!("{e} AS e{at}")
-            })
-            .collect();
+        let (picks, exprs) = source_values(profile, &written);
         let key_e = written
             .iter()
             .find(|(_, c)| c.target == d.key)
@@ -162,6 +124,52 @@ impl DerivedSql {
             upsert,
         }
     }
+}
+
+/// Each main column a derived table takes, computed once (`e{i}`: NULL for a placeholder in
+/// a text column), however many written columns take it (`id_karyawan` and `nik` both take
+/// `nik_supir`): the `e{i}` of each written column in order, and the expressions.
+fn source_values(
+    profile: &Profile,
+    written: &[(usize, &crate::profile::DerivedColumn)],
+) -> (Vec<String>, Vec<String>) {
+    let mut sources: Vec<(usize, bool)> = Vec::new();
+    let picks: Vec<String> = written
+        .iter()
+        .map(|(_, c)| {
+            let main_i = profile
+                .columns
+                .iter()
+                .position(|m| Some(&m.target) == c.from.as_ref())
+                .unwrap_or(0);
+            let source = (main_i, c.kind == ColumnType::Text);
+            let at = sources
+                .iter()
+                .position(|s| *s == source)
+                .unwrap_or_else(|| {
+                    sources.push(source);
+                    sources.len() - 1
+                });
+            format!("e{at}")
+        })
+        .collect();
+    let exprs: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(|(at, &(main_i, text))| {
+            let v = format!("s.c{main_i}");
+            let e = if text {
+                format!(
+                    "CASE WHEN btrim({v}) = '' OR upper(btrim({v})) = ANY($2::text[]) \
+                     THEN NULL ELSE {v} END"
+                )
+            } else {
+                v
+            };
+            format!("{e} AS e{at}")
+        })
+        .collect();
+    (picks, exprs)
 }
 
 /// Upserts every derived table from the staged chunk, each under a savepoint; returns how

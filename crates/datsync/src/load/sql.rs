@@ -167,19 +167,6 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSq
     let stored_key = |p: usize| format!("o.{}", keys[p]);
     let returned_key = |p: usize| format!("i.k{p}");
     let staged_key = |p: usize| format!("s.c{}", key_is[p]);
-    // The order rows go in: a text key part by its bytes (`COLLATE "C"`), as the direct COPY
-    // sorts them, whatever the column's collation.
-    let ordered_key = |p: usize| {
-        let text = profile
-            .columns
-            .get(key_is[p])
-            .is_some_and(|c| c.kind == crate::profile::ColumnType::Text);
-        format!(
-            "s.c{}{}",
-            key_is[p],
-            if text { " COLLATE \"C\"" } else { "" }
-        )
-    };
     let stored_keys = (0..keys.len()).map(stored_key).collect::<Vec<_>>();
     let distinct_stored = match stored_keys.as_slice() {
         [k] => k.clone(),
@@ -198,7 +185,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSq
     // The rows go in in key order, as the derived tables' do: two syncs upserting the same
     // keys at once lock them in the same order and wait for each other instead of
     // deadlocking (40P01, which was retried).
-    let ordered_keys = (0..keys.len()).map(ordered_key).collect::<Vec<_>>();
+    let ordered_keys = ordered_keys(profile, &key_is);
     // The insert of the staged rows (the latest line of each key, with `filter`).
     let insert = |filter: &str| {
         format!(
@@ -266,6 +253,21 @@ fn upsert_sql(profile: &Profile, version: Version) -> (String, String, NewKeysSq
         insert_dedup: insert(&dedup),
     };
     (upsert(""), upsert(&dedup), new_keys)
+}
+
+/// The order staged rows go in: the key's parts, a text part by its bytes (`COLLATE "C"`), as
+/// the direct COPY sorts them, whatever the column's collation.
+fn ordered_keys(profile: &Profile, key_is: &[usize]) -> Vec<String> {
+    key_is
+        .iter()
+        .map(|&i| {
+            let text = profile
+                .columns
+                .get(i)
+                .is_some_and(|c| c.kind == crate::profile::ColumnType::Text);
+            format!("s.c{i}{}", if text { " COLLATE \"C\"" } else { "" })
+        })
+        .collect()
 }
 
 /// The insert of append mode.

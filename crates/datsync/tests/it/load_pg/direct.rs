@@ -35,7 +35,7 @@ fn docs_rows() -> Vec<Doc> {
         id: Some(id),
         amount: Some(-12_345_678),
         qty: Some(qty),
-        flag: Some(line % 2 == 0),
+        flag: Some(line.is_multiple_of(2)),
         day: Some(19_000 + i32::try_from(line).unwrap()),
         at: Some(3_600_000_000 + i64::try_from(line).unwrap()),
         ts: Some(1_700_000_000_000_000 + i64::try_from(line).unwrap()),
