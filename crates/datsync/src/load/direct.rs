@@ -12,8 +12,9 @@
 //! takes the binary rows as they are — every written column of exactly the type the encoder
 //! sends (`text`, `bigint`, `numeric` without a typmod, …: an adopted `varchar(40)` or
 //! `integer` column is cast by the upsert's `INSERT … SELECT`, not here), an ordinary or
-//! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`) and without
-//! row-level security (which `COPY FROM` refuses) — and looks for any of the chunk's keys in
+//! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`), without
+//! row-level security (which `COPY FROM` refuses), with a unique index on the key alone
+//! (immediate, valid: the arbiter of the races below) — and looks for any of the chunk's keys in
 //! the table, by the key's index. Only a chunk with distinct keys (validation keeps the
 //! newest line of a key) and none stored is COPYed, under the sync's upsert lock (taken after
 //! the look-up, so a chunk that is staged instead stages outside it, as before), so that
@@ -44,7 +45,9 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 
 use super::copy::{self, ColumnEncoder};
 use super::sql::{STAGE, Version};
-use crate::pg::{PgError, quote_ident, quote_literal, quote_qualified, sql_type};
+use crate::pg::{
+    BOOKKEEPING_COLUMNS, PgError, quote_ident, quote_literal, quote_qualified, sql_type,
+};
 use crate::profile::{ColumnType, Profile, ROW_VERSION_COLUMN};
 
 /// The savepoint the COPY runs under.
@@ -160,12 +163,21 @@ impl DirectSql {
                           OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
                     AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
                                 AND c.relkind IN ('r', 'p')
-                           FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass),
+                           FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
+                    AND EXISTS (
+                      SELECT 1 FROM pg_catalog.pg_index i
+                        JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                       WHERE i.indrelid = {relation}::regclass AND i.indisunique
+                         AND i.indimmediate AND i.indisvalid AND i.indisready
+                         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                         AND a.attname = {key_literal}),
                     EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
                               CROSS JOIN LATERAL (
                                 SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
             expected = expected.join(", "),
             key_name = quote_ident(&key_column.target),
+            key_literal = quote_literal(&key_column.target),
             array = match key {
                 KeyKind::Text => "text[]",
                 KeyKind::Integer => "bigint[]",
@@ -195,20 +207,24 @@ fn written_columns(profile: &Profile, version: Version) -> Vec<(String, &'static
         .iter()
         .map(|c| (c.target.clone(), sql_type(c.kind)))
         .chain(
-            [
-                ("created_at", "timestamptz"),
-                ("updated_at", "timestamptz"),
-                ("sync_id", "text"),
-                ("source_file", "text"),
-                ("sync_seq", "bigint"),
-                ("source_line", "bigint"),
-            ]
-            .into_iter()
-            .chain(version.any().then_some((ROW_VERSION_COLUMN, "text")))
-            .map(|(n, t)| (n.to_owned(), t)),
+            BOOKKEEPING_COLUMNS
+                .iter()
+                .copied()
+                .chain(version.any().then_some((ROW_VERSION_COLUMN, "text")))
+                .map(|(n, t)| (n.to_owned(), t)),
         )
         .collect()
 }
+
+/// The bookkeeping columns in the order [`DirectSql::put_row`] writes them.
+const WRITTEN_BOOKKEEPING: [&str; 6] = [
+    "created_at",
+    "updated_at",
+    "sync_id",
+    "source_file",
+    "sync_seq",
+    "source_line",
+];
 
 /// The narrow COPY feeding the derived upserts: the staged columns they read, `src_line`,
 /// and `src_version` when rows have a version.
@@ -404,5 +420,18 @@ fn put_text(out: &mut BytesMut, v: Option<&str>) {
             out.put_i32(v.len() as i32);
             out.put_slice(v.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The COPY's column list comes from `BOOKKEEPING_COLUMNS`; `put_row` writes them in a
+    /// fixed order: the two must agree.
+    #[test]
+    fn the_bookkeeping_columns_are_written_in_the_listed_order() {
+        let listed: Vec<&str> = BOOKKEEPING_COLUMNS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(listed, WRITTEN_BOOKKEEPING);
     }
 }

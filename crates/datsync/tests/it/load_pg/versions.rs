@@ -43,10 +43,10 @@ fn profile() -> Profile {
 }
 
 /// A source row: line, key, note, change date, change time.
-type Row = (u64, &'static str, &'static str, &'static str, &'static str);
+pub(super) type Row = (u64, &'static str, &'static str, &'static str, &'static str);
 
 /// The text batch the decoder would give for `rows`.
-fn text(rows: &[Row]) -> RecordBatch {
+pub(super) fn text(rows: &[Row]) -> RecordBatch {
     let col = |f: fn(&Row) -> &'static str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
     };
