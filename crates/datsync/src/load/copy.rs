@@ -145,29 +145,27 @@ fn put_fixed<T, const N: usize>(
 }
 
 /// Appends rows `rows` of the columns as binary COPY tuples.
-// A PostgreSQL table has at most 1600 columns, so the count fits `i16`.
-#[allow(clippy::cast_possible_wrap)]
 pub(super) fn put_rows(
     encoders: &[ColumnEncoder<'_>],
     rows: std::ops::Range<usize>,
     out: &mut BytesMut,
 ) {
-    let n = encoders.len() as i16;
     for row in rows {
-        out.put_i16(n);
-        for e in encoders {
-            e.put(row, out);
-        }
+        put_fields(encoders, row, out);
     }
 }
 
-/// Appends row `row` of the columns as one binary COPY tuple.
+/// Appends row `row` of the columns (owned or borrowed encoders) as one binary COPY tuple.
 // A PostgreSQL table has at most 1600 columns, so the count fits `i16`.
 #[allow(clippy::cast_possible_wrap)]
-pub(super) fn put_fields(encoders: &[&ColumnEncoder<'_>], row: usize, out: &mut BytesMut) {
+pub(super) fn put_fields<'a, E: std::borrow::Borrow<ColumnEncoder<'a>>>(
+    encoders: &[E],
+    row: usize,
+    out: &mut BytesMut,
+) {
     out.put_i16(encoders.len() as i16);
     for e in encoders {
-        e.put(row, out);
+        e.borrow().put(row, out);
     }
 }
 
