@@ -37,10 +37,9 @@
 
 use std::error::Error;
 
-use arrow_array::{Array, RecordBatch};
+use arrow_array::Array;
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 
 use super::copy::{self, ColumnEncoder};
@@ -89,8 +88,8 @@ pub(super) struct DirectSql {
 pub(super) struct Direct<'a, 'b> {
     /// The profile's columns' encoders, then `_line`, then `_version` when rows have one.
     pub encoders: &'a [ColumnEncoder<'b>],
-    /// The batch (for its key column).
-    pub batch: &'b RecordBatch,
+    /// Rows of the chunk.
+    pub rows: usize,
     /// `sync_id`, `source_file`, `sync_seq`.
     pub sync: &'a crate::model::SyncRef,
     /// The file's version (`version_from_name`), when the profile reads one.
@@ -256,7 +255,7 @@ impl DirectSql {
         distinct: bool,
     ) -> Result<Offered, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
-        let rows = d.batch.num_rows();
+        let rows = d.rows;
         if !distinct || rows == 0 {
             return Ok(Offered::NotTried);
         }
@@ -295,35 +294,14 @@ impl DirectSql {
         // its staging COPY, as before. A chunk of this sync that committed one of the keys
         // since the look-up makes the COPY fail on the unique index, as another sync's does.
         super::lock_sync_upsert(c, d.sync.sync_id.as_str()).await?;
-        c.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
-            .await
-            .map_err(q("cannot set the direct copy's savepoint"))?;
-        let copied = super::copy_stream(c, &self.copy, rows, |i, out| {
-            self.put_row(d, now.0, order[i], out);
+        let copied = super::unless_a_key_is_taken(c, SAVEPOINT, || {
+            super::copy_stream(c, &self.copy, rows, |i, out| {
+                self.put_row(d, now.0, order[i], out);
+            })
         })
-        .await;
-        match copied {
-            Ok(n) => {
-                c.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                    .await
-                    .map_err(q("cannot release the direct copy's savepoint"))?;
-                Ok(Offered::Copied(n))
-            }
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tracing::debug!(error = %e,
-                    "a key of the chunk was inserted by another sync since the look-up; staging and upserting");
-                c.batch_execute(&format!(
-                    "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
-                ))
-                .await
-                .map_err(q("cannot roll back to the direct copy's savepoint"))?;
-                Ok(Offered::NotTried)
-            }
-            Err(e) => Err(PgError::query(
-                "cannot copy the chunk into the target table",
-                e,
-            )),
-        }
+        .await
+        .map_err(q("cannot copy the chunk into the target table"))?;
+        Ok(copied.map_or(Offered::NotTried, Offered::Copied))
     }
 
     /// One row of the COPY into the target: the profile's columns, then `created_at`,

@@ -300,13 +300,12 @@ impl Loader {
         sync: &'a SyncRef,
         chunk: ChunkId,
         checksum: &'a str,
-        batch: &'b RecordBatch,
+        batch: &RecordBatch,
         encoders: &'a [ColumnEncoder<'b>],
         facts: &'a ChunkFacts,
     ) -> Result<ChunkWrite<'a, 'b>, LoadError> {
         Ok(ChunkWrite {
             sync,
-            batch,
             chunk,
             checksum,
             rows: Rows {
@@ -582,17 +581,7 @@ impl Loader {
             }
         };
         if let Some(inserted) = inserted {
-            let counts = UpsertCounts {
-                inserted,
-                applied_over: 0,
-                replaced_same_sync: 0,
-                kept_same_sync: 0,
-            };
-            let load = ChunkLoad {
-                new_keys: true,
-                ..counts.classify(rows)
-            };
-            return Ok((load, None));
+            return Ok((UpsertCounts::new_keys(inserted).classify(rows), None));
         }
         let counts = c
             .query_one(
@@ -607,6 +596,7 @@ impl Loader {
             .map_err(q("cannot upsert the chunk into the target table"))?;
         let newer = NewerStored::from_row(&counts);
         let counts = UpsertCounts {
+            new_keys: false,
             inserted: counts.get(0),
             applied_over: counts.get(1),
             replaced_same_sync: counts.get(2),
@@ -631,7 +621,7 @@ impl Loader {
             .flatten();
         let d = direct::Direct {
             encoders: w.encoders,
-            batch: w.batch,
+            rows: w.rows.staged,
             sync: w.sync,
             file_version: file_version.as_deref(),
         };
@@ -657,16 +647,9 @@ impl Loader {
                 .map_err(|e| PgError::query("cannot create the staging table", e))?;
             direct.stage_derived(c, w.encoders, w.rows.staged).await?;
         }
-        let counts = UpsertCounts {
-            inserted: to_i64(copied),
-            applied_over: 0,
-            replaced_same_sync: 0,
-            kept_same_sync: 0,
-        };
         let load = ChunkLoad {
-            new_keys: true,
             direct_copy: true,
-            ..counts.classify(w.rows)
+            ..UpsertCounts::new_keys(to_i64(copied)).classify(w.rows)
         };
         Ok((load, None))
     }
@@ -698,40 +681,56 @@ impl Loader {
                 return Ok(None);
             }
         }
-        c.batch_execute("SAVEPOINT datsync_new_keys")
-            .await
-            .map_err(q("cannot set the new keys' savepoint"))?;
         let insert = if rows.distinct == rows.staged {
             &new.insert_unique
         } else {
             &new.insert_dedup
         };
-        match c.execute(insert, params).await {
-            Ok(n) => {
-                c.batch_execute("RELEASE SAVEPOINT datsync_new_keys")
-                    .await
-                    .map_err(q("cannot release the new keys' savepoint"))?;
-                Ok(Some(i64::try_from(n).unwrap_or(i64::MAX)))
-            }
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                tracing::debug!(error = %e, "a key of the chunk was inserted by another sync since the look-up; upserting");
-                c.batch_execute("ROLLBACK TO SAVEPOINT datsync_new_keys")
-                    .await
-                    .map_err(q("cannot roll back to the new keys' savepoint"))?;
-                Ok(None)
-            }
-            Err(e) => Err(PgError::query(
-                "cannot insert the chunk into the target table",
-                e,
-            )),
+        let inserted = unless_a_key_is_taken(c, "datsync_new_keys", || c.execute(insert, params))
+            .await
+            .map_err(q("cannot insert the chunk into the target table"))?;
+        Ok(inserted.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+    }
+}
+
+/// Runs `write` (a COPY or an insert of a chunk whose keys a look-up found new) inside the
+/// savepoint `name`: `Some(its result)`, the savepoint released; `None` when it failed on a
+/// unique index (23505: a key another sync — or another chunk of this sync, for a look-up
+/// made before the upsert lock — inserted since the look-up; the write waited for that
+/// transaction's commit), rolled back to the savepoint and released, so that the chunk takes
+/// the upsert and newest wins. Any other error is returned.
+async fn unless_a_key_is_taken<T, F, Fut>(
+    c: &Client,
+    name: &str,
+    write: F,
+) -> Result<Option<T>, tokio_postgres::Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    c.batch_execute(&format!("SAVEPOINT {name}")).await?;
+    match write().await {
+        Ok(v) => {
+            c.batch_execute(&format!("RELEASE SAVEPOINT {name}"))
+                .await?;
+            Ok(Some(v))
         }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            tracing::debug!(error = %e,
+                "a key of the chunk was inserted since the look-up; staging and upserting it");
+            c.batch_execute(&format!(
+                "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+            ))
+            .await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
 /// What one chunk's transaction writes.
 struct ChunkWrite<'a, 'b> {
     sync: &'a SyncRef,
-    batch: &'b RecordBatch,
     chunk: ChunkId,
     checksum: &'a str,
     rows: Rows,
@@ -832,6 +831,8 @@ impl NewerStored {
 /// What the upsert statement counted (see [`sql`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct UpsertCounts {
+    /// The chunk's keys were new: its rows inserted without the upsert (nothing else counted).
+    new_keys: bool,
     /// Rows inserted (no stored row).
     inserted: i64,
     /// Rows applied over a stored row (of any sync).
@@ -843,6 +844,17 @@ struct UpsertCounts {
 }
 
 impl UpsertCounts {
+    /// A chunk whose keys the table did not hold, `inserted` rows written without the upsert.
+    fn new_keys(inserted: i64) -> Self {
+        Self {
+            new_keys: true,
+            inserted,
+            applied_over: 0,
+            replaced_same_sync: 0,
+            kept_same_sync: 0,
+        }
+    }
+
     /// Every staged row in exactly one class (the module docs' table).
     fn classify(self, rows: Rows) -> ChunkLoad {
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
@@ -862,7 +874,7 @@ impl UpsertCounts {
             skipped_older,
             superseded: (rows.staged - rows.distinct) as u64 + replaced + kept_same,
             already_committed: false,
-            new_keys: false,
+            new_keys: self.new_keys,
             direct_copy: false,
             derived_failed: 0,
         }
@@ -959,6 +971,7 @@ mod tests {
     fn classify(staged: usize, distinct: usize, counts: [i64; 4]) -> [u64; 5] {
         let [inserted, applied_over, replaced_same_sync, kept_same_sync] = counts;
         let load = UpsertCounts {
+            new_keys: false,
             inserted,
             applied_over,
             replaced_same_sync,
