@@ -310,7 +310,7 @@ impl DirectSql {
     // A table has at most 1600 columns, a text field fits `i32` (Arrow's offsets).
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
     fn put_row(&self, d: &Direct<'_, '_>, now: i64, row: usize, out: &mut BytesMut) {
-        let columns = d.encoders.len() - 1 - usize::from(self.version.row);
+        let columns = self.profile_columns(d.encoders);
         let fields = columns + 6 + usize::from(self.version.any());
         out.put_i16(fields as i16);
         for e in &d.encoders[..columns] {
@@ -341,8 +341,12 @@ impl DirectSql {
                 if own.is_none() && d.file_version.is_none() {
                     out.put_i32(-1);
                 } else {
-                    let v = format!("{} | {}", own.unwrap_or("-"), d.file_version.unwrap_or("-"));
-                    put_text(out, Some(&v));
+                    // `own | file`, written in place (no string per row).
+                    let (own, file) = (own.unwrap_or("-"), d.file_version.unwrap_or("-"));
+                    out.put_i32((own.len() + 3 + file.len()) as i32);
+                    out.put_slice(own.as_bytes());
+                    out.put_slice(b" | ");
+                    out.put_slice(file.as_bytes());
                 }
             }
         }
@@ -359,7 +363,7 @@ impl DirectSql {
         let Some((sql, at)) = &self.derived_copy else {
             return Ok(());
         };
-        let columns = encoders.len() - 1 - usize::from(self.version.row);
+        let columns = self.profile_columns(encoders);
         let sent: Vec<&ColumnEncoder<'_>> = at
             .iter()
             .filter_map(|&i| encoders.get(i))
@@ -371,6 +375,14 @@ impl DirectSql {
         .await
         .map_err(|e| PgError::query("cannot stage the chunk's derived columns", e))?;
         Ok(())
+    }
+
+    /// How many of a chunk's encoders are the profile's columns (then `_line`, then
+    /// `_version` when rows have one).
+    fn profile_columns(&self, encoders: &[ColumnEncoder<'_>]) -> usize {
+        encoders
+            .len()
+            .saturating_sub(1 + usize::from(self.version.row))
     }
 
     /// Whether the chunk's rows are staged for the derived tables after a direct COPY.
