@@ -212,7 +212,7 @@ pub use pg::{
     MIGRATIONS, Migration, POOLER_VARIABLE, PgError, PgSettings, PoolerMode,
     REFRESH_MARGIN as ENTRA_REFRESH_MARGIN, Redacted, SQLSTATE_RULES, ServiceError, SettingsSource,
     SqlStateRule, SslMode, TargetSessionAttrs, Verification, check_target, configured_in_env,
-    connect, create_target_sql, drop_database, empty_table, fit_text_sql, init_db, quote_ident,
+    connect, create_target_sql, drop_database, empty_target, fit_text_sql, init_db, quote_ident,
     quote_literal, quote_qualified, recreate_database, recreate_schema, try_lock_sync,
 };
 pub use pg::{

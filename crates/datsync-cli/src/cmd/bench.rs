@@ -479,11 +479,9 @@ fn measure_workers(
 ) -> anyhow::Result<Vec<WorkersRun>> {
     let mut runs = Vec::with_capacity(WORKERS.len());
     for workers in WORKERS {
-        runner.rt.block_on(datsync::empty_table(
-            runner.client,
-            &runner.profile.schema,
-            &runner.profile.table,
-        ))?;
+        runner
+            .rt
+            .block_on(datsync::empty_target(runner.client, runner.profile))?;
         let worker_args: Vec<String> = [
             "--quiet",
             "worker",
@@ -912,7 +910,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     /// `datsync run --fresh FILE` (or with `--sync-id`, a new one), into the target table
-    /// emptied first when `empty`, checkpoints in `<dir>/<name>`; killed after `kill_at`
+    /// and its derived tables emptied first when `empty`, checkpoints in `<dir>/<name>`; killed after `kill_at`
     /// chunk commits when given.
     fn run(
         &self,
@@ -923,11 +921,8 @@ impl Runner<'_> {
         empty: bool,
     ) -> anyhow::Result<ChildRun> {
         if empty {
-            self.rt.block_on(datsync::empty_table(
-                self.client,
-                &self.profile.schema,
-                &self.profile.table,
-            ))?;
+            self.rt
+                .block_on(datsync::empty_target(self.client, self.profile))?;
         }
         let mut args = vec!["run".to_owned(), file.display().to_string()];
         if !extra.contains(&"--sync-id") {

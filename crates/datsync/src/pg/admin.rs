@@ -5,6 +5,7 @@
 use tokio_postgres::Client;
 
 use super::{PgError, quote_ident, quote_qualified};
+use crate::profile::Profile;
 
 /// Drops database `name` if it exists (closing its sessions), then creates it empty.
 pub async fn recreate_database(client: &Client, name: &str) -> Result<(), PgError> {
@@ -37,14 +38,17 @@ pub async fn recreate_schema(client: &Client, name: &str) -> Result<(), PgError>
         .map_err(|e| PgError::query(format!("cannot create the schema {name} again"), e))
 }
 
-/// Empties `schema.table` and writes a checkpoint, so that the next measured load starts
-/// from an empty table and a clean buffer cache.
-pub async fn empty_table(client: &Client, schema: &str, table: &str) -> Result<(), PgError> {
+/// Empties the profile's target table and its derived tables (`[[derived]]`: `drivers` in
+/// the built-in profile) and writes a checkpoint, so that the next measured load starts as a
+/// first load does: no stored row, no stored driver (a derived table left full makes every
+/// later run update each of its rows instead of inserting them), and a clean buffer cache.
+pub async fn empty_target(client: &Client, profile: &Profile) -> Result<(), PgError> {
+    let tables: Vec<String> = std::iter::once(&profile.table)
+        .chain(profile.derived.iter().map(|d| &d.table))
+        .map(|t| quote_qualified(&profile.schema, t))
+        .collect();
     client
-        .batch_execute(&format!(
-            "TRUNCATE {}; CHECKPOINT",
-            quote_qualified(schema, table)
-        ))
+        .batch_execute(&format!("TRUNCATE {}; CHECKPOINT", tables.join(", ")))
         .await
-        .map_err(|e| PgError::query(format!("cannot empty {schema}.{table}"), e))
+        .map_err(|e| PgError::query(format!("cannot empty {}", tables.join(", ")), e))
 }

@@ -39,7 +39,7 @@ mod tls;
 mod tls_files;
 mod verify;
 
-pub use admin::{drop_database, empty_table, recreate_database, recreate_schema};
+pub use admin::{drop_database, empty_target, recreate_database, recreate_schema};
 pub use adopt::{
     AdoptOptions, DEFAULT_ADOPT_ATTEMPTS, DEFAULT_ADOPT_LOCK_TIMEOUT, LockHolder, TargetPlan,
     TypeNote, grants_sql, init_sql, lock_holders, plan_target,

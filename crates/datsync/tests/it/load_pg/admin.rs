@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use datsync::{
     BaselineError, Pipeline, Profile, RawSettings, SampleOptions, SampleSize, copy_baseline,
-    copy_baselines, drop_database, empty_table, encode_baseline, init_db, preview_target,
+    copy_baselines, drop_database, empty_target, encode_baseline, init_db, preview_target,
     recreate_database, upsert_baseline, write_sample,
 };
 
@@ -152,15 +152,31 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
             .collect();
         assert_eq!(keys, smallest);
 
-        empty_table(&client, &profile.schema, &profile.table)
-            .await
-            .unwrap();
+        assert!(
+            drivers(&client).await > 0,
+            "the run filled the derived table"
+        );
+        empty_target(&client, &profile).await.unwrap();
+        assert_eq!(
+            drivers(&client).await,
+            0,
+            "its derived tables are emptied too"
+        );
         let empty = preview_target(&client, &profile, &columns, 3)
             .await
             .unwrap();
         assert_eq!((empty.rows, empty.first_rows.len()), (0, 0));
     })
     .await;
+}
+
+/// Rows of the derived table `drivers`.
+async fn drivers(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM drivers", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// The key and one value of every target row, in key order.
