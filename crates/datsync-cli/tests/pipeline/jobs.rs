@@ -271,7 +271,13 @@ fn n_chunks_stage_side_by_side_and_a_kill_with_them_in_flight_resumes_exactly() 
             jobs,
             "--jobs {jobs}: chunks waiting to upsert"
         );
-        assert_eq!(sessions(&db, lock_pid), jobs, "--jobs {jobs}: connections");
+        // Each loader's connection, and its second one where a chunk's derived tables are
+        // upserted beside its transaction (`load/derived.rs`).
+        assert_eq!(
+            sessions(&db, lock_pid),
+            2 * jobs,
+            "--jobs {jobs}: connections"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         drop(lock);

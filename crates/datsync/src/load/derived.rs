@@ -1,5 +1,6 @@
-//! Derived tables (`[[derived]]` in the profile): after a chunk's upsert, in the same
-//! transaction, each derived table is upserted from the chunk's staged rows.
+//! Derived tables (`[[derived]]` in the profile): each derived table is upserted from a
+//! chunk's staged rows — beside the chunk's transaction, on the loader's second connection,
+//! while the chunk's rows are written (below), or in the chunk's transaction after its upsert.
 //!
 //! # The rule
 //!
@@ -13,8 +14,36 @@
 //! then `ON CONFLICT DO UPDATE … WHERE (stored order) < (incoming order)`, the order kept in
 //! the derived table's `row_version`, `sync_seq`, `source_line`. A maximum does not depend on
 //! the order chunks and files commit in, so two overlapping files in either order, or a
-//! resumed sync, give the same table; a chunk is applied once with its ledger row (and
-//! applying it twice would change nothing).
+//! resumed sync, give the same table, and applying a chunk twice changes nothing (its rows
+//! are then no newer than the stored ones).
+//!
+//! # Beside the chunk's transaction
+//!
+//! A run's loader (`Loader::load_chunk_beside`) upserts a chunk's derived tables on a second
+//! connection of its own, in a transaction of their own (the columns they read staged there by
+//! a narrow COPY), while the chunk's transaction COPYs or upserts its rows: the two backends
+//! work side by side (issue 14: on one backend the derived upsert was a third of a first
+//! run). The derived transaction commits first, whatever becomes of the chunk's; the chunk's
+//! ledger row then records its failures (`derived_failed`) and commits. So:
+//!
+//! - **Exactly once in effect**: a crash or a failure between the two commits leaves the
+//!   derived tables holding the chunk and the ledger not; the chunk is loaded again (resume,
+//!   retry) and its derived rows applied again, which changes nothing (above). A `kill -9`
+//!   there and a resume give the table of one uninterrupted run (`derived_committed` is the
+//!   crash tests' kill point).
+//! - **No deadlock across the two**: the derived transaction never waits for the chunk's (it
+//!   commits as soon as its upserts are done), so a chunk's transaction waiting on another
+//!   sync's row locks while its own derived transaction waits on that sync's derived rows
+//!   cannot close a circle PostgreSQL would not see. Derived transactions lock their keys in
+//!   key order, as before.
+//! - **A chunk that then fails for good** (its rows break a constraint of the table) leaves
+//!   its drivers written: they are the file's own rows, and the resume that loads the chunk
+//!   once the table is fixed writes the same ones.
+//!
+//! The work queue's workers (`Loader::load_chunk_in_transaction`), a profile without a
+//! one-column key, and a loader whose second connection cannot be made (a connection limit)
+//! upsert the derived tables in the chunk's transaction, after its upsert and before its
+//! ledger row.
 //!
 //! An update writes the columns as their `update` says: `coalesce` keeps a stored value
 //! where the newest row has none (so `transporter` is never nulled; in the rare case that
@@ -28,9 +57,9 @@
 //! constraint, a missing or changed table) is rolled back to it, logged, counted in the
 //! chunk's ledger row (`derived_failed`), the summary and `datsync_derived_failures_total`,
 //! and the chunk commits (the legacy loader treated it as non-fatal). A transient failure
-//! (a serialization failure, a deadlock, a lost connection) fails the chunk's transaction as
-//! any other statement does, so the chunk is retried whole and the derived table never
-//! misses it.
+//! (a serialization failure, a deadlock, a lost connection) fails the chunk's attempt as any
+//! other statement does (beside it: the derived transaction is rolled back, its connection
+//! made again), so the chunk is retried whole and the derived table never misses it.
 
 use tokio_postgres::types::ToSql;
 

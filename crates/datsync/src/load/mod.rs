@@ -196,6 +196,7 @@ pub struct Loader {
     profile: Profile,
     sql: LoadSql,
     on_staged: Option<StagedHook>,
+    on_derived: Option<StagedHook>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -241,6 +242,7 @@ impl Loader {
             profile: profile.clone(),
             sql: LoadSql::new(profile),
             on_staged: None,
+            on_derived: None,
         }
     }
 
@@ -250,6 +252,25 @@ impl Loader {
     pub fn with_staged_hook(mut self, hook: StagedHook) -> Self {
         self.on_staged = Some(hook);
         self
+    }
+
+    /// Calls `hook` once a chunk's derived tables are committed on the side connection
+    /// ([`Self::load_chunk_beside`]) and its own rows are written, before its commit (the
+    /// crash tests stop a sync there: the derived tables hold the chunk, the table does not).
+    #[must_use]
+    pub fn with_derived_hook(mut self, hook: StagedHook) -> Self {
+        self.on_derived = Some(hook);
+        self
+    }
+
+    /// Whether the derived tables can be upserted on a second connection beside the chunk's
+    /// transaction ([`Self::load_chunk_beside`]): the profile has derived tables and a
+    /// one-column key (their columns are staged by a narrow COPY of their own).
+    pub fn derives_beside(&self) -> bool {
+        self.sql
+            .direct
+            .as_ref()
+            .is_some_and(direct::DirectSql::stages_derived)
     }
 
     /// Loads one typed batch as chunk `chunk` of `sync`, in one transaction with its
@@ -281,12 +302,31 @@ impl Loader {
         batch: &RecordBatch,
         facts: &ChunkFacts,
     ) -> Result<ChunkLoad, LoadError> {
+        self.load_chunk_beside(client, None, sync, chunk, checksum, batch, facts)
+            .await
+    }
+
+    /// [`Self::load_chunk_with_facts`], the derived tables upserted on `side` (another
+    /// connection) while `client` writes the chunk's rows, when [`Self::derives_beside`]:
+    /// see `derived.rs`, "Beside the chunk's transaction". Without `side`, in the chunk's
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load_chunk_beside(
+        &self,
+        client: &mut Client,
+        side: Option<&Client>,
+        sync: &SyncRef,
+        chunk: ChunkId,
+        checksum: &str,
+        batch: &RecordBatch,
+        facts: &ChunkFacts,
+    ) -> Result<ChunkLoad, LoadError> {
         let encoders = self.encoders(chunk, batch)?;
         let write = self.chunk_write(sync, chunk, checksum, batch, &encoders, facts)?;
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let committed = async {
             let tx = client.transaction().await.map_err(q("cannot begin"))?;
-            let load = self.write(tx.client(), &write).await?;
+            let load = self.write(tx.client(), side, &write).await?;
             tx.commit().await.map_err(q("cannot commit the chunk"))?;
             Ok(load)
         };
@@ -449,7 +489,7 @@ impl Loader {
     ) -> Result<ChunkLoad, LoadError> {
         let encoders = self.encoders(chunk, batch)?;
         let write = self.chunk_write(sync, chunk, checksum, batch, &encoders, facts)?;
-        self.write(client, &write)
+        self.write(client, None, &write)
             .await
             .map_err(|source| write.failed(source))
     }
@@ -457,9 +497,16 @@ impl Loader {
     /// The statements of a chunk's transaction, on `c` where it is open: the chunk's lock,
     /// the ledger check (a committed chunk returns its recorded counts), the look-up of its
     /// keys and, when the table holds none, the COPY straight into it under the sync's upsert
-    /// lock; else the staging COPY and the upsert under that lock; the derived tables, the
-    /// ledger row (with this process as its `worker`), and the chunk's work-queue row deleted.
-    async fn write(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<ChunkLoad, PgError> {
+    /// lock; else the staging COPY and the upsert under that lock; the derived tables (on
+    /// `side`, in a transaction of their own, while `c` writes the rows, when given and
+    /// [`Self::derives_beside`]), the ledger row (with this process as its `worker`), and
+    /// the chunk's work-queue row deleted.
+    async fn write(
+        &self,
+        c: &Client,
+        side: Option<&Client>,
+        w: &ChunkWrite<'_, '_>,
+    ) -> Result<ChunkLoad, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let chunk = w.chunk;
         let chunk_i = i32::try_from(chunk.0).map_err(|_| PgError::Config {
@@ -492,30 +539,39 @@ impl Loader {
         ))
         .await
         .map_err(q("cannot set the chunk's work_mem"))?;
-        let offered = self.copy_direct(c, w).await?;
-        let (mut load, newer) = if let Offered::Copied(copied) = offered {
-            self.copied(c, w, copied).await?
-        } else {
-            c.batch_execute(&self.sql.create_stage)
-                .await
-                .map_err(q("cannot create the staging table"))?;
-            copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
-            if let Some(hook) = &self.on_staged {
-                hook(chunk);
+        let at = format!("sync {sync_id}, chunk {chunk}");
+        let file_version = self
+            .sql
+            .file_version_param
+            .then(|| self.file_version(&w.sync.source_file));
+        let ((mut load, newer), derived_failed) = match side.filter(|_| self.derives_beside()) {
+            Some(side) => {
+                let (rows, derived) = tokio::join!(
+                    self.write_rows(c, w, false),
+                    self.derive_beside(side, w, file_version.as_ref(), &at)
+                );
+                // The rows' error first: it names what failed in the chunk's transaction.
+                let rows = rows?;
+                let derived = derived?;
+                if let Some(hook) = &self.on_derived {
+                    hook(chunk);
+                }
+                (rows, derived)
             }
-            self.upsert(c, w.sync, w.rows, offered).await?
+            None => {
+                let rows = self.write_rows(c, w, true).await?;
+                let derived = derived::apply(
+                    c,
+                    &self.sql.derived,
+                    w.sync.sync_seq,
+                    file_version.as_ref(),
+                    &at,
+                )
+                .await?;
+                (rows, derived)
+            }
         };
-        load.derived_failed = derived::apply(
-            c,
-            &self.sql.derived,
-            w.sync.sync_seq,
-            self.sql
-                .file_version_param
-                .then(|| self.file_version(&w.sync.source_file))
-                .as_ref(),
-            &format!("sync {sync_id}, chunk {chunk}"),
-        )
-        .await?;
+        load.derived_failed = derived_failed;
         let facts = w.facts;
         c.execute(
             &self.sql.ledger_put,
@@ -609,6 +665,72 @@ impl Loader {
 }
 
 impl Loader {
+    /// The chunk's rows written on `c`: COPYed straight into the table when it holds none of
+    /// their keys, else staged and upserted; with the columns the derived tables read staged
+    /// after a direct COPY when `stage_derived` (the derived tables are upserted on `c`).
+    async fn write_rows(
+        &self,
+        c: &Client,
+        w: &ChunkWrite<'_, '_>,
+        stage_derived: bool,
+    ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
+        let offered = self.copy_direct(c, w).await?;
+        if let Offered::Copied(copied) = offered {
+            return self.copied(c, w, copied, stage_derived).await;
+        }
+        c.batch_execute(&self.sql.create_stage)
+            .await
+            .map_err(|e| PgError::query("cannot create the staging table", e))?;
+        copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
+        if let Some(hook) = &self.on_staged {
+            hook(w.chunk);
+        }
+        self.upsert(c, w.sync, w.rows, offered).await
+    }
+
+    /// The derived tables upserted on `side` in a transaction of their own, committed
+    /// whatever becomes of the chunk's (see `derived.rs`, "Beside the chunk's transaction"):
+    /// the columns they read staged by a narrow COPY, then each table's upsert; returns how
+    /// many failed and were rolled back. The transaction is rolled back on an error.
+    async fn derive_beside(
+        &self,
+        side: &Client,
+        w: &ChunkWrite<'_, '_>,
+        file_version: Option<&Option<String>>,
+        at: &str,
+    ) -> Result<u64, PgError> {
+        let q = |what: &'static str| move |e| PgError::query(what, e);
+        let Some(direct) = &self.sql.direct else {
+            return Ok(0);
+        };
+        side.batch_execute(&format!(
+            "BEGIN; SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
+            self.sql.create_stage
+        ))
+        .await
+        .map_err(q("cannot begin the derived tables' transaction"))?;
+        let applied = async {
+            direct
+                .stage_derived(side, w.encoders, w.rows.staged)
+                .await?;
+            let failed =
+                derived::apply(side, &self.sql.derived, w.sync.sync_seq, file_version, at).await?;
+            side.batch_execute("COMMIT")
+                .await
+                .map_err(q("cannot commit the derived tables"))?;
+            Ok(failed)
+        }
+        .await;
+        if applied.is_err() && !side.is_closed() {
+            // Best effort: the error returned is the one that matters; a connection that
+            // cannot roll back is replaced before the next chunk.
+            let _ = side.batch_execute("ROLLBACK").await;
+        }
+        applied
+    }
+}
+
+impl Loader {
     /// The chunk offered to the COPY straight into the target table (`load/direct.rs`).
     async fn copy_direct(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<Offered, PgError> {
         let Some(direct) = &self.sql.direct else {
@@ -636,12 +758,18 @@ impl Loader {
         c: &Client,
         w: &ChunkWrite<'_, '_>,
         copied: u64,
+        stage_derived: bool,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         tracing::debug!(chunk = %w.chunk, rows = copied, "chunk copied straight into the target table");
         if let Some(hook) = &self.on_staged {
             hook(w.chunk);
         }
-        if let Some(direct) = self.sql.direct.as_ref().filter(|d| d.stages_derived()) {
+        if let Some(direct) = self
+            .sql
+            .direct
+            .as_ref()
+            .filter(|d| stage_derived && d.stages_derived())
+        {
             c.batch_execute(&self.sql.create_stage)
                 .await
                 .map_err(|e| PgError::query("cannot create the staging table", e))?;

@@ -54,6 +54,11 @@ pub(super) struct Conn<'c> {
     pub(super) client: &'c mut Client,
     /// Its backend's process id, with more than one loader (0 with one).
     pub(super) pid: &'c mut i32,
+    /// The loader's second connection, where a chunk's derived tables are upserted beside
+    /// its transaction (`Loader::load_chunk_beside`): made when first needed, dropped after a
+    /// failed attempt (made again for the next); `None` when it cannot be made (the derived
+    /// tables are then upserted in the chunk's transaction).
+    pub(super) side: Option<Client>,
 }
 
 /// A loader's own connection, besides the run's session (`--jobs` above 1).
@@ -261,10 +266,15 @@ impl Run<'_> {
             halt: SyncMutex::new(None),
             halted: halted_tx,
         };
-        let mut conns = vec![Conn { client, pid }];
+        let mut conns = vec![Conn {
+            client,
+            pid,
+            side: None,
+        }];
         conns.extend(helpers.iter_mut().map(|h| Conn {
             client: &mut h.client,
             pid: &mut h.pid,
+            side: None,
         }));
         join_all(conns.into_iter().map(|conn| loader(shared, &loading, conn))).await;
         let Loading { tally: t, halt, .. } = loading;

@@ -499,7 +499,11 @@ impl Pipeline {
                     pid,
                     ..
                 } = &mut run;
-                let mut conn = Conn { client, pid };
+                let mut conn = Conn {
+                    client,
+                    pid,
+                    side: None,
+                };
                 shared
                     .process(
                         &mut conn,

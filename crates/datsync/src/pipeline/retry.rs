@@ -127,10 +127,31 @@ impl Shared<'_> {
             }
             Err(Reconnect::Halt(h)) => return Err(h),
         }
+        if self.loader.derives_beside()
+            && conn
+                .side
+                .as_ref()
+                .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            conn.side = self.side_connection().await;
+        }
         let loaded = self
             .loader
-            .load_chunk_with_facts(conn.client, &self.sync_ref, chunk, checksum, batch, facts)
+            .load_chunk_beside(
+                conn.client,
+                conn.side.as_ref(),
+                &self.sync_ref,
+                chunk,
+                checksum,
+                batch,
+                facts,
+            )
             .await;
+        if loaded.is_err() {
+            // Whatever state the failed attempt left it in (a transaction open, a COPY cut
+            // off), the next attempt starts on a new connection.
+            conn.side = None;
+        }
         match loaded {
             Ok(load) => Ok(LoadAttempt::Loaded(load)),
             Err(e) if e.class() == ErrorClass::Transient => {

@@ -24,19 +24,27 @@ use crate::profile::Profile;
 use crate::source::SourceRef;
 use crate::status::LedgerChunk;
 use crate::store::Store;
-use crate::telemetry::ChunkStaged;
+use crate::telemetry::{ChunkStaged, DerivedCommitted};
 
 /// The loader of a run: the profile's SQL, and the `chunk_staged` event emitted after each
-/// chunk's COPY, staging or straight into the table (the crash tests' "mid-COPY" kill point).
+/// chunk's COPY, staging or straight into the table (the crash tests' "mid-COPY" kill point),
+/// and `derived_committed` once its derived tables are committed beside it.
 pub(super) fn run_loader(pipeline: &Pipeline, sync_id: &SyncId) -> Loader {
-    let telemetry = pipeline.telemetry.clone();
-    let sync_id = sync_id.clone();
-    Loader::new(&pipeline.profile).with_staged_hook(Arc::new(move |chunk| {
-        telemetry.emit(&ChunkStaged {
-            sync_id: &sync_id,
-            chunk,
-        });
-    }))
+    let (staged, derived) = (pipeline.telemetry.clone(), pipeline.telemetry.clone());
+    let (staged_id, derived_id) = (sync_id.clone(), sync_id.clone());
+    Loader::new(&pipeline.profile)
+        .with_staged_hook(Arc::new(move |chunk| {
+            staged.emit(&ChunkStaged {
+                sync_id: &staged_id,
+                chunk,
+            });
+        }))
+        .with_derived_hook(Arc::new(move |chunk| {
+            derived.emit(&DerivedCommitted {
+                sync_id: &derived_id,
+                chunk,
+            });
+        }))
 }
 
 /// What the loaders of a run share: everything of the run but its session.

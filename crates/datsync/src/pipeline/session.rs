@@ -134,6 +134,20 @@ impl Shared<'_> {
         }
     }
 
+    /// A loader's second connection, for the derived tables (`Conn::side`); `None` when it
+    /// cannot be made (a connection limit, an outage the loader's own connection meets
+    /// next): the derived tables are then upserted in the chunk's transaction, as before.
+    pub(super) async fn side_connection(&self) -> Option<tokio_postgres::Client> {
+        match crate::pg::connect(&self.pipeline.pg).await {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(sync_id = %self.plan.sync_id, error = %e,
+                    "no second connection for the derived tables; upserting them in each chunk's transaction");
+                None
+            }
+        }
+    }
+
     /// A loader's connection made again after it was lost. With one loader it is the run's
     /// session, made again holding the writer lock; with more, a connection whose loader
     /// checks the lock before each chunk ([`Shared::ensure_writer`]).

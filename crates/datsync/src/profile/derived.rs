@@ -1,5 +1,5 @@
 //! Derived tables (`[[derived]]`): side tables upserted from the rows of each loaded chunk,
-//! in the chunk's own transaction (see `load/derived.rs` for the SQL and the rule).
+//! beside the chunk's transaction (see `load/derived.rs` for when, the SQL and the rule).
 //!
 //! ```toml
 //! [[derived]]

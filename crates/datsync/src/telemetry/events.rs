@@ -41,6 +41,23 @@ impl Event for ChunkStaged<'_> {
     }
 }
 
+/// A chunk's derived tables are committed on the loader's second connection and its rows
+/// are written; its own transaction is not committed yet (`load/derived.rs`, "Beside the
+/// chunk's transaction").
+pub struct DerivedCommitted<'a> {
+    /// The sync.
+    pub sync_id: &'a SyncId,
+    /// The chunk.
+    pub chunk: ChunkId,
+}
+
+impl Event for DerivedCommitted<'_> {
+    const NAME: &'static str = "derived_committed";
+    fn log(&self) {
+        tracing::trace!(sync_id = %self.sync_id, chunk = self.chunk.0, "chunk's derived tables committed");
+    }
+}
+
 /// A chunk's upsert and ledger row are committed; the manifest is not updated yet.
 pub struct ChunkCommitted<'a> {
     /// The sync.

@@ -30,7 +30,8 @@ use std::sync::{Arc, Mutex};
 
 pub use events::{
     ChunkCommitted, ChunkCompleted, ChunkConverted, ChunkFailed, ChunkStaged, CleanupStarted,
-    FinalStepsDone, FinishClaimed, RowsRejected, SyncFinished, SyncHalted, ValuesWarned,
+    DerivedCommitted, FinalStepsDone, FinishClaimed, RowsRejected, SyncFinished, SyncHalted,
+    ValuesWarned,
 };
 pub use live::{FailedChunkNote, Live, RunningSync};
 pub use metrics::{Metrics, RECEIPT_STATES};
