@@ -539,38 +539,7 @@ impl Loader {
         ))
         .await
         .map_err(q("cannot set the chunk's work_mem"))?;
-        let at = format!("sync {sync_id}, chunk {chunk}");
-        let file_version = self
-            .sql
-            .file_version_param
-            .then(|| self.file_version(&w.sync.source_file));
-        let ((mut load, newer), derived_failed) = match side.filter(|_| self.derives_beside()) {
-            Some(side) => {
-                let (rows, derived) = tokio::join!(
-                    self.write_rows(c, w, false),
-                    self.derive_beside(side, w, file_version.as_ref(), &at)
-                );
-                // The rows' error first: it names what failed in the chunk's transaction.
-                let rows = rows?;
-                let derived = derived?;
-                if let Some(hook) = &self.on_derived {
-                    hook(chunk);
-                }
-                (rows, derived)
-            }
-            None => {
-                let rows = self.write_rows(c, w, true).await?;
-                let derived = derived::apply(
-                    c,
-                    &self.sql.derived,
-                    w.sync.sync_seq,
-                    file_version.as_ref(),
-                    &at,
-                )
-                .await?;
-                (rows, derived)
-            }
-        };
+        let ((mut load, newer), derived_failed) = self.write_rows_and_derived(c, side, w).await?;
         load.derived_failed = derived_failed;
         let facts = w.facts;
         c.execute(
@@ -661,6 +630,48 @@ impl Loader {
         let load = counts.classify(rows);
         // Only rows skipped as older have a newer stored row to name.
         Ok((load, newer.filter(|_| load.skipped_older > 0)))
+    }
+}
+
+impl Loader {
+    /// The chunk's rows written on `c` and its derived tables upserted: on `side`, beside the
+    /// chunk's transaction and at the same time, when given and [`Self::derives_beside`];
+    /// else on `c` after the rows. Returns the rows' outcome and the derived upserts that
+    /// failed and were rolled back.
+    async fn write_rows_and_derived(
+        &self,
+        c: &Client,
+        side: Option<&Client>,
+        w: &ChunkWrite<'_, '_>,
+    ) -> Result<((ChunkLoad, Option<NewerStored>), u64), PgError> {
+        let at = format!("sync {}, chunk {}", w.sync.sync_id, w.chunk);
+        let file_version = self
+            .sql
+            .file_version_param
+            .then(|| self.file_version(&w.sync.source_file));
+        if let Some(side) = side.filter(|_| self.derives_beside()) {
+            let (rows, derived) = tokio::join!(
+                self.write_rows(c, w, false),
+                self.derive_beside(side, w, file_version.as_ref(), &at)
+            );
+            // The rows' error first: it names what failed in the chunk's transaction.
+            let rows = rows?;
+            let derived = derived?;
+            if let Some(hook) = &self.on_derived {
+                hook(w.chunk);
+            }
+            return Ok((rows, derived));
+        }
+        let rows = self.write_rows(c, w, true).await?;
+        let derived = derived::apply(
+            c,
+            &self.sql.derived,
+            w.sync.sync_seq,
+            file_version.as_ref(),
+            &at,
+        )
+        .await?;
+        Ok((rows, derived))
     }
 }
 
