@@ -202,11 +202,19 @@ fn drivers_after_two_overlapping_files_in_both_orders_and_a_crash_follow_the_rul
     for (first, second, p1, p2) in [(&a, &b, &pa, &pb), (&b, &a, &pb, &pa)] {
         // A kill after a chunk's commit, and one between the commit of its derived tables
         // (on the loader's second connection) and its own: the resume applies that chunk's
-        // drivers again, which changes nothing.
-        for kill in [None, Some("chunk_committed:3"), Some("derived_committed:3")] {
+        // drivers again, which changes nothing. With three loaders, chunks (and their
+        // derived transactions) commit side by side and out of order.
+        for (kill, jobs) in [
+            (None, "1"),
+            (None, "3"),
+            (Some("chunk_committed:3"), "1"),
+            (Some("derived_committed:3"), "1"),
+            (Some("derived_committed:3"), "3"),
+        ] {
             let crash = kill.is_some();
+            let jobs = ("DATSYNC_JOBS", jobs);
             let context = format!(
-                "seed {seed}, {} then {}, kill {kill:?}",
+                "seed {seed}, {} then {}, kill {kill:?}, {jobs:?}",
                 first.name, second.name
             );
             let db = TestDb::new();
@@ -216,14 +224,14 @@ fn drivers_after_two_overlapping_files_in_both_orders_and_a_crash_follow_the_rul
                  VALUES ('{EMAIL_NIK}', '{EMAIL_NIK}', 'OLD NAME', 'budi@example.com'),
                         ('5555', '5555', 'NOT IN ANY FILE', 'x@example.com')"
             ));
-            let out = bench.run(&db, p1, &[]);
+            let out = bench.run(&db, p1, &[jobs]);
             assert_eq!(out.code(), Some(0), "{context}: {}", out.describe());
             if let Some(kill) = kill {
-                let out = bench.run(&db, p2, &[("DATSYNC_KILL_AT", kill)]);
+                let out = bench.run(&db, p2, &[("DATSYNC_KILL_AT", kill), jobs]);
                 assert!(out.killed(), "{context}: {}", out.describe());
                 db.wait_for_other_sessions();
             }
-            let out = bench.run(&db, p2, &[]);
+            let out = bench.run(&db, p2, &[jobs]);
             assert_eq!(out.code(), Some(0), "{context}: {}", out.describe());
             let summary = out.summary();
             assert_eq!(summary["derived_failed"], 0, "{context}");

@@ -36,14 +36,25 @@
 //!   sync's row locks while its own derived transaction waits on that sync's derived rows
 //!   cannot close a circle PostgreSQL would not see. Derived transactions lock their keys in
 //!   key order, as before.
-//! - **A chunk that then fails for good** (its rows break a constraint of the table) leaves
-//!   its drivers written: they are the file's own rows, and the resume that loads the chunk
-//!   once the table is fixed writes the same ones.
+//! - **The price: a chunk that then fails for good** (its rows break a constraint the
+//!   table's owner added, a trigger raises) **leaves its drivers written**, and they stay if
+//!   the chunk is never loaded (the sync abandoned, the file corrected and loaded as a new
+//!   sync without those rows): the derived tables then hold values of rows the main table
+//!   does not. Waiting for the chunk's rows before committing would close that window but
+//!   opens a circle of waits PostgreSQL cannot see (a derived transaction holding drivers
+//!   while its chunk waits for another chunk's upsert lock or rows, whose own derived
+//!   transaction waits for those drivers) — likely with `--jobs` or overlapping files, since
+//!   every chunk names the same drivers. The in-transaction mode below has no such window.
+//! - The second connection holds no writer lock: after a lost lock it may still commit a
+//!   chunk's derived rows, which changes nothing a later load of the chunk would not.
+//! - While the derived upserts run longer than the chunk's rows take, the chunk's
+//!   transaction waits idle (a server's `idle_in_transaction_session_timeout` shorter than a
+//!   chunk's derived upsert would end it: the chunk is retried).
 //!
 //! The work queue's workers (`Loader::load_chunk_in_transaction`), a profile without a
-//! one-column key, and a loader whose second connection cannot be made (a connection limit)
-//! upsert the derived tables in the chunk's transaction, after its upsert and before its
-//! ledger row.
+//! one-column key, and a loader whose second connection cannot be made (a connection limit,
+//! a standby; said once, then not tried again in the run) upsert the derived tables in the
+//! chunk's transaction, after its upsert and before its ledger row: atomic with the chunk.
 //!
 //! An update writes the columns as their `update` says: `coalesce` keeps a stored value
 //! where the newest row has none (so `transporter` is never nulled; in the rare case that
@@ -237,7 +248,7 @@ pub(super) async fn apply(
                 .await
                 .map_err(q("cannot roll back to the derived tables' savepoint"))?;
                 tracing::warn!(table = %d.table, %at, error = %e,
-                    "derived table not updated from this chunk; the chunk is loaded (a failure \
+                    "derived table not updated from this chunk; the chunk goes on (a failure \
                      of a derived table is counted, not fatal)");
                 failed += 1;
             }

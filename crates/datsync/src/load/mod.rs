@@ -714,13 +714,13 @@ impl Loader {
         let Some(direct) = &self.sql.direct else {
             return Ok(0);
         };
-        side.batch_execute(&format!(
-            "BEGIN; SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
-            self.sql.create_stage
-        ))
-        .await
-        .map_err(q("cannot begin the derived tables' transaction"))?;
         let applied = async {
+            side.batch_execute(&format!(
+                "BEGIN; SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
+                self.sql.create_stage
+            ))
+            .await
+            .map_err(q("cannot begin the derived tables' transaction"))?;
             direct
                 .stage_derived(side, w.encoders, w.rows.staged)
                 .await?;

@@ -1,4 +1,5 @@
-//! `--jobs N`: N loaders on N connections in one process. Each loader takes the next chunk
+//! `--jobs N`: N loaders on N connections in one process (2N with a derived table: each
+//! loader's second one upserts its chunks' derived tables, `load/derived.rs`). Each loader takes the next chunk
 //! (a recorded one read back, or the converter's next), validates, transforms and encodes
 //! it, and loads it in one transaction with its ledger row on its own connection; so while
 //! one chunk upserts, the next one's client work and staging COPY go on beside it.
@@ -56,9 +57,12 @@ pub(super) struct Conn<'c> {
     pub(super) pid: &'c mut i32,
     /// The loader's second connection, where a chunk's derived tables are upserted beside
     /// its transaction (`Loader::load_chunk_beside`): made when first needed, dropped after a
-    /// failed attempt (made again for the next); `None` when it cannot be made (the derived
-    /// tables are then upserted in the chunk's transaction).
+    /// failed attempt (made again for the next) and before the loader's own connection is
+    /// made again (a server at its connection limit gives that one the slot).
     pub(super) side: Option<Client>,
+    /// The second connection could not be made (a connection limit, a standby): the derived
+    /// tables are upserted in each chunk's transaction for the rest of the run.
+    pub(super) side_unavailable: bool,
 }
 
 /// A loader's own connection, besides the run's session (`--jobs` above 1).
@@ -270,11 +274,13 @@ impl Run<'_> {
             client,
             pid,
             side: None,
+            side_unavailable: false,
         }];
         conns.extend(helpers.iter_mut().map(|h| Conn {
             client: &mut h.client,
             pid: &mut h.pid,
             side: None,
+            side_unavailable: false,
         }));
         join_all(conns.into_iter().map(|conn| loader(shared, &loading, conn))).await;
         let Loading { tally: t, halt, .. } = loading;

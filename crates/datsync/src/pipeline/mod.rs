@@ -8,8 +8,8 @@
 //!                                                    mark completed
 //! ```
 //!
-//! With `--jobs N` the processor is N loaders on N connections, each taking the next chunk
-//! (`jobs.rs`).
+//! With `--jobs N` the processor is N loaders on N connections (each with a second one for
+//! the derived tables), each taking the next chunk (`jobs.rs`).
 //!
 //! Phase 1 and phase 2 overlap: a chunk is loaded as soon as its Parquet file is recorded. On
 //! a resume, chunks already converted are not converted again (the reader decodes past them),

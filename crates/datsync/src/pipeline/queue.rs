@@ -503,6 +503,7 @@ impl Pipeline {
                     client,
                     pid,
                     side: None,
+                    side_unavailable: true,
                 };
                 shared
                     .process(

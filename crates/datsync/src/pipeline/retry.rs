@@ -115,6 +115,9 @@ impl Shared<'_> {
         }
         let mut ready = Ok(());
         if conn.client.is_closed() {
+            // The second connection's slot first: a server at its connection limit must give
+            // the loader its own connection back.
+            conn.side = None;
             ready = self.reconnect_loader(conn).await;
         }
         if ready.is_ok() {
@@ -128,12 +131,14 @@ impl Shared<'_> {
             Err(Reconnect::Halt(h)) => return Err(h),
         }
         if self.loader.derives_beside()
+            && !conn.side_unavailable
             && conn
                 .side
                 .as_ref()
                 .is_none_or(tokio_postgres::Client::is_closed)
         {
             conn.side = self.side_connection().await;
+            conn.side_unavailable = conn.side.is_none();
         }
         let loaded = self
             .loader

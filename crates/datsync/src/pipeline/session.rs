@@ -1,6 +1,8 @@
 //! The run's database session. One connection holds the sync's writer lock and commits its
 //! chunks: a chunk is only ever committed on a session that holds the lock, so the lock is
-//! checked by construction before every commit. When that connection is lost (a server
+//! checked by construction before every commit. (A chunk's derived tables commit on the
+//! loader's second connection, which holds no lock: applying them again changes nothing,
+//! `load/derived.rs`.) When that connection is lost (a server
 //! restart, `pg_terminate_backend`, a network cut), the lock goes with it; the next load
 //! makes a new connection — waiting out the outage with a doubling pause for up to
 //! [`super::DEFAULT_DB_RETRY_FOR`] (`DATSYNC_DB_RETRY_FOR`) — and takes the lock again
@@ -134,12 +136,26 @@ impl Shared<'_> {
         }
     }
 
-    /// A loader's second connection, for the derived tables (`Conn::side`); `None` when it
-    /// cannot be made (a connection limit, an outage the loader's own connection meets
-    /// next): the derived tables are then upserted in the chunk's transaction, as before.
+    /// A loader's second connection, for the derived tables (`Conn::side`): a primary (a
+    /// multi-host connection string may land elsewhere than the loader's own connection);
+    /// `None`, said once, when it cannot be made: the derived tables are then upserted in
+    /// each chunk's transaction, as before.
     pub(super) async fn side_connection(&self) -> Option<tokio_postgres::Client> {
-        match crate::pg::connect(&self.pipeline.pg).await {
-            Ok(client) => Some(client),
+        let client = match crate::pg::connect(&self.pipeline.pg).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(sync_id = %self.plan.sync_id, error = %e,
+                    "no second connection for the derived tables; upserting them in each chunk's transaction");
+                return None;
+            }
+        };
+        match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
+            Ok(row) if !row.get::<_, bool>(0) => Some(client),
+            Ok(_) => {
+                tracing::warn!(sync_id = %self.plan.sync_id,
+                    "the second connection for the derived tables reached a standby; upserting them in each chunk's transaction");
+                None
+            }
             Err(e) => {
                 tracing::warn!(sync_id = %self.plan.sync_id, error = %e,
                     "no second connection for the derived tables; upserting them in each chunk's transaction");

@@ -247,7 +247,8 @@ pub struct Profile {
     /// What orders two versions of a row before `sync_seq` and the source line (`version`,
     /// `version_from_name`); `None`: newest wins by `(sync_seq, source_line)` alone.
     pub version: Option<RowVersion>,
-    /// Side tables upserted from each chunk's rows, in the chunk's transaction (`[[derived]]`).
+    /// Side tables upserted from each chunk's rows, beside the chunk's transaction or in it
+    /// (`[[derived]]`, `load/derived.rs`).
     pub derived: Vec<Derived>,
     /// Header variant → canonical source name.
     aliases: HashMap<String, String>,
