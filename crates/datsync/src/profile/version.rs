@@ -122,9 +122,27 @@ pub struct RowVersion {
 }
 
 /// A date and time as version text: `YYYY-MM-DD HH:MM:SS`, fixed width, so that bytewise
-/// order is time order.
+/// order is time order. Written field by field (one per row of a versioned file: chrono's
+/// `format` parses its pattern again on every call); a year outside 0–9999 or a leap second
+/// is left to chrono, which writes them as `%Y` and `%S` do.
 pub fn stamp(date: NaiveDate, time: NaiveTime) -> String {
-    date.and_time(time).format("%Y-%m-%d %H:%M:%S").to_string()
+    use chrono::{Datelike as _, Timelike as _};
+    use std::fmt::Write as _;
+    let year = date.year();
+    if !(0..=9999).contains(&year) || time.nanosecond() >= 1_000_000_000 {
+        return date.and_time(time).format("%Y-%m-%d %H:%M:%S").to_string();
+    }
+    let mut out = String::with_capacity(19);
+    let _ = write!(
+        out,
+        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        date.month(),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    out
 }
 
 /// The form a row version's date is shown in when its column has no `format` (SAP's
@@ -388,6 +406,34 @@ mod tests {
             readable_version(&none, "2025-01-30 14:02:11"),
             "20250130 14:02:11"
         );
+    }
+
+    #[test]
+    fn a_stamp_is_what_chrono_writes_for_every_year_and_second() {
+        let dates = [
+            (0, 1, 1),
+            (1, 2, 3),
+            (999, 12, 31),
+            (2025, 1, 30),
+            (2024, 2, 29),
+            (9999, 12, 31),
+            (10_000, 1, 1),
+            (-1, 6, 15),
+            (-44, 3, 15),
+        ];
+        let times = [(0, 0, 0, 0), (9, 5, 7, 0), (23, 59, 59, 999_999_999)];
+        for (y, m, d) in dates {
+            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            for (h, mi, s, n) in times {
+                let time = NaiveTime::from_hms_nano_opt(h, mi, s, n).unwrap();
+                let want = date.and_time(time).format("%Y-%m-%d %H:%M:%S").to_string();
+                assert_eq!(stamp(date, time), want, "{date} {time}");
+            }
+            // A leap second: `%S` writes 60.
+            let leap = NaiveTime::from_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap();
+            let want = date.and_time(leap).format("%Y-%m-%d %H:%M:%S").to_string();
+            assert_eq!(stamp(date, leap), want, "{date} leap second");
+        }
     }
 
     #[test]
