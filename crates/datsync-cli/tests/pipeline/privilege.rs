@@ -201,3 +201,57 @@ fn row35_a_role_without_create_is_told_what_init_db_must_add() {
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     assert_eq!(out.summary()["status"], "PARTIAL_SUCCESS");
 }
+
+/// The drivers of a test database: key, name, transporter and the order they were written by.
+fn drivers(db: &TestDb) -> Vec<String> {
+    db.query(
+        "SELECT concat_ws('|', nik, nama, transporter, row_version, source_line)
+           FROM public.drivers ORDER BY nik",
+        &[],
+    )
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// A role allowed one connection: a run's loader cannot open its second connection, where a
+/// chunk's derived tables are upserted beside its transaction; it says so once and upserts
+/// them in each chunk's transaction instead — the target table and `drivers` are those of the
+/// owner's run, which had both connections.
+#[test]
+fn with_one_connection_allowed_the_derived_tables_load_in_each_chunks_transaction() {
+    let work = Work::new(3_000, 73, MESSY);
+    let reference = TestDb::new();
+    reference.init();
+    let ck = work.checkpoints("ck_owner");
+    let owner = run_as(&work, &reference.url(), &ck, &["run", work.file()]);
+    assert!(
+        !owner.stderr.contains("no second connection"),
+        "{}",
+        owner.describe()
+    );
+
+    let db = TestDb::new();
+    let role = Role::new(&db);
+    db.batch(&format!("ALTER ROLE {} CONNECTION LIMIT 1", role.name));
+    db.init();
+    grant(&db, &role);
+    let ck = work.checkpoints("ck_role");
+    let out = run_as(&work, &role.url(&db), &ck, &["run", work.file()]);
+    assert_eq!(out.code(), owner.code(), "{}", out.describe());
+    assert_eq!(
+        out.stderr
+            .matches("no second connection for the derived tables")
+            .count(),
+        1,
+        "said once: {}",
+        out.describe()
+    );
+    assert_eq!(
+        db.table_without(&["sync_id"]),
+        reference.table_without(&["sync_id"])
+    );
+    let want = drivers(&reference);
+    assert!(!want.is_empty());
+    assert_eq!(drivers(&db), want);
+}
