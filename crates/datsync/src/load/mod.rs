@@ -354,6 +354,11 @@ impl Loader {
             },
             encoders,
             facts,
+            file_version: self
+                .sql
+                .file_version_param
+                .then(|| self.file_version(&sync.source_file))
+                .flatten(),
         })
     }
 
@@ -585,18 +590,17 @@ impl Loader {
     async fn upsert(
         &self,
         c: &Client,
-        sync: &SyncRef,
-        rows: Rows,
+        w: &ChunkWrite<'_, '_>,
         offered: Offered,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
+        let (sync, rows) = (w.sync, w.rows);
         let sync_id = sync.sync_id.as_str();
         lock_sync_upsert(c, sync_id).await?;
-        let file_version = self.file_version(&sync.source_file);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&sync_id, &sync.source_file, &sync.sync_seq];
         if self.sql.file_version_param {
-            params.push(&file_version);
+            params.push(&w.file_version);
         }
         let inserted = match offered {
             Offered::KeysStored => None,
@@ -645,14 +649,11 @@ impl Loader {
         w: &ChunkWrite<'_, '_>,
     ) -> Result<((ChunkLoad, Option<NewerStored>), u64), PgError> {
         let at = format!("sync {}, chunk {}", w.sync.sync_id, w.chunk);
-        let file_version = self
-            .sql
-            .file_version_param
-            .then(|| self.file_version(&w.sync.source_file));
+        let file_version = self.sql.file_version_param.then_some(&w.file_version);
         if let Some(side) = side.filter(|_| self.derives_beside()) {
             let (rows, derived) = tokio::join!(
                 self.write_rows(c, w, false),
-                self.derive_beside(side, w, file_version.as_ref(), &at)
+                self.derive_beside(side, w, file_version, &at)
             );
             // The rows' error first: it names what failed in the chunk's transaction.
             let rows = rows?;
@@ -663,14 +664,8 @@ impl Loader {
             return Ok((rows, derived));
         }
         let rows = self.write_rows(c, w, true).await?;
-        let derived = derived::apply(
-            c,
-            &self.sql.derived,
-            w.sync.sync_seq,
-            file_version.as_ref(),
-            &at,
-        )
-        .await?;
+        let derived =
+            derived::apply(c, &self.sql.derived, w.sync.sync_seq, file_version, &at).await?;
         Ok((rows, derived))
     }
 }
@@ -696,7 +691,7 @@ impl Loader {
         if let Some(hook) = &self.on_staged {
             hook(w.chunk);
         }
-        self.upsert(c, w.sync, w.rows, offered).await
+        self.upsert(c, w, offered).await
     }
 
     /// The derived tables upserted on `side` in a transaction of their own, committed
@@ -747,16 +742,11 @@ impl Loader {
         let Some(direct) = &self.sql.direct else {
             return Ok(Offered::NotTried);
         };
-        let file_version = self
-            .sql
-            .file_version_param
-            .then(|| self.file_version(&w.sync.source_file))
-            .flatten();
         let d = direct::Direct {
             encoders: w.encoders,
             rows: w.rows.staged,
             sync: w.sync,
-            file_version: file_version.as_deref(),
+            file_version: w.file_version.as_deref(),
         };
         let distinct = w.rows.distinct == w.rows.staged;
         direct.copy_new_keys(c, &d, distinct).await
@@ -875,6 +865,9 @@ struct ChunkWrite<'a, 'b> {
     rows: Rows,
     encoders: &'a [ColumnEncoder<'b>],
     facts: &'a ChunkFacts,
+    /// The version the file's name gives its rows, read once per chunk (`None` when the
+    /// profile takes none from names, or the name has none).
+    file_version: Option<String>,
 }
 
 impl ChunkWrite<'_, '_> {
