@@ -201,7 +201,7 @@ pub use rejects::{
 // ---- PostgreSQL -------------------------------------------------------------------------
 
 pub use load::{
-    BaselineError, ChunkFacts, ChunkLoad, CopyBaselines, LoadError, Loader, StagedHook,
+    BaselineError, ChunkFacts, ChunkLoad, CopyBaselines, LoadError, LoadHook, LoadPoint, Loader,
     copy_baseline, copy_baselines, encode_baseline, file_version, upsert_baseline, worker_name,
 };
 pub use pg::{

@@ -195,23 +195,32 @@ struct Rows {
 pub struct Loader {
     profile: Profile,
     sql: LoadSql,
-    on_staged: Option<StagedHook>,
-    on_derived: Option<StagedHook>,
+    hook: Option<LoadHook>,
 }
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loader")
             .field("profile", &self.profile.name)
-            .field("on_staged", &self.on_staged.is_some())
+            .field("hook", &self.hook.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// Called once a chunk's rows are written by its COPY — into the staging table, or straight
-/// into the target table (`direct.rs`) — before the upsert and the commit (the crash tests
-/// stop a sync there: "mid-COPY").
-pub type StagedHook = std::sync::Arc<dyn Fn(ChunkId) + Send + Sync>;
+/// Called at the points of a chunk's load that the crash tests stop a sync at.
+pub type LoadHook = std::sync::Arc<dyn Fn(LoadPoint, ChunkId) + Send + Sync>;
+
+/// A point of a chunk's load, before its commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadPoint {
+    /// The chunk's rows are written by its COPY — into the staging table, or straight into
+    /// the target table (`direct.rs`) — before the upsert ("mid-COPY").
+    Staged,
+    /// Its derived tables are committed on the loader's second connection
+    /// ([`Loader::load_chunk_beside`]) and its own rows written: the derived tables hold the
+    /// chunk, the table does not.
+    DerivedCommitted,
+}
 
 /// What validation decided about a chunk, recorded in its ledger row in the same
 /// transaction as its rows.
@@ -241,26 +250,22 @@ impl Loader {
         Self {
             profile: profile.clone(),
             sql: LoadSql::new(profile),
-            on_staged: None,
-            on_derived: None,
+            hook: None,
         }
     }
 
-    /// Calls `hook` after each chunk's COPY (staging, or straight into the table), before its
-    /// upsert and commit.
+    /// Calls `hook` at each [`LoadPoint`] of each chunk's load.
     #[must_use]
-    pub fn with_staged_hook(mut self, hook: StagedHook) -> Self {
-        self.on_staged = Some(hook);
+    pub fn with_hook(mut self, hook: LoadHook) -> Self {
+        self.hook = Some(hook);
         self
     }
 
-    /// Calls `hook` once a chunk's derived tables are committed on the side connection
-    /// ([`Self::load_chunk_beside`]) and its own rows are written, before its commit (the
-    /// crash tests stop a sync there: the derived tables hold the chunk, the table does not).
-    #[must_use]
-    pub fn with_derived_hook(mut self, hook: StagedHook) -> Self {
-        self.on_derived = Some(hook);
-        self
+    /// A chunk's load reached `point`.
+    fn reached(&self, point: LoadPoint, chunk: ChunkId) {
+        if let Some(hook) = &self.hook {
+            hook(point, chunk);
+        }
     }
 
     /// Whether the derived tables can be upserted on a second connection beside the chunk's
@@ -658,9 +663,7 @@ impl Loader {
             // The rows' error first: it names what failed in the chunk's transaction.
             let rows = rows?;
             let derived = derived?;
-            if let Some(hook) = &self.on_derived {
-                hook(w.chunk);
-            }
+            self.reached(LoadPoint::DerivedCommitted, w.chunk);
             return Ok((rows, derived));
         }
         let rows = self.write_rows(c, w, true).await?;
@@ -688,9 +691,7 @@ impl Loader {
             .await
             .map_err(|e| PgError::query("cannot create the staging table", e))?;
         copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
-        if let Some(hook) = &self.on_staged {
-            hook(w.chunk);
-        }
+        self.reached(LoadPoint::Staged, w.chunk);
         self.upsert(c, w, offered).await
     }
 
@@ -762,9 +763,7 @@ impl Loader {
         stage_derived: bool,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         tracing::debug!(chunk = %w.chunk, rows = copied, "chunk copied straight into the target table");
-        if let Some(hook) = &self.on_staged {
-            hook(w.chunk);
-        }
+        self.reached(LoadPoint::Staged, w.chunk);
         if let Some(direct) = self
             .sql
             .direct

@@ -18,7 +18,7 @@ use super::queue::Mode;
 use super::reconcile::{Conversion, Ledger, outcome_of};
 use super::{Pipeline, PipelineError, RunSummary};
 use crate::checkpoint::CheckpointManager;
-use crate::load::Loader;
+use crate::load::{LoadPoint, Loader};
 use crate::model::{ChunkCut, ChunkId, SyncId, SyncRef};
 use crate::profile::Profile;
 use crate::source::SourceRef;
@@ -30,21 +30,18 @@ use crate::telemetry::{ChunkStaged, DerivedCommitted};
 /// chunk's COPY, staging or straight into the table (the crash tests' "mid-COPY" kill point),
 /// and `derived_committed` once its derived tables are committed beside it.
 pub(super) fn run_loader(pipeline: &Pipeline, sync_id: &SyncId) -> Loader {
-    let (staged, derived) = (pipeline.telemetry.clone(), pipeline.telemetry.clone());
-    let (staged_id, derived_id) = (sync_id.clone(), sync_id.clone());
-    Loader::new(&pipeline.profile)
-        .with_staged_hook(Arc::new(move |chunk| {
-            staged.emit(&ChunkStaged {
-                sync_id: &staged_id,
-                chunk,
-            });
-        }))
-        .with_derived_hook(Arc::new(move |chunk| {
-            derived.emit(&DerivedCommitted {
-                sync_id: &derived_id,
-                chunk,
-            });
-        }))
+    let telemetry = pipeline.telemetry.clone();
+    let sync_id = sync_id.clone();
+    Loader::new(&pipeline.profile).with_hook(Arc::new(move |point, chunk| match point {
+        LoadPoint::Staged => telemetry.emit(&ChunkStaged {
+            sync_id: &sync_id,
+            chunk,
+        }),
+        LoadPoint::DerivedCommitted => telemetry.emit(&DerivedCommitted {
+            sync_id: &sync_id,
+            chunk,
+        }),
+    }))
 }
 
 /// What the loaders of a run share: everything of the run but its session.
