@@ -909,9 +909,9 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// `datsync run --fresh FILE` (or with `--sync-id`, a new one), into the target table
-    /// and its derived tables emptied first when `empty`, checkpoints in `<dir>/<name>`; killed after `kill_at`
-    /// chunk commits when given.
+    /// `datsync run --fresh FILE` (or with `--sync-id`, a new one), into the target table and
+    /// its derived tables emptied first when `empty`, checkpoints in `<dir>/<name>`; killed
+    /// after `kill_at` chunk commits when given.
     fn run(
         &self,
         name: &str,

@@ -1,6 +1,7 @@
 //! One chunk from validation to commit: validate and transform (in the converter, as it cuts
 //! the chunk, or here: [`prepare`]), keep the rejects and the value warnings, load (one
-//! transaction with its ledger row, retried on transient errors), mark it in the manifest. What came of it is a [`ChunkResult`]; what stops the sync is a [`Halt`].
+//! transaction with its ledger row, retried on transient errors), mark it in the manifest.
+//! What came of it is a [`ChunkResult`]; what stops the sync is a [`Halt`].
 //!
 //! The rejects and warnings files are written before the transaction, and again (the same
 //! bytes) when a crash makes the chunk load again; the ledger row counts them in the chunk's

@@ -1,8 +1,9 @@
 //! `--jobs N`: N loaders on N connections in one process (2N with a derived table: each
-//! loader's second one upserts its chunks' derived tables, `load/derived.rs`). Each loader takes the next chunk
-//! (a recorded one read back, or the converter's next), validates, transforms and encodes
-//! it, and loads it in one transaction with its ledger row on its own connection; so while
-//! one chunk upserts, the next one's client work and staging COPY go on beside it.
+//! loader's second one upserts its chunks' derived tables, `load/derived.rs`). Each loader
+//! takes the next chunk (a recorded one read back, or the converter's next), validates,
+//! transforms and encodes it, and loads it in one transaction with its ledger row on its own
+//! connection; so while one chunk upserts, the next one's client work and staging COPY go on
+//! beside it.
 //!
 //! ```text
 //! converter ─chunk─> loader 1 (the run's session)  ─┐
@@ -56,13 +57,47 @@ pub(super) struct Conn<'c> {
     /// Its backend's process id, with more than one loader (0 with one).
     pub(super) pid: &'c mut i32,
     /// The loader's second connection, where a chunk's derived tables are upserted beside
-    /// its transaction (`Loader::load_chunk_beside`): made when first needed, dropped after a
-    /// failed attempt (made again for the next) and before the loader's own connection is
-    /// made again (a server at its connection limit gives that one the slot).
-    pub(super) side: Option<Client>,
-    /// The second connection could not be made (a connection limit, a standby): the derived
-    /// tables are upserted in each chunk's transaction for the rest of the run.
-    pub(super) side_unavailable: bool,
+    /// its transaction (`Loader::load_chunk_beside`).
+    pub(super) side: Side,
+}
+
+/// A loader's second connection: made when first needed, dropped after a failed attempt
+/// (made again for the next) and before the loader's own connection is made again (a server
+/// at its connection limit gives that one the slot).
+pub(super) enum Side {
+    /// Not made (yet, or again).
+    None,
+    Open(Client),
+    /// It could not be made (a connection limit, a standby), or the loads are the work
+    /// queue's: the derived tables are upserted in each chunk's transaction for the rest of
+    /// the run.
+    Unavailable,
+}
+
+impl Side {
+    /// The open connection.
+    pub(super) fn client(&self) -> Option<&Client> {
+        match self {
+            Self::Open(client) => Some(client),
+            Self::None | Self::Unavailable => None,
+        }
+    }
+
+    /// Whether a connection should be made now: none is open and one may be.
+    pub(super) fn wanted(&self) -> bool {
+        match self {
+            Self::None => true,
+            Self::Open(client) => client.is_closed(),
+            Self::Unavailable => false,
+        }
+    }
+
+    /// Drops the open connection (it is made again when next wanted).
+    pub(super) fn drop_open(&mut self) {
+        if let Self::Open(_) = self {
+            *self = Self::None;
+        }
+    }
 }
 
 /// A loader's own connection, besides the run's session (`--jobs` above 1).
@@ -273,14 +308,12 @@ impl Run<'_> {
         let mut conns = vec![Conn {
             client,
             pid,
-            side: None,
-            side_unavailable: false,
+            side: Side::None,
         }];
         conns.extend(helpers.iter_mut().map(|h| Conn {
             client: &mut h.client,
             pid: &mut h.pid,
-            side: None,
-            side_unavailable: false,
+            side: Side::None,
         }));
         join_all(conns.into_iter().map(|conn| loader(shared, &loading, conn))).await;
         let Loading { tally: t, halt, .. } = loading;

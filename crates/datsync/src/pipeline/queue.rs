@@ -502,8 +502,7 @@ impl Pipeline {
                 let mut conn = Conn {
                     client,
                     pid,
-                    side: None,
-                    side_unavailable: true,
+                    side: super::jobs::Side::Unavailable,
                 };
                 shared
                     .process(

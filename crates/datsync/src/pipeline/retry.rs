@@ -117,7 +117,7 @@ impl Shared<'_> {
         if conn.client.is_closed() {
             // The second connection's slot first: a server at its connection limit must give
             // the loader its own connection back.
-            conn.side = None;
+            conn.side.drop_open();
             ready = self.reconnect_loader(conn).await;
         }
         if ready.is_ok() {
@@ -130,21 +130,14 @@ impl Shared<'_> {
             }
             Err(Reconnect::Halt(h)) => return Err(h),
         }
-        if self.loader.derives_beside()
-            && !conn.side_unavailable
-            && conn
-                .side
-                .as_ref()
-                .is_none_or(tokio_postgres::Client::is_closed)
-        {
+        if self.loader.derives_beside() && conn.side.wanted() {
             conn.side = self.side_connection().await;
-            conn.side_unavailable = conn.side.is_none();
         }
         let loaded = self
             .loader
             .load_chunk_beside(
                 conn.client,
-                conn.side.as_ref(),
+                conn.side.client(),
                 &self.sync_ref,
                 chunk,
                 checksum,
@@ -155,7 +148,7 @@ impl Shared<'_> {
         if loaded.is_err() {
             // Whatever state the failed attempt left it in (a transaction open, a COPY cut
             // off), the next attempt starts on a new connection.
-            conn.side = None;
+            conn.side.drop_open();
         }
         match loaded {
             Ok(load) => Ok(LoadAttempt::Loaded(load)),

@@ -2,9 +2,9 @@
 //! chunks: a chunk is only ever committed on a session that holds the lock, so the lock is
 //! checked by construction before every commit. (A chunk's derived tables commit on the
 //! loader's second connection, which holds no lock: applying them again changes nothing,
-//! `load/derived.rs`.) When that connection is lost (a server
-//! restart, `pg_terminate_backend`, a network cut), the lock goes with it; the next load
-//! makes a new connection — waiting out the outage with a doubling pause for up to
+//! `load/derived.rs`.) When that connection is lost (a server restart,
+//! `pg_terminate_backend`, a network cut), the lock goes with it; the next load makes a new
+//! connection — waiting out the outage with a doubling pause for up to
 //! [`super::DEFAULT_DB_RETRY_FOR`] (`DATSYNC_DB_RETRY_FOR`) — and takes the lock again
 //! before it writes anything. Finding the lock held by another process, it stops
 //! ([`Halt::LockLost`]): the other process writes the sync now.
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::halt::Halt;
-use super::jobs::Conn;
+use super::jobs::{Conn, Side};
 use super::run::{Run, Shared};
 use super::{Pipeline, PipelineError};
 use crate::pg::PgError;
@@ -138,28 +138,29 @@ impl Shared<'_> {
 
     /// A loader's second connection, for the derived tables (`Conn::side`): a primary (a
     /// multi-host connection string may land elsewhere than the loader's own connection);
-    /// `None`, said once, when it cannot be made: the derived tables are then upserted in
-    /// each chunk's transaction, as before.
-    pub(super) async fn side_connection(&self) -> Option<tokio_postgres::Client> {
-        let client = match crate::pg::connect(&self.pipeline.pg).await {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::warn!(sync_id = %self.plan.sync_id, error = %e,
-                    "no second connection for the derived tables; upserting them in each chunk's transaction");
-                return None;
+    /// unavailable, said once, when it cannot be made: the derived tables are then upserted
+    /// in each chunk's transaction, as before.
+    pub(super) async fn side_connection(&self) -> Side {
+        let made = async {
+            let client = crate::pg::connect(&self.pipeline.pg)
+                .await
+                .map_err(|e| e.to_string())?;
+            let standby: bool = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if standby {
+                return Err("it reached a standby".to_owned());
             }
+            Ok(client)
         };
-        match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
-            Ok(row) if !row.get::<_, bool>(0) => Some(client),
-            Ok(_) => {
-                tracing::warn!(sync_id = %self.plan.sync_id,
-                    "the second connection for the derived tables reached a standby; upserting them in each chunk's transaction");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(sync_id = %self.plan.sync_id, error = %e,
+        match made.await {
+            Ok(client) => Side::Open(client),
+            Err(error) => {
+                tracing::warn!(sync_id = %self.plan.sync_id, %error,
                     "no second connection for the derived tables; upserting them in each chunk's transaction");
-                None
+                Side::Unavailable
             }
         }
     }
