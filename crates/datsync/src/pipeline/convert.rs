@@ -296,7 +296,7 @@ pub(super) struct Converter {
     /// The profile chunks are validated and typed with here, beside the load of the chunk
     /// before: the run's, which carries the target table's narrower columns (`None` for
     /// `submit`, whose workers do it).
-    pub(super) prepare: Option<Profile>,
+    pub(super) prepare: Option<Arc<Profile>>,
 }
 
 impl Converter {
@@ -396,7 +396,7 @@ impl Converter {
         let Some(profile) = &self.prepare else {
             return Ok(Rows::Text(batch));
         };
-        let profile = profile.clone();
+        let profile = Arc::clone(profile);
         let prepared = tokio::task::spawn_blocking(move || prepare(&profile, batch))
             .await
             .map_err(|e| {

@@ -222,7 +222,7 @@ impl Run<'_> {
             manager: self.manager.clone(),
             telemetry: p.telemetry.clone(),
             progress: p.progress.clone(),
-            prepare: (self.mode != Mode::Submit).then(|| self.profile.clone()),
+            prepare: (self.mode != Mode::Submit).then(|| Arc::new(self.profile.clone())),
         };
         let (chunks, handle) = converter.spawn();
         // The receiver is dropped on return: stopped, the converter ends at its next
