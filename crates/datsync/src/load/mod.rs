@@ -844,7 +844,9 @@ where
             Ok(Some(v))
         }
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            tracing::debug!(error = %e,
+            // What the server said (the driver alone says "db error"), without the DETAIL that
+            // names the key's value.
+            tracing::debug!(error = %crate::pg::server_message(&e),
                 "a key of the chunk was inserted since the look-up; staging and upserting it");
             c.batch_execute(&format!(
                 "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"

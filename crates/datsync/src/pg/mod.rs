@@ -197,7 +197,7 @@ fn holders_message(holders: &[LockHolder]) -> String {
 
 /// The driver error with what the server said: the driver's own `Display` of a server error
 /// is only "db error", which would leave `sync_metadata.error_message` without the reason.
-fn server_message(e: &tokio_postgres::Error) -> String {
+pub(crate) fn server_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => error_chain(e),

@@ -148,7 +148,7 @@ impl Shared<'_> {
             let standby: bool = client
                 .query_one("SELECT pg_is_in_recovery()", &[])
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| crate::pg::server_message(&e))?
                 .get(0);
             if standby {
                 return Err("it reached a standby".to_owned());
