@@ -21,7 +21,13 @@ fn peak_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// The peak RSS of `datsync run URL` at the default chunk size.
+/// Rows per chunk, for the handler and `datsync run` alike: what the pipeline holds at its
+/// peak is a few chunks (one decoded, one in the slot, one loading), and which of them are
+/// full at once depends on how the two race. Small chunks keep that variation (~10 MB at
+/// 10,000 rows, in either process) well under the blob the handler must not carry.
+const CHUNK_ROWS: &str = "2500";
+
+/// The peak RSS of `datsync run URL` at [`CHUNK_ROWS`].
 fn run_peak_kib(work: &Work, db: &TestDb, url: &str, env: &[(&str, &str)]) -> u64 {
     let database_url = db.url();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_datsync"));
@@ -32,6 +38,8 @@ fn run_peak_kib(work: &Work, db: &TestDb, url: &str, env: &[(&str, &str)]) -> u6
         &database_url,
         "--checkpoint-dir",
         "az://checkpoints/run",
+        "--chunk-size",
+        CHUNK_ROWS,
         "--json",
     ])
     .current_dir(work.path())
@@ -81,7 +89,7 @@ fn the_queue_path_costs_the_handler_no_more_memory_than_a_plain_run() {
         work.path(),
         &db.url(),
         &[(key, &value)],
-        &["--chunk-size", "10000"],
+        &["--chunk-size", CHUNK_ROWS],
     );
     let delivery = queue_delivery(
         &blob_created(&emulator, &path, &etag, size),
@@ -110,8 +118,11 @@ fn the_queue_path_costs_the_handler_no_more_memory_than_a_plain_run() {
     let run = run_peak_kib(&work, &TestDb::new(), &url, &[(key, &value)]);
     eprintln!("peak RSS for a {mb} MiB blob: datsync run {run} KiB, the handler {served} KiB");
     // The server, its runtime and parse pool cost a few MB; the blob costs it nothing more.
+    // The two peaks vary between runs (80-90 MB and 86-101 MB in debug builds, measured at
+    // 2,500-row chunks): the allowance is half the blob, which a handler that carried the
+    // blob would exceed by the other half.
     assert!(
-        served <= run + 24 * 1024,
+        served <= run + (mb << 10) / 2,
         "the handler took {served} KiB, datsync run {run} KiB"
     );
     assert!(served < 256 * 1000, "{served} KiB over the 256 MB budget");
