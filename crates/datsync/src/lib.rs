@@ -126,8 +126,8 @@ mod value;
 pub use model::{
     CheckpointStatus, ChunkCounts, ChunkCut, ChunkId, ChunkStatus, ERROR_COLUMN, InvalidSyncId,
     LINE_COLUMN, LineNo, MAX_ERROR_VALUE_CHARS, RAW_COLUMN, RecordedStatus, ResumePoint, RowError,
-    RowErrorKind, SourceFingerprint, SyncCounts, SyncId, SyncRef, SyncStatus, UnknownSyncStatus,
-    VERSION_COLUMN,
+    RowErrorKind, SourceFingerprint, SourceHashState, SyncCounts, SyncId, SyncRef, SyncStatus,
+    UnknownSyncStatus, VERSION_COLUMN,
 };
 
 // ---- settings and the profile -----------------------------------------------------------
@@ -154,9 +154,9 @@ pub use profile::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 pub use azure::{AzureAccount, AzureConfigError};
 pub use cloud::{Cloud, CloudConfigError, CloudSettings};
 pub use source::{
-    BLOB_RANGE_BYTES, Blob, BlobMeta, HashingReader, LocalFile, LocalSource, SourceDigest,
-    SourceError, SourceRef, check_blob_prefix, is_azure_url, is_blob_url, list_blobs, list_dir,
-    list_from_env, list_objects, local_file,
+    BLOB_RANGE_BYTES, Blob, BlobMeta, HashingReader, LocalFile, LocalSource, SOURCE_HASH_FORMAT,
+    SourceDigest, SourceError, SourceHasher, SourceRef, check_blob_prefix, is_azure_url,
+    is_blob_url, list_blobs, list_dir, list_from_env, list_objects, local_file,
 };
 
 // ---- parse ------------------------------------------------------------------------------

@@ -5,8 +5,12 @@
 //! value warnings of an uninterrupted run — plain and gzip, CRLF, a quirky header, blank
 //! lines, NUL bytes, lines over the maximum, ragged and Latin-1 rows, with rejects and
 //! warnings in the chunks after the point. The resume says how many rows it decoded, which
-//! proves the skip. A manifest written before resume points existed still resumes (decoding
-//! from the start), and a source changed since the checkpoint is still refused.
+//! proves the skip. A plain file is not even read again up to the point: the SHA-256 of the
+//! source up to there is recorded with it (as the hasher's state), and the resume takes it up
+//! and reads on from there — recording the whole file's SHA-256 all the same. A manifest
+//! written before resume points existed still resumes (decoding from the start), a hash
+//! state of another format is not used, and a source changed since the checkpoint is still
+//! refused.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -177,6 +181,9 @@ fn assert_skipped(stderr: &str, reference: &Reference, at_least: u64, context: &
     );
 }
 
+/// The log line of a resume that read the source on from the recorded hash state.
+const READ_ON: &str = "the bytes before it are not read again";
+
 fn resumes_past_the_recorded_chunks(crlf: bool, gzip: bool) {
     let work = quirky_work(61 + u64::from(gzip), crlf, gzip);
     let reference = reference(&work);
@@ -188,7 +195,90 @@ fn resumes_past_the_recorded_chunks(crlf: bool, gzip: bool) {
         let stderr = kill_and_resume(&work, &reference, kill_at, |_| {});
         let context = format!("crlf {crlf}, gzip {gzip}, killed at {kill_at}");
         assert_skipped(&stderr, &reference, at_least, &context);
+        // A plain file is read on from the point, the bytes before it not read again (past
+        // the first read buffer); gzip is inflated from its start.
+        let not_read = logged(&stderr, READ_ON, "source_bytes_not_read");
+        if gzip {
+            assert_eq!(not_read, None, "{context}: {stderr}");
+        } else {
+            assert!(not_read.is_some_and(|n| n > 0), "{context}: {stderr}");
+        }
     }
+}
+
+/// The SHA-256 recorded for the source once a resume converted it to the end (the
+/// manifest's, in a resume killed as its cleanup starts).
+fn recorded_sha256(ck: &Path, sync: &str) -> String {
+    let path = ck.join(sync).join("manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["source_fingerprint"]["sha256"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no SHA-256 in {}: {manifest}", path.display()))
+        .to_owned()
+}
+
+/// A resume that read the source on from a recorded hash state records the SHA-256 of the
+/// whole file (as `sha256sum` computes it), not of the bytes it read: a later resume of the
+/// same sync, or one from a copied or touched file, compares the file with it.
+#[test]
+fn a_resume_that_reads_on_from_the_point_records_the_whole_files_sha256() {
+    let work = quirky_work(65, false, false);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = fresh_sync_id();
+    let flags = ["--sync-id", sync.as_str(), "--max-line-bytes", MAX_LINE];
+    let kill = [("DATSYNC_KILL_AT", "chunk_committed:5"), THRESHOLD];
+    let out = work.run(&db, &ck, &flags, &kill);
+    assert!(out.killed(), "{}", out.describe());
+    db.wait_for_other_sessions();
+    let env = [
+        ("DATSYNC_KILL_AT", "cleanup_started:1"),
+        ("RUST_LOG", "info"),
+        THRESHOLD,
+    ];
+    let out = work.run(&db, &ck, &flags, &env);
+    assert!(out.killed(), "{}", out.describe());
+    assert!(
+        logged(&out.stderr, READ_ON, "source_bytes_not_read").is_some_and(|n| n > 0),
+        "{}",
+        out.stderr
+    );
+    let sum = std::process::Command::new("sha256sum")
+        .arg(work.file())
+        .output()
+        .unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let want = sum.split_whitespace().next().unwrap();
+    assert_eq!(recorded_sha256(&ck, &sync), want);
+    db.wait_for_other_sessions();
+    let out = work.run(&db, &ck, &flags, &[THRESHOLD]);
+    assert!(matches!(out.code(), Some(0 | 2)), "{}", out.describe());
+}
+
+/// Sets the `format` of every recorded hash state, in the manifest and the journal, to one
+/// this build does not write.
+fn change_hash_format(dir: &Path) {
+    let mut changed = 0;
+    edit_chunk_entries(dir, |entry| {
+        if let Some(hash) = entry.get_mut("source_hash").filter(|h| !h.is_null()) {
+            hash["format"] = "sha2-0.99-sha256".into();
+            changed += 1;
+        }
+    });
+    assert!(changed > 0, "no hash state recorded in {}", dir.display());
+}
+
+/// A hash state of a format this build does not write is not taken up: the resume reads the
+/// source from its start (and still skips decoding the recorded chunks), to the end state
+/// of an uninterrupted run.
+#[test]
+fn a_hash_state_of_another_format_is_not_used() {
+    let work = quirky_work(66, false, false);
+    let reference = reference(&work);
+    let stderr = kill_and_resume(&work, &reference, "chunk_committed:5", change_hash_format);
+    assert!(!stderr.contains(READ_ON), "{stderr}");
+    assert_skipped(&stderr, &reference, 5, "another hash format");
 }
 
 #[test]
@@ -201,14 +291,13 @@ fn a_gzipped_file_resumes_past_the_recorded_chunks() {
     resumes_past_the_recorded_chunks(false, true);
 }
 
-/// Removes `resume_point` from every chunk entry of the manifest and the journal, as a
-/// build before it wrote them.
-fn strip_resume_points(dir: &Path) {
+/// Calls `edit` on every chunk entry of the manifest and the journal in `dir`, and writes
+/// them back.
+fn edit_chunk_entries(dir: &Path, mut edit: impl FnMut(&mut serde_json::Value)) {
     let mut files = vec![dir.join("manifest.json")];
     if let Ok(entries) = std::fs::read_dir(dir.join("journal")) {
         files.extend(entries.map(|e| e.unwrap().path()));
     }
-    let mut stripped = 0;
     for path in files {
         let Ok(text) = std::fs::read(&path) else {
             continue;
@@ -219,11 +308,22 @@ fn strip_resume_points(dir: &Path) {
             _ => doc.get_mut("chunk").into_iter().collect(),
         };
         for entry in entries {
-            let had = entry.as_object_mut().unwrap().remove("resume_point");
-            stripped += usize::from(had.is_some_and(|p| !p.is_null()));
+            edit(entry);
         }
         std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     }
+}
+
+/// Removes `resume_point` (and the hash state recorded with it) from every chunk entry of
+/// the manifest and the journal, as a build before them wrote them.
+fn strip_resume_points(dir: &Path) {
+    let mut stripped = 0;
+    edit_chunk_entries(dir, |entry| {
+        let entry = entry.as_object_mut().unwrap();
+        entry.remove("source_hash");
+        let had = entry.remove("resume_point");
+        stripped += usize::from(had.is_some_and(|p| !p.is_null()));
+    });
     assert!(
         stripped > 0,
         "no resume point recorded in {}",

@@ -8,7 +8,7 @@ use super::clock::stamp;
 use super::codec::{self, ChunkLines};
 use super::manifest::{ChunkEntry, JournalEntry};
 use super::{CheckpointError, CheckpointManager};
-use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, ResumePoint, hex};
+use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, ResumePoint, SourceHashState, hex};
 use crate::store::{ObjectKey, chunk_file_name};
 
 impl CheckpointManager {
@@ -23,7 +23,7 @@ impl CheckpointManager {
         chunk: ChunkId,
         batch: &RecordBatch,
     ) -> Result<ChunkEntry, CheckpointError> {
-        self.save_encoded_chunk_parquet(chunk, batch, None, false, None)
+        self.save_encoded_chunk_parquet(chunk, batch, None, false, None, None)
             .await
     }
 
@@ -31,7 +31,8 @@ impl CheckpointManager {
     /// [`super::encode_parquet`] (`encoded`), so that a caller can encode outside the lock
     /// that guards the manager (`None` encodes here), and `source_end` when the decoder cut
     /// this chunk at the end of the source ([`ChunkEntry::source_end`]), and where decoding
-    /// resumes after it ([`ChunkEntry::resume_point`]).
+    /// resumes after it ([`ChunkEntry::resume_point`]) with the source's hash up to there
+    /// ([`ChunkEntry::source_hash`]).
     pub async fn save_encoded_chunk_parquet(
         &mut self,
         chunk: ChunkId,
@@ -39,6 +40,7 @@ impl CheckpointManager {
         encoded: Option<bytes::Bytes>,
         source_end: bool,
         resume_point: Option<ResumePoint>,
+        source_hash: Option<SourceHashState>,
     ) -> Result<ChunkEntry, CheckpointError> {
         let sync_id = self.sync_id.clone();
         let manifest = &self.loaded().await?.manifest;
@@ -105,6 +107,7 @@ impl CheckpointManager {
             rows_rejected: 0,
             source_end,
             resume_point,
+            source_hash,
         };
         self.journal(JournalEntry {
             seq: 0,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::ChunkCompression;
 use crate::model::{
     CheckpointStatus, ChunkCut, ChunkId, ChunkStatus, LineNo, ResumePoint, SourceFingerprint,
-    SyncId,
+    SourceHashState, SyncId,
 };
 
 /// The manifest format this build reads and writes.
@@ -105,6 +105,12 @@ pub struct ChunkEntry {
     /// and in manifests written before it existed (their resumes decode from the start).
     #[serde(default)]
     pub resume_point: Option<ResumePoint>,
+    /// The SHA-256 of the source's bytes up to the resume point, as the hasher's state (a
+    /// plain source's; absent for gzip, where a resume inflates the text before the point
+    /// anyway, and in manifests written before it existed): a resume takes it up and reads
+    /// the source on from the point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_hash: Option<SourceHashState>,
 }
 
 /// What loading a chunk did, for [`super::CheckpointManager::mark_chunk_complete`].

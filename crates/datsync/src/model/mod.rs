@@ -148,6 +148,24 @@ pub struct ResumePoint {
     pub rows: u64,
 }
 
+/// The SHA-256 of a source's first `bytes` bytes, as the hasher's saved state: recorded with
+/// the resume point of a plain source's chunk, so that a resume takes the hash up there and
+/// reads the source on from there instead of reading (and hashing) the bytes before it
+/// again. Those bytes are trusted to be the ones hashed because the source is only resumed
+/// when its fingerprint (size, modification time, ETag) is the checkpoint's. Saved at a
+/// block boundary, the state holds none of the source's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceHashState {
+    /// Stored bytes hashed: the source's first `bytes` bytes, a multiple of 64 (SHA-256's
+    /// block), 1 to 64 bytes before the text offset of the resume point it is recorded with.
+    pub bytes: u64,
+    /// The format of `state`; a state of a format this build does not write is not used
+    /// (the resume reads the source from its start).
+    pub format: String,
+    /// The hasher's state, base64.
+    pub state: String,
+}
+
 /// What identifies the bytes of a source, so that a checkpoint is only ever resumed against
 /// the same input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

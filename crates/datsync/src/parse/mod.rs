@@ -473,6 +473,37 @@ impl Decoder {
         self
     }
 
+    /// Moves a resume ([`Self::resume_at`]) on to the text offset `offset` without being fed
+    /// the text before it: the caller then feeds the input from that byte on (a plain source
+    /// read again from there). Only for plain input, once the header (or a headerless
+    /// source's first record) has been read and no line is carried, and only within the text
+    /// the resume still skips: `offset` not before the text consumed, and before the point
+    /// (the byte before the point is still fed and checked to be a line break). Returns
+    /// whether it moved; when it did not, feed the input on as before.
+    pub fn skip_to(&mut self, offset: u64) -> bool {
+        let Some(seek) = self.seek else {
+            return false;
+        };
+        let movable = matches!(self.compression, Compression::Plain)
+            && self.text_pos >= self.text.len()
+            && self.rows.is_some()
+            && !self.carrying()
+            && self.ready.is_empty()
+            && self.overlong.is_none()
+            && self.discard.is_none()
+            && (self.stats.text_bytes..seek.point.text_offset).contains(&offset);
+        if movable {
+            self.stats.text_bytes = offset;
+            self.stats.bytes_in = offset;
+        }
+        movable
+    }
+
+    /// Whether the input is gzip (decided from its first two bytes).
+    pub fn is_gzip(&self) -> bool {
+        self.stats.gzip
+    }
+
     /// Where decoding can resume after the batch just taken with [`Self::next_batch`], when
     /// it was cut by rows or bytes (and so the next record starts afresh); `None` otherwise
     /// (the batch ended the input, or a seek is still under way).

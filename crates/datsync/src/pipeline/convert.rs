@@ -18,10 +18,10 @@ use super::chunk::{Prepared, prepare};
 use super::halt::{BadInput, Halt, SyncFailure};
 use crate::checkpoint::Manifest;
 use crate::checkpoint::{CheckpointManager, ChunkCompression};
-use crate::model::{ChunkId, ResumePoint, SourceFingerprint, SyncId};
+use crate::model::{ChunkId, ResumePoint, SourceFingerprint, SourceHashState, SyncId};
 use crate::parse::{BatchCut, Decoder, ParseOptions, READ_BUFFER_BYTES};
 use crate::profile::Profile;
-use crate::source::SourceRef;
+use crate::source::{SourceHasher, SourceRef};
 use crate::telemetry::{ChunkConverted, Telemetry};
 use crate::validate::ValidateError;
 
@@ -62,12 +62,15 @@ pub(super) struct ConvertOutcome {
 }
 
 /// Where a resumed conversion starts decoding: after the chunks before `next`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ResumeFrom {
     /// The first chunk decoded.
     pub(super) next: ChunkId,
     /// Where the chunk before it ended.
     pub(super) point: ResumePoint,
+    /// The source's SHA-256 up to the point, when recorded (plain sources): the bytes
+    /// before the point are then not read again.
+    pub(super) hash: Option<SourceHashState>,
 }
 
 impl ResumeFrom {
@@ -91,6 +94,12 @@ impl ResumeFrom {
                 found = Some(Self {
                     next: ChunkId(i.saturating_add(1)),
                     point,
+                    // Saved at the block boundary just before the point.
+                    hash: entry.source_hash.clone().filter(|h| {
+                        h.bytes % HASH_BLOCK as u64 == 0
+                            && h.bytes < point.text_offset
+                            && point.text_offset - h.bytes <= HASH_BLOCK as u64
+                    }),
                 });
             }
         }
@@ -107,6 +116,8 @@ enum ReaderMsg {
         source_end: bool,
         /// Where decoding resumes after it.
         resume_point: Option<ResumePoint>,
+        /// The source's SHA-256 up to the resume point (plain sources).
+        source_hash: Option<SourceHashState>,
     },
     Done {
         rows: u64,
@@ -138,7 +149,7 @@ impl Reading {
     /// The decoder, at the resume point when there is one, and the id of its first chunk.
     fn decoder(&self) -> (Decoder, u32) {
         let decoder = Decoder::new(&self.profile, self.options);
-        let Some(from) = self.from else {
+        let Some(from) = &self.from else {
             return (decoder, 0);
         };
         tracing::info!(source = %self.path.name(), chunks_skipped = from.next.0,
@@ -153,7 +164,7 @@ impl Reading {
         let stats = decoder.stats();
         let rows_decoded = stats
             .rows
-            .saturating_sub(self.from.map_or(0, |f| f.point.rows));
+            .saturating_sub(self.from.as_ref().map_or(0, |f| f.point.rows));
         tracing::debug!(source = %name, rows = stats.rows, rows_decoded, long_lines = stats.long_lines,
             ragged_rows = stats.ragged_rows, unknown_columns = stats.unknown_columns.len(),
             byte_cut_chunks = stats.byte_cut_batches, "source decoded");
@@ -179,10 +190,124 @@ fn spawn_reader(reading: Reading) -> (mpsc::Sender<()>, mpsc::Receiver<Result<Re
     (want_tx, rx)
 }
 
+/// SHA-256's block: the hash state is saved at a multiple of it.
+const HASH_BLOCK: usize = 64;
+
+/// The source as the reader thread reads it: its bytes hashed as the decoder consumes them,
+/// so that the hash can be saved at a resume point, and the jump to a resume point whose
+/// hash was recorded, so that a resume reads the source on from there.
+///
+/// The hasher stays at a block boundary, the last 1 to 64 bytes consumed held in `tail`:
+/// its saved state is then the state words alone, with none of the source's bytes (a line
+/// may hold personal data), and a resume reads on from that boundary, the 1 to 64 bytes
+/// before the point fed to the decoder again (it checks the last is a line break).
+struct Input {
+    reader: Box<dyn Read + Send>,
+    /// The offset the reader is at: bytes of the source read or jumped over so far.
+    read_to: u64,
+    hasher: SourceHasher,
+    /// Bytes consumed and not hashed yet (1 to 64 once any were consumed).
+    tail: Vec<u8>,
+    /// A recorded hash state to jump to, until the jump is made or cannot be any more.
+    jump: Option<SourceHashState>,
+}
+
+impl Input {
+    fn open(reading: &Reading) -> Result<Self, Halt> {
+        Ok(Self {
+            reader: reading.path.reader_at(0)?,
+            read_to: 0,
+            hasher: SourceHasher::default(),
+            tail: Vec::with_capacity(2 * HASH_BLOCK),
+            jump: reading
+                .from
+                .as_ref()
+                .and_then(|f| f.hash.clone())
+                .filter(|h| h.bytes > 0),
+        })
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buffer)?;
+        self.read_to += n as u64;
+        Ok(n)
+    }
+
+    /// Hashes the bytes the decoder consumed, all but the last 1 to 64.
+    fn consumed(&mut self, mut bytes: &[u8]) {
+        if self.tail.len() + bytes.len() <= HASH_BLOCK {
+            self.tail.extend_from_slice(bytes);
+            return;
+        }
+        if !self.tail.is_empty() {
+            let (fill, rest) = bytes.split_at(HASH_BLOCK - self.tail.len());
+            self.tail.extend_from_slice(fill);
+            self.hasher.update(&self.tail);
+            self.tail.clear();
+            bytes = rest;
+        }
+        let keep = (bytes.len().saturating_sub(1)) % HASH_BLOCK + 1;
+        let (whole, rest) = bytes.split_at(bytes.len().saturating_sub(keep));
+        self.hasher.update(whole);
+        self.tail.extend_from_slice(rest);
+    }
+
+    /// Bytes consumed so far.
+    fn consumed_bytes(&self) -> u64 {
+        self.hasher.bytes() + self.tail.len() as u64
+    }
+
+    /// The SHA-256 of every byte consumed.
+    fn sha256_hex(&self) -> String {
+        let mut all = self.hasher.clone();
+        all.update(&self.tail);
+        all.sha256_hex()
+    }
+
+    /// Once the decoder has read the header and skips the text up to the resume point:
+    /// takes the recorded hash up and reads the source on from where it ends. `true` when
+    /// it jumped: what is left of the current buffer is not fed.
+    fn try_jump(&mut self, decoder: &mut Decoder, path: &SourceRef) -> Result<bool, Halt> {
+        let Some(saved) = &self.jump else {
+            return Ok(false);
+        };
+        let at = saved.bytes;
+        if self.consumed_bytes() > at {
+            // The decoder is past it already: the hash from the start goes on.
+            self.jump = None;
+            return Ok(false);
+        }
+        let Some(restored) = SourceHasher::restore(saved) else {
+            tracing::debug!(source = %path.name(), format = %saved.format,
+                "the recorded hash state cannot be used: the source is read from its start");
+            self.jump = None;
+            return Ok(false);
+        };
+        if !decoder.skip_to(at) {
+            return Ok(false);
+        }
+        tracing::info!(source = %path.name(), source_bytes_not_read = at - self.read_to.min(at),
+            resume_byte = at, "the source is read on from the resume point: the bytes before it are not read again");
+        self.reader = path.reader_at(at)?;
+        self.read_to = at;
+        self.hasher = restored;
+        self.tail.clear();
+        self.jump = None;
+        Ok(true)
+    }
+
+    /// The hash state to record with `point`, the resume point after the batch just taken:
+    /// for a plain source (its text offsets are its byte offsets) consumed exactly up to it.
+    fn saved_at(&self, point: &ResumePoint, decoder: &Decoder) -> Option<SourceHashState> {
+        (!decoder.is_gzip() && point.text_offset == self.consumed_bytes())
+            .then(|| self.hasher.save())
+    }
+}
+
 fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
     let recorded = &reading.recorded;
     let name = reading.path.name();
-    let mut reader = reading.path.reader()?;
+    let mut input = Input::open(reading)?;
     let (mut decoder, mut next) = reading.decoder();
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let bad = |error| BadInput::Parse {
@@ -202,7 +327,7 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
     };
     let send = |batch: RecordBatch,
                 decoder: &Decoder,
-                bytes_read: u64,
+                input: &Input,
                 next: &mut u32,
                 wanted: &mut bool| {
         let chunk = ChunkId(*next);
@@ -211,14 +336,18 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
             return true;
         }
         *wanted = false;
+        let resume_point = decoder.resume_point();
         handover
             .tx
             .blocking_send(Ok(ReaderMsg::Batch {
                 chunk,
                 batch,
-                bytes_read,
+                bytes_read: input.read_to,
                 source_end: decoder.last_cut() == Some(BatchCut::End),
-                resume_point: decoder.resume_point(),
+                source_hash: resume_point
+                    .as_ref()
+                    .and_then(|p| input.saved_at(p, decoder)),
+                resume_point,
             }))
             .is_ok()
     };
@@ -226,7 +355,7 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
         if !wait(&mut wanted) {
             return Ok(());
         }
-        let n = match reader.read(&mut buffer) {
+        let n = match input.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -243,9 +372,14 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
             if !wait(&mut wanted) {
                 return Ok(());
             }
-            pos += decoder.decode(&buffer[pos..n]).map_err(bad)?;
+            let used = decoder.decode(&buffer[pos..n]).map_err(bad)?;
+            input.consumed(&buffer[pos..pos + used]);
+            pos += used;
+            if input.try_jump(&mut decoder, &reading.path)? {
+                break;
+            }
             while let Some(batch) = decoder.next_batch() {
-                if !send(batch, &decoder, reader.bytes_read(), &mut next, &mut wanted) {
+                if !send(batch, &decoder, &input, &mut next, &mut wanted) {
                     return Ok(());
                 }
             }
@@ -258,7 +392,7 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
         let Some(batch) = decoder.flush().map_err(bad)? else {
             break;
         };
-        if !send(batch, &decoder, reader.bytes_read(), &mut next, &mut wanted) {
+        if !send(batch, &decoder, &input, &mut next, &mut wanted) {
             return Ok(());
         }
     }
@@ -266,8 +400,8 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
     let done = ReaderMsg::Done {
         rows: decoder.stats().rows,
         chunks: next,
-        sha256: reader.sha256_hex(),
-        bytes: reader.bytes_read(),
+        sha256: input.sha256_hex(),
+        bytes: input.consumed_bytes(),
     };
     if !wait(&mut wanted) {
         return Ok(());
@@ -318,7 +452,7 @@ impl Converter {
             profile: self.profile.clone(),
             options: self.options,
             recorded: self.recorded.clone(),
-            from: self.from,
+            from: self.from.clone(),
         });
         let mut checked = false;
         // Bytes of the source counted into the metrics so far.
@@ -340,6 +474,7 @@ impl Converter {
                     bytes_read,
                     source_end,
                     resume_point,
+                    source_hash,
                 } => {
                     if !checked {
                         self.check_columns(&batch)?;
@@ -348,7 +483,8 @@ impl Converter {
                     // Read before this check: the source as the sync opened it, or the run
                     // stops here (nothing cut from changed bytes is ever saved).
                     super::run::unchanged(&self.source)?;
-                    let checksum = self.save(chunk, &batch, source_end, resume_point).await?;
+                    let resume = (resume_point, source_hash);
+                    let checksum = self.save(chunk, &batch, source_end, resume).await?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
                         sync_id: &self.sync_id,
@@ -423,7 +559,7 @@ impl Converter {
         chunk: ChunkId,
         batch: &RecordBatch,
         source_end: bool,
-        resume_point: Option<ResumePoint>,
+        (resume_point, source_hash): (Option<ResumePoint>, Option<SourceHashState>),
     ) -> Result<String, Halt> {
         let Some(m) = &self.manager else {
             return Ok(String::new());
@@ -440,7 +576,14 @@ impl Converter {
         let entry = m
             .lock()
             .await
-            .save_encoded_chunk_parquet(chunk, batch, Some(encoded), source_end, resume_point)
+            .save_encoded_chunk_parquet(
+                chunk,
+                batch,
+                Some(encoded),
+                source_end,
+                resume_point,
+                source_hash,
+            )
             .await?;
         Ok(entry.parquet_sha256)
     }
@@ -523,5 +666,51 @@ enum StopReading {
 impl From<crate::parse::ParseError> for StopReading {
     fn from(e: crate::parse::ParseError) -> Self {
         Self::Parse(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::Digest as _;
+
+    use super::*;
+
+    fn input() -> Input {
+        Input {
+            reader: Box::new(std::io::empty()),
+            read_to: 0,
+            hasher: SourceHasher::default(),
+            tail: Vec::new(),
+            jump: None,
+        }
+    }
+
+    /// Whatever the slicing, the hasher stays at a block boundary 1 to 64 bytes behind what
+    /// was consumed, the whole hash is the bytes' SHA-256, and a state saved there and
+    /// restored hashes on to the same SHA-256 as the bytes in one piece.
+    #[test]
+    fn consumed_bytes_are_hashed_to_a_block_boundary_behind_them() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = crate::model::hex(&sha2::Sha256::digest(&bytes));
+        for step in [1, 2, 63, 64, 65, 127, 128, 300, 1000] {
+            let mut input = input();
+            let mut at = 0;
+            for piece in bytes.chunks(step) {
+                input.consumed(piece);
+                at += piece.len();
+                let behind = at as u64 - input.hasher.bytes();
+                assert_eq!(input.consumed_bytes(), at as u64, "step {step}");
+                assert_eq!(input.hasher.bytes() % HASH_BLOCK as u64, 0, "step {step}");
+                assert!(
+                    (1..=HASH_BLOCK as u64).contains(&behind),
+                    "step {step} at {at}"
+                );
+                // Taken up from the saved state, the rest of the bytes give the same hash.
+                let mut resumed = SourceHasher::restore(&input.hasher.save()).unwrap();
+                resumed.update(&bytes[usize::try_from(input.hasher.bytes()).unwrap()..]);
+                assert_eq!(resumed.sha256_hex(), whole, "step {step} at {at}");
+            }
+            assert_eq!(input.sha256_hex(), whole, "step {step}");
+        }
     }
 }

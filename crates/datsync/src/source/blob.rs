@@ -385,20 +385,21 @@ pub(super) struct BlobReader {
 }
 
 impl BlobReader {
-    /// A reader of `blob` as `meta` describes it, `range_bytes` at a time, its ranges fetched
-    /// on `runtime`.
+    /// A reader of `blob` as `meta` describes it from byte `offset` on, `range_bytes` at a
+    /// time, its ranges fetched on `runtime`.
     pub(super) fn new(
         blob: Blob,
         meta: &BlobMeta,
         range_bytes: u64,
         runtime: tokio::runtime::Handle,
+        offset: u64,
     ) -> Self {
         Self {
             blob,
             etag: meta.etag.clone(),
             size: meta.size,
             range_bytes: range_bytes.max(1),
-            fetched_to: 0,
+            fetched_to: offset.min(meta.size),
             current: Bytes::new(),
             next: None,
             runtime,

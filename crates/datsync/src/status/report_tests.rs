@@ -28,6 +28,7 @@ fn chunk(id: u32, status: ChunkStatus) -> ChunkEntry {
         rows_rejected: 1,
         source_end: false,
         resume_point: None,
+        source_hash: None,
     }
 }
 

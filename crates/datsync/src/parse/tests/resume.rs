@@ -10,6 +10,8 @@ use super::*;
 struct Decoded {
     batches: Vec<(Vec<Row>, BatchCut, Option<ResumePoint>)>,
     rows: u64,
+    /// The decoder moved on to the jump's offset ([`Decoder::skip_to`]).
+    jumped: bool,
 }
 
 /// Decodes `input` fed `step` bytes at a time, from the start or from `from`.
@@ -20,6 +22,20 @@ fn decode_from(
     options: ParseOptions,
     from: Option<ResumePoint>,
 ) -> Result<Decoded, ParseError> {
+    decode_jumping(profile, input, step, options, from, None)
+}
+
+/// [`decode_from`], moving the resume on to `jump` ([`Decoder::skip_to`]) as soon as the
+/// decoder takes it, and feeding the input from there on (as a source read again from that
+/// byte): the bytes between are never fed.
+fn decode_jumping(
+    profile: &Profile,
+    input: &[u8],
+    step: usize,
+    options: ParseOptions,
+    from: Option<ResumePoint>,
+    jump: Option<u64>,
+) -> Result<Decoded, ParseError> {
     let mut decoder = Decoder::new(profile, options);
     if let Some(point) = from {
         decoder = decoder.resume_at(point);
@@ -29,15 +45,27 @@ fn decode_from(
         let cut = decoder.last_cut().unwrap();
         batches.push((rows(&[batch]), cut, decoder.resume_point()));
     };
-    for piece in input.chunks(step.min(input.len()).max(1)) {
+    let step = step.min(input.len()).max(1);
+    let mut jumped = false;
+    let mut at = 0;
+    'input: while at < input.len() {
+        let piece = &input[at..input.len().min(at.saturating_add(step))];
         let mut pos = 0;
         while pos < piece.len() {
             pos += decoder.decode(&piece[pos..])?;
+            if let Some(offset) = jump.filter(|_| !jumped)
+                && decoder.skip_to(offset)
+            {
+                jumped = true;
+                at = usize::try_from(offset).unwrap();
+                continue 'input;
+            }
             assert!(decoder.ready.len() <= 1, "more than one batch ready");
             while let Some(batch) = decoder.next_batch() {
                 take(&mut decoder, batch);
             }
         }
+        at += piece.len();
     }
     while let Some(batch) = decoder.flush()? {
         take(&mut decoder, batch);
@@ -45,6 +73,7 @@ fn decode_from(
     Ok(Decoded {
         batches,
         rows: decoder.stats().rows,
+        jumped,
     })
 }
 
@@ -87,6 +116,23 @@ fn check_every_point(
                 prop_assert_eq!(a, b, "the next resume point");
             }
         }
+        // Moved on to an offset 1 to 3 bytes before the point and fed from there: the same.
+        let offset = point.text_offset.saturating_sub(1 + i as u64 % 3);
+        let jumped = decode_jumping(profile, input, step, options, Some(point), Some(offset))
+            .map_err(|e| TestCaseError::fail(format!("moved on after batch {i}: {e}")))?;
+        prop_assert!(!(gzip && jumped.jumped), "batch {}", i);
+        prop_assert_eq!(
+            jumped.rows,
+            resumed.rows,
+            "rows, moved on after batch {}",
+            i
+        );
+        prop_assert_eq!(
+            &jumped.batches,
+            &resumed.batches,
+            "moved on after batch {}",
+            i
+        );
         tried += 1;
     }
     Ok(tried)
@@ -172,6 +218,93 @@ fn the_text_before_the_point_is_skipped_not_decoded() {
         assert_eq!(got, want);
         assert_eq!(resumed.rows, whole.rows);
     }
+}
+
+/// A resume moved on to an offset before its point ([`Decoder::skip_to`], as the reader does
+/// when the source's hash up to there was recorded) and fed the input from there gives the
+/// batches of a decode from the start, line numbers and next resume points included; the
+/// bytes before the offset are never fed. Gzip never moves: its text offsets are not byte
+/// offsets.
+#[test]
+fn a_resume_moved_on_to_an_offset_before_its_point_gives_the_same_batches() {
+    let input = quirky_file();
+    let options = ztdwr_options(4);
+    let whole = decode_from(&Profile::ztdwr(), &input, usize::MAX, options, None).unwrap();
+    let mut jumps = 0;
+    for (i, (_, _, point)) in whole.batches.iter().enumerate() {
+        let Some(point) = *point else { continue };
+        for back in [1, 2, 17, 64] {
+            let Some(offset) = point.text_offset.checked_sub(back) else {
+                continue;
+            };
+            for step in [1, 7, 64, 4096] {
+                for gz in [false, true] {
+                    let bytes = if gz { gzip(&input) } else { input.clone() };
+                    let resumed = decode_jumping(
+                        &Profile::ztdwr(),
+                        &bytes,
+                        step,
+                        options,
+                        Some(point),
+                        Some(offset),
+                    )
+                    .unwrap();
+                    let context = format!("batch {i}, offset {offset}, step {step}, gzip {gz}");
+                    assert!(!(gz && resumed.jumped), "{context}");
+                    jumps += usize::from(resumed.jumped);
+                    assert_eq!(resumed.rows, whole.rows, "{context}");
+                    if gz {
+                        // Gzip's points depend on how its text comes out of the inflater.
+                        let strip = |b: &[(Vec<Row>, BatchCut, Option<ResumePoint>)]| {
+                            b.iter()
+                                .map(|(r, c, _)| (r.clone(), *c))
+                                .collect::<Vec<_>>()
+                        };
+                        let want = strip(&whole.batches[i + 1..]);
+                        assert_eq!(strip(&resumed.batches), want, "{context}");
+                    } else {
+                        assert_eq!(resumed.batches, whole.batches[i + 1..], "{context}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(jumps > 50, "{jumps} jumps");
+}
+
+/// [`Decoder::skip_to`] refuses to move where it cannot: without a resume, before the header
+/// is read, at or past the point, before the text already consumed, and in gzip input.
+#[test]
+fn a_resume_does_not_move_where_it_cannot() {
+    let input = quirky_file();
+    let options = ztdwr_options(4);
+    let whole = decode_from(&Profile::ztdwr(), &input, usize::MAX, options, None).unwrap();
+    let point = whole.batches[3].2.unwrap();
+    let header_end = memchr::memchr(b'\n', &input).unwrap();
+    // No resume.
+    let mut decoder = Decoder::new(&Profile::ztdwr(), options);
+    decoder.decode(&input[..=header_end]).unwrap();
+    assert!(!decoder.skip_to(point.text_offset - 1));
+    // The header not read yet.
+    let mut decoder = Decoder::new(&Profile::ztdwr(), options).resume_at(point);
+    assert!(!decoder.skip_to(point.text_offset - 1));
+    decoder.decode(&input[..header_end]).unwrap();
+    assert!(
+        !decoder.skip_to(point.text_offset - 1),
+        "in the header line"
+    );
+    decoder.decode(&input[header_end..header_end + 10]).unwrap();
+    let consumed = (header_end + 10) as u64;
+    // At or past the point, before what was consumed.
+    for offset in [point.text_offset, point.text_offset + 1, consumed - 1] {
+        assert!(!decoder.skip_to(offset), "{offset}");
+    }
+    assert!(decoder.skip_to(consumed));
+    // Gzip.
+    let gz = gzip(&input);
+    let mut decoder = Decoder::new(&Profile::ztdwr(), options).resume_at(point);
+    decoder.decode(&gz).unwrap();
+    assert!(!decoder.skip_to(point.text_offset - 1));
 }
 
 #[test]
