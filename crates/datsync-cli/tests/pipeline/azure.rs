@@ -73,12 +73,23 @@ fn sync_blob(work: &Work, db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> O
 
 #[test]
 fn a_blob_is_loaded_with_checkpoints_in_blob_storage_and_resumes_after_a_kill() {
+    // Gzipped, so the reader's ranges cut through compressed data.
+    blob_resumes_after_a_kill(true);
+}
+
+/// A plain blob's resume reads it on from the resume point: the ranges before it are not
+/// fetched again (the SHA-256 up to there was recorded with the chunk).
+#[test]
+fn a_plain_blob_resumes_after_a_kill_from_the_resume_point() {
+    blob_resumes_after_a_kill(false);
+}
+
+fn blob_resumes_after_a_kill(gzip: bool) {
     let emulator = Emulator::start();
     let (key, value) = emulator.env();
     let env = [(key, value.as_str())];
-    // Gzipped, so the reader's ranges cut through compressed data.
     let mut options = options(3_000, 61, MESSY);
-    options.gzip = true;
+    options.gzip = gzip;
     let work = Work::with_options(&options);
     emulator.upload(&work.file, SOURCE);
     let sync = sync_id(61);
@@ -98,11 +109,17 @@ fn a_blob_is_loaded_with_checkpoints_in_blob_storage_and_resumes_after_a_kill() 
     );
     db.wait_for_other_sessions();
 
-    let out = sync_blob(&work, &db, &["resume", &sync], &env);
+    let mut resume_env = env.to_vec();
+    resume_env.push(("RUST_LOG", "info"));
+    let out = sync_blob(&work, &db, &["resume", &sync], &resume_env);
     assert_eq!(out.code(), expected_code, "{}", out.describe());
     let s = out.summary();
     assert_eq!(s["resumed"], true, "{s}");
     assert!(u(&s, "chunks_skipped_on_resume") >= 3, "{s}");
+    let read_on = out
+        .stderr
+        .contains("the bytes before it are not read again");
+    assert_eq!(read_on, !gzip, "{}", out.stderr);
     assert_eq!(counts(&s), counts(&expected));
     assert_eq!(db.table(), reference_db.table());
     let metadata = db.metadata(&sync).unwrap();

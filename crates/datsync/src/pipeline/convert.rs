@@ -4,7 +4,9 @@
 //! A resumed conversion does not decode the chunks recorded before it again when they are
 //! the source's first ones: the decoder reads the header, then skips the text up to where
 //! the last of them ended ([`ResumeFrom`], from its manifest entry) and cuts the next chunk
-//! there. The source is still read (and inflated) to the end and hashed whole.
+//! there. A gzip source is still read and inflated from its start; a plain one is read on
+//! from the resume point, its SHA-256 up to there taken from the manifest entry ([`Input`]),
+//! and the whole source's SHA-256 is recorded at the end either way.
 
 use std::collections::BTreeSet;
 use std::io::Read;
