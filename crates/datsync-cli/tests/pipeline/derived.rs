@@ -6,7 +6,9 @@
 //! here from the source rows: per driver NIK, the name and transporter of its newest row
 //! (change date and time, then the later sync, then the later line) among the rows whose NIK
 //! and name are not placeholders. A stored `email` survives, placeholders never become
-//! drivers, and a failing derived upsert is counted without failing the chunk.
+//! drivers, a failing derived upsert is counted without failing the chunk, and a chunk whose
+//! own rows fail for good after its derived rows committed keeps them (the documented price),
+//! its resume ending as a clean load.
 //!
 //! Replay with `DATSYNC_DERIVED_SEED=<seed printed by the test>`.
 
@@ -317,4 +319,71 @@ fn a_failing_derived_upsert_is_counted_and_the_chunk_still_loads() {
         "the failure is logged: {}",
         out.describe()
     );
+}
+
+/// The price of the derived upserts beside the chunk's transaction (`load/derived.rs`): a
+/// chunk whose own rows then fail for good — here a CHECK the table's owner added — leaves
+/// its drivers written. Once the owner drops the rule, the same command finishes the sync,
+/// and the table and the drivers are those of a load that never failed.
+#[test]
+fn a_chunk_failing_after_its_derived_rows_keeps_them_and_its_resume_ends_as_a_clean_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..8 {
+        let plate = if i == 6 { "BAD 1" } else { "B 1" };
+        let _ = writeln!(
+            text,
+            "SPB{i}|00{i}|NAME{i}|T1|{plate}|20250128|101500|1|1|20250128|080000"
+        );
+    }
+    let path = dir.path().join("ZTDWR_20250128.dat");
+    std::fs::write(&path, text).unwrap();
+    let run = |db: &TestDb, bench: &Bench| bench.run(db, &path, &[("RUST_LOG", "warn")]);
+    let count = |db: &TestDb, sql: &str| -> i64 { db.query(sql, &[])[0].get(0) };
+
+    // The same file into a database without the owner's rule.
+    let reference = TestDb::new();
+    let out = run(
+        &reference,
+        &Bench {
+            dir: tempfile::tempdir().unwrap(),
+        },
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+
+    let db = TestDb::new();
+    db.init();
+    db.batch(
+        "ALTER TABLE transport_documents ADD CONSTRAINT owner_rule CHECK (no_polisi <> 'BAD 1')",
+    );
+    let bench = Bench {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let out = run(&db, &bench);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    // Chunks of 4 rows: the first committed, the second (line 8 breaks the rule) not.
+    assert_eq!(count(&db, "SELECT count(*) FROM sync_chunks"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM transport_documents"), 4);
+    // Its drivers were committed beside it before its rows failed: all eight are there.
+    assert_eq!(drivers(&db), drivers(&reference), "the documented price");
+
+    db.batch("ALTER TABLE transport_documents DROP CONSTRAINT owner_rule");
+    let out = run(&db, &bench);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.summary()["resumed"], true, "{}", out.describe());
+    assert_eq!(count(&db, "SELECT count(*) FROM sync_chunks"), 2);
+    // The rows, but for the sync that loaded them and when.
+    let rows = |db: &TestDb| -> Vec<String> {
+        db.query(
+            "SELECT (to_jsonb(t) - 'sync_id' - 'created_at' - 'updated_at')::text
+               FROM transport_documents t ORDER BY 1",
+            &[],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(rows(&db).len(), 8);
+    assert_eq!(rows(&db), rows(&reference));
+    assert_eq!(drivers(&db), drivers(&reference));
 }

@@ -186,14 +186,17 @@ fn waiting(db: &TestDb) -> i64 {
     .get(0)
 }
 
-/// Sessions on the test database besides the test's own two.
-fn sessions(db: &TestDb, lock_pid: i32) -> i64 {
+/// Sessions on the test database besides the test's own two, by `application_name`.
+fn sessions(db: &TestDb, lock_pid: i32) -> Vec<(String, i64)> {
     db.query(
-        "SELECT count(*) FROM pg_stat_activity
-          WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1",
+        "SELECT application_name, count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1
+          GROUP BY 1 ORDER BY 1",
         &[&lock_pid],
-    )[0]
-    .get(0)
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
 }
 
 /// Waits until `n` sessions wait for an advisory lock, the run still going.
@@ -272,10 +275,13 @@ fn n_chunks_stage_side_by_side_and_a_kill_with_them_in_flight_resumes_exactly() 
             "--jobs {jobs}: chunks waiting to upsert"
         );
         // Each loader's connection, and its second one where a chunk's derived tables are
-        // upserted beside its transaction (`load/derived.rs`).
+        // upserted beside its transaction (`load/derived.rs`), named so.
         assert_eq!(
             sessions(&db, lock_pid),
-            2 * jobs,
+            [
+                ("datsync".to_owned(), jobs),
+                ("datsync (derived tables)".to_owned(), jobs)
+            ],
             "--jobs {jobs}: connections"
         );
         child.kill().unwrap();

@@ -46,7 +46,8 @@
 //!   transaction waits for those drivers) — likely with `--jobs` or overlapping files, since
 //!   every chunk names the same drivers. The in-transaction mode below has no such window.
 //! - The second connection holds no writer lock: after a lost lock it may still commit a
-//!   chunk's derived rows, which changes nothing a later load of the chunk would not.
+//!   chunk's derived rows, which changes nothing a later load of the chunk would not. Its
+//!   `application_name` is the loader's with ` (derived tables)` after it.
 //! - While the derived upserts run longer than the chunk's rows take, the chunk's
 //!   transaction waits idle (a server's `idle_in_transaction_session_timeout` shorter than a
 //!   chunk's derived upsert would end it: the chunk is retried).

@@ -153,6 +153,15 @@ impl Shared<'_> {
             if standby {
                 return Err("it reached a standby".to_owned());
             }
+            // Told apart from the loader's own connection in `pg_stat_activity`.
+            client
+                .execute(
+                    "SELECT set_config('application_name', \
+                       current_setting('application_name') || ' (derived tables)', false)",
+                    &[],
+                )
+                .await
+                .map_err(|e| crate::pg::server_message(&e))?;
             Ok(client)
         };
         match made.await {
