@@ -569,3 +569,59 @@ fn row03_a_checkpoint_is_never_rebuilt_from_another_source() {
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert!(out.stderr.contains("is unknown"), "{}", out.describe());
 }
+
+/// A finished conversion reopened by a repair checks the whole source against the SHA-256
+/// it recorded, so it reads the source from its start rather than on from a resume point: a
+/// change before the point — same size, the modification time put back — is refused.
+#[test]
+fn row03_a_reopened_conversion_reads_the_whole_source_again_and_refuses_a_change() {
+    let work = Work::new(3_000, 56, MESSY);
+    let sync = fresh_sync_id();
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let killed = work.run(
+        &db,
+        &ck,
+        &["--sync-id", &sync],
+        &[("DATSYNC_KILL_AT", "cleanup_started:1")],
+    );
+    assert!(killed.killed(), "{}", killed.describe());
+    db.wait_for_other_sessions();
+    let dir = ck.join(&sync);
+    assert!(manifest(&dir)["source_fingerprint"]["sha256"].is_string());
+    // Chunks 0 and 1 stay recorded, with their resume points and hash states.
+    remove_chunk(&dir, 2);
+    let modified = std::fs::metadata(&work.file).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&work.file).unwrap();
+    let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let at = second_line
+        + bytes[second_line..]
+            .iter()
+            .position(u8::is_ascii_digit)
+            .unwrap();
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&work.file, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&work.file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let ledger = db.ledger(&sync);
+
+    let out = work.resume(&db, &ck, &sync, &[("RUST_LOG", "info")]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("has changed since its checkpoint was made"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !out.stderr
+            .contains("the bytes before it are not read again"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(db.ledger(&sync), ledger, "nothing loaded");
+}

@@ -220,7 +220,8 @@ fn recorded_sha256(ck: &Path, sync: &str) -> String {
 
 /// A resume that read the source on from a recorded hash state records the SHA-256 of the
 /// whole file (as `sha256sum` computes it), not of the bytes it read: a later resume of the
-/// same sync, or one from a copied or touched file, compares the file with it.
+/// same sync, or one from a copied or touched file, compares the file with it. Chained: the
+/// first resume is killed too, and the second reads on from a state the first one recorded.
 #[test]
 fn a_resume_that_reads_on_from_the_point_records_the_whole_files_sha256() {
     let work = quirky_work(65, false, false);
@@ -228,21 +229,26 @@ fn a_resume_that_reads_on_from_the_point_records_the_whole_files_sha256() {
     let ck = work.checkpoints("ck");
     let sync = fresh_sync_id();
     let flags = ["--sync-id", sync.as_str(), "--max-line-bytes", MAX_LINE];
-    let kill = [("DATSYNC_KILL_AT", "chunk_committed:5"), THRESHOLD];
-    let out = work.run(&db, &ck, &flags, &kill);
-    assert!(out.killed(), "{}", out.describe());
-    db.wait_for_other_sessions();
-    let env = [
-        ("DATSYNC_KILL_AT", "cleanup_started:1"),
-        ("RUST_LOG", "info"),
-        THRESHOLD,
-    ];
-    let out = work.run(&db, &ck, &flags, &env);
-    assert!(out.killed(), "{}", out.describe());
+    let mut read_on_at = Vec::new();
+    for kill_at in [
+        "chunk_committed:3",
+        "chunk_committed:3",
+        "cleanup_started:1",
+    ] {
+        let env = [
+            ("DATSYNC_KILL_AT", kill_at),
+            ("RUST_LOG", "info"),
+            THRESHOLD,
+        ];
+        let out = work.run(&db, &ck, &flags, &env);
+        assert!(out.killed(), "{kill_at}: {}", out.describe());
+        db.wait_for_other_sessions();
+        read_on_at.extend(logged(&out.stderr, READ_ON, "resume_byte"));
+    }
+    // Both resumes read on, the second from further in: a state the first one recorded.
     assert!(
-        logged(&out.stderr, READ_ON, "source_bytes_not_read").is_some_and(|n| n > 0),
-        "{}",
-        out.stderr
+        matches!(read_on_at[..], [a, b] if 0 < a && a < b),
+        "{read_on_at:?}"
     );
     let sum = std::process::Command::new("sha256sum")
         .arg(work.file())

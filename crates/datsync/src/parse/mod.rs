@@ -484,7 +484,9 @@ impl Decoder {
         let Some(seek) = self.seek else {
             return false;
         };
-        let movable = matches!(self.compression, Compression::Plain)
+        let movable = self.phase == Phase::Decoding
+            && !self.stats.gzip
+            && matches!(self.compression, Compression::Plain)
             && self.text_pos >= self.text.len()
             && self.rows.is_some()
             && !self.carrying()

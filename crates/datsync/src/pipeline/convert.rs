@@ -82,6 +82,9 @@ impl ResumeFrom {
     /// (chunk 0 is not recorded, or the manifest predates resume points): the source is
     /// decoded from the start.
     pub(super) fn of(manifest: &Manifest, until: ChunkId) -> Option<Self> {
+        // A conversion that ended once and was reopened by a repair checks the whole source
+        // against the SHA-256 it recorded: it reads the source from its start.
+        let whole_hash_known = manifest.source_fingerprint.sha256.is_some();
         let mut rows = 0u64;
         let mut found = None;
         for (i, entry) in (0u32..).zip(&manifest.chunks) {
@@ -98,7 +101,8 @@ impl ResumeFrom {
                     point,
                     // Saved at the block boundary just before the point.
                     hash: entry.source_hash.clone().filter(|h| {
-                        h.bytes % HASH_BLOCK as u64 == 0
+                        !whole_hash_known
+                            && h.bytes % HASH_BLOCK as u64 == 0
                             && h.bytes < point.text_offset
                             && point.text_offset - h.bytes <= HASH_BLOCK as u64
                     }),
@@ -113,7 +117,10 @@ enum ReaderMsg {
     Batch {
         chunk: ChunkId,
         batch: RecordBatch,
+        /// The offset the reader is at (progress).
         bytes_read: u64,
+        /// Bytes of it jumped over, not read ([`Input::try_jump`]): not counted as read.
+        bytes_skipped: u64,
         /// The decoder cut it at the end of the source.
         source_end: bool,
         /// Where decoding resumes after it.
@@ -126,6 +133,8 @@ enum ReaderMsg {
         chunks: u32,
         sha256: String,
         bytes: u64,
+        /// Bytes jumped over, not read.
+        bytes_skipped: u64,
     },
 }
 
@@ -207,6 +216,8 @@ struct Input {
     reader: Box<dyn Read + Send>,
     /// The offset the reader is at: bytes of the source read or jumped over so far.
     read_to: u64,
+    /// Bytes jumped over (not read) so far: `read_to - skipped` were read.
+    skipped: u64,
     hasher: SourceHasher,
     /// Bytes consumed and not hashed yet (1 to 64 once any were consumed).
     tail: Vec<u8>,
@@ -216,16 +227,25 @@ struct Input {
 
 impl Input {
     fn open(reading: &Reading) -> Result<Self, Halt> {
+        let jump = reading
+            .from
+            .as_ref()
+            .and_then(|f| f.hash.clone())
+            .filter(|h| h.bytes > 0);
+        // Before a jump only the header is wanted: a blob is fetched in ranges of one read
+        // buffer until then, not of BLOB_RANGE_BYTES.
+        let range = if jump.is_some() {
+            READ_BUFFER_BYTES as u64
+        } else {
+            crate::source::BLOB_RANGE_BYTES
+        };
         Ok(Self {
-            reader: reading.path.reader_at(0)?,
+            reader: reading.path.reader_at_in_ranges(0, range)?,
             read_to: 0,
+            skipped: 0,
             hasher: SourceHasher::default(),
             tail: Vec::with_capacity(2 * HASH_BLOCK),
-            jump: reading
-                .from
-                .as_ref()
-                .and_then(|f| f.hash.clone())
-                .filter(|h| h.bytes > 0),
+            jump,
         })
     }
 
@@ -280,7 +300,7 @@ impl Input {
             return Ok(false);
         }
         let Some(restored) = SourceHasher::restore(saved) else {
-            tracing::debug!(source = %path.name(), format = %saved.format,
+            tracing::info!(source = %path.name(), format = %saved.format,
                 "the recorded hash state cannot be used: the source is read from its start");
             self.jump = None;
             return Ok(false);
@@ -288,14 +308,27 @@ impl Input {
         if !decoder.skip_to(at) {
             return Ok(false);
         }
-        tracing::info!(source = %path.name(), source_bytes_not_read = at - self.read_to.min(at),
+        let not_read = at - self.read_to.min(at);
+        tracing::info!(source = %path.name(), source_bytes_not_read = not_read,
             resume_byte = at, "the source is read on from the resume point: the bytes before it are not read again");
         self.reader = path.reader_at(at)?;
+        self.skipped += not_read;
         self.read_to = at;
         self.hasher = restored;
         self.tail.clear();
         self.jump = None;
         Ok(true)
+    }
+
+    /// The end of the source: its rows and chunks, and the SHA-256 and length of all of it.
+    fn done(&self, decoder: &Decoder, chunks: u32) -> ReaderMsg {
+        ReaderMsg::Done {
+            rows: decoder.stats().rows,
+            chunks,
+            sha256: self.sha256_hex(),
+            bytes: self.consumed_bytes(),
+            bytes_skipped: self.skipped,
+        }
     }
 
     /// The hash state to record with `point`, the resume point after the batch just taken:
@@ -345,6 +378,7 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
                 chunk,
                 batch,
                 bytes_read: input.read_to,
+                bytes_skipped: input.skipped,
                 source_end: decoder.last_cut() == Some(BatchCut::End),
                 source_hash: resume_point
                     .as_ref()
@@ -399,12 +433,7 @@ fn read_source(reading: &Reading, handover: &mut Handover) -> Result<(), Halt> {
         }
     }
     reading.decoded(&decoder, next);
-    let done = ReaderMsg::Done {
-        rows: decoder.stats().rows,
-        chunks: next,
-        sha256: input.sha256_hex(),
-        bytes: input.consumed_bytes(),
-    };
+    let done = input.done(&decoder, next);
     if !wait(&mut wanted) {
         return Ok(());
     }
@@ -474,6 +503,7 @@ impl Converter {
                     chunk,
                     batch,
                     bytes_read,
+                    bytes_skipped,
                     source_end,
                     resume_point,
                     source_hash,
@@ -492,9 +522,9 @@ impl Converter {
                         sync_id: &self.sync_id,
                         chunk,
                         rows,
-                        source_bytes: bytes_read.saturating_sub(counted),
+                        source_bytes: (bytes_read - bytes_skipped).saturating_sub(counted),
                     });
-                    counted = counted.max(bytes_read);
+                    counted = counted.max(bytes_read - bytes_skipped);
                     self.progress.converted(chunk, rows, bytes_read);
                     let Some(slot) = slot else {
                         return Err(SyncFailure::ProcessorGone.into());
@@ -514,10 +544,11 @@ impl Converter {
                     chunks,
                     sha256,
                     bytes,
+                    bytes_skipped,
                 } => {
                     self.telemetry
                         .metrics()
-                        .source_read(bytes.saturating_sub(counted));
+                        .source_read((bytes - bytes_skipped).saturating_sub(counted));
                     // The length and SHA-256 recorded must be those of the file opened.
                     super::run::unchanged(&self.source)?;
                     self.finalize(bytes, sha256).await?;
@@ -681,6 +712,7 @@ mod tests {
         Input {
             reader: Box::new(std::io::empty()),
             read_to: 0,
+            skipped: 0,
             hasher: SourceHasher::default(),
             tail: Vec::new(),
             jump: None,

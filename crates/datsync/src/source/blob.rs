@@ -422,6 +422,16 @@ impl BlobReader {
     }
 }
 
+/// A range fetched ahead and not read (the reader dropped: a resume moved on past it) is not
+/// downloaded on.
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        if let Some(fetch) = self.next.take() {
+            fetch.abort();
+        }
+    }
+}
+
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.current.is_empty() {

@@ -149,6 +149,15 @@ impl SourceRef {
         self.open_at(offset, BLOB_RANGE_BYTES)
     }
 
+    /// [`Self::reader_at`] with another range size for blobs.
+    pub fn reader_at_in_ranges(
+        &self,
+        offset: u64,
+        range_bytes: u64,
+    ) -> Result<Box<dyn Read + Send>, SourceError> {
+        self.open_at(offset, range_bytes)
+    }
+
     fn open_at(&self, offset: u64, range_bytes: u64) -> Result<Box<dyn Read + Send>, SourceError> {
         Ok(match self {
             Self::Local { path, identity, .. } => {
@@ -276,7 +285,9 @@ impl SourceHasher {
         hex(&self.hasher.clone().finalize())
     }
 
-    /// The state after the bytes hashed so far.
+    /// The state after the bytes hashed so far, which should be a multiple of 64 (SHA-256's
+    /// block): otherwise the state holds the last partial block, source bytes, and
+    /// [`Self::restore`] refuses it.
     pub fn save(&self) -> SourceHashState {
         use base64::Engine as _;
         use sha2::digest::common::hazmat::SerializableState as _;
@@ -287,8 +298,9 @@ impl SourceHasher {
         }
     }
 
-    /// The hasher a saved state describes; `None` for a state of another format or one
-    /// that cannot be read.
+    /// The hasher a saved state describes; `None` for a state of another format, one that
+    /// cannot be read, or one that is not at a block boundary `saved.bytes` bytes in (its
+    /// block count says otherwise, or it holds a partial block).
     pub fn restore(saved: &SourceHashState) -> Option<Self> {
         use base64::Engine as _;
         use sha2::digest::common::hazmat::SerializableState;
@@ -298,6 +310,12 @@ impl SourceHasher {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&saved.state)
             .ok()?;
+        // The state words (32 bytes), the block count (8, little-endian), then the partial
+        // block and its length, which must be empty.
+        let blocks = u64::from_le_bytes(bytes.get(32..40)?.try_into().ok()?);
+        if blocks.checked_mul(64) != Some(saved.bytes) || bytes[40..].iter().any(|&b| b != 0) {
+            return None;
+        }
         let state =
             <&sha2::digest::common::hazmat::SerializedState<Sha256>>::try_from(bytes.as_slice())
                 .ok()?;
@@ -353,21 +371,37 @@ mod tests {
         (0..len).map(|i| b"NIK 3171-2345~|^"[i % 16]).collect()
     }
 
-    /// Saved after any number of bytes and restored, a hasher hashes the rest to the SHA-256
-    /// of the bytes in one piece.
+    /// Saved at a block boundary and restored, a hasher hashes the rest to the SHA-256 of the
+    /// bytes in one piece. A state saved elsewhere (it holds a partial block: source bytes),
+    /// or whose byte count is not its block count's, is not restored.
     #[test]
     fn a_saved_hash_is_taken_up_where_it_was_saved() {
         let bytes = pattern(1000);
         let whole = hex(&Sha256::digest(&bytes));
-        for at in [0, 1, 63, 64, 65, 128, 999, 1000] {
+        for at in [0, 1, 63, 64, 65, 128, 960, 999, 1000] {
             let mut first = SourceHasher::default();
             first.update(&bytes[..at]);
             let saved = first.save();
             assert_eq!(saved.bytes, at as u64);
-            let mut second = SourceHasher::restore(&saved).unwrap();
+            let Some(mut second) = SourceHasher::restore(&saved) else {
+                assert_ne!(at % 64, 0, "saved at {at}");
+                continue;
+            };
+            assert_eq!(at % 64, 0, "saved at {at}");
             second.update(&bytes[at..]);
             assert_eq!(second.bytes(), 1000);
             assert_eq!(second.sha256_hex(), whole, "saved at {at}");
+            for wrong in [
+                saved.bytes + 64,
+                saved.bytes.wrapping_sub(64),
+                saved.bytes + 1,
+            ] {
+                let moved = SourceHashState {
+                    bytes: wrong,
+                    ..saved.clone()
+                };
+                assert!(SourceHasher::restore(&moved).is_none(), "{at} as {wrong}");
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! Reading a source blob from the Azure Storage emulator, and a source object from the S3
-//! emulator (moto): by ranges, hashed on the way, and refused when the blob or object is
-//! replaced in the middle of the read.
+//! emulator (moto): by ranges, hashed on the way, from an offset, and refused when the blob
+//! or object is replaced in the middle of the read.
 
 use std::io::Read;
 
@@ -95,6 +95,30 @@ async fn reads_in_ranges_and_refuses_a_replaced_source(
                 s
             });
         assert_eq!(hash, expected);
+    }
+
+    // From an offset (a resume reading on from its point): the bytes from there, whether it
+    // falls at the start, inside or at the end of a range, or at the end of the blob.
+    for (range, offset) in [
+        (65_536u64, 0u64),
+        (65_536, 65_536),
+        (65_536, 100_000),
+        (99_991, 999_990),
+        (1_000_003, 1_000_003),
+    ] {
+        let s = source.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            s.reader_at_in_ranges(offset, range)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        })
+        .await
+        .unwrap();
+        let from = usize::try_from(offset).unwrap();
+        assert!(read == content[from..], "range {range}, offset {offset}");
     }
 
     // Replaced after the source was opened: the read fails instead of mixing versions.

@@ -78,17 +78,19 @@ fn decode_jumping(
 }
 
 /// Checks that a decode resumed after each batch cut by rows or bytes, fed `step` bytes at a
-/// time, yields the rest of the whole decode; returns how many points were tried.
+/// time, yields the rest of the whole decode, also when moved on to an offset just before
+/// the point; returns how many points were tried and how many of those moves were made.
 fn check_every_point(
     profile: &Profile,
     input: &[u8],
     step: usize,
     options: ParseOptions,
-) -> Result<usize, TestCaseError> {
+) -> Result<(usize, usize), TestCaseError> {
     let Ok(whole) = decode_from(profile, input, usize::MAX, options, None) else {
-        return Ok(0);
+        return Ok((0, 0));
     };
     let mut tried = 0;
+    let mut jumps = 0;
     for (i, (_, cut, point)) in whole.batches.iter().enumerate() {
         // Every batch of plain text but the last can be resumed after (the last one too
         // when it was cut by rows or bytes at a line break). Gzip's last text comes out of
@@ -121,6 +123,7 @@ fn check_every_point(
         let jumped = decode_jumping(profile, input, step, options, Some(point), Some(offset))
             .map_err(|e| TestCaseError::fail(format!("moved on after batch {i}: {e}")))?;
         prop_assert!(!(gzip && jumped.jumped), "batch {}", i);
+        jumps += usize::from(jumped.jumped);
         prop_assert_eq!(
             jumped.rows,
             resumed.rows,
@@ -135,7 +138,7 @@ fn check_every_point(
         );
         tried += 1;
     }
-    Ok(tried)
+    Ok((tried, jumps))
 }
 
 fn ztdwr_options(batch_rows: usize) -> ParseOptions {
@@ -182,16 +185,21 @@ fn every_point_of_a_quirky_file_resumes_to_the_same_batches() {
     let input = quirky_file();
     for gz in [false, true] {
         let input = if gz { gzip(&input) } else { input.clone() };
+        let mut moves = 0;
         for batch_rows in [1, 2, 3, 7] {
             for &step in BUFFER_SIZES {
                 let options = ParseOptions {
                     batch_rows,
                     ..options
                 };
-                let tried = check_every_point(&Profile::ztdwr(), &input, step, options).unwrap();
+                let (tried, jumps) =
+                    check_every_point(&Profile::ztdwr(), &input, step, options).unwrap();
                 assert!(tried >= if gz { 1 } else { 40 / batch_rows }, "{tried}");
+                moves += jumps;
             }
         }
+        // Plain text moves on wherever the input is fed in pieces; gzip never does.
+        assert_eq!(moves > 0, !gz, "{moves} moves, gzip {gz}");
     }
 }
 
@@ -348,12 +356,19 @@ fn a_headerless_source_resumes_after_reading_its_first_record() {
     for i in 0..30 {
         input.extend(format!("{i},name {i},note\n").as_bytes());
     }
+    let mut moves = 0;
     for batch_rows in [1, 4] {
         for &step in BUFFER_SIZES {
-            let tried = check_every_point(&p, &input, step, ztdwr_options(batch_rows)).unwrap();
+            let (tried, jumps) =
+                check_every_point(&p, &input, step, ztdwr_options(batch_rows)).unwrap();
             assert!(tried >= 30 / batch_rows - 1, "{tried}");
+            moves += jumps;
         }
     }
+    assert!(
+        moves > 0,
+        "a headerless source moves on after its first record"
+    );
 }
 
 proptest! {
