@@ -494,6 +494,26 @@ pub fn seed(var: &str) -> u64 {
 }
 
 /// A sync id nobody else uses.
+/// Changes one digit of the first data row of `file` (the size stays) and sets its
+/// modification time to `modified`.
+pub fn change_a_digit_of_the_first_row(file: &Path, modified: std::time::SystemTime) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let at = second_line
+        + bytes[second_line..]
+            .iter()
+            .position(u8::is_ascii_digit)
+            .unwrap();
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(file, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+}
+
 pub fn fresh_sync_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::common::{
-    CHUNK_SIZE, MESSY, Outcome, TestDb, Work, counts, datsync, fresh_sync_id, write_sample,
+    CHUNK_SIZE, MESSY, Outcome, TestDb, Work, change_a_digit_of_the_first_row, counts, datsync,
+    fresh_sync_id, write_sample,
 };
 
 /// The journal objects of a sync's checkpoint, by sequence number, parsed.
@@ -591,22 +592,9 @@ fn row03_a_reopened_conversion_reads_the_whole_source_again_and_refuses_a_change
     assert!(manifest(&dir)["source_fingerprint"]["sha256"].is_string());
     // Chunks 0 and 1 stay recorded, with their resume points and hash states.
     remove_chunk(&dir, 2);
+    // One byte of chunk 0 changes; the size and the modification time do not.
     let modified = std::fs::metadata(&work.file).unwrap().modified().unwrap();
-    let mut bytes = std::fs::read(&work.file).unwrap();
-    let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
-    let at = second_line
-        + bytes[second_line..]
-            .iter()
-            .position(u8::is_ascii_digit)
-            .unwrap();
-    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
-    std::fs::write(&work.file, &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&work.file)
-        .unwrap()
-        .set_modified(modified)
-        .unwrap();
+    change_a_digit_of_the_first_row(&work.file, modified);
     let ledger = db.ledger(&sync);
 
     let out = work.resume(&db, &ck, &sync, &[("RUST_LOG", "info")]);

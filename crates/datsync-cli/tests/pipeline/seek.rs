@@ -15,7 +15,10 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::common::{MESSY, Snapshot, TestDb, Work, counts, fresh_sync_id, options, u};
+use crate::common::{
+    MESSY, Snapshot, TestDb, Work, change_a_digit_of_the_first_row, counts, fresh_sync_id, options,
+    u,
+};
 
 const ROWS: u64 = 5_000;
 /// `--max-line-bytes` of every run: the long lines added to the files are over it.
@@ -361,22 +364,8 @@ fn a_source_changed_in_the_skipped_text_is_refused() {
     db.wait_for_other_sessions();
     let committed = db.committed_chunks(&sync);
     // One byte of the first chunk changes; the size does not.
-    let mut bytes = std::fs::read(&work.file).unwrap();
-    let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
-    let at = second_line
-        + bytes[second_line..]
-            .iter()
-            .position(u8::is_ascii_digit)
-            .unwrap();
-    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
-    std::fs::write(&work.file, &bytes).unwrap();
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-    std::fs::File::options()
-        .write(true)
-        .open(&work.file)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    change_a_digit_of_the_first_row(&work.file, later);
     let out = work.run(&db, &ck, &flags, &[THRESHOLD]);
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert!(
