@@ -154,9 +154,9 @@ pub use profile::{DERIVED_BOOKKEEPING, Derived, DerivedColumn, DerivedUpdate};
 pub use azure::{AzureAccount, AzureConfigError};
 pub use cloud::{Cloud, CloudConfigError, CloudSettings};
 pub use source::{
-    BLOB_RANGE_BYTES, Blob, BlobMeta, HashingReader, LocalFile, LocalSource, SOURCE_HASH_FORMAT,
-    SourceDigest, SourceError, SourceHasher, SourceRef, check_blob_prefix, is_azure_url,
-    is_blob_url, list_blobs, list_dir, list_from_env, list_objects, local_file,
+    BLOB_RANGE_BYTES, Blob, BlobMeta, HashingReader, LocalFile, LocalSource, SHA256_BLOCK_BYTES,
+    SOURCE_HASH_FORMAT, SourceDigest, SourceError, SourceHasher, SourceRef, check_blob_prefix,
+    is_azure_url, is_blob_url, list_blobs, list_dir, list_from_env, list_objects, local_file,
 };
 
 // ---- parse ------------------------------------------------------------------------------

@@ -139,14 +139,16 @@ impl SourceRef {
         &self,
         range_bytes: u64,
     ) -> Result<HashingReader<Box<dyn Read + Send>>, SourceError> {
-        Ok(HashingReader::new(self.open_at(0, range_bytes)?))
+        Ok(HashingReader::new(
+            self.reader_at_in_ranges(0, range_bytes)?,
+        ))
     }
 
     /// A reader over the bytes from byte `offset` on, not hashing them (the caller hashes
     /// what it uses: see [`SourceHasher`]). Blocks on the runtime for a blob, like
     /// [`Self::reader`].
     pub fn reader_at(&self, offset: u64) -> Result<Box<dyn Read + Send>, SourceError> {
-        self.open_at(offset, BLOB_RANGE_BYTES)
+        self.reader_at_in_ranges(offset, BLOB_RANGE_BYTES)
     }
 
     /// [`Self::reader_at`] with another range size for blobs.
@@ -155,10 +157,6 @@ impl SourceRef {
         offset: u64,
         range_bytes: u64,
     ) -> Result<Box<dyn Read + Send>, SourceError> {
-        self.open_at(offset, range_bytes)
-    }
-
-    fn open_at(&self, offset: u64, range_bytes: u64) -> Result<Box<dyn Read + Send>, SourceError> {
         Ok(match self {
             Self::Local { path, identity, .. } => {
                 let local = LocalSource::open(path)?;
@@ -260,6 +258,10 @@ impl SourceError {
 /// block and its length). A unit test pins it; another format means another name.
 pub const SOURCE_HASH_FORMAT: &str = "sha2-0.11-sha256";
 
+/// SHA-256's block: a state saved at a multiple of it holds no partial block (no source
+/// bytes).
+pub const SHA256_BLOCK_BYTES: usize = 64;
+
 /// The SHA-256 and length of a source's bytes hashed so far, which can be saved at a point
 /// ([`Self::save`]) and taken up again by a later run from there ([`Self::restore`]).
 #[derive(Clone, Default)]
@@ -285,8 +287,8 @@ impl SourceHasher {
         hex(&self.hasher.clone().finalize())
     }
 
-    /// The state after the bytes hashed so far, which should be a multiple of 64 (SHA-256's
-    /// block): otherwise the state holds the last partial block, source bytes, and
+    /// The state after the bytes hashed so far, which should be a multiple of
+    /// [`SHA256_BLOCK_BYTES`]: otherwise the state holds the last partial block, source bytes, and
     /// [`Self::restore`] refuses it.
     pub fn save(&self) -> SourceHashState {
         use base64::Engine as _;
@@ -313,7 +315,9 @@ impl SourceHasher {
         // The state words (32 bytes), the block count (8, little-endian), then the partial
         // block and its length, which must be empty.
         let blocks = u64::from_le_bytes(bytes.get(32..40)?.try_into().ok()?);
-        if blocks.checked_mul(64) != Some(saved.bytes) || bytes[40..].iter().any(|&b| b != 0) {
+        if blocks.checked_mul(SHA256_BLOCK_BYTES as u64) != Some(saved.bytes)
+            || bytes[40..].iter().any(|&b| b != 0)
+        {
             return None;
         }
         let state =
@@ -329,8 +333,7 @@ impl SourceHasher {
 /// A reader that computes the SHA-256 and the length of everything read through it.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
-    bytes: u64,
+    hasher: SourceHasher,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -338,19 +341,18 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
-            bytes: 0,
+            hasher: SourceHasher::default(),
         }
     }
 
     /// Bytes read so far.
     pub fn bytes_read(&self) -> u64 {
-        self.bytes
+        self.hasher.bytes()
     }
 
     /// The lower-case hex SHA-256 of the bytes read so far.
     pub fn sha256_hex(&self) -> String {
-        hex(&self.hasher.clone().finalize())
+        self.hasher.sha256_hex()
     }
 }
 
@@ -358,7 +360,6 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
         Ok(n)
     }
 }
