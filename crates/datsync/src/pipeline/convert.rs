@@ -102,6 +102,7 @@ impl ResumeFrom {
                     // Saved at the block boundary just before the point.
                     hash: entry.source_hash.clone().filter(|h| {
                         !whole_hash_known
+                            && h.bytes > 0
                             && h.bytes % HASH_BLOCK as u64 == 0
                             && h.bytes < point.text_offset
                             && point.text_offset - h.bytes <= HASH_BLOCK as u64
@@ -201,8 +202,8 @@ fn spawn_reader(reading: Reading) -> (mpsc::Sender<()>, mpsc::Receiver<Result<Re
     (want_tx, rx)
 }
 
-/// SHA-256's block: the hash state is saved at a multiple of it.
-const HASH_BLOCK: usize = 64;
+/// The hash state is saved at a multiple of SHA-256's block.
+const HASH_BLOCK: usize = crate::source::SHA256_BLOCK_BYTES;
 
 /// The source as the reader thread reads it: its bytes hashed as the decoder consumes them,
 /// so that the hash can be saved at a resume point, and the jump to a resume point whose
@@ -221,17 +222,19 @@ struct Input {
     hasher: SourceHasher,
     /// Bytes consumed and not hashed yet (1 to 64 once any were consumed).
     tail: Vec<u8>,
-    /// A recorded hash state to jump to, until the jump is made or cannot be any more.
-    jump: Option<SourceHashState>,
+    /// The recorded hash state to jump to, restored, until the jump is made or cannot be
+    /// any more.
+    jump: Option<SourceHasher>,
 }
 
 impl Input {
     fn open(reading: &Reading) -> Result<Self, Halt> {
-        let jump = reading
-            .from
-            .as_ref()
-            .and_then(|f| f.hash.clone())
-            .filter(|h| h.bytes > 0);
+        let saved = reading.from.as_ref().and_then(|f| f.hash.as_ref());
+        let jump = saved.and_then(SourceHasher::restore);
+        if let (Some(saved), None) = (saved, &jump) {
+            tracing::info!(source = %reading.path.name(), format = %saved.format,
+                "the recorded hash state cannot be used: the source is read from its start");
+        }
         // Before a jump only the header is wanted: a blob is fetched in ranges of one read
         // buffer until then, not of BLOB_RANGE_BYTES.
         let range = if jump.is_some() {
@@ -290,24 +293,20 @@ impl Input {
     /// takes the recorded hash up and reads the source on from where it ends. `true` when
     /// it jumped: what is left of the current buffer is not fed.
     fn try_jump(&mut self, decoder: &mut Decoder, path: &SourceRef) -> Result<bool, Halt> {
-        let Some(saved) = &self.jump else {
+        let Some(at) = self.jump.as_ref().map(SourceHasher::bytes) else {
             return Ok(false);
         };
-        let at = saved.bytes;
         if self.consumed_bytes() > at {
             // The decoder is past it already: the hash from the start goes on.
             self.jump = None;
             return Ok(false);
         }
-        let Some(restored) = SourceHasher::restore(saved) else {
-            tracing::info!(source = %path.name(), format = %saved.format,
-                "the recorded hash state cannot be used: the source is read from its start");
-            self.jump = None;
-            return Ok(false);
-        };
         if !decoder.skip_to(at) {
             return Ok(false);
         }
+        let Some(restored) = self.jump.take() else {
+            return Ok(false);
+        };
         let not_read = at - self.read_to.min(at);
         tracing::info!(source = %path.name(), source_bytes_not_read = not_read,
             resume_byte = at, "the source is read on from the resume point: the bytes before it are not read again");
@@ -316,7 +315,6 @@ impl Input {
         self.read_to = at;
         self.hasher = restored;
         self.tail.clear();
-        self.jump = None;
         Ok(true)
     }
 
