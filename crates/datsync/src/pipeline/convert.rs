@@ -513,8 +513,9 @@ impl Converter {
                     // Read before this check: the source as the sync opened it, or the run
                     // stops here (nothing cut from changed bytes is ever saved).
                     super::run::unchanged(&self.source)?;
-                    let resume = (resume_point, source_hash);
-                    let checksum = self.save(chunk, &batch, source_end, resume).await?;
+                    let checksum = self
+                        .save(chunk, &batch, source_end, resume_point, source_hash)
+                        .await?;
                     let rows = batch.num_rows() as u64;
                     self.telemetry.emit(&ChunkConverted {
                         sync_id: &self.sync_id,
@@ -590,7 +591,8 @@ impl Converter {
         chunk: ChunkId,
         batch: &RecordBatch,
         source_end: bool,
-        (resume_point, source_hash): (Option<ResumePoint>, Option<SourceHashState>),
+        resume_point: Option<ResumePoint>,
+        source_hash: Option<SourceHashState>,
     ) -> Result<String, Halt> {
         let Some(m) = &self.manager else {
             return Ok(String::new());
