@@ -9,7 +9,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{LINE_COLUMN, LineNo};
@@ -108,6 +108,11 @@ impl ChunkLines {
 const ROW_GROUP_ROWS: usize = 2048;
 
 /// Writes a batch as one Parquet file in memory.
+///
+/// Without column statistics: nothing reads them (a chunk file is always read whole, and its
+/// first and last lines are taken from `_line` itself), and computing a minimum and maximum
+/// of every text column's pages was a sixth of the encoding's CPU (issue 14: 0.36 s → 0.30 s
+/// for the 100 MB sample's chunks, best of two), which a run on two cores pays in wall time.
 pub(super) fn encode(
     batch: &RecordBatch,
     compression: ChunkCompression,
@@ -116,6 +121,7 @@ pub(super) fn encode(
         .set_compression(compression.parquet())
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
     writer.write(batch)?;
@@ -170,6 +176,35 @@ mod tests {
             assert_eq!(c.as_str().parse::<ChunkCompression>().unwrap(), c);
         }
         assert!("lz4".parse::<ChunkCompression>().is_err());
+    }
+
+    #[test]
+    fn a_chunk_of_several_row_groups_round_trips_without_statistics() {
+        let rows = ROW_GROUP_ROWS * 2 + 7;
+        let lines: Vec<u64> = (1..=rows as u64).collect();
+        let docs: Vec<Option<String>> = (0..rows)
+            .map(|i| (i % 5 != 0).then(|| format!("doc {i} é")))
+            .collect();
+        let batch = RecordBatch::try_new(
+            batch().schema(),
+            vec![
+                Arc::new(UInt64Array::from(lines)),
+                Arc::new(StringArray::from(docs)),
+            ],
+        )
+        .unwrap();
+        let bytes = encode(&batch, ChunkCompression::Snappy).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .metadata()
+            .clone();
+        assert_eq!(meta.num_row_groups(), 3);
+        for group in meta.row_groups() {
+            for column in group.columns() {
+                assert!(column.statistics().is_none(), "{}", column.column_path());
+            }
+        }
+        assert_eq!(decode(bytes).unwrap(), batch);
     }
 
     #[test]
