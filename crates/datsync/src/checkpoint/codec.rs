@@ -109,10 +109,11 @@ const ROW_GROUP_ROWS: usize = 2048;
 
 /// Writes a batch as one Parquet file in memory.
 ///
-/// Without column statistics: nothing reads them (a chunk file is always read whole, and its
-/// first and last lines are taken from `_line` itself), and computing a minimum and maximum
-/// of every text column's pages was a sixth of the encoding's CPU (issue 14: 0.36 s → 0.30 s
-/// for the 100 MB sample's chunks, best of two), which a run on two cores pays in wall time.
+/// Without column statistics: nothing reads them (chunk files, like the rejects and warnings
+/// files also written here, are always read whole, and a chunk's first and last lines are
+/// taken from its `_line` column itself), and computing a minimum and maximum of every text
+/// column's pages was a sixth of the encoding's CPU (issue 14: 0.36 s → 0.30 s for the 100 MB
+/// sample's chunks, best of two), which a run on two cores pays in wall time.
 pub(super) fn encode(
     batch: &RecordBatch,
     compression: ChunkCompression,
