@@ -417,6 +417,23 @@ impl Work {
         self.sync(args, db, ck, env)
     }
 
+    /// `datsync run FILE --sync-id SYNC_ID` killed (SIGKILL) at `kill_at`; returns once the
+    /// database holds no session of it. `context` names the case in a failure.
+    pub fn run_killed(&self, db: &TestDb, ck: &Path, sync_id: &str, kill_at: &str, context: &str) {
+        let killed = self.run(
+            db,
+            ck,
+            &["--sync-id", sync_id],
+            &[("DATSYNC_KILL_AT", kill_at)],
+        );
+        assert!(
+            killed.killed(),
+            "{context} (killed at {kill_at}): {}",
+            killed.describe()
+        );
+        db.wait_for_other_sessions();
+    }
+
     /// `datsync resume SYNC_ID` with the shared flags.
     pub fn resume(&self, db: &TestDb, ck: &Path, sync_id: &str, env: &[(&str, &str)]) -> Outcome {
         self.sync(vec!["resume", sync_id], db, ck, env)

@@ -357,14 +357,7 @@ fn rows03_05_every_damage_form_is_repaired_by_the_first_resume() {
     for (i, case) in CASES.iter().enumerate() {
         let db = TestDb::new();
         let ck = work.checkpoints(&format!("ck_{i}"));
-        let killed = work.run(
-            &db,
-            &ck,
-            &["--sync-id", &sync],
-            &[("DATSYNC_KILL_AT", case.kill_at)],
-        );
-        assert!(killed.killed(), "{}: {}", case.name, killed.describe());
-        db.wait_for_other_sessions();
+        work.run_killed(&db, &ck, &sync, case.kill_at, case.name);
         let dir = ck.join(&sync);
         (case.damage)(&dir, &db, &sync);
 
@@ -400,14 +393,7 @@ fn rows03_05_damage_that_needs_an_unreadable_source_is_refused_naming_the_way_ba
     let reference = (expected, reference_db);
     let db = TestDb::new();
     let ck = work.checkpoints("ck");
-    let killed = work.run(
-        &db,
-        &ck,
-        &["--sync-id", &sync],
-        &[("DATSYNC_KILL_AT", "chunk_committed:3")],
-    );
-    assert!(killed.killed(), "{}", killed.describe());
-    db.wait_for_other_sessions();
+    work.run_killed(&db, &ck, &sync, "chunk_committed:3", "the first run");
     let dir = ck.join(&sync);
     remove_chunk(&dir, 1);
     let ledger = db.ledger(&sync);
@@ -498,14 +484,7 @@ fn row03_an_unreadable_manifest_is_refused_and_rebuilt_by_the_command_it_names()
     for (i, (name, damage, says)) in MANIFEST_DAMAGE.iter().enumerate() {
         let db = TestDb::new();
         let ck = work.checkpoints(&format!("ck_{i}"));
-        let killed = work.run(
-            &db,
-            &ck,
-            &["--sync-id", &sync],
-            &[("DATSYNC_KILL_AT", "chunk_committed:3")],
-        );
-        assert!(killed.killed(), "{name}: {}", killed.describe());
-        db.wait_for_other_sessions();
+        work.run_killed(&db, &ck, &sync, "chunk_committed:3", name);
         let dir = ck.join(&sync);
         damage(&dir);
         let ledger = db.ledger(&sync);
@@ -542,14 +521,7 @@ fn row03_a_checkpoint_is_never_rebuilt_from_another_source() {
     let sync = fresh_sync_id();
     let db = TestDb::new();
     let ck = work.checkpoints("ck");
-    let killed = work.run(
-        &db,
-        &ck,
-        &["--sync-id", &sync],
-        &[("DATSYNC_KILL_AT", "chunk_committed:3")],
-    );
-    assert!(killed.killed(), "{}", killed.describe());
-    db.wait_for_other_sessions();
+    work.run_killed(&db, &ck, &sync, "chunk_committed:3", "the first run");
     std::fs::write(ck.join(&sync).join("manifest.json"), b"").unwrap();
     let ledger = db.ledger(&sync);
     write_sample(&work.file, 3_000, 55, MESSY);
@@ -580,14 +552,7 @@ fn row03_a_reopened_conversion_reads_the_whole_source_again_and_refuses_a_change
     let sync = fresh_sync_id();
     let db = TestDb::new();
     let ck = work.checkpoints("ck");
-    let killed = work.run(
-        &db,
-        &ck,
-        &["--sync-id", &sync],
-        &[("DATSYNC_KILL_AT", "cleanup_started:1")],
-    );
-    assert!(killed.killed(), "{}", killed.describe());
-    db.wait_for_other_sessions();
+    work.run_killed(&db, &ck, &sync, "cleanup_started:1", "the first run");
     let dir = ck.join(&sync);
     assert!(manifest(&dir)["source_fingerprint"]["sha256"].is_string());
     // Chunks 0 and 1 stay recorded, with their resume points and hash states.
