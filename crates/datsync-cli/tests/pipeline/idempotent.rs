@@ -4,7 +4,7 @@
 //! 0 and starts no sync; `--fresh` loads it again; a sync that did not end with a final
 //! status is continued, not refused; a changed file is a new sync.
 
-use crate::common::{CLEAN, MESSY, Rates, TestDb, Work, counts, datsync};
+use crate::common::{CLEAN, MESSY, Rates, TestDb, Work, counts, datsync, u};
 
 /// Rows of `sync_metadata`.
 fn syncs(db: &TestDb) -> i64 {
@@ -156,6 +156,50 @@ fn row13_a_partial_run_is_continued_then_a_no_op() {
     assert_eq!(again.summary()["already_loaded"], true);
     assert_eq!(again.summary()["sync_id"], s["sync_id"]);
     assert_eq!(syncs(&db), 1);
+}
+
+/// A sync killed after its last chunk committed, before its final status: its checkpoint
+/// says every chunk is done, `sync_metadata` says IN_PROGRESS. The next `run` of the same
+/// source finishes that sync (no chunk loaded again) instead of starting a new one, which
+/// would load every row a second time and, cut short in turn, let a chunk's earlier lines
+/// win over later lines of the same version. Both kill points after the last commit: before
+/// and after the checkpoint marks the chunk completed.
+#[test]
+fn row13_a_sync_killed_after_its_last_chunk_is_finished_by_the_next_run() {
+    let work = Work::new(3_000, 62, MESSY);
+    for event in ["chunk_committed", "chunk_completed"] {
+        let db = TestDb::new();
+        let ck = work.checkpoints(&format!("ck_{event}"));
+        // 3,000 lines in chunks of 500: the sixth is the last.
+        let kill_at = format!("{event}:6");
+        let killed = work.run(&db, &ck, &[], &[("DATSYNC_KILL_AT", &kill_at)]);
+        assert!(killed.killed(), "{kill_at}: {}", killed.describe());
+        db.wait_for_other_sessions();
+        assert_eq!(syncs(&db), 1);
+
+        let resumed = work.run(&db, &ck, &[], &[]);
+        assert_eq!(resumed.code(), Some(2), "{kill_at}: {}", resumed.describe());
+        let s = resumed.summary();
+        assert_eq!(s["already_loaded"], false, "{kill_at}: {s}");
+        assert_eq!(s["status"], "PARTIAL_SUCCESS", "{kill_at}: {s}");
+        assert_eq!(syncs(&db), 1, "{kill_at}: the killed sync was finished");
+        assert_eq!(s["chunks_skipped_on_resume"], 6, "{kill_at}: {s}");
+
+        let (reference, expected, _) =
+            crate::errors::reference(&work, s["sync_id"].as_str().unwrap());
+        assert_eq!(u(&expected, "chunks_total"), 6);
+        assert_eq!(
+            db.table(),
+            reference.table(),
+            "{kill_at}: a clean run's table"
+        );
+        assert_eq!(counts(&s), counts(&expected), "{kill_at}");
+
+        let again = work.run(&db, &ck, &[], &[]);
+        assert_eq!(again.code(), Some(0), "{kill_at}: {}", again.describe());
+        assert_eq!(again.summary()["already_loaded"], true);
+        assert_eq!(syncs(&db), 1);
+    }
 }
 
 /// A sync that ended FAILED (its chunk failed on a fatal database error) is not final:

@@ -422,8 +422,15 @@ impl Case<'_> {
         let known = self.model.syncs.get(&content.generation).cloned();
         let finished = known.as_ref().is_some_and(|s| s.committed == chunks);
         if finished {
-            // Loaded already: the run loads it again as a new sync or says it is loaded;
-            // either way no key changes its row (the same rows, a later sync).
+            // Every chunk committed: the run finishes that sync (killed before its final
+            // status) or says it is loaded. A new sync would load the same rows again, and a
+            // new sync cut short would let its earlier lines win over the later lines of the
+            // same version that the sync before it loaded.
+            assert!(
+                new.is_empty(),
+                "{say}: the run started sync {new:?} for a source whose chunks are all committed\n{}",
+                out.describe()
+            );
             if !out.killed() {
                 assert_eq!(out.code(), Some(0), "{say}\n{}", out.describe());
                 self.check_table(out);

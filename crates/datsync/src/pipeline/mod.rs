@@ -411,13 +411,17 @@ impl Pipeline {
         self.lock_source(&client, &source_key, &source.name())
             .await?;
         // Decided under the source's lock: two runs of one source cannot both decide to load it.
-        if sync_id.is_none()
-            && !fresh
-            && let Some(summary) = self.already_loaded(&client, &source).await?
-        {
-            return Ok(summary);
+        let mut unfinished = None;
+        if sync_id.is_none() && !fresh {
+            match self.earlier(&client, &source).await? {
+                plan::Earlier::Loaded(summary) => return Ok(*summary),
+                plan::Earlier::Unfinished(id) => unfinished = Some(id),
+                plan::Earlier::None => {}
+            }
         }
-        let plan = self.plan_run(&store, source, sync_id, fresh).await?;
+        let plan = self
+            .plan_run(&store, source, sync_id, fresh, unfinished)
+            .await?;
         // Boxed: the sync's state machine is large, and callers keep theirs small.
         Box::pin(self.sync(plan, store, (client, stored), Some(source_key), mode)).await
     }

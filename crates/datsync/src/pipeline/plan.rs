@@ -24,21 +24,29 @@ pub(super) struct Plan {
 }
 
 impl Pipeline {
-    /// The plan of `run SOURCE`: the sync `sync_id` when given, else the source's unfinished
-    /// sync unless `fresh`, else a new sync.
+    /// The plan of `run SOURCE`: the sync `sync_id` when given, else (unless `fresh`) the
+    /// source's unfinished sync: `unfinished`, the newest sync of these bytes when
+    /// `sync_metadata` says it did not end (its checkpoint may say every chunk is done: a
+    /// run killed before its final status), else the newest checkpoint of these bytes not
+    /// completed; else a new sync.
     pub(super) async fn plan_run(
         &self,
         store: &Store,
         source: SourceRef,
         sync_id: Option<SyncId>,
         fresh: bool,
+        unfinished: Option<SyncId>,
     ) -> Result<Plan, PipelineError> {
         let path = source.name();
         let discover = !fresh && sync_id.is_none() && self.settings.enable_checkpointing;
-        let found = if discover {
-            unfinished_sync(store, &source).await?
-        } else {
+        let found = if !discover {
             None
+        } else if let Some(id) = unfinished
+            && continuable(store, &id, &source).await?
+        {
+            Some(id)
+        } else {
+            unfinished_sync(store, &source).await?
         };
         if let Some(id) = &found {
             tracing::info!(sync_id = %id, source = %path, "continuing the unfinished sync of this source (use --fresh to start a new one)");
@@ -52,17 +60,18 @@ impl Pipeline {
         })
     }
 
-    /// The summary of the sync that already loaded `source`, when one did: the most recently
-    /// started sync of the same path whose source had the same size and modification time
-    /// (a blob: the same ETag), if it ended with a final status (SUCCESS, BAD_INPUT, or
-    /// PARTIAL_SUCCESS with rows rejected and nothing pending). A sync of those bytes that
-    /// did not end so (FAILED, IN_PROGRESS, failed chunks) is continued as before: `None`.
-    /// Called with the source's lock held, so two runs of one source cannot both decide.
-    pub(super) async fn already_loaded(
+    /// What the newest sync of `source`'s bytes made of them: the most recently started
+    /// sync of the same path whose source had the same size and modification time (a blob:
+    /// the same ETag). [`Earlier::Loaded`] with its summary if it ended with a final status
+    /// (SUCCESS, BAD_INPUT, or PARTIAL_SUCCESS with rows rejected and nothing pending);
+    /// [`Earlier::Unfinished`] if it did not end so (FAILED, IN_PROGRESS, failed chunks): the
+    /// run continues it. Called with the source's lock held, so two runs of one source cannot
+    /// both decide.
+    pub(super) async fn earlier(
         &self,
         client: &tokio_postgres::Client,
         source: &SourceRef,
-    ) -> Result<Option<RunSummary>, PipelineError> {
+    ) -> Result<Earlier, PipelineError> {
         let started = std::time::Instant::now();
         let found = source.fingerprint();
         let earlier =
@@ -71,7 +80,7 @@ impl Pipeline {
             .into_iter()
             .find(|s| same_version(&s.fingerprint, &found))
         else {
-            return Ok(None);
+            return Ok(Earlier::None);
         };
         let mut summary = RunSummary {
             sync_id: sync.sync_id,
@@ -94,12 +103,12 @@ impl Pipeline {
         };
         // A PARTIAL_SUCCESS with rows pending had failed chunks: not final.
         if !summary.is_final() {
-            return Ok(None);
+            return Ok(Earlier::Unfinished(summary.sync_id));
         }
         summary.already_loaded = true;
         tracing::info!(sync_id = %summary.sync_id, status = %summary.status, source = %source.name(),
             "already loaded by this sync; nothing to do (use --fresh to load it again)");
-        Ok(Some(summary))
+        Ok(Earlier::Loaded(Box::new(summary)))
     }
 
     /// The plan of `resume SYNC_ID`: the source its manifest names, else the one
@@ -162,6 +171,42 @@ impl Pipeline {
             })
         }))
     }
+}
+
+/// What the newest sync of a source's bytes made of them.
+#[derive(Debug)]
+pub(super) enum Earlier {
+    /// No sync of these bytes.
+    None,
+    /// They were loaded: the summary of the sync that did.
+    Loaded(Box<RunSummary>),
+    /// Their newest sync did not end: the run continues it.
+    Unfinished(SyncId),
+}
+
+/// Whether `run SOURCE` can continue the unfinished sync `id` of `source`'s bytes: its
+/// checkpoint, when there is one, was made from the same path and bytes (whatever its
+/// status: a checkpoint whose chunks are all done still has the final steps ahead). Without
+/// a checkpoint the ledger says where the chunks were cut, and the sync's recorded
+/// fingerprint is checked when the checkpoint is made again.
+async fn continuable(
+    store: &Store,
+    id: &SyncId,
+    source: &SourceRef,
+) -> Result<bool, PipelineError> {
+    let mut manager = CheckpointManager::new(store.clone(), id.clone());
+    match manager.checkpoint_exists().await {
+        Ok(true) => {}
+        Ok(false) => return Ok(true),
+        Err(e) => {
+            tracing::warn!(sync_id = %id, error = %e, "skipping an unreadable checkpoint");
+            return Ok(false);
+        }
+    }
+    let Some(m) = manager.manifest() else {
+        return Ok(false);
+    };
+    Ok(m.source_path == source.name() && source_mismatch(m, source).await?.is_none())
 }
 
 /// A sync's source as recorded.
