@@ -30,6 +30,11 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new() -> Self {
+        Self::created_with("")
+    }
+
+    /// A database made with `options` after `CREATE DATABASE name` (a locale, a template).
+    pub fn created_with(options: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -48,7 +53,7 @@ impl TestDb {
         rt.block_on(async {
             let admin = connect(&format!("{SERVER}/postgres")).await;
             admin
-                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .batch_execute(&format!("CREATE DATABASE {name} {options}"))
                 .await
                 .unwrap();
         });

@@ -387,3 +387,202 @@ fn a_chunk_failing_after_its_derived_rows_keeps_them_and_its_resume_ends_as_a_cl
     assert_eq!(rows(&db), rows(&reference));
     assert_eq!(drivers(&db), drivers(&reference));
 }
+
+/// The built-in profile's `drivers.drop_values`, as the profile stores them.
+const DROP_VALUES: [&str; 9] = ["-", "--", ".", "0", "N/A", "NA", "#N/A", "NONE", "?"];
+
+/// The rule computed by PostgreSQL over every loaded row (its own `btrim` and `upper`, in the
+/// database's locale): per NIK, the name and transporter of the newest row by (version, sync,
+/// line) whose NIK and name are not placeholders (`drop`). By NIK, bytewise.
+fn drivers_by_the_rule(db: &TestDb, drop: &[&str]) -> Vec<(String, String, String)> {
+    let drop: Vec<String> = drop.iter().map(|v| (*v).to_owned()).collect();
+    let mut rule: Vec<(String, String, String)> = db
+        .query(
+            "WITH s AS (
+               SELECT CASE WHEN btrim(nik_supir) = ''
+                             OR upper(btrim(nik_supir)) = ANY($1::text[])
+                           THEN NULL ELSE nik_supir END AS nik,
+                      CASE WHEN btrim(nama_supir) = ''
+                             OR upper(btrim(nama_supir)) = ANY($1::text[])
+                           THEN NULL ELSE nama_supir END AS nama,
+                      transporter, row_version, sync_seq, source_line
+                 FROM transport_documents)
+             SELECT DISTINCT ON (nik) nik, nama, transporter FROM s
+              WHERE nik IS NOT NULL AND nama IS NOT NULL
+              ORDER BY nik, COALESCE(row_version, '') COLLATE \"C\" DESC, sync_seq DESC,
+                       source_line DESC",
+            &[&drop],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    rule.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    rule
+}
+
+/// What [`load_chunks_of_drivers`] loaded, and staged for the drivers.
+struct DriversLoad {
+    /// The `drivers` table, by NIK bytewise.
+    table: Vec<(String, String, String)>,
+    loaded: u64,
+    /// Rows the narrow COPY sent for the drivers (from the loader's debug log).
+    staged: u64,
+}
+
+/// Two files of 3,000 rows each, in chunks of 500, with NIKs and names drawn from the forms
+/// given, loaded into `db` with the profile `profile` (the built-in one when `None`).
+fn load_chunks_of_drivers(
+    db: &TestDb,
+    seed: u64,
+    niks: &[&str],
+    names: &[&str],
+    profile: Option<&Path>,
+) -> DriversLoad {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let (mut loaded, mut staged) = (0u64, 0u64);
+    for (n, name) in ["ZTDWR_20250128.dat", "ZTDWR_20250129.dat"]
+        .iter()
+        .enumerate()
+    {
+        let mut text = format!("{HEADER}\n");
+        for i in 0..3_000 {
+            let date = DATES[rng.random_range(0..DATES.len())].0;
+            let time = TIMES[rng.random_range(0..TIMES.len())].0;
+            let _ = writeln!(
+                text,
+                "SPB{n}{i:05}|{}|{}|T{}|B 1234 XY|20250128|101500|42,5|120|{date}|{time}",
+                niks[rng.random_range(0..niks.len())],
+                names[rng.random_range(0..names.len())],
+                rng.random_range(100..103),
+            );
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let url = db.url();
+        let mut args = vec![
+            "run",
+            path.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--chunk-size",
+            "500",
+            "--json",
+        ];
+        if let Some(p) = profile {
+            args.extend(["--profile", p.to_str().unwrap()]);
+        }
+        let out = datsync(dir.path(), &args, &[("RUST_LOG", "datsync::load=debug")]);
+        assert!(
+            matches!(out.code(), Some(0 | 2)),
+            "seed {seed}: {}",
+            out.describe()
+        );
+        assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
+        loaded += out.summary()["rows_loaded"].as_u64().unwrap();
+        for line in out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("derived rows staged"))
+        {
+            let field = |name: &str| -> u64 {
+                let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                line[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            assert!(field("staged") <= field("rows"), "{line}");
+            staged += field("staged");
+        }
+    }
+    let table = db
+        .query(
+            "SELECT nik, nama, transporter FROM drivers ORDER BY nik COLLATE \"C\"",
+            &[],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    DriversLoad {
+        table,
+        loaded,
+        staged,
+    }
+}
+
+/// The narrow COPY feeding the drivers stages only the rows the upsert can pick: each NIK's
+/// newest row with a value, and every row whose placeholder test the client cannot decide
+/// without the database's locale (not ASCII, or an `i`). Chunks of 500 rows naming a dozen
+/// drivers in every form the test can take — padded, placeholders in any case, names with
+/// `i`, `ı`, `ß`, accents, ties of version broken by line — loaded as two files: `drivers`
+/// equals the rule computed by PostgreSQL over every loaded row, and fewer rows were staged
+/// than loaded.
+#[test]
+fn the_drivers_staged_are_each_keys_newest_and_the_table_is_the_rules() {
+    const NIKS: [&str; 22] = [
+        "0012345", "0012346", "0099001", "7", " 0012345", "0012345 ", "00i23", "00I23", "٠٠١", "-",
+        " - ", "0", "n/a", "N/A", "none", "NONE", "?", "--", ".", "#n/a", "na", "  ",
+    ];
+    const NAMES: [&str; 15] = [
+        "BUDI", "SITI", "siti", "Siti", "RENATA", "Ánh", "ıSIK", "straße", "-", "", "none",
+        " n/a ", "Nina", "BUDI ", "renata",
+    ];
+    let seed = seed();
+    let db = TestDb::new();
+    let s = load_chunks_of_drivers(&db, seed, &NIKS, &NAMES, None);
+    let rule = drivers_by_the_rule(&db, &DROP_VALUES);
+    // Seven NIKs once trimmed (the transform trims fields), none a placeholder.
+    assert_eq!(rule.len(), 7, "seed {seed}: {rule:?}");
+    assert_eq!(s.table, rule, "seed {seed}");
+    assert!(
+        s.staged > 0,
+        "seed {seed}: the narrow COPY logs what it staged"
+    );
+    assert!(
+        s.staged < s.loaded / 2,
+        "seed {seed}: {} of {} rows staged for the drivers",
+        s.staged,
+        s.loaded
+    );
+}
+
+/// The same in a database whose `upper` is Turkish (ICU `tr-TR`: `i` is `İ`, `ı` is `I`, `ß`
+/// is `SS`), with placeholders `NIL`, `I` and `STRASSE`: `nil` and `i` are names there, `ı`,
+/// `NIL` and `straße` are not. The client, which cannot know the locale, never decides such
+/// a value: `drivers` is the rule as this database computes it.
+#[test]
+fn in_a_turkish_database_the_drivers_are_the_rule_as_it_computes_it() {
+    const NIKS: [&str; 6] = ["0012345", "0012346", "0099001", "7", "-", "nil"];
+    const NAMES: [&str; 14] = [
+        "BUDI", "nil", "NIL", "Nil", "i", "I", "ı", "straße", "STRASSE", "strasse", "SITI", "-",
+        "nina", "NINA",
+    ];
+    const DROP: [&str; 5] = ["-", "NIL", "I", "STRASSE", "NONE"];
+    let seed = seed();
+    let db = TestDb::created_with(
+        "LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8' TEMPLATE template0",
+    );
+    let turkish: String = db.query("SELECT upper('nil') || upper('ı')", &[])[0].get(0);
+    assert_eq!(turkish, "NİLI", "an ICU tr-TR database");
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("tr.toml");
+    let builtin = include_str!("../../../datsync/profiles/ztdwr.toml");
+    let line =
+        "drop_values = [\"-\", \"--\", \".\", \"0\", \"N/A\", \"NA\", \"#N/A\", \"NONE\", \"?\"]";
+    assert!(builtin.contains(line), "the built-in profile's drop values");
+    let drop: Vec<String> = DROP.iter().map(|v| format!("{v:?}")).collect();
+    let ours = format!("drop_values = [{}]", drop.join(", "));
+    std::fs::write(&profile, builtin.replace(line, &ours)).unwrap();
+    let s = load_chunks_of_drivers(&db, seed, &NIKS, &NAMES, Some(&profile));
+    let rule = drivers_by_the_rule(&db, &DROP);
+    // `nil` is a driver here: `upper('nil')` is `NİL`.
+    assert!(rule.iter().any(|r| r.0 == "nil"), "seed {seed}: {rule:?}");
+    assert_eq!(s.table, rule, "seed {seed}");
+    assert!(s.staged < s.loaded, "seed {seed}");
+}

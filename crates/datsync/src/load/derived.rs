@@ -73,8 +73,15 @@
 //! other statement does (beside it: the derived transaction is rolled back, its connection
 //! made again), so the chunk is retried whole and the derived table never misses it.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use arrow_array::Array as _;
+use bytes::BytesMut;
 use tokio_postgres::types::ToSql;
 
+use super::copy::ColumnEncoder;
 use super::sql::{STAGE, Version};
 use crate::pg::{ErrorClass, PgError, quote_ident, quote_qualified};
 use crate::profile::{ColumnType, Derived, DerivedUpdate, Profile};
@@ -92,6 +99,18 @@ pub(super) struct DerivedSql {
     pub drop_values: Vec<String>,
     /// The statement.
     pub upsert: String,
+    /// The main columns its pick reads, for [`needed_rows`]; `None` when one is not among
+    /// the profile's columns (then every row is staged).
+    pick: Option<PickColumns>,
+}
+
+/// The main columns a derived table's pick reads: its key's, then every column that must
+/// hold a value (`required`, and the key), each as its position among the profile's columns
+/// and whether the upsert reads it through the placeholder test (a `text` column).
+#[derive(Debug, Clone)]
+struct PickColumns {
+    key: usize,
+    wanted: Vec<(usize, bool)>,
 }
 
 impl DerivedSql {
@@ -135,6 +154,23 @@ impl DerivedSql {
                     .map(|b| format!("{b} = EXCLUDED.{b}")),
             )
             .collect();
+        let position = |c: &crate::profile::DerivedColumn| {
+            let from = c.from.as_ref()?;
+            let at = profile.columns.iter().position(|m| &m.target == from)?;
+            Some((at, c.kind == ColumnType::Text))
+        };
+        let pick = written
+            .iter()
+            .find(|(_, c)| c.target == d.key)
+            .and_then(|(_, c)| position(c))
+            .and_then(|(key, _)| {
+                let wanted = written
+                    .iter()
+                    .filter(|(_, c)| c.required || c.target == d.key)
+                    .map(|(_, c)| position(c))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(PickColumns { key, wanted })
+            });
         let table = quote_qualified(&profile.schema, &d.table);
         let upsert = format!(
             "WITH src AS (
@@ -163,8 +199,171 @@ impl DerivedSql {
             table,
             drop_values: d.drop_values.clone(),
             upsert,
+            pick,
         }
     }
+}
+
+/// A row's place in the derived upserts' order: its `row_version` as they compute it (NULL
+/// as `''`), the concatenation of `version`'s parts (no string is built per row), compared
+/// bytewise as their `COLLATE "C"` does; then its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PickOrder<'a> {
+    pub version: [&'a str; 3],
+    pub line: u64,
+}
+
+impl PickOrder<'_> {
+    fn is_ascii(&self) -> bool {
+        self.version.iter().all(|p| p.is_ascii())
+    }
+}
+
+impl Ord for PickOrder<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let bytes = |o: &Self| o.version.into_iter().flat_map(str::bytes);
+        bytes(self)
+            .cmp(bytes(other))
+            .then(self.line.cmp(&other.line))
+    }
+}
+
+impl PartialOrd for PickOrder<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// How the upsert's placeholder test (`btrim`, then `upper` against the placeholders) judges
+/// a value, as far as the client can tell without the database's locale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    Value,
+    NoValue,
+    /// `upper` depends on the database's locale: a value that is not ASCII (`ı` is `I`
+    /// everywhere, `ß` is `SS` under ICU), or holds an `i` (`İ` in a Turkish locale).
+    Unsure,
+}
+
+/// Field `row` of `e` as the upsert's `wanted` test reads it: NULL is no value; a text
+/// column read through the placeholder test (`text`) has none when it is blank after its
+/// spaces are trimmed or is a placeholder in upper case.
+fn judge(
+    e: &ColumnEncoder<'_>,
+    text: bool,
+    row: usize,
+    drop_values: &[String],
+    scratch: &mut BytesMut,
+) -> Judged {
+    if !text {
+        scratch.clear();
+        e.put(row, scratch);
+        return if scratch.starts_with(&(-1i32).to_be_bytes()) {
+            Judged::NoValue
+        } else {
+            Judged::Value
+        };
+    }
+    let ColumnEncoder::Text(a) = e else {
+        return Judged::Unsure;
+    };
+    if a.is_null(row) {
+        return Judged::NoValue;
+    }
+    // `btrim(v)` trims spaces only.
+    let v = a.value(row).trim_matches(' ');
+    if v.is_empty() {
+        return Judged::NoValue;
+    }
+    if !v.is_ascii() || v.contains('i') {
+        return Judged::Unsure;
+    }
+    // `upper(v)` is `v` with `a`–`z` made `A`–`Z`: compared without making it.
+    let placeholder = drop_values.iter().any(|d| {
+        d.len() == v.len()
+            && v.bytes()
+                .zip(d.bytes())
+                .all(|(a, b)| a.to_ascii_uppercase() == b)
+    });
+    if placeholder {
+        Judged::NoValue
+    } else {
+        Judged::Value
+    }
+}
+
+/// The rows of a chunk its derived upserts can pick, when that is fewer than all: per
+/// derived table, the newest row of each key that surely holds a value in every `wanted`
+/// column, by the upsert's order (`order(row)`: the row's `row_version` as the upsert
+/// computes it, and its line; `None` when that is not plain ASCII), and every row the client
+/// cannot judge (see [`Judged::Unsure`]). Rows that surely lack a value are never picked.
+/// The upsert still picks from the rows staged, by the same rules: each key's newest row is
+/// among them, so it picks the row it would pick from the whole chunk, and the derived
+/// tables end exactly as they would (`tests/it/derived_pick.rs`). In a real file a driver
+/// drives many trips: a chunk names far fewer drivers than it has rows.
+pub(super) fn needed_rows<'a>(
+    derived: &[DerivedSql],
+    encoders: &[ColumnEncoder<'_>],
+    rows: usize,
+    order: impl Fn(usize) -> Option<PickOrder<'a>>,
+) -> Option<Vec<usize>> {
+    let mut keep = vec![false; rows];
+    let mut scratch = BytesMut::new();
+    for d in derived {
+        let pick = d.pick.as_ref()?;
+        let key = encoders.get(pick.key)?;
+        let wanted = pick
+            .wanted
+            .iter()
+            .map(|&(at, text)| Some((encoders.get(at)?, text)))
+            .collect::<Option<Vec<_>>>()?;
+        let mut newest: HashMap<Cow<'_, [u8]>, (usize, PickOrder<'a>)> = HashMap::new();
+        for (row, kept) in keep.iter_mut().enumerate() {
+            let mut judged = Judged::Value;
+            for (e, text) in &wanted {
+                match judge(e, *text, row, &d.drop_values, &mut scratch) {
+                    Judged::NoValue => {
+                        judged = Judged::NoValue;
+                        break;
+                    }
+                    Judged::Unsure => judged = Judged::Unsure,
+                    Judged::Value => {}
+                }
+            }
+            let by = match judged {
+                Judged::NoValue => continue,
+                Judged::Unsure => None,
+                Judged::Value => order(row).filter(PickOrder::is_ascii),
+            };
+            let Some(by) = by else {
+                *kept = true;
+                continue;
+            };
+            // Equal bytes are equal values (the reverse need not hold: `1.0` and `1.00`
+            // are kept apart, which keeps a row more, never one fewer).
+            let bytes = if let ColumnEncoder::Text(a) = key {
+                Cow::Borrowed(a.value(row).as_bytes())
+            } else {
+                scratch.clear();
+                key.put(row, &mut scratch);
+                Cow::Owned(scratch.to_vec())
+            };
+            match newest.entry(bytes) {
+                Entry::Vacant(e) => {
+                    e.insert((row, by));
+                }
+                Entry::Occupied(mut e) if by > e.get().1 => {
+                    e.insert((row, by));
+                }
+                Entry::Occupied(_) => {}
+            }
+        }
+        for (row, _) in newest.into_values() {
+            keep[row] = true;
+        }
+    }
+    let kept: Vec<usize> = (0..rows).filter(|&r| keep[r]).collect();
+    (kept.len() < rows).then_some(kept)
 }
 
 /// Each main column a derived table takes, computed once (`e{i}`: NULL for a placeholder in
@@ -256,4 +455,83 @@ pub(super) async fn apply(
         }
     }
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Int64Array, StringArray};
+
+    use super::*;
+
+    /// The client decides a value only where every database's `btrim` and `upper` agree
+    /// with it; the rest is left to the database.
+    #[test]
+    fn the_placeholder_test_is_decided_only_where_every_locale_agrees() {
+        let drop: Vec<String> = ["-", "N/A", "NONE", "NIL"].map(str::to_owned).to_vec();
+        let forms: [(Option<&str>, Judged); 18] = [
+            (None, Judged::NoValue),
+            (Some(""), Judged::NoValue),
+            (Some("   "), Judged::NoValue),
+            (Some("-"), Judged::NoValue),
+            (Some("  -  "), Judged::NoValue),
+            (Some("n/a"), Judged::NoValue),
+            (Some("None"), Judged::NoValue),
+            (Some("BUDI"), Judged::Value),
+            (Some(" BUDI "), Judged::Value),
+            // `btrim` trims spaces only: a tab is a character like any other.
+            (Some("\t-"), Judged::Value),
+            (Some("--"), Judged::Value),
+            (Some("NIL"), Judged::NoValue),
+            // `upper('nil')` is `NİL` in a Turkish locale.
+            (Some("nil"), Judged::Unsure),
+            (Some("siti"), Judged::Unsure),
+            (Some("SITI"), Judged::Value),
+            // `ı` is `I` everywhere, `ß` is `SS` under ICU.
+            (Some("ıSIK"), Judged::Unsure),
+            (Some("straße"), Judged::Unsure),
+            (Some("Ánh"), Judged::Unsure),
+        ];
+        let values = StringArray::from(forms.iter().map(|f| f.0).collect::<Vec<_>>());
+        let e = ColumnEncoder::Text(&values);
+        let mut scratch = BytesMut::new();
+        for (row, (value, judged)) in forms.iter().enumerate() {
+            assert_eq!(
+                judge(&e, true, row, &drop, &mut scratch),
+                *judged,
+                "{value:?}"
+            );
+        }
+        // A column not read through the placeholder test: NULL or not.
+        let ints = Int64Array::from(vec![Some(0), None]);
+        let e = ColumnEncoder::Int(&ints);
+        assert_eq!(judge(&e, false, 0, &drop, &mut scratch), Judged::Value);
+        assert_eq!(judge(&e, false, 1, &drop, &mut scratch), Judged::NoValue);
+        // A text value read without the test (a column of another kind) is a value.
+        let e = ColumnEncoder::Text(&values);
+        assert_eq!(judge(&e, false, 3, &drop, &mut scratch), Judged::Value);
+    }
+
+    /// Parts compared as the string they make: a part that is a prefix of another (`a`
+    /// against `a\t` before ` | `) orders as the whole strings do, not as the parts.
+    #[test]
+    fn a_pick_order_compares_as_its_concatenated_version() {
+        let owns = ["", "a", "ab", "a\t", "a ", "-", "2025-01-28 08:00:00"];
+        let files = ["", "2025-01-15 00:00:00", "-"];
+        let mut orders = Vec::new();
+        for own in owns {
+            for file in files {
+                for version in [[own, "", ""], [own, " | ", file]] {
+                    for line in [2, 3] {
+                        orders.push(PickOrder { version, line });
+                    }
+                }
+            }
+        }
+        for a in &orders {
+            for b in &orders {
+                let whole = |o: &PickOrder<'_>| (o.version.concat(), o.line);
+                assert_eq!(a.cmp(b), whole(a).cmp(&whole(b)), "{a:?} {b:?}");
+            }
+        }
+    }
 }

@@ -352,29 +352,69 @@ impl DirectSql {
         }
     }
 
-    /// Stages the columns the derived upserts read (no-op without derived tables); the
-    /// staging table must exist.
+    /// Stages the columns the derived upserts read (no-op without derived tables), of the
+    /// rows they can pick (`derived::needed_rows`: each key's newest row with a value, and
+    /// every row the client cannot judge); the staging table must exist.
     pub(super) async fn stage_derived(
         &self,
         c: &Client,
-        encoders: &[ColumnEncoder<'_>],
-        rows: usize,
+        d: &Direct<'_, '_>,
+        derived: &[super::derived::DerivedSql],
     ) -> Result<(), PgError> {
         let Some((sql, at)) = &self.derived_copy else {
             return Ok(());
         };
+        let encoders = d.encoders;
         let columns = self.profile_columns(encoders);
         let sent: Vec<&ColumnEncoder<'_>> = at
             .iter()
             .filter_map(|&i| encoders.get(i))
             .chain(encoders[columns..].iter())
             .collect();
-        super::copy_stream(c, sql, rows, |row, out| {
+        let kept =
+            super::derived::needed_rows(derived, encoders, d.rows, |row| self.pick_order(d, row));
+        let rows = kept.as_ref().map_or(d.rows, Vec::len);
+        tracing::debug!(
+            rows = d.rows,
+            staged = rows,
+            "derived rows staged: each key's newest, and those the client cannot judge"
+        );
+        super::copy_stream(c, sql, rows, |i, out| {
+            let row = kept.as_ref().map_or(i, |k| k[i]);
             copy::put_fields(&sent, row, out);
         })
         .await
         .map_err(|e| PgError::query("cannot stage the chunk's derived columns", e))?;
         Ok(())
+    }
+
+    /// Row `row`'s place in the derived upserts' order: its `row_version` as they compute it
+    /// (`sql::Version::value`; NULL as `''`, as their `COALESCE` has it), and its line.
+    fn pick_order<'a>(
+        &self,
+        d: &Direct<'a, '_>,
+        row: usize,
+    ) -> Option<super::derived::PickOrder<'a>> {
+        let columns = self.profile_columns(d.encoders);
+        let ColumnEncoder::Line(lines) = d.encoders.get(columns)? else {
+            return None;
+        };
+        let own = match d.encoders.get(columns + 1) {
+            Some(ColumnEncoder::Text(a)) if self.version.row && !a.is_null(row) => {
+                Some(a.value(row))
+            }
+            _ => None,
+        };
+        let version = match (self.version.row, self.version.file, own, d.file_version) {
+            (true, true, None, None) | (false, false, ..) => ["", "", ""],
+            (true, true, own, file) => [own.unwrap_or("-"), " | ", file.unwrap_or("-")],
+            (true, false, own, _) => [own.unwrap_or(""), "", ""],
+            (false, true, _, file) => [file.unwrap_or(""), "", ""],
+        };
+        Some(super::derived::PickOrder {
+            version,
+            line: lines.value(row),
+        })
     }
 
     /// How many of a chunk's encoders are the profile's columns (then `_line`, then

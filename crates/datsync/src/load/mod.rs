@@ -718,7 +718,7 @@ impl Loader {
             .await
             .map_err(q("cannot begin the derived tables' transaction"))?;
             direct
-                .stage_derived(side, w.encoders, w.rows.staged)
+                .stage_derived(side, &w.direct(), &self.sql.derived)
                 .await?;
             let failed =
                 derived::apply(side, &self.sql.derived, w.sync.sync_seq, file_version, at).await?;
@@ -743,12 +743,7 @@ impl Loader {
         let Some(direct) = &self.sql.direct else {
             return Ok(Offered::NotTried);
         };
-        let d = direct::Direct {
-            encoders: w.encoders,
-            rows: w.rows.staged,
-            sync: w.sync,
-            file_version: w.file_version.as_deref(),
-        };
+        let d = w.direct();
         let distinct = w.rows.distinct == w.rows.staged;
         direct.copy_new_keys(c, &d, distinct).await
     }
@@ -773,7 +768,9 @@ impl Loader {
             c.batch_execute(&self.sql.create_stage)
                 .await
                 .map_err(|e| PgError::query("cannot create the staging table", e))?;
-            direct.stage_derived(c, w.encoders, w.rows.staged).await?;
+            direct
+                .stage_derived(c, &w.direct(), &self.sql.derived)
+                .await?;
         }
         let load = ChunkLoad {
             direct_copy: true,
@@ -871,7 +868,17 @@ struct ChunkWrite<'a, 'b> {
     file_version: Option<String>,
 }
 
-impl ChunkWrite<'_, '_> {
+impl<'b> ChunkWrite<'_, 'b> {
+    /// What the direct path and the derived tables' narrow COPY need of the chunk.
+    fn direct(&self) -> direct::Direct<'_, 'b> {
+        direct::Direct {
+            encoders: self.encoders,
+            rows: self.rows.staged,
+            sync: self.sync,
+            file_version: self.file_version.as_deref(),
+        }
+    }
+
     /// A database error of this chunk's transaction, naming the sync and the chunk.
     fn failed(&self, source: PgError) -> LoadError {
         LoadError::Database {
