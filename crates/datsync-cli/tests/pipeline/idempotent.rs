@@ -202,6 +202,47 @@ fn row13_a_sync_killed_after_its_last_chunk_is_finished_by_the_next_run() {
     }
 }
 
+/// A sync with a failed chunk (PARTIAL_SUCCESS, rows pending) whose checkpoint is gone
+/// (expired and removed, deleted by hand): `run` again does not finish it from the ledger,
+/// which would call it done without the failed chunk's rows; it loads the file as a new
+/// sync, every row.
+#[test]
+fn row13_a_sync_with_pending_rows_and_no_checkpoint_is_loaded_again_not_called_done() {
+    use crate::errors::{FAST_RETRY, failing_trigger, lone_key_of_chunk, reference};
+    let work = Work::new(4_000, 31, MESSY);
+    let (reference_db, expected, _) = reference(&work, &crate::common::fresh_sync_id());
+    let key = lone_key_of_chunk(&reference_db, &work.file, 3);
+    let db = TestDb::new();
+    failing_trigger(&db, &key, "40001", Some("datsync_test_flag"));
+    let ck = work.checkpoints("ck");
+    let first = work.run(&db, &ck, &[], &[FAST_RETRY]);
+    assert_eq!(first.code(), Some(2), "{}", first.describe());
+    let f = first.summary();
+    assert_eq!(f["status"], "PARTIAL_SUCCESS", "{f}");
+    assert_eq!(u(&f, "chunks_failed"), 1, "{f}");
+    assert!(u(&f, "rows_pending") > 0, "{f}");
+
+    db.batch("DELETE FROM datsync_test_flag");
+    std::fs::remove_dir_all(ck.join(f["sync_id"].as_str().unwrap())).unwrap();
+    let again = work.run(&db, &ck, &[], &[]);
+    assert!(matches!(again.code(), Some(0 | 2)), "{}", again.describe());
+    let s = again.summary();
+    assert_ne!(s["sync_id"], f["sync_id"], "a new sync: {s}");
+    assert_eq!(u(&s, "rows_pending"), 0, "{s}");
+    assert_eq!(u(&s, "rows_read"), u(&expected, "rows_read"), "{s}");
+    let failed: i64 = db.query(
+        "SELECT count(*) FROM public.transport_documents WHERE surat_pengantar_barang = $1",
+        &[&key],
+    )[0]
+    .get(0);
+    assert_eq!(failed, 1, "the failed chunk's row is loaded");
+    let rows = |db: &TestDb| -> i64 {
+        db.query("SELECT count(*) FROM public.transport_documents", &[])[0].get(0)
+    };
+    assert_eq!(rows(&db), rows(&reference_db), "every row of the file");
+    assert_eq!(syncs(&db), 2);
+}
+
 /// A sync that ended FAILED (its chunk failed on a fatal database error) is not final:
 /// `run` again continues it.
 #[test]

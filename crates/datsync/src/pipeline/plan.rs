@@ -185,10 +185,11 @@ pub(super) enum Earlier {
 }
 
 /// Whether `run SOURCE` can continue the unfinished sync `id` of `source`'s bytes: its
-/// checkpoint, when there is one, was made from the same path and bytes (whatever its
+/// checkpoint is in this run's store and was made from the same path and bytes (whatever its
 /// status: a checkpoint whose chunks are all done still has the final steps ahead). Without
-/// a checkpoint the ledger says where the chunks were cut, and the sync's recorded
-/// fingerprint is checked when the checkpoint is made again.
+/// one here — expired and removed, deleted, or in another store that `submit`'s workers
+/// load it from — the run does as before: it continues the newest unfinished checkpoint of
+/// the source, else starts a new sync (`resume SYNC_ID` continues a sync from its ledger).
 async fn continuable(
     store: &Store,
     id: &SyncId,
@@ -197,7 +198,7 @@ async fn continuable(
     let mut manager = CheckpointManager::new(store.clone(), id.clone());
     match manager.checkpoint_exists().await {
         Ok(true) => {}
-        Ok(false) => return Ok(true),
+        Ok(false) => return Ok(false),
         Err(e) => {
             tracing::warn!(sync_id = %id, error = %e, "skipping an unreadable checkpoint");
             return Ok(false);
