@@ -555,7 +555,9 @@ fn the_drivers_staged_are_each_keys_newest_and_the_table_is_the_rules() {
 /// The same in a database whose `upper` is Turkish (ICU `tr-TR`: `i` is `İ`, `ı` is `I`, `ß`
 /// is `SS`), with placeholders `NIL`, `I` and `STRASSE`: `nil` and `i` are names there, `ı`,
 /// `NIL` and `straße` are not. The client, which cannot know the locale, never decides such
-/// a value: `drivers` is the rule as this database computes it.
+/// a value: `drivers` is the rule as this database computes it. The profile also takes the
+/// file's date into each row's version (`own | file`). Needs a server built with ICU, as
+/// PostgreSQL's packages are.
 #[test]
 fn in_a_turkish_database_the_drivers_are_the_rule_as_it_computes_it() {
     const NIKS: [&str; 6] = ["0012345", "0012346", "0099001", "7", "-", "nil"];
@@ -578,11 +580,26 @@ fn in_a_turkish_database_the_drivers_are_the_rule_as_it_computes_it() {
     assert!(builtin.contains(line), "the built-in profile's drop values");
     let drop: Vec<String> = DROP.iter().map(|v| format!("{v:?}")).collect();
     let ours = format!("drop_values = [{}]", drop.join(", "));
-    std::fs::write(&profile, builtin.replace(line, &ours)).unwrap();
+    // The file's date in every row's version too (`own | file`), as the upserts build it.
+    let version = "version = [\"changed_date\", \"changed_time\"]";
+    assert!(builtin.contains(version), "the built-in profile's version");
+    let with_file = format!("{version}\nversion_from_name = 'ZTDWR_(?<date>\\d{{8}})'");
+    let text = builtin.replace(line, &ours).replace(version, &with_file);
+    std::fs::write(&profile, text).unwrap();
     let s = load_chunks_of_drivers(&db, seed, &NIKS, &NAMES, Some(&profile));
     let rule = drivers_by_the_rule(&db, &DROP);
     // `nil` is a driver here: `upper('nil')` is `NİL`.
     assert!(rule.iter().any(|r| r.0 == "nil"), "seed {seed}: {rule:?}");
+    let versions: i64 = db.query(
+        "SELECT count(*) FROM drivers WHERE row_version LIKE '% | 2025-01-2_%'",
+        &[],
+    )[0]
+    .get(0);
+    assert_eq!(
+        versions,
+        i64::try_from(rule.len()).unwrap(),
+        "the file's date in each version"
+    );
     assert_eq!(s.table, rule, "seed {seed}");
     assert!(s.staged < s.loaded, "seed {seed}");
 }

@@ -207,7 +207,7 @@ impl DerivedSql {
 /// A row's place in the derived upserts' order: its `row_version` as they compute it (NULL
 /// as `''`), the concatenation of `version`'s parts (no string is built per row), compared
 /// bytewise as their `COLLATE "C"` does; then its line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct PickOrder<'a> {
     pub version: [&'a str; 3],
     pub line: u64,
@@ -227,6 +227,14 @@ impl Ord for PickOrder<'_> {
             .then(self.line.cmp(&other.line))
     }
 }
+
+impl PartialEq for PickOrder<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for PickOrder<'_> {}
 
 impl PartialOrd for PickOrder<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -299,7 +307,8 @@ fn judge(
 /// cannot judge (see [`Judged::Unsure`]). Rows that surely lack a value are never picked.
 /// The upsert still picks from the rows staged, by the same rules: each key's newest row is
 /// among them, so it picks the row it would pick from the whole chunk, and the derived
-/// tables end exactly as they would (`tests/it/derived_pick.rs`). In a real file a driver
+/// tables end exactly as they would (`datsync-cli/tests/pipeline/derived.rs`: the rule as
+/// PostgreSQL computes it over every row, in the default and a Turkish database). In a real file a driver
 /// drives many trips: a chunk names far fewer drivers than it has rows.
 pub(super) fn needed_rows<'a>(
     derived: &[DerivedSql],
