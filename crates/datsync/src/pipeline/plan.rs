@@ -26,9 +26,10 @@ pub(super) struct Plan {
 impl Pipeline {
     /// The plan of `run SOURCE`: the sync `sync_id` when given, else (unless `fresh`) the
     /// source's unfinished sync: `unfinished`, the newest sync of these bytes when
-    /// `sync_metadata` says it did not end (its checkpoint may say every chunk is done: a
-    /// run killed before its final status), else the newest checkpoint of these bytes not
-    /// completed; else a new sync.
+    /// `sync_metadata` says it did not end and its checkpoint is in this run's store (that
+    /// checkpoint may say every chunk is done: a run killed before its final status; see
+    /// [`continuable`]), else the newest checkpoint of these bytes not completed; else a new
+    /// sync.
     pub(super) async fn plan_run(
         &self,
         store: &Store,
