@@ -308,8 +308,8 @@ fn judge(
 /// The upsert still picks from the rows staged, by the same rules: each key's newest row is
 /// among them, so it picks the row it would pick from the whole chunk, and the derived
 /// tables end exactly as they would (`datsync-cli/tests/pipeline/derived.rs`: the rule as
-/// PostgreSQL computes it over every row, in the default and a Turkish database). In a real file a driver
-/// drives many trips: a chunk names far fewer drivers than it has rows.
+/// PostgreSQL computes it over every row, in the default and a Turkish database). In a real
+/// file a driver drives many trips: a chunk names far fewer drivers than it has rows.
 pub(super) fn needed_rows<'a>(
     derived: &[DerivedSql],
     encoders: &[ColumnEncoder<'_>],
