@@ -248,8 +248,8 @@ impl PartialOrd for PickOrder<'_> {
 enum Judged {
     Value,
     NoValue,
-    /// `upper` depends on the database's locale: a value that is not ASCII (`ı` is `I`
-    /// everywhere, `ß` is `SS` under ICU), or holds an `i` (`İ` in a Turkish locale).
+    /// `upper` depends on the database's locale: a value that is not ASCII (`ı` is `I` in
+    /// most locales, `ß` is `SS` under ICU), or holds an `i` (`İ` in a Turkish locale).
     Unsure,
 }
 
@@ -495,7 +495,7 @@ mod tests {
             (Some("nil"), Judged::Unsure),
             (Some("siti"), Judged::Unsure),
             (Some("SITI"), Judged::Value),
-            // `ı` is `I` everywhere, `ß` is `SS` under ICU.
+            // `ı` is `I` in most locales, `ß` is `SS` under ICU.
             (Some("ıSIK"), Judged::Unsure),
             (Some("straße"), Judged::Unsure),
             (Some("Ánh"), Judged::Unsure),
