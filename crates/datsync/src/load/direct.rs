@@ -328,27 +328,34 @@ impl DirectSql {
         if !self.version.any() {
             return;
         }
+        match self.row_version(d, row) {
+            None => out.put_i32(-1),
+            Some(parts) => {
+                // Written in place (no string per row).
+                out.put_i32(parts.iter().map(|p| p.len()).sum::<usize>() as i32);
+                for p in parts {
+                    out.put_slice(p.as_bytes());
+                }
+            }
+        }
+    }
+
+    /// Row `row`'s `row_version` as the upsert computes it (`sql::Version::value`), as the
+    /// parts it joins: the row's own version alone, the file's alone, or `own | file` with
+    /// `-` for a missing half; `None` for NULL (neither half, or no version at all).
+    fn row_version<'a>(&self, d: &Direct<'a, '_>, row: usize) -> Option<[&'a str; 3]> {
+        let columns = self.profile_columns(d.encoders);
         let own = match d.encoders.get(columns + 1) {
             Some(ColumnEncoder::Text(a)) if self.version.row && !a.is_null(row) => {
                 Some(a.value(row))
             }
             _ => None,
         };
-        match (self.version.row, self.version.file) {
-            (true, false) => put_text(out, own),
-            (false, _) => put_text(out, d.file_version),
-            (true, true) => {
-                if own.is_none() && d.file_version.is_none() {
-                    out.put_i32(-1);
-                } else {
-                    // `own | file`, written in place (no string per row).
-                    let (own, file) = (own.unwrap_or("-"), d.file_version.unwrap_or("-"));
-                    out.put_i32((own.len() + 3 + file.len()) as i32);
-                    out.put_slice(own.as_bytes());
-                    out.put_slice(b" | ");
-                    out.put_slice(file.as_bytes());
-                }
-            }
+        match (self.version.row, self.version.file, own, d.file_version) {
+            (true, true, None, None) | (false, false, ..) => None,
+            (true, true, own, file) => Some([own.unwrap_or("-"), " | ", file.unwrap_or("-")]),
+            (true, false, own, _) => own.map(|o| [o, "", ""]),
+            (false, true, _, file) => file.map(|f| [f, "", ""]),
         }
     }
 
@@ -388,8 +395,9 @@ impl DirectSql {
         Ok(())
     }
 
-    /// Row `row`'s place in the derived upserts' order: its `row_version` as they compute it
-    /// (`sql::Version::value`; NULL as `''`, as their `COALESCE` has it), and its line.
+    /// Row `row`'s place in the derived upserts' order: its `row_version` as the COPY into the
+    /// target writes it ([`Self::row_version`]; NULL as `''`, as their `COALESCE` has it),
+    /// and its line.
     fn pick_order<'a>(
         &self,
         d: &Direct<'a, '_>,
@@ -399,20 +407,8 @@ impl DirectSql {
         let ColumnEncoder::Line(lines) = d.encoders.get(columns)? else {
             return None;
         };
-        let own = match d.encoders.get(columns + 1) {
-            Some(ColumnEncoder::Text(a)) if self.version.row && !a.is_null(row) => {
-                Some(a.value(row))
-            }
-            _ => None,
-        };
-        let version = match (self.version.row, self.version.file, own, d.file_version) {
-            (true, true, None, None) | (false, false, ..) => ["", "", ""],
-            (true, true, own, file) => [own.unwrap_or("-"), " | ", file.unwrap_or("-")],
-            (true, false, own, _) => [own.unwrap_or(""), "", ""],
-            (false, true, _, file) => [file.unwrap_or(""), "", ""],
-        };
         Some(super::derived::PickOrder {
-            version,
+            version: self.row_version(d, row).unwrap_or(["", "", ""]),
             line: lines.value(row),
         })
     }
