@@ -196,6 +196,19 @@ async fn continuable(
     id: &SyncId,
     source: &SourceRef,
 ) -> Result<bool, PipelineError> {
+    checkpoint_of(store, id, source, |_| true).await
+}
+
+/// Whether sync `id` has a readable checkpoint in `store` made from `source` (same path, same
+/// bytes) that `wanted` accepts; `wanted` is asked before the bytes are compared, which may
+/// hash the source. Unreadable checkpoints are passed over with a warning (`datsync status`
+/// and `resume` report them in full).
+async fn checkpoint_of(
+    store: &Store,
+    id: &SyncId,
+    source: &SourceRef,
+    wanted: impl Fn(&Manifest) -> bool,
+) -> Result<bool, PipelineError> {
     let mut manager = CheckpointManager::new(store.clone(), id.clone());
     match manager.checkpoint_exists().await {
         Ok(true) => {}
@@ -208,7 +221,7 @@ async fn continuable(
     let Some(m) = manager.manifest() else {
         return Ok(false);
     };
-    Ok(m.source_path == source.name() && source_mismatch(m, source).await?.is_none())
+    Ok(m.source_path == source.name() && wanted(m) && source_mismatch(m, source).await?.is_none())
 }
 
 /// A sync's source as recorded.
@@ -220,31 +233,17 @@ struct RecordedSource {
 }
 
 /// The newest checkpoint made from `source` (same path, same bytes) that is not completed.
-/// Unreadable checkpoints are passed over with a warning (`datsync status` and `resume`
-/// report them in full).
 async fn unfinished_sync(
     store: &Store,
     source: &SourceRef,
 ) -> Result<Option<SyncId>, PipelineError> {
-    let source_path = source.name();
     let mut ids = store.list_syncs().await?;
     ids.sort();
     for id in ids.into_iter().rev() {
-        let mut manager = CheckpointManager::new(store.clone(), id.clone());
-        match manager.checkpoint_exists().await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(sync_id = %id, error = %e, "skipping an unreadable checkpoint");
-                continue;
-            }
-        }
-        let Some(m) = manager.manifest() else {
-            continue;
-        };
-        if m.source_path == source_path
-            && m.status != CheckpointStatus::Completed
-            && source_mismatch(m, source).await?.is_none()
+        if checkpoint_of(store, &id, source, |m| {
+            m.status != CheckpointStatus::Completed
+        })
+        .await?
         {
             return Ok(Some(id));
         }
