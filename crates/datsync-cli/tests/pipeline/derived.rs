@@ -603,3 +603,177 @@ fn in_a_turkish_database_the_drivers_are_the_rule_as_it_computes_it() {
     assert_eq!(s.table, rule, "seed {seed}");
     assert!(s.staged < s.loaded, "seed {seed}");
 }
+
+/// The rule as [`drivers_by_the_rule`] computes it, with the pick's bookkeeping: per NIK,
+/// `(nik, nama, transporter, row_version, sync_seq, source_line)` of its newest row.
+type FullDriver = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn full_drivers(db: &TestDb, sql: &str) -> Vec<FullDriver> {
+    db.query(sql, &[])
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect()
+}
+
+/// The drivers by the rule over the loaded rows (values and bookkeeping), with the stored
+/// drivers of the test below: `older` updated (its transporter kept where the newest row has
+/// none), `newer` as stored.
+fn rule_with_stored(db: &TestDb, older: &str, newer: &str) -> Vec<FullDriver> {
+    full_drivers(
+        db,
+        &format!(
+            "WITH s AS (
+               SELECT nik_supir AS nik,
+                      CASE WHEN btrim(nama_supir) = ''
+                             OR upper(btrim(nama_supir)) = ANY('{{{drop}}}')
+                           THEN NULL ELSE nama_supir END AS nama,
+                      CASE WHEN btrim(transporter) = ''
+                             OR upper(btrim(transporter)) = ANY('{{{drop}}}')
+                           THEN NULL ELSE transporter END AS transporter,
+                      row_version, sync_seq, source_line
+                 FROM transport_documents),
+             r AS (
+               SELECT DISTINCT ON (nik) nik, nama, transporter, row_version, sync_seq,
+                      source_line FROM s WHERE nama IS NOT NULL
+                ORDER BY nik, COALESCE(row_version, '') COLLATE \"C\" DESC, sync_seq DESC,
+                         source_line DESC)
+             SELECT * FROM (
+               SELECT nik, nama,
+                      -- An update keeps a stored transporter where the newest row has none.
+                      CASE WHEN nik = '{older}' THEN COALESCE(transporter, 'T0')
+                           ELSE transporter END,
+                      row_version, sync_seq, source_line
+                 FROM r WHERE nik <> '{newer}'
+               UNION ALL
+               SELECT '{newer}', 'NEWER', 'T9', '2099-01-01 00:00:00', 0::bigint, 1::bigint
+             ) u ORDER BY nik COLLATE \"C\"",
+            drop = DROP_VALUES.join(","),
+        ),
+    )
+}
+
+/// Three chunks of 500 rows for the test below, each naming ~250 drivers of its own, and per
+/// chunk the NIKs its pick keeps (those with a name), bytewise.
+fn chunks_of_new_drivers(seed: u64) -> (String, Vec<std::collections::BTreeSet<String>>) {
+    const NAMES: [&str; 6] = ["BUDI", "SITI", "siti", "Ánh", "-", ""];
+    const TRANSPORTERS: [&str; 5] = ["T100", "T101", "-", "n/a", "Tİ"];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut text = format!("{HEADER}\n");
+    let mut picked = Vec::new();
+    for chunk in 0..3 {
+        let mut keys = std::collections::BTreeSet::new();
+        for i in 0..500 {
+            let nik = format!("32{chunk}{:05}", rng.random_range(0..300));
+            let name = NAMES[rng.random_range(0..NAMES.len())];
+            if !matches!(name, "-" | "") {
+                keys.insert(nik.clone());
+            }
+            let date = DATES[rng.random_range(1..DATES.len())].0;
+            let time = TIMES[rng.random_range(0..TIMES.len())].0;
+            let _ = writeln!(
+                text,
+                "SPB{chunk}{i:05}|{nik}|{name}|{}|B 1234 XY|20250128|101500|42,5|120|{date}|{time}",
+                TRANSPORTERS[rng.random_range(0..TRANSPORTERS.len())],
+            );
+        }
+        picked.push(keys);
+    }
+    (text, picked)
+}
+
+/// A first load of drivers the table does not hold COPYs each chunk's decided rows straight
+/// into `drivers`; a chunk with a stored driver is upserted instead, whether the look-up's
+/// sample finds it (at once) or not (the COPY fails on the key and is rolled back). Three
+/// chunks of 500 rows, each naming its own ~250 drivers (more than the 64 keys sampled),
+/// names and transporters in forms the client decides (placeholders among them) and forms it
+/// asks the database about (`siti`, `Ánh`, `Tİ`):
+/// chunk 1 holds a driver stored before the load, older, at the second place of its key
+/// order (not sampled); chunk 2 one stored newer, at the first (sampled); chunk 3 none. The
+/// table is the rule PostgreSQL computes over the loaded rows — values and bookkeeping —
+/// but the newer stored driver, which keeps its own.
+#[test]
+fn new_drivers_are_copied_straight_and_a_stored_one_sends_its_chunk_to_the_upsert() {
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, picked) = chunks_of_new_drivers(seed);
+    for keys in &picked {
+        // Position 1 is sampled only when fewer than 127 keys are.
+        assert!(keys.len() >= 130, "seed {seed}: {} keys", keys.len());
+    }
+    let older = picked[0].iter().nth(1).unwrap().clone();
+    let newer = picked[1].iter().next().unwrap().clone();
+    let path = dir.path().join("ZTDWR_20250128.dat");
+    std::fs::write(&path, text).unwrap();
+    let db = TestDb::new();
+    db.init();
+    db.batch(&format!(
+        "INSERT INTO drivers (id_karyawan, nik, nama, transporter, row_version, sync_seq,
+                              source_line, updated_at)
+         VALUES ('{older}', '{older}', 'OLDER', 'T0', '2025-01-01 00:00:00', 0, 1, now()),
+                ('{newer}', '{newer}', 'NEWER', 'T9', '2099-01-01 00:00:00', 0, 1, now())"
+    ));
+    let ck = dir.path().join("ck");
+    let url = db.url();
+    let out = datsync(
+        dir.path(),
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--chunk-size",
+            "500",
+            "--json",
+        ],
+        &[("RUST_LOG", "datsync::load=debug")],
+    );
+    assert_eq!(out.code(), Some(0), "seed {seed}: {}", out.describe());
+    assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
+    let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        count("derived rows copied straight into the table"),
+        1,
+        "seed {seed}: only chunk 3 is COPYed: {}",
+        out.stderr
+    );
+    assert_eq!(
+        count("the derived COPY was rolled back"),
+        1,
+        "seed {seed}: chunk 1's COPY meets its stored driver: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(&older) && !out.stderr.contains(&newer),
+        "the log names no driver"
+    );
+    let rule = rule_with_stored(&db, &older, &newer);
+    let table = full_drivers(
+        &db,
+        "SELECT nik, nama, transporter, row_version, sync_seq, source_line FROM drivers
+          ORDER BY nik COLLATE \"C\"",
+    );
+    assert_eq!(
+        table.len(),
+        picked
+            .iter()
+            .map(std::collections::BTreeSet::len)
+            .sum::<usize>()
+    );
+    assert_eq!(table, rule, "seed {seed}");
+    let bad: i64 = db.query(
+        "SELECT count(*) FROM drivers WHERE id_karyawan IS DISTINCT FROM nik
+            OR updated_at IS NULL",
+        &[],
+    )[0]
+    .get(0);
+    assert_eq!(bad, 0, "seed {seed}");
+}

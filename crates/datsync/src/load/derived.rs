@@ -20,11 +20,12 @@
 //! # Beside the chunk's transaction
 //!
 //! A run's loader (`Loader::load_chunk_beside`) upserts a chunk's derived tables on a second
-//! connection of its own, in a transaction of their own (the columns they read staged there by
-//! a narrow COPY), while the chunk's transaction COPYs or upserts its rows: the two backends
-//! work side by side (issue 14: on one backend the derived upsert was a third of a first
-//! run). The derived transaction commits first, whatever becomes of the chunk's; the chunk's
-//! ledger row then records its failures (`derived_failed`) and commits. So:
+//! connection of its own, in a transaction of their own (the rows they can pick COPYed straight
+//! into a table that holds none of their keys, `derived_copy.rs`; else the columns they read staged
+//! there by a narrow COPY), while the chunk's transaction COPYs or upserts its rows: the two
+//! backends work side by side (issue 14: on one backend the derived upsert was a third of a first
+//! run). The derived transaction commits first, whatever becomes of the chunk's; the chunk's ledger
+//! row then records its failures (`derived_failed`) and commits. So:
 //!
 //! - **Exactly once in effect**: a crash or a failure between the two commits leaves the
 //!   derived tables holding the chunk and the ledger not; the chunk is loaded again (resume,
@@ -99,18 +100,23 @@ pub(super) struct DerivedSql {
     pub drop_values: Vec<String>,
     /// The statement.
     pub upsert: String,
-    /// The main columns its pick reads, for [`needed_rows`]; `None` when one is not among
-    /// the profile's columns (then every row is staged).
-    pick: Option<PickColumns>,
+    /// The main columns its pick reads, for [`pick`]; `None` when one is not among the
+    /// profile's columns (then every row is staged).
+    pub pick: Option<PickColumns>,
+    /// The COPY straight into the table of a chunk's rows for keys it does not hold
+    /// (`derived_copy.rs`); `None` when its key is not a `text` or `integer` column.
+    pub copy: Option<super::derived_copy::CopySql>,
 }
 
 /// The main columns a derived table's pick reads: its key's, then every column that must
-/// hold a value (`required`, and the key), each as its position among the profile's columns
-/// and whether the upsert reads it through the placeholder test (a `text` column).
+/// hold a value (`required`, and the key), then every column it writes, each as its position
+/// among the profile's columns and whether the upsert reads it through the placeholder test
+/// (a `text` column).
 #[derive(Debug, Clone)]
-struct PickColumns {
-    key: usize,
-    wanted: Vec<(usize, bool)>,
+pub(super) struct PickColumns {
+    pub key: usize,
+    pub wanted: Vec<(usize, bool)>,
+    pub written: Vec<(usize, bool)>,
 }
 
 impl DerivedSql {
@@ -169,9 +175,21 @@ impl DerivedSql {
                     .filter(|(_, c)| c.required || c.target == d.key)
                     .map(|(_, c)| position(c))
                     .collect::<Option<Vec<_>>>()?;
-                Some(PickColumns { key, wanted })
+                let written = written
+                    .iter()
+                    .map(|(_, c)| position(c))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(PickColumns {
+                    key,
+                    wanted,
+                    written,
+                })
             });
         let table = quote_qualified(&profile.schema, &d.table);
+        let copy = pick.as_ref().and_then(|p| {
+            let targets: Vec<&str> = written.iter().map(|(_, c)| c.target.as_str()).collect();
+            super::derived_copy::CopySql::new(profile, &table, &d.key, &targets, p)
+        });
         let upsert = format!(
             "WITH src AS (
                SELECT {exprs}, ({version})::text AS v, s.src_line AS l FROM {STAGE} s
@@ -200,6 +218,7 @@ impl DerivedSql {
             drop_values: d.drop_values.clone(),
             upsert,
             pick,
+            copy,
         }
     }
 }
@@ -253,10 +272,38 @@ enum Judged {
     Unsure,
 }
 
+/// The database's own placeholder test of the values the client cannot decide
+/// ([`Judged::Unsure`]): each value asked, and whether it is a placeholder (blank after
+/// `btrim`, or `upper(btrim(v))` one of the placeholders), as the upsert would compute it.
+pub(super) type Asked = HashMap<String, bool>;
+
 /// Field `row` of `e` as the upsert's `wanted` test reads it: NULL is no value; a text
 /// column read through the placeholder test (`text`) has none when it is blank after its
-/// spaces are trimmed or is a placeholder in upper case.
+/// spaces are trimmed or is a placeholder in upper case. A value the client cannot decide is
+/// decided by `asked` when it holds it.
 fn judge(
+    e: &ColumnEncoder<'_>,
+    text: bool,
+    row: usize,
+    drop_values: &[String],
+    asked: &Asked,
+    scratch: &mut BytesMut,
+) -> Judged {
+    match judge_here(e, text, row, drop_values, scratch) {
+        Judged::Unsure => match (e, asked.is_empty()) {
+            (ColumnEncoder::Text(a), false) => match asked.get(a.value(row)) {
+                Some(true) => Judged::NoValue,
+                Some(false) => Judged::Value,
+                None => Judged::Unsure,
+            },
+            _ => Judged::Unsure,
+        },
+        judged => judged,
+    }
+}
+
+/// [`judge`] by the client alone.
+fn judge_here(
     e: &ColumnEncoder<'_>,
     text: bool,
     row: usize,
@@ -300,79 +347,170 @@ fn judge(
     }
 }
 
-/// The rows of a chunk its derived upserts can pick, when that is fewer than all: per
-/// derived table, the newest row of each key that surely holds a value in every `wanted`
-/// column, by the upsert's order (`order(row)`: the row's `row_version` as the upsert
-/// computes it, and its line; `None` when that is not plain ASCII), and every row the client
-/// cannot judge (see [`Judged::Unsure`]). Rows that surely lack a value are never picked.
-/// The upsert still picks from the rows staged, by the same rules: each key's newest row is
-/// among them, so it picks the row it would pick from the whole chunk, and the derived
-/// tables end exactly as they would (`datsync-cli/tests/pipeline/derived.rs`: the rule as
-/// PostgreSQL computes it over every row, in the default and a Turkish database). In a real
-/// file a driver drives many trips: a chunk names far fewer drivers than it has rows.
-pub(super) fn needed_rows<'a>(
-    derived: &[DerivedSql],
-    encoders: &[ColumnEncoder<'_>],
+/// The distinct values of a chunk's text columns that derived table `d` reads through the
+/// placeholder test and the client cannot decide (to be asked of the database, [`Asked`]).
+pub(super) fn unsure_values<'e>(
+    d: &DerivedSql,
+    encoders: &[ColumnEncoder<'e>],
     rows: usize,
-    order: impl Fn(usize) -> Option<PickOrder<'a>>,
-) -> Option<Vec<usize>> {
-    let mut keep = vec![false; rows];
+) -> Vec<&'e str> {
+    let Some(pick) = &d.pick else {
+        return Vec::new();
+    };
     let mut scratch = BytesMut::new();
-    for d in derived {
-        let pick = d.pick.as_ref()?;
-        let key = encoders.get(pick.key)?;
-        let wanted = pick
-            .wanted
-            .iter()
-            .map(|&(at, text)| Some((encoders.get(at)?, text)))
-            .collect::<Option<Vec<_>>>()?;
-        let mut newest: HashMap<Cow<'_, [u8]>, (usize, PickOrder<'a>)> = HashMap::new();
-        for (row, kept) in keep.iter_mut().enumerate() {
-            let mut judged = Judged::Value;
-            for (e, text) in &wanted {
-                match judge(e, *text, row, &d.drop_values, &mut scratch) {
-                    Judged::NoValue => {
-                        judged = Judged::NoValue;
-                        break;
-                    }
-                    Judged::Unsure => judged = Judged::Unsure,
-                    Judged::Value => {}
-                }
+    let mut seen: std::collections::HashSet<&'e str> = std::collections::HashSet::new();
+    let mut columns: Vec<usize> = pick
+        .written
+        .iter()
+        .chain(&pick.wanted)
+        .filter(|(_, text)| *text)
+        .map(|(at, _)| *at)
+        .collect();
+    columns.sort_unstable();
+    columns.dedup();
+    for at in columns {
+        let Some(e @ ColumnEncoder::Text(a)) = encoders.get(at) else {
+            continue;
+        };
+        for row in 0..rows {
+            if judge_here(e, true, row, &d.drop_values, &mut scratch) == Judged::Unsure {
+                seen.insert(a.value(row));
             }
-            let by = match judged {
-                Judged::NoValue => continue,
-                Judged::Unsure => None,
-                Judged::Value => order(row).filter(PickOrder::is_ascii),
-            };
-            let Some(by) = by else {
-                *kept = true;
-                continue;
-            };
-            // Equal bytes are equal values (the reverse need not hold: `1.0` and `1.00`
-            // are kept apart, which keeps a row more, never one fewer).
-            let bytes = if let ColumnEncoder::Text(a) = key {
-                Cow::Borrowed(a.value(row).as_bytes())
-            } else {
-                scratch.clear();
-                key.put(row, &mut scratch);
-                Cow::Owned(scratch.to_vec())
-            };
-            match newest.entry(bytes) {
-                Entry::Vacant(e) => {
-                    e.insert((row, by));
-                }
-                Entry::Occupied(mut e) if by > e.get().1 => {
-                    e.insert((row, by));
-                }
-                Entry::Occupied(_) => {}
-            }
-        }
-        for (row, _) in newest.into_values() {
-            keep[row] = true;
         }
     }
-    let kept: Vec<usize> = (0..rows).filter(|&r| keep[r]).collect();
-    (kept.len() < rows).then_some(kept)
+    seen.into_iter().collect()
+}
+
+/// What the client decided of a chunk's rows for one derived table ([`pick`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Picked {
+    /// The rows its upsert can pick (`None`: every row; never when `exact`).
+    pub rows: Option<Vec<usize>>,
+    /// Whether the client decided every key: `rows` are then each key's row, one per key, in
+    /// key order (text keys by their bytes, integer keys by value), and every value the table
+    /// takes from them is decided (`value_of`).
+    pub exact: bool,
+}
+
+/// The rows of a chunk derived table `d`'s upsert can pick, when that is fewer than all: the
+/// newest row of each key that surely holds a value in every `wanted` column, by the
+/// upsert's order (`order(row)`: the row's `row_version` as the upsert computes it, and its
+/// line; `None` when that is not plain ASCII), and every row the client cannot judge (see
+/// [`Judged::Unsure`]; `asked` decides those the database was asked about). Rows that surely
+/// lack a value are never picked. The upsert still picks from the rows staged, by the same
+/// rules: each key's newest row is among them, so it picks the row it would pick from the
+/// whole chunk, and the derived tables end exactly as they would
+/// (`datsync-cli/tests/pipeline/derived.rs`: the rule as PostgreSQL computes it over every
+/// row, in the default and a Turkish database). In a real file a driver drives many trips: a
+/// chunk names far fewer drivers than it has rows. When no row is left undecided the pick is
+/// [`Picked::exact`], and its rows can be COPYed into the table as they are
+/// (`derived_copy.rs`).
+pub(super) fn pick<'a>(
+    d: &DerivedSql,
+    encoders: &[ColumnEncoder<'_>],
+    rows: usize,
+    asked: &Asked,
+    order: impl Fn(usize) -> Option<PickOrder<'a>>,
+) -> Picked {
+    let all = Picked {
+        rows: None,
+        exact: false,
+    };
+    let Some(pick) = &d.pick else {
+        return all;
+    };
+    let Some(key) = encoders.get(pick.key) else {
+        return all;
+    };
+    let Some(wanted) = pick
+        .wanted
+        .iter()
+        .map(|&(at, text)| Some((encoders.get(at)?, text)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return all;
+    };
+    let mut scratch = BytesMut::new();
+    let mut undecided: Vec<usize> = Vec::new();
+    let mut newest: HashMap<Cow<'_, [u8]>, (usize, PickOrder<'a>)> = HashMap::new();
+    for row in 0..rows {
+        let mut judged = Judged::Value;
+        for (e, text) in &wanted {
+            match judge(e, *text, row, &d.drop_values, asked, &mut scratch) {
+                Judged::NoValue => {
+                    judged = Judged::NoValue;
+                    break;
+                }
+                Judged::Unsure => judged = Judged::Unsure,
+                Judged::Value => {}
+            }
+        }
+        let by = match judged {
+            Judged::NoValue => continue,
+            Judged::Unsure => None,
+            Judged::Value => order(row).filter(PickOrder::is_ascii),
+        };
+        let Some(by) = by else {
+            undecided.push(row);
+            continue;
+        };
+        // Equal bytes are equal values (the reverse need not hold: `1.0` and `1.00`
+        // are kept apart, which keeps a row more, never one fewer).
+        let bytes = if let ColumnEncoder::Text(a) = key {
+            Cow::Borrowed(a.value(row).as_bytes())
+        } else {
+            scratch.clear();
+            key.put(row, &mut scratch);
+            Cow::Owned(scratch.to_vec())
+        };
+        match newest.entry(bytes) {
+            Entry::Vacant(e) => {
+                e.insert((row, by));
+            }
+            Entry::Occupied(mut e) if by > e.get().1 => {
+                e.insert((row, by));
+            }
+            Entry::Occupied(_) => {}
+        }
+    }
+    let mut kept: Vec<usize> = newest.into_values().map(|(row, _)| row).collect();
+    let exact = undecided.is_empty()
+        && matches!(key, ColumnEncoder::Text(_) | ColumnEncoder::Int(_))
+        && kept.iter().all(|&row| {
+            pick.written.iter().all(|&(at, text)| {
+                encoders.get(at).is_some_and(|e| {
+                    judge(e, text, row, &d.drop_values, asked, &mut scratch) != Judged::Unsure
+                })
+            })
+        });
+    if exact {
+        match key {
+            ColumnEncoder::Text(a) => kept.sort_unstable_by_key(|&r| a.value(r).as_bytes()),
+            ColumnEncoder::Int(a) => kept.sort_unstable_by_key(|&r| a.value(r)),
+            _ => {}
+        }
+    } else {
+        kept.extend(undecided);
+        kept.sort_unstable();
+    }
+    Picked {
+        rows: (exact || kept.len() < rows).then_some(kept),
+        exact,
+    }
+}
+
+/// Whether the value derived table `d` takes from field `row` of `e` is NULL: a NULL, or in a
+/// text column read through the placeholder test (`text`), a blank or a placeholder. For a
+/// row of an exact [`Picked`] (its values decided).
+pub(super) fn is_no_value(
+    d: &DerivedSql,
+    e: &ColumnEncoder<'_>,
+    text: bool,
+    row: usize,
+    asked: &Asked,
+    scratch: &mut BytesMut,
+) -> bool {
+    judge(e, text, row, &d.drop_values, asked, scratch) == Judged::NoValue
 }
 
 /// Each main column a derived table takes, computed once (`e{i}`: NULL for a placeholder in
@@ -425,7 +563,7 @@ fn source_values(
 /// many failed and were rolled back (see the module docs). A transient failure is returned.
 pub(super) async fn apply(
     tx: &tokio_postgres::Client,
-    derived: &[DerivedSql],
+    derived: &[&DerivedSql],
     sync_seq: i64,
     file_version: Option<&Option<String>>,
     at: &str,
@@ -505,7 +643,7 @@ mod tests {
         let mut scratch = BytesMut::new();
         for (row, (value, judged)) in forms.iter().enumerate() {
             assert_eq!(
-                judge(&e, true, row, &drop, &mut scratch),
+                judge(&e, true, row, &drop, &Asked::new(), &mut scratch),
                 *judged,
                 "{value:?}"
             );
@@ -513,11 +651,20 @@ mod tests {
         // A column not read through the placeholder test: NULL or not.
         let ints = Int64Array::from(vec![Some(0), None]);
         let e = ColumnEncoder::Int(&ints);
-        assert_eq!(judge(&e, false, 0, &drop, &mut scratch), Judged::Value);
-        assert_eq!(judge(&e, false, 1, &drop, &mut scratch), Judged::NoValue);
+        assert_eq!(
+            judge(&e, false, 0, &drop, &Asked::new(), &mut scratch),
+            Judged::Value
+        );
+        assert_eq!(
+            judge(&e, false, 1, &drop, &Asked::new(), &mut scratch),
+            Judged::NoValue
+        );
         // A text value read without the test (a column of another kind) is a value.
         let e = ColumnEncoder::Text(&values);
-        assert_eq!(judge(&e, false, 3, &drop, &mut scratch), Judged::Value);
+        assert_eq!(
+            judge(&e, false, 3, &drop, &Asked::new(), &mut scratch),
+            Judged::Value
+        );
     }
 
     /// Parts compared as the string they make: a part that is a prefix of another (`a`

@@ -54,11 +54,30 @@ const SAVEPOINT: &str = "datsync_direct";
 
 /// The key's type, as the look-up sends the chunk's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
+pub(super) enum KeyKind {
     /// `text[]`.
     Text,
     /// `bigint[]`.
     Integer,
+}
+
+impl KeyKind {
+    /// A key column's kind, when the look-up can send its keys.
+    pub(super) fn of(kind: ColumnType) -> Option<Self> {
+        match kind {
+            ColumnType::Text => Some(Self::Text),
+            ColumnType::Integer => Some(Self::Integer),
+            _ => None,
+        }
+    }
+
+    /// The array type the look-up sends the keys as.
+    pub(super) fn array(self) -> &'static str {
+        match self {
+            Self::Text => "text[]",
+            Self::Integer => "bigint[]",
+        }
+    }
 }
 
 /// The statements of the direct path for one profile (a keyed profile whose key is one
@@ -115,7 +134,7 @@ pub(super) enum Offered {
 
 /// The transaction's `now()` as PostgreSQL's binary `timestamptz`: microseconds since
 /// 2000-01-01 UTC, written into `created_at` and `updated_at` as they are.
-struct PgMicros(i64);
+pub(super) struct PgMicros(pub i64);
 
 impl<'a> FromSql<'a> for PgMicros {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
@@ -139,49 +158,10 @@ impl DirectSql {
             return None;
         };
         let key_column = profile.columns.get(key_at)?;
-        let key = match key_column.kind {
-            ColumnType::Text => KeyKind::Text,
-            ColumnType::Integer => KeyKind::Integer,
-            _ => return None,
-        };
+        let key = KeyKind::of(key_column.kind)?;
         let table = quote_qualified(&profile.schema, &profile.table);
         let written = written_columns(profile, version);
-        let expected: Vec<String> = written
-            .iter()
-            .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
-            .collect();
-        let relation = quote_literal(&table);
-        let probe = format!(
-            "SELECT now(),
-                    NOT EXISTS (
-                      SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
-                        LEFT JOIN pg_catalog.pg_attribute a
-                          ON a.attrelid = {relation}::regclass AND a.attname = w.name
-                         AND a.attnum > 0 AND NOT a.attisdropped
-                       WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
-                          OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
-                    AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
-                                AND c.relkind IN ('r', 'p')
-                           FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
-                    AND EXISTS (
-                      SELECT 1 FROM pg_catalog.pg_index i
-                        JOIN pg_catalog.pg_attribute a
-                          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                       WHERE i.indrelid = {relation}::regclass AND i.indisunique
-                         AND i.indimmediate AND i.indisvalid AND i.indisready
-                         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-                         AND a.attname = {key_literal}),
-                    EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
-                              CROSS JOIN LATERAL (
-                                SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
-            expected = expected.join(", "),
-            key_name = quote_ident(&key_column.target),
-            key_literal = quote_literal(&key_column.target),
-            array = match key {
-                KeyKind::Text => "text[]",
-                KeyKind::Integer => "bigint[]",
-            },
-        );
+        let probe = probe_sql(&table, &written, &key_column.target, key.array());
         let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();
         let copy = format!(
             "COPY {table} ({}) FROM STDIN (FORMAT binary)",
@@ -213,6 +193,53 @@ fn written_columns(profile: &Profile, version: Version) -> Vec<(String, &'static
                 .map(|(n, t)| (n.to_owned(), t)),
         )
         .collect()
+}
+
+/// The direct path's look-up of a chunk in `table` (quoted and qualified), `$1` its keys
+/// (an array of `key_array`): `now()`, whether the table takes the binary rows of `written`
+/// as they are (every written column of exactly the type sent, without a typmod, not an
+/// identity `ALWAYS` or generated column; an ordinary or partitioned table without rules or
+/// row-level security; a unique, immediate, valid index on `key` alone), and whether it holds
+/// one of the keys (one probe of the key's index per key, stopping at the first stored: see
+/// [`DirectSql`]'s `probe`).
+pub(super) fn probe_sql(
+    table: &str,
+    written: &[(String, &str)],
+    key: &str,
+    key_array: &str,
+) -> String {
+    let expected: Vec<String> = written
+        .iter()
+        .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
+        .collect();
+    let relation = quote_literal(table);
+    format!(
+        "SELECT now(),
+                NOT EXISTS (
+                  SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
+                    LEFT JOIN pg_catalog.pg_attribute a
+                      ON a.attrelid = {relation}::regclass AND a.attname = w.name
+                     AND a.attnum > 0 AND NOT a.attisdropped
+                   WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
+                      OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
+                AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
+                            AND c.relkind IN ('r', 'p')
+                       FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
+                AND EXISTS (
+                  SELECT 1 FROM pg_catalog.pg_index i
+                    JOIN pg_catalog.pg_attribute a
+                      ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = {relation}::regclass AND i.indisunique
+                     AND i.indimmediate AND i.indisvalid AND i.indisready
+                     AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                     AND a.attname = {key_literal}),
+                EXISTS (SELECT 1 FROM unnest($1::{key_array}) AS k(v)
+                          CROSS JOIN LATERAL (
+                            SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
+        expected = expected.join(", "),
+        key_name = quote_ident(key),
+        key_literal = quote_literal(key),
+    )
 }
 
 /// The narrow COPY feeding the derived upserts: the staged columns they read, `src_line`,
@@ -328,22 +355,13 @@ impl DirectSql {
         if !self.version.any() {
             return;
         }
-        match self.row_version(d, row) {
-            None => out.put_i32(-1),
-            Some(parts) => {
-                // Written in place (no string per row).
-                out.put_i32(parts.iter().map(|p| p.len()).sum::<usize>() as i32);
-                for p in parts {
-                    out.put_slice(p.as_bytes());
-                }
-            }
-        }
+        put_version(out, self.row_version(d, row));
     }
 
     /// Row `row`'s `row_version` as the upsert computes it (`sql::Version::value`), as the
     /// parts it joins: the row's own version alone, the file's alone, or `own | file` with
     /// `-` for a missing half; `None` for NULL (neither half, or no version at all).
-    fn row_version<'a>(&self, d: &Direct<'a, '_>, row: usize) -> Option<[&'a str; 3]> {
+    pub(super) fn row_version<'a>(&self, d: &Direct<'a, '_>, row: usize) -> Option<[&'a str; 3]> {
         let columns = self.profile_columns(d.encoders);
         let own = match d.encoders.get(columns + 1) {
             Some(ColumnEncoder::Text(a)) if self.version.row && !a.is_null(row) => {
@@ -360,13 +378,12 @@ impl DirectSql {
     }
 
     /// Stages the columns the derived upserts read (no-op without derived tables), of the
-    /// rows they can pick (`derived::needed_rows`: each key's newest row with a value, and
-    /// every row the client cannot judge); the staging table must exist.
+    /// rows `kept` (`None`: every row; see `derived::pick`); the staging table must exist.
     pub(super) async fn stage_derived(
         &self,
         c: &Client,
         d: &Direct<'_, '_>,
-        derived: &[super::derived::DerivedSql],
+        kept: Option<&[usize]>,
     ) -> Result<(), PgError> {
         let Some((sql, at)) = &self.derived_copy else {
             return Ok(());
@@ -378,16 +395,14 @@ impl DirectSql {
             .filter_map(|&i| encoders.get(i))
             .chain(encoders[columns..].iter())
             .collect();
-        let kept =
-            super::derived::needed_rows(derived, encoders, d.rows, |row| self.pick_order(d, row));
-        let rows = kept.as_ref().map_or(d.rows, Vec::len);
+        let rows = kept.map_or(d.rows, <[usize]>::len);
         tracing::debug!(
             rows = d.rows,
             staged = rows,
             "derived rows staged: each key's newest, and those the client cannot judge"
         );
         super::copy_stream(c, sql, rows, |i, out| {
-            let row = kept.as_ref().map_or(i, |k| k[i]);
+            let row = kept.map_or(i, |k| k[i]);
             copy::put_fields(&sent, row, out);
         })
         .await
@@ -398,7 +413,7 @@ impl DirectSql {
     /// Row `row`'s place in the derived upserts' order: its `row_version` as the COPY into the
     /// target writes it ([`Self::row_version`]; NULL as `''`, as their `COALESCE` has it),
     /// and its line.
-    fn pick_order<'a>(
+    pub(super) fn pick_order<'a>(
         &self,
         d: &Direct<'a, '_>,
         row: usize,
@@ -415,7 +430,7 @@ impl DirectSql {
 
     /// How many of a chunk's encoders are the profile's columns (then `_line`, then
     /// `_version` when rows have one).
-    fn profile_columns(&self, encoders: &[ColumnEncoder<'_>]) -> usize {
+    pub(super) fn profile_columns(&self, encoders: &[ColumnEncoder<'_>]) -> usize {
         encoders
             .len()
             .saturating_sub(1 + usize::from(self.version.row))
@@ -424,6 +439,22 @@ impl DirectSql {
     /// Whether the chunk's rows are staged for the derived tables after a direct COPY.
     pub(super) fn stages_derived(&self) -> bool {
         self.derived_copy.is_some()
+    }
+}
+
+/// A `row_version` as [`DirectSql::row_version`] gives it, written in place (no string per
+/// row): the parts joined, or NULL.
+// A version is short.
+#[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+pub(super) fn put_version(out: &mut BytesMut, parts: Option<[&str; 3]>) {
+    match parts {
+        None => out.put_i32(-1),
+        Some(parts) => {
+            out.put_i32(parts.iter().map(|p| p.len()).sum::<usize>() as i32);
+            for p in parts {
+                out.put_slice(p.as_bytes());
+            }
+        }
     }
 }
 

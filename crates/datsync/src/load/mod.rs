@@ -61,6 +61,7 @@
 mod baseline;
 mod copy;
 mod derived;
+mod derived_copy;
 mod direct;
 mod numeric;
 mod sql;
@@ -657,7 +658,7 @@ impl Loader {
         let file_version = self.sql.file_version_param.then_some(&w.file_version);
         if let Some(side) = side.filter(|_| self.derives_beside()) {
             let (rows, derived) = tokio::join!(
-                self.write_rows(c, w, false),
+                self.write_rows(c, w),
                 self.derive_beside(side, w, file_version, &at)
             );
             // The rows' error first: it names what failed in the chunk's transaction.
@@ -666,26 +667,32 @@ impl Loader {
             self.reached(LoadPoint::DerivedCommitted, w.chunk);
             return Ok((rows, derived));
         }
-        let rows = self.write_rows(c, w, true).await?;
-        let derived =
-            derived::apply(c, &self.sql.derived, w.sync.sync_seq, file_version, &at).await?;
+        let rows = self.write_rows(c, w).await?;
+        let derived = match &self.sql.direct {
+            // COPYed into the table: no stage holds the rows the derived tables read.
+            Some(direct) if rows.0.direct_copy => {
+                self.write_derived(c, direct, w, file_version, &at).await?
+            }
+            _ => {
+                let all: Vec<&derived::DerivedSql> = self.sql.derived.iter().collect();
+                derived::apply(c, &all, w.sync.sync_seq, file_version, &at).await?
+            }
+        };
         Ok((rows, derived))
     }
 }
 
 impl Loader {
     /// The chunk's rows written on `c`: COPYed straight into the table when it holds none of
-    /// their keys, else staged and upserted; with the columns the derived tables read staged
-    /// after a direct COPY when `stage_derived` (the derived tables are upserted on `c`).
+    /// their keys, else staged and upserted.
     async fn write_rows(
         &self,
         c: &Client,
         w: &ChunkWrite<'_, '_>,
-        stage_derived: bool,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let offered = self.copy_direct(c, w).await?;
         if let Offered::Copied(copied) = offered {
-            return self.copied(c, w, copied, stage_derived).await;
+            return Ok(self.copied(w, copied));
         }
         c.batch_execute(&self.sql.create_stage)
             .await
@@ -712,16 +719,13 @@ impl Loader {
         };
         let applied = async {
             side.batch_execute(&format!(
-                "BEGIN; SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off; {}",
-                self.sql.create_stage
+                "BEGIN; SET LOCAL work_mem = '{LOAD_WORK_MEM}'; SET LOCAL jit = off"
             ))
             .await
             .map_err(q("cannot begin the derived tables' transaction"))?;
-            direct
-                .stage_derived(side, &w.direct(), &self.sql.derived)
+            let failed = self
+                .write_derived(side, direct, w, file_version, at)
                 .await?;
-            let failed =
-                derived::apply(side, &self.sql.derived, w.sync.sync_seq, file_version, at).await?;
             side.batch_execute("COMMIT")
                 .await
                 .map_err(q("cannot commit the derived tables"))?;
@@ -748,35 +752,39 @@ impl Loader {
         direct.copy_new_keys(c, &d, distinct).await
     }
 
-    /// A chunk COPYed straight into the target: the columns its derived tables read staged,
-    /// and its counts (every row inserted).
-    async fn copied(
-        &self,
-        c: &Client,
-        w: &ChunkWrite<'_, '_>,
-        copied: u64,
-        stage_derived: bool,
-    ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
+    /// A chunk COPYed straight into the target: its counts (every row inserted).
+    fn copied(&self, w: &ChunkWrite<'_, '_>, copied: u64) -> (ChunkLoad, Option<NewerStored>) {
         tracing::debug!(chunk = %w.chunk, rows = copied, "chunk copied straight into the target table");
         self.reached(LoadPoint::Staged, w.chunk);
-        if let Some(direct) = self
-            .sql
-            .direct
-            .as_ref()
-            .filter(|d| stage_derived && d.stages_derived())
-        {
-            c.batch_execute(&self.sql.create_stage)
-                .await
-                .map_err(|e| PgError::query("cannot create the staging table", e))?;
-            direct
-                .stage_derived(c, &w.direct(), &self.sql.derived)
-                .await?;
-        }
         let load = ChunkLoad {
             direct_copy: true,
             ..UpsertCounts::new_keys(to_i64(copied)).classify(w.rows)
         };
-        Ok((load, None))
+        (load, None)
+    }
+
+    /// The chunk's derived tables written on `c` from its batch, no stage holding its rows
+    /// (`derived_copy::write`: COPYed straight into a table that holds none of their keys,
+    /// else upserted from a narrow stage).
+    async fn write_derived(
+        &self,
+        c: &Client,
+        direct: &direct::DirectSql,
+        w: &ChunkWrite<'_, '_>,
+        file_version: Option<&Option<String>>,
+        at: &str,
+    ) -> Result<u64, PgError> {
+        derived_copy::write(
+            c,
+            direct,
+            &w.direct(),
+            &self.sql.derived,
+            &self.sql.create_stage,
+            w.sync.sync_seq,
+            file_version,
+            at,
+        )
+        .await
     }
 }
 
