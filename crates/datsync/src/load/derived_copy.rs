@@ -35,8 +35,8 @@
 //! key order, and a chunk with one of them stored is upserted at once: a file delivered
 //! again, or drivers of earlier files, are caught there. A chunk whose stored keys the sample
 //! misses holds few of them; its rows go in in key order, so its COPY fails at the first
-//! stored key and the rows it wrote before are rolled back (left for `VACUUM`), on average
-//! about as many as one stored key in that many.
+//! stored key and the rows it wrote before are rolled back (dead rows left for `VACUUM`):
+//! about `1/p` rows for a share `p` of stored keys, at most the chunk's.
 
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::Client;
