@@ -1,9 +1,9 @@
 //! Cutting data lines into fields and collecting them into Arrow batches.
 //!
-//! One pass per line: each delimiter found ends a field, which is cleaned and appended to
-//! its column at once (or skipped, for a header column that is not kept). A line that turns
-//! out ragged is rolled back (the columns are truncated to the previous row) and kept as an
-//! error row instead.
+//! Two passes per line: the delimiters are found first (the bounds of its fields), then,
+//! when the number of fields is the header's, each field is cleaned and appended to its
+//! column (or skipped, for a header column that is not kept). A ragged line leaves the
+//! columns untouched and is kept as an error row instead.
 //!
 //! A batch is cut when it holds `batch_rows` rows or its rows cost `batch_bytes`
 //! ([`RowBuilder::row_cost`]), whichever comes first.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use super::header::Header;
@@ -172,9 +172,6 @@ impl RowBuilder {
                 self.errors.append_null();
                 self.raws.append_null();
             } else {
-                for column in &mut self.columns {
-                    column.truncate(self.rows);
-                }
                 self.ragged_rows += 1;
                 let message = format!("ragged row: expected {} fields, found {fields}", self.width);
                 let message = self.note_cut(line, message);
@@ -281,33 +278,55 @@ impl RowBuilder {
         count
     }
 
-    /// Cuts `line` into fields and appends those of kept columns; returns the number of
-    /// fields found.
+    /// Cuts `line` into fields and, when their number is right, appends those of kept
+    /// columns; returns the number of fields found.
+    ///
+    /// The fields are found first (their bounds only) and appended after: a ragged line
+    /// leaves the columns untouched, and the append loop is one tight loop over the fields.
     fn push_fields(&mut self, line: &[u8]) -> usize {
+        let count = field_bounds(self.delimiter, line, &mut self.bounds);
+        if count != self.width {
+            return count;
+        }
         let utf8 = match self.reading.encoding {
             TextEncoding::Utf8 => simdutf8::basic::from_utf8(line).is_ok(),
             _ => line.is_ascii(),
         };
-        let mut sink = FieldSink {
-            line,
-            utf8,
-            encoding: self.reading.encoding,
-            trim: self.reading.trim,
-            markers: self.delimiter.has_markers(),
-            nulls: &self.nulls,
-            slots: &self.slots,
-            columns: &mut self.columns,
-            scratch: &mut self.scratch,
-            count: 0,
-            latin1: 0,
-        };
-        let count = self.delimiter.for_each_field(line, |s, e| sink.field(s, e));
-        let latin1 = sink.latin1;
-        if latin1 > 0 && count == self.width {
+        let latin1 = self.append_fields(line, utf8);
+        if latin1 > 0 {
             self.latin1_fields += latin1;
             self.latin1_rows += 1;
         }
         count
+    }
+
+    /// Appends the fields of `line` (their bounds in `bounds`, one per header column) to
+    /// the kept columns; `utf8`: the whole line is text as it is. Returns the number of
+    /// fields read as Latin-1.
+    #[inline(never)]
+    fn append_fields(&mut self, line: &[u8], utf8: bool) -> u64 {
+        let Reading { encoding, trim, .. } = self.reading;
+        let markers = self.delimiter.has_markers();
+        let mut latin1 = 0;
+        for (&(start, end), &slot) in self.bounds.iter().zip(&self.slots) {
+            let Some(column) = self.columns.get_mut(slot as usize) else {
+                continue;
+            };
+            let field = clean_field(&line[start..end], markers, trim);
+            let start = start + field.lead;
+            let field = field.text;
+            if self.nulls.matches(field) {
+                column.push_null();
+            } else if utf8 {
+                // Fields of a valid UTF-8 line are cut and trimmed at ASCII bytes, so each
+                // is UTF-8 (and `finish` validates the column again when it builds the
+                // array).
+                column.push_from_line(line, start, field.len());
+            } else {
+                column.push(decoded(field, encoding, &mut self.scratch, &mut latin1));
+            }
+        }
+        latin1
     }
 
     /// `message`, saying so when `_raw` keeps only the start of `line`.
@@ -357,56 +376,34 @@ impl RowBuilder {
     }
 }
 
-/// Receives the fields of one line in order and appends them to their columns.
-struct FieldSink<'a> {
-    line: &'a [u8],
-    /// The whole line is text as it is (valid UTF-8; ASCII, in another encoding).
-    utf8: bool,
+/// A field of a line that is not text as it is, decoded into `scratch` (and counted in
+/// `latin1` when it is read as Latin-1); kept out of line, off the path of a valid line's
+/// fields.
+#[inline(never)]
+fn decoded<'s>(
+    field: &[u8],
     encoding: TextEncoding,
-    trim: bool,
-    markers: bool,
-    nulls: &'a NullTokens,
-    slots: &'a [u32],
-    columns: &'a mut [TextColumn],
-    scratch: &'a mut String,
-    count: usize,
-    latin1: u64,
-}
-
-impl FieldSink<'_> {
-    #[inline]
-    fn field(&mut self, start: usize, end: usize) {
-        let index = self.count;
-        self.count += 1;
-        let Some(column) = self
-            .slots
-            .get(index)
-            .and_then(|&slot| self.columns.get_mut(slot as usize))
-        else {
-            return;
-        };
-        let (start, end) = clean_bounds(self.line, start, end, self.markers, self.trim);
-        let field = &self.line[start..end];
-        if self.nulls.matches(field) {
-            column.push_null();
-        } else if self.utf8 {
-            // Fields of a valid UTF-8 line are cut and trimmed at ASCII bytes, so each is
-            // UTF-8 (and `finish` validates the column again when it builds the array).
-            column.push_from_line(self.line, start, end);
-        } else {
-            if !decode_text(field, self.encoding, self.scratch) {
-                self.latin1 += 1;
-            }
-            column.push(self.scratch);
-        }
+    scratch: &'s mut String,
+    latin1: &mut u64,
+) -> &'s str {
+    if !decode_text(field, encoding, scratch) {
+        *latin1 += 1;
     }
+    scratch
 }
 
-/// A `Utf8` column under construction that, unlike Arrow's builder, can drop its last rows.
+/// A `Utf8` column under construction: its values and offsets, made into an array when the
+/// batch is cut.
+///
+/// Its validity is kept as the list of its null rows rather than a bitmap appended to per
+/// value: a value costs its bytes and its offset only, and the bitmap is built once, when
+/// the batch is cut. As with Arrow's `NullBufferBuilder`, a column has a validity bitmap when
+/// it holds a null, and none otherwise.
 struct TextColumn {
     values: Vec<u8>,
     offsets: Vec<i32>,
-    validity: NullBufferBuilder,
+    /// The rows that are null, in order.
+    null_rows: Vec<usize>,
 }
 
 impl TextColumn {
@@ -416,38 +413,37 @@ impl TextColumn {
         Self {
             values: Vec::with_capacity(bytes),
             offsets,
-            validity: NullBufferBuilder::new(rows),
+            null_rows: Vec::new(),
         }
     }
 
-    /// Appends `line[start..end]`, which the caller knows to be UTF-8. A short field is
-    /// copied as a fixed 16-byte block (an inline move, not a `memmove` call per field) and
-    /// the excess cut off again.
+    /// Appends the `len` bytes of `line` from `start`, which the caller knows to be UTF-8.
+    /// A short field is copied as a fixed 16-byte block (an inline move, not a `memmove`
+    /// call per field) and the excess cut off again.
     #[inline]
-    fn push_from_line(&mut self, line: &[u8], start: usize, end: usize) {
+    fn push_from_line(&mut self, line: &[u8], start: usize, len: usize) {
         const BLOCK: usize = 16;
-        if end - start <= BLOCK && start + BLOCK <= line.len() {
-            let len = self.values.len() + (end - start);
-            self.values.extend_from_slice(&line[start..start + BLOCK]);
-            self.values.truncate(len);
-        } else {
-            self.values.extend_from_slice(&line[start..end]);
+        match line.get(start..start + BLOCK) {
+            Some(block) if len <= BLOCK => {
+                let keep = self.values.len() + len;
+                self.values.extend_from_slice(block);
+                self.values.truncate(keep);
+            }
+            _ => self.values.extend_from_slice(&line[start..start + len]),
         }
         self.offsets.push(self.end_offset());
-        self.validity.append_non_null();
     }
 
     #[inline]
     fn push(&mut self, value: &str) {
         self.values.extend_from_slice(value.as_bytes());
         self.offsets.push(self.end_offset());
-        self.validity.append_non_null();
     }
 
     #[inline]
     fn push_null(&mut self) {
+        self.null_rows.push(self.offsets.len() - 1);
         self.offsets.push(self.end_offset());
-        self.validity.append_null();
     }
 
     /// The offset after the last value. It wraps only past 2 GiB of text in one column of one
@@ -456,15 +452,6 @@ impl TextColumn {
     #[allow(clippy::cast_possible_wrap)]
     fn end_offset(&self) -> i32 {
         self.values.len() as i32
-    }
-
-    /// Keeps the first `rows` rows.
-    fn truncate(&mut self, rows: usize) {
-        if let Some(&end) = self.offsets.get(rows) {
-            self.values.truncate(end as usize);
-            self.offsets.truncate(rows + 1);
-            self.validity.truncate(rows);
-        }
     }
 
     /// Takes the rows as an array and starts again with buffers about as large as these were.
@@ -481,42 +468,57 @@ impl TextColumn {
         let Self {
             values,
             offsets,
-            mut validity,
+            null_rows,
         } = std::mem::replace(self, next);
+        let len = offsets.len() - 1;
+        let validity = (!null_rows.is_empty()).then(|| {
+            let mut bits = BooleanBufferBuilder::new(len);
+            bits.append_n(len, true);
+            for row in null_rows {
+                bits.set_bit(row, false);
+            }
+            NullBuffer::new(bits.finish())
+        });
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        StringArray::try_new(offsets, Buffer::from_vec(values), validity.finish())
+        StringArray::try_new(offsets, Buffer::from_vec(values), validity)
     }
 }
 
-/// The bounds of a field within its line once one leading `^` and one trailing `~` are
-/// stripped (when the delimiter has markers, `ztdwr.md` §1) and then ASCII whitespace (when
-/// `trim`).
+/// The bounds of the fields of `line` into `out` (cleared first); returns their number.
+/// Out of line, so that its scan keeps its state in registers.
+#[inline(never)]
+fn field_bounds(delimiter: Delimiter, line: &[u8], out: &mut Vec<(usize, usize)>) -> usize {
+    out.clear();
+    delimiter.for_each_field(line, |start, end| out.push((start, end)))
+}
+
+/// A field once cleaned: its text, and how many bytes were dropped before it.
+struct Clean<'a> {
+    text: &'a [u8],
+    lead: usize,
+}
+
+/// `field` once one leading `^` and one trailing `~` are stripped (when the delimiter has
+/// markers, `ztdwr.md` §1) and then ASCII whitespace (when `trim`).
 #[inline]
-fn clean_bounds(
-    line: &[u8],
-    mut start: usize,
-    mut end: usize,
-    markers: bool,
-    trim: bool,
-) -> (usize, usize) {
+fn clean_field(field: &[u8], markers: bool, trim: bool) -> Clean<'_> {
+    let mut text = field;
+    let mut lead = 0;
     if markers {
-        if start < end && line[start] == b'^' {
-            start += 1;
+        if let [b'^', rest @ ..] = text {
+            text = rest;
+            lead = 1;
         }
-        if start < end && line[end - 1] == b'~' {
-            end -= 1;
+        if let [rest @ .., b'~'] = text {
+            text = rest;
         }
     }
-    if !trim {
-        return (start, end);
+    if trim {
+        let trimmed = text.trim_ascii_start();
+        lead += text.len() - trimmed.len();
+        text = trimmed.trim_ascii_end();
     }
-    while start < end && line[start].is_ascii_whitespace() {
-        start += 1;
-    }
-    while start < end && line[end - 1].is_ascii_whitespace() {
-        end -= 1;
-    }
-    (start, end)
+    Clean { text, lead }
 }
 
 /// Decodes the bytes of a field in `encoding` into `out`; false when UTF-8 was asked for
@@ -586,15 +588,22 @@ impl NullTokens {
         }
     }
 
+    #[inline]
     fn matches(&self, field: &[u8]) -> bool {
         match field.first() {
             None => self.empty,
             Some(&b) => {
                 field.len() <= self.max_len
                     && self.first_bytes[usize::from(b)]
-                    && self.tokens.iter().any(|t| t == field)
+                    && self.any_equal(field)
             }
         }
+    }
+
+    /// Whether a token is `field` (out of line: most fields never get this far).
+    #[inline(never)]
+    fn any_equal(&self, field: &[u8]) -> bool {
+        self.tokens.iter().any(|t| t == field)
     }
 }
 
