@@ -292,17 +292,21 @@ impl std::fmt::Display for Delimiter {
 /// are never the `^` that ended it.
 #[inline]
 fn tilde_before(line: &[u8], caret: usize) -> Option<usize> {
-    let mut at = caret;
-    if at > 0 && line[at - 1] == b'\\' {
-        at -= 1;
+    // The same walk on the bytes before the `^`, as slice patterns (no index to check).
+    let mut before = line.get(..caret)?;
+    if let [rest @ .., b'\\'] = before {
+        before = rest;
     }
-    if at > 0 && line[at - 1] == b'|' {
-        at -= 1;
-        if at > 0 && line[at - 1] == b'\\' {
-            at -= 1;
+    if let [rest @ .., b'|'] = before {
+        before = rest;
+        if let [rest @ .., b'\\'] = before {
+            before = rest;
         }
     }
-    (at > 0 && line[at - 1] == b'~').then(|| at - 1)
+    match before {
+        [rest @ .., b'~'] => Some(rest.len()),
+        _ => None,
+    }
 }
 
 /// Calls `f` with the position of every `byte` in `haystack`, in order, scanning eight bytes
