@@ -315,21 +315,18 @@ fn tilde_before(line: &[u8], caret: usize) -> Option<usize> {
 pub(super) fn for_each_byte(haystack: &[u8], byte: u8, mut f: impl FnMut(usize)) {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let pattern = u64::from_ne_bytes([byte; 8]);
-    let mut words = haystack.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes) ^ pattern;
+    let (words, tail) = haystack.as_chunks::<8>();
+    for (i, word) in words.iter().enumerate() {
+        let x = u64::from_le_bytes(*word) ^ pattern;
         // The high bit of each byte of `hits` is set exactly where `x` has a zero byte.
         let mut hits = !(((x & LOW7) + LOW7) | x | LOW7);
         while hits != 0 {
-            f(base + (hits.trailing_zeros() / 8) as usize);
+            f(i * 8 + (hits.trailing_zeros() / 8) as usize);
             hits &= hits - 1;
         }
-        base += 8;
     }
-    for (i, &b) in words.remainder().iter().enumerate() {
+    let base = words.len() * 8;
+    for (i, &b) in tail.iter().enumerate() {
         if b == byte {
             f(base + i);
         }
