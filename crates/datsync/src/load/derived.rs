@@ -20,12 +20,12 @@
 //! # Beside the chunk's transaction
 //!
 //! A run's loader (`Loader::load_chunk_beside`) upserts a chunk's derived tables on a second
-//! connection of its own, in a transaction of their own (the rows they can pick COPYed straight
-//! into a table that holds none of their keys, `derived_copy.rs`; else the columns they read staged
+//! connection of its own, in a transaction of their own (the rows they can pick, one per key,
+//! upserted as the client picked them, `derived_pick.rs`; else the columns they read staged
 //! there by a narrow COPY), while the chunk's transaction COPYs or upserts its rows: the two
-//! backends work side by side (issue 14: on one backend the derived upsert was a third of a first
-//! run). The derived transaction commits first, whatever becomes of the chunk's; the chunk's ledger
-//! row then records its failures (`derived_failed`) and commits. So:
+//! backends work side by side (issue 14: on one backend the derived upsert was a third of a
+//! first run). The derived transaction commits first, whatever becomes of the chunk's; the
+//! chunk's ledger row then records its failures (`derived_failed`) and commits. So:
 //!
 //! - **Exactly once in effect**: a crash or a failure between the two commits leaves the
 //!   derived tables holding the chunk and the ledger not; the chunk is loaded again (resume,
@@ -103,9 +103,9 @@ pub(super) struct DerivedSql {
     /// The main columns its pick reads, for [`pick`]; `None` when one is not among the
     /// profile's columns (then every row is staged).
     pub pick: Option<PickColumns>,
-    /// The COPY straight into the table of a chunk's rows for keys it does not hold
-    /// (`derived_copy.rs`); `None` when its key is not a `text` or `integer` column.
-    pub copy: Option<super::derived_copy::CopySql>,
+    /// The upsert of the rows the client picked, one per key (`derived_pick.rs`); `None`
+    /// with `pick`.
+    pub picked: Option<super::derived_pick::PickSql>,
 }
 
 /// The main columns a derived table's pick reads: its key's, then every column that must
@@ -120,7 +120,7 @@ pub(super) struct PickColumns {
 }
 
 impl DerivedSql {
-    pub(super) fn new(profile: &Profile, d: &Derived, version: Version) -> Self {
+    pub(super) fn new(profile: &Profile, d: &Derived, version: Version, index: usize) -> Self {
         let written: Vec<(usize, &crate::profile::DerivedColumn)> = d
             .columns
             .iter()
@@ -142,23 +142,6 @@ impl DerivedSql {
         let targets: Vec<String> = written
             .iter()
             .map(|(_, c)| quote_ident(&c.target))
-            .collect();
-        let sets: Vec<String> = written
-            .iter()
-            .filter(|(_, c)| c.target != d.key)
-            .filter_map(|(_, c)| {
-                let t = quote_ident(&c.target);
-                match c.update {
-                    DerivedUpdate::Coalesce => Some(format!("{t} = COALESCE(EXCLUDED.{t}, t.{t})")),
-                    DerivedUpdate::Replace => Some(format!("{t} = EXCLUDED.{t}")),
-                    DerivedUpdate::Never => None,
-                }
-            })
-            .chain(
-                ["row_version", "sync_seq", "source_line", "updated_at"]
-                    .iter()
-                    .map(|b| format!("{b} = EXCLUDED.{b}")),
-            )
             .collect();
         let position = |c: &crate::profile::DerivedColumn| {
             let from = c.from.as_ref()?;
@@ -186,9 +169,15 @@ impl DerivedSql {
                 })
             });
         let table = quote_qualified(&profile.schema, &d.table);
-        let copy = pick.as_ref().and_then(|p| {
-            let targets: Vec<&str> = written.iter().map(|(_, c)| c.target.as_str()).collect();
-            super::derived_copy::CopySql::new(profile, &table, &d.key, &targets, p)
+        let key_text = written
+            .iter()
+            .find(|(_, c)| c.target == d.key)
+            .is_some_and(|(_, c)| c.kind == ColumnType::Text);
+        // Keys locked in one order whichever statement writes them: bytewise for text.
+        let collate = if key_text { " COLLATE \"C\"" } else { "" };
+        let on_conflict = conflict_clause(d, &written);
+        let picked = pick.as_ref().map(|p| {
+            super::derived_pick::PickSql::new(profile, &table, &targets, p, &on_conflict, index)
         });
         let upsert = format!(
             "WITH src AS (
@@ -199,28 +188,53 @@ impl DerivedSql {
                 ORDER BY {key_e}, COALESCE(v, '') COLLATE \"C\" DESC, l DESC
              )
              INSERT INTO {table} AS t ({targets}, row_version, sync_seq, source_line, updated_at)
-             SELECT {picks}, v, $1::bigint, l, now() FROM pick ORDER BY {key_e}
-             ON CONFLICT ({key}) DO UPDATE SET {sets}
-             WHERE (COALESCE(t.row_version, '') COLLATE \"C\", COALESCE(t.sync_seq, -1),
-                    COALESCE(t.source_line, -1))
-                 < (COALESCE(EXCLUDED.row_version, '') COLLATE \"C\", EXCLUDED.sync_seq,
-                    EXCLUDED.source_line)",
+             SELECT {picks}, v, $1::bigint, l, now() FROM pick ORDER BY {key_e}{collate}
+             {on_conflict}",
             exprs = exprs.join(", "),
             version = version.value_with("$3"),
             wanted = wanted.join(" AND "),
             targets = targets.join(", "),
             picks = picks.join(", "),
-            key = quote_ident(&d.key),
-            sets = sets.join(", "),
         );
         Self {
             table,
             drop_values: d.drop_values.clone(),
             upsert,
             pick,
-            copy,
+            picked,
         }
     }
+}
+
+/// A derived table's `ON CONFLICT` clause: each written column as its `update` says, the
+/// bookkeeping taken, only when the incoming row is newer by the order.
+fn conflict_clause(d: &Derived, written: &[(usize, &crate::profile::DerivedColumn)]) -> String {
+    let sets: Vec<String> = written
+        .iter()
+        .filter(|(_, c)| c.target != d.key)
+        .filter_map(|(_, c)| {
+            let t = quote_ident(&c.target);
+            match c.update {
+                DerivedUpdate::Coalesce => Some(format!("{t} = COALESCE(EXCLUDED.{t}, t.{t})")),
+                DerivedUpdate::Replace => Some(format!("{t} = EXCLUDED.{t}")),
+                DerivedUpdate::Never => None,
+            }
+        })
+        .chain(
+            ["row_version", "sync_seq", "source_line", "updated_at"]
+                .iter()
+                .map(|b| format!("{b} = EXCLUDED.{b}")),
+        )
+        .collect();
+    format!(
+        "ON CONFLICT ({key}) DO UPDATE SET {sets}
+             WHERE (COALESCE(t.row_version, '') COLLATE \"C\", COALESCE(t.sync_seq, -1),
+                    COALESCE(t.source_line, -1))
+                 < (COALESCE(EXCLUDED.row_version, '') COLLATE \"C\", EXCLUDED.sync_seq,
+                    EXCLUDED.source_line)",
+        key = quote_ident(&d.key),
+        sets = sets.join(", "),
+    )
 }
 
 /// A row's place in the derived upserts' order: its `row_version` as they compute it (NULL
@@ -388,7 +402,7 @@ pub(super) struct Picked {
     pub rows: Option<Vec<usize>>,
     /// Whether the client decided every key: `rows` are then each key's row, one per key, in
     /// key order (text keys by their bytes, integer keys by value), and every value the table
-    /// takes from them is decided (`value_of`).
+    /// takes from them is decided ([`is_no_value`]).
     pub exact: bool,
 }
 
@@ -403,8 +417,7 @@ pub(super) struct Picked {
 /// (`datsync-cli/tests/pipeline/derived.rs`: the rule as PostgreSQL computes it over every
 /// row, in the default and a Turkish database). In a real file a driver drives many trips: a
 /// chunk names far fewer drivers than it has rows. When no row is left undecided the pick is
-/// [`Picked::exact`], and its rows can be COPYed into the table as they are
-/// (`derived_copy.rs`).
+/// [`Picked::exact`], and its rows can be written as they are (`derived_pick.rs`).
 pub(super) fn pick<'a>(
     d: &DerivedSql,
     encoders: &[ColumnEncoder<'_>],
@@ -568,40 +581,54 @@ pub(super) async fn apply(
     file_version: Option<&Option<String>>,
     at: &str,
 ) -> Result<u64, PgError> {
-    let q = |what: &'static str| move |e| PgError::query(what, e);
     let mut failed = 0;
     for d in derived {
-        tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
-            .await
-            .map_err(q("cannot set the derived tables' savepoint"))?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sync_seq, &d.drop_values];
         if let Some(v) = file_version {
             params.push(v);
         }
-        match tx.execute(&d.upsert, &params).await {
-            Ok(_) => {
-                tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                    .await
-                    .map_err(q("cannot release the derived tables' savepoint"))?;
-            }
-            Err(e) => {
-                let e = PgError::query(format!("cannot upsert the derived table {}", d.table), e);
-                if e.class() == ErrorClass::Transient || e.is_outage() {
-                    return Err(e);
-                }
-                tx.batch_execute(&format!(
-                    "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
-                ))
-                .await
-                .map_err(q("cannot roll back to the derived tables' savepoint"))?;
-                tracing::warn!(table = %d.table, %at, error = %e,
-                    "derived table not updated from this chunk; the chunk goes on (a failure \
-                     of a derived table is counted, not fatal)");
-                failed += 1;
-            }
-        }
+        failed += upsert_one(tx, d, &d.upsert, &params, at).await?;
     }
     Ok(failed)
+}
+
+/// Runs `sql`, one upsert of derived table `d`, under a savepoint: 0 when it succeeded; 1
+/// when it failed for a reason retrying cannot fix, rolled back to the savepoint and logged
+/// (see the module docs). A transient failure is returned.
+pub(super) async fn upsert_one(
+    tx: &tokio_postgres::Client,
+    d: &DerivedSql,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    at: &str,
+) -> Result<u64, PgError> {
+    let q = |what: &'static str| move |e| PgError::query(what, e);
+    tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
+        .await
+        .map_err(q("cannot set the derived tables' savepoint"))?;
+    match tx.execute(sql, params).await {
+        Ok(_) => {
+            tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+                .await
+                .map_err(q("cannot release the derived tables' savepoint"))?;
+            Ok(0)
+        }
+        Err(e) => {
+            let e = PgError::query(format!("cannot upsert the derived table {}", d.table), e);
+            if e.class() == ErrorClass::Transient || e.is_outage() {
+                return Err(e);
+            }
+            tx.batch_execute(&format!(
+                "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+            ))
+            .await
+            .map_err(q("cannot roll back to the derived tables' savepoint"))?;
+            tracing::warn!(table = %d.table, %at, error = %e,
+                "derived table not updated from this chunk; the chunk goes on (a failure \
+                 of a derived table is counted, not fatal)");
+            Ok(1)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +692,90 @@ mod tests {
             judge(&e, false, 3, &drop, &Asked::new(), &mut scratch),
             Judged::Value
         );
+    }
+
+    /// A profile with a derived table keyed by `id`, taking a required `who`.
+    fn people() -> (Profile, DerivedSql) {
+        let toml = r#"
+name = "t"
+table = "docs"
+key = "doc"
+[[columns]]
+source = "doc"
+type = "text"
+required = true
+not_empty = true
+[[columns]]
+source = "id"
+type = "text"
+[[columns]]
+source = "who"
+type = "text"
+[[derived]]
+table = "people"
+key = "id"
+drop_values = ["-", "NIL"]
+columns = [{ target = "id", from = "id", required = true }, { target = "who", from = "who", required = true }]
+"#;
+        let profile = Profile::from_toml_str(toml, std::path::Path::new("t.toml")).unwrap();
+        let version = super::super::sql::Version {
+            row: false,
+            file: false,
+        };
+        let d = DerivedSql::new(&profile, &profile.derived[0], version, 0);
+        (profile, d)
+    }
+
+    /// The client's pick: each key's newest row with a value, in key order, when every row
+    /// is decided (the database's answers deciding what the client cannot); else every row
+    /// it cannot judge kept beside each key's newest, for the upsert to pick from.
+    #[test]
+    fn the_pick_is_exact_only_when_every_row_is_decided() {
+        let (_, d) = people();
+        let docs = StringArray::from(vec!["a", "b", "c", "d", "e", "f"]);
+        let ids = StringArray::from(vec![
+            Some("k2"),
+            Some("k1"),
+            Some("k2"),
+            None,
+            Some("k1"),
+            Some("k3"),
+        ]);
+        let whos = StringArray::from(vec!["ANN", "BOB", "nil", "ANN", " - ", "CY"]);
+        let encoders = [
+            ColumnEncoder::Text(&docs),
+            ColumnEncoder::Text(&ids),
+            ColumnEncoder::Text(&whos),
+        ];
+        let order = |row: usize| {
+            Some(PickOrder {
+                version: ["", "", ""],
+                line: row as u64 + 2,
+            })
+        };
+        // `nil` (row 2) only the database can judge.
+        let unsure = unsure_values(&d, &encoders, 6);
+        assert_eq!(unsure, vec!["nil"]);
+        let picked = pick(&d, &encoders, 6, &Asked::new(), order);
+        assert!(!picked.exact);
+        assert_eq!(picked.rows, Some(vec![0, 1, 2, 5]));
+        // Asked: `nil` is a placeholder here; k2's newest with a value is row 0.
+        let asked: Asked = [("nil".to_owned(), true)].into();
+        let picked = pick(&d, &encoders, 6, &asked, order);
+        assert!(picked.exact);
+        assert_eq!(picked.rows, Some(vec![1, 0, 5]), "k1, k2, k3");
+        // Not a placeholder: row 2, later, wins k2.
+        let asked: Asked = [("nil".to_owned(), false)].into();
+        let picked = pick(&d, &encoders, 6, &asked, order);
+        assert_eq!(picked.rows, Some(vec![1, 2, 5]));
+        // A version the client does not compare leaves the chunk to the upsert.
+        let odd = |row: usize| {
+            Some(PickOrder {
+                version: ["é", "", ""],
+                line: row as u64,
+            })
+        };
+        assert!(!pick(&d, &encoders, 6, &asked, odd).exact);
     }
 
     /// Parts compared as the string they make: a part that is a prefix of another (`a`

@@ -32,8 +32,10 @@
 //!
 //! # Derived tables
 //!
-//! The derived upserts read the staging table; for a chunk COPYed into the target only the
-//! columns they read (and the line and version) are staged, by a second, narrow COPY.
+//! The derived upserts read the staging table. For a chunk COPYed into the target, the
+//! derived tables take the rows the client picked (`derived_pick.rs`), or, where the client
+//! cannot decide, the columns they read (and the line and version) staged by a second,
+//! narrow COPY.
 
 use std::error::Error;
 
@@ -134,7 +136,7 @@ pub(super) enum Offered {
 
 /// The transaction's `now()` as PostgreSQL's binary `timestamptz`: microseconds since
 /// 2000-01-01 UTC, written into `created_at` and `updated_at` as they are.
-pub(super) struct PgMicros(pub i64);
+struct PgMicros(i64);
 
 impl<'a> FromSql<'a> for PgMicros {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
@@ -460,7 +462,7 @@ pub(super) fn put_version(out: &mut BytesMut, parts: Option<[&str; 3]>) {
 
 // A text field fits `i32` (Arrow's offsets; a file name or a version is short).
 #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-fn put_text(out: &mut BytesMut, v: Option<&str>) {
+pub(super) fn put_text(out: &mut BytesMut, v: Option<&str>) {
     match v {
         None => out.put_i32(-1),
         Some(v) => {

@@ -61,7 +61,7 @@
 mod baseline;
 mod copy;
 mod derived;
-mod derived_copy;
+mod derived_pick;
 mod direct;
 mod numeric;
 mod sql;
@@ -704,7 +704,8 @@ impl Loader {
 
     /// The derived tables upserted on `side` in a transaction of their own, committed
     /// whatever becomes of the chunk's (see `derived.rs`, "Beside the chunk's transaction"):
-    /// the columns they read staged by a narrow COPY, then each table's upsert; returns how
+    /// the rows the client picked upserted as they are, or the columns they read staged by a
+    /// narrow COPY and each table's upsert (`derived_pick::write`); returns how
     /// many failed and were rolled back. The transaction is rolled back on an error.
     async fn derive_beside(
         &self,
@@ -764,8 +765,8 @@ impl Loader {
     }
 
     /// The chunk's derived tables written on `c` from its batch, no stage holding its rows
-    /// (`derived_copy::write`: COPYed straight into a table that holds none of their keys,
-    /// else upserted from a narrow stage).
+    /// (`derived_pick::write`: the rows the client picked upserted as they are, else the
+    /// upsert from a narrow stage).
     async fn write_derived(
         &self,
         c: &Client,
@@ -774,7 +775,7 @@ impl Loader {
         file_version: Option<&Option<String>>,
         at: &str,
     ) -> Result<u64, PgError> {
-        derived_copy::write(
+        derived_pick::write(
             c,
             direct,
             &w.direct(),

@@ -69,7 +69,8 @@ impl LoadSql {
             derived: profile
                 .derived
                 .iter()
-                .map(|d| super::derived::DerivedSql::new(profile, d, version))
+                .enumerate()
+                .map(|(i, d)| super::derived::DerivedSql::new(profile, d, version, i))
                 .collect(),
             ledger_get: format!(
                 "SELECT \"rows\", inserted, updated, skipped_older, checksum, superseded_on_load,
