@@ -517,12 +517,12 @@ fn load_chunks_of_drivers(
     }
 }
 
-/// The narrow COPY feeding the drivers stages only the rows the upsert can pick: each NIK's
-/// newest row with a value, and every row whose placeholder test the client cannot decide
-/// without the database's locale (not ASCII, or an `i`). Chunks of 500 rows naming a dozen
+/// Only the rows the upsert can pick are sent for the drivers: each NIK's newest row with a
+/// value, the placeholder test of values the client cannot decide without the database's
+/// locale (not ASCII, or an `i`) asked of the database. Chunks of 500 rows naming a dozen
 /// drivers in every form the test can take — padded, placeholders in any case, names with
 /// `i`, `ı`, `ß`, accents, ties of version broken by line — loaded as two files: `drivers`
-/// equals the rule computed by PostgreSQL over every loaded row, and fewer rows were staged
+/// equals the rule computed by PostgreSQL over every loaded row, and fewer rows were sent
 /// than loaded.
 #[test]
 fn the_drivers_staged_are_each_keys_newest_and_the_table_is_the_rules() {
@@ -555,8 +555,8 @@ fn the_drivers_staged_are_each_keys_newest_and_the_table_is_the_rules() {
 
 /// The same in a database whose `upper` is Turkish (ICU `tr-TR`: `i` is `İ`, `ı` is `I`, `ß`
 /// is `SS`), with placeholders `NIL`, `I` and `STRASSE`: `nil` and `i` are names there, `ı`,
-/// `NIL` and `straße` are not. The client, which cannot know the locale, never decides such
-/// a value: `drivers` is the rule as this database computes it. The profile also takes the
+/// `NIL` and `straße` are not. The client, which cannot know the locale, asks the database
+/// about such a value: `drivers` is the rule as this database computes it. The profile also takes the
 /// file's date into each row's version (`own | file`). Needs a server built with ICU, as
 /// PostgreSQL's packages are.
 #[test]
@@ -770,4 +770,134 @@ fn drivers_picked_on_the_client_are_upserted_as_they_are_new_and_stored_alike() 
     )[0]
     .get(0);
     assert_eq!(bad, 0, "seed {seed}");
+}
+
+/// A profile with two derived tables: `units` keyed by an integer column (picked on the
+/// client), `days` keyed by a date (which the client does not pick: its rows are staged and
+/// upserted by the rule in SQL). Both share the main column `who`, with placeholders of their
+/// own; `days` takes the newest row's, none included.
+const TWO_DERIVED: &str = r#"
+name = "visits"
+table = "visits"
+key = "doc"
+
+[format]
+delimiter = ","
+
+[[columns]]
+source = "doc"
+type = "text"
+required = true
+not_empty = true
+[[columns]]
+source = "unit"
+type = "integer"
+[[columns]]
+source = "day"
+type = "date"
+[[columns]]
+source = "who"
+type = "text"
+
+[[derived]]
+table = "units"
+key = "unit"
+drop_values = ["-", "NIL"]
+columns = [{ target = "unit", from = "unit", required = true }, { target = "who", from = "who", required = true }]
+
+[[derived]]
+table = "days"
+key = "day"
+drop_values = ["-", "NONE"]
+columns = [{ target = "day", from = "day", required = true }, { target = "who", from = "who", update = "replace" }]
+"#;
+
+/// Two derived tables of one profile written from the same chunks by the two ways: the
+/// integer-keyed one from the rows the client picked, the date-keyed one from its staged
+/// rows; each equals the rule PostgreSQL computes over the loaded rows with its own
+/// placeholders (`nil` is a placeholder of one table and a value of the other).
+#[test]
+fn two_derived_tables_one_picked_on_the_client_one_staged_follow_the_rule() {
+    const WHOS: [&str; 7] = ["ann", "BOB", "nil", "none", "-", "", "Çem"];
+    let seed = seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("visits.toml");
+    std::fs::write(&profile, TWO_DERIVED).unwrap();
+    let mut text = String::from("doc,unit,day,who\n");
+    for i in 0..1_200 {
+        let _ = writeln!(
+            text,
+            "D{i:05},{},2025-01-{:02},{}",
+            rng.random_range(-40..40),
+            rng.random_range(1..29),
+            WHOS[rng.random_range(0..WHOS.len())],
+        );
+    }
+    let path = dir.path().join("visits.csv");
+    std::fs::write(&path, text).unwrap();
+    let db = TestDb::new();
+    let url = db.url();
+    let ck = dir.path().join("ck");
+    let out = datsync(
+        dir.path(),
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--chunk-size",
+            "300",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--json",
+        ],
+        &[("RUST_LOG", "datsync::load=debug")],
+    );
+    assert_eq!(out.code(), Some(0), "seed {seed}: {}", out.describe());
+    assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
+    let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        count("derived rows picked on the client"),
+        4,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(count("derived rows staged"), 4, "{}", out.stderr);
+    let rule = |key: &str, drop: &str, required: bool| -> Vec<(String, Option<String>)> {
+        db.query(
+            &format!(
+                "WITH s AS (
+                   SELECT {key}::text AS k,
+                          CASE WHEN btrim(who) = '' OR upper(btrim(who)) = ANY('{{{drop}}}')
+                               THEN NULL ELSE who END AS who, sync_seq, source_line
+                     FROM visits WHERE {key} IS NOT NULL)
+                 SELECT DISTINCT ON (k) k, who FROM s {filter}
+                  ORDER BY k, sync_seq DESC, source_line DESC",
+                filter = if required {
+                    "WHERE who IS NOT NULL"
+                } else {
+                    ""
+                },
+            ),
+            &[],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let table = |sql: &str| -> Vec<(String, Option<String>)> {
+        db.query(sql, &[])
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let units = table("SELECT unit::text, who FROM units ORDER BY unit::text");
+    assert_eq!(units, rule("unit", "-,NIL", true), "seed {seed}: units");
+    let days = table("SELECT day::text, who FROM days ORDER BY day::text");
+    assert_eq!(days, rule("day", "-,NONE", false), "seed {seed}: days");
+    assert!(units.iter().any(|(_, w)| w.as_deref() == Some("none")));
+    assert!(days.iter().any(|(_, w)| w.as_deref() == Some("nil")));
 }

@@ -36,7 +36,7 @@
 //!   commits as soon as its upserts are done), so a chunk's transaction waiting on another
 //!   sync's row locks while its own derived transaction waits on that sync's derived rows
 //!   cannot close a circle PostgreSQL would not see. Derived transactions lock their keys in
-//!   key order, as before.
+//!   key order (bytewise for a text key, in both upserts).
 //! - **The price: a chunk that then fails for good** (its rows break a constraint the
 //!   table's owner added, a trigger raises) **leaves its drivers written**, and they stay if
 //!   the chunk is never loaded (the sync abandoned, the file corrected and loaded as a new

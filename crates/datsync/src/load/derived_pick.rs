@@ -9,15 +9,19 @@
 //! write, NULL for a placeholder), it sends just those rows, one per key, with their
 //! `row_version` and line, into a temporary table of the values as they are written, and one
 //! `INSERT … SELECT … ON CONFLICT` — the same conflict clause, so newest wins and the same
-//! columns are updated — takes them in key order: no test per value, no sort, no rows but
-//! the picked ones.
+//! columns are updated — takes them in key order: no test per value, no `DISTINCT ON` sort
+//! of the chunk, no rows but the picked ones (which the server sorts by key again).
 //!
 //! The statement keeps the upsert's guarantees: no error on a stored key or on a key another
 //! transaction inserts at the same time (it waits for it, then updates by the order), keys
 //! locked in the same order as the other upsert (bytewise for a text key), no look-up of
 //! keys sent as parameters, the table's columns cast as they are on any insert (an adopted
-//! legacy `drivers` with `varchar` columns takes them as it did), a failure retrying cannot
-//! fix rolled back to its savepoint and counted.
+//! legacy `drivers` with `varchar` columns takes them as it did), a failure of the upsert
+//! that retrying cannot fix rolled back to its savepoint and counted (the temporary tables
+//! and their COPYs, like the narrow stage before them, are outside it: a failure there fails
+//! the chunk's attempt). Used where the derived tables are written from the chunk's batch
+//! (beside the chunk's transaction, or after a chunk COPYed straight into the target);
+//! a chunk upserted in its own transaction feeds them from its full stage, as before.
 //!
 //! # What the client decides
 //!
@@ -149,7 +153,13 @@ pub(super) async fn write(
         for (p, _) in picks.iter().filter(|(p, _)| !p.exact) {
             match &p.rows {
                 None => every = true,
-                Some(rows) => rows.iter().for_each(|&r| keep[r] = true),
+                Some(rows) => {
+                    for &r in rows {
+                        if let Some(k) = keep.get_mut(r) {
+                            *k = true;
+                        }
+                    }
+                }
             }
         }
         let kept: Option<Vec<usize>> = (!every).then(|| (0..d.rows).filter(|&r| keep[r]).collect());
@@ -188,10 +198,14 @@ async fn ask(c: &Client, t: &DerivedSql, d: &Direct<'_, '_>) -> Result<Asked, Pg
     c.batch_execute(&sql.ask_create)
         .await
         .map_err(q("cannot create the table of the values to ask about"))?;
+    // A chunk's values are far fewer than `i32::MAX`; more would be left to the upsert.
+    if i32::try_from(values.len()).is_err() {
+        return Ok(Asked::new());
+    }
     super::copy_stream(c, &sql.ask_copy, values.len(), |i, out| {
         out.put_i16(2);
         out.put_i32(4);
-        out.put_i32(i32::try_from(i).unwrap_or(i32::MAX));
+        out.put_i32(i32::try_from(i).unwrap_or(-1));
         super::direct::put_text(out, values.get(i).copied());
     })
     .await
@@ -245,7 +259,9 @@ impl PickSql {
             .map_err(|e| PgError::query("cannot create the table of the picked derived rows", e))?;
         let mut scratch = BytesMut::new();
         super::copy_stream(c, &self.copy, w.rows.len(), |i, out| {
-            put_row(w, pick, w.rows[i], out, &mut scratch);
+            if let Some(&row) = w.rows.get(i) {
+                put_row(w, pick, row, out, &mut scratch);
+            }
         })
         .await
         .map_err(|e| PgError::query("cannot stage the picked derived rows", e))?;

@@ -438,7 +438,8 @@ impl DirectSql {
             .saturating_sub(1 + usize::from(self.version.row))
     }
 
-    /// Whether the chunk's rows are staged for the derived tables after a direct COPY.
+    /// Whether the profile has derived tables, whose rows are then sent on their own after a
+    /// direct COPY (`derived_pick.rs`).
     pub(super) fn stages_derived(&self) -> bool {
         self.derived_copy.is_some()
     }

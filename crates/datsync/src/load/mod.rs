@@ -271,7 +271,7 @@ impl Loader {
 
     /// Whether the derived tables can be upserted on a second connection beside the chunk's
     /// transaction ([`Self::load_chunk_beside`]): the profile has derived tables and a
-    /// one-column key (their columns are staged by a narrow COPY of their own).
+    /// one-column key (the rows they read are sent on that connection: `derived_pick.rs`).
     pub fn derives_beside(&self) -> bool {
         self.sql
             .direct
