@@ -623,6 +623,47 @@ fn full_drivers(db: &TestDb, sql: &str) -> Vec<FullDriver> {
         .collect()
 }
 
+/// A `run` of `path` into `db` in chunks of `chunk_size` (with `profile`, else the built-in
+/// one), the loader's debug log on: it must succeed with no derived failure. Returns how many
+/// chunks' drivers were picked on the client and how many were staged for the upsert.
+fn run_logging_derived(
+    db: &TestDb,
+    dir: &Path,
+    path: &Path,
+    chunk_size: &str,
+    profile: Option<&Path>,
+) -> (usize, usize) {
+    let ck = dir.join("ck");
+    let url = db.url();
+    let mut args = vec![
+        "run",
+        path.to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--chunk-size",
+        chunk_size,
+        "--json",
+    ];
+    if let Some(p) = profile {
+        args.extend(["--profile", p.to_str().unwrap()]);
+    }
+    let out = datsync(dir, &args, &[("RUST_LOG", "datsync::load=debug")]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
+    assert!(
+        !out.stderr.contains("derived table not updated"),
+        "{}",
+        out.stderr
+    );
+    let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
+    (
+        count("derived rows picked on the client, one per key"),
+        count("derived rows staged"),
+    )
+}
+
 /// The drivers by the rule over the loaded rows (values and bookkeeping), with the stored
 /// drivers of the test below: `older` updated (its transporter kept where the newest row has
 /// none), `newer` as stored.
@@ -713,41 +754,14 @@ fn drivers_picked_on_the_client_are_upserted_as_they_are_new_and_stored_alike() 
          VALUES ('{older}', '{older}', 'OLDER', 'T0', '2025-01-01 00:00:00', 0, 1, now()),
                 ('{newer}', '{newer}', 'NEWER', 'T9', '2099-01-01 00:00:00', 0, 1, now())"
     ));
-    let ck = dir.path().join("ck");
-    let url = db.url();
-    let out = datsync(
-        dir.path(),
-        &[
-            "run",
-            path.to_str().unwrap(),
-            "--database-url",
-            &url,
-            "--checkpoint-dir",
-            ck.to_str().unwrap(),
-            "--chunk-size",
-            "500",
-            "--json",
-        ],
-        &[("RUST_LOG", "datsync::load=debug")],
-    );
-    assert_eq!(out.code(), Some(0), "seed {seed}: {}", out.describe());
-    assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
-    let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
+    let (picked_chunks, staged_chunks) = run_logging_derived(&db, dir.path(), &path, "500", None);
     assert_eq!(
-        count("derived rows picked on the client, one per key"),
-        3,
-        "seed {seed}: every chunk decided on the client: {}",
-        out.stderr
+        picked_chunks, 3,
+        "seed {seed}: every chunk decided on the client"
     );
     assert_eq!(
-        count("derived rows staged"),
-        0,
-        "seed {seed}: no chunk left to the upsert that tests each value: {}",
-        out.stderr
-    );
-    assert!(
-        !out.stderr.contains(&older) && !out.stderr.contains(&newer),
-        "the log names no driver"
+        staged_chunks, 0,
+        "seed {seed}: no chunk left to the upsert that tests each value"
     );
     let rule = rule_with_stored(&db, &older, &newer);
     let table = full_drivers(
@@ -837,35 +851,12 @@ fn two_derived_tables_one_picked_on_the_client_one_staged_follow_the_rule() {
     let path = dir.path().join("visits.csv");
     std::fs::write(&path, text).unwrap();
     let db = TestDb::new();
-    let url = db.url();
-    let ck = dir.path().join("ck");
-    let out = datsync(
-        dir.path(),
-        &[
-            "run",
-            path.to_str().unwrap(),
-            "--database-url",
-            &url,
-            "--checkpoint-dir",
-            ck.to_str().unwrap(),
-            "--chunk-size",
-            "300",
-            "--profile",
-            profile.to_str().unwrap(),
-            "--json",
-        ],
-        &[("RUST_LOG", "datsync::load=debug")],
-    );
-    assert_eq!(out.code(), Some(0), "seed {seed}: {}", out.describe());
-    assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
-    let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
+    let (picked, staged) = run_logging_derived(&db, dir.path(), &path, "300", Some(&profile));
     assert_eq!(
-        count("derived rows picked on the client"),
-        4,
-        "{}",
-        out.stderr
+        (picked, staged),
+        (4, 4),
+        "seed {seed}: units picked, days staged"
     );
-    assert_eq!(count("derived rows staged"), 4, "{}", out.stderr);
     let rule = |key: &str, drop: &str, required: bool| -> Vec<(String, Option<String>)> {
         db.query(
             &format!(

@@ -402,8 +402,9 @@ fn decoded<'s>(
 struct TextColumn {
     values: Vec<u8>,
     offsets: Vec<i32>,
-    /// The rows that are null, in order.
-    null_rows: Vec<usize>,
+    /// The rows that are null, in order (4 bytes each: a batch's rows are counted in `i32`
+    /// offsets).
+    null_rows: Vec<u32>,
 }
 
 impl TextColumn {
@@ -442,7 +443,8 @@ impl TextColumn {
 
     #[inline]
     fn push_null(&mut self) {
-        self.null_rows.push(self.offsets.len() - 1);
+        self.null_rows
+            .push(u32::try_from(self.offsets.len() - 1).unwrap_or(u32::MAX));
         self.offsets.push(self.end_offset());
     }
 
@@ -475,7 +477,9 @@ impl TextColumn {
             let mut bits = BooleanBufferBuilder::new(len);
             bits.append_n(len, true);
             for row in null_rows {
-                bits.set_bit(row, false);
+                if let Some(row) = usize::try_from(row).ok().filter(|&r| r < len) {
+                    bits.set_bit(row, false);
+                }
             }
             NullBuffer::new(bits.finish())
         });
