@@ -56,30 +56,11 @@ const SAVEPOINT: &str = "datsync_direct";
 
 /// The key's type, as the look-up sends the chunk's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeyKind {
+enum KeyKind {
     /// `text[]`.
     Text,
     /// `bigint[]`.
     Integer,
-}
-
-impl KeyKind {
-    /// A key column's kind, when the look-up can send its keys.
-    pub(super) fn of(kind: ColumnType) -> Option<Self> {
-        match kind {
-            ColumnType::Text => Some(Self::Text),
-            ColumnType::Integer => Some(Self::Integer),
-            _ => None,
-        }
-    }
-
-    /// The array type the look-up sends the keys as.
-    pub(super) fn array(self) -> &'static str {
-        match self {
-            Self::Text => "text[]",
-            Self::Integer => "bigint[]",
-        }
-    }
 }
 
 /// The statements of the direct path for one profile (a keyed profile whose key is one
@@ -160,10 +141,49 @@ impl DirectSql {
             return None;
         };
         let key_column = profile.columns.get(key_at)?;
-        let key = KeyKind::of(key_column.kind)?;
+        let key = match key_column.kind {
+            ColumnType::Text => KeyKind::Text,
+            ColumnType::Integer => KeyKind::Integer,
+            _ => return None,
+        };
         let table = quote_qualified(&profile.schema, &profile.table);
         let written = written_columns(profile, version);
-        let probe = probe_sql(&table, &written, &key_column.target, key.array());
+        let expected: Vec<String> = written
+            .iter()
+            .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
+            .collect();
+        let relation = quote_literal(&table);
+        let probe = format!(
+            "SELECT now(),
+                    NOT EXISTS (
+                      SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
+                        LEFT JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid = {relation}::regclass AND a.attname = w.name
+                         AND a.attnum > 0 AND NOT a.attisdropped
+                       WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
+                          OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
+                    AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
+                                AND c.relkind IN ('r', 'p')
+                           FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
+                    AND EXISTS (
+                      SELECT 1 FROM pg_catalog.pg_index i
+                        JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                       WHERE i.indrelid = {relation}::regclass AND i.indisunique
+                         AND i.indimmediate AND i.indisvalid AND i.indisready
+                         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                         AND a.attname = {key_literal}),
+                    EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
+                              CROSS JOIN LATERAL (
+                                SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
+            expected = expected.join(", "),
+            key_name = quote_ident(&key_column.target),
+            key_literal = quote_literal(&key_column.target),
+            array = match key {
+                KeyKind::Text => "text[]",
+                KeyKind::Integer => "bigint[]",
+            },
+        );
         let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();
         let copy = format!(
             "COPY {table} ({}) FROM STDIN (FORMAT binary)",
@@ -195,53 +215,6 @@ fn written_columns(profile: &Profile, version: Version) -> Vec<(String, &'static
                 .map(|(n, t)| (n.to_owned(), t)),
         )
         .collect()
-}
-
-/// The direct path's look-up of a chunk in `table` (quoted and qualified), `$1` its keys
-/// (an array of `key_array`): `now()`, whether the table takes the binary rows of `written`
-/// as they are (every written column of exactly the type sent, without a typmod, not an
-/// identity `ALWAYS` or generated column; an ordinary or partitioned table without rules or
-/// row-level security; a unique, immediate, valid index on `key` alone), and whether it holds
-/// one of the keys (one probe of the key's index per key, stopping at the first stored: see
-/// [`DirectSql`]'s `probe`).
-pub(super) fn probe_sql(
-    table: &str,
-    written: &[(String, &str)],
-    key: &str,
-    key_array: &str,
-) -> String {
-    let expected: Vec<String> = written
-        .iter()
-        .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
-        .collect();
-    let relation = quote_literal(table);
-    format!(
-        "SELECT now(),
-                NOT EXISTS (
-                  SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
-                    LEFT JOIN pg_catalog.pg_attribute a
-                      ON a.attrelid = {relation}::regclass AND a.attname = w.name
-                     AND a.attnum > 0 AND NOT a.attisdropped
-                   WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
-                      OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
-                AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
-                            AND c.relkind IN ('r', 'p')
-                       FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
-                AND EXISTS (
-                  SELECT 1 FROM pg_catalog.pg_index i
-                    JOIN pg_catalog.pg_attribute a
-                      ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                   WHERE i.indrelid = {relation}::regclass AND i.indisunique
-                     AND i.indimmediate AND i.indisvalid AND i.indisready
-                     AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-                     AND a.attname = {key_literal}),
-                EXISTS (SELECT 1 FROM unnest($1::{key_array}) AS k(v)
-                          CROSS JOIN LATERAL (
-                            SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
-        expected = expected.join(", "),
-        key_name = quote_ident(key),
-        key_literal = quote_literal(key),
-    )
 }
 
 /// The narrow COPY feeding the derived upserts: the staged columns they read, `src_line`,
