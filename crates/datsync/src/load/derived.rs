@@ -177,7 +177,8 @@ impl DerivedSql {
         let collate = if key_text { " COLLATE \"C\"" } else { "" };
         let on_conflict = conflict_clause(d, &written);
         let picked = pick.as_ref().map(|p| {
-            super::derived_pick::PickSql::new(profile, &table, &targets, p, &on_conflict, index)
+            let on_conflict = (on_conflict.as_str(), collate);
+            super::derived_pick::PickSql::new(profile, &table, &targets, p, on_conflict, index)
         });
         let upsert = format!(
             "WITH src AS (
@@ -526,6 +527,14 @@ pub(super) fn is_no_value(
     judge(e, text, row, &d.drop_values, asked, scratch) == Judged::NoValue
 }
 
+/// The upsert's placeholder test of the text `v` against the placeholders `param` (a
+/// `text[]` parameter): blank once its spaces are trimmed, or a placeholder in upper case, in
+/// the database's locale. The one expression both the upsert and the question about the
+/// values the client cannot decide (`derived_pick.rs`) use.
+pub(super) fn placeholder_test(v: &str, param: &str) -> String {
+    format!("(btrim({v}) = '' OR upper(btrim({v})) = ANY({param}::text[]))")
+}
+
 /// Each main column a derived table takes, computed once (`e{i}`: NULL for a placeholder in
 /// a text column), however many written columns take it (`id_karyawan` and `nik` both take
 /// `nik_supir`): the `e{i}` of each written column in order, and the expressions.
@@ -560,8 +569,8 @@ fn source_values(
             let v = format!("s.c{main_i}");
             let e = if text {
                 format!(
-                    "CASE WHEN btrim({v}) = '' OR upper(btrim({v})) = ANY($2::text[]) \
-                     THEN NULL ELSE {v} END"
+                    "CASE WHEN {} THEN NULL ELSE {v} END",
+                    placeholder_test(&v, "$2")
                 )
             } else {
                 v

@@ -63,20 +63,16 @@ pub(crate) struct PickSql {
 impl PickSql {
     /// The statements of derived table `table` (quoted and qualified), the `index`-th of the
     /// profile, whose columns taken from rows are `targets` (quoted), from the main columns
-    /// `pick.written`; `on_conflict` is its upsert's conflict clause.
+    /// `pick.written`; `on_conflict` is its upsert's conflict clause and the key's order
+    /// (` COLLATE "C"` for a text key), both as the other upsert has them.
     pub(super) fn new(
         profile: &Profile,
         table: &str,
         targets: &[String],
         pick: &PickColumns,
-        on_conflict: &str,
+        (on_conflict, collate): (&str, &str),
         index: usize,
     ) -> Self {
-        // Keys locked in the order of the other upsert: bytewise for a text key.
-        let collate = match profile.columns.get(pick.key).map(|c| c.kind) {
-            Some(crate::profile::ColumnType::Text) => " COLLATE \"C\"",
-            _ => "",
-        };
         let name = format!("pg_temp.datsync_pick_{index}");
         let asked = format!("pg_temp.datsync_ask_{index}");
         let columns: Vec<String> = pick
@@ -113,7 +109,8 @@ impl PickSql {
             ),
             ask_copy: format!("COPY {asked} (n, v) FROM STDIN (FORMAT binary)"),
             ask: format!(
-                "SELECT n FROM {asked} WHERE btrim(v) = '' OR upper(btrim(v)) = ANY($1::text[])"
+                "SELECT n FROM {asked} WHERE {}",
+                derived::placeholder_test("v", "$1")
             ),
         }
     }
