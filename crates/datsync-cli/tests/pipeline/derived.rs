@@ -441,7 +441,6 @@ fn load_chunks_of_drivers(
 ) -> DriversLoad {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let ck = dir.path().join("ck");
     let (mut loaded, mut staged) = (0u64, 0u64);
     for (n, name) in ["ZTDWR_20250128.dat", "ZTDWR_20250129.dat"]
         .iter()
@@ -461,22 +460,7 @@ fn load_chunks_of_drivers(
         }
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let url = db.url();
-        let mut args = vec![
-            "run",
-            path.to_str().unwrap(),
-            "--database-url",
-            &url,
-            "--checkpoint-dir",
-            ck.to_str().unwrap(),
-            "--chunk-size",
-            "500",
-            "--json",
-        ];
-        if let Some(p) = profile {
-            args.extend(["--profile", p.to_str().unwrap()]);
-        }
-        let out = datsync(dir.path(), &args, &[("RUST_LOG", "datsync::load=debug")]);
+        let out = run_debug(db, dir.path(), &path, "500", profile);
         assert!(
             matches!(out.code(), Some(0 | 2)),
             "seed {seed}: {}",
@@ -623,16 +607,15 @@ fn full_drivers(db: &TestDb, sql: &str) -> Vec<FullDriver> {
         .collect()
 }
 
-/// A `run` of `path` into `db` in chunks of `chunk_size` (with `profile`, else the built-in
-/// one), the loader's debug log on: it must succeed with no derived failure. Returns how many
-/// chunks' drivers were picked on the client and how many were staged for the upsert.
-fn run_logging_derived(
+/// `datsync run --json` of `path` into `db` in chunks of `chunk_size` (with `profile`, else
+/// the built-in one), the checkpoints in `dir/ck`, the loader's debug log on.
+fn run_debug(
     db: &TestDb,
     dir: &Path,
     path: &Path,
     chunk_size: &str,
     profile: Option<&Path>,
-) -> (usize, usize) {
+) -> Outcome {
     let ck = dir.join("ck");
     let url = db.url();
     let mut args = vec![
@@ -649,7 +632,20 @@ fn run_logging_derived(
     if let Some(p) = profile {
         args.extend(["--profile", p.to_str().unwrap()]);
     }
-    let out = datsync(dir, &args, &[("RUST_LOG", "datsync::load=debug")]);
+    datsync(dir, &args, &[("RUST_LOG", "datsync::load=debug")])
+}
+
+/// A `run` of `path` into `db` in chunks of `chunk_size` (with `profile`, else the built-in
+/// one), the loader's debug log on: it must succeed with no derived failure. Returns how many
+/// chunks' drivers were picked on the client and how many were staged for the upsert.
+fn run_logging_derived(
+    db: &TestDb,
+    dir: &Path,
+    path: &Path,
+    chunk_size: &str,
+    profile: Option<&Path>,
+) -> (usize, usize) {
+    let out = run_debug(db, dir, path, chunk_size, profile);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
     assert!(
