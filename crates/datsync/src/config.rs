@@ -348,14 +348,15 @@ impl RawSettings {
             MAX_JOBS as u64,
             "a number of loaders from 1 to 64",
         )?;
-        let compression = match &self.checkpoint_compression {
-            None => crate::checkpoint::ChunkCompression::default(),
-            Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+        let compression = match self.checkpoint_compression.as_deref() {
+            None => None,
+            Some(text) if text.trim().eq_ignore_ascii_case("auto") => None,
+            Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
                 origin: "setting",
                 name: "checkpoint_compression".into(),
-                value: text.clone(),
-                expected: "snappy, zstd or none",
-            })?,
+                value: text.to_owned(),
+                expected: "auto, snappy, zstd or none",
+            })?),
         };
         Ok(Settings {
             compression,
@@ -412,8 +413,10 @@ pub struct Settings {
     pub retention_days: u32,
     /// Rows per chunk.
     pub chunk_size: usize,
-    /// Compression of new checkpoints' chunk files (snappy by default, as in the seed).
-    pub compression: crate::checkpoint::ChunkCompression,
+    /// Compression of new checkpoints' chunk files; `None` (`auto`, the default): as
+    /// [`crate::checkpoint::ChunkCompression::for_location`] picks for the checkpoint's store
+    /// (`none` in a local directory, the seed's `snappy` in object storage).
+    pub compression: Option<crate::checkpoint::ChunkCompression>,
     /// The byte budget of a chunk ([`crate::parse::DEFAULT_BATCH_BYTES`] by default).
     pub chunk_bytes: usize,
     /// The longest line decoded into fields ([`crate::parse::DEFAULT_MAX_LINE_BYTES`]).
@@ -531,15 +534,24 @@ mod tests {
                 .unwrap()
                 .validate()
         };
+        assert_eq!(RawSettings::default().validate().unwrap().compression, None);
+        assert_eq!(pick("auto").unwrap().compression, None);
+        assert_eq!(pick(" AUTO ").unwrap().compression, None);
         assert_eq!(
-            RawSettings::default().validate().unwrap().compression,
-            ChunkCompression::Snappy
+            pick("snappy").unwrap().compression,
+            Some(ChunkCompression::Snappy)
         );
-        assert_eq!(pick("zstd").unwrap().compression, ChunkCompression::Zstd);
-        assert_eq!(pick("none").unwrap().compression, ChunkCompression::None);
+        assert_eq!(
+            pick("zstd").unwrap().compression,
+            Some(ChunkCompression::Zstd)
+        );
+        assert_eq!(
+            pick("none").unwrap().compression,
+            Some(ChunkCompression::None)
+        );
         let e = pick("brotli").unwrap_err().to_string();
         assert!(
-            e.contains("brotli") && e.contains("snappy, zstd or none"),
+            e.contains("brotli") && e.contains("auto, snappy, zstd or none"),
             "{e}"
         );
     }

@@ -193,7 +193,7 @@ pub const KEYS: &[Key] = &[
         "checkpoint",
         "compression",
         "CHECKPOINT_COMPRESSION",
-        "snappy",
+        "auto",
     ),
     // Alerts.
     key("alert", "email", "ALERT_EMAIL", "off"),

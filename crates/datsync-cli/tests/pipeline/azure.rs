@@ -42,6 +42,15 @@ impl Emulator {
         self.rt.block_on(blob.put(bytes.into())).unwrap();
     }
 
+    /// A whole blob's bytes.
+    pub fn read(&self, url: &str) -> Vec<u8> {
+        let blob = Blob::open_with(url, &self.azurite.account()).unwrap();
+        self.rt.block_on(async {
+            let size = blob.head().await.unwrap().unwrap().size;
+            blob.get_range(0..size, None).await.unwrap().to_vec()
+        })
+    }
+
     /// The blobs under `prefix_url`, as URLs.
     pub fn list(&self, prefix_url: &str) -> Vec<String> {
         self.rt
@@ -107,6 +116,12 @@ fn blob_resumes_after_a_kill(gzip: bool) {
             && kept.iter().any(|u| u.ends_with(".parquet")),
         "{kept:?}"
     );
+    // In object storage a new checkpoint keeps the seed's Snappy (its bytes are uploaded and
+    // billed); a local directory's is uncompressed (`resume.rs`).
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&emulator.read(&format!("{CHECKPOINTS}/{sync}/manifest.json")))
+            .unwrap();
+    assert_eq!(manifest["compression"], "snappy", "{manifest}");
     db.wait_for_other_sessions();
 
     let mut resume_env = env.to_vec();

@@ -423,3 +423,113 @@ fn a_resume_without_its_checkpoint_cuts_chunks_where_the_ledger_says() {
     assert_eq!(counts(&s), counts(&expected));
     assert_eq!(db.table(), reference_db.table());
 }
+
+/// A chunk file's compression codecs and whether its text columns (every column but
+/// `_line`) are all `DELTA_LENGTH_BYTE_ARRAY`, from its Parquet footer.
+fn chunk_file_format(path: &Path) -> (Vec<String>, bool) {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut codecs = Vec::new();
+    let mut delta = true;
+    for group in reader.metadata().row_groups() {
+        for column in group.columns() {
+            let codec = column.compression().to_string();
+            if !codecs.contains(&codec) {
+                codecs.push(codec);
+            }
+            if column.column_path().string() != "_line" {
+                delta &= column
+                    .encodings()
+                    .any(|e| e == Encoding::DELTA_LENGTH_BYTE_ARRAY);
+            }
+        }
+    }
+    (codecs, delta)
+}
+
+/// A new checkpoint in a local directory is written uncompressed (Snappy cost a run more
+/// CPU than the disk bytes it saved), with its text columns delta-length encoded; a
+/// compression set by `CHECKPOINT_COMPRESSION` wins; a resumed checkpoint keeps the
+/// compression it was made with, whatever the settings say now, and loads as an
+/// uninterrupted run does.
+#[test]
+fn a_local_checkpoint_is_uncompressed_unless_set_and_a_resume_keeps_its_own() {
+    let work = Work::new(3_000, 47, MESSY);
+    // One sync id for every database: the tables and counts compare whole.
+    let sync = fresh_sync_id();
+    let reference_db = TestDb::new();
+    let expected = work.run(
+        &reference_db,
+        &work.checkpoints("ck_reference"),
+        &["--sync-id", &sync],
+        &[],
+    );
+
+    let manifest = |ck: &Path, sync: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(ck.join(sync).join("manifest.json")).unwrap())
+            .unwrap()
+    };
+    for (setting, compression, codec) in [
+        (None, "none", "UNCOMPRESSED"),
+        (Some("auto"), "none", "UNCOMPRESSED"),
+        (Some("snappy"), "snappy", "SNAPPY"),
+        (Some("zstd"), "zstd", "ZSTD"),
+    ] {
+        let db = TestDb::new();
+        let ck = work.checkpoints(&format!("ck_{}", setting.unwrap_or("default")));
+        let mut env = vec![("DATSYNC_KILL_AT", "chunk_committed:2")];
+        env.extend(setting.map(|s| ("CHECKPOINT_COMPRESSION", s)));
+        let killed = work.run(&db, &ck, &["--sync-id", &sync], &env);
+        assert!(killed.killed(), "{setting:?}: {}", killed.describe());
+        db.wait_for_other_sessions();
+        assert_eq!(
+            manifest(&ck, &sync)["compression"],
+            compression,
+            "{setting:?}"
+        );
+        let before = chunk_files(&ck, &sync);
+        assert!(before.len() >= 2, "{setting:?}: {before:?}");
+        for file in &before {
+            let (codecs, delta) = chunk_file_format(file);
+            assert!(
+                codecs.iter().all(|c| c.starts_with(codec)),
+                "{file:?}: {codecs:?}"
+            );
+            assert!(delta, "{file:?}: text columns not delta-length encoded");
+        }
+
+        // Resumed under another setting: the chunk files it writes keep the checkpoint's.
+        let other = if compression == "none" {
+            "snappy"
+        } else {
+            "none"
+        };
+        let resumed = work.resume(
+            &db,
+            &ck,
+            &sync,
+            &[
+                ("CHECKPOINT_COMPRESSION", other),
+                ("CHECKPOINT_CLEANUP_ON_SUCCESS", "false"),
+            ],
+        );
+        assert_eq!(resumed.code(), expected.code(), "{}", resumed.describe());
+        assert_eq!(counts(&resumed.summary()), counts(&expected.summary()));
+        assert_eq!(db.table(), reference_db.table(), "{setting:?}");
+        assert_eq!(
+            manifest(&ck, &sync)["compression"],
+            compression,
+            "{setting:?}"
+        );
+        let after = chunk_files(&ck, &sync);
+        assert!(after.len() > before.len(), "{setting:?}: {after:?}");
+        for file in &after {
+            let (codecs, _) = chunk_file_format(file);
+            assert!(
+                codecs.iter().all(|c| c.starts_with(codec)),
+                "{file:?}: {codecs:?}"
+            );
+        }
+    }
+}

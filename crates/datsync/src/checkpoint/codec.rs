@@ -4,30 +4,50 @@ use std::fmt;
 use std::str::FromStr;
 
 use arrow_array::{Array, RecordBatch, UInt64Array};
+use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{LINE_COLUMN, LineNo};
+use crate::store::StoreLocation;
 
 /// The compression of chunk files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChunkCompression {
-    /// Snappy, the seed's choice: fast, moderate ratio.
+    /// Snappy, the seed's choice: fast, moderate ratio (the default for object storage).
     #[default]
     Snappy,
     /// Zstandard at its default level: smaller files, a little slower.
     Zstd,
-    /// No compression.
+    /// No compression (the default for a local directory).
     None,
 }
 
 impl ChunkCompression {
+    /// The compression of a new checkpoint in `location` when the settings name none.
+    ///
+    /// A local directory (or memory) gets `none`: there the chunk files' bytes cost a page
+    /// cache and a disk, while Snappy cost a run on two cores most of the checkpoint's
+    /// overhead (issue 14: the 100 MB sample's ten chunks encoded in 0.19 s instead of
+    /// 0.48 s, read back in 0.09 s instead of 0.26 s, 78 MB instead of 57 MB, the text
+    /// columns' lengths delta-encoded). Object storage keeps the seed's Snappy: its bytes are
+    /// uploaded, downloaded on a resume and billed.
+    pub fn for_location(location: &StoreLocation) -> Self {
+        match location {
+            StoreLocation::Local(_) | StoreLocation::Memory => Self::None,
+            StoreLocation::Azure { .. } | StoreLocation::S3 { .. } | StoreLocation::Gcs { .. } => {
+                Self::Snappy
+            }
+        }
+    }
+
     fn parquet(self) -> Compression {
         match self {
             Self::Snappy => Compression::SNAPPY,
@@ -60,7 +80,7 @@ impl FromStr for ChunkCompression {
             "zstd" => Ok(Self::Zstd),
             "none" | "uncompressed" => Ok(Self::None),
             other => Err(format!(
-                "unknown chunk compression `{other}`: use snappy, zstd or none"
+                "unknown chunk compression `{other}`: use auto, snappy, zstd or none"
             )),
         }
     }
@@ -109,6 +129,12 @@ const ROW_GROUP_ROWS: usize = 2048;
 
 /// Writes a batch as one Parquet file in memory.
 ///
+/// Text columns are written `DELTA_LENGTH_BYTE_ARRAY` (the values' lengths bit-packed, then
+/// their bytes), not `PLAIN` (a 4-byte length before each value): on the 100 MB sample,
+/// 78 MB instead of 109 MB uncompressed, 55 instead of 57 MB with Snappy, encoded as fast
+/// and read back in a third less time. Every Parquet reader reads both, so chunk files
+/// written before are read as they are.
+///
 /// Without column statistics: nothing reads them (chunk files, like the rejects and warnings
 /// files also written here, are always read whole, and a chunk's first and last lines are
 /// taken from its `_line` column itself), and computing a minimum and maximum of every text
@@ -118,12 +144,20 @@ pub(super) fn encode(
     batch: &RecordBatch,
     compression: ChunkCompression,
 ) -> Result<Bytes, ParquetError> {
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(compression.parquet())
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::None)
-        .build();
+        .set_statistics_enabled(EnabledStatistics::None);
+    for field in batch.schema().fields() {
+        if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+            props = props.set_column_encoding(
+                ColumnPath::from(field.name().as_str()),
+                Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            );
+        }
+    }
+    let props = props.build();
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
     writer.write(batch)?;
     Ok(Bytes::from(writer.into_inner()?))
@@ -146,7 +180,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow_array::StringArray;
-    use arrow_schema::{DataType, Field, Schema};
+    use arrow_schema::{Field, Schema};
 
     use super::*;
 
@@ -206,6 +240,68 @@ mod tests {
             }
         }
         assert_eq!(decode(bytes).unwrap(), batch);
+    }
+
+    /// The encodings of each column chunk of a file, by column name.
+    fn encodings(bytes: Bytes) -> Vec<(String, Vec<Encoding>)> {
+        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .metadata()
+            .clone();
+        meta.row_groups()
+            .iter()
+            .flat_map(|g| g.columns().iter())
+            .map(|c| (c.column_path().string(), c.encodings().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn text_columns_are_delta_length_encoded_and_plain_files_are_still_read() {
+        for c in [
+            ChunkCompression::Snappy,
+            ChunkCompression::Zstd,
+            ChunkCompression::None,
+        ] {
+            let found = encodings(encode(&batch(), c).unwrap());
+            assert_eq!(found.len(), 2, "{found:?}");
+            for (column, used) in found {
+                let delta = used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY);
+                let plain = used.contains(&Encoding::PLAIN);
+                match column.as_str() {
+                    "DOC_NO" => assert!(delta && !plain, "{c} {column}: {used:?}"),
+                    _ => assert!(plain && !delta, "{c} {column}: {used:?}"),
+                }
+            }
+        }
+        // A chunk file as builds before this encoding wrote it: PLAIN text columns.
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_dictionary_enabled(false)
+            .build();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch().schema(), Some(props)).unwrap();
+        writer.write(&batch()).unwrap();
+        let old = Bytes::from(writer.into_inner().unwrap());
+        assert!(
+            encodings(old.clone())
+                .iter()
+                .all(|(_, used)| !used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY))
+        );
+        assert_eq!(decode(old).unwrap(), batch());
+    }
+
+    #[test]
+    fn a_new_checkpoint_is_uncompressed_on_disk_and_snappy_in_object_storage() {
+        for (location, want) in [
+            ("/tmp/checkpoints", ChunkCompression::None),
+            ("file:///tmp/checkpoints", ChunkCompression::None),
+            ("memory://", ChunkCompression::None),
+            ("az://container/prefix", ChunkCompression::Snappy),
+            ("s3://bucket/prefix", ChunkCompression::Snappy),
+            ("gs://bucket", ChunkCompression::Snappy),
+        ] {
+            let parsed = StoreLocation::parse(location).unwrap();
+            assert_eq!(ChunkCompression::for_location(&parsed), want, "{location}");
+        }
     }
 
     #[test]

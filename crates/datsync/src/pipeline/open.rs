@@ -12,7 +12,8 @@ use tokio_postgres::Client;
 use crate::profile::StoredType;
 
 use crate::checkpoint::{
-    CheckpointError, CheckpointManager, CheckpointOptions, NewCheckpoint, verify_fingerprint,
+    CheckpointError, CheckpointManager, CheckpointOptions, ChunkCompression, NewCheckpoint,
+    verify_fingerprint,
 };
 use crate::model::{ChunkCut, SourceFingerprint, SyncRef, SyncStatus};
 use crate::status::SyncRegistration;
@@ -196,7 +197,10 @@ impl Pipeline {
         started_from: Option<&SourceFingerprint>,
     ) -> Result<CheckpointManager, PipelineError> {
         let options = CheckpointOptions {
-            compression: self.settings.compression,
+            compression: self
+                .settings
+                .compression
+                .unwrap_or_else(|| ChunkCompression::for_location(store.location())),
             ..CheckpointOptions::default()
         };
         let mut manager =
