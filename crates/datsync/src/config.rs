@@ -68,7 +68,7 @@ pub struct RawSettings {
     pub checkpoint_retention_days: Option<u32>,
     /// Rows per chunk (`CHUNK_SIZE`).
     pub chunk_size: Option<usize>,
-    /// Compression of new checkpoints' chunk files: snappy, zstd or none
+    /// Compression of new checkpoints' chunk files: auto, snappy, zstd or none
     /// (`CHECKPOINT_COMPRESSION`).
     pub checkpoint_compression: Option<String>,
     /// The byte budget of a chunk (`CHUNK_BYTES`): a chunk ends at `chunk_size` rows or once

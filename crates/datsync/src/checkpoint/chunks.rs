@@ -79,7 +79,7 @@ impl CheckpointManager {
             _ => {
                 let bytes = match encoded {
                     Some(bytes) => bytes,
-                    None => codec::encode(batch, self.options.compression)
+                    None => codec::encode(batch, self.chunk_compression())
                         .map_err(|source| CheckpointError::Parquet { chunk, source })?,
                 };
                 self.store.put(&key, bytes.clone()).await?;

@@ -11,7 +11,7 @@ use super::clock::{Clock, SystemClock, stamp};
 use super::manifest::{
     FORMAT_VERSION, JournalEntry, Manifest, ParseProblem, parse_entry, parse_manifest,
 };
-use super::{CheckpointError, CheckpointOptions};
+use super::{CheckpointError, CheckpointOptions, ChunkCompression};
 use crate::model::{CheckpointStatus, ChunkId, SourceFingerprint, SyncId};
 use crate::store::{ObjectKey, ObjectKind, Store};
 
@@ -109,6 +109,13 @@ impl CheckpointManager {
     /// The manifest as it stands (journal applied), once loaded or created.
     pub fn manifest(&self) -> Option<&Manifest> {
         self.state.as_ref().map(|s| &s.manifest)
+    }
+
+    /// The compression of the checkpoint's chunk files: the manifest's (a resumed checkpoint
+    /// keeps the one it was made with), else the options'.
+    pub fn chunk_compression(&self) -> ChunkCompression {
+        self.manifest()
+            .map_or(self.options.compression, |m| m.compression)
     }
 
     /// Whether a checkpoint exists; loads it (manifest and journal) if so. An unreadable

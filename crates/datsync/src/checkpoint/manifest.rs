@@ -47,7 +47,9 @@ pub struct Manifest {
     pub updated_at: String,
     /// What identifies the source's bytes.
     pub source_fingerprint: SourceFingerprint,
-    /// The chunk files' compression.
+    /// The chunk files' compression (`none`: but a file of more than
+    /// [`super::codec::UNCOMPRESSED_MAX_TEXT_BYTES`] of text, written with Snappy; each file's
+    /// footer says which).
     pub compression: ChunkCompression,
     /// The last journal entry folded into this document.
     pub journal_seq: u64,

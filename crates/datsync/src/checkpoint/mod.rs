@@ -112,7 +112,8 @@ pub const DEFAULT_COMPACT_EVERY: u32 = 100;
 /// Checkpoint settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointOptions {
-    /// Compression of the chunk files (snappy by default, as in the seed).
+    /// Compression of a new checkpoint's chunk files (snappy by default, as in the seed; the
+    /// pipeline sets [`ChunkCompression::for_location`]'s unless the settings name one).
     pub compression: ChunkCompression,
     /// The fewest journal entries between two rewrites of `manifest.json` (at least 1); the
     /// manifest is rewritten once the journal holds `max(compact_every, total_chunks)`.

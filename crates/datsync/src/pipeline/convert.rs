@@ -600,11 +600,7 @@ impl Converter {
         // Encoded on a blocking thread, outside the manager's lock: the processor marks
         // chunks meanwhile instead of waiting. A resumed checkpoint keeps the compression it
         // was made with.
-        let compression = m
-            .lock()
-            .await
-            .manifest()
-            .map_or_else(ChunkCompression::default, |m| m.compression);
+        let compression = m.lock().await.chunk_compression();
         let encoded = encode(chunk, batch, compression).await?;
         let entry = m
             .lock()
