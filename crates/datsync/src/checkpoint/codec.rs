@@ -269,8 +269,8 @@ mod tests {
         assert_eq!(decode(bytes).unwrap(), batch);
     }
 
-    /// The encodings of each column chunk of a file, by column name.
-    fn encodings(bytes: Bytes) -> Vec<(String, Vec<Encoding>)> {
+    /// Each column chunk of a file: its column's name, codec and encodings.
+    fn column_chunks(bytes: Bytes) -> Vec<(String, Compression, Vec<Encoding>)> {
         let meta = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
             .metadata()
@@ -278,7 +278,10 @@ mod tests {
         meta.row_groups()
             .iter()
             .flat_map(|g| g.columns().iter())
-            .map(|c| (c.column_path().string(), c.encodings().collect()))
+            .map(|c| {
+                let name = c.column_path().string();
+                (name, c.compression(), c.encodings().collect())
+            })
             .collect()
     }
 
@@ -289,9 +292,9 @@ mod tests {
             ChunkCompression::Zstd,
             ChunkCompression::None,
         ] {
-            let found = encodings(encode(&batch(), c).unwrap());
+            let found = column_chunks(encode(&batch(), c).unwrap());
             assert_eq!(found.len(), 2, "{found:?}");
-            for (column, used) in found {
+            for (column, _, used) in found {
                 let delta = used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY);
                 let plain = used.contains(&Encoding::PLAIN);
                 match column.as_str() {
@@ -309,24 +312,11 @@ mod tests {
         writer.write(&batch()).unwrap();
         let old = Bytes::from(writer.into_inner().unwrap());
         assert!(
-            encodings(old.clone())
+            column_chunks(old.clone())
                 .iter()
-                .all(|(_, used)| !used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY))
+                .all(|(_, _, used)| !used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY))
         );
         assert_eq!(decode(old).unwrap(), batch());
-    }
-
-    /// The codecs of a file's column chunks.
-    fn codecs(bytes: Bytes) -> Vec<Compression> {
-        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .metadata()
-            .clone();
-        meta.row_groups()
-            .iter()
-            .flat_map(|g| g.columns().iter())
-            .map(parquet::file::metadata::ColumnChunkMetaData::compression)
-            .collect()
     }
 
     #[test]
@@ -365,9 +355,9 @@ mod tests {
             let batch = text(bytes);
             assert!(text_bytes(&batch) >= bytes && text_bytes(&batch) < bytes + 1024);
             let file = encode(&batch, compression).unwrap();
-            let found = codecs(file.clone());
+            let found = column_chunks(file.clone());
             assert!(
-                found.iter().all(|c| *c == want),
+                found.iter().all(|(_, codec, _)| *codec == want),
                 "{bytes} {compression}: {found:?}"
             );
             assert_eq!(decode(file).unwrap(), batch);
