@@ -631,8 +631,9 @@ pub struct BenchArgs {
     /// the table.
     #[arg(long)]
     pub json: bool,
-    /// Time the COPY baselines and the first run this many times each and keep the best of
-    /// each (a shared machine's noise only ever adds time).
+    /// Time the COPY baselines, the first run, the run without checkpoints and the gzipped
+    /// run this many times each and keep the best of each (a shared machine's noise only ever
+    /// adds time).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub repeat: u32,
     /// Only the COPY baselines and the first run (what the regression guard needs).

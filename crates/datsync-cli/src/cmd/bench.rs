@@ -27,7 +27,7 @@
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
 //! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
-//! keeps the best of N for (a) and (b).
+//! keeps the best of N for (a), (b), (d) and (e).
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
 //! since the machine is shared. Each child's peak RSS is measured as
@@ -373,17 +373,10 @@ fn measure(
         url,
         dir: files.dir,
         chunk_size: args.chunk_size,
+        repeat: args.repeat,
     };
-    let mut first: Option<ChildRun> = None;
-    let mut peak_plain = 0u64;
-    for _ in 0..args.repeat {
-        let run = runner.run("b", files.plain, &[], None, true)?;
-        peak_plain = peak_plain.max(run.peak_rss_kib);
-        if first.as_ref().is_none_or(|f| run.elapsed < f.elapsed) {
-            first = Some(run);
-        }
-    }
-    let first = first.context("no first run measured")?;
+    let first = runner.best_of(|| runner.run("b", files.plain, &[], None, true))?;
+    let mut peak_plain = first.peak_rss_kib;
     let first_s = first.elapsed.as_secs_f64();
     let mut seconds = Seconds {
         binary_copy: copies.binary.as_secs_f64(),
@@ -609,12 +602,14 @@ fn measure_more(
     };
     measure_resume(runner, files, chunks, resumes)?;
 
-    let plain = runner.run("d", files.plain, &["--no-checkpoint"], None, true)?;
+    // (d) and (e) the best of as many runs as (b): a ratio of a best to a single run leans.
+    let plain =
+        runner.best_of(|| runner.run("d", files.plain, &["--no-checkpoint"], None, true))?;
     seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
     ratios.checkpoint_overhead = Some(first_s / plain.elapsed.as_secs_f64() - 1.0);
     *peak_plain = (*peak_plain).max(plain.peak_rss_kib);
     if let Some(gz) = files.gzip {
-        let gzipped = runner.run("e", gz, &[], None, true)?;
+        let gzipped = runner.best_of(|| runner.run("e", gz, &[], None, true))?;
         seconds.gzip_first_run = Some(gzipped.elapsed.as_secs_f64());
         ratios.gzip_vs_plain = Some(gzipped.elapsed.as_secs_f64() / first_s);
         peak.gzip = Some(mib(gzipped.peak_rss_kib));
@@ -906,9 +901,31 @@ struct Runner<'a> {
     url: &'a str,
     dir: &'a Path,
     chunk_size: usize,
+    /// Runs of (b), (d) and (e) each, the fastest kept (`--repeat`).
+    repeat: u32,
 }
 
 impl Runner<'_> {
+    /// The fastest of [`Self::repeat`] runs of `run` (at least one), with the highest peak
+    /// RSS of them.
+    fn best_of(
+        &self,
+        mut run: impl FnMut() -> anyhow::Result<ChildRun>,
+    ) -> anyhow::Result<ChildRun> {
+        let mut best: Option<ChildRun> = None;
+        let mut peak = 0;
+        for _ in 0..self.repeat.max(1) {
+            let child = run()?;
+            peak = peak.max(child.peak_rss_kib);
+            if best.as_ref().is_none_or(|b| child.elapsed < b.elapsed) {
+                best = Some(child);
+            }
+        }
+        let mut best = best.context("no run measured")?;
+        best.peak_rss_kib = peak;
+        Ok(best)
+    }
+
     /// `datsync run --fresh FILE` (or with `--sync-id`, a new one), into the target table and
     /// its derived tables emptied first when `empty`, checkpoints in `<dir>/<name>`; killed
     /// after `kill_at` chunk commits when given.
