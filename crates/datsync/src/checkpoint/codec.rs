@@ -39,12 +39,12 @@ impl ChunkCompression {
     /// The compression of a new checkpoint in `location` when the settings name none.
     ///
     /// A local directory gets `none`: there the chunk files' bytes cost a page cache and a
-    /// disk, while Snappy cost a run on two cores most of the checkpoint's
-    /// overhead (issue 14: the 100 MB sample's ten chunks encoded in 0.19 s instead of
-    /// 0.48 s, read back in 0.09 s instead of 0.26 s, 78 MB instead of 57 MB, the text
-    /// columns' lengths delta-encoded). Object storage keeps the seed's Snappy: its bytes are
-    /// uploaded, downloaded on a resume and billed; so does a store in memory, whose bytes
-    /// are the process's memory.
+    /// disk, while Snappy cost a run on two cores most of the checkpoint's overhead (issue
+    /// 14: the 100 MB sample's ten chunks encoded in 0.19 s instead of 0.48 s, read back in
+    /// 0.09 s instead of 0.26 s, 78 MB instead of 57 MB, the text columns' lengths
+    /// delta-encoded). Object storage keeps the seed's Snappy: its bytes are uploaded,
+    /// downloaded on a resume and billed; so does a store in memory, whose bytes are the
+    /// process's memory.
     pub fn for_location(location: &StoreLocation) -> Self {
         match location {
             StoreLocation::Local(_) => Self::None,
