@@ -8,14 +8,15 @@
 //!   shape and key, binary, then text (the rows as PostgreSQL writes them;
 //!   `datsync::copy_baselines`: the SQL of every step is the library's);
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
-//! - (f) into the table (b) loaded: the same rows COPYed into a staging table and upserted by
-//!   hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of the file (every
-//!   row an update);
+//! - (f) into the table (b) and (d) loaded: the same rows COPYed into a staging table and
+//!   upserted by hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of the
+//!   file (every row an update);
 //! - (c) a `datsync run` killed with SIGKILL after 80% of its chunks are committed, then
 //!   `datsync resume`: the resume alone is timed; and the same again with the resume points
 //!   removed from the checkpoint (as a build before them wrote it: the resume decodes the
 //!   recorded chunks again), the baseline of the resume's skip in the same run;
-//! - (d) a `datsync run --no-checkpoint`, into an empty table;
+//! - (d) a `datsync run --no-checkpoint`, into an empty table, each run right after one of
+//!   (b);
 //! - (e) a first run of the same rows gzipped, into an empty table;
 //! - (j) first runs with `--jobs 1`, `2` and `4` (N loaders on N connections), each into an
 //!   empty table, against `--jobs 1` and the COPYs of (a);
@@ -27,7 +28,7 @@
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
 //! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
-//! keeps the best of N for (a), (b), (d) and (e).
+//! keeps the best of N for (a), (b), (d) and (e), (b) and (d) run in turn.
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
 //! since the machine is shared. Each child's peak RSS is measured as
@@ -375,7 +376,18 @@ fn measure(
         chunk_size: args.chunk_size,
         repeat: args.repeat,
     };
-    let first = runner.best_of(|| runner.run("b", files.plain, &[], None, true))?;
+    // (b), and (d) in turn with it: a ratio of runs made at different moments leans (the
+    // later runs load a database the earlier ones filled with WAL and dead rows).
+    let with_plain = !(args.quick || args.resume_only);
+    let (mut first, mut plain) = (None, None);
+    for _ in 0..args.repeat.max(1) {
+        keep_faster(&mut first, runner.run("b", files.plain, &[], None, true)?);
+        if with_plain {
+            let run = runner.run("d", files.plain, &["--no-checkpoint"], None, true)?;
+            keep_faster(&mut plain, run);
+        }
+    }
+    let first = first.context("no first run measured")?;
     let mut peak_plain = first.peak_rss_kib;
     let first_s = first.elapsed.as_secs_f64();
     let mut seconds = Seconds {
@@ -389,6 +401,11 @@ fn measure(
         first_run_vs_binary_copy: first_s / copies.binary.as_secs_f64(),
         ..Ratios::default()
     };
+    if let Some(plain) = plain {
+        seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
+        ratios.checkpoint_overhead = Some(first_s / plain.elapsed.as_secs_f64() - 1.0);
+        peak_plain = peak_plain.max(plain.peak_rss_kib);
+    }
     let mut peak = PeakRss::default();
     if args.resume_only {
         let more = Measured {
@@ -556,7 +573,7 @@ struct Measured<'a> {
     peak_plain: &'a mut u64,
 }
 
-/// (f), (c), (d) and (e), once (b) loaded the table.
+/// (f), (c) and (e), once (b) and (d) loaded the table.
 fn measure_more(
     runner: &Runner<'_>,
     client: &tokio_postgres::Client,
@@ -602,14 +619,13 @@ fn measure_more(
     };
     measure_resume(runner, files, chunks, resumes)?;
 
-    // (d) and (e) the best of as many runs as (b): a ratio of a best to a single run leans.
-    let plain =
-        runner.best_of(|| runner.run("d", files.plain, &["--no-checkpoint"], None, true))?;
-    seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
-    ratios.checkpoint_overhead = Some(first_s / plain.elapsed.as_secs_f64() - 1.0);
-    *peak_plain = (*peak_plain).max(plain.peak_rss_kib);
     if let Some(gz) = files.gzip {
-        let gzipped = runner.best_of(|| runner.run("e", gz, &[], None, true))?;
+        // The best of as many runs as (b): a ratio of a best to a single run leans.
+        let mut gzipped = None;
+        for _ in 0..runner.repeat.max(1) {
+            keep_faster(&mut gzipped, runner.run("e", gz, &[], None, true)?);
+        }
+        let gzipped = gzipped.context("no gzip run measured")?;
         seconds.gzip_first_run = Some(gzipped.elapsed.as_secs_f64());
         ratios.gzip_vs_plain = Some(gzipped.elapsed.as_secs_f64() / first_s);
         peak.gzip = Some(mib(gzipped.peak_rss_kib));
@@ -901,31 +917,23 @@ struct Runner<'a> {
     url: &'a str,
     dir: &'a Path,
     chunk_size: usize,
-    /// Runs of (b), (d) and (e) each, the fastest kept (`--repeat`).
+    /// Runs of (e), the fastest kept (`--repeat`).
     repeat: u32,
 }
 
-impl Runner<'_> {
-    /// The fastest of [`Self::repeat`] runs of `run` (at least one), with the highest peak
-    /// RSS of them.
-    fn best_of(
-        &self,
-        mut run: impl FnMut() -> anyhow::Result<ChildRun>,
-    ) -> anyhow::Result<ChildRun> {
-        let mut best: Option<ChildRun> = None;
-        let mut peak = 0;
-        for _ in 0..self.repeat.max(1) {
-            let child = run()?;
-            peak = peak.max(child.peak_rss_kib);
-            if best.as_ref().is_none_or(|b| child.elapsed < b.elapsed) {
-                best = Some(child);
-            }
+/// Keeps in `best` the faster of it and `run`, with the higher peak RSS of the two.
+fn keep_faster(best: &mut Option<ChildRun>, mut run: ChildRun) {
+    if let Some(b) = best {
+        b.peak_rss_kib = b.peak_rss_kib.max(run.peak_rss_kib);
+        if b.elapsed <= run.elapsed {
+            return;
         }
-        let mut best = best.context("no run measured")?;
-        best.peak_rss_kib = peak;
-        Ok(best)
+        run.peak_rss_kib = b.peak_rss_kib;
     }
+    *best = Some(run);
+}
 
+impl Runner<'_> {
     /// `datsync run --fresh FILE` (or with `--sync-id`, a new one), into the target table and
     /// its derived tables emptied first when `empty`, checkpoints in `<dir>/<name>`; killed
     /// after `kill_at` chunk commits when given.
