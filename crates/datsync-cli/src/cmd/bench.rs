@@ -8,16 +8,17 @@
 //!   shape and key, binary, then text (the rows as PostgreSQL writes them;
 //!   `datsync::copy_baselines`: the SQL of every step is the library's);
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
-//! - (f) into the table (b) and (d) loaded: the same rows COPYed into a staging table and
-//!   upserted by hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of the
-//!   file (every row an update);
+//! - (f) into the table (b), (d) and (e) loaded: the same rows COPYed into a staging table
+//!   and upserted by hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of
+//!   the file (every row an update);
 //! - (c) a `datsync run` killed with SIGKILL after 80% of its chunks are committed, then
 //!   `datsync resume`: the resume alone is timed; and the same again with the resume points
 //!   removed from the checkpoint (as a build before them wrote it: the resume decodes the
 //!   recorded chunks again), the baseline of the resume's skip in the same run;
 //! - (d) a `datsync run --no-checkpoint`, into an empty table, each run right after one of
 //!   (b);
-//! - (e) a first run of the same rows gzipped, into an empty table;
+//! - (e) a first run of the same rows gzipped, into an empty table, each run right after one
+//!   of (d);
 //! - (j) first runs with `--jobs 1`, `2` and `4` (N loaders on N connections), each into an
 //!   empty table, against `--jobs 1` and the COPYs of (a);
 //! - (w) `datsync submit` with 1, 2 and 4 `datsync worker --exit-when-idle` processes started
@@ -28,7 +29,7 @@
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
 //! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
-//! keeps the best of N for (a), (b), (d) and (e), (b) and (d) run in turn.
+//! keeps the best of N for (a), (b), (d) and (e), (b), (d) and (e) run in turn.
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
 //! since the machine is shared. Each child's peak RSS is measured as
@@ -374,20 +375,9 @@ fn measure(
         url,
         dir: files.dir,
         chunk_size: args.chunk_size,
-        repeat: args.repeat,
     };
-    // (b), and (d) in turn with it: a ratio of runs made at different moments leans (the
-    // later runs load a database the earlier ones filled with WAL and dead rows).
-    let with_plain = !(args.quick || args.resume_only);
-    let (mut first, mut plain) = (None, None);
-    for _ in 0..args.repeat.max(1) {
-        keep_faster(&mut first, runner.run("b", files.plain, &[], None, true)?);
-        if with_plain {
-            let run = runner.run("d", files.plain, &["--no-checkpoint"], None, true)?;
-            keep_faster(&mut plain, run);
-        }
-    }
-    let first = first.context("no first run measured")?;
+    let more = !(args.quick || args.resume_only);
+    let (first, plain, gzipped) = first_runs(&runner, files, args.repeat, more)?;
     let mut peak_plain = first.peak_rss_kib;
     let first_s = first.elapsed.as_secs_f64();
     let mut seconds = Seconds {
@@ -401,12 +391,17 @@ fn measure(
         first_run_vs_binary_copy: first_s / copies.binary.as_secs_f64(),
         ..Ratios::default()
     };
+    let mut peak = PeakRss::default();
     if let Some(plain) = plain {
         seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
         ratios.checkpoint_overhead = Some(first_s / plain.elapsed.as_secs_f64() - 1.0);
         peak_plain = peak_plain.max(plain.peak_rss_kib);
     }
-    let mut peak = PeakRss::default();
+    if let Some(gzipped) = gzipped {
+        seconds.gzip_first_run = Some(gzipped.elapsed.as_secs_f64());
+        ratios.gzip_vs_plain = Some(gzipped.elapsed.as_secs_f64() / first_s);
+        peak.gzip = Some(mib(gzipped.peak_rss_kib));
+    }
     if args.resume_only {
         let more = Measured {
             first_s,
@@ -573,7 +568,7 @@ struct Measured<'a> {
     peak_plain: &'a mut u64,
 }
 
-/// (f), (c) and (e), once (b) and (d) loaded the table.
+/// (f) and (c), once (b), (d) and (e) loaded the table.
 fn measure_more(
     runner: &Runner<'_>,
     client: &tokio_postgres::Client,
@@ -617,20 +612,7 @@ fn measure_more(
         peak: &mut *peak,
         peak_plain: &mut *peak_plain,
     };
-    measure_resume(runner, files, chunks, resumes)?;
-
-    if let Some(gz) = files.gzip {
-        // The best of as many runs as (b): a ratio of a best to a single run leans.
-        let mut gzipped = None;
-        for _ in 0..runner.repeat.max(1) {
-            keep_faster(&mut gzipped, runner.run("e", gz, &[], None, true)?);
-        }
-        let gzipped = gzipped.context("no gzip run measured")?;
-        seconds.gzip_first_run = Some(gzipped.elapsed.as_secs_f64());
-        ratios.gzip_vs_plain = Some(gzipped.elapsed.as_secs_f64() / first_s);
-        peak.gzip = Some(mib(gzipped.peak_rss_kib));
-    }
-    Ok(())
+    measure_resume(runner, files, chunks, resumes)
 }
 
 /// (c): a run killed after 80% of its chunks are committed and its resume, twice: first with
@@ -917,8 +899,30 @@ struct Runner<'a> {
     url: &'a str,
     dir: &'a Path,
     chunk_size: usize,
-    /// Runs of (e), the fastest kept (`--repeat`).
+}
+
+/// The fastest of `repeat` first runs (b) and, with `more`, of as many runs of (d) and (e),
+/// each right after one of (b): a ratio of runs made at different moments leans (the later
+/// runs load a database the earlier ones filled with WAL and dead rows).
+fn first_runs(
+    runner: &Runner<'_>,
+    files: &Files<'_>,
     repeat: u32,
+    more: bool,
+) -> anyhow::Result<(ChildRun, Option<ChildRun>, Option<ChildRun>)> {
+    let (mut first, mut plain, mut gzipped) = (None, None, None);
+    for _ in 0..repeat.max(1) {
+        keep_faster(&mut first, runner.run("b", files.plain, &[], None, true)?);
+        if more {
+            let run = runner.run("d", files.plain, &["--no-checkpoint"], None, true)?;
+            keep_faster(&mut plain, run);
+            if let Some(gz) = files.gzip {
+                keep_faster(&mut gzipped, runner.run("e", gz, &[], None, true)?);
+            }
+        }
+    }
+    let first = first.context("no first run measured")?;
+    Ok((first, plain, gzipped))
 }
 
 /// Keeps in `best` the faster of it and `run`, with the higher peak RSS of the two.
