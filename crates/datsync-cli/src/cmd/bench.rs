@@ -8,9 +8,9 @@
 //!   shape and key, binary, then text (the rows as PostgreSQL writes them;
 //!   `datsync::copy_baselines`: the SQL of every step is the library's);
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
-//! - (f) into the table (b), (d) and (e) loaded: the same rows COPYed into a staging table
-//!   and upserted by hand in SQL (`datsync::upsert_baseline`), then a `datsync run --fresh` of
-//!   the file (every row an update);
+//! - (f) into the table the last of (b), (d) and (e) loaded (the same rows): those rows
+//!   COPYed into a staging table and upserted by hand in SQL (`datsync::upsert_baseline`),
+//!   then a `datsync run --fresh` of the file (every row an update);
 //! - (c) a `datsync run` killed with SIGKILL after 80% of its chunks are committed, then
 //!   `datsync resume`: the resume alone is timed; and the same again with the resume points
 //!   removed from the checkpoint (as a build before them wrote it: the resume decodes the
@@ -29,7 +29,7 @@
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
 //! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
-//! keeps the best of N for (a), (b), (d) and (e), (b), (d) and (e) run in turn.
+//! keeps the best of N for (a), (b), (d) and (e); (b), (d) and (e) run in turn.
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
 //! since the machine is shared. Each child's peak RSS is measured as
@@ -78,7 +78,7 @@ pub struct Report {
     pub chunks: u64,
     /// Rows per chunk.
     pub chunk_size: usize,
-    /// Times (a) and (b) were measured (the best kept).
+    /// Times (a), (b), (d) and (e) were measured (the best of each kept).
     pub repeat: u32,
     /// `/proc/loadavg` (1, 5, 15 minutes) when the measurements started and ended: other
     /// work on the machine makes every figure worse.
@@ -187,7 +187,7 @@ pub struct Ratios {
 pub struct PeakRss {
     /// The largest of the runs of the plain file.
     pub plain: f64,
-    /// The gzipped file's first run.
+    /// The largest of the gzipped file's runs (e).
     pub gzip: Option<f64>,
 }
 
@@ -585,7 +585,8 @@ fn measure_more(
         peak_plain,
     } = m;
     let profile = runner.profile;
-    // (f): the table holds (b)'s rows; both sides update every one of them.
+    // (f): the table holds the rows the last run of (b), (d) or (e) loaded (the same rows);
+    // both sides update every one of them.
     let staged = runner.rt.block_on(datsync::upsert_baseline(
         client,
         profile,
