@@ -407,7 +407,6 @@ fn measure(
             first_s,
             seconds: &mut seconds,
             ratios: &mut ratios,
-            peak: &mut peak,
             peak_plain: &mut peak_plain,
         };
         measure_resume(&runner, files, chunks, more)?;
@@ -416,7 +415,6 @@ fn measure(
             first_s,
             seconds: &mut seconds,
             ratios: &mut ratios,
-            peak: &mut peak,
             peak_plain: &mut peak_plain,
         };
         measure_more(&runner, &client, files, rows, chunks, more)?;
@@ -564,7 +562,6 @@ struct Measured<'a> {
     first_s: f64,
     seconds: &'a mut Seconds,
     ratios: &'a mut Ratios,
-    peak: &'a mut PeakRss,
     peak_plain: &'a mut u64,
 }
 
@@ -581,7 +578,6 @@ fn measure_more(
         first_s,
         seconds,
         ratios,
-        peak,
         peak_plain,
     } = m;
     let profile = runner.profile;
@@ -610,7 +606,6 @@ fn measure_more(
         first_s,
         seconds: &mut *seconds,
         ratios: &mut *ratios,
-        peak: &mut *peak,
         peak_plain: &mut *peak_plain,
     };
     measure_resume(runner, files, chunks, resumes)
