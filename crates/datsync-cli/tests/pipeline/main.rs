@@ -19,6 +19,7 @@ mod crash;
 mod damaged;
 mod decoder;
 mod derived;
+mod derived_straight;
 mod disk;
 mod draft;
 mod errors;

@@ -178,7 +178,16 @@ impl DerivedSql {
         let on_conflict = conflict_clause(d, &written);
         let picked = pick.as_ref().map(|p| {
             let on_conflict = (on_conflict.as_str(), collate);
-            super::derived_pick::PickSql::new(profile, &table, &targets, p, on_conflict, index)
+            let names: Vec<&str> = written.iter().map(|(_, c)| c.target.as_str()).collect();
+            super::derived_pick::PickSql::new(
+                profile,
+                &table,
+                &names,
+                &d.key,
+                p,
+                on_conflict,
+                index,
+            )
         });
         let upsert = format!(
             "WITH src AS (
