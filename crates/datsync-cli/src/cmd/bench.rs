@@ -176,6 +176,11 @@ pub struct Ratios {
     /// (c) the resume without resume points / (b).
     #[serde(default)]
     pub resume_decoding_all_vs_first_run: Option<f64>,
+    /// (c) the share of the file's rows the resume loads (rows, not time: the chunks after
+    /// the kill, which [`kill_after`] places at the chunk nearest 80%), the ratio the resume
+    /// would have at the first run's speed with nothing to start and finish.
+    #[serde(default)]
+    pub resume_rows_share: Option<f64>,
     /// (e) / (b).
     pub gzip_vs_plain: Option<f64>,
     /// (p) memchr time / decoder time (higher is better).
@@ -409,7 +414,7 @@ fn measure(
             ratios: &mut ratios,
             peak_plain: &mut peak_plain,
         };
-        measure_resume(&runner, files, chunks, more)?;
+        measure_resume(&runner, files, (rows, chunks), more)?;
     } else if !args.quick {
         let more = Measured {
             first_s,
@@ -608,7 +613,7 @@ fn measure_more(
         ratios: &mut *ratios,
         peak_plain: &mut *peak_plain,
     };
-    measure_resume(runner, files, chunks, resumes)
+    measure_resume(runner, files, (rows, chunks), resumes)
 }
 
 /// (c): a run killed after 80% of its chunks are committed and its resume, twice: first with
@@ -617,7 +622,7 @@ fn measure_more(
 fn measure_resume(
     runner: &Runner<'_>,
     files: &Files<'_>,
-    chunks: u64,
+    (rows, chunks): (u64, u64),
     m: Measured<'_>,
 ) -> anyhow::Result<()> {
     let Measured {
@@ -627,8 +632,9 @@ fn measure_resume(
         peak_plain,
         ..
     } = m;
-    let kill_at =
-        ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1));
+    let kill_at = kill_after(chunks);
+    let left = rows.saturating_sub(kill_at * runner.chunk_size as u64);
+    ratios.resume_rows_share = Some(left as f64 / rows.max(1) as f64);
     let mut resumes = Vec::with_capacity(2);
     for (name, strip) in [("c0", true), ("c", false)] {
         let now = chrono::Utc::now();
@@ -655,6 +661,12 @@ fn measure_resume(
         ratios.resume_after_80_vs_first_run = Some(skipping / first_s);
     }
     Ok(())
+}
+
+/// The chunk commits (c) kills its run after: the nearest to [`KILL_SHARE`] of `chunks`,
+/// leaving at least one chunk to the resume.
+fn kill_after(chunks: u64) -> u64 {
+    ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1))
 }
 
 /// Removes the `resume_point` of every chunk entry in a sync's checkpoint directory (its
@@ -753,6 +765,25 @@ fn decode_all(profile: &Profile, data: &[u8]) -> anyhow::Result<u64> {
     Ok(rows)
 }
 
+/// What (c)'s ratio is read against: the share of the rows the resume loads, and the resume
+/// that decodes the recorded chunks again.
+fn print_resume_context(q: &Ratios, chunks: u64) {
+    if let Some(v) = q.resume_rows_share {
+        println!(
+            "{:<38} {v:>7.2}  (rows left after {} of {} chunks: the ratio at the first run's speed)",
+            "resume, its share of the rows",
+            kill_after(chunks),
+            chunks
+        );
+    }
+    if let Some(v) = q.resume_decoding_all_vs_first_run {
+        println!(
+            "{:<38} {v:>7.2}  (baseline: decoding the recorded chunks again)",
+            "resume, no resume points / first"
+        );
+    }
+}
+
 /// (j) and (w): the same file with more hands.
 fn print_scaling(r: &Report) {
     for j in &r.jobs {
@@ -848,12 +879,7 @@ fn print_report(r: &Report) {
         "≤ 0.20",
         |v| v <= 0.2,
     );
-    if let Some(v) = q.resume_decoding_all_vs_first_run {
-        println!(
-            "{:<38} {v:>7.2}  (baseline: decoding the recorded chunks again)",
-            "resume, no resume points / first"
-        );
-    }
+    print_resume_context(q, r.chunks);
     target(
         "gzip / plain               (e)/(b)",
         q.gzip_vs_plain,

@@ -19,7 +19,7 @@ mod crash;
 mod damaged;
 mod decoder;
 mod derived;
-mod derived_straight;
+mod derived_insert;
 mod disk;
 mod draft;
 mod errors;

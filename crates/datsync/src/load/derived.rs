@@ -178,11 +178,10 @@ impl DerivedSql {
         let on_conflict = conflict_clause(d, &written);
         let picked = pick.as_ref().map(|p| {
             let on_conflict = (on_conflict.as_str(), collate);
-            let names: Vec<&str> = written.iter().map(|(_, c)| c.target.as_str()).collect();
             super::derived_pick::PickSql::new(
                 profile,
                 &table,
-                &names,
+                &targets,
                 &d.key,
                 p,
                 on_conflict,
@@ -620,7 +619,40 @@ pub(super) async fn upsert_one(
     params: &[&(dyn ToSql + Sync)],
     at: &str,
 ) -> Result<u64, PgError> {
+    Ok(write_one(tx, d, sql, params, at, false).await?.unwrap_or(1))
+}
+
+/// Takes the lock of derived table `d`'s writers for the rest of the transaction: every
+/// derived write takes it first, so that no datsync writer inserts a key between another's
+/// look-up and its insert (`derived_pick.rs`, "Inserted as they are"). Keyed by the table's
+/// name and -2 (a sync's upsert lock is its id and -1; its chunks' locks, their numbers).
+pub(super) async fn lock_writers(
+    tx: &tokio_postgres::Client,
+    d: &DerivedSql,
+) -> Result<(), PgError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1), -2)",
+        &[&d.table],
+    )
+    .await
+    .map_err(|e| PgError::query(format!("cannot lock the writers of {}", d.table), e))?;
+    Ok(())
+}
+
+/// [`upsert_one`] of `sql`, a write of derived table `d`, after its writers' lock: with
+/// `key_taken`, a unique violation (a key inserted since a look-up) is rolled back to the
+/// savepoint and `None` returned, the caller upserting instead; otherwise it is counted as
+/// any other failure retrying cannot fix.
+pub(super) async fn write_one(
+    tx: &tokio_postgres::Client,
+    d: &DerivedSql,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    at: &str,
+    key_taken: bool,
+) -> Result<Option<u64>, PgError> {
     let q = |what: &'static str| move |e| PgError::query(what, e);
+    lock_writers(tx, d).await?;
     tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
         .await
         .map_err(q("cannot set the derived tables' savepoint"))?;
@@ -629,9 +661,13 @@ pub(super) async fn upsert_one(
             tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
                 .await
                 .map_err(q("cannot release the derived tables' savepoint"))?;
-            Ok(0)
+            Ok(Some(0))
         }
         Err(e) => {
+            let taken =
+                key_taken && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
+            // What the server said, without the DETAIL that names the key's value.
+            let said = crate::pg::server_message(&e);
             let e = PgError::query(format!("cannot upsert the derived table {}", d.table), e);
             if e.class() == ErrorClass::Transient || e.is_outage() {
                 return Err(e);
@@ -641,10 +677,15 @@ pub(super) async fn upsert_one(
             ))
             .await
             .map_err(q("cannot roll back to the derived tables' savepoint"))?;
+            if taken {
+                tracing::debug!(table = %d.table, %at, error = %said,
+                    "a derived key was inserted since the look-up; upserting the rows");
+                return Ok(None);
+            }
             tracing::warn!(table = %d.table, %at, error = %e,
                 "derived table not updated from this chunk; the chunk goes on (a failure \
                  of a derived table is counted, not fatal)");
-            Ok(1)
+            Ok(Some(1))
         }
     }
 }

@@ -56,23 +56,11 @@ const SAVEPOINT: &str = "datsync_direct";
 
 /// The key's type, as the look-up sends the chunk's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeyKind {
+enum KeyKind {
     /// `text[]`.
     Text,
     /// `bigint[]`.
     Integer,
-}
-
-impl KeyKind {
-    /// The look-up's array type for a key column of type `kind`: `None` for a type it does
-    /// not send.
-    pub(super) fn of(kind: ColumnType) -> Option<Self> {
-        match kind {
-            ColumnType::Text => Some(Self::Text),
-            ColumnType::Integer => Some(Self::Integer),
-            _ => None,
-        }
-    }
 }
 
 /// The statements of the direct path for one profile (a keyed profile whose key is one
@@ -129,7 +117,7 @@ pub(super) enum Offered {
 
 /// The transaction's `now()` as PostgreSQL's binary `timestamptz`: microseconds since
 /// 2000-01-01 UTC, written into `created_at` and `updated_at` as they are.
-pub(super) struct PgMicros(pub(super) i64);
+struct PgMicros(i64);
 
 impl<'a> FromSql<'a> for PgMicros {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
@@ -153,10 +141,49 @@ impl DirectSql {
             return None;
         };
         let key_column = profile.columns.get(key_at)?;
-        let key = KeyKind::of(key_column.kind)?;
+        let key = match key_column.kind {
+            ColumnType::Text => KeyKind::Text,
+            ColumnType::Integer => KeyKind::Integer,
+            _ => return None,
+        };
         let table = quote_qualified(&profile.schema, &profile.table);
         let written = written_columns(profile, version);
-        let probe = probe_sql(&table, &written, &key_column.target, key);
+        let expected: Vec<String> = written
+            .iter()
+            .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
+            .collect();
+        let relation = quote_literal(&table);
+        let probe = format!(
+            "SELECT now(),
+                    NOT EXISTS (
+                      SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
+                        LEFT JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid = {relation}::regclass AND a.attname = w.name
+                         AND a.attnum > 0 AND NOT a.attisdropped
+                       WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
+                          OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
+                    AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
+                                AND c.relkind IN ('r', 'p')
+                           FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
+                    AND EXISTS (
+                      SELECT 1 FROM pg_catalog.pg_index i
+                        JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                       WHERE i.indrelid = {relation}::regclass AND i.indisunique
+                         AND i.indimmediate AND i.indisvalid AND i.indisready
+                         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                         AND a.attname = {key_literal}),
+                    EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
+                              CROSS JOIN LATERAL (
+                                SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
+            expected = expected.join(", "),
+            key_name = quote_ident(&key_column.target),
+            key_literal = quote_literal(&key_column.target),
+            array = match key {
+                KeyKind::Text => "text[]",
+                KeyKind::Integer => "bigint[]",
+            },
+        );
         let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();
         let copy = format!(
             "COPY {table} ({}) FROM STDIN (FORMAT binary)",
@@ -188,59 +215,6 @@ fn written_columns(profile: &Profile, version: Version) -> Vec<(String, &'static
                 .map(|(n, t)| (n.to_owned(), t)),
         )
         .collect()
-}
-
-/// The look-up before a COPY of new keys into `table` (quoted and qualified), `$1` the keys
-/// (`key`'s values as `kind`): `now()`, whether the table takes binary COPY rows of the columns
-/// `written` (names and the types the encoder sends) as they are — every column of exactly
-/// that type (no typmod, not an always-identity or generated column), an ordinary or
-/// partitioned table without rules (a rule applies to `INSERT`, never to `COPY`) or row-level
-/// security (which `COPY FROM` refuses), with a valid, immediate unique index on `key` alone
-/// (the arbiter of the races) — and whether it holds one of the keys: one probe of the key's
-/// index per key (a `LIMIT 1` subquery per key, which the planner cannot turn into a scan of
-/// the whole table), stopping at the first stored key.
-pub(super) fn probe_sql<N: AsRef<str>>(
-    table: &str,
-    written: &[(N, &str)],
-    key: &str,
-    kind: KeyKind,
-) -> String {
-    let expected: Vec<String> = written
-        .iter()
-        .map(|(name, ty)| format!("({}, {})", quote_literal(name.as_ref()), quote_literal(ty)))
-        .collect();
-    let relation = quote_literal(table);
-    format!(
-        "SELECT now(),
-                NOT EXISTS (
-                  SELECT 1 FROM (VALUES {expected}) AS w(name, ty)
-                    LEFT JOIN pg_catalog.pg_attribute a
-                      ON a.attrelid = {relation}::regclass AND a.attname = w.name
-                     AND a.attnum > 0 AND NOT a.attisdropped
-                   WHERE a.attname IS NULL OR a.atttypid <> w.ty::regtype
-                      OR a.atttypmod <> -1 OR a.attidentity = 'a' OR a.attgenerated <> '')
-                AND (SELECT NOT c.relhasrules AND NOT c.relrowsecurity
-                            AND c.relkind IN ('r', 'p')
-                       FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
-                AND EXISTS (
-                  SELECT 1 FROM pg_catalog.pg_index i
-                    JOIN pg_catalog.pg_attribute a
-                      ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                   WHERE i.indrelid = {relation}::regclass AND i.indisunique
-                     AND i.indimmediate AND i.indisvalid AND i.indisready
-                     AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-                     AND a.attname = {key_literal}),
-                EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
-                          CROSS JOIN LATERAL (
-                            SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
-        expected = expected.join(", "),
-        key_literal = quote_literal(key),
-        key_name = quote_ident(key),
-        array = match kind {
-            KeyKind::Text => "text[]",
-            KeyKind::Integer => "bigint[]",
-        },
-    )
 }
 
 /// The narrow COPY feeding the derived upserts: the staged columns they read, `src_line`,
