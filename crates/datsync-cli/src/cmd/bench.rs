@@ -177,8 +177,8 @@ pub struct Ratios {
     #[serde(default)]
     pub resume_decoding_all_vs_first_run: Option<f64>,
     /// (c) the share of the file's rows the resume loads (rows, not time: the chunks after
-    /// the kill, which [`kill_after`] places at the chunk nearest 80%), the ratio the resume
-    /// would have at the first run's speed with nothing to start and finish.
+    /// the kill, which comes after the chunk commit nearest 80% of the chunks), the ratio the
+    /// resume would have at the first run's speed with nothing to start and finish.
     #[serde(default)]
     pub resume_rows_share: Option<f64>,
     /// (e) / (b).
@@ -770,7 +770,7 @@ fn decode_all(profile: &Profile, data: &[u8]) -> anyhow::Result<u64> {
 fn print_resume_context(q: &Ratios, chunks: u64) {
     if let Some(v) = q.resume_rows_share {
         println!(
-            "{:<38} {v:>7.2}  (rows left after {} of {} chunks: the ratio at the first run's speed)",
+            "{:<38} {v:>7.2}  (rows left after {} of {} chunks: the ratio at a first run's speed)",
             "resume, its share of the rows",
             kill_after(chunks),
             chunks

@@ -21,8 +21,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::common::{Outcome, TestDb, datsync};
 
-pub(crate) const HEADER: &str = "surat_pengantar_brg|nik_supir|nama_supir|transporter|no_polisi|\
-                      tanggal_timbang|jam_timbang|bbm_actual|kilometer_actual|change_date|change_time";
+pub(crate) const HEADER: &str = "surat_pengantar_brg|nik_supir|nama_supir|transporter|\
+                                 no_polisi|tanggal_timbang|jam_timbang|bbm_actual|\
+                                 kilometer_actual|change_date|change_time";
 /// Driver NIKs as written; placeholders (`-`, `0`, `n/a`) are never drivers.
 const NIKS: [&str; 7] = ["0012345", "0012346", "0099001", "7", "-", "0", "n/a"];
 /// Names as written; `""` and `-` are no name.

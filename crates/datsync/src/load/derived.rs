@@ -36,7 +36,12 @@
 //!   commits as soon as its upserts are done), so a chunk's transaction waiting on another
 //!   sync's row locks while its own derived transaction waits on that sync's derived rows
 //!   cannot close a circle PostgreSQL would not see. Derived transactions lock their keys in
-//!   key order (bytewise for a text key, in both upserts).
+//!   key order (bytewise for a text key, in both upserts), each table's writes after its
+//!   writers' lock ([`lock_writers`], `derived_pick.rs`, "Inserted as they are"): a chunk's
+//!   transaction takes it only after its own rows, so the order is always main rows, then
+//!   the writers' lock, then derived rows. Two profiles naming the same derived tables in
+//!   opposite orders can deadlock on those locks; PostgreSQL sees it (a transient failure:
+//!   the chunk is retried).
 //! - **The price: a chunk that then fails for good** (its rows break a constraint the
 //!   table's owner added, a trigger raises) **leaves its drivers written**, and they stay if
 //!   the chunk is never loaded (the sync abandoned, the file corrected and loaded as a new
@@ -46,12 +51,13 @@
 //!   while its chunk waits for another chunk's upsert lock or rows, whose own derived
 //!   transaction waits for those drivers) — likely with `--jobs` or overlapping files, since
 //!   every chunk names the same drivers. The in-transaction mode below has no such window.
-//! - The second connection holds no writer lock: after a lost lock it may still commit a
-//!   chunk's derived rows, which changes nothing a later load of the chunk would not. Its
-//!   `application_name` is the loader's with ` (derived tables)` after it.
-//! - While the derived upserts run longer than the chunk's rows take, the chunk's
-//!   transaction waits idle (a server's `idle_in_transaction_session_timeout` shorter than a
-//!   chunk's derived upsert would end it: the chunk is retried).
+//! - The second connection holds no lock of the sync's writer: after a lost lock it may
+//!   still commit a chunk's derived rows, which changes nothing a later load of the chunk
+//!   would not. Its `application_name` is the loader's with ` (derived tables)` after it.
+//! - While the derived upserts run longer than the chunk's rows take — or wait for the
+//!   writers' lock while other loaders' derived writes take their turns — the chunk's
+//!   transaction waits idle (a server's `idle_in_transaction_session_timeout` shorter than
+//!   that would end it: the chunk is retried).
 //!
 //! The work queue's workers (`Loader::load_chunk_in_transaction`), a profile without a
 //! one-column key, and a loader whose second connection cannot be made (a connection limit,
@@ -609,9 +615,9 @@ pub(super) async fn apply(
     Ok(failed)
 }
 
-/// Runs `sql`, one upsert of derived table `d`, under a savepoint: 0 when it succeeded; 1
-/// when it failed for a reason retrying cannot fix, rolled back to the savepoint and logged
-/// (see the module docs). A transient failure is returned.
+/// Runs `sql`, one upsert of derived table `d`, under its writers' lock and a savepoint: 0
+/// when it succeeded; 1 when it failed for a reason retrying cannot fix, rolled back to the
+/// savepoint and logged (see the module docs). A transient failure is returned.
 pub(super) async fn upsert_one(
     tx: &tokio_postgres::Client,
     d: &DerivedSql,
@@ -619,7 +625,35 @@ pub(super) async fn upsert_one(
     params: &[&(dyn ToSql + Sync)],
     at: &str,
 ) -> Result<u64, PgError> {
-    Ok(write_one(tx, d, sql, params, at, false).await?.unwrap_or(1))
+    lock_writers(tx, d).await?;
+    upsert_locked(tx, d, sql, params, at).await
+}
+
+/// [`upsert_one`], the writers' lock already taken.
+pub(super) async fn upsert_locked(
+    tx: &tokio_postgres::Client,
+    d: &DerivedSql,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    at: &str,
+) -> Result<u64, PgError> {
+    savepoint(tx, "SAVEPOINT").await?;
+    match tx.execute(sql, params).await {
+        Ok(_) => {
+            savepoint(tx, "RELEASE SAVEPOINT").await?;
+            Ok(0)
+        }
+        Err(e) => {
+            let failed = settle(
+                tx,
+                e,
+                format!("cannot upsert the derived table {}", d.table),
+            )
+            .await?;
+            counted(d, at, &failed.error);
+            Ok(1)
+        }
+    }
 }
 
 /// Takes the lock of derived table `d`'s writers for the rest of the transaction: every
@@ -630,64 +664,116 @@ pub(super) async fn lock_writers(
     tx: &tokio_postgres::Client,
     d: &DerivedSql,
 ) -> Result<(), PgError> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1), -2)",
-        &[&d.table],
-    )
+    tx.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock(hashtext({}), -2)",
+        crate::pg::quote_literal(&d.table)
+    ))
     .await
-    .map_err(|e| PgError::query(format!("cannot lock the writers of {}", d.table), e))?;
-    Ok(())
+    .map_err(|e| PgError::query(format!("cannot lock the writers of {}", d.table), e))
 }
 
-/// [`upsert_one`] of `sql`, a write of derived table `d`, after its writers' lock: with
-/// `key_taken`, a unique violation (a key inserted since a look-up) is rolled back to the
-/// savepoint and `None` returned, the caller upserting instead; otherwise it is counted as
-/// any other failure retrying cannot fix.
-pub(super) async fn write_one(
+/// Under derived table `d`'s writers' lock (the caller's) and a savepoint: `lookup`, whether
+/// the table holds one of the rows' keys (or cannot be looked up as it should), then, when it
+/// holds none, `insert`. `Some(0)`: inserted; `Some(1)`: the insert failed for a reason
+/// retrying cannot fix, rolled back and counted (as the upsert's failure would be); `None`:
+/// a key is stored, the look-up failed (rolled back: the upsert decides, and counts what it
+/// meets), or the insert met a unique key taken since the look-up (rolled back): the caller
+/// upserts. A transient failure is returned.
+pub(super) async fn insert_new(
     tx: &tokio_postgres::Client,
     d: &DerivedSql,
-    sql: &str,
+    (lookup, insert): (&str, &str),
     params: &[&(dyn ToSql + Sync)],
     at: &str,
-    key_taken: bool,
 ) -> Result<Option<u64>, PgError> {
-    let q = |what: &'static str| move |e| PgError::query(what, e);
-    lock_writers(tx, d).await?;
-    tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
-        .await
-        .map_err(q("cannot set the derived tables' savepoint"))?;
-    match tx.execute(sql, params).await {
+    savepoint(tx, "SAVEPOINT").await?;
+    let stored = match tx.query_one(lookup, &[]).await {
+        Ok(row) => row.try_get::<_, bool>(0).unwrap_or(true),
+        Err(e) => {
+            let failed = settle(tx, e, format!("cannot look up the keys of {}", d.table)).await?;
+            tracing::debug!(table = %d.table, %at, error = %failed.said,
+                "the derived rows' keys could not be looked up; upserting them");
+            return Ok(None);
+        }
+    };
+    if stored {
+        savepoint(tx, "RELEASE SAVEPOINT").await?;
+        return Ok(None);
+    }
+    match tx.execute(insert, params).await {
         Ok(_) => {
-            tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                .await
-                .map_err(q("cannot release the derived tables' savepoint"))?;
+            savepoint(tx, "RELEASE SAVEPOINT").await?;
             Ok(Some(0))
         }
         Err(e) => {
-            let taken =
-                key_taken && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
-            // What the server said, without the DETAIL that names the key's value.
-            let said = crate::pg::server_message(&e);
-            let e = PgError::query(format!("cannot upsert the derived table {}", d.table), e);
-            if e.class() == ErrorClass::Transient || e.is_outage() {
-                return Err(e);
-            }
-            tx.batch_execute(&format!(
-                "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
-            ))
-            .await
-            .map_err(q("cannot roll back to the derived tables' savepoint"))?;
-            if taken {
-                tracing::debug!(table = %d.table, %at, error = %said,
-                    "a derived key was inserted since the look-up; upserting the rows");
+            let failed = settle(
+                tx,
+                e,
+                format!("cannot insert into the derived table {}", d.table),
+            )
+            .await?;
+            if failed.unique {
+                tracing::debug!(table = %d.table, %at, error = %failed.said,
+                    "a unique key of the derived rows was taken since the look-up; upserting them");
                 return Ok(None);
             }
-            tracing::warn!(table = %d.table, %at, error = %e,
-                "derived table not updated from this chunk; the chunk goes on (a failure \
-                 of a derived table is counted, not fatal)");
+            counted(d, at, &failed.error);
             Ok(Some(1))
         }
     }
+}
+
+/// `SAVEPOINT` or `RELEASE SAVEPOINT` (`what`) of the derived writes.
+async fn savepoint(tx: &tokio_postgres::Client, what: &str) -> Result<(), PgError> {
+    tx.batch_execute(&format!("{what} {SAVEPOINT}"))
+        .await
+        .map_err(|e| {
+            PgError::query(
+                format!("cannot {} (derived tables)", what.to_lowercase()),
+                e,
+            )
+        })
+}
+
+/// A derived write's failure that retrying cannot fix, rolled back to its savepoint.
+struct Failed {
+    error: PgError,
+    /// What the server said, without the DETAIL that names a key's value.
+    said: String,
+    /// A unique violation (23505).
+    unique: bool,
+}
+
+/// Takes a derived write's error `e`: returned when it is transient or an outage (the
+/// chunk's attempt fails, the transaction with it); else rolled back to the savepoint.
+async fn settle(
+    tx: &tokio_postgres::Client,
+    e: tokio_postgres::Error,
+    what: String,
+) -> Result<Failed, PgError> {
+    let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
+    let said = crate::pg::server_message(&e);
+    let error = PgError::query(what, e);
+    if error.class() == ErrorClass::Transient || error.is_outage() {
+        return Err(error);
+    }
+    tx.batch_execute(&format!(
+        "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+    ))
+    .await
+    .map_err(|e| PgError::query("cannot roll back to the derived tables' savepoint", e))?;
+    Ok(Failed {
+        error,
+        said,
+        unique,
+    })
+}
+
+/// Logs a derived write's failure that is counted, not fatal.
+fn counted(d: &DerivedSql, at: &str, error: &PgError) {
+    tracing::warn!(table = %d.table, %at, %error,
+        "derived table not updated from this chunk; the chunk goes on (a failure \
+         of a derived table is counted, not fatal)");
 }
 
 #[cfg(test)]
