@@ -40,7 +40,7 @@ fn rewritten(old: &[u8]) -> Vec<u8> {
 }
 
 /// Waits until process `pid` is stopped (state `T` in `/proc/<pid>/stat`).
-fn wait_stopped(pid: u32, child: &mut std::process::Child) {
+pub(crate) fn wait_stopped(pid: u32, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -658,8 +658,9 @@ pub(super) async fn upsert_locked(
 
 /// Takes the lock of derived table `d`'s writers for the rest of the transaction: every
 /// derived write takes it first, so that no datsync writer inserts a key between another's
-/// look-up and its insert (`derived_pick.rs`, "Inserted as they are"). Keyed by the table's
-/// name and -2 (a sync's upsert lock is its id and -1; its chunks' locks, their numbers).
+/// look-up and its insert (`derived_pick.rs`, "Inserted as they are"). Keyed by
+/// `hashtext('"schema"."table"')` (the name quoted and qualified) and -2 (a sync's upsert lock
+/// is its id and -1; its chunks' locks, their numbers).
 pub(super) async fn lock_writers(
     tx: &tokio_postgres::Client,
     d: &DerivedSql,
@@ -672,38 +673,49 @@ pub(super) async fn lock_writers(
     .map_err(|e| PgError::query(format!("cannot lock the writers of {}", d.table), e))
 }
 
+/// What [`insert_new`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Inserted {
+    /// Inserted (0), or the insert failed for a reason retrying cannot fix, rolled back and
+    /// counted as the upsert's failure would be (1).
+    Done(u64),
+    /// A key is stored, or the insert met a unique key taken since the look-up (rolled
+    /// back): the caller upserts.
+    Upsert,
+    /// The look-up failed for a reason retrying cannot fix (rolled back): the caller upserts,
+    /// and the upsert decides (and counts what it meets).
+    LookupFailed,
+}
+
 /// Under derived table `d`'s writers' lock (the caller's) and a savepoint: `lookup`, whether
 /// the table holds one of the rows' keys (or cannot be looked up as it should), then, when it
-/// holds none, `insert`. `Some(0)`: inserted; `Some(1)`: the insert failed for a reason
-/// retrying cannot fix, rolled back and counted (as the upsert's failure would be); `None`:
-/// a key is stored, the look-up failed (rolled back: the upsert decides, and counts what it
-/// meets), or the insert met a unique key taken since the look-up (rolled back): the caller
-/// upserts. A transient failure is returned.
+/// holds none, `insert`. A transient failure is returned.
 pub(super) async fn insert_new(
     tx: &tokio_postgres::Client,
     d: &DerivedSql,
     (lookup, insert): (&str, &str),
     params: &[&(dyn ToSql + Sync)],
     at: &str,
-) -> Result<Option<u64>, PgError> {
+) -> Result<Inserted, PgError> {
     savepoint(tx, "SAVEPOINT").await?;
     let stored = match tx.query_one(lookup, &[]).await {
         Ok(row) => row.try_get::<_, bool>(0).unwrap_or(true),
         Err(e) => {
             let failed = settle(tx, e, format!("cannot look up the keys of {}", d.table)).await?;
             tracing::debug!(table = %d.table, %at, error = %failed.said,
-                "the derived rows' keys could not be looked up; upserting them");
-            return Ok(None);
+                "the derived rows' keys could not be looked up; upserting them (and the rows \
+                 of the run's later chunks)");
+            return Ok(Inserted::LookupFailed);
         }
     };
     if stored {
         savepoint(tx, "RELEASE SAVEPOINT").await?;
-        return Ok(None);
+        return Ok(Inserted::Upsert);
     }
     match tx.execute(insert, params).await {
         Ok(_) => {
             savepoint(tx, "RELEASE SAVEPOINT").await?;
-            Ok(Some(0))
+            Ok(Inserted::Done(0))
         }
         Err(e) => {
             let failed = settle(
@@ -715,10 +727,10 @@ pub(super) async fn insert_new(
             if failed.unique {
                 tracing::debug!(table = %d.table, %at, error = %failed.said,
                     "a unique key of the derived rows was taken since the look-up; upserting them");
-                return Ok(None);
+                return Ok(Inserted::Upsert);
             }
             counted(d, at, &failed.error);
-            Ok(Some(1))
+            Ok(Inserted::Done(1))
         }
     }
 }

@@ -31,9 +31,10 @@
 //! `psql`: 21–23 ms, against 35–60 ms with `ON CONFLICT`). The look-up ([`lookup`]) reads the
 //! keys from the temporary table, one probe of the key's index per key stopping at the first
 //! stored one: no key is sent as a statement's parameter. It answers "stored" without a probe
-//! (the upsert decides) when the key column would not compare with the picked keys as its
-//! unique index does (another collation, `char(n)`), or when the transaction does not read at
-//! `READ COMMITTED`. So that no datsync writer inserts one of the keys between the look-up
+//! (the upsert decides) unless the key has a valid, immediate unique index of its own that
+//! the probe can use and that compares as the probe does (not `char(n)`, not another
+//! collation), the table has no row-level security, and the transaction reads at `READ
+//! COMMITTED`. So that no datsync writer inserts one of the keys between the look-up
 //! and the insert, every derived write takes the table's writers' lock first
 //! (`derived::lock_writers`, held to its transaction's end): the derived writes of chunks
 //! loaded side by side (`--jobs`, workers, two syncs) take turns, and a new driver named by
@@ -44,9 +45,9 @@
 //! before); an insert that fails for a reason retrying cannot fix is counted as the upsert's
 //! failure is; an insert that fails on a unique key — a writer outside datsync, or a datsync
 //! from before this lock, inserted one of the keys in between (its DETAIL then in the server's
-//! log) — is rolled back and the rows upserted, newest wins. The insert differs from the
-//! upsert where `ON CONFLICT` is refused: a table with rules, or whose key's unique index is
-//! deferrable, takes new rows by the insert instead of failing; and it fires `INSERT`
+//! log) — is rolled back and the rows upserted, newest wins. A look-up that fails is not
+//! tried again in the run. The insert differs from the upsert where `ON CONFLICT` is refused:
+//! a table with rules takes new rows by the insert instead of failing; and it fires `INSERT`
 //! statement triggers only.
 //!
 //! # What the client decides
@@ -60,11 +61,14 @@
 //! neither `text` nor `integer`, leaves its chunk to the upsert of `derived.rs`, its rows
 //! staged as before.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use super::derived::{self, Asked, DerivedSql, PickColumns, Picked};
+use super::derived::{self, Asked, DerivedSql, Inserted, PickColumns, Picked};
 use super::direct::{Direct, DirectSql};
 use crate::pg::{PgError, quote_ident, quote_literal, sql_type};
 use crate::profile::{ColumnType, Profile};
@@ -89,6 +93,9 @@ pub(crate) struct PickSql {
     lookup: Option<String>,
     /// The picked rows inserted as they are, `$1` the sync's `sync_seq`.
     insert: String,
+    /// Set once the look-up failed for a reason retrying cannot fix (a table that changed
+    /// under the run, a key column of another type): not tried again, the upsert decides.
+    lookup_failed: Arc<AtomicBool>,
 }
 
 impl PickSql {
@@ -145,6 +152,7 @@ impl PickSql {
                 .get(pick.key)
                 .and_then(|c| lookup(table, key_target, c.kind, &name, key)),
             insert,
+            lookup_failed: Arc::default(),
             ask_copy: format!("COPY {asked} (n, v) FROM STDIN (FORMAT binary)"),
             ask: format!(
                 "SELECT n FROM {asked} WHERE {}",
@@ -158,11 +166,13 @@ impl PickSql {
 /// `kind`) are inserted as they are into `table`, keyed by `key_target`: one row, whether
 /// the table holds one of the keys — one `LIMIT 1` probe of the key's index per key,
 /// stopping at the first stored one. True (the upsert decides) without a probe unless the
-/// key column compares with the picked keys by its index and as the unique index does (`text`
-/// or `varchar` in the database's default collation for a text key — not `char(n)`, whose
-/// trailing blanks compare otherwise — or an integer type), and unless the transaction reads
-/// at `READ COMMITTED`, where the look-up sees what the writer before it committed. `None`
-/// for a key neither `text` nor `integer`.
+/// key has the index the probe and the insert count on — a valid, immediate unique index on
+/// the key column alone, of a type that compares with the picked keys as that index does
+/// (`text` or `varchar`, column and index in the database's default collation, for a text
+/// key: not `char(n)`, whose trailing blanks compare otherwise; an integer type for an
+/// integer key) — on a table without row-level security (rows it hides would be missed), and
+/// unless the transaction reads at `READ COMMITTED`, where the look-up sees what the writer
+/// before it committed. `None` for a key neither `text` nor `integer`.
 fn lookup(
     table: &str,
     key_target: &str,
@@ -170,23 +180,29 @@ fn lookup(
     temp: &str,
     key: usize,
 ) -> Option<String> {
+    // 100: the default collation's fixed oid; 0: none (an integer).
     let (types, collation, collate) = match kind {
         ColumnType::Text => (
             "'text'::regtype, 'varchar'::regtype",
-            // 100: the default collation's fixed oid.
-            "AND a.attcollation = 100",
+            100,
             " COLLATE \"default\"",
         ),
-        ColumnType::Integer => ("'int8'::regtype, 'int4'::regtype, 'int2'::regtype", "", ""),
+        ColumnType::Integer => ("'int8'::regtype, 'int4'::regtype, 'int2'::regtype", 0, ""),
         _ => return None,
     };
     Some(format!(
         "SELECT CASE WHEN current_setting('transaction_isolation') = 'read committed'
                       AND EXISTS (
-                        SELECT 1 FROM pg_catalog.pg_attribute a
-                         WHERE a.attrelid = {relation}::regclass AND a.attname = {key_literal}
-                           AND a.attnum > 0 AND NOT a.attisdropped
-                           AND a.atttypid IN ({types}) {collation})
+                        SELECT 1 FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_attribute a
+                            ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                          JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+                         WHERE i.indrelid = {relation}::regclass AND a.attname = {key_literal}
+                           AND i.indisunique AND i.indimmediate AND i.indisvalid
+                           AND i.indisready AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                           AND i.indexprs IS NULL AND i.indcollation[0] = {collation}
+                           AND a.atttypid IN ({types}) AND a.attcollation = {collation}
+                           AND NOT c.relrowsecurity)
                  THEN EXISTS (
                         SELECT 1 FROM {temp} k CROSS JOIN LATERAL (
                           SELECT 1 FROM {table} o WHERE o.{key_name} = k.w{key}{collate}
@@ -348,14 +364,22 @@ impl PickSql {
             "derived rows picked on the client, one per key");
         let params: [&(dyn ToSql + Sync); 1] = [&sync_seq];
         derived::lock_writers(c, w.t).await?;
-        if let Some(lookup) = &self.lookup {
-            let sql = (lookup.as_str(), self.insert.as_str());
-            if let Some(failed) = derived::insert_new(c, w.t, sql, &params, at).await? {
-                if failed == 0 {
-                    tracing::debug!(table = %w.t.table, rows = w.rows.len(),
-                        "derived rows of new keys inserted as they are");
+        let lookup = self
+            .lookup
+            .as_deref()
+            .filter(|_| !self.lookup_failed.load(Ordering::Relaxed));
+        if let Some(lookup) = lookup {
+            let sql = (lookup, self.insert.as_str());
+            match derived::insert_new(c, w.t, sql, &params, at).await? {
+                Inserted::Done(failed) => {
+                    if failed == 0 {
+                        tracing::debug!(table = %w.t.table, rows = w.rows.len(),
+                            "derived rows of new keys inserted as they are");
+                    }
+                    return Ok(failed);
                 }
-                return Ok(failed);
+                Inserted::LookupFailed => self.lookup_failed.store(true, Ordering::Relaxed),
+                Inserted::Upsert => {}
             }
         }
         derived::upsert_locked(c, w.t, &self.upsert, &params, at).await
