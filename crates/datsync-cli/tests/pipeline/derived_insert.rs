@@ -32,9 +32,15 @@ const DRIVERS: &str = "SELECT nik::text, nama::text, transporter, row_version, s
 /// The loader's message when an insert met a key inserted since its look-up.
 const KEY_TAKEN: &str = "a unique key of the derived rows was taken since the look-up";
 
-/// `datsync run` of `path` in chunks of 500 with `extra` arguments, in the background, the
-/// loader's debug log on.
-fn spawn_run(db: &TestDb, dir: &std::path::Path, path: &std::path::Path, extra: &[&str]) -> Child {
+/// `datsync run` of `path` in chunks of 500 with `extra` arguments and `env`, in the
+/// background, the loader's debug log on.
+fn spawn_run(
+    db: &TestDb,
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_datsync"))
         .args(run_args(db, dir, path, "500", None))
         .args(extra)
@@ -42,10 +48,21 @@ fn spawn_run(db: &TestDb, dir: &std::path::Path, path: &std::path::Path, extra: 
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env(LOADER_DEBUG.0, LOADER_DEBUG.1)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// A finished child's outcome.
+fn finished(child: Child) -> Outcome {
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Waits until `done(db)`, the run still going.
@@ -63,12 +80,7 @@ fn wait_until(db: &TestDb, child: &mut Child, what: &str, done: impl Fn(&TestDb)
 
 /// A finished child's outcome: it succeeded with no derived failure.
 fn succeeded(child: Child, seed: u64) -> Outcome {
-    let out = child.wait_with_output().unwrap();
-    let out = Outcome {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = finished(child);
     assert_eq!(out.code(), Some(0), "seed {seed}: {}", out.describe());
     assert_eq!(out.summary()["derived_failed"], 0, "{}", out.describe());
     out
@@ -98,7 +110,7 @@ fn a_driver_inserted_by_another_writer_after_the_look_up_sends_its_chunk_to_the_
          VALUES ($1, $1, 'NEWER', 'T9', '2099-01-01 00:00:00', 0, 1, now())",
         &[&taken],
     );
-    let mut child = spawn_run(&db, dir.path(), &path, &[]);
+    let mut child = spawn_run(&db, dir.path(), &path, &[], &[]);
     wait_until(&db, &mut child, "the insert into drivers waited", |db| {
         let n: i64 = db.query(
             "SELECT count(*) FROM pg_stat_activity
@@ -163,7 +175,7 @@ fn chunks_in_flight_naming_the_same_new_drivers_take_turns_and_never_fail_an_ins
         "SELECT pg_advisory_lock(hashtext('\"public\".\"drivers\"'), -2)",
         &[],
     );
-    let mut child = spawn_run(&db, dir.path(), &path, &["--jobs", "3"]);
+    let mut child = spawn_run(&db, dir.path(), &path, &["--jobs", "3"], &[]);
     wait_until(&db, &mut child, "three derived writers waited", |db| {
         // The writers' lock: (hashtext(table), -2), -2 read as an oid.
         let n: i64 = db.query(
@@ -300,17 +312,8 @@ fn a_look_up_that_fails_is_rolled_back_and_the_upsert_decides() {
     std::fs::write(&path, text).unwrap();
     let db = TestDb::new();
     db.init();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_datsync"))
-        .args(run_args(&db, dir.path(), &path, "500", None))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(LOADER_DEBUG.0, LOADER_DEBUG.1)
-        .env("DATSYNC_SIGSTOP_AT", "chunk_committed:1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stop = [("DATSYNC_SIGSTOP_AT", "chunk_committed:1")];
+    let mut child = spawn_run(&db, dir.path(), &path, &[], &stop);
     let pid = child.id();
     crate::changing::wait_stopped(pid, &mut child);
     db.batch("ALTER TABLE drivers ALTER COLUMN nik TYPE bigint USING nik::bigint");
@@ -319,12 +322,7 @@ fn a_look_up_that_fails_is_rolled_back_and_the_upsert_decides() {
         .status()
         .unwrap();
     assert!(cont.success());
-    let out = child.wait_with_output().unwrap();
-    let out = Outcome {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = finished(child);
     assert_eq!(out.code(), Some(0), "seed {seed}: {}", out.describe());
     let s = out.summary();
     assert_eq!(s["status"], "SUCCESS", "{s}");
