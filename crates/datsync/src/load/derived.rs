@@ -112,6 +112,8 @@ pub(super) struct DerivedSql {
     /// The upsert of the rows the client picked, one per key (`derived_pick.rs`); `None`
     /// with `pick`.
     pub picked: Option<super::derived_pick::PickSql>,
+    /// The statement taking its writers' lock ([`lock_writers`]).
+    lock: String,
 }
 
 /// The main columns a derived table's pick reads: its key's, then every column that must
@@ -212,6 +214,10 @@ impl DerivedSql {
             picks = picks.join(", "),
         );
         Self {
+            lock: format!(
+                "SELECT pg_advisory_xact_lock(hashtext({}), -2)",
+                crate::pg::quote_literal(&table)
+            ),
             table,
             drop_values: d.drop_values.clone(),
             upsert,
@@ -665,12 +671,9 @@ pub(super) async fn lock_writers(
     tx: &tokio_postgres::Client,
     d: &DerivedSql,
 ) -> Result<(), PgError> {
-    tx.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock(hashtext({}), -2)",
-        crate::pg::quote_literal(&d.table)
-    ))
-    .await
-    .map_err(|e| PgError::query(format!("cannot lock the writers of {}", d.table), e))
+    tx.batch_execute(&d.lock)
+        .await
+        .map_err(|e| PgError::query(format!("cannot lock the writers of {}", d.table), e))
 }
 
 /// What [`insert_new`] did.
