@@ -175,11 +175,15 @@ fn jobs_3_loads_what_jobs_1_loads() {
     r.assert_same(&out, &db, &ck, "DATSYNC_JOBS=4");
 }
 
-/// Sessions of the test database waiting for an advisory lock.
+/// Sessions of the test database waiting for a sync's upsert lock, `(hashtext(sync), -1)`
+/// (`load/mod.rs`; -1 read as an oid). Other advisory locks are not counted: a derived
+/// table's writers' lock `(hashtext(table), -2)` (`load/derived.rs`) is waited for a moment
+/// on the loaders' second connections while the test holds the upserts.
 fn waiting(db: &TestDb) -> i64 {
     db.query(
         "SELECT count(*) FROM pg_locks
           WHERE locktype = 'advisory' AND NOT granted
+            AND objsubid = 2 AND objid = 4294967295
             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         &[],
     )[0]
