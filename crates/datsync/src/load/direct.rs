@@ -99,21 +99,31 @@ pub(super) struct Direct<'a, 'b> {
 }
 
 /// What became of a chunk offered to the COPY straight into the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Offered {
     /// COPYed: the rows the server wrote.
     Copied(u64),
     /// The table holds one of its keys (it still will when the chunk is upserted: datsync
-    /// deletes none): the upsert needs no look-up of its own.
-    KeysStored,
+    /// deletes none): the upsert needs no look-up of its own. With the chunk's rows in key
+    /// order ([`KeyOrder`]): the rows are staged in it.
+    KeysStored(KeyOrder),
     /// The table held none of its keys, but cannot take the COPY as it is (an adopted column
     /// type, a rule): the staged rows can be inserted without a look-up of their own (the
-    /// insert's savepoint catches a key inserted since).
-    KeysNew,
+    /// insert's savepoint catches a key inserted since). With the rows in key order, as
+    /// [`Self::KeysStored`].
+    KeysNew(KeyOrder),
     /// Not looked up (duplicate keys, a key column the look-up cannot send), or rolled back
     /// after a key another sync inserted: the staging path decides.
     NotTried,
 }
+
+/// A chunk's rows (indices into its batch) in key order — a text key by its bytes, an
+/// integer key by its value, as the upsert's `ORDER BY … COLLATE "C"` orders them — sorted
+/// once, for the look-up. A chunk that is staged is staged in this order, so that the insert
+/// or upsert reading the staging table needs no sort of its own (`sql::LoadSql`'s
+/// `*_in_order` statements).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KeyOrder(pub(super) Vec<usize>);
 
 /// The transaction's `now()` as PostgreSQL's binary `timestamptz`: microseconds since
 /// 2000-01-01 UTC, written into `created_at` and `updated_at` as they are.
@@ -287,10 +297,10 @@ impl DirectSql {
         let now: PgMicros = probe.get(0);
         let (fits, stored): (Option<bool>, bool) = (probe.get(1), probe.get(2));
         if stored {
-            return Ok(Offered::KeysStored);
+            return Ok(Offered::KeysStored(KeyOrder(order)));
         }
         if fits != Some(true) {
-            return Ok(Offered::KeysNew);
+            return Ok(Offered::KeysNew(KeyOrder(order)));
         }
         // Only now the sync's upsert lock: a chunk that is staged and upserted takes it after
         // its staging COPY, as before. A chunk of this sync that committed one of the keys

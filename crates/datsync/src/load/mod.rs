@@ -592,12 +592,14 @@ impl Loader {
 
     /// The staged rows upserted into the target table, one chunk of the sync at a time, and
     /// what came of each; with the newest stored row of another sync that kept rows out as
-    /// older, when one did.
+    /// older, when one did. `in_order`: the rows were staged in key order, and the statements
+    /// without a sort of their own are used (`sql.rs`, `Upserts`).
     async fn upsert(
         &self,
         c: &Client,
         w: &ChunkWrite<'_, '_>,
         offered: Offered,
+        in_order: bool,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let (sync, rows) = (w.sync, w.rows);
@@ -609,10 +611,13 @@ impl Loader {
             params.push(&w.file_version);
         }
         let inserted = match offered {
-            Offered::KeysStored => None,
-            Offered::KeysNew => self.insert_new_keys(c, &params, rows, false).await?,
+            Offered::KeysStored(_) => None,
+            Offered::KeysNew(_) => {
+                self.insert_new_keys(c, &params, rows, false, in_order)
+                    .await?
+            }
             Offered::NotTried | Offered::Copied(_) => {
-                self.insert_new_keys(c, &params, rows, true).await?
+                self.insert_new_keys(c, &params, rows, true, false).await?
             }
         };
         if let Some(inserted) = inserted {
@@ -620,10 +625,12 @@ impl Loader {
         }
         let counts = c
             .query_one(
-                if rows.distinct == rows.staged {
-                    &self.sql.upsert_unique
-                } else {
+                if rows.distinct != rows.staged {
                     &self.sql.upsert_dedup
+                } else if in_order {
+                    &self.sql.upsert_unique_in_order
+                } else {
+                    &self.sql.upsert_unique
                 },
                 &params,
             )
@@ -697,9 +704,15 @@ impl Loader {
         c.batch_execute(&self.sql.create_stage)
             .await
             .map_err(|e| PgError::query("cannot create the staging table", e))?;
-        copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders).await?;
+        let order = match &offered {
+            Offered::KeysStored(o) | Offered::KeysNew(o) => Some(o.0.as_slice()),
+            Offered::NotTried | Offered::Copied(_) => None,
+        }
+        .filter(|o| o.len() == w.rows.staged);
+        copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders, order).await?;
         self.reached(LoadPoint::Staged, w.chunk);
-        self.upsert(c, w, offered).await
+        let in_order = order.is_some();
+        self.upsert(c, w, offered, in_order).await
     }
 
     /// The derived tables upserted on `side` in a transaction of their own, committed
@@ -800,6 +813,7 @@ impl Loader {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         rows: Rows,
         look_up: bool,
+        in_order: bool,
     ) -> Result<Option<i64>, PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let Some(new) = &self.sql.new_keys else {
@@ -815,10 +829,12 @@ impl Loader {
                 return Ok(None);
             }
         }
-        let insert = if rows.distinct == rows.staged {
-            &new.insert_unique
-        } else {
+        let insert = if rows.distinct != rows.staged {
             &new.insert_dedup
+        } else if in_order {
+            &new.insert_unique_in_order
+        } else {
+            &new.insert_unique
         };
         let inserted = unless_a_key_is_taken(c, "datsync_new_keys", || c.execute(insert, params))
             .await
@@ -1047,14 +1063,18 @@ fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
     }
 }
 
+/// The chunk's rows COPYed into the staging table, in `order` when given (indices into the
+/// batch, one per row: the chunk's rows in key order).
 async fn copy_rows(
     tx: &Client,
     copy_sql: &str,
     rows: usize,
     encoders: &[ColumnEncoder<'_>],
+    order: Option<&[usize]>,
 ) -> Result<(), PgError> {
-    copy_stream(tx, copy_sql, rows, |row, out| {
-        copy::put_rows(encoders, row..row + 1, out);
+    copy_stream(tx, copy_sql, rows, |i, out| {
+        let row = order.and_then(|o| o.get(i).copied()).unwrap_or(i);
+        copy::put_fields(encoders, row, out);
     })
     .await
     .map_err(|e| PgError::query("cannot copy the chunk into the staging table", e))?;

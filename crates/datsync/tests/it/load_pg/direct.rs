@@ -291,3 +291,124 @@ async fn a_stored_or_repeated_key_keeps_the_chunk_off_the_copy() {
     })
     .await;
 }
+
+/// The keys in the order their rows reached the target table, read from a log filled by a
+/// `BEFORE INSERT` trigger, which fires for every row an insert, an upsert or a COPY
+/// offers, in the order it offers them.
+async fn arrivals(c: &Client) -> Vec<String> {
+    let keys = c
+        .query("DELETE FROM arrivals RETURNING n, id", &[])
+        .await
+        .unwrap();
+    let mut keys: Vec<(i64, String)> = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, k)| k).collect()
+}
+
+/// Every path writes a chunk's rows in its keys' byte order, whatever the file's order and
+/// the database's collation: the COPY straight into the table; a chunk with a stored key,
+/// staged in key order and upserted without a sort of its own; a chunk of new keys that the
+/// COPY cannot write (an adopted `varchar` column), staged in key order and inserted; a
+/// chunk with a key twice, staged as it comes and upserted with its `ORDER BY`. Two syncs
+/// writing overlapping keys then lock them in the same order. The keys are chosen so that
+/// the file's order, the byte order and a linguistic order all differ.
+#[tokio::test]
+async fn every_path_writes_a_chunks_rows_in_the_byte_order_of_their_keys() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let p = in_schema(DOCS_PROFILE, "public");
+        init_db(&mut c, &p).await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE arrivals (n bigserial PRIMARY KEY, id text NOT NULL);
+             CREATE FUNCTION log_arrival() RETURNS trigger LANGUAGE plpgsql AS $f$
+               BEGIN INSERT INTO arrivals (id) VALUES (NEW.id); RETURN NEW; END $f$;
+             CREATE TRIGGER log_arrival BEFORE INSERT ON docs
+               FOR EACH ROW EXECUTE FUNCTION log_arrival();",
+        )
+        .await
+        .unwrap();
+        let loader = Loader::new(&p);
+        let doc = |line, id| super::docs::doc(line, id, "n");
+        let load = async |c: &mut Client, sync: &SyncRef, chunk: u32, rows: &[Doc]| {
+            loader
+                .load_chunk(c, sync, ChunkId(chunk), "sha", &batch(&p, rows))
+                .await
+                .unwrap()
+        };
+        let first = register(&c, "public", "a.dat").await;
+        // An empty table: COPYed straight in.
+        let r = load(
+            &mut c,
+            &first,
+            0,
+            &[doc(2, "b"), doc(3, "B"), doc(4, "é"), doc(5, "a")],
+        )
+        .await;
+        assert!(r.direct_copy, "{r:?}");
+        assert_eq!(arrivals(&c).await, ["B", "a", "b", "é"]);
+        // `a` is stored: staged and upserted.
+        let r = load(
+            &mut c,
+            &first,
+            1,
+            &[doc(6, "Z"), doc(7, "a"), doc(8, "e"), doc(9, "A")],
+        )
+        .await;
+        assert!(!r.direct_copy && !r.new_keys, "{r:?}");
+        assert_eq!((r.inserted, r.superseded), (3, 1));
+        assert_eq!(arrivals(&c).await, ["A", "Z", "a", "e"]);
+        // A `varchar` column the COPY does not write as it is: new keys staged and inserted.
+        c.batch_execute("ALTER TABLE docs ALTER COLUMN note TYPE varchar(40)")
+            .await
+            .unwrap();
+        let r = load(
+            &mut c,
+            &first,
+            2,
+            &[doc(10, "n"), doc(11, "ñ"), doc(12, "M"), doc(13, "m")],
+        )
+        .await;
+        assert!(!r.direct_copy && r.new_keys, "{r:?}");
+        assert_eq!(r.inserted, 4);
+        assert_eq!(arrivals(&c).await, ["M", "m", "n", "ñ"]);
+        // A key twice: the upsert that reduces duplicates sorts.
+        let r = load(
+            &mut c,
+            &first,
+            3,
+            &[doc(14, "y"), doc(15, "Y"), doc(16, "y"), doc(17, "b")],
+        )
+        .await;
+        assert!(!r.direct_copy && !r.new_keys, "{r:?}");
+        assert_eq!((r.inserted, r.superseded), (2, 2));
+        assert_eq!(arrivals(&c).await, ["Y", "b", "y"]);
+        let stored: Vec<(String, i64)> = c
+            .query(
+                "SELECT id, source_line FROM docs ORDER BY id COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want = [
+            ("A", 9),
+            ("B", 3),
+            ("M", 12),
+            ("Y", 15),
+            ("Z", 6),
+            ("a", 7),
+            ("b", 17),
+            ("e", 8),
+            ("m", 13),
+            ("n", 10),
+            ("y", 16),
+            ("é", 4),
+            ("ñ", 11),
+        ];
+        let want: Vec<(String, i64)> = want.iter().map(|(k, l)| ((*k).to_owned(), *l)).collect();
+        assert_eq!(stored, want);
+    })
+    .await;
+}
