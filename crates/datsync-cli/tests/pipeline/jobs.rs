@@ -203,7 +203,7 @@ fn sessions(db: &TestDb, lock_pid: i32) -> Vec<(String, i64)> {
     .collect()
 }
 
-/// Waits until `n` sessions wait for an advisory lock, the run still going.
+/// Waits until `n` sessions wait for the sync's upsert lock, the run still going.
 fn wait_for_waiting(db: &TestDb, child: &mut Child, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while waiting(db) < n {

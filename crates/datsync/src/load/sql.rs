@@ -145,9 +145,11 @@ fn update_sets(targets: &[String], key_is: &[usize], version: Version) -> Vec<St
 /// Rows staged in key order (`direct::KeyOrder`) go into the target in that order without an
 /// `ORDER BY`, whose sort of the chunk's wide rows took ~40 ms of an upsert's ~300 ms per
 /// 10,000 rows: the staging table is created and filled by one COPY in the chunk's
-/// transaction, so its heap holds the rows in the order they were sent, and a temporary
-/// table's sequential scan reads its pages from the first (it is never scanned in parallel
-/// nor from a synchronized start). The order only makes two syncs writing overlapping keys
+/// transaction, and a COPY into a table created in its own transaction skips the free space
+/// map (`TABLE_INSERT_SKIP_FSM`, with a bulk-insert state): each row goes on the last page or
+/// a new one, so the heap holds the rows in the order they were sent; a temporary table's
+/// sequential scan reads its pages from the first (it is never scanned in parallel nor from
+/// a synchronized start). The order only makes two syncs writing overlapping keys
 /// lock them in the same order; were it ever not kept they could deadlock, which PostgreSQL
 /// detects (40P01, transient: the chunk is retried). What is written is the same in any
 /// order. A chunk with duplicate keys is never staged in key order (the look-up is not
@@ -485,5 +487,34 @@ impl Version {
     /// [`Self::value`] with the file's version as parameter `param` (`$3`) instead of `$4`.
     pub(super) fn value_with(self, param: &str) -> String {
         self.value().replace("$4", param)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadSql;
+    use crate::profile::Profile;
+
+    /// The statements of rows staged in key order are the others without their sort, and
+    /// only those: the upsert that reduces duplicate keys keeps it.
+    #[test]
+    fn only_the_statements_of_rows_staged_in_key_order_go_without_the_sort() {
+        let p = Profile::ztdwr();
+        let sql = LoadSql::new(&p);
+        let [key] = p.key_positions()[..] else {
+            panic!("the ztdwr profile has one key column");
+        };
+        let sort = format!("ORDER BY s.c{key} COLLATE \"C\"");
+        let new = sql.new_keys.expect("a keyed profile");
+        for (sorted, in_order) in [
+            (&sql.upsert_unique, &sql.upsert_unique_in_order),
+            (&new.insert_unique, &new.insert_unique_in_order),
+        ] {
+            assert!(sorted.contains(&sort), "{sorted}");
+            assert!(!in_order.contains(&sort), "{in_order}");
+            assert_eq!(&sorted.replacen(&sort, "", 1), in_order);
+        }
+        assert!(sql.upsert_dedup.contains(&sort));
+        assert!(new.insert_dedup.contains(&sort));
     }
 }

@@ -412,3 +412,59 @@ async fn every_path_writes_a_chunks_rows_in_the_byte_order_of_their_keys() {
     })
     .await;
 }
+
+/// A chunk of many pages — rows of very different widths, keys in a shuffled order, one of
+/// them stored — staged in key order reaches the table in it: the staging table's heap keeps
+/// the order the COPY sent (a table created in its transaction: no row goes back to an
+/// earlier page with room), and its scan reads it so.
+#[tokio::test]
+async fn a_chunk_of_many_pages_staged_in_key_order_reaches_the_table_in_it() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let p = in_schema(DOCS_PROFILE, "public");
+        init_db(&mut c, &p).await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE arrivals (n bigserial PRIMARY KEY, id text NOT NULL);
+             CREATE FUNCTION log_arrival() RETURNS trigger LANGUAGE plpgsql AS $f$
+               BEGIN INSERT INTO arrivals (id) VALUES (NEW.id); RETURN NEW; END $f$;
+             CREATE TRIGGER log_arrival BEFORE INSERT ON docs
+               FOR EACH ROW EXECUTE FUNCTION log_arrival();",
+        )
+        .await
+        .unwrap();
+        let loader = Loader::new(&p);
+        let sync = register(&c, "public", "a.dat").await;
+        let key = |i: u64| -> &'static str { Box::leak(format!("k{i:04}").into_boxed_str()) };
+        let stored = [super::docs::doc(2, key(777), "stored")];
+        let r = loader
+            .load_chunk(&mut c, &sync, ChunkId(0), "sha", &batch(&p, &stored))
+            .await
+            .unwrap();
+        assert!(r.direct_copy);
+        arrivals(&c).await;
+        let rows_n: u64 = 2000;
+        let rows: Vec<Doc> = (0..rows_n)
+            .map(|i| {
+                // A permutation of the keys; widths from 0 to ~1,500 bytes, so that a short
+                // row follows a page a long one could not fill.
+                let k = (i * 1009) % rows_n;
+                let width = usize::try_from((i * 7919) % 1500).unwrap();
+                let note: String = (0..width)
+                    .map(|j| char::from(b'a' + (j % 26) as u8))
+                    .collect();
+                super::docs::doc(10 + i, key(k), &note)
+            })
+            .collect();
+        let r = loader
+            .load_chunk(&mut c, &sync, ChunkId(1), "sha", &batch(&p, &rows))
+            .await
+            .unwrap();
+        assert!(!r.direct_copy && !r.new_keys, "{r:?}");
+        assert_eq!((r.inserted, r.superseded), (rows_n - 1, 1));
+        let got = arrivals(&c).await;
+        let want: Vec<String> = (0..rows_n).map(|k| format!("k{k:04}")).collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the rows reached the table out of key order");
+    })
+    .await;
+}

@@ -565,7 +565,13 @@ async fn a_key_another_sync_inserts_after_the_look_up_sends_the_chunk_to_the_ups
         let watcher = db.client().await;
         loop {
             let blocked: i64 = watcher
-                .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+                // Sessions of this test's database waiting for a lock (the key's: a
+                // transaction id's, which `pg_locks` ties to no database).
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
                 .await
                 .unwrap()
                 .get(0);
