@@ -118,8 +118,9 @@ pub(super) enum Offered {
 }
 
 /// A chunk's rows (indices into its batch) in key order — a text key by its bytes, an
-/// integer key by its value, as the upsert's `ORDER BY … COLLATE "C"` orders them — sorted
-/// once, for the look-up. A chunk that is staged is staged in this order, so that the insert
+/// integer key by its value, as the upsert's `ORDER BY … COLLATE "C"` orders them (in a
+/// UTF-8 database; in another encoding non-ASCII keys may compare otherwise, which only
+/// affects the lock order) — sorted once, for the look-up. A chunk that is staged is staged in this order, so that the insert
 /// or upsert reading the staging table needs no sort of its own (`sql::LoadSql`'s
 /// `*_in_order` statements).
 #[derive(Debug, Clone, PartialEq, Eq)]

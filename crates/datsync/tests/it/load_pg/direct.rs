@@ -292,6 +292,23 @@ async fn a_stored_or_repeated_key_keeps_the_chunk_off_the_copy() {
     .await;
 }
 
+/// The docs table in `public` and its loader, with the log [`arrivals`] reads.
+async fn logging_arrivals(c: &mut Client) -> (Profile, Loader) {
+    let p = in_schema(DOCS_PROFILE, "public");
+    init_db(c, &p).await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE arrivals (n bigserial PRIMARY KEY, id text NOT NULL);
+         CREATE FUNCTION log_arrival() RETURNS trigger LANGUAGE plpgsql AS $f$
+           BEGIN INSERT INTO arrivals (id) VALUES (NEW.id); RETURN NEW; END $f$;
+         CREATE TRIGGER log_arrival BEFORE INSERT ON docs
+           FOR EACH ROW EXECUTE FUNCTION log_arrival();",
+    )
+    .await
+    .unwrap();
+    let loader = Loader::new(&p);
+    (p, loader)
+}
+
 /// The keys in the order their rows reached the target table, read from a log filled by a
 /// `BEFORE INSERT` trigger, which fires for every row an insert, an upsert or a COPY
 /// offers, in the order it offers them.
@@ -316,18 +333,7 @@ async fn arrivals(c: &Client) -> Vec<String> {
 async fn every_path_writes_a_chunks_rows_in_the_byte_order_of_their_keys() {
     with_db(|db| async move {
         let mut c = db.client().await;
-        let p = in_schema(DOCS_PROFILE, "public");
-        init_db(&mut c, &p).await.unwrap();
-        c.batch_execute(
-            "CREATE TABLE arrivals (n bigserial PRIMARY KEY, id text NOT NULL);
-             CREATE FUNCTION log_arrival() RETURNS trigger LANGUAGE plpgsql AS $f$
-               BEGIN INSERT INTO arrivals (id) VALUES (NEW.id); RETURN NEW; END $f$;
-             CREATE TRIGGER log_arrival BEFORE INSERT ON docs
-               FOR EACH ROW EXECUTE FUNCTION log_arrival();",
-        )
-        .await
-        .unwrap();
-        let loader = Loader::new(&p);
+        let (p, loader) = logging_arrivals(&mut c).await;
         let doc = |line, id| super::docs::doc(line, id, "n");
         let load = async |c: &mut Client, sync: &SyncRef, chunk: u32, rows: &[Doc]| {
             loader
@@ -421,18 +427,7 @@ async fn every_path_writes_a_chunks_rows_in_the_byte_order_of_their_keys() {
 async fn a_chunk_of_many_pages_staged_in_key_order_reaches_the_table_in_it() {
     with_db(|db| async move {
         let mut c = db.client().await;
-        let p = in_schema(DOCS_PROFILE, "public");
-        init_db(&mut c, &p).await.unwrap();
-        c.batch_execute(
-            "CREATE TABLE arrivals (n bigserial PRIMARY KEY, id text NOT NULL);
-             CREATE FUNCTION log_arrival() RETURNS trigger LANGUAGE plpgsql AS $f$
-               BEGIN INSERT INTO arrivals (id) VALUES (NEW.id); RETURN NEW; END $f$;
-             CREATE TRIGGER log_arrival BEFORE INSERT ON docs
-               FOR EACH ROW EXECUTE FUNCTION log_arrival();",
-        )
-        .await
-        .unwrap();
-        let loader = Loader::new(&p);
+        let (p, loader) = logging_arrivals(&mut c).await;
         let sync = register(&c, "public", "a.dat").await;
         let key = |i: u64| -> &'static str { Box::leak(format!("k{i:04}").into_boxed_str()) };
         let stored = [super::docs::doc(2, key(777), "stored")];
