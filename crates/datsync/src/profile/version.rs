@@ -122,27 +122,37 @@ pub struct RowVersion {
 }
 
 /// A date and time as version text: `YYYY-MM-DD HH:MM:SS`, fixed width, so that bytewise
-/// order is time order. Written field by field (one per row of a versioned file: chrono's
-/// `format` parses its pattern again on every call); a year outside 0–9999 or a leap second
-/// is left to chrono, which writes them as `%Y` and `%S` do.
+/// order is time order. Written digit by digit (one per row of a versioned file, twice: chrono's
+/// `format` parses its pattern again on every call, and `write!` pads each field through the
+/// formatter); a year outside 0–9999 or a leap second is left to chrono, which writes them as
+/// `%Y` and `%S` do.
 pub fn stamp(date: NaiveDate, time: NaiveTime) -> String {
     use chrono::{Datelike as _, Timelike as _};
-    use std::fmt::Write as _;
     let year = date.year();
     if !(0..=9999).contains(&year) || time.nanosecond() >= 1_000_000_000 {
         return date.and_time(time).format("%Y-%m-%d %H:%M:%S").to_string();
     }
-    let mut out = String::with_capacity(19);
-    let _ = write!(
-        out,
-        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        date.month(),
-        date.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    );
-    out
+    let year = year.unsigned_abs();
+    let mut out = [0u8; 19];
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for slot in out[at..at + width].iter_mut().rev() {
+            // A digit: `value % 10` is below 10.
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, date.month());
+    put(8, 2, date.day());
+    put(11, 2, time.hour());
+    put(14, 2, time.minute());
+    put(17, 2, time.second());
+    out[4] = b'-';
+    out[7] = b'-';
+    out[10] = b' ';
+    out[13] = b':';
+    out[16] = b':';
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// The form a row version's date is shown in when its column has no `format` (SAP's

@@ -28,7 +28,7 @@ pub(super) struct Input<'a> {
 
 /// The trimmed text of `row`, `None` when null.
 fn text(array: &StringArray, row: usize) -> Option<&str> {
-    array.is_valid(row).then(|| array.value(row).trim())
+    array.is_valid(row).then(|| value::trim(array.value(row)))
 }
 
 impl Input<'_> {

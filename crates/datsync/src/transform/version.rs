@@ -31,7 +31,7 @@ struct Reader<'a> {
 }
 
 fn text(array: Option<&StringArray>, row: usize) -> Option<&str> {
-    array.and_then(|a| a.is_valid(row).then(|| a.value(row).trim()))
+    array.and_then(|a| a.is_valid(row).then(|| value::trim(a.value(row))))
 }
 
 /// The row versions of `batch` (`None` when the profile has no `version` columns), with a

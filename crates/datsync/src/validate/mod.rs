@@ -280,7 +280,7 @@ fn dedup<'a>(
         if k.is_null(row) {
             ""
         } else {
-            k.value(row).trim()
+            crate::value::trim(k.value(row))
         }
     };
     let superseded = match keys {

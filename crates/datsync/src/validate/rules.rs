@@ -13,7 +13,7 @@ fn text(column: Option<&StringArray>, row: usize) -> Option<&str> {
     if column.is_null(row) {
         return None;
     }
-    Some(column.value(row).trim()).filter(|v| !v.is_empty())
+    Some(crate::value::trim(column.value(row))).filter(|v| !v.is_empty())
 }
 
 /// One profile column's rules, bound to the batch's arrays.

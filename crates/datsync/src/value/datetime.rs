@@ -8,31 +8,43 @@ use super::ValueError;
 /// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
-/// The value of an ASCII digit string, or `None` if it has another character or is empty.
-fn digits(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+/// The value of an ASCII digit string, or `None` if it has another character, is empty or
+/// has more than nine digits.
+#[inline]
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 {
         return None;
     }
-    s.parse().ok()
+    s.iter().try_fold(0u32, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
+    })
 }
 
 /// Reads a date: `YYYYMMDD`, `DD.MM.YYYY` (day first, always; `D.M.YYYY` too) or ISO
 /// `YYYY-MM-DD`. Blank and an all-zero date (`00000000`, `00.00.0000`, `0000-00-00`) are
 /// `Ok(None)`. A date in one of these formats that does not exist (`20250230`, year 0) is
 /// [`ValueError::ImpossibleDate`]; anything else is [`ValueError::DateFormat`].
+///
+/// Read on the bytes, with no allocation: it runs for every date of every row.
 pub fn parse_date(text: &str) -> Result<Option<NaiveDate>, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text).as_bytes();
     if t.is_empty() {
         return Ok(None);
     }
-    let parts: Vec<&str> = t.split(['.', '-']).collect();
-    let (y, m, d) = match parts.as_slice() {
-        [ymd] if ymd.len() == 8 => (&ymd[..4], &ymd[4..6], &ymd[6..]),
-        [d, m, y] if t.contains('.') && d.len() <= 2 && m.len() <= 2 && y.len() == 4 => {
-            (*y, *m, *d)
+    // The text cut at every `.` and `-`: one part, or three.
+    let mut parts: [&[u8]; 3] = [&[]; 3];
+    let mut count = 0;
+    for part in t.split(|&b| b == b'.' || b == b'-') {
+        *parts.get_mut(count).ok_or(ValueError::DateFormat)? = part;
+        count += 1;
+    }
+    let (y, m, d) = match (count, parts) {
+        (1, [ymd, ..]) if ymd.len() == 8 => (&ymd[..4], &ymd[4..6], &ymd[6..]),
+        (3, [d, m, y]) if t.contains(&b'.') && d.len() <= 2 && m.len() <= 2 && y.len() == 4 => {
+            (y, m, d)
         }
-        [y, m, d] if t.contains('-') && y.len() == 4 && m.len() <= 2 && d.len() <= 2 => {
-            (*y, *m, *d)
+        (3, [y, m, d]) if t.contains(&b'-') && y.len() == 4 && m.len() <= 2 && d.len() <= 2 => {
+            (y, m, d)
         }
         _ => return Err(ValueError::DateFormat),
     };
@@ -56,31 +68,33 @@ pub fn parse_date(text: &str) -> Result<Option<NaiveDate>, ValueError> {
 /// `996100`) is [`ValueError::ImpossibleTime`]; anything else is [`ValueError::TimeFormat`].
 /// Leading zeros are significant: a five-digit `93000` is not guessed to be `093000`.
 pub fn parse_time(text: &str) -> Result<NaiveTime, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text).as_bytes();
     if t.is_empty() {
         return Ok(NaiveTime::MIN);
     }
-    let parts: Vec<&str> = if t.contains(':') {
-        let parts: Vec<&str> = t.split(':').collect();
-        let sizes_ok = parts.len() <= 3
-            && parts.len() >= 2
-            && (1..=2).contains(&parts[0].len())
-            && parts[1..].iter().all(|p| p.len() == 2);
-        if !sizes_ok {
+    let mut hms = [0u32; 3];
+    if t.contains(&b':') {
+        let mut count = 0;
+        for (index, part) in t.split(|&b| b == b':').enumerate() {
+            let size_ok = if index == 0 {
+                (1..=2).contains(&part.len())
+            } else {
+                part.len() == 2
+            };
+            let slot = hms.get_mut(index).filter(|_| size_ok);
+            *slot.ok_or(ValueError::TimeFormat)? = digits(part).ok_or(ValueError::TimeFormat)?;
+            count += 1;
+        }
+        if count < 2 {
             return Err(ValueError::TimeFormat);
         }
-        parts
     } else {
-        match t.len() {
-            2 | 4 | 6 => (0..t.len() / 2)
-                .map(|i| t.get(2 * i..2 * i + 2).unwrap_or(""))
-                .collect(),
-            _ => return Err(ValueError::TimeFormat),
+        if !matches!(t.len(), 2 | 4 | 6) {
+            return Err(ValueError::TimeFormat);
         }
-    };
-    let mut hms = [0u32; 3];
-    for (slot, part) in hms.iter_mut().zip(&parts) {
-        *slot = digits(part).ok_or(ValueError::TimeFormat)?;
+        for (slot, pair) in hms.iter_mut().zip(t.chunks(2)) {
+            *slot = digits(pair).ok_or(ValueError::TimeFormat)?;
+        }
     }
     NaiveTime::from_hms_opt(hms[0], hms[1], hms[2]).ok_or(ValueError::ImpossibleTime)
 }
@@ -155,6 +169,14 @@ mod tests {
             ("abcdefgh", Err(DateFormat)),
             ("-2025-01", Err(DateFormat)),
             ("+2025012", Err(DateFormat)),
+            // Eight bytes that are not eight characters: never cut inside a character.
+            ("€€ab", Err(DateFormat)),
+            ("ab€€", Err(DateFormat)),
+            ("2025-01-29-", Err(DateFormat)),
+            ("29..2025", Err(DateFormat)),
+            ("29.01-2025", Ok(ymd(2025, 1, 29))),
+            ("\u{a0}20250129\u{3000}", Ok(ymd(2025, 1, 29))),
+            ("2025012\u{0}", Err(DateFormat)),
         ];
         for (text, want) in cases {
             assert_eq!(parse_date(text), want, "{text:?}");
@@ -221,6 +243,11 @@ mod tests {
             ("+1430", Err(TimeFormat)),
             ("14.30", Err(TimeFormat)),
             ("é1", Err(TimeFormat)),
+            ("€€", Err(TimeFormat)),
+            ("14:30:", Err(TimeFormat)),
+            ("14::30", Err(TimeFormat)),
+            ("1:2", Err(TimeFormat)),
+            ("\u{a0}1430\u{a0}", hms(14, 30, 0)),
         ];
         for (text, want) in cases {
             assert_eq!(parse_time(text), want, "{text:?}");

@@ -52,7 +52,7 @@ pub fn check_format(format: &str) -> Result<(), String> {
 /// A date in the column's `format`, or in ZTDWR's forms without one ([`parse_date`]).
 /// Blank is `Ok(None)`.
 pub fn parse_date_in(text: &str, format: Option<&str>) -> Result<Option<NaiveDate>, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text);
     match format {
         None => parse_date(t),
         Some(_) if t.is_empty() => Ok(None),
@@ -65,7 +65,7 @@ pub fn parse_date_in(text: &str, format: Option<&str>) -> Result<Option<NaiveDat
 /// A time of day in the column's `format`, or in ZTDWR's forms without one
 /// ([`parse_time`]). Blank is midnight.
 pub fn parse_time_in(text: &str, format: Option<&str>) -> Result<NaiveTime, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text);
     match format {
         None => parse_time(t),
         Some(_) if t.is_empty() => Ok(NaiveTime::MIN),
@@ -86,7 +86,7 @@ pub fn naive_micros(stamp: NaiveDateTime) -> i64 {
 /// (`2025-01-29T14:30:22.5`, `2025-01-29 14:30`, or a date alone at midnight). Blank is
 /// `Ok(None)`; the result is microseconds since 1970-01-01 (naive local time).
 pub fn parse_timestamp(text: &str, format: Option<&str>) -> Result<Option<i64>, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text);
     if t.is_empty() {
         return Ok(None);
     }
@@ -127,7 +127,7 @@ fn zulu(t: &str) -> std::borrow::Cow<'_, str> {
 /// an offset. Blank is `Ok(None)`; the
 /// result is microseconds since 1970-01-01 UTC.
 pub fn parse_timestamptz(text: &str, format: Option<&str>) -> Result<Option<i64>, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text);
     if t.is_empty() {
         return Ok(None);
     }
@@ -165,7 +165,7 @@ pub fn parse_timestamptz(text: &str, format: Option<&str>) -> Result<Option<i64>
 /// `NaN`, `Infinity`), or ZTDWR's decimal forms (`45,5`, `1.234,56`, `12,50-`). Blank is
 /// `Ok(None)`.
 pub fn parse_float(text: &str) -> Result<Option<f64>, ValueError> {
-    let t = text.trim();
+    let t = super::trim(text);
     if t.is_empty() {
         return Ok(None);
     }

@@ -75,12 +75,24 @@ pub enum ValueError {
     TimestampTzFormat,
 }
 
+/// `text` without leading and trailing whitespace, exactly as [`str::trim`] leaves it: a value
+/// that starts and ends with a visible ASCII character (as nearly every field does) is returned
+/// as it is, without the character-by-character walk `str::trim` takes from both ends.
+#[inline]
+pub fn trim(text: &str) -> &str {
+    match text.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        [only] if only.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
 /// Reads a boolean: true `X 1 Y YES TRUE T`, false `0 N NO FALSE F` (any case), blank
 /// `None`; anything else is an error (the caller loads NULL and warns).
 pub fn parse_bool(text: &str) -> Result<Option<bool>, ValueError> {
     const TRUE: [&str; 6] = ["X", "1", "Y", "YES", "TRUE", "T"];
     const FALSE: [&str; 5] = ["0", "N", "NO", "FALSE", "F"];
-    let t = text.trim();
+    let t = trim(text);
     if t.is_empty() {
         Ok(None)
     } else if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
@@ -99,6 +111,25 @@ pub fn parse_bool(text: &str) -> Result<Option<bool>, ValueError> {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trim_leaves_what_str_trim_leaves() {
+        // Every kind of end: visible ASCII, ASCII whitespace (vertical tab and form feed
+        // too), Unicode whitespace (NBSP, NEL, ideographic space), other non-ASCII
+        // characters, control characters that are not whitespace.
+        let ends = [
+            "", "a", "7", "~", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{a0}", "\u{85}",
+            "\u{3000}", "é", "€", "\u{1c}", "\u{0}", "\u{7f}",
+        ];
+        for head in ends {
+            for tail in ends {
+                for middle in ["", "x", " ", "a b", "\u{a0}"] {
+                    let text = format!("{head}{middle}{tail}");
+                    assert_eq!(trim(&text), text.trim(), "{text:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn booleans() {

@@ -55,7 +55,20 @@ impl Normal {
 /// (`0`, `500`, `-0.5`; any number of digits), exactly. `None` when the text is not a plain
 /// decimal.
 pub fn compare_decimal_to_text(mantissa: i128, scale: u8, text: &str) -> Option<Ordering> {
-    let t = text.trim();
+    let t = super::trim(text);
+    // A plain bound that fits the value's scale (`0`, `500`, `-0.5` at scale 6): the two
+    // mantissas at the same scale compare as the numbers do. A bound written with `,` is not
+    // decimal text here, so it takes the general reading (which refuses it).
+    if !t.contains(',') {
+        if let Some(bound) = super::number::plain_decimal(t.as_bytes(), scale) {
+            return Some(mantissa.cmp(&bound));
+        }
+    }
+    compare_digits(mantissa, scale, t)
+}
+
+/// [`compare_decimal_to_text`] digit by digit, for any bound (trimmed).
+fn compare_digits(mantissa: i128, scale: u8, t: &str) -> Option<Ordering> {
     let (negative, body) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t.strip_prefix('+').unwrap_or(t)),
@@ -135,6 +148,55 @@ mod tests {
                 want,
                 "{mantissa}e-{scale} vs {text}"
             );
+        }
+    }
+
+    /// Plain bounds compared as mantissas agree with the digit-by-digit comparison.
+    #[test]
+    fn plain_bounds_compare_as_their_digits_do() {
+        let bounds = [
+            "0",
+            "-0",
+            "500",
+            "-500",
+            "0.5",
+            "-0.5",
+            ".5",
+            "5.",
+            "12.34",
+            "-12.340",
+            "999999999999999999",
+            "0.000001",
+            "0.0000001",
+            "1,5",
+            "+5",
+            "007",
+        ];
+        let mantissas = [
+            0,
+            1,
+            -1,
+            5,
+            -5,
+            50,
+            499_999_999,
+            500_000_000,
+            500_000_001,
+            -500_000_000,
+            12_340_000,
+            i128::from(i64::MAX),
+            -i128::from(i64::MAX),
+        ];
+        for bound in bounds {
+            for scale in [0u8, 1, 2, 3, 6, 7, 20, 38] {
+                for mantissa in mantissas {
+                    assert_eq!(
+                        compare_decimal_to_text(mantissa, scale, bound),
+                        compare_digits(mantissa, scale, bound),
+                        "{mantissa}e-{scale} vs {bound}"
+                    );
+                }
+            }
         }
     }
 
