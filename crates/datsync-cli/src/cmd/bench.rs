@@ -50,8 +50,8 @@ use serde::{Deserialize, Serialize};
 use super::child::{ChildRun, run_datsync, spawn_datsync};
 use crate::cli::BenchArgs;
 
-/// The share of chunks committed before the kill of (c).
-const KILL_SHARE: f64 = 0.8;
+/// The share of chunks committed before the kill of (c), in fifths: 4/5, 80%.
+const KILL_SHARE_FIFTHS: u64 = 4;
 /// The loaders of the first runs of (j).
 const JOBS: [u32; 3] = [1, 2, 4];
 /// The worker processes of (w).
@@ -177,7 +177,7 @@ pub struct Ratios {
     #[serde(default)]
     pub resume_decoding_all_vs_first_run: Option<f64>,
     /// (c) the share of the file's rows the resume loads (rows, not time: the chunks after
-    /// the kill, which comes after the chunk commit nearest 80% of the chunks), the ratio the
+    /// the kill, which comes after the first chunk commit at or past 80% of the chunks), the ratio the
     /// resume would have at the first run's speed with nothing to start and finish.
     #[serde(default)]
     pub resume_rows_share: Option<f64>,
@@ -663,10 +663,14 @@ fn measure_resume(
     Ok(())
 }
 
-/// The chunk commits (c) kills its run after: the nearest to [`KILL_SHARE`] of `chunks`,
-/// leaving at least one chunk to the resume.
+/// The chunk commits (c) kills its run after: the first count at or past 80% of `chunks`
+/// (⌈0.8 × chunks⌉: after 8 of 9, 72 of 90; 7 of 9 would be 78%, short of 80%), leaving at
+/// least one chunk to the resume.
 fn kill_after(chunks: u64) -> u64 {
-    ((chunks as f64 * KILL_SHARE).round() as u64).clamp(1, chunks.saturating_sub(1).max(1))
+    chunks
+        .saturating_mul(KILL_SHARE_FIFTHS)
+        .div_ceil(5)
+        .clamp(1, chunks.saturating_sub(1).max(1))
 }
 
 /// Removes the `resume_point` of every chunk entry in a sync's checkpoint directory (its
@@ -1060,7 +1064,27 @@ fn with_dbname(conn: &str, db: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{GUARD_TOLERANCE, Ratios, Report, guard, with_dbname};
+    use super::{GUARD_TOLERANCE, Ratios, Report, guard, kill_after, with_dbname};
+
+    #[test]
+    fn the_kill_comes_once_80_percent_of_the_chunks_are_committed() {
+        for (chunks, after) in [
+            (1, 1),
+            (2, 1),
+            (5, 4),
+            (9, 8),
+            (10, 8),
+            (11, 9),
+            (90, 72),
+            (91, 73),
+        ] {
+            assert_eq!(kill_after(chunks), after, "{chunks} chunks");
+            // At or past 80%, and one chunk left to the resume (two chunks or more).
+            if chunks > 1 {
+                assert!(after * 5 >= chunks * 4 && after < chunks, "{chunks} chunks");
+            }
+        }
+    }
 
     #[test]
     fn dbname_is_replaced_in_urls_and_appended_to_key_values() {
