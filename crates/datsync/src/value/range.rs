@@ -59,10 +59,10 @@ pub fn compare_decimal_to_text(mantissa: i128, scale: u8, text: &str) -> Option<
     // A plain bound that fits the value's scale (`0`, `500`, `-0.5` at scale 6): the two
     // mantissas at the same scale compare as the numbers do. A bound written with `,` is not
     // decimal text here, so it takes the general reading (which refuses it).
-    if !t.contains(',') {
-        if let Some(bound) = super::number::plain_decimal(t.as_bytes(), scale) {
-            return Some(mantissa.cmp(&bound));
-        }
+    if !t.contains(',')
+        && let Some(bound) = super::number::plain_decimal(t.as_bytes(), scale)
+    {
+        return Some(mantissa.cmp(&bound));
     }
     compare_digits(mantissa, scale, t)
 }
