@@ -177,8 +177,8 @@ pub struct Ratios {
     #[serde(default)]
     pub resume_decoding_all_vs_first_run: Option<f64>,
     /// (c) the share of the file's rows the resume loads (rows, not time: the chunks after
-    /// the kill, which comes after the first chunk commit at or past 80% of the chunks), the ratio the
-    /// resume would have at the first run's speed with nothing to start and finish.
+    /// the kill, which comes after the first chunk commit at or past 80% of the chunks), the
+    /// ratio the resume would have at the first run's speed with nothing to start and finish.
     #[serde(default)]
     pub resume_rows_share: Option<f64>,
     /// (e) / (b).
@@ -665,7 +665,7 @@ fn measure_resume(
 
 /// The chunk commits (c) kills its run after: the first count at or past 80% of `chunks`
 /// (⌈0.8 × chunks⌉: after 8 of 9, 72 of 90; 7 of 9 would be 78%, short of 80%), leaving at
-/// least one chunk to the resume.
+/// least one chunk to the resume (so fewer than 5 chunks are killed before 80%: 1 of 2).
 fn kill_after(chunks: u64) -> u64 {
     chunks
         .saturating_mul(KILL_SHARE_FIFTHS)
@@ -1079,8 +1079,9 @@ mod tests {
             (91, 73),
         ] {
             assert_eq!(kill_after(chunks), after, "{chunks} chunks");
-            // At or past 80%, and one chunk left to the resume (two chunks or more).
-            if chunks > 1 {
+            // At or past 80%, with a chunk left to the resume, from five chunks on (below
+            // that, leaving one chunk comes first).
+            if chunks >= 5 {
                 assert!(after * 5 >= chunks * 4 && after < chunks, "{chunks} chunks");
             }
         }

@@ -260,7 +260,7 @@ mod tests {
     /// at the end of the array's data (no block to read) and in a sliced array.
     #[test]
     fn text_fields_are_length_and_bytes_whatever_their_size() {
-        let values: Vec<Option<String>> = (0..40)
+        let mut values: Vec<Option<String>> = (0..40)
             .map(|n| {
                 (n % 7 != 3).then(|| {
                     "é0123456789abcdefghijklmnopqrstuvwxyz"
@@ -270,8 +270,14 @@ mod tests {
                 })
             })
             .collect();
+        // Short values within 16 bytes of the end of the data: no whole block to read.
+        values.extend([
+            Some("ab".to_owned()),
+            Some(String::new()),
+            Some("x".to_owned()),
+        ]);
         let array = StringArray::from(values.clone());
-        for (offset, array) in [(0, array.clone()), (5, array.slice(5, 30))] {
+        for (offset, array) in [(0, array.clone()), (5, array.slice(5, 38))] {
             let encoder = ColumnEncoder::new(&array).unwrap();
             for row in 0..array.len() {
                 let mut out = BytesMut::new();

@@ -74,7 +74,7 @@ pub fn parse_time(text: &str) -> Result<NaiveTime, ValueError> {
     }
     let mut hms = [0u32; 3];
     if t.contains(&b':') {
-        let mut count = 0;
+        // At least two parts, then: a `:` has one on each side.
         for (index, part) in t.split(|&b| b == b':').enumerate() {
             let size_ok = if index == 0 {
                 (1..=2).contains(&part.len())
@@ -83,10 +83,6 @@ pub fn parse_time(text: &str) -> Result<NaiveTime, ValueError> {
             };
             let slot = hms.get_mut(index).filter(|_| size_ok);
             *slot.ok_or(ValueError::TimeFormat)? = digits(part).ok_or(ValueError::TimeFormat)?;
-            count += 1;
-        }
-        if count < 2 {
-            return Err(ValueError::TimeFormat);
         }
     } else {
         if !matches!(t.len(), 2 | 4 | 6) {
