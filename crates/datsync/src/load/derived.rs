@@ -337,6 +337,19 @@ fn judge(
     }
 }
 
+/// `v` without leading and trailing spaces (`btrim(v)`), byte by byte: `str::trim_matches`
+/// with a `char` pattern decodes every character it looks at.
+fn trim_spaces(v: &str) -> &str {
+    let bytes = v.as_bytes();
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |last| last + 1);
+    // Both ends sit next to a space (one byte, a whole character) or at an end of `v`.
+    v.get(start..end).unwrap_or_default()
+}
+
 /// [`judge`] by the client alone.
 fn judge_here(
     e: &ColumnEncoder<'_>,
@@ -361,7 +374,7 @@ fn judge_here(
         return Judged::NoValue;
     }
     // `btrim(v)` trims spaces only.
-    let v = a.value(row).trim_matches(' ');
+    let v = trim_spaces(a.value(row));
     if v.is_empty() {
         return Judged::NoValue;
     }
@@ -796,6 +809,15 @@ mod tests {
     use arrow_array::{Int64Array, StringArray};
 
     use super::*;
+
+    #[test]
+    fn spaces_are_trimmed_as_trim_matches_trims_them() {
+        for v in [
+            "", " ", "   ", "a", " a", "a ", "  a b  ", "\ta ", " \t", " é ", "é", " \u{a0} ", "€ ",
+        ] {
+            assert_eq!(trim_spaces(v), v.trim_matches(' '), "{v:?}");
+        }
+    }
 
     /// The client decides a value only where every database's `btrim` and `upper` agree
     /// with it; the rest is left to the database.
