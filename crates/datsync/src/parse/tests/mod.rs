@@ -201,6 +201,45 @@ fn ragged_rows_keep_their_line_and_raw_text() {
     assert_eq!(get(&rows[3], ERROR_COLUMN), None);
 }
 
+/// A ragged line leaves the columns as they were: the rows around it keep exactly their
+/// values and nulls, whether the ragged line comes first, between or last, holds null tokens
+/// or Latin-1 bytes, or has more fields than the header; its Latin-1 fields are not counted.
+#[test]
+fn a_ragged_line_leaves_the_rows_around_it_as_they_are() {
+    let mut input = format!("{HEADER}\n").into_bytes();
+    for line in [
+        &b"NULL~|^\xC9T~|^x"[..],
+        b"1~|^A~|^NULL~|^D",
+        b"~|^\xC9~|^b~|^c~|^d~|^e",
+        b"2~|^~|^C~|^\xC9",
+        b"NULL~|^NULL",
+    ] {
+        input.extend_from_slice(line);
+        input.push(b'\n');
+    }
+    let (rows, stats) = decode_everywhere(&input);
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [2, 3, 4, 5, 6]
+    );
+    assert_eq!(stats.ragged_rows, 3);
+    assert_eq!(stats.latin1_fields, 1);
+    assert_eq!(stats.latin1_rows, 1);
+    for ragged in [0, 2, 4] {
+        assert!(get(&rows[ragged], ERROR_COLUMN).is_some_and(|e| e.starts_with("ragged")));
+        assert_eq!(get(&rows[ragged], "surat_pengantar_brg"), None);
+        assert_eq!(get(&rows[ragged], "nama_supir"), None);
+    }
+    assert_eq!(get(&rows[1], "surat_pengantar_brg"), Some("1"));
+    assert_eq!(get(&rows[1], "nik_supir"), Some("A"));
+    assert_eq!(get(&rows[1], "no_polisi"), None);
+    assert_eq!(get(&rows[1], "nama_supir"), Some("D"));
+    assert_eq!(get(&rows[3], "surat_pengantar_brg"), Some("2"));
+    assert_eq!(get(&rows[3], "nik_supir"), None);
+    assert_eq!(get(&rows[3], "no_polisi"), Some("C"));
+    assert_eq!(get(&rows[3], "nama_supir"), Some("É"));
+}
+
 #[test]
 fn bom_crlf_and_last_line_without_newline() {
     let input = format!("\u{feff}{HEADER}\r\n1~|^2~|^3~|^4\r\n5~|^6~|^7~|^8");
