@@ -27,7 +27,7 @@ use common::{TestDb, Work};
 /// The documented budget at the default settings, for any input (README, "Security"): 256 MB
 /// of peak RSS. The widest valid rows fill every chunk to the byte budget; the pipeline
 /// holds one chunk in the processor and at most one more being decoded or encoded, and
-/// sends COPY messages of at most 1 MiB.
+/// sends COPY messages of at most 64 KiB and one row.
 const BUDGET_KIB: u64 = 256 * 1000;
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -1097,7 +1097,8 @@ async fn copy_stream(
     let sink = tx.copy_in::<_, bytes::Bytes>(copy_sql).await?;
     futures::pin_mut!(sink);
     // Room for a full message and the usual row that ends it (a wide row grows it), below
-    // the 128 KiB from which glibc's allocator maps new pages.
+    // the 128 KiB from which glibc's allocator maps new pages. A later buffer (`split` hands
+    // this one to the sink) is allocated at 64 KiB and grows once to 128 KiB.
     let mut buf = BytesMut::with_capacity(COPY_BYTES_PER_MESSAGE + (16 << 10));
     buf.extend_from_slice(COPY_HEADER);
     let mut start = 0;

@@ -227,8 +227,19 @@ fn a_ragged_line_leaves_the_rows_around_it_as_they_are() {
     assert_eq!(stats.latin1_rows, 1);
     for ragged in [0, 2, 4] {
         assert!(get(&rows[ragged], ERROR_COLUMN).is_some_and(|e| e.starts_with("ragged")));
-        assert_eq!(get(&rows[ragged], "surat_pengantar_brg"), None);
-        assert_eq!(get(&rows[ragged], "nama_supir"), None);
+        assert!(get(&rows[ragged], RAW_COLUMN).is_some());
+        for column in [
+            "surat_pengantar_brg",
+            "nik_supir",
+            "no_polisi",
+            "nama_supir",
+        ] {
+            assert_eq!(get(&rows[ragged], column), None, "{column} of row {ragged}");
+        }
+    }
+    for good in [1, 3] {
+        assert_eq!(get(&rows[good], ERROR_COLUMN), None);
+        assert_eq!(get(&rows[good], RAW_COLUMN), None);
     }
     assert_eq!(get(&rows[1], "surat_pengantar_brg"), Some("1"));
     assert_eq!(get(&rows[1], "nik_supir"), Some("A"));
