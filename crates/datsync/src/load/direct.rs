@@ -117,6 +117,20 @@ pub(super) enum Offered {
     NotTried,
 }
 
+impl Offered {
+    /// The order a chunk of `staged` rows is staged in: its rows in key order when it was
+    /// looked up ([`Self::KeysStored`], [`Self::KeysNew`]), else `None` (staged as they come,
+    /// and sorted by the statement reading them). An order of another length than the chunk
+    /// (never built) is not used.
+    pub(super) fn staging_order(&self, staged: usize) -> Option<&[usize]> {
+        match self {
+            Self::KeysStored(o) | Self::KeysNew(o) => Some(o.0.as_slice()),
+            Self::NotTried | Self::Copied(_) => None,
+        }
+        .filter(|o| o.len() == staged)
+    }
+}
+
 /// A chunk's rows (indices into its batch) in key order — a text key by its bytes, an
 /// integer key by its value, as the upsert's `ORDER BY … COLLATE "C"` orders them (in a
 /// UTF-8 database; in another encoding non-ASCII keys may compare otherwise, which only

@@ -596,16 +596,16 @@ impl Loader {
 
     /// The staged rows upserted into the target table, one chunk of the sync at a time, and
     /// what came of each; with the newest stored row of another sync that kept rows out as
-    /// older, when one did. `in_order`: the rows were staged in key order, and the statements
-    /// without a sort of their own are used (`sql.rs`, `Upserts`).
+    /// older, when one did. Rows staged in key order ([`Offered::staging_order`]) are written
+    /// by the statements without a sort of their own (`sql.rs`, `Upserts`).
     async fn upsert(
         &self,
         c: &Client,
         w: &ChunkWrite<'_, '_>,
         offered: Offered,
-        in_order: bool,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
+        let in_order = offered.staging_order(w.rows.staged).is_some();
         let (sync, rows) = (w.sync, w.rows);
         let sync_id = sync.sync_id.as_str();
         lock_sync_upsert(c, sync_id).await?;
@@ -708,15 +708,10 @@ impl Loader {
         c.batch_execute(&self.sql.create_stage)
             .await
             .map_err(|e| PgError::query("cannot create the staging table", e))?;
-        let order = match &offered {
-            Offered::KeysStored(o) | Offered::KeysNew(o) => Some(o.0.as_slice()),
-            Offered::NotTried | Offered::Copied(_) => None,
-        }
-        .filter(|o| o.len() == w.rows.staged);
+        let order = offered.staging_order(w.rows.staged);
         copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders, order).await?;
         self.reached(LoadPoint::Staged, w.chunk);
-        let in_order = order.is_some();
-        self.upsert(c, w, offered, in_order).await
+        self.upsert(c, w, offered).await
     }
 
     /// The derived tables upserted on `side` in a transaction of their own, committed
