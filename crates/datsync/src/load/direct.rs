@@ -15,7 +15,9 @@
 //! partitioned table without rules (a rule applies to `INSERT`, never to `COPY`), without
 //! row-level security (which `COPY FROM` refuses), with a unique index on the key alone
 //! (immediate, valid: the arbiter of the races below) — and looks for any of the chunk's keys in
-//! the table, by the key's index. Only a chunk with distinct keys (validation keeps the
+//! the table, by the key's index: first any stored key between the chunk's least and greatest
+//! (one probe, where the column's collation is the database's or the key an integer), then,
+//! only when there is one, each key ([`DirectSql`]'s `probe`). Only a chunk with distinct keys (validation keeps the
 //! newest line of a key) and none stored is COPYed, under the sync's upsert lock (taken after
 //! the look-up, so a chunk that is staged instead stages outside it, as before), so that
 //! another chunk's upsert of this sync never meets its rows half-way.
@@ -70,12 +72,17 @@ pub(super) struct DirectSql {
     key: KeyKind,
     /// The key's position among the profile's columns.
     key_at: usize,
-    /// `now()`, whether the table takes the COPY, and whether it holds one of `$1`'s keys:
-    /// one probe of the key's index per key (a `LIMIT 1` subquery per key, which the
-    /// planner cannot turn into a scan of the whole table), stopping at the first stored
-    /// key. (A `count(*) … = ANY($1)` was planned as a sequential scan, 40 ms a chunk at
-    /// 89,000 rows; an `EXISTS … = ANY($1)` can be planned as one too, expecting an early
-    /// match that a chunk of new keys never has.)
+    /// `now()`, whether the table takes the COPY, and whether it holds one of `$1`'s keys.
+    /// First one probe of the key's index for any key between the chunk's least and greatest
+    /// (taken by the server, in the column's own collation: the range is only used when that
+    /// is the database's default, or the key an integer): none there, none of the chunk's.
+    /// A first load, or a file of new documents numbered past the stored ones (SAP numbers
+    /// ascend), is answered by that one probe (in `psql`, 10,000 new keys against a table of
+    /// 93,536: ~2 ms, against ~11 ms for the probes per key). Else one probe per key (a
+    /// `LIMIT 1` subquery per key, which the planner cannot turn into a scan of the whole
+    /// table), stopping at the first stored key. (A `count(*) … = ANY($1)` was planned as a
+    /// sequential scan, 40 ms a chunk at 89,000 rows; an `EXISTS … = ANY($1)` can be planned
+    /// as one too, expecting an early match that a chunk of new keys never has.)
     probe: String,
     /// The COPY into the target.
     copy: String,
@@ -198,9 +205,22 @@ impl DirectSql {
                          AND i.indimmediate AND i.indisvalid AND i.indisready
                          AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
                          AND a.attname = {key_literal}),
-                    EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
-                              CROSS JOIN LATERAL (
-                                SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)",
+                    CASE WHEN (SELECT a.attcollation IN (0, 100) FROM pg_catalog.pg_attribute a
+                                WHERE a.attrelid = {relation}::regclass
+                                  AND a.attname = {key_literal}
+                                  AND a.attnum > 0 AND NOT a.attisdropped)
+                          AND NOT EXISTS (
+                                SELECT 1 FROM (SELECT min(k.v) AS lo, max(k.v) AS hi
+                                                 FROM unnest($1::{array}) AS k(v)) r
+                                  CROSS JOIN LATERAL (
+                                    SELECT 1 FROM {table} o
+                                     WHERE o.{key_name} >= r.lo AND o.{key_name} <= r.hi
+                                     LIMIT 1) s)
+                         THEN false
+                         ELSE EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
+                                CROSS JOIN LATERAL (
+                                  SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)
+                    END",
             expected = expected.join(", "),
             key_name = quote_ident(&key_column.target),
             key_literal = quote_literal(&key_column.target),

@@ -463,3 +463,182 @@ async fn a_chunk_of_many_pages_staged_in_key_order_reaches_the_table_in_it() {
     })
     .await;
 }
+
+/// The look-up before the COPY asks first whether the table holds any key between the
+/// chunk's least and greatest, and asks key by key only when it does: it answers as the
+/// per-key look-up would in every form — stored keys below, above or between the chunk's,
+/// or among them at its least, its greatest or inside; a text key and an integer key; a key
+/// column whose collation orders otherwise than the database's (ICU's `und-x-icu`, where
+/// `a` < `B`, bytes and the database's `C.UTF-8` have `B` < `a`), where the range is not
+/// used. Each table counts, with a sequence a `BEFORE INSERT` trigger draws from, every row
+/// an insert, an upsert or a COPY offers it, aborted ones too: a chunk whose stored key the
+/// range missed would be offered to a COPY (or, where the COPY cannot write the table, to
+/// an insert) that fails on the unique index, leaving the key in the server's log, before
+/// it is upserted. So every row must be offered once; a chunk of new keys is COPYed; and
+/// the counts and the rows are those of a twin table the COPY cannot write (a `varchar`
+/// note).
+#[tokio::test]
+async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
+    type Form = (
+        &'static str,
+        bool,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    // (form, ICU key column, stored keys, the chunk's keys); an integer form's keys are
+    // numbers.
+    let text_forms: [Form; 8] = [
+        ("stored below", false, &["a0"], &["k1", "k3"]),
+        ("stored above", false, &["z9"], &["k1", "k3"]),
+        (
+            "stored between, not the chunk's",
+            false,
+            &["k2"],
+            &["k1", "k3"],
+        ),
+        ("stored at the least", false, &["k1"], &["k1", "k3"]),
+        ("stored at the greatest", false, &["k3"], &["k1", "k3"]),
+        ("stored inside", false, &["k2"], &["k1", "k2", "k3"]),
+        (
+            "ICU: a stored key out of the database's order",
+            true,
+            &["a"],
+            &["a", "B"],
+        ),
+        ("ICU: new keys", true, &["a"], &["b", "C"]),
+    ];
+    let int_forms: [Form; 4] = [
+        (
+            "integer: stored between, not the chunk's",
+            false,
+            &["5"],
+            &["-3", "9"],
+        ),
+        ("integer: stored at the least", false, &["-3"], &["-3", "9"]),
+        ("integer: stored above", false, &["12"], &["-3", "9"]),
+        ("integer: stored inside", false, &["0"], &["-3", "0", "9"]),
+    ];
+    let int_toml = DOCS_PROFILE
+        .replace("key = \"id\"", "key = \"qty\"")
+        .replace(
+            "source = \"qty\"\ntype = \"integer\"\n",
+            "source = \"qty\"\ntype = \"integer\"\nrequired = true\nnot_empty = true\n",
+        );
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let icu: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            icu,
+            "PostgreSQL is built without ICU: the ICU forms cannot run"
+        );
+        let forms = text_forms
+            .iter()
+            .map(|f| (f, DOCS_PROFILE))
+            .chain(int_forms.iter().map(|f| (f, int_toml.as_str())));
+        for (i, (&(form, icu, stored, chunk), toml)) in forms.enumerate() {
+            let integer = toml.contains("key = \"qty\"");
+            let rows = |keys: &[&'static str], first: u64| -> Vec<Doc> {
+                keys.iter()
+                    .zip(first..)
+                    .map(|(&k, line)| Doc {
+                        line,
+                        id: Some(if integer { "same" } else { k }),
+                        qty: Some(if integer { k.parse().unwrap() } else { 1 }),
+                        note: Some(format!("n{line}")),
+                        ..Doc::default()
+                    })
+                    .collect()
+            };
+            let mut loads = Vec::new();
+            let mut offered = Vec::new();
+            for twin in [false, true] {
+                let p = in_schema(toml, &format!("range_{i}_{}", u8::from(twin)));
+                init_db(&mut c, &p).await.unwrap();
+                let s = &p.schema;
+                let mut setup = format!(
+                    "CREATE SEQUENCE \"{s}\".offered;
+                     CREATE FUNCTION \"{s}\".offered() RETURNS trigger LANGUAGE plpgsql AS $f$
+                       BEGIN PERFORM nextval('\"{s}\".offered'); RETURN NEW; END $f$;
+                     CREATE TRIGGER offered BEFORE INSERT ON \"{s}\".docs
+                       FOR EACH ROW EXECUTE FUNCTION \"{s}\".offered();"
+                );
+                if icu {
+                    setup.push_str(&format!(
+                        "ALTER TABLE \"{s}\".docs ALTER COLUMN id TYPE text COLLATE \"und-x-icu\";"
+                    ));
+                }
+                if twin {
+                    setup.push_str(&format!(
+                        "ALTER TABLE \"{s}\".docs ALTER COLUMN note TYPE varchar(40);"
+                    ));
+                }
+                c.batch_execute(&setup).await.unwrap();
+                let sync = register(&c, s, "a.dat").await;
+                let loader = Loader::new(&p);
+                let first = loader
+                    .load_chunk(
+                        &mut c,
+                        &sync,
+                        ChunkId(0),
+                        "sha",
+                        &batch(&p, &rows(stored, 2)),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(first.inserted, stored.len() as u64, "{form}");
+                let load = loader
+                    .load_chunk(
+                        &mut c,
+                        &sync,
+                        ChunkId(1),
+                        "sha",
+                        &batch(&p, &rows(chunk, 10)),
+                    )
+                    .await
+                    .unwrap();
+                let n: i64 = c
+                    .query_one(
+                        &format!(
+                            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END
+                               FROM \"{s}\".offered"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                offered.push(n);
+                loads.push((load, table(&c, &p).await.0));
+            }
+            let new = !chunk.iter().any(|k| stored.contains(k));
+            let ((real, real_rows), (twin, twin_rows)) = (&loads[0], &loads[1]);
+            assert_eq!(real.direct_copy, new, "{form}: {real:?}");
+            assert!(!twin.direct_copy, "{form}: {twin:?}");
+            assert_eq!(real.new_keys, new, "{form}: {real:?}");
+            assert_eq!(twin.new_keys, new, "{form}: {twin:?}");
+            // The first chunk's rows, then the chunk's, each offered once (a COPY, an insert
+            // or an upsert fires the trigger for every row it offers, before the unique
+            // index decides).
+            let once = i64::try_from(stored.len() + chunk.len()).unwrap();
+            assert_eq!(
+                offered,
+                [once, once],
+                "{form}: rows offered (the table, its twin)"
+            );
+            assert_eq!(
+                (real.inserted, real.updated, real.superseded),
+                (twin.inserted, twin.updated, twin.superseded),
+                "{form}"
+            );
+            assert_eq!(real_rows, twin_rows, "{form}");
+        }
+    })
+    .await;
+}
