@@ -73,7 +73,10 @@ pub(super) struct DirectSql {
     /// The key's position among the profile's columns.
     key_at: usize,
     /// `now()`, whether the table takes the COPY, and whether it holds one of `$1`'s keys.
-    /// First one probe of the key's index for any key between the chunk's least and greatest
+    /// A key column whose comparison with the keys sent could not use its index (an adopted
+    /// `char(n)`, compared as `text` after its blanks are cut, `citext`, a domain) is not
+    /// looked up: "stored", and the upsert decides (looked up, each key was a sequential
+    /// scan of the table). Else first one probe of the key's index for any key between the chunk's least and greatest
     /// (taken by the server, in the column's own collation: the range is only used when that
     /// is the database's default, or the key an integer): none there, none of the chunk's.
     /// A first load, or a file of new documents numbered past the stored ones (SAP numbers
@@ -205,7 +208,13 @@ impl DirectSql {
                          AND i.indimmediate AND i.indisvalid AND i.indisready
                          AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
                          AND a.attname = {key_literal}),
-                    CASE WHEN (SELECT a.attcollation IN (0, 100) FROM pg_catalog.pg_attribute a
+                    CASE WHEN NOT COALESCE((SELECT a.atttypid IN ({types})
+                                 FROM pg_catalog.pg_attribute a
+                                WHERE a.attrelid = {relation}::regclass
+                                  AND a.attname = {key_literal}
+                                  AND a.attnum > 0 AND NOT a.attisdropped), false)
+                         THEN true
+                         WHEN (SELECT a.attcollation IN (0, 100) FROM pg_catalog.pg_attribute a
                                 WHERE a.attrelid = {relation}::regclass
                                   AND a.attname = {key_literal}
                                   AND a.attnum > 0 AND NOT a.attisdropped)
@@ -227,6 +236,10 @@ impl DirectSql {
             array = match key {
                 KeyKind::Text => "text[]",
                 KeyKind::Integer => "bigint[]",
+            },
+            types = match key {
+                KeyKind::Text => "'text'::regtype, 'varchar'::regtype",
+                KeyKind::Integer => "'int8'::regtype, 'int4'::regtype, 'int2'::regtype",
             },
         );
         let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();

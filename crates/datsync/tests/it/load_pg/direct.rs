@@ -464,30 +464,106 @@ async fn a_chunk_of_many_pages_staged_in_key_order_reaches_the_table_in_it() {
     .await;
 }
 
+/// One form of [`the_range_look_up_answers_as_the_look_up_of_each_key`]: its name, whether
+/// the key column is in ICU's `und-x-icu`, the stored keys and the chunk's.
+type RangeForm = (
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// Rows of `keys` from line `first`: the text key `id`, or, with `integer`, the key `qty`
+/// (each key a number).
+fn keyed_rows(keys: &[&'static str], first: u64, integer: bool) -> Vec<Doc> {
+    keys.iter()
+        .zip(first..)
+        .map(|(&k, line)| Doc {
+            line,
+            id: Some(if integer { "same" } else { k }),
+            qty: Some(if integer { k.parse().unwrap() } else { 1 }),
+            note: Some(format!("n{line}")),
+            ..Doc::default()
+        })
+        .collect()
+}
+
+/// The table of `toml` in `schema`, counting with a sequence every row an insert, an
+/// upsert or a COPY offers it (a `BEFORE INSERT` trigger: aborted rows too), its key in
+/// `und-x-icu` with `icu`, its note a `varchar` (which the COPY cannot write) with `twin`.
+/// The form's stored keys are loaded as chunk 0, its chunk as chunk 1 of the same sync:
+/// returns chunk 1's load, the table's rows and the rows offered in all.
+async fn load_range_form(
+    c: &mut Client,
+    toml: &str,
+    schema: &str,
+    (icu, twin): (bool, bool),
+    (stored, chunk): (&[&'static str], &[&'static str]),
+) -> (ChunkLoad, Vec<serde_json::Value>, i64) {
+    use std::fmt::Write as _;
+    let integer = toml.contains("key = \"qty\"");
+    let p = in_schema(toml, schema);
+    init_db(c, &p).await.unwrap();
+    let s = &p.schema;
+    let mut setup = format!(
+        "CREATE SEQUENCE \"{s}\".offered;
+         CREATE FUNCTION \"{s}\".offered() RETURNS trigger LANGUAGE plpgsql AS $f$
+           BEGIN PERFORM nextval('\"{s}\".offered'); RETURN NEW; END $f$;
+         CREATE TRIGGER offered BEFORE INSERT ON \"{s}\".docs
+           FOR EACH ROW EXECUTE FUNCTION \"{s}\".offered();"
+    );
+    if icu {
+        let _ = write!(
+            setup,
+            "ALTER TABLE \"{s}\".docs ALTER COLUMN id TYPE text COLLATE \"und-x-icu\";"
+        );
+    }
+    if twin {
+        let _ = write!(
+            setup,
+            "ALTER TABLE \"{s}\".docs ALTER COLUMN note TYPE varchar(40);"
+        );
+    }
+    c.batch_execute(&setup).await.unwrap();
+    let sync = register(c, s, "a.dat").await;
+    let loader = Loader::new(&p);
+    let rows = batch(&p, &keyed_rows(stored, 2, integer));
+    let first = loader
+        .load_chunk(c, &sync, ChunkId(0), "sha", &rows)
+        .await
+        .unwrap();
+    assert_eq!(first.inserted, stored.len() as u64);
+    let rows = batch(&p, &keyed_rows(chunk, 10, integer));
+    let load = loader
+        .load_chunk(c, &sync, ChunkId(1), "sha", &rows)
+        .await
+        .unwrap();
+    let offered: i64 = c
+        .query_one(
+            &format!("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM \"{s}\".offered"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (load, table(c, &p).await.0, offered)
+}
+
 /// The look-up before the COPY asks first whether the table holds any key between the
 /// chunk's least and greatest, and asks key by key only when it does: it answers as the
 /// per-key look-up would in every form — stored keys below, above or between the chunk's,
 /// or among them at its least, its greatest or inside; a text key and an integer key; a key
 /// column whose collation orders otherwise than the database's (ICU's `und-x-icu`, where
 /// `a` < `B`, bytes and the database's `C.UTF-8` have `B` < `a`), where the range is not
-/// used. Each table counts, with a sequence a `BEFORE INSERT` trigger draws from, every row
-/// an insert, an upsert or a COPY offers it, aborted ones too: a chunk whose stored key the
-/// range missed would be offered to a COPY (or, where the COPY cannot write the table, to
-/// an insert) that fails on the unique index, leaving the key in the server's log, before
-/// it is upserted. So every row must be offered once; a chunk of new keys is COPYed; and
-/// the counts and the rows are those of a twin table the COPY cannot write (a `varchar`
-/// note).
+/// used. Each table counts every row an insert, an upsert or a COPY offers it, aborted ones
+/// too ([`load_range_form`]): a chunk whose stored key the range missed would be offered to
+/// a COPY (or, where the COPY cannot write the table, to an insert) that fails on the unique
+/// index, leaving the key in the server's log, before it is upserted. So every row must be
+/// offered once; a chunk of new keys is COPYed; and the counts and the rows are those of a
+/// twin table the COPY cannot write.
 #[tokio::test]
 async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
-    type Form = (
-        &'static str,
-        bool,
-        &'static [&'static str],
-        &'static [&'static str],
-    );
-    // (form, ICU key column, stored keys, the chunk's keys); an integer form's keys are
-    // numbers.
-    let text_forms: [Form; 8] = [
+    let text_forms: [RangeForm; 8] = [
         ("stored below", false, &["a0"], &["k1", "k3"]),
         ("stored above", false, &["z9"], &["k1", "k3"]),
         (
@@ -507,7 +583,7 @@ async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
         ),
         ("ICU: new keys", true, &["a"], &["b", "C"]),
     ];
-    let int_forms: [Form; 4] = [
+    let int_forms: [RangeForm; 4] = [
         (
             "integer: stored between, not the chunk's",
             false,
@@ -518,12 +594,11 @@ async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
         ("integer: stored above", false, &["12"], &["-3", "9"]),
         ("integer: stored inside", false, &["0"], &["-3", "0", "9"]),
     ];
-    let int_toml = DOCS_PROFILE
-        .replace("key = \"id\"", "key = \"qty\"")
-        .replace(
-            "source = \"qty\"\ntype = \"integer\"\n",
-            "source = \"qty\"\ntype = \"integer\"\nrequired = true\nnot_empty = true\n",
-        );
+    let int_toml = forms()
+        .into_iter()
+        .find(|(form, _)| *form == "an integer key")
+        .unwrap()
+        .1;
     with_db(|db| async move {
         let mut c = db.client().await;
         let icu: bool = c
@@ -543,93 +618,21 @@ async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
             .map(|f| (f, DOCS_PROFILE))
             .chain(int_forms.iter().map(|f| (f, int_toml.as_str())));
         for (i, (&(form, icu, stored, chunk), toml)) in forms.enumerate() {
-            let integer = toml.contains("key = \"qty\"");
-            let rows = |keys: &[&'static str], first: u64| -> Vec<Doc> {
-                keys.iter()
-                    .zip(first..)
-                    .map(|(&k, line)| Doc {
-                        line,
-                        id: Some(if integer { "same" } else { k }),
-                        qty: Some(if integer { k.parse().unwrap() } else { 1 }),
-                        note: Some(format!("n{line}")),
-                        ..Doc::default()
-                    })
-                    .collect()
-            };
-            let mut loads = Vec::new();
-            let mut offered = Vec::new();
-            for twin in [false, true] {
-                let p = in_schema(toml, &format!("range_{i}_{}", u8::from(twin)));
-                init_db(&mut c, &p).await.unwrap();
-                let s = &p.schema;
-                let mut setup = format!(
-                    "CREATE SEQUENCE \"{s}\".offered;
-                     CREATE FUNCTION \"{s}\".offered() RETURNS trigger LANGUAGE plpgsql AS $f$
-                       BEGIN PERFORM nextval('\"{s}\".offered'); RETURN NEW; END $f$;
-                     CREATE TRIGGER offered BEFORE INSERT ON \"{s}\".docs
-                       FOR EACH ROW EXECUTE FUNCTION \"{s}\".offered();"
-                );
-                if icu {
-                    setup.push_str(&format!(
-                        "ALTER TABLE \"{s}\".docs ALTER COLUMN id TYPE text COLLATE \"und-x-icu\";"
-                    ));
-                }
-                if twin {
-                    setup.push_str(&format!(
-                        "ALTER TABLE \"{s}\".docs ALTER COLUMN note TYPE varchar(40);"
-                    ));
-                }
-                c.batch_execute(&setup).await.unwrap();
-                let sync = register(&c, s, "a.dat").await;
-                let loader = Loader::new(&p);
-                let first = loader
-                    .load_chunk(
-                        &mut c,
-                        &sync,
-                        ChunkId(0),
-                        "sha",
-                        &batch(&p, &rows(stored, 2)),
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(first.inserted, stored.len() as u64, "{form}");
-                let load = loader
-                    .load_chunk(
-                        &mut c,
-                        &sync,
-                        ChunkId(1),
-                        "sha",
-                        &batch(&p, &rows(chunk, 10)),
-                    )
-                    .await
-                    .unwrap();
-                let n: i64 = c
-                    .query_one(
-                        &format!(
-                            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END
-                               FROM \"{s}\".offered"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                offered.push(n);
-                loads.push((load, table(&c, &p).await.0));
-            }
+            let keys = (stored, chunk);
+            let (real, real_rows, real_offered) =
+                load_range_form(&mut c, toml, &format!("range_{i}"), (icu, false), keys).await;
+            let (twin, twin_rows, twin_offered) =
+                load_range_form(&mut c, toml, &format!("twin_{i}"), (icu, true), keys).await;
             let new = !chunk.iter().any(|k| stored.contains(k));
-            let ((real, real_rows), (twin, twin_rows)) = (&loads[0], &loads[1]);
             assert_eq!(real.direct_copy, new, "{form}: {real:?}");
             assert!(!twin.direct_copy, "{form}: {twin:?}");
             assert_eq!(real.new_keys, new, "{form}: {real:?}");
             assert_eq!(twin.new_keys, new, "{form}: {twin:?}");
-            // The first chunk's rows, then the chunk's, each offered once (a COPY, an insert
-            // or an upsert fires the trigger for every row it offers, before the unique
-            // index decides).
+            // The first chunk's rows, then the chunk's, each offered once.
             let once = i64::try_from(stored.len() + chunk.len()).unwrap();
             assert_eq!(
-                offered,
-                [once, once],
+                (real_offered, twin_offered),
+                (once, once),
                 "{form}: rows offered (the table, its twin)"
             );
             assert_eq!(
@@ -639,6 +642,74 @@ async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
             );
             assert_eq!(real_rows, twin_rows, "{form}");
         }
+    })
+    .await;
+}
+
+/// An adopted `char(n)` key compares with the `text` keys the look-up sends only as `text`,
+/// after its blanks are cut, which its index cannot serve: the look-up would scan the whole
+/// table once per key of the chunk. It is not looked up (the chunk is upserted, which
+/// decides), and the chunk loads with its exact counts. The table's sequential scans are
+/// counted by the server's statistics, flushed by the loader's own session.
+#[tokio::test]
+async fn a_key_its_index_cannot_compare_with_the_keys_sent_is_not_looked_up() {
+    with_db(|db| async move {
+        let mut c = db.client().await;
+        let p = in_schema(DOCS_PROFILE, "bpchar");
+        init_db(&mut c, &p).await.unwrap();
+        c.batch_execute("ALTER TABLE bpchar.docs ALTER COLUMN id TYPE char(10)")
+            .await
+            .unwrap();
+        let loader = Loader::new(&p);
+        let sync = register(&c, "bpchar", "a.dat").await;
+        let key = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let stored: Vec<Doc> = (0..5)
+            .map(|i| super::docs::doc(2 + i, key(format!("s{i}")), "n"))
+            .collect();
+        // 200 new keys, then the last stored one, in key order.
+        let chunk: Vec<Doc> = (0..200)
+            .map(|i| super::docs::doc(10 + i, key(format!("n{i:03}")), "n"))
+            .chain([super::docs::doc(300, "s4", "newer")])
+            .collect();
+        let scans = async |c: &Client| -> i64 {
+            c.batch_execute("SELECT pg_stat_force_next_flush()")
+                .await
+                .unwrap();
+            c.batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await
+                .unwrap();
+            c.query_one(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'bpchar.docs'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+        };
+        let first = loader
+            .load_chunk(&mut c, &sync, ChunkId(0), "sha", &batch(&p, &stored))
+            .await
+            .unwrap();
+        assert_eq!(first.inserted, 5);
+        let before = scans(&c).await;
+        let r = loader
+            .load_chunk(&mut c, &sync, ChunkId(1), "sha", &batch(&p, &chunk))
+            .await
+            .unwrap();
+        let during = scans(&c).await - before;
+        assert!(!r.direct_copy && !r.new_keys, "{r:?}");
+        assert_eq!((r.inserted, r.updated, r.superseded), (200, 0, 1), "{r:?}");
+        assert!(
+            during < 10,
+            "{during} sequential scans of the table for one chunk: its keys were looked up \
+             one by one"
+        );
+        let note: String = c
+            .query_one("SELECT note FROM bpchar.docs WHERE id = 's4'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(note, "newer");
     })
     .await;
 }
