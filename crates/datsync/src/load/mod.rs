@@ -15,10 +15,11 @@
 //! column type, a rule) or the key is not one `text`/`integer` column, it is staged and, under
 //! the sync's upsert lock, inserted with a plain `INSERT … SELECT` in key order inside a
 //! savepoint — no conflict handling, no counting CTEs, `inserted = distinct keys`
-//! (`ChunkLoad::new_keys`). Either way another sync may insert one of the keys after the
-//! look-up: the COPY or insert then fails on the key's unique index (23505, after waiting
-//! for that sync's commit), is rolled back to its savepoint and the chunk is staged and
-//! upserted, so newest wins and the counts stay exact.
+//! (`ChunkLoad::new_keys`); a key column the look-up does not ask about (an adopted
+//! `char(n)`, `direct.rs`) is upserted instead. Either way another sync may insert one of
+//! the keys after the look-up: the COPY or insert then fails on the key's unique index
+//! (23505, after waiting for that sync's commit), is rolled back to its savepoint and the
+//! chunk is staged and upserted, so newest wins and the counts stay exact.
 //!
 //! Append mode (`mode = "append"`) has no key: every staged row is inserted `ON CONFLICT
 //! (sync_id, source_line) DO NOTHING` (the table's own key), in the same transaction as the

@@ -464,11 +464,12 @@ async fn a_chunk_of_many_pages_staged_in_key_order_reaches_the_table_in_it() {
     .await;
 }
 
-/// One form of [`the_range_look_up_answers_as_the_look_up_of_each_key`]: its name, whether
-/// the key column is in ICU's `und-x-icu`, the stored keys and the chunk's.
+/// One form of [`the_range_look_up_answers_as_the_look_up_of_each_key`]: its name, the key
+/// column's type when it is not the one `init-db` creates (`ALTER … TYPE`), the stored keys
+/// and the chunk's.
 type RangeForm = (
     &'static str,
-    bool,
+    Option<&'static str>,
     &'static [&'static str],
     &'static [&'static str],
 );
@@ -489,19 +490,20 @@ fn keyed_rows(keys: &[&'static str], first: u64, integer: bool) -> Vec<Doc> {
 }
 
 /// The table of `toml` in `schema`, counting with a sequence every row an insert, an
-/// upsert or a COPY offers it (a `BEFORE INSERT` trigger: aborted rows too), its key in
-/// `und-x-icu` with `icu`, its note a `varchar` (which the COPY cannot write) with `twin`.
-/// The form's stored keys are loaded as chunk 0, its chunk as chunk 1 of the same sync:
-/// returns chunk 1's load, the table's rows and the rows offered in all.
+/// upsert or a COPY offers it (a `BEFORE INSERT` trigger: aborted rows too), its key column
+/// of type `key_type` when given, its note a `varchar` (which the COPY cannot write) with
+/// `twin`. The form's stored keys are loaded as chunk 0, its chunk as chunk 1 of the same
+/// sync: returns chunk 1's load, the table's rows and the rows offered in all.
 async fn load_range_form(
     c: &mut Client,
     toml: &str,
     schema: &str,
-    (icu, twin): (bool, bool),
+    (key_type, twin): (Option<&str>, bool),
     (stored, chunk): (&[&'static str], &[&'static str]),
 ) -> (ChunkLoad, Vec<serde_json::Value>, i64) {
     use std::fmt::Write as _;
     let integer = toml.contains("key = \"qty\"");
+    let key = if integer { "qty" } else { "id" };
     let p = in_schema(toml, schema);
     init_db(c, &p).await.unwrap();
     let s = &p.schema;
@@ -512,10 +514,10 @@ async fn load_range_form(
          CREATE TRIGGER offered BEFORE INSERT ON \"{s}\".docs
            FOR EACH ROW EXECUTE FUNCTION \"{s}\".offered();"
     );
-    if icu {
+    if let Some(ty) = key_type {
         let _ = write!(
             setup,
-            "ALTER TABLE \"{s}\".docs ALTER COLUMN id TYPE text COLLATE \"und-x-icu\";"
+            "ALTER TABLE \"{s}\".docs ALTER COLUMN {key} TYPE {ty};"
         );
     }
     if twin {
@@ -549,13 +551,98 @@ async fn load_range_form(
     (load, table(c, &p).await.0, offered)
 }
 
+/// The forms of [`the_range_look_up_answers_as_the_look_up_of_each_key`], each with its
+/// profile: the docs profile (a text key) or the same with the integer key `qty`.
+fn range_forms() -> Vec<(RangeForm, String)> {
+    const ICU: Option<&str> = Some("text COLLATE \"und-x-icu\"");
+    const VARCHAR: Option<&str> = Some("varchar(20)");
+    let text_forms: [RangeForm; 10] = [
+        ("stored below", None, &["a0"], &["k1", "k3"]),
+        ("stored above", None, &["z9"], &["k1", "k3"]),
+        (
+            "stored between, not the chunk's",
+            None,
+            &["k2"],
+            &["k1", "k3"],
+        ),
+        ("stored at the least", None, &["k1"], &["k1", "k3"]),
+        ("stored at the greatest", None, &["k3"], &["k1", "k3"]),
+        ("stored inside", None, &["k2"], &["k1", "k2", "k3"]),
+        (
+            "ICU: a stored key out of the database's order",
+            ICU,
+            &["a"],
+            &["a", "B"],
+        ),
+        ("ICU: new keys", ICU, &["a"], &["b", "C"]),
+        (
+            "varchar: stored between, not the chunk's",
+            VARCHAR,
+            &["k2"],
+            &["k1", "k3"],
+        ),
+        (
+            "varchar: stored at the greatest",
+            VARCHAR,
+            &["k3"],
+            &["k1", "k3"],
+        ),
+    ];
+    let int_forms: [RangeForm; 8] = [
+        (
+            "integer: stored between, not the chunk's",
+            None,
+            &["5"],
+            &["-3", "9"],
+        ),
+        ("integer: stored at the least", None, &["-3"], &["-3", "9"]),
+        ("integer: stored above", None, &["12"], &["-3", "9"]),
+        ("integer: stored inside", None, &["0"], &["-3", "0", "9"]),
+        (
+            "int4: stored between, not the chunk's",
+            Some("integer"),
+            &["5"],
+            &["-3", "9"],
+        ),
+        (
+            "int4: stored at the greatest",
+            Some("integer"),
+            &["9"],
+            &["-3", "9"],
+        ),
+        (
+            "numeric: stored between, not the chunk's",
+            Some("numeric"),
+            &["5"],
+            &["-3", "9"],
+        ),
+        (
+            "numeric: stored inside",
+            Some("numeric"),
+            &["0"],
+            &["-3", "0", "9"],
+        ),
+    ];
+    let int_toml = forms()
+        .into_iter()
+        .find(|(form, _)| *form == "an integer key")
+        .unwrap()
+        .1;
+    text_forms
+        .into_iter()
+        .map(|f| (f, DOCS_PROFILE.to_owned()))
+        .chain(int_forms.into_iter().map(|f| (f, int_toml.clone())))
+        .collect()
+}
+
 /// The look-up before the COPY asks first whether the table holds any key between the
 /// chunk's least and greatest, and asks key by key only when it does: it answers as the
 /// per-key look-up would in every form — stored keys below, above or between the chunk's,
-/// or among them at its least, its greatest or inside; a text key and an integer key; a key
+/// or among them at its least, its greatest or inside; a text key and an integer key, and
+/// the adopted types the look-up still asks about (`varchar`, `integer`, `numeric`); a key
 /// column whose collation orders otherwise than the database's (ICU's `und-x-icu`, where
-/// `a` < `B`, bytes and the database's `C.UTF-8` have `B` < `a`), where the range is not
-/// used. Each table counts every row an insert, an upsert or a COPY offers it, aborted ones
+/// `a` < `B`; bytes, and the test database's `C.UTF-8`, which the test checks, have `B` <
+/// `a`), where the range is not used. Each table counts every row an insert, an upsert or a COPY offers it, aborted ones
 /// too ([`load_range_form`]): a chunk whose stored key the range missed would be offered to
 /// a COPY (or, where the COPY cannot write the table, to an insert) that fails on the unique
 /// index, leaving the key in the server's log, before it is upserted. So every row must be
@@ -563,42 +650,6 @@ async fn load_range_form(
 /// twin table the COPY cannot write.
 #[tokio::test]
 async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
-    let text_forms: [RangeForm; 8] = [
-        ("stored below", false, &["a0"], &["k1", "k3"]),
-        ("stored above", false, &["z9"], &["k1", "k3"]),
-        (
-            "stored between, not the chunk's",
-            false,
-            &["k2"],
-            &["k1", "k3"],
-        ),
-        ("stored at the least", false, &["k1"], &["k1", "k3"]),
-        ("stored at the greatest", false, &["k3"], &["k1", "k3"]),
-        ("stored inside", false, &["k2"], &["k1", "k2", "k3"]),
-        (
-            "ICU: a stored key out of the database's order",
-            true,
-            &["a"],
-            &["a", "B"],
-        ),
-        ("ICU: new keys", true, &["a"], &["b", "C"]),
-    ];
-    let int_forms: [RangeForm; 4] = [
-        (
-            "integer: stored between, not the chunk's",
-            false,
-            &["5"],
-            &["-3", "9"],
-        ),
-        ("integer: stored at the least", false, &["-3"], &["-3", "9"]),
-        ("integer: stored above", false, &["12"], &["-3", "9"]),
-        ("integer: stored inside", false, &["0"], &["-3", "0", "9"]),
-    ];
-    let int_toml = forms()
-        .into_iter()
-        .find(|(form, _)| *form == "an integer key")
-        .unwrap()
-        .1;
     with_db(|db| async move {
         let mut c = db.client().await;
         let icu: bool = c
@@ -613,18 +664,22 @@ async fn the_range_look_up_answers_as_the_look_up_of_each_key() {
             icu,
             "PostgreSQL is built without ICU: the ICU forms cannot run"
         );
-        let forms = text_forms
-            .iter()
-            .map(|f| (f, DOCS_PROFILE))
-            .chain(int_forms.iter().map(|f| (f, int_toml.as_str())));
-        for (i, (&(form, icu, stored, chunk), toml)) in forms.enumerate() {
+        let bytes_order: bool = c.query_one("SELECT 'B' < 'a'", &[]).await.unwrap().get(0);
+        assert!(
+            bytes_order,
+            "the test database's collation orders B after a: the ICU forms would not tell"
+        );
+        for (i, ((form, key_type, stored, chunk), toml)) in range_forms().into_iter().enumerate() {
             let keys = (stored, chunk);
+            let toml = toml.as_str();
             let (real, real_rows, real_offered) =
-                load_range_form(&mut c, toml, &format!("range_{i}"), (icu, false), keys).await;
+                load_range_form(&mut c, toml, &format!("range_{i}"), (key_type, false), keys).await;
             let (twin, twin_rows, twin_offered) =
-                load_range_form(&mut c, toml, &format!("twin_{i}"), (icu, true), keys).await;
+                load_range_form(&mut c, toml, &format!("twin_{i}"), (key_type, true), keys).await;
             let new = !chunk.iter().any(|k| stored.contains(k));
-            assert_eq!(real.direct_copy, new, "{form}: {real:?}");
+            // An adopted key type the COPY cannot write keeps every chunk off it.
+            let copies = key_type.is_none_or(|t| t.starts_with("text"));
+            assert_eq!(real.direct_copy, new && copies, "{form}: {real:?}");
             assert!(!twin.direct_copy, "{form}: {twin:?}");
             assert_eq!(real.new_keys, new, "{form}: {real:?}");
             assert_eq!(twin.new_keys, new, "{form}: {twin:?}");
@@ -704,6 +759,16 @@ async fn a_key_its_index_cannot_compare_with_the_keys_sent_is_not_looked_up() {
             "{during} sequential scans of the table for one chunk: its keys were looked up \
              one by one"
         );
+        // A chunk of new keys only: not looked up, so not known to be new.
+        let fresh: Vec<Doc> = (0..5)
+            .map(|i| super::docs::doc(400 + i, key(format!("x{i}")), "n"))
+            .collect();
+        let r = loader
+            .load_chunk(&mut c, &sync, ChunkId(2), "sha", &batch(&p, &fresh))
+            .await
+            .unwrap();
+        assert!(!r.direct_copy && !r.new_keys, "{r:?}");
+        assert_eq!((r.inserted, r.updated, r.superseded), (5, 0, 0), "{r:?}");
         let note: String = c
             .query_one("SELECT note FROM bpchar.docs WHERE id = 's4'", &[])
             .await
