@@ -17,6 +17,7 @@ use arrow_schema::{DataType, TimeUnit};
 use bytes::{BufMut, BytesMut};
 
 use super::numeric::{put_numeric, put_numeric_text};
+use crate::model::short_block;
 
 /// Binary COPY signature, flags and header extension length.
 pub(super) const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -123,28 +124,23 @@ impl<'a> ColumnEncoder<'a> {
     }
 }
 
-/// Appends value `row` of `a` (not null) with its length. A value of at most 16 bytes is
-/// copied as a fixed 16-byte block from the array's data (an inline move, not a `memcpy`
-/// call per value; most values are short) and the bytes past it are cut off again.
+/// Appends value `row` of `a` (not null) with its length. A short value is copied as a fixed
+/// block from the array's data ([`short_block`]; most values are short) and the bytes past it
+/// are cut off again.
 // The length fits `i32`: an Arrow `Utf8` array has `i32` offsets.
 #[allow(clippy::cast_possible_wrap)]
 #[inline]
 fn put_text(a: &StringArray, row: usize, out: &mut BytesMut) {
-    const BLOCK: usize = 16;
     let value = a.value(row).as_bytes();
     out.put_i32(value.len() as i32);
-    let start = usize::try_from(a.value_offsets()[row]).unwrap_or(usize::MAX - BLOCK);
-    let block = a
-        .value_data()
-        .get(start..start + BLOCK)
-        .and_then(|b| <&[u8; BLOCK]>::try_from(b).ok());
-    match block {
-        Some(block) if value.len() <= BLOCK => {
+    let start = usize::try_from(a.value_offsets()[row]).unwrap_or(usize::MAX);
+    match short_block(a.value_data(), start, value.len()) {
+        Some(block) => {
             let keep = out.len() + value.len();
             out.extend_from_slice(block);
             out.truncate(keep);
         }
-        _ => out.extend_from_slice(value),
+        None => out.extend_from_slice(value),
     }
 }
 

@@ -180,6 +180,25 @@ pub struct SourceFingerprint {
     pub sha256: Option<String>,
 }
 
+/// The length up to which a piece of bytes is appended as one fixed block ([`short_block`]):
+/// most fields and values are at most this long.
+pub(crate) const SHORT_BLOCK: usize = 16;
+
+/// The [`SHORT_BLOCK`] bytes of `data` from `start`, when the piece of `len` bytes there is at
+/// most that long and `data` holds the whole block; `None` otherwise. The caller appends the
+/// block (an inline move, not a `memcpy` call per piece) and cuts the bytes past the piece off
+/// again, or, on `None`, appends the piece itself. Used by the decoder's columns and the COPY
+/// encoder's text values.
+#[inline]
+pub(crate) fn short_block(data: &[u8], start: usize, len: usize) -> Option<&[u8; SHORT_BLOCK]> {
+    if len > SHORT_BLOCK {
+        return None;
+    }
+    data.get(start..start.checked_add(SHORT_BLOCK)?)?
+        .try_into()
+        .ok()
+}
+
 /// Lower-case hex of bytes (the form of every SHA-256 datsync records).
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

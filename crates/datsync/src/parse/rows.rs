@@ -18,7 +18,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use super::header::Header;
 use super::syntax::{self, Syntax};
 use super::{BatchCut, Delimiter, ParseOptions};
-use crate::model::{ERROR_COLUMN, LINE_COLUMN, LineNo, RAW_COLUMN};
+use crate::model::{ERROR_COLUMN, LINE_COLUMN, LineNo, RAW_COLUMN, short_block};
 use crate::profile::TextEncoding;
 
 /// Average bytes per field used to size the first batch's buffers.
@@ -419,18 +419,17 @@ impl TextColumn {
     }
 
     /// Appends the `len` bytes of `line` from `start`, which the caller knows to be UTF-8.
-    /// A short field is copied as a fixed 16-byte block (an inline move, not a `memmove`
-    /// call per field) and the excess cut off again.
+    /// A short field is copied as a fixed block ([`short_block`]) and the excess cut off
+    /// again.
     #[inline]
     fn push_from_line(&mut self, line: &[u8], start: usize, len: usize) {
-        const BLOCK: usize = 16;
-        match line.get(start..start + BLOCK) {
-            Some(block) if len <= BLOCK => {
+        match short_block(line, start, len) {
+            Some(block) => {
                 let keep = self.values.len() + len;
                 self.values.extend_from_slice(block);
                 self.values.truncate(keep);
             }
-            _ => self.values.extend_from_slice(&line[start..start + len]),
+            None => self.values.extend_from_slice(&line[start..start + len]),
         }
         self.offsets.push(self.end_offset());
     }
