@@ -47,6 +47,7 @@ use bytes::{BufMut, BytesMut};
 use tokio_postgres::Client;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 
+use super::apart::KeyRange;
 use super::copy::{self, ColumnEncoder};
 use super::sql::{STAGE, Version};
 use crate::pg::{
@@ -93,6 +94,11 @@ pub(super) struct DirectSql {
     ///   the first stored key. (A `count(*) … = ANY($1)` was planned as a sequential scan,
     ///   40 ms a chunk at 89,000 rows; an `EXISTS … = ANY($1)` can be planned as one too,
     ///   expecting an early match that a chunk of new keys never has.)
+    /// - And whether two keys are one in the table exactly when the chunks send the same
+    ///   bytes (text) or value (integers), so that chunks whose key ranges do not overlap
+    ///   share no key (`apart.rs`): an integer key, or a `text` or unlimited `varchar` key
+    ///   whose collation, and its indexes', are deterministic (a `varchar(n)` key cuts a
+    ///   longer key's trailing blanks; a nondeterministic collation makes `a` and `A` one key).
     probe: String,
     /// The COPY into the target.
     copy: String,
@@ -243,7 +249,8 @@ impl DirectSql {
                          ELSE EXISTS (SELECT 1 FROM unnest($1::{array}) AS k(v)
                                 CROSS JOIN LATERAL (
                                   SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)
-                    END",
+                    END,
+                    {compares_as_sent}",
             expected = expected.join(", "),
             key_name = quote_ident(&key_column.target),
             key_literal = quote_literal(&key_column.target),
@@ -251,12 +258,8 @@ impl DirectSql {
                 KeyKind::Text => "text[]",
                 KeyKind::Integer => "bigint[]",
             },
-            types = match key {
-                KeyKind::Text => "'text'::regtype, 'varchar'::regtype",
-                KeyKind::Integer => {
-                    "'int8'::regtype, 'int4'::regtype, 'int2'::regtype, 'numeric'::regtype"
-                }
-            },
+            compares_as_sent = compares_as_sent(key, &relation, &quote_literal(&key_column.target)),
+            types = key_types(key),
         );
         let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();
         let copy = format!(
@@ -272,6 +275,40 @@ impl DirectSql {
             derived_copy: derived_copy(profile, version),
         })
     }
+}
+
+/// The key column types the look-up asks about, as a list of `regtype`s.
+fn key_types(key: KeyKind) -> &'static str {
+    match key {
+        KeyKind::Text => "'text'::regtype, 'varchar'::regtype",
+        KeyKind::Integer => "'int8'::regtype, 'int4'::regtype, 'int2'::regtype, 'numeric'::regtype",
+    }
+}
+
+/// Whether two keys are one in the table exactly when the chunks send the same bytes (text)
+/// or value (integers), as SQL over the key column of `relation` named by `key_literal`
+/// ([`DirectSql`]'s `probe`, last answer): an integer key, or a `text` or unlimited `varchar`
+/// key whose collation, and its indexes', are deterministic. A `varchar(n)` key cuts a longer
+/// key's trailing blanks, so two keys sent as different bytes can be one there.
+fn compares_as_sent(key: KeyKind, relation: &str, key_literal: &str) -> String {
+    let types = key_types(key);
+    let unlimited = match key {
+        KeyKind::Text => "a.atttypmod = -1",
+        KeyKind::Integer => "true",
+    };
+    format!(
+        "COALESCE((SELECT a.atttypid IN ({types}) AND {unlimited}
+                          AND NOT EXISTS (
+                            SELECT 1 FROM pg_catalog.pg_collation k
+                             WHERE NOT k.collisdeterministic
+                               AND (k.oid = a.attcollation OR k.oid IN (
+                                     SELECT i.indcollation[0] FROM pg_catalog.pg_index i
+                                      WHERE i.indrelid = a.attrelid
+                                        AND i.indkey[0] = a.attnum)))
+                     FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = {relation}::regclass AND a.attname = {key_literal}
+                      AND a.attnum > 0 AND NOT a.attisdropped), false)"
+    )
 }
 
 /// The columns the COPY writes, with the types it sends them as: the profile's, then the
@@ -324,18 +361,21 @@ impl DirectSql {
     /// COPYs the chunk into the target table when the table holds none of its keys and takes
     /// its rows as they are (see the module docs and [`Offered`]); the upsert lock is held
     /// when it tried. A chunk with duplicate keys is not tried.
+    ///
+    /// With the chunk's key range when the table's key compares as the keys sent do (the
+    /// probe's last answer), for `apart.rs`.
     pub(super) async fn copy_new_keys(
         &self,
         c: &Client,
         d: &Direct<'_, '_>,
         distinct: bool,
-    ) -> Result<Offered, PgError> {
+    ) -> Result<(Offered, Option<KeyRange>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let rows = d.rows;
         if !distinct || rows == 0 {
-            return Ok(Offered::NotTried);
+            return Ok((Offered::NotTried, None));
         }
-        let (texts, numbers);
+        let (texts, numbers, range);
         let (param, order): (&(dyn ToSql + Sync), Vec<usize>) =
             match (self.key, d.encoders.get(self.key_at)) {
                 // The keys are looked up in the order the rows go in: the index's pages are
@@ -344,15 +384,17 @@ impl DirectSql {
                     let mut order: Vec<usize> = (0..rows).collect();
                     order.sort_unstable_by_key(|&i| a.value(i).as_bytes());
                     texts = order.iter().map(|&i| a.value(i)).collect::<Vec<&str>>();
+                    range = KeyRange::texts(&texts);
                     (&texts, order)
                 }
                 (KeyKind::Integer, Some(ColumnEncoder::Int(a))) if a.null_count() == 0 => {
                     let mut order: Vec<usize> = (0..rows).collect();
                     order.sort_unstable_by_key(|&i| a.value(i));
                     numbers = order.iter().map(|&i| a.value(i)).collect::<Vec<i64>>();
+                    range = KeyRange::integers(&numbers);
                     (&numbers, order)
                 }
-                _ => return Ok(Offered::NotTried),
+                _ => return Ok((Offered::NotTried, None)),
             };
         let probe = c
             .query_one(&self.probe, &[param])
@@ -360,11 +402,12 @@ impl DirectSql {
             .map_err(q("cannot look up the chunk's keys in the target table"))?;
         let now: PgMicros = probe.get(0);
         let (fits, stored): (Option<bool>, bool) = (probe.get(1), probe.get(2));
+        let range = range.filter(|_| probe.get::<_, bool>(3));
         if stored {
-            return Ok(Offered::KeysStored(KeyOrder(order)));
+            return Ok((Offered::KeysStored(KeyOrder(order)), range));
         }
         if fits != Some(true) {
-            return Ok(Offered::KeysNew(KeyOrder(order)));
+            return Ok((Offered::KeysNew(KeyOrder(order)), range));
         }
         // Only now the sync's upsert lock: a chunk that is staged and upserted takes it after
         // its staging COPY, as before. A chunk of this sync that committed one of the keys
@@ -377,7 +420,7 @@ impl DirectSql {
         })
         .await
         .map_err(q("cannot copy the chunk into the target table"))?;
-        Ok(copied.map_or(Offered::NotTried, Offered::Copied))
+        Ok((copied.map_or(Offered::NotTried, Offered::Copied), range))
     }
 
     /// One row of the COPY into the target: the profile's columns, then `created_at`,

@@ -40,7 +40,9 @@
 //!
 //! The stored row's `sync_seq` is read in the upsert's own statement (CTEs over the keys that
 //! conflicted, which see the table as it was before the insert), since `RETURNING` in
-//! PostgreSQL 15 cannot see the old row; a chunk that only inserts looks nothing up. So a key
+//! PostgreSQL 15 cannot see the old row; a chunk that only inserts looks nothing up, and a
+//! chunk that shares no key with a committed chunk of its sync (`apart.rs`) does not look up
+//! who stored the rows it updates (none is its sync's). So a key
 //! that occurs in two chunks of one file counts once as inserted (or updated) and once as
 //! superseded, whichever chunk commits first: the counts of a sync do not depend on the
 //! order its chunks commit in, and `rows_loaded = inserted + updated + skipped_older`.
@@ -59,6 +61,7 @@
 //! `(row_version, sync_seq)`, with its `sync_id` and `source_file`: recorded in the chunk's
 //! ledger row (`older_than_*`), so that `status` can name the version that won.
 
+mod apart;
 mod baseline;
 mod copy;
 mod derived;
@@ -125,6 +128,9 @@ pub struct ChunkLoad {
     pub new_keys: bool,
     /// Of those, the rows were COPYed straight into the table, not staged (`load/direct.rs`).
     pub direct_copy: bool,
+    /// The chunk shared no key with a committed chunk of its sync (`load/apart.rs`): its
+    /// upsert did not look up who stored the rows it updated.
+    pub apart: bool,
     /// Derived tables whose upsert failed for this chunk and was rolled back (the chunk is
     /// loaded; see `load/derived.rs`).
     pub derived_failed: u64,
@@ -202,6 +208,9 @@ pub struct Loader {
     profile: Profile,
     sql: LoadSql,
     hook: Option<LoadHook>,
+    /// The key ranges of the chunks this process loaded, shared by the loader's clones
+    /// (`apart.rs`).
+    notes: apart::Notes,
 }
 
 impl std::fmt::Debug for Loader {
@@ -257,6 +266,7 @@ impl Loader {
             profile: profile.clone(),
             sql: LoadSql::new(profile),
             hook: None,
+            notes: apart::Notes::default(),
         }
     }
 
@@ -598,12 +608,15 @@ impl Loader {
     /// The staged rows upserted into the target table, one chunk of the sync at a time, and
     /// what came of each; with the newest stored row of another sync that kept rows out as
     /// older, when one did. Rows staged in key order ([`Offered::staging_order`]) are written
-    /// by the statements without a sort of their own (`sql.rs`, `Upserts`).
+    /// by the statements without a sort of their own (`sql.rs`, `Upserts`); a chunk apart
+    /// from the rest of its sync (`before`: the chunks it may be apart from, `apart.rs`) by
+    /// the one that does not look up who stored the rows it updates.
     async fn upsert(
         &self,
         c: &Client,
         w: &ChunkWrite<'_, '_>,
         offered: Offered,
+        before: Option<Vec<i32>>,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let in_order = offered.staging_order(w.rows.staged).is_some();
@@ -628,10 +641,23 @@ impl Loader {
         if let Some(inserted) = inserted {
             return Ok((UpsertCounts::new_keys(inserted).classify(rows), None));
         }
+        let apart = match (&self.sql.upsert_unique_in_order_apart, before) {
+            (Some(apart), Some(before)) if in_order && rows.distinct == rows.staged => {
+                let others: bool = c
+                    .query_one(&self.sql.ledger_others, &[&sync_id, &before])
+                    .await
+                    .map_err(q("cannot read the chunk ledger"))?
+                    .get(0);
+                (!others).then_some(apart)
+            }
+            _ => None,
+        };
         let counts = c
             .query_one(
                 if rows.distinct != rows.staged {
                     &self.sql.upsert_dedup
+                } else if let Some(apart) = apart {
+                    apart
                 } else if in_order {
                     &self.sql.upsert_unique_in_order
                 } else {
@@ -649,7 +675,10 @@ impl Loader {
             replaced_same_sync: counts.get(2),
             kept_same_sync: counts.get(3),
         };
-        let load = counts.classify(rows);
+        let load = ChunkLoad {
+            apart: apart.is_some(),
+            ..counts.classify(rows)
+        };
         // Only rows skipped as older have a newer stored row to name.
         Ok((load, newer.filter(|_| load.skipped_older > 0)))
     }
@@ -702,7 +731,7 @@ impl Loader {
         c: &Client,
         w: &ChunkWrite<'_, '_>,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
-        let offered = self.copy_direct(c, w).await?;
+        let (offered, before) = self.copy_direct(c, w).await?;
         if let Offered::Copied(copied) = offered {
             return Ok(self.copied(w, copied));
         }
@@ -712,7 +741,7 @@ impl Loader {
         let order = offered.staging_order(w.rows.staged);
         copy_rows(c, &self.sql.copy, w.rows.staged, w.encoders, order).await?;
         self.reached(LoadPoint::Staged, w.chunk);
-        self.upsert(c, w, offered).await
+        self.upsert(c, w, offered, before).await
     }
 
     /// The derived tables upserted on `side` in a transaction of their own, committed
@@ -756,14 +785,23 @@ impl Loader {
 }
 
 impl Loader {
-    /// The chunk offered to the COPY straight into the target table (`load/direct.rs`).
-    async fn copy_direct(&self, c: &Client, w: &ChunkWrite<'_, '_>) -> Result<Offered, PgError> {
+    /// The chunk offered to the COPY straight into the target table (`load/direct.rs`), its
+    /// key range noted: with the chunks noted before it when it may be apart (`apart.rs`).
+    async fn copy_direct(
+        &self,
+        c: &Client,
+        w: &ChunkWrite<'_, '_>,
+    ) -> Result<(Offered, Option<Vec<i32>>), PgError> {
         let Some(direct) = &self.sql.direct else {
-            return Ok(Offered::NotTried);
+            return Ok((Offered::NotTried, None));
         };
         let d = w.direct();
         let distinct = w.rows.distinct == w.rows.staged;
-        direct.copy_new_keys(c, &d, distinct).await
+        let (offered, range) = direct.copy_new_keys(c, &d, distinct).await?;
+        let before = range
+            .zip(i32::try_from(w.chunk.0).ok())
+            .and_then(|(range, chunk)| self.notes.note(w.sync.sync_id.as_str(), chunk, range));
+        Ok((offered, before))
     }
 
     /// A chunk COPYed straight into the target: its counts (every row inserted).
@@ -1041,6 +1079,7 @@ impl UpsertCounts {
             already_committed: false,
             new_keys: self.new_keys,
             direct_copy: false,
+            apart: false,
             derived_failed: 0,
         }
     }
@@ -1059,6 +1098,7 @@ fn recorded_counts(row: &tokio_postgres::Row) -> ChunkLoad {
         already_committed: true,
         new_keys: false,
         direct_copy: false,
+        apart: false,
         derived_failed: n(6),
     }
 }

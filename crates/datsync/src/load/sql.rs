@@ -16,6 +16,10 @@ pub(super) struct LoadSql {
     /// [`Self::upsert_unique`] of rows staged in key order (`direct::KeyOrder`): no `ORDER
     /// BY`, the staging table read in the order it was written (see [`Upserts`]).
     pub upsert_unique_in_order: String,
+    /// [`Self::upsert_unique_in_order`] of a chunk *apart*: no committed chunk of its sync
+    /// holds one of its keys (`load/apart.rs`), so no stored row it meets is its sync's and
+    /// `replaced` is 0 without its look-up of every updated key (`None` in append mode).
+    pub upsert_unique_in_order_apart: Option<String>,
     /// The upsert that first reduces duplicate keys to the latest line (in append mode, the
     /// insert).
     pub upsert_dedup: String,
@@ -25,6 +29,8 @@ pub(super) struct LoadSql {
     pub new_keys: Option<NewKeysSql>,
     pub ledger_get: String,
     pub ledger_put: String,
+    /// Whether the ledger holds a chunk of sync `$1` other than those of `$2` (`apart.rs`).
+    pub ledger_others: String,
     /// Deletes the chunk's row of the work queue (`chunk_queue`) unless another session
     /// holds it (a worker loading it: that worker deletes it), in the chunk's transaction.
     pub queue_done: String,
@@ -56,18 +62,27 @@ impl LoadSql {
     pub(super) fn new(profile: &Profile) -> Self {
         let s = quote_ident(&profile.schema);
         let version = Version::of(profile);
-        let (upsert_unique, upsert_unique_in_order, upsert_dedup, new_keys) = if profile.appends() {
-            let append = append_sql(profile);
-            (append.clone(), append.clone(), append, None)
-        } else {
-            let u = upsert_sql(profile, version);
-            (u.unique, u.unique_in_order, u.dedup, Some(u.new_keys))
-        };
+        let (upsert_unique, upsert_unique_in_order, upsert_dedup, apart, new_keys) =
+            if profile.appends() {
+                let append = append_sql(profile);
+                (append.clone(), append.clone(), append, None, None)
+            } else {
+                let u = upsert_sql(profile, version);
+                let apart = Some(u.unique_in_order_apart);
+                (
+                    u.unique,
+                    u.unique_in_order,
+                    u.dedup,
+                    apart,
+                    Some(u.new_keys),
+                )
+            };
         Self {
             create_stage: create_stage(profile, version),
             copy: format!("COPY {STAGE} FROM STDIN (FORMAT binary)"),
             upsert_unique,
             upsert_unique_in_order,
+            upsert_unique_in_order_apart: apart,
             upsert_dedup,
             file_version_param: version.file,
             new_keys,
@@ -93,6 +108,10 @@ impl LoadSql {
                     older_than_file)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
                          $18, $19, $20, $21, $22, $23, $24)"
+            ),
+            ledger_others: format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.sync_chunks
+                                 WHERE sync_id = $1 AND chunk_id <> ALL($2::int4[]))"
             ),
             queue_done: format!(
                 "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
@@ -159,6 +178,9 @@ struct Upserts {
     unique: String,
     /// The same, of rows staged in key order.
     unique_in_order: String,
+    /// [`Self::unique_in_order`] of a chunk apart ([`LoadSql::upsert_unique_in_order_apart`]):
+    /// `replaced` is 0, not counted.
+    unique_in_order_apart: String,
     /// The upsert that first reduces duplicate keys to the newest row.
     dedup: String,
     /// The look-up and the plain inserts of a chunk whose keys the table does not hold.
@@ -222,7 +244,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> Upserts {
             if staged_in_order { "" } else { &order_by },
         )
     };
-    let upsert = |filter: &str, staged_in_order: bool| {
+    let upsert = |filter: &str, staged_in_order: bool, apart: bool| {
         format!(
             "WITH ins AS (
                {insert}
@@ -231,8 +253,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> Upserts {
                RETURNING {returned}, (t.xmax = 0) AS inserted
              ),
              replaced AS (
-               SELECT count(*) AS n FROM ins i JOIN {table} o ON {replaced_on}
-                WHERE NOT i.inserted AND o.sync_seq = $3::bigint
+               {replaced}
              ),
              alone AS (
                SELECT {distinct_stored} AS k, o.sync_seq, {stored_version} AS v,
@@ -257,7 +278,7 @@ fn upsert_sql(profile: &Profile, version: Version) -> Upserts {
             insert = insert(filter, staged_in_order),
             key = keys.join(", "),
             returned = returned.join(", "),
-            replaced_on = same_key(&stored_key, &returned_key),
+            replaced = replaced_sql(&table, &same_key(&stored_key, &returned_key), apart),
             kept_on = same_key(&stored_key, &staged_key),
             kept_not = same_key(&returned_key, &staged_key),
             sets = sets.join(", "),
@@ -275,11 +296,25 @@ fn upsert_sql(profile: &Profile, version: Version) -> Upserts {
         insert_dedup: insert(&dedup, false),
     };
     Upserts {
-        unique: upsert("", false),
-        unique_in_order: upsert("", true),
-        dedup: upsert(&dedup, false),
+        unique: upsert("", false, false),
+        unique_in_order: upsert("", true, false),
+        unique_in_order_apart: upsert("", true, true),
+        dedup: upsert(&dedup, false, false),
         new_keys,
     }
+}
+
+/// The `replaced` sub-statement of the upsert: the rows `ins` applied over a stored row of
+/// this sync (`sync_seq = $3`), matched on `returned_on`; none looked up for a chunk apart,
+/// which meets no stored row of its sync (`apart.rs`).
+fn replaced_sql(table: &str, returned_on: &str, apart: bool) -> String {
+    if apart {
+        return "SELECT 0::bigint AS n".to_owned();
+    }
+    format!(
+        "SELECT count(*) AS n FROM ins i JOIN {table} o ON {returned_on}
+          WHERE NOT i.inserted AND o.sync_seq = $3::bigint"
+    )
 }
 
 /// The insert of the staged rows into the target (the latest line of each key, with

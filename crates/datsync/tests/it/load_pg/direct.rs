@@ -17,7 +17,7 @@ use super::docs::{DOCS_PROFILE, Doc, batch};
 use super::versions::VERSIONED_PROFILE;
 
 /// A profile in schema `schema`.
-fn in_schema(toml: &str, schema: &str) -> Profile {
+pub(super) fn in_schema(toml: &str, schema: &str) -> Profile {
     let toml = toml.replace("schema = \"public\"\n", "").replacen(
         "name = ",
         &format!("schema = \"{schema}\"\nname = "),
@@ -64,7 +64,7 @@ fn versioned_batch(profile: &Profile) -> RecordBatch {
 }
 
 /// The profiles of the table of forms, by name, and their typed batch.
-fn forms() -> Vec<(&'static str, String)> {
+pub(super) fn forms() -> Vec<(&'static str, String)> {
     let row_only = VERSIONED_PROFILE.replace("version_from_name = 'V_(?<date>\\d{8})'\n", "");
     let file_only =
         VERSIONED_PROFILE.replace("version = [\"changed_date\", \"changed_time\"]\n", "");

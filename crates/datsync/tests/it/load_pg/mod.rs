@@ -8,6 +8,7 @@ pub mod docs;
 pub mod typed_gen;
 
 mod admin;
+mod apart;
 mod direct;
 mod errors;
 mod init;
