@@ -31,8 +31,8 @@
 //!
 //! Keys ascend through an SAP extract, so the ranges of its chunks do not overlap, and a file
 //! loaded again (`run --fresh`, a corrected extract) upserts every chunk apart: in `datsync
-//! bench`, the `--fresh` run 0.88–0.95 × the build before (README, stop 40). A file in another
-//! order is upserted with the look-up, as before.
+//! bench`, its `--fresh` ratio 0.87–0.96 × the build before's, alternating (README, stop 40). A
+//! file in another order is upserted with the look-up, as before.
 
 use std::sync::{Arc, Mutex};
 
