@@ -17,7 +17,8 @@
 //!   chunks noted before are kept with the verdict.
 //! - It is apart when, read in its transaction under the sync's upsert lock (no chunk of the
 //!   sync commits in between; the upsert's snapshot is taken after), the ledger holds no chunk
-//!   of the sync but those.
+//!   of the sync but those, each with the checksum noted (a chunk of the same id committed by
+//!   another process from other rows is not the one noted).
 //!
 //! Why that is enough: every row of the table with the sync's `sync_seq` was written by a
 //! committed chunk of the sync, under the sync's upsert lock, with its ledger row in the same
@@ -31,8 +32,13 @@
 //!
 //! Keys ascend through an SAP extract, so the ranges of its chunks do not overlap, and a file
 //! loaded again (`run --fresh`, a corrected extract) upserts every chunk apart: in `datsync
-//! bench`, its `--fresh` ratio 0.87–0.96 × the build before's, alternating (README, stop 40). A
-//! file in another order is upserted with the look-up, as before.
+//! bench`, its `--fresh` ratio 0.83–0.96 × the build before's, alternating (README, stop 40). A
+//! file in another order is upserted with the look-up, as before. Only the process that loads
+//! a sync's chunks one after another gains (`run`, and a resume from its first chunk on):
+//! chunks another process committed (the run a resume continues, the other workers of the
+//! work queue, which also build a loader per chunk) keep every later chunk from being apart.
+//! So does a committed chunk that was never noted: one of no rows, or with a key twice (not
+//! looked up).
 
 use std::sync::{Arc, Mutex};
 
@@ -83,14 +89,27 @@ pub(super) struct Notes(Arc<Mutex<Noted>>);
 #[derive(Debug, Default)]
 struct Noted {
     sync_id: String,
-    ranges: Vec<(i32, KeyRange)>,
+    ranges: Vec<(Chunk, KeyRange)>,
+}
+
+/// A chunk as the ledger records it: its id and its checksum (a chunk of the same id loaded
+/// by another process from other rows — another profile — is another chunk).
+type Chunk = (i32, String);
+
+/// The chunks noted before a candidate, as the ledger query's parameters: the chunk ids and
+/// their checksums, in the same order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Before {
+    pub chunks: Vec<i32>,
+    pub checksums: Vec<String>,
 }
 
 impl Notes {
-    /// Notes chunk `chunk`'s key range for sync `sync_id` (forgetting another sync's notes).
-    /// Returns the chunks noted before it when its range overlaps none of theirs: it is apart
-    /// if the ledger holds no other chunk of the sync ([`Self`]'s module docs).
-    pub(super) fn note(&self, sync_id: &str, chunk: i32, range: KeyRange) -> Option<Vec<i32>> {
+    /// Notes chunk `chunk` (recorded with `checksum`)'s key range for sync `sync_id`
+    /// (forgetting another sync's notes). Returns the chunks noted before it when its range
+    /// overlaps none of theirs: it is apart if the ledger holds no other chunk of the sync
+    /// (the module docs).
+    pub(super) fn note(&self, sync_id: &str, chunk: Chunk, range: KeyRange) -> Option<Before> {
         // A lock poisoned by a panicking job: no chunk is apart from then on.
         let mut noted = self.0.lock().ok()?;
         if noted.sync_id != sync_id {
@@ -100,7 +119,10 @@ impl Notes {
             };
         }
         let candidate = !noted.ranges.iter().any(|(_, r)| r.overlaps(&range));
-        let before = candidate.then(|| noted.ranges.iter().map(|&(c, _)| c).collect());
+        let before = candidate.then(|| Before {
+            chunks: noted.ranges.iter().map(|((c, _), _)| *c).collect(),
+            checksums: noted.ranges.iter().map(|((_, s), _)| s.clone()).collect(),
+        });
         if noted.ranges.len() < MAX_NOTES {
             noted.ranges.push((chunk, range));
         }
@@ -110,40 +132,82 @@ impl Notes {
 
 #[cfg(test)]
 mod tests {
-    use super::{KeyRange, Notes};
+    use super::{Before, KeyRange, Notes};
 
     fn texts(keys: &[&str]) -> KeyRange {
         KeyRange::texts(keys).expect("keys")
     }
 
+    fn before(chunks: &[i32]) -> Before {
+        Before {
+            chunks: chunks.to_vec(),
+            checksums: vec!["sha".to_owned(); chunks.len()],
+        }
+    }
+
     #[test]
     fn a_chunk_is_a_candidate_only_when_its_range_meets_no_range_noted_before() {
         let notes = Notes::default();
-        assert_eq!(notes.note("s", 0, texts(&["100", "199"])), Some(vec![]));
-        assert_eq!(notes.note("s", 1, texts(&["200", "299"])), Some(vec![0]));
-        // Sharing a bound is overlapping.
-        assert_eq!(notes.note("s", 2, texts(&["299", "300"])), None);
-        // Inside and around another chunk's range.
-        assert_eq!(notes.note("s", 3, texts(&["150", "160"])), None);
-        assert_eq!(notes.note("s", 4, texts(&["050", "500"])), None);
-        // Chunk 4 was noted though it was not a candidate: its range counts.
-        assert_eq!(notes.note("s", 5, texts(&["400", "450"])), None);
         assert_eq!(
-            notes.note("s", 6, texts(&["600", "700"])),
-            Some(vec![0, 1, 2, 3, 4, 5])
+            notes.note("s", (0, "sha".to_owned()), texts(&["100", "199"])),
+            Some(before(&[]))
+        );
+        assert_eq!(
+            notes.note("s", (1, "sha".to_owned()), texts(&["200", "299"])),
+            Some(before(&[0]))
+        );
+        // Sharing a bound is overlapping.
+        assert_eq!(
+            notes.note("s", (2, "sha".to_owned()), texts(&["299", "300"])),
+            None
+        );
+        // Inside and around another chunk's range.
+        assert_eq!(
+            notes.note("s", (3, "sha".to_owned()), texts(&["150", "160"])),
+            None
+        );
+        assert_eq!(
+            notes.note("s", (4, "sha".to_owned()), texts(&["050", "500"])),
+            None
+        );
+        // Chunk 4 was noted though it was not a candidate: its range counts.
+        assert_eq!(
+            notes.note("s", (5, "sha".to_owned()), texts(&["400", "450"])),
+            None
+        );
+        assert_eq!(
+            notes.note("s", (6, "sha".to_owned()), texts(&["600", "700"])),
+            Some(before(&[0, 1, 2, 3, 4, 5]))
         );
         // A retried chunk meets its own first note.
-        assert_eq!(notes.note("s", 6, texts(&["600", "700"])), None);
+        assert_eq!(
+            notes.note("s", (6, "sha".to_owned()), texts(&["600", "700"])),
+            None
+        );
     }
 
     #[test]
     fn another_sync_starts_from_no_notes() {
         let notes = Notes::default();
-        assert_eq!(notes.note("a", 0, texts(&["1", "2"])), Some(vec![]));
-        assert_eq!(notes.note("b", 7, texts(&["1", "2"])), Some(vec![]));
-        assert_eq!(notes.note("a", 1, texts(&["1", "2"])), Some(vec![]));
+        assert_eq!(
+            notes.note("a", (0, "sha".to_owned()), texts(&["1", "2"])),
+            Some(before(&[]))
+        );
+        assert_eq!(
+            notes.note("b", (7, "sha".to_owned()), texts(&["1", "2"])),
+            Some(before(&[]))
+        );
+        assert_eq!(
+            notes.note("a", (1, "sha".to_owned()), texts(&["1", "2"])),
+            Some(before(&[]))
+        );
         // Clones share the notes (the jobs of one run).
-        assert_eq!(notes.clone().note("a", 2, texts(&["1", "2"])), None);
+        assert_eq!(
+            notes
+                .clone()
+                .note("a", (2, "sha".to_owned()), texts(&["1", "2"])),
+            None
+        );
     }
 
     #[test]

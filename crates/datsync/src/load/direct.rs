@@ -96,9 +96,8 @@ pub(super) struct DirectSql {
     ///   expecting an early match that a chunk of new keys never has.)
     /// - And whether two keys are one in the table exactly when the chunks send the same
     ///   bytes (text) or value (integers), so that chunks whose key ranges do not overlap
-    ///   share no key (`apart.rs`): an integer key, or a `text` or unlimited `varchar` key
-    ///   whose collation, and its indexes', are deterministic (a `varchar(n)` key cuts a
-    ///   longer key's trailing blanks; a nondeterministic collation makes `a` and `A` one key).
+    ///   share no key (`apart.rs`; [`compares_as_sent`]: the key's type, typmod and
+    ///   collations, and no row-level `BEFORE` trigger that could rewrite it).
     probe: String,
     /// The COPY into the target.
     copy: String,
@@ -287,17 +286,25 @@ fn key_types(key: KeyKind) -> &'static str {
 
 /// Whether two keys are one in the table exactly when the chunks send the same bytes (text)
 /// or value (integers), as SQL over the key column of `relation` named by `key_literal`
-/// ([`DirectSql`]'s `probe`, last answer): an integer key, or a `text` or unlimited `varchar`
-/// key whose collation, and its indexes', are deterministic. A `varchar(n)` key cuts a longer
-/// key's trailing blanks, so two keys sent as different bytes can be one there.
+/// ([`DirectSql`]'s `probe`, last answer): an integer key (a `numeric` one without a negative
+/// scale, which rounds 14 and 6 to one key, 10), or a `text` or unlimited `varchar` key whose
+/// collation, and its indexes', are deterministic (a `varchar(n)` cuts a longer key's
+/// trailing blanks; a nondeterministic collation makes `a` and `A` one key); and no row-level
+/// `BEFORE INSERT` or `UPDATE` trigger on the table or its partitions, which may rewrite the
+/// key.
 fn compares_as_sent(key: KeyKind, relation: &str, key_literal: &str) -> String {
     let types = key_types(key);
-    let unlimited = match key {
+    let exact = match key {
         KeyKind::Text => "a.atttypmod = -1",
-        KeyKind::Integer => "true",
+        // A `numeric` typmod holds the scale in its low 11 bits, after the 4-byte header;
+        // bit 10 is the sign of a negative scale (PostgreSQL 15 and later).
+        KeyKind::Integer => {
+            "(a.atttypid <> 'numeric'::regtype OR a.atttypmod = -1
+              OR ((a.atttypmod - 4) & 1024) = 0)"
+        }
     };
     format!(
-        "COALESCE((SELECT a.atttypid IN ({types}) AND {unlimited}
+        "COALESCE((SELECT a.atttypid IN ({types}) AND {exact}
                           AND NOT EXISTS (
                             SELECT 1 FROM pg_catalog.pg_collation k
                              WHERE NOT k.collisdeterministic
@@ -305,6 +312,13 @@ fn compares_as_sent(key: KeyKind, relation: &str, key_literal: &str) -> String {
                                      SELECT i.indcollation[0] FROM pg_catalog.pg_index i
                                       WHERE i.indrelid = a.attrelid
                                         AND i.indkey[0] = a.attnum)))
+                          AND NOT EXISTS (
+                            SELECT 1 FROM pg_catalog.pg_trigger t
+                             WHERE (t.tgrelid = a.attrelid OR t.tgrelid IN (
+                                     SELECT p.relid
+                                       FROM pg_catalog.pg_partition_tree(a.attrelid) p))
+                               AND NOT t.tgisinternal AND (t.tgtype & 3) = 3
+                               AND (t.tgtype & 20) <> 0)
                      FROM pg_catalog.pg_attribute a
                     WHERE a.attrelid = {relation}::regclass AND a.attname = {key_literal}
                       AND a.attnum > 0 AND NOT a.attisdropped), false)"

@@ -616,7 +616,7 @@ impl Loader {
         c: &Client,
         w: &ChunkWrite<'_, '_>,
         offered: Offered,
-        before: Option<Vec<i32>>,
+        before: Option<apart::Before>,
     ) -> Result<(ChunkLoad, Option<NewerStored>), PgError> {
         let q = |what: &'static str| move |e| PgError::query(what, e);
         let in_order = offered.staging_order(w.rows.staged).is_some();
@@ -641,14 +641,17 @@ impl Loader {
         if let Some(inserted) = inserted {
             return Ok((UpsertCounts::new_keys(inserted).classify(rows), None));
         }
-        let apart = match (&self.sql.upsert_unique_in_order_apart, before) {
-            (Some(apart), Some(before)) if in_order && rows.distinct == rows.staged => {
+        let apart_sql = match (&self.sql.upsert_unique_in_order_apart, before) {
+            (Some(apart_sql), Some(before)) if in_order && rows.distinct == rows.staged => {
                 let others: bool = c
-                    .query_one(&self.sql.ledger_others, &[&sync_id, &before])
+                    .query_one(
+                        &self.sql.ledger_others,
+                        &[&sync_id, &before.chunks, &before.checksums],
+                    )
                     .await
                     .map_err(q("cannot read the chunk ledger"))?
                     .get(0);
-                (!others).then_some(apart)
+                (!others).then_some(apart_sql)
             }
             _ => None,
         };
@@ -656,8 +659,8 @@ impl Loader {
             .query_one(
                 if rows.distinct != rows.staged {
                     &self.sql.upsert_dedup
-                } else if let Some(apart) = apart {
-                    apart
+                } else if let Some(apart_sql) = apart_sql {
+                    apart_sql
                 } else if in_order {
                     &self.sql.upsert_unique_in_order
                 } else {
@@ -676,7 +679,7 @@ impl Loader {
             kept_same_sync: counts.get(3),
         };
         let load = ChunkLoad {
-            apart: apart.is_some(),
+            apart: apart_sql.is_some(),
             ..counts.classify(rows)
         };
         // Only rows skipped as older have a newer stored row to name.
@@ -791,7 +794,7 @@ impl Loader {
         &self,
         c: &Client,
         w: &ChunkWrite<'_, '_>,
-    ) -> Result<(Offered, Option<Vec<i32>>), PgError> {
+    ) -> Result<(Offered, Option<apart::Before>), PgError> {
         let Some(direct) = &self.sql.direct else {
             return Ok((Offered::NotTried, None));
         };
@@ -800,7 +803,10 @@ impl Loader {
         let (offered, range) = direct.copy_new_keys(c, &d, distinct).await?;
         let before = range
             .zip(i32::try_from(w.chunk.0).ok())
-            .and_then(|(range, chunk)| self.notes.note(w.sync.sync_id.as_str(), chunk, range));
+            .and_then(|(range, chunk)| {
+                let chunk = (chunk, w.checksum.to_owned());
+                self.notes.note(w.sync.sync_id.as_str(), chunk, range)
+            });
         Ok((offered, before))
     }
 

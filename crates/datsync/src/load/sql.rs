@@ -29,7 +29,8 @@ pub(super) struct LoadSql {
     pub new_keys: Option<NewKeysSql>,
     pub ledger_get: String,
     pub ledger_put: String,
-    /// Whether the ledger holds a chunk of sync `$1` other than those of `$2` (`apart.rs`).
+    /// Whether the ledger holds a chunk of sync `$1` other than those of ids `$2` with
+    /// checksums `$3` (`apart.rs`).
     pub ledger_others: String,
     /// Deletes the chunk's row of the work queue (`chunk_queue`) unless another session
     /// holds it (a worker loading it: that worker deletes it), in the chunk's transaction.
@@ -110,8 +111,11 @@ impl LoadSql {
                          $18, $19, $20, $21, $22, $23, $24)"
             ),
             ledger_others: format!(
-                "SELECT EXISTS (SELECT 1 FROM {s}.sync_chunks
-                                 WHERE sync_id = $1 AND chunk_id <> ALL($2::int4[]))"
+                "SELECT EXISTS (SELECT 1 FROM {s}.sync_chunks l
+                                 WHERE l.sync_id = $1
+                                   AND NOT EXISTS (
+                                     SELECT 1 FROM unnest($2::int4[], $3::text[]) AS n(id, sum)
+                                      WHERE n.id = l.chunk_id AND n.sum = l.checksum))"
             ),
             queue_done: format!(
                 "DELETE FROM {s}.chunk_queue WHERE ctid = ANY(ARRAY(
@@ -225,9 +229,10 @@ fn upsert_sql(profile: &Profile, version: Version) -> Upserts {
     // of one WITH see the table as it was before the INSERT): a stored row of this very
     // sync (`sync_seq = $3`) that the upsert replaced, or that was newer and so stayed,
     // makes one of the two rows superseded (not updated, not older); any other stored
-    // row is another sync's. Only conflicting keys are looked up: the rows the upsert
-    // applied over a stored row, and the staged keys it left alone (none of either when
-    // a chunk only inserts). A composite key matches on every part. Of the stored rows
+    // row is another sync's (a chunk apart from its sync, `apart.rs`, meets no row of its
+    // sync: its `replaced` is 0, not looked up). Only conflicting keys are looked up: the
+    // rows the upsert applied over a stored row, and the staged keys it left alone (none of
+    // either when a chunk only inserts). A composite key matches on every part. Of the stored rows
     // that another sync left newer (`alone`, not this sync's: the chunk's skipped_older),
     // the newest by `(row_version, sync_seq)` is returned with its sync and file, so the
     // ledger can say which version won — in the same statement, no round trip per row.

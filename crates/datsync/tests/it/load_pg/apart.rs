@@ -46,13 +46,13 @@ fn rows(keys: &[&'static str], first: u64, integer: bool, note: &str) -> Vec<Doc
 /// id and its keys.
 type Step = (usize, u32, &'static [&'static str]);
 
-/// A form: its name, the key column's type when it is not the profile's, the keys an
-/// earlier sync stored, the later sync's chunks in the order they load, and for each whether
-/// it is apart and its (inserted, updated, superseded).
+/// A form: its name, SQL that changes the table `init-db` made (`{s}` its schema), the keys
+/// an earlier sync stored, the later sync's chunks in the order they load, and for each
+/// whether it is apart and its (inserted, updated, superseded).
 struct Form {
     name: &'static str,
     integer: bool,
-    key_type: Option<&'static str>,
+    setup: &'static str,
     stored: &'static [&'static str],
     steps: &'static [Step],
     expected: &'static [(bool, (u64, u64, u64))],
@@ -71,17 +71,28 @@ const STORED: &[&str] = &[
     "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09",
 ];
 
-fn forms_of_apart() -> Vec<Form> {
-    type Expected = &'static [(bool, (u64, u64, u64))];
-    let text = |name, stored, steps, expected: Expected| Form {
+type Expected = &'static [(bool, (u64, u64, u64))];
+
+/// A form of the docs profile's text key, on the table as `init-db` made it.
+fn text(
+    name: &'static str,
+    stored: &'static [&'static str],
+    steps: &'static [Step],
+    expected: Expected,
+) -> Form {
+    Form {
         name,
         integer: false,
-        key_type: None,
+        setup: "",
         stored,
         steps,
         expected,
         one_key: same,
-    };
+    }
+}
+
+/// The forms of ranges: text and integer keys, one process or two.
+fn range_forms() -> Vec<Form> {
     let integer = |name, steps, expected: Expected| Form {
         integer: true,
         ..text(name, &["-3", "5", "9", "10", "12"], steps, expected)
@@ -139,8 +150,14 @@ fn forms_of_apart() -> Vec<Form> {
             &[(0, 0, &["-3", "5", "9"]), (0, 1, &["9", "12"])],
             &[(true, (0, 3, 0)), (false, (0, 1, 1))],
         ),
+    ]
+}
+
+/// The forms of tables where keys the chunks send as different bytes (or values) are one key.
+fn one_key_forms() -> Vec<Form> {
+    vec![
         Form {
-            key_type: Some("text COLLATE apart_ci"),
+            setup: "ALTER TABLE {s}.docs ALTER COLUMN id TYPE text COLLATE public.apart_ci",
             one_key: str::to_lowercase,
             ..text(
                 "a nondeterministic collation: K01 and k01 are one key",
@@ -150,16 +167,55 @@ fn forms_of_apart() -> Vec<Form> {
             )
         },
         Form {
-            key_type: Some("varchar(3)"),
+            // The upsert's arbiters are every unique index on the key, this one too.
+            setup: "CREATE UNIQUE INDEX docs_ci ON {s}.docs (id COLLATE public.apart_ci)",
+            one_key: str::to_lowercase,
+            ..text(
+                "a unique index in a nondeterministic collation: K01 and k01 are one key",
+                &["K01", "k05"],
+                &[(0, 0, &["K01"]), (0, 1, &["k01", "k05"])],
+                &[(false, (0, 1, 0)), (false, (0, 1, 1))],
+            )
+        },
+        Form {
+            setup: "CREATE FUNCTION {s}.lower_id() RETURNS trigger LANGUAGE plpgsql
+                      AS $f$ BEGIN NEW.id := lower(NEW.id); RETURN NEW; END $f$;
+                    CREATE TRIGGER lower_id BEFORE INSERT OR UPDATE ON {s}.docs
+                      FOR EACH ROW EXECUTE FUNCTION {s}.lower_id()",
+            one_key: str::to_lowercase,
+            ..text(
+                "a trigger that rewrites the key: K01 is stored as k01",
+                &["K01", "K02"],
+                &[(0, 0, &["K01"]), (0, 1, &["k01"])],
+                &[(false, (0, 1, 0)), (false, (0, 0, 1))],
+            )
+        },
+        Form {
+            setup: "ALTER TABLE {s}.docs ALTER COLUMN id TYPE varchar(3)",
             one_key: |k| k.trim_end().to_owned(),
             ..text(
                 "varchar(3) cuts trailing blanks: 'k01 ' is k01",
                 &["k01", "k02"],
-                &[(0, 0, &["k01", "k02"]), (0, 1, &["k01 "])],
+                &[(0, 0, &["k01 ", "k02 "]), (0, 1, &["k01"])],
                 &[(false, (0, 2, 0)), (false, (0, 0, 1))],
             )
         },
+        Form {
+            setup: "ALTER TABLE {s}.docs ALTER COLUMN qty TYPE numeric(4, -1)",
+            one_key: |k| ((k.parse::<i64>().unwrap() + 5) / 10 * 10).to_string(),
+            integer: true,
+            ..text(
+                "numeric(4, -1) rounds 14 and 6 to one key, 10",
+                &["10", "20"],
+                &[(0, 0, &["14"]), (0, 1, &["6"])],
+                &[(false, (0, 1, 0)), (false, (0, 0, 1))],
+            )
+        },
     ]
+}
+
+fn forms_of_apart() -> Vec<Form> {
+    range_forms().into_iter().chain(one_key_forms()).collect()
 }
 
 /// Loads `form` in schema `schema`: an earlier sync stores its keys, then the later sync's
@@ -181,12 +237,9 @@ async fn load_form(
     let p = in_schema(&toml, schema);
     datsync::init_db(c, &p).await.unwrap();
     let key = if form.integer { "qty" } else { "id" };
-    if let Some(ty) = form.key_type {
-        c.batch_execute(&format!(
-            "ALTER TABLE \"{schema}\".docs ALTER COLUMN {key} TYPE {ty}"
-        ))
-        .await
-        .unwrap();
+    if !form.setup.is_empty() {
+        let setup = form.setup.replace("{s}", &format!("\"{schema}\""));
+        c.batch_execute(&setup).await.unwrap();
     }
     let earlier = register(c, schema, 1).await;
     let stored = batch(&p, &rows(form.stored, 2, form.integer, "earlier"));
