@@ -9,8 +9,8 @@ use datsync::{ChunkId, ChunkLoad, Loader, SyncId, SyncRef, SyncRegistration, reg
 use tokio_postgres::Client;
 
 use super::db::with_db;
-use super::direct::{forms, in_schema};
-use super::docs::{DOCS_PROFILE, Doc, batch};
+use super::direct::{forms, in_schema, keyed_rows};
+use super::docs::{DOCS_PROFILE, batch};
 
 /// Registers sync number `n` of file `a.dat` in `schema` (a greater `n`, a later sync).
 async fn register(c: &Client, schema: &str, n: u32) -> SyncRef {
@@ -25,21 +25,6 @@ async fn register(c: &Client, schema: &str, n: u32) -> SyncRef {
         checkpoint_location: None,
     };
     register_sync(c, schema, &reg).await.unwrap()
-}
-
-/// Rows of `keys` from line `first`, noted `note`: the text key `id`, or, with `integer`,
-/// the key `qty`.
-fn rows(keys: &[&'static str], first: u64, integer: bool, note: &str) -> Vec<Doc> {
-    keys.iter()
-        .zip(first..)
-        .map(|(&k, line)| Doc {
-            line,
-            id: Some(if integer { "same" } else { k }),
-            qty: Some(if integer { k.parse().unwrap() } else { 1 }),
-            note: Some(format!("{note}{line}")),
-            ..Doc::default()
-        })
-        .collect()
 }
 
 /// One chunk of the later sync: the loader that loads it (a loader is one process's), its
@@ -242,7 +227,7 @@ async fn load_form(
         c.batch_execute(&setup).await.unwrap();
     }
     let earlier = register(c, schema, 1).await;
-    let stored = batch(&p, &rows(form.stored, 2, form.integer, "earlier"));
+    let stored = batch(&p, &keyed_rows(form.stored, 2, form.integer, "earlier"));
     let first = Loader::new(&p)
         .load_chunk(c, &earlier, ChunkId(0), "sha", &stored)
         .await
@@ -253,7 +238,7 @@ async fn load_form(
     let mut loads = Vec::new();
     for &(loader, chunk, keys) in form.steps {
         let line = 100 * u64::from(chunk + 1);
-        let b = batch(&p, &rows(keys, line, form.integer, "later"));
+        let b = batch(&p, &keyed_rows(keys, line, form.integer, "later"));
         loads.push(
             loaders[loader]
                 .load_chunk(c, &sync, ChunkId(chunk), "sha", &b)

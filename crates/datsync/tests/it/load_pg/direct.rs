@@ -474,16 +474,16 @@ type RangeForm = (
     &'static [&'static str],
 );
 
-/// Rows of `keys` from line `first`: the text key `id`, or, with `integer`, the key `qty`
-/// (each key a number).
-fn keyed_rows(keys: &[&'static str], first: u64, integer: bool) -> Vec<Doc> {
+/// Rows of `keys` from line `first`, each noted `note` and its line: the text key `id`, or,
+/// with `integer`, the key `qty` (each key a number).
+pub(super) fn keyed_rows(keys: &[&'static str], first: u64, integer: bool, note: &str) -> Vec<Doc> {
     keys.iter()
         .zip(first..)
         .map(|(&k, line)| Doc {
             line,
             id: Some(if integer { "same" } else { k }),
             qty: Some(if integer { k.parse().unwrap() } else { 1 }),
-            note: Some(format!("n{line}")),
+            note: Some(format!("{note}{line}")),
             ..Doc::default()
         })
         .collect()
@@ -529,13 +529,13 @@ async fn load_range_form(
     c.batch_execute(&setup).await.unwrap();
     let sync = register(c, s, "a.dat").await;
     let loader = Loader::new(&p);
-    let rows = batch(&p, &keyed_rows(stored, 2, integer));
+    let rows = batch(&p, &keyed_rows(stored, 2, integer, "n"));
     let first = loader
         .load_chunk(c, &sync, ChunkId(0), "sha", &rows)
         .await
         .unwrap();
     assert_eq!(first.inserted, stored.len() as u64);
-    let rows = batch(&p, &keyed_rows(chunk, 10, integer));
+    let rows = batch(&p, &keyed_rows(chunk, 10, integer, "n"));
     let load = loader
         .load_chunk(c, &sync, ChunkId(1), "sha", &rows)
         .await
