@@ -208,7 +208,7 @@ pub struct Loader {
     profile: Profile,
     sql: LoadSql,
     hook: Option<LoadHook>,
-    /// The key ranges of the chunks this process loaded, shared by the loader's clones
+    /// The key ranges of the chunks this process looked up, shared by the loader's clones
     /// (`apart.rs`).
     notes: apart::Notes,
 }
