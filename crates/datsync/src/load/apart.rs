@@ -8,7 +8,8 @@
 //! the backend that is such a run's critical path. A chunk apart meets no stored row of its
 //! sync, so its `replaced` is 0 without looking (`sql.rs`, `upsert_unique_in_order_apart`).
 //!
-//! How a loader knows, in memory that grows by two keys a chunk rather than with the keys:
+//! How a loader knows, in memory that grows by two keys a chunk rather than with the keys
+//! (and stops growing at [`MAX_NOTES`] chunks or [`MAX_NOTED_BYTES`]):
 //!
 //! - Each chunk's key range (its least and greatest key) is noted in this process when its
 //!   transaction has looked its keys up (`direct.rs`), where the look-up also says whether the
@@ -42,9 +43,12 @@
 
 use std::sync::{Arc, Mutex};
 
-/// The most chunks noted per sync (two keys each); chunks past it are not noted, so that a
-/// chunk committing after them makes none apart.
-const MAX_NOTES: usize = 1 << 16;
+/// The most chunks noted per sync (a 40 GB file of 10,000-row chunks), and the most bytes
+/// their notes may hold (keys are as long as a hostile file makes them): a chunk past either
+/// is not noted, so that once it commits no later chunk is apart. Each candidate sends the
+/// chunks noted before it to the ledger query, so the count also bounds that query.
+const MAX_NOTES: usize = 4096;
+const MAX_NOTED_BYTES: usize = 4 << 20;
 
 /// A chunk's least and greatest key as bytes that order as the keys do: a text key's own
 /// bytes, an integer key's value as a big-endian number with its sign bit flipped.
@@ -90,6 +94,8 @@ pub(super) struct Notes(Arc<Mutex<Noted>>);
 struct Noted {
     sync_id: String,
     ranges: Vec<(Chunk, KeyRange)>,
+    /// The bytes of `ranges`' keys and checksums.
+    bytes: usize,
 }
 
 /// A chunk as the ledger records it: its id and its checksum (a chunk of the same id loaded
@@ -115,7 +121,7 @@ impl Notes {
         if noted.sync_id != sync_id {
             *noted = Noted {
                 sync_id: sync_id.to_owned(),
-                ranges: Vec::new(),
+                ..Noted::default()
             };
         }
         let candidate = !noted.ranges.iter().any(|(_, r)| r.overlaps(&range));
@@ -123,8 +129,10 @@ impl Notes {
             chunks: noted.ranges.iter().map(|((c, _), _)| *c).collect(),
             checksums: noted.ranges.iter().map(|((_, s), _)| s.clone()).collect(),
         });
-        if noted.ranges.len() < MAX_NOTES {
+        let bytes = noted.bytes + chunk.1.len() + range.least.len() + range.greatest.len();
+        if noted.ranges.len() < MAX_NOTES && bytes <= MAX_NOTED_BYTES {
             noted.ranges.push((chunk, range));
+            noted.bytes = bytes;
         }
         before
     }
@@ -183,6 +191,25 @@ mod tests {
         assert_eq!(
             notes.note("s", (6, "sha".to_owned()), texts(&["600", "700"])),
             None
+        );
+    }
+
+    #[test]
+    fn a_range_past_the_byte_budget_is_not_noted() {
+        let notes = Notes::default();
+        let huge = "k".repeat(super::MAX_NOTED_BYTES);
+        assert_eq!(
+            notes.note("s", (0, "sha".to_owned()), texts(&["a", "b"])),
+            Some(before(&[]))
+        );
+        // A candidate, but too large to keep: the next chunk's list does not have it.
+        assert_eq!(
+            notes.note("s", (1, "sha".to_owned()), texts(&[&huge])),
+            Some(before(&[0]))
+        );
+        assert_eq!(
+            notes.note("s", (2, "sha".to_owned()), texts(&["x", "y"])),
+            Some(before(&[0]))
         );
     }
 
