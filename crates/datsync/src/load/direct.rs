@@ -201,6 +201,7 @@ impl DirectSql {
             .map(|(name, ty)| format!("({}, {})", quote_literal(name), quote_literal(ty)))
             .collect();
         let relation = quote_literal(&table);
+        // The key's column (`ka`) is read once, and every answer below looks at it.
         let probe = format!(
             "SELECT now(),
                     NOT EXISTS (
@@ -215,28 +216,19 @@ impl DirectSql {
                            FROM pg_catalog.pg_class c WHERE c.oid = {relation}::regclass)
                     AND EXISTS (
                       SELECT 1 FROM pg_catalog.pg_index i
-                        JOIN pg_catalog.pg_attribute a
-                          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                       WHERE i.indrelid = {relation}::regclass AND i.indisunique
-                         AND i.indimmediate AND i.indisvalid AND i.indisready
-                         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-                         AND a.attname = {key_literal}),
-                    CASE WHEN NOT COALESCE((SELECT a.atttypid IN ({types})
-                                 FROM pg_catalog.pg_attribute a
-                                WHERE a.attrelid = {relation}::regclass
-                                  AND a.attname = {key_literal}
-                                  AND a.attnum > 0 AND NOT a.attisdropped), false)
+                       WHERE i.indrelid = ka.attrelid AND i.indkey[0] = ka.attnum
+                         AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indisready
+                         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL),
+                    CASE WHEN NOT COALESCE(ka.atttypid IN ({types}), false)
                          THEN true
                          WHEN EXISTS (
                                 SELECT 1 FROM pg_catalog.pg_index i
-                                  JOIN pg_catalog.pg_attribute a
-                                    ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                                   JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
-                                 WHERE i.indrelid = {relation}::regclass
-                                   AND a.attname = {key_literal} AND i.indisvalid
-                                   AND i.indpred IS NULL AND i.indexprs IS NULL
-                                   AND oc.opcdefault AND i.indcollation[0] = a.attcollation
-                                   AND a.attcollation IN (0, 100))
+                                 WHERE i.indrelid = ka.attrelid AND i.indkey[0] = ka.attnum
+                                   AND i.indisvalid AND i.indpred IS NULL
+                                   AND i.indexprs IS NULL AND oc.opcdefault
+                                   AND i.indcollation[0] = ka.attcollation
+                                   AND ka.attcollation IN (0, 100))
                           AND NOT EXISTS (
                                 SELECT 1 FROM (SELECT min(k.v) AS lo, max(k.v) AS hi
                                                  FROM unnest($1::{array}) AS k(v)) r
@@ -249,7 +241,11 @@ impl DirectSql {
                                 CROSS JOIN LATERAL (
                                   SELECT 1 FROM {table} o WHERE o.{key_name} = k.v LIMIT 1) s)
                     END,
-                    {compares_as_sent}",
+                    {compares_as_sent}
+               FROM (SELECT 1) AS one
+               LEFT JOIN pg_catalog.pg_attribute ka
+                 ON ka.attrelid = {relation}::regclass AND ka.attname = {key_literal}
+                AND ka.attnum > 0 AND NOT ka.attisdropped",
             expected = expected.join(", "),
             key_name = quote_ident(&key_column.target),
             key_literal = quote_literal(&key_column.target),
@@ -257,7 +253,7 @@ impl DirectSql {
                 KeyKind::Text => "text[]",
                 KeyKind::Integer => "bigint[]",
             },
-            compares_as_sent = compares_as_sent(key, &relation, &quote_literal(&key_column.target)),
+            compares_as_sent = compares_as_sent(key),
             types = key_types(key),
         );
         let names: Vec<String> = written.iter().map(|(n, _)| quote_ident(n)).collect();
@@ -285,43 +281,37 @@ fn key_types(key: KeyKind) -> &'static str {
 }
 
 /// Whether two keys are one in the table exactly when the chunks send the same bytes (text)
-/// or value (integers), as SQL over the key column of `relation` named by `key_literal`
-/// ([`DirectSql`]'s `probe`, last answer): an integer key (a `numeric` one without a negative
-/// scale, which rounds 14 and 6 to one key, 10), or a `text` or unlimited `varchar` key whose
-/// collation, and its indexes', are deterministic (a `varchar(n)` cuts a longer key's
-/// trailing blanks; a nondeterministic collation makes `a` and `A` one key); and no row-level
-/// `BEFORE INSERT` or `UPDATE` trigger on the table or its partitions, which may rewrite the
-/// key.
-fn compares_as_sent(key: KeyKind, relation: &str, key_literal: &str) -> String {
+/// or value (integers), as SQL over the key's column `ka` ([`DirectSql`]'s `probe`, last
+/// answer): an integer key (a `numeric` one without a negative scale, which rounds 14 and 6
+/// to one key, 10), or a `text` or unlimited `varchar` key whose collation, and its
+/// indexes', are deterministic (a `varchar(n)` cuts a longer key's trailing blanks; a
+/// nondeterministic collation makes `a` and `A` one key); and no row-level `BEFORE INSERT` or
+/// `UPDATE` trigger on the table or its partitions, which may rewrite the key.
+fn compares_as_sent(key: KeyKind) -> String {
     let types = key_types(key);
     let exact = match key {
-        KeyKind::Text => "a.atttypmod = -1",
+        KeyKind::Text => "ka.atttypmod = -1",
         // A `numeric` typmod holds the scale in its low 11 bits, after the 4-byte header;
         // bit 10 is the sign of a negative scale (PostgreSQL 15 and later).
         KeyKind::Integer => {
-            "(a.atttypid <> 'numeric'::regtype OR a.atttypmod = -1
-              OR ((a.atttypmod - 4) & 1024) = 0)"
+            "(ka.atttypid <> 'numeric'::regtype OR ka.atttypmod = -1
+              OR ((ka.atttypmod - 4) & 1024) = 0)"
         }
     };
     format!(
-        "COALESCE((SELECT a.atttypid IN ({types}) AND {exact}
-                          AND NOT EXISTS (
-                            SELECT 1 FROM pg_catalog.pg_collation k
-                             WHERE NOT k.collisdeterministic
-                               AND (k.oid = a.attcollation OR k.oid IN (
-                                     SELECT i.indcollation[0] FROM pg_catalog.pg_index i
-                                      WHERE i.indrelid = a.attrelid
-                                        AND i.indkey[0] = a.attnum)))
-                          AND NOT EXISTS (
-                            SELECT 1 FROM pg_catalog.pg_trigger t
-                             WHERE (t.tgrelid = a.attrelid OR t.tgrelid IN (
-                                     SELECT p.relid
-                                       FROM pg_catalog.pg_partition_tree(a.attrelid) p))
-                               AND NOT t.tgisinternal AND (t.tgtype & 3) = 3
-                               AND (t.tgtype & 20) <> 0)
-                     FROM pg_catalog.pg_attribute a
-                    WHERE a.attrelid = {relation}::regclass AND a.attname = {key_literal}
-                      AND a.attnum > 0 AND NOT a.attisdropped), false)"
+        "COALESCE(ka.atttypid IN ({types}) AND {exact}
+                  AND NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_collation k
+                     WHERE NOT k.collisdeterministic
+                       AND (k.oid = ka.attcollation OR k.oid IN (
+                             SELECT i.indcollation[0] FROM pg_catalog.pg_index i
+                              WHERE i.indrelid = ka.attrelid AND i.indkey[0] = ka.attnum)))
+                  AND NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_trigger t
+                     WHERE (t.tgrelid = ka.attrelid OR t.tgrelid IN (
+                             SELECT p.relid FROM pg_catalog.pg_partition_tree(ka.attrelid) p))
+                       AND NOT t.tgisinternal AND (t.tgtype & 3) = 3
+                       AND (t.tgtype & 20) <> 0), false)"
     )
 }
 
