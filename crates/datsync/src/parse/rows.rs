@@ -117,7 +117,7 @@ impl RowBuilder {
             bytes: 0,
             lines: UInt64Builder::with_capacity(rows),
             columns: (0..kept)
-                .map(|_| TextColumn::with_capacity(rows, rows * FIELD_BYTES_GUESS))
+                .map(|_| TextColumn::with_capacity(rows, rows * FIELD_BYTES_GUESS, 0))
                 .collect(),
             errors: StringBuilder::new(),
             raws: StringBuilder::new(),
@@ -158,6 +158,7 @@ impl RowBuilder {
         line_no: LineNo,
         may_hold_nul: bool,
     ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
+        self.begin_row();
         if may_hold_nul && memchr::memchr(0, line).is_some() {
             self.nul_rows += 1;
             let message = self.note_cut(line, "NUL byte in the line: not text".to_owned());
@@ -190,6 +191,7 @@ impl RowBuilder {
         line_no: LineNo,
         lines: u64,
     ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
+        self.begin_row();
         self.long_lines += 1;
         let message = if lines > 1 {
             format!(
@@ -217,10 +219,21 @@ impl RowBuilder {
         line_no: LineNo,
         message: String,
     ) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
+        self.begin_row();
         self.unterminated_quotes += 1;
         let message = self.note_cut(raw, message);
         self.push_error_row(raw, line_no, message);
         self.end_row(usize::try_from(len).unwrap_or(usize::MAX))
+    }
+
+    /// Reserves each column's buffers before the first row of a batch.
+    #[inline]
+    fn begin_row(&mut self) {
+        if self.rows == 0 {
+            for column in &mut self.columns {
+                column.reserve();
+            }
+        }
     }
 
     fn end_row(&mut self, len: usize) -> Result<Option<(RecordBatch, BatchCut)>, ArrowError> {
@@ -405,17 +418,31 @@ struct TextColumn {
     /// The rows that are null, in order (4 bytes each: a batch's rows are counted in `i32`
     /// offsets).
     null_rows: Vec<u32>,
+    /// What the next batch reserves when its first row comes ([`Self::reserve`]): rows,
+    /// bytes of text, null rows.
+    next: (usize, usize, usize),
 }
 
 impl TextColumn {
-    fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
+    /// A column that reserves `rows`, `bytes` and `nulls` when its first row comes.
+    fn with_capacity(rows: usize, bytes: usize, nulls: usize) -> Self {
         Self {
-            values: Vec::with_capacity(bytes),
-            offsets,
+            values: Vec::new(),
+            offsets: vec![0],
             null_rows: Vec::new(),
+            next: (rows, bytes, nulls),
         }
+    }
+
+    /// Reserves the batch's buffers, before its first row. Not when the batch before is cut:
+    /// a reader that drops each batch before it decodes on frees the buffers first, so the
+    /// allocator hands the same memory back instead of pages the kernel must fault in and
+    /// zero again.
+    fn reserve(&mut self) {
+        let (rows, bytes, nulls) = self.next;
+        self.offsets.reserve(rows);
+        self.values.reserve(bytes);
+        self.null_rows.reserve(nulls);
     }
 
     /// Appends the `len` bytes of `line` from `start`, which the caller knows to be UTF-8.
@@ -465,11 +492,17 @@ impl TextColumn {
         }
         let rows = batch_rows.min(1 << 16);
         let bytes = self.values.len();
-        let next = Self::with_capacity(rows, (bytes + bytes / 8 + 64).min(MAX_RESERVE_BYTES));
+        let nulls = self.null_rows.len();
+        let next = Self::with_capacity(
+            rows,
+            (bytes + bytes / 8 + 64).min(MAX_RESERVE_BYTES),
+            (nulls + nulls / 8).min(rows),
+        );
         let Self {
             values,
             offsets,
             null_rows,
+            ..
         } = std::mem::replace(self, next);
         let len = offsets.len() - 1;
         let validity = (!null_rows.is_empty()).then(|| {
@@ -612,7 +645,37 @@ impl NullTokens {
 
 #[cfg(test)]
 mod tests {
-    use super::raw_text;
+    use arrow_array::Array as _;
+
+    use super::{TextColumn, raw_text};
+
+    #[test]
+    fn a_column_takes_memory_for_a_batch_at_its_first_row_not_when_the_one_before_is_cut() {
+        let mut column = TextColumn::with_capacity(4, 64, 0);
+        assert_eq!(column.values.capacity(), 0, "nothing before the first row");
+        column.reserve();
+        column.push("abc");
+        column.push_null();
+        column.push("de");
+        assert!(column.values.capacity() >= 64 && column.offsets.capacity() > 4);
+        let array = column.finish(4).unwrap();
+        assert_eq!(
+            array.iter().collect::<Vec<_>>(),
+            [Some("abc"), None, Some("de")]
+        );
+        // Cut: the batch's buffers went with the array; the next batch's come with its rows,
+        // sized after this one (its text with an eighth more, its nulls).
+        assert_eq!(column.values.capacity(), 0);
+        assert_eq!(column.null_rows.capacity(), 0);
+        column.reserve();
+        assert!(column.values.capacity() >= 5 + 5 / 8 + 64);
+        assert!(column.offsets.capacity() > 4 && column.null_rows.capacity() >= 1);
+        column.push_null();
+        let array = column.finish(4).unwrap();
+        assert_eq!(array.iter().collect::<Vec<_>>(), [None]);
+        // A batch cut before any row holds none.
+        assert_eq!(column.finish(4).unwrap().len(), 0);
+    }
 
     #[test]
     fn raw_text_drops_a_character_cut_in_two_only() {
