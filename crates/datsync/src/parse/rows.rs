@@ -117,7 +117,13 @@ impl RowBuilder {
             bytes: 0,
             lines: UInt64Builder::with_capacity(rows),
             columns: (0..kept)
-                .map(|_| TextColumn::with_capacity(rows, rows * FIELD_BYTES_GUESS, 0))
+                .map(|_| {
+                    TextColumn::new(Reserve {
+                        rows,
+                        bytes: rows * FIELD_BYTES_GUESS,
+                        nulls: 0,
+                    })
+                })
                 .collect(),
             errors: StringBuilder::new(),
             raws: StringBuilder::new(),
@@ -418,19 +424,28 @@ struct TextColumn {
     /// The rows that are null, in order (4 bytes each: a batch's rows are counted in `i32`
     /// offsets).
     null_rows: Vec<u32>,
-    /// What the next batch reserves when its first row comes ([`Self::reserve`]): rows,
-    /// bytes of text, null rows.
-    next: (usize, usize, usize),
+    /// What the next batch reserves when its first row comes ([`Self::reserve`]).
+    next: Reserve,
+}
+
+/// The room a column's next batch takes at its first row.
+#[derive(Debug, Clone, Copy)]
+struct Reserve {
+    rows: usize,
+    /// Bytes of text.
+    bytes: usize,
+    /// Null rows.
+    nulls: usize,
 }
 
 impl TextColumn {
-    /// A column that reserves `rows`, `bytes` and `nulls` when its first row comes.
-    fn with_capacity(rows: usize, bytes: usize, nulls: usize) -> Self {
+    /// An empty column that takes `next` when its first row comes.
+    fn new(next: Reserve) -> Self {
         Self {
             values: Vec::new(),
             offsets: vec![0],
             null_rows: Vec::new(),
-            next: (rows, bytes, nulls),
+            next,
         }
     }
 
@@ -439,7 +454,7 @@ impl TextColumn {
     /// allocator hands the same memory back instead of pages the kernel must fault in and
     /// zero again.
     fn reserve(&mut self) {
-        let (rows, bytes, nulls) = self.next;
+        let Reserve { rows, bytes, nulls } = self.next;
         self.offsets.reserve(rows);
         self.values.reserve(bytes);
         self.null_rows.reserve(nulls);
@@ -482,7 +497,8 @@ impl TextColumn {
         self.values.len() as i32
     }
 
-    /// Takes the rows as an array and starts again with buffers about as large as these were.
+    /// Takes the rows as an array and starts again empty, to take buffers about as large as
+    /// these were at the next batch's first row.
     fn finish(&mut self, batch_rows: usize) -> Result<StringArray, ArrowError> {
         if i32::try_from(self.values.len()).is_err() {
             return Err(ArrowError::ComputeError(
@@ -493,11 +509,11 @@ impl TextColumn {
         let rows = batch_rows.min(1 << 16);
         let bytes = self.values.len();
         let nulls = self.null_rows.len();
-        let next = Self::with_capacity(
+        let next = Self::new(Reserve {
             rows,
-            (bytes + bytes / 8 + 64).min(MAX_RESERVE_BYTES),
-            (nulls + nulls / 8).min(rows),
-        );
+            bytes: (bytes + bytes / 8 + 64).min(MAX_RESERVE_BYTES),
+            nulls: (nulls + nulls / 8).min(rows),
+        });
         let Self {
             values,
             offsets,
@@ -647,34 +663,111 @@ impl NullTokens {
 mod tests {
     use arrow_array::Array as _;
 
-    use super::{TextColumn, raw_text};
+    use super::super::header::{Header, HeaderColumn};
+    use super::{
+        Delimiter, FIELD_BYTES_GUESS, ParseOptions, Reading, Reserve, RowBuilder, TextColumn,
+        raw_text,
+    };
+    use crate::profile::TextEncoding;
 
     #[test]
     fn a_column_takes_memory_for_a_batch_at_its_first_row_not_when_the_one_before_is_cut() {
-        let mut column = TextColumn::with_capacity(4, 64, 0);
+        let mut column = TextColumn::new(Reserve {
+            rows: 4,
+            bytes: 64,
+            nulls: 0,
+        });
         assert_eq!(column.values.capacity(), 0, "nothing before the first row");
         column.reserve();
-        column.push("abc");
+        column.push("0123456789abcdef");
         column.push_null();
         column.push("de");
         assert!(column.values.capacity() >= 64 && column.offsets.capacity() > 4);
         let array = column.finish(4).unwrap();
         assert_eq!(
             array.iter().collect::<Vec<_>>(),
-            [Some("abc"), None, Some("de")]
+            [Some("0123456789abcdef"), None, Some("de")]
         );
         // Cut: the batch's buffers went with the array; the next batch's come with its rows,
-        // sized after this one (its text with an eighth more, its nulls).
+        // sized after this one (its text and its nulls, each with an eighth more).
         assert_eq!(column.values.capacity(), 0);
         assert_eq!(column.null_rows.capacity(), 0);
         column.reserve();
-        assert!(column.values.capacity() >= 5 + 5 / 8 + 64);
+        let text = 18;
+        assert!(column.values.capacity() >= text + text / 8 + 64);
         assert!(column.offsets.capacity() > 4 && column.null_rows.capacity() >= 1);
         column.push_null();
         let array = column.finish(4).unwrap();
         assert_eq!(array.iter().collect::<Vec<_>>(), [None]);
         // A batch cut before any row holds none.
         assert_eq!(column.finish(4).unwrap().len(), 0);
+    }
+
+    /// Each way a row enters a batch (a record, a ragged record, a long line, a record whose
+    /// quote never closes) reserves every column's buffers when it is the batch's first.
+    type Push = fn(&mut RowBuilder) -> Option<arrow_array::RecordBatch>;
+
+    #[test]
+    fn every_first_row_of_a_batch_reserves_the_columns() {
+        let column = |name: &str| HeaderColumn {
+            raw: name.to_owned(),
+            canonical: name.to_owned(),
+            name: name.to_owned(),
+            known: true,
+            duplicate: false,
+        };
+        let header = Header {
+            delimiter: Delimiter::Pipe,
+            columns: vec![column("a"), column("b")],
+            line: 1,
+        };
+        let options = ParseOptions {
+            batch_rows: 2,
+            ..ParseOptions::default()
+        };
+        let reading = Reading {
+            syntax: None,
+            encoding: TextEncoding::Utf8,
+            trim: false,
+        };
+        let forms: [(&str, Push); 4] = [
+            ("record", |r| {
+                r.push_record(b"x|y", 2, false).unwrap().map(|b| b.0)
+            }),
+            ("ragged", |r| {
+                r.push_record(b"x", 2, false).unwrap().map(|b| b.0)
+            }),
+            ("long line", |r| {
+                r.push_long_line(b"x|y", 1 << 30, 2, 1)
+                    .unwrap()
+                    .map(|b| b.0)
+            }),
+            ("open quote", |r| {
+                r.push_unterminated(b"x|\"y", 4, 2, "open".to_owned())
+                    .unwrap()
+                    .map(|b| b.0)
+            }),
+        ];
+        for (name, push) in forms {
+            let mut rows = RowBuilder::new(&header, &[String::new()], &options, reading);
+            for first_of_batch in [true, false, true] {
+                if first_of_batch {
+                    assert!(
+                        rows.columns.iter().all(|c| c.values.capacity() == 0),
+                        "{name}: nothing taken before the batch's first row"
+                    );
+                }
+                match push(&mut rows) {
+                    Some(cut) => assert_eq!(cut.num_rows(), 2, "{name}"),
+                    None => assert!(
+                        rows.columns
+                            .iter()
+                            .all(|c| c.values.capacity() >= 2 * FIELD_BYTES_GUESS),
+                        "{name}: the batch's first row reserved every column"
+                    ),
+                }
+            }
+        }
     }
 
     #[test]
