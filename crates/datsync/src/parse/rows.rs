@@ -703,10 +703,11 @@ mod tests {
         assert_eq!(column.finish(4).unwrap().len(), 0);
     }
 
-    /// Each way a row enters a batch (a record, a ragged record, a long line, a record whose
-    /// quote never closes) reserves every column's buffers when it is the batch's first.
+    /// One way a row enters a batch, and the batch it cut, if any.
     type Push = fn(&mut RowBuilder) -> Option<arrow_array::RecordBatch>;
 
+    /// Each way a row enters a batch (a record, a ragged record, a long line, a record whose
+    /// quote never closes) reserves every column's buffers when it is the batch's first.
     #[test]
     fn every_first_row_of_a_batch_reserves_the_columns() {
         let column = |name: &str| HeaderColumn {
