@@ -146,6 +146,11 @@ mod tests {
         KeyRange::texts(keys).expect("keys")
     }
 
+    /// Notes chunk `chunk` of sync `sync` (checksum `sha`) with the range of `keys`.
+    fn note(notes: &Notes, sync: &str, chunk: i32, keys: &[&str]) -> Option<Before> {
+        notes.note(sync, (chunk, "sha".to_owned()), texts(keys))
+    }
+
     fn before(chunks: &[i32]) -> Before {
         Before {
             chunks: chunks.to_vec(),
@@ -156,85 +161,41 @@ mod tests {
     #[test]
     fn a_chunk_is_a_candidate_only_when_its_range_meets_no_range_noted_before() {
         let notes = Notes::default();
-        assert_eq!(
-            notes.note("s", (0, "sha".to_owned()), texts(&["100", "199"])),
-            Some(before(&[]))
-        );
-        assert_eq!(
-            notes.note("s", (1, "sha".to_owned()), texts(&["200", "299"])),
-            Some(before(&[0]))
-        );
+        assert_eq!(note(&notes, "s", 0, &["100", "199"]), Some(before(&[])));
+        assert_eq!(note(&notes, "s", 1, &["200", "299"]), Some(before(&[0])));
         // Sharing a bound is overlapping.
-        assert_eq!(
-            notes.note("s", (2, "sha".to_owned()), texts(&["299", "300"])),
-            None
-        );
+        assert_eq!(note(&notes, "s", 2, &["299", "300"]), None);
         // Inside and around another chunk's range.
-        assert_eq!(
-            notes.note("s", (3, "sha".to_owned()), texts(&["150", "160"])),
-            None
-        );
-        assert_eq!(
-            notes.note("s", (4, "sha".to_owned()), texts(&["050", "500"])),
-            None
-        );
+        assert_eq!(note(&notes, "s", 3, &["150", "160"]), None);
+        assert_eq!(note(&notes, "s", 4, &["050", "500"]), None);
         // Chunk 4 was noted though it was not a candidate: its range counts.
+        assert_eq!(note(&notes, "s", 5, &["400", "450"]), None);
         assert_eq!(
-            notes.note("s", (5, "sha".to_owned()), texts(&["400", "450"])),
-            None
-        );
-        assert_eq!(
-            notes.note("s", (6, "sha".to_owned()), texts(&["600", "700"])),
+            note(&notes, "s", 6, &["600", "700"]),
             Some(before(&[0, 1, 2, 3, 4, 5]))
         );
         // A retried chunk meets its own first note.
-        assert_eq!(
-            notes.note("s", (6, "sha".to_owned()), texts(&["600", "700"])),
-            None
-        );
+        assert_eq!(note(&notes, "s", 6, &["600", "700"]), None);
     }
 
     #[test]
     fn a_range_past_the_byte_budget_is_not_noted() {
         let notes = Notes::default();
         let huge = "k".repeat(super::MAX_NOTED_BYTES);
-        assert_eq!(
-            notes.note("s", (0, "sha".to_owned()), texts(&["a", "b"])),
-            Some(before(&[]))
-        );
+        assert_eq!(note(&notes, "s", 0, &["a", "b"]), Some(before(&[])));
         // A candidate, but too large to keep: the next chunk's list does not have it.
-        assert_eq!(
-            notes.note("s", (1, "sha".to_owned()), texts(&[&huge])),
-            Some(before(&[0]))
-        );
-        assert_eq!(
-            notes.note("s", (2, "sha".to_owned()), texts(&["x", "y"])),
-            Some(before(&[0]))
-        );
+        assert_eq!(note(&notes, "s", 1, &[&huge]), Some(before(&[0])));
+        assert_eq!(note(&notes, "s", 2, &["x", "y"]), Some(before(&[0])));
     }
 
     #[test]
     fn another_sync_starts_from_no_notes() {
         let notes = Notes::default();
-        assert_eq!(
-            notes.note("a", (0, "sha".to_owned()), texts(&["1", "2"])),
-            Some(before(&[]))
-        );
-        assert_eq!(
-            notes.note("b", (7, "sha".to_owned()), texts(&["1", "2"])),
-            Some(before(&[]))
-        );
-        assert_eq!(
-            notes.note("a", (1, "sha".to_owned()), texts(&["1", "2"])),
-            Some(before(&[]))
-        );
+        assert_eq!(note(&notes, "a", 0, &["1", "2"]), Some(before(&[])));
+        assert_eq!(note(&notes, "b", 7, &["1", "2"]), Some(before(&[])));
+        assert_eq!(note(&notes, "a", 1, &["1", "2"]), Some(before(&[])));
         // Clones share the notes (the jobs of one run).
-        assert_eq!(
-            notes
-                .clone()
-                .note("a", (2, "sha".to_owned()), texts(&["1", "2"])),
-            None
-        );
+        assert_eq!(note(&notes.clone(), "a", 2, &["1", "2"]), None);
     }
 
     #[test]
