@@ -72,6 +72,49 @@ impl<'a> ColumnEncoder<'a> {
         })
     }
 
+    /// Reads the values of `rows` (the first byte of each text value, each fixed-size value)
+    /// and returns their wrapping sum, for [`warm`].
+    // The sum is only kept from the optimizer: any bits of it do.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    fn warm(&self, rows: impl Iterator<Item = usize>) -> u64 {
+        fn text(a: &StringArray, rows: impl Iterator<Item = usize>) -> u64 {
+            let (offsets, data) = (a.value_offsets(), a.value_data());
+            let mut acc = 0u64;
+            for row in rows {
+                let at = offsets
+                    .get(row)
+                    .map_or(0, |&o| usize::try_from(o).unwrap_or(0));
+                acc = acc.wrapping_add(u64::from(data.get(at).copied().unwrap_or(0)));
+            }
+            acc
+        }
+        fn fixed<T: ArrowPrimitiveType>(
+            a: &PrimitiveArray<T>,
+            rows: impl Iterator<Item = usize>,
+        ) -> u64
+        where
+            T::Native: Into<i128>,
+        {
+            let values = a.values();
+            let mut acc = 0u64;
+            for row in rows {
+                let v: i128 = values.get(row).copied().map_or(0, Into::into);
+                acc = acc.wrapping_add(v as u64);
+            }
+            acc
+        }
+        match self {
+            Self::Text(a) | Self::NumericText(a) => text(a, rows),
+            Self::Decimal(a, _) => fixed(*a, rows),
+            Self::Int(a) => fixed(*a, rows),
+            Self::Line(a) => fixed(*a, rows),
+            Self::Date(a) => fixed(*a, rows),
+            Self::Time(a) => fixed(*a, rows),
+            Self::Timestamp(a) => fixed(*a, rows),
+            Self::Bool(_) | Self::Float(_) => 0,
+        }
+    }
+
     /// Appends field `row` (length prefix + body; -1 for NULL).
     // Lengths fit `i32`: an Arrow `Utf8` array has `i32` offsets, a numeric body is at most
     // 48 bytes.
@@ -163,15 +206,50 @@ fn put_fixed<T, const N: usize>(
     }
 }
 
-/// Appends rows `rows` of the columns as binary COPY tuples.
+/// Appends rows `rows` of the columns as binary COPY tuples, [`WARM_ROWS`] at a time, each
+/// block read ahead ([`warm`]).
 pub(super) fn put_rows(
     encoders: &[ColumnEncoder<'_>],
     rows: std::ops::Range<usize>,
     out: &mut BytesMut,
 ) {
-    for row in rows {
-        put_fields(encoders, row, out);
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = start.saturating_add(WARM_ROWS).min(rows.end);
+        warm(encoders, &(start..end));
+        for row in start..end {
+            put_fields(encoders, row, out);
+        }
+        start = end;
     }
+}
+
+/// Rows read ahead, column by column, before they are encoded row by row: ~300 KB of ZTDWR
+/// rows, which stay in a core's L2 cache until they are encoded.
+///
+/// A tuple takes one value of every column, and a ZTDWR batch has ~90 of them, each with its
+/// own buffers (offsets, bytes, validity). Encoded row by row straight from memory, the
+/// encoder waited on memory (issue 14, `perf annotate`: 35% of its samples on the store
+/// after the load of a text value, 14% after the load of a decimal). Read column by column
+/// first, each buffer is one sequential stream, which the hardware prefetches; the encoding
+/// then finds the rows in the cache (the load benchmark's encoding of 30 MB of payload:
+/// 86 → 61 ms, medians of five alternating runs; blocks of 16 and 64 rows gained less).
+pub(super) const WARM_ROWS: usize = 256;
+
+/// Reads the values of `rows` of every column, column by column (the first byte of each text
+/// value, each fixed-size value), so that encoding those rows next finds them in the cache.
+/// Changes nothing.
+pub(super) fn warm<'a, E, I>(encoders: &[E], rows: &I)
+where
+    E: std::borrow::Borrow<ColumnEncoder<'a>>,
+    I: Iterator<Item = usize> + Clone,
+{
+    let mut acc = 0u64;
+    for e in encoders {
+        acc = acc.wrapping_add(e.borrow().warm(rows.clone()));
+    }
+    // Kept, so that the reads are not optimized away.
+    std::hint::black_box(acc);
 }
 
 /// Appends row `row` of the columns (owned or borrowed encoders) as one binary COPY tuple.
@@ -289,5 +367,95 @@ mod tests {
                 assert_eq!(out, want, "row {row} of the array at {offset}");
             }
         }
+    }
+
+    /// A batch of every encoder kind, nulls included, `n` rows, sliced from a longer one
+    /// (offset 3) so that the arrays' offsets and values do not start at 0.
+    fn columns(n: usize) -> Vec<arrow_array::ArrayRef> {
+        use std::sync::Arc;
+        let len = n + 3;
+        let text: StringArray = (0..len)
+            .map(|i| (i % 5 != 1).then(|| "v".repeat(i % 23)))
+            .collect();
+        let decimal = Decimal128Array::from(
+            (0..len)
+                .map(|i| (i % 7 != 2).then_some(i as i128 * 1_000_003 - 5_000))
+                .collect::<Vec<_>>(),
+        )
+        .with_precision_and_scale(20, 3)
+        .unwrap();
+        let int = Int64Array::from(
+            (0..len)
+                .map(|i| (i % 4 != 0).then_some(i64::try_from(i).unwrap()))
+                .collect::<Vec<_>>(),
+        );
+        let date = Date32Array::from(
+            (0..len)
+                .map(|i| (i % 6 != 5).then_some(i32::try_from(i).unwrap()))
+                .collect::<Vec<_>>(),
+        );
+        let line = UInt64Array::from((0..len).map(|i| i as u64).collect::<Vec<_>>());
+        let flag = BooleanArray::from(
+            (0..len)
+                .map(|i| (i % 3 != 0).then_some(i % 2 == 0))
+                .collect::<Vec<_>>(),
+        );
+        let arrays: Vec<arrow_array::ArrayRef> = vec![
+            Arc::new(text),
+            Arc::new(decimal),
+            Arc::new(int),
+            Arc::new(date),
+            Arc::new(line),
+            Arc::new(flag),
+        ];
+        arrays.iter().map(|a| a.slice(3, n)).collect()
+    }
+
+    /// `put_rows` reads rows ahead in blocks of [`WARM_ROWS`] and still encodes every row of
+    /// its range once, in order: the tuples of `put_fields` row by row, for ranges that start
+    /// and end inside and at the edges of blocks.
+    #[test]
+    fn rows_read_ahead_in_blocks_are_each_encoded_once_in_order() {
+        let n = 2 * WARM_ROWS + 3;
+        let arrays = columns(n);
+        let encoders: Vec<ColumnEncoder<'_>> = arrays
+            .iter()
+            .map(|a| ColumnEncoder::new(a.as_ref()).unwrap())
+            .collect();
+        for range in [
+            0..n,
+            5..WARM_ROWS + 7,
+            WARM_ROWS..2 * WARM_ROWS,
+            n - 1..n,
+            7..7,
+        ] {
+            let mut got = BytesMut::new();
+            put_rows(&encoders, range.clone(), &mut got);
+            let mut want = BytesMut::new();
+            for row in range.clone() {
+                put_fields(&encoders, row, &mut want);
+            }
+            assert_eq!(got, want, "rows {range:?}");
+        }
+    }
+
+    /// Reading ahead never reads past the arrays, whatever rows it is given (past the end, an
+    /// order that names a row twice or none at all), and leaves the tuples as they were.
+    #[test]
+    fn reading_ahead_stays_inside_the_arrays_and_changes_no_tuple() {
+        let n = WARM_ROWS + 10;
+        let arrays = columns(n);
+        let encoders: Vec<ColumnEncoder<'_>> = arrays
+            .iter()
+            .map(|a| ColumnEncoder::new(a.as_ref()).unwrap())
+            .collect();
+        let mut before = BytesMut::new();
+        put_rows(&encoders, 0..n, &mut before);
+        warm(&encoders, &(n - 2..n + 2 * WARM_ROWS));
+        warm(&encoders, &[n - 1, usize::MAX, 0, 0].into_iter());
+        warm(&encoders, &std::iter::empty());
+        let mut after = BytesMut::new();
+        put_rows(&encoders, 0..n, &mut after);
+        assert_eq!(before, after);
     }
 }

@@ -418,9 +418,16 @@ impl DirectSql {
         // since the look-up makes the COPY fail on the unique index, as another sync's does.
         super::lock_sync_upsert(c, d.sync.sync_id.as_str()).await?;
         let copied = super::unless_a_key_is_taken(c, SAVEPOINT, || {
-            super::copy_stream(c, &self.copy, rows, |i, out| {
-                self.put_row(d, now.0, order[i], out);
-            })
+            super::copy_stream_warm(
+                c,
+                &self.copy,
+                rows,
+                |at| {
+                    let rows = order.get(at).unwrap_or_default();
+                    copy::warm(d.encoders, &rows.iter().copied());
+                },
+                |i, out| self.put_row(d, now.0, order[i], out),
+            )
         })
         .await
         .map_err(q("cannot copy the chunk into the target table"))?;
@@ -497,10 +504,14 @@ impl DirectSql {
             staged = rows,
             "derived rows staged: each key's newest, and those the client cannot judge"
         );
-        super::copy_stream(c, sql, rows, |i, out| {
-            let row = kept.map_or(i, |k| k[i]);
-            copy::put_fields(&sent, row, out);
-        })
+        let row = |i: usize| kept.map_or(i, |k| k[i]);
+        super::copy_stream_warm(
+            c,
+            sql,
+            rows,
+            |at| copy::warm(&sent, &at.map(row)),
+            |i, out| copy::put_fields(&sent, row(i), out),
+        )
         .await
         .map_err(|e| PgError::query("cannot stage the chunk's derived columns", e))?;
         Ok(())

@@ -1118,10 +1118,14 @@ async fn copy_rows(
     encoders: &[ColumnEncoder<'_>],
     order: Option<&[usize]>,
 ) -> Result<(), PgError> {
-    copy_stream(tx, copy_sql, rows, |i, out| {
-        let row = order.and_then(|o| o.get(i).copied()).unwrap_or(i);
-        copy::put_fields(encoders, row, out);
-    })
+    let row = |i: usize| order.and_then(|o| o.get(i).copied()).unwrap_or(i);
+    copy_stream_warm(
+        tx,
+        copy_sql,
+        rows,
+        |at| copy::warm(encoders, &at.map(row)),
+        |i, out| copy::put_fields(encoders, row(i), out),
+    )
     .await
     .map_err(|e| PgError::query("cannot copy the chunk into the staging table", e))?;
     Ok(())
@@ -1134,6 +1138,18 @@ async fn copy_stream(
     tx: &Client,
     copy_sql: &str,
     rows: usize,
+    put_row: impl FnMut(usize, &mut BytesMut),
+) -> Result<u64, tokio_postgres::Error> {
+    copy_stream_warm(tx, copy_sql, rows, |_| {}, put_row).await
+}
+
+/// [`copy_stream`], with `warm(i..j)` called before the `i`-th tuple for the next
+/// [`copy::WARM_ROWS`] (reading those rows ahead, [`copy::warm`]).
+async fn copy_stream_warm(
+    tx: &Client,
+    copy_sql: &str,
+    rows: usize,
+    mut warm: impl FnMut(std::ops::Range<usize>),
     mut put_row: impl FnMut(usize, &mut BytesMut),
 ) -> Result<u64, tokio_postgres::Error> {
     let sink = tx.copy_in::<_, bytes::Bytes>(copy_sql).await?;
@@ -1144,10 +1160,15 @@ async fn copy_stream(
     let mut buf = BytesMut::with_capacity(COPY_BYTES_PER_MESSAGE + (16 << 10));
     buf.extend_from_slice(COPY_HEADER);
     let mut start = 0;
+    let mut warmed = 0;
     while start < rows {
         let last = (start + COPY_ROWS_PER_MESSAGE).min(rows);
         let mut end = start;
         while end < last && buf.len() < COPY_BYTES_PER_MESSAGE {
+            if end == warmed {
+                warmed = end.saturating_add(copy::WARM_ROWS).min(rows);
+                warm(end..warmed);
+            }
             put_row(end, &mut buf);
             end += 1;
         }
