@@ -72,22 +72,21 @@ impl<'a> ColumnEncoder<'a> {
         })
     }
 
-    /// Reads the values of `rows` (the first byte of each text value, each fixed-size value)
-    /// and returns their wrapping sum, for [`warm`].
-    // The sum is only kept from the optimizer: any bits of it do.
-    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    /// Reads the values of `rows` (the first byte of each text value, each number, date and
+    /// time; not booleans, a block of which is a few bytes) and returns their wrapping sum,
+    /// for [`warm`]. Rows past the array are skipped.
     fn warm(&self, rows: impl Iterator<Item = usize>) -> u64 {
         fn text(a: &StringArray, rows: impl Iterator<Item = usize>) -> u64 {
             let (offsets, data) = (a.value_offsets(), a.value_data());
-            let mut acc = 0u64;
-            for row in rows {
+            rows.fold(0u64, |acc, row| {
                 let at = offsets
                     .get(row)
                     .map_or(0, |&o| usize::try_from(o).unwrap_or(0));
-                acc = acc.wrapping_add(u64::from(data.get(at).copied().unwrap_or(0)));
-            }
-            acc
+                acc.wrapping_add(u64::from(data.get(at).copied().unwrap_or(0)))
+            })
         }
+        // Only that the sum depends on every value matters (it keeps the reads): its bits
+        // may be cut.
         fn fixed<T: ArrowPrimitiveType>(
             a: &PrimitiveArray<T>,
             rows: impl Iterator<Item = usize>,
@@ -96,12 +95,10 @@ impl<'a> ColumnEncoder<'a> {
             T::Native: Into<i128>,
         {
             let values = a.values();
-            let mut acc = 0u64;
-            for row in rows {
+            rows.fold(0u64, |acc, row| {
                 let v: i128 = values.get(row).copied().map_or(0, Into::into);
-                acc = acc.wrapping_add(v as u64);
-            }
-            acc
+                acc.wrapping_add(v as u64)
+            })
         }
         match self {
             Self::Text(a) | Self::NumericText(a) => text(a, rows),
@@ -111,7 +108,13 @@ impl<'a> ColumnEncoder<'a> {
             Self::Date(a) => fixed(*a, rows),
             Self::Time(a) => fixed(*a, rows),
             Self::Timestamp(a) => fixed(*a, rows),
-            Self::Bool(_) | Self::Float(_) => 0,
+            Self::Float(a) => {
+                let values = a.values();
+                rows.fold(0u64, |acc, row| {
+                    acc.wrapping_add(values.get(row).map_or(0, |v| v.to_bits()))
+                })
+            }
+            Self::Bool(_) => 0,
         }
     }
 
@@ -224,21 +227,23 @@ pub(super) fn put_rows(
     }
 }
 
-/// Rows read ahead, column by column, before they are encoded row by row: ~300 KB of ZTDWR
-/// rows, which stay in a core's L2 cache until they are encoded.
+/// Rows read ahead, column by column, before they are encoded row by row.
 ///
-/// A tuple takes one value of every column, and a ZTDWR batch has ~90 of them, each with its
-/// own buffers (offsets, bytes, validity). Encoded row by row straight from memory, the
-/// encoder waited on memory (issue 14, `perf annotate`: 35% of its samples on the store
-/// after the load of a text value, 14% after the load of a decimal). Read column by column
-/// first, each buffer is one sequential stream, which the hardware prefetches; the encoding
-/// then finds the rows in the cache (the load benchmark's encoding of 30 MB of payload:
-/// 86 → 61 ms, medians of five alternating runs; blocks of 16 and 64 rows gained less).
+/// A tuple takes one value of every column, and a ZTDWR batch has ~90 of them, each in
+/// buffers of its own. Encoded row by row straight from memory, the encoder waited on it
+/// (issue 14, `perf annotate` of the load benchmark's encoding: 35% of its samples on the
+/// store after the load of a text value, 14% after the load of a decimal). Read column by
+/// column first, each buffer is read as one sequential stream, which the hardware can
+/// prefetch, and the block's rows are then expected in the cache when they are encoded.
+/// Measured with blocks of 256 rows (16 and 64 gained less): `encode_copy` in the load
+/// benchmark (30 MB of payload, each run's best of five) 86 → 61 ms, medians of five
+/// alternating runs; in first runs (`copy_stream_warm`, messages of 64 KiB sent between a
+/// block's rows), the encoder's share of the client's samples, `warm` included, 14.7–15.0%
+/// → 12.6–12.8%.
 pub(super) const WARM_ROWS: usize = 256;
 
-/// Reads the values of `rows` of every column, column by column (the first byte of each text
-/// value, each fixed-size value), so that encoding those rows next finds them in the cache.
-/// Changes nothing.
+/// Reads the values of `rows` of every column, column by column
+/// ([`ColumnEncoder::warm`]), so that encoding those rows next finds them in the cache.
 pub(super) fn warm<'a, E, I>(encoders: &[E], rows: &I)
 where
     E: std::borrow::Borrow<ColumnEncoder<'a>>,
@@ -250,6 +255,13 @@ where
     }
     // Kept, so that the reads are not optimized away.
     std::hint::black_box(acc);
+}
+
+/// The rows to read ahead before the `at`-th tuple of `rows`, when the rows read so far end
+/// at `warmed`: the next [`WARM_ROWS`] from `at` (fewer at the end), or `None` while `at`
+/// is still among them.
+pub(super) fn warm_next(at: usize, warmed: usize, rows: usize) -> Option<std::ops::Range<usize>> {
+    (at >= warmed && at < rows).then(|| at..at.saturating_add(WARM_ROWS).min(rows))
 }
 
 /// Appends row `row` of the columns (owned or borrowed encoders) as one binary COPY tuple.
@@ -374,46 +386,60 @@ mod tests {
     fn columns(n: usize) -> Vec<arrow_array::ArrayRef> {
         use std::sync::Arc;
         let len = n + 3;
+        let some = |i: usize, m: usize| i % m != 1;
+        let int = |i: usize| i64::try_from(i).unwrap();
         let text: StringArray = (0..len)
-            .map(|i| (i % 5 != 1).then(|| "v".repeat(i % 23)))
+            .map(|i| some(i, 5).then(|| "v".repeat(i % 23)))
             .collect();
         let decimal = Decimal128Array::from(
             (0..len)
-                .map(|i| (i % 7 != 2).then_some(i as i128 * 1_000_003 - 5_000))
+                .map(|i| some(i, 7).then_some(i128::from(int(i)) * 1_000_003 - 5_000))
                 .collect::<Vec<_>>(),
         )
         .with_precision_and_scale(20, 3)
         .unwrap();
-        let int = Int64Array::from(
-            (0..len)
-                .map(|i| (i % 4 != 0).then_some(i64::try_from(i).unwrap()))
-                .collect::<Vec<_>>(),
-        );
-        let date = Date32Array::from(
-            (0..len)
-                .map(|i| (i % 6 != 5).then_some(i32::try_from(i).unwrap()))
-                .collect::<Vec<_>>(),
-        );
-        let line = UInt64Array::from((0..len).map(|i| i as u64).collect::<Vec<_>>());
-        let flag = BooleanArray::from(
-            (0..len)
-                .map(|i| (i % 3 != 0).then_some(i % 2 == 0))
-                .collect::<Vec<_>>(),
-        );
         let arrays: Vec<arrow_array::ArrayRef> = vec![
             Arc::new(text),
             Arc::new(decimal),
-            Arc::new(int),
-            Arc::new(date),
-            Arc::new(line),
-            Arc::new(flag),
+            Arc::new(
+                (0..len)
+                    .map(|i| some(i, 4).then(|| int(i)))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                (0..len)
+                    .map(|i| some(i, 6).then(|| i32::try_from(i).unwrap()))
+                    .collect::<Date32Array>(),
+            ),
+            Arc::new(
+                (0..len)
+                    .map(|i| some(i, 8).then(|| int(i) * 1_000_000))
+                    .collect::<Time64MicrosecondArray>(),
+            ),
+            Arc::new(
+                (0..len)
+                    .map(|i| some(i, 9).then(|| int(i) << 20))
+                    .collect::<TimestampMicrosecondArray>(),
+            ),
+            Arc::new(
+                (0..len)
+                    .map(|i| some(i, 3).then(|| int(i) as f64 / 8.0))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(UInt64Array::from_iter_values((0..len).map(|i| i as u64))),
+            Arc::new(
+                (0..len)
+                    .map(|i| some(i, 3).then_some(i % 2 == 0))
+                    .collect::<BooleanArray>(),
+            ),
         ];
         arrays.iter().map(|a| a.slice(3, n)).collect()
     }
 
-    /// `put_rows` reads rows ahead in blocks of [`WARM_ROWS`] and still encodes every row of
-    /// its range once, in order: the tuples of `put_fields` row by row, for ranges that start
-    /// and end inside and at the edges of blocks.
+    /// `put_rows` reads rows ahead in blocks of [`WARM_ROWS`] (counted from its range's
+    /// start) and still encodes every row of its range once, in order: the tuples of
+    /// `put_fields` row by row, for ranges of several blocks and a part, one block, a part of
+    /// one, one row and none.
     #[test]
     fn rows_read_ahead_in_blocks_are_each_encoded_once_in_order() {
         let n = 2 * WARM_ROWS + 3;
@@ -439,23 +465,53 @@ mod tests {
         }
     }
 
-    /// Reading ahead never reads past the arrays, whatever rows it is given (past the end, an
-    /// order that names a row twice or none at all), and leaves the tuples as they were.
+    /// Reading ahead never reads past the arrays, whatever rows it is given: past the end,
+    /// an order that names a row twice or one that does not exist, none, or arrays of no
+    /// rows at all (an index out of bounds would panic).
     #[test]
-    fn reading_ahead_stays_inside_the_arrays_and_changes_no_tuple() {
-        let n = WARM_ROWS + 10;
-        let arrays = columns(n);
-        let encoders: Vec<ColumnEncoder<'_>> = arrays
-            .iter()
-            .map(|a| ColumnEncoder::new(a.as_ref()).unwrap())
-            .collect();
-        let mut before = BytesMut::new();
-        put_rows(&encoders, 0..n, &mut before);
-        warm(&encoders, &(n - 2..n + 2 * WARM_ROWS));
-        warm(&encoders, &[n - 1, usize::MAX, 0, 0].into_iter());
-        warm(&encoders, &std::iter::empty());
-        let mut after = BytesMut::new();
-        put_rows(&encoders, 0..n, &mut after);
-        assert_eq!(before, after);
+    fn reading_ahead_reads_nothing_past_the_arrays() {
+        for n in [0, 1, WARM_ROWS + 10] {
+            let arrays = columns(n);
+            let encoders: Vec<ColumnEncoder<'_>> = arrays
+                .iter()
+                .map(|a| ColumnEncoder::new(a.as_ref()).unwrap())
+                .collect();
+            warm(&encoders, &(n.saturating_sub(2)..n + 2 * WARM_ROWS));
+            warm(&encoders, &[n, usize::MAX, 0, 0].into_iter());
+            warm(&encoders, &std::iter::empty());
+        }
+    }
+
+    /// The stream's schedule: before a block's first tuple the next [`WARM_ROWS`] rows (fewer
+    /// at the end) are read ahead, and only then; the blocks cover every row once, in order,
+    /// wherever the messages are cut.
+    #[test]
+    fn blocks_read_ahead_cover_every_row_once_in_order() {
+        for rows in [
+            0,
+            1,
+            WARM_ROWS - 1,
+            WARM_ROWS,
+            WARM_ROWS + 1,
+            3 * WARM_ROWS + 17,
+        ] {
+            let mut warmed = 0;
+            let mut blocks = Vec::new();
+            for at in 0..rows {
+                if let Some(block) = warm_next(at, warmed, rows) {
+                    assert_eq!(block.start, at, "{rows} rows: a block starts at its tuple");
+                    warmed = block.end;
+                    blocks.push(block);
+                }
+                assert!(at < warmed, "{rows} rows: tuple {at} not read ahead");
+            }
+            let covered: Vec<usize> = blocks.iter().cloned().flatten().collect();
+            assert_eq!(covered, (0..rows).collect::<Vec<_>>(), "{rows} rows");
+            assert!(
+                blocks.iter().all(|b| b.len() <= WARM_ROWS),
+                "{rows} rows: {blocks:?}"
+            );
+        }
+        assert_eq!(warm_next(5, 0, 5), None, "past the last row");
     }
 }

@@ -423,8 +423,8 @@ impl DirectSql {
                 &self.copy,
                 rows,
                 |at| {
-                    let rows = order.get(at).unwrap_or_default();
-                    copy::warm(d.encoders, &rows.iter().copied());
+                    let block = order.get(at).unwrap_or_default();
+                    copy::warm(d.encoders, &block.iter().copied());
                 },
                 |i, out| self.put_row(d, now.0, order[i], out),
             )
@@ -504,7 +504,7 @@ impl DirectSql {
             staged = rows,
             "derived rows staged: each key's newest, and those the client cannot judge"
         );
-        let row = |i: usize| kept.map_or(i, |k| k[i]);
+        let row = |i: usize| kept.and_then(|k| k.get(i).copied()).unwrap_or(i);
         super::copy_stream_warm(
             c,
             sql,

@@ -1143,8 +1143,9 @@ async fn copy_stream(
     copy_stream_warm(tx, copy_sql, rows, |_| {}, put_row).await
 }
 
-/// [`copy_stream`], with `warm(i..j)` called before the `i`-th tuple for the next
-/// [`copy::WARM_ROWS`] (reading those rows ahead, [`copy::warm`]).
+/// [`copy_stream`], with `warm(i..j)` called before the `i`-th tuple of each block of
+/// [`copy::WARM_ROWS`] tuples (fewer at the end; [`copy::warm_next`]), to read those rows
+/// ahead ([`copy::warm`]).
 async fn copy_stream_warm(
     tx: &Client,
     copy_sql: &str,
@@ -1165,9 +1166,9 @@ async fn copy_stream_warm(
         let last = (start + COPY_ROWS_PER_MESSAGE).min(rows);
         let mut end = start;
         while end < last && buf.len() < COPY_BYTES_PER_MESSAGE {
-            if end == warmed {
-                warmed = end.saturating_add(copy::WARM_ROWS).min(rows);
-                warm(end..warmed);
+            if let Some(block) = copy::warm_next(end, warmed, rows) {
+                warmed = block.end;
+                warm(block);
             }
             put_row(end, &mut buf);
             end += 1;
