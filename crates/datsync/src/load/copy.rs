@@ -209,21 +209,20 @@ fn put_fixed<T, const N: usize>(
     }
 }
 
-/// Appends rows `rows` of the columns as binary COPY tuples, [`WARM_ROWS`] at a time, each
-/// block read ahead ([`warm`]).
+/// Appends rows `rows` of the columns as binary COPY tuples, each block of [`WARM_ROWS`]
+/// read ahead ([`warm`]) on the stream's schedule ([`warm_next`]).
 pub(super) fn put_rows(
     encoders: &[ColumnEncoder<'_>],
     rows: std::ops::Range<usize>,
     out: &mut BytesMut,
 ) {
-    let mut start = rows.start;
-    while start < rows.end {
-        let end = start.saturating_add(WARM_ROWS).min(rows.end);
-        warm(encoders, &(start..end));
-        for row in start..end {
-            put_fields(encoders, row, out);
+    let mut warmed = rows.start;
+    for row in rows.clone() {
+        if let Some(block) = warm_next(row, warmed, rows.end) {
+            warmed = block.end;
+            warm(encoders, &block);
         }
-        start = end;
+        put_fields(encoders, row, out);
     }
 }
 
@@ -257,11 +256,11 @@ where
     std::hint::black_box(acc);
 }
 
-/// The rows to read ahead before the `at`-th tuple of `rows`, when the rows read so far end
-/// at `warmed`: the next [`WARM_ROWS`] from `at` (fewer at the end), or `None` while `at`
-/// is still among them.
-pub(super) fn warm_next(at: usize, warmed: usize, rows: usize) -> Option<std::ops::Range<usize>> {
-    (at >= warmed && at < rows).then(|| at..at.saturating_add(WARM_ROWS).min(rows))
+/// The rows to read ahead before tuple `at` of tuples that end at `end`, when the rows read
+/// so far end at `warmed`: the next [`WARM_ROWS`] from `at` (fewer at the end), or `None`
+/// while `at` is still among them.
+pub(super) fn warm_next(at: usize, warmed: usize, end: usize) -> Option<std::ops::Range<usize>> {
+    (at >= warmed && at < end).then(|| at..at.saturating_add(WARM_ROWS).min(end))
 }
 
 /// Appends row `row` of the columns (owned or borrowed encoders) as one binary COPY tuple.
