@@ -45,6 +45,8 @@ pub(super) struct RowBuilder {
     reading: Reading,
     /// Field bounds of a record with quotes or escapes.
     bounds: Vec<(usize, usize)>,
+    /// Field bounds of a plain record, one slot per header column ([`field_bounds`]).
+    cuts: Vec<(usize, usize)>,
     /// A field's decoded bytes.
     decoded: Vec<u8>,
     nulls: NullTokens,
@@ -104,6 +106,7 @@ impl RowBuilder {
             delimiter: header.delimiter,
             reading,
             bounds: Vec::new(),
+            cuts: vec![(0, 0); header.columns.len()],
             decoded: Vec::new(),
             nulls: NullTokens::new(null_tokens),
             batch_rows: options.batch_rows,
@@ -303,7 +306,7 @@ impl RowBuilder {
     /// The fields are found first (their bounds only) and appended after: a ragged line
     /// leaves the columns untouched, and the append loop is one tight loop over the fields.
     fn push_fields(&mut self, line: &[u8]) -> usize {
-        let count = field_bounds(self.delimiter, line, &mut self.bounds);
+        let count = field_bounds(self.delimiter, line, &mut self.cuts);
         if count != self.width {
             return count;
         }
@@ -319,7 +322,7 @@ impl RowBuilder {
         count
     }
 
-    /// Appends the fields of `line` (their bounds in `bounds`, one per header column) to
+    /// Appends the fields of `line` (their bounds in `cuts`, one per header column) to
     /// the kept columns; `utf8`: the whole line is text as it is. Returns the number of
     /// fields read as Latin-1.
     #[inline(never)]
@@ -327,7 +330,7 @@ impl RowBuilder {
         let Reading { encoding, trim, .. } = self.reading;
         let markers = self.delimiter.has_markers();
         let mut latin1 = 0;
-        for (&(start, end), &slot) in self.bounds.iter().zip(&self.slots) {
+        for (&(start, end), &slot) in self.cuts.iter().zip(&self.slots) {
             let Some(column) = self.columns.get_mut(slot as usize) else {
                 continue;
             };
@@ -536,12 +539,19 @@ impl TextColumn {
     }
 }
 
-/// The bounds of the fields of `line` into `out` (cleared first); returns their number.
-/// Out of line, so that its scan keeps its state in registers.
+/// The bounds of the fields of `line` into `out`, the first field's first; returns their
+/// number. Fields past `out`'s length are counted, not kept: `out` holds one slot per header
+/// column, and only a line of as many fields is read. Filling slots that are there, rather
+/// than pushing onto a `Vec`, keeps the scan free of growing (issue 14). Out of line, so
+/// that its scan keeps its state in registers.
 #[inline(never)]
-fn field_bounds(delimiter: Delimiter, line: &[u8], out: &mut Vec<(usize, usize)>) -> usize {
-    out.clear();
-    delimiter.for_each_field(line, |start, end| out.push((start, end)))
+fn field_bounds(delimiter: Delimiter, line: &[u8], out: &mut [(usize, usize)]) -> usize {
+    let mut next = out.iter_mut();
+    delimiter.for_each_field(line, |start, end| {
+        if let Some(slot) = next.next() {
+            *slot = (start, end);
+        }
+    })
 }
 
 /// A field once cleaned: its text, and how many bytes were dropped before it.
@@ -769,6 +779,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A line is read only when it has the header's number of fields: one with fewer or more
+    /// is a ragged row, and the lines around it keep their own fields (the bounds of a line
+    /// are kept in one slot per header column, and a longer line's are counted, not kept).
+    #[test]
+    fn only_lines_of_the_headers_width_are_read_whatever_came_before() {
+        let column = |name: &str| HeaderColumn {
+            raw: name.to_owned(),
+            canonical: name.to_owned(),
+            name: name.to_owned(),
+            known: true,
+            duplicate: false,
+        };
+        let header = Header {
+            delimiter: Delimiter::TildePipeCaret,
+            columns: vec![column("a"), column("b"), column("c")],
+            line: 1,
+        };
+        let reading = Reading {
+            syntax: None,
+            encoding: TextEncoding::Utf8,
+            trim: true,
+        };
+        let mut rows =
+            RowBuilder::new(&header, &[String::new()], &ParseOptions::default(), reading);
+        let lines: [&[u8]; 6] = [
+            b"^a1~|^b1~|^c1~",
+            b"^a2~|^b2~|^c2~|^d2~|^e2~",
+            b"a3~|^b3~|^ c3 ",
+            b"^a4~|^b4~",
+            b"~|^~|^",
+            b"^a6|^b6|^c6~",
+        ];
+        for (line, no) in lines.iter().zip(2..) {
+            assert!(rows.push_record(line, no, true).unwrap().is_none());
+        }
+        assert_eq!(rows.ragged_rows, 3);
+        let batch = rows.finish_batch().unwrap();
+        let text = |name: &str| {
+            let a = batch[name]
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            a.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
+        };
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(text("a"), [some("a1"), None, some("a3"), None, None, None]);
+        assert_eq!(text("b"), [some("b1"), None, some("b3"), None, None, None]);
+        assert_eq!(text("c"), [some("c1"), None, some("c3"), None, None, None]);
+        let errors = text(crate::model::ERROR_COLUMN);
+        for (row, found) in [(1, 5), (3, 2), (5, 1)] {
+            let message = errors[row].clone().unwrap_or_default();
+            assert!(
+                message.contains(&format!("expected 3 fields, found {found}")),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            errors[4], None,
+            "an empty line of three empty fields is a row"
+        );
     }
 
     #[test]
