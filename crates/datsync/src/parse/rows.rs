@@ -307,6 +307,7 @@ impl RowBuilder {
     /// leaves the columns untouched, and the append loop is one tight loop over the fields.
     fn push_fields(&mut self, line: &[u8]) -> usize {
         let count = field_bounds(self.delimiter, line, &mut self.cuts);
+        debug_assert_eq!(self.cuts.len(), self.width, "one slot per header column");
         if count != self.width {
             return count;
         }
@@ -541,9 +542,10 @@ impl TextColumn {
 
 /// The bounds of the fields of `line` into `out`, the first field's first; returns their
 /// number. Fields past `out`'s length are counted, not kept: `out` holds one slot per header
-/// column, and only a line of as many fields is read. Filling slots that are there, rather
-/// than pushing onto a `Vec`, keeps the scan free of growing (issue 14). Out of line, so
-/// that its scan keeps its state in registers.
+/// column, and only a line of as many fields is read. With fewer fields, the slots past
+/// them keep an earlier line's bounds: read `out` only when the count is its length.
+/// Filling slots that are there, rather than pushing onto a `Vec`, keeps the scan free of
+/// growing (issue 14). Out of line, so that its scan keeps its state in registers.
 #[inline(never)]
 fn field_bounds(delimiter: Delimiter, line: &[u8], out: &mut [(usize, usize)]) -> usize {
     let mut next = out.iter_mut();
@@ -803,8 +805,13 @@ mod tests {
             encoding: TextEncoding::Utf8,
             trim: true,
         };
-        let mut rows =
-            RowBuilder::new(&header, &[String::new()], &ParseOptions::default(), reading);
+        // `NULL` the only null token: an empty field is read as an empty value.
+        let mut rows = RowBuilder::new(
+            &header,
+            &["NULL".to_owned()],
+            &ParseOptions::default(),
+            reading,
+        );
         let lines: [&[u8]; 6] = [
             b"^a1~|^b1~|^c1~",
             b"^a2~|^b2~|^c2~|^d2~|^e2~",
@@ -826,9 +833,18 @@ mod tests {
             a.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
         };
         let some = |v: &str| Some(v.to_owned());
-        assert_eq!(text("a"), [some("a1"), None, some("a3"), None, None, None]);
-        assert_eq!(text("b"), [some("b1"), None, some("b3"), None, None, None]);
-        assert_eq!(text("c"), [some("c1"), None, some("c3"), None, None, None]);
+        assert_eq!(
+            text("a"),
+            [some("a1"), None, some("a3"), None, some(""), None]
+        );
+        assert_eq!(
+            text("b"),
+            [some("b1"), None, some("b3"), None, some(""), None]
+        );
+        assert_eq!(
+            text("c"),
+            [some("c1"), None, some("c3"), None, some(""), None]
+        );
         let errors = text(crate::model::ERROR_COLUMN);
         for (row, found) in [(1, 5), (3, 2), (5, 1)] {
             let message = errors[row].clone().unwrap_or_default();
