@@ -715,6 +715,22 @@ mod tests {
         assert_eq!(column.finish(4).unwrap().len(), 0);
     }
 
+    /// A header of known columns named `names`, cut by `delimiter`.
+    fn header(delimiter: Delimiter, names: &[&str]) -> Header {
+        let column = |name: &&str| HeaderColumn {
+            raw: (*name).to_owned(),
+            canonical: (*name).to_owned(),
+            name: (*name).to_owned(),
+            known: true,
+            duplicate: false,
+        };
+        Header {
+            delimiter,
+            columns: names.iter().map(column).collect(),
+            line: 1,
+        }
+    }
+
     /// One way a row enters a batch, and the batch it cut, if any.
     type Push = fn(&mut RowBuilder) -> Option<arrow_array::RecordBatch>;
 
@@ -722,18 +738,7 @@ mod tests {
     /// quote never closes) reserves every column's buffers when it is the batch's first.
     #[test]
     fn every_first_row_of_a_batch_reserves_the_columns() {
-        let column = |name: &str| HeaderColumn {
-            raw: name.to_owned(),
-            canonical: name.to_owned(),
-            name: name.to_owned(),
-            known: true,
-            duplicate: false,
-        };
-        let header = Header {
-            delimiter: Delimiter::Pipe,
-            columns: vec![column("a"), column("b")],
-            line: 1,
-        };
+        let header = header(Delimiter::Pipe, &["a", "b"]);
         let options = ParseOptions {
             batch_rows: 2,
             ..ParseOptions::default()
@@ -788,18 +793,7 @@ mod tests {
     /// are kept in one slot per header column, and a longer line's are counted, not kept).
     #[test]
     fn only_lines_of_the_headers_width_are_read_whatever_came_before() {
-        let column = |name: &str| HeaderColumn {
-            raw: name.to_owned(),
-            canonical: name.to_owned(),
-            name: name.to_owned(),
-            known: true,
-            duplicate: false,
-        };
-        let header = Header {
-            delimiter: Delimiter::TildePipeCaret,
-            columns: vec![column("a"), column("b"), column("c")],
-            line: 1,
-        };
+        let header = header(Delimiter::TildePipeCaret, &["a", "b", "c"]);
         let reading = Reading {
             syntax: None,
             encoding: TextEncoding::Utf8,
