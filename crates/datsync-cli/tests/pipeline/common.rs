@@ -425,12 +425,37 @@ impl Work {
     /// `datsync run FILE --sync-id SYNC_ID` killed (SIGKILL) at `kill_at`; returns once the
     /// database holds no session of it. `context` names the case in a failure.
     pub fn run_killed(&self, db: &TestDb, ck: &Path, sync_id: &str, kill_at: &str, context: &str) {
-        let killed = self.run(
-            db,
-            ck,
-            &["--sync-id", sync_id],
-            &[("DATSYNC_KILL_AT", kill_at)],
-        );
+        self.run_killed_with(db, ck, sync_id, &[("DATSYNC_KILL_AT", kill_at)], context);
+    }
+
+    /// [`Self::run_killed`], the killed run keeping its done chunks' files
+    /// (`CHECKPOINT_CLEANUP_ON_SUCCESS=false`; by default each goes once its chunk is done),
+    /// so that a test can damage any of them.
+    pub fn run_killed_keeping_files(
+        &self,
+        db: &TestDb,
+        ck: &Path,
+        sync_id: &str,
+        kill_at: &str,
+        context: &str,
+    ) {
+        let env = [
+            ("DATSYNC_KILL_AT", kill_at),
+            ("CHECKPOINT_CLEANUP_ON_SUCCESS", "false"),
+        ];
+        self.run_killed_with(db, ck, sync_id, &env, context);
+    }
+
+    fn run_killed_with(
+        &self,
+        db: &TestDb,
+        ck: &Path,
+        sync_id: &str,
+        env: &[(&str, &str)],
+        context: &str,
+    ) {
+        let kill_at = env.first().map_or("", |e| e.1);
+        let killed = self.run(db, ck, &["--sync-id", sync_id], env);
         assert!(
             killed.killed(),
             "{context} (killed at {kill_at}): {}",

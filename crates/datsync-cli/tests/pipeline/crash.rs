@@ -59,9 +59,23 @@ fn reachable(
         // Cleaned up: a run only reports the sync again.
         return vec![("sync_finished", 1)];
     }
-    let converted = chunk_files(ck, sync).len() as u64;
     let ledger = db.ledger(sync);
     let committed = ledger.len() as u64;
+    // Converted: a chunk file in the checkpoint, or committed (a done chunk's file is
+    // removed once its entry says so).
+    let converted = chunk_files(ck, sync)
+        .iter()
+        .filter_map(|f| {
+            f.file_name()?
+                .to_str()?
+                .strip_prefix("chunk_")?
+                .strip_suffix(".parquet")?
+                .parse::<u64>()
+                .ok()
+        })
+        .chain(ledger.iter().filter_map(|c| c["chunk_id"].as_u64()))
+        .collect::<BTreeSet<u64>>()
+        .len() as u64;
     let rejecting = reference
         .iter()
         .filter(|c| c["rejected"].as_u64() > Some(0))

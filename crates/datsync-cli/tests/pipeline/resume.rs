@@ -478,7 +478,12 @@ fn a_local_checkpoint_is_uncompressed_unless_set_and_a_resume_keeps_its_own() {
     ] {
         let db = TestDb::new();
         let ck = work.checkpoints(&format!("ck_{}", setting.unwrap_or("default")));
-        let mut env = vec![("DATSYNC_KILL_AT", "chunk_committed:2")];
+        // Done chunks' files kept, so that the files of both committed chunks are there to
+        // check (by default each is removed once its chunk is done).
+        let mut env = vec![
+            ("DATSYNC_KILL_AT", "chunk_committed:2"),
+            ("CHECKPOINT_CLEANUP_ON_SUCCESS", "false"),
+        ];
         env.extend(setting.map(|s| ("CHECKPOINT_COMPRESSION", s)));
         let killed = work.run(&db, &ck, &["--sync-id", &sync], &env);
         assert!(killed.killed(), "{setting:?}: {}", killed.describe());

@@ -40,6 +40,9 @@ pub struct CheckpointManager {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) options: CheckpointOptions,
     pub(super) state: Option<State>,
+    /// Done chunks' files being removed ([`CheckpointOptions::remove_done_files`]), awaited
+    /// before the checkpoint is removed.
+    pub(super) removals: tokio::task::JoinSet<()>,
 }
 
 /// A loaded checkpoint.
@@ -72,6 +75,7 @@ impl CheckpointManager {
             clock: Arc::new(SystemClock),
             options: CheckpointOptions::default(),
             state: None,
+            removals: tokio::task::JoinSet::new(),
         }
     }
 
@@ -170,9 +174,16 @@ impl CheckpointManager {
 
     /// Deletes the checkpoint directory (chunk files and journal first, the manifest last).
     pub async fn cleanup(&mut self) -> Result<(), CheckpointError> {
+        self.await_removals().await;
         self.store.delete_sync(&self.sync_id).await?;
         self.state = None;
         Ok(())
+    }
+
+    /// Waits until the files of the chunks done so far are removed (or failed to be:
+    /// [`CheckpointOptions::remove_done_files`]).
+    pub async fn await_removals(&mut self) {
+        while self.removals.join_next().await.is_some() {}
     }
 
     /// The loaded state, loading it first if needed.

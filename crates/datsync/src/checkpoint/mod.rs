@@ -118,6 +118,14 @@ pub struct CheckpointOptions {
     /// The fewest journal entries between two rewrites of `manifest.json` (at least 1); the
     /// manifest is rewritten once the journal holds `max(compact_every, total_chunks)`.
     pub compact_every: u32,
+    /// Whether a chunk's file is removed once the chunk is done (completed or skipped): the
+    /// pipeline's setting when the checkpoint is removed on success anyway
+    /// (`CHECKPOINT_CLEANUP_ON_SUCCESS`, on by default), so that a checkpoint holds the files
+    /// of the chunks still to load, not of the whole source, and the final cleanup has little
+    /// left to remove. Off by default: a done chunk's file is never read again (a resume skips
+    /// done chunks, and a repair cuts chunks again from the source), but a caller that keeps
+    /// checkpoints keeps them whole.
+    pub remove_done_files: bool,
 }
 
 impl Default for CheckpointOptions {
@@ -125,6 +133,7 @@ impl Default for CheckpointOptions {
         Self {
             compression: ChunkCompression::default(),
             compact_every: DEFAULT_COMPACT_EVERY,
+            remove_done_files: false,
         }
     }
 }

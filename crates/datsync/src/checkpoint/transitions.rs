@@ -6,6 +6,7 @@ use super::clock::stamp;
 use super::manifest::{ChunkEntry, ChunkOutcome, JournalEntry, verify_source};
 use super::{CheckpointError, CheckpointManager};
 use crate::model::{CheckpointStatus, ChunkId, ChunkStatus, SourceFingerprint};
+use crate::store::ObjectKey;
 
 impl CheckpointManager {
     /// Ends phase 1: checks that chunks `0..n` are all recorded, records the source's final
@@ -179,6 +180,9 @@ impl CheckpointManager {
             chunk: entry,
         })
         .await?;
+        if to.is_done() && self.options.remove_done_files {
+            self.remove_chunk_file(chunk);
+        }
         if phase == CheckpointStatus::Completed
             && let Err(e) = self.compact().await
         {
@@ -186,6 +190,26 @@ impl CheckpointManager {
             tracing::warn!(sync_id = %self.sync_id, error = %e, "manifest compaction failed");
         }
         Ok(())
+    }
+
+    /// Removes a done chunk's file beside the caller's work (issue 14: the final cleanup
+    /// removed every chunk file at once, ~20 ms for the 100 MB sample's ten and more for a
+    /// larger source, after the last chunk and before the run could end). Its entry says
+    /// done, in the journal already, so nothing reads the file again: a resume skips the
+    /// chunk, and a repair cuts chunks again from the source. A removal that fails leaves
+    /// the file to the final cleanup (or, for a checkpoint kept after a failure, to
+    /// retention), as before.
+    fn remove_chunk_file(&mut self, chunk: ChunkId) {
+        // Removals already finished are collected, so that the set holds only those running.
+        while self.removals.try_join_next().is_some() {}
+        let store = self.store.clone();
+        let key = ObjectKey::chunk(&self.sync_id, chunk);
+        let sync_id = self.sync_id.clone();
+        self.removals.spawn(async move {
+            if let Err(e) = store.delete(&key).await {
+                tracing::debug!(%sync_id, %chunk, error = %e, "a done chunk's file was not removed; the checkpoint's cleanup removes it");
+            }
+        });
     }
 
     pub(super) fn invalid_state(&self, op: &'static str) -> CheckpointError {

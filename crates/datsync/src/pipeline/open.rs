@@ -201,6 +201,7 @@ impl Pipeline {
                 .settings
                 .compression
                 .unwrap_or_else(|| ChunkCompression::for_location(store.location())),
+            remove_done_files: self.settings.cleanup_on_success,
             ..CheckpointOptions::default()
         };
         let mut manager =

@@ -121,6 +121,7 @@ pub async fn journal_is_replayed_and_compacted(store: &Store) {
     let options = CheckpointOptions {
         compact_every: 7,
         compression: ChunkCompression::Zstd,
+        ..CheckpointOptions::default()
     };
     let mut m = manager_with(store, &sync, &clock, options);
     m.create_checkpoint(source.new_checkpoint(100))
@@ -172,4 +173,104 @@ pub async fn journal_is_replayed_and_compacted(store: &Store) {
     assert_eq!(seen, expected);
     assert_eq!(on_disk.compression, ChunkCompression::Zstd);
     again.cleanup().await.unwrap();
+}
+
+/// The chunk files `store` holds for `sync`, by chunk id.
+async fn chunk_files(store: &Store, sync: &datsync::SyncId) -> Vec<u32> {
+    let mut ids: Vec<u32> = store
+        .list_sync(sync)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            ObjectKind::Chunk(id) => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// With `remove_done_files` (the pipeline's default), a chunk's file goes once its entry says
+/// done — completed or skipped — and only then; a chunk that failed keeps its file. A new
+/// process opens the checkpoint as it is: the pending chunks are there to load, the done ones
+/// are not read. Without it, every file stays until the cleanup.
+pub async fn done_chunk_files_go_as_their_chunks_are_done(store: &Store) {
+    let source = Source::generate(2_000, 500);
+    let (sync, clock) = (sync_id(4), clock());
+    let options = CheckpointOptions {
+        remove_done_files: true,
+        ..CheckpointOptions::default()
+    };
+    let mut m = manager_with(store, &sync, &clock, options);
+    m.create_checkpoint(source.new_checkpoint(500))
+        .await
+        .unwrap();
+    for (i, batch) in source.batches.iter().enumerate() {
+        m.save_chunk_parquet(ChunkId(i as u32), batch)
+            .await
+            .unwrap();
+    }
+    m.finalize_conversion(source.final_fingerprint())
+        .await
+        .unwrap();
+    m.mark_chunk_processing(ChunkId(0)).await.unwrap();
+    m.await_removals().await;
+    assert_eq!(
+        chunk_files(store, &sync).await,
+        vec![0, 1, 2, 3],
+        "processing"
+    );
+    m.mark_chunk_complete(ChunkId(0), outcome(0, 500))
+        .await
+        .unwrap();
+    m.mark_chunk_processing(ChunkId(1)).await.unwrap();
+    m.mark_chunk_skipped(ChunkId(1), "every row was rejected", outcome(1, 0))
+        .await
+        .unwrap();
+    m.mark_chunk_processing(ChunkId(2)).await.unwrap();
+    m.mark_chunk_failed(ChunkId(2), "connection timeout")
+        .await
+        .unwrap();
+    m.await_removals().await;
+    assert_eq!(chunk_files(store, &sync).await, vec![2, 3], "0 and 1 done");
+    drop(m);
+
+    // A new process: chunks 2 and 3 to load, read from their files.
+    let mut m = manager_with(store, &sync, &clock, options);
+    assert!(m.checkpoint_exists().await.unwrap());
+    assert_eq!(
+        m.get_pending_chunks().await.unwrap(),
+        vec![ChunkId(2), ChunkId(3)]
+    );
+    for id in [ChunkId(2), ChunkId(3)] {
+        m.mark_chunk_processing(id).await.unwrap();
+        let batch = m.load_chunk(id).await.unwrap();
+        assert_eq!(batch, source.batches[id.0 as usize], "chunk {id}");
+        m.mark_chunk_complete(id, outcome(id.0, 500)).await.unwrap();
+    }
+    m.await_removals().await;
+    assert!(chunk_files(store, &sync).await.is_empty());
+    assert_eq!(m.manifest().unwrap().status, CheckpointStatus::Completed);
+    m.cleanup().await.unwrap();
+    assert!(store.list_sync(&sync).await.unwrap().is_empty());
+
+    // Off (the library's default): done chunks keep their files until the cleanup.
+    let kept = sync_id(12);
+    let mut m = manager(store, &kept, &clock);
+    m.create_checkpoint(source.new_checkpoint(500))
+        .await
+        .unwrap();
+    for (i, batch) in source.batches.iter().enumerate() {
+        m.save_chunk_parquet(ChunkId(i as u32), batch)
+            .await
+            .unwrap();
+    }
+    m.mark_chunk_processing(ChunkId(0)).await.unwrap();
+    m.mark_chunk_complete(ChunkId(0), outcome(0, 500))
+        .await
+        .unwrap();
+    m.await_removals().await;
+    assert_eq!(chunk_files(store, &kept).await, vec![0, 1, 2, 3]);
+    m.cleanup().await.unwrap();
 }

@@ -12,6 +12,7 @@ pub async fn run_all(store: Store) {
     lifecycle::full_run_then_cleanup(&store).await;
     lifecycle::resume_after_failed_chunks(&store).await;
     lifecycle::journal_is_replayed_and_compacted(&store).await;
+    lifecycle::done_chunk_files_go_as_their_chunks_are_done(&store).await;
     integrity::unreadable_manifests_are_errors_with_a_way_out(&store).await;
     integrity::missing_and_corrupt_chunks_are_named(&store).await;
     integrity::an_unrecorded_chunk_file_is_reused_or_rewritten(&store).await;
