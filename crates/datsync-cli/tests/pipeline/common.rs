@@ -425,7 +425,7 @@ impl Work {
     /// `datsync run FILE --sync-id SYNC_ID` killed (SIGKILL) at `kill_at`; returns once the
     /// database holds no session of it. `context` names the case in a failure.
     pub fn run_killed(&self, db: &TestDb, ck: &Path, sync_id: &str, kill_at: &str, context: &str) {
-        self.run_killed_with(db, ck, sync_id, &[("DATSYNC_KILL_AT", kill_at)], context);
+        self.run_killed_with(db, ck, sync_id, kill_at, &[], context);
     }
 
     /// [`Self::run_killed`], the killed run keeping its done chunks' files
@@ -439,11 +439,8 @@ impl Work {
         kill_at: &str,
         context: &str,
     ) {
-        let env = [
-            ("DATSYNC_KILL_AT", kill_at),
-            ("CHECKPOINT_CLEANUP_ON_SUCCESS", "false"),
-        ];
-        self.run_killed_with(db, ck, sync_id, &env, context);
+        let keep = [("CHECKPOINT_CLEANUP_ON_SUCCESS", "false")];
+        self.run_killed_with(db, ck, sync_id, kill_at, &keep, context);
     }
 
     fn run_killed_with(
@@ -451,11 +448,13 @@ impl Work {
         db: &TestDb,
         ck: &Path,
         sync_id: &str,
-        env: &[(&str, &str)],
+        kill_at: &str,
+        more_env: &[(&str, &str)],
         context: &str,
     ) {
-        let kill_at = env.first().map_or("", |e| e.1);
-        let killed = self.run(db, ck, &["--sync-id", sync_id], env);
+        let mut env = vec![("DATSYNC_KILL_AT", kill_at)];
+        env.extend_from_slice(more_env);
+        let killed = self.run(db, ck, &["--sync-id", sync_id], &env);
         assert!(
             killed.killed(),
             "{context} (killed at {kill_at}): {}",

@@ -522,3 +522,45 @@ fn a_halted_sync_run_again_that_halts_again_is_told_again() {
         "the second halt was not told"
     );
 }
+
+/// A `resume` of a submitted sync (which may run beside workers) keeps the files of the
+/// chunks it commits: a worker that claimed one of them before the resume committed it reads
+/// its file before it finds the chunk committed. A run's own sync removes each done chunk's
+/// file at once (`checkpoint::conformance`); a queued one keeps them until its cleanup.
+#[test]
+fn a_resume_beside_the_queue_keeps_the_files_of_the_chunks_it_commits() {
+    let work = Work::new(2_000, 61, CLEAN);
+    let db = TestDb::new();
+    let ck = work.checkpoints("ck");
+    let sync = sync_id(0x0f1_0006);
+    let total = submit(&work, &db, &ck, &sync, &[]);
+    assert!(total >= 3, "{total} chunks");
+    let url = db.url();
+    let killed = datsync(
+        work.path(),
+        &sync_args(&url, &ck, &["resume", &sync]),
+        &[("DATSYNC_KILL_AT", "chunk_committed:2")],
+    );
+    assert!(killed.killed(), "{}", killed.describe());
+    db.wait_for_other_sessions();
+    let committed: Vec<u64> = db
+        .ledger(&sync)
+        .iter()
+        .filter_map(|c| c["chunk_id"].as_u64())
+        .collect();
+    assert!(!committed.is_empty(), "the resume committed chunks");
+    assert!(queue_len(&db) > 0, "chunks are still queued");
+    let files = crate::common::chunk_files(&ck, &sync);
+    for chunk in &committed {
+        let name = format!("chunk_{chunk:04}.parquet");
+        assert!(
+            files.iter().any(|f| f.ends_with(&name)),
+            "chunk {chunk} committed by the resume lost its file: {files:?}"
+        );
+    }
+    let resumed = datsync(work.path(), &sync_args(&url, &ck, &["resume", &sync]), &[]);
+    assert_eq!(resumed.code(), Some(0), "{}", resumed.describe());
+    assert_eq!(resumed.summary()["status"], "SUCCESS");
+    assert_eq!(queue_len(&db), 0);
+    assert!(!ck.join(&sync).exists(), "cleaned up");
+}

@@ -205,9 +205,11 @@ impl CheckpointManager {
         let key = ObjectKey::manifest(&self.sync_id);
         let Some(bytes) = self.store.get(&key).await? else {
             let objects = self.store.list_sync(&self.sync_id).await?;
+            // Chunk files, or journal objects: a checkpoint whose recorded chunks are all done
+            // may hold no chunk file any more (`CheckpointOptions::remove_done_files`).
             if objects
                 .iter()
-                .any(|o| matches!(o.kind, ObjectKind::Chunk(_)))
+                .any(|o| matches!(o.kind, ObjectKind::Chunk(_) | ObjectKind::Journal(_)))
             {
                 return Err(CheckpointError::ManifestMissing {
                     sync_id: self.sync_id.clone(),

@@ -161,9 +161,10 @@ pub enum CheckpointError {
         /// The checkpoint directory.
         dir: String,
     },
-    /// The directory holds checkpoint files but no `manifest.json`.
+    /// The directory holds checkpoint files (chunk files, journal objects) but no
+    /// `manifest.json`.
     #[error(
-        "checkpoint directory {dir} has chunk files but no manifest.json; rebuild the \
+        "checkpoint directory {dir} has chunk files or journal entries but no manifest.json; rebuild the \
          checkpoint from the source and the database with `datsync resume {sync_id} \
          --rebuild-checkpoint` (the chunks committed stay committed and are not loaded again), \
          start a new sync with `--fresh`, or delete {dir} to discard it"

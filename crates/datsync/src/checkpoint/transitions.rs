@@ -181,7 +181,7 @@ impl CheckpointManager {
         })
         .await?;
         if to.is_done() && self.options.remove_done_files {
-            self.remove_chunk_file(chunk);
+            self.remove_chunk_file(chunk).await;
         }
         if phase == CheckpointStatus::Completed
             && let Err(e) = self.compact().await
@@ -199,17 +199,25 @@ impl CheckpointManager {
     /// chunk, and a repair cuts chunks again from the source. A removal that fails leaves
     /// the file to the final cleanup (or, for a checkpoint kept after a failure, to
     /// retention), as before.
-    fn remove_chunk_file(&mut self, chunk: ChunkId) {
+    async fn remove_chunk_file(&mut self, chunk: ChunkId) {
         // Removals already finished are collected, so that the set holds only those running.
         while self.removals.try_join_next().is_some() {}
         let store = self.store.clone();
         let key = ObjectKey::chunk(&self.sync_id, chunk);
         let sync_id = self.sync_id.clone();
-        self.removals.spawn(async move {
+        let remove = async move {
             if let Err(e) = store.delete(&key).await {
                 tracing::debug!(%sync_id, %chunk, error = %e, "a done chunk's file was not removed; the checkpoint's cleanup removes it");
             }
-        });
+        };
+        // Off a Tokio runtime (another executor polling the manager) there is nothing to
+        // spawn on: the file is removed before the transition returns.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                self.removals.spawn_on(remove, &runtime);
+            }
+            Err(_) => remove.await,
+        }
     }
 
     pub(super) fn invalid_state(&self, op: &'static str) -> CheckpointError {

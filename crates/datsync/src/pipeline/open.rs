@@ -96,9 +96,22 @@ impl Pipeline {
             None
         };
         let manager = if self.settings.enable_checkpointing && !cleaned {
+            // A done chunk's file goes at once only where this process loads the chunks
+            // and no worker may still read one: not for `submit`, nor for a sync in the work
+            // queue (a `resume` beside the workers: a worker that claimed a chunk before this
+            // process committed it reads its file before it finds the chunk committed).
+            let remove_done_files = self.settings.cleanup_on_success
+                && mode == super::queue::Mode::Load
+                && !super::queue::sync_is_queued(&client, &self.profile.schema, &plan.sync_id)
+                    .await?;
             Some(
-                self.open_checkpoint(&store, &plan, ledger_cut, started_from.as_ref())
-                    .await?,
+                self.open_checkpoint(
+                    &store,
+                    &plan,
+                    (ledger_cut, started_from.as_ref()),
+                    remove_done_files,
+                )
+                .await?,
             )
         } else {
             None
@@ -193,15 +206,15 @@ impl Pipeline {
         &self,
         store: &Store,
         plan: &Plan,
-        ledger_cut: Option<ChunkCut>,
-        started_from: Option<&SourceFingerprint>,
+        (ledger_cut, started_from): (Option<ChunkCut>, Option<&SourceFingerprint>),
+        remove_done_files: bool,
     ) -> Result<CheckpointManager, PipelineError> {
         let options = CheckpointOptions {
             compression: self
                 .settings
                 .compression
                 .unwrap_or_else(|| ChunkCompression::for_location(store.location())),
-            remove_done_files: self.settings.cleanup_on_success,
+            remove_done_files,
             ..CheckpointOptions::default()
         };
         let mut manager =

@@ -249,11 +249,36 @@ pub async fn done_chunk_files_go_as_their_chunks_are_done(store: &Store) {
         assert_eq!(batch, source.batches[id.0 as usize], "chunk {id}");
         m.mark_chunk_complete(id, outcome(id.0, 500)).await.unwrap();
     }
-    m.await_removals().await;
-    assert!(chunk_files(store, &sync).await.is_empty());
     assert_eq!(m.manifest().unwrap().status, CheckpointStatus::Completed);
+    // The cleanup waits for the removals under way, then leaves nothing.
     m.cleanup().await.unwrap();
     assert!(store.list_sync(&sync).await.unwrap().is_empty());
+
+    // Every recorded chunk done, so no chunk file left: the journal still tells a checkpoint
+    // whose manifest is lost from none at all.
+    let lost = sync_id(13);
+    let mut m = manager_with(store, &lost, &clock, options);
+    m.create_checkpoint(source.new_checkpoint(500))
+        .await
+        .unwrap();
+    for (i, batch) in source.batches.iter().take(2).enumerate() {
+        let id = ChunkId(i as u32);
+        m.save_chunk_parquet(id, batch).await.unwrap();
+        m.mark_chunk_processing(id).await.unwrap();
+        m.mark_chunk_complete(id, outcome(id.0, 500)).await.unwrap();
+    }
+    m.await_removals().await;
+    assert!(chunk_files(store, &lost).await.is_empty());
+    store.delete(&ObjectKey::manifest(&lost)).await.unwrap();
+    let err = manager_with(store, &lost, &clock, options)
+        .checkpoint_exists()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, datsync::CheckpointError::ManifestMissing { .. }),
+        "{err}"
+    );
+    store.delete_sync(&lost).await.unwrap();
 
     // Off (the library's default): done chunks keep their files until the cleanup.
     let kept = sync_id(12);
