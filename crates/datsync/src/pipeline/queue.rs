@@ -212,6 +212,18 @@ pub fn scale_query(schema: &str) -> String {
 /// The condition of a queue row that is work waiting (see [`scale_query`]).
 const PENDING: &str = "failed_at IS NULL";
 
+/// Whether the work queue's table exists in the schema quoted as `s` (its migration ran).
+async fn queue_exists(client: &Client, s: &str) -> Result<bool, PgError> {
+    Ok(client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{s}.chunk_queue")],
+        )
+        .await
+        .map_err(|e| PgError::query("cannot look for the work queue", e))?
+        .get(0))
+}
+
 /// Whether the work queue of `schema` holds a row of `sync_id` (a chunk to load, given up,
 /// or the finish): the sync was submitted, so workers may read its chunk files.
 pub(super) async fn sync_is_queued(
@@ -220,15 +232,7 @@ pub(super) async fn sync_is_queued(
     sync_id: &SyncId,
 ) -> Result<bool, PgError> {
     let s = quote_ident(schema);
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&format!("{s}.chunk_queue")],
-        )
-        .await
-        .map_err(|e| PgError::query("cannot look for the work queue", e))?
-        .get(0);
-    if !exists {
+    if !queue_exists(client, &s).await? {
         return Ok(false);
     }
     let queued: bool = client
@@ -245,15 +249,7 @@ pub(super) async fn sync_is_queued(
 /// What the work queue of `schema` holds (all zero before the queue's migration ran).
 pub async fn pending_work(client: &Client, schema: &str) -> Result<QueueStatus, PgError> {
     let s = quote_ident(schema);
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&format!("{s}.chunk_queue")],
-        )
-        .await
-        .map_err(|e| PgError::query("cannot look for the work queue", e))?
-        .get(0);
-    if !exists {
+    if !queue_exists(client, &s).await? {
         return Ok(QueueStatus::default());
     }
     let row = client

@@ -124,17 +124,7 @@ pub async fn journal_is_replayed_and_compacted(store: &Store) {
         ..CheckpointOptions::default()
     };
     let mut m = manager_with(store, &sync, &clock, options);
-    m.create_checkpoint(source.new_checkpoint(100))
-        .await
-        .unwrap();
-    for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch)
-            .await
-            .unwrap();
-    }
-    m.finalize_conversion(source.final_fingerprint())
-        .await
-        .unwrap();
+    converted(&mut m, &source, 100).await;
     for id in 0..13 {
         clock.advance(TimeDelta::seconds(1));
         m.mark_chunk_processing(ChunkId(id)).await.unwrap();
@@ -175,6 +165,22 @@ pub async fn journal_is_replayed_and_compacted(store: &Store) {
     again.cleanup().await.unwrap();
 }
 
+/// A new checkpoint of `source` cut in chunks of `chunk_rows`, every chunk saved and the
+/// conversion finished.
+async fn converted(m: &mut datsync::CheckpointManager, source: &Source, chunk_rows: u64) {
+    m.create_checkpoint(source.new_checkpoint(chunk_rows))
+        .await
+        .unwrap();
+    for (i, batch) in source.batches.iter().enumerate() {
+        m.save_chunk_parquet(ChunkId(i as u32), batch)
+            .await
+            .unwrap();
+    }
+    m.finalize_conversion(source.final_fingerprint())
+        .await
+        .unwrap();
+}
+
 /// The chunk files `store` holds for `sync`, by chunk id.
 async fn chunk_files(store: &Store, sync: &datsync::SyncId) -> Vec<u32> {
     let mut ids: Vec<u32> = store
@@ -203,17 +209,7 @@ pub async fn done_chunk_files_go_as_their_chunks_are_done(store: &Store) {
         ..CheckpointOptions::default()
     };
     let mut m = manager_with(store, &sync, &clock, options);
-    m.create_checkpoint(source.new_checkpoint(500))
-        .await
-        .unwrap();
-    for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch)
-            .await
-            .unwrap();
-    }
-    m.finalize_conversion(source.final_fingerprint())
-        .await
-        .unwrap();
+    converted(&mut m, &source, 500).await;
     m.mark_chunk_processing(ChunkId(0)).await.unwrap();
     m.await_removals().await;
     assert_eq!(
@@ -283,14 +279,7 @@ pub async fn done_chunk_files_go_as_their_chunks_are_done(store: &Store) {
     // Off (the library's default): done chunks keep their files until the cleanup.
     let kept = sync_id(12);
     let mut m = manager(store, &kept, &clock);
-    m.create_checkpoint(source.new_checkpoint(500))
-        .await
-        .unwrap();
-    for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch)
-            .await
-            .unwrap();
-    }
+    converted(&mut m, &source, 500).await;
     m.mark_chunk_processing(ChunkId(0)).await.unwrap();
     m.mark_chunk_complete(ChunkId(0), outcome(0, 500))
         .await
