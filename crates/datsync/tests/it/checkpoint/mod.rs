@@ -97,6 +97,22 @@ pub fn manager(store: &Store, sync: &SyncId, clock: &Arc<ManualClock>) -> Checkp
     manager_with(store, sync, clock, CheckpointOptions::default())
 }
 
+/// A new checkpoint of `source` cut in chunks of `chunk_rows`, every chunk saved and the
+/// conversion finished.
+pub async fn converted(m: &mut CheckpointManager, source: &Source, chunk_rows: u64) {
+    m.create_checkpoint(source.new_checkpoint(chunk_rows))
+        .await
+        .unwrap();
+    for (i, batch) in source.batches.iter().enumerate() {
+        m.save_chunk_parquet(datsync::ChunkId(i as u32), batch)
+            .await
+            .unwrap();
+    }
+    m.finalize_conversion(source.final_fingerprint())
+        .await
+        .unwrap();
+}
+
 pub fn manager_with(
     store: &Store,
     sync: &SyncId,

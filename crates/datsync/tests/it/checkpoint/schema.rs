@@ -1,10 +1,10 @@
 //! The `manifest.json` of a run over a generated file, compared field by field with the
 //! seed design's example manifest.
 
-use datsync::{ChunkId, Store};
+use datsync::Store;
 use serde_json::Value;
 
-use super::{Source, clock, manager, outcome, sync_id};
+use super::{Source, clock, converted, manager, outcome, sync_id};
 
 /// The seed design's example ("Manifest Schema"), verbatim.
 const SEED_EXAMPLE: &str = r#"{
@@ -72,17 +72,7 @@ async fn a_run_writes_the_seeds_manifest_fields_with_their_types() {
     let store = Store::open(dir.path().to_str().unwrap()).unwrap();
     let (sync, clock) = (sync_id(0xa3f4_b2c1), clock());
     let mut m = manager(&store, &sync, &clock);
-    m.create_checkpoint(source.new_checkpoint(1_000))
-        .await
-        .unwrap();
-    for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch)
-            .await
-            .unwrap();
-    }
-    m.finalize_conversion(source.final_fingerprint())
-        .await
-        .unwrap();
+    converted(&mut m, &source, 1_000).await;
     for id in m.get_pending_chunks().await.unwrap() {
         m.mark_chunk_processing(id).await.unwrap();
         let rows = m.load_chunk(id).await.unwrap().num_rows() as u64;

@@ -6,7 +6,7 @@ use datsync::{
     ObjectKind, Store,
 };
 
-use crate::checkpoint::{Source, clock, manager, manager_with, outcome, sync_id};
+use crate::checkpoint::{Source, clock, converted, manager, manager_with, outcome, sync_id};
 
 pub async fn full_run_then_cleanup(store: &Store) {
     let source = Source::generate(2_500, 1_000);
@@ -70,17 +70,7 @@ pub async fn resume_after_failed_chunks(store: &Store) {
     let source = Source::generate(3_000, 500);
     let (sync, clock) = (sync_id(2), clock());
     let mut m = manager(store, &sync, &clock);
-    m.create_checkpoint(source.new_checkpoint(500))
-        .await
-        .unwrap();
-    for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch)
-            .await
-            .unwrap();
-    }
-    m.finalize_conversion(source.final_fingerprint())
-        .await
-        .unwrap();
+    converted(&mut m, &source, 500).await;
     for id in 0..4 {
         m.mark_chunk_processing(ChunkId(id)).await.unwrap();
         if id == 2 {
@@ -163,22 +153,6 @@ pub async fn journal_is_replayed_and_compacted(store: &Store) {
     assert_eq!(seen, expected);
     assert_eq!(on_disk.compression, ChunkCompression::Zstd);
     again.cleanup().await.unwrap();
-}
-
-/// A new checkpoint of `source` cut in chunks of `chunk_rows`, every chunk saved and the
-/// conversion finished.
-async fn converted(m: &mut datsync::CheckpointManager, source: &Source, chunk_rows: u64) {
-    m.create_checkpoint(source.new_checkpoint(chunk_rows))
-        .await
-        .unwrap();
-    for (i, batch) in source.batches.iter().enumerate() {
-        m.save_chunk_parquet(ChunkId(i as u32), batch)
-            .await
-            .unwrap();
-    }
-    m.finalize_conversion(source.final_fingerprint())
-        .await
-        .unwrap();
 }
 
 /// The chunk files `store` holds for `sync`, by chunk id.
