@@ -875,7 +875,7 @@ fn two_derived_tables_one_picked_on_the_client_one_staged_follow_the_rule() {
     let profile = dir.path().join("visits.toml");
     std::fs::write(&profile, TWO_DERIVED).unwrap();
     let mut text = String::from("doc,unit,day,who\n");
-    for i in 0..1_200 {
+    for i in 0..1_196 {
         let _ = writeln!(
             text,
             "D{i:05},{},2025-01-{:02},{}",
@@ -884,6 +884,10 @@ fn two_derived_tables_one_picked_on_the_client_one_staged_follow_the_rule() {
             WHOS[rng.random_range(0..WHOS.len())],
         );
     }
+    // Whatever the seed, one unit's newest `who` is `none` (a placeholder of days only) and
+    // one day's newest is `nil` (a placeholder of units only), each after an older value.
+    text.push_str("D01196,77,2025-01-30,BOB\nD01197,77,2025-01-30,none\n");
+    text.push_str("D01198,78,2025-01-29,ann\nD01199,78,2025-01-29,nil\n");
     let path = dir.path().join("visits.csv");
     std::fs::write(&path, text).unwrap();
     let db = TestDb::new();
@@ -927,6 +931,14 @@ fn two_derived_tables_one_picked_on_the_client_one_staged_follow_the_rule() {
     assert_eq!(units, rule("unit", "-,NIL", true), "seed {seed}: units");
     let days = table("SELECT day::text, who FROM days ORDER BY day::text");
     assert_eq!(days, rule("day", "-,NONE", false), "seed {seed}: days");
-    assert!(units.iter().any(|(_, w)| w.as_deref() == Some("none")));
-    assert!(days.iter().any(|(_, w)| w.as_deref() == Some("nil")));
+    let has = |rows: &[(String, Option<String>)], key: &str, who: Option<&str>| {
+        rows.contains(&(key.to_owned(), who.map(str::to_owned)))
+    };
+    assert!(has(&units, "77", Some("none")), "seed {seed}: {units:?}");
+    assert!(has(&units, "78", Some("ann")), "seed {seed}: {units:?}");
+    assert!(
+        has(&days, "2025-01-29", Some("nil")),
+        "seed {seed}: {days:?}"
+    );
+    assert!(has(&days, "2025-01-30", None), "seed {seed}: {days:?}");
 }
