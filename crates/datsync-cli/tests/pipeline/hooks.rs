@@ -313,7 +313,7 @@ retries = 2
 [[hooks.on_success]]
 name = "silent"
 url = "{}"
-timeout_seconds = 0.5
+timeout_seconds = 2
 retries = 1
 
 [[hooks.on_success]]

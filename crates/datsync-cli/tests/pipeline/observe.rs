@@ -212,7 +212,7 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
     assert_eq!(rejects.code(), Some(0), "{}", rejects.describe());
     assert_eq!(rejects.stdout.lines().count() as u64, rejected_so_far);
 
-    let watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_datsync"))
         .args(["status", &id, "--database-url", &url, "--json", "--watch"])
         .args(["--interval", "50ms"])
         .current_dir(elsewhere.path())
@@ -221,6 +221,10 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Its first report is read before the resume starts: it sees the sync unfinished.
+    let mut watched = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut watched, &mut first).unwrap();
     let resumed = datsync(
         elsewhere.path(),
         &["resume", &id, "--database-url", &url, "--json"],
@@ -249,15 +253,19 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
 
     // `--watch` ends by itself once the sync is no longer IN_PROGRESS.
     let (done, ended) = std::sync::mpsc::channel();
-    std::thread::spawn(move || done.send(watch.wait_with_output()));
-    let out = ended
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let read = std::io::Read::read_to_string(&mut watched, &mut rest);
+        done.send((read, watch.wait(), rest))
+    });
+    let (read, status, rest) = ended
         .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("status --watch did not end with the sync")
-        .unwrap();
-    assert!(out.status.success());
-    let reports: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
+        .expect("status --watch did not end with the sync");
+    read.unwrap();
+    assert!(status.unwrap().success());
+    let reports: Vec<Value> = first
         .lines()
+        .chain(rest.lines())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(reports[0]["metadata"]["status"], "IN_PROGRESS");

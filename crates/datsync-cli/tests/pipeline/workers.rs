@@ -552,16 +552,15 @@ fn a_claim_that_times_out_is_rolled_back_and_the_worker_goes_on() {
     let ck = work.checkpoints("ck");
     let url = db.url();
     db.init();
-    db.batch(&format!(
-        "ALTER DATABASE {} SET lock_timeout = '200ms'",
-        db.name
-    ));
     let log = work.path().join("worker.log");
+    // The worker's sessions alone wait 200 ms for a lock: the test's own (the holder's
+    // `LOCK TABLE`, the submit) wait as long as they need.
     let mut child = Command::new(env!("CARGO_BIN_EXE_datsync"))
         .args(["worker", "--database-url", &url, "--json"])
         .current_dir(work.path())
         .env_clear()
         .env("RUST_LOG", "warn")
+        .env("PGOPTIONS", "-c lock_timeout=200ms")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
