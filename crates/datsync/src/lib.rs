@@ -202,7 +202,8 @@ pub use rejects::{
 
 pub use load::{
     BaselineError, ChunkFacts, ChunkLoad, CopyBaselines, LoadError, LoadHook, LoadPoint, Loader,
-    copy_baseline, copy_baselines, encode_baseline, file_version, upsert_baseline, worker_name,
+    copy_baseline, copy_baselines, derived_copy_baseline, encode_baseline, file_version,
+    upsert_baseline, worker_name,
 };
 pub use pg::{
     AUTH_VARIABLE, AttemptFailure, BOOKKEEPING_COLUMNS, ConnInfoError, DEFAULT_APPLICATION_NAME,

@@ -8,6 +8,9 @@
 //!   shape and key, binary, then text (the rows as PostgreSQL writes them;
 //!   `datsync::copy_baselines`: the SQL of every step is the library's);
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
+//! - (g) then PostgreSQL's own binary COPY of the rows those runs left in the derived tables
+//!   (`drivers`), into empty tables of their shape (`datsync::derived_copy_baseline`): with
+//!   (a), the floor of writing the same rows into the same tables (every measure);
 //! - (f) into the table the last of (b), (d) and (e) loaded (the same rows): those rows
 //!   COPYed into a staging table and upserted by hand in SQL (`datsync::upsert_baseline`),
 //!   then a `datsync run --fresh` of the file (every row an update);
@@ -29,7 +32,7 @@
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
 //! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
-//! keeps the best of N for (a), (b), (d) and (e); (b), (d) and (e) run in turn.
+//! keeps the best of N for (a), (b), (d), (e) and (g); (b), (d) and (e) run in turn.
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
 //! since the machine is shared. Each child's peak RSS is measured as
@@ -138,6 +141,10 @@ pub struct Seconds {
     pub text_copy: f64,
     /// (b) first run.
     pub first_run: f64,
+    /// (g) binary COPY of the rows (b) left in the derived tables, into empty tables of
+    /// their shape (`None`: a profile without derived tables).
+    #[serde(default)]
+    pub derived_copy: Option<f64>,
     /// (f) staging COPY + upsert by hand.
     pub staged_upsert: Option<f64>,
     /// (f) `run --fresh` into the loaded table.
@@ -167,6 +174,13 @@ pub struct Ratios {
     pub first_run_vs_text_copy: f64,
     /// (b) / (a) binary.
     pub first_run_vs_binary_copy: f64,
+    /// (b) / ((a) text + (g)): against PostgreSQL's COPY of the same rows into the same
+    /// tables, the derived ones included.
+    #[serde(default)]
+    pub first_run_vs_text_copy_and_derived: Option<f64>,
+    /// (b) / ((a) binary + (g)).
+    #[serde(default)]
+    pub first_run_vs_binary_copy_and_derived: Option<f64>,
     /// (f): `run --fresh` / staging COPY + upsert by hand.
     pub fresh_run_vs_staged_upsert: Option<f64>,
     /// (b) / (d) - 1.
@@ -396,6 +410,21 @@ fn measure(
         first_run_vs_binary_copy: first_s / copies.binary.as_secs_f64(),
         ..Ratios::default()
     };
+    // (g): the rows the last of those runs left in the derived tables, COPYed as they are.
+    let mut derived: Option<std::time::Duration> = None;
+    for _ in 0..args.repeat {
+        let d = rt.block_on(datsync::derived_copy_baseline(&client, profile, files.dir))?;
+        derived = match (derived, d) {
+            (Some(best), Some(d)) => Some(best.min(d)),
+            (_, d) => d,
+        };
+    }
+    if let Some(d) = derived {
+        seconds.derived_copy = Some(d.as_secs_f64());
+        ratios.first_run_vs_text_copy_and_derived = Some(first_s / (copies.text + d).as_secs_f64());
+        ratios.first_run_vs_binary_copy_and_derived =
+            Some(first_s / (copies.binary + d).as_secs_f64());
+    }
     let mut peak = PeakRss::default();
     if let Some(plain) = plain {
         seconds.no_checkpoint = Some(plain.elapsed.as_secs_f64());
@@ -828,6 +857,10 @@ fn print_report(r: &Report) {
     line("(a) PostgreSQL text COPY, same rows", Some(s.text_copy));
     line("(b) datsync run, first run", Some(s.first_run));
     line(
+        "(g) PostgreSQL binary COPY, the derived tables' rows",
+        s.derived_copy,
+    );
+    line(
         "(f) staging COPY + upsert by hand, loaded table",
         s.staged_upsert,
     );
@@ -862,6 +895,18 @@ fn print_report(r: &Report) {
     target(
         "first run / binary COPY    (b)/(a)",
         Some(q.first_run_vs_binary_copy),
+        "≤ 1.50",
+        |v| v <= 1.5,
+    );
+    target(
+        "first run / text COPY+(g)  (b)/(a+g)",
+        q.first_run_vs_text_copy_and_derived,
+        "≤ 1.50",
+        |v| v <= 1.5,
+    );
+    target(
+        "first run / binary+(g)     (b)/(a+g)",
+        q.first_run_vs_binary_copy_and_derived,
         "≤ 1.50",
         |v| v <= 1.5,
     );

@@ -27,6 +27,8 @@ use crate::validate::ValidateError;
 
 /// The table the baseline COPY fills (created before, dropped after).
 const BASELINE_TABLE: &str = "bench_copy_baseline";
+/// The table the derived tables' baseline COPY fills (created before, dropped after).
+const DERIVED_BASELINE_TABLE: &str = "bench_derived_baseline";
 /// The upsert baseline's staging table (temporary, dropped at commit).
 const BASELINE_STAGE: &str = "bench_upsert_stage";
 /// Bytes sent per message to the server.
@@ -241,6 +243,72 @@ pub async fn copy_baselines(
     let text = text?;
     drop_baseline_table(client, &table).await?;
     Ok(CopyBaselines { binary, text })
+}
+
+/// PostgreSQL's own binary COPY of the rows a first run left in each derived table
+/// (`[[derived]]`: `drivers` in the built-in profile), the columns datsync writes (those
+/// taken from the rows, then the bookkeeping), into an empty table of that table's shape
+/// (`LIKE … INCLUDING ALL`); the sum over the derived tables, `None` when the profile has
+/// none. Called after a first run, whose rows are still in the derived tables: added to the
+/// COPY of the main rows ([`copy_baselines`]) it is PostgreSQL's own floor for writing the
+/// rows a run writes into the tables it writes them to. The rows are read out (into a file
+/// in `dir`) before the clock starts.
+pub async fn derived_copy_baseline(
+    client: &Client,
+    profile: &Profile,
+    dir: &Path,
+) -> Result<Option<Duration>, BaselineError> {
+    if profile.derived.is_empty() {
+        return Ok(None);
+    }
+    let mut total = Duration::ZERO;
+    let table = quote_ident(DERIVED_BASELINE_TABLE);
+    let file = dir.join("derived_baseline.bin");
+    for d in &profile.derived {
+        let source = quote_qualified(&profile.schema, &d.table);
+        let columns = d
+            .columns
+            .iter()
+            .filter(|c| c.from.is_some())
+            .map(|c| quote_ident(&c.target))
+            .chain(
+                crate::profile::DERIVED_BOOKKEEPING
+                    .iter()
+                    .map(|(b, _)| quote_ident(b)),
+            )
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {source}"), &[])
+            .await
+            .map_err(|e| PgError::query("cannot count a derived table's rows", e))?
+            .get(0);
+        receive(
+            client,
+            &format!("COPY {source} ({columns}) TO STDOUT (FORMAT binary)"),
+            &file,
+        )
+        .await?;
+        client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS {table};
+                 CREATE TABLE {table} (LIKE {source} INCLUDING ALL);
+                 CHECKPOINT"
+            ))
+            .await
+            .map_err(|e| PgError::query("cannot create the derived baseline table", e))?;
+        let took = timed_copy_in(
+            client,
+            &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
+            &file,
+            u64::try_from(rows).unwrap_or_default(),
+        )
+        .await;
+        let _ = std::fs::remove_file(&file);
+        drop_baseline_table(client, &table).await?;
+        total += took?;
+    }
+    Ok(Some(total))
 }
 
 /// The baseline of a run into a loaded table: the binary stream in `data` (`rows` rows,

@@ -84,7 +84,8 @@ use direct::Offered;
 use sql::LoadSql;
 
 pub use baseline::{
-    BaselineError, CopyBaselines, copy_baseline, copy_baselines, encode_baseline, upsert_baseline,
+    BaselineError, CopyBaselines, copy_baseline, copy_baselines, derived_copy_baseline,
+    encode_baseline, upsert_baseline,
 };
 
 /// The binary `numeric` encoder, for the tests that compare it with PostgreSQL's.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use datsync::{
     BaselineError, Pipeline, Profile, RawSettings, SampleOptions, SampleSize, copy_baseline,
-    copy_baselines, drop_database, empty_target, encode_baseline, init_db, preview_target,
-    recreate_database, upsert_baseline, write_sample,
+    copy_baselines, derived_copy_baseline, drop_database, empty_target, encode_baseline, init_db,
+    preview_target, recreate_database, upsert_baseline, write_sample,
 };
 
 use futures::FutureExt as _;
@@ -124,6 +124,30 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
         assert_eq!(rows, summary.counts.rows_loaded);
 
         baselines_over_the_loaded_table(&client, &profile, &stream, rows).await;
+
+        // The derived tables' baseline COPYs the rows the run left in `drivers` (as many as
+        // it counts there, or a row-count error) into a table of its shape, then drops that
+        // table and its file; `drivers` is left as it was.
+        let before = drivers(&client).await;
+        assert!(before > 0);
+        let derived = derived_copy_baseline(&client, &profile, dir.path())
+            .await
+            .unwrap();
+        assert!(derived.is_some_and(|d| d > Duration::ZERO), "{derived:?}");
+        assert_eq!(drivers(&client).await, before);
+        let gone: bool = client
+            .query_one("SELECT to_regclass('bench_derived_baseline') IS NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(gone, "the derived baseline table is dropped after the COPY");
+        assert!(!dir.path().join("derived_baseline.bin").exists());
+        let mut without = profile.clone();
+        without.derived.clear();
+        let none = derived_copy_baseline(&client, &without, dir.path())
+            .await
+            .unwrap();
+        assert_eq!(none, None, "a profile without derived tables");
 
         let key = profile.key[0].clone();
         let columns = vec![key.clone(), "nik_supir".to_owned()];
