@@ -125,29 +125,7 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
 
         baselines_over_the_loaded_table(&client, &profile, &stream, rows).await;
 
-        // The derived tables' baseline COPYs the rows the run left in `drivers` (as many as
-        // it counts there, or a row-count error) into a table of its shape, then drops that
-        // table and its file; `drivers` is left as it was.
-        let before = drivers(&client).await;
-        assert!(before > 0);
-        let derived = derived_copy_baseline(&client, &profile, dir.path())
-            .await
-            .unwrap();
-        assert!(derived.is_some_and(|d| d > Duration::ZERO), "{derived:?}");
-        assert_eq!(drivers(&client).await, before);
-        let gone: bool = client
-            .query_one("SELECT to_regclass('bench_derived_baseline') IS NULL", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert!(gone, "the derived baseline table is dropped after the COPY");
-        assert!(!dir.path().join("derived_baseline.bin").exists());
-        let mut without = profile.clone();
-        without.derived.clear();
-        let none = derived_copy_baseline(&client, &without, dir.path())
-            .await
-            .unwrap();
-        assert_eq!(none, None, "a profile without derived tables");
+        derived_baseline_of_the_loaded_run(&client, &profile, dir.path()).await;
 
         let key = profile.key[0].clone();
         let columns = vec![key.clone(), "nik_supir".to_owned()];
@@ -192,6 +170,32 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
         assert_eq!((empty.rows, empty.first_rows.len()), (0, 0));
     })
     .await;
+}
+
+/// The derived tables' baseline after a run: it COPYs the rows the run left in `drivers`
+/// (as many as it counts there, or a row-count error) into a table of its shape, then drops
+/// that table and its file; `drivers` is left as it was.
+async fn derived_baseline_of_the_loaded_run(
+    client: &tokio_postgres::Client,
+    profile: &Profile,
+    dir: &std::path::Path,
+) {
+    let before = drivers(client).await;
+    assert!(before > 0);
+    let derived = derived_copy_baseline(client, profile, dir).await.unwrap();
+    assert!(derived.is_some_and(|d| d > Duration::ZERO), "{derived:?}");
+    assert_eq!(drivers(client).await, before);
+    let gone: bool = client
+        .query_one("SELECT to_regclass('bench_derived_baseline') IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(gone, "the derived baseline table is dropped after the COPY");
+    assert!(!dir.join("derived_baseline.bin").exists());
+    let mut without = profile.clone();
+    without.derived.clear();
+    let none = derived_copy_baseline(client, &without, dir).await.unwrap();
+    assert_eq!(none, None, "a profile without derived tables");
 }
 
 /// Rows of the derived table `drivers`.
