@@ -10,7 +10,8 @@
 //! - (b) a first `datsync run` (this executable as a child process), into an empty table;
 //! - (g) then PostgreSQL's own binary COPY of the rows those runs left in the derived tables
 //!   (`drivers`), into empty tables of their shape (`datsync::derived_copy_baseline`): with
-//!   (a), the floor of writing the same rows into the same tables (every measure);
+//!   (a), PostgreSQL's COPYs of the rows a run writes into the tables it writes them to, one
+//!   after the other (not with `--quick`);
 //! - (f) into the table the last of (b), (d) and (e) loaded (the same rows): those rows
 //!   COPYed into a staging table and upserted by hand in SQL (`datsync::upsert_baseline`),
 //!   then a `datsync run --fresh` of the file (every row an update);
@@ -31,7 +32,7 @@
 //! - (p) the decoder over the file's first 128 MiB in memory against a `memchr` scan of the
 //!   same bytes (as `cargo bench --bench parse`), in this process.
 //!
-//! `--quick` measures (a) and (b) only, `--resume-only` (a), (b) and (c); `--repeat N`
+//! `--quick` measures (a) and (b) only, `--resume-only` (a), (b), (g) and (c); `--repeat N`
 //! keeps the best of N for (a), (b), (d), (e) and (g); (b), (d) and (e) run in turn.
 //! `--json` prints the figures as one object; `--guard FILE` compares the first-run ratios
 //! with a committed `--json` output of the same size (CI: `.ci/run`), ratios and not times,
@@ -81,7 +82,7 @@ pub struct Report {
     pub chunks: u64,
     /// Rows per chunk.
     pub chunk_size: usize,
-    /// Times (a), (b), (d) and (e) were measured (the best of each kept).
+    /// Times (a), (b), (d), (e) and (g) were measured (the best of each kept).
     pub repeat: u32,
     /// `/proc/loadavg` (1, 5, 15 minutes) when the measurements started and ended: other
     /// work on the machine makes every figure worse.
@@ -410,7 +411,12 @@ fn measure(
         first_run_vs_binary_copy: first_s / copies.binary.as_secs_f64(),
         ..Ratios::default()
     };
-    if let Some(d) = derived_copy(rt, &client, profile, files.dir, args.repeat)? {
+    let derived = if args.quick {
+        None
+    } else {
+        derived_copy(rt, &client, profile, files.dir, args.repeat)?
+    };
+    if let Some(d) = derived {
         seconds.derived_copy = Some(d.as_secs_f64());
         ratios.first_run_vs_text_copy_and_derived = Some(first_s / (copies.text + d).as_secs_f64());
         ratios.first_run_vs_binary_copy_and_derived =

@@ -222,9 +222,19 @@ fn status_resume_and_rejects_find_the_recorded_checkpoint() {
         .spawn()
         .unwrap();
     // Its first report is read before the resume starts: it sees the sync unfinished.
-    let mut watched = std::io::BufReader::new(watch.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut watched, &mut first).unwrap();
+    let (sent, got) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut watched = std::io::BufReader::new(stdout);
+        let mut first = String::new();
+        let read = std::io::BufRead::read_line(&mut watched, &mut first);
+        sent.send((read.map(|_| first), watched))
+    });
+    let (first, mut watched) = got
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("status --watch printed no first report");
+    let first = first.unwrap();
+    assert!(!first.is_empty(), "status --watch ended without a report");
     let resumed = datsync(
         elsewhere.path(),
         &["resume", &id, "--database-url", &url, "--json"],

@@ -248,11 +248,12 @@ pub async fn copy_baselines(
 /// PostgreSQL's own binary COPY of the rows a first run left in each derived table
 /// (`[[derived]]`: `drivers` in the built-in profile), the columns datsync writes (those
 /// taken from the rows, then the bookkeeping), into an empty table of that table's shape
-/// (`LIKE … INCLUDING ALL`); the sum over the derived tables, `None` when the profile has
-/// none. Called after a first run, whose rows are still in the derived tables: added to the
-/// COPY of the main rows ([`copy_baselines`]) it is PostgreSQL's own floor for writing the
-/// rows a run writes into the tables it writes them to. The rows are read out (into a file
-/// in `dir`) before the clock starts.
+/// (`LIKE … INCLUDING ALL`, in the profile's schema); the sum over the derived tables, `None`
+/// when the profile has none. Called after a first run, whose rows are still in the derived
+/// tables: added to the COPY of the main rows ([`copy_baselines`]), it is what PostgreSQL's
+/// own COPYs of the rows a run writes, into the tables it writes them to, take one after the
+/// other. The rows are read out (into a file in `dir`, removed afterwards) before the clock
+/// starts, counted in the same snapshot.
 pub async fn derived_copy_baseline(
     client: &Client,
     profile: &Profile,
@@ -262,53 +263,85 @@ pub async fn derived_copy_baseline(
         return Ok(None);
     }
     let mut total = Duration::ZERO;
-    let table = quote_ident(DERIVED_BASELINE_TABLE);
+    let table = quote_qualified(&profile.schema, DERIVED_BASELINE_TABLE);
     let file = dir.join("derived_baseline.bin");
     for d in &profile.derived {
-        let source = quote_qualified(&profile.schema, &d.table);
-        let columns = d
-            .columns
-            .iter()
-            .filter(|c| c.from.is_some())
-            .map(|c| quote_ident(&c.target))
-            .chain(
-                crate::profile::DERIVED_BOOKKEEPING
-                    .iter()
-                    .map(|(b, _)| quote_ident(b)),
-            )
-            .collect::<Vec<_>>()
-            .join(", ");
+        let took = derived_copy_once(client, profile, d, &table, &file).await;
+        let _ = std::fs::remove_file(&file);
+        let dropped = client
+            .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .map_err(|e| PgError::query("cannot drop the derived baseline table", e));
+        total += took?;
+        dropped?;
+    }
+    Ok(Some(total))
+}
+
+/// One derived table's part of [`derived_copy_baseline`]: its rows out to `file`, then the
+/// timed COPY of them into a new `table` shaped like it.
+async fn derived_copy_once(
+    client: &Client,
+    profile: &Profile,
+    d: &crate::profile::Derived,
+    table: &str,
+    file: &Path,
+) -> Result<Duration, BaselineError> {
+    let source = quote_qualified(&profile.schema, &d.table);
+    let columns = d
+        .columns
+        .iter()
+        .filter(|c| c.from.is_some())
+        .map(|c| quote_ident(&c.target))
+        .chain(
+            crate::profile::DERIVED_BOOKKEEPING
+                .iter()
+                .map(|(b, _)| quote_ident(b)),
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
+    let failed = |what: &'static str| move |e| PgError::query(what, e);
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(failed("cannot read a derived table's rows"))?;
+    let read = async {
         let rows: i64 = client
             .query_one(&format!("SELECT count(*) FROM {source}"), &[])
             .await
-            .map_err(|e| PgError::query("cannot count a derived table's rows", e))?
+            .map_err(failed("cannot count a derived table's rows"))?
             .get(0);
+        // A query, not the table: a partitioned table's rows are COPYed out this way too.
         receive(
             client,
-            &format!("COPY {source} ({columns}) TO STDOUT (FORMAT binary)"),
-            &file,
+            &format!("COPY (SELECT {columns} FROM {source}) TO STDOUT (FORMAT binary)"),
+            file,
         )
         .await?;
-        client
-            .batch_execute(&format!(
-                "DROP TABLE IF EXISTS {table};
-                 CREATE TABLE {table} (LIKE {source} INCLUDING ALL);
-                 CHECKPOINT"
-            ))
-            .await
-            .map_err(|e| PgError::query("cannot create the derived baseline table", e))?;
-        let took = timed_copy_in(
-            client,
-            &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
-            &file,
-            u64::try_from(rows).unwrap_or_default(),
-        )
-        .await;
-        let _ = std::fs::remove_file(&file);
-        drop_baseline_table(client, &table).await?;
-        total += took?;
+        Ok::<_, BaselineError>(rows)
     }
-    Ok(Some(total))
+    .await;
+    let ended = client
+        .batch_execute(if read.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await
+        .map_err(failed("cannot end the derived baseline's read"));
+    let rows = read?;
+    ended?;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table};
+             CREATE TABLE {table} (LIKE {source} INCLUDING ALL);
+             CHECKPOINT"
+        ))
+        .await
+        .map_err(failed("cannot create the derived baseline table"))?;
+    timed_copy_in(
+        client,
+        &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
+        file,
+        u64::try_from(rows).unwrap_or_default(),
+    )
+    .await
 }
 
 /// The baseline of a run into a loaded table: the binary stream in `data` (`rows` rows,

@@ -173,8 +173,8 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
 }
 
 /// The derived tables' baseline after a run: it COPYs the rows the run left in `drivers`
-/// (as many as it counts there, or a row-count error) into a table of its shape, then drops
-/// that table and its file; `drivers` is left as it was.
+/// into a table of its shape in the profile's schema, then drops that table and its file;
+/// `drivers` is left as it was.
 async fn derived_baseline_of_the_loaded_run(
     client: &tokio_postgres::Client,
     profile: &Profile,
@@ -186,7 +186,10 @@ async fn derived_baseline_of_the_loaded_run(
     assert!(derived.is_some_and(|d| d > Duration::ZERO), "{derived:?}");
     assert_eq!(drivers(client).await, before);
     let gone: bool = client
-        .query_one("SELECT to_regclass('bench_derived_baseline') IS NULL", &[])
+        .query_one(
+            "SELECT to_regclass(format('%I.bench_derived_baseline', $1::text)) IS NULL",
+            &[&profile.schema],
+        )
         .await
         .unwrap()
         .get(0);
