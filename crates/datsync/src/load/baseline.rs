@@ -139,15 +139,21 @@ pub async fn copy_baseline(
 async fn fresh_baseline_table(client: &Client, profile: &Profile) -> Result<String, BaselineError> {
     let target = quote_qualified(&profile.schema, &profile.table);
     let table = quote_ident(BASELINE_TABLE);
+    table_like(client, &table, &target).await?;
+    Ok(table)
+}
+
+/// `table` dropped if it was there and created again like `source` (empty, checkpointed).
+async fn table_like(client: &Client, table: &str, source: &str) -> Result<(), BaselineError> {
     client
         .batch_execute(&format!(
             "DROP TABLE IF EXISTS {table};
-             CREATE TABLE {table} (LIKE {target} INCLUDING ALL);
+             CREATE TABLE {table} (LIKE {source} INCLUDING ALL);
              CHECKPOINT"
         ))
         .await
-        .map_err(|e| PgError::query("cannot create the baseline table", e))?;
-    Ok(table)
+        .map_err(|e| PgError::query("cannot create a baseline table", e))?;
+    Ok(())
 }
 
 /// `COPY … FROM STDIN` of `file`, timed; an error unless it copied `rows` rows.
@@ -327,14 +333,7 @@ async fn derived_copy_once(
         .map_err(failed("cannot end the derived baseline's read"));
     let rows = read?;
     ended?;
-    client
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table};
-             CREATE TABLE {table} (LIKE {source} INCLUDING ALL);
-             CHECKPOINT"
-        ))
-        .await
-        .map_err(failed("cannot create the derived baseline table"))?;
+    table_like(client, table, &source).await?;
     timed_copy_in(
         client,
         &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
