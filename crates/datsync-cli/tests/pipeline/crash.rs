@@ -65,14 +65,8 @@ fn reachable(
     // removed once its entry says so).
     let converted = chunk_files(ck, sync)
         .iter()
-        .filter_map(|f| {
-            f.file_name()?
-                .to_str()?
-                .strip_prefix("chunk_")?
-                .strip_suffix(".parquet")?
-                .parse::<u64>()
-                .ok()
-        })
+        .filter_map(|f| datsync::parse_chunk_file_name(f.file_name()?.to_str()?))
+        .map(|c| u64::from(c.0))
         .chain(ledger.iter().filter_map(|c| c["chunk_id"].as_u64()))
         .collect::<BTreeSet<u64>>()
         .len() as u64;

@@ -543,16 +543,16 @@ fn a_resume_beside_the_queue_keeps_the_files_of_the_chunks_it_commits() {
     );
     assert!(killed.killed(), "{}", killed.describe());
     db.wait_for_other_sessions();
-    let committed: Vec<u64> = db
+    let committed: Vec<u32> = db
         .ledger(&sync)
         .iter()
-        .filter_map(|c| c["chunk_id"].as_u64())
+        .filter_map(|c| u32::try_from(c["chunk_id"].as_u64()?).ok())
         .collect();
     assert!(!committed.is_empty(), "the resume committed chunks");
     assert!(queue_len(&db) > 0, "chunks are still queued");
     let files = crate::common::chunk_files(&ck, &sync);
     for chunk in &committed {
-        let name = format!("chunk_{chunk:04}.parquet");
+        let name = datsync::chunk_file_name(datsync::ChunkId(*chunk));
         assert!(
             files.iter().any(|f| f.ends_with(&name)),
             "chunk {chunk} committed by the resume lost its file: {files:?}"
