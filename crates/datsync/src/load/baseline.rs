@@ -90,7 +90,10 @@ pub fn encode_baseline(
     };
     let loader = Loader::new(profile);
     let input = std::fs::File::open(source).map_err(io(source))?;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(io(out))?);
+    let created = std::fs::File::create(out).map_err(io(out))?;
+    // The rows hold personal data (`nik_*`, `nama_*`): private, as every file datsync writes.
+    crate::store::private_file(out).map_err(io(out))?;
+    let mut w = std::io::BufWriter::new(created);
     let options = ParseOptions {
         batch_rows: chunk_size,
         ..ParseOptions::default()
@@ -463,6 +466,7 @@ async fn receive(client: &Client, sql: &str, out: &Path) -> Result<(), BaselineE
     };
     let failed = |e| PgError::query("the baseline's COPY TO failed", e);
     let file = tokio::fs::File::create(out).await.map_err(io)?;
+    crate::store::private_file(out).map_err(io)?;
     let mut file = tokio::io::BufWriter::with_capacity(SEND_BLOCK, file);
     let stream = client.copy_out(sql).await.map_err(failed)?;
     futures::pin_mut!(stream);

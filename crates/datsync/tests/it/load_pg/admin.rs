@@ -91,6 +91,10 @@ async fn the_baseline_copies_what_a_run_loads_and_the_preview_shows_it_by_key() 
 
         let stream = dir.path().join("copy.bin");
         let rows = encode_baseline(&profile, &file, &stream, 100).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&stream).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "the typed rows are private: {mode:o}");
         copy_baseline(&client, &profile, &stream, rows)
             .await
             .unwrap();
